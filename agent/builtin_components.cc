@@ -1,0 +1,20 @@
+#include "agent/registry.h"
+#include "channels/memory/memory_channel.h"
+#include "sinks/file/file_sink.h"
+#include "sinks/null/null_sink.h"
+#include "sinks/stdout/stdout_sink.h"
+#include "sources/exec/exec_source.h"
+#include "sources/stdin/stdin_source.h"
+
+namespace sluice {
+
+void register_builtin_components(Registry& r) {
+  r.add_source<sources::ExecConfig, sources::ExecSource>("exec");
+  r.add_source<sources::StdinConfig, sources::StdinSource>("stdin");
+  r.add_channel<channels::MemoryConfig, channels::MemoryChannel>("memory");
+  r.add_sink<sinks::FileConfig, sinks::FileSink>("file");
+  r.add_sink<sinks::StdoutConfig, sinks::StdoutSink>("stdout");
+  r.add_sink<sinks::NullConfig, sinks::NullSink>("null");
+}
+
+}  // namespace sluice

@@ -1,0 +1,160 @@
+#include "agent/core/source_output.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace sluice {
+
+SourceOutput::SourceOutput(Loop& loop, std::vector<Channel*> channels, std::size_t max_pending_puts)
+    : loop_(loop), channels_(std::move(channels)), slots_(max_pending_puts), retry_timer_(loop) {
+  SLUICE_ASSERT(!channels_.empty() && max_pending_puts > 0);
+  max_batch_events_ = channels_.front()->max_transaction_events();
+  for (Channel* c : channels_) max_batch_events_ = std::min(max_batch_events_, c->max_transaction_events());
+  remaining_.resize(64);
+}
+
+bool SourceOutput::writable() const noexcept {
+  const bool ok = waiting_ == 0 && pending_ < slots_.size();
+  if (!ok) told_blocked_ = true;
+  return ok;
+}
+
+std::uint64_t SourceOutput::put(Batch& batch, std::string_view position) {
+  SLUICE_ASSERT(writable());
+  Slot* slot = nullptr;
+  for (Slot& s : slots_) {
+    if (!s.busy) {
+      slot = &s;
+      break;
+    }
+  }
+  SLUICE_ASSERT(slot != nullptr);
+  slot->busy = true;
+  slot->batch.clear();
+  slot->batch.swap(batch);
+  slot->position.assign(position);
+  slot->seq = ++seq_;
+  slot->next_channel = 0;
+  ++pending_;
+  // Register the seq for safety tracking before any channel can report it safe.
+  if (ring_size_ == remaining_.size()) {
+    std::vector<std::uint32_t> bigger(remaining_.size() * 2);
+    for (std::size_t i = 0; i < ring_size_; ++i) bigger[i] = remaining_[(ring_head_ + i) % remaining_.size()];
+    remaining_.swap(bigger);
+    ring_head_ = 0;
+  }
+  remaining_[(ring_head_ + ring_size_) % remaining_.size()] = static_cast<std::uint32_t>(channels_.size());
+  ++ring_size_;
+  const std::uint64_t seq = slot->seq;
+  advance(*slot);
+  return seq;
+}
+
+void SourceOutput::advance(Slot& slot) {
+  while (slot.next_channel < channels_.size()) {
+    Channel* ch = channels_[slot.next_channel];
+    const bool last = slot.next_channel + 1 == channels_.size();
+    Batch* to_put = &slot.batch;
+    if (!last) {
+      scratch_.clear();
+      scratch_.append_range(slot.batch, 0, slot.batch.size());
+      to_put = &scratch_;
+    }
+    slot.in_put = true;
+    slot.done_inline = false;
+    ch->put(*to_put, SourceCheckpoint{this, slot.seq, slot.position}, *this);
+    slot.in_put = false;
+    if (!slot.done_inline) return;  // on_put_done() continues later
+    if (!accepted(slot, std::move(slot.inline_status))) return;
+  }
+  finish(slot);
+}
+
+bool SourceOutput::accepted(Slot& slot, Status st) {
+  if (st.ok()) {
+    ++slot.next_channel;
+    return true;
+  }
+  slot.waiting = true;
+  ++waiting_;
+  if (st.code() == Errc::backpressure) {
+    channels_[slot.next_channel]->wait_for_space(*this);
+  } else {
+    // Not expected from the built-in channels; never drop the batch: try the same put again.
+    ++put_errors_;
+    spdlog::warn("put into channel failed, retrying in 1s: {}", st.str());
+    retry_seq_ = slot.seq;
+    retry_timer_.start(std::chrono::seconds(1), [this] { retry_task(this, retry_seq_); });
+  }
+  return false;
+}
+
+void SourceOutput::finish(Slot& slot) {
+  slot.busy = false;
+  slot.batch.clear();
+  --pending_;
+  if (told_blocked_ && writable() && listener_ != nullptr) {
+    told_blocked_ = false;
+    listener_->on_writable();
+  }
+}
+
+SourceOutput::Slot* SourceOutput::slot_for(std::uint64_t seq) noexcept {
+  for (Slot& s : slots_) {
+    if (s.busy && s.seq == seq) return &s;
+  }
+  return nullptr;
+}
+
+void SourceOutput::on_put_done(std::uint64_t seq, Status status) noexcept {
+  Slot* slot = slot_for(seq);
+  SLUICE_ASSERT(slot != nullptr);
+  if (slot->in_put) {
+    slot->done_inline = true;
+    slot->inline_status = std::move(status);
+    return;
+  }
+  if (accepted(*slot, std::move(status))) advance(*slot);
+}
+
+void SourceOutput::on_space() noexcept {
+  // Resume the oldest waiting put first so that order into each channel is kept.
+  Slot* oldest = nullptr;
+  for (Slot& s : slots_) {
+    if (s.busy && s.waiting && (oldest == nullptr || s.seq < oldest->seq)) oldest = &s;
+  }
+  if (oldest == nullptr) return;
+  oldest->waiting = false;
+  --waiting_;
+  advance(*oldest);
+}
+
+void SourceOutput::retry_task(void* self, std::uint64_t seq) {
+  auto* out = static_cast<SourceOutput*>(self);
+  Slot* slot = out->slot_for(seq);
+  if (slot == nullptr || !slot->waiting) return;
+  slot->waiting = false;
+  --out->waiting_;
+  out->advance(*slot);
+}
+
+void SourceOutput::on_safe_in_channel(std::uint64_t seq) noexcept {
+  SLUICE_ASSERT(seq > safe_seq_ && seq - safe_seq_ <= ring_size_);
+  std::uint32_t& left = remaining_[(ring_head_ + (seq - safe_seq_ - 1)) % remaining_.size()];
+  SLUICE_ASSERT(left > 0);
+  --left;
+  std::uint64_t advanced = safe_seq_;
+  while (ring_size_ > 0 && remaining_[ring_head_] == 0) {
+    ring_head_ = (ring_head_ + 1) % remaining_.size();
+    --ring_size_;
+    ++advanced;
+  }
+  if (advanced != safe_seq_) {
+    safe_seq_ = advanced;
+    if (listener_ != nullptr) listener_->on_safe(safe_seq_);
+  }
+}
+
+}  // namespace sluice

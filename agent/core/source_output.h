@@ -1,0 +1,95 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/core/batch.h"
+#include "agent/core/channel.h"
+#include "agent/core/loop.h"
+
+namespace sluice {
+
+/// What a source hears from its output.
+class OutputListener {
+ public:
+  /// `seq` and every earlier batch are safe in every channel: persist or acknowledge up to it.
+  /// Calls come in increasing order.
+  virtual void on_safe(std::uint64_t seq) noexcept = 0;
+  /// put() had answered false; the source may read and put again.
+  virtual void on_writable() noexcept = 0;
+
+ protected:
+  ~OutputListener() = default;
+};
+
+/// Hands a source's batches to each of its channels (Flume's replicating selector), keeps at most
+/// `max_pending_puts` puts outstanding, waits for space on backpressure without re-putting into
+/// channels that already took the batch, and turns the channels' per-put safety into ordered
+/// on_safe() calls (safe when safe in all channels). Loop thread only.
+class SourceOutput final : private PutListener, private SpaceListener, private SafeListener {
+ public:
+  static constexpr std::size_t kDefaultMaxPendingPuts = 4;
+
+  SourceOutput(Loop& loop, std::vector<Channel*> channels,
+               std::size_t max_pending_puts = kDefaultMaxPendingPuts);
+  void set_listener(OutputListener* listener) { listener_ = listener; }
+
+  /// Puts `batch` (which is left empty) with the source's `position` after its last event.
+  /// Returns the sequence number given to it. Check writable() before each put.
+  std::uint64_t put(Batch& batch, std::string_view position);
+  /// False while a put waits for space or max_pending_puts are outstanding.
+  bool writable() const noexcept;
+  /// True when no put is outstanding.
+  bool idle() const noexcept { return pending_ == 0; }
+  /// The largest batch a source should build.
+  std::uint32_t max_batch_events() const noexcept { return max_batch_events_; }
+  std::uint64_t last_seq() const noexcept { return seq_; }
+  std::uint64_t safe_seq() const noexcept { return safe_seq_; }
+  /// Errors other than backpressure seen from put (retried after a pause).
+  std::uint64_t put_errors() const noexcept { return put_errors_; }
+
+ private:
+  struct Slot {
+    Batch batch;
+    std::string position;
+    std::uint64_t seq = 0;
+    std::size_t next_channel = 0;
+    bool busy = false;
+    bool waiting = false;      // blocked on wait_for_space or a retry timer
+    bool in_put = false;       // inside Channel::put (done may run synchronously)
+    bool done_inline = false;  // done ran inside put
+    Status inline_status;
+  };
+
+  void advance(Slot& slot);
+  Slot* slot_for(std::uint64_t seq) noexcept;
+  void finish(Slot& slot);
+  bool accepted(Slot& slot, Status st);
+  void on_put_done(std::uint64_t seq, Status status) noexcept override;
+  void on_space() noexcept override;
+  void on_safe_in_channel(std::uint64_t seq) noexcept override;
+  static void retry_task(void* self, std::uint64_t seq);
+
+  Loop& loop_;
+  std::vector<Channel*> channels_;
+  std::vector<Slot> slots_;
+  Batch scratch_;
+  OutputListener* listener_ = nullptr;
+  std::uint32_t max_batch_events_;
+  std::size_t pending_ = 0;
+  std::size_t waiting_ = 0;
+  mutable bool told_blocked_ = false;
+  std::uint64_t seq_ = 0;
+  std::uint64_t put_errors_ = 0;
+  // Safety: remaining channel acknowledgements per unsafe seq, as a ring indexed from safe_seq_+1.
+  std::vector<std::uint32_t> remaining_;
+  std::size_t ring_head_ = 0;
+  std::size_t ring_size_ = 0;
+  std::uint64_t safe_seq_ = 0;
+  Timer retry_timer_;
+  std::uint64_t retry_seq_ = 0;
+};
+
+}  // namespace sluice

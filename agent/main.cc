@@ -1,0 +1,69 @@
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <string>
+
+#include "agent/agent.h"
+#include "agent/agent_config.h"
+#include "agent/core/log.h"
+#include "agent/registry.h"
+
+namespace {
+
+constexpr int kExitConfig = 2;
+
+// Loads and checks the configuration, printing every error; nullopt if there were any.
+std::optional<sluice::AgentConfig> load(const std::string& path, const sluice::Registry& registry) {
+  sluice::ConfigErrors errors;
+  auto cfg = sluice::load_config(path, registry, errors);
+  if (cfg) return cfg;
+  for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.str().c_str());
+  std::fprintf(stderr, "sluice: %zu configuration error%s, nothing started\n", errors.size(),
+               errors.size() == 1 ? "" : "s");
+  return std::nullopt;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"sluice: collect, buffer and ship logs and events without losing any"};
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical or off")
+      ->capture_default_str();
+
+  std::string config_path;
+  auto* run = app.add_subcommand("run", "Run the agent with a configuration file");
+  run->add_option("-c,--config", config_path, "The TOML configuration file")->required();
+  auto* check = app.add_subcommand("check", "Check a configuration file and report every error");
+  check->add_option("-c,--config", config_path, "The TOML configuration file")->required();
+  app.add_subcommand("version", "Print the version");
+
+  CLI11_PARSE(app, argc, argv);
+
+  spdlog::level::level_enum level = spdlog::level::info;
+  if (!sluice::parse_log_level(log_level, level)) {
+    std::fprintf(stderr, "sluice: --log-level: unknown level '%s' (trace, debug, info, warn, error, critical, off)\n",
+                 log_level.c_str());
+    return kExitConfig;
+  }
+  sluice::init_logging(level);
+
+  if (app.got_subcommand("version")) {
+    std::printf("sluice %s\n", std::string(sluice::sluice_version()).c_str());
+    return 0;
+  }
+  sluice::Registry registry;
+  sluice::register_builtin_components(registry);
+  auto cfg = load(config_path, registry);
+  if (!cfg) return kExitConfig;
+  if (app.got_subcommand("check")) {
+    std::printf("%s: ok (%zu sources, %zu channels, %zu sinks, %zu sink groups)\n", config_path.c_str(),
+                cfg->sources.size(), cfg->channels.size(), cfg->sinks.size(), cfg->groups.size());
+    return 0;
+  }
+  sluice::Agent agent(std::move(*cfg), registry);
+  return agent.run();
+}

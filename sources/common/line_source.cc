@@ -1,0 +1,101 @@
+#include "sources/common/line_source.h"
+
+#include "agent/core/clock.h"
+
+namespace sluice::sources {
+
+std::uint64_t hash_name(std::string_view name) noexcept {
+  std::uint64_t h = 1469598103934665603ULL;  // FNV-1a
+  for (unsigned char c : name) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+std::uint64_t event_id(std::uint64_t source_hash, std::uint64_t position) noexcept {
+  std::uint64_t z = source_hash + 0x9e3779b97f4a7c15ULL * (position + 1);  // splitmix64
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+LineReader::LineReader(SourceContext& ctx, const LineConfig& config, LineReaderHost& host)
+    : output_(ctx.output),
+      host_(host),
+      splitter_(config),
+      id_base_(hash_name(ctx.name)),
+      max_batch_(ctx.output.max_batch_events()),
+      ready_(4),
+      events_(ctx.metrics.counter("sluice_source_events_total", "Events read by the source.", ctx.labels())),
+      bytes_(ctx.metrics.counter("sluice_source_bytes_total", "Bytes read by the source.", ctx.labels())),
+      overflows_(ctx.metrics.counter("sluice_source_line_overflows_total",
+                                     "Lines longer than max_line_bytes (split or truncated).",
+                                     ctx.labels())) {
+  output_.set_listener(this);
+}
+
+void LineReader::add_line(std::string_view line) {
+  current_.add(line, now_ns_, event_id(id_base_, line_seq_++));
+  if (current_.size() >= max_batch_) seal_current();
+}
+
+void LineReader::seal_current() {
+  if (current_.empty()) return;
+  if (ready_count_ == ready_.size()) {
+    // Grow the ring of sealed batches; bounded by one read's worth of lines.
+    std::vector<Batch> bigger(ready_.size() * 2);
+    for (std::size_t i = 0; i < ready_count_; ++i) bigger[i].swap(ready_[(ready_head_ + i) % ready_.size()]);
+    ready_.swap(bigger);
+    ready_head_ = 0;
+  }
+  Batch& slot = ready_[(ready_head_ + ready_count_) % ready_.size()];
+  slot.clear();
+  slot.swap(current_);
+  ++ready_count_;
+}
+
+void LineReader::flush_ready() {
+  while (ready_count_ > 0 && output_.writable()) {
+    Batch& b = ready_[ready_head_];
+    const std::size_t n = b.size();
+    const std::uint64_t bytes = b.bytes();
+    output_.put(b, {});
+    events_.inc(n);
+    bytes_.inc(bytes);
+    ready_head_ = (ready_head_ + 1) % ready_.size();
+    --ready_count_;
+  }
+  if (ready_count_ > 0 && !paused_) {
+    paused_ = true;
+    host_.pause_reading();
+  }
+}
+
+void LineReader::on_bytes(std::string_view data) {
+  now_ns_ = wall_clock_ns();
+  splitter_.feed(data, [this](std::string_view line) { add_line(line); });
+  if (splitter_.overflows() != overflows_seen_) {
+    overflows_.inc(splitter_.overflows() - overflows_seen_);
+    overflows_seen_ = splitter_.overflows();
+  }
+  seal_current();
+  flush_ready();
+}
+
+void LineReader::on_eof() {
+  now_ns_ = wall_clock_ns();
+  splitter_.finish([this](std::string_view line) { add_line(line); });
+  seal_current();
+  flush_ready();
+}
+
+void LineReader::on_writable() noexcept {
+  flush_ready();
+  if (ready_count_ == 0 && paused_) {
+    paused_ = false;
+    host_.resume_reading();
+  }
+}
+
+}  // namespace sluice::sources

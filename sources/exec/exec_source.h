@@ -1,0 +1,75 @@
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/config/config_node.h"
+#include "agent/core/context.h"
+#include "agent/core/log.h"
+#include "agent/core/result.h"
+#include "agent/core/source.h"
+#include "sources/common/line_source.h"
+
+namespace sluice::sources {
+
+struct ExecConfig {
+  std::vector<std::string> command;  // argv; with shell = true, {"/bin/sh", "-c", TEXT}
+  bool shell = false;
+  bool restart = false;
+  std::chrono::nanoseconds restart_throttle = std::chrono::seconds(10);
+  std::chrono::nanoseconds kill_timeout = std::chrono::seconds(5);
+  LineConfig lines;
+  static std::optional<ExecConfig> parse(const ConfigNode& node, ConfigErrors& errors);
+};
+
+/// Runs a command and turns each line of its stdout into an event. stderr lines are logged at
+/// warn (rate-limited). With restart = true the command is started again restart_throttle after it
+/// exits. Under back-pressure stdout is not read, so the child blocks on its writes.
+class ExecSource final : public Source, private LineReaderHost {
+ public:
+  ExecSource(const ExecConfig& config, SourceContext& ctx);
+  ~ExecSource() override;
+  static Result<std::unique_ptr<ExecSource>> create(const ExecConfig& config, SourceContext& ctx);
+
+  Status start() override;
+  void stop(StopCallback on_stopped) override;
+  bool finished() const noexcept override { return finished_; }
+
+ private:
+  Status spawn();
+  void on_child_exit(std::int64_t exit_status, int term_signal);
+  void maybe_done();
+  void pause_reading() override;
+  void resume_reading() override;
+  void check_stopped();
+  static void on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* b);
+  static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* b);
+
+  ExecConfig config_;
+  SourceContext& ctx_;
+  LineReader reader_;
+  LineSplitter stderr_lines_;
+  RateLimiter stderr_limiter_;
+  uv_process_t* process_ = nullptr;
+  uv_pipe_t* out_ = nullptr;
+  uv_pipe_t* err_ = nullptr;
+  bool out_open_ = false, err_open_ = false, running_ = false;
+  bool reading_paused_ = false;
+  bool stopping_ = false, finished_ = false;
+  Timer restart_timer_;
+  Timer kill_timer_;
+  Timer stop_poll_;
+  StopCallback on_stopped_;
+  char buf_[64 * 1024];
+  char err_buf_[4096];
+  Counter& restarts_;
+  Counter& stderr_lines_total_;
+};
+
+}  // namespace sluice::sources

@@ -1,0 +1,117 @@
+#include "tests/support/agent_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sstream>
+#include <thread>
+
+namespace sluice::test {
+
+std::string sluice_binary() { return SLUICE_TEST_BINARY; }
+std::string source_dir() { return SLUICE_SOURCE_DIR; }
+
+AgentProcess::AgentProcess(const std::string& conf_template, Options options) {
+  std::string conf = read_file(source_dir() + "/tests/integration/conf/" + conf_template);
+  options.vars["DIR"] = dir_.path();
+  options.vars["DATA_DIR"] = dir_.file("data");
+  options.vars["SOURCE_DIR"] = source_dir();
+  for (const auto& [k, v] : options.vars) {
+    const std::string key = "@" + k + "@";
+    for (auto pos = conf.find(key); pos != std::string::npos; pos = conf.find(key, pos + v.size())) {
+      conf.replace(pos, key.size(), v);
+    }
+  }
+  write_file(config_path(), conf);
+  std::vector<std::string> args = {sluice_binary(), "run", "-c", config_path()};
+  args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
+  const std::string out_path = dir_.file("stdout"), err_path = dir_.file("stderr");
+  const std::string in_path = options.stdin_file.value_or("/dev/null");
+  pid_ = ::fork();
+  SLUICE_ASSERT(pid_ >= 0);
+  if (pid_ == 0) {
+    const int in = ::open(in_path.c_str(), O_RDONLY);
+    const int out = options.stdout_fd >= 0 ? options.stdout_fd : ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(in, 0);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+}
+
+AgentProcess::~AgentProcess() {
+  if (pid_ > 0 && !exit_code_) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+}
+
+bool AgentProcess::running() {
+  if (exit_code_) return false;
+  int status = 0;
+  const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+  if (r == pid_) {
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    return false;
+  }
+  return true;
+}
+
+bool AgentProcess::wait_ready(std::chrono::milliseconds timeout) {
+  const std::string addr_file = dir_.file("data/admin.addr");
+  return eventually(timeout, [&] {
+    if (!running()) return false;
+    std::string a = read_file(addr_file);
+    if (a.empty() || a.back() != '\n') return false;
+    a.pop_back();
+    admin_ = a;
+    return http_get(admin_, "/readyz").status == 200;
+  });
+}
+
+int AgentProcess::wait_exit(std::chrono::milliseconds timeout) {
+  if (!eventually(timeout, [&] { return !running(); })) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    exit_code_ = -1000;
+  }
+  return *exit_code_;
+}
+
+int AgentProcess::signal_and_wait(int sig, std::chrono::milliseconds timeout) {
+  if (running()) ::kill(pid_, sig);
+  return wait_exit(timeout);
+}
+
+std::optional<double> AgentProcess::metric(const std::string& series) {
+  const HttpReply r = http_get(admin_, "/metrics");
+  std::istringstream in(r.body);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 && line[series.size()] == ' ') {
+      return std::stod(line.substr(series.size() + 1));
+    }
+  }
+  return std::nullopt;
+}
+
+std::pair<int, std::string> run_sluice(const std::vector<std::string>& args) {
+  TempDir dir;
+  std::string cmd = sluice_binary();
+  for (const auto& a : args) cmd += " '" + a + "'";
+  cmd += " > " + dir.file("out") + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return {code, read_file(dir.file("out"))};
+}
+
+}  // namespace sluice::test

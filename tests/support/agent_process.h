@@ -1,0 +1,62 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tests/support/test_support.h"
+
+namespace sluice::test {
+
+/// The path of the sluice binary under test and of the source tree (set by CMake).
+std::string sluice_binary();
+std::string source_dir();
+
+/// Runs the real sluice binary. The configuration is a template from tests/integration/conf/
+/// whose @NAME@ placeholders are replaced (DATA_DIR and DIR are always set to a fresh temp dir).
+class AgentProcess {
+ public:
+  struct Options {
+    std::map<std::string, std::string> vars;
+    std::vector<std::string> extra_args;
+    /// If set, the agent's stdin reads this file; else /dev/null.
+    std::optional<std::string> stdin_file;
+    /// If set, the agent's stdout is this fd (e.g. a pipe); else a file DIR/stdout.
+    int stdout_fd = -1;
+  };
+  AgentProcess(const std::string& conf_template, Options options);
+  ~AgentProcess();
+  AgentProcess(const AgentProcess&) = delete;
+  AgentProcess& operator=(const AgentProcess&) = delete;
+
+  /// Waits for data_dir/admin.addr and /readyz = 200.
+  bool wait_ready(std::chrono::milliseconds timeout = 10s);
+  const std::string& admin() const { return admin_; }
+  const std::string& dir() const { return dir_.path(); }
+  std::string path(std::string_view name) const { return dir_.file(name); }
+  std::string config_path() const { return dir_.file("sluice.toml"); }
+  /// Sends `sig` and waits up to `timeout` for the exit; returns the exit code (-signal if killed,
+  /// -1000 on timeout, in which case the process is killed).
+  int signal_and_wait(int sig, std::chrono::milliseconds timeout = 15s);
+  int terminate(std::chrono::milliseconds timeout = 15s) { return signal_and_wait(15, timeout); }
+  int wait_exit(std::chrono::milliseconds timeout = 15s);
+  bool running();
+  std::string stderr_text() const { return read_file(dir_.file("stderr")); }
+  /// The value of one series in /metrics, or nullopt.
+  std::optional<double> metric(const std::string& series);
+
+ private:
+  TempDir dir_;
+  pid_t pid_ = -1;
+  std::optional<int> exit_code_;
+  std::string admin_;
+};
+
+/// Runs sluice to completion with `args` and returns {exit code, stdout + stderr}.
+std::pair<int, std::string> run_sluice(const std::vector<std::string>& args);
+
+}  // namespace sluice::test

@@ -1,0 +1,112 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "agent/core/batch.h"
+#include "agent/core/clock.h"
+#include "agent/core/loop.h"
+#include "agent/core/sink.h"
+
+namespace sluice::test {
+
+using namespace std::chrono_literals;
+
+/// A fresh directory under $TMPDIR, removed with its contents when destroyed.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(std::string_view name) const { return path_ + "/" + std::string(name); }
+
+ private:
+  std::string path_;
+};
+
+/// Polls `cond` every few milliseconds until it holds or `timeout` passes.
+bool eventually(std::chrono::milliseconds timeout, const std::function<bool()>& cond);
+/// Runs `loop` in small steps until `cond` holds or `timeout` passes.
+bool run_until(Loop& loop, std::chrono::milliseconds timeout, const std::function<bool()>& cond);
+
+/// Counts operator new calls on this thread while alive (the test binary replaces operator new).
+class AllocationCounter {
+ public:
+  AllocationCounter();
+  ~AllocationCounter();
+  std::uint64_t count() const;
+
+ private:
+  std::uint64_t start_;
+};
+/// False in sanitizer builds, where the allocator is not ours to count.
+bool allocation_counting_available();
+
+/// A clock that moves only when told.
+class ManualClock final : public Clock {
+ public:
+  TimePoint now() const noexcept override { return now_; }
+  void advance(Duration d) { now_ += d; }
+
+ private:
+  TimePoint now_{std::chrono::seconds(1000)};
+};
+
+/// A sink whose answers are scripted: each delivery records the bodies and then answers with
+/// the next scripted result on a later loop turn (or never, for Outcome-less `hold` entries).
+class RecordingSink final : public Sink {
+ public:
+  explicit RecordingSink(Loop& loop) : loop_(loop) {}
+  void deliver(const Batch& batch, DeliveryId id, DeliveryListener& done) override;
+  void stop(StopCallback on_stopped) override;
+
+  /// Answers for the next deliveries, in order; when empty, every delivery answers ok.
+  void script(std::vector<DeliveryResult> answers) { script_ = std::move(answers); }
+  /// Holds the next `n` deliveries unanswered until release_held().
+  void hold_next(std::size_t n) { hold_ = n; }
+  void release_held();
+
+  std::vector<std::string> delivered;   // bodies of batches answered ok, in answer order
+  std::vector<std::string> attempted;   // bodies of every delivery, in deliver order
+  std::size_t deliveries = 0;
+
+ private:
+  struct Pending {
+    Batch batch;
+    DeliveryId id;
+    DeliveryListener* done;
+    DeliveryResult result;
+  };
+  static void answer_task(void* self, std::uint64_t);
+  Loop& loop_;
+  std::vector<DeliveryResult> script_;
+  std::size_t hold_ = 0;
+  std::vector<Pending> pending_, held_;
+};
+
+/// A blocking HTTP/1.1 client for tests: one request per connection.
+struct HttpReply {
+  int status = 0;
+  std::string headers;
+  std::string body;
+};
+HttpReply http_request(const std::string& address, std::string_view raw_request,
+                       std::chrono::milliseconds timeout = 5s);
+HttpReply http_get(const std::string& address, std::string_view path);
+
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, std::string_view content);
+std::vector<std::string> read_lines(const std::string& path);
+
+/// Makes a batch of `n` events whose bodies are `prefix` followed by the event's index.
+Batch make_batch(std::size_t n, std::string_view prefix = "event-", std::size_t first = 0);
+
+}  // namespace sluice::test

@@ -1,0 +1,219 @@
+#include <catch2/catch.hpp>
+
+#include "agent/agent_config.h"
+#include "agent/registry.h"
+
+using namespace sluice;
+
+namespace {
+
+std::vector<std::string> errors_of(std::string_view text) {
+  Registry registry;
+  register_builtin_components(registry);
+  ConfigErrors errors;
+  auto cfg = parse_config(text, "inline.toml", registry, errors);
+  std::vector<std::string> out;
+  for (const auto& e : errors) out.push_back(e.str());
+  if (!errors.empty()) REQUIRE_FALSE(cfg.has_value());
+  return out;
+}
+
+constexpr std::string_view kValid = R"(
+[agent]
+name = "t"
+data_dir = "/tmp/x"
+
+[sources.app]
+type = "exec"
+command = ["seq", "1", "10"]
+channel = "buf"
+
+[channels.buf]
+type = "memory"
+max_events = 100
+
+[sinks.out]
+type = "file"
+path = "/tmp/x/out.log"
+channel = "buf"
+)";
+
+}  // namespace
+
+TEST_CASE("a valid configuration parses with defaults", "[unit][config]") {
+  Registry registry;
+  register_builtin_components(registry);
+  ConfigErrors errors;
+  auto cfg = parse_config(kValid, "inline.toml", registry, errors);
+  REQUIRE(errors.empty());
+  REQUIRE(cfg.has_value());
+  CHECK(cfg->agent.name == "t");
+  CHECK(cfg->agent.admin == "127.0.0.1:24280");
+  CHECK(cfg->agent.shutdown_timeout == std::chrono::seconds(10));
+  REQUIRE(cfg->sources.size() == 1);
+  CHECK(cfg->sources[0].channels == std::vector<std::string>{"buf"});
+  REQUIRE(cfg->groups.size() == 1);
+  CHECK(cfg->groups[0].implicit);
+  CHECK(cfg->groups[0].channel == "buf");
+  CHECK(cfg->groups[0].config.max_in_flight == 4);
+  CHECK(cfg->sinks[0].delivery_timeout == std::chrono::seconds(5));
+}
+
+TEST_CASE("config: every error at once, with file, line, column, key path and a suggestion", "[unit][config]") {
+  const auto errors = errors_of(R"(
+[agent]
+admin = "localhost"
+shutdown_timeout = "5 sec"
+
+[sources.app]
+type = "exec"
+comand = ["seq", "1"]
+channel = "bufer"
+max_line_bytes = "1 MiB"
+
+[channels.buf]
+type = "memory"
+max_events = 0
+
+[sinks.out]
+type = "file"
+channel = "buf"
+fsync = "always"
+)");
+  const std::vector<std::string> expected = {
+      R"(inline.toml:3:9: agent.admin: "localhost" is not HOST:PORT (e.g. "127.0.0.1:24280"))",
+      R"(inline.toml:4:20: agent.shutdown_timeout: "5 sec" is not a duration (e.g. "250ms", "5s"))",
+      R"(inline.toml:6:1: sources.app: missing required key 'command')",
+      R"(inline.toml:8:1: sources.app.comand: unknown key (did you mean 'command'?))",
+      R"(inline.toml:9:1: sources.app.channel: unknown channel 'bufer' (did you mean 'buf'?))",
+      R"(inline.toml:10:18: sources.app.max_line_bytes: "1 MiB" is not a size (e.g. "64MiB", "512KiB"))",
+      R"(inline.toml:14:14: channels.buf.max_events: must be in [1, 100000000], got 0)",
+      R"(inline.toml:16:1: sinks.out: missing required key 'path')",
+      R"(inline.toml:19:9: sinks.out.fsync: must be one of "none", "batch", "roll", got "always")",
+  };
+  CHECK(errors == expected);
+}
+
+TEST_CASE("config: syntax errors name the position", "[unit][config]") {
+  const auto errors = errors_of("[agent]\nname = \n");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].rfind("inline.toml:2:", 0) == 0);
+  CHECK(errors[0].find("syntax error") != std::string::npos);
+}
+
+TEST_CASE("config: unknown types and top-level keys", "[unit][config]") {
+  const auto errors = errors_of(R"(
+[sources.a]
+type = "execc"
+channel = "c"
+
+[channels.c]
+type = "lmdbx"
+
+[sinks.k]
+type = "kafkaa"
+channel = "c"
+
+[pipelinez.p]
+sql = "x"
+)");
+  const std::vector<std::string> expected = {
+      R"(inline.toml:3:8: sources.a.type: unknown source type 'execc' (did you mean 'exec'?))",
+      R"(inline.toml:7:8: channels.c.type: unknown channel type 'lmdbx'; available: memory)",
+      R"(inline.toml:10:8: sinks.k.type: unknown sink type 'kafkaa'; available: file, null, stdout)",
+      R"(inline.toml:13:2: pipelinez: unknown key)",
+  };
+  CHECK(errors == expected);
+}
+
+TEST_CASE("config: cross-component checks", "[unit][config]") {
+  const auto errors = errors_of(R"(
+[sources.a]
+type = "stdin"
+channel = "c1"
+
+[channels.c1]
+type = "memory"
+
+[channels.c2]
+type = "memory"
+
+[channels.c3]
+type = "memory"
+max_events = 10
+transaction_events = 20
+
+[sinks.k1]
+type = "null"
+
+[sinks.k2]
+type = "null"
+channel = "c1"
+
+[sinks.k3]
+type = "null"
+
+[sink_groups.g1]
+channel = "c1"
+sinks = ["k1"]
+
+[sink_groups.g2]
+channel = "c3"
+sinks = ["k1", "k3"]
+
+[sink_groups.g3]
+channel = "c3"
+processor = "failover"
+sinks = ["k9"]
+)");
+  const std::vector<std::string> expected = {
+      R"(inline.toml:6:1: channels.c1: a memory channel can be drained by one sink group; 2 read it: g1, k2)",
+      R"(inline.toml:9:1: channels.c2: no sink or sink group drains this channel)",
+      R"(inline.toml:12:1: channels.c3: a memory channel can be drained by one sink group; 2 read it: g2, g3)",
+      R"(inline.toml:15:22: channels.c3.transaction_events: must not exceed max_events (10), got 20)",
+      R"(inline.toml:33:1: sink_groups.g2.sinks: sink 'k1' is already in sink group 'g1')",
+      R"(inline.toml:33:9: sink_groups.g2.sinks: processor 'default' takes exactly one sink, got 2)",
+      R"(inline.toml:37:13: sink_groups.g3.processor: must be one of "default", got "failover")",
+      R"(inline.toml:38:1: sink_groups.g3.sinks: unknown sink 'k9' (did you mean 'k1'?))",
+  };
+  CHECK(errors == expected);
+}
+
+TEST_CASE("config: a sink outside any group needs a channel", "[unit][config]") {
+  const auto errors = errors_of(R"(
+[channels.c]
+type = "memory"
+
+[sinks.k]
+type = "null"
+
+[sinks.j]
+type = "null"
+channel = "c"
+max_in_flight = 0
+)");
+  const std::vector<std::string> expected = {
+      R"(inline.toml:5:1: sinks.k: missing required key 'channel' (or list this sink in a [sink_groups] table))",
+      R"(inline.toml:11:17: sinks.j.max_in_flight: must be in [1, 64], got 0)",
+  };
+  CHECK(errors == expected);
+}
+
+TEST_CASE("config: exec needs an argv unless shell = true", "[unit][config]") {
+  const auto errors = errors_of(R"(
+[sources.a]
+type = "exec"
+command = "tail -F /var/log/x"
+channel = "c"
+
+[channels.c]
+type = "memory"
+
+[sinks.k]
+type = "null"
+channel = "c"
+)");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0] ==
+        R"(inline.toml:4:11: sources.a.command: expected an array of strings (argv); set shell = true to run a string through /bin/sh)");
+}
