@@ -1,6 +1,8 @@
 #include "agent/agent.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -10,9 +12,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "sinks/file/encode.h"
 
@@ -31,8 +30,9 @@ Status write_file_atomic(const std::string& path, std::string_view content) {
   const std::string tmp = path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd < 0) return Status::from_errno(errno, "open " + tmp);
-  const bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) &&
-                  ::fsync(fd) == 0;
+  const bool ok =
+      ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) &&
+      ::fsync(fd) == 0;
   const int err = errno;
   ::close(fd);
   if (!ok) return Status::from_errno(err, "write " + tmp);
@@ -49,9 +49,12 @@ Agent::Agent(AgentConfig config, const Registry& registry)
       watchdog_timer_(loop_),
       up_(metrics_.gauge("sluice_agent_ready", "1 once every component started, 0 while stopping.",
                          {{"component", "agent"}, {"type", "agent"}})) {
-  metrics_.gauge("sluice_agent_info", "Build and identity of this agent.",
-                 {{"component", "agent"}, {"type", "agent"}, {"version", std::string(sluice_version())},
-                  {"name", config_.agent.name}})
+  metrics_
+      .gauge("sluice_agent_info", "Build and identity of this agent.",
+             {{"component", "agent"},
+              {"type", "agent"},
+              {"version", std::string(sluice_version())},
+              {"name", config_.agent.name}})
       .set(1);
 }
 
@@ -78,7 +81,9 @@ Status Agent::prepare_data_dir() {
   const std::filesystem::path dir(config_.agent.data_dir);
   if (!std::filesystem::exists(dir, ec)) {
     std::filesystem::create_directories(dir, ec);
-    if (ec) return Status(Errc::io, fmt::format("cannot create data_dir {}: {}", dir.string(), ec.message()));
+    if (ec)
+      return Status(Errc::io,
+                    fmt::format("cannot create data_dir {}: {}", dir.string(), ec.message()));
     std::filesystem::permissions(dir, std::filesystem::perms(0750), ec);
   } else if (!std::filesystem::is_directory(dir, ec)) {
     return Status(Errc::io, fmt::format("data_dir {} is not a directory", dir.string()));
@@ -91,19 +96,23 @@ Status Agent::prepare_data_dir() {
 
 Status Agent::create_components() {
   auto make_ctx = [&](const std::string& name, const std::string& type) {
-    return std::make_unique<ComponentContext>(ComponentContext{loop_, metrics_, name, type, config_.agent.data_dir});
+    return std::make_unique<ComponentContext>(
+        ComponentContext{loop_, metrics_, name, type, config_.agent.data_dir});
   };
   for (const auto& spec : config_.channels) {
     ChannelEntry e{spec.name, spec.type, make_ctx(spec.name, spec.type), nullptr};
     auto r = registry_.channel(spec.type)->create(spec.config, *e.ctx);
-    if (!r) return Status(r.error().code(), fmt::format("channels.{}: {}", spec.name, r.error().message()));
+    if (!r)
+      return Status(r.error().code(),
+                    fmt::format("channels.{}: {}", spec.name, r.error().message()));
     e.channel = std::move(*r);
     channels_.push_back(std::move(e));
   }
   for (const auto& spec : config_.sinks) {
     SinkEntry e{spec.name, spec.type, make_ctx(spec.name, spec.type), nullptr};
     auto r = registry_.sink(spec.type)->create(spec.config, *e.ctx);
-    if (!r) return Status(r.error().code(), fmt::format("sinks.{}: {}", spec.name, r.error().message()));
+    if (!r)
+      return Status(r.error().code(), fmt::format("sinks.{}: {}", spec.name, r.error().message()));
     e.sink = std::move(*r);
     sinks_.push_back(std::move(e));
   }
@@ -111,7 +120,9 @@ Status Agent::create_components() {
     Channel* ch = channel(spec.channel);
     SLUICE_ASSERT(ch != nullptr);
     auto cursor = ch->open_cursor(spec.name);
-    if (!cursor) return Status(Errc::config, fmt::format("sink_groups.{}: {}", spec.name, cursor.error().message()));
+    if (!cursor)
+      return Status(Errc::config,
+                    fmt::format("sink_groups.{}: {}", spec.name, cursor.error().message()));
     std::vector<sinks::GroupMember> members;
     for (const auto& sink_name : spec.sinks) {
       const SinkSpec* sspec = nullptr;
@@ -125,12 +136,13 @@ Status Agent::create_components() {
       SLUICE_ASSERT(sspec != nullptr && sink != nullptr);
       members.push_back({sink_name, sspec->type, sink, sspec->delivery_timeout});
     }
-    auto processor = std::make_unique<sinks::SingleProcessor>(*members.front().sink, spec.config.penalty_base,
-                                                              spec.config.max_penalty);
-    ComponentContext gctx{loop_, metrics_, spec.name, spec.implicit ? "group" : spec.processor, config_.agent.data_dir};
+    auto processor = std::make_unique<sinks::SingleProcessor>(
+        *members.front().sink, spec.config.penalty_base, spec.config.max_penalty);
+    ComponentContext gctx{loop_, metrics_, spec.name, spec.implicit ? "group" : spec.processor,
+                          config_.agent.data_dir};
     groups_.push_back({spec.name, spec.channel,
-                       std::make_unique<sinks::SinkGroup>(gctx, *ch, *cursor, std::move(processor), std::move(members),
-                                                   spec.config, clock_),
+                       std::make_unique<sinks::SinkGroup>(gctx, *ch, *cursor, std::move(processor),
+                                                          std::move(members), spec.config, clock_),
                        false});
   }
   for (const auto& spec : config_.sources) {
@@ -139,12 +151,18 @@ Status Agent::create_components() {
     SourceEntry e;
     e.name = spec.name;
     e.type = spec.type;
-    e.output = std::make_unique<SourceOutput>(loop_, std::move(outs), config_.agent.max_pending_puts);
-    auto sctx = std::make_unique<SourceContext>(SourceContext{
-        {loop_, metrics_, spec.name, spec.type, config_.agent.data_dir}, *e.output,
-        [this, name = spec.name] { begin_shutdown(fmt::format("source {} finished its input", name)); }});
+    e.output =
+        std::make_unique<SourceOutput>(loop_, std::move(outs), config_.agent.max_pending_puts);
+    auto sctx = std::make_unique<SourceContext>(
+        SourceContext{{loop_, metrics_, spec.name, spec.type, config_.agent.data_dir},
+                      *e.output,
+                      [this, name = spec.name] {
+                        begin_shutdown(fmt::format("source {} finished its input", name));
+                      }});
     auto r = registry_.source(spec.type)->create(spec.config, *sctx);
-    if (!r) return Status(r.error().code(), fmt::format("sources.{}: {}", spec.name, r.error().message()));
+    if (!r)
+      return Status(r.error().code(),
+                    fmt::format("sources.{}: {}", spec.name, r.error().message()));
     e.source = std::move(*r);
     e.ctx = std::move(sctx);
     sources_.push_back(std::move(e));
@@ -154,7 +172,8 @@ Status Agent::create_components() {
 
 Status Agent::start_admin() {
   admin_ = std::make_unique<http::Server>(
-      loop_, http::ServerLimits{.max_header_bytes = 8192, .max_body_bytes = 0, .max_connections = 64},
+      loop_,
+      http::ServerLimits{.max_header_bytes = 8192, .max_body_bytes = 0, .max_connections = 64},
       [this](http::Request& req, http::Responder r) { handle_admin(req, std::move(r)); }, &metrics_,
       Labels{{"component", "admin"}, {"type", "admin"}});
   Status st = admin_->listen(config_.agent.admin);
@@ -172,7 +191,8 @@ void Agent::install_signals() {
     auto* s = new uv_signal_t{};
     uv_signal_init(loop_.uv(), s);
     s->data = this;
-    uv_signal_start(s, [](uv_signal_t* h, int n) { static_cast<Agent*>(h->data)->on_signal(n); }, signum);
+    uv_signal_start(
+        s, [](uv_signal_t* h, int n) { static_cast<Agent*>(h->data)->on_signal(n); }, signum);
     uv_unref(reinterpret_cast<uv_handle_t*>(s));
     signals_.push_back(s);
   }
@@ -180,7 +200,8 @@ void Agent::install_signals() {
 
 void Agent::on_signal(int signum) {
   if (signum == SIGHUP) {
-    spdlog::warn("SIGHUP: configuration reload is not supported yet; restart the agent to apply changes");
+    spdlog::warn(
+        "SIGHUP: configuration reload is not supported yet; restart the agent to apply changes");
     return;
   }
   if (state_ == State::stopping) exit_now(1, fmt::format("second signal ({})", strsignal(signum)));
@@ -210,13 +231,14 @@ int Agent::run() {
     state_ = State::running;
     up_.set(1);
   }
-  spdlog::info("sluice {} started as '{}': {} sources, {} channels, {} sinks", sluice_version(), config_.agent.name,
-               sources_.size(), channels_.size(), sinks_.size());
+  spdlog::info("sluice {} started as '{}': {} sources, {} channels, {} sinks", sluice_version(),
+               config_.agent.name, sources_.size(), channels_.size(), sinks_.size());
   sd_notify(0, "READY=1");
   std::uint64_t watchdog_usec = 0;
   if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
     const auto every = std::chrono::microseconds(watchdog_usec / 2);
-    watchdog_timer_.start(every, [] { sd_notify(0, "WATCHDOG=1"); }, every);
+    watchdog_timer_.start(
+        every, [] { sd_notify(0, "WATCHDOG=1"); }, every);
   }
   loop_.run();
   return exit_code_;
@@ -271,6 +293,13 @@ void Agent::on_group_drained() {
 void Agent::finish() {
   // Step 4: sources persist their last safe checkpoint. Step 5: exit 0.
   for (auto& s : sources_) s.source->persist_checkpoint();
+  for (const auto& s : sources_) {
+    double events = 0, bytes = 0;
+    const Labels l{{"component", s.name}, {"type", s.type}};
+    metrics_.find("sluice_source_events_total", l, events);
+    metrics_.find("sluice_source_bytes_total", l, bytes);
+    spdlog::info("source {}: {:.0f} events, {:.0f} bytes read", s.name, events, bytes);
+  }
   state_ = State::stopped;
   shutdown_timer_.stop();
   watchdog_timer_.stop();
@@ -290,7 +319,8 @@ void Agent::exit_now(int code, std::string_view why) {
 void Agent::handle_admin(http::Request& req, http::Responder responder) {
   http::Response r;
   const std::string_view path = req.path();
-  const bool known = path == "/metrics" || path == "/healthz" || path == "/readyz" || path == "/api/v1/status";
+  const bool known =
+      path == "/metrics" || path == "/healthz" || path == "/readyz" || path == "/api/v1/status";
   if (!known) {
     r.status = 404;
     r.body = "not found; try /metrics, /healthz, /readyz or /api/v1/status\n";
@@ -317,10 +347,14 @@ void Agent::handle_admin(http::Request& req, http::Responder responder) {
 std::string Agent::status_json() const {
   auto state_name = [this] {
     switch (state_) {
-      case State::starting: return "starting";
-      case State::running: return "running";
-      case State::stopping: return "stopping";
-      case State::stopped: return "stopped";
+      case State::starting:
+        return "starting";
+      case State::running:
+        return "running";
+      case State::stopping:
+        return "stopping";
+      case State::stopped:
+        return "stopped";
     }
     return "unknown";
   };
@@ -331,11 +365,15 @@ std::string Agent::status_json() const {
   };
   std::string out = "{\"agent\":{\"name\":\"";
   sinks::append_json_string(out, config_.agent.name);
-  out += fmt::format("\",\"version\":\"{}\",\"uptime_s\":{},\"state\":\"{}\"}},\"components\":[", sluice_version(),
-                     std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_at_).count(),
+  out += fmt::format("\",\"version\":\"{}\",\"uptime_s\":{},\"state\":\"{}\"}},\"components\":[",
+                     sluice_version(),
+                     std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::steady_clock::now() - started_at_)
+                         .count(),
                      state_name());
   bool first = true;
-  auto begin = [&](std::string_view name, std::string_view kind, std::string_view type, std::string_view state) {
+  auto begin = [&](std::string_view name, std::string_view kind, std::string_view type,
+                   std::string_view state) {
     if (!first) out += ',';
     first = false;
     out += "{\"name\":\"";
@@ -346,9 +384,10 @@ std::string Agent::status_json() const {
     const Labels l{{"component", s.name}, {"type", s.type}};
     const char* st = s.source->finished() ? "finished" : s.stopped ? "stopped" : state_name();
     begin(s.name, "source", s.type, st);
-    out += fmt::format(",\"events_total\":{},\"bytes_total\":{},\"safe_seq\":{},\"last_seq\":{}}}",
-                       value("sluice_source_events_total", l), value("sluice_source_bytes_total", l),
-                       s.output->safe_seq(), s.output->last_seq());
+    out +=
+        fmt::format(",\"events_total\":{},\"bytes_total\":{},\"safe_seq\":{},\"last_seq\":{}}}",
+                    value("sluice_source_events_total", l), value("sluice_source_bytes_total", l),
+                    s.output->safe_seq(), s.output->last_seq());
   }
   for (const auto& c : channels_) {
     begin(c.name, "channel", c.type, state_name());
@@ -356,11 +395,12 @@ std::string Agent::status_json() const {
   }
   for (const auto& s : sinks_) {
     auto outcome = [&](const char* o) {
-      return value("sluice_sink_events_total", {{"component", s.name}, {"type", s.type}, {"outcome", o}});
+      return value("sluice_sink_events_total",
+                   {{"component", s.name}, {"type", s.type}, {"outcome", o}});
     };
     begin(s.name, "sink", s.type, state_name());
-    out += fmt::format(",\"events_ok\":{},\"events_retry\":{},\"events_reject\":{}}}", outcome("ok"), outcome("retry"),
-                       outcome("reject"));
+    out += fmt::format(",\"events_ok\":{},\"events_retry\":{},\"events_reject\":{}}}",
+                       outcome("ok"), outcome("retry"), outcome("reject"));
   }
   for (const auto& g : groups_) {
     begin(g.name, "sink_group", "default", g.drained ? "drained" : state_name());

@@ -38,7 +38,7 @@ class Agent {
   enum class State { starting, running, stopping, stopped };
   struct SourceEntry {
     std::string name, type;
-    std::unique_ptr<ComponentContext> ctx;
+    std::unique_ptr<SourceContext> ctx;
     std::unique_ptr<SourceOutput> output;
     std::unique_ptr<Source> source;
     bool stopped = false;

@@ -15,7 +15,8 @@ namespace {
 bool valid_name(std::string_view name) {
   if (name.empty()) return false;
   for (char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-';
     if (!ok) return false;
   }
   return true;
@@ -27,13 +28,15 @@ std::string host_name() {
   return buf;
 }
 
-std::string unknown_type(std::string_view kind, std::string_view type, const std::vector<std::string_view>& known) {
+std::string unknown_type(std::string_view kind, std::string_view type,
+                         const std::vector<std::string_view>& known) {
   const std::string hint = did_you_mean(type, known);
   if (!hint.empty()) return fmt::format("unknown {} type '{}'{}", kind, type, hint);
   return fmt::format("unknown {} type '{}'; available: {}", kind, type, fmt::join(known, ", "));
 }
 
-// Iterates the sub-tables of a top-level section ([sources.NAME] ...), reporting non-tables and bad names.
+// Iterates the sub-tables of a top-level section ([sources.NAME] ...), reporting non-tables and bad
+// names.
 template <class F>
 void each_component(const ConfigNode& root, std::string_view section, ConfigErrors& errors, F&& f) {
   auto sec = root.child(section, errors);
@@ -56,10 +59,12 @@ void each_component(const ConfigNode& root, std::string_view section, ConfigErro
 
 }  // namespace
 
-std::optional<AgentConfig> load_config(const std::string& path, const Registry& registry, ConfigErrors& errors) {
+std::optional<AgentConfig> load_config(const std::string& path, const Registry& registry,
+                                       ConfigErrors& errors) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    errors.add({path, 0, 0, "", fmt::format("cannot read the configuration file: {}", std::strerror(errno))});
+    errors.add({path, 0, 0, "",
+                fmt::format("cannot read the configuration file: {}", std::strerror(errno))});
     return std::nullopt;
   }
   std::stringstream ss;
@@ -67,8 +72,8 @@ std::optional<AgentConfig> load_config(const std::string& path, const Registry& 
   return parse_config(ss.str(), path, registry, errors);
 }
 
-std::optional<AgentConfig> parse_config(std::string_view text, const std::string& file, const Registry& registry,
-                                        ConfigErrors& errors) {
+std::optional<AgentConfig> parse_config(std::string_view text, const std::string& file,
+                                        const Registry& registry, ConfigErrors& errors) {
   const std::size_t before = errors.size();
   toml::table root_table;
   try {
@@ -93,12 +98,16 @@ std::optional<AgentConfig> parse_config(std::string_view text, const std::string
       std::string host;
       int port = 0;
       if (!http::split_host_port(cfg.agent.admin, host, port)) {
-        agent->error_at("admin", errors, fmt::format("\"{}\" is not HOST:PORT (e.g. \"127.0.0.1:24280\")", cfg.agent.admin));
+        agent->error_at(
+            "admin", errors,
+            fmt::format("\"{}\" is not HOST:PORT (e.g. \"127.0.0.1:24280\")", cfg.agent.admin));
       }
     }
-    agent->optional("shutdown_timeout", cfg.agent.shutdown_timeout, errors,
-                    InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(0), std::chrono::hours(1)});
-    agent->optional("max_pending_puts", cfg.agent.max_pending_puts, errors, InRange<std::uint32_t>{1, 64});
+    agent->optional(
+        "shutdown_timeout", cfg.agent.shutdown_timeout, errors,
+        InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(0), std::chrono::hours(1)});
+    agent->optional("max_pending_puts", cfg.agent.max_pending_puts, errors,
+                    InRange<std::uint32_t>{1, 64});
     agent->reject_unknown_keys(errors);
   }
 
@@ -117,15 +126,18 @@ std::optional<AgentConfig> parse_config(std::string_view text, const std::string
   });
   std::vector<std::string_view> channel_names;
   for (const auto& [n, t] : channel_types) channel_names.push_back(n);
-  auto check_channel = [&](const ConfigNode& node, std::string_view key, const std::string& channel) {
+  auto check_channel = [&](const ConfigNode& node, std::string_view key,
+                           const std::string& channel) {
     if (channel_types.count(channel) != 0) return true;
-    node.error_at(key, errors, fmt::format("unknown channel '{}'{}", channel, did_you_mean(channel, channel_names)), true);
+    node.error_at(
+        key, errors,
+        fmt::format("unknown channel '{}'{}", channel, did_you_mean(channel, channel_names)), true);
     return false;
   };
 
   // Sinks are parsed before groups are checked, but group membership decides which keys a sink
   // may have, so collect the groups' sink lists first.
-  std::map<std::string, std::string, std::less<>> group_of;  // sink -> group
+  std::map<std::string, std::string, std::less<>> group_of;                 // sink -> group
   std::map<std::string, std::vector<std::string>, std::less<>> drained_by;  // channel -> groups
   std::vector<std::string_view> sink_names;
   if (auto sinks_section = root_table.get_as<toml::table>("sinks")) {
@@ -139,15 +151,20 @@ std::optional<AgentConfig> parse_config(std::string_view text, const std::string
     node.required("sinks", g.sinks, errors);
     sinks::GroupConfig::parse(node, errors, g.config);
     node.reject_unknown_keys(errors);
-    if (has_channel && check_channel(node, "channel", g.channel)) drained_by[g.channel].push_back(name);
+    if (has_channel && check_channel(node, "channel", g.channel))
+      drained_by[g.channel].push_back(name);
     if (g.processor == "default" && node.has("sinks") && g.sinks.size() != 1) {
-      node.error_at("sinks", errors, fmt::format("processor 'default' takes exactly one sink, got {}", g.sinks.size()));
+      node.error_at(
+          "sinks", errors,
+          fmt::format("processor 'default' takes exactly one sink, got {}", g.sinks.size()));
     }
     for (const auto& s : g.sinks) {
       if (std::find(sink_names.begin(), sink_names.end(), s) == sink_names.end()) {
-        node.error_at("sinks", errors, fmt::format("unknown sink '{}'{}", s, did_you_mean(s, sink_names)), true);
+        node.error_at("sinks", errors,
+                      fmt::format("unknown sink '{}'{}", s, did_you_mean(s, sink_names)), true);
       } else if (auto [it, fresh] = group_of.emplace(s, name); !fresh) {
-        node.error_at("sinks", errors, fmt::format("sink '{}' is already in sink group '{}'", s, it->second), true);
+        node.error_at("sinks", errors,
+                      fmt::format("sink '{}' is already in sink group '{}'", s, it->second), true);
       }
     }
     cfg.groups.push_back(std::move(g));
@@ -160,8 +177,9 @@ std::optional<AgentConfig> parse_config(std::string_view text, const std::string
     SinkSpec s;
     s.name = name;
     s.type = type;
-    node.optional("delivery_timeout", s.delivery_timeout, errors,
-                  InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(1), std::chrono::hours(1)});
+    node.optional(
+        "delivery_timeout", s.delivery_timeout, errors,
+        InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(1), std::chrono::hours(1)});
     std::string channel;
     const bool has_channel = node.has("channel") && node.optional("channel", channel, errors);
     node.mark_known("channel");
@@ -173,7 +191,8 @@ std::optional<AgentConfig> parse_config(std::string_view text, const std::string
       g.sinks = {name};
       sinks::GroupConfig::parse(node, errors, g.config);
       if (!node.has("channel")) {
-        node.error(errors, "missing required key 'channel' (or list this sink in a [sink_groups] table)");
+        node.error(errors,
+                   "missing required key 'channel' (or list this sink in a [sink_groups] table)");
       } else if (has_channel && check_channel(node, "channel", channel)) {
         g.channel = channel;
         drained_by[channel].push_back(name);
@@ -185,10 +204,11 @@ std::optional<AgentConfig> parse_config(std::string_view text, const std::string
         if (gs.name == grp->second) g = &gs;
       }
       if (g != nullptr && g->channel != channel) {
-        node.error_at("channel", errors,
-                      fmt::format("sink group '{}' reads channel '{}'; remove this key or make it match", g->name,
-                                  g->channel),
-                      true);
+        node.error_at(
+            "channel", errors,
+            fmt::format("sink group '{}' reads channel '{}'; remove this key or make it match",
+                        g->name, g->channel),
+            true);
       }
     }
     if (!has_type) return;
@@ -237,7 +257,8 @@ std::optional<AgentConfig> parse_config(std::string_view text, const std::string
         std::string host;
         int port = 0;
         if (l.address == address && http::split_host_port(address, host, port) && port != 0) {
-          node.error_at("listen", errors, fmt::format("address {} is already used by {}", address, l.owner));
+          node.error_at("listen", errors,
+                        fmt::format("address {} is already used by {}", address, l.owner));
         }
       }
       listens.push_back({address, "sources." + name + ".listen"});
@@ -263,8 +284,9 @@ std::optional<AgentConfig> parse_config(std::string_view text, const std::string
         node.error(errors, "no sink or sink group drains this channel");
       } else if (type == "memory" && it->second.size() > 1) {
         ConfigNode node(*channels->get_as<toml::table>(name), "channels." + name, file);
-        node.error(errors, fmt::format("a memory channel can be drained by one sink group; {} read it: {}",
-                                       it->second.size(), fmt::join(it->second, ", ")));
+        node.error(errors,
+                   fmt::format("a memory channel can be drained by one sink group; {} read it: {}",
+                               it->second.size(), fmt::join(it->second, ", ")));
       }
     }
   }

@@ -1,7 +1,7 @@
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <string>
 
@@ -45,7 +45,9 @@ int main(int argc, char** argv) {
 
   spdlog::level::level_enum level = spdlog::level::info;
   if (!sluice::parse_log_level(log_level, level)) {
-    std::fprintf(stderr, "sluice: --log-level: unknown level '%s' (trace, debug, info, warn, error, critical, off)\n",
+    std::fprintf(stderr,
+                 "sluice: --log-level: unknown level '%s' (trace, debug, info, warn, error, "
+                 "critical, off)\n",
                  log_level.c_str());
     return kExitConfig;
   }
@@ -60,8 +62,9 @@ int main(int argc, char** argv) {
   auto cfg = load(config_path, registry);
   if (!cfg) return kExitConfig;
   if (app.got_subcommand("check")) {
-    std::printf("%s: ok (%zu sources, %zu channels, %zu sinks, %zu sink groups)\n", config_path.c_str(),
-                cfg->sources.size(), cfg->channels.size(), cfg->sinks.size(), cfg->groups.size());
+    std::printf("%s: ok (%zu sources, %zu channels, %zu sinks, %zu sink groups)\n",
+                config_path.c_str(), cfg->sources.size(), cfg->channels.size(), cfg->sinks.size(),
+                cfg->groups.size());
     return 0;
   }
   sluice::Agent agent(std::move(*cfg), registry);

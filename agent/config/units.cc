@@ -41,12 +41,13 @@ std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text) {
   std::string_view unit;
   if (!split_number(text, v, unit)) return std::nullopt;
   static constexpr std::pair<std::string_view, long double> kUnits[] = {
-      {"ns", 1.0L},         {"us", 1e3L},        {"ms", 1e6L},          {"s", 1e9L},
-      {"m", 60e9L},         {"h", 3600e9L},      {"d", 86400e9L}};
+      {"ns", 1.0L}, {"us", 1e3L},   {"ms", 1e6L},   {"s", 1e9L},
+      {"m", 60e9L}, {"h", 3600e9L}, {"d", 86400e9L}};
   for (const auto& [name, ns] : kUnits) {
     if (unit == name) {
       const long double total = v * ns;
-      if (total > static_cast<long double>(std::numeric_limits<std::int64_t>::max())) return std::nullopt;
+      if (total > static_cast<long double>(std::numeric_limits<std::int64_t>::max()))
+        return std::nullopt;
       return std::chrono::nanoseconds(static_cast<std::int64_t>(std::llround(total)));
     }
   }
@@ -57,11 +58,16 @@ std::optional<ByteSize> parse_size(std::string_view text) {
   long double v = 0;
   std::string_view unit;
   if (!split_number(text, v, unit)) return std::nullopt;
-  static constexpr std::pair<std::string_view, long double> kUnits[] = {
-      {"", 1.0L},           {"B", 1.0L},
-      {"KB", 1e3L},         {"MB", 1e6L},           {"GB", 1e9L},          {"TB", 1e12L},
-      {"KiB", 1024.0L},     {"MiB", 1048576.0L},    {"GiB", 1073741824.0L},
-      {"TiB", 1099511627776.0L}};
+  static constexpr std::pair<std::string_view, long double> kUnits[] = {{"", 1.0L},
+                                                                        {"B", 1.0L},
+                                                                        {"KB", 1e3L},
+                                                                        {"MB", 1e6L},
+                                                                        {"GB", 1e9L},
+                                                                        {"TB", 1e12L},
+                                                                        {"KiB", 1024.0L},
+                                                                        {"MiB", 1048576.0L},
+                                                                        {"GiB", 1073741824.0L},
+                                                                        {"TiB", 1099511627776.0L}};
   for (const auto& [name, mult] : kUnits) {
     if (unit == name) {
       const long double total = v * mult;

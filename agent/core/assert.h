@@ -4,10 +4,10 @@
 #include <cstdlib>
 
 /// Checks one of sluice's own invariants, in every build type; a failure is a bug and aborts.
-#define SLUICE_ASSERT(cond)                                                              \
-  do {                                                                                   \
-    if (!(cond)) [[unlikely]] {                                                          \
+#define SLUICE_ASSERT(cond)                                                                      \
+  do {                                                                                           \
+    if (!(cond)) [[unlikely]] {                                                                  \
       std::fprintf(stderr, "sluice: assertion failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                                      \
-    }                                                                                    \
+      std::abort();                                                                              \
+    }                                                                                            \
   } while (0)

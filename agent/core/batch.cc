@@ -77,7 +77,8 @@ std::optional<std::string_view> EventView::header(std::string_view key) const {
   const auto& r = batch_->recs_[index_];
   for (std::size_t i = 0; i < r.header_count; ++i) {
     const auto& kv = batch_->kvs_[r.kv_begin + i];
-    if (batch_->view(kv.key_off, kv.key_len) == key) return batch_->view(kv.value_off, kv.value_len);
+    if (batch_->view(kv.key_off, kv.key_len) == key)
+      return batch_->view(kv.value_off, kv.value_len);
   }
   return std::nullopt;
 }

@@ -64,7 +64,8 @@ class DataListener {
 
 class CommitListener {
  public:
-  /// Runs once per commit, on the loop thread, once the removal is durable. May run inside commit().
+  /// Runs once per commit, on the loop thread, once the removal is durable. May run inside
+  /// commit().
   virtual void on_committed(std::uint64_t token, Status status) noexcept = 0;
 
  protected:

@@ -24,15 +24,26 @@ bool stderr_is_journal() {
 
 class SyslogPriorityFlag final : public spdlog::custom_flag_formatter {
  public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
     // sd-daemon(3) priorities: err 3, warning 4, info 6, debug 7.
     char p = '6';
     switch (msg.level) {
-      case spdlog::level::critical: p = '2'; break;
-      case spdlog::level::err: p = '3'; break;
-      case spdlog::level::warn: p = '4'; break;
-      case spdlog::level::info: p = '6'; break;
-      default: p = '7'; break;
+      case spdlog::level::critical:
+        p = '2';
+        break;
+      case spdlog::level::err:
+        p = '3';
+        break;
+      case spdlog::level::warn:
+        p = '4';
+        break;
+      case spdlog::level::info:
+        p = '6';
+        break;
+      default:
+        p = '7';
+        break;
     }
     dest.push_back('<');
     dest.push_back(p);

@@ -23,7 +23,8 @@ class RateLimiter {
   explicit RateLimiter(std::uint32_t burst = 5,
                        std::chrono::seconds window = std::chrono::seconds(10))
       : burst_(burst), window_(window) {}
-  /// True if the caller should log now; `suppressed` is set to what was held back since the last one.
+  /// True if the caller should log now; `suppressed` is set to what was held back since the last
+  /// one.
   bool allow(std::uint64_t& suppressed) noexcept {
     const TimePoint now = std::chrono::steady_clock::now();
     if (now - start_ >= window_) {
@@ -51,15 +52,15 @@ class RateLimiter {
 }  // namespace sluice
 
 /// Logs at warn through `limiter` (a RateLimiter), appending the count of suppressed messages.
-#define SLUICE_WARN_LIMITED(limiter, ...)                                                  \
-  do {                                                                                     \
-    std::uint64_t sluice_suppressed_ = 0;                                                  \
-    if ((limiter).allow(sluice_suppressed_)) {                                             \
-      if (sluice_suppressed_ > 0) {                                                        \
-        spdlog::warn("{} ({} similar messages suppressed)", fmt::format(__VA_ARGS__),      \
-                     sluice_suppressed_);                                                  \
-      } else {                                                                             \
-        spdlog::warn(__VA_ARGS__);                                                         \
-      }                                                                                    \
-    }                                                                                      \
+#define SLUICE_WARN_LIMITED(limiter, ...)                                             \
+  do {                                                                                \
+    std::uint64_t sluice_suppressed_ = 0;                                             \
+    if ((limiter).allow(sluice_suppressed_)) {                                        \
+      if (sluice_suppressed_ > 0) {                                                   \
+        spdlog::warn("{} ({} similar messages suppressed)", fmt::format(__VA_ARGS__), \
+                     sluice_suppressed_);                                             \
+      } else {                                                                        \
+        spdlog::warn(__VA_ARGS__);                                                    \
+      }                                                                               \
+    }                                                                                 \
   } while (0)

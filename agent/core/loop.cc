@@ -69,7 +69,8 @@ Timer::~Timer() {
 void Timer::start(Duration after, std::function<void()> fn, Duration repeat) {
   fn_ = std::move(fn);
   auto ms = [](Duration d) {
-    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
   };
   uv_timer_start(
       t_,

@@ -31,7 +31,8 @@ class Loop {
 
   uv_loop_t* uv() noexcept { return &loop_; }
   /// Runs fn(self, arg) on a later turn of the loop, never inline; keeps order. Does not allocate
-  /// once warm, so completions of synchronous work (null sink, memory channel) can use it per batch.
+  /// once warm, so completions of synchronous work (null sink, memory channel) can use it per
+  /// batch.
   void defer(TaskFn fn, void* self, std::uint64_t arg);
   /// Runs the loop until stop() or until no handle is active. Returns uv_run's value.
   int run();

@@ -57,9 +57,15 @@ MetricsRegistry::Series& MetricsRegistry::series(std::string_view name, std::str
   Series& s = f.series.emplace_back();
   s.labels = std::move(rendered);
   switch (kind) {
-    case Kind::counter: s.counter = std::make_unique<Counter>(); break;
-    case Kind::gauge: s.gauge = std::make_unique<Gauge>(); break;
-    case Kind::histogram: s.histogram = std::make_unique<Histogram>(); break;
+    case Kind::counter:
+      s.counter = std::make_unique<Counter>();
+      break;
+    case Kind::gauge:
+      s.gauge = std::make_unique<Gauge>();
+      break;
+    case Kind::histogram:
+      s.histogram = std::make_unique<Histogram>();
+      break;
   }
   return s;
 }
@@ -92,7 +98,8 @@ bool MetricsRegistry::find(std::string_view name, const Labels& labels, double& 
 }
 
 namespace {
-std::string with_labels(std::string_view name, std::string_view labels, std::string_view extra = {}) {
+std::string with_labels(std::string_view name, std::string_view labels,
+                        std::string_view extra = {}) {
   std::string out(name);
   if (labels.empty() && extra.empty()) return out;
   out += '{';
@@ -109,25 +116,33 @@ std::string MetricsRegistry::render() const {
   std::string out;
   out.reserve(4096);
   for (const auto& [name, f] : families_) {
-    const char* type = f.kind == Kind::counter ? "counter" : f.kind == Kind::gauge ? "gauge" : "histogram";
-    fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, f.help, name, type);
+    const char* type = f.kind == Kind::counter ? "counter"
+                       : f.kind == Kind::gauge ? "gauge"
+                                               : "histogram";
+    fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, f.help, name,
+                   type);
     for (const auto& s : f.series) {
       if (s.counter) {
-        fmt::format_to(std::back_inserter(out), "{} {}\n", with_labels(name, s.labels), s.counter->value());
+        fmt::format_to(std::back_inserter(out), "{} {}\n", with_labels(name, s.labels),
+                       s.counter->value());
       } else if (s.gauge) {
-        fmt::format_to(std::back_inserter(out), "{} {}\n", with_labels(name, s.labels), s.gauge->value());
+        fmt::format_to(std::back_inserter(out), "{} {}\n", with_labels(name, s.labels),
+                       s.gauge->value());
       } else {
         const Histogram& h = *s.histogram;
         const std::string bucket = name + "_bucket";
         for (std::size_t i = 0; i < Histogram::kBounds.size(); ++i) {
-          fmt::format_to(std::back_inserter(out), "{} {}\n",
-                         with_labels(bucket, s.labels, fmt::format("le=\"{}\"", Histogram::kBounds[i])),
-                         h.bucket(i));
+          fmt::format_to(
+              std::back_inserter(out), "{} {}\n",
+              with_labels(bucket, s.labels, fmt::format("le=\"{}\"", Histogram::kBounds[i])),
+              h.bucket(i));
         }
-        fmt::format_to(std::back_inserter(out), "{} {}\n", with_labels(bucket, s.labels, "le=\"+Inf\""),
+        fmt::format_to(std::back_inserter(out), "{} {}\n",
+                       with_labels(bucket, s.labels, "le=\"+Inf\""), h.count());
+        fmt::format_to(std::back_inserter(out), "{} {}\n", with_labels(name + "_sum", s.labels),
+                       h.sum());
+        fmt::format_to(std::back_inserter(out), "{} {}\n", with_labels(name + "_count", s.labels),
                        h.count());
-        fmt::format_to(std::back_inserter(out), "{} {}\n", with_labels(name + "_sum", s.labels), h.sum());
-        fmt::format_to(std::back_inserter(out), "{} {}\n", with_labels(name + "_count", s.labels), h.count());
       }
     }
   }

@@ -55,7 +55,8 @@ class Histogram {
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
 /// All series of the agent, rendered in the Prometheus text format. Registration takes a lock and
-/// allocates; it happens in create(), never per event. Returned references live as long as the registry.
+/// allocates; it happens in create(), never per event. Returned references live as long as the
+/// registry.
 class MetricsRegistry {
  public:
   Counter& counter(std::string_view name, std::string_view help, const Labels& labels);

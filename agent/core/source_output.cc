@@ -11,7 +11,8 @@ SourceOutput::SourceOutput(Loop& loop, std::vector<Channel*> channels, std::size
     : loop_(loop), channels_(std::move(channels)), slots_(max_pending_puts), retry_timer_(loop) {
   SLUICE_ASSERT(!channels_.empty() && max_pending_puts > 0);
   max_batch_events_ = channels_.front()->max_transaction_events();
-  for (Channel* c : channels_) max_batch_events_ = std::min(max_batch_events_, c->max_transaction_events());
+  for (Channel* c : channels_)
+    max_batch_events_ = std::min(max_batch_events_, c->max_transaction_events());
   remaining_.resize(64);
 }
 
@@ -41,11 +42,13 @@ std::uint64_t SourceOutput::put(Batch& batch, std::string_view position) {
   // Register the seq for safety tracking before any channel can report it safe.
   if (ring_size_ == remaining_.size()) {
     std::vector<std::uint32_t> bigger(remaining_.size() * 2);
-    for (std::size_t i = 0; i < ring_size_; ++i) bigger[i] = remaining_[(ring_head_ + i) % remaining_.size()];
+    for (std::size_t i = 0; i < ring_size_; ++i)
+      bigger[i] = remaining_[(ring_head_ + i) % remaining_.size()];
     remaining_.swap(bigger);
     ring_head_ = 0;
   }
-  remaining_[(ring_head_ + ring_size_) % remaining_.size()] = static_cast<std::uint32_t>(channels_.size());
+  remaining_[(ring_head_ + ring_size_) % remaining_.size()] =
+      static_cast<std::uint32_t>(channels_.size());
   ++ring_size_;
   const std::uint64_t seq = slot->seq;
   advance(*slot);

@@ -8,14 +8,22 @@ namespace sluice {
 
 std::string_view errc_name(Errc code) noexcept {
   switch (code) {
-    case Errc::ok: return "ok";
-    case Errc::backpressure: return "backpressure";
-    case Errc::unavailable: return "unavailable";
-    case Errc::timeout: return "timeout";
-    case Errc::invalid_data: return "invalid_data";
-    case Errc::io: return "io";
-    case Errc::config: return "config";
-    case Errc::stopping: return "stopping";
+    case Errc::ok:
+      return "ok";
+    case Errc::backpressure:
+      return "backpressure";
+    case Errc::unavailable:
+      return "unavailable";
+    case Errc::timeout:
+      return "timeout";
+    case Errc::invalid_data:
+      return "invalid_data";
+    case Errc::io:
+      return "io";
+    case Errc::config:
+      return "config";
+    case Errc::stopping:
+      return "stopping";
   }
   return "unknown";
 }
@@ -24,7 +32,8 @@ Status Status::from_uv(int rc, std::string_view what) {
   if (rc >= 0) return {};
   Errc code = Errc::io;
   if (rc == UV_ETIMEDOUT) code = Errc::timeout;
-  if (rc == UV_ECONNREFUSED || rc == UV_EHOSTUNREACH || rc == UV_ENETUNREACH) code = Errc::unavailable;
+  if (rc == UV_ECONNREFUSED || rc == UV_EHOSTUNREACH || rc == UV_ENETUNREACH)
+    code = Errc::unavailable;
   std::string msg(what);
   msg += ": ";
   msg += uv_err_name(rc);

@@ -6,7 +6,16 @@
 
 namespace sluice {
 
-enum class Errc : std::uint8_t { ok, backpressure, unavailable, timeout, invalid_data, io, config, stopping };
+enum class Errc : std::uint8_t {
+  ok,
+  backpressure,
+  unavailable,
+  timeout,
+  invalid_data,
+  io,
+  config,
+  stopping
+};
 
 std::string_view errc_name(Errc code) noexcept;
 
@@ -17,7 +26,7 @@ class [[nodiscard]] Status {
   Status() = default;  // ok; no allocation
   Status(Errc code, std::string message) : code_(code), message_(std::move(message)) {}
 
-  static Status from_uv(int rc, std::string_view what);     // "uv_tcp_bind 127.0.0.1:4141: EADDRINUSE"
+  static Status from_uv(int rc, std::string_view what);  // "uv_tcp_bind 127.0.0.1:4141: EADDRINUSE"
   static Status from_errno(int err, std::string_view what);  // "open /x: No such file or directory"
 
   bool ok() const noexcept { return code_ == Errc::ok; }

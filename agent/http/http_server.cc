@@ -15,10 +15,10 @@ struct Server::Conn {
   uv_tcp_t* tcp = nullptr;
   uv_timer_t* idle = nullptr;
   http_parser parser{};
-  std::string inbuf;          // bytes read and not yet parsed (while a request is being answered)
+  std::string inbuf;  // bytes read and not yet parsed (while a request is being answered)
   std::size_t header_bytes = 0;
   bool in_header_value = false;
-  bool busy = false;          // a request is with the handler
+  bool busy = false;  // a request is with the handler
   bool closing = false;
   bool keep_alive = true;
   bool body_too_large = false;
@@ -41,18 +41,30 @@ std::string_view Request::path() const {
 
 std::string_view status_text(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
+    case 200:
+      return "OK";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Payload Too Large";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Unknown";
   }
 }
 
@@ -60,7 +72,8 @@ bool split_host_port(std::string_view address, std::string& host, int& port) {
   std::string_view h, p;
   if (!address.empty() && address.front() == '[') {
     const auto close = address.find(']');
-    if (close == std::string_view::npos || close + 1 >= address.size() || address[close + 1] != ':') return false;
+    if (close == std::string_view::npos || close + 1 >= address.size() || address[close + 1] != ':')
+      return false;
     h = address.substr(1, close - 1);
     p = address.substr(close + 2);
   } else {
@@ -84,7 +97,8 @@ void Responder::respond(Response response) {
   server_->answer(connection_, std::move(response));
 }
 
-Server::Server(Loop& loop, ServerLimits limits, Handler handler, MetricsRegistry* metrics, Labels labels)
+Server::Server(Loop& loop, ServerLimits limits, Handler handler, MetricsRegistry* metrics,
+               Labels labels)
     : loop_(loop), limits_(limits), handler_(std::move(handler)) {
   http_parser_settings_init(&settings_);
   settings_.on_message_begin = &Server::on_message_begin;
@@ -99,7 +113,8 @@ Server::Server(Loop& loop, ServerLimits limits, Handler handler, MetricsRegistry
     bad_requests_ = &metrics->counter("sluice_http_bad_requests_total",
                                       "Malformed or oversized HTTP requests refused.", labels);
     refused_ = &metrics->counter("sluice_http_refused_connections_total",
-                                 "Connections closed at once because max_connections was reached.", labels);
+                                 "Connections closed at once because max_connections was reached.",
+                                 labels);
   }
 }
 
@@ -160,7 +175,8 @@ void Server::close() {
 void Server::on_connection() {
   auto* tcp = new uv_tcp_t{};
   uv_tcp_init(loop_.uv(), tcp);
-  if (uv_accept(reinterpret_cast<uv_stream_t*>(listener_), reinterpret_cast<uv_stream_t*>(tcp)) != 0) {
+  if (uv_accept(reinterpret_cast<uv_stream_t*>(listener_), reinterpret_cast<uv_stream_t*>(tcp)) !=
+      0) {
     close_and_delete(tcp);
     return;
   }
@@ -218,7 +234,8 @@ void Server::on_read(Conn& c, ssize_t n, const uv_buf_t* buf) {
 
 void Server::feed(Conn& c) {
   while (!c.inbuf.empty() && !c.busy && !c.closing) {
-    const std::size_t parsed = http_parser_execute(&c.parser, &settings_, c.inbuf.data(), c.inbuf.size());
+    const std::size_t parsed =
+        http_parser_execute(&c.parser, &settings_, c.inbuf.data(), c.inbuf.size());
     const auto err = HTTP_PARSER_ERRNO(&c.parser);
     if (err == HPE_PAUSED) {
       c.inbuf.erase(0, parsed);
@@ -269,7 +286,8 @@ int Server::on_header_field(http_parser* p, const char* at, std::size_t len) {
     c->in_header_value = false;
   }
   for (std::size_t i = 0; i < len; ++i) {
-    c->req.headers.back().first += static_cast<char>(std::tolower(static_cast<unsigned char>(at[i])));
+    c->req.headers.back().first +=
+        static_cast<char>(std::tolower(static_cast<unsigned char>(at[i])));
   }
   return 0;
 }
@@ -338,8 +356,8 @@ void Server::fail(Conn& c, int status, std::string message) {
 
 void Server::send(Conn& c, const Response& r, bool close_after) {
   if (c.closing) return;
-  std::string head = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n", r.status,
-                                 status_text(r.status), r.content_type, r.body.size());
+  std::string head = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+                                 r.status, status_text(r.status), r.content_type, r.body.size());
   for (const auto& [k, v] : r.headers) head += fmt::format("{}: {}\r\n", k, v);
   head += close_after ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n";
   const bool head_only = c.req.method == HTTP_HEAD;
@@ -352,9 +370,8 @@ void Server::send(Conn& c, const Response& r, bool close_after) {
   if (!head_only) w->data += r.body;
   uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
   w->req.data = w;
-  const int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(c.tcp), &b, 1, [](uv_write_t* req, int) {
-    delete static_cast<Write*>(req->data);
-  });
+  const int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(c.tcp), &b, 1,
+                          [](uv_write_t* req, int) { delete static_cast<Write*>(req->data); });
   if (rc != 0) delete w;
   if (close_after) close_conn(c);
 }

@@ -15,12 +15,13 @@ std::optional<MemoryConfig> MemoryConfig::parse(const ConfigNode& node, ConfigEr
                 InRange<std::uint32_t>{1, 1'000'000});
   node.reject_unknown_keys(errors);
   if (!node.has("transaction_events") && c.transaction_events > c.max_events) {
-    c.transaction_events = static_cast<std::uint32_t>(c.max_events);  // the default follows a small max_events
+    c.transaction_events =
+        static_cast<std::uint32_t>(c.max_events);  // the default follows a small max_events
   }
   if (errors.size() == before && c.transaction_events > c.max_events) {
-    node.error_at("transaction_events", errors,
-                  fmt::format("must not exceed max_events ({}), got {}", c.max_events,
-                              c.transaction_events));
+    node.error_at(
+        "transaction_events", errors,
+        fmt::format("must not exceed max_events ({}), got {}", c.max_events, c.transaction_events));
   }
   return errors.size() == before ? std::optional{c} : std::nullopt;
 }
@@ -29,16 +30,19 @@ MemoryChannel::MemoryChannel(const MemoryConfig& config, ChannelContext& ctx)
     : config_(config),
       loop_(ctx.loop),
       ring_(16),
-      events_gauge_(ctx.metrics.gauge("sluice_channel_events", "Events held by the channel.", ctx.labels())),
-      bytes_gauge_(ctx.metrics.gauge("sluice_channel_bytes", "Bytes held by the channel.", ctx.labels())),
-      put_events_(ctx.metrics.counter("sluice_channel_put_events_total",
-                                      "Events stored by puts.", ctx.labels())),
+      events_gauge_(
+          ctx.metrics.gauge("sluice_channel_events", "Events held by the channel.", ctx.labels())),
+      bytes_gauge_(
+          ctx.metrics.gauge("sluice_channel_bytes", "Bytes held by the channel.", ctx.labels())),
+      put_events_(ctx.metrics.counter("sluice_channel_put_events_total", "Events stored by puts.",
+                                      ctx.labels())),
       committed_events_(ctx.metrics.counter("sluice_channel_committed_events_total",
                                             "Events removed by sink group commits.", ctx.labels())),
       rollback_events_(ctx.metrics.counter("sluice_channel_rollback_events_total",
                                            "Leased events returned to the head.", ctx.labels())),
       backpressure_(ctx.metrics.counter("sluice_channel_backpressure_total",
-                                        "Puts refused because the channel was full.", ctx.labels())) {
+                                        "Puts refused because the channel was full.",
+                                        ctx.labels())) {
   ctx.metrics.gauge("sluice_channel_capacity_events", "The channel's max_events.", ctx.labels())
       .set(static_cast<std::int64_t>(config.max_events));
   ctx.metrics.gauge("sluice_channel_capacity_bytes", "The channel's max_bytes.", ctx.labels())
@@ -52,8 +56,8 @@ Result<std::unique_ptr<MemoryChannel>> MemoryChannel::create(const MemoryConfig&
 
 Result<CursorId> MemoryChannel::open_cursor(std::string_view group) {
   if (cursor_open_) {
-    return Status(Errc::config, fmt::format("memory channel supports one sink group; {} is a second",
-                                            group));
+    return Status(Errc::config,
+                  fmt::format("memory channel supports one sink group; {} is a second", group));
   }
   cursor_open_ = true;
   return CursorId{0};
@@ -72,13 +76,15 @@ void MemoryChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutLis
   const std::size_t n = batch.size();
   SLUICE_ASSERT(n > 0);  // an empty chunk would never be committed, so never reported safe
   if (n > config_.transaction_events) {
-    done.on_put_done(checkpoint.seq,
-                     Status(Errc::invalid_data, fmt::format("batch of {} events exceeds transaction_events {}",
-                                                            n, config_.transaction_events)));
+    done.on_put_done(
+        checkpoint.seq,
+        Status(Errc::invalid_data, fmt::format("batch of {} events exceeds transaction_events {}",
+                                               n, config_.transaction_events)));
     return;
   }
   // An empty channel takes any batch, so that one event larger than max_bytes cannot block forever.
-  const bool fits = events() + n <= config_.max_events && bytes_ + batch.bytes() <= config_.max_bytes.bytes;
+  const bool fits =
+      events() + n <= config_.max_events && bytes_ + batch.bytes() <= config_.max_bytes.bytes;
   if (!fits && events() > 0) {
     backpressure_.inc();
     done.on_put_done(checkpoint.seq, Status(Errc::backpressure, "memory channel full"));
@@ -112,7 +118,8 @@ void MemoryChannel::wait_for_space(SpaceListener& listener) {
 Result<Lease> MemoryChannel::take(CursorId, Batch& out, TakeLimits limits) {
   out.clear();
   const std::uint64_t start = taken_total_;
-  const std::uint64_t max_events = std::min<std::uint64_t>(limits.max_events, config_.transaction_events);
+  const std::uint64_t max_events =
+      std::min<std::uint64_t>(limits.max_events, config_.transaction_events);
   std::uint64_t bytes = 0;
   while (taken_total_ < put_total_ && out.size() < max_events) {
     Chunk& c = chunk_at(take_chunk_);

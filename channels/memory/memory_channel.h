@@ -25,10 +25,13 @@ struct MemoryConfig {
 class MemoryChannel final : public Channel {
  public:
   MemoryChannel(const MemoryConfig& config, ChannelContext& ctx);
-  static Result<std::unique_ptr<MemoryChannel>> create(const MemoryConfig& config, ChannelContext& ctx);
+  static Result<std::unique_ptr<MemoryChannel>> create(const MemoryConfig& config,
+                                                       ChannelContext& ctx);
 
   Result<CursorId> open_cursor(std::string_view group) override;
-  std::uint32_t max_transaction_events() const noexcept override { return config_.transaction_events; }
+  std::uint32_t max_transaction_events() const noexcept override {
+    return config_.transaction_events;
+  }
   void put(Batch& batch, const SourceCheckpoint& checkpoint, PutListener& done) override;
   void wait_for_space(SpaceListener& listener) override;
   Result<Lease> take(CursorId cursor, Batch& out, TakeLimits limits) override;
@@ -57,7 +60,8 @@ class MemoryChannel final : public Channel {
   Loop& loop_;
   std::vector<Chunk> ring_;
   std::size_t head_ = 0, count_ = 0;
-  // Global event numbers: [committed_total_, taken_total_) is leased, [taken_total_, put_total_) waits.
+  // Global event numbers: [committed_total_, taken_total_) is leased, [taken_total_, put_total_)
+  // waits.
   std::uint64_t committed_total_ = 0, taken_total_ = 0, put_total_ = 0;
   std::uint64_t bytes_ = 0;
   std::size_t take_chunk_ = 0;  // ring offset of the chunk holding event taken_total_

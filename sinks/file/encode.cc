@@ -50,12 +50,28 @@ void append_json_string(std::string& out, std::string_view s) {
       continue;
     }
     switch (c) {
-      case '"': out += "\\\""; ++i; continue;
-      case '\\': out += "\\\\"; ++i; continue;
-      case '\n': out += "\\n"; ++i; continue;
-      case '\r': out += "\\r"; ++i; continue;
-      case '\t': out += "\\t"; ++i; continue;
-      default: break;
+      case '"':
+        out += "\\\"";
+        ++i;
+        continue;
+      case '\\':
+        out += "\\\\";
+        ++i;
+        continue;
+      case '\n':
+        out += "\\n";
+        ++i;
+        continue;
+      case '\r':
+        out += "\\r";
+        ++i;
+        continue;
+      case '\t':
+        out += "\\t";
+        ++i;
+        continue;
+      default:
+        break;
     }
     if (c < 0x20) {
       out += "\\u00";
@@ -106,7 +122,8 @@ void encode_batch(const Batch& batch, OutputFormat format, std::string& out) {
     const EventView e = batch[i];
     out += "{\"timestamp\":\"";
     append_rfc3339(out, e.timestamp_ns());
-    const int n = std::snprintf(idbuf, sizeof idbuf, "%016llx", static_cast<unsigned long long>(e.id()));
+    const int n =
+        std::snprintf(idbuf, sizeof idbuf, "%016llx", static_cast<unsigned long long>(e.id()));
     out += "\",\"id\":\"";
     out.append(idbuf, static_cast<std::size_t>(n));
     out += "\",\"headers\":{";

@@ -1,13 +1,12 @@
 #include "sinks/file/file_sink.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <ctime>
-
-#include <fmt/format.h>
 
 namespace sluice::sinks {
 
@@ -29,12 +28,15 @@ std::optional<FileConfig> FileConfig::parse(const ConfigNode& node, ConfigErrors
   std::chrono::nanoseconds roll_interval{};
   if (node.has("roll_interval") &&
       node.optional("roll_interval", roll_interval, errors,
-                    InRange<std::chrono::nanoseconds>{std::chrono::seconds(1), std::chrono::hours(24 * 366)})) {
+                    InRange<std::chrono::nanoseconds>{std::chrono::seconds(1),
+                                                      std::chrono::hours(24 * 366)})) {
     c.roll_interval = roll_interval;
   }
   std::string fsync = "none";
   if (node.optional("fsync", fsync, errors, OneOf{{"none", "batch", "roll"}})) {
-    c.fsync = fsync == "batch" ? FsyncPolicy::batch : fsync == "roll" ? FsyncPolicy::roll : FsyncPolicy::none;
+    c.fsync = fsync == "batch"  ? FsyncPolicy::batch
+              : fsync == "roll" ? FsyncPolicy::roll
+                                : FsyncPolicy::none;
   }
   node.mark_known("roll_bytes");
   node.mark_known("roll_interval");
@@ -99,7 +101,8 @@ Status FileSink::roll() {
 }
 
 Status FileSink::write_blocking(std::string_view data) {
-  const bool by_size = config_.roll_bytes && size_ > 0 && size_ + data.size() > config_.roll_bytes->bytes;
+  const bool by_size =
+      config_.roll_bytes && size_ > 0 && size_ + data.size() > config_.roll_bytes->bytes;
   const bool by_time = config_.roll_interval && size_ > 0 &&
                        std::chrono::steady_clock::now() - opened_ >= *config_.roll_interval;
   if (by_size || by_time) {

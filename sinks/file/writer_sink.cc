@@ -31,8 +31,8 @@ WriterSink::WriterSink(SinkContext& ctx, OutputFormat format)
     : ctx_(ctx),
       format_(format),
       jobs_(8),
-      write_errors_(ctx.metrics.counter("sluice_sink_write_errors_total", "Failed writes (retried).",
-                                        ctx.labels())) {
+      write_errors_(ctx.metrics.counter("sluice_sink_write_errors_total",
+                                        "Failed writes (retried).", ctx.labels())) {
   work_.data = this;
 }
 
@@ -41,7 +41,8 @@ WriterSink::~WriterSink() { SLUICE_ASSERT(!working_); }
 void WriterSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& done) {
   if (count_ == jobs_.size()) {
     std::vector<Job> bigger(jobs_.size() * 2);
-    for (std::size_t i = 0; i < count_; ++i) bigger[i] = std::move(jobs_[(head_ + i) % jobs_.size()]);
+    for (std::size_t i = 0; i < count_; ++i)
+      bigger[i] = std::move(jobs_[(head_ + i) % jobs_.size()]);
     jobs_.swap(bigger);
     head_ = 0;
   }

@@ -28,7 +28,8 @@ std::chrono::nanoseconds penalty_for(std::uint32_t failures, std::chrono::nanose
   return std::min(p, max);
 }
 
-SingleProcessor::SingleProcessor(Sink& sink, std::chrono::nanoseconds base, std::chrono::nanoseconds max)
+SingleProcessor::SingleProcessor(Sink& sink, std::chrono::nanoseconds base,
+                                 std::chrono::nanoseconds max)
     : sink_(sink), base_(base), max_(max) {}
 
 Sink* SingleProcessor::pick(TimePoint now) { return now >= until_ ? &sink_ : nullptr; }
@@ -80,10 +81,11 @@ SinkGroup::SinkGroup(ComponentContext ctx, Channel& channel, CursorId cursor,
     member_metrics_.push_back(MemberMetrics{
         outcome("ok"), outcome("retry"), outcome("reject"),
         &ctx_.metrics.counter("sluice_sink_bytes_total", "Bytes delivered.", l),
-        &ctx_.metrics.counter("sluice_sink_timeouts_total", "Deliveries not answered within delivery_timeout.", l),
+        &ctx_.metrics.counter("sluice_sink_timeouts_total",
+                              "Deliveries not answered within delivery_timeout.", l),
         &ctx_.metrics.histogram("sluice_sink_delivery_seconds", "Time from deliver to answer.", l),
-        &ctx_.metrics.gauge("sluice_group_active_sink", "1 on the member that received the last batch.",
-                            group_member)});
+        &ctx_.metrics.gauge("sluice_group_active_sink",
+                            "1 on the member that received the last batch.", group_member)});
   }
 }
 
@@ -134,7 +136,8 @@ void SinkGroup::pump() {
       }
     }
     if (slot == nullptr) break;  // every free slot is held by an abandoned delivery
-    Result<Lease> lease = channel_.take(cursor_, slot->batch, {config_.batch_events, config_.batch_bytes.bytes});
+    Result<Lease> lease =
+        channel_.take(cursor_, slot->batch, {config_.batch_events, config_.batch_bytes.bytes});
     if (!lease) {
       SLUICE_WARN_LIMITED(retry_log_, "group {}: take failed: {}", ctx_.name, lease.error().str());
       arm_retry_timer(now + std::chrono::seconds(1));
@@ -176,7 +179,8 @@ void SinkGroup::on_data() noexcept {
 }
 
 void SinkGroup::arm_retry_timer(TimePoint when) {
-  const auto delay = std::max(when - clock_.now(), std::chrono::nanoseconds(std::chrono::milliseconds(1)));
+  const auto delay =
+      std::max(when - clock_.now(), std::chrono::nanoseconds(std::chrono::milliseconds(1)));
   retry_timer_.start(std::chrono::duration_cast<Duration>(delay), [this] { pump(); });
 }
 

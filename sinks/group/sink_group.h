@@ -65,8 +65,9 @@ std::chrono::nanoseconds penalty_for(std::uint32_t failures, std::chrono::nanose
 /// delivery timeout rolls back that lease and every later one, so nothing is lost or reordered.
 class SinkGroup final : private DeliveryListener, private DataListener, private CommitListener {
  public:
-  SinkGroup(ComponentContext ctx, Channel& channel, CursorId cursor, std::unique_ptr<Processor> processor,
-            std::vector<GroupMember> members, const GroupConfig& config, const Clock& clock);
+  SinkGroup(ComponentContext ctx, Channel& channel, CursorId cursor,
+            std::unique_ptr<Processor> processor, std::vector<GroupMember> members,
+            const GroupConfig& config, const Clock& clock);
   ~SinkGroup();
 
   void start();

@@ -23,7 +23,9 @@ class StdoutSink final : public WriterSink {
   }
 
  private:
-  Status write_blocking(std::string_view data) override { return write_all(1, data, "write stdout"); }
+  Status write_blocking(std::string_view data) override {
+    return write_all(1, data, "write stdout");
+  }
 };
 
 }  // namespace sluice::sinks

@@ -27,8 +27,10 @@ LineReader::LineReader(SourceContext& ctx, const LineConfig& config, LineReaderH
       id_base_(hash_name(ctx.name)),
       max_batch_(ctx.output.max_batch_events()),
       ready_(4),
-      events_(ctx.metrics.counter("sluice_source_events_total", "Events read by the source.", ctx.labels())),
-      bytes_(ctx.metrics.counter("sluice_source_bytes_total", "Bytes read by the source.", ctx.labels())),
+      events_(ctx.metrics.counter("sluice_source_events_total", "Events read by the source.",
+                                  ctx.labels())),
+      bytes_(ctx.metrics.counter("sluice_source_bytes_total", "Bytes read by the source.",
+                                 ctx.labels())),
       overflows_(ctx.metrics.counter("sluice_source_line_overflows_total",
                                      "Lines longer than max_line_bytes (split or truncated).",
                                      ctx.labels())) {
@@ -45,7 +47,8 @@ void LineReader::seal_current() {
   if (ready_count_ == ready_.size()) {
     // Grow the ring of sealed batches; bounded by one read's worth of lines.
     std::vector<Batch> bigger(ready_.size() * 2);
-    for (std::size_t i = 0; i < ready_count_; ++i) bigger[i].swap(ready_[(ready_head_ + i) % ready_.size()]);
+    for (std::size_t i = 0; i < ready_count_; ++i)
+      bigger[i].swap(ready_[(ready_head_ + i) % ready_.size()]);
     ready_.swap(bigger);
     ready_head_ = 0;
   }

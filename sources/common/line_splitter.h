@@ -35,7 +35,8 @@ class LineSplitter {
     const char* p = data.data();
     const char* end = p + data.size();
     while (p < end) {
-      const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+      const char* nl =
+          static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
       const char* seg_end = nl != nullptr ? nl : end;
       std::string_view seg(p, static_cast<std::size_t>(seg_end - p));
       if (discarding_) {

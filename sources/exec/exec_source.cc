@@ -18,16 +18,19 @@ std::optional<ExecConfig> ExecConfig::parse(const ConfigNode& node, ConfigErrors
     std::string text;
     if (node.required("command", text, errors)) c.command = {"/bin/sh", "-c", text};
   } else if (node.table().get("command")->is_string()) {
-    node.error_at("command", errors,
-                  "expected an array of strings (argv); set shell = true to run a string through /bin/sh");
+    node.error_at(
+        "command", errors,
+        "expected an array of strings (argv); set shell = true to run a string through /bin/sh");
   } else if (node.required("command", c.command, errors) && c.command.empty()) {
     node.error_at("command", errors, "must not be empty");
   }
   node.optional("restart", c.restart, errors);
-  node.optional("restart_throttle", c.restart_throttle, errors,
-                InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(10), std::chrono::hours(24)});
-  node.optional("kill_timeout", c.kill_timeout, errors,
-                InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(0), std::chrono::minutes(10)});
+  node.optional(
+      "restart_throttle", c.restart_throttle, errors,
+      InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(10), std::chrono::hours(24)});
+  node.optional(
+      "kill_timeout", c.kill_timeout, errors,
+      InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(0), std::chrono::minutes(10)});
   LineConfig::parse(node, errors, c.lines);
   node.reject_unknown_keys(errors);
   return errors.size() == before ? std::optional{std::move(c)} : std::nullopt;
@@ -44,7 +47,8 @@ ExecSource::ExecSource(const ExecConfig& config, SourceContext& ctx)
       restarts_(ctx.metrics.counter("sluice_source_restarts_total",
                                     "Times the exec command was started again.", ctx.labels())),
       stderr_lines_total_(ctx.metrics.counter("sluice_source_stderr_lines_total",
-                                              "Lines the exec command wrote to stderr.", ctx.labels())) {}
+                                              "Lines the exec command wrote to stderr.",
+                                              ctx.labels())) {}
 
 ExecSource::~ExecSource() {
   if (process_ != nullptr && running_) ::kill(-process_->pid, SIGKILL);
@@ -53,7 +57,8 @@ ExecSource::~ExecSource() {
   close_and_delete(err_);
 }
 
-Result<std::unique_ptr<ExecSource>> ExecSource::create(const ExecConfig& config, SourceContext& ctx) {
+Result<std::unique_ptr<ExecSource>> ExecSource::create(const ExecConfig& config,
+                                                       SourceContext& ctx) {
   return std::make_unique<ExecSource>(config, ctx);
 }
 
@@ -94,34 +99,38 @@ Status ExecSource::spawn() {
   };
   const int rc = uv_spawn(ctx_.loop.uv(), process_, &opts);
   if (rc != 0) {
-    Status st = Status::from_uv(rc, fmt::format("exec {}: cannot run '{}'", ctx_.name, config_.command[0]));
+    Status st =
+        Status::from_uv(rc, fmt::format("exec {}: cannot run '{}'", ctx_.name, config_.command[0]));
     // A failed spawn leaves the handle initialised; it must still be closed.
     return st;
   }
   running_ = true;
   out_open_ = err_open_ = true;
-  spdlog::info("exec {}: started '{}' (pid {})", ctx_.name, fmt::join(config_.command, " "), process_->pid);
+  spdlog::info("exec {}: started '{}' (pid {})", ctx_.name, fmt::join(config_.command, " "),
+               process_->pid);
 
   auto alloc_err = [](uv_handle_t* h, std::size_t, uv_buf_t* b) {
     auto* self = static_cast<ExecSource*>(h->data);
     *b = uv_buf_init(self->err_buf_, sizeof self->err_buf_);
   };
   uv_read_start(reinterpret_cast<uv_stream_t*>(out_), &ExecSource::on_alloc, &ExecSource::on_read);
-  uv_read_start(reinterpret_cast<uv_stream_t*>(err_), alloc_err, [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
-    auto* self = static_cast<ExecSource*>(s->data);
-    auto log_line = [self](std::string_view line) {
-      self->stderr_lines_total_.inc();
-      SLUICE_WARN_LIMITED(self->stderr_limiter_, "exec {}: stderr: {}", self->ctx_.name, line);
-    };
-    if (n > 0) {
-      self->stderr_lines_.feed({b->base, static_cast<std::size_t>(n)}, log_line);
-    } else if (n < 0) {
-      uv_read_stop(s);
-      self->stderr_lines_.finish(log_line);
-      self->err_open_ = false;
-      self->maybe_done();
-    }
-  });
+  uv_read_start(reinterpret_cast<uv_stream_t*>(err_), alloc_err,
+                [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
+                  auto* self = static_cast<ExecSource*>(s->data);
+                  auto log_line = [self](std::string_view line) {
+                    self->stderr_lines_total_.inc();
+                    SLUICE_WARN_LIMITED(self->stderr_limiter_, "exec {}: stderr: {}",
+                                        self->ctx_.name, line);
+                  };
+                  if (n > 0) {
+                    self->stderr_lines_.feed({b->base, static_cast<std::size_t>(n)}, log_line);
+                  } else if (n < 0) {
+                    uv_read_stop(s);
+                    self->stderr_lines_.finish(log_line);
+                    self->err_open_ = false;
+                    self->maybe_done();
+                  }
+                });
   reading_paused_ = false;
   if (reader_.blocked()) pause_reading();
   return {};
@@ -131,8 +140,8 @@ void ExecSource::on_child_exit(std::int64_t exit_status, int term_signal) {
   running_ = false;
   kill_timer_.stop();
   if (term_signal != 0) {
-    spdlog::log(stopping_ ? spdlog::level::info : spdlog::level::warn, "exec {}: command killed by signal {}",
-                ctx_.name, term_signal);
+    spdlog::log(stopping_ ? spdlog::level::info : spdlog::level::warn,
+                "exec {}: command killed by signal {}", ctx_.name, term_signal);
   } else {
     spdlog::log(exit_status == 0 || stopping_ ? spdlog::level::info : spdlog::level::warn,
                 "exec {}: command exited with status {}", ctx_.name, exit_status);
@@ -210,7 +219,9 @@ void ExecSource::check_stopped() {
   if (!on_stopped_) return;
   if (running_ || out_open_ || err_open_ || !reader_.idle()) {
     if (!stop_poll_.active()) {
-      stop_poll_.start(std::chrono::milliseconds(10), [this] { check_stopped(); }, std::chrono::milliseconds(10));
+      stop_poll_.start(
+          std::chrono::milliseconds(10), [this] { check_stopped(); },
+          std::chrono::milliseconds(10));
     }
     return;
   }

@@ -14,7 +14,11 @@ std::optional<StdinConfig> StdinConfig::parse(const ConfigNode& node, ConfigErro
 }
 
 StdinSource::StdinSource(const StdinConfig& config, SourceContext& ctx)
-    : config_(config), ctx_(ctx), reader_(ctx, config.lines, *this), stop_poll_(ctx.loop), buf_(256 * 1024) {}
+    : config_(config),
+      ctx_(ctx),
+      reader_(ctx, config.lines, *this),
+      stop_poll_(ctx.loop),
+      buf_(256 * 1024) {}
 
 StdinSource::~StdinSource() {
   if (file_read_pending_) uv_cancel(reinterpret_cast<uv_req_t*>(&file_req_));
@@ -27,7 +31,8 @@ StdinSource::~StdinSource() {
   }
 }
 
-Result<std::unique_ptr<StdinSource>> StdinSource::create(const StdinConfig& config, SourceContext& ctx) {
+Result<std::unique_ptr<StdinSource>> StdinSource::create(const StdinConfig& config,
+                                                         SourceContext& ctx) {
   return std::make_unique<StdinSource>(config, ctx);
 }
 
@@ -111,7 +116,8 @@ void StdinSource::resume_reading() {
           self->reader_.on_bytes({b->base, static_cast<std::size_t>(n)});
         } else if (n < 0) {
           uv_read_stop(s);
-          if (n != UV_EOF) spdlog::error("stdin: read failed: {}", uv_strerror(static_cast<int>(n)));
+          if (n != UV_EOF)
+            spdlog::error("stdin: read failed: {}", uv_strerror(static_cast<int>(n)));
           self->on_eof();
         }
       });
@@ -130,7 +136,9 @@ void StdinSource::check_stopped() {
   if (!on_stopped_) return;
   if (!reader_.idle() || file_read_pending_) {
     if (!stop_poll_.active()) {
-      stop_poll_.start(std::chrono::milliseconds(10), [this] { check_stopped(); }, std::chrono::milliseconds(10));
+      stop_poll_.start(
+          std::chrono::milliseconds(10), [this] { check_stopped(); },
+          std::chrono::milliseconds(10));
     }
     return;
   }

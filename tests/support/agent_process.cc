@@ -14,13 +14,16 @@ std::string sluice_binary() { return SLUICE_TEST_BINARY; }
 std::string source_dir() { return SLUICE_SOURCE_DIR; }
 
 AgentProcess::AgentProcess(const std::string& conf_template, Options options) {
-  std::string conf = read_file(source_dir() + "/tests/integration/conf/" + conf_template);
+  std::string conf = options.config_file
+                         ? read_file(*options.config_file)
+                         : read_file(source_dir() + "/tests/integration/conf/" + conf_template);
   options.vars["DIR"] = dir_.path();
   options.vars["DATA_DIR"] = dir_.file("data");
   options.vars["SOURCE_DIR"] = source_dir();
   for (const auto& [k, v] : options.vars) {
     const std::string key = "@" + k + "@";
-    for (auto pos = conf.find(key); pos != std::string::npos; pos = conf.find(key, pos + v.size())) {
+    for (auto pos = conf.find(key); pos != std::string::npos;
+         pos = conf.find(key, pos + v.size())) {
       conf.replace(pos, key.size(), v);
     }
   }
@@ -32,8 +35,11 @@ AgentProcess::AgentProcess(const std::string& conf_template, Options options) {
   pid_ = ::fork();
   SLUICE_ASSERT(pid_ >= 0);
   if (pid_ == 0) {
+    if (options.cwd && ::chdir(options.cwd->c_str()) != 0) ::_exit(126);
     const int in = ::open(in_path.c_str(), O_RDONLY);
-    const int out = options.stdout_fd >= 0 ? options.stdout_fd : ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int out = options.stdout_fd >= 0
+                        ? options.stdout_fd
+                        : ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ::dup2(in, 0);
     ::dup2(out, 1);
@@ -66,7 +72,10 @@ bool AgentProcess::running() {
 }
 
 bool AgentProcess::wait_ready(std::chrono::milliseconds timeout) {
-  const std::string addr_file = dir_.file("data/admin.addr");
+  return wait_ready_at(dir_.file("data/admin.addr"), timeout);
+}
+
+bool AgentProcess::wait_ready_at(const std::string& addr_file, std::chrono::milliseconds timeout) {
   return eventually(timeout, [&] {
     if (!running()) return false;
     std::string a = read_file(addr_file);
@@ -97,7 +106,8 @@ std::optional<double> AgentProcess::metric(const std::string& series) {
   std::istringstream in(r.body);
   std::string line;
   while (std::getline(in, line)) {
-    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 && line[series.size()] == ' ') {
+    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 &&
+        line[series.size()] == ' ') {
       return std::stod(line.substr(series.size() + 1));
     }
   }

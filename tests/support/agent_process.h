@@ -27,6 +27,9 @@ class AgentProcess {
     std::optional<std::string> stdin_file;
     /// If set, the agent's stdout is this fd (e.g. a pipe); else a file DIR/stdout.
     int stdout_fd = -1;
+    /// If set, this configuration file is used as it is (no template), run from `cwd`.
+    std::optional<std::string> config_file;
+    std::optional<std::string> cwd;
   };
   AgentProcess(const std::string& conf_template, Options options);
   ~AgentProcess();
@@ -35,6 +38,8 @@ class AgentProcess {
 
   /// Waits for data_dir/admin.addr and /readyz = 200.
   bool wait_ready(std::chrono::milliseconds timeout = 10s);
+  /// As wait_ready(), with the admin address read from `addr_file`.
+  bool wait_ready_at(const std::string& addr_file, std::chrono::milliseconds timeout = 10s);
   const std::string& admin() const { return admin_; }
   const std::string& dir() const { return dir_.path(); }
   std::string path(std::string_view name) const { return dir_.file(name); }

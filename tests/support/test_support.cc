@@ -41,7 +41,8 @@ bool run_until(Loop& loop, std::chrono::milliseconds timeout, const std::functio
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   uv_timer_t tick;
   uv_timer_init(loop.uv(), &tick);
-  uv_timer_start(&tick, [](uv_timer_t*) {}, 1, 1);  // wakes the loop so cond is checked often
+  uv_timer_start(
+      &tick, [](uv_timer_t*) {}, 1, 1);  // wakes the loop so cond is checked often
   bool ok = false;
   while (true) {
     if (cond()) {
@@ -97,13 +98,15 @@ void RecordingSink::answer_task(void* self, std::uint64_t) {
 
 void RecordingSink::stop(StopCallback on_stopped) { on_stopped(); }
 
-HttpReply http_request(const std::string& address, std::string_view raw, std::chrono::milliseconds timeout) {
+HttpReply http_request(const std::string& address, std::string_view raw,
+                       std::chrono::milliseconds timeout) {
   HttpReply reply;
   std::string host;
   int port = 0;
   if (!http::split_host_port(address, host, port)) return reply;
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  timeval tv{static_cast<time_t>(timeout.count() / 1000),
+             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   sockaddr_in sa{};
@@ -139,7 +142,8 @@ HttpReply http_request(const std::string& address, std::string_view raw, std::ch
 }
 
 HttpReply http_get(const std::string& address, std::string_view path) {
-  return http_request(address, "GET " + std::string(path) + " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+  return http_request(
+      address, "GET " + std::string(path) + " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
 }
 
 std::string read_file(const std::string& path) {

@@ -74,8 +74,8 @@ class RecordingSink final : public Sink {
   void hold_next(std::size_t n) { hold_ = n; }
   void release_held();
 
-  std::vector<std::string> delivered;   // bodies of batches answered ok, in answer order
-  std::vector<std::string> attempted;   // bodies of every delivery, in deliver order
+  std::vector<std::string> delivered;  // bodies of batches answered ok, in answer order
+  std::vector<std::string> attempted;  // bodies of every delivery, in deliver order
   std::size_t deliveries = 0;
 
  private:

@@ -1,6 +1,7 @@
+#include "agent/agent_config.h"
+
 #include <catch2/catch.hpp>
 
-#include "agent/agent_config.h"
 #include "agent/registry.h"
 
 using namespace sluice;
@@ -59,7 +60,8 @@ TEST_CASE("a valid configuration parses with defaults", "[unit][config]") {
   CHECK(cfg->sinks[0].delivery_timeout == std::chrono::seconds(5));
 }
 
-TEST_CASE("config: every error at once, with file, line, column, key path and a suggestion", "[unit][config]") {
+TEST_CASE("config: every error at once, with file, line, column, key path and a suggestion",
+          "[unit][config]") {
   const auto errors = errors_of(R"(
 [agent]
 admin = "localhost"
@@ -214,6 +216,7 @@ type = "null"
 channel = "c"
 )");
   REQUIRE(errors.size() == 1);
-  CHECK(errors[0] ==
-        R"(inline.toml:4:11: sources.a.command: expected an array of strings (argv); set shell = true to run a string through /bin/sh)");
+  CHECK(
+      errors[0] ==
+      R"(inline.toml:4:11: sources.a.command: expected an array of strings (argv); set shell = true to run a string through /bin/sh)");
 }

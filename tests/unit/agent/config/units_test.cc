@@ -1,6 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include "agent/config/units.h"
+
+#include <catch2/catch.hpp>
 
 using namespace sluice;
 using namespace std::chrono_literals;

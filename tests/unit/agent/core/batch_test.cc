@@ -1,6 +1,7 @@
+#include "agent/core/batch.h"
+
 #include <catch2/catch.hpp>
 
-#include "agent/core/batch.h"
 #include "tests/support/test_support.h"
 
 using namespace sluice;

@@ -1,8 +1,8 @@
-#include <catch2/catch.hpp>
+#include "agent/http/http_server.h"
 
+#include <catch2/catch.hpp>
 #include <thread>
 
-#include "agent/http/http_server.h"
 #include "tests/support/test_support.h"
 
 using namespace sluice;
@@ -21,7 +21,8 @@ struct ServerThread {
 
   ServerThread() {
     server = std::make_unique<http::Server>(
-        loop, http::ServerLimits{.max_header_bytes = 1024, .max_body_bytes = 64, .max_connections = 8},
+        loop,
+        http::ServerLimits{.max_header_bytes = 1024, .max_body_bytes = 64, .max_connections = 8},
         [](http::Request& req, http::Responder r) {
           http::Response resp;
           resp.body = std::string(http_method_str(req.method)) + " " + req.url + " " + req.body;
@@ -56,9 +57,10 @@ TEST_CASE("http server answers, keeps connections alive, and refuses bad input",
     CHECK(r.body == "GET /x?y=1 ");
   }
   SECTION("two requests on one connection, pipelined") {
-    auto r = test::http_request(s.address,
-                                "POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
-                                "POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nConnection: close\r\n\r\nde");
+    auto r = test::http_request(
+        s.address,
+        "POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+        "POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nConnection: close\r\n\r\nde");
     CHECK(r.status == 200);
     CHECK(r.body.find("POST /a abc") == 0);
     CHECK(r.body.find("HTTP/1.1 200 OK") != std::string::npos);
@@ -70,17 +72,20 @@ TEST_CASE("http server answers, keeps connections alive, and refuses bad input",
     CHECK(r.body.find("malformed request") == 0);
   }
   SECTION("body over the limit: 413") {
-    auto r = test::http_request(s.address,
-                                "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n" + std::string(100, 'x'));
+    auto r =
+        test::http_request(s.address, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n" +
+                                          std::string(100, 'x'));
     CHECK(r.status == 413);
   }
   SECTION("chunked body over the limit: 413") {
-    auto r = test::http_request(s.address, "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n50\r\n" +
-                                               std::string(80, 'x') + "\r\n0\r\n\r\n");
+    auto r = test::http_request(
+        s.address, "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n50\r\n" +
+                       std::string(80, 'x') + "\r\n0\r\n\r\n");
     CHECK(r.status == 413);
   }
   SECTION("headers over the limit: 431") {
-    auto r = test::http_request(s.address, "GET / HTTP/1.1\r\nX-Big: " + std::string(2000, 'h') + "\r\n\r\n");
+    auto r = test::http_request(s.address,
+                                "GET / HTTP/1.1\r\nX-Big: " + std::string(2000, 'h') + "\r\n\r\n");
     CHECK(r.status == 431);
   }
 }

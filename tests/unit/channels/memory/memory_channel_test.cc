@@ -1,7 +1,8 @@
+#include "channels/memory/memory_channel.h"
+
 #include <catch2/catch.hpp>
 
 #include "agent/core/source_output.h"
-#include "channels/memory/memory_channel.h"
 #include "tests/support/test_support.h"
 
 using namespace sluice;
@@ -18,7 +19,9 @@ struct Fixture final : PutListener, SpaceListener, DataListener, CommitListener,
   std::vector<std::uint64_t> safe;
   int space_calls = 0, data_calls = 0, commits = 0;
 
-  void on_put_done(std::uint64_t, Status st) noexcept override { put_results.push_back(std::move(st)); }
+  void on_put_done(std::uint64_t, Status st) noexcept override {
+    put_results.push_back(std::move(st));
+  }
   void on_space() noexcept override { ++space_calls; }
   void on_data() noexcept override { ++data_calls; }
   void on_committed(std::uint64_t, Status st) noexcept override {
@@ -80,7 +83,8 @@ TEST_CASE("memory channel: rollback returns events to the head in order", "[unit
   l1->rollback();
   Batch again;
   auto l3 = ch.take(0, again, {10, 1 << 20});
-  CHECK(f.bodies(again) == std::vector<std::string>{"event-0", "event-1", "event-2", "event-3", "event-4", "event-5"});
+  CHECK(f.bodies(again) ==
+        std::vector<std::string>{"event-0", "event-1", "event-2", "event-3", "event-4", "event-5"});
   ch.commit(std::move(*l3), f);
   CHECK(f.safe == std::vector<std::uint64_t>{1});
   double rolled = 0;
@@ -104,7 +108,8 @@ TEST_CASE("memory channel: bounded by events, back-pressure until space", "[unit
   REQUIRE(f.loop.close() == 0);
 }
 
-TEST_CASE("memory channel: bounded by bytes; an empty channel takes one oversized batch", "[unit][channel]") {
+TEST_CASE("memory channel: bounded by bytes; an empty channel takes one oversized batch",
+          "[unit][channel]") {
   Fixture f;
   MemoryChannel ch({.max_events = 100, .max_bytes = {1024}, .transaction_events = 100}, f.ctx);
   const std::string big(2000, 'x');
@@ -128,7 +133,8 @@ TEST_CASE("memory channel: bounded by bytes; an empty channel takes one oversize
   CHECK(bp == 2);
 }
 
-TEST_CASE("memory channel: take respects the byte limit and the transaction size", "[unit][channel]") {
+TEST_CASE("memory channel: take respects the byte limit and the transaction size",
+          "[unit][channel]") {
   Fixture f;
   MemoryChannel ch({.max_events = 100, .max_bytes = {1 << 20}, .transaction_events = 3}, f.ctx);
   CHECK(f.put(ch, test::make_batch(4), 1).code() == Errc::invalid_data);  // over transaction_events
@@ -183,7 +189,8 @@ TEST_CASE("memory channel put/take/commit does not allocate once warm", "[unit][
   CHECK(allocs.count() == 0);
 }
 
-TEST_CASE("source output: fan-out, back-pressure per channel, safe in order when safe everywhere", "[unit][channel]") {
+TEST_CASE("source output: fan-out, back-pressure per channel, safe in order when safe everywhere",
+          "[unit][channel]") {
   Fixture f;
   {
     MemoryChannel a({.max_events = 100, .max_bytes = {1 << 20}, .transaction_events = 10}, f.ctx);
@@ -216,7 +223,8 @@ TEST_CASE("source output: fan-out, back-pressure per channel, safe in order when
     CHECK(taken.size() == 3);
     b.commit(std::move(*lb), f);
     CHECK(listener.safe == std::vector<std::uint64_t>{1});
-    // b had room again: the waiting put goes into b only (a already holds it), then the source may write.
+    // b had room again: the waiting put goes into b only (a already holds it), then the source may
+    // write.
     REQUIRE(test::run_until(f.loop, 1s, [&] { return listener.writable == 1; }));
     CHECK(a.events() == 0);
     CHECK(b.events() == 3);

@@ -1,6 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include "sinks/file/encode.h"
+
+#include <catch2/catch.hpp>
 
 using namespace sluice;
 using namespace sluice::sinks;
@@ -30,8 +30,10 @@ TEST_CASE("batches encode as body lines or json lines", "[unit][sink]") {
   std::string json;
   encode_batch(b, OutputFormat::json, json);
   CHECK(json ==
-        "{\"timestamp\":\"1970-01-01T00:00:01.000000000Z\",\"id\":\"0000000000000abc\",\"headers\":{\"host\":\"web\\\"01\"},"
+        "{\"timestamp\":\"1970-01-01T00:00:01.000000000Z\",\"id\":\"0000000000000abc\",\"headers\":"
+        "{\"host\":\"web\\\"01\"},"
         "\"fields\":{\"n\":42,\"s\":\"x\"},\"body\":\"line one\"}\n"
-        "{\"timestamp\":\"1970-01-01T00:00:02.000000000Z\",\"id\":\"0000000000000001\",\"headers\":{},\"fields\":{},"
+        "{\"timestamp\":\"1970-01-01T00:00:02.000000000Z\",\"id\":\"0000000000000001\",\"headers\":"
+        "{},\"fields\":{},"
         "\"body\":\"two\"}\n");
 }

@@ -1,8 +1,9 @@
+#include "sinks/group/sink_group.h"
+
 #include <catch2/catch.hpp>
 
 #include "agent/core/source_output.h"
 #include "channels/memory/memory_channel.h"
-#include "sinks/group/sink_group.h"
 #include "tests/support/test_support.h"
 
 using namespace sluice;
@@ -22,7 +23,8 @@ struct Rig {
   MetricsRegistry metrics;
   SteadyClock clock;  // penalties here are real milliseconds
   ComponentContext ch_ctx{loop, metrics, "buf", "memory", "/tmp"};
-  channels::MemoryChannel channel{{.max_events = 1000, .max_bytes = {1 << 20}, .transaction_events = 10}, ch_ctx};
+  channels::MemoryChannel channel{
+      {.max_events = 1000, .max_bytes = {1 << 20}, .transaction_events = 10}, ch_ctx};
   test::RecordingSink sink{loop};
   Safe safe;
   SourceOutput output{loop, {&channel}, 4};
@@ -33,10 +35,10 @@ struct Rig {
     cfg.penalty_base = 1ms;
     cfg.max_penalty = 4ms;
     std::vector<GroupMember> members{{"k", "recording", &sink, timeout}};
-    group = std::make_unique<SinkGroup>(ComponentContext{loop, metrics, "g", "group", "/tmp"}, channel,
-                                        *channel.open_cursor("g"),
-                                        std::make_unique<SingleProcessor>(sink, cfg.penalty_base, cfg.max_penalty),
-                                        std::move(members), cfg, clock);
+    group = std::make_unique<SinkGroup>(
+        ComponentContext{loop, metrics, "g", "group", "/tmp"}, channel, *channel.open_cursor("g"),
+        std::make_unique<SingleProcessor>(sink, cfg.penalty_base, cfg.max_penalty),
+        std::move(members), cfg, clock);
   }
   void put(std::size_t n, std::size_t first) {
     Batch b = test::make_batch(n, "e", first);
@@ -63,28 +65,36 @@ TEST_CASE("sink group delivers every event in order and commits", "[unit][group]
   REQUIRE(test::run_until(r.loop, 2s, [&] { return r.channel.events() == 0; }));
   CHECK(r.sink.delivered == Rig::expected(30));
   CHECK(r.safe.safe == 5);
-  CHECK(r.metric("sluice_sink_events_total", {{"component", "k"}, {"type", "recording"}, {"outcome", "ok"}}) == 30);
+  CHECK(r.metric("sluice_sink_events_total",
+                 {{"component", "k"}, {"type", "recording"}, {"outcome", "ok"}}) == 30);
   r.group.reset();
 }
 
-TEST_CASE("sink group: a retry rolls back that lease and every later one; nothing lost or reordered", "[unit][group]") {
+TEST_CASE(
+    "sink group: a retry rolls back that lease and every later one; nothing lost or reordered",
+    "[unit][group]") {
   Rig r(GroupConfig{.max_in_flight = 3, .batch_events = 2});
   // The second of three in-flight deliveries asks to retry; the third had already succeeded.
   r.sink.script({DeliveryResult::ok(), DeliveryResult::retry("broker busy"), DeliveryResult::ok()});
   r.put(6, 0);
   r.group->start();
-  REQUIRE(test::run_until(r.loop, 2s, [&] { return r.channel.events() == 0 && r.group->in_flight() == 0; }));
+  REQUIRE(test::run_until(r.loop, 2s,
+                          [&] { return r.channel.events() == 0 && r.group->in_flight() == 0; }));
   // e4,e5 were answered ok before e2,e3 failed, so they were rolled back and sent again:
   // at-least-once, and the committed order is the channel's order.
-  CHECK(r.sink.attempted == std::vector<std::string>{"e0", "e1", "e2", "e3", "e4", "e5", "e2", "e3", "e4", "e5"});
-  CHECK(r.sink.delivered == std::vector<std::string>{"e0", "e1", "e4", "e5", "e2", "e3", "e4", "e5"});
+  CHECK(r.sink.attempted ==
+        std::vector<std::string>{"e0", "e1", "e2", "e3", "e4", "e5", "e2", "e3", "e4", "e5"});
+  CHECK(r.sink.delivered ==
+        std::vector<std::string>{"e0", "e1", "e4", "e5", "e2", "e3", "e4", "e5"});
   CHECK(r.metric("sluice_group_penalties_total", {{"component", "g"}, {"type", "group"}}) == 1);
-  CHECK(r.metric("sluice_sink_events_total", {{"component", "k"}, {"type", "recording"}, {"outcome", "retry"}}) == 2);
+  CHECK(r.metric("sluice_sink_events_total",
+                 {{"component", "k"}, {"type", "recording"}, {"outcome", "retry"}}) == 2);
   CHECK(r.safe.safe == 1);
   r.group.reset();
 }
 
-TEST_CASE("sink group: a delivery timeout counts as retry and the late answer is ignored", "[unit][group]") {
+TEST_CASE("sink group: a delivery timeout counts as retry and the late answer is ignored",
+          "[unit][group]") {
   Rig r(GroupConfig{.max_in_flight = 1, .batch_events = 10}, 30ms);
   r.sink.hold_next(1);
   r.put(3, 0);
@@ -101,19 +111,24 @@ TEST_CASE("sink group: a delivery timeout counts as retry and the late answer is
   r.group.reset();
 }
 
-TEST_CASE("sink group: rejected events are counted and logged, never silently dropped", "[unit][group]") {
+TEST_CASE("sink group: rejected events are counted and logged, never silently dropped",
+          "[unit][group]") {
   Rig r;
   r.sink.script({DeliveryResult::reject("too large", {1})});
   r.put(3, 0);
   r.group->start();
   REQUIRE(test::run_until(r.loop, 2s, [&] { return r.channel.events() == 0; }));
-  CHECK(r.metric("sluice_sink_events_total", {{"component", "k"}, {"type", "recording"}, {"outcome", "reject"}}) == 1);
-  CHECK(r.metric("sluice_sink_events_total", {{"component", "k"}, {"type", "recording"}, {"outcome", "ok"}}) == 2);
-  CHECK(r.metric("sluice_group_rejected_dropped_events_total", {{"component", "g"}, {"type", "group"}}) == 1);
+  CHECK(r.metric("sluice_sink_events_total",
+                 {{"component", "k"}, {"type", "recording"}, {"outcome", "reject"}}) == 1);
+  CHECK(r.metric("sluice_sink_events_total",
+                 {{"component", "k"}, {"type", "recording"}, {"outcome", "ok"}}) == 2);
+  CHECK(r.metric("sluice_group_rejected_dropped_events_total",
+                 {{"component", "g"}, {"type", "group"}}) == 1);
   r.group.reset();
 }
 
-TEST_CASE("sink group: drain delivers what the channel holds, then stops the sinks", "[unit][group]") {
+TEST_CASE("sink group: drain delivers what the channel holds, then stops the sinks",
+          "[unit][group]") {
   Rig r(GroupConfig{.max_in_flight = 2, .batch_events = 4});
   r.put(10, 0);
   r.group->start();

@@ -1,0 +1,257 @@
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <thread>
+
+#include "tests/support/agent_process.h"
+
+using namespace sluice::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// True if `lines` are exactly "1", "2", ... "n".
+bool is_sequence(const std::vector<std::string>& lines, std::size_t n) {
+  if (lines.size() != n) return false;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (lines[i] != std::to_string(i + 1)) return false;
+  }
+  return true;
+}
+
+std::size_t count_lines(const std::string& path) {
+  const std::string s = read_file(path);
+  return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
+}
+
+AgentProcess::Options exec_options(const std::string& command, const std::string& out,
+                                   std::string max_events = "10000",
+                                   std::string shutdown_timeout = "10s") {
+  AgentProcess::Options o;
+  o.vars = {{"COMMAND", command},
+            {"OUT", out},
+            {"MAX_EVENTS", max_events},
+            {"SHUTDOWN_TIMEOUT", shutdown_timeout}};
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("exec -> memory -> file delivers all N lines in order; metrics agree",
+          "[integration][exec]") {
+  TempDir tmp;
+  const std::size_t n = 100'000;
+  const std::string out = tmp.file("out.log");
+  AgentProcess agent("exec_file.toml", exec_options(R"(["seq", "1", "100000"])", out));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(30s, [&] { return count_lines(out) >= n; }));
+  CHECK(is_sequence(read_lines(out), n));
+  REQUIRE(eventually(5s, [&] {
+    return agent.metric(R"(sluice_sink_events_total{component="out",type="file",outcome="ok"})") ==
+           double(n);
+  }));
+  CHECK(agent.metric(R"(sluice_source_events_total{component="gen",type="exec"})") == double(n));
+  CHECK(agent.metric(R"(sluice_channel_put_events_total{component="buf",type="memory"})") ==
+        double(n));
+  CHECK(agent.metric(R"(sluice_channel_committed_events_total{component="buf",type="memory"})") ==
+        double(n));
+  CHECK(agent.metric(R"(sluice_channel_events{component="buf",type="memory"})") == 0.0);
+  CHECK(agent.metric(R"(sluice_source_bytes_total{component="gen",type="exec"})") ==
+        double(488'895));  // seq's digits, without newlines
+  CHECK(agent.metric(R"(sluice_sink_events_total{component="out",type="file",outcome="retry"})") ==
+        0.0);
+  CHECK(agent.metric(R"(sluice_sink_delivery_seconds_count{component="out",type="file"})") > 0.0);
+
+  // The exposition passes Prometheus' own checker.
+  const std::string metrics_file = tmp.file("metrics.txt");
+  write_file(metrics_file, http_get(agent.admin(), "/metrics").body);
+  const std::string promtool =
+      "promtool check metrics < " + metrics_file + " > " + tmp.file("promtool.out") + " 2>&1";
+  const int rc = std::system(promtool.c_str());
+  INFO(read_file(tmp.file("promtool.out")));
+  CHECK(rc == 0);
+  CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("SIGTERM mid-stream: sources stop, the channel drains, exit 0 with nothing lost",
+          "[integration][exec]") {
+  TempDir tmp;
+  const std::string out = tmp.file("out.log");
+  // A command that never ends: numbers as fast as the shell can print them.
+  AgentProcess agent(
+      "exec_file.toml",
+      exec_options(R"(["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; done"])", out));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] { return count_lines(out) >= 5000; }));
+  const auto before = count_lines(out);
+  CHECK(agent.terminate() == 0);
+  const auto lines = read_lines(out);
+  INFO("delivered " << lines.size() << " lines; " << before << " before SIGTERM");
+  CHECK(lines.size() >= before);
+  CHECK(is_sequence(lines, lines.size()));  // 1..k without a gap: everything read was delivered
+  CHECK(agent.stderr_text().find("stopped: every channel drained") != std::string::npos);
+}
+
+TEST_CASE("a second signal exits at once with 1", "[integration][exec]") {
+  TempDir tmp;
+  // /dev/full fails every write, so the channel can never drain.
+  AgentProcess agent("exec_file.toml",
+                     exec_options(R"(["seq", "1", "100"])", "/dev/full", "10000", "60s"));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] {
+    return agent.metric(R"(sluice_sink_events_total{component="out",type="file",outcome="retry"})")
+               .value_or(0) > 0;
+  }));
+  // Nothing is lost while the sink fails: all 100 events wait in the channel.
+  REQUIRE(eventually(10s, [&] {
+    return agent.metric(R"(sluice_channel_events{component="buf",type="memory"})") == 100.0;
+  }));
+  CHECK(agent.metric(R"(sluice_sink_write_errors_total{component="out",type="file"})").value_or(0) >
+        0);
+  CHECK(agent.signal_and_wait(SIGTERM, 300ms) == -1000);  // still draining: it did not exit
+}
+
+TEST_CASE("shutdown_timeout: an undrainable channel exits 1 after the timeout",
+          "[integration][exec]") {
+  TempDir tmp;
+  AgentProcess agent("exec_file.toml",
+                     exec_options(R"(["seq", "1", "100"])", "/dev/full", "10000", "500ms"));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] {
+    return agent.metric(R"(sluice_channel_events{component="buf",type="memory"})") == 100.0;
+  }));
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(agent.terminate() == 1);
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+  CHECK(agent.stderr_text().find(
+            "shutdown_timeout (500ms) passed with 100 events still in memory channels") !=
+        std::string::npos);
+}
+
+TEST_CASE("back-pressure: a full channel pauses the source; nothing is lost",
+          "[integration][exec]") {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  AgentProcess::Options o;
+  o.vars = {{"N", "20000"}};
+  o.stdout_fd = fds[1];
+  AgentProcess agent("exec_stdout.toml", o);
+  ::close(fds[1]);
+  REQUIRE(agent.wait_ready());
+  // Nobody reads the pipe yet: the stdout sink blocks, the channel fills to its bound and refuses
+  // puts.
+  REQUIRE(eventually(10s, [&] {
+    return agent.metric(R"(sluice_channel_backpressure_total{component="small",type="memory"})")
+               .value_or(0) > 0;
+  }));
+  CHECK(agent.metric(R"(sluice_channel_events{component="small",type="memory"})").value_or(1e9) <=
+        100.0);
+  const double read_so_far =
+      agent.metric(R"(sluice_source_events_total{component="gen",type="exec"})").value_or(0);
+  CHECK(read_so_far < 20000);  // the source paused instead of buffering everything
+  std::string got;
+  std::thread reader([&] {
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::read(fds[0], buf, sizeof buf)) > 0) got.append(buf, static_cast<std::size_t>(n));
+  });
+  REQUIRE(eventually(20s, [&] {
+    return agent.metric(
+               R"(sluice_sink_events_total{component="console",type="stdout",outcome="ok"})") ==
+           20000.0;
+  }));
+  CHECK(agent.terminate() == 0);
+  reader.join();
+  ::close(fds[0]);
+  std::vector<std::string> lines;
+  std::size_t start = 0;
+  for (std::size_t nl; (nl = got.find('\n', start)) != std::string::npos; start = nl + 1) {
+    lines.push_back(got.substr(start, nl - start));
+  }
+  CHECK(is_sequence(lines, 20000));
+}
+
+TEST_CASE("stdin -> memory -> file: every line, then exit 0 at end of input",
+          "[integration][stdin]") {
+  TempDir tmp;
+  std::string input;
+  for (int i = 1; i <= 20000; ++i) input += std::to_string(i) + "\n";
+  input += std::string(70'000, 'L') + "\r\n";  // over max_line_bytes (64KiB): split in two, counted
+  input += "last line without newline";
+  write_file(tmp.file("in.txt"), input);
+  AgentProcess::Options o;
+  o.stdin_file = tmp.file("in.txt");
+  AgentProcess agent("stdin_file.toml", o);
+  CHECK(agent.wait_exit(20s) == 0);
+  const auto lines = read_lines(agent.path("out.log"));
+  REQUIRE(lines.size() == 20003);
+  CHECK(is_sequence({lines.begin(), lines.begin() + 20000}, 20000));
+  CHECK(lines[20000] == std::string(65536, 'L'));
+  CHECK(lines[20001] == std::string(70'000 - 65536, 'L'));
+  CHECK(lines[20002] == "last line without newline");
+  CHECK(agent.stderr_text().find("stdin in: end of input") != std::string::npos);
+}
+
+TEST_CASE("a broken configuration exits 2 with every error, exactly", "[integration][config]") {
+  AgentProcess agent("broken.toml", {});
+  CHECK(agent.wait_exit(10s) == 2);
+  const std::string conf = agent.config_path();
+  const std::string expected =
+      conf +
+      ":4:20: agent.shutdown_timeout: \"ten seconds\" is not a duration (e.g. \"250ms\", "
+      "\"5s\")\n" +
+      conf + ":9:1: sources.gen.channel: unknown channel 'bufer' (did you mean 'buf'?)\n" + conf +
+      ":10:1: sources.gen.restart_throtle: unknown key (did you mean 'restart_throttle'?)\n" +
+      conf + ":15:1: sinks.out: missing required key 'path'\n" +
+      "sluice: 4 configuration errors, nothing started\n";
+  CHECK(agent.stderr_text() == expected);
+  auto [code, text] = run_sluice({"check", "-c", conf});
+  CHECK(code == 2);
+  CHECK(text == expected);
+}
+
+TEST_CASE("sluice check and sluice version", "[integration][cli]") {
+  auto [code, text] = run_sluice({"check", "-c", source_dir() + "/conf/example.toml"});
+  CHECK(code == 0);
+  CHECK(text ==
+        source_dir() + "/conf/example.toml: ok (1 sources, 2 channels, 2 sinks, 2 sink groups)\n");
+  auto [vcode, vtext] = run_sluice({"version"});
+  CHECK(vcode == 0);
+  CHECK(vtext.rfind("sluice ", 0) == 0);
+  auto [mcode, mtext] = run_sluice({"check", "-c", "/nonexistent/sluice.toml"});
+  CHECK(mcode == 2);
+  CHECK(mtext ==
+        "/nonexistent/sluice.toml: cannot read the configuration file: No such file or directory\n"
+        "sluice: 1 configuration error, nothing started\n");
+}
+
+TEST_CASE("admin endpoint: health, readiness, status, and clear errors", "[integration][admin]") {
+  TempDir tmp;
+  AgentProcess agent("exec_file.toml", exec_options(R"(["seq", "1", "10"])", tmp.file("out.log")));
+  REQUIRE(agent.wait_ready());
+  CHECK(read_file(agent.path("data/admin.addr")) == agent.admin() + "\n");
+  CHECK(http_get(agent.admin(), "/healthz").status == 200);
+  CHECK(http_get(agent.admin(), "/readyz").body == "ready\n");
+  REQUIRE(eventually(5s, [&] { return count_lines(tmp.file("out.log")) == 10; }));
+  const auto status = http_get(agent.admin(), "/api/v1/status");
+  CHECK(status.status == 200);
+  CHECK(status.headers.find("Content-Type: application/json") != std::string::npos);
+  CHECK(status.body.find(R"("agent":{"name":"it-exec-file","version":")") != std::string::npos);
+  CHECK(
+      status.body.find(
+          R"({"name":"gen","kind":"source","type":"exec","state":"finished","events_total":10,)") !=
+      std::string::npos);
+  CHECK(status.body.find(
+            R"({"name":"out","kind":"sink","type":"file","state":"running","events_ok":10,)") !=
+        std::string::npos);
+  CHECK(http_get(agent.admin(), "/nope").status == 404);
+  const auto post =
+      http_request(agent.admin(), "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  CHECK(post.status == 405);
+  CHECK(post.headers.find("Allow: GET, HEAD") != std::string::npos);
+  CHECK(http_request(agent.admin(), "NOT HTTP AT ALL\r\n\r\n").status == 400);
+  CHECK(agent.metric(R"(sluice_http_bad_requests_total{component="admin",type="admin"})") == 1.0);
+  CHECK(agent.terminate() == 0);
+}
