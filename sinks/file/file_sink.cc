@@ -28,7 +28,7 @@ std::optional<FileConfig> FileConfig::parse(const ConfigNode& node, ConfigErrors
   std::chrono::nanoseconds roll_interval{};
   if (node.has("roll_interval") &&
       node.optional("roll_interval", roll_interval, errors,
-                    InRange<std::chrono::nanoseconds>{std::chrono::seconds(1),
+                    InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(10),
                                                       std::chrono::hours(24 * 366)})) {
     c.roll_interval = roll_interval;
   }

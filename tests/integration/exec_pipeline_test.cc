@@ -2,7 +2,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <filesystem>
+#include <random>
 #include <thread>
 
 #include "tests/support/agent_process.h"
@@ -28,12 +31,12 @@ std::size_t count_lines(const std::string& path) {
 
 AgentProcess::Options exec_options(const std::string& command, const std::string& out,
                                    std::string max_events = "10000",
-                                   std::string shutdown_timeout = "10s") {
+                                   std::string shutdown_timeout = "10s",
+                                   std::string source_extra = "", std::string sink_extra = "") {
   AgentProcess::Options o;
-  o.vars = {{"COMMAND", command},
-            {"OUT", out},
-            {"MAX_EVENTS", max_events},
-            {"SHUTDOWN_TIMEOUT", shutdown_timeout}};
+  o.vars = {{"COMMAND", command},           {"OUT", out},
+            {"MAX_EVENTS", max_events},     {"SHUTDOWN_TIMEOUT", shutdown_timeout},
+            {"SOURCE_EXTRA", source_extra}, {"SINK_EXTRA", sink_extra}};
   return o;
 }
 
@@ -77,21 +80,28 @@ TEST_CASE("exec -> memory -> file delivers all N lines in order; metrics agree",
 
 TEST_CASE("SIGTERM mid-stream: sources stop, the channel drains, exit 0 with nothing lost",
           "[integration][exec]") {
-  TempDir tmp;
-  const std::string out = tmp.file("out.log");
-  // A command that never ends: numbers as fast as the shell can print them.
-  AgentProcess agent(
-      "exec_file.toml",
-      exec_options(R"(["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; done"])", out));
-  REQUIRE(agent.wait_ready());
-  REQUIRE(eventually(10s, [&] { return count_lines(out) >= 5000; }));
-  const auto before = count_lines(out);
-  CHECK(agent.terminate() == 0);
-  const auto lines = read_lines(out);
-  INFO("delivered " << lines.size() << " lines; " << before << " before SIGTERM");
-  CHECK(lines.size() >= before);
-  CHECK(is_sequence(lines, lines.size()));  // 1..k without a gap: everything read was delivered
-  CHECK(agent.stderr_text().find("stopped: every channel drained") != std::string::npos);
+  // Short form: 3 rounds; SLUICE_SOAK=1: 30 rounds, each stopped after a random number of lines.
+  const int rounds = soak() ? 30 : 3;
+  std::mt19937 rng(std::random_device{}());
+  for (int round = 0; round < rounds; ++round) {
+    TempDir tmp;
+    const std::string out = tmp.file("out.log");
+    // A command that never ends: numbers as fast as the shell can print them.
+    AgentProcess agent(
+        "exec_file.toml",
+        exec_options(R"(["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; done"])", out));
+    REQUIRE(agent.wait_ready());
+    const std::size_t wait_for = std::uniform_int_distribution<std::size_t>(1, 20000)(rng);
+    REQUIRE(eventually(20s, [&] { return count_lines(out) >= wait_for; }));
+    const auto before = count_lines(out);
+    CHECK(agent.terminate() == 0);
+    const auto lines = read_lines(out);
+    INFO("round " << round << ": delivered " << lines.size() << " lines; " << before
+                  << " before SIGTERM");
+    CHECK(lines.size() >= before);
+    CHECK(is_sequence(lines, lines.size()));  // 1..k without a gap: everything read was delivered
+    CHECK(agent.stderr_text().find("stopped: every channel drained") != std::string::npos);
+  }
 }
 
 TEST_CASE("a second signal exits at once with 1", "[integration][exec]") {
@@ -110,7 +120,14 @@ TEST_CASE("a second signal exits at once with 1", "[integration][exec]") {
   }));
   CHECK(agent.metric(R"(sluice_sink_write_errors_total{component="out",type="file"})").value_or(0) >
         0);
-  CHECK(agent.signal_and_wait(SIGTERM, 300ms) == -1000);  // still draining: it did not exit
+  ::kill(agent.pid(), SIGTERM);
+  CHECK_FALSE(
+      eventually(300ms, [&] { return !agent.running(); }));  // still draining: it did not exit
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(agent.signal_and_wait(SIGTERM, 5s) == 1);  // the second signal: exit 1 at once
+  CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+  CHECK(agent.stderr_text().find("exiting at once: second signal (Terminated)") !=
+        std::string::npos);
 }
 
 TEST_CASE("shutdown_timeout: an undrainable channel exits 1 after the timeout",
@@ -235,7 +252,13 @@ TEST_CASE("admin endpoint: health, readiness, status, and clear errors", "[integ
   CHECK(http_get(agent.admin(), "/healthz").status == 200);
   CHECK(http_get(agent.admin(), "/readyz").body == "ready\n");
   REQUIRE(eventually(5s, [&] { return count_lines(tmp.file("out.log")) == 10; }));
-  const auto status = http_get(agent.admin(), "/api/v1/status");
+  // The source is "finished" once seq has exited and its pipes are closed, which may come just
+  // after its lines.
+  HttpReply status;
+  CHECK(eventually(5s, [&] {
+    status = http_get(agent.admin(), "/api/v1/status");
+    return status.body.find(R"("state":"finished")") != std::string::npos;
+  }));
   CHECK(status.status == 200);
   CHECK(status.headers.find("Content-Type: application/json") != std::string::npos);
   CHECK(status.body.find(R"("agent":{"name":"it-exec-file","version":")") != std::string::npos);
@@ -247,11 +270,96 @@ TEST_CASE("admin endpoint: health, readiness, status, and clear errors", "[integ
             R"({"name":"out","kind":"sink","type":"file","state":"running","events_ok":10,)") !=
         std::string::npos);
   CHECK(http_get(agent.admin(), "/nope").status == 404);
-  const auto post =
-      http_request(agent.admin(), "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  const auto post = http_request(
+      agent.admin(),
+      "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
   CHECK(post.status == 405);
   CHECK(post.headers.find("Allow: GET, HEAD") != std::string::npos);
   CHECK(http_request(agent.admin(), "NOT HTTP AT ALL\r\n\r\n").status == 400);
   CHECK(agent.metric(R"(sluice_http_bad_requests_total{component="admin",type="admin"})") == 1.0);
   CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("exec: restart after exit with a throttle; stderr lines are logged and counted",
+          "[integration][exec]") {
+  TempDir tmp;
+  const std::string out = tmp.file("out.log");
+  AgentProcess agent("exec_file.toml",
+                     exec_options(R"(["sh", "-c", "echo line; echo oops >&2"])", out, "10000",
+                                  "10s", "restart = true\nrestart_throttle = \"100ms\""));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] { return count_lines(out) >= 4; }));
+  CHECK(agent.metric(R"(sluice_source_restarts_total{component="gen",type="exec"})").value_or(0) >=
+        3);
+  CHECK(agent.metric(R"(sluice_source_stderr_lines_total{component="gen",type="exec"})")
+            .value_or(0) >= 4);
+  CHECK(agent.terminate() == 0);
+  CHECK(agent.stderr_text().find("exec gen: stderr: oops") != std::string::npos);
+  for (const auto& l : read_lines(out)) CHECK(l == "line");
+}
+
+TEST_CASE("exec: a command that cannot run is a clear start-up error", "[integration][exec]") {
+  TempDir tmp;
+  AgentProcess agent("exec_file.toml",
+                     exec_options(R"(["/nonexistent/cmd"])", tmp.file("out.log")));
+  CHECK(agent.wait_exit(10s) == 1);
+  CHECK(agent.stderr_text().find(
+            "cannot start: sources.gen: exec gen: cannot run '/nonexistent/cmd': ENOENT") !=
+        std::string::npos);
+}
+
+TEST_CASE("file sink: rolls by size and by time, nothing lost across files",
+          "[integration][file]") {
+  TempDir tmp;
+  const std::string out = tmp.file("out.log");
+  SECTION("by size") {
+    AgentProcess agent("exec_file.toml", exec_options(R"(["seq", "1", "20000"])", out, "10000",
+                                                      "10s", "", "roll_bytes = \"8KiB\""));
+    REQUIRE(agent.wait_ready());
+    REQUIRE(eventually(10s, [&] {
+      return agent.metric(
+                 R"(sluice_sink_events_total{component="out",type="file",outcome="ok"})") ==
+             20000.0;
+    }));
+    CHECK(
+        agent.metric(R"(sluice_sink_file_rolls_total{component="out",type="file"})").value_or(0) >=
+        5);
+    CHECK(agent.terminate() == 0);
+  }
+  SECTION("by time") {
+    AgentProcess agent(
+        "exec_file.toml",
+        exec_options(R"(["sh", "-c", "for i in $(seq 1 12); do echo $i; sleep 0.05; done"])", out,
+                     "10000", "10s", "", "roll_interval = \"100ms\"\nfsync = \"batch\""));
+    REQUIRE(agent.wait_ready());
+    REQUIRE(eventually(10s, [&] {
+      return agent.metric(
+                 R"(sluice_sink_events_total{component="out",type="file",outcome="ok"})") == 12.0;
+    }));
+    CHECK(
+        agent.metric(R"(sluice_sink_file_rolls_total{component="out",type="file"})").value_or(0) >=
+        2);
+    CHECK(agent.terminate() == 0);
+  }
+  // Every rolled file is PATH.<stamp>[.N]; read them in roll order, then the current file.
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(tmp.path())) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("out.log.", 0) == 0) files.push_back(e.path().string());
+  }
+  std::sort(files.begin(), files.end(), [](const std::string& a, const std::string& b) {
+    return std::filesystem::last_write_time(a) < std::filesystem::last_write_time(b) ||
+           (std::filesystem::last_write_time(a) == std::filesystem::last_write_time(b) && a < b);
+  });
+  files.push_back(out);
+  std::vector<std::string> all;
+  for (const auto& f : files) {
+    const auto lines = read_lines(f);
+    all.insert(all.end(), lines.begin(), lines.end());
+  }
+  std::vector<std::string> sorted = all;
+  std::sort(sorted.begin(), sorted.end(),
+            [](const std::string& a, const std::string& b) { return std::stol(a) < std::stol(b); });
+  CHECK(is_sequence(sorted, sorted.size()));  // every number exactly once
+  CHECK((sorted.size() == 20000 || sorted.size() == 12));
 }

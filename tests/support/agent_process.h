@@ -50,6 +50,7 @@ class AgentProcess {
   int terminate(std::chrono::milliseconds timeout = 15s) { return signal_and_wait(15, timeout); }
   int wait_exit(std::chrono::milliseconds timeout = 15s);
   bool running();
+  pid_t pid() const { return pid_; }
   std::string stderr_text() const { return read_file(dir_.file("stderr")); }
   /// The value of one series in /metrics, or nullopt.
   std::optional<double> metric(const std::string& series);

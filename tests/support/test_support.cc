@@ -28,6 +28,11 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
+bool soak() {
+  const char* v = std::getenv("SLUICE_SOAK");
+  return v != nullptr && std::string_view(v) == "1";
+}
+
 bool eventually(std::chrono::milliseconds timeout, const std::function<bool()>& cond) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {

@@ -32,6 +32,9 @@ class TempDir {
   std::string path_;
 };
 
+/// True when SLUICE_SOAK=1: tests then run their long form.
+bool soak();
+
 /// Polls `cond` every few milliseconds until it holds or `timeout` passes.
 bool eventually(std::chrono::milliseconds timeout, const std::function<bool()>& cond);
 /// Runs `loop` in small steps until `cond` holds or `timeout` passes.

@@ -220,3 +220,27 @@ channel = "c"
       errors[0] ==
       R"(inline.toml:4:11: sources.a.command: expected an array of strings (argv); set shell = true to run a string through /bin/sh)");
 }
+
+TEST_CASE("config: a listen address used twice", "[unit][config]") {
+  const auto errors = errors_of(R"(
+[agent]
+admin = "127.0.0.1:4141"
+
+[sources.a]
+type = "stdin"
+channel = "c"
+listen = "127.0.0.1:4141"
+
+[channels.c]
+type = "memory"
+
+[sinks.k]
+type = "null"
+channel = "c"
+)");
+  const std::vector<std::string> expected = {
+      R"(inline.toml:8:1: sources.a.listen: unknown key)",
+      R"(inline.toml:8:10: sources.a.listen: address 127.0.0.1:4141 is already used by agent.admin)",
+  };
+  CHECK(errors == expected);
+}

@@ -36,3 +36,17 @@ TEST_CASE("metrics render in the Prometheus text format", "[unit][core]") {
   REQUIRE(m.find("sluice_source_events_total", {{"component", "a"}, {"type", "exec"}}, v));
   CHECK(v == 4);
 }
+
+#include "agent/core/log.h"
+
+TEST_CASE("rate limiter lets a burst through, then counts what it held back", "[unit][core]") {
+  sluice::RateLimiter limiter(2, std::chrono::seconds(3600));
+  std::uint64_t suppressed = 99;
+  CHECK(limiter.allow(suppressed));
+  CHECK(suppressed == 0);
+  CHECK(limiter.allow(suppressed));
+  for (int i = 0; i < 5; ++i) CHECK_FALSE(limiter.allow(suppressed));
+  sluice::RateLimiter fresh(1, std::chrono::seconds(0));  // a zero window resets every call
+  CHECK(fresh.allow(suppressed));
+  CHECK(fresh.allow(suppressed));
+}
