@@ -123,26 +123,44 @@ Status Agent::create_components() {
     if (!cursor)
       return Status(Errc::config,
                     fmt::format("sink_groups.{}: {}", spec.name, cursor.error().message()));
-    std::vector<sinks::GroupMember> members;
-    for (const auto& sink_name : spec.sinks) {
+    auto member = [&](const std::string& sink_name) {
       const SinkSpec* sspec = nullptr;
-      for (const auto& s : config_.sinks) {
-        if (s.name == sink_name) sspec = &s;
+      for (const auto& sp : config_.sinks) {
+        if (sp.name == sink_name) sspec = &sp;
       }
       Sink* sink = nullptr;
-      for (auto& s : sinks_) {
-        if (s.name == sink_name) sink = s.sink.get();
+      for (auto& se : sinks_) {
+        if (se.name == sink_name) sink = se.sink.get();
       }
       SLUICE_ASSERT(sspec != nullptr && sink != nullptr);
-      members.push_back({sink_name, sspec->type, sink, sspec->delivery_timeout});
+      return sinks::GroupMember{sink_name, sspec->type, sink, sspec->delivery_timeout};
+    };
+    std::vector<sinks::GroupMember> members;
+    std::vector<Sink*> member_sinks;
+    for (const auto& sink_name : spec.sinks) {
+      members.push_back(member(sink_name));
+      member_sinks.push_back(members.back().sink);
     }
-    auto processor = std::make_unique<sinks::SingleProcessor>(
-        *members.front().sink, spec.config.penalty_base, spec.config.max_penalty);
+    std::unique_ptr<Processor> processor;
+    const auto base = spec.config.penalty_base, max = spec.config.max_penalty;
+    if (spec.processor == "failover") {
+      processor = std::make_unique<sinks::FailoverProcessor>(member_sinks, base, max);
+    } else if (spec.processor == "load_balance") {
+      processor = std::make_unique<sinks::LoadBalanceProcessor>(
+          member_sinks,
+          spec.selector == "random" ? sinks::Selector::random : sinks::Selector::round_robin, base,
+          max);
+    } else {
+      processor = std::make_unique<sinks::SingleProcessor>(*member_sinks.front(), base, max);
+    }
+    std::optional<sinks::GroupMember> dead_letter;
+    if (spec.dead_letter) dead_letter = member(*spec.dead_letter);
     ComponentContext gctx{loop_, metrics_, spec.name, spec.implicit ? "group" : spec.processor,
                           config_.agent.data_dir};
     groups_.push_back({spec.name, spec.channel,
                        std::make_unique<sinks::SinkGroup>(gctx, *ch, *cursor, std::move(processor),
-                                                          std::move(members), spec.config, clock_),
+                                                          std::move(members), spec.config, clock_,
+                                                          std::move(dead_letter)),
                        false});
   }
   for (const auto& spec : config_.sources) {
@@ -403,8 +421,14 @@ std::string Agent::status_json() const {
                        outcome("ok"), outcome("retry"), outcome("reject"));
   }
   for (const auto& g : groups_) {
-    begin(g.name, "sink_group", "default", g.drained ? "drained" : state_name());
-    out += fmt::format(",\"channel\":\"{}\",\"in_flight\":{}}}", g.channel, g.group->in_flight());
+    const GroupSpec* gs = nullptr;
+    for (const auto& spec : config_.groups) {
+      if (spec.name == g.name) gs = &spec;
+    }
+    begin(g.name, "sink_group", gs != nullptr ? gs->processor : "default",
+          g.drained ? "drained" : state_name());
+    out += fmt::format(",\"channel\":\"{}\",\"active_sink\":\"{}\",\"in_flight\":{}}}", g.channel,
+                       g.group->active(), g.group->in_flight());
   }
   out += "]}\n";
   return out;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -143,32 +144,100 @@ std::optional<AgentConfig> parse_config(std::string_view text, const std::string
   if (auto sinks_section = root_table.get_as<toml::table>("sinks")) {
     for (const auto& [k, v] : *sinks_section) sink_names.push_back(k.str());
   }
+  std::map<std::string, std::string, std::less<>> dead_letter_of;  // sink -> group
   each_component(root, "sink_groups", errors, [&](const std::string& name, const ConfigNode& node) {
     GroupSpec g;
     g.name = name;
     const bool has_channel = node.required("channel", g.channel, errors);
-    node.optional("processor", g.processor, errors, OneOf{{"default"}});
-    node.required("sinks", g.sinks, errors);
+    node.optional("processor", g.processor, errors, OneOf{{"default", "failover", "load_balance"}});
+    node.mark_known("sinks");
+    node.mark_known("priority");
+    const char* sinks_key = "sinks";
+    if (node.has("sinks") && node.has("priority")) {
+      node.error_at("priority", errors,
+                    "set either 'sinks' (in priority order) or 'priority', not both", true);
+    } else if (node.has("priority")) {
+      sinks_key = "priority";
+      if (auto prio = node.child("priority", errors)) {
+        std::vector<std::pair<std::int64_t, std::string>> ranked;
+        for (const auto& [k, v] : prio->table()) {
+          std::int64_t p = 0;
+          if (prio->required(k.str(), p, errors)) {
+            for (const auto& [other_p, other] : ranked) {
+              if (other_p == p) {
+                prio->error_at(k.str(), errors,
+                               fmt::format("sinks '{}' and '{}' have the same priority {}", other,
+                                           k.str(), p));
+              }
+            }
+            ranked.emplace_back(p, std::string(k.str()));
+          }
+        }
+        // A larger number is preferred, as in Flume.
+        std::stable_sort(ranked.begin(), ranked.end(),
+                         [](const auto& a, const auto& b) { return a.first > b.first; });
+        for (auto& [p, n] : ranked) g.sinks.push_back(n);
+      }
+    } else {
+      node.required("sinks", g.sinks, errors);
+    }
+    if (node.optional("selector", g.selector, errors, OneOf{{"round_robin", "random"}}) &&
+        node.has("selector") && g.processor != "load_balance") {
+      node.error_at("selector", errors, "only a load_balance group has a selector", true);
+    }
+    std::string dead_letter;
+    if (node.has("dead_letter") && node.optional("dead_letter", dead_letter, errors))
+      g.dead_letter = dead_letter;
+    node.mark_known("dead_letter");
     sinks::GroupConfig::parse(node, errors, g.config);
     node.reject_unknown_keys(errors);
     if (has_channel && check_channel(node, "channel", g.channel))
       drained_by[g.channel].push_back(name);
-    if (g.processor == "default" && node.has("sinks") && g.sinks.size() != 1) {
+    if (g.processor == "default" && node.has(sinks_key) && g.sinks.size() != 1) {
       node.error_at(
-          "sinks", errors,
+          sinks_key, errors,
           fmt::format("processor 'default' takes exactly one sink, got {}", g.sinks.size()));
+    } else if (node.has(sinks_key) && g.sinks.empty()) {
+      node.error_at(sinks_key, errors, "must name at least one sink");
     }
     for (const auto& s : g.sinks) {
       if (std::find(sink_names.begin(), sink_names.end(), s) == sink_names.end()) {
-        node.error_at("sinks", errors,
+        node.error_at(sinks_key, errors,
                       fmt::format("unknown sink '{}'{}", s, did_you_mean(s, sink_names)), true);
       } else if (auto [it, fresh] = group_of.emplace(s, name); !fresh) {
-        node.error_at("sinks", errors,
+        node.error_at(sinks_key, errors,
                       fmt::format("sink '{}' is already in sink group '{}'", s, it->second), true);
+      }
+    }
+    if (g.dead_letter) {
+      const std::string& dl = *g.dead_letter;
+      if (std::find(sink_names.begin(), sink_names.end(), dl) == sink_names.end()) {
+        node.error_at("dead_letter", errors,
+                      fmt::format("unknown sink '{}'{}", dl, did_you_mean(dl, sink_names)), true);
+      } else if (auto [it, fresh] = dead_letter_of.emplace(dl, name); !fresh) {
+        node.error_at(
+            "dead_letter", errors,
+            fmt::format("sink '{}' is already the dead_letter of sink group '{}'", dl, it->second),
+            true);
       }
     }
     cfg.groups.push_back(std::move(g));
   });
+  for (const auto& [dl, group] : dead_letter_of) {
+    if (auto it = group_of.find(dl); it != group_of.end()) {
+      for (const auto& g : cfg.groups) {
+        if (g.name == group) {
+          ConfigNode node(*root_table["sink_groups"][group].as_table(), "sink_groups." + group,
+                          file);
+          node.error_at(
+              "dead_letter", errors,
+              fmt::format("sink '{}' is in sink group '{}'; a dead-letter sink must not be", dl,
+                          it->second),
+              true);
+        }
+      }
+    }
+  }
 
   // [sinks.NAME]
   each_component(root, "sinks", errors, [&](const std::string& name, const ConfigNode& node) {
@@ -184,7 +253,15 @@ std::optional<AgentConfig> parse_config(std::string_view text, const std::string
     const bool has_channel = node.has("channel") && node.optional("channel", channel, errors);
     node.mark_known("channel");
     auto grp = group_of.find(name);
-    if (grp == group_of.end()) {
+    if (dead_letter_of.count(name) != 0) {
+      if (node.has("channel")) {
+        node.error_at(
+            "channel", errors,
+            fmt::format("this sink is the dead_letter of sink group '{}' and reads no channel",
+                        dead_letter_of.find(name)->second),
+            true);
+      }
+    } else if (grp == group_of.end()) {
       GroupSpec g;
       g.name = name;
       g.implicit = true;

@@ -41,8 +41,10 @@ struct SinkSpec {
 struct GroupSpec {
   std::string name;
   std::string channel;
-  std::string processor = "default";
-  std::vector<std::string> sinks;
+  std::string processor = "default";     // "default", "failover" or "load_balance"
+  std::vector<std::string> sinks;        // failover: in priority order, preferred first
+  std::string selector = "round_robin";  // load_balance: "round_robin" or "random"
+  std::optional<std::string> dead_letter;
   sinks::GroupConfig config;
   bool implicit = false;  // a sink with its own `channel`: a group of one named after it
 };

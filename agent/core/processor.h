@@ -13,13 +13,19 @@ namespace sluice {
 class Processor {
  public:
   virtual ~Processor() = default;
-  /// The sink for the next batch, or nullptr when every member is penalised.
+  /// The sink for the next batch, or nullptr when every member is penalised or being probed.
   virtual Sink* pick(TimePoint now) = 0;
-  /// The sink answered Retry or timed out: back it off.
+  /// The sink answered Retry, timed out or failed its probe: back it off.
   virtual void penalize(Sink& sink, TimePoint now) = 0;
+  /// The sink delivered or passed its probe: it is healthy again.
   virtual void succeeded(Sink& sink) = 0;
   /// When pick() returned nullptr: the earliest moment a member may be picked again.
   virtual TimePoint next_ready(TimePoint now) const = 0;
+  /// A member whose penalty has ended and that has not succeeded since, not being probed yet:
+  /// the group probes it before sending it real batches. nullptr if none.
+  virtual Sink* due_for_probe(TimePoint now) = 0;
+  /// While probing, pick() skips the sink.
+  virtual void set_probing(Sink& sink, bool probing) = 0;
 };
 
 }  // namespace sluice

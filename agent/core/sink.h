@@ -45,6 +45,15 @@ class DeliveryListener {
   ~DeliveryListener() = default;
 };
 
+class ProbeListener {
+ public:
+  /// The result of Sink::probe(): ok when the sink's destination answered.
+  virtual void on_probed(class Sink& sink, bool healthy) noexcept = 0;
+
+ protected:
+  ~ProbeListener() = default;
+};
+
 class Sink {
  public:
   virtual ~Sink() = default;
@@ -53,6 +62,16 @@ class Sink {
   virtual void deliver(const Batch& batch, DeliveryId id, DeliveryListener& done) = 0;
   /// Runs `on_stopped` once every delivery already started has been answered.
   virtual void stop(StopCallback on_stopped) = 0;
+  /// The group gave up on delivery `id` (timeout or failover) and will ignore its answer: drop
+  /// what is still queued for it if the sink can, so that it answers soon. Optional.
+  virtual void cancel(DeliveryId id) { (void)id; }
+  /// Checks the destination without sending events (Kafka metadata, TCP connect, HTTP GET) and
+  /// calls `listener.on_probed()` later on the loop thread. Returns false if the sink has no probe;
+  /// it is then tried again with the next batch.
+  virtual bool probe(ProbeListener& listener) {
+    (void)listener;
+    return false;
+  }
 };
 
 }  // namespace sluice

@@ -7,6 +7,11 @@
 
 namespace sluice::sinks {
 
+namespace {
+constexpr std::size_t kMaxSlotsPerInFlight = 4;  // abandoned deliveries may hold this many extra
+constexpr std::uint64_t kDeadLetterIdBit = 1ULL << 63;
+}  // namespace
+
 bool GroupConfig::parse(const ConfigNode& node, ConfigErrors& errors, GroupConfig& out) {
   const std::size_t before = errors.size();
   using std::chrono::nanoseconds;
@@ -20,56 +25,47 @@ bool GroupConfig::parse(const ConfigNode& node, ConfigErrors& errors, GroupConfi
   return errors.size() == before;
 }
 
-std::chrono::nanoseconds penalty_for(std::uint32_t failures, std::chrono::nanoseconds base,
-                                     std::chrono::nanoseconds max) {
-  if (failures == 0) return std::chrono::nanoseconds::zero();
-  std::chrono::nanoseconds p = base;
-  for (std::uint32_t i = 1; i < failures && p < max; ++i) p *= 2;
-  return std::min(p, max);
-}
-
-SingleProcessor::SingleProcessor(Sink& sink, std::chrono::nanoseconds base,
-                                 std::chrono::nanoseconds max)
-    : sink_(sink), base_(base), max_(max) {}
-
-Sink* SingleProcessor::pick(TimePoint now) { return now >= until_ ? &sink_ : nullptr; }
-
-void SingleProcessor::penalize(Sink&, TimePoint now) {
-  ++failures_;
-  until_ = now + penalty_for(failures_, base_, max_);
-}
-
-void SingleProcessor::succeeded(Sink&) {
-  failures_ = 0;
-  until_ = {};
-}
-
-TimePoint SingleProcessor::next_ready(TimePoint now) const { return std::max(now, until_); }
-
 SinkGroup::SinkGroup(ComponentContext ctx, Channel& channel, CursorId cursor,
                      std::unique_ptr<Processor> processor, std::vector<GroupMember> members,
-                     const GroupConfig& config, const Clock& clock)
+                     const GroupConfig& config, const Clock& clock,
+                     std::optional<GroupMember> dead_letter)
     : ctx_(std::move(ctx)),
       channel_(channel),
       cursor_(cursor),
       processor_(std::move(processor)),
       members_(std::move(members)),
+      dead_letter_(std::move(dead_letter)),
       config_(config),
       clock_(clock),
-      slots_(config.max_in_flight),
       retry_timer_(ctx_.loop),
       switches_(ctx_.metrics.counter("sluice_group_switches_total",
                                      "Times the group's active sink changed.", ctx_.labels())),
-      penalties_(ctx_.metrics.counter("sluice_group_penalties_total",
-                                      "Times a member was penalised after a retry or timeout.",
-                                      ctx_.labels())),
+      penalties_(ctx_.metrics.counter(
+          "sluice_group_penalties_total",
+          "Times a member was penalised after a retry, timeout or failed probe.", ctx_.labels())),
       dropped_rejected_(ctx_.metrics.counter(
           "sluice_group_rejected_dropped_events_total",
-          "Events a sink rejected for good, dropped because the group has no dead-letter sink.",
-          ctx_.labels())) {
+          "Events a sink rejected for good that no dead-letter sink took; dropped and logged.",
+          ctx_.labels())),
+      dead_lettered_(ctx_.metrics.counter("sluice_group_dead_letter_events_total",
+                                          "Rejected events handed to the dead-letter sink.",
+                                          ctx_.labels())),
+      probes_ok_(ctx_.metrics.counter("sluice_group_probes_total",
+                                      "Health probes of penalised members.",
+                                      [&] {
+                                        Labels l = ctx_.labels();
+                                        l.emplace_back("result", "ok");
+                                        return l;
+                                      }())),
+      probes_failed_(ctx_.metrics.counter("sluice_group_probes_total",
+                                          "Health probes of penalised members.", [&] {
+                                            Labels l = ctx_.labels();
+                                            l.emplace_back("result", "failed");
+                                            return l;
+                                          }())) {
   config_.batch_events = std::min(config_.batch_events, channel_.max_transaction_events());
-  for (Slot& s : slots_) s.timer = std::make_unique<Timer>(ctx_.loop);
-  order_.reserve(slots_.size());
+  dead_listener_.group = this;
+  order_.reserve(config_.max_in_flight);
   for (const GroupMember& m : members_) {
     Labels l{{"component", m.name}, {"type", m.type}};
     auto outcome = [&](const char* o) {
@@ -100,9 +96,18 @@ std::size_t SinkGroup::member_index(const GroupMember* m) const noexcept {
   return static_cast<std::size_t>(m - members_.data());
 }
 
+GroupMember* SinkGroup::member_of(const Sink* sink) noexcept {
+  for (GroupMember& m : members_) {
+    if (m.sink == sink) return &m;
+  }
+  return nullptr;
+}
+
 SinkGroup::Slot* SinkGroup::find(DeliveryId id) noexcept {
   for (Slot& s : slots_) {
-    if (s.busy && s.id == id) return &s;
+    if (s.state != State::free &&
+        (s.id == id || (s.state == State::dead_lettering && s.dead_id == id)))
+      return &s;
   }
   return nullptr;
 }
@@ -112,30 +117,46 @@ void SinkGroup::set_active(GroupMember* m) {
   if (active_ != nullptr) {
     member_metrics_[member_index(active_)].active->set(0);
     switches_.inc();
-    spdlog::info("group {}: active sink is now {}", ctx_.name, m->name);
+    spdlog::info("group {}: active sink is now {} (was {})", ctx_.name, m->name, active_->name);
   }
   active_ = m;
   member_metrics_[member_index(m)].active->set(1);
 }
 
+SinkGroup::Slot* SinkGroup::free_slot() {
+  for (Slot& s : slots_) {
+    if (s.state == State::free) return &s;
+  }
+  if (slots_.size() >= config_.max_in_flight * kMaxSlotsPerInFlight) return nullptr;
+  Slot& s = slots_.emplace_back();
+  s.timer = std::make_unique<Timer>(ctx_.loop);
+  return &s;
+}
+
+void SinkGroup::start_probes(TimePoint now) {
+  while (Sink* sink = processor_->due_for_probe(now)) {
+    processor_->set_probing(*sink, true);
+    if (!sink->probe(*this)) {
+      // No probe: the sink gets the next batch as its trial.
+      processor_->set_probing(*sink, false);
+      break;
+    }
+  }
+}
+
 void SinkGroup::pump() {
   if (in_pump_) return;  // a synchronous commit or rollback inside pump() re-enters here
   in_pump_ = true;
-  while (started_ && !abandoned_ && order_.size() < slots_.size()) {
+  while (started_ && order_.size() < config_.max_in_flight) {
     const TimePoint now = clock_.now();
+    start_probes(now);
     Sink* sink = processor_->pick(now);
     if (sink == nullptr) {
       arm_retry_timer(processor_->next_ready(now));
       break;
     }
-    Slot* slot = nullptr;
-    for (Slot& s : slots_) {
-      if (!s.busy) {
-        slot = &s;
-        break;
-      }
-    }
-    if (slot == nullptr) break;  // every free slot is held by an abandoned delivery
+    Slot* slot = free_slot();
+    if (slot == nullptr) break;  // abandoned deliveries hold every slot; their answers free them
     Result<Lease> lease =
         channel_.take(cursor_, slot->batch, {config_.batch_events, config_.batch_bytes.bytes});
     if (!lease) {
@@ -150,23 +171,17 @@ void SinkGroup::pump() {
       }
       break;
     }
-    GroupMember* member = nullptr;
-    for (GroupMember& m : members_) {
-      if (m.sink == sink) member = &m;
-    }
+    GroupMember* member = member_of(sink);
     SLUICE_ASSERT(member != nullptr);
     set_active(member);
-    slot->busy = true;
-    slot->delivered = false;
-    slot->abandoned = false;
+    slot->state = State::delivering;
     slot->lease = std::move(*lease);
     slot->member = member;
     slot->id = DeliveryId{++next_id_};
     slot->started = now;
     order_.push_back(slot);
     ++in_flight_count_;
-    Slot* s = slot;
-    slot->timer->start(member->delivery_timeout, [this, s] { on_timeout(*s); });
+    slot->timer->start(member->delivery_timeout, [this, slot] { on_timeout(*slot); });
     sink->deliver(slot->batch, slot->id, *this);
   }
   in_pump_ = false;
@@ -184,47 +199,133 @@ void SinkGroup::arm_retry_timer(TimePoint when) {
   retry_timer_.start(std::chrono::duration_cast<Duration>(delay), [this] { pump(); });
 }
 
+void SinkGroup::on_probed(Sink& sink, bool healthy) noexcept {
+  processor_->set_probing(sink, false);
+  GroupMember* m = member_of(&sink);
+  if (healthy) {
+    probes_ok_.inc();
+    processor_->succeeded(sink);
+    spdlog::info("group {}: sink {} passed its health probe", ctx_.name,
+                 m != nullptr ? m->name : "?");
+  } else {
+    probes_failed_.inc();
+    processor_->penalize(sink, clock_.now());
+    penalties_.inc();
+  }
+  pump();
+}
+
 void SinkGroup::on_delivered(DeliveryId id, const DeliveryResult& result) noexcept {
   Slot* slot = find(id);
-  SLUICE_ASSERT(slot != nullptr);
-  if (slot->abandoned) {
+  SLUICE_ASSERT(slot != nullptr && slot->id == id);
+  if (slot->state == State::abandoned) {
     // Its lease was rolled back when it timed out or an earlier lease failed; the sink is done
     // with the batch now, so the slot can be reused.
-    slot->busy = false;
-    slot->abandoned = false;
+    slot->state = State::free;
     --in_flight_count_;
     pump();
     return;
   }
+  SLUICE_ASSERT(slot->state == State::delivering);
   slot->timer->stop();
   MemberMetrics& mm = member_metrics_[member_index(slot->member)];
   mm.latency->observe(std::chrono::duration<double>(clock_.now() - slot->started).count());
   if (result.is_retry()) {
     mm.retry_events->inc(slot->batch.size());
-    SLUICE_WARN_LIMITED(retry_log_, "group {}: sink {} asked to retry {} events: {}", ctx_.name,
+    SLUICE_WARN_LIMITED(retry_log_, "group {}: sink {} failed {} events, retrying: {}", ctx_.name,
                         slot->member->name, slot->batch.size(), result.reason);
     retry_from(*slot, true);
     return pump();
   }
-  std::size_t rejected = 0;
-  if (result.is_reject()) {
-    rejected = result.rejected.empty() ? slot->batch.size() : result.rejected.size();
-    mm.reject_events->inc(rejected);
-    // TODO(#6): hand rejected events to the group's dead-letter sink once groups have one.
-    dropped_rejected_.inc(rejected);
-    SLUICE_WARN_LIMITED(reject_log_, "group {}: sink {} rejected {} events for good, dropped: {}",
-                        ctx_.name, slot->member->name, rejected, result.reason);
-  }
-  mm.ok_events->inc(slot->batch.size() - rejected);
-  mm.bytes->inc(slot->batch.bytes());
   processor_->succeeded(*slot->member->sink);
-  slot->delivered = true;
+  mm.bytes->inc(slot->batch.bytes());
+  if (result.is_reject()) {
+    reject(*slot, result);
+  } else {
+    mm.ok_events->inc(slot->batch.size());
+    slot->state = State::delivered;
+  }
+  commit_ready();
+  pump();
+}
+
+void SinkGroup::reject(Slot& slot, const DeliveryResult& result) {
+  MemberMetrics& mm = member_metrics_[member_index(slot.member)];
+  const std::size_t n = result.rejected.empty() ? slot.batch.size() : result.rejected.size();
+  mm.reject_events->inc(n);
+  mm.ok_events->inc(slot.batch.size() - n);
+  if (!dead_letter_) {
+    dropped_rejected_.inc(n);
+    SLUICE_WARN_LIMITED(
+        reject_log_, "group {}: sink {} rejected {} events for good, dropped (no dead_letter): {}",
+        ctx_.name, slot.member->name, n, result.reason);
+    slot.state = State::delivered;
+    return;
+  }
+  // Copy the rejected events with the reason; the lease commits once the dead-letter sink has them.
+  slot.dead.clear();
+  auto copy = [&](std::size_t i) {
+    const EventView e = slot.batch[i];
+    slot.dead.add(e.body(), e.timestamp_ns(), e.id());
+    for (std::size_t h = 0; h < e.header_count(); ++h)
+      slot.dead.add_header(e.header(h).key, e.header(h).value);
+    slot.dead.add_header(kRejectReasonHeader, result.reason);
+    slot.dead.add_header(kRejectedByHeader, slot.member->name);
+    for (std::size_t f = 0; f < e.field_count(); ++f) {
+      const Field fd = e.field(f);
+      slot.dead.add_field(fd.key, fd.text, fd.type);
+    }
+  };
+  if (result.rejected.empty()) {
+    for (std::size_t i = 0; i < slot.batch.size(); ++i) copy(i);
+  } else {
+    for (std::uint32_t i : result.rejected) {
+      if (i < slot.batch.size()) copy(i);
+    }
+  }
+  slot.reject_reason = result.reason;
+  send_dead_letter(slot);
+}
+
+void SinkGroup::send_dead_letter(Slot& slot) {
+  slot.state = State::dead_lettering;
+  slot.dead_id = DeliveryId{kDeadLetterIdBit | ++next_id_};
+  dead_letter_->sink->deliver(slot.dead, slot.dead_id, dead_listener_);
+}
+
+void SinkGroup::on_dead_lettered(DeliveryId id, const DeliveryResult& result) noexcept {
+  Slot* slot = find(id);
+  SLUICE_ASSERT(slot != nullptr);
+  if (slot->state == State::abandoned) {  // rolled back meanwhile: just free the slot
+    slot->state = State::free;
+    --in_flight_count_;
+    pump();
+    return;
+  }
+  SLUICE_ASSERT(slot->state == State::dead_lettering);
+  if (result.is_retry()) {
+    SLUICE_WARN_LIMITED(reject_log_, "group {}: dead-letter sink {} failed, retrying in 1s: {}",
+                        ctx_.name, dead_letter_->name, result.reason);
+    slot->timer->start(std::chrono::seconds(1), [this, slot] { send_dead_letter(*slot); });
+    return;
+  }
+  if (result.is_reject()) {
+    const std::size_t n = result.rejected.empty() ? slot->dead.size() : result.rejected.size();
+    dropped_rejected_.inc(n);
+    SLUICE_WARN_LIMITED(reject_log_,
+                        "group {}: dead-letter sink {} rejected {} events too, dropped: {}",
+                        ctx_.name, dead_letter_->name, n, result.reason);
+    dead_lettered_.inc(slot->dead.size() - n);
+  } else {
+    dead_lettered_.inc(slot->dead.size());
+  }
+  slot->state = State::delivered;
   commit_ready();
   pump();
 }
 
 void SinkGroup::on_timeout(Slot& slot) {
-  if (!slot.busy || slot.abandoned || slot.delivered) return;
+  if (slot.state != State::delivering) return;
   MemberMetrics& mm = member_metrics_[member_index(slot.member)];
   mm.timeouts->inc();
   mm.retry_events->inc(slot.batch.size());
@@ -235,7 +336,8 @@ void SinkGroup::on_timeout(Slot& slot) {
 }
 
 // Rolls back `slot`'s lease and every later one, newest first, so the channel's order is kept.
-// Slots whose sinks still hold their batch are marked abandoned until those sinks answer.
+// Slots whose sinks still hold their batch are abandoned until those sinks answer, and their sinks
+// are asked to cancel, so that a failover does not wait for a dead destination.
 void SinkGroup::retry_from(Slot& slot, bool answered) {
   processor_->penalize(*slot.member->sink, clock_.now());
   penalties_.inc();
@@ -244,35 +346,37 @@ void SinkGroup::retry_from(Slot& slot, bool answered) {
   for (auto r = order_.end(); r != it;) {
     --r;
     Slot* s = *r;
-    s->timer->stop();
     s->lease.rollback();
-    if ((s == &slot && answered) || s->delivered) {
-      // The sink has answered this one (or it is the one answering now): free at once.
-      s->busy = false;
+    if (s->state == State::dead_lettering) {
+      // The dead-letter delivery is still out; its answer frees the slot.
+      s->state = State::abandoned;
+      s->id = s->dead_id;
+      continue;
+    }
+    s->timer->stop();
+    if ((s == &slot && answered) || s->state == State::delivered) {
+      s->state = State::free;
       --in_flight_count_;
     } else {
-      s->abandoned = true;
+      s->state = State::abandoned;
+      s->member->sink->cancel(s->id);
     }
-    s->delivered = false;
   }
   order_.erase(it, order_.end());
 }
 
 void SinkGroup::commit_ready() {
-  while (!order_.empty() && order_.front()->delivered) {
+  while (!order_.empty() && order_.front()->state == State::delivered) {
     Slot* s = order_.front();
     order_.erase(order_.begin());
-    s->delivered = false;
-    s->busy = false;
+    s->state = State::free;
     --in_flight_count_;
     channel_.commit(std::move(s->lease), *this);
   }
 }
 
 void SinkGroup::on_committed(std::uint64_t, Status status) noexcept {
-  if (!status.ok()) {
-    spdlog::error("group {}: commit failed: {}", ctx_.name, status.str());
-  }
+  if (!status.ok()) spdlog::error("group {}: commit failed: {}", ctx_.name, status.str());
 }
 
 void SinkGroup::drain(std::function<void()> on_drained) {
@@ -281,18 +385,16 @@ void SinkGroup::drain(std::function<void()> on_drained) {
   pump();
 }
 
-void SinkGroup::abandon() {
-  abandoned_ = true;
-  retry_timer_.stop();
-}
-
 bool SinkGroup::drained() const noexcept { return in_flight_count_ == 0 && channel_.events() == 0; }
 
 void SinkGroup::check_drained() {
   if (!stopping_ || !on_drained_ || !drained() || sinks_stopping_ > 0) return;
-  sinks_stopping_ = members_.size();
-  for (GroupMember& m : members_) {
-    m.sink->stop([this] {
+  std::vector<Sink*> sinks;
+  for (GroupMember& m : members_) sinks.push_back(m.sink);
+  if (dead_letter_) sinks.push_back(dead_letter_->sink);
+  sinks_stopping_ = sinks.size();
+  for (Sink* s : sinks) {
+    s->stop([this] {
       if (--sinks_stopping_ == 0 && on_drained_) {
         auto cb = std::move(on_drained_);
         on_drained_ = nullptr;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -16,6 +17,7 @@
 #include "agent/core/metrics.h"
 #include "agent/core/processor.h"
 #include "agent/core/sink.h"
+#include "sinks/group/processors.h"
 
 namespace sluice::sinks {
 
@@ -38,57 +40,48 @@ struct GroupMember {
   std::chrono::nanoseconds delivery_timeout = std::chrono::seconds(5);
 };
 
-/// A group of one sink: picks it unless it is penalised (doubling from penalty_base up to
-/// max_penalty after consecutive failures). Failover and load balancing are separate processors.
-class SingleProcessor final : public Processor {
- public:
-  SingleProcessor(Sink& sink, std::chrono::nanoseconds base, std::chrono::nanoseconds max);
-  Sink* pick(TimePoint now) override;
-  void penalize(Sink& sink, TimePoint now) override;
-  void succeeded(Sink& sink) override;
-  TimePoint next_ready(TimePoint now) const override;
-  std::uint32_t consecutive_failures() const noexcept { return failures_; }
-
- private:
-  Sink& sink_;
-  std::chrono::nanoseconds base_, max_;
-  std::uint32_t failures_ = 0;
-  TimePoint until_{};
-};
-
-/// Doubling backoff: base * 2^(failures-1), capped.
-std::chrono::nanoseconds penalty_for(std::uint32_t failures, std::chrono::nanoseconds base,
-                                     std::chrono::nanoseconds max);
+/// Header names the group adds to events it hands to a dead-letter sink.
+inline constexpr std::string_view kRejectReasonHeader = "sluice_reject_reason";
+inline constexpr std::string_view kRejectedByHeader = "sluice_rejected_by";
 
 /// Owns the take/commit loop of one channel cursor: takes leases (up to max_in_flight), hands each
 /// to the sink the processor picks, commits delivered leases in take order, and on Retry or a
 /// delivery timeout rolls back that lease and every later one, so nothing is lost or reordered.
-class SinkGroup final : private DeliveryListener, private DataListener, private CommitListener {
+/// Rejected events go to the dead-letter sink when there is one (the lease commits only once
+/// the dead-letter sink took them), else they are counted and logged.
+class SinkGroup final : private DeliveryListener,
+                        private DataListener,
+                        private CommitListener,
+                        private ProbeListener {
  public:
   SinkGroup(ComponentContext ctx, Channel& channel, CursorId cursor,
             std::unique_ptr<Processor> processor, std::vector<GroupMember> members,
-            const GroupConfig& config, const Clock& clock);
+            const GroupConfig& config, const Clock& clock,
+            std::optional<GroupMember> dead_letter = std::nullopt);
   ~SinkGroup();
 
   void start();
   /// Shutdown: keeps delivering until the channel is empty and nothing is in flight, then stops
   /// the sinks and calls `on_drained`.
   void drain(std::function<void()> on_drained);
-  /// Shutdown timed out: stop taking; in-flight leases roll back when their sinks answer.
-  void abandon();
   bool drained() const noexcept;
   std::uint64_t in_flight() const noexcept { return in_flight_count_; }
+  /// The member that received the last batch, or empty.
+  std::string_view active() const noexcept {
+    return active_ != nullptr ? active_->name : std::string_view();
+  }
 
  private:
+  enum class State : std::uint8_t { free, delivering, dead_lettering, delivered, abandoned };
   struct Slot {
     Batch batch;
+    Batch dead;  // the rejected events, with reason headers, for the dead-letter sink
     Lease lease;
     GroupMember* member = nullptr;
-    DeliveryId id;
+    DeliveryId id, dead_id;
     TimePoint started{};
-    bool busy = false;       // taken, in flight or delivered and not yet committed
-    bool delivered = false;  // answered ok/reject, waits for earlier leases to commit
-    bool abandoned = false;  // rolled back while its sink still holds the batch
+    State state = State::free;
+    std::string reject_reason;
     std::unique_ptr<Timer> timer;
   };
   struct MemberMetrics {
@@ -100,17 +93,31 @@ class SinkGroup final : private DeliveryListener, private DataListener, private 
     Histogram* latency;
     Gauge* active;
   };
+  // Answers of the dead-letter sink come through this listener.
+  struct DeadLetterListener final : DeliveryListener {
+    SinkGroup* group = nullptr;
+    void on_delivered(DeliveryId id, const DeliveryResult& result) noexcept override {
+      group->on_dead_lettered(id, result);
+    }
+  };
 
   void pump();
+  Slot* free_slot();
   void on_delivered(DeliveryId id, const DeliveryResult& result) noexcept override;
+  void on_dead_lettered(DeliveryId id, const DeliveryResult& result) noexcept;
   void on_data() noexcept override;
   void on_committed(std::uint64_t token, Status status) noexcept override;
+  void on_probed(Sink& sink, bool healthy) noexcept override;
   void on_timeout(Slot& slot);
   void retry_from(Slot& slot, bool answered);
+  void reject(Slot& slot, const DeliveryResult& result);
+  void send_dead_letter(Slot& slot);
   void commit_ready();
   void arm_retry_timer(TimePoint when);
+  void start_probes(TimePoint now);
   void check_drained();
   Slot* find(DeliveryId id) noexcept;
+  GroupMember* member_of(const Sink* sink) noexcept;
   std::size_t member_index(const GroupMember* m) const noexcept;
   void set_active(GroupMember* m);
 
@@ -120,14 +127,15 @@ class SinkGroup final : private DeliveryListener, private DataListener, private 
   std::unique_ptr<Processor> processor_;
   std::vector<GroupMember> members_;
   std::vector<MemberMetrics> member_metrics_;
+  std::optional<GroupMember> dead_letter_;
+  DeadLetterListener dead_listener_;
   GroupConfig config_;
   const Clock& clock_;
-  std::vector<Slot> slots_;
-  std::vector<Slot*> order_;  // busy, non-abandoned slots in take order
-  std::uint64_t in_flight_count_ = 0;
+  std::deque<Slot> slots_;    // grows past max_in_flight only while abandoned slots await answers
+  std::vector<Slot*> order_;  // slots holding a lease, in take order
+  std::uint64_t in_flight_count_ = 0;  // slots not free (including abandoned ones)
   std::uint64_t next_id_ = 0;
-  bool started_ = false, stopping_ = false, abandoned_ = false, waiting_data_ = false;
-  bool in_pump_ = false;
+  bool started_ = false, stopping_ = false, waiting_data_ = false, in_pump_ = false;
   GroupMember* active_ = nullptr;
   Timer retry_timer_;
   std::function<void()> on_drained_;
@@ -137,6 +145,9 @@ class SinkGroup final : private DeliveryListener, private DataListener, private 
   Counter& switches_;
   Counter& penalties_;
   Counter& dropped_rejected_;
+  Counter& dead_lettered_;
+  Counter& probes_ok_;
+  Counter& probes_failed_;
 };
 
 }  // namespace sluice::sinks

@@ -165,7 +165,7 @@ sinks = ["k1", "k3"]
 
 [sink_groups.g3]
 channel = "c3"
-processor = "failover"
+processor = "fail_over"
 sinks = ["k9"]
 )");
   const std::vector<std::string> expected = {
@@ -175,7 +175,7 @@ sinks = ["k9"]
       R"(inline.toml:15:22: channels.c3.transaction_events: must not exceed max_events (10), got 20)",
       R"(inline.toml:33:1: sink_groups.g2.sinks: sink 'k1' is already in sink group 'g1')",
       R"(inline.toml:33:9: sink_groups.g2.sinks: processor 'default' takes exactly one sink, got 2)",
-      R"(inline.toml:37:13: sink_groups.g3.processor: must be one of "default", got "failover")",
+      R"(inline.toml:37:13: sink_groups.g3.processor: must be one of "default", "failover", "load_balance", got "fail_over" (did you mean 'failover'?))",
       R"(inline.toml:38:1: sink_groups.g3.sinks: unknown sink 'k9' (did you mean 'k1'?))",
   };
   CHECK(errors == expected);
@@ -241,6 +241,80 @@ channel = "c"
   const std::vector<std::string> expected = {
       R"(inline.toml:8:1: sources.a.listen: unknown key)",
       R"(inline.toml:8:10: sources.a.listen: address 127.0.0.1:4141 is already used by agent.admin)",
+  };
+  CHECK(errors == expected);
+}
+
+TEST_CASE("config: failover by priority, load balancing, dead letters", "[unit][config]") {
+  Registry registry;
+  register_builtin_components(registry);
+  ConfigErrors errors;
+  auto cfg = parse_config(R"(
+[channels.c]
+type = "memory"
+[channels.d]
+type = "memory"
+[sinks.a]
+type = "null"
+[sinks.b]
+type = "null"
+[sinks.x]
+type = "null"
+[sinks.y]
+type = "null"
+[sinks.dl]
+type = "file"
+path = "/tmp/dl"
+[sink_groups.up]
+channel = "c"
+processor = "failover"
+priority = { a = 5, b = 10 }
+dead_letter = "dl"
+max_penalty = "10s"
+[sink_groups.lb]
+channel = "d"
+processor = "load_balance"
+selector = "random"
+sinks = ["x", "y"]
+)",
+                          "inline.toml", registry, errors);
+  for (const auto& e : errors) INFO(e.str());
+  REQUIRE(errors.empty());
+  REQUIRE(cfg->groups.size() == 2);
+  const GroupSpec& lb = cfg->groups[0].name == "lb" ? cfg->groups[0] : cfg->groups[1];
+  const GroupSpec& up = cfg->groups[0].name == "up" ? cfg->groups[0] : cfg->groups[1];
+  CHECK(up.sinks == std::vector<std::string>{"b", "a"});  // the larger priority first
+  CHECK(up.dead_letter == std::optional<std::string>("dl"));
+  CHECK(up.config.max_penalty == std::chrono::seconds(10));
+  CHECK(lb.selector == "random");
+  CHECK(lb.sinks == std::vector<std::string>{"x", "y"});
+}
+
+TEST_CASE("config: group mistakes", "[unit][config]") {
+  const auto errors = errors_of(R"(
+[channels.c]
+type = "memory"
+[channels.d]
+type = "memory"
+[sinks.a]
+type = "null"
+[sinks.b]
+type = "null"
+[sinks.dl]
+type = "null"
+channel = "d"
+[sink_groups.g]
+channel = "c"
+processor = "failover"
+priority = { a = 1, b = 1 }
+selector = "random"
+dead_letter = "dl"
+)");
+  const std::vector<std::string> expected = {
+      R"(inline.toml:4:1: channels.d: no sink or sink group drains this channel)",
+      R"(inline.toml:12:1: sinks.dl.channel: this sink is the dead_letter of sink group 'g' and reads no channel)",
+      R"(inline.toml:16:25: sink_groups.g.priority.b: sinks 'a' and 'b' have the same priority 1)",
+      R"(inline.toml:17:1: sink_groups.g.selector: only a load_balance group has a selector)",
   };
   CHECK(errors == expected);
 }

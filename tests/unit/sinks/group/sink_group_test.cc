@@ -1,6 +1,8 @@
 #include "sinks/group/sink_group.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <map>
 
 #include "agent/core/source_output.h"
 #include "channels/memory/memory_channel.h"
@@ -99,15 +101,17 @@ TEST_CASE("sink group: a delivery timeout counts as retry and the late answer is
   r.sink.hold_next(1);
   r.put(3, 0);
   r.group->start();
-  REQUIRE(test::run_until(r.loop, 300ms, [&] { return r.sink.deliveries >= 2; }) == false);
-  // The held delivery keeps its slot until the sink answers, so with one slot nothing moves.
-  CHECK(r.sink.deliveries == 1);
-  CHECK(r.metric("sluice_sink_timeouts_total", {{"component", "k"}, {"type", "recording"}}) == 1);
-  r.sink.release_held();  // the late answer (ok) must not commit the rolled-back lease
+  // The held delivery times out; its slot stays with the sink, and the lease goes out again in a
+  // new slot, so a hung sink does not stop the group.
   REQUIRE(test::run_until(r.loop, 2s, [&] { return r.channel.events() == 0; }));
-  CHECK(r.sink.deliveries == 2);
+  CHECK(r.metric("sluice_sink_timeouts_total", {{"component", "k"}, {"type", "recording"}}) == 1);
   CHECK(r.sink.attempted == std::vector<std::string>{"e0", "e1", "e2", "e0", "e1", "e2"});
+  CHECK(r.group->in_flight() == 1);  // the abandoned delivery
+  r.sink.release_held();             // its late answer must not commit anything twice
+  REQUIRE(test::run_until(r.loop, 2s, [&] { return r.group->in_flight() == 0; }));
   CHECK(r.safe.safe == 1);
+  CHECK(r.metric("sluice_channel_committed_events_total",
+                 {{"component", "buf"}, {"type", "memory"}}) == 3);
   r.group.reset();
 }
 
@@ -162,4 +166,186 @@ TEST_CASE("penalties double from the base up to the cap", "[unit][group]") {
   CHECK(p.next_ready(clock.now()) == clock.now() + 4s);
   p.succeeded(sink);
   CHECK(p.pick(clock.now()) == &sink);
+}
+
+TEST_CASE("failover processor: best live sink by priority, doubling penalties, failback",
+          "[unit][group]") {
+  Loop loop;
+  test::RecordingSink a(loop), b(loop), c(loop);
+  test::ManualClock clock;
+  FailoverProcessor p({&a, &b, &c}, 1s, 8s);
+  CHECK(p.pick(clock.now()) == &a);
+  p.penalize(a, clock.now());
+  CHECK(p.pick(clock.now()) == &b);
+  p.penalize(b, clock.now());
+  CHECK(p.pick(clock.now()) == &c);
+  clock.advance(1s);
+  // a's penalty is over: it must pass a probe (or take the next batch) before it wins again.
+  CHECK(p.due_for_probe(clock.now()) == &a);
+  p.set_probing(a, true);
+  CHECK(p.pick(clock.now()) ==
+        &b);                   // b's first penalty (1s) is over too, and it has no probe running
+  p.penalize(a, clock.now());  // the probe failed: 2s now
+  p.set_probing(a, false);
+  CHECK(p.next_ready(clock.now()) == clock.now());  // b and c are live
+  clock.advance(2s);
+  CHECK(p.pick(clock.now()) == &a);  // failback: the preferred sink is live again
+  p.succeeded(a);
+  CHECK(p.due_for_probe(clock.now()) == &b);  // b was penalised and not yet seen healthy
+  for (int i = 0; i < 10; ++i) p.penalize(c, clock.now());
+  const auto& m = p.members();
+  CHECK(m[2].until == clock.now() + 8s);  // capped at max_penalty
+}
+
+TEST_CASE("load balance processor: round robin over live sinks, random among them",
+          "[unit][group]") {
+  Loop loop;
+  test::RecordingSink a(loop), b(loop), c(loop);
+  test::ManualClock clock;
+  LoadBalanceProcessor rr({&a, &b, &c}, Selector::round_robin, 1s, 8s);
+  CHECK(rr.pick(clock.now()) == &a);
+  CHECK(rr.pick(clock.now()) == &b);
+  CHECK(rr.pick(clock.now()) == &c);
+  CHECK(rr.pick(clock.now()) == &a);
+  rr.penalize(b, clock.now());
+  CHECK(rr.pick(clock.now()) == &c);
+  CHECK(rr.pick(clock.now()) == &a);
+  CHECK(rr.pick(clock.now()) == &c);
+  LoadBalanceProcessor rnd({&a, &b, &c}, Selector::random, 1s, 8s, 42);
+  rnd.penalize(a, clock.now());
+  std::map<Sink*, int> seen;
+  for (int i = 0; i < 300; ++i) ++seen[rnd.pick(clock.now())];
+  CHECK(seen.count(&a) == 0);
+  CHECK(seen[&b] > 100);
+  CHECK(seen[&c] > 100);
+  rnd.penalize(b, clock.now());
+  rnd.penalize(c, clock.now());
+  CHECK(rnd.pick(clock.now()) == nullptr);
+}
+
+namespace {
+
+// Two scripted sinks behind a failover group on one memory channel.
+struct FailoverRig {
+  Loop loop;
+  MetricsRegistry metrics;
+  SteadyClock clock;
+  ComponentContext ch_ctx{loop, metrics, "buf", "memory", "/tmp"};
+  channels::MemoryChannel channel{
+      {.max_events = 1000, .max_bytes = {1 << 20}, .transaction_events = 10}, ch_ctx};
+  test::RecordingSink primary{loop}, backup{loop}, dead{loop};
+  Safe safe;
+  SourceOutput output{loop, {&channel}, 4};
+  std::unique_ptr<SinkGroup> group;
+
+  explicit FailoverRig(bool with_dead_letter = false) {
+    output.set_listener(&safe);
+    GroupConfig cfg{
+        .max_in_flight = 2, .batch_events = 2, .max_penalty = 40ms, .penalty_base = 20ms};
+    std::vector<GroupMember> members{{"primary", "recording", &primary, 5s},
+                                     {"backup", "recording", &backup, 5s}};
+    std::optional<GroupMember> dl;
+    if (with_dead_letter) dl = GroupMember{"dead", "recording", &dead, 5s};
+    group = std::make_unique<SinkGroup>(
+        ComponentContext{loop, metrics, "up", "failover", "/tmp"}, channel,
+        *channel.open_cursor("up"),
+        std::make_unique<FailoverProcessor>(std::vector<Sink*>{&primary, &backup}, cfg.penalty_base,
+                                            cfg.max_penalty),
+        std::move(members), cfg, clock, std::move(dl));
+  }
+  void put(std::size_t n, std::size_t first) {
+    Batch b = test::make_batch(n, "e", first);
+    output.put(b, {});
+  }
+  double metric(const char* name, Labels l) {
+    double v = 0;
+    metrics.find(name, l, v);
+    return v;
+  }
+};
+
+std::vector<std::string> sorted_union(std::vector<std::string> a,
+                                      const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  std::sort(a.begin(), a.end());
+  a.erase(std::unique(a.begin(), a.end()), a.end());
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("failover group: a failing primary hands the batch to the backup, then traffic returns",
+          "[unit][group]") {
+  FailoverRig r;
+  r.primary.script({DeliveryResult::retry("down")});
+  r.put(2, 0);
+  r.group->start();
+  REQUIRE(test::run_until(r.loop, 2s, [&] { return r.channel.events() == 0; }));
+  CHECK(r.backup.delivered == std::vector<std::string>{"e0", "e1"});  // neither lost nor reordered
+  CHECK(r.group->active() == "backup");
+  // After the penalty (20ms) the primary gets the next batch again (it has no probe): failback.
+  const auto until = std::chrono::steady_clock::now() + 30ms;
+  test::run_until(r.loop, 1s, [&] { return std::chrono::steady_clock::now() >= until; });
+  r.put(2, 2);
+  REQUIRE(test::run_until(r.loop, 2s, [&] { return r.channel.events() == 0; }));
+  CHECK(r.primary.delivered == std::vector<std::string>{"e2", "e3"});
+  CHECK(r.group->active() == "primary");
+  CHECK(r.metric("sluice_group_switches_total", {{"component", "up"}, {"type", "failover"}}) == 2);
+  CHECK(r.metric("sluice_group_active_sink",
+                 {{"component", "up"}, {"type", "failover"}, {"sink", "primary"}}) == 1);
+  CHECK(r.metric("sluice_group_active_sink",
+                 {{"component", "up"}, {"type", "failover"}, {"sink", "backup"}}) == 0);
+  CHECK(sorted_union(r.primary.delivered, r.backup.delivered) ==
+        std::vector<std::string>{"e0", "e1", "e2", "e3"});
+  r.group.reset();
+}
+
+TEST_CASE("failover group: everything fails for a while, nothing is lost", "[unit][group]") {
+  FailoverRig r;
+  std::vector<DeliveryResult> fail(6, DeliveryResult::retry("down"));
+  r.primary.script(fail);
+  r.backup.script(fail);
+  for (std::size_t i = 0; i < 20; i += 2) r.put(2, i);
+  r.group->start();
+  REQUIRE(test::run_until(r.loop, 5s,
+                          [&] { return r.channel.events() == 0 && r.group->in_flight() == 0; }));
+  std::vector<std::string> expected;
+  for (int i = 0; i < 20; ++i) expected.push_back("e" + std::to_string(i));
+  std::sort(expected.begin(), expected.end());
+  CHECK(sorted_union(r.primary.delivered, r.backup.delivered) == expected);
+  CHECK(r.safe.safe == 10);
+  r.group.reset();
+}
+
+TEST_CASE(
+    "dead letter: rejected events go to the dead-letter sink with the reason, the rest commit",
+    "[unit][group]") {
+  FailoverRig r(true);
+  r.primary.script({DeliveryResult::reject("message too large", {1})});
+  r.put(2, 0);
+  r.group->start();
+  REQUIRE(test::run_until(r.loop, 2s,
+                          [&] { return r.channel.events() == 0 && r.group->in_flight() == 0; }));
+  CHECK(r.dead.delivered == std::vector<std::string>{"e1"});
+  CHECK(r.metric("sluice_group_dead_letter_events_total",
+                 {{"component", "up"}, {"type", "failover"}}) == 1);
+  CHECK(r.metric("sluice_group_rejected_dropped_events_total",
+                 {{"component", "up"}, {"type", "failover"}}) == 0);
+  CHECK(r.safe.safe == 1);
+  r.group.reset();
+}
+
+TEST_CASE("dead letter: a failing dead-letter sink holds the lease until it succeeds",
+          "[unit][group]") {
+  FailoverRig r(true);
+  r.primary.script({DeliveryResult::reject("bad record")});
+  r.dead.script({DeliveryResult::retry("disk full")});
+  r.put(2, 0);
+  r.group->start();
+  REQUIRE(test::run_until(r.loop, 3s,
+                          [&] { return r.channel.events() == 0 && r.group->in_flight() == 0; }));
+  CHECK(r.dead.attempted == std::vector<std::string>{"e0", "e1", "e0", "e1"});
+  CHECK(r.dead.delivered == std::vector<std::string>{"e0", "e1"});
+  CHECK(r.safe.safe == 1);
+  r.group.reset();
 }
