@@ -1,6 +1,7 @@
 #include "agent/registry.h"
 #include "channels/memory/memory_channel.h"
 #include "sinks/file/file_sink.h"
+#include "sinks/kafka/kafka_sink.h"
 #include "sinks/null/null_sink.h"
 #include "sinks/stdout/stdout_sink.h"
 #include "sources/exec/exec_source.h"
@@ -13,6 +14,7 @@ void register_builtin_components(Registry& r) {
   r.add_source<sources::StdinConfig, sources::StdinSource>("stdin");
   r.add_channel<channels::MemoryConfig, channels::MemoryChannel>("memory");
   r.add_sink<sinks::FileConfig, sinks::FileSink>("file");
+  r.add_sink<sinks::KafkaConfig, sinks::KafkaSink>("kafka");
   r.add_sink<sinks::StdoutConfig, sinks::StdoutSink>("stdout");
   r.add_sink<sinks::NullConfig, sinks::NullSink>("null");
 }

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "agent/registry.h"
+#include "sinks/kafka/kafka_sink.h"
 
 using namespace sluice;
 
@@ -122,7 +123,7 @@ sql = "x"
   const std::vector<std::string> expected = {
       R"(inline.toml:3:8: sources.a.type: unknown source type 'execc' (did you mean 'exec'?))",
       R"(inline.toml:7:8: channels.c.type: unknown channel type 'lmdbx'; available: memory)",
-      R"(inline.toml:10:8: sinks.k.type: unknown sink type 'kafkaa'; available: file, null, stdout)",
+      R"(inline.toml:10:8: sinks.k.type: unknown sink type 'kafkaa'; available: file, kafka, null, stdout)",
       R"(inline.toml:13:2: pipelinez: unknown key)",
   };
   CHECK(errors == expected);
@@ -317,4 +318,58 @@ dead_letter = "dl"
       R"(inline.toml:17:1: sink_groups.g.selector: only a load_balance group has a selector)",
   };
   CHECK(errors == expected);
+}
+
+TEST_CASE("config: kafka keys and librdkafka properties are checked up front", "[unit][config]") {
+  const auto errors = errors_of(R"(
+[channels.c]
+type = "memory"
+
+[sinks.k]
+type = "kafka"
+channel = "c"
+brokers = ["127.0.0.1:9092"]
+topic = "logs-{heder.app}"
+key = "uid"
+compression = "brotli"
+idempotence = true
+acks = "1"
+
+[sinks.k.librdkafka]
+"linger.mss" = 5
+"queue.buffering.max.messages" = "lots"
+)");
+  const std::vector<std::string> expected = {
+      R"(inline.toml:9:9: sinks.k.topic: unknown placeholder '{heder.app}' in "logs-{heder.app}" (use {header.NAME} or {field.NAME}))",
+      R"(inline.toml:10:7: sinks.k.key: "uid" is not "header.NAME" or "field.NAME")",
+      R"(inline.toml:11:15: sinks.k.compression: must be one of "none", "gzip", "snappy", "lz4", "zstd", got "brotli")",
+      R"(inline.toml:13:8: sinks.k.acks: idempotence = true needs acks = "all")",
+      R"(inline.toml:16:16: sinks.k.librdkafka.linger.mss: No such configuration property: "linger.mss")",
+      R"(inline.toml:17:34: sinks.k.librdkafka.queue.buffering.max.messages: Invalid value for configuration property "queue.buffering.max.messages")",
+  };
+  CHECK(errors == expected);
+}
+
+TEST_CASE("config: a kafka sink with brokers as one string", "[unit][config]") {
+  Registry registry;
+  register_builtin_components(registry);
+  ConfigErrors errors;
+  auto cfg = parse_config(R"(
+[channels.c]
+type = "memory"
+[sinks.k]
+type = "kafka"
+channel = "c"
+brokers = "h1:9092, h2:9092"
+topic = "t-{header.app}"
+key = "field.uid"
+)",
+                          "inline.toml", registry, errors);
+  REQUIRE(errors.empty());
+  const auto& k = std::any_cast<const sinks::KafkaConfig&>(cfg->sinks[0].config);
+  CHECK(k.brokers == std::vector<std::string>{"h1:9092", "h2:9092"});
+  CHECK(k.compression == "zstd");
+  CHECK(k.idempotence);
+  CHECK(k.key_name == "uid");
+  CHECK_FALSE(k.topic.fixed());
 }

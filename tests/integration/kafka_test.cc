@@ -1,0 +1,159 @@
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <map>
+#include <set>
+
+#include "tests/support/agent_process.h"
+#include "tests/support/kafka_mock.h"
+
+using namespace sluice::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+AgentProcess::Options kafka_options(const KafkaMock& kafka, const std::string& command,
+                                    const std::string& topic, const std::string& extra = "") {
+  AgentProcess::Options o;
+  o.vars = {{"BROKERS", kafka.bootstraps()},
+            {"COMMAND", command},
+            {"TOPIC", topic},
+            {"KAFKA_EXTRA", extra}};
+  return o;
+}
+
+std::vector<long> numbers(const std::vector<std::string>& lines) {
+  std::vector<long> out;
+  for (const auto& l : lines) out.push_back(std::stol(l));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("kafka: 100k events arrive, all, each once, in order per partition",
+          "[integration][kafka]") {
+  KafkaMock kafka;
+  kafka.create_topic("logs", 4);
+  AgentProcess agent("exec_kafka.toml", kafka_options(kafka, R"(["seq", "1", "100000"])", "logs"));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(60s, [&] {
+    return agent.metric(
+               R"(sluice_sink_events_total{component="kafka",type="kafka",outcome="ok"})") ==
+           100000.0;
+  }));
+  const auto before = std::chrono::system_clock::now();
+  const auto messages = kafka.consume("logs", 100000, 30s);
+  REQUIRE(messages.size() == 100000);
+  std::map<int, long> last;
+  std::set<long> seen;
+  std::set<int> partitions;
+  for (const auto& m : messages) {
+    const long v = std::stol(m.value);
+    partitions.insert(m.partition);
+    CHECK(v > last[m.partition]);  // in order within each partition
+    last[m.partition] = v;
+    seen.insert(v);
+  }
+  CHECK(seen.size() == 100000);  // the idempotent producer wrote each exactly once
+  CHECK(*seen.begin() == 1);
+  CHECK(*seen.rbegin() == 100000);
+  CHECK(partitions.size() == 4);
+  // The event id travels as a header; event time becomes the message timestamp.
+  CHECK(messages[0].headers.count("sluice_id") == 1);
+  CHECK(messages[0].headers.at("sluice_id").size() == 16);
+  const auto ts =
+      std::chrono::system_clock::time_point(std::chrono::milliseconds(messages[0].timestamp_ms));
+  CHECK(ts <= before);
+  CHECK(ts > before - 120s);
+  CHECK(read_file(agent.path("backup.log")).empty());  // the backup was never needed
+  CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("kafka: broker down fails over to the file sink, broker back fails back, nothing lost",
+          "[integration][kafka]") {
+  KafkaMock kafka;
+  kafka.create_topic("logs", 1);
+  // About 2,000 sequence-numbered lines a second, without end.
+  AgentProcess agent(
+      "exec_kafka.toml",
+      kafka_options(
+          kafka,
+          R"(["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; [ $((i % 100)) -eq 0 ] && sleep 0.05; done"])",
+          "logs"));
+  REQUIRE(agent.wait_ready());
+  const std::string active_kafka =
+      R"(sluice_group_active_sink{component="up",type="failover",sink="kafka"})";
+  REQUIRE(eventually(20s, [&] {
+    return agent.metric(R"(sluice_sink_events_total{component="kafka",type="kafka",outcome="ok"})")
+               .value_or(0) >= 1000;
+  }));
+  kafka.set_down(true);
+  const auto down_at = std::chrono::steady_clock::now();
+  REQUIRE(eventually(10s, [&] { return !read_lines(agent.path("backup.log")).empty(); }));
+  const auto failover = std::chrono::steady_clock::now() - down_at;
+  WARN("failover took " << std::chrono::duration_cast<std::chrono::milliseconds>(failover).count()
+                        << " ms");
+  CHECK(failover < 2s + 1s);  // delivery_timeout + 1 s
+  CHECK(agent.metric(active_kafka) == 0.0);
+  REQUIRE(eventually(10s, [&] { return read_lines(agent.path("backup.log")).size() >= 1000; }));
+  kafka.set_down(false);
+  REQUIRE(eventually(20s, [&] { return agent.metric(active_kafka) == 1.0; }));
+  const double ok_before =
+      agent.metric(R"(sluice_sink_events_total{component="kafka",type="kafka",outcome="ok"})")
+          .value_or(0);
+  REQUIRE(eventually(20s, [&] {
+    return agent.metric(R"(sluice_sink_events_total{component="kafka",type="kafka",outcome="ok"})")
+               .value_or(0) > ok_before + 1000;
+  }));
+  CHECK(
+      agent.metric(R"(sluice_group_switches_total{component="up",type="failover"})").value_or(0) >=
+      2);
+  CHECK(agent.terminate() == 0);
+
+  // Every number the source read reached Kafka or the file; repeats only from batches in flight
+  // at a switch.
+  std::vector<long> all = numbers(read_lines(agent.path("backup.log")));
+  for (const auto& m : kafka.consume("logs", SIZE_MAX, 5s)) all.push_back(std::stol(m.value));
+  std::sort(all.begin(), all.end());
+  const std::size_t total = all.size();
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  WARN("delivered " << total << " messages, " << (total - all.size()) << " repeats, max "
+                    << all.back());
+  REQUIRE(!all.empty());
+  CHECK(all.front() == 1);
+  CHECK(static_cast<long>(all.size()) == all.back());  // 1..max with no gap
+}
+
+TEST_CASE("kafka: retriable produce errors are retried; permanent ones go to the dead letter",
+          "[integration][kafka]") {
+  KafkaMock kafka;
+  kafka.create_topic("logs", 1);
+  kafka.push_produce_errors({RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                             RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                             RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE});
+  // A 5,000-byte line over message.max.bytes is refused by librdkafka itself: a real "too large".
+  AgentProcess agent(
+      "exec_kafka.toml",
+      kafka_options(
+          kafka,
+          R"(["sh", "-c", "seq 1 500; head -c 5000 /dev/zero | tr '\\0' x; echo; seq 501 1000"])",
+          "logs", "[sinks.kafka.librdkafka]\n\"message.max.bytes\" = 2000\n"));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(30s, [&] {
+    return agent.metric(
+               R"(sluice_channel_committed_events_total{component="buf",type="memory"})") == 1001.0;
+  }));
+  const auto dead = read_lines(agent.path("dead.log"));
+  REQUIRE(!dead.empty());
+  bool saw_big = false;
+  for (const auto& d : dead) {
+    CHECK(d.find(R"("sluice_rejected_by":"kafka")") != std::string::npos);
+    CHECK(d.find(R"("sluice_reject_reason":")") != std::string::npos);
+    if (d.find(std::string(100, 'x')) != std::string::npos) saw_big = true;
+  }
+  CHECK(saw_big);
+  const auto messages = kafka.consume("logs", 1001 - dead.size(), 10s);
+  CHECK(messages.size() + dead.size() == 1001);  // every event in Kafka or in the dead letter, once
+  CHECK(agent.metric(R"(sluice_group_dead_letter_events_total{component="up",type="failover"})") ==
+        static_cast<double>(dead.size()));
+  CHECK(agent.terminate() == 0);
+}
