@@ -157,3 +157,30 @@ TEST_CASE("kafka: retriable produce errors are retried; permanent ones go to the
         static_cast<double>(dead.size()));
   CHECK(agent.terminate() == 0);
 }
+
+TEST_CASE("kafka: a full producer queue is waited out, not spun on or lost",
+          "[integration][kafka]") {
+  KafkaMock kafka;
+  kafka.create_topic("logs", 2);
+  AgentProcess agent(
+      "exec_kafka.toml",
+      kafka_options(kafka, R"(["seq", "1", "20000"])", "logs",
+                    "[sinks.kafka.librdkafka]\n\"queue.buffering.max.messages\" = 50\n"));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(30s, [&] {
+    return agent.metric(
+               R"(sluice_sink_events_total{component="kafka",type="kafka",outcome="ok"})") ==
+           20000.0;
+  }));
+  CHECK(
+      agent.metric(R"(sluice_kafka_queue_full_total{component="kafka",type="kafka"})").value_or(0) >
+      0);
+  CHECK(agent.metric(
+            R"(sluice_sink_events_total{component="kafka",type="kafka",outcome="retry"})") == 0.0);
+  const auto messages = kafka.consume("logs", 20000, 20s);
+  std::set<long> seen;
+  for (const auto& m : messages) seen.insert(std::stol(m.value));
+  CHECK(messages.size() == 20000);
+  CHECK(seen.size() == 20000);
+  CHECK(agent.terminate() == 0);
+}
