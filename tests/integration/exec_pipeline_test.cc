@@ -42,7 +42,7 @@ AgentProcess::Options exec_options(const std::string& command, const std::string
 
 }  // namespace
 
-TEST_CASE("exec -> memory -> file delivers all N lines in order; metrics agree",
+TEST_CASE("exec -> memory -> file delivers all N lines in order, metrics agree",
           "[integration][exec]") {
   TempDir tmp;
   const std::size_t n = 100'000;
@@ -147,7 +147,7 @@ TEST_CASE("shutdown_timeout: an undrainable channel exits 1 after the timeout",
         std::string::npos);
 }
 
-TEST_CASE("back-pressure: a full channel pauses the source; nothing is lost",
+TEST_CASE("back-pressure: a full channel pauses the source, nothing is lost",
           "[integration][exec]") {
   int fds[2];
   REQUIRE(::pipe(fds) == 0);
@@ -280,7 +280,7 @@ TEST_CASE("admin endpoint: health, readiness, status, and clear errors", "[integ
   CHECK(agent.terminate() == 0);
 }
 
-TEST_CASE("exec: restart after exit with a throttle; stderr lines are logged and counted",
+TEST_CASE("exec: restart after exit with a throttle, stderr lines are logged and counted",
           "[integration][exec]") {
   TempDir tmp;
   const std::string out = tmp.file("out.log");

@@ -123,7 +123,7 @@ TEST_CASE("kafka: broker down fails over to the file sink, broker back fails bac
   CHECK(static_cast<long>(all.size()) == all.back());  // 1..max with no gap
 }
 
-TEST_CASE("kafka: retriable produce errors are retried; permanent ones go to the dead letter",
+TEST_CASE("kafka: retriable produce errors are retried, permanent ones go to the dead letter",
           "[integration][kafka]") {
   KafkaMock kafka;
   kafka.create_topic("logs", 1);

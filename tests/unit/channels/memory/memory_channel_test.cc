@@ -108,7 +108,7 @@ TEST_CASE("memory channel: bounded by events, back-pressure until space", "[unit
   REQUIRE(f.loop.close() == 0);
 }
 
-TEST_CASE("memory channel: bounded by bytes; an empty channel takes one oversized batch",
+TEST_CASE("memory channel: bounded by bytes, an empty channel takes one oversized batch",
           "[unit][channel]") {
   Fixture f;
   MemoryChannel ch({.max_events = 100, .max_bytes = {1024}, .transaction_events = 100}, f.ctx);

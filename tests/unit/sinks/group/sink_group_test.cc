@@ -73,7 +73,7 @@ TEST_CASE("sink group delivers every event in order and commits", "[unit][group]
 }
 
 TEST_CASE(
-    "sink group: a retry rolls back that lease and every later one; nothing lost or reordered",
+    "sink group: a retry rolls back that lease and every later one, nothing lost or reordered",
     "[unit][group]") {
   Rig r(GroupConfig{.max_in_flight = 3, .batch_events = 2});
   // The second of three in-flight deliveries asks to retry; the third had already succeeded.

@@ -30,7 +30,7 @@ TEST_CASE("lines: LF, CRLF, empty lines and an unterminated last line", "[unit][
   CHECK(split({"\r\n"}) == V{""});
 }
 
-TEST_CASE("lines: a line spanning reads is joined; CR split from LF across reads",
+TEST_CASE("lines: a line spanning reads is joined, CR split from LF across reads",
           "[unit][lines]") {
   CHECK(split({"hel", "lo\nwor", "ld\n"}) == V{"hello", "world"});
   CHECK(split({"abc\r", "\ndef\n"}) == V{"abc", "def"});

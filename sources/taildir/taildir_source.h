@@ -1,0 +1,198 @@
+#pragma once
+
+#include <sys/types.h>
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "agent/config/config_node.h"
+#include "agent/core/context.h"
+#include "agent/core/log.h"
+#include "agent/core/result.h"
+#include "agent/core/source.h"
+#include "agent/core/source_output.h"
+#include "sources/common/line_splitter.h"
+
+namespace sluice::sources {
+
+struct TaildirGroup {
+  std::string name;
+  std::vector<std::string> paths;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+struct TaildirConfig {
+  std::vector<TaildirGroup> groups;  // the source's own `paths` form the group "default"
+  std::vector<std::string> exclude;
+  std::optional<std::chrono::nanoseconds> ignore_older;
+  bool read_from_tail = false;
+  std::string file_header = "file";
+  std::chrono::nanoseconds rescan_interval = std::chrono::seconds(1);
+  std::chrono::nanoseconds poll_interval = std::chrono::milliseconds(250);
+  std::chrono::nanoseconds close_removed_after = std::chrono::seconds(5);
+  std::chrono::nanoseconds checkpoint_interval = std::chrono::seconds(1);
+  std::uint32_t max_open_files = 1024;
+  bool follow_symlinks = true;
+  std::uint32_t fingerprint_bytes = 256;
+  ByteSize read_buffer{256 * 1024};
+  std::string positions_file;  // default: DATA_DIR/NAME.positions.json
+  LineConfig lines;
+  static std::optional<TaildirConfig> parse(const ConfigNode& node, ConfigErrors& errors);
+};
+
+/// A file's identity: device and inode, plus a hash of its first bytes, so that a reused inode
+/// or a file replaced under the same name is told apart from the file that was there before.
+struct FileIdentity {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  std::uint32_t fp_len = 0;
+  std::uint64_t fp_hash = 0;
+};
+
+/// A saved position: where to resume a file, keyed by its identity.
+struct SavedPosition {
+  std::string path;
+  FileIdentity id;
+  std::uint64_t offset = 0;
+};
+
+/// Reads and writes the positions file (JSON), atomically: temporary file, fsync, rename.
+Status save_positions(const std::string& path, const std::vector<SavedPosition>& positions);
+Result<std::vector<SavedPosition>> load_positions(const std::string& path);
+
+/// Follows files matched by globs through rotation (rename + create, copytruncate, truncation),
+/// keeping an offset per file identity. With a memory channel, offsets are persisted only once
+/// every line before them was acknowledged by the sinks (on_safe); a crash re-reads, never loses.
+class TaildirSource final : public Source, private OutputListener {
+ public:
+  TaildirSource(const TaildirConfig& config, SourceContext& ctx, std::vector<SavedPosition> saved);
+  ~TaildirSource() override;
+  static Result<std::unique_ptr<TaildirSource>> create(const TaildirConfig& config, SourceContext& ctx);
+
+  Status start() override;
+  void stop(StopCallback on_stopped) override;
+  void persist_checkpoint() override;
+
+ private:
+  struct File {
+    std::uint64_t key = 0;
+    std::string path;
+    std::size_t group = 0;
+    FileIdentity id;
+    int fd = -1;
+    std::uint64_t generation = 0;  // bumped when the file was truncated: older acks no longer apply
+    std::uint64_t read_offset = 0;
+    std::uint64_t line_end = 0;    // just after the last complete line read
+    std::uint64_t safe_offset = 0; // acknowledged by every channel: what is persisted
+    std::uint64_t size = 0;
+    std::unique_ptr<LineSplitter> splitter;
+    bool reading = false, queued = false, detached = false, removed = false, closed_for_limit = false;
+    TimePoint last_activity{};
+    std::uint64_t id_base = 0;
+  };
+  struct GroupMetrics {
+    Gauge* files;
+    Gauge* lag;
+    Counter* bytes;
+    Counter* lines;
+    Counter* rotations;
+    Counter* truncations;
+  };
+  struct Candidate {
+    std::string path;
+    std::size_t group;
+    struct stat st;
+    FileIdentity id;       // fingerprint over min(size, fingerprint_bytes)
+    std::uint64_t known_hash = 0;  // hash over the known fp_len of the tracked file with this dev/ino
+    bool known_hash_valid = false;
+    bool binary = false;
+  };
+  struct Pending {
+    std::uint64_t seq;
+    std::uint64_t file_key;
+    std::uint64_t generation;
+    std::uint64_t end_offset;
+  };
+  struct ReadSlot {
+    uv_fs_t req{};
+    std::vector<char> buf;
+    File* file = nullptr;
+    std::uint64_t file_key = 0;
+    std::uint64_t offset = 0;
+    bool busy = false;
+    TaildirSource* self = nullptr;
+  };
+
+  void scan();
+  void on_scanned(std::vector<Candidate> found, std::vector<std::pair<std::string, int>> unreadable);
+  File* track(const Candidate& c, std::uint64_t start);
+  void untrack(File& f, const char* why);
+  void schedule(File& f);
+  void pump_reads();
+  void on_read(ReadSlot& slot, ssize_t n);
+  void consume(File& f, std::string_view data);
+  void seal(File& f);
+  void flush_ready();
+  bool ensure_open(File& f);
+  void close_fd(File& f);
+  void enforce_open_limit();
+  void check_detached(File& f);
+  void on_safe(std::uint64_t seq) noexcept override;
+  void on_writable() noexcept override;
+  void watch_dir(const std::string& dir);
+  void on_fs_event(const std::string& dir, const char* filename, int events);
+  std::vector<SavedPosition> snapshot() const;
+  void write_positions_async();
+  void update_lag();
+  File* by_key(std::uint64_t key);
+  void check_stopped();
+
+  TaildirConfig config_;
+  SourceContext& ctx_;
+  SourceOutput& output_;
+  std::string positions_path_;
+  std::map<std::pair<dev_t, ino_t>, SavedPosition> saved_;  // from the positions file, until matched
+  std::map<std::uint64_t, std::unique_ptr<File>> files_;
+  std::map<std::pair<dev_t, ino_t>, std::uint64_t> by_inode_;
+  std::uint64_t next_key_ = 0;
+  std::deque<std::uint64_t> read_queue_;
+  std::vector<std::unique_ptr<ReadSlot>> slots_;
+  std::size_t reads_in_flight_ = 0;
+  std::size_t open_files_ = 0;
+  // Sealed batches waiting for the output, with their file and end offset.
+  struct Ready {
+    Batch batch;
+    std::uint64_t file_key;
+    std::uint64_t generation;
+    std::uint64_t end_offset;
+  };
+  std::deque<Ready> ready_;
+  Batch current_;
+  std::uint64_t current_file_ = 0, current_generation_ = 0, current_end_ = 0;
+  std::deque<Pending> pending_;  // put, not yet safe
+  bool positions_dirty_ = false, writing_positions_ = false;
+  bool scanning_ = false, first_scan_done_ = false, rescan_requested_ = false;
+  bool stopping_ = false, paused_ = false;
+  std::map<std::string, uv_fs_event_t*> watches_;
+  std::set<std::string> warned_;
+  Timer scan_timer_, poll_timer_, checkpoint_timer_, stop_poll_;
+  StopCallback on_stopped_;
+  std::uint64_t source_hash_;
+  std::vector<GroupMetrics> group_metrics_;
+  Counter& events_;
+  Counter& bytes_;
+  Counter& overflows_;
+  Counter& skipped_binary_;
+  Counter& read_errors_;
+  std::uint64_t overflows_seen_ = 0;
+};
+
+}  // namespace sluice::sources
