@@ -6,12 +6,14 @@
 #include "sinks/stdout/stdout_sink.h"
 #include "sources/exec/exec_source.h"
 #include "sources/stdin/stdin_source.h"
+#include "sources/taildir/taildir_source.h"
 
 namespace sluice {
 
 void register_builtin_components(Registry& r) {
   r.add_source<sources::ExecConfig, sources::ExecSource>("exec");
   r.add_source<sources::StdinConfig, sources::StdinSource>("stdin");
+  r.add_source<sources::TaildirConfig, sources::TaildirSource>("taildir");
   r.add_channel<channels::MemoryConfig, channels::MemoryChannel>("memory");
   r.add_sink<sinks::FileConfig, sinks::FileSink>("file");
   r.add_sink<sinks::KafkaConfig, sinks::KafkaSink>("kafka");

@@ -97,6 +97,7 @@ class TaildirSource final : public Source, private OutputListener {
     bool reading = false, queued = false, detached = false, removed = false, closed_for_limit = false;
     TimePoint last_activity{};
     std::uint64_t id_base = 0;
+    std::uint64_t overflows_seen = 0;
   };
   struct GroupMetrics {
     Gauge* files;
@@ -139,11 +140,12 @@ class TaildirSource final : public Source, private OutputListener {
   void pump_reads();
   void on_read(ReadSlot& slot, ssize_t n);
   void consume(File& f, std::string_view data);
-  void seal(File& f);
+  void seal();
+  void restart(File& f, const Candidate& c, std::string_view why);
   void flush_ready();
   bool ensure_open(File& f);
   void close_fd(File& f);
-  void enforce_open_limit();
+  void enforce_open_limit(File* keep);
   void check_detached(File& f);
   void on_safe(std::uint64_t seq) noexcept override;
   void on_writable() noexcept override;
@@ -176,6 +178,7 @@ class TaildirSource final : public Source, private OutputListener {
   };
   std::deque<Ready> ready_;
   Batch current_;
+  std::vector<std::uint64_t> current_ends_;  // per event of current_: the checkpoint it completes
   std::uint64_t current_file_ = 0, current_generation_ = 0, current_end_ = 0;
   std::deque<Pending> pending_;  // put, not yet safe
   bool positions_dirty_ = false, writing_positions_ = false;

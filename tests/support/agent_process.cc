@@ -1,6 +1,7 @@
 #include "tests/support/agent_process.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,7 +19,7 @@ AgentProcess::AgentProcess(const std::string& conf_template, Options options) {
                          ? read_file(*options.config_file)
                          : read_file(source_dir() + "/tests/integration/conf/" + conf_template);
   options.vars["DIR"] = dir_.path();
-  options.vars["DATA_DIR"] = dir_.file("data");
+  options.vars["DATA_DIR"] = options.dir ? *options.dir + "/data" : dir_.file("data");
   options.vars["SOURCE_DIR"] = source_dir();
   for (const auto& [k, v] : options.vars) {
     const std::string key = "@" + k + "@";
@@ -28,6 +29,11 @@ AgentProcess::AgentProcess(const std::string& conf_template, Options options) {
     }
   }
   write_file(config_path(), conf);
+  data_dir_ = options.vars["DATA_DIR"];
+  if (options.uid) {
+    ::chmod(dir_.path().c_str(), 0777);  // the unprivileged agent writes its data and logs here
+    ::chmod(config_path().c_str(), 0644);
+  }
   std::vector<std::string> args = {sluice_binary(), "run", "-c", config_path()};
   args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
   const std::string out_path = dir_.file("stdout"), err_path = dir_.file("stderr");
@@ -36,6 +42,7 @@ AgentProcess::AgentProcess(const std::string& conf_template, Options options) {
   SLUICE_ASSERT(pid_ >= 0);
   if (pid_ == 0) {
     if (options.cwd && ::chdir(options.cwd->c_str()) != 0) ::_exit(126);
+    if (options.uid && (::setgid(*options.uid) != 0 || ::setuid(*options.uid) != 0)) ::_exit(126);
     const int in = ::open(in_path.c_str(), O_RDONLY);
     const int out = options.stdout_fd >= 0
                         ? options.stdout_fd
@@ -72,7 +79,7 @@ bool AgentProcess::running() {
 }
 
 bool AgentProcess::wait_ready(std::chrono::milliseconds timeout) {
-  return wait_ready_at(dir_.file("data/admin.addr"), timeout);
+  return wait_ready_at(data_dir_ + "/admin.addr", timeout);
 }
 
 bool AgentProcess::wait_ready_at(const std::string& addr_file, std::chrono::milliseconds timeout) {

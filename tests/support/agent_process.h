@@ -30,6 +30,11 @@ class AgentProcess {
     /// If set, this configuration file is used as it is (no template), run from `cwd`.
     std::optional<std::string> config_file;
     std::optional<std::string> cwd;
+    /// If set, the agent runs as this user id (tests of permission errors; the test runs as root).
+    std::optional<unsigned> uid;
+    /// If set, this directory is the agent's data_dir and work dir instead of a fresh one, so
+    /// that a test can restart an agent on the same state.
+    std::optional<std::string> dir;
   };
   AgentProcess(const std::string& conf_template, Options options);
   ~AgentProcess();
@@ -60,6 +65,7 @@ class AgentProcess {
   pid_t pid_ = -1;
   std::optional<int> exit_code_;
   std::string admin_;
+  std::string data_dir_;
 };
 
 /// Runs sluice to completion with `args` and returns {exit code, stdout + stderr}.

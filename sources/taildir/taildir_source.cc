@@ -1,0 +1,770 @@
+#include "sources/taildir/taildir_source.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "sources/common/line_source.h"
+#include "sources/taildir/glob.h"
+
+namespace sluice::sources {
+
+namespace {
+
+constexpr std::size_t kMaxConcurrentReads = 4;
+constexpr std::size_t kBinaryProbeBytes = 1024;
+
+std::uint64_t fnv1a(const char* p, std::size_t n) {
+  std::uint64_t h = 1469598103934665603ULL;
+  for (std::size_t i = 0; i < n; ++i) {
+    h ^= static_cast<unsigned char>(p[i]);
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+// Hash of the first `len` bytes of an open file; false if it has fewer.
+bool hash_prefix(int fd, std::uint32_t len, std::uint64_t& out) {
+  std::string buf(len, '\0');
+  std::size_t got = 0;
+  while (got < len) {
+    const ssize_t n = ::pread(fd, buf.data() + got, len - got, static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    got += static_cast<std::size_t>(n);
+  }
+  out = fnv1a(buf.data(), len);
+  return true;
+}
+
+std::string parent_dir(const std::string& path) {
+  const auto slash = path.rfind('/');
+  return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+}
+
+}  // namespace
+
+std::optional<TaildirConfig> TaildirConfig::parse(const ConfigNode& node, ConfigErrors& errors) {
+  const std::size_t before = errors.size();
+  TaildirConfig c;
+  auto check_paths = [&](const ConfigNode& n, const std::vector<std::string>& paths) {
+    for (const auto& p : paths) {
+      if (p.empty() || p.front() != '/') {
+        n.error_at("paths", errors, fmt::format("\"{}\" is not an absolute path", p));
+      }
+    }
+  };
+  TaildirGroup main;
+  main.name = "default";
+  if (node.has("paths")) {
+    node.optional("paths", main.paths, errors);
+    check_paths(node, main.paths);
+    if (main.paths.empty()) node.error_at("paths", errors, "must name at least one glob");
+  } else {
+    node.mark_known("paths");
+  }
+  if (!main.paths.empty()) c.groups.push_back(std::move(main));
+  if (auto groups = node.child("groups", errors)) {
+    for (const auto& [k, v] : groups->table()) {
+      const std::string name(k.str());
+      groups->mark_known(name);
+      auto g = groups->child(name, errors);
+      if (!g) continue;
+      TaildirGroup group;
+      group.name = name;
+      if (g->required("paths", group.paths, errors)) check_paths(*g, group.paths);
+      if (auto headers = g->child("headers", errors)) {
+        for (const auto& [hk, hv] : headers->table()) {
+          std::string value;
+          if (headers->required(hk.str(), value, errors)) group.headers.emplace_back(std::string(hk.str()), value);
+        }
+      }
+      g->reject_unknown_keys(errors);
+      c.groups.push_back(std::move(group));
+    }
+  }
+  if (c.groups.empty() && errors.size() == before) {
+    node.error(errors, "missing required key 'paths' (or [groups.NAME] tables with paths)");
+  }
+  node.optional("exclude", c.exclude, errors);
+  std::chrono::nanoseconds older{};
+  if (node.has("ignore_older") &&
+      node.optional("ignore_older", older, errors,
+                    InRange<std::chrono::nanoseconds>{std::chrono::seconds(1), std::chrono::hours(24 * 3650)})) {
+    c.ignore_older = older;
+  }
+  node.mark_known("ignore_older");
+  std::string read_from = "head";
+  if (node.optional("read_from", read_from, errors, OneOf{{"head", "tail"}})) c.read_from_tail = read_from == "tail";
+  node.optional("file_header", c.file_header, errors);
+  using std::chrono::milliseconds;
+  using ns = std::chrono::nanoseconds;
+  node.optional("rescan_interval", c.rescan_interval, errors, InRange<ns>{milliseconds(10), std::chrono::hours(1)});
+  node.optional("poll_interval", c.poll_interval, errors, InRange<ns>{milliseconds(10), std::chrono::minutes(10)});
+  node.optional("close_removed_after", c.close_removed_after, errors,
+                InRange<ns>{milliseconds(0), std::chrono::hours(24)});
+  node.optional("checkpoint_interval", c.checkpoint_interval, errors,
+                InRange<ns>{milliseconds(10), std::chrono::minutes(10)});
+  node.optional("max_open_files", c.max_open_files, errors, InRange<std::uint32_t>{1, 1'000'000});
+  node.optional("follow_symlinks", c.follow_symlinks, errors);
+  node.optional("fingerprint_bytes", c.fingerprint_bytes, errors, InRange<std::uint32_t>{16, 65536});
+  node.optional("read_buffer", c.read_buffer, errors, InRange<ByteSize>{{4096}, {64ULL << 20}});
+  node.optional("positions_file", c.positions_file, errors);
+  LineConfig::parse(node, errors, c.lines);
+  node.reject_unknown_keys(errors);
+  return errors.size() == before ? std::optional{std::move(c)} : std::nullopt;
+}
+
+Result<std::unique_ptr<TaildirSource>> TaildirSource::create(const TaildirConfig& config, SourceContext& ctx) {
+  const std::string path =
+      config.positions_file.empty() ? ctx.data_dir + "/" + ctx.name + ".positions.json" : config.positions_file;
+  auto saved = load_positions(path);
+  if (!saved) return saved.error();
+  return std::make_unique<TaildirSource>(config, ctx, std::move(*saved));
+}
+
+TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx, std::vector<SavedPosition> saved)
+    : config_(config),
+      ctx_(ctx),
+      output_(ctx.output),
+      positions_path_(config.positions_file.empty() ? ctx.data_dir + "/" + ctx.name + ".positions.json"
+                                                    : config.positions_file),
+      scan_timer_(ctx.loop),
+      poll_timer_(ctx.loop),
+      checkpoint_timer_(ctx.loop),
+      stop_poll_(ctx.loop),
+      source_hash_(hash_name(ctx.name)),
+      events_(ctx.metrics.counter("sluice_source_events_total", "Events read by the source.", ctx.labels())),
+      bytes_(ctx.metrics.counter("sluice_source_bytes_total", "Bytes read by the source.", ctx.labels())),
+      overflows_(ctx.metrics.counter("sluice_source_line_overflows_total",
+                                     "Lines longer than max_line_bytes (split or truncated).", ctx.labels())),
+      skipped_binary_(ctx.metrics.counter("sluice_taildir_binary_files_skipped_total",
+                                          "Files that look binary (NUL bytes) and are not read.", ctx.labels())),
+      read_errors_(ctx.metrics.counter("sluice_taildir_errors_total", "Files that could not be opened or read.",
+                                       ctx.labels())) {
+  for (auto& p : saved) saved_[{p.id.dev, p.id.ino}] = std::move(p);
+  for (const auto& g : config_.groups) {
+    Labels l = ctx.labels();
+    l.emplace_back("group", g.name);
+    auto& m = ctx.metrics;
+    group_metrics_.push_back(GroupMetrics{
+        &m.gauge("sluice_taildir_files", "Files watched.", l),
+        &m.gauge("sluice_taildir_lag_bytes", "Bytes written to watched files and not read yet.", l),
+        &m.counter("sluice_taildir_bytes_total", "Bytes read.", l),
+        &m.counter("sluice_taildir_lines_total", "Lines read.", l),
+        &m.counter("sluice_taildir_rotations_total", "Rotations seen (a watched file renamed or replaced).", l),
+        &m.counter("sluice_taildir_truncations_total", "Files found shorter than the read offset, read again from 0.",
+                   l)});
+  }
+  for (std::size_t i = 0; i < kMaxConcurrentReads; ++i) {
+    auto s = std::make_unique<ReadSlot>();
+    s->buf.resize(config_.read_buffer.bytes);
+    s->self = this;
+    s->req.data = s.get();
+    slots_.push_back(std::move(s));
+  }
+  output_.set_listener(this);
+}
+
+TaildirSource::~TaildirSource() {
+  for (auto& [dir, w] : watches_) {
+    w->data = nullptr;
+    uv_fs_event_stop(w);
+    close_and_delete(w);
+  }
+  for (auto& [key, f] : files_) {
+    if (f->fd >= 0) ::close(f->fd);
+  }
+}
+
+Status TaildirSource::start() {
+  scan();
+  scan_timer_.start(config_.rescan_interval, [this] { scan(); }, config_.rescan_interval);
+  poll_timer_.start(
+      config_.poll_interval,
+      [this] {
+        for (auto& [key, f] : files_) {
+          if (f->fd >= 0 || f->closed_for_limit) schedule(*f);
+        }
+        update_lag();
+      },
+      config_.poll_interval);
+  checkpoint_timer_.start(config_.checkpoint_interval, [this] { write_positions_async(); },
+                          config_.checkpoint_interval);
+  return {};
+}
+
+TaildirSource::File* TaildirSource::by_key(std::uint64_t key) {
+  auto it = files_.find(key);
+  return it == files_.end() ? nullptr : it->second.get();
+}
+
+// Discovery runs on the threadpool: glob walk, stat, fingerprints, binary check. Its result is
+// reconciled with the tracked files on the loop thread.
+void TaildirSource::scan() {
+  if (stopping_) return;
+  if (scanning_) {
+    rescan_requested_ = true;
+    return;
+  }
+  scanning_ = true;
+  struct Job {
+    uv_work_t req;
+    TaildirSource* self;
+    std::vector<TaildirGroup> groups;
+    std::vector<std::string> exclude;
+    WalkLimits limits;
+    std::uint32_t fp_bytes;
+    std::map<std::pair<dev_t, ino_t>, std::uint32_t> known;  // fp_len of tracked and saved files
+    std::vector<Candidate> found;
+    std::vector<std::pair<std::string, int>> unreadable;
+  };
+  auto* job = new Job{};
+  job->req.data = job;
+  job->self = this;
+  job->groups = config_.groups;
+  job->exclude = config_.exclude;
+  job->limits.follow_symlinks = config_.follow_symlinks;
+  job->fp_bytes = config_.fingerprint_bytes;
+  for (const auto& [key, f] : files_) job->known[{f->id.dev, f->id.ino}] = f->id.fp_len;
+  for (const auto& [k, p] : saved_) job->known.emplace(k, p.id.fp_len);
+  uv_queue_work(
+      ctx_.loop.uv(), &job->req,
+      [](uv_work_t* req) {
+        auto* j = static_cast<Job*>(req->data);
+        for (std::size_t g = 0; g < j->groups.size(); ++g) {
+          glob_walk(
+              j->groups[g].paths, j->exclude, j->limits,
+              [&](const std::string& path, const struct stat& st) {
+                Candidate c;
+                c.path = path;
+                c.group = g;
+                c.st = st;
+                c.id.dev = st.st_dev;
+                c.id.ino = st.st_ino;
+                const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+                if (fd < 0) {
+                  j->unreadable.emplace_back(path, errno);
+                  return;
+                }
+                const auto size = static_cast<std::uint64_t>(st.st_size);
+                c.id.fp_len = static_cast<std::uint32_t>(std::min<std::uint64_t>(size, j->fp_bytes));
+                if (!hash_prefix(fd, c.id.fp_len, c.id.fp_hash)) c.id.fp_len = 0;
+                auto known = j->known.find({st.st_dev, st.st_ino});
+                if (known != j->known.end() && known->second <= size) {
+                  c.known_hash_valid = hash_prefix(fd, known->second, c.known_hash);
+                }
+                char probe[kBinaryProbeBytes];
+                const ssize_t n = ::pread(fd, probe, sizeof probe, 0);
+                c.binary = n > 0 && std::memchr(probe, '\0', static_cast<std::size_t>(n)) != nullptr;
+                ::close(fd);
+                j->found.push_back(std::move(c));
+              },
+              [&](const std::string& dir, int err) { j->unreadable.emplace_back(dir, err); });
+        }
+      },
+      [](uv_work_t* req, int) {
+        auto* j = static_cast<Job*>(req->data);
+        TaildirSource* self = j->self;
+        self->scanning_ = false;
+        if (!self->stopping_) self->on_scanned(std::move(j->found), std::move(j->unreadable));
+        delete j;
+        if (self->rescan_requested_ && !self->stopping_) {
+          self->rescan_requested_ = false;
+          self->scan();
+        } else {
+          self->check_stopped();
+        }
+      });
+}
+
+void TaildirSource::on_scanned(std::vector<Candidate> found, std::vector<std::pair<std::string, int>> unreadable) {
+  for (const auto& [path, err] : unreadable) {
+    if (warned_.insert(path).second) {
+      read_errors_.inc();
+      spdlog::warn("taildir {}: cannot read {}: {} (logged once)", ctx_.name, path, std::strerror(err));
+    }
+  }
+  const auto now_wall = std::chrono::system_clock::now();
+  std::set<std::uint64_t> seen;
+  for (const Candidate& c : found) {
+    auto it = by_inode_.find({c.id.dev, c.id.ino});
+    if (it != by_inode_.end()) {
+      File& f = *files_.at(it->second);
+      const bool same = f.id.fp_len == 0 || (c.known_hash_valid && c.known_hash == f.id.fp_hash);
+      if (same) {
+        seen.insert(f.key);
+        if (f.path != c.path) {
+          // Renamed to a name that is still watched: same file, same offset.
+          group_metrics_[f.group].rotations->inc();
+          spdlog::debug("taildir {}: {} is now {}", ctx_.name, f.path, c.path);
+          f.path = c.path;
+          f.group = c.group;
+        }
+        f.detached = false;
+        if (f.id.fp_len < c.id.fp_len && f.id.fp_len < config_.fingerprint_bytes) f.id = c.id;  // a longer prefix
+        const auto size = static_cast<std::uint64_t>(c.st.st_size);
+        if (size < f.read_offset) restart(f, c, fmt::format("{} < {} bytes read", size, f.read_offset));
+        f.size = size;
+        if (size > f.read_offset) schedule(f);
+        continue;
+      }
+      // Same inode, different first bytes: truncated and rewritten (or the inode went to another
+      // file under the same watch). Either way the old content is gone: read it from the start.
+      seen.insert(f.key);
+      restart(f, c, "its first bytes changed");
+      if (f.path != c.path) f.path = c.path;
+      f.detached = false;
+      schedule(f);
+      continue;
+    }
+    if (c.binary) {
+      if (warned_.insert(c.path).second) {
+        skipped_binary_.inc();
+        spdlog::warn("taildir {}: {} looks binary (NUL bytes in its first {} bytes); not reading it", ctx_.name,
+                     c.path, kBinaryProbeBytes);
+      }
+      continue;
+    }
+    const auto size = static_cast<std::uint64_t>(c.st.st_size);
+    std::uint64_t start = 0;
+    auto saved = saved_.find({c.id.dev, c.id.ino});
+    const bool has_saved = saved != saved_.end() &&
+                           (saved->second.id.fp_len == 0 || (c.known_hash_valid && c.known_hash == saved->second.id.fp_hash));
+    if (has_saved) {
+      start = saved->second.offset <= size ? saved->second.offset : 0;  // a persisted position always wins
+      saved_.erase(saved);
+    } else {
+      if (saved != saved_.end()) saved_.erase(saved);  // that inode now holds another file
+      if (config_.ignore_older) {
+        const auto mtime = std::chrono::system_clock::from_time_t(c.st.st_mtim.tv_sec);
+        if (now_wall - mtime > *config_.ignore_older) continue;
+      }
+      if (!first_scan_done_ && config_.read_from_tail) start = size;
+    }
+    File* f = track(c, start);
+    seen.insert(f->key);
+  }
+  first_scan_done_ = true;
+  // Files no longer matched: renamed away or deleted. Read them to their end, then close them.
+  std::vector<File*> gone;
+  for (auto& [key, f] : files_) {
+    if (seen.count(key) == 0) gone.push_back(f.get());
+  }
+  for (File* f : gone) {
+    if (!f->detached) {
+      f->detached = true;
+      f->last_activity = std::chrono::steady_clock::now();
+      group_metrics_[f->group].rotations->inc();
+    }
+    check_detached(*f);
+  }
+  // Positions for files that no longer exist are dropped after a scan that did not find them.
+  saved_.clear();
+  for (std::size_t g = 0; g < config_.groups.size(); ++g) {
+    std::int64_t n = 0;
+    for (const auto& [key, f] : files_) n += f->group == g ? 1 : 0;
+    group_metrics_[g].files->set(n);
+  }
+  update_lag();
+  pump_reads();
+}
+
+void TaildirSource::restart(File& f, const Candidate& c, std::string_view why) {
+  group_metrics_[f.group].truncations->inc();
+  spdlog::info("taildir {}: {} was truncated ({}): reading it again from the start", ctx_.name, c.path, why);
+  f.read_offset = f.line_end = f.safe_offset = 0;
+  f.id = c.id;
+  ++f.generation;
+  f.splitter = std::make_unique<LineSplitter>(config_.lines);
+  f.overflows_seen = 0;
+  positions_dirty_ = true;
+}
+
+TaildirSource::File* TaildirSource::track(const Candidate& c, std::uint64_t start) {
+  auto f = std::make_unique<File>();
+  f->key = ++next_key_;
+  f->path = c.path;
+  f->group = c.group;
+  f->id = c.id;
+  f->read_offset = f->line_end = f->safe_offset = start;
+  f->size = static_cast<std::uint64_t>(c.st.st_size);
+  f->splitter = std::make_unique<LineSplitter>(config_.lines);
+  f->last_activity = std::chrono::steady_clock::now();
+  f->id_base = source_hash_ ^ event_id(static_cast<std::uint64_t>(c.id.dev) * 1000003ULL + c.id.ino, c.id.fp_hash);
+  File* raw = f.get();
+  by_inode_[{c.id.dev, c.id.ino}] = f->key;
+  files_.emplace(f->key, std::move(f));
+  positions_dirty_ = true;
+  watch_dir(parent_dir(c.path));
+  spdlog::info("taildir {}: watching {} from offset {}", ctx_.name, c.path, start);
+  schedule(*raw);
+  return raw;
+}
+
+void TaildirSource::untrack(File& f, const char* why) {
+  spdlog::info("taildir {}: closing {}: {}", ctx_.name, f.path, why);
+  close_fd(f);
+  by_inode_.erase({f.id.dev, f.id.ino});
+  const std::uint64_t key = f.key;
+  std::erase(read_queue_, key);
+  positions_dirty_ = true;
+  files_.erase(key);  // pending acks for it are ignored from now on
+}
+
+void TaildirSource::check_detached(File& f) {
+  if (!f.detached || f.reading) return;
+  struct stat st {};
+  if (f.fd >= 0 && ::fstat(f.fd, &st) == 0) {
+    f.removed = st.st_nlink == 0;
+    f.size = static_cast<std::uint64_t>(st.st_size);
+  }
+  if (f.read_offset < f.size && f.fd >= 0) return schedule(f);  // not at its end yet
+  const bool idle = std::chrono::steady_clock::now() - f.last_activity >= config_.close_removed_after;
+  if (f.fd < 0 || idle) untrack(f, f.removed ? "deleted and read to its end" : "renamed away and read to its end");
+}
+
+void TaildirSource::schedule(File& f) {
+  if (f.queued || f.reading || stopping_) return;
+  f.queued = true;
+  read_queue_.push_back(f.key);
+  pump_reads();
+}
+
+bool TaildirSource::ensure_open(File& f) {
+  if (f.fd >= 0) return true;
+  if (f.detached) return false;  // cannot reopen by a name that is no longer its own
+  const int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (warned_.insert(f.path).second) {
+      read_errors_.inc();
+      spdlog::warn("taildir {}: cannot open {}: {} (logged once)", ctx_.name, f.path, std::strerror(errno));
+    }
+    return false;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_dev != f.id.dev || st.st_ino != f.id.ino) {
+    ::close(fd);  // the name now holds another file; the next scan sorts it out
+    return false;
+  }
+  f.fd = fd;
+  f.closed_for_limit = false;
+  ++open_files_;
+  enforce_open_limit(&f);
+  return true;
+}
+
+void TaildirSource::close_fd(File& f) {
+  if (f.fd < 0) return;
+  ::close(f.fd);
+  f.fd = -1;
+  --open_files_;
+}
+
+// Keeps at most max_open_files descriptors: the least recently active idle files are closed and
+// reopened by name when they change.
+void TaildirSource::enforce_open_limit(File* keep) {
+  while (open_files_ > config_.max_open_files) {
+    File* victim = nullptr;
+    for (auto& [key, f] : files_) {
+      if (f.get() == keep || f->fd < 0 || f->reading || f->detached || f->queued) continue;
+      if (victim == nullptr || f->last_activity < victim->last_activity) victim = f.get();
+    }
+    if (victim == nullptr) return;
+    close_fd(*victim);
+    victim->closed_for_limit = true;
+  }
+}
+
+void TaildirSource::pump_reads() {
+  while (!paused_ && !stopping_ && !read_queue_.empty() && reads_in_flight_ < kMaxConcurrentReads &&
+         ready_.empty()) {
+    const std::uint64_t key = read_queue_.front();
+    read_queue_.pop_front();
+    File* f = by_key(key);
+    if (f == nullptr) continue;
+    f->queued = false;
+    if (!ensure_open(*f)) continue;
+    ReadSlot* slot = nullptr;
+    for (auto& s : slots_) {
+      if (!s->busy) slot = s.get();
+    }
+    SLUICE_ASSERT(slot != nullptr);
+    slot->busy = true;
+    slot->file_key = key;
+    slot->offset = f->read_offset;
+    f->reading = true;
+    ++reads_in_flight_;
+    uv_buf_t b = uv_buf_init(slot->buf.data(), static_cast<unsigned>(slot->buf.size()));
+    uv_fs_read(ctx_.loop.uv(), &slot->req, f->fd, &b, 1, static_cast<std::int64_t>(slot->offset), [](uv_fs_t* req) {
+      auto* s = static_cast<ReadSlot*>(req->data);
+      const ssize_t n = req->result;
+      uv_fs_req_cleanup(req);
+      s->self->on_read(*s, n);
+    });
+  }
+}
+
+void TaildirSource::on_read(ReadSlot& slot, ssize_t n) {
+  slot.busy = false;
+  --reads_in_flight_;
+  File* f = by_key(slot.file_key);
+  if (f != nullptr) {
+    f->reading = false;
+    if (n < 0) {
+      read_errors_.inc();
+      spdlog::warn("taildir {}: read {} failed: {}", ctx_.name, f->path, uv_strerror(static_cast<int>(n)));
+      untrack(*f, "read error");
+    } else if (slot.offset != f->read_offset) {
+      // Truncated while this read was in flight: its bytes belong to the old content.
+    } else if (n > 0) {
+      f->last_activity = std::chrono::steady_clock::now();
+      consume(*f, {slot.buf.data(), static_cast<std::size_t>(n)});
+      f->read_offset += static_cast<std::uint64_t>(n);
+      group_metrics_[f->group].bytes->inc(static_cast<std::uint64_t>(n));
+      bytes_.inc(static_cast<std::uint64_t>(n));
+      if (static_cast<std::size_t>(n) == slot.buf.size()) {
+        schedule(*f);  // more is likely there
+      } else if (f->detached) {
+        check_detached(*f);
+      }
+    } else {
+      // At the end: a file truncated below our offset is caught here too, not only by the rescan.
+      struct stat st {};
+      if (f->fd >= 0 && ::fstat(f->fd, &st) == 0) {
+        f->size = static_cast<std::uint64_t>(st.st_size);
+        if (f->size < f->read_offset) {
+          rescan_requested_ = true;
+          scan();
+        }
+      }
+      if (f->detached) check_detached(*f);
+    }
+  }
+  flush_ready();
+  pump_reads();
+  if (stopping_) check_stopped();
+}
+
+// Splits one read into lines. Each newline's position gives the offset a checkpoint may resume
+// from; the bytes after the last newline wait in the splitter for the next read. A batch's
+// checkpoint is the end of the last line it holds completely, so an acknowledged batch never
+// covers a piece of a line whose rest is still unsent, and a restart repeats nothing else.
+void TaildirSource::consume(File& f, std::string_view data) {
+  if (current_file_ != f.key || current_generation_ != f.generation) seal();
+  current_file_ = f.key;
+  current_generation_ = f.generation;
+  const std::int64_t now = wall_clock_ns();
+  const TaildirGroup& group = config_.groups[f.group];
+  std::uint64_t line_start = f.line_end;
+  auto add = [&](std::string_view line) {
+    current_.add(line, now, event_id(f.id_base, line_start));
+    if (!config_.file_header.empty()) current_.add_header(config_.file_header, f.path);
+    for (const auto& [k, v] : group.headers) current_.add_header(k, v);
+    current_ends_.push_back(f.line_end);  // until its newline is seen, a piece completes nothing
+  };
+  const char* p = data.data();
+  const char* end = p + data.size();
+  std::uint64_t lines = 0;
+  while (p < end) {
+    const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+    const char* stop = nl != nullptr ? nl + 1 : end;
+    const std::size_t before = current_.size();
+    f.splitter->feed({p, static_cast<std::size_t>(stop - p)}, add);
+    if (nl != nullptr) {
+      f.line_end = f.read_offset + static_cast<std::uint64_t>(stop - data.data());
+      // The last piece handed out for this segment is the one that ends the line.
+      if (current_.size() > before) current_ends_.back() = f.line_end;
+      line_start = f.line_end;
+      ++lines;
+    }
+    p = stop;
+  }
+  group_metrics_[f.group].lines->inc(lines);
+  const std::uint64_t overflows = f.splitter->overflows();
+  if (overflows > f.overflows_seen) {
+    overflows_.inc(overflows - f.overflows_seen);
+    f.overflows_seen = overflows;
+  }
+  seal();
+}
+
+// Cuts what was read into batches of at most the output's transaction size.
+void TaildirSource::seal() {
+  if (current_.empty()) return;
+  const std::size_t max = output_.max_batch_events();
+  for (std::size_t from = 0; from < current_.size(); from += max) {
+    const std::size_t to = std::min(current_.size(), from + max);
+    Ready r;
+    if (from == 0 && to == current_.size()) {
+      r.batch.swap(current_);
+    } else {
+      r.batch.append_range(current_, from, to);
+    }
+    r.file_key = current_file_;
+    r.generation = current_generation_;
+    r.end_offset = current_ends_[to - 1];
+    events_.inc(r.batch.size());
+    ready_.push_back(std::move(r));
+  }
+  current_.clear();
+  current_ends_.clear();
+  flush_ready();
+}
+
+void TaildirSource::flush_ready() {
+  while (!ready_.empty() && output_.writable()) {
+    Ready& r = ready_.front();
+    const std::uint64_t seq = output_.put(r.batch, {});
+    pending_.push_back({seq, r.file_key, r.generation, r.end_offset});
+    ready_.pop_front();
+  }
+  paused_ = !ready_.empty();
+}
+
+void TaildirSource::on_writable() noexcept {
+  flush_ready();
+  pump_reads();
+  if (stopping_) check_stopped();
+}
+
+void TaildirSource::on_safe(std::uint64_t seq) noexcept {
+  while (!pending_.empty() && pending_.front().seq <= seq) {
+    const Pending p = pending_.front();
+    pending_.pop_front();
+    File* f = by_key(p.file_key);
+    if (f == nullptr || f->generation != p.generation) continue;
+    if (p.end_offset > f->safe_offset) {
+      f->safe_offset = p.end_offset;
+      positions_dirty_ = true;
+    }
+  }
+}
+
+std::vector<SavedPosition> TaildirSource::snapshot() const {
+  std::vector<SavedPosition> out;
+  for (const auto& [key, f] : files_) out.push_back({f->path, f->id, f->safe_offset});
+  // Positions read at start whose files were not seen yet stay until a scan settles them.
+  for (const auto& [k, p] : saved_) out.push_back(p);
+  return out;
+}
+
+void TaildirSource::write_positions_async() {
+  if (!positions_dirty_ || writing_positions_) return;
+  positions_dirty_ = false;
+  writing_positions_ = true;
+  struct Job {
+    uv_work_t req;
+    TaildirSource* self;
+    std::string path;
+    std::vector<SavedPosition> positions;
+    Status result;
+  };
+  auto* job = new Job{};
+  job->req.data = job;
+  job->self = this;
+  job->path = positions_path_;
+  job->positions = snapshot();
+  uv_queue_work(
+      ctx_.loop.uv(), &job->req,
+      [](uv_work_t* req) {
+        auto* j = static_cast<Job*>(req->data);
+        j->result = save_positions(j->path, j->positions);
+      },
+      [](uv_work_t* req, int) {
+        auto* j = static_cast<Job*>(req->data);
+        j->self->writing_positions_ = false;
+        if (!j->result.ok()) {
+          j->self->positions_dirty_ = true;
+          spdlog::error("taildir {}: cannot save positions: {}", j->self->ctx_.name, j->result.message());
+        }
+        j->self->check_stopped();
+        delete j;
+      });
+}
+
+void TaildirSource::persist_checkpoint() {
+  Status st = save_positions(positions_path_, snapshot());
+  if (!st.ok()) spdlog::error("taildir {}: cannot save positions: {}", ctx_.name, st.message());
+}
+
+void TaildirSource::watch_dir(const std::string& dir) {
+  if (watches_.count(dir) != 0) return;
+  auto* w = new uv_fs_event_t{};
+  uv_fs_event_init(ctx_.loop.uv(), w);
+  w->data = this;
+  const int rc = uv_fs_event_start(
+      w,
+      [](uv_fs_event_t* h, const char* filename, int events, int status) {
+        auto* self = static_cast<TaildirSource*>(h->data);
+        if (self == nullptr || status != 0) return;
+        char path[4096];
+        std::size_t len = sizeof path;
+        if (uv_fs_event_getpath(h, path, &len) != 0) return;
+        self->on_fs_event(std::string(path, len), filename, events);
+      },
+      dir.c_str(), 0);
+  if (rc != 0) {
+    // The periodic rescan and poll still find everything, just later.
+    spdlog::debug("taildir {}: cannot watch {}: {}", ctx_.name, dir, uv_strerror(rc));
+    close_and_delete(w);
+    watches_.emplace(dir, nullptr);
+    watches_.erase(dir);
+    return;
+  }
+  watches_.emplace(dir, w);
+}
+
+void TaildirSource::on_fs_event(const std::string& dir, const char* filename, int events) {
+  if (stopping_) return;
+  if ((events & UV_RENAME) != 0) scan();  // created, renamed or deleted: discover now
+  if (filename == nullptr) return;
+  const std::string path = (dir == "/" ? "" : dir) + "/" + filename;
+  for (auto& [key, f] : files_) {
+    if (f->path == path) schedule(*f);
+  }
+}
+
+void TaildirSource::update_lag() {
+  std::vector<std::int64_t> lag(config_.groups.size(), 0);
+  for (const auto& [key, f] : files_) {
+    if (f->size > f->read_offset) lag[f->group] += static_cast<std::int64_t>(f->size - f->read_offset);
+  }
+  for (std::size_t g = 0; g < lag.size(); ++g) group_metrics_[g].lag->set(lag[g]);
+}
+
+void TaildirSource::stop(StopCallback on_stopped) {
+  stopping_ = true;
+  on_stopped_ = std::move(on_stopped);
+  scan_timer_.stop();
+  poll_timer_.stop();
+  read_queue_.clear();
+  for (auto& [key, f] : files_) f->queued = false;
+  check_stopped();
+}
+
+// Stopped once no read or scan is in flight and every sealed batch was put.
+void TaildirSource::check_stopped() {
+  if (!on_stopped_) return;
+  flush_ready();
+  if (reads_in_flight_ > 0 || scanning_ || !ready_.empty() || !output_.idle() || writing_positions_) {
+    if (!stop_poll_.active()) {
+      stop_poll_.start(std::chrono::milliseconds(10), [this] { check_stopped(); }, std::chrono::milliseconds(10));
+    }
+    return;
+  }
+  stop_poll_.stop();
+  checkpoint_timer_.stop();
+  auto cb = std::move(on_stopped_);
+  on_stopped_ = nullptr;
+  cb();
+}
+
+}  // namespace sluice::sources

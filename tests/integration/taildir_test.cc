@@ -1,0 +1,338 @@
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "tests/support/agent_process.h"
+
+using namespace sluice::test;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+AgentProcess::Options tail_options(const std::string& paths, const std::string& out, const std::string& extra = "") {
+  AgentProcess::Options o;
+  o.vars = {{"PATHS", paths}, {"OUT", out}, {"EXTRA", extra}};
+  return o;
+}
+
+std::size_t count_lines(const std::string& path) {
+  const std::string s = read_file(path);
+  return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
+}
+
+// Appends lines "first".."last" (numbers) to `path`.
+void append_numbers(const std::string& path, long first, long last) {
+  std::string s;
+  for (long i = first; i <= last; ++i) s += std::to_string(i) + "\n";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  REQUIRE(fd >= 0);
+  REQUIRE(::write(fd, s.data(), s.size()) == static_cast<ssize_t>(s.size()));
+  ::close(fd);
+}
+
+struct Tally {
+  std::size_t lines = 0, unique = 0, missing = 0, repeats = 0;
+};
+
+// Compares the numbers in `out` with 1..n.
+Tally tally(const std::string& out, long n) {
+  std::vector<long> v;
+  for (const auto& l : read_lines(out)) v.push_back(std::stol(l));
+  Tally t;
+  t.lines = v.size();
+  std::sort(v.begin(), v.end());
+  std::set<long> u(v.begin(), v.end());
+  t.unique = u.size();
+  t.repeats = v.size() - u.size();
+  for (long i = 1; i <= n; ++i) t.missing += u.count(i) == 0 ? 1 : 0;
+  return t;
+}
+
+// Writes sequence-numbered lines to DIR/app.log at about `rate` lines/s for `duration`, rotating
+// every `rotate_every` by `rotate(k)`. Returns the last number written.
+long write_with_rotation(const std::string& dir, int rate, std::chrono::milliseconds duration,
+                         std::chrono::milliseconds rotate_every, const std::function<void(int)>& rotate) {
+  const std::string path = dir + "/app.log";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  long n = 0;
+  int k = 0;
+  const auto start = std::chrono::steady_clock::now();
+  auto next_rotation = start + rotate_every;
+  const int per_tick = std::max(1, rate / 1000);  // a burst every millisecond
+  while (std::chrono::steady_clock::now() - start < duration) {
+    std::string burst;
+    for (int i = 0; i < per_tick; ++i) burst += std::to_string(++n) + "\n";
+    if (::write(fd, burst.data(), burst.size()) != static_cast<ssize_t>(burst.size())) break;
+    if (std::chrono::steady_clock::now() >= next_rotation) {
+      ::close(fd);
+      rotate(++k);
+      fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      next_rotation += rotate_every;
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  ::close(fd);
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("taildir: rename+create rotation every 100 ms under load loses and repeats nothing",
+          "[integration][taildir]") {
+  TempDir tmp;
+  const std::string logs = tmp.file("logs");
+  fs::create_directories(logs);
+  const std::string out = tmp.file("out.log");
+  AgentProcess agent("taildir_file.toml", tail_options("[\"" + logs + "/app.log*\"]", out));
+  REQUIRE(agent.wait_ready());
+  const auto duration = soak() ? 30s : 3s;
+  const long n = write_with_rotation(logs, 20000, duration, 100ms, [&](int k) {
+    fs::rename(logs + "/app.log", logs + "/app.log." + std::to_string(k));
+  });
+  REQUIRE(eventually(30s, [&] { return count_lines(out) >= static_cast<std::size_t>(n); }));
+  CHECK(agent.terminate() == 0);
+  const Tally t = tally(out, n);
+  WARN("rename rotation: " << n << " lines written, " << t.unique << " delivered, " << t.missing << " missing, "
+                           << t.repeats << " repeated");
+  CHECK(t.missing == 0);
+  CHECK(t.repeats == 0);
+}
+
+TEST_CASE("taildir: copytruncate rotation under load, the inherent window measured", "[integration][taildir]") {
+  TempDir tmp;
+  const std::string logs = tmp.file("logs");
+  fs::create_directories(logs);
+  const std::string out = tmp.file("out.log");
+  AgentProcess agent("taildir_file.toml",
+                     tail_options("[\"" + logs + "/app.log*\"]", out, "exclude = [\"*.log.*\"]"));
+  REQUIRE(agent.wait_ready());
+  const auto duration = soak() ? 30s : 3s;
+  const long n = write_with_rotation(logs, 20000, duration, 100ms, [&](int k) {
+    fs::copy_file(logs + "/app.log", logs + "/app.log." + std::to_string(k));
+    ::truncate((logs + "/app.log").c_str(), 0);
+  });
+  REQUIRE(eventually(10s, [&] {
+    return agent.metric(R"(sluice_taildir_lag_bytes{component="tail",type="taildir",group="default"})") == 0.0 &&
+           agent.metric(R"(sluice_channel_events{component="buf",type="memory"})") == 0.0;
+  }));
+  std::this_thread::sleep_for(300ms);  // one more poll and rescan round, so nothing is still on its way
+  CHECK(agent.terminate() == 0);
+  const Tally t = tally(out, n);
+  const double lost = 100.0 * static_cast<double>(t.missing) / static_cast<double>(n);
+  WARN("copytruncate: " << n << " lines written, " << t.missing << " lost (" << lost << " %), " << t.repeats
+                        << " repeated");
+  CHECK(t.repeats == 0);
+  CHECK(lost < 5.0);  // lines written after the last read and before the truncation are gone
+}
+
+TEST_CASE("taildir: stop, rotate three times, start again: nothing lost or repeated", "[integration][taildir]") {
+  TempDir tmp;
+  const std::string logs = tmp.file("logs");
+  fs::create_directories(logs);
+  const std::string out = tmp.file("out.log");
+  const std::string state = tmp.file("state");
+  fs::create_directories(state);
+  append_numbers(logs + "/app.log", 1, 1000);
+  AgentProcess::Options o = tail_options("[\"" + logs + "/app.log*\"]", out);
+  o.dir = state;
+  {
+    AgentProcess agent("taildir_file.toml", o);
+    REQUIRE(agent.wait_ready());
+    REQUIRE(eventually(10s, [&] { return count_lines(out) == 1000; }));
+    CHECK(agent.terminate() == 0);
+  }
+  append_numbers(logs + "/app.log", 1001, 1500);  // unread tail of the old file
+  for (int k = 1; k <= 3; ++k) {
+    fs::rename(logs + "/app.log", logs + "/app.log." + std::to_string(k));
+    append_numbers(logs + "/app.log", 1001 + k * 500, 1500 + k * 500);
+  }
+  AgentProcess agent("taildir_file.toml", o);
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] { return count_lines(out) >= 3000; }));
+  std::this_thread::sleep_for(300ms);
+  CHECK(agent.terminate() == 0);
+  const Tally t = tally(out, 3000);
+  CHECK(t.lines == 3000);
+  CHECK(t.missing == 0);
+  CHECK(t.repeats == 0);
+}
+
+TEST_CASE("taildir: a file deleted and created again (same inode) is read from the start",
+          "[integration][taildir]") {
+  TempDir tmp;
+  const std::string logs = tmp.file("logs");
+  fs::create_directories(logs);
+  const std::string out = tmp.file("out.log");
+  const std::string path = logs + "/app.log";
+  write_file(path, std::string(300, 'a') + "\nfirst file\n");
+  AgentProcess agent("taildir_file.toml", tail_options("[\"" + logs + "/*.log\"]", out));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] { return count_lines(out) == 2; }));
+  struct stat before {};
+  ::stat(path.c_str(), &before);
+  fs::remove(path);
+  // A new file under the same name, longer than the old one; the file system usually hands out the
+  // freed inode again, which is the case under test.
+  write_file(path, std::string(300, 'b') + "\nsecond file, line 1\nsecond file, line 2\nsecond file, line 3\n");
+  struct stat after {};
+  ::stat(path.c_str(), &after);
+  if (after.st_ino != before.st_ino) WARN("the file system did not reuse the inode; the test still checks a replaced file");
+  REQUIRE(eventually(10s, [&] { return count_lines(out) == 6; }));
+  const auto lines = read_lines(out);
+  CHECK(lines[2] == std::string(300, 'b'));
+  CHECK(lines[5] == "second file, line 3");
+  CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("taildir: SIGKILL at random moments while writing loses nothing", "[integration][taildir]") {
+  TempDir tmp;
+  const std::string logs = tmp.file("logs");
+  fs::create_directories(logs);
+  const std::string out = tmp.file("out.log");
+  const std::string state = tmp.file("state");
+  fs::create_directories(state);
+  AgentProcess::Options o = tail_options("[\"" + logs + "/app.log*\"]", out);
+  o.dir = state;
+  std::atomic<bool> writing{true};
+  std::atomic<long> written{0};
+  std::thread writer([&] {
+    long n = 0;
+    while (writing) {
+      append_numbers(logs + "/app.log", n + 1, n + 50);
+      n += 50;
+      written = n;
+      std::this_thread::sleep_for(2ms);
+    }
+  });
+  std::mt19937 rng(std::random_device{}());
+  const int kills = soak() ? 50 : 5;
+  for (int i = 0; i < kills; ++i) {
+    AgentProcess agent("taildir_file.toml", o);
+    REQUIRE(agent.wait_ready());
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(50, 400)(rng)));
+    CHECK(agent.signal_and_wait(SIGKILL) == -SIGKILL);
+  }
+  writing = false;
+  writer.join();
+  const long n = written;
+  AgentProcess agent("taildir_file.toml", o);
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(30s, [&] { return tally(out, n).missing == 0; }));
+  CHECK(agent.terminate() == 0);
+  const Tally t = tally(out, n);
+  WARN(kills << " kills: " << n << " lines written, " << t.missing << " missing, " << t.repeats
+             << " repeated (lines read but not yet acknowledged at a kill)");
+  CHECK(t.missing == 0);
+}
+
+TEST_CASE("taildir: 1,000 files at once, beyond max_open_files", "[integration][taildir]") {
+  TempDir tmp;
+  const std::string logs = tmp.file("logs");
+  fs::create_directories(logs + "/a/b");
+  for (int f = 0; f < 1000; ++f) {
+    const std::string dir = f % 2 == 0 ? logs : logs + "/a/b";
+    append_numbers(dir + "/f" + std::to_string(f) + ".log", f * 10 + 1, f * 10 + 10);
+  }
+  const std::string out = tmp.file("out.log");
+  AgentProcess agent("taildir_file.toml", tail_options("[\"" + logs + "/**/*.log\"]", out, "max_open_files = 100"));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(30s, [&] { return count_lines(out) >= 10000; }));
+  // Appends to files whose descriptor was closed for the limit are found again.
+  for (int f = 0; f < 1000; f += 100) {
+    const std::string dir = f % 2 == 0 ? logs : logs + "/a/b";
+    append_numbers(dir + "/f" + std::to_string(f) + ".log", 10001 + f, 10001 + f);
+  }
+  REQUIRE(eventually(30s, [&] { return count_lines(out) >= 10010; }));
+  CHECK(agent.terminate() == 0);
+  const Tally t = tally(out, 10000);
+  CHECK(t.missing == 0);
+  CHECK(t.repeats == 0);
+  CHECK(t.lines == 10010);
+}
+
+TEST_CASE("taildir: a 10 MB line, a truncated file, a binary file, a symlink", "[integration][taildir]") {
+  TempDir tmp;
+  const std::string logs = tmp.file("logs");
+  fs::create_directories(logs);
+  const std::string out = tmp.file("out.log");
+  AgentProcess agent("taildir_file.toml",
+                     tail_options("[\"" + logs + "/*.log\"]", out, "max_line_bytes = \"16MiB\"\nfile_header = \"\""));
+  REQUIRE(agent.wait_ready());
+  SECTION("a 10 MB line arrives whole") {
+    write_file(logs + "/big.log", std::string(10 << 20, 'x') + "\n");
+    REQUIRE(eventually(20s, [&] { return count_lines(out) == 1; }));
+    CHECK(read_lines(out)[0].size() == std::size_t(10 << 20));
+  }
+  SECTION("a truncated file is read again from the start") {
+    append_numbers(logs + "/t.log", 1, 100);
+    REQUIRE(eventually(10s, [&] { return count_lines(out) == 100; }));
+    ::truncate((logs + "/t.log").c_str(), 0);
+    append_numbers(logs + "/t.log", 101, 150);
+    REQUIRE(eventually(10s, [&] { return count_lines(out) == 150; }));
+    CHECK(tally(out, 150).missing == 0);
+    CHECK(agent.metric(R"(sluice_taildir_truncations_total{component="tail",type="taildir",group="default"})") ==
+          1.0);
+  }
+  SECTION("a binary file is skipped with a warning") {
+    write_file(logs + "/bin.log", std::string("\x7f" "ELF\0\0\0binary", 13));
+    append_numbers(logs + "/ok.log", 1, 5);
+    REQUIRE(eventually(10s, [&] { return count_lines(out) == 5; }));
+    REQUIRE(eventually(5s, [&] {
+      return agent.metric(R"(sluice_taildir_binary_files_skipped_total{component="tail",type="taildir"})") == 1.0;
+    }));
+    CHECK(agent.stderr_text().find("bin.log looks binary") != std::string::npos);
+  }
+  SECTION("a file replaced by a symlink is followed to its target") {
+    append_numbers(logs + "/s.log", 1, 10);
+    REQUIRE(eventually(10s, [&] { return count_lines(out) == 10; }));
+    append_numbers(tmp.file("target.txt"), 11, 20);
+    fs::remove(logs + "/s.log");
+    fs::create_symlink(tmp.file("target.txt"), logs + "/s.log");
+    REQUIRE(eventually(10s, [&] { return count_lines(out) == 20; }));
+    CHECK(tally(out, 20).missing == 0);
+  }
+  CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("taildir: a directory without read permission is logged once, the rest is read",
+          "[integration][taildir]") {
+  TempDir tmp;
+  const std::string logs = tmp.file("logs");
+  fs::create_directories(logs + "/secret");
+  fs::create_directories(logs + "/open");
+  append_numbers(logs + "/open/a.log", 1, 10);
+  append_numbers(logs + "/secret/b.log", 11, 20);
+  ::chmod(tmp.path().c_str(), 0755);
+  ::chmod(logs.c_str(), 0755);
+  ::chmod((logs + "/open").c_str(), 0755);
+  ::chmod((logs + "/open/a.log").c_str(), 0644);
+  ::chmod((logs + "/secret").c_str(), 0700);  // root's, and the agent runs as nobody
+  const std::string out_dir = tmp.file("out");
+  fs::create_directories(out_dir);
+  ::chown(out_dir.c_str(), 65534, 65534);
+  AgentProcess::Options o = tail_options("[\"" + logs + "/**/*.log\"]", out_dir + "/out.log");
+  o.uid = 65534;
+  AgentProcess agent("taildir_file.toml", o);
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] { return count_lines(out_dir + "/out.log") == 10; }));
+  REQUIRE(eventually(5s, [&] {
+    return agent.metric(R"(sluice_taildir_errors_total{component="tail",type="taildir"})") == 1.0;
+  }));
+  std::this_thread::sleep_for(500ms);  // two more rescans: still logged only once
+  const std::string err = agent.stderr_text();
+  const std::string warning = "cannot read " + logs + "/secret: Permission denied (logged once)";
+  CHECK(err.find(warning) != std::string::npos);
+  CHECK(err.find(warning) == err.rfind(warning));
+  CHECK(agent.terminate() == 0);
+}
