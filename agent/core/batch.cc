@@ -28,9 +28,37 @@ void Batch::add_kv(std::string_view key, std::string_view value, std::uint8_t ki
   bytes_ += key.size() + value.size();
 }
 
+void Batch::set_common_header(std::string_view key, std::string_view value) {
+  for (std::size_t i = 0; i < common_count_; ++i) {
+    if (common_[i].first == key) {
+      common_[i].second.assign(value);
+      return;
+    }
+  }
+  if (common_count_ == common_.size()) common_.emplace_back();
+  common_[common_count_].first.assign(key);
+  common_[common_count_].second.assign(value);
+  ++common_count_;
+}
+
+bool Batch::same_common_headers(const Batch& other) const noexcept {
+  if (common_count_ != other.common_count_) return false;
+  for (std::size_t i = 0; i < common_count_; ++i) {
+    if (common_[i] != other.common_[i]) return false;
+  }
+  return true;
+}
+
 void Batch::append_range(const Batch& other, std::size_t begin, std::size_t end) {
   SLUICE_ASSERT(begin <= end && end <= other.recs_.size());
   if (begin == end) return;
+  if (recs_.empty()) {
+    common_count_ = 0;
+    for (std::size_t i = 0; i < other.common_count_; ++i)
+      set_common_header(other.common_[i].first, other.common_[i].second);
+  } else {
+    SLUICE_ASSERT(same_common_headers(other));
+  }
   const Rec& first = other.recs_[begin];
   const Rec& last = other.recs_[end - 1];
   const std::uint32_t src_begin = first.arena_begin;
@@ -68,7 +96,11 @@ std::uint64_t Batch::bytes(std::size_t begin, std::size_t end) const noexcept {
 
 Header EventView::header(std::size_t i) const {
   const auto& r = batch_->recs_[index_];
-  SLUICE_ASSERT(i < r.header_count);
+  if (i >= r.header_count) {
+    SLUICE_ASSERT(i - r.header_count < batch_->common_count_);
+    const auto& c = batch_->common_[i - r.header_count];
+    return {c.first, c.second};
+  }
   const auto& kv = batch_->kvs_[r.kv_begin + i];
   return {batch_->view(kv.key_off, kv.key_len), batch_->view(kv.value_off, kv.value_len)};
 }
@@ -79,6 +111,9 @@ std::optional<std::string_view> EventView::header(std::string_view key) const {
     const auto& kv = batch_->kvs_[r.kv_begin + i];
     if (batch_->view(kv.key_off, kv.key_len) == key)
       return batch_->view(kv.value_off, kv.value_len);
+  }
+  for (std::size_t i = 0; i < batch_->common_count_; ++i) {
+    if (batch_->common_[i].first == key) return std::string_view(batch_->common_[i].second);
   }
   return std::nullopt;
 }

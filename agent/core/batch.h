@@ -3,7 +3,9 @@
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "agent/core/assert.h"
@@ -65,6 +67,13 @@ class Batch {
     bytes_ += body.size();
   }
   void add_header(std::string_view key, std::string_view value) { add_kv(key, value, kHeader); }
+  /// A header that every event of this batch has (a source's file path, static headers): stored
+  /// once, seen by EventView::header() after the event's own headers. A batch with common headers
+  /// only takes events (append_range) from a batch with the same common headers, or when empty.
+  void set_common_header(std::string_view key, std::string_view value);
+  std::size_t common_header_count() const noexcept { return common_count_; }
+  /// True if both batches carry the same common headers.
+  bool same_common_headers(const Batch& other) const noexcept;
   void add_field(std::string_view key, std::string_view text, FieldType type) {
     add_kv(key, text, static_cast<std::uint8_t>(type));
   }
@@ -83,12 +92,15 @@ class Batch {
     recs_.clear();
     kvs_.clear();
     bytes_ = 0;
+    common_count_ = 0;  // the strings keep their capacity
   }
   void swap(Batch& other) noexcept {
     arena_.swap(other.arena_);
     recs_.swap(other.recs_);
     kvs_.swap(other.kvs_);
     std::swap(bytes_, other.bytes_);
+    common_.swap(other.common_);
+    std::swap(common_count_, other.common_count_);
   }
   void reserve(std::size_t events, std::size_t bytes) {
     recs_.reserve(events);
@@ -126,6 +138,8 @@ class Batch {
   std::vector<Rec> recs_;
   std::vector<Kv> kvs_;
   std::uint64_t bytes_ = 0;
+  std::vector<std::pair<std::string, std::string>> common_;  // [0, common_count_) are in use
+  std::size_t common_count_ = 0;
 };
 
 inline std::string_view EventView::body() const {
@@ -135,7 +149,9 @@ inline std::string_view EventView::body() const {
 inline std::int64_t EventView::timestamp_ns() const { return batch_->recs_[index_].timestamp_ns; }
 inline std::uint64_t EventView::id() const { return batch_->recs_[index_].id; }
 inline std::uint32_t EventView::bytes() const { return batch_->rec_bytes(batch_->recs_[index_]); }
-inline std::size_t EventView::header_count() const { return batch_->recs_[index_].header_count; }
+inline std::size_t EventView::header_count() const {
+  return batch_->recs_[index_].header_count + batch_->common_count_;
+}
 inline std::size_t EventView::field_count() const { return batch_->recs_[index_].field_count; }
 
 }  // namespace sluice

@@ -128,6 +128,9 @@ Result<Lease> MemoryChannel::take(CursorId, Batch& out, TakeLimits limits) {
       ++take_chunk_;
       continue;
     }
+    // One lease carries one set of common headers (e.g. one file's path): stop at a chunk with
+    // others.
+    if (!out.empty() && !out.same_common_headers(c.batch)) break;
     std::size_t to = from;
     while (to < c.batch.size() && out.size() + (to - from) < max_events) {
       const std::uint64_t b = c.batch[to].bytes();

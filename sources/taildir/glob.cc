@@ -27,8 +27,8 @@ bool match_segment(std::string_view pattern, std::string_view name) {
   return fnmatch(pat.c_str(), str.c_str(), FNM_PERIOD) == 0;
 }
 
-bool match(const std::vector<std::string_view>& pat, std::size_t pi, const std::vector<std::string_view>& path,
-           std::size_t si) {
+bool match(const std::vector<std::string_view>& pat, std::size_t pi,
+           const std::vector<std::string_view>& path, std::size_t si) {
   while (pi < pat.size()) {
     if (pat[pi] == "**") {
       // Zero or more segments.
@@ -46,7 +46,9 @@ bool match(const std::vector<std::string_view>& pat, std::size_t pi, const std::
 
 }  // namespace
 
-bool has_wildcard(std::string_view pattern) { return pattern.find_first_of("*?[") != std::string_view::npos; }
+bool has_wildcard(std::string_view pattern) {
+  return pattern.find_first_of("*?[") != std::string_view::npos;
+}
 
 bool glob_match(std::string_view pattern, std::string_view path) {
   return match(segments(pattern), 0, segments(path), 0);
@@ -68,7 +70,8 @@ std::string glob_root(std::string_view pattern) {
 }
 
 void glob_walk(const std::vector<std::string>& patterns, const std::vector<std::string>& excludes,
-               const WalkLimits& limits, const std::function<void(const std::string&, const struct stat&)>& found,
+               const WalkLimits& limits,
+               const std::function<void(const std::string&, const struct stat&)>& found,
                const std::function<void(const std::string&, int)>& unreadable) {
   std::set<std::string> seen_files;
   auto excluded = [&](const std::string& path) {
@@ -89,7 +92,8 @@ void glob_walk(const std::vector<std::string>& patterns, const std::vector<std::
     const std::size_t root_depth = segments(root).size();
     std::set<std::pair<dev_t, ino_t>> seen_dirs;  // symlink loops
     // Depth-first over directories below the root, pruned by the pattern when it has no **.
-    std::function<void(const std::string&, std::size_t)> walk = [&](const std::string& dir, std::size_t depth) {
+    std::function<void(const std::string&, std::size_t)> walk = [&](const std::string& dir,
+                                                                    std::size_t depth) {
       if (static_cast<int>(depth - root_depth) > limits.max_depth) return;
       DIR* d = opendir(dir.c_str());
       if (d == nullptr) {

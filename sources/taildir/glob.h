@@ -29,7 +29,8 @@ struct WalkLimits {
 /// that cannot be read are reported once each through `unreadable(path, errno)`. Blocking: call it
 /// on the threadpool.
 void glob_walk(const std::vector<std::string>& patterns, const std::vector<std::string>& excludes,
-               const WalkLimits& limits, const std::function<void(const std::string&, const struct stat&)>& found,
+               const WalkLimits& limits,
+               const std::function<void(const std::string&, const struct stat&)>& found,
                const std::function<void(const std::string&, int)>& unreadable);
 
 }  // namespace sluice::sources

@@ -1,12 +1,11 @@
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <simdjson.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <fstream>
 #include <sstream>
-
-#include <fmt/format.h>
-#include <simdjson.h>
 
 #include "sinks/file/encode.h"
 #include "sources/taildir/taildir_source.h"
@@ -20,8 +19,8 @@ Status save_positions(const std::string& path, const std::vector<SavedPosition>&
     out += "{\"path\":\"";
     sinks::append_json_string(out, p.path);
     out += fmt::format("\",\"dev\":{},\"ino\":{},\"fp_len\":{},\"fp_hash\":{},\"offset\":{}}}{}\n",
-                       static_cast<std::uint64_t>(p.id.dev), static_cast<std::uint64_t>(p.id.ino), p.id.fp_len,
-                       p.id.fp_hash, p.offset, i + 1 < positions.size() ? "," : "");
+                       static_cast<std::uint64_t>(p.id.dev), static_cast<std::uint64_t>(p.id.ino),
+                       p.id.fp_len, p.id.fp_hash, p.offset, i + 1 < positions.size() ? "," : "");
   }
   out += "]\n";
   const std::string tmp = path + ".tmp";
@@ -47,7 +46,8 @@ Status save_positions(const std::string& path, const std::vector<SavedPosition>&
   if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::from_errno(errno, "rename " + tmp);
   // Make the rename itself durable.
   const auto slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const std::string dir =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
   const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);
@@ -66,8 +66,9 @@ Result<std::vector<SavedPosition>> load_positions(const std::string& path) {
   simdjson::ondemand::parser parser;
   simdjson::ondemand::document doc;
   auto bad = [&](std::string_view why) {
-    return Status(Errc::invalid_data, fmt::format("positions file {} is malformed ({}); move it away to start over",
-                                                  path, why));
+    return Status(
+        Errc::invalid_data,
+        fmt::format("positions file {} is malformed ({}); move it away to start over", path, why));
   };
   if (parser.iterate(json).get(doc) != simdjson::SUCCESS) return bad("not JSON");
   simdjson::ondemand::array arr;
@@ -87,7 +88,8 @@ Result<std::vector<SavedPosition>> load_positions(const std::string& path) {
       return bad("an entry lacks path, dev, ino, fp_len, fp_hash or offset");
     }
     p.path = std::string(file_path);
-    p.id = FileIdentity{static_cast<dev_t>(dev), static_cast<ino_t>(ino), static_cast<std::uint32_t>(fp_len), fp_hash};
+    p.id = FileIdentity{static_cast<dev_t>(dev), static_cast<ino_t>(ino),
+                        static_cast<std::uint32_t>(fp_len), fp_hash};
     p.offset = offset;
     out.push_back(std::move(p));
   }

@@ -1,15 +1,14 @@
 #include "sources/taildir/taildir_source.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "sources/common/line_source.h"
 #include "sources/taildir/glob.h"
@@ -83,7 +82,8 @@ std::optional<TaildirConfig> TaildirConfig::parse(const ConfigNode& node, Config
       if (auto headers = g->child("headers", errors)) {
         for (const auto& [hk, hv] : headers->table()) {
           std::string value;
-          if (headers->required(hk.str(), value, errors)) group.headers.emplace_back(std::string(hk.str()), value);
+          if (headers->required(hk.str(), value, errors))
+            group.headers.emplace_back(std::string(hk.str()), value);
         }
       }
       g->reject_unknown_keys(errors);
@@ -97,24 +97,29 @@ std::optional<TaildirConfig> TaildirConfig::parse(const ConfigNode& node, Config
   std::chrono::nanoseconds older{};
   if (node.has("ignore_older") &&
       node.optional("ignore_older", older, errors,
-                    InRange<std::chrono::nanoseconds>{std::chrono::seconds(1), std::chrono::hours(24 * 3650)})) {
+                    InRange<std::chrono::nanoseconds>{std::chrono::seconds(1),
+                                                      std::chrono::hours(24 * 3650)})) {
     c.ignore_older = older;
   }
   node.mark_known("ignore_older");
   std::string read_from = "head";
-  if (node.optional("read_from", read_from, errors, OneOf{{"head", "tail"}})) c.read_from_tail = read_from == "tail";
+  if (node.optional("read_from", read_from, errors, OneOf{{"head", "tail"}}))
+    c.read_from_tail = read_from == "tail";
   node.optional("file_header", c.file_header, errors);
   using std::chrono::milliseconds;
   using ns = std::chrono::nanoseconds;
-  node.optional("rescan_interval", c.rescan_interval, errors, InRange<ns>{milliseconds(10), std::chrono::hours(1)});
-  node.optional("poll_interval", c.poll_interval, errors, InRange<ns>{milliseconds(10), std::chrono::minutes(10)});
+  node.optional("rescan_interval", c.rescan_interval, errors,
+                InRange<ns>{milliseconds(10), std::chrono::hours(1)});
+  node.optional("poll_interval", c.poll_interval, errors,
+                InRange<ns>{milliseconds(10), std::chrono::minutes(10)});
   node.optional("close_removed_after", c.close_removed_after, errors,
                 InRange<ns>{milliseconds(0), std::chrono::hours(24)});
   node.optional("checkpoint_interval", c.checkpoint_interval, errors,
                 InRange<ns>{milliseconds(10), std::chrono::minutes(10)});
   node.optional("max_open_files", c.max_open_files, errors, InRange<std::uint32_t>{1, 1'000'000});
   node.optional("follow_symlinks", c.follow_symlinks, errors);
-  node.optional("fingerprint_bytes", c.fingerprint_bytes, errors, InRange<std::uint32_t>{16, 65536});
+  node.optional("fingerprint_bytes", c.fingerprint_bytes, errors,
+                InRange<std::uint32_t>{16, 65536});
   node.optional("read_buffer", c.read_buffer, errors, InRange<ByteSize>{{4096}, {64ULL << 20}});
   node.optional("positions_file", c.positions_file, errors);
   LineConfig::parse(node, errors, c.lines);
@@ -122,33 +127,41 @@ std::optional<TaildirConfig> TaildirConfig::parse(const ConfigNode& node, Config
   return errors.size() == before ? std::optional{std::move(c)} : std::nullopt;
 }
 
-Result<std::unique_ptr<TaildirSource>> TaildirSource::create(const TaildirConfig& config, SourceContext& ctx) {
-  const std::string path =
-      config.positions_file.empty() ? ctx.data_dir + "/" + ctx.name + ".positions.json" : config.positions_file;
+Result<std::unique_ptr<TaildirSource>> TaildirSource::create(const TaildirConfig& config,
+                                                             SourceContext& ctx) {
+  const std::string path = config.positions_file.empty()
+                               ? ctx.data_dir + "/" + ctx.name + ".positions.json"
+                               : config.positions_file;
   auto saved = load_positions(path);
   if (!saved) return saved.error();
   return std::make_unique<TaildirSource>(config, ctx, std::move(*saved));
 }
 
-TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx, std::vector<SavedPosition> saved)
+TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
+                             std::vector<SavedPosition> saved)
     : config_(config),
       ctx_(ctx),
       output_(ctx.output),
-      positions_path_(config.positions_file.empty() ? ctx.data_dir + "/" + ctx.name + ".positions.json"
-                                                    : config.positions_file),
+      positions_path_(config.positions_file.empty()
+                          ? ctx.data_dir + "/" + ctx.name + ".positions.json"
+                          : config.positions_file),
       scan_timer_(ctx.loop),
       poll_timer_(ctx.loop),
       checkpoint_timer_(ctx.loop),
       stop_poll_(ctx.loop),
       source_hash_(hash_name(ctx.name)),
-      events_(ctx.metrics.counter("sluice_source_events_total", "Events read by the source.", ctx.labels())),
-      bytes_(ctx.metrics.counter("sluice_source_bytes_total", "Bytes read by the source.", ctx.labels())),
+      events_(ctx.metrics.counter("sluice_source_events_total", "Events read by the source.",
+                                  ctx.labels())),
+      bytes_(ctx.metrics.counter("sluice_source_bytes_total", "Bytes read by the source.",
+                                 ctx.labels())),
       overflows_(ctx.metrics.counter("sluice_source_line_overflows_total",
-                                     "Lines longer than max_line_bytes (split or truncated).", ctx.labels())),
+                                     "Lines longer than max_line_bytes (split or truncated).",
+                                     ctx.labels())),
       skipped_binary_(ctx.metrics.counter("sluice_taildir_binary_files_skipped_total",
-                                          "Files that look binary (NUL bytes) and are not read.", ctx.labels())),
-      read_errors_(ctx.metrics.counter("sluice_taildir_errors_total", "Files that could not be opened or read.",
-                                       ctx.labels())) {
+                                          "Files that look binary (NUL bytes) and are not read.",
+                                          ctx.labels())),
+      read_errors_(ctx.metrics.counter("sluice_taildir_errors_total",
+                                       "Files that could not be opened or read.", ctx.labels())) {
   for (auto& p : saved) saved_[{p.id.dev, p.id.ino}] = std::move(p);
   for (const auto& g : config_.groups) {
     Labels l = ctx.labels();
@@ -159,9 +172,10 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx, st
         &m.gauge("sluice_taildir_lag_bytes", "Bytes written to watched files and not read yet.", l),
         &m.counter("sluice_taildir_bytes_total", "Bytes read.", l),
         &m.counter("sluice_taildir_lines_total", "Lines read.", l),
-        &m.counter("sluice_taildir_rotations_total", "Rotations seen (a watched file renamed or replaced).", l),
-        &m.counter("sluice_taildir_truncations_total", "Files found shorter than the read offset, read again from 0.",
-                   l)});
+        &m.counter("sluice_taildir_rotations_total",
+                   "Rotations seen (a watched file renamed or replaced).", l),
+        &m.counter("sluice_taildir_truncations_total",
+                   "Files found shorter than the read offset, read again from 0.", l)});
   }
   for (std::size_t i = 0; i < kMaxConcurrentReads; ++i) {
     auto s = std::make_unique<ReadSlot>();
@@ -186,7 +200,8 @@ TaildirSource::~TaildirSource() {
 
 Status TaildirSource::start() {
   scan();
-  scan_timer_.start(config_.rescan_interval, [this] { scan(); }, config_.rescan_interval);
+  scan_timer_.start(
+      config_.rescan_interval, [this] { scan(); }, config_.rescan_interval);
   poll_timer_.start(
       config_.poll_interval,
       [this] {
@@ -196,8 +211,9 @@ Status TaildirSource::start() {
         update_lag();
       },
       config_.poll_interval);
-  checkpoint_timer_.start(config_.checkpoint_interval, [this] { write_positions_async(); },
-                          config_.checkpoint_interval);
+  checkpoint_timer_.start(
+      config_.checkpoint_interval, [this] { write_positions_async(); },
+      config_.checkpoint_interval);
   return {};
 }
 
@@ -255,7 +271,8 @@ void TaildirSource::scan() {
                   return;
                 }
                 const auto size = static_cast<std::uint64_t>(st.st_size);
-                c.id.fp_len = static_cast<std::uint32_t>(std::min<std::uint64_t>(size, j->fp_bytes));
+                c.id.fp_len =
+                    static_cast<std::uint32_t>(std::min<std::uint64_t>(size, j->fp_bytes));
                 if (!hash_prefix(fd, c.id.fp_len, c.id.fp_hash)) c.id.fp_len = 0;
                 auto known = j->known.find({st.st_dev, st.st_ino});
                 if (known != j->known.end() && known->second <= size) {
@@ -263,7 +280,8 @@ void TaildirSource::scan() {
                 }
                 char probe[kBinaryProbeBytes];
                 const ssize_t n = ::pread(fd, probe, sizeof probe, 0);
-                c.binary = n > 0 && std::memchr(probe, '\0', static_cast<std::size_t>(n)) != nullptr;
+                c.binary =
+                    n > 0 && std::memchr(probe, '\0', static_cast<std::size_t>(n)) != nullptr;
                 ::close(fd);
                 j->found.push_back(std::move(c));
               },
@@ -285,11 +303,13 @@ void TaildirSource::scan() {
       });
 }
 
-void TaildirSource::on_scanned(std::vector<Candidate> found, std::vector<std::pair<std::string, int>> unreadable) {
+void TaildirSource::on_scanned(std::vector<Candidate> found,
+                               std::vector<std::pair<std::string, int>> unreadable) {
   for (const auto& [path, err] : unreadable) {
     if (warned_.insert(path).second) {
       read_errors_.inc();
-      spdlog::warn("taildir {}: cannot read {}: {} (logged once)", ctx_.name, path, std::strerror(err));
+      spdlog::warn("taildir {}: cannot read {}: {} (logged once)", ctx_.name, path,
+                   std::strerror(err));
     }
   }
   const auto now_wall = std::chrono::system_clock::now();
@@ -309,9 +329,11 @@ void TaildirSource::on_scanned(std::vector<Candidate> found, std::vector<std::pa
           f.group = c.group;
         }
         f.detached = false;
-        if (f.id.fp_len < c.id.fp_len && f.id.fp_len < config_.fingerprint_bytes) f.id = c.id;  // a longer prefix
+        if (f.id.fp_len < c.id.fp_len && f.id.fp_len < config_.fingerprint_bytes)
+          f.id = c.id;  // a longer prefix
         const auto size = static_cast<std::uint64_t>(c.st.st_size);
-        if (size < f.read_offset) restart(f, c, fmt::format("{} < {} bytes read", size, f.read_offset));
+        if (size < f.read_offset)
+          restart(f, c, fmt::format("{} < {} bytes read", size, f.read_offset));
         f.size = size;
         if (size > f.read_offset) schedule(f);
         continue;
@@ -328,18 +350,21 @@ void TaildirSource::on_scanned(std::vector<Candidate> found, std::vector<std::pa
     if (c.binary) {
       if (warned_.insert(c.path).second) {
         skipped_binary_.inc();
-        spdlog::warn("taildir {}: {} looks binary (NUL bytes in its first {} bytes); not reading it", ctx_.name,
-                     c.path, kBinaryProbeBytes);
+        spdlog::warn(
+            "taildir {}: {} looks binary (NUL bytes in its first {} bytes); not reading it",
+            ctx_.name, c.path, kBinaryProbeBytes);
       }
       continue;
     }
     const auto size = static_cast<std::uint64_t>(c.st.st_size);
     std::uint64_t start = 0;
     auto saved = saved_.find({c.id.dev, c.id.ino});
-    const bool has_saved = saved != saved_.end() &&
-                           (saved->second.id.fp_len == 0 || (c.known_hash_valid && c.known_hash == saved->second.id.fp_hash));
+    const bool has_saved =
+        saved != saved_.end() && (saved->second.id.fp_len == 0 ||
+                                  (c.known_hash_valid && c.known_hash == saved->second.id.fp_hash));
     if (has_saved) {
-      start = saved->second.offset <= size ? saved->second.offset : 0;  // a persisted position always wins
+      start = saved->second.offset <= size ? saved->second.offset
+                                           : 0;  // a persisted position always wins
       saved_.erase(saved);
     } else {
       if (saved != saved_.end()) saved_.erase(saved);  // that inode now holds another file
@@ -379,7 +404,8 @@ void TaildirSource::on_scanned(std::vector<Candidate> found, std::vector<std::pa
 
 void TaildirSource::restart(File& f, const Candidate& c, std::string_view why) {
   group_metrics_[f.group].truncations->inc();
-  spdlog::info("taildir {}: {} was truncated ({}): reading it again from the start", ctx_.name, c.path, why);
+  spdlog::info("taildir {}: {} was truncated ({}): reading it again from the start", ctx_.name,
+               c.path, why);
   f.read_offset = f.line_end = f.safe_offset = 0;
   f.id = c.id;
   ++f.generation;
@@ -398,7 +424,8 @@ TaildirSource::File* TaildirSource::track(const Candidate& c, std::uint64_t star
   f->size = static_cast<std::uint64_t>(c.st.st_size);
   f->splitter = std::make_unique<LineSplitter>(config_.lines);
   f->last_activity = std::chrono::steady_clock::now();
-  f->id_base = source_hash_ ^ event_id(static_cast<std::uint64_t>(c.id.dev) * 1000003ULL + c.id.ino, c.id.fp_hash);
+  f->id_base = source_hash_ ^
+               event_id(static_cast<std::uint64_t>(c.id.dev) * 1000003ULL + c.id.ino, c.id.fp_hash);
   File* raw = f.get();
   by_inode_[{c.id.dev, c.id.ino}] = f->key;
   files_.emplace(f->key, std::move(f));
@@ -427,8 +454,10 @@ void TaildirSource::check_detached(File& f) {
     f.size = static_cast<std::uint64_t>(st.st_size);
   }
   if (f.read_offset < f.size && f.fd >= 0) return schedule(f);  // not at its end yet
-  const bool idle = std::chrono::steady_clock::now() - f.last_activity >= config_.close_removed_after;
-  if (f.fd < 0 || idle) untrack(f, f.removed ? "deleted and read to its end" : "renamed away and read to its end");
+  const bool idle =
+      std::chrono::steady_clock::now() - f.last_activity >= config_.close_removed_after;
+  if (f.fd < 0 || idle)
+    untrack(f, f.removed ? "deleted and read to its end" : "renamed away and read to its end");
 }
 
 void TaildirSource::schedule(File& f) {
@@ -445,7 +474,8 @@ bool TaildirSource::ensure_open(File& f) {
   if (fd < 0) {
     if (warned_.insert(f.path).second) {
       read_errors_.inc();
-      spdlog::warn("taildir {}: cannot open {}: {} (logged once)", ctx_.name, f.path, std::strerror(errno));
+      spdlog::warn("taildir {}: cannot open {}: {} (logged once)", ctx_.name, f.path,
+                   std::strerror(errno));
     }
     return false;
   }
@@ -503,12 +533,13 @@ void TaildirSource::pump_reads() {
     f->reading = true;
     ++reads_in_flight_;
     uv_buf_t b = uv_buf_init(slot->buf.data(), static_cast<unsigned>(slot->buf.size()));
-    uv_fs_read(ctx_.loop.uv(), &slot->req, f->fd, &b, 1, static_cast<std::int64_t>(slot->offset), [](uv_fs_t* req) {
-      auto* s = static_cast<ReadSlot*>(req->data);
-      const ssize_t n = req->result;
-      uv_fs_req_cleanup(req);
-      s->self->on_read(*s, n);
-    });
+    uv_fs_read(ctx_.loop.uv(), &slot->req, f->fd, &b, 1, static_cast<std::int64_t>(slot->offset),
+               [](uv_fs_t* req) {
+                 auto* s = static_cast<ReadSlot*>(req->data);
+                 const ssize_t n = req->result;
+                 uv_fs_req_cleanup(req);
+                 s->self->on_read(*s, n);
+               });
   }
 }
 
@@ -520,7 +551,8 @@ void TaildirSource::on_read(ReadSlot& slot, ssize_t n) {
     f->reading = false;
     if (n < 0) {
       read_errors_.inc();
-      spdlog::warn("taildir {}: read {} failed: {}", ctx_.name, f->path, uv_strerror(static_cast<int>(n)));
+      spdlog::warn("taildir {}: read {} failed: {}", ctx_.name, f->path,
+                   uv_strerror(static_cast<int>(n)));
       untrack(*f, "read error");
     } else if (slot.offset != f->read_offset) {
       // Truncated while this read was in flight: its bytes belong to the old content.
@@ -564,17 +596,21 @@ void TaildirSource::consume(File& f, std::string_view data) {
   const std::int64_t now = wall_clock_ns();
   const TaildirGroup& group = config_.groups[f.group];
   std::uint64_t line_start = f.line_end;
+  if (current_.empty()) {
+    // Every event of a batch comes from this one file: its path and group headers are stored once.
+    if (!config_.file_header.empty()) current_.set_common_header(config_.file_header, f.path);
+    for (const auto& [k, v] : group.headers) current_.set_common_header(k, v);
+  }
   auto add = [&](std::string_view line) {
     current_.add(line, now, event_id(f.id_base, line_start));
-    if (!config_.file_header.empty()) current_.add_header(config_.file_header, f.path);
-    for (const auto& [k, v] : group.headers) current_.add_header(k, v);
     current_ends_.push_back(f.line_end);  // until its newline is seen, a piece completes nothing
   };
   const char* p = data.data();
   const char* end = p + data.size();
   std::uint64_t lines = 0;
   while (p < end) {
-    const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+    const char* nl =
+        static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
     const char* stop = nl != nullptr ? nl + 1 : end;
     const std::size_t before = current_.size();
     f.splitter->feed({p, static_cast<std::size_t>(stop - p)}, add);
@@ -683,7 +719,8 @@ void TaildirSource::write_positions_async() {
         j->self->writing_positions_ = false;
         if (!j->result.ok()) {
           j->self->positions_dirty_ = true;
-          spdlog::error("taildir {}: cannot save positions: {}", j->self->ctx_.name, j->result.message());
+          spdlog::error("taildir {}: cannot save positions: {}", j->self->ctx_.name,
+                        j->result.message());
         }
         j->self->check_stopped();
         delete j;
@@ -735,7 +772,8 @@ void TaildirSource::on_fs_event(const std::string& dir, const char* filename, in
 void TaildirSource::update_lag() {
   std::vector<std::int64_t> lag(config_.groups.size(), 0);
   for (const auto& [key, f] : files_) {
-    if (f->size > f->read_offset) lag[f->group] += static_cast<std::int64_t>(f->size - f->read_offset);
+    if (f->size > f->read_offset)
+      lag[f->group] += static_cast<std::int64_t>(f->size - f->read_offset);
   }
   for (std::size_t g = 0; g < lag.size(); ++g) group_metrics_[g].lag->set(lag[g]);
 }
@@ -754,9 +792,12 @@ void TaildirSource::stop(StopCallback on_stopped) {
 void TaildirSource::check_stopped() {
   if (!on_stopped_) return;
   flush_ready();
-  if (reads_in_flight_ > 0 || scanning_ || !ready_.empty() || !output_.idle() || writing_positions_) {
+  if (reads_in_flight_ > 0 || scanning_ || !ready_.empty() || !output_.idle() ||
+      writing_positions_) {
     if (!stop_poll_.active()) {
-      stop_poll_.start(std::chrono::milliseconds(10), [this] { check_stopped(); }, std::chrono::milliseconds(10));
+      stop_poll_.start(
+          std::chrono::milliseconds(10), [this] { check_stopped(); },
+          std::chrono::milliseconds(10));
     }
     return;
   }

@@ -75,7 +75,8 @@ class TaildirSource final : public Source, private OutputListener {
  public:
   TaildirSource(const TaildirConfig& config, SourceContext& ctx, std::vector<SavedPosition> saved);
   ~TaildirSource() override;
-  static Result<std::unique_ptr<TaildirSource>> create(const TaildirConfig& config, SourceContext& ctx);
+  static Result<std::unique_ptr<TaildirSource>> create(const TaildirConfig& config,
+                                                       SourceContext& ctx);
 
   Status start() override;
   void stop(StopCallback on_stopped) override;
@@ -90,11 +91,12 @@ class TaildirSource final : public Source, private OutputListener {
     int fd = -1;
     std::uint64_t generation = 0;  // bumped when the file was truncated: older acks no longer apply
     std::uint64_t read_offset = 0;
-    std::uint64_t line_end = 0;    // just after the last complete line read
-    std::uint64_t safe_offset = 0; // acknowledged by every channel: what is persisted
+    std::uint64_t line_end = 0;     // just after the last complete line read
+    std::uint64_t safe_offset = 0;  // acknowledged by every channel: what is persisted
     std::uint64_t size = 0;
     std::unique_ptr<LineSplitter> splitter;
-    bool reading = false, queued = false, detached = false, removed = false, closed_for_limit = false;
+    bool reading = false, queued = false, detached = false, removed = false,
+         closed_for_limit = false;
     TimePoint last_activity{};
     std::uint64_t id_base = 0;
     std::uint64_t overflows_seen = 0;
@@ -111,8 +113,9 @@ class TaildirSource final : public Source, private OutputListener {
     std::string path;
     std::size_t group;
     struct stat st;
-    FileIdentity id;       // fingerprint over min(size, fingerprint_bytes)
-    std::uint64_t known_hash = 0;  // hash over the known fp_len of the tracked file with this dev/ino
+    FileIdentity id;  // fingerprint over min(size, fingerprint_bytes)
+    std::uint64_t known_hash =
+        0;  // hash over the known fp_len of the tracked file with this dev/ino
     bool known_hash_valid = false;
     bool binary = false;
   };
@@ -133,7 +136,8 @@ class TaildirSource final : public Source, private OutputListener {
   };
 
   void scan();
-  void on_scanned(std::vector<Candidate> found, std::vector<std::pair<std::string, int>> unreadable);
+  void on_scanned(std::vector<Candidate> found,
+                  std::vector<std::pair<std::string, int>> unreadable);
   File* track(const Candidate& c, std::uint64_t start);
   void untrack(File& f, const char* why);
   void schedule(File& f);
@@ -161,7 +165,8 @@ class TaildirSource final : public Source, private OutputListener {
   SourceContext& ctx_;
   SourceOutput& output_;
   std::string positions_path_;
-  std::map<std::pair<dev_t, ino_t>, SavedPosition> saved_;  // from the positions file, until matched
+  std::map<std::pair<dev_t, ino_t>, SavedPosition>
+      saved_;  // from the positions file, until matched
   std::map<std::uint64_t, std::unique_ptr<File>> files_;
   std::map<std::pair<dev_t, ino_t>, std::uint64_t> by_inode_;
   std::uint64_t next_key_ = 0;

@@ -1,5 +1,3 @@
-#include <catch2/catch.hpp>
-
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -7,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -20,7 +19,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-AgentProcess::Options tail_options(const std::string& paths, const std::string& out, const std::string& extra = "") {
+AgentProcess::Options tail_options(const std::string& paths, const std::string& out,
+                                   const std::string& extra = "") {
   AgentProcess::Options o;
   o.vars = {{"PATHS", paths}, {"OUT", out}, {"EXTRA", extra}};
   return o;
@@ -62,7 +62,8 @@ Tally tally(const std::string& out, long n) {
 // Writes sequence-numbered lines to DIR/app.log at about `rate` lines/s for `duration`, rotating
 // every `rotate_every` by `rotate(k)`. Returns the last number written.
 long write_with_rotation(const std::string& dir, int rate, std::chrono::milliseconds duration,
-                         std::chrono::milliseconds rotate_every, const std::function<void(int)>& rotate) {
+                         std::chrono::milliseconds rotate_every,
+                         const std::function<void(int)>& rotate) {
   const std::string path = dir + "/app.log";
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
   long n = 0;
@@ -103,13 +104,14 @@ TEST_CASE("taildir: rename+create rotation every 100 ms under load loses and rep
   REQUIRE(eventually(30s, [&] { return count_lines(out) >= static_cast<std::size_t>(n); }));
   CHECK(agent.terminate() == 0);
   const Tally t = tally(out, n);
-  WARN("rename rotation: " << n << " lines written, " << t.unique << " delivered, " << t.missing << " missing, "
-                           << t.repeats << " repeated");
+  WARN("rename rotation: " << n << " lines written, " << t.unique << " delivered, " << t.missing
+                           << " missing, " << t.repeats << " repeated");
   CHECK(t.missing == 0);
   CHECK(t.repeats == 0);
 }
 
-TEST_CASE("taildir: copytruncate rotation under load, the inherent window measured", "[integration][taildir]") {
+TEST_CASE("taildir: copytruncate rotation under load, the inherent window measured",
+          "[integration][taildir]") {
   TempDir tmp;
   const std::string logs = tmp.file("logs");
   fs::create_directories(logs);
@@ -123,20 +125,24 @@ TEST_CASE("taildir: copytruncate rotation under load, the inherent window measur
     ::truncate((logs + "/app.log").c_str(), 0);
   });
   REQUIRE(eventually(10s, [&] {
-    return agent.metric(R"(sluice_taildir_lag_bytes{component="tail",type="taildir",group="default"})") == 0.0 &&
+    return agent.metric(
+               R"(sluice_taildir_lag_bytes{component="tail",type="taildir",group="default"})") ==
+               0.0 &&
            agent.metric(R"(sluice_channel_events{component="buf",type="memory"})") == 0.0;
   }));
-  std::this_thread::sleep_for(300ms);  // one more poll and rescan round, so nothing is still on its way
+  std::this_thread::sleep_for(
+      300ms);  // one more poll and rescan round, so nothing is still on its way
   CHECK(agent.terminate() == 0);
   const Tally t = tally(out, n);
   const double lost = 100.0 * static_cast<double>(t.missing) / static_cast<double>(n);
-  WARN("copytruncate: " << n << " lines written, " << t.missing << " lost (" << lost << " %), " << t.repeats
-                        << " repeated");
+  WARN("copytruncate: " << n << " lines written, " << t.missing << " lost (" << lost << " %), "
+                        << t.repeats << " repeated");
   CHECK(t.repeats == 0);
   CHECK(lost < 5.0);  // lines written after the last read and before the truncation are gone
 }
 
-TEST_CASE("taildir: stop, rotate three times, start again: nothing lost or repeated", "[integration][taildir]") {
+TEST_CASE("taildir: stop, rotate three times, start again: nothing lost or repeated",
+          "[integration][taildir]") {
   TempDir tmp;
   const std::string logs = tmp.file("logs");
   fs::create_directories(logs);
@@ -184,10 +190,12 @@ TEST_CASE("taildir: a file deleted and created again (same inode) is read from t
   fs::remove(path);
   // A new file under the same name, longer than the old one; the file system usually hands out the
   // freed inode again, which is the case under test.
-  write_file(path, std::string(300, 'b') + "\nsecond file, line 1\nsecond file, line 2\nsecond file, line 3\n");
+  write_file(path, std::string(300, 'b') +
+                       "\nsecond file, line 1\nsecond file, line 2\nsecond file, line 3\n");
   struct stat after {};
   ::stat(path.c_str(), &after);
-  if (after.st_ino != before.st_ino) WARN("the file system did not reuse the inode; the test still checks a replaced file");
+  if (after.st_ino != before.st_ino)
+    WARN("the file system did not reuse the inode; the test still checks a replaced file");
   REQUIRE(eventually(10s, [&] { return count_lines(out) == 6; }));
   const auto lines = read_lines(out);
   CHECK(lines[2] == std::string(300, 'b'));
@@ -195,7 +203,8 @@ TEST_CASE("taildir: a file deleted and created again (same inode) is read from t
   CHECK(agent.terminate() == 0);
 }
 
-TEST_CASE("taildir: SIGKILL at random moments while writing loses nothing", "[integration][taildir]") {
+TEST_CASE("taildir: SIGKILL at random moments while writing loses nothing",
+          "[integration][taildir]") {
   TempDir tmp;
   const std::string logs = tmp.file("logs");
   fs::create_directories(logs);
@@ -220,7 +229,8 @@ TEST_CASE("taildir: SIGKILL at random moments while writing loses nothing", "[in
   for (int i = 0; i < kills; ++i) {
     AgentProcess agent("taildir_file.toml", o);
     REQUIRE(agent.wait_ready());
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(50, 400)(rng)));
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(50, 400)(rng)));
     CHECK(agent.signal_and_wait(SIGKILL) == -SIGKILL);
   }
   writing = false;
@@ -245,7 +255,8 @@ TEST_CASE("taildir: 1,000 files at once, beyond max_open_files", "[integration][
     append_numbers(dir + "/f" + std::to_string(f) + ".log", f * 10 + 1, f * 10 + 10);
   }
   const std::string out = tmp.file("out.log");
-  AgentProcess agent("taildir_file.toml", tail_options("[\"" + logs + "/**/*.log\"]", out, "max_open_files = 100"));
+  AgentProcess agent("taildir_file.toml",
+                     tail_options("[\"" + logs + "/**/*.log\"]", out, "max_open_files = 100"));
   REQUIRE(agent.wait_ready());
   REQUIRE(eventually(30s, [&] { return count_lines(out) >= 10000; }));
   // Appends to files whose descriptor was closed for the limit are found again.
@@ -261,13 +272,15 @@ TEST_CASE("taildir: 1,000 files at once, beyond max_open_files", "[integration][
   CHECK(t.lines == 10010);
 }
 
-TEST_CASE("taildir: a 10 MB line, a truncated file, a binary file, a symlink", "[integration][taildir]") {
+TEST_CASE("taildir: a 10 MB line, a truncated file, a binary file, a symlink",
+          "[integration][taildir]") {
   TempDir tmp;
   const std::string logs = tmp.file("logs");
   fs::create_directories(logs);
   const std::string out = tmp.file("out.log");
   AgentProcess agent("taildir_file.toml",
-                     tail_options("[\"" + logs + "/*.log\"]", out, "max_line_bytes = \"16MiB\"\nfile_header = \"\""));
+                     tail_options("[\"" + logs + "/*.log\"]", out,
+                                  "max_line_bytes = \"16MiB\"\nfile_header = \"\""));
   REQUIRE(agent.wait_ready());
   SECTION("a 10 MB line arrives whole") {
     write_file(logs + "/big.log", std::string(10 << 20, 'x') + "\n");
@@ -281,15 +294,21 @@ TEST_CASE("taildir: a 10 MB line, a truncated file, a binary file, a symlink", "
     append_numbers(logs + "/t.log", 101, 150);
     REQUIRE(eventually(10s, [&] { return count_lines(out) == 150; }));
     CHECK(tally(out, 150).missing == 0);
-    CHECK(agent.metric(R"(sluice_taildir_truncations_total{component="tail",type="taildir",group="default"})") ==
-          1.0);
+    CHECK(
+        agent.metric(
+            R"(sluice_taildir_truncations_total{component="tail",type="taildir",group="default"})") ==
+        1.0);
   }
   SECTION("a binary file is skipped with a warning") {
-    write_file(logs + "/bin.log", std::string("\x7f" "ELF\0\0\0binary", 13));
+    write_file(logs + "/bin.log", std::string("\x7f"
+                                              "ELF\0\0\0binary",
+                                              13));
     append_numbers(logs + "/ok.log", 1, 5);
     REQUIRE(eventually(10s, [&] { return count_lines(out) == 5; }));
     REQUIRE(eventually(5s, [&] {
-      return agent.metric(R"(sluice_taildir_binary_files_skipped_total{component="tail",type="taildir"})") == 1.0;
+      return agent.metric(
+                 R"(sluice_taildir_binary_files_skipped_total{component="tail",type="taildir"})") ==
+             1.0;
     }));
     CHECK(agent.stderr_text().find("bin.log looks binary") != std::string::npos);
   }
@@ -334,5 +353,59 @@ TEST_CASE("taildir: a directory without read permission is logged once, the rest
   const std::string warning = "cannot read " + logs + "/secret: Permission denied (logged once)";
   CHECK(err.find(warning) != std::string::npos);
   CHECK(err.find(warning) == err.rfind(warning));
+  CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("taildir: read_from tail, ignore_older, exclude, and file groups with headers",
+          "[integration][taildir]") {
+  TempDir tmp;
+  const std::string logs = tmp.file("logs");
+  fs::create_directories(logs + "/web");
+  fs::create_directories(logs + "/app");
+  append_numbers(logs + "/web/access.log", 1,
+                 100);  // present at start: read_from = "tail" skips these
+  append_numbers(logs + "/web/old.log", 1, 100);  // older than ignore_older: never read
+  const auto two_days_ago = std::chrono::system_clock::now() - 48h;
+  const timeval times[2] = {{std::chrono::system_clock::to_time_t(two_days_ago), 0},
+                            {std::chrono::system_clock::to_time_t(two_days_ago), 0}};
+  ::utimes((logs + "/web/old.log").c_str(), times);
+  const std::string out = tmp.file("out.log");
+  AgentProcess::Options o;
+  o.vars = {{"PATHS", "[]"},
+            {"OUT", out},
+            {"EXTRA",
+             "read_from = \"tail\"\nignore_older = \"1h\"\nexclude = [\"*.gz\"]\n"
+             "[sources.tail.groups.web]\npaths = [\"" +
+                 logs +
+                 "/web/*.log*\"]\n"
+                 "headers = { tier = \"web\" }\n"
+                 "[sources.tail.groups.app]\npaths = [\"" +
+                 logs +
+                 "/app/*.log\"]\n"
+                 "headers = { tier = \"app\", team = \"payments\" }\n"}};
+  // The sink writes JSON so that headers can be checked.
+  AgentProcess agent("taildir_json.toml", o);
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(5s, [&] {
+    return agent.metric(R"(sluice_taildir_files{component="tail",type="taildir",group="web"})") ==
+           1.0;
+  }));
+  append_numbers(logs + "/web/access.log", 101, 102);
+  append_numbers(logs + "/web/access.log.gz", 1, 3);  // excluded
+  append_numbers(logs + "/app/pay.log", 1, 2);        // new after start: read from its head
+  REQUIRE(eventually(10s, [&] { return count_lines(out) == 4; }));
+  std::this_thread::sleep_for(300ms);
+  CHECK(count_lines(out) == 4);
+  const std::string text = read_file(out);
+  INFO(text);
+  CHECK(text.find(R"("headers":{"file":")" + logs +
+                  R"(/web/access.log","tier":"web"},"fields":{},"body":"101"})") !=
+        std::string::npos);
+  CHECK(text.find(R"("team":"payments","tier":"app"},"fields":{},"body":"2"})") !=
+        std::string::npos);
+  CHECK(text.find(R"("body":"1")") ==
+        text.rfind(R"("body":"1")"));  // only pay.log's first line, once
+  CHECK(agent.metric(R"(sluice_taildir_files{component="tail",type="taildir",group="app"})") ==
+        1.0);
   CHECK(agent.terminate() == 0);
 }

@@ -62,3 +62,24 @@ TEST_CASE("a warm batch does not allocate", "[unit][core]") {
   }
   CHECK(allocs.count() == 0);
 }
+
+TEST_CASE("common headers are stored once and seen by every event", "[unit][core]") {
+  Batch a;
+  a.set_common_header("file", "/var/log/a.log");
+  a.add("one", 1, 1);
+  a.add_header("own", "x");
+  a.add("two", 2, 2);
+  REQUIRE(a[0].header_count() == 2);
+  CHECK(a[0].header(0).key == "own");
+  CHECK(a[0].header(1).value == "/var/log/a.log");
+  CHECK(a[1].header("file") == std::optional<std::string_view>("/var/log/a.log"));
+  Batch copy;
+  copy.append_range(a, 1, 2);  // an empty batch takes the common headers along
+  CHECK(copy[0].header("file") == std::optional<std::string_view>("/var/log/a.log"));
+  CHECK(copy.same_common_headers(a));
+  Batch other;
+  other.set_common_header("file", "/var/log/b.log");
+  CHECK_FALSE(other.same_common_headers(a));
+  copy.clear();
+  CHECK(copy.common_header_count() == 0);
+}

@@ -236,3 +236,29 @@ TEST_CASE("source output: fan-out, back-pressure per channel, safe in order when
   }
   REQUIRE(f.loop.close() == 0);
 }
+
+TEST_CASE("memory channel: a lease never mixes batches with different common headers",
+          "[unit][channel]") {
+  Fixture f;
+  MemoryChannel ch({.max_events = 100, .max_bytes = {1 << 20}, .transaction_events = 10}, f.ctx);
+  Batch a = test::make_batch(2, "a");
+  a.set_common_header("file", "/a");
+  Batch b = test::make_batch(2, "b");
+  b.set_common_header("file", "/b");
+  Batch a2 = test::make_batch(2, "c");
+  a2.set_common_header("file", "/b");
+  REQUIRE(f.put(ch, std::move(a), 1).ok());
+  REQUIRE(f.put(ch, std::move(b), 2).ok());
+  REQUIRE(f.put(ch, std::move(a2), 3).ok());
+  Batch out;
+  auto l1 = ch.take(0, out, {10, 1 << 20});
+  CHECK(f.bodies(out) == std::vector<std::string>{"a0", "a1"});
+  CHECK(out[0].header("file") == std::optional<std::string_view>("/a"));
+  ch.commit(std::move(*l1), f);
+  auto l2 = ch.take(0, out, {10, 1 << 20});
+  CHECK(f.bodies(out) ==
+        std::vector<std::string>{"b0", "b1", "c0", "c1"});  // same headers: one lease
+  CHECK(out[3].header("file") == std::optional<std::string_view>("/b"));
+  ch.commit(std::move(*l2), f);
+  CHECK(f.safe == std::vector<std::uint64_t>{1, 2, 3});
+}
