@@ -43,7 +43,7 @@ ExecSource::ExecSource(const ExecConfig& config, SourceContext& ctx)
       stderr_lines_(config.lines),
       restart_timer_(ctx.loop),
       kill_timer_(ctx.loop),
-      stop_poll_(ctx.loop),
+      stop_waiter_(ctx.loop),
       restarts_(ctx.metrics.counter("sluice_source_restarts_total",
                                     "Times the exec command was started again.", ctx.labels())),
       stderr_lines_total_(ctx.metrics.counter("sluice_source_stderr_lines_total",
@@ -152,7 +152,7 @@ void ExecSource::on_child_exit(std::int64_t exit_status, int term_signal) {
 // Called when the child exited or a pipe closed: once all three happened, restart or finish.
 void ExecSource::maybe_done() {
   if (running_ || out_open_ || err_open_) return;
-  if (stopping_) return check_stopped();
+  if (stopping_) return stop_waiter_.check();
   if (!config_.restart) {
     finished_ = true;
     return;
@@ -199,7 +199,6 @@ void ExecSource::on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
 
 void ExecSource::stop(StopCallback on_stopped) {
   stopping_ = true;
-  on_stopped_ = std::move(on_stopped);
   restart_timer_.stop();
   if (running_) {
     ::kill(-process_->pid, SIGTERM);
@@ -211,24 +210,9 @@ void ExecSource::stop(StopCallback on_stopped) {
       }
     });
   }
-  check_stopped();
-}
-
-// Stopped once the child is gone, its output read to the end, and every put answered.
-void ExecSource::check_stopped() {
-  if (!on_stopped_) return;
-  if (running_ || out_open_ || err_open_ || !reader_.idle()) {
-    if (!stop_poll_.active()) {
-      stop_poll_.start(
-          std::chrono::milliseconds(10), [this] { check_stopped(); },
-          std::chrono::milliseconds(10));
-    }
-    return;
-  }
-  stop_poll_.stop();
-  auto cb = std::move(on_stopped_);
-  on_stopped_ = nullptr;
-  cb();
+  // Stopped once the child is gone, its output read to the end, and every put answered.
+  stop_waiter_.wait([this] { return !running_ && !out_open_ && !err_open_ && reader_.idle(); },
+                    std::move(on_stopped));
 }
 
 }  // namespace sluice::sources

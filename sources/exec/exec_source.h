@@ -14,6 +14,7 @@
 #include "agent/core/log.h"
 #include "agent/core/result.h"
 #include "agent/core/source.h"
+#include "agent/core/stop_waiter.h"
 #include "sources/common/line_source.h"
 
 namespace sluice::sources {
@@ -47,7 +48,6 @@ class ExecSource final : public Source, private LineReaderHost {
   void maybe_done();
   void pause_reading() override;
   void resume_reading() override;
-  void check_stopped();
   static void on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* b);
   static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* b);
 
@@ -64,8 +64,7 @@ class ExecSource final : public Source, private LineReaderHost {
   bool stopping_ = false, finished_ = false;
   Timer restart_timer_;
   Timer kill_timer_;
-  Timer stop_poll_;
-  StopCallback on_stopped_;
+  StopWaiter stop_waiter_;
   char buf_[64 * 1024];
   char err_buf_[4096];
   Counter& restarts_;

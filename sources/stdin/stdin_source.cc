@@ -17,7 +17,7 @@ StdinSource::StdinSource(const StdinConfig& config, SourceContext& ctx)
     : config_(config),
       ctx_(ctx),
       reader_(ctx, config.lines, *this),
-      stop_poll_(ctx.loop),
+      stop_waiter_(ctx.loop),
       buf_(256 * 1024) {}
 
 StdinSource::~StdinSource() {
@@ -92,7 +92,7 @@ void StdinSource::on_eof() {
   eof_ = true;
   spdlog::info("stdin {}: end of input", ctx_.name);
   if (config_.exit_on_eof && ctx_.request_shutdown) ctx_.request_shutdown();
-  check_stopped();
+  stop_waiter_.check();
 }
 
 void StdinSource::pause_reading() {
@@ -125,27 +125,11 @@ void StdinSource::resume_reading() {
 
 void StdinSource::stop(StopCallback on_stopped) {
   stopping_ = true;
-  on_stopped_ = std::move(on_stopped);
   // Input not yet read stays unread: the agent stops accepting new input at shutdown.
   if (stream_ != nullptr && !eof_) uv_read_stop(stream_);
   paused_ = true;
-  check_stopped();
-}
-
-void StdinSource::check_stopped() {
-  if (!on_stopped_) return;
-  if (!reader_.idle() || file_read_pending_) {
-    if (!stop_poll_.active()) {
-      stop_poll_.start(
-          std::chrono::milliseconds(10), [this] { check_stopped(); },
-          std::chrono::milliseconds(10));
-    }
-    return;
-  }
-  stop_poll_.stop();
-  auto cb = std::move(on_stopped_);
-  on_stopped_ = nullptr;
-  cb();
+  stop_waiter_.wait([this] { return reader_.idle() && !file_read_pending_; },
+                    std::move(on_stopped));
 }
 
 }  // namespace sluice::sources

@@ -10,6 +10,7 @@
 #include "agent/core/context.h"
 #include "agent/core/result.h"
 #include "agent/core/source.h"
+#include "agent/core/stop_waiter.h"
 #include "sources/common/line_source.h"
 
 namespace sluice::sources {
@@ -38,7 +39,6 @@ class StdinSource final : public Source, private LineReaderHost {
   void resume_reading() override;
   void read_file();
   void on_eof();
-  void check_stopped();
 
   StdinConfig config_;
   SourceContext& ctx_;
@@ -47,8 +47,7 @@ class StdinSource final : public Source, private LineReaderHost {
   uv_fs_t file_req_{};
   bool is_file_ = false, file_read_pending_ = false;
   bool paused_ = false, eof_ = false, stopping_ = false;
-  Timer stop_poll_;
-  StopCallback on_stopped_;
+  StopWaiter stop_waiter_;
   std::vector<char> buf_;
 };
 

@@ -20,15 +20,6 @@ namespace {
 constexpr std::size_t kMaxConcurrentReads = 4;
 constexpr std::size_t kBinaryProbeBytes = 1024;
 
-std::uint64_t fnv1a(const char* p, std::size_t n) {
-  std::uint64_t h = 1469598103934665603ULL;
-  for (std::size_t i = 0; i < n; ++i) {
-    h ^= static_cast<unsigned char>(p[i]);
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
 // Hash of the first `len` bytes of an open file; false if it has fewer.
 bool hash_prefix(int fd, std::uint32_t len, std::uint64_t& out) {
   std::string buf(len, '\0');
@@ -39,7 +30,7 @@ bool hash_prefix(int fd, std::uint32_t len, std::uint64_t& out) {
     if (n <= 0) return false;
     got += static_cast<std::size_t>(n);
   }
-  out = fnv1a(buf.data(), len);
+  out = hash_name(std::string_view(buf.data(), len));
   return true;
 }
 
@@ -148,7 +139,7 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
       scan_timer_(ctx.loop),
       poll_timer_(ctx.loop),
       checkpoint_timer_(ctx.loop),
-      stop_poll_(ctx.loop),
+      stop_waiter_(ctx.loop),
       source_hash_(hash_name(ctx.name)),
       events_(ctx.metrics.counter("sluice_source_events_total", "Events read by the source.",
                                   ctx.labels())),
@@ -298,7 +289,7 @@ void TaildirSource::scan() {
           self->rescan_requested_ = false;
           self->scan();
         } else {
-          self->check_stopped();
+          self->stop_waiter_.check();
         }
       });
 }
@@ -582,7 +573,7 @@ void TaildirSource::on_read(ReadSlot& slot, ssize_t n) {
   }
   flush_ready();
   pump_reads();
-  if (stopping_) check_stopped();
+  if (stopping_) stop_waiter_.check();
 }
 
 // Splits one read into lines. Each newline's position gives the offset a checkpoint may resume
@@ -668,7 +659,7 @@ void TaildirSource::flush_ready() {
 void TaildirSource::on_writable() noexcept {
   flush_ready();
   pump_reads();
-  if (stopping_) check_stopped();
+  if (stopping_) stop_waiter_.check();
 }
 
 void TaildirSource::on_safe(std::uint64_t seq) noexcept {
@@ -722,7 +713,7 @@ void TaildirSource::write_positions_async() {
           spdlog::error("taildir {}: cannot save positions: {}", j->self->ctx_.name,
                         j->result.message());
         }
-        j->self->check_stopped();
+        j->self->stop_waiter_.check();
         delete j;
       });
 }
@@ -780,32 +771,20 @@ void TaildirSource::update_lag() {
 
 void TaildirSource::stop(StopCallback on_stopped) {
   stopping_ = true;
-  on_stopped_ = std::move(on_stopped);
   scan_timer_.stop();
   poll_timer_.stop();
   read_queue_.clear();
   for (auto& [key, f] : files_) f->queued = false;
-  check_stopped();
-}
-
-// Stopped once no read or scan is in flight and every sealed batch was put.
-void TaildirSource::check_stopped() {
-  if (!on_stopped_) return;
-  flush_ready();
-  if (reads_in_flight_ > 0 || scanning_ || !ready_.empty() || !output_.idle() ||
-      writing_positions_) {
-    if (!stop_poll_.active()) {
-      stop_poll_.start(
-          std::chrono::milliseconds(10), [this] { check_stopped(); },
-          std::chrono::milliseconds(10));
-    }
-    return;
-  }
-  stop_poll_.stop();
-  checkpoint_timer_.stop();
-  auto cb = std::move(on_stopped_);
-  on_stopped_ = nullptr;
-  cb();
+  // Stopped once no read or scan is in flight and every sealed batch was put.
+  stop_waiter_.wait(
+      [this] {
+        flush_ready();
+        const bool idle = reads_in_flight_ == 0 && !scanning_ && ready_.empty() && output_.idle() &&
+                          !writing_positions_;
+        if (idle) checkpoint_timer_.stop();
+        return idle;
+      },
+      std::move(on_stopped));
 }
 
 }  // namespace sluice::sources

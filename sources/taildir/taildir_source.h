@@ -19,6 +19,7 @@
 #include "agent/core/result.h"
 #include "agent/core/source.h"
 #include "agent/core/source_output.h"
+#include "agent/core/stop_waiter.h"
 #include "sources/common/line_splitter.h"
 
 namespace sluice::sources {
@@ -159,7 +160,6 @@ class TaildirSource final : public Source, private OutputListener {
   void write_positions_async();
   void update_lag();
   File* by_key(std::uint64_t key);
-  void check_stopped();
 
   TaildirConfig config_;
   SourceContext& ctx_;
@@ -191,8 +191,8 @@ class TaildirSource final : public Source, private OutputListener {
   bool stopping_ = false, paused_ = false;
   std::map<std::string, uv_fs_event_t*> watches_;
   std::set<std::string> warned_;
-  Timer scan_timer_, poll_timer_, checkpoint_timer_, stop_poll_;
-  StopCallback on_stopped_;
+  Timer scan_timer_, poll_timer_, checkpoint_timer_;
+  StopWaiter stop_waiter_;
   std::uint64_t source_hash_;
   std::vector<GroupMetrics> group_metrics_;
   Counter& events_;
