@@ -196,8 +196,14 @@ Status TaildirSource::start() {
   poll_timer_.start(
       config_.poll_interval,
       [this] {
+        // A cheap safety net behind inotify: fstat the open files, read those whose size moved.
+        // Files closed for max_open_files are found again by the rescan's stat.
         for (auto& [key, f] : files_) {
-          if (f->fd >= 0 || f->closed_for_limit) schedule(*f);
+          if (f->fd < 0 || f->reading || f->queued) continue;
+          struct stat st {};
+          if (::fstat(f->fd, &st) != 0) continue;
+          f->size = static_cast<std::uint64_t>(st.st_size);
+          if (f->size != f->read_offset) schedule(*f);
         }
         update_lag();
       },
@@ -322,9 +328,14 @@ void TaildirSource::on_scanned(std::vector<Candidate> found,
         f.detached = false;
         if (f.id.fp_len < c.id.fp_len && f.id.fp_len < config_.fingerprint_bytes)
           f.id = c.id;  // a longer prefix
-        const auto size = static_cast<std::uint64_t>(c.st.st_size);
-        if (size < f.read_offset)
-          restart(f, c, fmt::format("{} < {} bytes read", size, f.read_offset));
+        auto size = static_cast<std::uint64_t>(c.st.st_size);
+        if (size < f.read_offset) {
+          // The scan's stat may predate our latest reads: ask the open file before concluding.
+          struct stat now {};
+          if (f.fd >= 0 && ::fstat(f.fd, &now) == 0) size = static_cast<std::uint64_t>(now.st_size);
+          if (size < f.read_offset)
+            restart(f, c, fmt::format("{} < {} bytes read", size, f.read_offset));
+        }
         f.size = size;
         if (size > f.read_offset) schedule(f);
         continue;
