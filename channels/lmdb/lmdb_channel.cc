@@ -1,0 +1,454 @@
+#include "channels/lmdb/lmdb_channel.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include "channels/lmdb/record_codec.h"
+
+namespace sluice::channels {
+namespace {
+
+// Record keys are big-endian so that LMDB's byte order is numeric order.
+std::string key_of(std::uint64_t seq) {
+  std::string k(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    k[static_cast<std::size_t>(i)] = static_cast<char>(seq & 0xff);
+    seq >>= 8;
+  }
+  return k;
+}
+
+std::uint64_t seq_of(const MDB_val& k) {
+  std::uint64_t v = 0;
+  const auto* p = static_cast<const unsigned char*>(k.mv_data);
+  for (std::size_t i = 0; i < k.mv_size && i < 8; ++i) v = (v << 8) | p[i];
+  return v;
+}
+
+MDB_val val_of(const std::string& s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
+
+bool get_u64s(MDB_txn* txn, MDB_dbi dbi, const std::string& key, std::uint64_t* out,
+              std::size_t n) {
+  MDB_val k = val_of(key), v{};
+  if (mdb_get(txn, dbi, &k, &v) != 0 || v.mv_size != n * 8) return false;
+  std::memcpy(out, v.mv_data, n * 8);
+  return true;
+}
+
+int put_u64s(MDB_txn* txn, MDB_dbi dbi, const std::string& key, const std::uint64_t* in,
+             std::size_t n) {
+  MDB_val k = val_of(key), v{n * 8, const_cast<std::uint64_t*>(in)};
+  return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+// Adds to the stored totals (events, bytes) inside the transaction, so that a retried round
+// (after the map grew) never counts twice.
+int add_stats(MDB_txn* txn, MDB_dbi meta, const std::string& key, std::int64_t events,
+              std::int64_t bytes) {
+  std::uint64_t s[2] = {0, 0};
+  get_u64s(txn, meta, key, s, 2);
+  s[0] = static_cast<std::uint64_t>(static_cast<std::int64_t>(s[0]) + events);
+  s[1] = static_cast<std::uint64_t>(static_cast<std::int64_t>(s[1]) + bytes);
+  return put_u64s(txn, meta, key, s, 2);
+}
+
+std::mutex g_envs_mu;
+std::map<std::string, std::weak_ptr<LmdbEnv>> g_envs;
+
+}  // namespace
+
+Result<std::shared_ptr<LmdbEnv>> shared_env(const std::string& data_dir, Loop& loop) {
+  std::lock_guard lock(g_envs_mu);
+  const std::string dir = data_dir + "/lmdb";
+  if (auto env = g_envs[dir].lock()) return env;
+  auto opened = LmdbEnv::open(dir, loop, std::chrono::milliseconds(1000));
+  if (!opened) return opened.error();
+  std::shared_ptr<LmdbEnv> env(std::move(*opened));
+  g_envs[dir] = env;
+  return env;
+}
+
+std::optional<LmdbConfig> LmdbConfig::parse(const ConfigNode& node, ConfigErrors& errors) {
+  const std::size_t before = errors.size();
+  LmdbConfig c;
+  node.optional("max_bytes", c.max_bytes, errors, InRange<ByteSize>{{1 << 20}, {1ULL << 44}});
+  node.optional("max_events", c.max_events, errors, InRange<std::uint64_t>{1, 1ULL << 40});
+  node.optional("transaction_events", c.transaction_events, errors,
+                InRange<std::uint32_t>{1, 1'000'000});
+  std::string sync = "full";
+  if (node.optional("sync", sync, errors, OneOf{{"full", "periodic", "none"}})) {
+    c.sync = sync == "periodic" ? SyncMode::periodic
+             : sync == "none"   ? SyncMode::none
+                                : SyncMode::full;
+  }
+  node.optional(
+      "sync_interval", c.sync_interval, errors,
+      InRange<std::chrono::milliseconds>{std::chrono::milliseconds(10), std::chrono::minutes(10)});
+  std::int64_t level = c.compression_level;
+  if (node.optional("compression_level", level, errors, InRange<std::int64_t>{0, 19})) {
+    c.compression_level = static_cast<int>(level);
+  }
+  node.reject_unknown_keys(errors);
+  return errors.size() == before ? std::optional{c} : std::nullopt;
+}
+
+Result<std::unique_ptr<LmdbChannel>> LmdbChannel::create(const LmdbConfig& config,
+                                                         ChannelContext& ctx) {
+  auto env = shared_env(ctx.data_dir, ctx.loop);
+  if (!env) return env.error();
+  auto records = (*env)->dbi("c:" + ctx.name);
+  if (!records) return records.error();
+  auto meta = (*env)->dbi("meta");
+  if (!meta) return meta.error();
+  auto quarantine = (*env)->dbi("q:" + ctx.name);
+  if (!quarantine) return quarantine.error();
+  return std::make_unique<LmdbChannel>(config, ctx, *env, *records, *meta, *quarantine);
+}
+
+LmdbChannel::LmdbChannel(const LmdbConfig& config, ChannelContext& ctx,
+                         std::shared_ptr<LmdbEnv> env, MDB_dbi records, MDB_dbi meta,
+                         MDB_dbi quarantine)
+    : config_(config),
+      ctx_(ctx),
+      env_(std::move(env)),
+      records_(records),
+      meta_(meta),
+      quarantine_db_(quarantine),
+      events_gauge_(
+          ctx.metrics.gauge("sluice_channel_events", "Events held by the channel.", ctx.labels())),
+      bytes_gauge_(
+          ctx.metrics.gauge("sluice_channel_bytes", "Bytes held by the channel.", ctx.labels())),
+      put_events_(ctx.metrics.counter("sluice_channel_put_events_total", "Events stored by puts.",
+                                      ctx.labels())),
+      committed_events_(ctx.metrics.counter("sluice_channel_committed_events_total",
+                                            "Events removed by sink group commits.", ctx.labels())),
+      backpressure_(ctx.metrics.counter("sluice_channel_backpressure_total",
+                                        "Puts refused because the channel was full.",
+                                        ctx.labels())),
+      quarantined_total_(ctx.metrics.counter(
+          "sluice_channel_quarantined_records_total",
+          "Stored records that failed their checksum, moved aside.", ctx.labels())) {
+  load_state();
+}
+
+LmdbChannel::~LmdbChannel() = default;
+
+std::string LmdbChannel::meta_key(std::string_view what) const {
+  return fmt::format("c:{}:{}", ctx_.name, what);
+}
+
+// Reads the totals, the next record number and the oldest record: no scan, whatever the backlog.
+void LmdbChannel::load_state() {
+  std::lock_guard lock(env_->read_mutex());
+  MDB_txn* txn = nullptr;
+  if (mdb_txn_begin(env_->env(), nullptr, MDB_RDONLY, &txn) != 0) return;
+  std::uint64_t stats[2] = {0, 0};
+  if (get_u64s(txn, meta_, meta_key("stats"), stats, 2)) {
+    events_ = stats[0];
+    bytes_ = stats[1];
+  }
+  std::uint64_t next = 1;
+  get_u64s(txn, meta_, meta_key("next"), &next, 1);
+  MDB_cursor* cur = nullptr;
+  MDB_val k{}, v{};
+  if (mdb_cursor_open(txn, records_, &cur) == 0) {
+    if (mdb_cursor_get(cur, &k, &v, MDB_FIRST) == 0) deleted_below_ = seq_of(k);
+    if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0) next = std::max(next, seq_of(k) + 1);
+    mdb_cursor_close(cur);
+  }
+  mdb_txn_abort(txn);
+  next_seq_ = next;
+  durable_seq_ = next - 1;
+  if (deleted_below_ == 1 && events_ == 0) deleted_below_ = next;
+  events_gauge_.set(static_cast<std::int64_t>(events_));
+  bytes_gauge_.set(static_cast<std::int64_t>(bytes_));
+}
+
+Result<CursorId> LmdbChannel::open_cursor(std::string_view group) {
+  Cursor c;
+  c.group = std::string(group);
+  c.committed = deleted_below_;
+  {
+    std::lock_guard lock(env_->read_mutex());
+    MDB_txn* txn = nullptr;
+    if (mdb_txn_begin(env_->env(), nullptr, MDB_RDONLY, &txn) == 0) {
+      std::uint64_t stored = 0;
+      if (get_u64s(txn, meta_, meta_key("cursor:" + c.group), &stored, 1))
+        c.committed = std::max(stored, deleted_below_);
+      mdb_txn_abort(txn);
+    }
+  }
+  c.taken = c.committed;  // leases open at a crash are delivered again
+  cursors_.push_back(std::move(c));
+  return static_cast<CursorId>(cursors_.size() - 1);
+}
+
+void LmdbChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutListener& done) {
+  const std::size_t n = batch.size();
+  SLUICE_ASSERT(n > 0);
+  if (n > config_.transaction_events) {
+    done.on_put_done(
+        checkpoint.seq,
+        Status(Errc::invalid_data, fmt::format("batch of {} events exceeds transaction_events {}",
+                                               n, config_.transaction_events)));
+    return;
+  }
+  const std::uint64_t raw = batch.bytes();
+  const std::uint64_t held = events_ + pending_events_;
+  if (held > 0 &&
+      (held + n > config_.max_events || bytes_ + pending_bytes_ + raw > config_.max_bytes.bytes)) {
+    backpressure_.inc();
+    done.on_put_done(checkpoint.seq, Status(Errc::backpressure, "lmdb channel full"));
+    return;
+  }
+  auto payload = std::make_shared<std::string>();
+  serialize_batch(batch, *payload);
+  batch.clear();
+  const std::uint64_t seq = next_seq_++;
+  pending_events_ += n;
+  pending_bytes_ += raw;
+  auto stored = std::make_shared<std::uint64_t>(0);
+  LmdbEnv::Op op;
+  const MDB_dbi records = records_, meta = meta_;
+  const std::string stats_key = meta_key("stats"), next_key = meta_key("next");
+  const int level = config_.compression_level;
+  op.apply = [=](MDB_txn* txn) {
+    std::string rec;
+    seal_record(*payload, static_cast<std::uint32_t>(n), level, rec);
+    const std::string key = key_of(seq);
+    MDB_val k = val_of(key), v = val_of(rec);
+    int rc = mdb_put(txn, records, &k, &v, MDB_APPEND);
+    if (rc != 0) return rc;
+    const std::uint64_t next = seq + 1;
+    rc = put_u64s(txn, meta, next_key, &next, 1);
+    if (rc != 0) return rc;
+    *stored = rec.size();
+    return add_stats(txn, meta, stats_key, static_cast<std::int64_t>(n),
+                     static_cast<std::int64_t>(rec.size()));
+  };
+  SafeListener* safe = checkpoint.listener;
+  const std::uint64_t cp_seq = checkpoint.seq;
+  PutListener* listener = &done;
+  op.done = [this, n, raw, seq, stored, safe, cp_seq, listener](Status st) {
+    pending_events_ -= n;
+    pending_bytes_ -= raw;
+    if (!st.ok()) {
+      listener->on_put_done(cp_seq, std::move(st));
+      return;
+    }
+    events_ += n;
+    bytes_ += *stored;
+    durable_seq_ = std::max(durable_seq_, seq);
+    put_events_.inc(n);
+    events_gauge_.set(static_cast<std::int64_t>(events_));
+    bytes_gauge_.set(static_cast<std::int64_t>(bytes_));
+    listener->on_put_done(cp_seq, Status());
+    if (safe != nullptr) safe->on_safe_in_channel(cp_seq);  // safe at durable put
+    notify_data();
+  };
+  op.sync = config_.sync == SyncMode::full;
+  env_->submit(std::move(op));
+}
+
+void LmdbChannel::wait_for_space(SpaceListener& listener) {
+  if (std::find(space_waiters_.begin(), space_waiters_.end(), &listener) == space_waiters_.end()) {
+    space_waiters_.push_back(&listener);
+  }
+}
+
+void LmdbChannel::notify_space() {
+  std::vector<SpaceListener*> waiters;
+  waiters.swap(space_waiters_);
+  for (SpaceListener* l : waiters) l->on_space();
+}
+
+void LmdbChannel::wait_for_data(CursorId cursor, DataListener& listener) {
+  Cursor& c = cursors_[cursor];
+  if (c.taken <= durable_seq_) {
+    ctx_.loop.defer([](void* l, std::uint64_t) { static_cast<DataListener*>(l)->on_data(); },
+                    &listener, 0);
+    return;
+  }
+  c.waiter = &listener;
+}
+
+void LmdbChannel::notify_data() {
+  for (Cursor& c : cursors_) {
+    if (c.waiter != nullptr && c.taken <= durable_seq_) std::exchange(c.waiter, nullptr)->on_data();
+  }
+}
+
+Result<Lease> LmdbChannel::take(CursorId cursor, Batch& out, TakeLimits limits) {
+  Cursor& c = cursors_[cursor];
+  out.clear();
+  if (c.taken > durable_seq_) return Lease();
+  std::uint64_t first = 0, last = 0, bytes = 0, skipped_to = 0;
+  std::vector<std::uint64_t> bad;
+  {
+    std::lock_guard lock(env_->read_mutex());
+    MDB_txn* txn = nullptr;
+    int rc = mdb_txn_begin(env_->env(), nullptr, MDB_RDONLY, &txn);
+    if (rc != 0)
+      return Status(Errc::io, fmt::format("lmdb read transaction: {}", mdb_strerror(rc)));
+    MDB_cursor* cur = nullptr;
+    mdb_cursor_open(txn, records_, &cur);
+    const std::string start = key_of(c.taken);
+    MDB_val k = val_of(start), v{};
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0) {
+      const std::uint64_t seq = seq_of(k);
+      if (seq > durable_seq_) break;
+      Status st =
+          decode_record({static_cast<const char*>(v.mv_data), v.mv_size}, decoded_, scratch_);
+      if (!st.ok()) {
+        spdlog::error("lmdb channel {}: record {} is damaged ({}); moving it to quarantine",
+                      ctx_.name, seq, st.message());
+        bad.push_back(seq);
+        skipped_to = seq;
+      } else {
+        if (!out.empty() &&
+            (out.size() + decoded_.size() > limits.max_events ||
+             bytes + decoded_.bytes() > limits.max_bytes || !out.same_common_headers(decoded_))) {
+          break;
+        }
+        out.append_range(decoded_, 0, decoded_.size());
+        bytes += decoded_.bytes();
+        if (first == 0) first = seq;
+        last = seq;
+      }
+      rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+  }
+  for (std::uint64_t seq : bad) quarantine(seq);
+  if (out.empty()) {
+    if (skipped_to != 0) c.taken = skipped_to + 1;
+    return Lease();
+  }
+  // Damaged records before the first good one belong to this lease's range too.
+  if (!bad.empty() && bad.front() < first) first = bad.front();
+  const std::uint64_t id = ++next_lease_;
+  leases_[id] = Leased{cursor, first, std::max(last, skipped_to)};
+  c.taken = std::max(last, skipped_to) + 1;
+  return Lease(this, id, static_cast<std::uint32_t>(out.size()), bytes);
+}
+
+void LmdbChannel::quarantine(std::uint64_t seq) {
+  ++quarantined_;
+  quarantined_total_.inc();
+  LmdbEnv::Op op;
+  const MDB_dbi records = records_, meta = meta_, q = quarantine_db_;
+  const std::string stats_key = meta_key("stats");
+  auto removed = std::make_shared<std::pair<std::uint64_t, std::uint64_t>>(0, 0);
+  op.apply = [=](MDB_txn* txn) {
+    const std::string key = key_of(seq);
+    MDB_val k = val_of(key), v{};
+    int rc = mdb_get(txn, records, &k, &v);
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc != 0) return rc;
+    RecordInfo info;
+    const std::uint64_t events =
+        peek_record({static_cast<const char*>(v.mv_data), v.mv_size}, info) ? info.events : 0;
+    const std::uint64_t size = v.mv_size;
+    rc = mdb_put(txn, q, &k, &v, 0);
+    if (rc == 0) rc = mdb_del(txn, records, &k, nullptr);
+    if (rc == 0)
+      rc = add_stats(txn, meta, stats_key, -static_cast<std::int64_t>(events),
+                     -static_cast<std::int64_t>(size));
+    *removed = {events, size};
+    return rc;
+  };
+  op.done = [this, removed](Status st) {
+    if (!st.ok()) return;
+    events_ -= std::min(events_, removed->first);
+    bytes_ -= std::min(bytes_, removed->second);
+    events_gauge_.set(static_cast<std::int64_t>(events_));
+    bytes_gauge_.set(static_cast<std::int64_t>(bytes_));
+  };
+  env_->submit(std::move(op));
+}
+
+std::uint64_t LmdbChannel::min_committed() const {
+  std::uint64_t m = next_seq_;
+  for (const Cursor& c : cursors_) m = std::min(m, c.committed);
+  return m;
+}
+
+void LmdbChannel::commit(Lease&& lease, CommitListener& done) {
+  auto it = leases_.find(lease.token());
+  SLUICE_ASSERT(it != leases_.end());
+  const Leased l = it->second;
+  leases_.erase(it);
+  const std::uint64_t token = lease.token();
+  const std::uint32_t committed_events = lease.events();
+  lease.release();
+  Cursor& c = cursors_[l.cursor];
+  c.committed = std::max(c.committed, l.last + 1);
+  const std::uint64_t below = min_committed();
+  const std::uint64_t from = deleted_below_;
+  deleted_below_ = std::max(deleted_below_, below);
+  LmdbEnv::Op op;
+  const MDB_dbi records = records_, meta = meta_;
+  const std::string cursor_key = meta_key("cursor:" + c.group), stats_key = meta_key("stats");
+  const std::uint64_t position = c.committed;
+  auto removed = std::make_shared<std::pair<std::uint64_t, std::uint64_t>>(0, 0);
+  op.apply = [=](MDB_txn* txn) {
+    int rc = put_u64s(txn, meta, cursor_key, &position, 1);
+    if (rc != 0 || from >= below) return rc;
+    // Delete what every cursor has committed.
+    MDB_cursor* cur = nullptr;
+    rc = mdb_cursor_open(txn, records, &cur);
+    if (rc != 0) return rc;
+    std::uint64_t events = 0, bytes = 0;
+    const std::string start = key_of(from);
+    MDB_val k = val_of(start), v{};
+    int get = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (get == 0 && seq_of(k) < below) {
+      RecordInfo info;
+      if (peek_record({static_cast<const char*>(v.mv_data), v.mv_size}, info))
+        events += info.events;
+      bytes += v.mv_size;
+      rc = mdb_cursor_del(cur, 0);
+      if (rc != 0) break;
+      get = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+      if (get == MDB_NOTFOUND || get != 0) get = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+      // After a delete the cursor points at the next record; MDB_GET_CURRENT returns it.
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0) return rc;
+    *removed = {events, bytes};
+    return add_stats(txn, meta, stats_key, -static_cast<std::int64_t>(events),
+                     -static_cast<std::int64_t>(bytes));
+  };
+  CommitListener* listener = &done;
+  op.done = [this, token, listener, removed, committed_events](Status st) {
+    if (st.ok()) {
+      events_ -= std::min(events_, removed->first);
+      bytes_ -= std::min(bytes_, removed->second);
+      committed_events_.inc(committed_events);
+      events_gauge_.set(static_cast<std::int64_t>(events_));
+      bytes_gauge_.set(static_cast<std::int64_t>(bytes_));
+    }
+    listener->on_committed(token, std::move(st));
+    notify_space();
+  };
+  op.sync = config_.sync == SyncMode::full;
+  env_->submit(std::move(op));
+}
+
+void LmdbChannel::rollback(const Lease& lease) noexcept {
+  auto it = leases_.find(lease.token());
+  if (it == leases_.end()) return;
+  Cursor& c = cursors_[it->second.cursor];
+  c.taken = std::min(c.taken, it->second.first);
+  leases_.erase(it);
+  notify_data();
+}
+
+}  // namespace sluice::channels

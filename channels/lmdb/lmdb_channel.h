@@ -1,0 +1,110 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/config/config_node.h"
+#include "agent/core/channel.h"
+#include "agent/core/context.h"
+#include "channels/lmdb/lmdb_env.h"
+
+namespace sluice::channels {
+
+struct LmdbConfig {
+  ByteSize max_bytes{1ULL << 30};
+  std::uint64_t max_events = 10'000'000;
+  std::uint32_t transaction_events = 1'000;
+  SyncMode sync = SyncMode::full;
+  std::chrono::milliseconds sync_interval{1000};
+  int compression_level = 1;  // zstd; 0 stores records uncompressed
+  static std::optional<LmdbConfig> parse(const ConfigNode& node, ConfigErrors& errors);
+};
+
+/// The LMDB environment of one agent (data_dir/lmdb), shared by its lmdb channels.
+Result<std::shared_ptr<LmdbEnv>> shared_env(const std::string& data_dir, Loop& loop);
+
+/// A durable channel: each put is one record (the batch, zstd-compressed, checksummed) written by
+/// the environment's writer thread in a group-committed transaction; a put completes, and its
+/// batch is safe for the source, once that transaction is durable. Any number of sink groups read
+/// it through their own cursors, whose positions are stored with their commits; a record is
+/// deleted once every cursor committed it. Leases open at a crash are delivered again.
+class LmdbChannel final : public Channel {
+ public:
+  LmdbChannel(const LmdbConfig& config, ChannelContext& ctx, std::shared_ptr<LmdbEnv> env,
+              MDB_dbi records, MDB_dbi meta, MDB_dbi quarantine);
+  ~LmdbChannel() override;
+  static Result<std::unique_ptr<LmdbChannel>> create(const LmdbConfig& config, ChannelContext& ctx);
+
+  Result<CursorId> open_cursor(std::string_view group) override;
+  std::uint32_t max_transaction_events() const noexcept override {
+    return config_.transaction_events;
+  }
+  void put(Batch& batch, const SourceCheckpoint& checkpoint, PutListener& done) override;
+  void wait_for_space(SpaceListener& listener) override;
+  Result<Lease> take(CursorId cursor, Batch& out, TakeLimits limits) override;
+  void wait_for_data(CursorId cursor, DataListener& listener) override;
+  void commit(Lease&& lease, CommitListener& done) override;
+  std::uint64_t events() const noexcept override { return events_; }
+  std::uint64_t bytes() const noexcept override { return bytes_; }
+  std::uint64_t quarantined() const noexcept { return quarantined_; }
+
+ protected:
+  void rollback(const Lease& lease) noexcept override;
+
+ private:
+  struct Cursor {
+    std::string group;
+    std::uint64_t committed = 1;  // every record below is done for this cursor
+    std::uint64_t taken = 1;      // next record to lease
+    DataListener* waiter = nullptr;
+  };
+  struct Leased {
+    CursorId cursor;
+    std::uint64_t first, last;  // records [first, last]
+  };
+  // What the writer thread reports back from a round (shared with the loop thread by the op).
+  struct Delta {
+    std::int64_t events = 0;
+    std::int64_t bytes = 0;
+    std::uint64_t deleted_below = 0;
+  };
+
+  void load_state();
+  void notify_data();
+  void notify_space();
+  void quarantine(std::uint64_t seq);
+  std::uint64_t min_committed() const;
+  std::string meta_key(std::string_view what) const;
+
+  LmdbConfig config_;
+  ChannelContext& ctx_;
+  std::shared_ptr<LmdbEnv> env_;
+  MDB_dbi records_, meta_, quarantine_db_;
+  std::uint64_t next_seq_ = 1;            // next record number to write
+  std::uint64_t durable_seq_ = 0;         // highest record known durable
+  std::uint64_t deleted_below_ = 1;       // records below this are deleted (or being deleted)
+  std::uint64_t events_ = 0, bytes_ = 0;  // durable records not yet deleted
+  std::uint64_t pending_events_ = 0, pending_bytes_ = 0;  // puts in flight
+  // Only touched on the writer thread: the totals stored in meta.
+  std::uint64_t disk_events_ = 0, disk_bytes_ = 0;
+  std::vector<Cursor> cursors_;
+  std::map<std::uint64_t, Leased> leases_;
+  std::uint64_t next_lease_ = 0;
+  std::vector<SpaceListener*> space_waiters_;
+  Batch decoded_;
+  std::string scratch_;
+  std::uint64_t quarantined_ = 0;
+
+  Gauge& events_gauge_;
+  Gauge& bytes_gauge_;
+  Counter& put_events_;
+  Counter& committed_events_;
+  Counter& backpressure_;
+  Counter& quarantined_total_;
+};
+
+}  // namespace sluice::channels

@@ -1,0 +1,179 @@
+#include "channels/lmdb/record_codec.h"
+
+#include <zlib.h>
+#include <zstd.h>
+
+#include <cstring>
+
+namespace sluice::channels {
+namespace {
+
+constexpr char kMagic[4] = {'S', 'L', 'R', '1'};
+constexpr std::size_t kHeaderSize = 4 + 4 + 1 + 4 + 4;
+
+void put_u16(std::string& out, std::uint16_t v) {
+  out.append(reinterpret_cast<const char*>(&v), 2);
+}
+void put_u32(std::string& out, std::uint32_t v) {
+  out.append(reinterpret_cast<const char*>(&v), 4);
+}
+void put_u64(std::string& out, std::uint64_t v) {
+  out.append(reinterpret_cast<const char*>(&v), 8);
+}
+void put_str32(std::string& out, std::string_view s) {
+  put_u32(out, static_cast<std::uint32_t>(s.size()));
+  out.append(s);
+}
+
+// A bounds-checked reader over a payload.
+struct Reader {
+  const char* p;
+  const char* end;
+  bool ok = true;
+  template <class T>
+  T get() {
+    T v{};
+    if (static_cast<std::size_t>(end - p) < sizeof(T)) {
+      ok = false;
+      return v;
+    }
+    std::memcpy(&v, p, sizeof(T));
+    p += sizeof(T);
+    return v;
+  }
+  std::string_view str32() {
+    const auto n = get<std::uint32_t>();
+    if (!ok || static_cast<std::size_t>(end - p) < n) {
+      ok = false;
+      return {};
+    }
+    std::string_view s(p, n);
+    p += n;
+    return s;
+  }
+};
+
+}  // namespace
+
+void serialize_batch(const Batch& batch, std::string& out) {
+  const EventView first = batch[0];
+  const std::size_t common = batch.common_header_count();
+  put_u16(out, static_cast<std::uint16_t>(common));
+  for (std::size_t i = 0; i < common; ++i) {
+    const Header h = first.header(first.header_count() - common + i);
+    put_str32(out, h.key);
+    put_str32(out, h.value);
+  }
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const EventView e = batch[i];
+    put_u64(out, static_cast<std::uint64_t>(e.timestamp_ns()));
+    put_u64(out, e.id());
+    put_str32(out, e.body());
+    const std::size_t own = e.header_count() - common;
+    put_u16(out, static_cast<std::uint16_t>(own));
+    for (std::size_t h = 0; h < own; ++h) {
+      put_str32(out, e.header(h).key);
+      put_str32(out, e.header(h).value);
+    }
+    put_u16(out, static_cast<std::uint16_t>(e.field_count()));
+    for (std::size_t f = 0; f < e.field_count(); ++f) {
+      const Field fd = e.field(f);
+      put_str32(out, fd.key);
+      out.push_back(static_cast<char>(fd.type));
+      put_str32(out, fd.text);
+    }
+  }
+}
+
+void seal_record(std::string_view payload, std::uint32_t events, int level, std::string& out) {
+  out.clear();
+  out.append(kMagic, 4);
+  put_u32(out, 0);  // checksum, filled below
+  std::string body;
+  std::uint8_t flags = 0;
+  if (level > 0) {
+    body.resize(ZSTD_compressBound(payload.size()));
+    const std::size_t n =
+        ZSTD_compress(body.data(), body.size(), payload.data(), payload.size(), level);
+    if (!ZSTD_isError(n) && n < payload.size()) {
+      body.resize(n);
+      flags = 1;
+    }
+  }
+  out.push_back(static_cast<char>(flags));
+  put_u32(out, events);
+  put_u32(out, static_cast<std::uint32_t>(payload.size()));
+  if (flags == 1) {
+    out.append(body);
+  } else {
+    out.append(payload);
+  }
+  const auto crc = static_cast<std::uint32_t>(
+      crc32(0, reinterpret_cast<const Bytef*>(out.data() + 8), static_cast<uInt>(out.size() - 8)));
+  std::memcpy(out.data() + 4, &crc, 4);
+}
+
+bool peek_record(std::string_view record, RecordInfo& info) {
+  if (record.size() < kHeaderSize || std::memcmp(record.data(), kMagic, 4) != 0) return false;
+  std::memcpy(&info.events, record.data() + 9, 4);
+  std::memcpy(&info.raw_bytes, record.data() + 13, 4);
+  return true;
+}
+
+Status decode_record(std::string_view record, Batch& out, std::string& scratch) {
+  out.clear();
+  RecordInfo info;
+  if (!peek_record(record, info)) return Status(Errc::invalid_data, "not a sluice record");
+  std::uint32_t stored = 0;
+  std::memcpy(&stored, record.data() + 4, 4);
+  const auto crc = static_cast<std::uint32_t>(crc32(
+      0, reinterpret_cast<const Bytef*>(record.data() + 8), static_cast<uInt>(record.size() - 8)));
+  if (crc != stored) return Status(Errc::invalid_data, "checksum mismatch");
+  std::string_view payload = record.substr(kHeaderSize);
+  if (record[8] == 1) {
+    scratch.resize(info.raw_bytes);
+    const std::size_t n =
+        ZSTD_decompress(scratch.data(), scratch.size(), payload.data(), payload.size());
+    if (ZSTD_isError(n) || n != info.raw_bytes)
+      return Status(Errc::invalid_data, "zstd frame does not decode");
+    payload = scratch;
+  }
+  Batch& decoded = out;
+  decoded.clear();
+  Reader r{payload.data(), payload.data() + payload.size()};
+  const auto common = r.get<std::uint16_t>();
+  std::vector<std::pair<std::string_view, std::string_view>> commons;
+  for (std::uint16_t i = 0; i < common && r.ok; ++i) {
+    const auto k = r.str32();
+    const auto v = r.str32();
+    commons.emplace_back(k, v);
+  }
+  for (const auto& [k, v] : commons) decoded.set_common_header(k, v);
+  for (std::uint32_t i = 0; i < info.events && r.ok; ++i) {
+    const auto ts = r.get<std::uint64_t>();
+    const auto id = r.get<std::uint64_t>();
+    const auto body = r.str32();
+    if (!r.ok) break;
+    decoded.add(body, static_cast<std::int64_t>(ts), id);
+    const auto headers = r.get<std::uint16_t>();
+    for (std::uint16_t h = 0; h < headers && r.ok; ++h) {
+      const auto k = r.str32();
+      const auto v = r.str32();
+      if (r.ok) decoded.add_header(k, v);
+    }
+    const auto fields = r.get<std::uint16_t>();
+    for (std::uint16_t f = 0; f < fields && r.ok; ++f) {
+      const auto k = r.str32();
+      const auto type = r.get<std::uint8_t>();
+      const auto text = r.str32();
+      if (r.ok) decoded.add_field(k, text, static_cast<FieldType>(type));
+    }
+  }
+  if (!r.ok || decoded.size() != info.events || r.p != r.end) {
+    decoded.clear();
+    return Status(Errc::invalid_data, "record payload does not parse");
+  }
+  return {};
+}
+
+}  // namespace sluice::channels

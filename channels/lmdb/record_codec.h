@@ -1,0 +1,33 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "agent/core/batch.h"
+#include "agent/core/status.h"
+
+namespace sluice::channels {
+
+/// The on-disk form of one put batch in the lmdb channel:
+///   magic "SLR1" | u32 crc32 of the rest | u8 flags (1 = zstd) | u32 events | u32 raw length |
+///   payload
+/// where the payload (zstd-compressed when flag 1) holds the batch's common headers and then each
+/// event: timestamp, id, body, headers, fields. Integers are little-endian.
+struct RecordInfo {
+  std::uint32_t events = 0;
+  std::uint32_t raw_bytes = 0;
+};
+
+/// Appends events [begin, end) of `batch` to `out`, uncompressed (the loop thread's cheap part).
+void serialize_batch(const Batch& batch, std::string& out);
+/// Wraps a serialized payload into a record: compresses at `level` (0: store) and checksums.
+/// Runs on the writer thread.
+void seal_record(std::string_view payload, std::uint32_t events, int level, std::string& out);
+/// Verifies the checksum and decompresses into `out` (cleared first). A record that fails its
+/// checksum or does not parse returns Errc::invalid_data and leaves `out` empty.
+Status decode_record(std::string_view record, Batch& out, std::string& scratch);
+/// Reads the header only (events, raw size) without verifying or decompressing.
+bool peek_record(std::string_view record, RecordInfo& info);
+
+}  // namespace sluice::channels
