@@ -86,7 +86,7 @@ TEST_CASE("lmdb record codec round-trips events and detects damage", "[unit][lmd
   }
 }
 
-TEST_CASE("lmdb channel: put is durable, then safe; take and commit remove", "[unit][lmdb]") {
+TEST_CASE("lmdb channel: put is durable, then safe, take and commit remove", "[unit][lmdb]") {
   Rig r;
   {
     auto ch = r.open();
@@ -108,7 +108,7 @@ TEST_CASE("lmdb channel: put is durable, then safe; take and commit remove", "[u
   REQUIRE(r.loop.close() == 0);
 }
 
-TEST_CASE("lmdb channel: state survives a restart; an open lease is delivered again",
+TEST_CASE("lmdb channel: state survives a restart, an open lease is delivered again",
           "[unit][lmdb]") {
   Rig r;
   {
@@ -138,7 +138,7 @@ TEST_CASE("lmdb channel: state survives a restart; an open lease is delivered ag
   REQUIRE(r.loop.close() == 0);
 }
 
-TEST_CASE("lmdb channel: rollback returns records in order; two cursors each see everything",
+TEST_CASE("lmdb channel: rollback returns records in order, two cursors each see everything",
           "[unit][lmdb]") {
   Rig r;
   {
