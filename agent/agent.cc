@@ -171,6 +171,7 @@ Status Agent::create_components() {
     e.type = spec.type;
     e.output =
         std::make_unique<SourceOutput>(loop_, std::move(outs), config_.agent.max_pending_puts);
+    e.output->set_source_name(spec.name);
     auto sctx = std::make_unique<SourceContext>(
         SourceContext{{loop_, metrics_, spec.name, spec.type, config_.agent.data_dir},
                       *e.output,

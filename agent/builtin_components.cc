@@ -1,4 +1,5 @@
 #include "agent/registry.h"
+#include "channels/lmdb/lmdb_channel.h"
 #include "channels/memory/memory_channel.h"
 #include "sinks/file/file_sink.h"
 #include "sinks/kafka/kafka_sink.h"
@@ -14,6 +15,7 @@ void register_builtin_components(Registry& r) {
   r.add_source<sources::ExecConfig, sources::ExecSource>("exec");
   r.add_source<sources::StdinConfig, sources::StdinSource>("stdin");
   r.add_source<sources::TaildirConfig, sources::TaildirSource>("taildir");
+  r.add_channel<channels::LmdbConfig, channels::LmdbChannel>("lmdb");
   r.add_channel<channels::MemoryConfig, channels::MemoryChannel>("memory");
   r.add_sink<sinks::FileConfig, sinks::FileSink>("file");
   r.add_sink<sinks::KafkaConfig, sinks::KafkaSink>("kafka");

@@ -9,6 +9,7 @@
 #include "agent/agent_config.h"
 #include "agent/core/log.h"
 #include "agent/registry.h"
+#include "channels/lmdb/inspect.h"
 
 namespace {
 
@@ -40,6 +41,18 @@ int main(int argc, char** argv) {
   auto* check = app.add_subcommand("check", "Check a configuration file and report every error");
   check->add_option("-c,--config", config_path, "The TOML configuration file")->required();
   app.add_subcommand("version", "Print the version");
+  auto* channel =
+      app.add_subcommand("channel", "Inspect lmdb channels (safe while the agent runs)");
+  channel->require_subcommand(1);
+  std::string channel_name;
+  bool dump_json = false;
+  auto* stats = channel->add_subcommand(
+      "stats", "Events, bytes, oldest event age and cursors per lmdb channel");
+  stats->add_option("-c,--config", config_path, "The TOML configuration file")->required();
+  auto* dump = channel->add_subcommand("dump", "Print every stored event of one lmdb channel");
+  dump->add_option("-c,--config", config_path, "The TOML configuration file")->required();
+  dump->add_option("--channel", channel_name, "The channel's name")->required();
+  dump->add_flag("--json", dump_json, "JSON lines instead of bodies");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -61,6 +74,30 @@ int main(int argc, char** argv) {
   sluice::register_builtin_components(registry);
   auto cfg = load(config_path, registry);
   if (!cfg) return kExitConfig;
+  if (app.got_subcommand("channel")) {
+    int failures = 0;
+    for (const auto& spec : cfg->channels) {
+      if (spec.type != "lmdb") continue;
+      sluice::Status st;
+      if (dump->parsed()) {
+        if (spec.name != channel_name) continue;
+        st = sluice::channels::dump_channel(cfg->agent.data_dir, spec.name, dump_json, stdout);
+      } else {
+        st = sluice::channels::print_channel_stats(cfg->agent.data_dir, spec.name, stdout);
+      }
+      if (!st.ok()) {
+        std::fprintf(stderr, "sluice: %s\n", st.message().c_str());
+        ++failures;
+      }
+      if (dump->parsed()) return failures == 0 ? 0 : 1;
+    }
+    if (dump->parsed()) {
+      std::fprintf(stderr, "sluice: no lmdb channel named '%s' in %s\n", channel_name.c_str(),
+                   config_path.c_str());
+      return 1;
+    }
+    return failures == 0 ? 0 : 1;
+  }
   if (app.got_subcommand("check")) {
     std::printf("%s: ok (%zu sources, %zu channels, %zu sinks, %zu sink groups)\n",
                 config_path.c_str(), cfg->sources.size(), cfg->channels.size(), cfg->sinks.size(),

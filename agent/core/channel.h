@@ -1,8 +1,10 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "agent/core/batch.h"
 #include "agent/core/result.h"
@@ -28,11 +30,14 @@ class SafeListener {
   ~SafeListener() = default;
 };
 
-/// A source's position after the last byte of a batch, plus its per-source sequence number.
+/// A source's position after the last byte of a batch, plus its per-source sequence number. A
+/// durable channel stores `position` under `key` ("SOURCE/KEY", e.g. one file of a taildir source)
+/// in the same transaction as the batch; empty `key`: nothing to store.
 struct SourceCheckpoint {
   SafeListener* listener = nullptr;
   std::uint64_t seq = 0;
   std::string_view position;  // opaque to the channel; valid only during put()
+  std::string_view key;
 };
 
 class PutListener {
@@ -128,6 +133,15 @@ class Channel {
   virtual void wait_for_data(CursorId cursor, DataListener& listener) = 0;
   /// Removes the leased events for good. Leases of one cursor commit in the order they were taken.
   virtual void commit(Lease&& lease, CommitListener& done) = 0;
+
+  /// True if a put survives a crash (and stores its checkpoint with it).
+  virtual bool durable() const noexcept { return false; }
+  /// The checkpoints stored for keys starting with `prefix` ("SOURCE/"), as (key, position).
+  virtual std::vector<std::pair<std::string, std::string>> load_checkpoints(
+      std::string_view prefix) {
+    (void)prefix;
+    return {};
+  }
 
   virtual std::uint64_t events() const noexcept = 0;  // events held, leased or not
   virtual std::uint64_t bytes() const noexcept = 0;

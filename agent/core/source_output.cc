@@ -22,7 +22,39 @@ bool SourceOutput::writable() const noexcept {
   return ok;
 }
 
-std::uint64_t SourceOutput::put(Batch& batch, std::string_view position) {
+std::size_t SourceOutput::drop_waiting() {
+  std::size_t dropped = 0;
+  for (Slot& s : slots_) {
+    if (!s.busy || !s.waiting || s.next_channel != 0) continue;
+    s.waiting = false;
+    --waiting_;
+    s.busy = false;
+    s.batch.clear();
+    --pending_;
+    ++dropped;
+  }
+  return dropped;
+}
+
+bool SourceOutput::durable() const noexcept {
+  for (const Channel* c : channels_) {
+    if (c->durable()) return true;
+  }
+  return false;
+}
+
+std::vector<std::pair<std::string, std::string>> SourceOutput::load_checkpoints() {
+  const std::string prefix = source_name_ + "/";
+  for (Channel* c : channels_) {
+    if (!c->durable()) continue;
+    auto found = c->load_checkpoints(prefix);
+    for (auto& [k, v] : found) k.erase(0, prefix.size());
+    return found;
+  }
+  return {};
+}
+
+std::uint64_t SourceOutput::put(Batch& batch, std::string_view position, std::string_view key) {
   SLUICE_ASSERT(writable());
   Slot* slot = nullptr;
   for (Slot& s : slots_) {
@@ -36,6 +68,10 @@ std::uint64_t SourceOutput::put(Batch& batch, std::string_view position) {
   slot->batch.clear();
   slot->batch.swap(batch);
   slot->position.assign(position);
+  slot->key.clear();
+  if (!key.empty()) {
+    slot->key.append(source_name_).append("/").append(key);
+  }
   slot->seq = ++seq_;
   slot->next_channel = 0;
   ++pending_;
@@ -67,7 +103,7 @@ void SourceOutput::advance(Slot& slot) {
     }
     slot.in_put = true;
     slot.done_inline = false;
-    ch->put(*to_put, SourceCheckpoint{this, slot.seq, slot.position}, *this);
+    ch->put(*to_put, SourceCheckpoint{this, slot.seq, slot.position, slot.key}, *this);
     slot.in_put = false;
     if (!slot.done_inline) return;  // on_put_done() continues later
     if (!accepted(slot, std::move(slot.inline_status))) return;

@@ -36,9 +36,19 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
                std::size_t max_pending_puts = kDefaultMaxPendingPuts);
   void set_listener(OutputListener* listener) { listener_ = listener; }
 
-  /// Puts `batch` (which is left empty) with the source's `position` after its last event.
-  /// Returns the sequence number given to it. Check writable() before each put.
-  std::uint64_t put(Batch& batch, std::string_view position);
+  /// Puts `batch` (which is left empty) with the source's `position` after its last event; a
+  /// durable channel stores it under "SOURCE/key" with the batch. Returns the sequence number
+  /// given to it. Check writable() before each put.
+  std::uint64_t put(Batch& batch, std::string_view position, std::string_view key = {});
+  /// The checkpoints a durable channel of this output holds for this source, as (key without the
+  /// "SOURCE/" prefix, position); empty without a durable channel.
+  std::vector<std::pair<std::string, std::string>> load_checkpoints();
+  bool durable() const noexcept;
+  /// At stop, for sources that can read their input again (taildir): forgets the puts still
+  /// waiting for space that no channel has taken yet, so that a full channel behind a dead sink
+  /// does not hold the shutdown. Their positions were never reported safe. Returns how many.
+  std::size_t drop_waiting();
+  void set_source_name(std::string name) { source_name_ = std::move(name); }
   /// False while a put waits for space or max_pending_puts are outstanding.
   bool writable() const noexcept;
   /// True when no put is outstanding.
@@ -54,6 +64,7 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
   struct Slot {
     Batch batch;
     std::string position;
+    std::string key;
     std::uint64_t seq = 0;
     std::size_t next_channel = 0;
     bool busy = false;
@@ -74,6 +85,7 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
 
   Loop& loop_;
   std::vector<Channel*> channels_;
+  std::string source_name_;
   std::vector<Slot> slots_;
   Batch scratch_;
   OutputListener* listener_ = nullptr;

@@ -217,6 +217,13 @@ void LmdbChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutListe
   const MDB_dbi records = records_, meta = meta_;
   const std::string stats_key = meta_key("stats"), next_key = meta_key("next");
   const int level = config_.compression_level;
+  // The source's position goes into the same transaction: after a crash the channel holds the
+  // batch exactly when the source's stored position is past it.
+  std::string cp_key, cp_value;
+  if (!checkpoint.key.empty()) {
+    cp_key = "src:" + std::string(checkpoint.key);
+    cp_value = std::string(checkpoint.position);
+  }
   op.apply = [=](MDB_txn* txn) {
     std::string rec;
     seal_record(*payload, static_cast<std::uint32_t>(n), level, rec);
@@ -227,6 +234,11 @@ void LmdbChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutListe
     const std::uint64_t next = seq + 1;
     rc = put_u64s(txn, meta, next_key, &next, 1);
     if (rc != 0) return rc;
+    if (!cp_key.empty()) {
+      MDB_val ck = val_of(cp_key), cv = val_of(cp_value);
+      rc = mdb_put(txn, meta, &ck, &cv, 0);
+      if (rc != 0) return rc;
+    }
     *stored = rec.size();
     return add_stats(txn, meta, stats_key, static_cast<std::int64_t>(n),
                      static_cast<std::int64_t>(rec.size()));
@@ -253,6 +265,30 @@ void LmdbChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutListe
   };
   op.sync = config_.sync == SyncMode::full;
   env_->submit(std::move(op));
+}
+
+std::vector<std::pair<std::string, std::string>> LmdbChannel::load_checkpoints(
+    std::string_view prefix) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::lock_guard lock(env_->read_mutex());
+  MDB_txn* txn = nullptr;
+  if (mdb_txn_begin(env_->env(), nullptr, MDB_RDONLY, &txn) != 0) return out;
+  MDB_cursor* cur = nullptr;
+  if (mdb_cursor_open(txn, meta_, &cur) == 0) {
+    const std::string start = "src:" + std::string(prefix);
+    MDB_val k = val_of(start), v{};
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0) {
+      std::string_view key(static_cast<const char*>(k.mv_data), k.mv_size);
+      if (key.substr(0, start.size()) != start) break;
+      out.emplace_back(std::string(key.substr(4)),
+                       std::string(static_cast<const char*>(v.mv_data), v.mv_size));
+      rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+  }
+  mdb_txn_abort(txn);
+  return out;
 }
 
 void LmdbChannel::wait_for_space(SpaceListener& listener) {

@@ -48,6 +48,9 @@ class LmdbChannel final : public Channel {
   Result<Lease> take(CursorId cursor, Batch& out, TakeLimits limits) override;
   void wait_for_data(CursorId cursor, DataListener& listener) override;
   void commit(Lease&& lease, CommitListener& done) override;
+  bool durable() const noexcept override { return true; }
+  std::vector<std::pair<std::string, std::string>> load_checkpoints(
+      std::string_view prefix) override;
   std::uint64_t events() const noexcept override { return events_; }
   std::uint64_t bytes() const noexcept override { return bytes_; }
   std::uint64_t quarantined() const noexcept { return quarantined_; }

@@ -147,7 +147,9 @@ void SinkGroup::start_probes(TimePoint now) {
 void SinkGroup::pump() {
   if (in_pump_) return;  // a synchronous commit or rollback inside pump() re-enters here
   in_pump_ = true;
-  while (started_ && order_.size() < config_.max_in_flight) {
+  // At shutdown a durable channel keeps its contents: only the leases in flight finish.
+  const bool taking = !(stopping_ && channel_.durable());
+  while (started_ && taking && order_.size() < config_.max_in_flight) {
     const TimePoint now = clock_.now();
     start_probes(now);
     Sink* sink = processor_->pick(now);
@@ -385,7 +387,9 @@ void SinkGroup::drain(std::function<void()> on_drained) {
   pump();
 }
 
-bool SinkGroup::drained() const noexcept { return in_flight_count_ == 0 && channel_.events() == 0; }
+bool SinkGroup::drained() const noexcept {
+  return in_flight_count_ == 0 && (channel_.durable() || channel_.events() == 0);
+}
 
 void SinkGroup::check_drained() {
   if (!stopping_ || !on_drained_ || !drained() || sinks_stopping_ > 0) return;

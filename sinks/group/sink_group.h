@@ -61,8 +61,8 @@ class SinkGroup final : private DeliveryListener,
   ~SinkGroup();
 
   void start();
-  /// Shutdown: keeps delivering until the channel is empty and nothing is in flight, then stops
-  /// the sinks and calls `on_drained`.
+  /// Shutdown: keeps delivering until the channel is empty (a durable channel: until the leases
+  /// in flight are answered) and nothing is in flight, then stops the sinks and calls `on_drained`.
   void drain(std::function<void()> on_drained);
   bool drained() const noexcept;
   std::uint64_t in_flight() const noexcept { return in_flight_count_; }

@@ -125,6 +125,25 @@ Result<std::unique_ptr<TaildirSource>> TaildirSource::create(const TaildirConfig
                                : config.positions_file;
   auto saved = load_positions(path);
   if (!saved) return saved.error();
+  // A durable channel stores each batch's file position in the batch's own transaction: those
+  // positions are exact, while the positions file may lag them by a checkpoint_interval.
+  for (const auto& [key, value] : ctx.output.load_checkpoints()) {
+    SavedPosition p;
+    unsigned long long dev = 0, ino = 0, fp_hash = 0, offset = 0;
+    unsigned fp_len = 0;
+    int consumed = 0;
+    if (std::sscanf(value.c_str(), "%llu %llu %u %llu %llu %n", &dev, &ino, &fp_len, &fp_hash,
+                    &offset, &consumed) < 5) {
+      continue;
+    }
+    p.path = value.substr(static_cast<std::size_t>(consumed));
+    p.id = FileIdentity{static_cast<dev_t>(dev), static_cast<ino_t>(ino), fp_len, fp_hash};
+    p.offset = offset;
+    std::erase_if(*saved, [&](const SavedPosition& s) {
+      return s.id.dev == p.id.dev && s.id.ino == p.id.ino;
+    });
+    saved->push_back(std::move(p));
+  }
   return std::make_unique<TaildirSource>(config, ctx, std::move(*saved));
 }
 
@@ -176,6 +195,7 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
     slots_.push_back(std::move(s));
   }
   output_.set_listener(this);
+  durable_ = output_.durable();
 }
 
 TaildirSource::~TaildirSource() {
@@ -649,6 +669,10 @@ void TaildirSource::seal() {
     r.file_key = current_file_;
     r.generation = current_generation_;
     r.end_offset = current_ends_[to - 1];
+    if (const File* f = by_key(current_file_)) {
+      r.id = f->id;
+      r.path = f->path;
+    }
     events_.inc(r.batch.size());
     ready_.push_back(std::move(r));
   }
@@ -660,7 +684,19 @@ void TaildirSource::seal() {
 void TaildirSource::flush_ready() {
   while (!ready_.empty() && output_.writable()) {
     Ready& r = ready_.front();
-    const std::uint64_t seq = output_.put(r.batch, {});
+    std::uint64_t seq;
+    if (durable_) {
+      // Stored with the batch by a durable channel: "DEV:INO" -> "FP_LEN FP_HASH OFFSET PATH".
+      const std::string key = fmt::format("{}:{}", static_cast<std::uint64_t>(r.id.dev),
+                                          static_cast<std::uint64_t>(r.id.ino));
+      const std::string value = fmt::format("{} {} {} {} {}", static_cast<std::uint64_t>(r.id.dev),
+                                            static_cast<std::uint64_t>(r.id.ino), r.id.fp_len,
+                                            r.id.fp_hash, r.end_offset) +
+                                " " + r.path;
+      seq = output_.put(r.batch, value, key);
+    } else {
+      seq = output_.put(r.batch, {});
+    }
     pending_.push_back({seq, r.file_key, r.generation, r.end_offset});
     ready_.pop_front();
   }
@@ -786,6 +822,15 @@ void TaildirSource::stop(StopCallback on_stopped) {
   poll_timer_.stop();
   read_queue_.clear();
   for (auto& [key, f] : files_) f->queued = false;
+  // What was read but not taken by a channel is read again after a restart (its offsets were
+  // never saved): a full channel behind a dead sink must not hold the shutdown.
+  const std::size_t dropped = ready_.size() + output_.drop_waiting();
+  ready_.clear();
+  if (dropped > 0) {
+    spdlog::info(
+        "taildir {}: {} batches not taken by the full channel will be read again after a restart",
+        ctx_.name, dropped);
+  }
   // Stopped once no read or scan is in flight and every sealed batch was put.
   stop_waiter_.wait(
       [this] {

@@ -180,8 +180,11 @@ class TaildirSource final : public Source, private OutputListener {
     std::uint64_t file_key;
     std::uint64_t generation;
     std::uint64_t end_offset;
+    FileIdentity id;
+    std::string path;
   };
   std::deque<Ready> ready_;
+  bool durable_ = false;  // the output stores positions with the batches
   Batch current_;
   std::vector<std::uint64_t> current_ends_;  // per event of current_: the checkpoint it completes
   std::uint64_t current_file_ = 0, current_generation_ = 0, current_end_ = 0;

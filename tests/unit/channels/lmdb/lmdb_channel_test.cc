@@ -42,7 +42,7 @@ struct Rig {
   }
   void put(LmdbChannel& ch, Batch b, std::uint64_t seq) {
     const std::size_t before = l.puts.size();
-    ch.put(b, SourceCheckpoint{&l, seq, {}}, l);
+    ch.put(b, SourceCheckpoint{&l, seq, {}, {}}, l);
     REQUIRE(test::run_until(loop, 5s, [&] { return l.puts.size() > before; }));
     REQUIRE(l.puts.back().ok());
   }
@@ -207,7 +207,7 @@ TEST_CASE("lmdb channel: full means back-pressure until a commit frees space", "
     const CursorId cur = *ch->open_cursor("g");
     r.put(*ch, test::make_batch(3, "a"), 1);
     Batch extra = test::make_batch(1, "b");
-    ch->put(extra, SourceCheckpoint{&r.l, 2, {}}, r.l);
+    ch->put(extra, SourceCheckpoint{&r.l, 2, {}, {}}, r.l);
     REQUIRE(r.l.puts.back().code() == Errc::backpressure);
     CHECK(extra.size() == 1);  // untouched
     ch->wait_for_space(r.l);

@@ -30,7 +30,7 @@ struct Fixture final : PutListener, SpaceListener, DataListener, CommitListener,
   void on_safe_in_channel(std::uint64_t seq) noexcept override { safe.push_back(seq); }
 
   Status put(MemoryChannel& ch, Batch b, std::uint64_t seq) {
-    ch.put(b, SourceCheckpoint{this, seq, {}}, *this);
+    ch.put(b, SourceCheckpoint{this, seq, {}, {}}, *this);
     REQUIRE(!put_results.empty());
     return put_results.back();
   }
@@ -177,7 +177,7 @@ TEST_CASE("memory channel put/take/commit does not allocate once warm", "[unit][
     in.clear();
     in.append_range(master, 0, master.size());
     f.put_results.clear();
-    ch.put(in, SourceCheckpoint{&f, 1, {}}, f);
+    ch.put(in, SourceCheckpoint{&f, 1, {}, {}}, f);
     auto l = ch.take(0, out, {256, 1 << 20});
     ch.commit(std::move(*l), f);
   };
