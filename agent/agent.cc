@@ -120,6 +120,7 @@ Status Agent::create_components() {
     Channel* ch = channel(spec.channel);
     SLUICE_ASSERT(ch != nullptr);
     auto cursor = ch->open_cursor(spec.name);
+    if (cursor && spec.config.detach_when_lagging) ch->set_detach_when_lagging(*cursor, true);
     if (!cursor)
       return Status(Errc::config,
                     fmt::format("sink_groups.{}: {}", spec.name, cursor.error().message()));
@@ -351,7 +352,13 @@ void Agent::handle_admin(http::Request& req, http::Responder responder) {
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = metrics_.render();
   } else if (path == "/healthz") {
-    r.body = "ok\n";
+    // Still 200: the agent keeps running; the body names what an operator should look at.
+    std::string problems;
+    for (const auto& c : channels_) {
+      const std::string p = c.channel->health_problem();
+      if (!p.empty()) problems += p + "\n";
+    }
+    r.body = problems.empty() ? "ok\n" : "degraded\n" + problems;
   } else if (path == "/readyz") {
     const bool ready = state_ == State::running;
     r.status = ready ? 200 : 503;

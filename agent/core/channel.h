@@ -134,6 +134,15 @@ class Channel {
   /// Removes the leased events for good. Leases of one cursor commit in the order they were taken.
   virtual void commit(Lease&& lease, CommitListener& done) = 0;
 
+  /// With several sink groups: once the channel is full, drop this cursor's oldest backlog instead
+  /// of blocking the others (`lagging = "detach"`). Ignored by channels with one cursor.
+  virtual void set_detach_when_lagging(CursorId cursor, bool detach) {
+    (void)cursor;
+    (void)detach;
+  }
+  /// Non-empty when the channel keeps running but an operator should look (e.g. quarantined
+  /// records): reported by /healthz.
+  virtual std::string health_problem() const { return {}; }
   /// True if a put survives a crash (and stores its checkpoint with it).
   virtual bool durable() const noexcept { return false; }
   /// The checkpoints stored for keys starting with `prefix` ("SOURCE/"), as (key, position).

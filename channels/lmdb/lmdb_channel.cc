@@ -93,6 +93,10 @@ std::optional<LmdbConfig> LmdbConfig::parse(const ConfigNode& node, ConfigErrors
   if (node.optional("compression_level", level, errors, InRange<std::int64_t>{0, 19})) {
     c.compression_level = static_cast<int>(level);
   }
+  std::string when_full = "block";
+  if (node.optional("when_full", when_full, errors, OneOf{{"block", "drop_oldest"}})) {
+    c.drop_oldest_when_full = when_full == "drop_oldest";
+  }
   node.reject_unknown_keys(errors);
   return errors.size() == before ? std::optional{c} : std::nullopt;
 }
@@ -132,7 +136,11 @@ LmdbChannel::LmdbChannel(const LmdbConfig& config, ChannelContext& ctx,
                                         ctx.labels())),
       quarantined_total_(ctx.metrics.counter(
           "sluice_channel_quarantined_records_total",
-          "Stored records that failed their checksum, moved aside.", ctx.labels())) {
+          "Stored records that failed their checksum, moved aside.", ctx.labels())),
+      dropped_events_(ctx.metrics.counter("sluice_channel_dropped_events_total",
+                                          "Events dropped when full (when_full = \"drop_oldest\", "
+                                          "or a group with lagging = \"detach\").",
+                                          ctx.labels())) {
   load_state();
 }
 
@@ -161,6 +169,8 @@ void LmdbChannel::load_state() {
     if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0) next = std::max(next, seq_of(k) + 1);
     mdb_cursor_close(cur);
   }
+  MDB_stat qs{};
+  if (mdb_stat(txn, quarantine_db_, &qs) == 0) quarantined_ = qs.ms_entries;
   mdb_txn_abort(txn);
   next_seq_ = next;
   durable_seq_ = next - 1;
@@ -202,6 +212,7 @@ void LmdbChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutListe
   const std::uint64_t held = events_ + pending_events_;
   if (held > 0 &&
       (held + n > config_.max_events || bytes_ + pending_bytes_ + raw > config_.max_bytes.bytes)) {
+    drop_oldest();  // only with when_full = "drop_oldest" or a detachable lagging cursor
     backpressure_.inc();
     done.on_put_done(checkpoint.seq, Status(Errc::backpressure, "lmdb channel full"));
     return;
@@ -265,6 +276,12 @@ void LmdbChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutListe
   };
   op.sync = config_.sync == SyncMode::full;
   env_->submit(std::move(op));
+}
+
+std::string LmdbChannel::health_problem() const {
+  if (quarantined_ == 0) return {};
+  return fmt::format("channel {}: {} damaged records moved to quarantine (see the log)", ctx_.name,
+                     quarantined_);
 }
 
 std::vector<std::pair<std::string, std::string>> LmdbChannel::load_checkpoints(
@@ -426,18 +443,35 @@ void LmdbChannel::commit(Lease&& lease, CommitListener& done) {
   lease.release();
   Cursor& c = cursors_[l.cursor];
   c.committed = std::max(c.committed, l.last + 1);
+  CommitListener* listener = &done;
+  store_and_delete({l.cursor}, [this, token, listener, committed_events](Status st) {
+    if (st.ok()) committed_events_.inc(committed_events);
+    listener->on_committed(token, std::move(st));
+  });
+}
+
+// Stores the positions of `changed` cursors and deletes the records every cursor has passed, in
+// one writer round; then updates the totals, calls `then` and wakes waiting sources.
+void LmdbChannel::store_and_delete(const std::vector<CursorId>& changed,
+                                   std::function<void(Status)> then) {
   const std::uint64_t below = min_committed();
   const std::uint64_t from = deleted_below_;
   deleted_below_ = std::max(deleted_below_, below);
+  std::vector<std::pair<std::string, std::uint64_t>> positions;
+  for (CursorId id : changed)
+    positions.emplace_back(meta_key("cursor:" + cursors_[id].group), cursors_[id].committed);
   LmdbEnv::Op op;
   const MDB_dbi records = records_, meta = meta_;
-  const std::string cursor_key = meta_key("cursor:" + c.group), stats_key = meta_key("stats");
-  const std::uint64_t position = c.committed;
+  const std::string stats_key = meta_key("stats");
   auto removed = std::make_shared<std::pair<std::uint64_t, std::uint64_t>>(0, 0);
   op.apply = [=](MDB_txn* txn) {
-    int rc = put_u64s(txn, meta, cursor_key, &position, 1);
-    if (rc != 0 || from >= below) return rc;
-    // Delete what every cursor has committed.
+    int rc = 0;
+    for (const auto& [key, position] : positions) {
+      rc = put_u64s(txn, meta, key, &position, 1);
+      if (rc != 0) return rc;
+    }
+    *removed = {0, 0};
+    if (from >= below) return 0;
     MDB_cursor* cur = nullptr;
     rc = mdb_cursor_open(txn, records, &cur);
     if (rc != 0) return rc;
@@ -452,9 +486,9 @@ void LmdbChannel::commit(Lease&& lease, CommitListener& done) {
       bytes += v.mv_size;
       rc = mdb_cursor_del(cur, 0);
       if (rc != 0) break;
-      get = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
-      if (get == MDB_NOTFOUND || get != 0) get = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
       // After a delete the cursor points at the next record; MDB_GET_CURRENT returns it.
+      get = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+      if (get != 0) get = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
     if (rc != 0) return rc;
@@ -462,20 +496,74 @@ void LmdbChannel::commit(Lease&& lease, CommitListener& done) {
     return add_stats(txn, meta, stats_key, -static_cast<std::int64_t>(events),
                      -static_cast<std::int64_t>(bytes));
   };
-  CommitListener* listener = &done;
-  op.done = [this, token, listener, removed, committed_events](Status st) {
+  op.done = [this, removed, then = std::move(then)](Status st) {
     if (st.ok()) {
       events_ -= std::min(events_, removed->first);
       bytes_ -= std::min(bytes_, removed->second);
-      committed_events_.inc(committed_events);
       events_gauge_.set(static_cast<std::int64_t>(events_));
       bytes_gauge_.set(static_cast<std::int64_t>(bytes_));
     }
-    listener->on_committed(token, std::move(st));
+    if (then) then(std::move(st));
     notify_space();
   };
   op.sync = config_.sync == SyncMode::full;
   env_->submit(std::move(op));
+}
+
+// Full, with when_full = "drop_oldest" or a lagging cursor that may be detached: moves the chosen
+// cursors past the oldest record so that it can be deleted, and counts what they lost.
+bool LmdbChannel::drop_oldest() {
+  if (dropping_) return true;  // a drop is on its way; its completion wakes the source
+  const std::uint64_t oldest = min_committed();
+  if (oldest >= next_seq_) return false;
+  std::vector<CursorId> chosen;
+  for (CursorId id = 0; id < cursors_.size(); ++id) {
+    const Cursor& c = cursors_[id];
+    if (c.committed != oldest) continue;
+    if (config_.drop_oldest_when_full || c.detach_when_lagging) chosen.push_back(id);
+  }
+  // Without drop_oldest, only detached cursors move; if another cursor also sits at the oldest
+  // record, nothing can be freed this way.
+  for (CursorId id = 0; id < cursors_.size(); ++id) {
+    if (cursors_[id].committed == oldest &&
+        std::find(chosen.begin(), chosen.end(), id) == chosen.end())
+      return false;
+  }
+  if (chosen.empty()) return false;
+  // The oldest stored record and its event count.
+  std::uint64_t record = 0, events = 0;
+  {
+    std::lock_guard lock(env_->read_mutex());
+    MDB_txn* txn = nullptr;
+    if (mdb_txn_begin(env_->env(), nullptr, MDB_RDONLY, &txn) != 0) return false;
+    MDB_cursor* cur = nullptr;
+    if (mdb_cursor_open(txn, records_, &cur) == 0) {
+      const std::string start = key_of(oldest);
+      MDB_val k = val_of(start), v{};
+      if (mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0) {
+        record = seq_of(k);
+        RecordInfo info;
+        if (peek_record({static_cast<const char*>(v.mv_data), v.mv_size}, info))
+          events = info.events;
+      }
+      mdb_cursor_close(cur);
+    }
+    mdb_txn_abort(txn);
+  }
+  if (record == 0 || record > durable_seq_) return false;
+  for (CursorId id : chosen) {
+    Cursor& c = cursors_[id];
+    c.committed = record + 1;
+    c.taken = std::max(c.taken, c.committed);
+    spdlog::warn(
+        "lmdb channel {}: full; dropped {} of the oldest events for sink group {} ({})", ctx_.name,
+        events, c.group,
+        config_.drop_oldest_when_full ? "when_full = \"drop_oldest\"" : "lagging = \"detach\"");
+  }
+  dropped_events_.inc(events * chosen.size());
+  dropping_ = true;
+  store_and_delete(chosen, [this](Status) { dropping_ = false; });
+  return true;
 }
 
 void LmdbChannel::rollback(const Lease& lease) noexcept {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -20,7 +21,8 @@ struct LmdbConfig {
   std::uint32_t transaction_events = 1'000;
   SyncMode sync = SyncMode::full;
   std::chrono::milliseconds sync_interval{1000};
-  int compression_level = 1;  // zstd; 0 stores records uncompressed
+  int compression_level = 1;           // zstd; 0 stores records uncompressed
+  bool drop_oldest_when_full = false;  // when_full = "drop_oldest"
   static std::optional<LmdbConfig> parse(const ConfigNode& node, ConfigErrors& errors);
 };
 
@@ -54,6 +56,10 @@ class LmdbChannel final : public Channel {
   std::uint64_t events() const noexcept override { return events_; }
   std::uint64_t bytes() const noexcept override { return bytes_; }
   std::uint64_t quarantined() const noexcept { return quarantined_; }
+  void set_detach_when_lagging(CursorId cursor, bool detach) override {
+    cursors_[cursor].detach_when_lagging = detach;
+  }
+  std::string health_problem() const override;
 
  protected:
   void rollback(const Lease& lease) noexcept override;
@@ -64,6 +70,7 @@ class LmdbChannel final : public Channel {
     std::uint64_t committed = 1;  // every record below is done for this cursor
     std::uint64_t taken = 1;      // next record to lease
     DataListener* waiter = nullptr;
+    bool detach_when_lagging = false;
   };
   struct Leased {
     CursorId cursor;
@@ -80,6 +87,8 @@ class LmdbChannel final : public Channel {
   void notify_data();
   void notify_space();
   void quarantine(std::uint64_t seq);
+  void store_and_delete(const std::vector<CursorId>& changed, std::function<void(Status)> then);
+  bool drop_oldest();
   std::uint64_t min_committed() const;
   std::string meta_key(std::string_view what) const;
 
@@ -101,6 +110,7 @@ class LmdbChannel final : public Channel {
   Batch decoded_;
   std::string scratch_;
   std::uint64_t quarantined_ = 0;
+  bool dropping_ = false;
 
   Gauge& events_gauge_;
   Gauge& bytes_gauge_;
@@ -108,6 +118,7 @@ class LmdbChannel final : public Channel {
   Counter& committed_events_;
   Counter& backpressure_;
   Counter& quarantined_total_;
+  Counter& dropped_events_;
 };
 
 }  // namespace sluice::channels

@@ -28,6 +28,7 @@ struct GroupConfig {
   ByteSize batch_bytes{4ULL << 20};
   std::chrono::nanoseconds max_penalty = std::chrono::seconds(30);
   std::chrono::nanoseconds penalty_base = std::chrono::seconds(1);
+  bool detach_when_lagging = false;  // lagging = "detach"
   /// Reads the keys above; the caller rejects unknown keys.
   static bool parse(const ConfigNode& node, ConfigErrors& errors, GroupConfig& out);
 };

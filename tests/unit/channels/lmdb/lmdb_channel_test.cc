@@ -219,3 +219,56 @@ TEST_CASE("lmdb channel: full means back-pressure until a commit frees space", "
   }
   REQUIRE(r.loop.close() == 0);
 }
+
+TEST_CASE("lmdb channel: when_full = drop_oldest drops the oldest record and counts it",
+          "[unit][lmdb]") {
+  Rig r;
+  {
+    auto ch = r.open(LmdbConfig{.max_events = 4, .drop_oldest_when_full = true});
+    const CursorId cur = *ch->open_cursor("g");
+    r.put(*ch, test::make_batch(2, "old"), 1);
+    r.put(*ch, test::make_batch(2, "mid"), 2);
+    Batch extra = test::make_batch(2, "new");
+    ch->put(extra, SourceCheckpoint{&r.l, 3, {}, {}}, r.l);
+    CHECK(r.l.puts.back().code() == Errc::backpressure);  // the source waits for the drop
+    ch->wait_for_space(r.l);
+    REQUIRE(test::run_until(r.loop, 5s, [&] { return r.l.space == 1; }));
+    r.put(*ch, std::move(extra), 3);
+    Batch out;
+    auto lease = ch->take(cur, out, {100, 1 << 20});
+    CHECK(bodies(out) == std::vector<std::string>{"mid0", "mid1", "new0", "new1"});
+    double dropped = 0;
+    REQUIRE(r.metrics.find("sluice_channel_dropped_events_total", r.ctx.labels(), dropped));
+    CHECK(dropped == 2);
+  }
+  REQUIRE(r.loop.close() == 0);
+}
+
+TEST_CASE("lmdb channel: a lagging cursor with detach loses its oldest backlog, the other goes on",
+          "[unit][lmdb]") {
+  Rig r;
+  {
+    auto ch = r.open(LmdbConfig{.max_events = 4});
+    const CursorId live = *ch->open_cursor("live");
+    const CursorId dead = *ch->open_cursor("dead");
+    r.put(*ch, test::make_batch(2, "a"), 1);
+    r.put(*ch, test::make_batch(2, "b"), 2);
+    Batch out;
+    auto l = ch->take(live, out, {100, 1 << 20});
+    r.commit(*ch, std::move(*l));
+    Batch extra = test::make_batch(2, "c");
+    ch->put(extra, SourceCheckpoint{&r.l, 3, {}, {}}, r.l);
+    CHECK(r.l.puts.back().code() == Errc::backpressure);  // blocked: "dead" holds everything
+    ch->set_detach_when_lagging(dead, true);
+    ch->put(extra, SourceCheckpoint{&r.l, 3, {}, {}}, r.l);
+    ch->wait_for_space(r.l);
+    REQUIRE(test::run_until(r.loop, 5s, [&] { return r.l.space == 1; }));
+    r.put(*ch, std::move(extra), 3);
+    auto d = ch->take(dead, out, {100, 1 << 20});
+    CHECK(bodies(out) ==
+          std::vector<std::string>{"b0", "b1", "c0", "c1"});  // "a" was dropped for it
+    auto lv = ch->take(live, out, {100, 1 << 20});
+    CHECK(bodies(out) == std::vector<std::string>{"c0", "c1"});
+  }
+  REQUIRE(r.loop.close() == 0);
+}
