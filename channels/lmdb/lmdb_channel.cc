@@ -86,9 +86,6 @@ std::optional<LmdbConfig> LmdbConfig::parse(const ConfigNode& node, ConfigErrors
              : sync == "none"   ? SyncMode::none
                                 : SyncMode::full;
   }
-  node.optional(
-      "sync_interval", c.sync_interval, errors,
-      InRange<std::chrono::milliseconds>{std::chrono::milliseconds(10), std::chrono::minutes(10)});
   std::int64_t level = c.compression_level;
   if (node.optional("compression_level", level, errors, InRange<std::int64_t>{0, 19})) {
     c.compression_level = static_cast<int>(level);

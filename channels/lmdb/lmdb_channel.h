@@ -19,8 +19,7 @@ struct LmdbConfig {
   ByteSize max_bytes{1ULL << 30};
   std::uint64_t max_events = 10'000'000;
   std::uint32_t transaction_events = 1'000;
-  SyncMode sync = SyncMode::full;
-  std::chrono::milliseconds sync_interval{1000};
+  SyncMode sync = SyncMode::full;      // periodic: the environment fsyncs every second
   int compression_level = 1;           // zstd; 0 stores records uncompressed
   bool drop_oldest_when_full = false;  // when_full = "drop_oldest"
   static std::optional<LmdbConfig> parse(const ConfigNode& node, ConfigErrors& errors);

@@ -130,20 +130,26 @@ TEST_CASE("lmdb: a full channel pauses the source with the sink down, then drain
   const std::string logs = tmp.file("logs"), state = tmp.file("state");
   fs::create_directories(logs);
   fs::create_directories(state);
-  append_numbers(logs + "/app.log", 1, 20000);
+  {
+    std::string lines;  // 20,000 lines of 200 bytes: about 4 MB, four times max_bytes
+    for (int i = 1; i <= 20000; ++i)
+      lines += std::to_string(i) + " " + std::string(193, 'x') + "\n";
+    write_file(logs + "/app.log", lines);
+  }
   const std::string paths = "[\"" + logs + "/*.log\"]";
   std::string conf;
   {
     AgentProcess agent(
         "taildir_lmdb.toml",
-        lmdb_options(paths, "/dev/full", state, "max_events = 5000\ntransaction_events = 500"));
+        lmdb_options(paths, "/dev/full", state,
+                     "max_bytes = \"1MiB\"\ntransaction_events = 500\ncompression_level = 0"));
     REQUIRE(agent.wait_ready());
     REQUIRE(eventually(10s, [&] {
       return agent.metric(R"(sluice_channel_backpressure_total{component="durable",type="lmdb"})")
                  .value_or(0) > 0;
     }));
-    CHECK(agent.metric(R"(sluice_channel_events{component="durable",type="lmdb"})").value_or(0) <=
-          5000.0);
+    CHECK(agent.metric(R"(sluice_channel_bytes{component="durable",type="lmdb"})").value_or(1e12) <=
+          double(1 << 20));
     CHECK(
         agent.metric(R"(sluice_taildir_lag_bytes{component="tail",type="taildir",group="default"})")
             .value_or(0) > 0.0);
@@ -152,7 +158,8 @@ TEST_CASE("lmdb: a full channel pauses the source with the sink down, then drain
   const std::string out = tmp.file("out.log");
   AgentProcess agent(
       "taildir_lmdb.toml",
-      lmdb_options(paths, out, state, "max_events = 5000\ntransaction_events = 500"));
+      lmdb_options(paths, out, state,
+                   "max_bytes = \"1MiB\"\ntransaction_events = 500\ncompression_level = 0"));
   REQUIRE(agent.wait_ready());
   REQUIRE(eventually(30s, [&] {
     const auto v = numbers_of(read_file(out));
@@ -221,6 +228,12 @@ TEST_CASE("lmdb: two sink groups on one channel, one dead: the other keeps deliv
     REQUIRE(eventually(20s, [&] { return count_lines(tmp.file("good.log")) == 5000; }));
     CHECK(agent.metric(R"(sluice_channel_events{component="durable",type="lmdb"})") ==
           5000.0);  // held for "bad"
+    // Inspection is safe while the agent runs.
+    write_file(tmp.file("inspect.toml"), read_file(agent.config_path()));
+    auto [scode, stats] = run_sluice({"channel", "stats", "-c", tmp.file("inspect.toml")});
+    CHECK(scode == 0);
+    CHECK(stats.find("channel durable: 5000 events") == 0);
+    CHECK(stats.find("  cursor good: 0 records behind") != std::string::npos);
     CHECK(agent.metric(R"(sluice_sink_events_total{component="bad",type="file",outcome="retry"})")
               .value_or(0) > 0);
     CHECK(agent.terminate() == 0);
@@ -323,4 +336,17 @@ TEST_CASE("exec -> lmdb: kill -9 loses only what the child printed after the las
   WARN(kills << " kills: " << v.size() << " lines committed, " << missing
              << " printed but not yet committed at a kill, in " << gaps << " runs");
   CHECK(gaps <= static_cast<std::size_t>(kills));
+}
+
+TEST_CASE("lmdb: an environment that cannot be opened is a clear start-up error",
+          "[integration][lmdb]") {
+  TempDir tmp;
+  const std::string state = tmp.file("state");
+  fs::create_directories(state + "/data");
+  write_file(state + "/data/lmdb", "not a directory");
+  AgentProcess agent("lmdb_groups.toml", groups_options("true", tmp.file("good.log"), state));
+  CHECK(agent.wait_exit(10s) == 1);
+  CHECK(agent.stderr_text().find(
+            "cannot start: channels.durable: cannot open the LMDB environment in " + state +
+            "/data/lmdb: ") != std::string::npos);
 }
