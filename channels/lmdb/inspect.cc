@@ -103,9 +103,30 @@ Status print_channel_stats(const std::string& data_dir, const std::string& name,
             if (v.mv_size == 8) std::memcpy(&committed, v.mv_data, 8);
             const std::uint64_t behind =
                 next > std::max(committed, first) ? next - std::max(committed, first) : 0;
-            std::fprintf(out, "  cursor %.*s: %llu records behind\n",
+            std::string age = "-";
+            MDB_cursor* rcur = nullptr;
+            if (behind > 0 && mdb_cursor_open(txn, records, &rcur) == 0) {
+              std::string start(8, '\0');
+              std::uint64_t seq = std::max(committed, first);
+              for (int b = 7; b >= 0; --b, seq >>= 8)
+                start[static_cast<std::size_t>(b)] = static_cast<char>(seq & 0xff);
+              MDB_val rk{start.size(), start.data()}, rv{};
+              Batch batch;
+              std::string scratch;
+              if (mdb_cursor_get(rcur, &rk, &rv, MDB_SET_RANGE) == 0 &&
+                  decode_record({static_cast<const char*>(rv.mv_data), rv.mv_size}, batch, scratch)
+                      .ok() &&
+                  !batch.empty()) {
+                age = fmt::format(
+                    "{:.1f}s",
+                    static_cast<double>(wall_clock_ns() - batch[0].timestamp_ns()) / 1e9);
+              }
+              mdb_cursor_close(rcur);
+            }
+            std::fprintf(out,
+                         "  cursor %.*s: %llu records behind, oldest event not committed %s old\n",
                          static_cast<int>(key.size() - prefix.size()), key.data() + prefix.size(),
-                         static_cast<unsigned long long>(behind));
+                         static_cast<unsigned long long>(behind), age.c_str());
             rc = mdb_cursor_get(cur, &ck, &v, MDB_NEXT);
           }
           mdb_cursor_close(cur);

@@ -180,19 +180,25 @@ Result<CursorId> LmdbChannel::open_cursor(std::string_view group) {
   Cursor c;
   c.group = std::string(group);
   c.committed = deleted_below_;
+  bool stored_position = false;
   {
     std::lock_guard lock(env_->read_mutex());
     MDB_txn* txn = nullptr;
     if (mdb_txn_begin(env_->env(), nullptr, MDB_RDONLY, &txn) == 0) {
       std::uint64_t stored = 0;
-      if (get_u64s(txn, meta_, meta_key("cursor:" + c.group), &stored, 1))
+      if (get_u64s(txn, meta_, meta_key("cursor:" + c.group), &stored, 1)) {
         c.committed = std::max(stored, deleted_below_);
+        stored_position = true;
+      }
       mdb_txn_abort(txn);
     }
   }
   c.taken = c.committed;  // leases open at a crash are delivered again
   cursors_.push_back(std::move(c));
-  return static_cast<CursorId>(cursors_.size() - 1);
+  const auto id = static_cast<CursorId>(cursors_.size() - 1);
+  // A new cursor's position is stored at once, so that `sluice channel stats` lists it.
+  if (!stored_position) store_and_delete({id}, {});
+  return id;
 }
 
 void LmdbChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutListener& done) {
@@ -356,8 +362,10 @@ Result<Lease> LmdbChannel::take(CursorId cursor, Batch& out, TakeLimits limits) 
       Status st =
           decode_record({static_cast<const char*>(v.mv_data), v.mv_size}, decoded_, scratch_);
       if (!st.ok()) {
-        spdlog::error("lmdb channel {}: record {} is damaged ({}); moving it to quarantine",
-                      ctx_.name, seq, st.message());
+        if (quarantined_seqs_.count(seq) == 0) {
+          spdlog::error("lmdb channel {}: record {} is damaged ({}); moving it to quarantine",
+                        ctx_.name, seq, st.message());
+        }
         bad.push_back(seq);
         skipped_to = seq;
       } else {
@@ -390,6 +398,8 @@ Result<Lease> LmdbChannel::take(CursorId cursor, Batch& out, TakeLimits limits) 
 }
 
 void LmdbChannel::quarantine(std::uint64_t seq) {
+  // Several cursors may meet the same damaged record before it is moved: count and move it once.
+  if (!quarantined_seqs_.insert(seq).second) return;
   ++quarantined_;
   quarantined_total_.inc();
   LmdbEnv::Op op;

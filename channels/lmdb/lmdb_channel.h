@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -109,6 +110,7 @@ class LmdbChannel final : public Channel {
   Batch decoded_;
   std::string scratch_;
   std::uint64_t quarantined_ = 0;
+  std::set<std::uint64_t> quarantined_seqs_;
   bool dropping_ = false;
 
   Gauge& events_gauge_;

@@ -121,7 +121,8 @@ TEST_CASE("taildir -> lmdb: kill -9 while writing keeps every line exactly once 
   auto [s2code, stats2] = run_sluice({"channel", "stats", "-c", tmp.file("dump.toml")});
   CHECK(s2code == 0);
   CHECK(stats2.find("channel durable: 0 events, 0 bytes, 0 records") == 0);
-  CHECK(stats2.find("  cursor out: 0 records behind") != std::string::npos);
+  CHECK(stats2.find("  cursor out: 0 records behind, oldest event not committed - old") !=
+        std::string::npos);
 }
 
 TEST_CASE("lmdb: a full channel pauses the source with the sink down, then drains",
@@ -233,7 +234,10 @@ TEST_CASE("lmdb: two sink groups on one channel, one dead: the other keeps deliv
     auto [scode, stats] = run_sluice({"channel", "stats", "-c", tmp.file("inspect.toml")});
     CHECK(scode == 0);
     CHECK(stats.find("channel durable: 5000 events") == 0);
-    CHECK(stats.find("  cursor good: 0 records behind") != std::string::npos);
+    CHECK(stats.find("  cursor good: 0 records behind, oldest event not committed - old") !=
+          std::string::npos);
+    CHECK(stats.find("  cursor bad: ") != std::string::npos);
+    CHECK(stats.find("  cursor bad: 0 records") == std::string::npos);
     CHECK(agent.metric(R"(sluice_sink_events_total{component="bad",type="file",outcome="retry"})")
               .value_or(0) > 0);
     CHECK(agent.terminate() == 0);
