@@ -120,17 +120,7 @@ LmdbChannel::LmdbChannel(const LmdbConfig& config, ChannelContext& ctx,
       records_(records),
       meta_(meta),
       quarantine_db_(quarantine),
-      events_gauge_(
-          ctx.metrics.gauge("sluice_channel_events", "Events held by the channel.", ctx.labels())),
-      bytes_gauge_(
-          ctx.metrics.gauge("sluice_channel_bytes", "Bytes held by the channel.", ctx.labels())),
-      put_events_(ctx.metrics.counter("sluice_channel_put_events_total", "Events stored by puts.",
-                                      ctx.labels())),
-      committed_events_(ctx.metrics.counter("sluice_channel_committed_events_total",
-                                            "Events removed by sink group commits.", ctx.labels())),
-      backpressure_(ctx.metrics.counter("sluice_channel_backpressure_total",
-                                        "Puts refused because the channel was full.",
-                                        ctx.labels())),
+      metrics_(ctx, config.max_events, config.max_bytes.bytes),
       quarantined_total_(ctx.metrics.counter(
           "sluice_channel_quarantined_records_total",
           "Stored records that failed their checksum, moved aside.", ctx.labels())),
@@ -172,8 +162,7 @@ void LmdbChannel::load_state() {
   next_seq_ = next;
   durable_seq_ = next - 1;
   if (deleted_below_ == 1 && events_ == 0) deleted_below_ = next;
-  events_gauge_.set(static_cast<std::int64_t>(events_));
-  bytes_gauge_.set(static_cast<std::int64_t>(bytes_));
+  metrics_.held(events_, bytes_);
 }
 
 Result<CursorId> LmdbChannel::open_cursor(std::string_view group) {
@@ -216,7 +205,7 @@ void LmdbChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutListe
   if (held > 0 &&
       (held + n > config_.max_events || bytes_ + pending_bytes_ + raw > config_.max_bytes.bytes)) {
     drop_oldest();  // only with when_full = "drop_oldest" or a detachable lagging cursor
-    backpressure_.inc();
+    metrics_.backpressure.inc();
     done.on_put_done(checkpoint.seq, Status(Errc::backpressure, "lmdb channel full"));
     return;
   }
@@ -270,9 +259,8 @@ void LmdbChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutListe
     events_ += n;
     bytes_ += *stored;
     durable_seq_ = std::max(durable_seq_, seq);
-    put_events_.inc(n);
-    events_gauge_.set(static_cast<std::int64_t>(events_));
-    bytes_gauge_.set(static_cast<std::int64_t>(bytes_));
+    metrics_.put_events.inc(n);
+    metrics_.held(events_, bytes_);
     listener->on_put_done(cp_seq, Status());
     if (safe != nullptr) safe->on_safe_in_channel(cp_seq);  // safe at durable put
     notify_data();
@@ -428,8 +416,7 @@ void LmdbChannel::quarantine(std::uint64_t seq) {
     if (!st.ok()) return;
     events_ -= std::min(events_, removed->first);
     bytes_ -= std::min(bytes_, removed->second);
-    events_gauge_.set(static_cast<std::int64_t>(events_));
-    bytes_gauge_.set(static_cast<std::int64_t>(bytes_));
+    metrics_.held(events_, bytes_);
   };
   env_->submit(std::move(op));
 }
@@ -452,7 +439,7 @@ void LmdbChannel::commit(Lease&& lease, CommitListener& done) {
   c.committed = std::max(c.committed, l.last + 1);
   CommitListener* listener = &done;
   store_and_delete({l.cursor}, [this, token, listener, committed_events](Status st) {
-    if (st.ok()) committed_events_.inc(committed_events);
+    if (st.ok()) metrics_.committed_events.inc(committed_events);
     listener->on_committed(token, std::move(st));
   });
 }
@@ -507,8 +494,7 @@ void LmdbChannel::store_and_delete(const std::vector<CursorId>& changed,
     if (st.ok()) {
       events_ -= std::min(events_, removed->first);
       bytes_ -= std::min(bytes_, removed->second);
-      events_gauge_.set(static_cast<std::int64_t>(events_));
-      bytes_gauge_.set(static_cast<std::int64_t>(bytes_));
+      metrics_.held(events_, bytes_);
     }
     if (then) then(std::move(st));
     notify_space();
@@ -578,6 +564,7 @@ void LmdbChannel::rollback(const Lease& lease) noexcept {
   if (it == leases_.end()) return;
   Cursor& c = cursors_[it->second.cursor];
   c.taken = std::min(c.taken, it->second.first);
+  metrics_.rollback_events.inc(lease.events());
   leases_.erase(it);
   notify_data();
 }

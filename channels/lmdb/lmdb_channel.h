@@ -11,6 +11,7 @@
 
 #include "agent/config/config_node.h"
 #include "agent/core/channel.h"
+#include "agent/core/channel_metrics.h"
 #include "agent/core/context.h"
 #include "channels/lmdb/lmdb_env.h"
 
@@ -113,11 +114,7 @@ class LmdbChannel final : public Channel {
   std::set<std::uint64_t> quarantined_seqs_;
   bool dropping_ = false;
 
-  Gauge& events_gauge_;
-  Gauge& bytes_gauge_;
-  Counter& put_events_;
-  Counter& committed_events_;
-  Counter& backpressure_;
+  ChannelMetrics metrics_;
   Counter& quarantined_total_;
   Counter& dropped_events_;
 };

@@ -30,24 +30,7 @@ MemoryChannel::MemoryChannel(const MemoryConfig& config, ChannelContext& ctx)
     : config_(config),
       loop_(ctx.loop),
       ring_(16),
-      events_gauge_(
-          ctx.metrics.gauge("sluice_channel_events", "Events held by the channel.", ctx.labels())),
-      bytes_gauge_(
-          ctx.metrics.gauge("sluice_channel_bytes", "Bytes held by the channel.", ctx.labels())),
-      put_events_(ctx.metrics.counter("sluice_channel_put_events_total", "Events stored by puts.",
-                                      ctx.labels())),
-      committed_events_(ctx.metrics.counter("sluice_channel_committed_events_total",
-                                            "Events removed by sink group commits.", ctx.labels())),
-      rollback_events_(ctx.metrics.counter("sluice_channel_rollback_events_total",
-                                           "Leased events returned to the head.", ctx.labels())),
-      backpressure_(ctx.metrics.counter("sluice_channel_backpressure_total",
-                                        "Puts refused because the channel was full.",
-                                        ctx.labels())) {
-  ctx.metrics.gauge("sluice_channel_capacity_events", "The channel's max_events.", ctx.labels())
-      .set(static_cast<std::int64_t>(config.max_events));
-  ctx.metrics.gauge("sluice_channel_capacity_bytes", "The channel's max_bytes.", ctx.labels())
-      .set(static_cast<std::int64_t>(config.max_bytes.bytes));
-}
+      metrics_(ctx, config.max_events, config.max_bytes.bytes) {}
 
 Result<std::unique_ptr<MemoryChannel>> MemoryChannel::create(const MemoryConfig& config,
                                                              ChannelContext& ctx) {
@@ -86,7 +69,7 @@ void MemoryChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutLis
   const bool fits =
       events() + n <= config_.max_events && bytes_ + batch.bytes() <= config_.max_bytes.bytes;
   if (!fits && events() > 0) {
-    backpressure_.inc();
+    metrics_.backpressure.inc();
     done.on_put_done(checkpoint.seq, Status(Errc::backpressure, "memory channel full"));
     return;
   }
@@ -100,7 +83,7 @@ void MemoryChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutLis
   c.seq = checkpoint.seq;
   put_total_ += n;
   bytes_ += c.batch.bytes();
-  put_events_.inc(n);
+  metrics_.put_events.inc(n);
   update_gauges();
   done.on_put_done(checkpoint.seq, Status());
   if (data_waiter_ != nullptr && !data_task_pending_ && taken_total_ < put_total_) {
@@ -171,7 +154,7 @@ void MemoryChannel::commit(Lease&& lease, CommitListener& done) {
   const std::uint64_t token = lease.token();
   lease.release();
   committed_total_ += lease.events();
-  committed_events_.inc(lease.events());
+  metrics_.committed_events.inc(lease.events());
   bytes_ -= lease.bytes();
   // Release fully committed chunks, oldest first; each one's batch is now safe for its source.
   while (count_ > 0) {
@@ -206,7 +189,7 @@ void MemoryChannel::rollback(const Lease& lease) noexcept {
   // Everything taken from the lease's first event on returns to the head: later leases of the
   // cursor are rolled back first by the group, and the events never left their chunks.
   if (lease.token() >= taken_total_) return;
-  rollback_events_.inc(taken_total_ - lease.token());
+  metrics_.rollback_events.inc(taken_total_ - lease.token());
   taken_total_ = lease.token();
   take_chunk_ = 0;
   while (take_chunk_ < count_) {
@@ -220,9 +203,6 @@ void MemoryChannel::rollback(const Lease& lease) noexcept {
   }
 }
 
-void MemoryChannel::update_gauges() noexcept {
-  events_gauge_.set(static_cast<std::int64_t>(events()));
-  bytes_gauge_.set(static_cast<std::int64_t>(bytes_));
-}
+void MemoryChannel::update_gauges() noexcept { metrics_.held(events(), bytes_); }
 
 }  // namespace sluice::channels

@@ -7,6 +7,7 @@
 
 #include "agent/config/config_node.h"
 #include "agent/core/channel.h"
+#include "agent/core/channel_metrics.h"
 #include "agent/core/context.h"
 
 namespace sluice::channels {
@@ -71,12 +72,7 @@ class MemoryChannel final : public Channel {
   DataListener* data_waiter_ = nullptr;
   bool data_task_pending_ = false;
 
-  Gauge& events_gauge_;
-  Gauge& bytes_gauge_;
-  Counter& put_events_;
-  Counter& committed_events_;
-  Counter& rollback_events_;
-  Counter& backpressure_;
+  ChannelMetrics metrics_;
 };
 
 }  // namespace sluice::channels

@@ -24,11 +24,6 @@ bool is_sequence(const std::vector<std::string>& lines, std::size_t n) {
   return true;
 }
 
-std::size_t count_lines(const std::string& path) {
-  const std::string s = read_file(path);
-  return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
-}
-
 AgentProcess::Options exec_options(const std::string& command, const std::string& out,
                                    std::string max_events = "10000",
                                    std::string shutdown_timeout = "10s",

@@ -20,15 +20,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void append_numbers(const std::string& path, long first, long last) {
-  std::string s;
-  for (long i = first; i <= last; ++i) s += std::to_string(i) + "\n";
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  REQUIRE(fd >= 0);
-  REQUIRE(::write(fd, s.data(), s.size()) == static_cast<ssize_t>(s.size()));
-  ::close(fd);
-}
-
 AgentProcess::Options lmdb_options(const std::string& paths, const std::string& out,
                                    const std::string& state,
                                    const std::string& channel_extra = "") {
@@ -36,14 +27,6 @@ AgentProcess::Options lmdb_options(const std::string& paths, const std::string& 
   o.vars = {{"PATHS", paths}, {"OUT", out}, {"CHANNEL_EXTRA", channel_extra}};
   o.dir = state;
   return o;
-}
-
-std::vector<long> numbers_of(const std::string& text) {
-  std::vector<long> v;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) v.push_back(std::stol(line));
-  return v;
 }
 
 }  // namespace
@@ -182,11 +165,6 @@ AgentProcess::Options groups_options(const std::string& command, const std::stri
             {"BAD_EXTRA", bad_extra}};
   o.dir = state;
   return o;
-}
-
-std::size_t count_lines(const std::string& path) {
-  const std::string s = read_file(path);
-  return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
 }
 
 // Flips one byte in the middle of the `index`-th record (0-based) of an lmdb channel, with the

@@ -26,21 +26,6 @@ AgentProcess::Options tail_options(const std::string& paths, const std::string& 
   return o;
 }
 
-std::size_t count_lines(const std::string& path) {
-  const std::string s = read_file(path);
-  return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
-}
-
-// Appends lines "first".."last" (numbers) to `path`.
-void append_numbers(const std::string& path, long first, long last) {
-  std::string s;
-  for (long i = first; i <= last; ++i) s += std::to_string(i) + "\n";
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  REQUIRE(fd >= 0);
-  REQUIRE(::write(fd, s.data(), s.size()) == static_cast<ssize_t>(s.size()));
-  ::close(fd);
-}
-
 struct Tally {
   std::size_t lines = 0, unique = 0, missing = 0, repeats = 0;
 };

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
@@ -169,6 +170,27 @@ std::vector<std::string> read_lines(const std::string& path) {
   std::string line;
   while (std::getline(in, line)) lines.push_back(line);
   return lines;
+}
+
+void append_numbers(const std::string& path, long first, long last) {
+  std::string s;
+  for (long i = first; i <= last; ++i) s += std::to_string(i) + "\n";
+  std::ofstream out(path, std::ios::binary | std::ios::app);
+  out.write(s.data(), static_cast<std::streamsize>(s.size()));
+  SLUICE_ASSERT(out.good());
+}
+
+std::size_t count_lines(const std::string& path) {
+  const std::string s = read_file(path);
+  return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
+}
+
+std::vector<long> numbers_of(const std::string& text) {
+  std::vector<long> v;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) v.push_back(std::stol(line));
+  return v;
 }
 
 Batch make_batch(std::size_t n, std::string_view prefix, std::size_t first) {

@@ -109,6 +109,13 @@ std::string read_file(const std::string& path);
 void write_file(const std::string& path, std::string_view content);
 std::vector<std::string> read_lines(const std::string& path);
 
+/// Appends lines "first".."last" (decimal numbers) to `path`, creating it.
+void append_numbers(const std::string& path, long first, long last);
+/// Newline characters in the file.
+std::size_t count_lines(const std::string& path);
+/// The number at the start of each line of `text`.
+std::vector<long> numbers_of(const std::string& text);
+
 /// Makes a batch of `n` events whose bodies are `prefix` followed by the event's index.
 Batch make_batch(std::size_t n, std::string_view prefix = "event-", std::size_t first = 0);
 
