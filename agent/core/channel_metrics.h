@@ -1,9 +1,11 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "agent/core/context.h"
 #include "agent/core/metrics.h"
+#include "agent/core/status.h"
 
 namespace sluice {
 
@@ -28,6 +30,13 @@ struct ChannelMetrics {
         .set(static_cast<std::int64_t>(max_events));
     ctx.metrics.gauge("sluice_channel_capacity_bytes", "The channel's max_bytes.", ctx.labels())
         .set(static_cast<std::int64_t>(max_bytes));
+  }
+  /// The put-size rule every channel applies: ok, or invalid_data naming both numbers.
+  static Status check_transaction(std::size_t events, std::uint32_t transaction_events) {
+    if (events <= transaction_events) return {};
+    return Status(Errc::invalid_data, "batch of " + std::to_string(events) +
+                                          " events exceeds transaction_events " +
+                                          std::to_string(transaction_events));
   }
   void held(std::uint64_t n_events, std::uint64_t n_bytes) noexcept {
     events.set(static_cast<std::int64_t>(n_events));

@@ -193,11 +193,8 @@ Result<CursorId> LmdbChannel::open_cursor(std::string_view group) {
 void LmdbChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutListener& done) {
   const std::size_t n = batch.size();
   SLUICE_ASSERT(n > 0);
-  if (n > config_.transaction_events) {
-    done.on_put_done(
-        checkpoint.seq,
-        Status(Errc::invalid_data, fmt::format("batch of {} events exceeds transaction_events {}",
-                                               n, config_.transaction_events)));
+  if (Status st = ChannelMetrics::check_transaction(n, config_.transaction_events); !st.ok()) {
+    done.on_put_done(checkpoint.seq, std::move(st));
     return;
   }
   const std::uint64_t raw = batch.bytes();

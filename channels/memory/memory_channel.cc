@@ -58,11 +58,8 @@ void MemoryChannel::grow_ring() {
 void MemoryChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutListener& done) {
   const std::size_t n = batch.size();
   SLUICE_ASSERT(n > 0);  // an empty chunk would never be committed, so never reported safe
-  if (n > config_.transaction_events) {
-    done.on_put_done(
-        checkpoint.seq,
-        Status(Errc::invalid_data, fmt::format("batch of {} events exceeds transaction_events {}",
-                                               n, config_.transaction_events)));
+  if (Status st = ChannelMetrics::check_transaction(n, config_.transaction_events); !st.ok()) {
+    done.on_put_done(checkpoint.seq, std::move(st));
     return;
   }
   // An empty channel takes any batch, so that one event larger than max_bytes cannot block forever.

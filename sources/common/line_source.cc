@@ -27,13 +27,7 @@ LineReader::LineReader(SourceContext& ctx, const LineConfig& config, LineReaderH
       id_base_(hash_name(ctx.name)),
       max_batch_(ctx.output.max_batch_events()),
       ready_(4),
-      events_(ctx.metrics.counter("sluice_source_events_total", "Events read by the source.",
-                                  ctx.labels())),
-      bytes_(ctx.metrics.counter("sluice_source_bytes_total", "Bytes read by the source.",
-                                 ctx.labels())),
-      overflows_(ctx.metrics.counter("sluice_source_line_overflows_total",
-                                     "Lines longer than max_line_bytes (split or truncated).",
-                                     ctx.labels())) {
+      metrics_(ctx) {
   output_.set_listener(this);
 }
 
@@ -64,8 +58,8 @@ void LineReader::flush_ready() {
     const std::size_t n = b.size();
     const std::uint64_t bytes = b.bytes();
     output_.put(b, {});
-    events_.inc(n);
-    bytes_.inc(bytes);
+    metrics_.events.inc(n);
+    metrics_.bytes.inc(bytes);
     ready_head_ = (ready_head_ + 1) % ready_.size();
     --ready_count_;
   }
@@ -79,7 +73,7 @@ void LineReader::on_bytes(std::string_view data) {
   now_ns_ = wall_clock_ns();
   splitter_.feed(data, [this](std::string_view line) { add_line(line); });
   if (splitter_.overflows() != overflows_seen_) {
-    overflows_.inc(splitter_.overflows() - overflows_seen_);
+    metrics_.overflows.inc(splitter_.overflows() - overflows_seen_);
     overflows_seen_ = splitter_.overflows();
   }
   seal_current();

@@ -7,6 +7,7 @@
 #include "agent/core/batch.h"
 #include "agent/core/context.h"
 #include "agent/core/metrics.h"
+#include "agent/core/source_metrics.h"
 #include "agent/core/source_output.h"
 #include "sources/common/line_splitter.h"
 
@@ -60,9 +61,7 @@ class LineReader final : private OutputListener {
   bool paused_ = false;
   std::uint64_t overflows_seen_ = 0;
 
-  Counter& events_;
-  Counter& bytes_;
-  Counter& overflows_;
+  SourceMetrics metrics_;
 };
 
 /// A stable 64-bit id: a mix of a source's name hash and a position or sequence.

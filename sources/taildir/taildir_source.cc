@@ -160,13 +160,7 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
       checkpoint_timer_(ctx.loop),
       stop_waiter_(ctx.loop),
       source_hash_(hash_name(ctx.name)),
-      events_(ctx.metrics.counter("sluice_source_events_total", "Events read by the source.",
-                                  ctx.labels())),
-      bytes_(ctx.metrics.counter("sluice_source_bytes_total", "Bytes read by the source.",
-                                 ctx.labels())),
-      overflows_(ctx.metrics.counter("sluice_source_line_overflows_total",
-                                     "Lines longer than max_line_bytes (split or truncated).",
-                                     ctx.labels())),
+      metrics_(ctx),
       skipped_binary_(ctx.metrics.counter("sluice_taildir_binary_files_skipped_total",
                                           "Files that look binary (NUL bytes) and are not read.",
                                           ctx.labels())),
@@ -583,7 +577,7 @@ void TaildirSource::on_read(ReadSlot& slot, ssize_t n) {
       consume(*f, {slot.buf.data(), static_cast<std::size_t>(n)});
       f->read_offset += static_cast<std::uint64_t>(n);
       group_metrics_[f->group].bytes->inc(static_cast<std::uint64_t>(n));
-      bytes_.inc(static_cast<std::uint64_t>(n));
+      metrics_.bytes.inc(static_cast<std::uint64_t>(n));
       if (static_cast<std::size_t>(n) == slot.buf.size()) {
         schedule(*f);  // more is likely there
       } else if (f->detached) {
@@ -648,7 +642,7 @@ void TaildirSource::consume(File& f, std::string_view data) {
   group_metrics_[f.group].lines->inc(lines);
   const std::uint64_t overflows = f.splitter->overflows();
   if (overflows > f.overflows_seen) {
-    overflows_.inc(overflows - f.overflows_seen);
+    metrics_.overflows.inc(overflows - f.overflows_seen);
     f.overflows_seen = overflows;
   }
   seal();
@@ -673,7 +667,7 @@ void TaildirSource::seal() {
       r.id = f->id;
       r.path = f->path;
     }
-    events_.inc(r.batch.size());
+    metrics_.events.inc(r.batch.size());
     ready_.push_back(std::move(r));
   }
   current_.clear();

@@ -18,6 +18,7 @@
 #include "agent/core/log.h"
 #include "agent/core/result.h"
 #include "agent/core/source.h"
+#include "agent/core/source_metrics.h"
 #include "agent/core/source_output.h"
 #include "agent/core/stop_waiter.h"
 #include "sources/common/line_splitter.h"
@@ -198,9 +199,7 @@ class TaildirSource final : public Source, private OutputListener {
   StopWaiter stop_waiter_;
   std::uint64_t source_hash_;
   std::vector<GroupMetrics> group_metrics_;
-  Counter& events_;
-  Counter& bytes_;
-  Counter& overflows_;
+  SourceMetrics metrics_;
   Counter& skipped_binary_;
   Counter& read_errors_;
   std::uint64_t overflows_seen_ = 0;
