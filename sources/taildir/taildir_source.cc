@@ -134,6 +134,8 @@ Result<std::unique_ptr<TaildirSource>> TaildirSource::create(const TaildirConfig
     int consumed = 0;
     if (std::sscanf(value.c_str(), "%llu %llu %u %llu %llu %n", &dev, &ino, &fp_len, &fp_hash,
                     &offset, &consumed) < 5) {
+      spdlog::warn("taildir {}: ignoring a malformed position stored in the channel for {}: \"{}\"",
+                   ctx.name, key, value);
       continue;
     }
     p.path = value.substr(static_cast<std::size_t>(consumed));

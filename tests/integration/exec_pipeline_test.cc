@@ -358,3 +358,33 @@ TEST_CASE("file sink: rolls by size and by time, nothing lost across files",
   CHECK(is_sequence(sorted, sorted.size()));  // every number exactly once
   CHECK((sorted.size() == 20000 || sorted.size() == 12));
 }
+
+TEST_CASE("SIGHUP is logged and ignored, a busy admin port stops the start",
+          "[integration][admin]") {
+  TempDir tmp;
+  AgentProcess agent("exec_file.toml", exec_options(R"(["seq", "1", "10"])", tmp.file("out.log")));
+  REQUIRE(agent.wait_ready());
+  ::kill(agent.pid(), SIGHUP);
+  REQUIRE(eventually(5s, [&] {
+    return agent.stderr_text().find("SIGHUP: configuration reload is not supported yet") !=
+           std::string::npos;
+  }));
+  CHECK(agent.running());
+  CHECK(http_get(agent.admin(), "/readyz").status == 200);
+  // A second agent configured on the first one's admin address cannot start.
+  std::string conf = read_file(agent.config_path());
+  const auto at = conf.find("admin = \"127.0.0.1:0\"");
+  REQUIRE(at != std::string::npos);
+  conf.replace(at, std::string("admin = \"127.0.0.1:0\"").size(),
+               "admin = \"" + agent.admin() + "\"");
+  const auto data = conf.find(agent.dir());
+  REQUIRE(data != std::string::npos);
+  write_file(tmp.file("second.toml"), conf);
+  AgentProcess::Options o;
+  o.config_file = tmp.file("second.toml");
+  AgentProcess second("", o);
+  CHECK(second.wait_exit(10s) == 1);
+  CHECK(second.stderr_text().find("cannot start: agent.admin: listen " + agent.admin() +
+                                  ": EADDRINUSE") != std::string::npos);
+  CHECK(agent.terminate() == 0);
+}

@@ -394,3 +394,18 @@ TEST_CASE("taildir: read_from tail, ignore_older, exclude, and file groups with 
         1.0);
   CHECK(agent.terminate() == 0);
 }
+
+TEST_CASE("taildir: a malformed positions file is a clear start-up error",
+          "[integration][taildir]") {
+  TempDir tmp;
+  const std::string logs = tmp.file("logs"), state = tmp.file("state");
+  fs::create_directories(logs);
+  fs::create_directories(state + "/data");
+  write_file(state + "/data/tail.positions.json", "[{\"path\":\"/x\",\"dev\":1");  // truncated
+  AgentProcess::Options o = tail_options("[\"" + logs + "/*.log\"]", tmp.file("out.log"));
+  o.dir = state;
+  AgentProcess agent("taildir_file.toml", o);
+  CHECK(agent.wait_exit(10s) == 1);
+  CHECK(agent.stderr_text().find("cannot start: sources.tail: positions file " + state +
+                                 "/data/tail.positions.json is malformed") != std::string::npos);
+}
