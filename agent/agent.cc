@@ -170,8 +170,10 @@ Status Agent::create_components() {
     SourceEntry e;
     e.name = spec.name;
     e.type = spec.type;
-    e.output =
-        std::make_unique<SourceOutput>(loop_, std::move(outs), config_.agent.max_pending_puts);
+    Channel* dead_letter =
+        spec.dead_letter_channel.empty() ? nullptr : channel(spec.dead_letter_channel);
+    e.output = std::make_unique<SourceOutput>(loop_, std::move(outs),
+                                              config_.agent.max_pending_puts, dead_letter);
     e.output->set_source_name(spec.name);
     auto sctx = std::make_unique<SourceContext>(
         SourceContext{{loop_, metrics_, spec.name, spec.type, config_.agent.data_dir},

@@ -328,6 +328,27 @@ std::optional<AgentConfig> parse_config(std::string_view text, const std::string
         s.channels.push_back(channel);
       }
     }
+    node.mark_known("dead_letter_channel");
+    const auto* on_error = node.table().get_as<std::string>("on_parse_error");
+    const bool wants_dead_letter = on_error != nullptr && on_error->get() == "dead_letter";
+    if (node.has("dead_letter_channel")) {
+      if (node.optional("dead_letter_channel", s.dead_letter_channel, errors) &&
+          check_channel(node, "dead_letter_channel", s.dead_letter_channel)) {
+        if (std::find(s.channels.begin(), s.channels.end(), s.dead_letter_channel) !=
+            s.channels.end()) {
+          node.error_at("dead_letter_channel", errors,
+                        "is also one of this source's channels; use a channel of its own");
+        }
+      }
+      if (!wants_dead_letter) {
+        node.error_at("dead_letter_channel", errors,
+                      "only applies with on_parse_error = \"dead_letter\"", true);
+      }
+    } else if (wants_dead_letter) {
+      node.error_at("on_parse_error", errors,
+                    "\"dead_letter\" needs dead_letter_channel = \"NAME\" (a channel that a sink "
+                    "group drains)");
+    }
     if (const auto* listen = node.table().get_as<std::string>("listen")) {
       const std::string address = listen->get();
       for (const auto& l : listens) {

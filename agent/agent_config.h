@@ -24,6 +24,7 @@ struct AgentSettings {
 struct SourceSpec {
   std::string name, type;
   std::vector<std::string> channels;
+  std::string dead_letter_channel;  // parse failures with on_parse_error = "dead_letter"
   std::any config;
 };
 

@@ -64,9 +64,7 @@ void Batch::append_range(const Batch& other, std::size_t begin, std::size_t end)
   const std::uint32_t src_begin = first.arena_begin;
   const std::uint32_t src_end = last.arena_end;
   const auto delta = static_cast<std::int64_t>(arena_.size()) - src_begin;
-  const std::size_t at = arena_.size();
-  arena_.resize(at + (src_end - src_begin));
-  std::memcpy(arena_.data() + at, other.arena_.data() + src_begin, src_end - src_begin);
+  arena_.insert(arena_.end(), other.arena_.data() + src_begin, other.arena_.data() + src_end);
 
   const auto kv_delta = static_cast<std::int64_t>(kvs_.size()) - first.kv_begin;
   const std::size_t kv_end = last.kv_begin + last.header_count + last.field_count;

@@ -17,7 +17,8 @@ struct Header {
   std::string_view value;
 };
 
-enum class FieldType : std::uint8_t { string, integer, floating, boolean, null };
+/// `json`: an object or array kept as its JSON text.
+enum class FieldType : std::uint8_t { string, integer, floating, boolean, null, json };
 
 /// A parsed value; `text` is its textual form (a JSON number's digits, a string's unescaped bytes).
 struct Field {
@@ -35,6 +36,7 @@ class EventView {
   std::string_view body() const;
   std::int64_t timestamp_ns() const;
   std::uint64_t id() const;
+  std::uint8_t flags() const;
   /// Bytes this event accounts for in channel bounds: body, header and field keys and values.
   std::uint32_t bytes() const;
   std::size_t header_count() const;
@@ -67,6 +69,19 @@ class Batch {
     bytes_ += body.size();
   }
   void add_header(std::string_view key, std::string_view value) { add_kv(key, value, kHeader); }
+  /// Per-event routing marks, seen only inside the agent (channels do not store them).
+  static constexpr std::uint8_t kDeadLetter = 1;
+  void set_flags(std::uint8_t flags) {
+    SLUICE_ASSERT(!recs_.empty());
+    recs_.back().flags |= flags;
+  }
+  /// True if any event carries one of `flags`.
+  bool any_flagged(std::uint8_t flags) const noexcept {
+    for (const auto& r : recs_) {
+      if ((r.flags & flags) != 0) return true;
+    }
+    return false;
+  }
   /// A header that every event of this batch has (a source's file path, static headers): stored
   /// once, seen by EventView::header() after the event's own headers. A batch with common headers
   /// only takes events (append_range) from a batch with the same common headers, or when empty.
@@ -115,6 +130,7 @@ class Batch {
     std::uint32_t body_off, body_len;
     std::uint32_t kv_begin;
     std::uint16_t header_count, field_count;
+    std::uint8_t flags;
     std::int64_t timestamp_ns;
     std::uint64_t id;
   };
@@ -124,9 +140,7 @@ class Batch {
   };
 
   void append_bytes(std::string_view s) {
-    const std::size_t at = arena_.size();
-    arena_.resize(at + s.size());
-    if (!s.empty()) std::memcpy(arena_.data() + at, s.data(), s.size());
+    arena_.insert(arena_.end(), s.data(), s.data() + s.size());  // no zero-fill before the copy
   }
   void add_kv(std::string_view key, std::string_view value, std::uint8_t kind);
   std::string_view view(std::uint32_t off, std::uint32_t len) const noexcept {
@@ -148,6 +162,7 @@ inline std::string_view EventView::body() const {
 }
 inline std::int64_t EventView::timestamp_ns() const { return batch_->recs_[index_].timestamp_ns; }
 inline std::uint64_t EventView::id() const { return batch_->recs_[index_].id; }
+inline std::uint8_t EventView::flags() const { return batch_->recs_[index_].flags; }
 inline std::uint32_t EventView::bytes() const { return batch_->rec_bytes(batch_->recs_[index_]); }
 inline std::size_t EventView::header_count() const {
   return batch_->recs_[index_].header_count + batch_->common_count_;

@@ -7,12 +7,17 @@
 
 namespace sluice {
 
-SourceOutput::SourceOutput(Loop& loop, std::vector<Channel*> channels, std::size_t max_pending_puts)
-    : loop_(loop), channels_(std::move(channels)), slots_(max_pending_puts), retry_timer_(loop) {
+SourceOutput::SourceOutput(Loop& loop, std::vector<Channel*> channels, std::size_t max_pending_puts,
+                           Channel* dead_letter)
+    : loop_(loop),
+      channels_(std::move(channels)),
+      dead_letter_(dead_letter),
+      slots_(max_pending_puts),
+      retry_timer_(loop) {
   SLUICE_ASSERT(!channels_.empty() && max_pending_puts > 0);
   max_batch_events_ = channels_.front()->max_transaction_events();
-  for (Channel* c : channels_)
-    max_batch_events_ = std::min(max_batch_events_, c->max_transaction_events());
+  for (std::size_t i = 0; i < targets(); ++i)
+    max_batch_events_ = std::min(max_batch_events_, target(i)->max_transaction_events());
   remaining_.resize(64);
 }
 
@@ -37,15 +42,16 @@ std::size_t SourceOutput::drop_waiting() {
 }
 
 bool SourceOutput::durable() const noexcept {
-  for (const Channel* c : channels_) {
-    if (c->durable()) return true;
+  for (std::size_t i = 0; i < targets(); ++i) {
+    if (target(i)->durable()) return true;
   }
   return false;
 }
 
 std::vector<std::pair<std::string, std::string>> SourceOutput::load_checkpoints() {
   const std::string prefix = source_name_ + "/";
-  for (Channel* c : channels_) {
+  for (std::size_t i = 0; i < targets(); ++i) {
+    Channel* c = target(i);
     if (!c->durable()) continue;
     auto found = c->load_checkpoints(prefix);
     for (auto& [k, v] : found) k.erase(0, prefix.size());
@@ -67,6 +73,20 @@ std::uint64_t SourceOutput::put(Batch& batch, std::string_view position, std::st
   slot->busy = true;
   slot->batch.clear();
   slot->batch.swap(batch);
+  slot->side.clear();
+  if (dead_letter_ != nullptr && slot->batch.any_flagged(Batch::kDeadLetter)) {
+    // Route flagged events to the dead-letter channel, keeping the order of both parts.
+    kept_.clear();
+    const Batch& all = slot->batch;
+    for (std::size_t i = 0; i < all.size();) {
+      const bool dead = (all[i].flags() & Batch::kDeadLetter) != 0;
+      std::size_t j = i + 1;
+      while (j < all.size() && ((all[j].flags() & Batch::kDeadLetter) != 0) == dead) ++j;
+      (dead ? slot->side : kept_).append_range(all, i, j);
+      i = j;
+    }
+    slot->batch.swap(kept_);
+  }
   slot->position.assign(position);
   slot->key.clear();
   if (!key.empty()) {
@@ -83,22 +103,29 @@ std::uint64_t SourceOutput::put(Batch& batch, std::string_view position, std::st
     remaining_.swap(bigger);
     ring_head_ = 0;
   }
-  remaining_[(ring_head_ + ring_size_) % remaining_.size()] =
-      static_cast<std::uint32_t>(channels_.size());
+  std::uint32_t acks = slot->batch.empty() ? 0 : static_cast<std::uint32_t>(channels_.size());
+  if (!slot->side.empty()) ++acks;
+  remaining_[(ring_head_ + ring_size_) % remaining_.size()] = acks;
   ++ring_size_;
   const std::uint64_t seq = slot->seq;
+  if (acks == 0) loop_.defer(pop_safe_task, this, 0);  // safe once every earlier put is
   advance(*slot);
   return seq;
 }
 
 void SourceOutput::advance(Slot& slot) {
-  while (slot.next_channel < channels_.size()) {
-    Channel* ch = channels_[slot.next_channel];
-    const bool last = slot.next_channel + 1 == channels_.size();
-    Batch* to_put = &slot.batch;
+  while (slot.next_channel < targets()) {
+    Channel* ch = target(slot.next_channel);
+    Batch& source = batch_for(slot, slot.next_channel);
+    if (source.empty()) {
+      ++slot.next_channel;  // nothing for this channel
+      continue;
+    }
+    const bool last = slot.next_channel + 1 >= channels_.size();  // the side batch has one taker
+    Batch* to_put = &source;
     if (!last) {
       scratch_.clear();
-      scratch_.append_range(slot.batch, 0, slot.batch.size());
+      scratch_.append_range(source, 0, source.size());
       to_put = &scratch_;
     }
     slot.in_put = true;
@@ -119,7 +146,7 @@ bool SourceOutput::accepted(Slot& slot, Status st) {
   slot.waiting = true;
   ++waiting_;
   if (st.code() == Errc::backpressure) {
-    channels_[slot.next_channel]->wait_for_space(*this);
+    target(slot.next_channel)->wait_for_space(*this);
   } else {
     // Not expected from the built-in channels; never drop the batch: try the same put again.
     ++put_errors_;
@@ -133,6 +160,7 @@ bool SourceOutput::accepted(Slot& slot, Status st) {
 void SourceOutput::finish(Slot& slot) {
   slot.busy = false;
   slot.batch.clear();
+  slot.side.clear();
   --pending_;
   if (told_blocked_ && writable() && listener_ != nullptr) {
     told_blocked_ = false;
@@ -179,11 +207,19 @@ void SourceOutput::retry_task(void* self, std::uint64_t seq) {
   out->advance(*slot);
 }
 
+void SourceOutput::pop_safe_task(void* self, std::uint64_t) {
+  static_cast<SourceOutput*>(self)->pop_safe();
+}
+
 void SourceOutput::on_safe_in_channel(std::uint64_t seq) noexcept {
   SLUICE_ASSERT(seq > safe_seq_ && seq - safe_seq_ <= ring_size_);
   std::uint32_t& left = remaining_[(ring_head_ + (seq - safe_seq_ - 1)) % remaining_.size()];
   SLUICE_ASSERT(left > 0);
   --left;
+  pop_safe();
+}
+
+void SourceOutput::pop_safe() {
   std::uint64_t advanced = safe_seq_;
   while (ring_size_ > 0 && remaining_[ring_head_] == 0) {
     ring_head_ = (ring_head_ + 1) % remaining_.size();

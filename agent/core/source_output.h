@@ -32,13 +32,16 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
  public:
   static constexpr std::size_t kDefaultMaxPendingPuts = 4;
 
+  /// Events flagged Batch::kDeadLetter go to `dead_letter` (if set) instead of `channels`.
   SourceOutput(Loop& loop, std::vector<Channel*> channels,
-               std::size_t max_pending_puts = kDefaultMaxPendingPuts);
+               std::size_t max_pending_puts = kDefaultMaxPendingPuts,
+               Channel* dead_letter = nullptr);
   void set_listener(OutputListener* listener) { listener_ = listener; }
 
   /// Puts `batch` (which is left empty) with the source's `position` after its last event; a
   /// durable channel stores it under "SOURCE/key" with the batch. Returns the sequence number
-  /// given to it. Check writable() before each put.
+  /// given to it. Check writable() before each put. An empty batch only carries a position
+  /// forward (every event of a read was filtered out): it is safe once every earlier put is.
   std::uint64_t put(Batch& batch, std::string_view position, std::string_view key = {});
   /// The checkpoints a durable channel of this output holds for this source, as (key without the
   /// "SOURCE/" prefix, position); empty without a durable channel.
@@ -63,6 +66,7 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
  private:
   struct Slot {
     Batch batch;
+    Batch side;  // events for the dead-letter channel
     std::string position;
     std::string key;
     std::uint64_t seq = 0;
@@ -75,6 +79,15 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
   };
 
   void advance(Slot& slot);
+  std::size_t targets() const noexcept { return channels_.size() + (dead_letter_ ? 1 : 0); }
+  Channel* target(std::size_t i) const noexcept {
+    return i < channels_.size() ? channels_[i] : dead_letter_;
+  }
+  Batch& batch_for(Slot& slot, std::size_t i) noexcept {
+    return i < channels_.size() ? slot.batch : slot.side;
+  }
+  void pop_safe();
+  static void pop_safe_task(void* self, std::uint64_t);
   Slot* slot_for(std::uint64_t seq) noexcept;
   void finish(Slot& slot);
   bool accepted(Slot& slot, Status st);
@@ -85,9 +98,10 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
 
   Loop& loop_;
   std::vector<Channel*> channels_;
+  Channel* dead_letter_;
   std::string source_name_;
   std::vector<Slot> slots_;
-  Batch scratch_;
+  Batch scratch_, kept_;
   OutputListener* listener_ = nullptr;
   std::uint32_t max_batch_events_;
   std::size_t pending_ = 0;

@@ -20,20 +20,66 @@ std::uint64_t event_id(std::uint64_t source_hash, std::uint64_t position) noexce
   return z ^ (z >> 31);
 }
 
-LineReader::LineReader(SourceContext& ctx, const LineConfig& config, LineReaderHost& host)
+Result<std::unique_ptr<parse::EventPipeline>> LineReader::make_pipeline(const LineConfig& config,
+                                                                        const SourceContext& ctx) {
+  return parse::EventPipeline::make(config.pipeline, ctx);
+}
+
+LineReader::LineReader(SourceContext& ctx, const LineConfig& config, LineReaderHost& host,
+                       std::unique_ptr<parse::EventPipeline> pipeline)
     : output_(ctx.output),
       host_(host),
       splitter_(config),
       id_base_(hash_name(ctx.name)),
       max_batch_(ctx.output.max_batch_events()),
+      pipeline_(std::move(pipeline)),
+      multiline_timer_(ctx.loop),
       ready_(4),
       metrics_(ctx) {
   output_.set_listener(this);
+  if (pipeline_ && pipeline_->trivial()) pipeline_.reset();
+  if (pipeline_ && pipeline_->multiline() != nullptr) assembler_.emplace(*pipeline_->multiline());
 }
 
 void LineReader::add_line(std::string_view line) {
-  current_.add(line, now_ns_, event_id(id_base_, line_seq_++));
+  const std::uint64_t n = line_seq_++;
+  if (!pipeline_) {
+    current_.add(line, now_ns_, event_id(id_base_, n));
+    if (current_.size() >= max_batch_) seal_current();
+    return;
+  }
+  if (assembler_) {
+    add_records(assembler_->push(line, n, n + 1, now_ns_));
+    if (assembler_->holding() && !multiline_timer_.active()) {
+      const auto timeout = pipeline_->config().multiline.timeout;
+      const Duration tick = std::max<Duration>(timeout / 4, std::chrono::milliseconds(1));
+      multiline_timer_.start(
+          tick, [this] { on_multiline_timer(); }, tick);
+    }
+    return;
+  }
+  parse::Record r;
+  r.text = line;
+  r.start = n;
+  r.end = n + 1;
+  pipeline_->process(r, now_ns_, event_id(id_base_, n), current_);
   if (current_.size() >= max_batch_) seal_current();
+}
+
+void LineReader::add_records(const std::vector<parse::Record>& records) {
+  for (const auto& r : records) {
+    pipeline_->process(r, now_ns_, event_id(id_base_, r.start), current_, {}, r.start);
+    if (current_.size() >= max_batch_) seal_current();
+  }
+  pipeline_->sync_multiline_metrics();
+}
+
+void LineReader::on_multiline_timer() {
+  now_ns_ = wall_clock_ns();
+  add_records(assembler_->flush_due(now_ns_));
+  if (!assembler_->holding()) multiline_timer_.stop();
+  seal_current();
+  flush_ready();
 }
 
 void LineReader::seal_current() {
@@ -83,6 +129,10 @@ void LineReader::on_bytes(std::string_view data) {
 void LineReader::on_eof() {
   now_ns_ = wall_clock_ns();
   splitter_.finish([this](std::string_view line) { add_line(line); });
+  if (assembler_) {
+    add_records(assembler_->flush());
+    multiline_timer_.stop();
+  }
   seal_current();
   flush_ready();
 }

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,7 +32,11 @@ class LineReaderHost {
 /// size, and puts; pauses its host when the output is saturated. Shared by every line source.
 class LineReader final : private OutputListener {
  public:
-  LineReader(SourceContext& ctx, const LineConfig& config, LineReaderHost& host);
+  LineReader(SourceContext& ctx, const LineConfig& config, LineReaderHost& host,
+             std::unique_ptr<parse::EventPipeline> pipeline);
+  /// The pipeline a source passes to its LineReader (fails only on what `check` reports too).
+  static Result<std::unique_ptr<parse::EventPipeline>> make_pipeline(const LineConfig& config,
+                                                                     const SourceContext& ctx);
 
   /// Splits `data` (one read) into events stamped with the current time, and puts them.
   void on_bytes(std::string_view data);
@@ -39,10 +45,15 @@ class LineReader final : private OutputListener {
   /// True while batches wait for the output: the host must not read.
   bool blocked() const noexcept { return ready_count_ > 0; }
   /// True when nothing waits here and no put is outstanding.
-  bool idle() const noexcept { return ready_count_ == 0 && current_.empty() && output_.idle(); }
+  bool idle() const noexcept {
+    return ready_count_ == 0 && current_.empty() && output_.idle() &&
+           (!assembler_ || !assembler_->holding());
+  }
 
  private:
   void add_line(std::string_view line);
+  void add_records(const std::vector<parse::Record>& records);
+  void on_multiline_timer();
   void seal_current();
   void flush_ready();
   void on_safe(std::uint64_t seq) noexcept override { host_.on_safe(seq); }
@@ -56,6 +67,9 @@ class LineReader final : private OutputListener {
   std::int64_t now_ns_ = 0;
   std::uint32_t max_batch_;
   Batch current_;
+  std::unique_ptr<parse::EventPipeline> pipeline_;
+  std::optional<parse::LineAssembler> assembler_;
+  Timer multiline_timer_;
   std::vector<Batch> ready_;  // sealed batches waiting for the output, oldest first
   std::size_t ready_head_ = 0, ready_count_ = 0;
   bool paused_ = false;

@@ -10,6 +10,7 @@ bool LineConfig::parse(const ConfigNode& node, ConfigErrors& errors, LineConfig&
   if (node.optional("line_overflow", overflow, errors, OneOf{{"split", "truncate"}})) {
     out.overflow = overflow == "truncate" ? LineOverflow::truncate : LineOverflow::split;
   }
+  parse::PipelineConfig::parse(node, errors, out.pipeline);
   return errors.size() == before;
 }
 

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "agent/config/config_node.h"
+#include "agent/parse/pipeline.h"
 
 namespace sluice::sources {
 
@@ -16,6 +17,8 @@ enum class LineOverflow : std::uint8_t { split, truncate };
 struct LineConfig {
   ByteSize max_line_bytes{1ULL << 20};
   LineOverflow overflow = LineOverflow::split;
+  /// format, timestamp, interceptors, on_parse_error, multiline.
+  parse::PipelineConfig pipeline;
   /// Reads the shared keys from a source's table (the caller rejects unknown keys afterwards).
   static bool parse(const ConfigNode& node, ConfigErrors& errors, LineConfig& out);
 };
@@ -68,6 +71,8 @@ class LineSplitter {
     counted_ = false;
   }
 
+  /// Inside on_line: true if the line handed out ends at a newline (not a piece of a longer one).
+  bool complete() const noexcept { return complete_; }
   /// Lines split or truncated because they exceeded max_line_bytes.
   std::uint64_t overflows() const noexcept { return overflows_; }
   std::size_t pending_bytes() const noexcept { return partial_.size(); }
@@ -79,14 +84,17 @@ class LineSplitter {
     if (line.size() > max_) {
       if (!counted_) ++overflows_;
       if (mode_ == LineOverflow::truncate) {
+        complete_ = true;
         on_line(line.substr(0, max_));
         return;
       }
+      complete_ = false;
       while (line.size() > max_) {
         on_line(line.substr(0, max_));
         line.remove_prefix(max_);
       }
     }
+    complete_ = true;
     on_line(line);
   }
 
@@ -99,6 +107,7 @@ class LineSplitter {
     while (partial_.size() > max_ + 1) {
       if (!counted_) ++overflows_;
       counted_ = true;
+      complete_ = false;
       on_line(std::string_view(partial_).substr(0, max_));
       if (mode_ == LineOverflow::truncate) {
         partial_.clear();
@@ -114,6 +123,7 @@ class LineSplitter {
   std::string partial_;
   bool discarding_ = false;
   bool counted_ = false;  // the current line's overflow was counted
+  bool complete_ = true;
   std::uint64_t overflows_ = 0;
 };
 

@@ -36,10 +36,11 @@ std::optional<ExecConfig> ExecConfig::parse(const ConfigNode& node, ConfigErrors
   return errors.size() == before ? std::optional{std::move(c)} : std::nullopt;
 }
 
-ExecSource::ExecSource(const ExecConfig& config, SourceContext& ctx)
+ExecSource::ExecSource(const ExecConfig& config, SourceContext& ctx,
+                       std::unique_ptr<parse::EventPipeline> pipeline)
     : config_(config),
       ctx_(ctx),
-      reader_(ctx, config.lines, *this),
+      reader_(ctx, config.lines, *this, std::move(pipeline)),
       stderr_lines_(config.lines),
       restart_timer_(ctx.loop),
       kill_timer_(ctx.loop),
@@ -59,7 +60,9 @@ ExecSource::~ExecSource() {
 
 Result<std::unique_ptr<ExecSource>> ExecSource::create(const ExecConfig& config,
                                                        SourceContext& ctx) {
-  return std::make_unique<ExecSource>(config, ctx);
+  auto pipeline = LineReader::make_pipeline(config.lines, ctx);
+  if (!pipeline) return pipeline.error();
+  return std::make_unique<ExecSource>(config, ctx, std::move(*pipeline));
 }
 
 Status ExecSource::start() { return spawn(); }

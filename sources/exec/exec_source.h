@@ -34,7 +34,8 @@ struct ExecConfig {
 /// exits. Under back-pressure stdout is not read, so the child blocks on its writes.
 class ExecSource final : public Source, private LineReaderHost {
  public:
-  ExecSource(const ExecConfig& config, SourceContext& ctx);
+  ExecSource(const ExecConfig& config, SourceContext& ctx,
+             std::unique_ptr<parse::EventPipeline> pipeline = nullptr);
   ~ExecSource() override;
   static Result<std::unique_ptr<ExecSource>> create(const ExecConfig& config, SourceContext& ctx);
 

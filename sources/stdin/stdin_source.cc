@@ -13,10 +13,11 @@ std::optional<StdinConfig> StdinConfig::parse(const ConfigNode& node, ConfigErro
   return errors.size() == before ? std::optional{c} : std::nullopt;
 }
 
-StdinSource::StdinSource(const StdinConfig& config, SourceContext& ctx)
+StdinSource::StdinSource(const StdinConfig& config, SourceContext& ctx,
+                         std::unique_ptr<parse::EventPipeline> pipeline)
     : config_(config),
       ctx_(ctx),
-      reader_(ctx, config.lines, *this),
+      reader_(ctx, config.lines, *this, std::move(pipeline)),
       stop_waiter_(ctx.loop),
       buf_(256 * 1024) {}
 
@@ -33,7 +34,9 @@ StdinSource::~StdinSource() {
 
 Result<std::unique_ptr<StdinSource>> StdinSource::create(const StdinConfig& config,
                                                          SourceContext& ctx) {
-  return std::make_unique<StdinSource>(config, ctx);
+  auto pipeline = LineReader::make_pipeline(config.lines, ctx);
+  if (!pipeline) return pipeline.error();
+  return std::make_unique<StdinSource>(config, ctx, std::move(*pipeline));
 }
 
 Status StdinSource::start() {

@@ -26,7 +26,8 @@ struct StdinConfig {
 /// regular file (`sluice run < file`) through asynchronous file reads.
 class StdinSource final : public Source, private LineReaderHost {
  public:
-  StdinSource(const StdinConfig& config, SourceContext& ctx);
+  StdinSource(const StdinConfig& config, SourceContext& ctx,
+              std::unique_ptr<parse::EventPipeline> pipeline = nullptr);
   ~StdinSource() override;
   static Result<std::unique_ptr<StdinSource>> create(const StdinConfig& config, SourceContext& ctx);
 

@@ -146,17 +146,22 @@ Result<std::unique_ptr<TaildirSource>> TaildirSource::create(const TaildirConfig
     });
     saved->push_back(std::move(p));
   }
-  return std::make_unique<TaildirSource>(config, ctx, std::move(*saved));
+  auto pipeline = LineReader::make_pipeline(config.lines, ctx);
+  if (!pipeline) return pipeline.error();
+  return std::make_unique<TaildirSource>(config, ctx, std::move(*saved), std::move(*pipeline));
 }
 
 TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
-                             std::vector<SavedPosition> saved)
+                             std::vector<SavedPosition> saved,
+                             std::unique_ptr<parse::EventPipeline> pipeline)
     : config_(config),
       ctx_(ctx),
       output_(ctx.output),
       positions_path_(config.positions_file.empty()
                           ? ctx.data_dir + "/" + ctx.name + ".positions.json"
                           : config.positions_file),
+      pipeline_(pipeline && !pipeline->trivial() ? std::move(pipeline) : nullptr),
+      multiline_timer_(ctx.loop),
       scan_timer_(ctx.loop),
       poll_timer_(ctx.loop),
       checkpoint_timer_(ctx.loop),
@@ -227,6 +232,12 @@ Status TaildirSource::start() {
   checkpoint_timer_.start(
       config_.checkpoint_interval, [this] { write_positions_async(); },
       config_.checkpoint_interval);
+  if (pipeline_ && pipeline_->multiline() != nullptr) {
+    const auto timeout = pipeline_->config().multiline.timeout;
+    const Duration tick = std::max<Duration>(timeout / 4, std::chrono::milliseconds(1));
+    multiline_timer_.start(
+        tick, [this] { flush_multiline(true); }, tick);
+  }
   return {};
 }
 
@@ -428,6 +439,7 @@ void TaildirSource::restart(File& f, const Candidate& c, std::string_view why) {
   f.id = c.id;
   ++f.generation;
   f.splitter = std::make_unique<LineSplitter>(config_.lines);
+  if (f.assembler) f.assembler = std::make_unique<parse::LineAssembler>(*pipeline_->multiline());
   f.overflows_seen = 0;
   positions_dirty_ = true;
 }
@@ -441,6 +453,8 @@ TaildirSource::File* TaildirSource::track(const Candidate& c, std::uint64_t star
   f->read_offset = f->line_end = f->safe_offset = start;
   f->size = static_cast<std::uint64_t>(c.st.st_size);
   f->splitter = std::make_unique<LineSplitter>(config_.lines);
+  if (pipeline_ && pipeline_->multiline() != nullptr)
+    f->assembler = std::make_unique<parse::LineAssembler>(*pipeline_->multiline());
   f->last_activity = std::chrono::steady_clock::now();
   f->id_base = source_hash_ ^
                event_id(static_cast<std::uint64_t>(c.id.dev) * 1000003ULL + c.id.ino, c.id.fp_hash);
@@ -456,6 +470,13 @@ TaildirSource::File* TaildirSource::track(const Candidate& c, std::uint64_t star
 
 void TaildirSource::untrack(File& f, const char* why) {
   spdlog::info("taildir {}: closing {}: {}", ctx_.name, f.path, why);
+  if (f.assembler && f.assembler->holding()) {
+    // The file is done: what multiline held back is a complete record.
+    const std::int64_t now = wall_clock_ns();
+    begin_batch(f);
+    deliver_all(f, f.assembler->flush(), now);
+    seal();
+  }
   close_fd(f);
   by_inode_.erase({f.id.dev, f.id.ino});
   const std::uint64_t key = f.key;
@@ -607,21 +628,73 @@ void TaildirSource::on_read(ReadSlot& slot, ssize_t n) {
 // from; the bytes after the last newline wait in the splitter for the next read. A batch's
 // checkpoint is the end of the last line it holds completely, so an acknowledged batch never
 // covers a piece of a line whose rest is still unsent, and a restart repeats nothing else.
-void TaildirSource::consume(File& f, std::string_view data) {
+void TaildirSource::begin_batch(File& f) {
   if (current_file_ != f.key || current_generation_ != f.generation) seal();
   current_file_ = f.key;
   current_generation_ = f.generation;
-  const std::int64_t now = wall_clock_ns();
-  const TaildirGroup& group = config_.groups[f.group];
-  std::uint64_t line_start = f.line_end;
-  if (current_.empty()) {
+  if (current_.empty() && !current_has_processed_) {
     // Every event of a batch comes from this one file: its path and group headers are stored once.
+    const TaildirGroup& group = config_.groups[f.group];
     if (!config_.file_header.empty()) current_.set_common_header(config_.file_header, f.path);
     for (const auto& [k, v] : group.headers) current_.set_common_header(k, v);
   }
+}
+
+// One record through the pipeline. `checkpoint_end` is where a restart may resume once this
+// record is safe: never past bytes that multiline still holds back.
+void TaildirSource::deliver(File& f, const parse::Record& r, std::uint64_t checkpoint_end,
+                            std::int64_t now) {
+  const std::size_t before = current_.size();
+  pipeline_->process(r, now, event_id(f.id_base, r.start), current_, f.path, r.start);
+  if (current_.size() > before) current_ends_.push_back(checkpoint_end);
+  if (!current_has_processed_ || checkpoint_end > current_processed_) {
+    current_processed_ = checkpoint_end;
+  }
+  current_has_processed_ = true;
+}
+
+void TaildirSource::deliver_all(File& f, const std::vector<parse::Record>& records,
+                                std::int64_t now) {
+  for (const auto& r : records) {
+    const std::uint64_t held = f.assembler ? f.assembler->held_from() : UINT64_MAX;
+    deliver(f, r, std::min(r.end, held), now);
+  }
+  pipeline_->sync_multiline_metrics();
+}
+
+void TaildirSource::flush_multiline(bool due_only) {
+  const std::int64_t now = wall_clock_ns();
+  for (auto& [key, f] : files_) {
+    if (!f->assembler || !f->assembler->holding()) continue;
+    const auto& records = due_only ? f->assembler->flush_due(now) : f->assembler->flush();
+    if (records.empty()) continue;
+    begin_batch(*f);
+    deliver_all(*f, records, now);
+  }
+  seal();
+}
+
+// Splits one read into lines. Each newline's position gives the offset a checkpoint may resume
+// from; the bytes after the last newline wait in the splitter for the next read. A batch's
+// checkpoint is the end of the last line it holds completely, so an acknowledged batch never
+// covers a piece of a line whose rest is still unsent, and a restart repeats nothing else.
+void TaildirSource::consume(File& f, std::string_view data) {
+  begin_batch(f);
+  const std::int64_t now = wall_clock_ns();
+  std::uint64_t line_start = f.line_end;
+  std::uint64_t seg_end = 0;
   auto add = [&](std::string_view line) {
-    current_.add(line, now, event_id(f.id_base, line_start));
-    current_ends_.push_back(f.line_end);  // until its newline is seen, a piece completes nothing
+    if (!pipeline_) {
+      current_.add(line, now, event_id(f.id_base, line_start));
+      current_ends_.push_back(f.line_end);  // until its newline is seen, a piece completes nothing
+      return;
+    }
+    const std::uint64_t end = f.splitter->complete() && seg_end != 0 ? seg_end : f.line_end;
+    if (f.assembler) {
+      deliver_all(f, f.assembler->push(line, line_start, end, now), now);
+    } else {
+      deliver(f, parse::Record{line, line_start, end, 0, {}}, end, now);
+    }
   };
   const char* p = data.data();
   const char* end = p + data.size();
@@ -631,11 +704,12 @@ void TaildirSource::consume(File& f, std::string_view data) {
         static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
     const char* stop = nl != nullptr ? nl + 1 : end;
     const std::size_t before = current_.size();
+    seg_end = nl != nullptr ? f.read_offset + static_cast<std::uint64_t>(stop - data.data()) : 0;
     f.splitter->feed({p, static_cast<std::size_t>(stop - p)}, add);
     if (nl != nullptr) {
-      f.line_end = f.read_offset + static_cast<std::uint64_t>(stop - data.data());
+      f.line_end = seg_end;
       // The last piece handed out for this segment is the one that ends the line.
-      if (current_.size() > before) current_ends_.back() = f.line_end;
+      if (!pipeline_ && current_.size() > before) current_ends_.back() = f.line_end;
       line_start = f.line_end;
       ++lines;
     }
@@ -652,9 +726,12 @@ void TaildirSource::consume(File& f, std::string_view data) {
 
 // Cuts what was read into batches of at most the output's transaction size.
 void TaildirSource::seal() {
-  if (current_.empty()) return;
+  if (current_.empty() && !current_has_processed_) return;
   const std::size_t max = output_.max_batch_events();
-  for (std::size_t from = 0; from < current_.size(); from += max) {
+  // Records the pipeline dropped still move the checkpoint: an empty batch carries it.
+  const std::size_t chunks = current_.empty() ? 1 : (current_.size() + max - 1) / max;
+  for (std::size_t c = 0; c < chunks; ++c) {
+    const std::size_t from = c * max;
     const std::size_t to = std::min(current_.size(), from + max);
     Ready r;
     if (from == 0 && to == current_.size()) {
@@ -664,7 +741,9 @@ void TaildirSource::seal() {
     }
     r.file_key = current_file_;
     r.generation = current_generation_;
-    r.end_offset = current_ends_[to - 1];
+    r.end_offset = to > from ? current_ends_[to - 1] : 0;
+    if (c + 1 == chunks && current_has_processed_)
+      r.end_offset = std::max(r.end_offset, current_processed_);
     if (const File* f = by_key(current_file_)) {
       r.id = f->id;
       r.path = f->path;
@@ -674,6 +753,8 @@ void TaildirSource::seal() {
   }
   current_.clear();
   current_ends_.clear();
+  current_has_processed_ = false;
+  current_processed_ = 0;
   flush_ready();
 }
 
@@ -816,6 +897,7 @@ void TaildirSource::stop(StopCallback on_stopped) {
   stopping_ = true;
   scan_timer_.stop();
   poll_timer_.stop();
+  multiline_timer_.stop();  // held lines are past the saved offsets: read again after a restart
   read_queue_.clear();
   for (auto& [key, f] : files_) f->queued = false;
   // What was read but not taken by a channel is read again after a restart (its offsets were

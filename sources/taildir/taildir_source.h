@@ -75,7 +75,8 @@ Result<std::vector<SavedPosition>> load_positions(const std::string& path);
 /// every line before them was acknowledged by the sinks (on_safe); a crash re-reads, never loses.
 class TaildirSource final : public Source, private OutputListener {
  public:
-  TaildirSource(const TaildirConfig& config, SourceContext& ctx, std::vector<SavedPosition> saved);
+  TaildirSource(const TaildirConfig& config, SourceContext& ctx, std::vector<SavedPosition> saved,
+                std::unique_ptr<parse::EventPipeline> pipeline = nullptr);
   ~TaildirSource() override;
   static Result<std::unique_ptr<TaildirSource>> create(const TaildirConfig& config,
                                                        SourceContext& ctx);
@@ -97,6 +98,7 @@ class TaildirSource final : public Source, private OutputListener {
     std::uint64_t safe_offset = 0;  // acknowledged by every channel: what is persisted
     std::uint64_t size = 0;
     std::unique_ptr<LineSplitter> splitter;
+    std::unique_ptr<parse::LineAssembler> assembler;  // with `multiline`
     bool reading = false, queued = false, detached = false, removed = false,
          closed_for_limit = false;
     TimePoint last_activity{};
@@ -146,6 +148,10 @@ class TaildirSource final : public Source, private OutputListener {
   void pump_reads();
   void on_read(ReadSlot& slot, ssize_t n);
   void consume(File& f, std::string_view data);
+  void begin_batch(File& f);
+  void deliver(File& f, const parse::Record& r, std::uint64_t checkpoint_end, std::int64_t now);
+  void deliver_all(File& f, const std::vector<parse::Record>& records, std::int64_t now);
+  void flush_multiline(bool due_only);
   void seal();
   void restart(File& f, const Candidate& c, std::string_view why);
   void flush_ready();
@@ -189,6 +195,11 @@ class TaildirSource final : public Source, private OutputListener {
   Batch current_;
   std::vector<std::uint64_t> current_ends_;  // per event of current_: the checkpoint it completes
   std::uint64_t current_file_ = 0, current_generation_ = 0, current_end_ = 0;
+  // The pipeline's checkpoint for current_: records processed (kept or dropped) end here.
+  std::uint64_t current_processed_ = 0;
+  bool current_has_processed_ = false;
+  std::unique_ptr<parse::EventPipeline> pipeline_;  // null for raw lines
+  Timer multiline_timer_;
   std::deque<Pending> pending_;  // put, not yet safe
   bool positions_dirty_ = false, writing_positions_ = false;
   bool scanning_ = false, first_scan_done_ = false, rescan_requested_ = false;
