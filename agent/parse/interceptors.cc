@@ -243,6 +243,7 @@ bool InterceptorSpec::parse_all(const ConfigNode& source, ConfigErrors& errors,
     if (!node.required("type", s.type, errors, OneOf{{kinds.begin(), kinds.end()}})) continue;
     if (s.type == "timestamp" || s.type == "host") {
       s.header = s.type;
+      s.use_ip = s.type == "host";  // Flume's host interceptor defaults to the IP address
       node.optional("header", s.header, errors);
       node.optional("preserve_existing", s.preserve_existing, errors);
       if (s.type == "host") node.optional("use_ip", s.use_ip, errors);
