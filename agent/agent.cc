@@ -247,6 +247,14 @@ int Agent::run() {
       spdlog::error("cannot start: sources.{}: {}", s.name, ss.message());
       return 1;
     }
+    if (const std::string addr = s.source->bound_address(); !addr.empty()) {
+      const std::string file = config_.agent.data_dir + "/" + s.name + ".addr";
+      if (Status ws = write_file_atomic(file, addr + "\n"); !ws.ok()) {
+        spdlog::error("cannot start: sources.{}: {}", s.name, ws.message());
+        return 1;
+      }
+      spdlog::info("source {} listening on {} (written to {})", s.name, addr, file);
+    }
   }
   sources_running_ = sources_.size();
   if (state_ == State::starting) {

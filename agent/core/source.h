@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "agent/core/sink.h"  // StopCallback
 #include "agent/core/status.h"
@@ -18,6 +19,9 @@ class Source {
   virtual void persist_checkpoint() {}
   /// True once the input is exhausted for good (stdin closed, exec child exited without restart).
   virtual bool finished() const noexcept { return false; }
+  /// A network source's bound "HOST:PORT" after start(); the agent writes it to
+  /// data_dir/NAME.addr. Empty for other sources.
+  virtual std::string bound_address() const { return {}; }
 };
 
 }  // namespace sluice

@@ -120,7 +120,8 @@ Server::Server(Loop& loop, ServerLimits limits, Handler handler, MetricsRegistry
 
 Server::~Server() { close(); }
 
-Status Server::listen(std::string_view address) {
+Result<uv_tcp_t*> tcp_listen(Loop& loop, std::string_view address, void* data,
+                             uv_connection_cb on_connection, std::string& bound_out) {
   std::string host;
   int port = 0;
   if (!split_host_port(address, host, port)) {
@@ -131,33 +132,43 @@ Status Server::listen(std::string_view address) {
       uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&ss)) != 0) {
     return Status(Errc::config, fmt::format("'{}' is not an IP address", host));
   }
-  listener_ = new uv_tcp_t{};
-  uv_tcp_init(loop_.uv(), listener_);
-  listener_->data = this;
-  int rc = uv_tcp_bind(listener_, reinterpret_cast<sockaddr*>(&ss), 0);
-  if (rc == 0) {
-    rc = uv_listen(reinterpret_cast<uv_stream_t*>(listener_), 128, [](uv_stream_t* s, int status) {
-      if (status == 0) static_cast<Server*>(s->data)->on_connection();
-    });
-  }
+  auto* listener = new uv_tcp_t{};
+  uv_tcp_init(loop.uv(), listener);
+  listener->data = data;
+  int rc = uv_tcp_bind(listener, reinterpret_cast<sockaddr*>(&ss), 0);
+  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(listener), 128, on_connection);
   if (rc != 0) {
-    close_and_delete(listener_);
-    listener_ = nullptr;
+    close_and_delete(listener);
     return Status::from_uv(rc, fmt::format("listen {}", address));
   }
   sockaddr_storage bound{};
   int len = sizeof bound;
-  uv_tcp_getsockname(listener_, reinterpret_cast<sockaddr*>(&bound), &len);
+  uv_tcp_getsockname(listener, reinterpret_cast<sockaddr*>(&bound), &len);
+  bound_out = peer_name(bound);
+  return listener;
+}
+
+std::string peer_name(const sockaddr_storage& addr) {
   char ip[64] = {};
-  if (bound.ss_family == AF_INET6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&bound);
+  if (addr.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
     uv_ip6_name(a, ip, sizeof ip);
-    bound_ = fmt::format("[{}]:{}", ip, ntohs(a->sin6_port));
-  } else {
-    auto* a = reinterpret_cast<sockaddr_in*>(&bound);
-    uv_ip4_name(a, ip, sizeof ip);
-    bound_ = fmt::format("{}:{}", ip, ntohs(a->sin_port));
+    return fmt::format("[{}]:{}", ip, ntohs(a->sin6_port));
   }
+  const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+  uv_ip4_name(a, ip, sizeof ip);
+  return fmt::format("{}:{}", ip, ntohs(a->sin_port));
+}
+
+Status Server::listen(std::string_view address) {
+  auto l = tcp_listen(
+      loop_, address, this,
+      [](uv_stream_t* s, int status) {
+        if (status == 0 && s->data != nullptr) static_cast<Server*>(s->data)->on_connection();
+      },
+      bound_);
+  if (!l) return l.error();
+  listener_ = *l;
   return {};
 }
 

@@ -116,6 +116,12 @@ class Server {
   Counter* refused_ = nullptr;
 };
 
+/// Binds and listens on "HOST:PORT" (port 0 picks one); `bound_out` gets the bound address.
+Result<uv_tcp_t*> tcp_listen(Loop& loop, std::string_view address, void* data,
+                             uv_connection_cb on_connection, std::string& bound_out);
+/// "IP:PORT" (or "[IPv6]:PORT") of a socket address.
+std::string peer_name(const sockaddr_storage& addr);
+
 /// Splits "HOST:PORT" or "[V6]:PORT"; false when malformed or the port is out of range.
 bool split_host_port(std::string_view address, std::string& host, int& port);
 std::string_view status_text(int status);

@@ -45,6 +45,8 @@ struct Record {
   std::uint64_t end = 0;     // offset after its last line
   std::int64_t time_ns = 0;  // from the container runtime; 0 if none
   std::string_view stream;   // "stdout" / "stderr" from the container runtime
+  const Header* headers = nullptr;  // headers the record arrived with (network sources)
+  std::size_t header_count = 0;
 };
 
 /// Compiled rules shared by the assemblers of one source.

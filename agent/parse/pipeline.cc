@@ -142,6 +142,7 @@ EventPipeline::Outcome EventPipeline::process(const Record& record, std::int64_t
                                               std::uint64_t offset) {
   Draft& d = draft_;
   d.reset(record.text, record.time_ns != 0 ? record.time_ns : arrival_ns, id);
+  for (std::size_t i = 0; i < record.header_count; ++i) d.headers.push_back(record.headers[i]);
   if (!record.stream.empty()) d.headers.push_back({"stream", record.stream});
   ParseError pe = ParseError::none;
   if (format_) pe = format_->parse(record.text, d);

@@ -693,7 +693,11 @@ void TaildirSource::consume(File& f, std::string_view data) {
     if (f.assembler) {
       deliver_all(f, f.assembler->push(line, line_start, end, now), now);
     } else {
-      deliver(f, parse::Record{line, line_start, end, 0, {}}, end, now);
+      parse::Record r;
+      r.text = line;
+      r.start = line_start;
+      r.end = end;
+      deliver(f, r, end, now);
     }
   };
   const char* p = data.data();

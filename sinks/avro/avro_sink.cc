@@ -1,0 +1,402 @@
+#include "sinks/avro/avro_sink.h"
+
+#include <spdlog/spdlog.h>
+
+#include "agent/http/http_server.h"
+
+namespace sluice::sinks {
+
+namespace {
+
+struct WriteReq {
+  uv_write_t req{};
+  std::string data;
+};
+
+}  // namespace
+
+struct AvroSink::Conn {
+  AvroSink* self = nullptr;
+  uv_getaddrinfo_t* gai = nullptr;
+  uv_connect_t* creq = nullptr;
+  uv_tcp_t* tcp = nullptr;
+  bool ready = false, handshaken = false;
+  avro::FrameDecoder decoder;
+  std::unique_ptr<avro::Inflater> inflate;
+  std::unique_ptr<avro::Deflater> deflate;
+  std::string inflated;
+  char buf[64 * 1024];
+};
+
+std::optional<AvroSinkConfig> AvroSinkConfig::parse(const ConfigNode& node, ConfigErrors& errors) {
+  AvroSinkConfig c;
+  const std::size_t before = errors.size();
+  if (node.required("address", c.address, errors)) {
+    std::string host;
+    int port = 0;
+    if (!http::split_host_port(c.address, host, port) || port == 0) {
+      node.error_at("address", errors, "\"" + c.address + "\" is not HOST:PORT");
+    }
+  }
+  std::string compression = "none";
+  node.optional("compression", compression, errors, OneOf{{"none", "deflate"}});
+  c.deflate = compression == "deflate";
+  std::uint32_t level = 6;
+  node.optional("compression_level", level, errors, InRange<std::uint64_t>{0, 9});
+  c.compression_level = static_cast<int>(level);
+  node.optional("connect_timeout", c.connect_timeout, errors,
+                InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(10),
+                                                  std::chrono::minutes(10)});
+  node.optional("request_timeout", c.request_timeout, errors,
+                InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(10),
+                                                  std::chrono::hours(1)});
+  node.reject_unknown_keys(errors);
+  if (errors.size() != before) return std::nullopt;
+  return c;
+}
+
+Result<std::unique_ptr<AvroSink>> AvroSink::create(const AvroSinkConfig& config,
+                                                   SinkContext& ctx) {
+  return std::make_unique<AvroSink>(config, ctx);
+}
+
+AvroSink::AvroSink(const AvroSinkConfig& config, SinkContext& ctx)
+    : config_(config),
+      ctx_(ctx),
+      request_timer_(ctx.loop),
+      connect_timer_(ctx.loop),
+      connects_(ctx.metrics.counter("sluice_avro_sink_connects_total",
+                                    "Connections opened to the Avro server.", ctx.labels())),
+      failures_(ctx.metrics.counter(
+          "sluice_avro_sink_failures_total",
+          "Requests that failed: FAILED answers, errors, timeouts, lost connections.",
+          ctx.labels())) {
+  int port = 0;
+  http::split_host_port(config_.address, host_, port);
+  port_ = std::to_string(port);
+}
+
+AvroSink::~AvroSink() {
+  if (conn_) drop_connection("shutting down");
+}
+
+void AvroSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& done) {
+  queue_.push_back({&batch, id, &done});
+  pump();
+}
+
+void AvroSink::pump() {
+  if (in_flight_ || queue_.empty()) return;
+  if (!conn_) return connect();
+  if (!conn_->ready) return;  // connecting
+  send_front();
+}
+
+void AvroSink::connect() {
+  conn_ = std::make_unique<Conn>();
+  conn_->self = this;
+  if (config_.deflate) {
+    conn_->inflate = std::make_unique<avro::Inflater>(std::size_t{64} << 20);
+    conn_->deflate = std::make_unique<avro::Deflater>(config_.compression_level);
+  }
+  connect_timer_.start(config_.connect_timeout, [this] {
+    if (conn_ && !conn_->ready) {
+      drop_connection("could not connect to " + config_.address + " within the connect_timeout");
+    }
+  });
+  conn_->gai = new uv_getaddrinfo_t{};
+  conn_->gai->data = conn_.get();
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  const int rc = uv_getaddrinfo(
+      ctx_.loop.uv(), conn_->gai,
+      [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
+        auto* c = static_cast<Conn*>(req->data);
+        delete req;
+        if (c == nullptr) {  // the connection was dropped meanwhile
+          uv_freeaddrinfo(res);
+          return;
+        }
+        c->gai = nullptr;
+        AvroSink* self = c->self;
+        if (status != 0 || res == nullptr) {
+          uv_freeaddrinfo(res);
+          self->drop_connection("cannot resolve " + self->config_.address + ": " +
+                                uv_strerror(status));
+          return;
+        }
+        c->tcp = new uv_tcp_t{};
+        uv_tcp_init(self->ctx_.loop.uv(), c->tcp);
+        c->tcp->data = c;
+        c->creq = new uv_connect_t{};
+        c->creq->data = c;
+        const int crc = uv_tcp_connect(c->creq, c->tcp, res->ai_addr, [](uv_connect_t* r, int st) {
+          auto* conn = static_cast<Conn*>(r->data);
+          delete r;
+          if (conn == nullptr) return;
+          conn->creq = nullptr;
+          conn->self->on_connected(st);
+        });
+        uv_freeaddrinfo(res);
+        if (crc != 0) {
+          delete c->creq;
+          c->creq = nullptr;
+          self->drop_connection(std::string("connect: ") + uv_strerror(crc));
+        }
+      },
+      host_.c_str(), port_.c_str(), &hints);
+  if (rc != 0) {
+    delete conn_->gai;
+    conn_->gai = nullptr;
+    drop_connection(std::string("getaddrinfo: ") + uv_strerror(rc));
+  }
+}
+
+void AvroSink::on_connected(int status) {
+  if (status != 0) {
+    drop_connection("cannot connect to " + config_.address + ": " + uv_strerror(status));
+    return;
+  }
+  connect_timer_.stop();
+  connects_.inc();
+  conn_->ready = true;
+  uv_tcp_nodelay(conn_->tcp, 1);
+  uv_read_start(
+      reinterpret_cast<uv_stream_t*>(conn_->tcp),
+      [](uv_handle_t* h, std::size_t, uv_buf_t* b) {
+        auto* c = static_cast<Conn*>(h->data);
+        b->base = c->buf;
+        b->len = sizeof c->buf;
+      },
+      [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
+        if (s->data == nullptr) return;
+        static_cast<Conn*>(s->data)->self->on_read(n, b);
+      });
+  pump();
+}
+
+void AvroSink::send_front() {
+  const Job& job = queue_.front();
+  scratch_.clear();
+  avro::Writer w(scratch_);
+  handshake_in_request_ = !conn_->handshaken;
+  if (handshake_in_request_) {
+    avro::HandshakeRequest h;
+    h.client_hash = avro::kFlumeHash;
+    h.client_protocol = avro::kFlumeProtocol;
+    h.server_hash = avro::kFlumeHash;
+    avro::write_handshake_request(w, h);
+  }
+  avro::write_append_batch(w, *job.batch, 0, job.batch->size());
+  std::string frame;
+  avro::encode_frame(++serial_, scratch_, frame);
+  auto* req = new WriteReq;
+  if (conn_->deflate) {
+    conn_->deflate->write(frame, req->data);
+  } else {
+    req->data = std::move(frame);
+  }
+  in_flight_ = true;
+  uv_buf_t b = uv_buf_init(req->data.data(), static_cast<unsigned>(req->data.size()));
+  const int rc = uv_write(&req->req, reinterpret_cast<uv_stream_t*>(conn_->tcp), &b, 1,
+                          [](uv_write_t* r, int) { delete reinterpret_cast<WriteReq*>(r); });
+  if (rc != 0) {
+    delete req;
+    drop_connection(std::string("write: ") + uv_strerror(rc));
+    return;
+  }
+  request_timer_.start(config_.request_timeout, [this] {
+    drop_connection("no answer from " + config_.address + " within the request_timeout");
+  });
+}
+
+void AvroSink::on_read(ssize_t n, const uv_buf_t* buf) {
+  if (n < 0) {
+    drop_connection(n == UV_EOF ? "the server closed the connection"
+                                : std::string("read: ") + uv_strerror(static_cast<int>(n)));
+    return;
+  }
+  std::string_view data(buf->base, static_cast<std::size_t>(n));
+  if (conn_->inflate) {
+    conn_->inflated.clear();
+    if (Status st = conn_->inflate->write(data, conn_->inflated); !st.ok()) {
+      drop_connection(st.message());
+      return;
+    }
+    data = conn_->inflated;
+  }
+  Conn* c = conn_.get();
+  std::int32_t serial = 0;
+  std::string payload;
+  bool got = false;
+  const Status st = c->decoder.feed(data, [&](std::int32_t s, std::string_view p) {
+    serial = s;
+    payload.assign(p);
+    got = true;
+  });
+  if (!st.ok()) {
+    drop_connection("a bad frame from the server: " + st.message());
+    return;
+  }
+  if (got) on_frame(serial, payload);
+}
+
+void AvroSink::on_frame(std::int32_t serial, std::string_view payload) {
+  if (!in_flight_ || serial != serial_) {
+    drop_connection("an answer to request " + std::to_string(serial) + " while waiting for " +
+                    std::to_string(serial_));
+    return;
+  }
+  avro::Reader r(payload);
+  if (handshake_in_request_) {
+    avro::HandshakeResponse h;
+    if (!avro::read_handshake_response(r, h)) {
+      drop_connection("a malformed handshake response");
+      return;
+    }
+    if (h.match == avro::Match::none) {
+      drop_connection("the server refused the handshake (NONE): not a Flume Avro source?");
+      return;
+    }
+    if (h.match == avro::Match::client &&
+        (!h.server_protocol || h.server_protocol->find("appendBatch") == std::string_view::npos)) {
+      drop_connection("the server's protocol has no appendBatch");
+      return;
+    }
+    conn_->handshaken = true;
+  }
+  avro::CallStatus status = avro::CallStatus::unknown;
+  std::string error;
+  if (!avro::read_response(r, status, error)) {
+    drop_connection("the server answered an error: " + error);
+    return;
+  }
+  request_timer_.stop();
+  in_flight_ = false;
+  if (status == avro::CallStatus::ok) {
+    finish_front(DeliveryResult::ok());
+  } else {
+    failures_.inc();
+    finish_front(DeliveryResult::retry(std::string("the Avro server at ") + config_.address +
+                                       " answered " +
+                                       (status == avro::CallStatus::failed ? "FAILED" : "UNKNOWN")));
+  }
+  pump();
+  maybe_stopped();
+}
+
+void AvroSink::finish_front(DeliveryResult result) {
+  Job job = queue_.front();
+  queue_.pop_front();
+  job.done->on_delivered(job.id, result);
+}
+
+void AvroSink::drop_connection(const std::string& why) {
+  request_timer_.stop();
+  connect_timer_.stop();
+  if (conn_) {
+    if (conn_->gai != nullptr) conn_->gai->data = nullptr;  // its callback frees it
+    if (conn_->creq != nullptr) conn_->creq->data = nullptr;
+    if (conn_->tcp != nullptr) {
+      conn_->tcp->data = nullptr;
+      close_and_delete(conn_->tcp);
+    }
+    conn_.reset();
+  }
+  const bool had_work = in_flight_ || !queue_.empty();
+  in_flight_ = false;
+  if (had_work && !stopping_) {
+    SLUICE_WARN_LIMITED(log_limit_, "avro sink {}: {}", ctx_.name, why);
+  }
+  // Everything queued answers Retry: the group rolls back in order and may fail over.
+  fail_all(why);
+  maybe_stopped();
+}
+
+void AvroSink::fail_all(const std::string& why) {
+  while (!queue_.empty()) {
+    failures_.inc();
+    Job job = queue_.front();
+    queue_.pop_front();
+    answer_later(job, DeliveryResult::retry(why));
+  }
+}
+
+void AvroSink::answer_later(Job job, DeliveryResult result) {
+  // Never answer from inside deliver(): hand it to the loop.
+  struct Later {
+    Job job;
+    DeliveryResult result;
+  };
+  auto* later = new Later{job, std::move(result)};
+  ctx_.loop.defer(
+      [](void* p, std::uint64_t) {
+        std::unique_ptr<Later> l(static_cast<Later*>(p));
+        l->job.done->on_delivered(l->job.id, l->result);
+      },
+      later, 0);
+}
+
+void AvroSink::cancel(DeliveryId id) {
+  if (queue_.empty()) return;
+  if (in_flight_ && queue_.front().id == id) {
+    drop_connection("delivery cancelled by the group");
+    return;
+  }
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    if (it->id == id && !(in_flight_ && it == queue_.begin())) {
+      Job job = *it;
+      queue_.erase(it);
+      answer_later(job, DeliveryResult::retry("cancelled"));
+      return;
+    }
+  }
+}
+
+bool AvroSink::probe(ProbeListener& listener) {
+  // A TCP connect to the server: enough to know that something listens again.
+  struct Probe {
+    AvroSink* sink;
+    ProbeListener* listener;
+    uv_tcp_t* tcp;
+    uv_connect_t req;
+  };
+  sockaddr_storage ss{};
+  if (uv_ip4_addr(host_.c_str(), std::stoi(port_), reinterpret_cast<sockaddr_in*>(&ss)) != 0 &&
+      uv_ip6_addr(host_.c_str(), std::stoi(port_), reinterpret_cast<sockaddr_in6*>(&ss)) != 0) {
+    return false;  // a name: tried with the next batch instead
+  }
+  auto* p = new Probe{this, &listener, new uv_tcp_t{}, {}};
+  uv_tcp_init(ctx_.loop.uv(), p->tcp);
+  p->req.data = p;
+  const int rc = uv_tcp_connect(&p->req, p->tcp, reinterpret_cast<sockaddr*>(&ss),
+                                [](uv_connect_t* r, int status) {
+                                  auto* pr = static_cast<Probe*>(r->data);
+                                  close_and_delete(pr->tcp);
+                                  pr->listener->on_probed(*pr->sink, status == 0);
+                                  delete pr;
+                                });
+  if (rc != 0) {
+    close_and_delete(p->tcp);
+    delete p;
+    return false;
+  }
+  return true;
+}
+
+void AvroSink::stop(StopCallback on_stopped) {
+  on_stopped_ = std::move(on_stopped);
+  maybe_stopped();
+}
+
+void AvroSink::maybe_stopped() {
+  if (!on_stopped_ || in_flight_ || !queue_.empty()) return;
+  auto cb = std::move(on_stopped_);
+  on_stopped_ = nullptr;
+  stopping_ = true;
+  if (conn_) drop_connection("stopping");
+  cb();
+}
+
+}  // namespace sluice::sinks

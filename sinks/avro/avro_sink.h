@@ -1,0 +1,83 @@
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "agent/avro/codec.h"
+#include "agent/avro/zstream.h"
+#include "agent/config/config_node.h"
+#include "agent/core/context.h"
+#include "agent/core/log.h"
+#include "agent/core/loop.h"
+#include "agent/core/metrics.h"
+#include "agent/core/result.h"
+#include "agent/core/sink.h"
+
+namespace sluice::sinks {
+
+struct AvroSinkConfig {
+  std::string address;  // "host:port"
+  bool deflate = false;
+  int compression_level = 6;
+  std::chrono::nanoseconds connect_timeout = std::chrono::seconds(5);
+  std::chrono::nanoseconds request_timeout = std::chrono::seconds(20);
+  static std::optional<AvroSinkConfig> parse(const ConfigNode& node, ConfigErrors& errors);
+};
+
+/// Flume's AvroSink on the wire: one connection, handshake on its first request (always with our
+/// protocol text, so Flume and sluice servers answer BOTH or CLIENT), one appendBatch per batch,
+/// one request at a time. OK answers Ok; FAILED, an error, a timeout or a lost connection answer
+/// Retry (and drop the connection, except after FAILED), so that a failover group moves on.
+class AvroSink final : public Sink {
+ public:
+  AvroSink(const AvroSinkConfig& config, SinkContext& ctx);
+  ~AvroSink() override;
+  static Result<std::unique_ptr<AvroSink>> create(const AvroSinkConfig& config, SinkContext& ctx);
+
+  void deliver(const Batch& batch, DeliveryId id, DeliveryListener& done) override;
+  void stop(StopCallback on_stopped) override;
+  void cancel(DeliveryId id) override;
+  bool probe(ProbeListener& listener) override;
+
+ private:
+  struct Conn;
+  struct Job {
+    const Batch* batch;
+    DeliveryId id;
+    DeliveryListener* done;
+  };
+  void pump();
+  void connect();
+  void on_connected(int status);
+  void send_front();
+  void on_read(ssize_t n, const uv_buf_t* buf);
+  void on_frame(std::int32_t serial, std::string_view payload);
+  void finish_front(DeliveryResult result);
+  void drop_connection(const std::string& why);
+  void fail_all(const std::string& why);
+  void answer_later(Job job, DeliveryResult result);
+  void maybe_stopped();
+
+  AvroSinkConfig config_;
+  SinkContext& ctx_;
+  std::string host_, port_;
+  std::unique_ptr<Conn> conn_;
+  std::deque<Job> queue_;  // front is in flight once sent
+  bool in_flight_ = false, handshake_in_request_ = false;
+  std::int32_t serial_ = 0;
+  Timer request_timer_, connect_timer_;
+  StopCallback on_stopped_;
+  bool stopping_ = false;
+  std::string scratch_;
+  Counter& connects_;
+  Counter& failures_;
+  RateLimiter log_limit_;
+};
+
+}  // namespace sluice::sinks

@@ -1,0 +1,110 @@
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/avro/codec.h"
+#include "agent/avro/net.h"
+#include "agent/avro/zstream.h"
+#include "agent/config/config_node.h"
+#include "agent/core/context.h"
+#include "agent/core/log.h"
+#include "agent/core/source.h"
+#include "agent/core/source_metrics.h"
+#include "agent/core/source_output.h"
+#include "agent/core/stop_waiter.h"
+#include "agent/parse/pipeline.h"
+
+namespace sluice::sources {
+
+struct AvroSourceConfig {
+  std::string listen = "127.0.0.1:4141";
+  bool deflate = false;  // Flume's compression-type = deflate
+  avro::FrameLimits frame;
+  avro::CallLimits call;
+  std::uint32_t max_connections = 1024;
+  std::chrono::nanoseconds idle_timeout = std::chrono::minutes(5);
+  std::vector<std::string> allow;  // client addresses or CIDR ranges; empty: everyone
+  parse::PipelineConfig pipeline;
+  static std::optional<AvroSourceConfig> parse(const ConfigNode& node, ConfigErrors& errors);
+};
+
+/// Flume's AvroSource on the wire (Netty framing, Avro handshake, append / appendBatch): answers
+/// OK only once the events are safe in the channel (on_safe), FAILED at once when the channel is
+/// full. Frames over the limits close the connection; undecodable calls get an Avro error.
+class AvroSource final : public Source, private OutputListener {
+ public:
+  AvroSource(const AvroSourceConfig& config, SourceContext& ctx,
+             std::unique_ptr<parse::EventPipeline> pipeline, avro::AddressFilter allow);
+  ~AvroSource() override;
+  static Result<std::unique_ptr<AvroSource>> create(const AvroSourceConfig& config,
+                                                    SourceContext& ctx);
+
+  Status start() override;
+  void stop(StopCallback on_stopped) override;
+  std::string bound_address() const override { return bound_; }
+
+ private:
+  struct Conn;
+  struct Pending {  // a request waiting for its events to be safe
+    std::uint64_t conn = 0;
+    std::int32_t serial = 0;
+    std::string prefix;  // handshake response bytes, if the request carried a handshake
+    std::uint64_t last_seq = 0;
+    std::size_t unput = 0;  // chunks not yet put (waiting for the output)
+  };
+
+  void on_connection();
+  void on_read(Conn& c, ssize_t n, const uv_buf_t* buf);
+  void on_frame(Conn& c, std::int32_t serial, std::string_view payload);
+  bool handshake(Conn& c, avro::Reader& r, std::string& prefix);
+  bool compatible(std::string_view protocol_json);
+  void put_request(Conn& c, std::int32_t serial, std::string prefix);
+  void flush_leftover();
+  void reply(std::uint64_t conn, std::int32_t serial, std::string_view prefix,
+             std::optional<avro::CallStatus> status, std::string_view error = {});
+  void close_conn(Conn& c, const char* why);
+  void sweep_idle();
+  void on_safe(std::uint64_t seq) noexcept override;
+  void on_writable() noexcept override;
+  static std::uint64_t next_id(void* self, std::uint64_t);
+
+  AvroSourceConfig config_;
+  SourceContext& ctx_;
+  SourceOutput& output_;
+  std::unique_ptr<parse::EventPipeline> pipeline_;
+  avro::AddressFilter allow_;
+  uv_tcp_t* listener_ = nullptr;
+  std::string bound_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Conn>> conns_;
+  std::uint64_t next_conn_ = 0;
+  std::set<avro::Md5> accepted_hashes_;
+  std::deque<Pending> pending_;
+  std::deque<Batch> leftover_;  // chunks of the newest request not yet put
+  Batch decoded_, parsed_;
+  std::uint64_t id_base_ = 0, id_seq_ = 0;
+  std::int64_t now_ns_ = 0;
+  bool stopping_ = false;
+  Timer idle_timer_;
+  StopWaiter stop_waiter_;
+  SourceMetrics metrics_;
+  Gauge& connections_;
+  Counter& refused_;
+  Counter& requests_ok_;
+  Counter& requests_failed_;
+  Counter& call_errors_;
+  Counter& frame_errors_;
+  Counter& handshake_refused_;
+  RateLimiter log_limit_;
+};
+
+}  // namespace sluice::sources
