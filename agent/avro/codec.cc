@@ -102,10 +102,10 @@ Status FrameDecoder::header_done() {
       state_ = State::count;
       return {};
     case State::count:
-      if (v <= 0) return Status(Errc::invalid_data, "a frame with " + std::to_string(v) + " buffers");
+      if (v <= 0)
+        return Status(Errc::invalid_data, "a frame with " + std::to_string(v) + " buffers");
       if (static_cast<std::uint32_t>(v) > limits_.max_buffers) {
-        return Status(Errc::invalid_data, "a frame with " + std::to_string(v) +
-                                              " buffers (limit " +
+        return Status(Errc::invalid_data, "a frame with " + std::to_string(v) + " buffers (limit " +
                                               std::to_string(limits_.max_buffers) + ")");
       }
       count_ = static_cast<std::uint32_t>(v);
@@ -119,8 +119,8 @@ Status FrameDecoder::header_done() {
                                               std::to_string(limits_.max_buffer_bytes) + ")");
       }
       if (payload_.size() + static_cast<std::uint32_t>(v) > limits_.max_frame_bytes) {
-        return Status(Errc::invalid_data, "a frame over " +
-                                              std::to_string(limits_.max_frame_bytes) + " bytes");
+        return Status(Errc::invalid_data,
+                      "a frame over " + std::to_string(limits_.max_frame_bytes) + " bytes");
       }
       --buffers_left_;
       length_left_ = static_cast<std::uint32_t>(v);
@@ -335,13 +335,14 @@ Status read_call(Reader& r, const CallLimits& limits, std::int64_t timestamp_ns,
     return fail("unknown message '" + std::string(call.message.substr(0, 64)) + "'");
   }
   if (!r.ok()) return fail(std::string("request ") + r.error());
-  if (!r.at_end()) return fail("request has " + std::to_string(r.left()) + " bytes after its parameters");
+  if (!r.at_end())
+    return fail("request has " + std::to_string(r.left()) + " bytes after its parameters");
   return {};
 }
 
 void write_response(Writer& w, CallStatus status) {
-  w.write_long(0);   // metadata
-  w.write_byte(0);   // no error
+  w.write_long(0);  // metadata
+  w.write_byte(0);  // no error
   w.write_long(static_cast<std::int64_t>(status));
 }
 

@@ -58,9 +58,9 @@ class Reader {
 
 /// Limits a server applies to what a client sends (violations close the connection).
 struct FrameLimits {
-  std::uint32_t max_buffers = 16384;            // buffers per frame
-  std::uint32_t max_buffer_bytes = 64u << 20;   // bytes per buffer
-  std::uint32_t max_frame_bytes = 64u << 20;    // bytes per frame (all its buffers)
+  std::uint32_t max_buffers = 16384;           // buffers per frame
+  std::uint32_t max_buffer_bytes = 64u << 20;  // bytes per buffer
+  std::uint32_t max_frame_bytes = 64u << 20;   // bytes per frame (all its buffers)
 };
 
 /// Netty's framing: int32 BE serial, int32 BE count, then count x (int32 BE length, bytes).
@@ -147,7 +147,8 @@ Status FrameDecoder::feed(std::string_view data, F&& on_frame) {
   const char* end = p + data.size();
   while (p < end) {
     if (state_ != State::data) {
-      const std::size_t take = std::min<std::size_t>(4 - head_fill_, static_cast<std::size_t>(end - p));
+      const std::size_t take =
+          std::min<std::size_t>(4 - head_fill_, static_cast<std::size_t>(end - p));
       std::memcpy(head_ + head_fill_, p, take);
       head_fill_ += take;
       p += take;
@@ -155,7 +156,8 @@ Status FrameDecoder::feed(std::string_view data, F&& on_frame) {
       head_fill_ = 0;
       if (Status st = header_done(); !st.ok()) return st;
     } else {
-      const std::size_t take = std::min<std::size_t>(length_left_, static_cast<std::size_t>(end - p));
+      const std::size_t take =
+          std::min<std::size_t>(length_left_, static_cast<std::size_t>(end - p));
       payload_.append(p, take);
       p += take;
       length_left_ -= static_cast<std::uint32_t>(take);

@@ -44,9 +44,8 @@ Status Inflater::write(std::string_view in, std::string& out) {
     }
     if (rc == Z_BUF_ERROR && z_.avail_out != 0) break;  // needs more input
     if (rc != Z_OK && rc != Z_BUF_ERROR) {
-      return Status(Errc::invalid_data,
-                    std::string("not a zlib stream (compression mismatch?): ") +
-                        (z_.msg != nullptr ? z_.msg : "inflate failed"));
+      return Status(Errc::invalid_data, std::string("not a zlib stream (compression mismatch?): ") +
+                                            (z_.msg != nullptr ? z_.msg : "inflate failed"));
     }
   }
   return {};

@@ -41,6 +41,27 @@ std::size_t SourceOutput::drop_waiting() {
   return dropped;
 }
 
+std::size_t SourceOutput::abandon_waiting() {
+  std::size_t dropped = 0;
+  for (Slot& s : slots_) {
+    if (!s.busy || !s.waiting || s.next_channel != 0) continue;
+    s.waiting = false;
+    --waiting_;
+    s.busy = false;
+    s.batch.clear();
+    s.side.clear();
+    --pending_;
+    // Nothing of it was stored: it is "safe" at once, in order with the others.
+    remaining_[(ring_head_ + (s.seq - safe_seq_ - 1)) % remaining_.size()] = 0;
+    ++dropped;
+  }
+  if (dropped > 0) {
+    if (waiting_ == 0) retry_timer_.stop();
+    loop_.defer(pop_safe_task, this, 0);
+  }
+  return dropped;
+}
+
 bool SourceOutput::durable() const noexcept {
   for (std::size_t i = 0; i < targets(); ++i) {
     if (target(i)->durable()) return true;

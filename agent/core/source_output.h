@@ -51,6 +51,12 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
   /// waiting for space that no channel has taken yet, so that a full channel behind a dead sink
   /// does not hold the shutdown. Their positions were never reported safe. Returns how many.
   std::size_t drop_waiting();
+  /// For sources that answer a client (Avro FAILED, HTTP 503) rather than wait: forgets the puts
+  /// waiting for space (or for a retry) that no channel has taken yet, as if never made; their
+  /// sequence numbers count as safe. Returns how many.
+  std::size_t abandon_waiting();
+  /// True while a put waits for space in a channel (or for a retry after an error).
+  bool waiting_for_space() const noexcept { return waiting_ > 0; }
   void set_source_name(std::string name) { source_name_ = std::move(name); }
   /// False while a put waits for space or max_pending_puts are outstanding.
   bool writable() const noexcept;

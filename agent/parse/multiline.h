@@ -41,10 +41,10 @@ std::string_view ready_continuation(std::string_view mode);
 /// One assembled record. `text` stays valid until the next call into the assembler.
 struct Record {
   std::string_view text;
-  std::uint64_t start = 0;   // offset of its first byte (for ids)
-  std::uint64_t end = 0;     // offset after its last line
-  std::int64_t time_ns = 0;  // from the container runtime; 0 if none
-  std::string_view stream;   // "stdout" / "stderr" from the container runtime
+  std::uint64_t start = 0;          // offset of its first byte (for ids)
+  std::uint64_t end = 0;            // offset after its last line
+  std::int64_t time_ns = 0;         // from the container runtime; 0 if none
+  std::string_view stream;          // "stdout" / "stderr" from the container runtime
   const Header* headers = nullptr;  // headers the record arrived with (network sources)
   std::size_t header_count = 0;
 };

@@ -44,19 +44,18 @@ std::optional<AvroSinkConfig> AvroSinkConfig::parse(const ConfigNode& node, Conf
   std::uint32_t level = 6;
   node.optional("compression_level", level, errors, InRange<std::uint64_t>{0, 9});
   c.compression_level = static_cast<int>(level);
-  node.optional("connect_timeout", c.connect_timeout, errors,
-                InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(10),
-                                                  std::chrono::minutes(10)});
-  node.optional("request_timeout", c.request_timeout, errors,
-                InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(10),
-                                                  std::chrono::hours(1)});
+  node.optional(
+      "connect_timeout", c.connect_timeout, errors,
+      InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(10), std::chrono::minutes(10)});
+  node.optional(
+      "request_timeout", c.request_timeout, errors,
+      InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(10), std::chrono::hours(1)});
   node.reject_unknown_keys(errors);
   if (errors.size() != before) return std::nullopt;
   return c;
 }
 
-Result<std::unique_ptr<AvroSink>> AvroSink::create(const AvroSinkConfig& config,
-                                                   SinkContext& ctx) {
+Result<std::unique_ptr<AvroSink>> AvroSink::create(const AvroSinkConfig& config, SinkContext& ctx) {
   return std::make_unique<AvroSink>(config, ctx);
 }
 
@@ -278,9 +277,9 @@ void AvroSink::on_frame(std::int32_t serial, std::string_view payload) {
     finish_front(DeliveryResult::ok());
   } else {
     failures_.inc();
-    finish_front(DeliveryResult::retry(std::string("the Avro server at ") + config_.address +
-                                       " answered " +
-                                       (status == avro::CallStatus::failed ? "FAILED" : "UNKNOWN")));
+    finish_front(
+        DeliveryResult::retry(std::string("the Avro server at ") + config_.address + " answered " +
+                              (status == avro::CallStatus::failed ? "FAILED" : "UNKNOWN")));
   }
   pump();
   maybe_stopped();

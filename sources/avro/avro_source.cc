@@ -82,19 +82,19 @@ AvroSource::AvroSource(const AvroSourceConfig& config, SourceContext& ctx,
     : config_(config),
       ctx_(ctx),
       output_(ctx.output),
+      putter_(ctx.output),
       pipeline_(pipeline && !pipeline->trivial() ? std::move(pipeline) : nullptr),
       allow_(std::move(allow)),
       id_base_(hash_name(ctx.name)),
       idle_timer_(ctx.loop),
       stop_waiter_(ctx.loop),
       metrics_(ctx),
-      connections_(ctx.metrics.gauge("sluice_avro_connections", "Open client connections.",
-                                     ctx.labels())),
-      refused_(ctx.metrics.counter(
-          "sluice_avro_connections_refused_total",
-          "Connections refused: not in `allow`, or over max_connections.", ctx.labels())),
-      requests_ok_(ctx.metrics.counter("sluice_avro_requests_total",
-                                       "Calls answered, by status.",
+      connections_(
+          ctx.metrics.gauge("sluice_avro_connections", "Open client connections.", ctx.labels())),
+      refused_(ctx.metrics.counter("sluice_avro_connections_refused_total",
+                                   "Connections refused: not in `allow`, or over max_connections.",
+                                   ctx.labels())),
+      requests_ok_(ctx.metrics.counter("sluice_avro_requests_total", "Calls answered, by status.",
                                        [&] {
                                          Labels l = ctx.labels();
                                          l.emplace_back("status", "ok");
@@ -120,7 +120,9 @@ AvroSource::AvroSource(const AvroSourceConfig& config, SourceContext& ctx,
           "sluice_avro_handshakes_refused_total",
           "Handshakes answered NONE (unknown client protocol without its text, or incompatible).",
           ctx.labels())) {
-  output_.set_listener(this);
+  putter_.set_on_progress([this] {
+    if (stopping_) stop_waiter_.check();
+  });
 }
 
 AvroSource::~AvroSource() {
@@ -149,7 +151,8 @@ Status AvroSource::start() {
   if (!l) return l.error();
   listener_ = *l;
   const auto tick = std::max<Duration>(config_.idle_timeout / 4, std::chrono::seconds(1));
-  idle_timer_.start(tick, [this] { sweep_idle(); }, tick);
+  idle_timer_.start(
+      tick, [this] { sweep_idle(); }, tick);
   return {};
 }
 
@@ -329,7 +332,8 @@ void AvroSource::on_frame(Conn& c, std::int32_t serial, std::string_view payload
   }
   decoded_.clear();
   avro::Call call;
-  const Status st = avro::read_call(r, config_.call, now_ns_, &AvroSource::next_id, this, decoded_, call);
+  const Status st =
+      avro::read_call(r, config_.call, now_ns_, &AvroSource::next_id, this, decoded_, call);
   if (!st.ok()) {
     call_errors_.inc();
     SLUICE_WARN_LIMITED(log_limit_, "avro {}: bad request from {}: {}", ctx_.name, c.peer,
@@ -366,58 +370,17 @@ void AvroSource::put_request(Conn& c, std::int32_t serial, std::string prefix) {
     reply(c.id, serial, prefix, avro::CallStatus::ok);
     return;
   }
-  if (stopping_ || !leftover_.empty() || !output_.writable()) {
+  if (stopping_ || !putter_.accepting()) {
     requests_failed_.inc();
     reply(c.id, serial, prefix, avro::CallStatus::failed);
     return;
   }
   metrics_.events.inc(batch->size());
   metrics_.bytes.inc(batch->bytes());
-  Pending p;
-  p.conn = c.id;
-  p.serial = serial;
-  p.prefix = std::move(prefix);
-  const std::size_t max = output_.max_batch_events();
-  const std::size_t n = batch->size();
-  for (std::size_t from = 0; from < n; from += max) {
-    const std::size_t to = std::min(n, from + max);
-    Batch chunk;
-    if (from == 0 && to == n) {
-      chunk.swap(*batch);
-    } else {
-      chunk.append_range(*batch, from, to);
-    }
-    if (leftover_.empty() && output_.writable()) {
-      p.last_seq = output_.put(chunk, {});
-    } else {
-      leftover_.push_back(std::move(chunk));
-      ++p.unput;
-    }
-  }
-  pending_.push_back(std::move(p));
-}
-
-void AvroSource::flush_leftover() {
-  while (!leftover_.empty() && output_.writable()) {
-    pending_.back().last_seq = output_.put(leftover_.front(), {});
-    --pending_.back().unput;
-    leftover_.pop_front();
-  }
-}
-
-void AvroSource::on_writable() noexcept {
-  flush_leftover();
-  if (stopping_) stop_waiter_.check();
-}
-
-void AvroSource::on_safe(std::uint64_t seq) noexcept {
-  while (!pending_.empty() && pending_.front().unput == 0 && pending_.front().last_seq <= seq) {
-    const Pending& p = pending_.front();
-    requests_ok_.inc();
-    reply(p.conn, p.serial, p.prefix, avro::CallStatus::ok);
-    pending_.pop_front();
-  }
-  if (stopping_) stop_waiter_.check();
+  putter_.submit(*batch, [this, conn = c.id, serial, prefix = std::move(prefix)](bool safe) {
+    (safe ? requests_ok_ : requests_failed_).inc();
+    reply(conn, serial, prefix, safe ? avro::CallStatus::ok : avro::CallStatus::failed);
+  });
 }
 
 void AvroSource::reply(std::uint64_t conn, std::int32_t serial, std::string_view prefix,
@@ -461,9 +424,7 @@ void AvroSource::sweep_idle() {
   std::vector<Conn*> idle;
   for (auto& [id, c] : conns_) {
     if (now - c->last_activity < config_.idle_timeout) continue;
-    bool waiting = false;
-    for (const auto& p : pending_) waiting = waiting || p.conn == id;
-    if (!waiting) idle.push_back(c.get());
+    idle.push_back(c.get());  // a request still waiting for its answer is answered to no one
   }
   for (Conn* c : idle) close_conn(*c, "idle");
 }
@@ -479,8 +440,7 @@ void AvroSource::stop(StopCallback on_stopped) {
   // Requests already received finish (answered at on_safe); then every connection closes.
   stop_waiter_.wait(
       [this] {
-        flush_leftover();
-        if (!pending_.empty() || !leftover_.empty() || !output_.idle()) return false;
+        if (!putter_.idle()) return false;
         std::vector<Conn*> all;
         for (auto& [id, c] : conns_) all.push_back(c.get());
         stopping_ = false;  // close_conn must not re-enter the waiter

@@ -23,6 +23,7 @@
 #include "agent/core/source_output.h"
 #include "agent/core/stop_waiter.h"
 #include "agent/parse/pipeline.h"
+#include "sources/common/request_putter.h"
 
 namespace sluice::sources {
 
@@ -41,7 +42,7 @@ struct AvroSourceConfig {
 /// Flume's AvroSource on the wire (Netty framing, Avro handshake, append / appendBatch): answers
 /// OK only once the events are safe in the channel (on_safe), FAILED at once when the channel is
 /// full. Frames over the limits close the connection; undecodable calls get an Avro error.
-class AvroSource final : public Source, private OutputListener {
+class AvroSource final : public Source {
  public:
   AvroSource(const AvroSourceConfig& config, SourceContext& ctx,
              std::unique_ptr<parse::EventPipeline> pipeline, avro::AddressFilter allow);
@@ -55,32 +56,22 @@ class AvroSource final : public Source, private OutputListener {
 
  private:
   struct Conn;
-  struct Pending {  // a request waiting for its events to be safe
-    std::uint64_t conn = 0;
-    std::int32_t serial = 0;
-    std::string prefix;  // handshake response bytes, if the request carried a handshake
-    std::uint64_t last_seq = 0;
-    std::size_t unput = 0;  // chunks not yet put (waiting for the output)
-  };
-
   void on_connection();
   void on_read(Conn& c, ssize_t n, const uv_buf_t* buf);
   void on_frame(Conn& c, std::int32_t serial, std::string_view payload);
   bool handshake(Conn& c, avro::Reader& r, std::string& prefix);
   bool compatible(std::string_view protocol_json);
   void put_request(Conn& c, std::int32_t serial, std::string prefix);
-  void flush_leftover();
   void reply(std::uint64_t conn, std::int32_t serial, std::string_view prefix,
              std::optional<avro::CallStatus> status, std::string_view error = {});
   void close_conn(Conn& c, const char* why);
   void sweep_idle();
-  void on_safe(std::uint64_t seq) noexcept override;
-  void on_writable() noexcept override;
   static std::uint64_t next_id(void* self, std::uint64_t);
 
   AvroSourceConfig config_;
   SourceContext& ctx_;
   SourceOutput& output_;
+  RequestPutter putter_;
   std::unique_ptr<parse::EventPipeline> pipeline_;
   avro::AddressFilter allow_;
   uv_tcp_t* listener_ = nullptr;
@@ -88,8 +79,6 @@ class AvroSource final : public Source, private OutputListener {
   std::unordered_map<std::uint64_t, std::unique_ptr<Conn>> conns_;
   std::uint64_t next_conn_ = 0;
   std::set<avro::Md5> accepted_hashes_;
-  std::deque<Pending> pending_;
-  std::deque<Batch> leftover_;  // chunks of the newest request not yet put
   Batch decoded_, parsed_;
   std::uint64_t id_base_ = 0, id_seq_ = 0;
   std::int64_t now_ns_ = 0;

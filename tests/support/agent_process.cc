@@ -131,4 +131,50 @@ std::pair<int, std::string> run_sluice(const std::vector<std::string>& args) {
   return {code, read_file(dir.file("out"))};
 }
 
+ChildProcess::ChildProcess(std::vector<std::string> argv, const std::string& log_path) {
+  pid_ = ::fork();
+  SLUICE_ASSERT(pid_ >= 0);
+  if (pid_ == 0) {
+    const int in = ::open("/dev/null", O_RDONLY);
+    const int out = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(in, 0);
+    ::dup2(out, 1);
+    ::dup2(out, 2);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+}
+
+ChildProcess::~ChildProcess() {
+  if (running()) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+}
+
+bool ChildProcess::running() {
+  if (exit_code_) return false;
+  int status = 0;
+  const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+  if (r == 0) return true;
+  exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  return false;
+}
+
+int ChildProcess::wait_exit(std::chrono::milliseconds timeout) {
+  if (!eventually(timeout, [&] { return !running(); })) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    exit_code_ = -1000;
+  }
+  return *exit_code_;
+}
+
+std::string flume_peer_script() { return source_dir() + "/tests/support/flume_peer.py"; }
+
 }  // namespace sluice::test

@@ -68,6 +68,26 @@ class AgentProcess {
   std::string data_dir_;
 };
 
+/// Another program run by a test (a python peer): killed and reaped when destroyed.
+class ChildProcess {
+ public:
+  /// Runs argv[0] (a path) with `argv`; stdout and stderr go to `log_path`.
+  ChildProcess(std::vector<std::string> argv, const std::string& log_path);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+  /// Waits up to `timeout` for the exit; returns the exit code, or -1000 after killing it.
+  int wait_exit(std::chrono::milliseconds timeout = 30s);
+  bool running();
+
+ private:
+  pid_t pid_ = -1;
+  std::optional<int> exit_code_;
+};
+
+/// The path of tests/support/flume_peer.py in the source tree.
+std::string flume_peer_script();
+
 /// Runs sluice to completion with `args` and returns {exit code, stdout + stderr}.
 std::pair<int, std::string> run_sluice(const std::vector<std::string>& args);
 

@@ -1,0 +1,405 @@
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "agent/avro/codec.h"
+#include "tests/support/agent_process.h"
+
+using namespace sluice;
+using namespace sluice::test;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kPython = "/usr/bin/python3";
+constexpr const char* kMemory = "type = \"memory\"\nmax_events = 100000";
+
+AgentProcess::Options source_options(const std::string& out, const std::string& extra = "",
+                                     const std::string& channel = kMemory,
+                                     const std::string& listen = "127.0.0.1:0") {
+  AgentProcess::Options o;
+  o.vars = {{"OUT", out}, {"EXTRA", extra}, {"CHANNEL", channel}, {"LISTEN", listen}};
+  return o;
+}
+
+std::string addr_of(const AgentProcess& agent, const std::string& name = "av") {
+  std::string a;
+  eventually(10s, [&] {
+    a = read_file(agent.path("data/" + name + ".addr"));
+    return !a.empty();
+  });
+  while (!a.empty() && a.back() == '\n') a.pop_back();
+  return a;
+}
+
+// Runs the python3-avro client and returns its JSON report.
+std::string run_client(const TempDir& tmp, const std::string& address,
+                       const std::vector<std::string>& extra) {
+  static int n = 0;
+  const std::string report = tmp.file("client" + std::to_string(++n) + ".json");
+  std::vector<std::string> argv = {kPython, flume_peer_script(), "client", address, "--out",
+                                   report};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  ChildProcess client(argv, report + ".log");
+  INFO(read_file(report + ".log"));
+  REQUIRE(client.wait_exit(60s) == 0);
+  return read_file(report);
+}
+
+// A raw TCP connection for sending hand-made frames.
+struct Raw {
+  int fd = -1;
+  explicit Raw(const std::string& address) {
+    const auto colon = address.rfind(':');
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
+    inet_pton(AF_INET, address.substr(0, colon).c_str(), &a.sin_addr);
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~Raw() { ::close(fd); }
+  void send(std::string_view bytes) const {
+    REQUIRE(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(bytes.size()));
+  }
+  // The next frame's payload, or nullopt if the server closed the connection.
+  std::optional<std::string> frame() const {
+    std::string buf;
+    auto need = [&](std::size_t n) {
+      while (buf.size() < n) {
+        char tmp[4096];
+        const ssize_t r = ::recv(fd, tmp, std::min(sizeof tmp, n - buf.size()), 0);
+        if (r <= 0) return false;
+        buf.append(tmp, static_cast<std::size_t>(r));
+      }
+      return true;
+    };
+    auto be32 = [&](std::size_t at) {
+      const auto* u = reinterpret_cast<const unsigned char*>(buf.data() + at);
+      return (std::uint32_t{u[0]} << 24) | (std::uint32_t{u[1]} << 16) |
+             (std::uint32_t{u[2]} << 8) | u[3];
+    };
+    if (!need(8)) return std::nullopt;
+    const std::uint32_t count = be32(4);
+    std::string payload;
+    std::size_t at = 8;
+    for (std::uint32_t i = 0; i < count; ++i) {
+      if (!need(at + 4)) return std::nullopt;
+      const std::uint32_t len = be32(at);
+      if (!need(at + 4 + len)) return std::nullopt;
+      payload += buf.substr(at + 4, len);
+      at += 4 + len;
+    }
+    return payload;
+  }
+};
+
+std::string be32(std::uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+          static_cast<char>(v)};
+}
+
+// A first request: Flume's handshake (known hash) and `call` as the call part.
+std::string first_request(std::int32_t serial, std::string_view call) {
+  std::string payload;
+  avro::Writer w(payload);
+  avro::HandshakeRequest h;
+  h.client_hash = avro::kFlumeHash;
+  h.server_hash = avro::kFlumeHash;
+  avro::write_handshake_request(w, h);
+  payload.append(call);
+  std::string frame;
+  avro::encode_frame(serial, payload, frame);
+  return frame;
+}
+
+std::string append_batch_call(int events) {
+  Batch b;
+  for (int i = 0; i < events; ++i) {
+    b.add("raw-" + std::to_string(i), 0, 0);
+    b.add_header("k", "v");
+  }
+  std::string call;
+  avro::Writer w(call);
+  avro::write_append_batch(w, b, 0, b.size());
+  return call;
+}
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+}  // namespace
+
+TEST_CASE("avro: python3-avro clients, with Flume's hash and with their own, deliver every event",
+          "[integration][avro]") {
+  TempDir tmp;
+  const std::string out = tmp.file("out.json");
+  AgentProcess agent("avro_source_file.toml", source_options(out));
+  REQUIRE(agent.wait_ready());
+  const std::string address = addr_of(agent);
+  // Flume's hash: BOTH on the first handshake.
+  const std::string known = run_client(
+      tmp, address, {"--known-hash", "--events", "5000", "--batch", "100", "--first", "1"});
+  CHECK(known.find(R"({"ok": 50, "failed": 0, "errors": [])") == 0);
+  // python-avro's own hash: NONE, then the protocol text, then OK.
+  const std::string own =
+      run_client(tmp, address, {"--events", "5000", "--batch", "100", "--first", "5001"});
+  CHECK(own.find(R"({"ok": 50, "failed": 0, "errors": [])") == 0);
+  REQUIRE(eventually(10s, [&] { return count_lines(out) == 10000; }));
+  const std::string text = read_file(out);
+  CHECK(text.find(R"("headers":{"seq":"1","k":"v"},"fields":{},"body":"event-1"})") !=
+        std::string::npos);
+  CHECK(text.find(R"("headers":{"seq":"10000","k":"v"},"fields":{},"body":"event-10000"})") !=
+        std::string::npos);
+  CHECK(agent.metric(R"(sluice_avro_handshakes_refused_total{component="av",type="avro"})") == 1.0);
+  CHECK(agent.metric(R"(sluice_avro_requests_total{component="av",type="avro",status="ok"})") ==
+        100.0);
+  CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("avro: the sink delivers to a python3-avro server, FAILED answers are retried",
+          "[integration][avro]") {
+  for (const bool known : {true, false}) {
+    INFO((known ? "server with Flume's hash (BOTH)" : "server with its own hash (CLIENT)"));
+    TempDir tmp;
+    const std::string received = tmp.file("received.json"), addr = tmp.file("addr");
+    std::vector<std::string> argv = {
+        kPython,  flume_peer_script(), "server", "--addr-file", addr, "--out",
+        received, "--fail-first",      "3"};
+    if (known) argv.push_back("--known-hash");
+    ChildProcess server(argv, tmp.file("server.log"));
+    REQUIRE(eventually(10s, [&] { return !read_file(addr).empty(); }));
+    std::string address = read_file(addr);
+    address.pop_back();
+    std::string input;
+    for (int i = 1; i <= 3000; ++i) input += std::to_string(i) + "\n";
+    write_file(tmp.file("in.txt"), input);
+    AgentProcess::Options o;
+    o.vars = {{"ADDRESS", address}, {"EXTRA", ""}};
+    o.stdin_file = tmp.file("in.txt");
+    AgentProcess agent("stdin_avro_sink.toml", o);
+    CHECK(agent.wait_exit(60s) == 0);
+    const auto lines = read_lines(received);
+    REQUIRE(lines.size() == 3000);
+    for (int i = 0; i < 3000; i += 999) {
+      CHECK(lines[static_cast<std::size_t>(i)] ==
+            R"({"headers": {}, "body": ")" + std::to_string(i + 1) + "\"}");
+    }
+    CHECK(agent.stderr_text().find("answered FAILED") != std::string::npos);
+  }
+}
+
+TEST_CASE("avro: sluice to sluice, plain and with deflate, in order", "[integration][avro]") {
+  for (const std::string compression : {"none", "deflate"}) {
+    INFO(compression);
+    TempDir tmp;
+    const std::string out = tmp.file("out.json");
+    AgentProcess collector("avro_source_file.toml",
+                           source_options(out, "compression = \"" + compression + "\""));
+    REQUIRE(collector.wait_ready());
+    std::string input;
+    for (int i = 1; i <= 20000; ++i) input += "line-" + std::to_string(i) + "\n";
+    write_file(tmp.file("in.txt"), input);
+    AgentProcess::Options o;
+    o.vars = {{"ADDRESS", addr_of(collector)}, {"EXTRA", "compression = \"" + compression + "\""}};
+    o.stdin_file = tmp.file("in.txt");
+    AgentProcess web("stdin_avro_sink.toml", o);
+    CHECK(web.wait_exit(60s) == 0);
+    REQUIRE(eventually(10s, [&] { return count_lines(out) == 20000; }));
+    const auto lines = read_lines(out);
+    long expect = 1;
+    bool ordered = true;
+    for (const auto& l : lines) {
+      ordered = ordered &&
+                l.find("\"body\":\"line-" + std::to_string(expect++) + "\"") != std::string::npos;
+    }
+    CHECK(ordered);
+    CHECK(collector.terminate() == 0);
+  }
+}
+
+TEST_CASE("avro: bad frames close the connection, bad calls get an Avro error, both counted",
+          "[integration][avro]") {
+  TempDir tmp;
+  const std::string out = tmp.file("out.json");
+  AgentProcess agent("avro_source_file.toml",
+                     source_options(out, "max_frame_bytes = \"1MiB\"\nmax_batch_events = 1000"));
+  REQUIRE(agent.wait_ready());
+  const std::string address = addr_of(agent);
+  const std::string labels = R"({component="av",type="avro"})";
+  {
+    Raw zero(address);  // a frame with no buffers
+    zero.send(be32(1) + be32(0));
+    CHECK_FALSE(zero.frame().has_value());
+  }
+  {
+    Raw huge(address);  // a buffer of 2 GB
+    huge.send(be32(1) + be32(1) + be32(0x7fffffff));
+    CHECK_FALSE(huge.frame().has_value());
+  }
+  {
+    Raw many(address);  // too many events in one call
+    many.send(first_request(1, append_batch_call(1001)));
+    const auto reply = many.frame();
+    REQUIRE(reply.has_value());
+    CHECK(reply->find("a batch of more than 1000 events") != std::string::npos);
+  }
+  CHECK(eventually(5s,
+                   [&] { return agent.metric("sluice_avro_frame_errors_total" + labels) == 2.0; }));
+  {
+    Raw conn(address);
+    // Truncated Avro: the call stops in the middle of an event.
+    std::string call = append_batch_call(3);
+    call.resize(call.size() - 4);
+    conn.send(first_request(1, call));
+    auto reply = conn.frame();
+    REQUIRE(reply.has_value());
+    avro::Reader r(*reply);
+    avro::HandshakeResponse h;
+    REQUIRE(avro::read_handshake_response(r, h));
+    CHECK(h.match == avro::Match::both);
+    avro::CallStatus st{};
+    std::string error;
+    CHECK_FALSE(avro::read_response(r, st, error));
+    CHECK(error == "request truncated");
+    // A wrong message name, on the same (now connected) connection: no handshake any more.
+    std::string wrong;
+    avro::Writer w(wrong);
+    w.write_long(0);
+    w.write_bytes("appendBatches");
+    std::string frame;
+    avro::encode_frame(2, wrong, frame);
+    conn.send(frame);
+    reply = conn.frame();
+    REQUIRE(reply.has_value());
+    avro::Reader r2(*reply);
+    CHECK_FALSE(avro::read_response(r2, st, error));
+    CHECK(error == "unknown message 'appendBatches'");
+    // A good call still works on that connection.
+    frame.clear();
+    avro::encode_frame(3, append_batch_call(2), frame);
+    conn.send(frame);
+    reply = conn.frame();
+    REQUIRE(reply.has_value());
+    avro::Reader r3(*reply);
+    REQUIRE(avro::read_response(r3, st, error));
+    CHECK(st == avro::CallStatus::ok);
+  }
+  CHECK(agent.metric(R"(sluice_avro_requests_total{component="av",type="avro",status="error"})") ==
+        3.0);
+  REQUIRE(eventually(5s, [&] { return count_lines(out) == 2; }));
+  CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("avro: clients outside the allow-list are refused and counted", "[integration][avro]") {
+  TempDir tmp;
+  AgentProcess agent("avro_source_file.toml",
+                     source_options(tmp.file("out.json"), R"(allow = ["10.0.0.0/8", "::1"])"));
+  REQUIRE(agent.wait_ready());
+  Raw conn(addr_of(agent));
+  conn.send(first_request(1, append_batch_call(1)));
+  CHECK_FALSE(conn.frame().has_value());
+  CHECK(agent.metric(R"(sluice_avro_connections_refused_total{component="av",type="avro"})") ==
+        1.0);
+  CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("avro: a full channel answers FAILED at once", "[integration][avro]") {
+  TempDir tmp;
+  // The channel drains into an Avro sink that cannot connect: it fills up. (lmdb: OK at the
+  // durable put; with a memory channel OK waits for the sink.)
+  const std::string conf = tmp.file("full.toml");
+  write_file(conf, R"([agent]
+data_dir = "@DATA_DIR@"
+admin = "127.0.0.1:0"
+[sources.av]
+type = "avro"
+listen = "127.0.0.1:0"
+channel = "buf"
+[channels.buf]
+type = "lmdb"
+max_events = 300
+sync = "none"
+[sinks.dead]
+type = "avro"
+channel = "buf"
+address = "127.0.0.1:1"
+)");
+  AgentProcess::Options o;
+  o.config_file = conf;
+  AgentProcess agent("", o);
+  REQUIRE(agent.wait_ready());
+  const auto start = std::chrono::steady_clock::now();
+  const std::string report =
+      run_client(tmp, addr_of(agent), {"--events", "1000", "--batch", "100"});
+  CHECK(std::chrono::steady_clock::now() - start < 20s);
+  INFO(report);
+  CHECK(report.find(R"({"ok": 3, "failed": 7)") == 0);
+  CHECK(agent.metric(R"(sluice_avro_requests_total{component="av",type="avro",status="failed"})") ==
+        7.0);
+  CHECK(agent.signal_and_wait(SIGKILL) == -SIGKILL);
+}
+
+TEST_CASE("avro: OK means stored, through kill -9 with the lmdb channel", "[integration][avro]") {
+  TempDir tmp;
+  const std::string out = tmp.file("out.json"), state = tmp.file("state");
+  fs::create_directories(state);
+  const int kills = soak() ? 20 : 3;
+  const std::string listen = "127.0.0.1:" + std::to_string(free_port());
+  AgentProcess::Options o =
+      source_options(out, "", "type = \"lmdb\"\nmax_bytes = \"256MiB\"\nsync = \"full\"", listen);
+  o.dir = state;
+  const long total = soak() ? 200000 : 30000;
+  ChildProcess client(
+      {kPython, flume_peer_script(), "client", listen, "--events", std::to_string(total), "--batch",
+       "100", "--retry", "--out", tmp.file("report.json")},
+      tmp.file("client.log"));
+  std::mt19937 rng(42);
+  for (int k = 0; k < kills && client.running(); ++k) {
+    AgentProcess agent("avro_source_file.toml", o);
+    REQUIRE(agent.wait_ready());
+    std::this_thread::sleep_for(std::chrono::milliseconds(200 + rng() % 600));
+    CHECK(agent.signal_and_wait(SIGKILL) == -SIGKILL);
+  }
+  AgentProcess last("avro_source_file.toml", o);
+  REQUIRE(last.wait_ready());
+  REQUIRE(client.wait_exit(120s) == 0);
+  const std::string report = read_file(tmp.file("report.json"));
+  const auto acked_at = report.find("\"acked\": [");
+  REQUIRE(acked_at != std::string::npos);
+  std::size_t acked = 0;
+  for (std::size_t at = acked_at; at < report.find(']', acked_at); at = report.find(',', at + 1))
+    ++acked;
+  CHECK(acked == static_cast<std::size_t>(total));
+  // Every event answered OK reaches the far side, whatever the kills.
+  REQUIRE(eventually(30s, [&] {
+    std::set<long> seen;
+    for (const auto& l : read_lines(out)) {
+      const auto at = l.find("\"body\":\"event-");
+      if (at != std::string::npos) seen.insert(std::stol(l.substr(at + 14)));
+    }
+    return seen.size() == static_cast<std::size_t>(total);
+  }));
+  CHECK(last.terminate() == 0);
+}
