@@ -8,6 +8,7 @@
 #include "sinks/stdout/stdout_sink.h"
 #include "sources/avro/avro_source.h"
 #include "sources/exec/exec_source.h"
+#include "sources/http/http_source.h"
 #include "sources/stdin/stdin_source.h"
 #include "sources/taildir/taildir_source.h"
 
@@ -18,6 +19,7 @@ void register_builtin_components(Registry& r) {
   r.add_source<sources::StdinConfig, sources::StdinSource>("stdin");
   r.add_source<sources::TaildirConfig, sources::TaildirSource>("taildir");
   r.add_source<sources::AvroSourceConfig, sources::AvroSource>("avro");
+  r.add_source<sources::HttpSourceConfig, sources::HttpSource>("http");
   r.add_channel<channels::LmdbConfig, channels::LmdbChannel>("lmdb");
   r.add_channel<channels::MemoryConfig, channels::MemoryChannel>("memory");
   r.add_sink<sinks::FileConfig, sinks::FileSink>("file");

@@ -14,6 +14,7 @@ struct Server::Conn {
   std::uint64_t id = 0;
   uv_tcp_t* tcp = nullptr;
   uv_timer_t* idle = nullptr;
+  uv_timer_t* request_timer = nullptr;  // from a request's first byte to its last
   http_parser parser{};
   std::string inbuf;  // bytes read and not yet parsed (while a request is being answered)
   std::size_t header_bytes = 0;
@@ -57,6 +58,8 @@ std::string_view status_text(int status) {
       return "Request Timeout";
     case 413:
       return "Payload Too Large";
+    case 415:
+      return "Unsupported Media Type";
     case 431:
       return "Request Header Fields Too Large";
     case 500:
@@ -207,6 +210,9 @@ void Server::on_connection() {
   c.idle = new uv_timer_t{};
   uv_timer_init(loop_.uv(), c.idle);
   c.idle->data = &c;
+  c.request_timer = new uv_timer_t{};
+  uv_timer_init(loop_.uv(), c.request_timer);
+  c.request_timer->data = &c;
   conns_.emplace(c.id, std::move(conn));
   uv_tcp_nodelay(tcp, 1);
   arm_idle(c);
@@ -273,6 +279,16 @@ void Server::feed(Conn& c) {
 
 int Server::on_message_begin(http_parser* p) {
   auto* c = static_cast<Conn*>(p->data);
+  uv_timer_start(
+      c->request_timer,
+      [](uv_timer_t* t) {
+        auto* conn = static_cast<Conn*>(t->data);
+        if (conn == nullptr || conn->busy) return;
+        conn->server->fail(*conn, 408,
+                           fmt::format("request not complete within {} ms",
+                                       conn->server->limits_.request_timeout.count()));
+      },
+      static_cast<std::uint64_t>(c->server->limits_.request_timeout.count()), 0);
   c->req = Request{};
   c->header_bytes = 0;
   c->in_header_value = false;
@@ -336,6 +352,7 @@ int Server::on_body(http_parser* p, const char* at, std::size_t len) {
 int Server::on_message_complete(http_parser* p) {
   auto* c = static_cast<Conn*>(p->data);
   c->keep_alive = http_should_keep_alive(p) != 0;
+  uv_timer_stop(c->request_timer);
   http_parser_pause(p, 1);
   return 0;
 }
@@ -393,6 +410,8 @@ void Server::close_conn(Conn& c) {
   const std::uint64_t id = c.id;
   c.idle->data = nullptr;
   close_and_delete(c.idle);
+  c.request_timer->data = nullptr;
+  close_and_delete(c.request_timer);
   uv_read_stop(reinterpret_cast<uv_stream_t*>(c.tcp));
   // Let queued writes finish: uv_close on a stream cancels pending writes, so shut down first.
   auto* shutdown = new uv_shutdown_t{};

@@ -42,6 +42,8 @@ struct ServerLimits {
   std::size_t max_body_bytes = 1 << 20;
   std::size_t max_connections = 256;
   std::chrono::milliseconds idle_timeout{60'000};
+  /// A request's headers and body must arrive within this (against slow clients): else 408.
+  std::chrono::milliseconds request_timeout{30'000};
 };
 
 class Server;

@@ -1,0 +1,328 @@
+#include "sources/http/http_source.h"
+
+#include <openssl/crypto.h>
+#include <simdjson.h>
+#include <spdlog/spdlog.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include <cctype>
+
+#include "agent/core/clock.h"
+#include "sources/common/line_source.h"
+
+namespace sluice::sources {
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// The media type of a Content-Type value, without parameters, lower-cased.
+std::string media_type(std::string_view ct) {
+  const auto semi = ct.find(';');
+  if (semi != std::string_view::npos) ct = ct.substr(0, semi);
+  while (!ct.empty() && ct.back() == ' ') ct.remove_suffix(1);
+  while (!ct.empty() && ct.front() == ' ') ct.remove_prefix(1);
+  return lower(ct);
+}
+
+// gzip (zlib with a gzip wrapper) into `out`, at most `max` bytes.
+std::optional<std::string> gunzip(std::string_view in, std::size_t max, std::string& out) {
+  z_stream z{};
+  if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) return "inflateInit2 failed";
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  int rc = Z_OK;
+  while (rc != Z_STREAM_END) {
+    if (out.size() >= max + 1) break;
+    const std::size_t at = out.size();
+    const std::size_t room = std::min<std::size_t>(64 * 1024, max + 1 - at);
+    out.resize(at + room);
+    z.next_out = reinterpret_cast<Bytef*>(out.data() + at);
+    z.avail_out = static_cast<uInt>(room);
+    rc = inflate(&z, Z_NO_FLUSH);
+    out.resize(at + room - z.avail_out);
+    if (rc != Z_OK && rc != Z_STREAM_END) {
+      inflateEnd(&z);
+      return std::string("not valid gzip: ") + (z.msg != nullptr ? z.msg : "inflate failed");
+    }
+    if (rc == Z_OK && z.avail_in == 0 && z.avail_out != 0) {
+      inflateEnd(&z);
+      return "truncated gzip body";
+    }
+  }
+  inflateEnd(&z);
+  return std::nullopt;
+}
+
+std::optional<std::string> unzstd(std::string_view in, std::size_t max, std::string& out) {
+  ZSTD_DCtx* d = ZSTD_createDCtx();
+  ZSTD_inBuffer ib{in.data(), in.size(), 0};
+  std::size_t rc = 1;
+  while (ib.pos < ib.size || rc != 0) {
+    if (out.size() >= max + 1) break;
+    const std::size_t at = out.size();
+    const std::size_t room = std::min<std::size_t>(64 * 1024, max + 1 - at);
+    out.resize(at + room);
+    ZSTD_outBuffer ob{out.data() + at, room, 0};
+    rc = ZSTD_decompressStream(d, &ob, &ib);
+    out.resize(at + ob.pos);
+    if (ZSTD_isError(rc)) {
+      ZSTD_freeDCtx(d);
+      return std::string("not valid zstd: ") + ZSTD_getErrorName(rc);
+    }
+    if (ib.pos == ib.size && rc != 0 && ob.pos < room) {
+      ZSTD_freeDCtx(d);
+      return "truncated zstd body";
+    }
+  }
+  ZSTD_freeDCtx(d);
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<HttpSourceConfig> HttpSourceConfig::parse(const ConfigNode& node,
+                                                        ConfigErrors& errors) {
+  HttpSourceConfig c;
+  const std::size_t before = errors.size();
+  node.required("listen", c.listen, errors);
+  node.optional("max_body_bytes", c.max_body_bytes, errors, InRange<ByteSize>{{1}, {1ULL << 30}});
+  node.optional("max_events", c.max_events, errors, InRange<std::uint64_t>{1, 10'000'000});
+  node.optional("max_connections", c.max_connections, errors, InRange<std::uint64_t>{1, 100000});
+  node.optional("idle_timeout", c.idle_timeout, errors,
+                InRange<std::chrono::nanoseconds>{std::chrono::seconds(1), std::chrono::hours(24)});
+  node.optional(
+      "request_timeout", c.request_timeout, errors,
+      InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(100), std::chrono::hours(1)});
+  node.optional("auth_token", c.auth_token, errors);
+  if (auto h = node.child("headers", errors)) {
+    for (const auto& [k, v] : h->table()) {
+      std::string to;
+      if (h->required(k.str(), to, errors)) c.headers.emplace_back(lower(k.str()), to);
+    }
+  }
+  parse::PipelineConfig::parse(node, errors, c.pipeline, /*lines=*/false);
+  node.reject_unknown_keys(errors);
+  if (errors.size() != before) return std::nullopt;
+  return c;
+}
+
+Result<std::unique_ptr<HttpSource>> HttpSource::create(const HttpSourceConfig& config,
+                                                       SourceContext& ctx) {
+  auto pipeline = parse::EventPipeline::make(config.pipeline, ctx);
+  if (!pipeline) return pipeline.error();
+  return std::make_unique<HttpSource>(config, ctx, std::move(*pipeline));
+}
+
+HttpSource::HttpSource(const HttpSourceConfig& config, SourceContext& ctx,
+                       std::unique_ptr<parse::EventPipeline> pipeline)
+    : config_(config),
+      ctx_(ctx),
+      putter_(ctx.output),
+      pipeline_(pipeline && !pipeline->trivial() ? std::move(pipeline) : nullptr),
+      id_base_(hash_name(ctx.name)),
+      stop_waiter_(ctx.loop),
+      metrics_(ctx) {
+  putter_.set_on_progress([this] {
+    if (stopping_) stop_waiter_.check();
+  });
+}
+
+Status HttpSource::start() {
+  http::ServerLimits limits;
+  limits.max_body_bytes = config_.max_body_bytes.bytes;
+  limits.max_connections = config_.max_connections;
+  limits.idle_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(config_.idle_timeout);
+  limits.request_timeout =
+      std::chrono::duration_cast<std::chrono::milliseconds>(config_.request_timeout);
+  server_ = std::make_unique<http::Server>(
+      ctx_.loop, limits,
+      [this](http::Request& req, http::Responder r) { handle(req, std::move(r)); }, &ctx_.metrics,
+      ctx_.labels());
+  return server_->listen(config_.listen);
+}
+
+void HttpSource::count(int status) {
+  Labels l = ctx_.labels();
+  l.emplace_back("status", std::to_string(status));
+  ctx_.metrics.counter("sluice_http_source_requests_total", "Requests answered, by status.", l)
+      .inc();
+}
+
+void HttpSource::refuse(http::Responder& responder, int status, std::string message,
+                        std::vector<std::pair<std::string, std::string>> headers) {
+  count(status);
+  http::Response r;
+  r.status = status;
+  r.body = std::move(message) + "\n";
+  r.headers = std::move(headers);
+  responder.respond(std::move(r));
+}
+
+std::optional<std::pair<int, std::string>> HttpSource::decode(const http::Request& req) {
+  events_.clear();
+  std::string_view body = req.body;
+  const std::string encoding = lower(req.header("content-encoding"));
+  if (encoding == "gzip" || encoding == "x-gzip" || encoding == "zstd") {
+    inflated_.clear();
+    const auto err = encoding == "zstd" ? unzstd(body, config_.max_body_bytes.bytes, inflated_)
+                                        : gunzip(body, config_.max_body_bytes.bytes, inflated_);
+    if (err) return std::pair{400, *err};
+    if (inflated_.size() > config_.max_body_bytes.bytes) {
+      return std::pair{413, "body larger than " + std::to_string(config_.max_body_bytes.bytes) +
+                                " bytes once decompressed"};
+    }
+    body = inflated_;
+  } else if (!encoding.empty() && encoding != "identity") {
+    return std::pair{415, "Content-Encoding '" + encoding + "' is not supported (gzip, zstd)"};
+  }
+  const std::int64_t now = wall_clock_ns();
+  const std::string type = media_type(req.header("content-type"));
+  auto too_many = [&] {
+    return std::pair{413,
+                     "more than " + std::to_string(config_.max_events) + " events in one request"};
+  };
+  if (type == "application/json") {
+    // Flume's JSON handler: [{"headers": {"k": "v"}, "body": "text"}, ...]
+    simdjson::ondemand::parser parser;
+    simdjson::padded_string padded(body);
+    simdjson::ondemand::document doc;
+    simdjson::ondemand::array arr;
+    auto bad = [](std::string_view why) {
+      return std::pair{400, "malformed Flume JSON body (" + std::string(why) +
+                                "): expected [{\"headers\": {...}, \"body\": \"...\"}, ...]"};
+    };
+    if (auto e = parser.iterate(padded).get(doc)) return bad(simdjson::error_message(e));
+    if (auto e = doc.get_array().get(arr)) return bad(simdjson::error_message(e));
+    std::vector<std::pair<std::string_view, std::string_view>> headers;
+    for (auto element : arr) {
+      simdjson::ondemand::object o;
+      if (auto e = element.get_object().get(o)) return bad(simdjson::error_message(e));
+      headers.clear();
+      std::string_view text;
+      for (auto field : o) {
+        std::string_view key;
+        if (auto e = field.unescaped_key().get(key)) return bad(simdjson::error_message(e));
+        if (key == "headers") {
+          simdjson::ondemand::object h;
+          if (field.value().get_object().get(h)) return bad("headers is not an object");
+          for (auto hf : h) {
+            std::string_view k, v;
+            if (hf.unescaped_key().get(k) || hf.value().get_string().get(v))
+              return bad("header values must be strings");
+            headers.emplace_back(k, v);
+          }
+        } else if (key == "body") {
+          if (field.value().get_string().get(text)) return bad("body is not a string");
+        }
+      }
+      if (events_.size() >= config_.max_events) return too_many();
+      events_.add(text, now, event_id(id_base_, id_seq_++));
+      for (const auto& [k, v] : headers) events_.add_header(k, v);
+    }
+    const char* rest = nullptr;
+    if (!doc.current_location().get(rest)) return bad("content after the array");
+  } else if (type == "application/x-ndjson" || type == "application/ndjson" ||
+             type == "application/jsonl" || type == "text/plain" || type.empty()) {
+    const bool ndjson = type != "text/plain" && !type.empty();
+    simdjson::dom::parser parser;
+    std::size_t line_no = 0;
+    for (std::size_t at = 0; at < body.size();) {
+      std::size_t nl = body.find('\n', at);
+      if (nl == std::string_view::npos) nl = body.size();
+      std::string_view line = body.substr(at, nl - at);
+      at = nl + 1;
+      ++line_no;
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (line.empty() && ndjson) continue;
+      if (ndjson) {
+        simdjson::dom::element el;
+        if (auto e = parser.parse(line.data(), line.size()).get(el)) {
+          return std::pair{400, "line " + std::to_string(line_no) + " is not JSON (" +
+                                    simdjson::error_message(e) + ")"};
+        }
+      }
+      if (events_.size() >= config_.max_events) return too_many();
+      events_.add(line, now, event_id(id_base_, id_seq_++));
+    }
+  } else {
+    return std::pair{415, "Content-Type '" + type +
+                              "' is not supported (application/json: Flume's JSON events, "
+                              "application/x-ndjson, text/plain)"};
+  }
+  // Mapped request headers, the same for every event of the request.
+  for (const auto& [from, to] : config_.headers) {
+    const std::string_view v = req.header(from);
+    if (!v.empty()) events_.set_common_header(to, v);
+  }
+  return std::nullopt;
+}
+
+void HttpSource::handle(http::Request& req, http::Responder responder) {
+  if (req.method != HTTP_POST && req.method != HTTP_PUT) {
+    return refuse(responder, 405, "use POST", {{"Allow", "POST, PUT"}});
+  }
+  if (!config_.auth_token.empty()) {
+    const std::string expect = "Bearer " + config_.auth_token;
+    const std::string_view got = req.header("authorization");
+    if (got.size() != expect.size() || CRYPTO_memcmp(got.data(), expect.data(), got.size()) != 0) {
+      return refuse(responder, 401, "missing or wrong bearer token",
+                    {{"WWW-Authenticate", "Bearer"}});
+    }
+  }
+  if (stopping_) return refuse(responder, 503, "shutting down", {{"Retry-After", "1"}});
+  if (auto err = decode(req)) {
+    SLUICE_WARN_LIMITED(log_limit_, "http {}: {} for a request to {}: {}", ctx_.name, err->first,
+                        req.path(), err->second);
+    return refuse(responder, err->first, std::move(err->second));
+  }
+  Batch* batch = &events_;
+  if (pipeline_) {
+    parsed_.clear();
+    std::vector<Header> headers;
+    for (std::size_t i = 0; i < events_.size(); ++i) {
+      const EventView e = events_[i];
+      headers.clear();
+      for (std::size_t h = 0; h < e.header_count(); ++h) headers.push_back(e.header(h));
+      parse::Record rec;
+      rec.text = e.body();
+      rec.headers = headers.data();
+      rec.header_count = headers.size();
+      pipeline_->process(rec, e.timestamp_ns(), e.id(), parsed_, req.path(), i);
+    }
+    batch = &parsed_;
+  }
+  if (!putter_.accepting()) {
+    return refuse(responder, 503, "the channel is full; retry later", {{"Retry-After", "1"}});
+  }
+  metrics_.events.inc(batch->size());
+  metrics_.bytes.inc(batch->bytes());
+  putter_.submit(*batch, [this, responder](bool safe) mutable {
+    if (!safe) {
+      return refuse(responder, 503, "the channel is full; retry later", {{"Retry-After", "1"}});
+    }
+    count(200);
+    http::Response r;
+    r.status = 200;
+    responder.respond(std::move(r));
+  });
+}
+
+void HttpSource::stop(StopCallback on_stopped) {
+  stopping_ = true;
+  // Requests already received are answered once safe; then the server closes.
+  stop_waiter_.wait(
+      [this] {
+        if (!putter_.idle()) return false;
+        if (server_) server_->close();
+        return true;
+      },
+      std::move(on_stopped));
+}
+
+}  // namespace sluice::sources

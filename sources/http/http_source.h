@@ -1,0 +1,74 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "agent/config/config_node.h"
+#include "agent/core/context.h"
+#include "agent/core/log.h"
+#include "agent/core/source.h"
+#include "agent/core/source_metrics.h"
+#include "agent/core/source_output.h"
+#include "agent/core/stop_waiter.h"
+#include "agent/http/http_server.h"
+#include "agent/parse/pipeline.h"
+#include "sources/common/request_putter.h"
+
+namespace sluice::sources {
+
+struct HttpSourceConfig {
+  std::string listen = "127.0.0.1:8080";
+  ByteSize max_body_bytes{16ULL << 20};  // after decompression
+  std::uint32_t max_events = 100000;     // per request
+  std::uint32_t max_connections = 1024;
+  std::chrono::nanoseconds idle_timeout = std::chrono::seconds(60);
+  std::chrono::nanoseconds request_timeout = std::chrono::seconds(30);
+  std::string auth_token;  // Authorization: Bearer TOKEN; empty: no authentication
+  std::vector<std::pair<std::string, std::string>> headers;  // request header -> event header
+  parse::PipelineConfig pipeline;
+  static std::optional<HttpSourceConfig> parse(const ConfigNode& node, ConfigErrors& errors);
+};
+
+/// Events over HTTP POST (Flume's HTTPSource with its JSON handler, plus NDJSON and plain lines),
+/// framed by Content-Type, optionally gzip or zstd encoded. Answers 200 once the events are safe,
+/// 503 with Retry-After when the channel is full, 400/401/405/413/415 for bad requests (nothing of
+/// such a request enters the channel).
+class HttpSource final : public Source {
+ public:
+  HttpSource(const HttpSourceConfig& config, SourceContext& ctx,
+             std::unique_ptr<parse::EventPipeline> pipeline);
+  static Result<std::unique_ptr<HttpSource>> create(const HttpSourceConfig& config,
+                                                    SourceContext& ctx);
+
+  Status start() override;
+  void stop(StopCallback on_stopped) override;
+  std::string bound_address() const override { return server_ ? server_->bound_address() : ""; }
+
+ private:
+  void handle(http::Request& req, http::Responder responder);
+  /// Decodes the body into events_; an error is the answer to send (status, message).
+  std::optional<std::pair<int, std::string>> decode(const http::Request& req);
+  void refuse(http::Responder& responder, int status, std::string message,
+              std::vector<std::pair<std::string, std::string>> headers = {});
+
+  HttpSourceConfig config_;
+  SourceContext& ctx_;
+  RequestPutter putter_;
+  std::unique_ptr<parse::EventPipeline> pipeline_;
+  std::unique_ptr<http::Server> server_;
+  Batch events_, parsed_;
+  std::string inflated_;
+  std::uint64_t id_base_ = 0, id_seq_ = 0;
+  bool stopping_ = false;
+  StopWaiter stop_waiter_;
+  SourceMetrics metrics_;
+  void count(int status);
+  RateLimiter log_limit_;
+};
+
+}  // namespace sluice::sources
