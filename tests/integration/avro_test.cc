@@ -403,3 +403,57 @@ TEST_CASE("avro: OK means stored, through kill -9 with the lmdb channel", "[inte
   }));
   CHECK(last.terminate() == 0);
 }
+
+TEST_CASE("avro: scenario 1, a web agent fails over from collector A to B and back, losing nothing",
+          "[integration][avro]") {
+  TempDir tmp;
+  const std::string log = tmp.file("events.log"), out_a = tmp.file("a.json"),
+                    out_b = tmp.file("b.json"), state_a = tmp.file("state-a");
+  fs::create_directories(state_a);
+  write_file(log, "");
+  const std::string listen_a = "127.0.0.1:" + std::to_string(free_port());
+  AgentProcess::Options oa = source_options(out_a, "", kMemory, listen_a);
+  oa.dir = state_a;
+  auto a = std::make_unique<AgentProcess>("avro_source_file.toml", oa);
+  REQUIRE(a->wait_ready());
+  AgentProcess b("avro_source_file.toml", source_options(out_b));
+  REQUIRE(b.wait_ready());
+  AgentProcess::Options ow;
+  ow.vars = {{"LOG", log}, {"A", listen_a}, {"B", addr_of(b)}};
+  AgentProcess web("taildir_avro_failover.toml", ow);
+  REQUIRE(web.wait_ready());
+  auto seen = [&](const std::string& out) {
+    std::set<long> s;
+    for (const auto& l : read_lines(out)) {
+      const auto at = l.find("\"body\":\"");
+      if (at != std::string::npos) s.insert(std::stol(l.substr(at + 8)));
+    }
+    return s;
+  };
+  append_numbers(log, 1, 1000);
+  REQUIRE(eventually(10s, [&] { return seen(out_a).size() == 1000; }));
+  CHECK(seen(out_b).empty());  // everything to A while it is up
+  CHECK(a->terminate() == 0);
+  a.reset();
+  append_numbers(log, 1001, 2000);
+  REQUIRE(eventually(20s, [&] { return seen(out_b).count(2000) == 1; }));
+  a = std::make_unique<AgentProcess>("avro_source_file.toml", oa);  // A again, same address
+  REQUIRE(a->wait_ready());
+  long next = 2001;
+  REQUIRE(eventually(20s, [&] {
+    append_numbers(log, next, next + 9);
+    next += 10;
+    const auto sa = seen(out_a);
+    return sa.upper_bound(2000) != sa.end();
+  }));
+  // Failback: A gets the traffic again; every number written reaches A or B.
+  const long last = next - 1;
+  REQUIRE(eventually(20s, [&] {
+    std::set<long> all = seen(out_a);
+    for (long v : seen(out_b)) all.insert(v);
+    return all.size() == static_cast<std::size_t>(last) && *all.rbegin() == last;
+  }));
+  CHECK(web.terminate() == 0);
+  CHECK(a->terminate() == 0);
+  CHECK(b.terminate() == 0);
+}
