@@ -7,6 +7,8 @@
 #include <cctype>
 #include <charconv>
 
+#include "agent/core/log.h"
+
 namespace sluice::http {
 
 struct Server::Conn {
@@ -23,6 +25,7 @@ struct Server::Conn {
   bool closing = false;
   bool keep_alive = true;
   bool body_too_large = false;
+  std::unique_ptr<tls::TlsSession> tls;
   Request req;
   char readbuf[16 * 1024];
 };
@@ -118,6 +121,9 @@ Server::Server(Loop& loop, ServerLimits limits, Handler handler, MetricsRegistry
     refused_ = &metrics->counter("sluice_http_refused_connections_total",
                                  "Connections closed at once because max_connections was reached.",
                                  labels);
+    tls_errors_ =
+        &metrics->counter("sluice_tls_handshake_errors_total",
+                          "TLS connections closed for a failed handshake or TLS error.", labels);
   }
 }
 
@@ -213,6 +219,7 @@ void Server::on_connection() {
   c.request_timer = new uv_timer_t{};
   uv_timer_init(loop_.uv(), c.request_timer);
   c.request_timer->data = &c;
+  if (tls_) c.tls = std::make_unique<tls::TlsSession>(tls_);
   conns_.emplace(c.id, std::move(conn));
   uv_tcp_nodelay(tcp, 1);
   arm_idle(c);
@@ -245,7 +252,19 @@ void Server::on_read(Conn& c, ssize_t n, const uv_buf_t* buf) {
   }
   if (n == 0) return;
   arm_idle(c);
-  c.inbuf.append(buf->base, static_cast<std::size_t>(n));
+  if (c.tls) {
+    std::string send;
+    const Status st = c.tls->read({buf->base, static_cast<std::size_t>(n)}, c.inbuf, send);
+    if (!send.empty()) write_raw(c, std::move(send));
+    if (!st.ok()) {
+      if (tls_errors_ != nullptr) tls_errors_->inc();
+      SLUICE_WARN_LIMITED(tls_log_, "https: closing a connection: {}", st.message());
+      close_conn(c);
+      return;
+    }
+  } else {
+    c.inbuf.append(buf->base, static_cast<std::size_t>(n));
+  }
   if (!c.busy) feed(c);
 }
 
@@ -389,19 +408,28 @@ void Server::send(Conn& c, const Response& r, bool close_after) {
   for (const auto& [k, v] : r.headers) head += fmt::format("{}: {}\r\n", k, v);
   head += close_after ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n";
   const bool head_only = c.req.method == HTTP_HEAD;
+  if (!head_only) head += r.body;
+  if (c.tls) {
+    std::string cipher;
+    if (c.tls->write(head, cipher).ok()) write_raw(c, std::move(cipher));
+  } else {
+    write_raw(c, std::move(head));
+  }
+  if (close_after) close_conn(c);
+}
+
+void Server::write_raw(Conn& c, std::string data) {
   struct Write {
     uv_write_t req;
     std::string data;
   };
   auto* w = new Write{};
-  w->data = std::move(head);
-  if (!head_only) w->data += r.body;
+  w->data = std::move(data);
   uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
   w->req.data = w;
   const int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(c.tcp), &b, 1,
                           [](uv_write_t* req, int) { delete static_cast<Write*>(req->data); });
   if (rc != 0) delete w;
-  if (close_after) close_conn(c);
 }
 
 void Server::close_conn(Conn& c) {

@@ -13,9 +13,11 @@
 #include <utility>
 #include <vector>
 
+#include "agent/core/log.h"
 #include "agent/core/loop.h"
 #include "agent/core/metrics.h"
 #include "agent/core/result.h"
+#include "agent/tls/tls.h"
 
 namespace sluice::http {
 
@@ -76,6 +78,10 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
+  /// Serves HTTPS: every connection starts with a TLS handshake. A failed handshake (a client
+  /// without the required certificate, a wrong version) closes it, counted in
+  /// sluice_tls_handshake_errors_total and logged (rate-limited). Call before listen().
+  void set_tls(std::shared_ptr<tls::TlsContext> ctx) { tls_ = std::move(ctx); }
   /// Binds and listens on "HOST:PORT" (IPv4, or [IPv6]); port 0 picks a free port.
   Status listen(std::string_view address);
   /// "HOST:PORT" actually bound.
@@ -116,6 +122,10 @@ class Server {
   Counter* requests_ = nullptr;
   Counter* bad_requests_ = nullptr;
   Counter* refused_ = nullptr;
+  Counter* tls_errors_ = nullptr;
+  RateLimiter tls_log_;
+  std::shared_ptr<tls::TlsContext> tls_;
+  void write_raw(Conn& c, std::string data);
 };
 
 /// Binds and listens on "HOST:PORT" (port 0 picks one); `bound_out` gets the bound address.

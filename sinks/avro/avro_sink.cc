@@ -24,7 +24,8 @@ struct AvroSink::Conn {
   avro::FrameDecoder decoder;
   std::unique_ptr<avro::Inflater> inflate;
   std::unique_ptr<avro::Deflater> deflate;
-  std::string inflated;
+  std::unique_ptr<tls::TlsSession> tls;
+  std::string inflated, decrypted;
   char buf[64 * 1024];
 };
 
@@ -50,18 +51,27 @@ std::optional<AvroSinkConfig> AvroSinkConfig::parse(const ConfigNode& node, Conf
   node.optional(
       "request_timeout", c.request_timeout, errors,
       InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(10), std::chrono::hours(1)});
+  tls::TlsConfig::parse(node, errors, c.tls, /*server=*/false);
   node.reject_unknown_keys(errors);
   if (errors.size() != before) return std::nullopt;
   return c;
 }
 
 Result<std::unique_ptr<AvroSink>> AvroSink::create(const AvroSinkConfig& config, SinkContext& ctx) {
-  return std::make_unique<AvroSink>(config, ctx);
+  std::shared_ptr<tls::TlsContext> tls;
+  if (config.tls.enabled) {
+    auto t = tls::TlsContext::make(config.tls, /*server=*/false);
+    if (!t) return t.error();
+    tls = std::move(*t);
+  }
+  return std::make_unique<AvroSink>(config, ctx, std::move(tls));
 }
 
-AvroSink::AvroSink(const AvroSinkConfig& config, SinkContext& ctx)
+AvroSink::AvroSink(const AvroSinkConfig& config, SinkContext& ctx,
+                   std::shared_ptr<tls::TlsContext> tls)
     : config_(config),
       ctx_(ctx),
+      tls_(std::move(tls)),
       request_timer_(ctx.loop),
       connect_timer_(ctx.loop),
       connects_(ctx.metrics.counter("sluice_avro_sink_connects_total",
@@ -69,7 +79,10 @@ AvroSink::AvroSink(const AvroSinkConfig& config, SinkContext& ctx)
       failures_(ctx.metrics.counter(
           "sluice_avro_sink_failures_total",
           "Requests that failed: FAILED answers, errors, timeouts, lost connections.",
-          ctx.labels())) {
+          ctx.labels())),
+      tls_errors_(ctx.metrics.counter("sluice_tls_handshake_errors_total",
+                                      "TLS connections closed for a failed handshake or TLS error.",
+                                      ctx.labels())) {
   int port = 0;
   http::split_host_port(config_.address, host_, port);
   port_ = std::to_string(port);
@@ -161,6 +174,18 @@ void AvroSink::on_connected(int status) {
   connects_.inc();
   conn_->ready = true;
   uv_tcp_nodelay(conn_->tcp, 1);
+  if (tls_) {
+    const std::string& name = config_.tls.server_name.empty() ? host_ : config_.tls.server_name;
+    conn_->tls = std::make_unique<tls::TlsSession>(tls_, name);
+    std::string hello;
+    if (Status st = conn_->tls->start(hello); !st.ok()) {
+      tls_errors_.inc();
+      drop_connection(st.message());
+      return;
+    }
+    write_raw(std::move(hello));
+    if (!conn_) return;
+  }
   uv_read_start(
       reinterpret_cast<uv_stream_t*>(conn_->tcp),
       [](uv_handle_t* h, std::size_t, uv_buf_t* b) {
@@ -190,21 +215,22 @@ void AvroSink::send_front() {
   avro::write_append_batch(w, *job.batch, 0, job.batch->size());
   std::string frame;
   avro::encode_frame(++serial_, scratch_, frame);
-  auto* req = new WriteReq;
   if (conn_->deflate) {
-    conn_->deflate->write(frame, req->data);
-  } else {
-    req->data = std::move(frame);
+    std::string compressed;
+    conn_->deflate->write(frame, compressed);
+    frame.swap(compressed);
+  }
+  if (conn_->tls) {
+    std::string cipher;
+    if (Status st = conn_->tls->write(frame, cipher); !st.ok()) {
+      drop_connection(st.message());
+      return;
+    }
+    frame.swap(cipher);
   }
   in_flight_ = true;
-  uv_buf_t b = uv_buf_init(req->data.data(), static_cast<unsigned>(req->data.size()));
-  const int rc = uv_write(&req->req, reinterpret_cast<uv_stream_t*>(conn_->tcp), &b, 1,
-                          [](uv_write_t* r, int) { delete reinterpret_cast<WriteReq*>(r); });
-  if (rc != 0) {
-    delete req;
-    drop_connection(std::string("write: ") + uv_strerror(rc));
-    return;
-  }
+  if (!frame.empty()) write_raw(std::move(frame));  // empty: held until the TLS handshake ends
+  if (!conn_) return;
   request_timer_.start(config_.request_timeout, [this] {
     drop_connection("no answer from " + config_.address + " within the request_timeout");
   });
@@ -217,6 +243,20 @@ void AvroSink::on_read(ssize_t n, const uv_buf_t* buf) {
     return;
   }
   std::string_view data(buf->base, static_cast<std::size_t>(n));
+  if (conn_->tls) {
+    std::string send;
+    conn_->decrypted.clear();
+    const Status st = conn_->tls->read(data, conn_->decrypted, send);
+    if (!send.empty()) write_raw(std::move(send));
+    if (!conn_) return;
+    if (!st.ok()) {
+      tls_errors_.inc();
+      drop_connection(st.message());
+      return;
+    }
+    data = conn_->decrypted;
+    if (data.empty()) return;
+  }
   if (conn_->inflate) {
     conn_->inflated.clear();
     if (Status st = conn_->inflate->write(data, conn_->inflated); !st.ok()) {
@@ -283,6 +323,18 @@ void AvroSink::on_frame(std::int32_t serial, std::string_view payload) {
   }
   pump();
   maybe_stopped();
+}
+
+void AvroSink::write_raw(std::string data) {
+  auto* req = new WriteReq;
+  req->data = std::move(data);
+  uv_buf_t b = uv_buf_init(req->data.data(), static_cast<unsigned>(req->data.size()));
+  const int rc = uv_write(&req->req, reinterpret_cast<uv_stream_t*>(conn_->tcp), &b, 1,
+                          [](uv_write_t* r, int) { delete reinterpret_cast<WriteReq*>(r); });
+  if (rc != 0) {
+    delete req;
+    drop_connection(std::string("write: ") + uv_strerror(rc));
+  }
 }
 
 void AvroSink::finish_front(DeliveryResult result) {

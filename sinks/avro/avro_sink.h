@@ -18,6 +18,7 @@
 #include "agent/core/metrics.h"
 #include "agent/core/result.h"
 #include "agent/core/sink.h"
+#include "agent/tls/tls.h"
 
 namespace sluice::sinks {
 
@@ -27,6 +28,7 @@ struct AvroSinkConfig {
   int compression_level = 6;
   std::chrono::nanoseconds connect_timeout = std::chrono::seconds(5);
   std::chrono::nanoseconds request_timeout = std::chrono::seconds(20);
+  tls::TlsConfig tls;
   static std::optional<AvroSinkConfig> parse(const ConfigNode& node, ConfigErrors& errors);
 };
 
@@ -36,8 +38,8 @@ struct AvroSinkConfig {
 /// Retry (and drop the connection, except after FAILED), so that a failover group moves on.
 class AvroSink final : public Sink {
  public:
-  AvroSink(const AvroSinkConfig& config, SinkContext& ctx);
   ~AvroSink() override;
+  AvroSink(const AvroSinkConfig& config, SinkContext& ctx, std::shared_ptr<tls::TlsContext> tls);
   static Result<std::unique_ptr<AvroSink>> create(const AvroSinkConfig& config, SinkContext& ctx);
 
   void deliver(const Batch& batch, DeliveryId id, DeliveryListener& done) override;
@@ -63,10 +65,12 @@ class AvroSink final : public Sink {
   void fail_all(const std::string& why);
   void answer_later(Job job, DeliveryResult result);
   void maybe_stopped();
+  void write_raw(std::string data);
 
   AvroSinkConfig config_;
   SinkContext& ctx_;
   std::string host_, port_;
+  std::shared_ptr<tls::TlsContext> tls_;
   std::unique_ptr<Conn> conn_;
   std::deque<Job> queue_;  // front is in flight once sent
   bool in_flight_ = false, handshake_in_request_ = false;
@@ -77,6 +81,7 @@ class AvroSink final : public Sink {
   std::string scratch_;
   Counter& connects_;
   Counter& failures_;
+  Counter& tls_errors_;
   RateLimiter log_limit_;
 };
 

@@ -31,7 +31,8 @@ struct AvroSource::Conn {
   TimePoint last_activity{};
   std::unique_ptr<avro::Inflater> inflate;
   std::unique_ptr<avro::Deflater> deflate;
-  std::string inflated;
+  std::unique_ptr<tls::TlsSession> tls;
+  std::string inflated, decrypted;
   char buf[kReadBuffer];
 
   explicit Conn(const avro::FrameLimits& limits) : decoder(limits) {}
@@ -62,6 +63,7 @@ std::optional<AvroSourceConfig> AvroSourceConfig::parse(const ConfigNode& node,
   node.optional("max_batch_events", c.call.max_events, errors,
                 InRange<std::uint64_t>{1, 10'000'000});
   node.optional("max_headers", c.call.max_headers, errors, InRange<std::uint64_t>{0, 100'000});
+  tls::TlsConfig::parse(node, errors, c.tls, /*server=*/true);
   parse::PipelineConfig::parse(node, errors, c.pipeline, /*lines=*/false);
   node.reject_unknown_keys(errors);
   if (errors.size() != before) return std::nullopt;
@@ -119,7 +121,10 @@ AvroSource::AvroSource(const AvroSourceConfig& config, SourceContext& ctx,
       handshake_refused_(ctx.metrics.counter(
           "sluice_avro_handshakes_refused_total",
           "Handshakes answered NONE (unknown client protocol without its text, or incompatible).",
-          ctx.labels())) {
+          ctx.labels())),
+      tls_errors_(ctx.metrics.counter("sluice_tls_handshake_errors_total",
+                                      "TLS connections closed for a failed handshake or TLS error.",
+                                      ctx.labels())) {
   putter_.set_on_progress([this] {
     if (stopping_) stop_waiter_.check();
   });
@@ -142,6 +147,11 @@ std::uint64_t AvroSource::next_id(void* self, std::uint64_t) {
 }
 
 Status AvroSource::start() {
+  if (config_.tls.enabled) {
+    auto ctx = tls::TlsContext::make(config_.tls, /*server=*/true);
+    if (!ctx) return ctx.error();
+    tls_ = std::move(*ctx);
+  }
   auto l = http::tcp_listen(
       ctx_.loop, config_.listen, this,
       [](uv_stream_t* s, int status) {
@@ -191,6 +201,7 @@ void AvroSource::on_connection() {
     c->inflate = std::make_unique<avro::Inflater>(config_.frame.max_frame_bytes);
     c->deflate = std::make_unique<avro::Deflater>(6);
   }
+  if (tls_) c->tls = std::make_unique<tls::TlsSession>(tls_);
   tcp->data = c.get();
   uv_read_start(
       reinterpret_cast<uv_stream_t*>(tcp),
@@ -216,6 +227,21 @@ void AvroSource::on_read(Conn& c, ssize_t n, const uv_buf_t* buf) {
   if (n == 0) return;
   c.last_activity = std::chrono::steady_clock::now();
   std::string_view data(buf->base, static_cast<std::size_t>(n));
+  if (c.tls) {
+    // Flume's layering: TLS outermost, then deflate, then the frames.
+    std::string send;
+    c.decrypted.clear();
+    const Status st = c.tls->read(data, c.decrypted, send);
+    if (!send.empty()) write_raw(c, std::move(send));
+    if (!st.ok()) {
+      tls_errors_.inc();
+      SLUICE_WARN_LIMITED(log_limit_, "avro {}: closing {}: {}", ctx_.name, c.peer, st.message());
+      close_conn(c, "TLS error");
+      return;
+    }
+    data = c.decrypted;
+    if (data.empty()) return;
+  }
   if (c.inflate) {
     c.inflated.clear();
     if (Status st = c.inflate->write(data, c.inflated); !st.ok()) {
@@ -397,12 +423,22 @@ void AvroSource::reply(std::uint64_t conn, std::int32_t serial, std::string_view
   }
   std::string frame;
   avro::encode_frame(serial, payload, frame);
-  auto* req = new WriteReq;
   if (c.deflate) {
-    c.deflate->write(frame, req->data);
-  } else {
-    req->data = std::move(frame);
+    std::string compressed;
+    c.deflate->write(frame, compressed);
+    frame.swap(compressed);
   }
+  if (c.tls) {
+    std::string cipher;
+    if (!c.tls->write(frame, cipher).ok()) return;
+    frame.swap(cipher);
+  }
+  write_raw(c, std::move(frame));
+}
+
+void AvroSource::write_raw(Conn& c, std::string data) {
+  auto* req = new WriteReq;
+  req->data = std::move(data);
   uv_buf_t b = uv_buf_init(req->data.data(), static_cast<unsigned>(req->data.size()));
   const int rc = uv_write(&req->req, reinterpret_cast<uv_stream_t*>(c.tcp), &b, 1,
                           [](uv_write_t* r, int) { delete reinterpret_cast<WriteReq*>(r); });

@@ -23,6 +23,7 @@
 #include "agent/core/source_output.h"
 #include "agent/core/stop_waiter.h"
 #include "agent/parse/pipeline.h"
+#include "agent/tls/tls.h"
 #include "sources/common/request_putter.h"
 
 namespace sluice::sources {
@@ -35,6 +36,7 @@ struct AvroSourceConfig {
   std::uint32_t max_connections = 1024;
   std::chrono::nanoseconds idle_timeout = std::chrono::minutes(5);
   std::vector<std::string> allow;  // client addresses or CIDR ranges; empty: everyone
+  tls::TlsConfig tls;
   parse::PipelineConfig pipeline;
   static std::optional<AvroSourceConfig> parse(const ConfigNode& node, ConfigErrors& errors);
 };
@@ -65,6 +67,7 @@ class AvroSource final : public Source {
   void reply(std::uint64_t conn, std::int32_t serial, std::string_view prefix,
              std::optional<avro::CallStatus> status, std::string_view error = {});
   void close_conn(Conn& c, const char* why);
+  void write_raw(Conn& c, std::string data);
   void sweep_idle();
   static std::uint64_t next_id(void* self, std::uint64_t);
 
@@ -74,6 +77,7 @@ class AvroSource final : public Source {
   RequestPutter putter_;
   std::unique_ptr<parse::EventPipeline> pipeline_;
   avro::AddressFilter allow_;
+  std::shared_ptr<tls::TlsContext> tls_;
   uv_tcp_t* listener_ = nullptr;
   std::string bound_;
   std::unordered_map<std::uint64_t, std::unique_ptr<Conn>> conns_;
@@ -93,6 +97,7 @@ class AvroSource final : public Source {
   Counter& call_errors_;
   Counter& frame_errors_;
   Counter& handshake_refused_;
+  Counter& tls_errors_;
   RateLimiter log_limit_;
 };
 

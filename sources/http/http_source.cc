@@ -106,6 +106,7 @@ std::optional<HttpSourceConfig> HttpSourceConfig::parse(const ConfigNode& node,
       if (h->required(k.str(), to, errors)) c.headers.emplace_back(lower(k.str()), to);
     }
   }
+  tls::TlsConfig::parse(node, errors, c.tls, /*server=*/true);
   parse::PipelineConfig::parse(node, errors, c.pipeline, /*lines=*/false);
   node.reject_unknown_keys(errors);
   if (errors.size() != before) return std::nullopt;
@@ -144,6 +145,11 @@ Status HttpSource::start() {
       ctx_.loop, limits,
       [this](http::Request& req, http::Responder r) { handle(req, std::move(r)); }, &ctx_.metrics,
       ctx_.labels());
+  if (config_.tls.enabled) {
+    auto ctx = tls::TlsContext::make(config_.tls, /*server=*/true);
+    if (!ctx) return ctx.error();
+    server_->set_tls(std::move(*ctx));
+  }
   return server_->listen(config_.listen);
 }
 

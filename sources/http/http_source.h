@@ -30,6 +30,7 @@ struct HttpSourceConfig {
   std::chrono::nanoseconds request_timeout = std::chrono::seconds(30);
   std::string auth_token;  // Authorization: Bearer TOKEN; empty: no authentication
   std::vector<std::pair<std::string, std::string>> headers;  // request header -> event header
+  tls::TlsConfig tls;
   parse::PipelineConfig pipeline;
   static std::optional<HttpSourceConfig> parse(const ConfigNode& node, ConfigErrors& errors);
 };
