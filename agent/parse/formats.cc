@@ -89,8 +89,10 @@ ParseError add_value(od::value& v, std::string_view key, Draft& d, std::uint32_t
       ft = FieldType::boolean;
       break;
     }
-    case od::json_type::null:
-      if (!v.is_null()) return ParseError::json_syntax;
+    case od::json_type::null: {
+      bool null = false;
+      if (v.is_null().get(null) || !null) return ParseError::json_syntax;
+    }
       text = "null";
       ft = FieldType::null;
       break;
@@ -140,6 +142,7 @@ simdjson::padded_string_view PaddedBuffer::load(std::string_view text) {
 }
 
 JsonFormat::JsonFormat(JsonOptions options) : options_(std::move(options)) {
+  for (std::size_t i = 0; i < options_.fields.size(); ++i) all_paths_.push_back(i);
   for (const auto& f : options_.fields) {
     std::vector<std::string> segs;
     std::size_t from = 0;
@@ -149,6 +152,7 @@ JsonFormat::JsonFormat(JsonOptions options) : options_(std::move(options)) {
       if (dot == std::string::npos) break;
       from = dot + 1;
     }
+    scratch_.resize(std::max(scratch_.size(), segs.size()));
     paths_.push_back(std::move(segs));
   }
 }
@@ -191,17 +195,47 @@ ParseError JsonFormat::parse_doc(od::parser& parser, PaddedBuffer& buf, std::str
     }
     return ParseError::none;
   }
-  for (std::size_t i = 0; i < paths_.size(); ++i) {
-    const auto& segs = paths_[i];
+  // One pass in document order (never simdjson's unordered search, whose wrap-around assumes a
+  // valid document), descending only into objects that lead to a wanted path, and stopping once
+  // every path was found.
+  std::size_t remaining = paths_.size();
+  return extract(obj, all_paths_, 0, d, remaining);
+}
+
+ParseError JsonFormat::extract(od::object& obj, const std::vector<std::size_t>& wanted,
+                               std::size_t level, Draft& d, std::size_t& remaining) {
+  // One scratch pair per level, sized in the constructor: a deeper call never reallocates it.
+  auto& [here, deeper] = scratch_[level];  // reused: no allocation once warm
+  for (auto member : obj) {
+    std::string_view key;
+    if (auto e = member.unescaped_key().get(key)) return json_error(e);
+    here.clear();
+    deeper.clear();
+    for (std::size_t i : wanted) {
+      if (paths_[i][level] != key) continue;
+      (paths_[i].size() == level + 1 ? here : deeper).push_back(i);
+    }
+    if (here.empty() && deeper.empty()) continue;  // skipped, not parsed
     od::value v;
-    auto e = obj.find_field_unordered(segs[0]).get(v);
-    for (std::size_t s = 1; !e && s < segs.size(); ++s) e = v.find_field_unordered(segs[s]).get(v);
-    if (e == simdjson::NO_SUCH_FIELD || e == simdjson::INCORRECT_TYPE) continue;  // absent
-    if (e) return json_error(e);
-    if (auto pe = add_value(v, options_.fields[i], d, options_.max_depth,
-                            static_cast<std::uint32_t>(segs.size()));
-        pe != ParseError::none)
-      return pe;
+    if (auto e = member.value().get(v)) return json_error(e);
+    if (!here.empty()) {
+      // A wanted value (its nested paths, if also wanted, are inside its JSON text).
+      if (auto pe = add_value(v, options_.fields[here.front()], d, options_.max_depth,
+                              static_cast<std::uint32_t>(level + 1));
+          pe != ParseError::none)
+        return pe;
+      for (std::size_t k = 1; k < here.size(); ++k) d.fields.push_back(d.fields.back());
+      remaining -= here.size() + deeper.size();
+    } else {
+      od::object inner;
+      if (v.get_object().get(inner)) {
+        remaining -= deeper.size();  // not an object: those paths are absent
+      } else if (auto pe = extract(inner, deeper, level + 1, d, remaining);
+                 pe != ParseError::none) {
+        return pe;
+      }
+    }
+    if (remaining == 0) break;  // everything found: the rest is never parsed
   }
   return ParseError::none;
 }

@@ -66,9 +66,13 @@ class JsonFormat final : public Format {
  private:
   ParseError parse_doc(simdjson::ondemand::parser& parser, PaddedBuffer& buf, std::string_view text,
                        Draft& d, bool selected);
+  ParseError extract(simdjson::ondemand::object& obj, const std::vector<std::size_t>& wanted,
+                     std::size_t level, Draft& d, std::size_t& remaining);
 
   JsonOptions options_;
   std::vector<std::vector<std::string>> paths_;  // fields split at '.'
+  std::vector<std::size_t> all_paths_;           // 0..paths_.size()-1
+  std::vector<std::pair<std::vector<std::size_t>, std::vector<std::size_t>>> scratch_;
   simdjson::ondemand::parser parser_, inner_parser_;
   PaddedBuffer buf_, inner_buf_;
 };

@@ -254,8 +254,8 @@ bool InterceptorSpec::parse_all(const ConfigNode& source, ConfigErrors& errors,
         read_pairs(node, "headers", errors, s.pairs);
       } else {
         std::string k, v;
-        if (node.required("key", k, errors) & node.required("value", v, errors))
-          s.pairs.emplace_back(k, v);
+        const bool has_key = node.required("key", k, errors);
+        if (node.required("value", v, errors) && has_key) s.pairs.emplace_back(k, v);
       }
     } else if (s.type == "regex_filter" || s.type == "regex_extract") {
       if (node.required("regex", s.regex, errors)) {

@@ -53,7 +53,7 @@ bool MultilineConfig::parse(const ConfigNode& source, ConfigErrors& errors, Mult
   node->optional("continuation", out.continuation, errors);
   node->optional("max_lines", out.max_lines, errors, InRange<std::uint64_t>{1, 100000});
   node->optional("max_bytes", out.max_bytes, errors,
-                 InRange<std::uint64_t>{64, std::uint64_t{64} << 20});
+                 InRange<ByteSize>{{64}, {std::uint64_t{64} << 20}});
   node->optional(
       "timeout", out.timeout, errors,
       InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(1), std::chrono::hours(1)});

@@ -8,6 +8,13 @@ namespace {
 
 constexpr std::int64_t kNs = 1'000'000'000;
 
+// Seconds and nanoseconds as int64 nanoseconds (years 1678-2261), or nullopt outside that range.
+std::optional<std::int64_t> ns_of(std::int64_t s, std::int64_t nanos) {
+  constexpr std::int64_t kMax = INT64_MAX / kNs - 1;
+  if (s > kMax || s < -kMax) return std::nullopt;
+  return s * kNs + nanos;
+}
+
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 // Reads between min and max digits; false if fewer than min.
@@ -15,6 +22,7 @@ bool digits(std::string_view& s, std::size_t min, std::size_t max, std::int64_t&
   std::size_t n = 0;
   std::int64_t v = 0;
   while (n < max && n < s.size() && is_digit(s[n])) {
+    if (v > (INT64_MAX - (s[n] - '0')) / 10) return false;  // does not fit: not a time
     v = v * 10 + (s[n] - '0');
     ++n;
   }
@@ -230,7 +238,7 @@ std::optional<std::int64_t> TimeFormat::parse_iso(std::string_view s) const noex
           86400 +
       c.hour * 3600 + c.minute * 60 + c.second;
   const std::int64_t utc = c.has_offset ? local - c.offset : zone_.to_utc(local);
-  return utc * kNs + c.nanos;
+  return ns_of(utc, c.nanos);
 }
 
 std::optional<std::int64_t> TimeFormat::parse_pattern(std::string_view s,
@@ -358,7 +366,7 @@ std::optional<std::int64_t> TimeFormat::parse_pattern(std::string_view s,
     if (!ok) return std::nullopt;
   }
   if (!s.empty()) return std::nullopt;
-  if (epoch) return *epoch * kNs + c.nanos;
+  if (epoch) return ns_of(*epoch, c.nanos);
   if (c.has_ampm) c.hour = c.hour % 12 + (c.pm ? 12 : 0);
   if (c.yday > 0) {
     // Day of the year: resolved against the year (leap years included).
@@ -366,7 +374,7 @@ std::optional<std::int64_t> TimeFormat::parse_pattern(std::string_view s,
     const std::int64_t days = jan1 + c.yday - 1;
     const std::int64_t local = days * 86400 + c.hour * 3600 + c.minute * 60 + c.second;
     const std::int64_t utc = c.has_offset ? local - c.offset : zone_.to_utc(local);
-    return utc * kNs + c.nanos;
+    return ns_of(utc, c.nanos);
   }
   if (!valid(c)) return std::nullopt;
   const auto compute = [&](std::int64_t year) {
@@ -374,7 +382,7 @@ std::optional<std::int64_t> TimeFormat::parse_pattern(std::string_view s,
         days_from_civil(year, static_cast<unsigned>(c.month), static_cast<unsigned>(c.day)) *
             86400 +
         c.hour * 3600 + c.minute * 60 + c.second;
-    return (c.has_offset ? local - c.offset : zone_.to_utc(local)) * kNs + c.nanos;
+    return ns_of(c.has_offset ? local - c.offset : zone_.to_utc(local), c.nanos);
   };
   if (c.has_year) return compute(c.year);
   // No year (syslog): this year, unless that is more than a day ahead of now.
@@ -390,8 +398,8 @@ std::optional<std::int64_t> TimeFormat::parse_pattern(std::string_view s,
     const std::int64_t m = mp < 10 ? mp + 3 : mp - 9;
     year = yoe + era * 400 + (m <= 2 ? 1 : 0);
   }
-  std::int64_t t = compute(year);
-  if (t > now_ns + 86400 * kNs) t = compute(year - 1);
+  auto t = compute(year);
+  if (t && *t > now_ns + 86400 * kNs) t = compute(year - 1);
   return t;
 }
 

@@ -170,28 +170,30 @@ void HttpSource::refuse(http::Responder& responder, int status, std::string mess
   responder.respond(std::move(r));
 }
 
-std::optional<std::pair<int, std::string>> HttpSource::decode(const http::Request& req) {
-  events_.clear();
-  std::string_view body = req.body;
-  const std::string encoding = lower(req.header("content-encoding"));
+std::optional<std::pair<int, std::string>> decode_body(std::string_view content_type,
+                                                       std::string_view content_encoding,
+                                                       std::string_view body,
+                                                       const BodyLimits& limits, std::int64_t now,
+                                                       std::uint64_t id_base, std::uint64_t& id_seq,
+                                                       std::string& scratch, Batch& out) {
+  const std::string encoding = lower(content_encoding);
   if (encoding == "gzip" || encoding == "x-gzip" || encoding == "zstd") {
-    inflated_.clear();
-    const auto err = encoding == "zstd" ? unzstd(body, config_.max_body_bytes.bytes, inflated_)
-                                        : gunzip(body, config_.max_body_bytes.bytes, inflated_);
+    scratch.clear();
+    const auto err = encoding == "zstd" ? unzstd(body, limits.max_body_bytes, scratch)
+                                        : gunzip(body, limits.max_body_bytes, scratch);
     if (err) return std::pair{400, *err};
-    if (inflated_.size() > config_.max_body_bytes.bytes) {
-      return std::pair{413, "body larger than " + std::to_string(config_.max_body_bytes.bytes) +
+    if (scratch.size() > limits.max_body_bytes) {
+      return std::pair{413, "body larger than " + std::to_string(limits.max_body_bytes) +
                                 " bytes once decompressed"};
     }
-    body = inflated_;
+    body = scratch;
   } else if (!encoding.empty() && encoding != "identity") {
     return std::pair{415, "Content-Encoding '" + encoding + "' is not supported (gzip, zstd)"};
   }
-  const std::int64_t now = wall_clock_ns();
-  const std::string type = media_type(req.header("content-type"));
+  const std::string type = media_type(content_type);
   auto too_many = [&] {
     return std::pair{413,
-                     "more than " + std::to_string(config_.max_events) + " events in one request"};
+                     "more than " + std::to_string(limits.max_events) + " events in one request"};
   };
   if (type == "application/json") {
     // Flume's JSON handler: [{"headers": {"k": "v"}, "body": "text"}, ...]
@@ -227,9 +229,9 @@ std::optional<std::pair<int, std::string>> HttpSource::decode(const http::Reques
           if (field.value().get_string().get(text)) return bad("body is not a string");
         }
       }
-      if (events_.size() >= config_.max_events) return too_many();
-      events_.add(text, now, event_id(id_base_, id_seq_++));
-      for (const auto& [k, v] : headers) events_.add_header(k, v);
+      if (out.size() >= limits.max_events) return too_many();
+      out.add(text, now, event_id(id_base, id_seq++));
+      for (const auto& [k, v] : headers) out.add_header(k, v);
     }
     const char* rest = nullptr;
     if (!doc.current_location().get(rest)) return bad("content after the array");
@@ -253,13 +255,24 @@ std::optional<std::pair<int, std::string>> HttpSource::decode(const http::Reques
                                     simdjson::error_message(e) + ")"};
         }
       }
-      if (events_.size() >= config_.max_events) return too_many();
-      events_.add(line, now, event_id(id_base_, id_seq_++));
+      if (out.size() >= limits.max_events) return too_many();
+      out.add(line, now, event_id(id_base, id_seq++));
     }
   } else {
     return std::pair{415, "Content-Type '" + type +
                               "' is not supported (application/json: Flume's JSON events, "
                               "application/x-ndjson, text/plain)"};
+  }
+  return std::nullopt;
+}
+
+std::optional<std::pair<int, std::string>> HttpSource::decode(const http::Request& req) {
+  events_.clear();
+  const BodyLimits limits{config_.max_body_bytes.bytes, config_.max_events};
+  if (auto err = decode_body(req.header("content-type"), req.header("content-encoding"), req.body,
+                             limits, wall_clock_ns(), id_base_, id_seq_, inflated_, events_)) {
+    events_.clear();
+    return err;
   }
   // Mapped request headers, the same for every event of the request.
   for (const auto& [from, to] : config_.headers) {

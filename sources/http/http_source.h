@@ -35,6 +35,22 @@ struct HttpSourceConfig {
   static std::optional<HttpSourceConfig> parse(const ConfigNode& node, ConfigErrors& errors);
 };
 
+struct BodyLimits {
+  std::uint64_t max_body_bytes;  // after decompression
+  std::uint32_t max_events;
+};
+
+/// Decodes one request body into events appended to `out` (ids from id_base and id_seq, time
+/// `now`): Content-Encoding gzip / zstd / identity, then framing by Content-Type (Flume JSON,
+/// NDJSON, lines). An error is the answer to send (status, message); `out` may then hold part of
+/// the request and must be discarded. `scratch` holds decompressed bytes.
+std::optional<std::pair<int, std::string>> decode_body(std::string_view content_type,
+                                                       std::string_view content_encoding,
+                                                       std::string_view body,
+                                                       const BodyLimits& limits, std::int64_t now,
+                                                       std::uint64_t id_base, std::uint64_t& id_seq,
+                                                       std::string& scratch, Batch& out);
+
 /// Events over HTTP POST (Flume's HTTPSource with its JSON handler, plus NDJSON and plain lines),
 /// framed by Content-Type, optionally gzip or zstd encoded. Answers 200 once the events are safe,
 /// 503 with Retry-After when the channel is full, 400/401/405/413/415 for bad requests (nothing of

@@ -48,6 +48,10 @@ TEST_CASE("time: epoch seconds, ms, us, ns", "[parse][time]") {
   CHECK(at("epoch", "-1") == -kS);
   CHECK_FALSE(at("epoch", "12abc"));
   CHECK_FALSE(at("epoch_ms", "99999999999999999999999"));
+  // Found by fuzz_parse: numbers and years beyond int64 nanoseconds are not times, not overflows.
+  CHECK_FALSE(at("epoch", "9999999999999999999"));
+  CHECK_FALSE(at("%s", "9999999999999999999"));
+  CHECK_FALSE(at("iso8601", "4050-06-24T12:30:00Z"));
 }
 
 TEST_CASE("time: strftime-like patterns", "[parse][time]") {
