@@ -457,3 +457,29 @@ TEST_CASE("avro: scenario 1, a web agent fails over from collector A to B and ba
   CHECK(a->terminate() == 0);
   CHECK(b.terminate() == 0);
 }
+
+TEST_CASE("avro: 20 concurrent clients, and idle connections closed after idle_timeout",
+          "[integration][avro]") {
+  TempDir tmp;
+  const std::string out = tmp.file("out.json");
+  AgentProcess agent("avro_source_file.toml", source_options(out, "idle_timeout = \"1s\""));
+  REQUIRE(agent.wait_ready());
+  const std::string address = addr_of(agent);
+  {
+    Raw idle(address);  // connects and says nothing
+    const auto start = std::chrono::steady_clock::now();
+    CHECK_FALSE(idle.frame().has_value());  // closed by the server, not by our 5 s timeout
+    CHECK(std::chrono::steady_clock::now() - start < 4s);
+  }
+  std::vector<std::unique_ptr<ChildProcess>> clients;
+  for (int c = 0; c < 20; ++c) {
+    clients.push_back(std::make_unique<ChildProcess>(
+        std::vector<std::string>{kPython, flume_peer_script(), "client", address, "--events", "500",
+                                 "--batch", "50", "--first", std::to_string(c * 1000 + 1), "--out",
+                                 tmp.file("r" + std::to_string(c))},
+        tmp.file("c" + std::to_string(c) + ".log")));
+  }
+  for (auto& c : clients) CHECK(c->wait_exit(60s) == 0);
+  REQUIRE(eventually(10s, [&] { return count_lines(out) == 10000; }));
+  CHECK(agent.terminate() == 0);
+}

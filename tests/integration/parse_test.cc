@@ -272,3 +272,41 @@ channel = "buf"
   CHECK(text.find("sources.in.timestamp.timezone: unknown time zone \"Mars/Base\"") !=
         std::string::npos);
 }
+
+TEST_CASE("parse: stdin joins Python tracebacks and flushes the last one at end of input",
+          "[integration][parse]") {
+  TempDir tmp;
+  write_file(tmp.file("in.log"),
+             "INFO:root:start\nERROR:root:failed\nTraceback (most recent call last):\n"
+             "  File \"a.py\", line 3, in <module>\n    f()\nValueError: bad\nINFO:root:next\n"
+             "ERROR:root:again\nTraceback (most recent call last):\n  File \"b.py\", line 1\n"
+             "KeyError: 'k'\n");
+  const std::string conf = tmp.file("s.toml");
+  write_file(conf, R"([agent]
+data_dir = "@DATA_DIR@"
+admin = "127.0.0.1:0"
+[sources.in]
+type = "stdin"
+channel = "buf"
+multiline = { mode = "python" }
+[channels.buf]
+type = "memory"
+[sinks.out]
+type = "file"
+channel = "buf"
+format = "json"
+path = ")" + tmp.file("out.json") +
+                       "\"\n");
+  AgentProcess::Options o;
+  o.config_file = conf;
+  o.stdin_file = tmp.file("in.log");
+  AgentProcess agent("", o);
+  CHECK(agent.wait_exit(15s) == 0);
+  const auto lines = read_lines(tmp.file("out.json"));
+  REQUIRE(lines.size() == 4);
+  CHECK(
+      lines[1].find(
+          R"("body":"ERROR:root:failed\nTraceback (most recent call last):\n  File \"a.py\", line 3, in <module>\n    f()\nValueError: bad")") !=
+      std::string::npos);
+  CHECK(lines[3].find(R"(KeyError: 'k'")") != std::string::npos);  // flushed at EOF
+}
