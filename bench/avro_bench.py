@@ -28,6 +28,19 @@ def wait_file(path, timeout=10):
     sys.exit(f"{path} did not appear")
 
 
+def baseline_stdin_null(binary, tmp, data):
+    """Wall seconds of stdin -> memory -> null over `data`: the floor for a network path."""
+    conf = os.path.join(tmp, "base.toml")
+    with open(conf, "w") as f:
+        f.write(f'[agent]\ndata_dir = "{tmp}/b"\nadmin = "127.0.0.1:0"\n'
+                '[sources.in]\ntype = "stdin"\nchannel = "buf"\n[channels.buf]\ntype = "memory"\n'
+                '[sinks.d]\ntype = "null"\nchannel = "buf"\n')
+    t0 = time.time()
+    with open(data) as stdin:
+        subprocess.run([binary, "run", "-c", conf], stdin=stdin, stderr=subprocess.DEVNULL, check=True)
+    return time.time() - t0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
@@ -99,16 +112,7 @@ address = "{address}"
         collector.wait(timeout=30)
         if os.waitstatus_to_exitcode(status) != 0:
             sys.exit("sender failed:\n" + open(err_path).read())
-        # Baseline: the same file through stdin -> memory -> null.
-        base_conf = os.path.join(tmp, "base.toml")
-        with open(base_conf, "w") as f:
-            f.write(f'[agent]\ndata_dir = "{tmp}/b"\nadmin = "127.0.0.1:0"\n'
-                    '[sources.in]\ntype = "stdin"\nchannel = "buf"\n[channels.buf]\ntype = "memory"\n'
-                    '[sinks.d]\ntype = "null"\nchannel = "buf"\n')
-        t0 = time.time()
-        with open(data) as stdin:
-            subprocess.run([args.binary, "run", "-c", base_conf], stdin=stdin, stderr=subprocess.DEVNULL, check=True)
-        base_wall = time.time() - t0
+        base_wall = baseline_stdin_null(args.binary, tmp, data)
         print(f"{args.events} events of 200 bytes ({size / 1e6:.0f} MB), appendBatch of {args.batch}, compression {args.compression}")
         print(f"{'run':<36}{'wall s':>8}{'events/s':>13}{'MB/s':>8}{'CPU s':>8}{'RSS MB':>8}")
         print(f"{'sender stdin->avro sink':<36}{wall:>8.3f}{args.events / wall:>13,.0f}{size / 1e6 / wall:>8.0f}{s_cpu:>8.2f}{s_rss:>8.1f}")

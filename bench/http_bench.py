@@ -10,11 +10,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from avro_bench import wait_file  # noqa: E402
+from avro_bench import baseline_stdin_null, wait_file  # noqa: E402
 from taildir_null import proc_cpu_rss  # noqa: E402
 
 
@@ -61,15 +60,7 @@ channel = "buf"
             for i in range(events):
                 s = (str(i % args.events_per_request) + line).ljust(199, "x")
                 f.write(s + "\n")
-        base_conf = os.path.join(tmp, "base.toml")
-        with open(base_conf, "w") as f:
-            f.write(f'[agent]\ndata_dir = "{tmp}/b"\nadmin = "127.0.0.1:0"\n'
-                    '[sources.in]\ntype = "stdin"\nchannel = "buf"\n[channels.buf]\ntype = "memory"\n'
-                    '[sinks.d]\ntype = "null"\nchannel = "buf"\n')
-        t0 = time.time()
-        with open(data) as stdin:
-            subprocess.run([args.binary, "run", "-c", base_conf], stdin=stdin, stderr=subprocess.DEVNULL, check=True)
-        base = time.time() - t0
+        base = baseline_stdin_null(args.binary, tmp, data)
         mb = events * 200 / 1e6
         print(f"{requests} requests of {args.events_per_request} events (200 bytes), {args.connections} keep-alive connections")
         print(f"{'run':<34}{'wall s':>8}{'requests/s':>12}{'events/s':>12}{'MB/s':>7}{'CPU s':>7}{'RSS MB':>8}")

@@ -10,11 +10,12 @@ same input, and `wc -l` as the floor. A run fails if any line did not parse (on_
 import argparse
 import os
 import re
-import subprocess
 import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from stdin_null import measure  # noqa: E402
 EVENTS = ["login", "logout", "chat", "levelup", "purchase"]
 
 
@@ -61,14 +62,6 @@ def make_logfmt(path, n):
                 f.write("".join(out))
                 out = []
         f.write("".join(out))
-
-
-def measure(measure_bin, argv, stdin_path, stderr_path):
-    out = subprocess.run([measure_bin, stdin_path, stderr_path] + argv, check=True, capture_output=True, text=True)
-    wall, cpu, rss_kib, code = out.stdout.split()
-    if int(code) != 0:
-        sys.exit(f"{argv[0]} exited with {code}: " + open(stderr_path).read())
-    return float(wall), float(cpu), int(rss_kib) / 1024.0
 
 
 def main():

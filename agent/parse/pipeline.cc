@@ -190,4 +190,17 @@ EventPipeline::Outcome EventPipeline::process(const Record& record, std::int64_t
   return Outcome::kept;
 }
 
+void EventPipeline::process_batch(const Batch& in, Batch& out, std::string_view origin) {
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const EventView e = in[i];
+    headers_.clear();
+    for (std::size_t h = 0; h < e.header_count(); ++h) headers_.push_back(e.header(h));
+    Record rec;
+    rec.text = e.body();
+    rec.headers = headers_.data();
+    rec.header_count = headers_.size();
+    process(rec, e.timestamp_ns(), e.id(), out, origin, i);
+  }
+}
+
 }  // namespace sluice::parse

@@ -64,6 +64,10 @@ class EventPipeline {
   Outcome process(const Record& record, std::int64_t arrival_ns, std::uint64_t id, Batch& out,
                   std::string_view origin = {}, std::uint64_t offset = 0);
 
+  /// Every event of `in` (a network source's decoded request, headers included) through
+  /// process(), into `out`; `origin` names the request in logs, offsets are event indices.
+  void process_batch(const Batch& in, Batch& out, std::string_view origin);
+
   bool trivial() const noexcept { return trivial_; }
   const PipelineConfig& config() const noexcept { return config_; }
   /// Multiline rules for this source's assemblers; null without `multiline`.
@@ -81,6 +85,7 @@ class EventPipeline {
   std::vector<std::unique_ptr<Interceptor>> interceptors_;
   std::optional<MultilineRules> rules_;
   Draft draft_;
+  std::vector<Header> headers_;  // process_batch() scratch
   std::string source_name_;
 
   std::array<Counter*, kParseErrorCount> parse_errors_{};

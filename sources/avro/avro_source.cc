@@ -378,17 +378,7 @@ void AvroSource::put_request(Conn& c, std::int32_t serial, std::string prefix) {
   Batch* batch = &decoded_;
   if (pipeline_) {
     parsed_.clear();
-    std::vector<Header> headers;
-    for (std::size_t i = 0; i < decoded_.size(); ++i) {
-      const EventView e = decoded_[i];
-      headers.clear();
-      for (std::size_t h = 0; h < e.header_count(); ++h) headers.push_back(e.header(h));
-      parse::Record rec;
-      rec.text = e.body();
-      rec.headers = headers.data();
-      rec.header_count = headers.size();
-      pipeline_->process(rec, e.timestamp_ns(), e.id(), parsed_, c.peer, i);
-    }
+    pipeline_->process_batch(decoded_, parsed_, c.peer);
     batch = &parsed_;
   }
   if (batch->empty()) {

@@ -303,17 +303,7 @@ void HttpSource::handle(http::Request& req, http::Responder responder) {
   Batch* batch = &events_;
   if (pipeline_) {
     parsed_.clear();
-    std::vector<Header> headers;
-    for (std::size_t i = 0; i < events_.size(); ++i) {
-      const EventView e = events_[i];
-      headers.clear();
-      for (std::size_t h = 0; h < e.header_count(); ++h) headers.push_back(e.header(h));
-      parse::Record rec;
-      rec.text = e.body();
-      rec.headers = headers.data();
-      rec.header_count = headers.size();
-      pipeline_->process(rec, e.timestamp_ns(), e.id(), parsed_, req.path(), i);
-    }
+    pipeline_->process_batch(events_, parsed_, req.path());
     batch = &parsed_;
   }
   if (!putter_.accepting()) {

@@ -31,16 +31,6 @@ AgentProcess::Options source_options(const std::string& out, const std::string& 
   return o;
 }
 
-std::string addr_of(const AgentProcess& agent, const std::string& name = "av") {
-  std::string a;
-  eventually(10s, [&] {
-    a = read_file(agent.path("data/" + name + ".addr"));
-    return !a.empty();
-  });
-  while (!a.empty() && a.back() == '\n') a.pop_back();
-  return a;
-}
-
 // Runs the python3-avro client and returns its JSON report.
 std::string run_client(const TempDir& tmp, const std::string& address,
                        const std::vector<std::string>& extra) {
@@ -157,7 +147,7 @@ TEST_CASE("avro: python3-avro clients, with Flume's hash and with their own, del
   const std::string out = tmp.file("out.json");
   AgentProcess agent("avro_source_file.toml", source_options(out));
   REQUIRE(agent.wait_ready());
-  const std::string address = addr_of(agent);
+  const std::string address = agent.source_address("av");
   // Flume's hash: BOTH on the first handshake.
   const std::string known = run_client(
       tmp, address, {"--known-hash", "--events", "5000", "--batch", "100", "--first", "1"});
@@ -222,7 +212,8 @@ TEST_CASE("avro: sluice to sluice, plain and with deflate, in order", "[integrat
     for (int i = 1; i <= 20000; ++i) input += "line-" + std::to_string(i) + "\n";
     write_file(tmp.file("in.txt"), input);
     AgentProcess::Options o;
-    o.vars = {{"ADDRESS", addr_of(collector)}, {"EXTRA", "compression = \"" + compression + "\""}};
+    o.vars = {{"ADDRESS", collector.source_address("av")},
+              {"EXTRA", "compression = \"" + compression + "\""}};
     o.stdin_file = tmp.file("in.txt");
     AgentProcess web("stdin_avro_sink.toml", o);
     CHECK(web.wait_exit(60s) == 0);
@@ -246,7 +237,7 @@ TEST_CASE("avro: bad frames close the connection, bad calls get an Avro error, b
   AgentProcess agent("avro_source_file.toml",
                      source_options(out, "max_frame_bytes = \"1MiB\"\nmax_batch_events = 1000"));
   REQUIRE(agent.wait_ready());
-  const std::string address = addr_of(agent);
+  const std::string address = agent.source_address("av");
   const std::string labels = R"({component="av",type="avro"})";
   {
     Raw zero(address);  // a frame with no buffers
@@ -317,7 +308,7 @@ TEST_CASE("avro: clients outside the allow-list are refused and counted", "[inte
   AgentProcess agent("avro_source_file.toml",
                      source_options(tmp.file("out.json"), R"(allow = ["10.0.0.0/8", "::1"])"));
   REQUIRE(agent.wait_ready());
-  Raw conn(addr_of(agent));
+  Raw conn(agent.source_address("av"));
   conn.send(first_request(1, append_batch_call(1)));
   CHECK_FALSE(conn.frame().has_value());
   CHECK(agent.metric(R"(sluice_avro_connections_refused_total{component="av",type="avro"})") ==
@@ -352,7 +343,7 @@ address = "127.0.0.1:1"
   REQUIRE(agent.wait_ready());
   const auto start = std::chrono::steady_clock::now();
   const std::string report =
-      run_client(tmp, addr_of(agent), {"--events", "1000", "--batch", "100"});
+      run_client(tmp, agent.source_address("av"), {"--events", "1000", "--batch", "100"});
   CHECK(std::chrono::steady_clock::now() - start < 20s);
   INFO(report);
   CHECK(report.find(R"({"ok": 3, "failed": 7)") == 0);
@@ -419,7 +410,7 @@ TEST_CASE("avro: scenario 1, a web agent fails over from collector A to B and ba
   AgentProcess b("avro_source_file.toml", source_options(out_b));
   REQUIRE(b.wait_ready());
   AgentProcess::Options ow;
-  ow.vars = {{"LOG", log}, {"A", listen_a}, {"B", addr_of(b)}};
+  ow.vars = {{"LOG", log}, {"A", listen_a}, {"B", b.source_address("av")}};
   AgentProcess web("taildir_avro_failover.toml", ow);
   REQUIRE(web.wait_ready());
   auto seen = [&](const std::string& out) {
@@ -464,7 +455,7 @@ TEST_CASE("avro: 20 concurrent clients, and idle connections closed after idle_t
   const std::string out = tmp.file("out.json");
   AgentProcess agent("avro_source_file.toml", source_options(out, "idle_timeout = \"1s\""));
   REQUIRE(agent.wait_ready());
-  const std::string address = addr_of(agent);
+  const std::string address = agent.source_address("av");
   {
     Raw idle(address);  // connects and says nothing
     const auto start = std::chrono::steady_clock::now();

@@ -21,16 +21,6 @@ AgentProcess::Options http_options(const std::string& out, const std::string& ex
   return o;
 }
 
-std::string web_addr(const AgentProcess& agent) {
-  std::string a;
-  eventually(10s, [&] {
-    a = read_file(agent.path("data/web.addr"));
-    return !a.empty();
-  });
-  while (!a.empty() && a.back() == '\n') a.pop_back();
-  return a;
-}
-
 std::string post(std::string_view type, std::string_view body, std::string_view extra = "") {
   return "POST /ingest HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: " +
          std::string(type) + "\r\n" + std::string(extra) +
@@ -72,7 +62,7 @@ TEST_CASE("http: Flume JSON, NDJSON and lines, gzip and zstd, headers mapped, 20
   AgentProcess agent("http_file.toml",
                      http_options(out, R"(headers = { "X-Request-Id" = "request_id" })"));
   REQUIRE(agent.wait_ready());
-  const std::string a = web_addr(agent);
+  const std::string a = agent.source_address("web");
   auto r = http_request(
       a,
       post(
@@ -123,7 +113,7 @@ max_events = 5
 request_timeout = "300ms"
 )"));
   REQUIRE(agent.wait_ready());
-  const std::string a = web_addr(agent);
+  const std::string a = agent.source_address("web");
   const std::string auth = "Authorization: Bearer s3cret\r\n";
   auto r = http_request(a, post("text/plain", "x\n"));
   CHECK(r.status == 401);
@@ -180,7 +170,7 @@ TEST_CASE("http: a full channel answers 503 with Retry-After, and 200 once there
   o.config_file = tmp.file("full.toml");
   AgentProcess agent("", o);
   REQUIRE(agent.wait_ready());
-  const std::string a = web_addr(agent);
+  const std::string a = agent.source_address("web");
   CHECK(http_request(a, post("text/plain", "1\n2\n3\n4\n5\n6\n7\n8\n")).status == 200);
   auto r = http_request(a, post("text/plain", "9\n10\n11\n"));
   CHECK(r.status == 503);

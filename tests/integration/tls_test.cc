@@ -17,16 +17,6 @@ std::string make_pki(const TempDir& tmp) {
   return dir;
 }
 
-std::string addr_file(const AgentProcess& agent, const std::string& name) {
-  std::string a;
-  eventually(10s, [&] {
-    a = read_file(agent.path("data/" + name + ".addr"));
-    return !a.empty();
-  });
-  while (!a.empty() && a.back() == '\n') a.pop_back();
-  return a;
-}
-
 int run(const std::string& cmd) { return WEXITSTATUS(std::system(cmd.c_str())); }
 
 }  // namespace
@@ -44,7 +34,7 @@ TEST_CASE("tls: sluice to sluice over Avro with TLS and client certificates",
                           "/server.key\", ca = \"" + pki + "/ca.pem\", verify_client = true }"}};
   AgentProcess collector("avro_source_file.toml", c);
   REQUIRE(collector.wait_ready());
-  const std::string address = addr_file(collector, "av");
+  const std::string address = collector.source_address("av");
   std::string input;
   for (int i = 1; i <= 5000; ++i) input += "tls-" + std::to_string(i) + "\n";
   write_file(tmp.file("in.txt"), input);
@@ -105,14 +95,14 @@ TEST_CASE("tls: the http source over HTTPS, checked with curl", "[integration][t
       {"SINK_EXTRA", "path = \"" + out + "\""}};
   AgentProcess agent("http_file.toml", o);
   REQUIRE(agent.wait_ready());
-  const std::string url = "https://" + addr_file(agent, "web") + "/";
+  const std::string url = "https://" + agent.source_address("web") + "/";
   const std::string curl = "curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: text/plain' ";
   CHECK(run(curl + "--cacert " + pki + "/ca.pem --data-binary 'over tls' " + url +
             " | grep -q 200") == 0);
   // Without trusting the CA the client refuses; with the wrong CA too. Plain HTTP gets nothing.
   CHECK(run(curl + "-d x " + url + " >/dev/null") != 0);
   CHECK(run(curl + "--cacert " + pki + "/other-ca.pem -d x " + url + " >/dev/null") != 0);
-  CHECK(run(curl + "-d x http://" + addr_file(agent, "web") + "/ | grep -q 200") != 0);
+  CHECK(run(curl + "-d x http://" + agent.source_address("web") + "/ | grep -q 200") != 0);
   CHECK(count_lines(out) == 1);
   CHECK(agent.metric(R"(sluice_tls_handshake_errors_total{component="web",type="http"})") == 3.0);
   CHECK(agent.terminate() == 0);

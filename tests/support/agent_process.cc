@@ -14,6 +14,36 @@ namespace sluice::test {
 std::string sluice_binary() { return SLUICE_TEST_BINARY; }
 std::string source_dir() { return SLUICE_SOURCE_DIR; }
 
+namespace {
+
+// Forks and execs argv[0] with stdin from `in_path`, stdout to `out_fd` (if >= 0) or `out_path`,
+// stderr to `err_path` (the same file as stdout if equal); `setup` runs in the child first.
+template <class F>
+pid_t spawn(std::vector<std::string> args, const std::string& in_path, int out_fd,
+            const std::string& out_path, const std::string& err_path, F&& setup) {
+  const pid_t pid = ::fork();
+  SLUICE_ASSERT(pid >= 0);
+  if (pid == 0) {
+    setup();
+    const int in = ::open(in_path.c_str(), O_RDONLY);
+    const int out =
+        out_fd >= 0 ? out_fd : ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int err =
+        err_path == out_path ? out : ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(in, 0);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+}  // namespace
+
 AgentProcess::AgentProcess(const std::string& conf_template, Options options) {
   std::string conf = options.config_file
                          ? read_file(*options.config_file)
@@ -38,25 +68,10 @@ AgentProcess::AgentProcess(const std::string& conf_template, Options options) {
   args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
   const std::string out_path = dir_.file("stdout"), err_path = dir_.file("stderr");
   const std::string in_path = options.stdin_file.value_or("/dev/null");
-  pid_ = ::fork();
-  SLUICE_ASSERT(pid_ >= 0);
-  if (pid_ == 0) {
+  pid_ = spawn(args, in_path, options.stdout_fd, out_path, err_path, [&] {
     if (options.cwd && ::chdir(options.cwd->c_str()) != 0) ::_exit(126);
     if (options.uid && (::setgid(*options.uid) != 0 || ::setuid(*options.uid) != 0)) ::_exit(126);
-    const int in = ::open(in_path.c_str(), O_RDONLY);
-    const int out = options.stdout_fd >= 0
-                        ? options.stdout_fd
-                        : ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(in, 0);
-    ::dup2(out, 1);
-    ::dup2(err, 2);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
+  });
 }
 
 AgentProcess::~AgentProcess() {
@@ -131,21 +146,18 @@ std::pair<int, std::string> run_sluice(const std::vector<std::string>& args) {
   return {code, read_file(dir.file("out"))};
 }
 
+std::string AgentProcess::source_address(const std::string& name) const {
+  std::string a;
+  eventually(10s, [&] {
+    a = read_file(data_dir_ + "/" + name + ".addr");
+    return !a.empty();
+  });
+  while (!a.empty() && a.back() == '\n') a.pop_back();
+  return a;
+}
+
 ChildProcess::ChildProcess(std::vector<std::string> argv, const std::string& log_path) {
-  pid_ = ::fork();
-  SLUICE_ASSERT(pid_ >= 0);
-  if (pid_ == 0) {
-    const int in = ::open("/dev/null", O_RDONLY);
-    const int out = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(in, 0);
-    ::dup2(out, 1);
-    ::dup2(out, 2);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
+  pid_ = spawn(std::move(argv), "/dev/null", -1, log_path, log_path, [] {});
 }
 
 ChildProcess::~ChildProcess() {

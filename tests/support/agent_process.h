@@ -57,6 +57,8 @@ class AgentProcess {
   bool running();
   pid_t pid() const { return pid_; }
   std::string stderr_text() const { return read_file(dir_.file("stderr")); }
+  /// A network source's bound address from data_dir/NAME.addr (waits up to 10 s for it).
+  std::string source_address(const std::string& name) const;
   /// The value of one series in /metrics, or nullopt.
   std::optional<double> metric(const std::string& series);
 
