@@ -42,6 +42,9 @@ std::optional<AvroSinkConfig> AvroSinkConfig::parse(const ConfigNode& node, Conf
   std::string compression = "none";
   node.optional("compression", compression, errors, OneOf{{"none", "deflate"}});
   c.deflate = compression == "deflate";
+  std::string layering = "tls_outside";
+  node.optional("layering", layering, errors, OneOf{{"tls_outside", "zlib_outside"}});
+  c.zlib_outside_tls = layering == "zlib_outside";
   std::uint32_t level = 6;
   node.optional("compression_level", level, errors, InRange<std::uint64_t>{0, 9});
   c.compression_level = static_cast<int>(level);
@@ -183,7 +186,7 @@ void AvroSink::on_connected(int status) {
       drop_connection(st.message());
       return;
     }
-    write_raw(std::move(hello));
+    send_wire(std::move(hello));
     if (!conn_) return;
   }
   uv_read_start(
@@ -215,7 +218,7 @@ void AvroSink::send_front() {
   avro::write_append_batch(w, *job.batch, 0, job.batch->size());
   std::string frame;
   avro::encode_frame(++serial_, scratch_, frame);
-  if (conn_->deflate) {
+  if (conn_->deflate && !zlib_outside()) {
     std::string compressed;
     conn_->deflate->write(frame, compressed);
     frame.swap(compressed);
@@ -229,7 +232,7 @@ void AvroSink::send_front() {
     frame.swap(cipher);
   }
   in_flight_ = true;
-  if (!frame.empty()) write_raw(std::move(frame));  // empty: held until the TLS handshake ends
+  if (!frame.empty()) send_wire(std::move(frame));  // empty: held until the TLS handshake ends
   if (!conn_) return;
   request_timer_.start(config_.request_timeout, [this] {
     drop_connection("no answer from " + config_.address + " within the request_timeout");
@@ -243,11 +246,20 @@ void AvroSink::on_read(ssize_t n, const uv_buf_t* buf) {
     return;
   }
   std::string_view data(buf->base, static_cast<std::size_t>(n));
+  const bool outer = zlib_outside();
+  if (outer) {
+    conn_->inflated.clear();
+    if (Status st = conn_->inflate->write(data, conn_->inflated); !st.ok()) {
+      drop_connection(st.message());
+      return;
+    }
+    data = conn_->inflated;
+  }
   if (conn_->tls) {
     std::string send;
     conn_->decrypted.clear();
     const Status st = conn_->tls->read(data, conn_->decrypted, send);
-    if (!send.empty()) write_raw(std::move(send));
+    if (!send.empty()) send_wire(std::move(send));
     if (!conn_) return;
     if (!st.ok()) {
       tls_errors_.inc();
@@ -257,7 +269,7 @@ void AvroSink::on_read(ssize_t n, const uv_buf_t* buf) {
     data = conn_->decrypted;
     if (data.empty()) return;
   }
-  if (conn_->inflate) {
+  if (conn_->inflate && !outer) {
     conn_->inflated.clear();
     if (Status st = conn_->inflate->write(data, conn_->inflated); !st.ok()) {
       drop_connection(st.message());
@@ -323,6 +335,19 @@ void AvroSink::on_frame(std::int32_t serial, std::string_view payload) {
   }
   pump();
   maybe_stopped();
+}
+
+bool AvroSink::zlib_outside() const {
+  return conn_ && conn_->tls && conn_->deflate && config_.zlib_outside_tls;
+}
+
+void AvroSink::send_wire(std::string data) {
+  if (zlib_outside()) {
+    std::string compressed;
+    conn_->deflate->write(data, compressed);
+    data.swap(compressed);
+  }
+  write_raw(std::move(data));
 }
 
 void AvroSink::write_raw(std::string data) {

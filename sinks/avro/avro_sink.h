@@ -25,6 +25,7 @@ namespace sluice::sinks {
 struct AvroSinkConfig {
   std::string address;  // "host:port"
   bool deflate = false;
+  bool zlib_outside_tls = false;  // TLS + deflate as Flume 1.10+ layers them (see the source)
   int compression_level = 6;
   std::chrono::nanoseconds connect_timeout = std::chrono::seconds(5);
   std::chrono::nanoseconds request_timeout = std::chrono::seconds(20);
@@ -66,6 +67,8 @@ class AvroSink final : public Sink {
   void answer_later(Job job, DeliveryResult result);
   void maybe_stopped();
   void write_raw(std::string data);
+  void send_wire(std::string data);  // after TLS: through the outer zlib layer if zlib_outside_tls
+  bool zlib_outside() const;
 
   AvroSinkConfig config_;
   SinkContext& ctx_;

@@ -46,6 +46,9 @@ std::optional<AvroSourceConfig> AvroSourceConfig::parse(const ConfigNode& node,
   std::string compression = "none";
   node.optional("compression", compression, errors, OneOf{{"none", "deflate"}});
   c.deflate = compression == "deflate";
+  std::string layering = "tls_outside";
+  node.optional("layering", layering, errors, OneOf{{"tls_outside", "zlib_outside"}});
+  c.zlib_outside_tls = layering == "zlib_outside";
   node.optional("max_connections", c.max_connections, errors, InRange<std::uint64_t>{1, 100000});
   node.optional("idle_timeout", c.idle_timeout, errors,
                 InRange<std::chrono::nanoseconds>{std::chrono::seconds(1), std::chrono::hours(24)});
@@ -227,12 +230,23 @@ void AvroSource::on_read(Conn& c, ssize_t n, const uv_buf_t* buf) {
   if (n == 0) return;
   c.last_activity = std::chrono::steady_clock::now();
   std::string_view data(buf->base, static_cast<std::size_t>(n));
+  const bool zlib_outside = c.inflate && c.tls && config_.zlib_outside_tls;
+  if (zlib_outside) {
+    c.inflated.clear();
+    if (Status st = c.inflate->write(data, c.inflated); !st.ok()) {
+      frame_errors_.inc();
+      SLUICE_WARN_LIMITED(log_limit_, "avro {}: closing {}: {}", ctx_.name, c.peer, st.message());
+      close_conn(c, "bad compressed stream");
+      return;
+    }
+    data = c.inflated;
+  }
   if (c.tls) {
-    // Flume's layering: TLS outermost, then deflate, then the frames.
+    // Flume <= 1.9: TLS outermost, then deflate, then the frames (zlib_outside: the reverse).
     std::string send;
     c.decrypted.clear();
     const Status st = c.tls->read(data, c.decrypted, send);
-    if (!send.empty()) write_raw(c, std::move(send));
+    if (!send.empty()) send_wire(c, std::move(send));
     if (!st.ok()) {
       tls_errors_.inc();
       SLUICE_WARN_LIMITED(log_limit_, "avro {}: closing {}: {}", ctx_.name, c.peer, st.message());
@@ -242,7 +256,7 @@ void AvroSource::on_read(Conn& c, ssize_t n, const uv_buf_t* buf) {
     data = c.decrypted;
     if (data.empty()) return;
   }
-  if (c.inflate) {
+  if (c.inflate && !zlib_outside) {
     c.inflated.clear();
     if (Status st = c.inflate->write(data, c.inflated); !st.ok()) {
       frame_errors_.inc();
@@ -413,7 +427,7 @@ void AvroSource::reply(std::uint64_t conn, std::int32_t serial, std::string_view
   }
   std::string frame;
   avro::encode_frame(serial, payload, frame);
-  if (c.deflate) {
+  if (c.deflate && !(c.tls && config_.zlib_outside_tls)) {
     std::string compressed;
     c.deflate->write(frame, compressed);
     frame.swap(compressed);
@@ -423,7 +437,16 @@ void AvroSource::reply(std::uint64_t conn, std::int32_t serial, std::string_view
     if (!c.tls->write(frame, cipher).ok()) return;
     frame.swap(cipher);
   }
-  write_raw(c, std::move(frame));
+  send_wire(c, std::move(frame));
+}
+
+void AvroSource::send_wire(Conn& c, std::string data) {
+  if (c.deflate && c.tls && config_.zlib_outside_tls) {
+    std::string compressed;
+    c.deflate->write(data, compressed);
+    data.swap(compressed);
+  }
+  write_raw(c, std::move(data));
 }
 
 void AvroSource::write_raw(Conn& c, std::string data) {

@@ -31,6 +31,9 @@ namespace sluice::sources {
 struct AvroSourceConfig {
   std::string listen = "127.0.0.1:4141";
   bool deflate = false;  // Flume's compression-type = deflate
+  /// With both TLS and deflate: Flume <= 1.9 puts TLS outside zlib ("tls_outside", default);
+  /// Flume 1.10+ puts zlib outside TLS ("zlib_outside").
+  bool zlib_outside_tls = false;
   avro::FrameLimits frame;
   avro::CallLimits call;
   std::uint32_t max_connections = 1024;
@@ -68,6 +71,9 @@ class AvroSource final : public Source {
              std::optional<avro::CallStatus> status, std::string_view error = {});
   void close_conn(Conn& c, const char* why);
   void write_raw(Conn& c, std::string data);
+  /// Bytes that passed TLS (or are plain frames without TLS) onto the wire, through the outer zlib
+  /// layer when zlib_outside_tls.
+  void send_wire(Conn& c, std::string data);
   void sweep_idle();
   static std::uint64_t next_id(void* self, std::uint64_t);
 

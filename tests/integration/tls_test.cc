@@ -142,3 +142,54 @@ channel = "buf"
   CHECK(text.find("sources.av.tls.cert: cannot read \"/nonexistent.pem\"") != std::string::npos);
   CHECK(text.find("sources.av.tls.verify_client: needs 'ca'") != std::string::npos);
 }
+
+TEST_CASE("tls: TLS with deflate, in Flume 1.9's and Flume 1.10's layering", "[integration][tls]") {
+  TempDir tmp;
+  const std::string pki = make_pki(tmp);
+  std::string input;
+  for (int i = 1; i <= 3000; ++i) input += "z-" + std::to_string(i) + "\n";
+  write_file(tmp.file("in.txt"), input);
+  for (const std::string layering : {"tls_outside", "zlib_outside"}) {
+    INFO(layering);
+    const std::string out = tmp.file(layering + ".json");
+    const std::string common = "compression = \"deflate\"\nlayering = \"" + layering + "\"\n";
+    AgentProcess::Options c;
+    c.vars = {{"OUT", out},
+              {"LISTEN", "127.0.0.1:0"},
+              {"CHANNEL", "type = \"memory\""},
+              {"EXTRA", common + "tls = { cert = \"" + pki + "/server.pem\", key = \"" + pki +
+                            "/server.key\" }"}};
+    AgentProcess collector("avro_source_file.toml", c);
+    REQUIRE(collector.wait_ready());
+    AgentProcess::Options s;
+    s.vars = {{"ADDRESS", collector.source_address("av")},
+              {"EXTRA", common + "tls = { ca = \"" + pki + "/ca.pem\" }"}};
+    s.stdin_file = tmp.file("in.txt");
+    AgentProcess sender("stdin_avro_sink.toml", s);
+    CHECK(sender.wait_exit(60s) == 0);
+    REQUIRE(eventually(10s, [&] { return count_lines(out) == 3000; }));
+    CHECK(collector.terminate() == 0);
+  }
+  // The setting takes effect: ends that disagree cannot talk (errors counted, nothing arrives).
+  const std::string out = tmp.file("mismatch.json");
+  AgentProcess::Options c;
+  c.vars = {{"OUT", out},
+            {"LISTEN", "127.0.0.1:0"},
+            {"CHANNEL", "type = \"memory\""},
+            {"EXTRA", "compression = \"deflate\"\nlayering = \"zlib_outside\"\ntls = { cert = \"" +
+                          pki + "/server.pem\", key = \"" + pki + "/server.key\" }"}};
+  AgentProcess collector("avro_source_file.toml", c);
+  REQUIRE(collector.wait_ready());
+  AgentProcess::Options s;
+  s.vars = {{"ADDRESS", collector.source_address("av")},
+            {"EXTRA", "compression = \"deflate\"\ntls = { ca = \"" + pki + "/ca.pem\" }"}};
+  s.stdin_file = tmp.file("in.txt");
+  AgentProcess sender("stdin_avro_sink.toml", s);
+  REQUIRE(eventually(10s, [&] {
+    return collector.metric(R"(sluice_avro_frame_errors_total{component="av",type="avro"})")
+               .value_or(0) >= 1.0;
+  }));
+  CHECK(count_lines(out) == 0);
+  CHECK(sender.signal_and_wait(SIGKILL) == -SIGKILL);
+  CHECK(collector.terminate() == 0);
+}
