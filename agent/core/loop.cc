@@ -84,4 +84,17 @@ void Timer::start(Duration after, std::function<void()> fn, Duration repeat) {
 void Timer::stop() { uv_timer_stop(t_); }
 bool Timer::active() const { return uv_is_active(reinterpret_cast<const uv_handle_t*>(t_)) != 0; }
 
+int write_owned(uv_stream_t* stream, std::string data) {
+  struct Write {
+    uv_write_t req;
+    std::string data;
+  };
+  auto* w = new Write{{}, std::move(data)};
+  uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+  const int rc = uv_write(&w->req, stream, &b, 1,
+                          [](uv_write_t* r, int) { delete reinterpret_cast<Write*>(r); });
+  if (rc != 0) delete w;
+  return rc;
+}
+
 }  // namespace sluice

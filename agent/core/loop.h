@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "agent/core/clock.h"
@@ -69,6 +70,10 @@ class Timer {
   uv_timer_t* t_;
   std::function<void()> fn_;
 };
+
+/// Writes `data` to `stream`, keeping the bytes alive until libuv is done with them. Returns
+/// uv_write's code (0: queued).
+int write_owned(uv_stream_t* stream, std::string data);
 
 /// Closes every handle of `loop`, runs it until they are closed, and closes it. Tests end with
 /// REQUIRE(close_loop(loop) == 0) so that a leaked handle fails them.

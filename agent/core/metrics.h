@@ -53,6 +53,11 @@ class Histogram {
 };
 
 using Labels = std::vector<std::pair<std::string, std::string>>;
+/// `labels` plus one more (e.g. a component's labels and a status).
+inline Labels with_label(Labels labels, std::string key, std::string value) {
+  labels.emplace_back(std::move(key), std::move(value));
+  return labels;
+}
 
 /// All series of the agent, rendered in the Prometheus text format. Registration takes a lock and
 /// allocates; it happens in create(), never per event. Returned references live as long as the

@@ -121,9 +121,7 @@ Server::Server(Loop& loop, ServerLimits limits, Handler handler, MetricsRegistry
     refused_ = &metrics->counter("sluice_http_refused_connections_total",
                                  "Connections closed at once because max_connections was reached.",
                                  labels);
-    tls_errors_ =
-        &metrics->counter("sluice_tls_handshake_errors_total",
-                          "TLS connections closed for a failed handshake or TLS error.", labels);
+    tls_errors_ = &tls::handshake_errors(*metrics, labels);
   }
 }
 
@@ -355,6 +353,13 @@ int Server::on_headers_complete(http_parser* p) {
     c->body_too_large = true;
     return -1;  // http-parser treats -1 as an error here
   }
+  // curl and other clients send "Expect: 100-continue" before a large body and wait (curl: 1 s)
+  // for this interim answer.
+  std::string expect(c->req.header("expect"));
+  for (char& ch : expect) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (expect == "100-continue" && p->http_major == 1 && p->http_minor >= 1) {
+    c->server->send_raw(*c, "HTTP/1.1 100 Continue\r\n\r\n");
+  }
   return 0;
 }
 
@@ -409,27 +414,21 @@ void Server::send(Conn& c, const Response& r, bool close_after) {
   head += close_after ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n";
   const bool head_only = c.req.method == HTTP_HEAD;
   if (!head_only) head += r.body;
-  if (c.tls) {
-    std::string cipher;
-    if (c.tls->write(head, cipher).ok()) write_raw(c, std::move(cipher));
-  } else {
-    write_raw(c, std::move(head));
-  }
+  send_raw(c, head);
   if (close_after) close_conn(c);
 }
 
+void Server::send_raw(Conn& c, std::string_view data) {
+  if (c.tls) {
+    std::string cipher;
+    if (c.tls->write(data, cipher).ok()) write_raw(c, std::move(cipher));
+  } else {
+    write_raw(c, std::string(data));
+  }
+}
+
 void Server::write_raw(Conn& c, std::string data) {
-  struct Write {
-    uv_write_t req;
-    std::string data;
-  };
-  auto* w = new Write{};
-  w->data = std::move(data);
-  uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-  w->req.data = w;
-  const int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(c.tcp), &b, 1,
-                          [](uv_write_t* req, int) { delete static_cast<Write*>(req->data); });
-  if (rc != 0) delete w;
+  write_owned(reinterpret_cast<uv_stream_t*>(c.tcp), std::move(data));
 }
 
 void Server::close_conn(Conn& c) {

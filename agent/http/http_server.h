@@ -126,6 +126,7 @@ class Server {
   RateLimiter tls_log_;
   std::shared_ptr<tls::TlsContext> tls_;
   void write_raw(Conn& c, std::string data);
+  void send_raw(Conn& c, std::string_view data);  // through TLS when the connection has it
 };
 
 /// Binds and listens on "HOST:PORT" (port 0 picks one); `bound_out` gets the bound address.

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "agent/config/config_node.h"
+#include "agent/core/metrics.h"
 #include "agent/core/result.h"
 
 namespace sluice::tls {
@@ -23,6 +24,12 @@ struct TlsConfig {
   /// Reads `tls` from `parent` if present, and loads the files to report problems up front.
   static bool parse(const ConfigNode& parent, ConfigErrors& errors, TlsConfig& out, bool server);
 };
+
+/// sluice_tls_handshake_errors_total of a component (one definition for every TLS user).
+inline Counter& handshake_errors(MetricsRegistry& metrics, const Labels& labels) {
+  return metrics.counter("sluice_tls_handshake_errors_total",
+                         "TLS connections closed for a failed handshake or TLS error.", labels);
+}
 
 /// An OpenSSL context built from a TlsConfig (certificates loaded once).
 class TlsContext {

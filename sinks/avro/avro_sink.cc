@@ -6,15 +6,6 @@
 
 namespace sluice::sinks {
 
-namespace {
-
-struct WriteReq {
-  uv_write_t req{};
-  std::string data;
-};
-
-}  // namespace
-
 struct AvroSink::Conn {
   AvroSink* self = nullptr;
   uv_getaddrinfo_t* gai = nullptr;
@@ -83,9 +74,7 @@ AvroSink::AvroSink(const AvroSinkConfig& config, SinkContext& ctx,
           "sluice_avro_sink_failures_total",
           "Requests that failed: FAILED answers, errors, timeouts, lost connections.",
           ctx.labels())),
-      tls_errors_(ctx.metrics.counter("sluice_tls_handshake_errors_total",
-                                      "TLS connections closed for a failed handshake or TLS error.",
-                                      ctx.labels())) {
+      tls_errors_(tls::handshake_errors(ctx.metrics, ctx.labels())) {
   int port = 0;
   http::split_host_port(config_.address, host_, port);
   port_ = std::to_string(port);
@@ -351,13 +340,7 @@ void AvroSink::send_wire(std::string data) {
 }
 
 void AvroSink::write_raw(std::string data) {
-  auto* req = new WriteReq;
-  req->data = std::move(data);
-  uv_buf_t b = uv_buf_init(req->data.data(), static_cast<unsigned>(req->data.size()));
-  const int rc = uv_write(&req->req, reinterpret_cast<uv_stream_t*>(conn_->tcp), &b, 1,
-                          [](uv_write_t* r, int) { delete reinterpret_cast<WriteReq*>(r); });
-  if (rc != 0) {
-    delete req;
+  if (const int rc = write_owned(reinterpret_cast<uv_stream_t*>(conn_->tcp), std::move(data))) {
     drop_connection(std::string("write: ") + uv_strerror(rc));
   }
 }

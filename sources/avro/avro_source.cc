@@ -13,11 +13,6 @@ namespace {
 
 constexpr std::size_t kReadBuffer = 64 * 1024;
 
-struct WriteReq {
-  uv_write_t req{};
-  std::string data;
-};
-
 }  // namespace
 
 struct AvroSource::Conn {
@@ -33,7 +28,6 @@ struct AvroSource::Conn {
   std::unique_ptr<avro::Deflater> deflate;
   std::unique_ptr<tls::TlsSession> tls;
   std::string inflated, decrypted;
-  char buf[kReadBuffer];
 
   explicit Conn(const avro::FrameLimits& limits) : decoder(limits) {}
 };
@@ -61,6 +55,8 @@ std::optional<AvroSourceConfig> AvroSourceConfig::parse(const ConfigNode& node,
   node.optional("max_buffer_bytes", buffer, errors, InRange<ByteSize>{{64}, {1ULL << 30}});
   c.frame.max_frame_bytes = static_cast<std::uint32_t>(frame.bytes);
   c.frame.max_buffer_bytes = static_cast<std::uint32_t>(buffer.bytes);
+  node.optional("max_buffered_bytes", c.max_buffered_bytes, errors,
+                InRange<ByteSize>{{1024}, {1ULL << 40}});
   node.optional("max_buffers_per_frame", c.frame.max_buffers, errors,
                 InRange<std::uint64_t>{1, 1'000'000});
   node.optional("max_batch_events", c.call.max_events, errors,
@@ -91,6 +87,7 @@ AvroSource::AvroSource(const AvroSourceConfig& config, SourceContext& ctx,
       pipeline_(pipeline && !pipeline->trivial() ? std::move(pipeline) : nullptr),
       allow_(std::move(allow)),
       id_base_(hash_name(ctx.name)),
+      read_buf_(kReadBuffer),
       idle_timer_(ctx.loop),
       stop_waiter_(ctx.loop),
       metrics_(ctx),
@@ -100,24 +97,12 @@ AvroSource::AvroSource(const AvroSourceConfig& config, SourceContext& ctx,
                                    "Connections refused: not in `allow`, or over max_connections.",
                                    ctx.labels())),
       requests_ok_(ctx.metrics.counter("sluice_avro_requests_total", "Calls answered, by status.",
-                                       [&] {
-                                         Labels l = ctx.labels();
-                                         l.emplace_back("status", "ok");
-                                         return l;
-                                       }())),
+                                       with_label(ctx.labels(), "status", "ok"))),
       requests_failed_(ctx.metrics.counter("sluice_avro_requests_total",
                                            "Calls answered, by status.",
-                                           [&] {
-                                             Labels l = ctx.labels();
-                                             l.emplace_back("status", "failed");
-                                             return l;
-                                           }())),
+                                           with_label(ctx.labels(), "status", "failed"))),
       call_errors_(ctx.metrics.counter("sluice_avro_requests_total", "Calls answered, by status.",
-                                       [&] {
-                                         Labels l = ctx.labels();
-                                         l.emplace_back("status", "error");
-                                         return l;
-                                       }())),
+                                       with_label(ctx.labels(), "status", "error"))),
       frame_errors_(ctx.metrics.counter(
           "sluice_avro_frame_errors_total",
           "Connections closed for a frame over the limits or a broken stream.", ctx.labels())),
@@ -125,9 +110,7 @@ AvroSource::AvroSource(const AvroSourceConfig& config, SourceContext& ctx,
           "sluice_avro_handshakes_refused_total",
           "Handshakes answered NONE (unknown client protocol without its text, or incompatible).",
           ctx.labels())),
-      tls_errors_(ctx.metrics.counter("sluice_tls_handshake_errors_total",
-                                      "TLS connections closed for a failed handshake or TLS error.",
-                                      ctx.labels())) {
+      tls_errors_(tls::handshake_errors(ctx.metrics, ctx.labels())) {
   putter_.set_on_progress([this] {
     if (stopping_) stop_waiter_.check();
   });
@@ -210,8 +193,8 @@ void AvroSource::on_connection() {
       reinterpret_cast<uv_stream_t*>(tcp),
       [](uv_handle_t* h, std::size_t, uv_buf_t* b) {
         auto* conn = static_cast<Conn*>(h->data);
-        b->base = conn->buf;
-        b->len = sizeof conn->buf;
+        b->base = conn->self->read_buf_.data();
+        b->len = conn->self->read_buf_.size();
       },
       [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
         if (s->data == nullptr) return;
@@ -267,13 +250,24 @@ void AvroSource::on_read(Conn& c, ssize_t n, const uv_buf_t* buf) {
     data = c.inflated;
   }
   now_ns_ = wall_clock_ns();
+  const std::size_t before = c.decoder.buffered();
   const Status st = c.decoder.feed(data, [&](std::int32_t serial, std::string_view payload) {
     if (!c.closing) on_frame(c, serial, payload);
   });
+  buffered_ = buffered_ - before + c.decoder.buffered();
   if (!st.ok()) {
     frame_errors_.inc();
     SLUICE_WARN_LIMITED(log_limit_, "avro {}: closing {}: {}", ctx_.name, c.peer, st.message());
     close_conn(c, "bad frame");
+    return;
+  }
+  if (buffered_ > config_.max_buffered_bytes.bytes) {
+    frame_errors_.inc();
+    SLUICE_WARN_LIMITED(log_limit_,
+                        "avro {}: closing {}: unfinished frames of all clients exceed "
+                        "max_buffered_bytes ({} bytes)",
+                        ctx_.name, c.peer, config_.max_buffered_bytes.bytes);
+    close_conn(c, "max_buffered_bytes");
     return;
   }
   if (c.closing) close_conn(c, c.close_reason);
@@ -450,16 +444,12 @@ void AvroSource::send_wire(Conn& c, std::string data) {
 }
 
 void AvroSource::write_raw(Conn& c, std::string data) {
-  auto* req = new WriteReq;
-  req->data = std::move(data);
-  uv_buf_t b = uv_buf_init(req->data.data(), static_cast<unsigned>(req->data.size()));
-  const int rc = uv_write(&req->req, reinterpret_cast<uv_stream_t*>(c.tcp), &b, 1,
-                          [](uv_write_t* r, int) { delete reinterpret_cast<WriteReq*>(r); });
-  if (rc != 0) delete req;
+  write_owned(reinterpret_cast<uv_stream_t*>(c.tcp), std::move(data));
 }
 
 void AvroSource::close_conn(Conn& c, const char* why) {
   if (why != nullptr) spdlog::debug("avro {}: closing {}: {}", ctx_.name, c.peer, why);
+  buffered_ -= c.decoder.buffered();
   c.tcp->data = nullptr;
   uv_read_stop(reinterpret_cast<uv_stream_t*>(c.tcp));
   close_and_delete(c.tcp);

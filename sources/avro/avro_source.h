@@ -35,6 +35,9 @@ struct AvroSourceConfig {
   /// Flume 1.10+ puts zlib outside TLS ("zlib_outside").
   bool zlib_outside_tls = false;
   avro::FrameLimits frame;
+  /// Bytes of unfinished frames all connections together may hold; beyond it the connection whose
+  /// read crossed it is closed (bounds memory whatever max_connections x max_frame_bytes is).
+  ByteSize max_buffered_bytes{256ULL << 20};
   avro::CallLimits call;
   std::uint32_t max_connections = 1024;
   std::chrono::nanoseconds idle_timeout = std::chrono::minutes(5);
@@ -91,6 +94,8 @@ class AvroSource final : public Source {
   std::set<avro::Md5> accepted_hashes_;
   Batch decoded_, parsed_;
   std::uint64_t id_base_ = 0, id_seq_ = 0;
+  std::uint64_t buffered_ = 0;  // sum of the connections' unfinished frames
+  std::vector<char> read_buf_;  // one for all connections: a read is consumed at once
   std::int64_t now_ns_ = 0;
   bool stopping_ = false;
   Timer idle_timer_;

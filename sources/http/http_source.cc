@@ -59,8 +59,9 @@ std::optional<std::string> gunzip(std::string_view in, std::size_t max, std::str
   return std::nullopt;
 }
 
-std::optional<std::string> unzstd(std::string_view in, std::size_t max, std::string& out) {
-  ZSTD_DCtx* d = ZSTD_createDCtx();
+std::optional<std::string> unzstd(ZSTD_DCtx* d, std::string_view in, std::size_t max,
+                                  std::string& out) {
+  ZSTD_DCtx_reset(d, ZSTD_reset_session_only);
   ZSTD_inBuffer ib{in.data(), in.size(), 0};
   std::size_t rc = 1;
   while (ib.pos < ib.size || rc != 0) {
@@ -71,20 +72,16 @@ std::optional<std::string> unzstd(std::string_view in, std::size_t max, std::str
     ZSTD_outBuffer ob{out.data() + at, room, 0};
     rc = ZSTD_decompressStream(d, &ob, &ib);
     out.resize(at + ob.pos);
-    if (ZSTD_isError(rc)) {
-      ZSTD_freeDCtx(d);
-      return std::string("not valid zstd: ") + ZSTD_getErrorName(rc);
-    }
-    if (ib.pos == ib.size && rc != 0 && ob.pos < room) {
-      ZSTD_freeDCtx(d);
-      return "truncated zstd body";
-    }
+    if (ZSTD_isError(rc)) return std::string("not valid zstd: ") + ZSTD_getErrorName(rc);
+    if (ib.pos == ib.size && rc != 0 && ob.pos < room) return "truncated zstd body";
   }
-  ZSTD_freeDCtx(d);
   return std::nullopt;
 }
 
 }  // namespace
+
+BodyDecoder::BodyDecoder() : zstd(ZSTD_createDCtx()) {}
+BodyDecoder::~BodyDecoder() { ZSTD_freeDCtx(zstd); }
 
 std::optional<HttpSourceConfig> HttpSourceConfig::parse(const ConfigNode& node,
                                                         ConfigErrors& errors) {
@@ -154,10 +151,14 @@ Status HttpSource::start() {
 }
 
 void HttpSource::count(int status) {
-  Labels l = ctx_.labels();
-  l.emplace_back("status", std::to_string(status));
-  ctx_.metrics.counter("sluice_http_source_requests_total", "Requests answered, by status.", l)
-      .inc();
+  for (auto& [s, c] : by_status_) {
+    if (s == status) return c->inc();
+  }
+  Counter& c =
+      ctx_.metrics.counter("sluice_http_source_requests_total", "Requests answered, by status.",
+                           with_label(ctx_.labels(), "status", std::to_string(status)));
+  by_status_.emplace_back(status, &c);
+  c.inc();
 }
 
 void HttpSource::refuse(http::Responder& responder, int status, std::string message,
@@ -175,11 +176,12 @@ std::optional<std::pair<int, std::string>> decode_body(std::string_view content_
                                                        std::string_view body,
                                                        const BodyLimits& limits, std::int64_t now,
                                                        std::uint64_t id_base, std::uint64_t& id_seq,
-                                                       std::string& scratch, Batch& out) {
+                                                       BodyDecoder& decoder, Batch& out) {
+  std::string& scratch = decoder.inflated;
   const std::string encoding = lower(content_encoding);
   if (encoding == "gzip" || encoding == "x-gzip" || encoding == "zstd") {
     scratch.clear();
-    const auto err = encoding == "zstd" ? unzstd(body, limits.max_body_bytes, scratch)
+    const auto err = encoding == "zstd" ? unzstd(decoder.zstd, body, limits.max_body_bytes, scratch)
                                         : gunzip(body, limits.max_body_bytes, scratch);
     if (err) return std::pair{400, *err};
     if (scratch.size() > limits.max_body_bytes) {
@@ -197,17 +199,16 @@ std::optional<std::pair<int, std::string>> decode_body(std::string_view content_
   };
   if (type == "application/json") {
     // Flume's JSON handler: [{"headers": {"k": "v"}, "body": "text"}, ...]
-    simdjson::ondemand::parser parser;
-    simdjson::padded_string padded(body);
     simdjson::ondemand::document doc;
     simdjson::ondemand::array arr;
     auto bad = [](std::string_view why) {
       return std::pair{400, "malformed Flume JSON body (" + std::string(why) +
                                 "): expected [{\"headers\": {...}, \"body\": \"...\"}, ...]"};
     };
-    if (auto e = parser.iterate(padded).get(doc)) return bad(simdjson::error_message(e));
+    if (auto e = decoder.json.iterate(decoder.padded.load(body)).get(doc))
+      return bad(simdjson::error_message(e));
     if (auto e = doc.get_array().get(arr)) return bad(simdjson::error_message(e));
-    std::vector<std::pair<std::string_view, std::string_view>> headers;
+    auto& headers = decoder.headers;
     for (auto element : arr) {
       simdjson::ondemand::object o;
       if (auto e = element.get_object().get(o)) return bad(simdjson::error_message(e));
@@ -238,7 +239,6 @@ std::optional<std::pair<int, std::string>> decode_body(std::string_view content_
   } else if (type == "application/x-ndjson" || type == "application/ndjson" ||
              type == "application/jsonl" || type == "text/plain" || type.empty()) {
     const bool ndjson = type != "text/plain" && !type.empty();
-    simdjson::dom::parser parser;
     std::size_t line_no = 0;
     for (std::size_t at = 0; at < body.size();) {
       std::size_t nl = body.find('\n', at);
@@ -250,7 +250,8 @@ std::optional<std::pair<int, std::string>> decode_body(std::string_view content_
       if (line.empty() && ndjson) continue;
       if (ndjson) {
         simdjson::dom::element el;
-        if (auto e = parser.parse(line.data(), line.size()).get(el)) {
+        const auto padded = decoder.padded.load(line);  // one reused buffer, not a copy per line
+        if (auto e = decoder.line_parser.parse(padded.data(), padded.size(), false).get(el)) {
           return std::pair{400, "line " + std::to_string(line_no) + " is not JSON (" +
                                     simdjson::error_message(e) + ")"};
         }
@@ -270,7 +271,7 @@ std::optional<std::pair<int, std::string>> HttpSource::decode(const http::Reques
   events_.clear();
   const BodyLimits limits{config_.max_body_bytes.bytes, config_.max_events};
   if (auto err = decode_body(req.header("content-type"), req.header("content-encoding"), req.body,
-                             limits, wall_clock_ns(), id_base_, id_seq_, inflated_, events_)) {
+                             limits, wall_clock_ns(), id_base_, id_seq_, decoder_, events_)) {
     events_.clear();
     return err;
   }

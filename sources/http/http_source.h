@@ -1,5 +1,8 @@
 #pragma once
 
+#include <simdjson.h>
+#include <zstd.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -40,16 +43,31 @@ struct BodyLimits {
   std::uint32_t max_events;
 };
 
+/// What decoding keeps from one request to the next (parsers, buffers): no allocation per event,
+/// and none per request once warm.
+struct BodyDecoder {
+  BodyDecoder();
+  ~BodyDecoder();
+  BodyDecoder(const BodyDecoder&) = delete;
+  BodyDecoder& operator=(const BodyDecoder&) = delete;
+  std::string inflated;
+  parse::PaddedBuffer padded;
+  simdjson::ondemand::parser json;
+  simdjson::dom::parser line_parser;
+  std::vector<std::pair<std::string_view, std::string_view>> headers;
+  ZSTD_DCtx* zstd;
+};
+
 /// Decodes one request body into events appended to `out` (ids from id_base and id_seq, time
 /// `now`): Content-Encoding gzip / zstd / identity, then framing by Content-Type (Flume JSON,
 /// NDJSON, lines). An error is the answer to send (status, message); `out` may then hold part of
-/// the request and must be discarded. `scratch` holds decompressed bytes.
+/// the request and must be discarded.
 std::optional<std::pair<int, std::string>> decode_body(std::string_view content_type,
                                                        std::string_view content_encoding,
                                                        std::string_view body,
                                                        const BodyLimits& limits, std::int64_t now,
                                                        std::uint64_t id_base, std::uint64_t& id_seq,
-                                                       std::string& scratch, Batch& out);
+                                                       BodyDecoder& decoder, Batch& out);
 
 /// Events over HTTP POST (Flume's HTTPSource with its JSON handler, plus NDJSON and plain lines),
 /// framed by Content-Type, optionally gzip or zstd encoded. Answers 200 once the events are safe,
@@ -79,7 +97,8 @@ class HttpSource final : public Source {
   std::unique_ptr<parse::EventPipeline> pipeline_;
   std::unique_ptr<http::Server> server_;
   Batch events_, parsed_;
-  std::string inflated_;
+  BodyDecoder decoder_;
+  std::vector<std::pair<int, Counter*>> by_status_;  // sluice_http_source_requests_total
   std::uint64_t id_base_ = 0, id_seq_ = 0;
   bool stopping_ = false;
   StopWaiter stop_waiter_;

@@ -15,11 +15,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::uint8_t pick = data[0];
   const std::string_view body(reinterpret_cast<const char*>(data) + 1, size - 1);
   sluice::Batch out;
-  std::string scratch;
+  static sluice::sources::BodyDecoder decoder;
   std::uint64_t seq = 0;
   const sluice::sources::BodyLimits limits{1 << 20, 10000};
   (void)sluice::sources::decode_body(types[pick & 3], encodings[(pick >> 2) & 3], body, limits, 0,
-                                     1, seq, scratch, out);
+                                     1, seq, decoder, out);
   for (std::size_t i = 0; i < out.size(); ++i) (void)out[i].body();
   return 0;
 }

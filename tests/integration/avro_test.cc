@@ -367,12 +367,19 @@ TEST_CASE("avro: OK means stored, through kill -9 with the lmdb channel", "[inte
        "100", "--retry", "--out", tmp.file("report.json")},
       tmp.file("client.log"));
   std::mt19937 rng(42);
+  int done = 0;
   for (int k = 0; k < kills && client.running(); ++k) {
     AgentProcess agent("avro_source_file.toml", o);
     REQUIRE(agent.wait_ready());
-    std::this_thread::sleep_for(std::chrono::milliseconds(200 + rng() % 600));
+    // Kill while events flow through this agent, at a random point after they started to.
+    const std::size_t before = count_lines(out);
+    REQUIRE(eventually(20s, [&] { return count_lines(out) > before || !client.running(); }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 300));
     CHECK(agent.signal_and_wait(SIGKILL) == -SIGKILL);
+    ++done;
   }
+  INFO("kills: " << done);
+  CHECK(done >= 1);
   AgentProcess last("avro_source_file.toml", o);
   REQUIRE(last.wait_ready());
   REQUIRE(client.wait_exit(120s) == 0);
@@ -472,5 +479,50 @@ TEST_CASE("avro: 20 concurrent clients, and idle connections closed after idle_t
   }
   for (auto& c : clients) CHECK(c->wait_exit(60s) == 0);
   REQUIRE(eventually(10s, [&] { return count_lines(out) == 10000; }));
+  CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("avro: a broken deflate stream, the buffered-bytes budget, Flume's timestamp header",
+          "[integration][avro]") {
+  TempDir tmp;
+  const std::string out = tmp.file("out.json");
+  {
+    AgentProcess agent("avro_source_file.toml", source_options(out, "compression = \"deflate\""));
+    REQUIRE(agent.wait_ready());
+    Raw conn(agent.source_address("av"));
+    conn.send(first_request(1, append_batch_call(1)));  // not zlib
+    CHECK_FALSE(conn.frame().has_value());
+    CHECK(agent.metric(R"(sluice_avro_frame_errors_total{component="av",type="avro"})") == 1.0);
+    CHECK(agent.stderr_text().find("not a zlib stream") != std::string::npos);
+    CHECK(agent.terminate() == 0);
+  }
+  AgentProcess agent("avro_source_file.toml", source_options(out, "max_buffered_bytes = \"4KiB\""));
+  REQUIRE(agent.wait_ready());
+  const std::string address = agent.source_address("av");
+  // Two clients each start a 3 KB frame: together they cross the 4 KiB budget.
+  Raw a(address), b(address);
+  const std::string head = be32(1) + be32(1) + be32(3000);
+  a.send(head + std::string(3000 - 10, 'x'));
+  REQUIRE(eventually(5s, [&] {
+    return agent.metric(R"(sluice_avro_connections{component="av",type="avro"})") == 2.0;
+  }));
+  b.send(head + std::string(3000 - 10, 'y'));
+  CHECK_FALSE(b.frame().has_value());
+  CHECK(agent.metric(R"(sluice_avro_frame_errors_total{component="av",type="avro"})") == 1.0);
+  CHECK(agent.stderr_text().find("exceed max_buffered_bytes") != std::string::npos);
+  // A client with its own budget-sized request still gets through, and a "timestamp" header
+  // (epoch ms, as Flume's timestamp interceptor writes) becomes the event time.
+  Batch batch;
+  batch.add("timed", 0, 0);
+  batch.add_header("timestamp", "1750768209903");
+  std::string call;
+  avro::Writer w(call);
+  avro::write_append_batch(w, batch, 0, 1);
+  Raw c(address);
+  c.send(first_request(1, call));
+  const auto reply = c.frame();
+  REQUIRE(reply.has_value());
+  REQUIRE(eventually(5s, [&] { return count_lines(out) == 1; }));
+  CHECK(read_file(out).find(R"({"timestamp":"2025-06-24T12:30:09.903000000Z")") == 0);
   CHECK(agent.terminate() == 0);
 }

@@ -165,7 +165,11 @@ multiline = { mode = "java", timeout = "1h" }
     REQUIRE(eventually(10s, [&] { return count_lines(out) == 1; }));
     // "ERROR two" and its trace are held back (no next line, timeout 1h); the saved offset is
     // before them.
-    std::this_thread::sleep_for(300ms);  // two checkpoint intervals: the offset is saved
+    // The saved offset is the end of "INFO one\n": never past the lines multiline still holds.
+    REQUIRE(eventually(5s, [&] {
+      return read_file(state + "/data/tail.positions.json").find("\"offset\":9}") !=
+             std::string::npos;
+    }));
     CHECK(agent.signal_and_wait(SIGKILL) == -SIGKILL);
   }
   append(logs + "/app.log", "\tat a.B.c(B.java:1)\nINFO three\n");

@@ -193,3 +193,39 @@ TEST_CASE("tls: TLS with deflate, in Flume 1.9's and Flume 1.10's layering", "[i
   CHECK(sender.signal_and_wait(SIGKILL) == -SIGKILL);
   CHECK(collector.terminate() == 0);
 }
+
+TEST_CASE("tls: the avro sink refuses a trusted certificate that names another host",
+          "[integration][tls]") {
+  TempDir tmp;
+  const std::string pki = make_pki(tmp);
+  const std::string out = tmp.file("out.json");
+  AgentProcess::Options c;
+  // client.pem is signed by the trusted CA but names "client", not 127.0.0.1.
+  c.vars = {
+      {"OUT", out},
+      {"LISTEN", "127.0.0.1:0"},
+      {"CHANNEL", "type = \"memory\""},
+      {"EXTRA", "tls = { cert = \"" + pki + "/client.pem\", key = \"" + pki + "/client.key\" }"}};
+  AgentProcess collector("avro_source_file.toml", c);
+  REQUIRE(collector.wait_ready());
+  write_file(tmp.file("in.txt"), "one\n");
+  AgentProcess::Options s;
+  s.vars = {{"ADDRESS", collector.source_address("av")},
+            {"EXTRA", "tls = { ca = \"" + pki + "/ca.pem\" }"}};
+  s.stdin_file = tmp.file("in.txt");
+  AgentProcess sender("stdin_avro_sink.toml", s);
+  // Not ready (its only sink fails), so read /metrics directly from the admin address.
+  const std::string admin = sender.source_address("admin");
+  const std::string series = R"(sluice_tls_handshake_errors_total{component="up",type="avro"} )";
+  REQUIRE(eventually(10s, [&] {
+    const std::string body = http_get(admin, "/metrics").body;
+    const auto at = body.find(series);
+    return at != std::string::npos && std::atof(body.c_str() + at + series.size()) >= 1.0;
+  }));
+  CHECK(sender.signal_and_wait(SIGKILL) == -SIGKILL);
+  INFO(sender.stderr_text());
+  CHECK(sender.stderr_text().find("TLS handshake failed: IP address mismatch") !=
+        std::string::npos);
+  CHECK(count_lines(out) == 0);
+  CHECK(collector.terminate() == 0);
+}

@@ -88,6 +88,15 @@ TEST_CASE("json: with fields, only those are extracted, nested paths too", "[par
   CHECK(d.fields[0].text == "ann");
   CHECK(d.fields[1].key == "uid");
   CHECK(d.fields[1].text == "3");
+  // Stopping after the last wanted field still checks the whole line for UTF-8 and unterminated
+  // strings or brackets; grammar after that field is not checked (as the README says).
+  JsonOptions first;
+  first.fields = {"uid"};
+  JsonFormat one(first);
+  CHECK(run(one, R"({"uid":1, "a": [1,2)", d) == ParseError::json_syntax);
+  CHECK(run(one, R"({"uid":1, "a": "open)", d) == ParseError::json_syntax);
+  CHECK(run(one, "{\"uid\":1, \"a\": \"\xff\"}", d) == ParseError::json_utf8);
+  CHECK(run(one, R"({"uid":1, "a": }})", d) == ParseError::none);
   // Malformed documents are errors, never undefined behaviour (found by fuzz_parse).
   CHECK(run(f, R"({"cime": "": [1]}, "log": 137, "b": {"c": [:::: ]})", d) != ParseError::none);
   JsonFormat all(JsonOptions{});
