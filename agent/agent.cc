@@ -13,7 +13,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "sinks/file/encode.h"
+#include "lib/codec/json.h"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.0.0"
@@ -400,7 +400,7 @@ std::string Agent::status_json() const {
     return static_cast<std::uint64_t>(v);
   };
   std::string out = "{\"agent\":{\"name\":\"";
-  sinks::append_json_string(out, config_.agent.name);
+  codec::append_json_string(out, config_.agent.name);
   out += fmt::format("\",\"version\":\"{}\",\"uptime_s\":{},\"state\":\"{}\"}},\"components\":[",
                      sluice_version(),
                      std::chrono::duration_cast<std::chrono::seconds>(
@@ -413,7 +413,7 @@ std::string Agent::status_json() const {
     if (!first) out += ',';
     first = false;
     out += "{\"name\":\"";
-    sinks::append_json_string(out, name);
+    codec::append_json_string(out, name);
     out += fmt::format("\",\"kind\":\"{}\",\"type\":\"{}\",\"state\":\"{}\"", kind, type, state);
   };
   for (const auto& s : sources_) {

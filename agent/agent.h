@@ -9,14 +9,14 @@
 #include <vector>
 
 #include "agent/agent_config.h"
-#include "agent/core/channel.h"
-#include "agent/core/clock.h"
-#include "agent/core/loop.h"
-#include "agent/core/metrics.h"
-#include "agent/core/sink.h"
-#include "agent/core/source.h"
-#include "agent/core/source_output.h"
-#include "agent/http/http_server.h"
+#include "lib/core/channel.h"
+#include "lib/core/clock.h"
+#include "lib/core/loop.h"
+#include "lib/core/metrics.h"
+#include "lib/core/sink.h"
+#include "lib/core/source.h"
+#include "lib/core/source_output.h"
+#include "lib/http/http_server.h"
 #include "agent/registry.h"
 #include "sinks/group/sink_group.h"
 

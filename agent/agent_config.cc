@@ -8,7 +8,7 @@
 #include <map>
 #include <sstream>
 
-#include "agent/http/http_server.h"
+#include "lib/http/http_server.h"
 
 namespace sluice {
 namespace {

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/config/config_node.h"
+#include "lib/config/config_node.h"
 #include "agent/registry.h"
 #include "sinks/group/sink_group.h"
 

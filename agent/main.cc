@@ -7,7 +7,7 @@
 
 #include "agent/agent.h"
 #include "agent/agent_config.h"
-#include "agent/core/log.h"
+#include "lib/core/log.h"
 #include "agent/registry.h"
 #include "channels/lmdb/inspect.h"
 

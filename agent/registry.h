@@ -9,12 +9,12 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/config/config_node.h"
-#include "agent/core/channel.h"
-#include "agent/core/context.h"
-#include "agent/core/result.h"
-#include "agent/core/sink.h"
-#include "agent/core/source.h"
+#include "lib/config/config_node.h"
+#include "lib/core/channel.h"
+#include "lib/core/context.h"
+#include "lib/core/result.h"
+#include "lib/core/sink.h"
+#include "lib/core/source.h"
 
 namespace sluice {
 

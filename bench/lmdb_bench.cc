@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "agent/core/loop.h"
-#include "agent/core/metrics.h"
+#include "lib/core/loop.h"
+#include "lib/core/metrics.h"
 #include "channels/lmdb/lmdb_channel.h"
 
 using namespace sluice;

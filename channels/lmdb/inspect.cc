@@ -7,9 +7,9 @@
 #include <cstring>
 #include <functional>
 
-#include "agent/core/clock.h"
+#include "lib/core/clock.h"
 #include "channels/lmdb/record_codec.h"
-#include "sinks/file/encode.h"
+#include "lib/codec/json.h"
 
 namespace sluice::channels {
 namespace {
@@ -156,7 +156,7 @@ Status dump_channel(const std::string& data_dir, const std::string& name, bool j
             continue;
           }
           text.clear();
-          sinks::encode_batch(b, json ? sinks::OutputFormat::json : sinks::OutputFormat::body,
+          codec::encode_batch(b, json ? codec::OutputFormat::json : codec::OutputFormat::body,
                               text);
           std::fwrite(text.data(), 1, text.size(), out);
         }

@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <string>
 
-#include "agent/core/status.h"
+#include "lib/core/status.h"
 
 namespace sluice::channels {
 

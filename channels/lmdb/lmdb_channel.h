@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "agent/config/config_node.h"
-#include "agent/core/channel.h"
-#include "agent/core/channel_metrics.h"
-#include "agent/core/context.h"
+#include "lib/config/config_node.h"
+#include "lib/core/channel.h"
+#include "lib/core/channel_metrics.h"
+#include "lib/core/context.h"
 #include "channels/lmdb/lmdb_env.h"
 
 namespace sluice::channels {

@@ -14,8 +14,8 @@
 #include <thread>
 #include <vector>
 
-#include "agent/core/loop.h"
-#include "agent/core/result.h"
+#include "lib/core/loop.h"
+#include "lib/core/result.h"
 
 namespace sluice::channels {
 

@@ -4,8 +4,8 @@
 #include <string>
 #include <string_view>
 
-#include "agent/core/batch.h"
-#include "agent/core/status.h"
+#include "lib/core/batch.h"
+#include "lib/core/status.h"
 
 namespace sluice::channels {
 

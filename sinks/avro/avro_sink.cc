@@ -2,7 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "agent/http/http_server.h"
+#include "lib/http/http_server.h"
 
 namespace sluice::sinks {
 
@@ -13,8 +13,8 @@ struct AvroSink::Conn {
   uv_tcp_t* tcp = nullptr;
   bool ready = false, handshaken = false;
   avro::FrameDecoder decoder;
-  std::unique_ptr<avro::Inflater> inflate;
-  std::unique_ptr<avro::Deflater> deflate;
+  std::unique_ptr<codec::Inflater> inflate;
+  std::unique_ptr<codec::Deflater> deflate;
   std::unique_ptr<tls::TlsSession> tls;
   std::string inflated, decrypted;
   char buf[64 * 1024];
@@ -100,8 +100,8 @@ void AvroSink::connect() {
   conn_ = std::make_unique<Conn>();
   conn_->self = this;
   if (config_.deflate) {
-    conn_->inflate = std::make_unique<avro::Inflater>(std::size_t{64} << 20);
-    conn_->deflate = std::make_unique<avro::Deflater>(config_.compression_level);
+    conn_->inflate = std::make_unique<codec::Inflater>(std::size_t{64} << 20);
+    conn_->deflate = std::make_unique<codec::Deflater>(config_.compression_level);
   }
   connect_timer_.start(config_.connect_timeout, [this] {
     if (conn_ && !conn_->ready) {

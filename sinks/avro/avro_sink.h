@@ -9,16 +9,16 @@
 #include <optional>
 #include <string>
 
-#include "agent/avro/codec.h"
-#include "agent/avro/zstream.h"
-#include "agent/config/config_node.h"
-#include "agent/core/context.h"
-#include "agent/core/log.h"
-#include "agent/core/loop.h"
-#include "agent/core/metrics.h"
-#include "agent/core/result.h"
-#include "agent/core/sink.h"
-#include "agent/tls/tls.h"
+#include "lib/avro/codec.h"
+#include "lib/codec/zstream.h"
+#include "lib/config/config_node.h"
+#include "lib/core/context.h"
+#include "lib/core/log.h"
+#include "lib/core/loop.h"
+#include "lib/core/metrics.h"
+#include "lib/core/result.h"
+#include "lib/core/sink.h"
+#include "lib/net/tls.h"
 
 namespace sluice::sinks {
 

@@ -6,9 +6,9 @@
 #include <optional>
 #include <string>
 
-#include "agent/config/config_node.h"
-#include "agent/core/result.h"
-#include "sinks/file/writer_sink.h"
+#include "lib/config/config_node.h"
+#include "lib/core/result.h"
+#include "lib/deliver/writer_sink.h"
 
 namespace sluice::sinks {
 

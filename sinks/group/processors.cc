@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "agent/core/assert.h"
+#include "lib/core/assert.h"
 
 namespace sluice::sinks {
 

@@ -5,7 +5,7 @@
 #include <random>
 #include <vector>
 
-#include "agent/core/processor.h"
+#include "lib/core/processor.h"
 
 namespace sluice::sinks {
 

@@ -9,14 +9,14 @@
 #include <string>
 #include <vector>
 
-#include "agent/config/config_node.h"
-#include "agent/core/channel.h"
-#include "agent/core/clock.h"
-#include "agent/core/context.h"
-#include "agent/core/log.h"
-#include "agent/core/metrics.h"
-#include "agent/core/processor.h"
-#include "agent/core/sink.h"
+#include "lib/config/config_node.h"
+#include "lib/core/channel.h"
+#include "lib/core/clock.h"
+#include "lib/core/context.h"
+#include "lib/core/log.h"
+#include "lib/core/metrics.h"
+#include "lib/core/processor.h"
+#include "lib/core/sink.h"
 #include "sinks/group/processors.h"
 
 namespace sluice::sinks {

@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
-#include "agent/config/config_node.h"
-#include "agent/core/context.h"
-#include "agent/core/log.h"
-#include "agent/core/result.h"
-#include "agent/core/sink.h"
+#include "lib/config/config_node.h"
+#include "lib/core/context.h"
+#include "lib/core/log.h"
+#include "lib/core/result.h"
+#include "lib/core/sink.h"
 
 namespace sluice::sinks {
 

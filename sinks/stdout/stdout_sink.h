@@ -3,9 +3,9 @@
 #include <memory>
 #include <optional>
 
-#include "agent/config/config_node.h"
-#include "agent/core/result.h"
-#include "sinks/file/writer_sink.h"
+#include "lib/config/config_node.h"
+#include "lib/core/result.h"
+#include "lib/deliver/writer_sink.h"
 
 namespace sluice::sinks {
 

@@ -3,9 +3,9 @@
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
 
-#include "agent/core/clock.h"
-#include "agent/http/http_server.h"
-#include "sources/common/line_source.h"
+#include "lib/core/clock.h"
+#include "lib/http/http_server.h"
+#include "lib/ingest/line_source.h"
 
 namespace sluice::sources {
 
@@ -24,8 +24,8 @@ struct AvroSource::Conn {
   bool connected = false, closing = false;
   const char* close_reason = nullptr;
   TimePoint last_activity{};
-  std::unique_ptr<avro::Inflater> inflate;
-  std::unique_ptr<avro::Deflater> deflate;
+  std::unique_ptr<codec::Inflater> inflate;
+  std::unique_ptr<codec::Deflater> deflate;
   std::unique_ptr<tls::TlsSession> tls;
   std::string inflated, decrypted;
 
@@ -47,7 +47,7 @@ std::optional<AvroSourceConfig> AvroSourceConfig::parse(const ConfigNode& node,
   node.optional("idle_timeout", c.idle_timeout, errors,
                 InRange<std::chrono::nanoseconds>{std::chrono::seconds(1), std::chrono::hours(24)});
   node.optional("allow", c.allow, errors);
-  if (auto f = avro::AddressFilter::make(c.allow); !f) {
+  if (auto f = net::AddressFilter::make(c.allow); !f) {
     node.error_at("allow", errors, f.error().message());
   }
   ByteSize frame{c.frame.max_frame_bytes}, buffer{c.frame.max_buffer_bytes};
@@ -73,13 +73,13 @@ Result<std::unique_ptr<AvroSource>> AvroSource::create(const AvroSourceConfig& c
                                                        SourceContext& ctx) {
   auto pipeline = parse::EventPipeline::make(config.pipeline, ctx);
   if (!pipeline) return pipeline.error();
-  auto allow = avro::AddressFilter::make(config.allow);
+  auto allow = net::AddressFilter::make(config.allow);
   if (!allow) return allow.error();
   return std::make_unique<AvroSource>(config, ctx, std::move(*pipeline), std::move(*allow));
 }
 
 AvroSource::AvroSource(const AvroSourceConfig& config, SourceContext& ctx,
-                       std::unique_ptr<parse::EventPipeline> pipeline, avro::AddressFilter allow)
+                       std::unique_ptr<parse::EventPipeline> pipeline, net::AddressFilter allow)
     : config_(config),
       ctx_(ctx),
       output_(ctx.output),
@@ -184,8 +184,8 @@ void AvroSource::on_connection() {
   c->peer = name;
   c->last_activity = std::chrono::steady_clock::now();
   if (config_.deflate) {
-    c->inflate = std::make_unique<avro::Inflater>(config_.frame.max_frame_bytes);
-    c->deflate = std::make_unique<avro::Deflater>(6);
+    c->inflate = std::make_unique<codec::Inflater>(config_.frame.max_frame_bytes);
+    c->deflate = std::make_unique<codec::Deflater>(6);
   }
   if (tls_) c->tls = std::make_unique<tls::TlsSession>(tls_);
   tcp->data = c.get();

@@ -12,19 +12,19 @@
 #include <unordered_map>
 #include <vector>
 
-#include "agent/avro/codec.h"
-#include "agent/avro/net.h"
-#include "agent/avro/zstream.h"
-#include "agent/config/config_node.h"
-#include "agent/core/context.h"
-#include "agent/core/log.h"
-#include "agent/core/source.h"
-#include "agent/core/source_metrics.h"
-#include "agent/core/source_output.h"
-#include "agent/core/stop_waiter.h"
-#include "agent/parse/pipeline.h"
-#include "agent/tls/tls.h"
-#include "sources/common/request_putter.h"
+#include "lib/avro/codec.h"
+#include "lib/net/address_filter.h"
+#include "lib/codec/zstream.h"
+#include "lib/config/config_node.h"
+#include "lib/core/context.h"
+#include "lib/core/log.h"
+#include "lib/core/source.h"
+#include "lib/core/source_metrics.h"
+#include "lib/core/source_output.h"
+#include "lib/core/stop_waiter.h"
+#include "lib/parse/pipeline.h"
+#include "lib/net/tls.h"
+#include "lib/ingest/request_putter.h"
 
 namespace sluice::sources {
 
@@ -53,7 +53,7 @@ struct AvroSourceConfig {
 class AvroSource final : public Source {
  public:
   AvroSource(const AvroSourceConfig& config, SourceContext& ctx,
-             std::unique_ptr<parse::EventPipeline> pipeline, avro::AddressFilter allow);
+             std::unique_ptr<parse::EventPipeline> pipeline, net::AddressFilter allow);
   ~AvroSource() override;
   static Result<std::unique_ptr<AvroSource>> create(const AvroSourceConfig& config,
                                                     SourceContext& ctx);
@@ -85,7 +85,7 @@ class AvroSource final : public Source {
   SourceOutput& output_;
   RequestPutter putter_;
   std::unique_ptr<parse::EventPipeline> pipeline_;
-  avro::AddressFilter allow_;
+  net::AddressFilter allow_;
   std::shared_ptr<tls::TlsContext> tls_;
   uv_tcp_t* listener_ = nullptr;
   std::string bound_;

@@ -9,13 +9,13 @@
 #include <string>
 #include <vector>
 
-#include "agent/config/config_node.h"
-#include "agent/core/context.h"
-#include "agent/core/log.h"
-#include "agent/core/result.h"
-#include "agent/core/source.h"
-#include "agent/core/stop_waiter.h"
-#include "sources/common/line_source.h"
+#include "lib/config/config_node.h"
+#include "lib/core/context.h"
+#include "lib/core/log.h"
+#include "lib/core/result.h"
+#include "lib/core/source.h"
+#include "lib/core/stop_waiter.h"
+#include "lib/ingest/line_source.h"
 
 namespace sluice::sources {
 

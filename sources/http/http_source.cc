@@ -8,8 +8,8 @@
 
 #include <cctype>
 
-#include "agent/core/clock.h"
-#include "sources/common/line_source.h"
+#include "lib/core/clock.h"
+#include "lib/ingest/line_source.h"
 
 namespace sluice::sources {
 

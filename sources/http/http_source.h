@@ -11,16 +11,16 @@
 #include <utility>
 #include <vector>
 
-#include "agent/config/config_node.h"
-#include "agent/core/context.h"
-#include "agent/core/log.h"
-#include "agent/core/source.h"
-#include "agent/core/source_metrics.h"
-#include "agent/core/source_output.h"
-#include "agent/core/stop_waiter.h"
-#include "agent/http/http_server.h"
-#include "agent/parse/pipeline.h"
-#include "sources/common/request_putter.h"
+#include "lib/config/config_node.h"
+#include "lib/core/context.h"
+#include "lib/core/log.h"
+#include "lib/core/source.h"
+#include "lib/core/source_metrics.h"
+#include "lib/core/source_output.h"
+#include "lib/core/stop_waiter.h"
+#include "lib/http/http_server.h"
+#include "lib/parse/pipeline.h"
+#include "lib/ingest/request_putter.h"
 
 namespace sluice::sources {
 

@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "sinks/file/encode.h"
+#include "lib/codec/json.h"
 #include "sources/taildir/taildir_source.h"
 
 namespace sluice::sources {
@@ -17,7 +17,7 @@ Status save_positions(const std::string& path, const std::vector<SavedPosition>&
   for (std::size_t i = 0; i < positions.size(); ++i) {
     const auto& p = positions[i];
     out += "{\"path\":\"";
-    sinks::append_json_string(out, p.path);
+    codec::append_json_string(out, p.path);
     out += fmt::format("\",\"dev\":{},\"ino\":{},\"fp_len\":{},\"fp_hash\":{},\"offset\":{}}}{}\n",
                        static_cast<std::uint64_t>(p.id.dev), static_cast<std::uint64_t>(p.id.ino),
                        p.id.fp_len, p.id.fp_hash, p.offset, i + 1 < positions.size() ? "," : "");

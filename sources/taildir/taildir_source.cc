@@ -10,7 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "sources/common/line_source.h"
+#include "lib/ingest/line_source.h"
 #include "sources/taildir/glob.h"
 
 namespace sluice::sources {

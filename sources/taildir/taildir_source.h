@@ -13,15 +13,15 @@
 #include <string>
 #include <vector>
 
-#include "agent/config/config_node.h"
-#include "agent/core/context.h"
-#include "agent/core/log.h"
-#include "agent/core/result.h"
-#include "agent/core/source.h"
-#include "agent/core/source_metrics.h"
-#include "agent/core/source_output.h"
-#include "agent/core/stop_waiter.h"
-#include "sources/common/line_splitter.h"
+#include "lib/config/config_node.h"
+#include "lib/core/context.h"
+#include "lib/core/log.h"
+#include "lib/core/result.h"
+#include "lib/core/source.h"
+#include "lib/core/source_metrics.h"
+#include "lib/core/source_output.h"
+#include "lib/core/stop_waiter.h"
+#include "lib/ingest/line_splitter.h"
 
 namespace sluice::sources {
 

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "agent/avro/codec.h"
+#include "lib/avro/codec.h"
 
 namespace {
 std::uint64_t next_id(void*, std::uint64_t n) { return n; }

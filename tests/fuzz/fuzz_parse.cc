@@ -5,8 +5,8 @@
 #include <memory>
 #include <string_view>
 
-#include "agent/parse/formats.h"
-#include "agent/parse/time_format.h"
+#include "lib/parse/formats.h"
+#include "lib/parse/time_format.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace sluice::parse;

@@ -10,7 +10,7 @@
 #include <set>
 #include <thread>
 
-#include "agent/avro/codec.h"
+#include "lib/avro/codec.h"
 #include "tests/support/agent_process.h"
 
 using namespace sluice;

@@ -4,7 +4,7 @@
 
 #include <stdexcept>
 
-#include "agent/core/assert.h"
+#include "lib/core/assert.h"
 
 namespace sluice::test {
 

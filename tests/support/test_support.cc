@@ -13,7 +13,7 @@
 #include <sstream>
 #include <thread>
 
-#include "agent/http/http_server.h"
+#include "lib/http/http_server.h"
 
 namespace sluice::test {
 

@@ -9,10 +9,10 @@
 #include <utility>
 #include <vector>
 
-#include "agent/core/batch.h"
-#include "agent/core/clock.h"
-#include "agent/core/loop.h"
-#include "agent/core/sink.h"
+#include "lib/core/batch.h"
+#include "lib/core/clock.h"
+#include "lib/core/loop.h"
+#include "lib/core/sink.h"
 
 namespace sluice::test {
 

@@ -2,7 +2,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "agent/core/source_output.h"
+#include "lib/core/source_output.h"
 #include "tests/support/test_support.h"
 
 using namespace sluice;

@@ -4,7 +4,7 @@
 #include <catch2/catch.hpp>
 #include <map>
 
-#include "agent/core/source_output.h"
+#include "lib/core/source_output.h"
 #include "channels/memory/memory_channel.h"
 #include "tests/support/test_support.h"
 

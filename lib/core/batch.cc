@@ -1,0 +1,127 @@
+#include "lib/core/batch.h"
+
+namespace sluice {
+
+void Batch::add_kv(std::string_view key, std::string_view value, std::uint8_t kind) {
+  SLUICE_ASSERT(!recs_.empty());
+  Rec& r = recs_.back();
+  Kv kv{};
+  kv.key_off = static_cast<std::uint32_t>(arena_.size());
+  kv.key_len = static_cast<std::uint32_t>(key.size());
+  append_bytes(key);
+  kv.value_off = static_cast<std::uint32_t>(arena_.size());
+  kv.value_len = static_cast<std::uint32_t>(value.size());
+  append_bytes(value);
+  kv.kind = kind;
+  // Headers come before fields in kvs_, so that both stay contiguous per event.
+  if (kind == kHeader && r.field_count > 0) {
+    kvs_.insert(kvs_.begin() + r.kv_begin + r.header_count, kv);
+  } else {
+    kvs_.push_back(kv);
+  }
+  if (kind == kHeader) {
+    ++r.header_count;
+  } else {
+    ++r.field_count;
+  }
+  r.arena_end = static_cast<std::uint32_t>(arena_.size());
+  bytes_ += key.size() + value.size();
+}
+
+void Batch::set_common_header(std::string_view key, std::string_view value) {
+  for (std::size_t i = 0; i < common_count_; ++i) {
+    if (common_[i].first == key) {
+      common_[i].second.assign(value);
+      return;
+    }
+  }
+  if (common_count_ == common_.size()) common_.emplace_back();
+  common_[common_count_].first.assign(key);
+  common_[common_count_].second.assign(value);
+  ++common_count_;
+}
+
+bool Batch::same_common_headers(const Batch& other) const noexcept {
+  if (common_count_ != other.common_count_) return false;
+  for (std::size_t i = 0; i < common_count_; ++i) {
+    if (common_[i] != other.common_[i]) return false;
+  }
+  return true;
+}
+
+void Batch::append_range(const Batch& other, std::size_t begin, std::size_t end) {
+  SLUICE_ASSERT(begin <= end && end <= other.recs_.size());
+  if (begin == end) return;
+  if (recs_.empty()) {
+    common_count_ = 0;
+    for (std::size_t i = 0; i < other.common_count_; ++i)
+      set_common_header(other.common_[i].first, other.common_[i].second);
+  } else {
+    SLUICE_ASSERT(same_common_headers(other));
+  }
+  const Rec& first = other.recs_[begin];
+  const Rec& last = other.recs_[end - 1];
+  const std::uint32_t src_begin = first.arena_begin;
+  const std::uint32_t src_end = last.arena_end;
+  const auto delta = static_cast<std::int64_t>(arena_.size()) - src_begin;
+  arena_.insert(arena_.end(), other.arena_.data() + src_begin, other.arena_.data() + src_end);
+
+  const auto kv_delta = static_cast<std::int64_t>(kvs_.size()) - first.kv_begin;
+  const std::size_t kv_end = last.kv_begin + last.header_count + last.field_count;
+  for (std::size_t k = first.kv_begin; k < kv_end; ++k) {
+    Kv kv = other.kvs_[k];
+    kv.key_off = static_cast<std::uint32_t>(kv.key_off + delta);
+    kv.value_off = static_cast<std::uint32_t>(kv.value_off + delta);
+    kvs_.push_back(kv);
+  }
+  for (std::size_t i = begin; i < end; ++i) {
+    Rec r = other.recs_[i];
+    r.arena_begin = static_cast<std::uint32_t>(r.arena_begin + delta);
+    r.arena_end = static_cast<std::uint32_t>(r.arena_end + delta);
+    r.body_off = static_cast<std::uint32_t>(r.body_off + delta);
+    r.kv_begin = static_cast<std::uint32_t>(r.kv_begin + kv_delta);
+    bytes_ += rec_bytes(r);
+    recs_.push_back(r);
+  }
+}
+
+std::uint64_t Batch::bytes(std::size_t begin, std::size_t end) const noexcept {
+  if (begin == 0 && end == recs_.size()) return bytes_;
+  std::uint64_t n = 0;
+  for (std::size_t i = begin; i < end; ++i) n += rec_bytes(recs_[i]);
+  return n;
+}
+
+Header EventView::header(std::size_t i) const {
+  const auto& r = batch_->recs_[index_];
+  if (i >= r.header_count) {
+    SLUICE_ASSERT(i - r.header_count < batch_->common_count_);
+    const auto& c = batch_->common_[i - r.header_count];
+    return {c.first, c.second};
+  }
+  const auto& kv = batch_->kvs_[r.kv_begin + i];
+  return {batch_->view(kv.key_off, kv.key_len), batch_->view(kv.value_off, kv.value_len)};
+}
+
+std::optional<std::string_view> EventView::header(std::string_view key) const {
+  const auto& r = batch_->recs_[index_];
+  for (std::size_t i = 0; i < r.header_count; ++i) {
+    const auto& kv = batch_->kvs_[r.kv_begin + i];
+    if (batch_->view(kv.key_off, kv.key_len) == key)
+      return batch_->view(kv.value_off, kv.value_len);
+  }
+  for (std::size_t i = 0; i < batch_->common_count_; ++i) {
+    if (batch_->common_[i].first == key) return std::string_view(batch_->common_[i].second);
+  }
+  return std::nullopt;
+}
+
+Field EventView::field(std::size_t i) const {
+  const auto& r = batch_->recs_[index_];
+  SLUICE_ASSERT(i < r.field_count);
+  const auto& kv = batch_->kvs_[r.kv_begin + r.header_count + i];
+  return {batch_->view(kv.key_off, kv.key_len), batch_->view(kv.value_off, kv.value_len),
+          static_cast<FieldType>(kv.kind)};
+}
+
+}  // namespace sluice

@@ -1,0 +1,172 @@
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "lib/core/assert.h"
+
+namespace sluice {
+
+struct Header {
+  std::string_view key;
+  std::string_view value;
+};
+
+/// `json`: an object or array kept as its JSON text.
+enum class FieldType : std::uint8_t { string, integer, floating, boolean, null, json };
+
+/// A parsed value; `text` is its textual form (a JSON number's digits, a string's unescaped bytes).
+struct Field {
+  std::string_view key;
+  std::string_view text;
+  FieldType type;
+};
+
+class Batch;
+
+/// A view of one event inside a Batch. Valid until the batch is cleared or appended to.
+class EventView {
+ public:
+  EventView(const Batch* batch, std::size_t index) : batch_(batch), index_(index) {}
+  std::string_view body() const;
+  std::int64_t timestamp_ns() const;
+  std::uint64_t id() const;
+  std::uint8_t flags() const;
+  /// Bytes this event accounts for in channel bounds: body, header and field keys and values.
+  std::uint32_t bytes() const;
+  std::size_t header_count() const;
+  Header header(std::size_t i) const;
+  std::optional<std::string_view> header(std::string_view key) const;
+  std::size_t field_count() const;
+  Field field(std::size_t i) const;
+
+ private:
+  const Batch* batch_;
+  std::size_t index_;
+};
+
+/// Events in one byte arena plus an index. Events are appended and read, never edited in place;
+/// clear() keeps capacity, so a warm Batch reused for the same traffic does not allocate.
+class Batch {
+ public:
+  /// Appends an event; add_header()/add_field() then apply to this last event.
+  void add(std::string_view body, std::int64_t timestamp_ns, std::uint64_t id) {
+    Rec r{};
+    r.arena_begin = static_cast<std::uint32_t>(arena_.size());
+    r.body_off = r.arena_begin;
+    r.body_len = static_cast<std::uint32_t>(body.size());
+    r.kv_begin = static_cast<std::uint32_t>(kvs_.size());
+    r.timestamp_ns = timestamp_ns;
+    r.id = id;
+    append_bytes(body);
+    r.arena_end = static_cast<std::uint32_t>(arena_.size());
+    recs_.push_back(r);
+    bytes_ += body.size();
+  }
+  void add_header(std::string_view key, std::string_view value) { add_kv(key, value, kHeader); }
+  /// Per-event routing marks, seen only inside the agent (channels do not store them).
+  static constexpr std::uint8_t kDeadLetter = 1;
+  void set_flags(std::uint8_t flags) {
+    SLUICE_ASSERT(!recs_.empty());
+    recs_.back().flags |= flags;
+  }
+  /// True if any event carries one of `flags`.
+  bool any_flagged(std::uint8_t flags) const noexcept {
+    for (const auto& r : recs_) {
+      if ((r.flags & flags) != 0) return true;
+    }
+    return false;
+  }
+  /// A header that every event of this batch has (a source's file path, static headers): stored
+  /// once, seen by EventView::header() after the event's own headers. A batch with common headers
+  /// only takes events (append_range) from a batch with the same common headers, or when empty.
+  void set_common_header(std::string_view key, std::string_view value);
+  std::size_t common_header_count() const noexcept { return common_count_; }
+  /// True if both batches carry the same common headers.
+  bool same_common_headers(const Batch& other) const noexcept;
+  void add_field(std::string_view key, std::string_view text, FieldType type) {
+    add_kv(key, text, static_cast<std::uint8_t>(type));
+  }
+  /// Copies events [begin, end) of `other` to the end of this batch: one copy of their bytes.
+  void append_range(const Batch& other, std::size_t begin, std::size_t end);
+
+  std::size_t size() const noexcept { return recs_.size(); }
+  bool empty() const noexcept { return recs_.empty(); }
+  /// Sum of EventView::bytes() over all events.
+  std::uint64_t bytes() const noexcept { return bytes_; }
+  /// Bytes of events [begin, end).
+  std::uint64_t bytes(std::size_t begin, std::size_t end) const noexcept;
+  EventView operator[](std::size_t i) const noexcept { return EventView(this, i); }
+  void clear() noexcept {
+    arena_.clear();
+    recs_.clear();
+    kvs_.clear();
+    bytes_ = 0;
+    common_count_ = 0;  // the strings keep their capacity
+  }
+  void swap(Batch& other) noexcept {
+    arena_.swap(other.arena_);
+    recs_.swap(other.recs_);
+    kvs_.swap(other.kvs_);
+    std::swap(bytes_, other.bytes_);
+    common_.swap(other.common_);
+    std::swap(common_count_, other.common_count_);
+  }
+  void reserve(std::size_t events, std::size_t bytes) {
+    recs_.reserve(events);
+    arena_.reserve(bytes);
+  }
+
+ private:
+  friend class EventView;
+  static constexpr std::uint8_t kHeader = 0xff;
+  struct Rec {
+    std::uint32_t arena_begin, arena_end;  // every byte of this event lies in [begin, end)
+    std::uint32_t body_off, body_len;
+    std::uint32_t kv_begin;
+    std::uint16_t header_count, field_count;
+    std::uint8_t flags;
+    std::int64_t timestamp_ns;
+    std::uint64_t id;
+  };
+  struct Kv {
+    std::uint32_t key_off, key_len, value_off, value_len;
+    std::uint8_t kind;  // kHeader, or a FieldType
+  };
+
+  void append_bytes(std::string_view s) {
+    arena_.insert(arena_.end(), s.data(), s.data() + s.size());  // no zero-fill before the copy
+  }
+  void add_kv(std::string_view key, std::string_view value, std::uint8_t kind);
+  std::string_view view(std::uint32_t off, std::uint32_t len) const noexcept {
+    return {arena_.data() + off, len};
+  }
+  std::uint32_t rec_bytes(const Rec& r) const noexcept { return r.arena_end - r.arena_begin; }
+
+  std::vector<char> arena_;
+  std::vector<Rec> recs_;
+  std::vector<Kv> kvs_;
+  std::uint64_t bytes_ = 0;
+  std::vector<std::pair<std::string, std::string>> common_;  // [0, common_count_) are in use
+  std::size_t common_count_ = 0;
+};
+
+inline std::string_view EventView::body() const {
+  const auto& r = batch_->recs_[index_];
+  return batch_->view(r.body_off, r.body_len);
+}
+inline std::int64_t EventView::timestamp_ns() const { return batch_->recs_[index_].timestamp_ns; }
+inline std::uint64_t EventView::id() const { return batch_->recs_[index_].id; }
+inline std::uint8_t EventView::flags() const { return batch_->recs_[index_].flags; }
+inline std::uint32_t EventView::bytes() const { return batch_->rec_bytes(batch_->recs_[index_]); }
+inline std::size_t EventView::header_count() const {
+  return batch_->recs_[index_].header_count + batch_->common_count_;
+}
+inline std::size_t EventView::field_count() const { return batch_->recs_[index_].field_count; }
+
+}  // namespace sluice

@@ -1,0 +1,182 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "lib/core/batch.h"
+#include "lib/core/result.h"
+#include "lib/core/status.h"
+
+namespace sluice {
+
+using CursorId = std::uint32_t;
+
+struct TakeLimits {
+  std::uint32_t max_events = 1000;
+  std::uint64_t max_bytes = 4u << 20;
+};
+
+/// Told, per source output, when the batch put with `seq` is safe in one channel (memory: every
+/// event of it was committed by the draining sink group; lmdb: the put is durable). Calls come in
+/// put order.
+class SafeListener {
+ public:
+  virtual void on_safe_in_channel(std::uint64_t seq) noexcept = 0;
+
+ protected:
+  ~SafeListener() = default;
+};
+
+/// A source's position after the last byte of a batch, plus its per-source sequence number. A
+/// durable channel stores `position` under `key` ("SOURCE/KEY", e.g. one file of a taildir source)
+/// in the same transaction as the batch; empty `key`: nothing to store.
+struct SourceCheckpoint {
+  SafeListener* listener = nullptr;
+  std::uint64_t seq = 0;
+  std::string_view position;  // opaque to the channel; valid only during put()
+  std::string_view key;
+};
+
+class PutListener {
+ public:
+  /// Runs once per put, on the loop thread: ok once stored (lmdb: durable), Errc::backpressure
+  /// when full (register with wait_for_space() and put again then). May run inside put().
+  virtual void on_put_done(std::uint64_t seq, Status status) noexcept = 0;
+
+ protected:
+  ~PutListener() = default;
+};
+
+class SpaceListener {
+ public:
+  virtual void on_space() noexcept = 0;
+
+ protected:
+  ~SpaceListener() = default;
+};
+
+class DataListener {
+ public:
+  /// Runs on a later loop turn after events arrived for an armed cursor; never inside put().
+  virtual void on_data() noexcept = 0;
+
+ protected:
+  ~DataListener() = default;
+};
+
+class CommitListener {
+ public:
+  /// Runs once per commit, on the loop thread, once the removal is durable. May run inside
+  /// commit().
+  virtual void on_committed(std::uint64_t token, Status status) noexcept = 0;
+
+ protected:
+  ~CommitListener() = default;
+};
+
+class Channel;
+
+/// Events taken from a channel and not yet committed. Dropping a held lease rolls it back, so an
+/// early return cannot lose events.
+class Lease {
+ public:
+  Lease() = default;
+  Lease(Channel* channel, std::uint64_t token, std::uint32_t events, std::uint64_t bytes)
+      : channel_(channel), token_(token), events_(events), bytes_(bytes) {}
+  Lease(Lease&& o) noexcept { *this = std::move(o); }
+  Lease& operator=(Lease&& o) noexcept;
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+  ~Lease() { rollback(); }
+
+  /// Returns the events to the head of the channel, order kept. A no-op for an empty lease.
+  void rollback() noexcept;
+  bool held() const noexcept { return channel_ != nullptr; }
+  std::uint64_t token() const noexcept { return token_; }
+  std::uint32_t events() const noexcept { return events_; }
+  std::uint64_t bytes() const noexcept { return bytes_; }
+  /// Gives up ownership without rolling back (the channel's commit() calls this).
+  void release() noexcept { channel_ = nullptr; }
+
+ private:
+  Channel* channel_ = nullptr;
+  std::uint64_t token_ = 0;
+  std::uint32_t events_ = 0;
+  std::uint64_t bytes_ = 0;
+};
+
+/// A transactional queue between sources and the sink groups that drain it. All calls happen on
+/// the loop thread. The contract is in DESIGN.md, "Contracts between components".
+class Channel {
+ public:
+  virtual ~Channel() = default;
+
+  /// Opens the cursor of one sink group. The memory channel supports exactly one.
+  virtual Result<CursorId> open_cursor(std::string_view group) = 0;
+  /// The most events one put() or take() may carry (`transaction_events`).
+  virtual std::uint32_t max_transaction_events() const noexcept = 0;
+
+  /// Stores all of `batch` and `checkpoint` atomically, or neither. On ok the channel takes the
+  /// batch's contents and leaves `batch` empty (possibly holding recycled capacity); on
+  /// backpressure `batch` is untouched. `done` runs once, on the loop thread.
+  virtual void put(Batch& batch, const SourceCheckpoint& checkpoint, PutListener& done) = 0;
+  /// Calls `listener.on_space()` once, when a put that was refused with backpressure may fit.
+  virtual void wait_for_space(SpaceListener& listener) = 0;
+
+  /// Leases up to `limits` events for `cursor` into `out` (cleared first). An empty `out` means the
+  /// channel had nothing for this cursor. Events stay owned by the channel until the lease commits.
+  virtual Result<Lease> take(CursorId cursor, Batch& out, TakeLimits limits) = 0;
+  /// Calls `listener.on_data()` once, on a later loop turn, when events arrive for `cursor`.
+  virtual void wait_for_data(CursorId cursor, DataListener& listener) = 0;
+  /// Removes the leased events for good. Leases of one cursor commit in the order they were taken.
+  virtual void commit(Lease&& lease, CommitListener& done) = 0;
+
+  /// With several sink groups: once the channel is full, drop this cursor's oldest backlog instead
+  /// of blocking the others (`lagging = "detach"`). Ignored by channels with one cursor.
+  virtual void set_detach_when_lagging(CursorId cursor, bool detach) {
+    (void)cursor;
+    (void)detach;
+  }
+  /// Non-empty when the channel keeps running but an operator should look (e.g. quarantined
+  /// records): reported by /healthz.
+  virtual std::string health_problem() const { return {}; }
+  /// True if a put survives a crash (and stores its checkpoint with it).
+  virtual bool durable() const noexcept { return false; }
+  /// The checkpoints stored for keys starting with `prefix` ("SOURCE/"), as (key, position).
+  virtual std::vector<std::pair<std::string, std::string>> load_checkpoints(
+      std::string_view prefix) {
+    (void)prefix;
+    return {};
+  }
+
+  virtual std::uint64_t events() const noexcept = 0;  // events held, leased or not
+  virtual std::uint64_t bytes() const noexcept = 0;
+
+ protected:
+  friend class Lease;
+  /// Called by Lease::rollback(): returns the leased events (and every later lease of the same
+  /// cursor, which the sink group rolls back first) to the head of the channel.
+  virtual void rollback(const Lease& lease) noexcept = 0;
+};
+
+inline Lease& Lease::operator=(Lease&& o) noexcept {
+  if (this != &o) {
+    rollback();
+    channel_ = std::exchange(o.channel_, nullptr);
+    token_ = o.token_;
+    events_ = o.events_;
+    bytes_ = o.bytes_;
+  }
+  return *this;
+}
+
+inline void Lease::rollback() noexcept {
+  if (channel_ == nullptr) return;
+  Channel* ch = std::exchange(channel_, nullptr);
+  ch->rollback(*this);
+}
+
+}  // namespace sluice

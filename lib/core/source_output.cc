@@ -1,0 +1,256 @@
+#include "lib/core/source_output.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace sluice {
+
+SourceOutput::SourceOutput(Loop& loop, std::vector<Channel*> channels, std::size_t max_pending_puts,
+                           Channel* dead_letter)
+    : loop_(loop),
+      channels_(std::move(channels)),
+      dead_letter_(dead_letter),
+      slots_(max_pending_puts),
+      retry_timer_(loop) {
+  SLUICE_ASSERT(!channels_.empty() && max_pending_puts > 0);
+  max_batch_events_ = channels_.front()->max_transaction_events();
+  for (std::size_t i = 0; i < targets(); ++i)
+    max_batch_events_ = std::min(max_batch_events_, target(i)->max_transaction_events());
+  remaining_.resize(64);
+}
+
+bool SourceOutput::writable() const noexcept {
+  const bool ok = waiting_ == 0 && pending_ < slots_.size();
+  if (!ok) told_blocked_ = true;
+  return ok;
+}
+
+std::size_t SourceOutput::drop_waiting() {
+  std::size_t dropped = 0;
+  for (Slot& s : slots_) {
+    if (!s.busy || !s.waiting || s.next_channel != 0) continue;
+    s.waiting = false;
+    --waiting_;
+    s.busy = false;
+    s.batch.clear();
+    --pending_;
+    ++dropped;
+  }
+  return dropped;
+}
+
+std::size_t SourceOutput::abandon_waiting() {
+  std::size_t dropped = 0;
+  for (Slot& s : slots_) {
+    if (!s.busy || !s.waiting || s.next_channel != 0) continue;
+    s.waiting = false;
+    --waiting_;
+    s.busy = false;
+    s.batch.clear();
+    s.side.clear();
+    --pending_;
+    // Nothing of it was stored: it is "safe" at once, in order with the others.
+    remaining_[(ring_head_ + (s.seq - safe_seq_ - 1)) % remaining_.size()] = 0;
+    ++dropped;
+  }
+  if (dropped > 0) {
+    if (waiting_ == 0) retry_timer_.stop();
+    loop_.defer(pop_safe_task, this, 0);
+  }
+  return dropped;
+}
+
+bool SourceOutput::durable() const noexcept {
+  for (std::size_t i = 0; i < targets(); ++i) {
+    if (target(i)->durable()) return true;
+  }
+  return false;
+}
+
+std::vector<std::pair<std::string, std::string>> SourceOutput::load_checkpoints() {
+  const std::string prefix = source_name_ + "/";
+  for (std::size_t i = 0; i < targets(); ++i) {
+    Channel* c = target(i);
+    if (!c->durable()) continue;
+    auto found = c->load_checkpoints(prefix);
+    for (auto& [k, v] : found) k.erase(0, prefix.size());
+    return found;
+  }
+  return {};
+}
+
+std::uint64_t SourceOutput::put(Batch& batch, std::string_view position, std::string_view key) {
+  SLUICE_ASSERT(writable());
+  Slot* slot = nullptr;
+  for (Slot& s : slots_) {
+    if (!s.busy) {
+      slot = &s;
+      break;
+    }
+  }
+  SLUICE_ASSERT(slot != nullptr);
+  slot->busy = true;
+  slot->batch.clear();
+  slot->batch.swap(batch);
+  slot->side.clear();
+  if (dead_letter_ != nullptr && slot->batch.any_flagged(Batch::kDeadLetter)) {
+    // Route flagged events to the dead-letter channel, keeping the order of both parts.
+    kept_.clear();
+    const Batch& all = slot->batch;
+    for (std::size_t i = 0; i < all.size();) {
+      const bool dead = (all[i].flags() & Batch::kDeadLetter) != 0;
+      std::size_t j = i + 1;
+      while (j < all.size() && ((all[j].flags() & Batch::kDeadLetter) != 0) == dead) ++j;
+      (dead ? slot->side : kept_).append_range(all, i, j);
+      i = j;
+    }
+    slot->batch.swap(kept_);
+  }
+  slot->position.assign(position);
+  slot->key.clear();
+  if (!key.empty()) {
+    slot->key.append(source_name_).append("/").append(key);
+  }
+  slot->seq = ++seq_;
+  slot->next_channel = 0;
+  ++pending_;
+  // Register the seq for safety tracking before any channel can report it safe.
+  if (ring_size_ == remaining_.size()) {
+    std::vector<std::uint32_t> bigger(remaining_.size() * 2);
+    for (std::size_t i = 0; i < ring_size_; ++i)
+      bigger[i] = remaining_[(ring_head_ + i) % remaining_.size()];
+    remaining_.swap(bigger);
+    ring_head_ = 0;
+  }
+  std::uint32_t acks = slot->batch.empty() ? 0 : static_cast<std::uint32_t>(channels_.size());
+  if (!slot->side.empty()) ++acks;
+  remaining_[(ring_head_ + ring_size_) % remaining_.size()] = acks;
+  ++ring_size_;
+  const std::uint64_t seq = slot->seq;
+  if (acks == 0) loop_.defer(pop_safe_task, this, 0);  // safe once every earlier put is
+  advance(*slot);
+  return seq;
+}
+
+void SourceOutput::advance(Slot& slot) {
+  while (slot.next_channel < targets()) {
+    Channel* ch = target(slot.next_channel);
+    Batch& source = batch_for(slot, slot.next_channel);
+    if (source.empty()) {
+      ++slot.next_channel;  // nothing for this channel
+      continue;
+    }
+    const bool last = slot.next_channel + 1 >= channels_.size();  // the side batch has one taker
+    Batch* to_put = &source;
+    if (!last) {
+      scratch_.clear();
+      scratch_.append_range(source, 0, source.size());
+      to_put = &scratch_;
+    }
+    slot.in_put = true;
+    slot.done_inline = false;
+    ch->put(*to_put, SourceCheckpoint{this, slot.seq, slot.position, slot.key}, *this);
+    slot.in_put = false;
+    if (!slot.done_inline) return;  // on_put_done() continues later
+    if (!accepted(slot, std::move(slot.inline_status))) return;
+  }
+  finish(slot);
+}
+
+bool SourceOutput::accepted(Slot& slot, Status st) {
+  if (st.ok()) {
+    ++slot.next_channel;
+    return true;
+  }
+  slot.waiting = true;
+  ++waiting_;
+  if (st.code() == Errc::backpressure) {
+    target(slot.next_channel)->wait_for_space(*this);
+  } else {
+    // Not expected from the built-in channels; never drop the batch: try the same put again.
+    ++put_errors_;
+    spdlog::warn("put into channel failed, retrying in 1s: {}", st.str());
+    retry_seq_ = slot.seq;
+    retry_timer_.start(std::chrono::seconds(1), [this] { retry_task(this, retry_seq_); });
+  }
+  return false;
+}
+
+void SourceOutput::finish(Slot& slot) {
+  slot.busy = false;
+  slot.batch.clear();
+  slot.side.clear();
+  --pending_;
+  if (told_blocked_ && writable() && listener_ != nullptr) {
+    told_blocked_ = false;
+    listener_->on_writable();
+  }
+}
+
+SourceOutput::Slot* SourceOutput::slot_for(std::uint64_t seq) noexcept {
+  for (Slot& s : slots_) {
+    if (s.busy && s.seq == seq) return &s;
+  }
+  return nullptr;
+}
+
+void SourceOutput::on_put_done(std::uint64_t seq, Status status) noexcept {
+  Slot* slot = slot_for(seq);
+  SLUICE_ASSERT(slot != nullptr);
+  if (slot->in_put) {
+    slot->done_inline = true;
+    slot->inline_status = std::move(status);
+    return;
+  }
+  if (accepted(*slot, std::move(status))) advance(*slot);
+}
+
+void SourceOutput::on_space() noexcept {
+  // Resume the oldest waiting put first so that order into each channel is kept.
+  Slot* oldest = nullptr;
+  for (Slot& s : slots_) {
+    if (s.busy && s.waiting && (oldest == nullptr || s.seq < oldest->seq)) oldest = &s;
+  }
+  if (oldest == nullptr) return;
+  oldest->waiting = false;
+  --waiting_;
+  advance(*oldest);
+}
+
+void SourceOutput::retry_task(void* self, std::uint64_t seq) {
+  auto* out = static_cast<SourceOutput*>(self);
+  Slot* slot = out->slot_for(seq);
+  if (slot == nullptr || !slot->waiting) return;
+  slot->waiting = false;
+  --out->waiting_;
+  out->advance(*slot);
+}
+
+void SourceOutput::pop_safe_task(void* self, std::uint64_t) {
+  static_cast<SourceOutput*>(self)->pop_safe();
+}
+
+void SourceOutput::on_safe_in_channel(std::uint64_t seq) noexcept {
+  SLUICE_ASSERT(seq > safe_seq_ && seq - safe_seq_ <= ring_size_);
+  std::uint32_t& left = remaining_[(ring_head_ + (seq - safe_seq_ - 1)) % remaining_.size()];
+  SLUICE_ASSERT(left > 0);
+  --left;
+  pop_safe();
+}
+
+void SourceOutput::pop_safe() {
+  std::uint64_t advanced = safe_seq_;
+  while (ring_size_ > 0 && remaining_[ring_head_] == 0) {
+    ring_head_ = (ring_head_ + 1) % remaining_.size();
+    --ring_size_;
+    ++advanced;
+  }
+  if (advanced != safe_seq_) {
+    safe_seq_ = advanced;
+    if (listener_ != nullptr) listener_->on_safe(safe_seq_);
+  }
+}
+
+}  // namespace sluice

@@ -1,0 +1,17 @@
+#include "lib/ingest/line_splitter.h"
+
+namespace sluice::sources {
+
+bool LineConfig::parse(const ConfigNode& node, ConfigErrors& errors, LineConfig& out) {
+  const std::size_t before = errors.size();
+  node.optional("max_line_bytes", out.max_line_bytes, errors,
+                InRange<ByteSize>{{16}, {1ULL << 30}});
+  std::string overflow = "split";
+  if (node.optional("line_overflow", overflow, errors, OneOf{{"split", "truncate"}})) {
+    out.overflow = overflow == "truncate" ? LineOverflow::truncate : LineOverflow::split;
+  }
+  parse::PipelineConfig::parse(node, errors, out.pipeline);
+  return errors.size() == before;
+}
+
+}  // namespace sluice::sources

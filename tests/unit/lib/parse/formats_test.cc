@@ -1,0 +1,225 @@
+#include "lib/parse/formats.h"
+
+#include <catch2/catch.hpp>
+
+#include "tests/unit/lib/parse/parse_helpers.h"
+
+using namespace sluice;
+using namespace sluice::parse;
+using sluice::parse::testing::PipelineFixture;
+
+namespace {
+
+struct Case {
+  std::string_view input;
+  ParseError expect;
+};
+
+ParseError run(Format& f, std::string_view text, Draft& d) {
+  d.reset(text, 0, 0);
+  return f.parse(text, d);
+}
+
+std::string nested(int depth) {
+  return "{\"a\":" + std::string(static_cast<std::size_t>(depth), '[') +
+         std::string(static_cast<std::size_t>(depth), ']') + "}";
+}
+
+}  // namespace
+
+TEST_CASE("json: a table of inputs parses or fails with the right reason", "[parse]") {
+  JsonFormat f(JsonOptions{});
+  Draft d;
+  const std::string big = "{\"msg\":\"" + std::string(1 << 20, 'x') + "\"}";
+  const std::string d63 = nested(63), d64 = nested(64), d5000 = nested(5000);
+  const Case cases[] = {
+      {R"({"a":1,"b":"x"})", ParseError::none},
+      {R"(  {"a" : 1 }  )", ParseError::none},
+      {"{}", ParseError::none},
+      {big, ParseError::none},
+      {"", ParseError::json_syntax},
+      {"{\"a\":1,,}", ParseError::json_syntax},
+      {"{\"a\":", ParseError::json_syntax},
+      {"{\"a\":1", ParseError::json_syntax},
+      {"not json", ParseError::json_syntax},
+      {"{\"a\":\"\xff\xfe\"}", ParseError::json_utf8},
+      {"[1,2]", ParseError::json_not_object},
+      {"42", ParseError::json_not_object},
+      {"\"s\"", ParseError::json_not_object},
+      {d63, ParseError::none},
+      {d64, ParseError::json_depth},
+      {d5000, ParseError::json_depth},
+  };
+  for (const auto& c : cases) {
+    INFO(std::string(c.input.substr(0, 60)));
+    CHECK(reason_name(run(f, c.input, d)) == reason_name(c.expect));
+  }
+}
+
+TEST_CASE("json: values keep their type and text, strings are unescaped", "[parse]") {
+  JsonFormat f(JsonOptions{});
+  Draft d;
+  REQUIRE(run(f,
+              R"({"s":"a\"b\u00e9","i":-12,"f":1.5e3,"t":true,"n":null,"o":{"k":[1,2]},"l":[1]})",
+              d) == ParseError::none);
+  REQUIRE(d.fields.size() == 7);
+  CHECK(d.fields[0].text == "a\"b\xc3\xa9");
+  CHECK(d.fields[0].type == FieldType::string);
+  CHECK(d.fields[1].text == "-12");
+  CHECK(d.fields[1].type == FieldType::integer);
+  CHECK(d.fields[2].text == "1.5e3");
+  CHECK(d.fields[2].type == FieldType::floating);
+  CHECK(d.fields[3].type == FieldType::boolean);
+  CHECK(d.fields[4].type == FieldType::null);
+  CHECK(d.fields[5].text == R"({"k":[1,2]})");
+  CHECK(d.fields[5].type == FieldType::json);
+  CHECK(d.fields[6].text == "[1]");
+}
+
+TEST_CASE("json: with fields, only those are extracted, nested paths too", "[parse]") {
+  JsonOptions o;
+  o.fields = {"uid", "user.name", "missing", "user.id.deeper"};
+  JsonFormat f(o);
+  Draft d;
+  REQUIRE(run(f, R"({"a":[1,{"x":2}],"user":{"id":7,"name":"ann"},"uid":3})", d) ==
+          ParseError::none);
+  REQUIRE(d.fields.size() == 2);  // in document order
+  CHECK(d.fields[0].key == "user.name");
+  CHECK(d.fields[0].text == "ann");
+  CHECK(d.fields[1].key == "uid");
+  CHECK(d.fields[1].text == "3");
+  // Stopping after the last wanted field still checks the whole line for UTF-8 and unterminated
+  // strings or brackets; grammar after that field is not checked (as the README says).
+  JsonOptions first;
+  first.fields = {"uid"};
+  JsonFormat one(first);
+  CHECK(run(one, R"({"uid":1, "a": [1,2)", d) == ParseError::json_syntax);
+  CHECK(run(one, R"({"uid":1, "a": "open)", d) == ParseError::json_syntax);
+  CHECK(run(one, "{\"uid\":1, \"a\": \"\xff\"}", d) == ParseError::json_utf8);
+  CHECK(run(one, R"({"uid":1, "a": }})", d) == ParseError::none);
+  // Malformed documents are errors, never undefined behaviour (found by fuzz_parse).
+  CHECK(run(f, R"({"cime": "": [1]}, "log": 137, "b": {"c": [:::: ]})", d) != ParseError::none);
+  JsonFormat all(JsonOptions{});
+  CHECK(run(all, R"({"create_time": null5-06-24 20:30:00.020", "event":d": 1})", d) ==
+        ParseError::json_syntax);
+}
+
+TEST_CASE("json: a wrapped JSON string is unwrapped into fields", "[parse]") {
+  JsonOptions o;
+  o.unwrap = "log";
+  JsonFormat f(o);
+  Draft d;
+  REQUIRE(run(f, R"({"log":"{\"level\":\"warn\",\"n\":2}","stream":"stdout"})", d) ==
+          ParseError::none);
+  REQUIRE(d.fields.size() == 3);
+  CHECK(d.fields[0].key == "stream");
+  CHECK(d.fields[1].key == "level");
+  CHECK(d.fields[1].text == "warn");
+  CHECK(d.fields[2].text == "2");
+  CHECK(run(f, R"({"log":"plain text"})", d) == ParseError::json_unwrap);
+  CHECK(run(f, R"({"log":5})", d) == ParseError::json_unwrap);
+  CHECK(run(f, R"({"other":1})", d) == ParseError::none);  // nothing to unwrap
+}
+
+TEST_CASE("regex: the ready access-log patterns", "[parse]") {
+  auto combined = RegexFormat::make("combined", Regex::kDefaultMatchLimit);
+  REQUIRE(combined);
+  Draft d;
+  const std::string line =
+      R"(203.0.113.9 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif?a=1 HTTP/1.0" 200 2326 "http://www.example.com/start.html" "Mozilla/4.08 [en] (Win98; I ;Nav) \"quoted\"")";
+  REQUIRE(run(**combined, line, d) == ParseError::none);
+  auto get = [&](std::string_view k) -> std::string {
+    Field* f = d.field(k);
+    return f ? std::string(f->text) : "<absent>";
+  };
+  CHECK(get("host") == "203.0.113.9");
+  CHECK(get("user") == "frank");
+  CHECK(get("time") == "10/Oct/2000:13:55:36 -0700");
+  CHECK(get("method") == "GET");
+  CHECK(get("path") == "/apache_pb.gif?a=1");
+  CHECK(get("protocol") == "HTTP/1.0");
+  CHECK(get("status") == "200");
+  CHECK(get("size") == "2326");
+  CHECK(get("referer") == "http://www.example.com/start.html");
+  CHECK(get("agent") == R"(Mozilla/4.08 [en] (Win98; I ;Nav) \"quoted\")");
+
+  auto common = RegexFormat::make("common", Regex::kDefaultMatchLimit);
+  REQUIRE(common);
+  CHECK(run(**common, R"(::1 - - [10/Oct/2000:13:55:36 +0000] "HEAD / HTTP/1.1" 304 -)", d) ==
+        ParseError::none);
+  CHECK(run(**common, "garbage", d) == ParseError::regex_no_match);
+  CHECK(run(**combined, "", d) == ParseError::regex_no_match);
+}
+
+TEST_CASE("regex: syslog RFC 3164 and RFC 5424", "[parse]") {
+  auto f = RegexFormat::make("syslog", Regex::kDefaultMatchLimit);
+  REQUIRE(f);
+  Draft d;
+  REQUIRE(run(**f, "<34>Oct 11 22:14:15 mymachine su[123]: 'su root' failed for lonvick", d) ==
+          ParseError::none);
+  CHECK(d.field("pri")->text == "34");
+  CHECK(d.field("time")->text == "Oct 11 22:14:15");
+  CHECK(d.field("host")->text == "mymachine");
+  CHECK(d.field("ident")->text == "su");
+  CHECK(d.field("pid")->text == "123");
+  CHECK(d.field("message")->text == "'su root' failed for lonvick");
+  REQUIRE(run(**f, "Jun  4 07:01:02 web01 cron: job done", d) == ParseError::none);
+  CHECK(d.field("pid") == nullptr);
+  REQUIRE(
+      run(**f,
+          R"(<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application"] An application event)",
+          d) == ParseError::none);
+  CHECK(d.field("version")->text == "1");
+  CHECK(d.field("time")->text == "2003-10-11T22:14:15.003Z");
+  CHECK(d.field("msgid")->text == "ID47");
+  CHECK(d.field("extradata")->text == R"([exampleSDID@32473 iut="3" eventSource="Application"])");
+  CHECK(d.field("message")->text == "An application event");
+}
+
+TEST_CASE("regex: catastrophic backtracking is bounded by the match limit", "[parse]") {
+  auto f = RegexFormat::make("^(?<x>(a+)+)$", 10'000);
+  REQUIRE(f);
+  Draft d;
+  const std::string evil = std::string(40, 'a') + "b";
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(run(**f, evil, d) == ParseError::regex_limit);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
+  CHECK(run(**f, "aaaa", d) == ParseError::none);
+}
+
+TEST_CASE("regex: patterns without named groups or that do not compile are refused", "[parse]") {
+  auto none = RegexFormat::make("^(\\d+)$", 1000);
+  REQUIRE_FALSE(none);
+  CHECK_THAT(none.error().message(), Catch::Contains("no named groups"));
+  auto bad = RegexFormat::make("^(?<a>[", 1000);
+  REQUIRE_FALSE(bad);
+  CHECK_THAT(bad.error().message(), Catch::Contains("does not compile at offset"));
+}
+
+TEST_CASE("logfmt: pairs, quotes, escapes, bare keys and errors", "[parse]") {
+  LogfmtFormat f;
+  Draft d;
+  REQUIRE(run(f, R"(level=info msg="hello \"world\"" n=3 debug  path=/a=b)", d) ==
+          ParseError::logfmt_syntax);
+  REQUIRE(run(f, R"(level=info msg="hello \"world\"\n" n=3 debug)", d) == ParseError::none);
+  REQUIRE(d.fields.size() == 4);
+  CHECK(d.field("msg")->text == "hello \"world\"\n");
+  CHECK(d.field("n")->text == "3");
+  CHECK(d.field("debug")->type == FieldType::boolean);
+  CHECK(run(f, "", d) == ParseError::none);
+  CHECK(run(f, "=x", d) == ParseError::logfmt_syntax);
+  CHECK(run(f, R"(a="unterminated)", d) == ParseError::logfmt_syntax);
+  CHECK(run(f, R"(a="x"b)", d) == ParseError::logfmt_syntax);
+  CHECK(run(f, "a=", d) == ParseError::none);
+  CHECK(d.field("a")->text.empty());
+}
+
+TEST_CASE("raw: bytes pass unchanged, invalid UTF-8 and empty lines included", "[parse]") {
+  PipelineFixture p("");
+  CHECK(p.feed("\xff\xfe bytes") == EventPipeline::Outcome::kept);
+  CHECK(p.feed("") == EventPipeline::Outcome::kept);
+  REQUIRE(p.out.size() == 2);
+  CHECK(p.out[0].body() == "\xff\xfe bytes");
+  CHECK(p.out[1].body().empty());
+  CHECK(p.out[0].field_count() == 0);
+}
