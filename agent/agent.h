@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "agent/agent_config.h"
+#include "agent/registry.h"
 #include "lib/core/channel.h"
 #include "lib/core/clock.h"
 #include "lib/core/loop.h"
@@ -17,7 +18,6 @@
 #include "lib/core/source.h"
 #include "lib/core/source_output.h"
 #include "lib/http/http_server.h"
-#include "agent/registry.h"
 #include "sinks/group/sink_group.h"
 
 namespace sluice {

@@ -7,8 +7,8 @@
 #include <string_view>
 #include <vector>
 
-#include "lib/config/config_node.h"
 #include "agent/registry.h"
+#include "lib/config/config_node.h"
 #include "sinks/group/sink_group.h"
 
 namespace sluice {

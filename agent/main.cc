@@ -7,9 +7,9 @@
 
 #include "agent/agent.h"
 #include "agent/agent_config.h"
-#include "lib/core/log.h"
 #include "agent/registry.h"
 #include "channels/lmdb/inspect.h"
+#include "lib/core/log.h"
 
 namespace {
 

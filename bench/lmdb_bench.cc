@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "channels/lmdb/lmdb_channel.h"
 #include "lib/core/loop.h"
 #include "lib/core/metrics.h"
-#include "channels/lmdb/lmdb_channel.h"
 
 using namespace sluice;
 using namespace sluice::channels;

@@ -7,9 +7,9 @@
 #include <cstring>
 #include <functional>
 
-#include "lib/core/clock.h"
 #include "channels/lmdb/record_codec.h"
 #include "lib/codec/json.h"
+#include "lib/core/clock.h"
 
 namespace sluice::channels {
 namespace {

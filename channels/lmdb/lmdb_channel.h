@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "channels/lmdb/lmdb_env.h"
 #include "lib/config/config_node.h"
 #include "lib/core/channel.h"
 #include "lib/core/channel_metrics.h"
 #include "lib/core/context.h"
-#include "channels/lmdb/lmdb_env.h"
 
 namespace sluice::channels {
 

@@ -5,10 +5,10 @@
 #include <string>
 #include <vector>
 
+#include "lib/codec/json.h"
 #include "lib/core/context.h"
 #include "lib/core/sink.h"
 #include "lib/core/status.h"
-#include "lib/codec/json.h"
 
 namespace sluice::sinks {
 

@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "lib/avro/codec.h"
-#include "lib/net/address_filter.h"
 #include "lib/codec/zstream.h"
 #include "lib/config/config_node.h"
 #include "lib/core/context.h"
@@ -22,9 +21,10 @@
 #include "lib/core/source_metrics.h"
 #include "lib/core/source_output.h"
 #include "lib/core/stop_waiter.h"
-#include "lib/parse/pipeline.h"
-#include "lib/net/tls.h"
 #include "lib/ingest/request_putter.h"
+#include "lib/net/address_filter.h"
+#include "lib/net/tls.h"
+#include "lib/parse/pipeline.h"
 
 namespace sluice::sources {
 

@@ -19,8 +19,8 @@
 #include "lib/core/source_output.h"
 #include "lib/core/stop_waiter.h"
 #include "lib/http/http_server.h"
-#include "lib/parse/pipeline.h"
 #include "lib/ingest/request_putter.h"
+#include "lib/parse/pipeline.h"
 
 namespace sluice::sources {
 

@@ -4,8 +4,8 @@
 #include <catch2/catch.hpp>
 #include <map>
 
-#include "lib/core/source_output.h"
 #include "channels/memory/memory_channel.h"
+#include "lib/core/source_output.h"
 #include "tests/support/test_support.h"
 
 using namespace sluice;
