@@ -1,0 +1,98 @@
+#include "sources/exec/pipe_holders.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace sluice::sources {
+namespace {
+
+bool numeric(const char* name) {
+  if (*name == '\0') return false;
+  for (; *name != '\0'; ++name) {
+    if (*name < '0' || *name > '9') return false;
+  }
+  return true;
+}
+
+// Whether process `pid` has one of `pipes` open, read from /proc/PID/fd.
+bool holds(const char* pid, const std::vector<ino_t>& pipes) {
+  char path[300];
+  std::snprintf(path, sizeof path, "/proc/%s/fd", pid);
+  DIR* dir = ::opendir(path);
+  if (dir == nullptr) return false;  // gone, or not ours to look at
+  bool found = false;
+  while (!found) {
+    const dirent* e = ::readdir(dir);
+    if (e == nullptr) break;
+    if (!numeric(e->d_name)) continue;
+    char link[64];
+    const ssize_t n = ::readlinkat(::dirfd(dir), e->d_name, link, sizeof link - 1);
+    if (n <= 0) continue;
+    link[n] = '\0';
+    unsigned long long ino = 0;
+    if (std::sscanf(link, "pipe:[%llu]", &ino) == 1) {
+      found = std::find(pipes.begin(), pipes.end(), static_cast<ino_t>(ino)) != pipes.end();
+    }
+  }
+  ::closedir(dir);
+  return found;
+}
+
+// Fills pgid and comm from /proc/PID/stat ("PID (COMM) STATE PPID PGRP ..."); COMM may hold
+// spaces and parentheses, so it ends at the last ')'.
+bool read_stat(const char* pid, PipeHolder& h) {
+  char path[300];
+  std::snprintf(path, sizeof path, "/proc/%s/stat", pid);
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return false;
+  char buf[512];
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  char* open = std::strchr(buf, '(');
+  char* close = std::strrchr(buf, ')');
+  if (open == nullptr || close == nullptr || close < open) return false;
+  h.comm.assign(open + 1, close);
+  char state = 0;
+  long ppid = 0, pgrp = 0;
+  if (std::sscanf(close + 1, " %c %ld %ld", &state, &ppid, &pgrp) != 3) return false;
+  if (state == 'Z' || state == 'X') return false;
+  h.pid = static_cast<pid_t>(std::strtol(pid, nullptr, 10));
+  h.pgid = static_cast<pid_t>(pgrp);
+  return true;
+}
+
+}  // namespace
+
+ino_t pipe_inode(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) return 0;
+  return st.st_ino;
+}
+
+std::vector<PipeHolder> find_pipe_holders(const std::vector<ino_t>& pipes) {
+  std::vector<PipeHolder> out;
+  if (pipes.empty()) return out;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return out;
+  const long self = static_cast<long>(::getpid());
+  while (const dirent* e = ::readdir(proc)) {
+    if (!numeric(e->d_name) || std::strtol(e->d_name, nullptr, 10) == self) continue;
+    if (!holds(e->d_name, pipes)) continue;
+    PipeHolder h;
+    if (read_stat(e->d_name, h)) out.push_back(std::move(h));
+  }
+  ::closedir(proc);
+  std::sort(out.begin(), out.end(),
+            [](const PipeHolder& a, const PipeHolder& b) { return a.pid < b.pid; });
+  return out;
+}
+
+}  // namespace sluice::sources
