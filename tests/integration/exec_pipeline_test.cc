@@ -603,3 +603,29 @@ TEST_CASE("log injection: a parse-error warning escapes the input it quotes",
   CHECK(hlog.find("\n2026-12-01T00:00:00.000Z [error] forged") == std::string::npos);
   CHECK(hlog.find('\x1b') == std::string::npos);
 }
+
+TEST_CASE("rate-limited warnings: what a burst held back is summarised, with its count",
+          "[integration][exec][log]") {
+  TempDir tmp;
+  const std::string out = tmp.file("out.log");
+  // 300 stderr lines at once: 5 are logged (the burst), the other 295 are one summary line, which
+  // the agent logs once the window ends or, at the latest, when it exits.
+  AgentProcess agent("exec_file.toml",
+                     exec_options(R"(["sh", "-c", "seq 1 300 >&2; echo done"])", out));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] {
+    return agent.metric(R"(sluice_source_stderr_lines_total{component="gen",type="exec"})") ==
+           300.0;
+  }));
+  CHECK(agent.terminate() == 0);
+  const std::string log = agent.stderr_text();
+  INFO(log);
+  std::size_t logged = 0;
+  for (std::size_t at = 0; (at = log.find("warning exec gen: stderr: ", at)) != std::string::npos;
+       ++at) {
+    ++logged;
+  }
+  CHECK(logged == 5);
+  CHECK(log.find("warning 295 similar messages suppressed within 10s; the first: exec gen: "
+                 "stderr: 6\n") != std::string::npos);
+}
