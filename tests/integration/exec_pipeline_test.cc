@@ -629,3 +629,36 @@ TEST_CASE("rate-limited warnings: what a burst held back is summarised, with its
   CHECK(log.find("warning 295 similar messages suppressed within 10s; the first: exec gen: "
                  "stderr: 6\n") != std::string::npos);
 }
+
+TEST_CASE(
+    "rate-limited warnings: lmdb lagging = detach logs a burst of drops as 5 lines and a "
+    "summary",
+    "[integration][exec][log]") {
+  TempDir tmp;
+  AgentProcess::Options o;
+  o.vars = {{"COMMAND", "seq 1 20000"},
+            {"GOOD", tmp.file("good.log")},
+            {"CHANNEL_EXTRA", "max_events = 2000\ntransaction_events = 200"},
+            {"BAD_EXTRA", "lagging = \"detach\""}};
+  AgentProcess agent("lmdb_groups.toml", o);
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(30s, [&] { return count_lines(tmp.file("good.log")) == 20000; }));
+  const double dropped =
+      agent.metric(R"(sluice_channel_dropped_events_total{component="durable",type="lmdb"})")
+          .value_or(0);
+  CHECK(agent.terminate() == 0);
+  const std::string log = agent.stderr_text();
+  INFO(log);
+  std::size_t lines = 0;
+  for (std::size_t at = 0;
+       (at = log.find("warning lmdb channel durable: full; dropped", at)) != std::string::npos;
+       ++at) {
+    ++lines;
+  }
+  INFO("dropped " << dropped << " events");
+  CHECK(dropped > 0);
+  CHECK(lines >= 1);
+  CHECK(lines <= 5 * 4);  // at most a burst of 5 per 10 s window over the run, not one per drop
+  CHECK(log.find("similar messages suppressed within 10s; the first: lmdb channel durable: full; "
+                 "dropped") != std::string::npos);
+}
