@@ -14,6 +14,8 @@ namespace {
 
 // After SIGKILL, how long the output may stay open before the source closes it.
 constexpr Duration kAbandonGrace = std::chrono::milliseconds(250);
+// After the command exits with its output still open, when to look for what holds it.
+constexpr Duration kReportDelay = std::chrono::milliseconds(100);
 
 }  // namespace
 
@@ -55,6 +57,7 @@ ExecSource::ExecSource(const ExecConfig& config, SourceContext& ctx,
       restart_timer_(ctx.loop),
       kill_timer_(ctx.loop),
       abandon_timer_(ctx.loop),
+      report_timer_(ctx.loop),
       stop_waiter_(ctx.loop),
       restarts_(ctx.metrics.counter("sluice_source_restarts_total",
                                     "Times the exec command was started again.", ctx.labels())),
@@ -192,19 +195,22 @@ void ExecSource::on_child_exit(std::int64_t exit_status, int term_signal) {
     spdlog::log(exit_status == 0 || stopping_ ? spdlog::level::info : spdlog::level::warn,
                 "exec {}: command exited with status {}", ctx_.name, exit_status);
   }
-  if (out_open_ || err_open_) {
-    // Something the command started still has its output: say what, since the source (and a
-    // restart, and a stop) waits for it.
-    const auto left = holders();
-    leftover_.set(static_cast<std::int64_t>(left.size()));
-    if (!left.empty()) {
-      std::string names;
-      for (const auto& h : left) names += (names.empty() ? "" : ", ") + describe(h);
-      spdlog::warn("exec {}: the command exited, and these still hold its output: {}", ctx_.name,
-                   names);
-    }
-  }
+  // The end of the output usually arrives just after the exit; if it has not come a little later,
+  // something the command started still holds the output.
+  if (out_open_ || err_open_) report_timer_.start(kReportDelay, [this] { report_leftovers(); });
   maybe_done();
+}
+
+void ExecSource::report_leftovers() {
+  if (running_ || (!out_open_ && !err_open_)) return;
+  // Say what holds the output, since the source (and a restart, and a stop) waits for it.
+  const auto left = holders();
+  leftover_.set(static_cast<std::int64_t>(left.size()));
+  if (left.empty()) return;
+  std::string names;
+  for (const auto& h : left) names += (names.empty() ? "" : ", ") + describe(h);
+  spdlog::warn("exec {}: the command exited, and these still hold its output: {}", ctx_.name,
+               names);
 }
 
 std::vector<PipeHolder> ExecSource::holders() const {
@@ -242,6 +248,7 @@ void ExecSource::maybe_done() {
   if (running_ || out_open_ || err_open_) return;
   kill_timer_.stop();
   abandon_timer_.stop();
+  report_timer_.stop();
   if (stopping_) return stop_waiter_.check();
   if (!config_.restart) {
     finished_ = true;
@@ -290,6 +297,7 @@ void ExecSource::on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
 void ExecSource::stop(StopCallback on_stopped) {
   stopping_ = true;
   restart_timer_.stop();
+  report_timer_.stop();
   // Also once the command has exited: a child that holds its output would make the stop wait
   // for it forever.
   if (running_ || out_open_ || err_open_) {

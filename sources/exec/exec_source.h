@@ -64,6 +64,7 @@ class ExecSource final : public Source, private LineReaderHost {
   /// holder outside it; logs each target at `level`.
   void signal_children(int sig, const std::vector<PipeHolder>& targets,
                        spdlog::level::level_enum level);
+  void report_leftovers();
   void on_kill_timeout();
   void abandon_output();
   void pause_reading() override;
@@ -85,6 +86,7 @@ class ExecSource final : public Source, private LineReaderHost {
   Timer restart_timer_;
   Timer kill_timer_;
   Timer abandon_timer_;
+  Timer report_timer_;
   pid_t pgid_ = 0;
   ino_t out_ino_ = 0, err_ino_ = 0;
   StopWaiter stop_waiter_;
