@@ -14,8 +14,10 @@ namespace {
 
 // After SIGKILL, how long the output may stay open before the source closes it.
 constexpr Duration kAbandonGrace = std::chrono::milliseconds(250);
-// After the command exits with its output still open, when to look for what holds it.
+// After the command exits, when to look for what it left running.
 constexpr Duration kReportDelay = std::chrono::milliseconds(100);
+// The environment variable that marks the processes of one run of a command.
+constexpr std::string_view kMarkVariable = "SLUICE_EXEC_MARK";
 
 }  // namespace
 
@@ -58,6 +60,7 @@ ExecSource::ExecSource(const ExecConfig& config, SourceContext& ctx,
       kill_timer_(ctx.loop),
       abandon_timer_(ctx.loop),
       report_timer_(ctx.loop),
+      mark_base_(run_id_base(ctx.name)),
       stop_waiter_(ctx.loop),
       restarts_(ctx.metrics.counter("sluice_source_restarts_total",
                                     "Times the exec command was started again.", ctx.labels())),
@@ -109,6 +112,18 @@ Status ExecSource::spawn() {
   std::vector<char*> argv;
   for (auto& a : config_.command) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // Our environment plus a mark that only this run of the command and its descendants carry, by
+  // which holders() finds a daemon that left the group and closed the output.
+  mark_ = fmt::format("{}={:016x}.{}", kMarkVariable, mark_base_, ++spawns_);
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::string_view(*e).substr(0, kMarkVariable.size() + 1) !=
+        std::string(kMarkVariable) + "=") {
+      envp.push_back(*e);
+    }
+  }
+  envp.push_back(mark_.data());
+  envp.push_back(nullptr);
   // Plain pipes of our own rather than libuv's socketpairs: both ends of a pipe share one inode,
   // which is how holders() finds every process that still has the command's output open.
   int out_fds[2], err_fds[2];
@@ -132,6 +147,7 @@ Status ExecSource::spawn() {
   opts.args = argv.data();
   opts.stdio = stdio;
   opts.stdio_count = 3;
+  opts.env = envp.data();
   // Its own process group, so that stop() reaches the whole pipeline the command started (a shell's
   // children keep the pipe open otherwise) and a terminal's Ctrl-C reaches only sluice.
   opts.flags = UV_PROCESS_DETACHED;
@@ -195,34 +211,38 @@ void ExecSource::on_child_exit(std::int64_t exit_status, int term_signal) {
     spdlog::log(exit_status == 0 || stopping_ ? spdlog::level::info : spdlog::level::warn,
                 "exec {}: command exited with status {}", ctx_.name, exit_status);
   }
-  // The end of the output usually arrives just after the exit; if it has not come a little later,
-  // something the command started still holds the output.
-  if (out_open_ || err_open_) report_timer_.start(kReportDelay, [this] { report_leftovers(); });
+  // Look a little later (the end of the output usually follows the exit) for what the command
+  // left behind: the source, a restart and a stop wait for whatever still holds the output.
+  report_timer_.start(kReportDelay, [this] { report_leftovers(); });
   maybe_done();
 }
 
 void ExecSource::report_leftovers() {
-  if (running_ || (!out_open_ && !err_open_)) return;
-  // Say what holds the output, since the source (and a restart, and a stop) waits for it.
+  if (running_) return;  // restarted meanwhile
   const auto left = holders();
   leftover_.set(static_cast<std::int64_t>(left.size()));
   if (left.empty()) return;
-  std::string names;
-  for (const auto& h : left) names += (names.empty() ? "" : ", ") + describe(h);
-  spdlog::warn("exec {}: the command exited, and these still hold its output: {}", ctx_.name,
-               names);
+  spdlog::warn("exec {}: the command exited, and these processes it started still run: {}",
+               ctx_.name, describe_all(left));
 }
 
 std::vector<PipeHolder> ExecSource::holders() const {
   std::vector<ino_t> pipes;
   if (out_open_ && out_ino_ != 0) pipes.push_back(out_ino_);
   if (err_open_ && err_ino_ != 0) pipes.push_back(err_ino_);
-  return find_pipe_holders(pipes);
+  return find_command_processes(pipes, mark_);
 }
 
 std::string ExecSource::describe(const PipeHolder& h) const {
-  return fmt::format("pid {} ({}, {})", h.pid, log_excerpt(h.comm, 32),
-                     h.pgid == pgid_ ? "in its process group" : "left its process group");
+  return fmt::format("pid {} ({}, {}{})", h.pid, log_excerpt(h.comm, 32),
+                     h.pgid == pgid_ ? "in its process group" : "left its process group",
+                     h.holds_output ? "" : ", not holding the output");
+}
+
+std::string ExecSource::describe_all(const std::vector<PipeHolder>& processes) const {
+  std::string names;
+  for (const auto& h : processes) names += (names.empty() ? "" : ", ") + describe(h);
+  return names;
 }
 
 void ExecSource::signal_children(int sig, const std::vector<PipeHolder>& targets,
@@ -244,11 +264,11 @@ void ExecSource::signal_children(int sig, const std::vector<PipeHolder>& targets
 
 // Called when the child exited or a pipe closed: once all three happened, restart or finish.
 void ExecSource::maybe_done() {
-  if (!out_open_ && !err_open_) leftover_.set(0);
   if (running_ || out_open_ || err_open_) return;
+  // What held the output has let go of it; see what still runs.
+  if (leftover_.value() > 0) leftover_.set(static_cast<std::int64_t>(holders().size()));
   kill_timer_.stop();
   abandon_timer_.stop();
-  report_timer_.stop();
   if (stopping_) return stop_waiter_.check();
   if (!config_.restart) {
     finished_ = true;
@@ -299,9 +319,13 @@ void ExecSource::stop(StopCallback on_stopped) {
   restart_timer_.stop();
   report_timer_.stop();
   // Also once the command has exited: a child that holds its output would make the stop wait
-  // for it forever.
+  // for it forever, and one that left (setsid, output closed) is still the command's.
+  if (pgid_ > 0) {
+    const auto targets = holders();
+    leftover_.set(static_cast<std::int64_t>(targets.size()));
+    if (running_ || !targets.empty()) signal_children(SIGTERM, targets, spdlog::level::info);
+  }
   if (running_ || out_open_ || err_open_) {
-    signal_children(SIGTERM, holders(), spdlog::level::info);
     kill_timer_.start(config_.kill_timeout, [this] { on_kill_timeout(); });
   }
   // Stopped once the child is gone, its output read to the end, and every put answered.
@@ -312,8 +336,7 @@ void ExecSource::stop(StopCallback on_stopped) {
 void ExecSource::on_kill_timeout() {
   if (!running_ && !out_open_ && !err_open_) return;
   const auto left = holders();
-  std::string names;
-  for (const auto& h : left) names += (names.empty() ? "" : ", ") + describe(h);
+  std::string names = describe_all(left);
   if (running_ &&
       std::none_of(left.begin(), left.end(), [&](const PipeHolder& h) { return h.pid == pgid_; })) {
     names = fmt::format("pid {} (the command){}{}", pgid_, names.empty() ? "" : ", ", names);
@@ -329,9 +352,7 @@ void ExecSource::on_kill_timeout() {
 
 void ExecSource::abandon_output() {
   if (!out_open_ && !err_open_) return;
-  const auto left = holders();
-  std::string names;
-  for (const auto& h : left) names += (names.empty() ? "" : ", ") + describe(h);
+  const std::string names = describe_all(holders());
   spdlog::error("exec {}: closing the command's output, still held after SIGKILL by: {}", ctx_.name,
                 names.empty() ? "a process sluice cannot see" : names);
   abandoned_.inc();

@@ -39,8 +39,9 @@ struct ExecConfig {
 /// reports each such process (log with pid, gauge). On stop, the group and every process that
 /// holds the output, in the group or not, get SIGTERM; whatever still holds it after kill_timeout
 /// gets SIGKILL, and the output is closed shortly after even if something survived (counted), so
-/// that no child can hold the shutdown up. A child that left the group and closed the output is a
-/// daemon of its own and is left alone.
+/// that no child can hold the shutdown up. A child that left the group and closed its output is
+/// found by a mark in its environment (unless it cleared it) and gets SIGTERM at stop too, but the
+/// stop does not wait for it.
 class ExecSource final : public Source, private LineReaderHost {
  public:
   ExecSource(const ExecConfig& config, SourceContext& ctx,
@@ -56,9 +57,11 @@ class ExecSource final : public Source, private LineReaderHost {
   Status spawn();
   void on_child_exit(std::int64_t exit_status, int term_signal);
   void maybe_done();
-  /// The processes, other than sluice, that hold the command's open output pipes.
+  /// The processes, other than sluice, that hold the command's open output pipes or carry the mark
+  /// of its current run in their environment.
   std::vector<PipeHolder> holders() const;
   std::string describe(const PipeHolder& h) const;
+  std::string describe_all(const std::vector<PipeHolder>& processes) const;
   /// Sends `sig` to the command's process group while it can still be ours (the command runs, or a
   /// holder of its output is in it: a group id is not reused while a member lives) and to every
   /// holder outside it; logs each target at `level`.
@@ -87,6 +90,9 @@ class ExecSource final : public Source, private LineReaderHost {
   Timer kill_timer_;
   Timer abandon_timer_;
   Timer report_timer_;
+  std::uint64_t mark_base_;
+  std::uint64_t spawns_ = 0;
+  std::string mark_;  // "SLUICE_EXEC_MARK=...", in the environment of the running command
   pid_t pgid_ = 0;
   ino_t out_ino_ = 0, err_ino_ = 0;
   StopWaiter stop_waiter_;

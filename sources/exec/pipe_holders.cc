@@ -69,6 +69,25 @@ bool read_stat(const char* pid, PipeHolder& h) {
   return true;
 }
 
+// Whether /proc/PID/environ holds the entry `mark` (entries are NUL-terminated).
+bool marked(const char* pid, std::string_view mark) {
+  char path[300];
+  std::snprintf(path, sizeof path, "/proc/%s/environ", pid);
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  std::string env;
+  char buf[16384];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;)
+    env.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  for (std::size_t at = 0; at < env.size();) {
+    const std::size_t end = std::min(env.find('\0', at), env.size());
+    if (std::string_view(env).substr(at, end - at) == mark) return true;
+    at = end + 1;
+  }
+  return false;
+}
+
 }  // namespace
 
 ino_t pipe_inode(int fd) {
@@ -78,15 +97,22 @@ ino_t pipe_inode(int fd) {
 }
 
 std::vector<PipeHolder> find_pipe_holders(const std::vector<ino_t>& pipes) {
+  return find_command_processes(pipes, {});
+}
+
+std::vector<PipeHolder> find_command_processes(const std::vector<ino_t>& pipes,
+                                               std::string_view mark) {
   std::vector<PipeHolder> out;
-  if (pipes.empty()) return out;
+  if (pipes.empty() && mark.empty()) return out;
   DIR* proc = ::opendir("/proc");
   if (proc == nullptr) return out;
   const long self = static_cast<long>(::getpid());
   while (const dirent* e = ::readdir(proc)) {
     if (!numeric(e->d_name) || std::strtol(e->d_name, nullptr, 10) == self) continue;
-    if (!holds(e->d_name, pipes)) continue;
+    const bool holder = !pipes.empty() && holds(e->d_name, pipes);
+    if (!holder && (mark.empty() || !marked(e->d_name, mark))) continue;
     PipeHolder h;
+    h.holds_output = holder;
     if (read_stat(e->d_name, h)) out.push_back(std::move(h));
   }
   ::closedir(proc);

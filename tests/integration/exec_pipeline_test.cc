@@ -489,8 +489,8 @@ TEST_CASE("exec: SIGTERM ends a child that outlived the command and holds its ou
            1.0;
   }));
   // (Named by pid: the report may catch the child between fork and exec, still called "sh".)
-  CHECK(agent.stderr_text().find("still hold its output: pid " + std::to_string(child) + " (") !=
-        std::string::npos);
+  CHECK(agent.stderr_text().find("processes it started still run: pid " + std::to_string(child) +
+                                 " (") != std::string::npos);
   const auto t0 = std::chrono::steady_clock::now();
   CHECK(agent.terminate() == 0);
   const double took = elapsed_s(t0);
@@ -538,8 +538,8 @@ TEST_CASE("exec: a setsid child that holds the output is found, named and stoppe
     return agent.metric(R"(sluice_source_exec_leftover_processes{component="gen",type="exec"})") ==
            1.0;
   }));
-  CHECK(agent.stderr_text().find("still hold its output: pid " + std::to_string(child) + " (") !=
-        std::string::npos);
+  CHECK(agent.stderr_text().find("processes it started still run: pid " + std::to_string(child) +
+                                 " (") != std::string::npos);
   const std::string named = "pid " + std::to_string(child) + " (sleep, left its process group)";
   const auto t0 = std::chrono::steady_clock::now();
   CHECK(agent.terminate() == 0);
@@ -548,6 +548,34 @@ TEST_CASE("exec: a setsid child that holds the output is found, named and stoppe
   CHECK(took < 2.5);
   CHECK(eventually(2s, [&] { return nap.pids().empty(); }));
   CHECK(agent.stderr_text().find("sending SIGTERM to " + named) != std::string::npos);
+}
+
+TEST_CASE("exec: a setsid daemon with its output closed is found by its mark and stopped",
+          "[integration][exec][stop]") {
+  TempDir tmp;
+  Nap nap;
+  const std::string out = tmp.file("out.log");
+  AgentProcess agent("exec_file.toml", exec_options(R"(["sh", "-c", "setsid sleep )" + nap.seconds +
+                                                        R"( >/dev/null 2>&1 & echo started"])",
+                                                    out, "10000", "10s", "kill_timeout = \"1s\""));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] { return count_lines(out) == 1 && nap.pids().size() == 1; }));
+  const pid_t child = nap.pids()[0];
+  // The output closed with the shell's exit: the source is done, and reports what is left.
+  REQUIRE(eventually(5s, [&] {
+    return agent.metric(R"(sluice_source_exec_leftover_processes{component="gen",type="exec"})") ==
+           1.0;
+  }));
+  INFO(agent.stderr_text());
+  CHECK(agent.stderr_text().find("processes it started still run: pid " + std::to_string(child) +
+                                 " (") != std::string::npos);
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(agent.terminate() == 0);
+  CHECK(elapsed_s(t0) < 2.5);
+  CHECK(eventually(2s, [&] { return nap.pids().empty(); }));
+  CHECK(agent.stderr_text().find("sending SIGTERM to pid " + std::to_string(child) +
+                                 " (sleep, left its process group, not holding the output)") !=
+        std::string::npos);
 }
 
 TEST_CASE("log injection: a parse-error warning escapes the input it quotes",

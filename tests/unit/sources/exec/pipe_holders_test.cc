@@ -46,3 +46,33 @@ TEST_CASE("pipe holders: a child that left the group and holds the pipe is found
   CHECK(find_pipe_holders({ino}).empty());  // gone, and its end of the pipe with it
   ::close(fds[0]);
 }
+
+TEST_CASE("pipe holders: a process that closed the pipe is found by the mark in its environment",
+          "[unit][exec]") {
+  const std::string mark = "SLUICE_EXEC_MARK=unit-test." + std::to_string(::getpid());
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    // Like a daemon the command started: its own session, no pipe, the inherited environment.
+    ::setsid();
+    std::string entry = mark;
+    char* argv[] = {const_cast<char*>("sleep"), const_cast<char*>("1000"), nullptr};
+    char* envp[] = {entry.data(), nullptr};
+    ::execve("/bin/sleep", argv, envp);
+    ::_exit(127);
+  }
+  std::vector<sluice::sources::PipeHolder> found;
+  CHECK(sluice::test::eventually(5s, [&] {
+    found = sluice::sources::find_command_processes({}, mark);
+    return found.size() == 1 && found[0].comm == "sleep";
+  }));
+  REQUIRE(found.size() == 1);
+  CHECK(found[0].pid == child);
+  CHECK(found[0].pgid == child);
+  CHECK_FALSE(found[0].holds_output);
+  CHECK(sluice::sources::find_command_processes({}, mark + "0").empty());  // whole entries only
+  ::kill(child, SIGKILL);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(sluice::sources::find_command_processes({}, mark).empty());
+}
