@@ -452,6 +452,33 @@ TEST_CASE("event ids: exec ids differ between runs, taildir ids of the same byte
   INFO("run 1: " << runs[0][0] << " ... run 2: " << runs[1][0]);
   CHECK(all.size() == 10);
 
+  // The same for a network source: the same request to two runs of an http source.
+  std::vector<std::string> http_runs[2];
+  for (int run = 0; run < 2; ++run) {
+    const std::string out = tmp.file("http" + std::to_string(run) + ".json");
+    AgentProcess::Options o;
+    o.vars = {{"EXTRA", ""},
+              {"CHANNEL", "type = \"memory\""},
+              {"SINK", "file"},
+              {"SINK_EXTRA", "path = \"" + out + "\""}};
+    AgentProcess agent("http_file.toml", o);
+    REQUIRE(agent.wait_ready());
+    const std::string body = "a\nb\nc\n";
+    const auto r =
+        http_request(agent.source_address("web"),
+                     "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: " +
+                         std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+    CHECK(r.status == 200);
+    REQUIRE(eventually(10s, [&] { return count_lines(out) == 3; }));
+    CHECK(agent.terminate() == 0);
+    http_runs[run] = ids_of(out);
+  }
+  REQUIRE(http_runs[0].size() == 3);
+  std::set<std::string> http_ids(http_runs[0].begin(), http_runs[0].end());
+  http_ids.insert(http_runs[1].begin(), http_runs[1].end());
+  CHECK(http_ids.size() == 6);
+
   // A file read again from its head (fresh state, same bytes): the same ids, so that the
   // receiver can recognise the re-read.
   const std::string log = tmp.file("app.log");
