@@ -168,6 +168,8 @@ Status ExecSource::spawn() {
   running_ = true;
   out_open_ = err_open_ = true;
   pgid_ = process_->pid;  // UV_PROCESS_DETACHED: setsid(), so the pid is the group (and session) id
+  started_ =
+      process_start_ticks(pgid_);  // still there: reaped on a later loop turn at the earliest
   out_ino_ = pipe_inode(out_fds[0]);
   err_ino_ = pipe_inode(err_fds[0]);
   uv_pipe_open(out_, out_fds[0]);
@@ -230,7 +232,7 @@ std::vector<PipeHolder> ExecSource::holders() const {
   std::vector<ino_t> pipes;
   if (out_open_ && out_ino_ != 0) pipes.push_back(out_ino_);
   if (err_open_ && err_ino_ != 0) pipes.push_back(err_ino_);
-  return find_command_processes(pipes, mark_);
+  return find_command_processes(pipes, mark_, started_);
 }
 
 std::string ExecSource::describe(const PipeHolder& h) const {

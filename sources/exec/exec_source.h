@@ -94,6 +94,7 @@ class ExecSource final : public Source, private LineReaderHost {
   std::uint64_t spawns_ = 0;
   std::string mark_;  // "SLUICE_EXEC_MARK=...", in the environment of the running command
   pid_t pgid_ = 0;
+  std::uint64_t started_ = 0;  // the command's start, in /proc's ticks
   ino_t out_ino_ = 0, err_ino_ = 0;
   StopWaiter stop_waiter_;
   char buf_[64 * 1024];

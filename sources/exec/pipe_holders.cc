@@ -45,16 +45,17 @@ bool holds(const char* pid, const std::vector<ino_t>& pipes) {
   return found;
 }
 
-// Fills pgid and comm from /proc/PID/stat ("PID (COMM) STATE PPID PGRP ..."); COMM may hold
-// spaces and parentheses, so it ends at the last ')'.
-bool read_stat(const char* pid, PipeHolder& h) {
+// Fills pgid, comm and the start time from /proc/PID/stat ("PID (COMM) STATE PPID PGRP ...");
+// COMM may hold spaces and parentheses, so it ends at the last ')'. False for a zombie.
+bool read_stat(const char* pid, PipeHolder& h, std::uint64_t& start_ticks) {
   char path[300];
   std::snprintf(path, sizeof path, "/proc/%s/stat", pid);
-  FILE* f = std::fopen(path, "re");
-  if (f == nullptr) return false;
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
   char buf[512];
-  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-  std::fclose(f);
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return false;
   buf[n] = '\0';
   char* open = std::strchr(buf, '(');
   char* close = std::strrchr(buf, ')');
@@ -62,8 +63,16 @@ bool read_stat(const char* pid, PipeHolder& h) {
   h.comm.assign(open + 1, close);
   char state = 0;
   long ppid = 0, pgrp = 0;
-  if (std::sscanf(close + 1, " %c %ld %ld", &state, &ppid, &pgrp) != 3) return false;
+  unsigned long long start = 0;
+  // Fields 3 to 5, then skip 6 to 21, then 22 (starttime).
+  if (std::sscanf(close + 1,
+                  " %c %ld %ld %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d "
+                  "%llu",
+                  &state, &ppid, &pgrp, &start) != 4) {
+    return false;
+  }
   if (state == 'Z' || state == 'X') return false;
+  start_ticks = start;
   h.pid = static_cast<pid_t>(std::strtol(pid, nullptr, 10));
   h.pgid = static_cast<pid_t>(pgrp);
   return true;
@@ -100,8 +109,16 @@ std::vector<PipeHolder> find_pipe_holders(const std::vector<ino_t>& pipes) {
   return find_command_processes(pipes, {});
 }
 
+std::uint64_t process_start_ticks(pid_t pid) {
+  char name[32];
+  std::snprintf(name, sizeof name, "%ld", static_cast<long>(pid));
+  PipeHolder h;
+  std::uint64_t start = 0;
+  return read_stat(name, h, start) ? start : 0;
+}
+
 std::vector<PipeHolder> find_command_processes(const std::vector<ino_t>& pipes,
-                                               std::string_view mark) {
+                                               std::string_view mark, std::uint64_t started_after) {
   std::vector<PipeHolder> out;
   if (pipes.empty() && mark.empty()) return out;
   DIR* proc = ::opendir("/proc");
@@ -109,11 +126,11 @@ std::vector<PipeHolder> find_command_processes(const std::vector<ino_t>& pipes,
   const long self = static_cast<long>(::getpid());
   while (const dirent* e = ::readdir(proc)) {
     if (!numeric(e->d_name) || std::strtol(e->d_name, nullptr, 10) == self) continue;
-    const bool holder = !pipes.empty() && holds(e->d_name, pipes);
-    if (!holder && (mark.empty() || !marked(e->d_name, mark))) continue;
     PipeHolder h;
-    h.holds_output = holder;
-    if (read_stat(e->d_name, h)) out.push_back(std::move(h));
+    std::uint64_t start = 0;
+    if (!read_stat(e->d_name, h, start) || start < started_after) continue;
+    h.holds_output = !pipes.empty() && holds(e->d_name, pipes);
+    if (h.holds_output || (!mark.empty() && marked(e->d_name, mark))) out.push_back(std::move(h));
   }
   ::closedir(proc);
   std::sort(out.begin(), out.end(),

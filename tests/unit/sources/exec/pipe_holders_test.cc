@@ -71,6 +71,11 @@ TEST_CASE("pipe holders: a process that closed the pipe is found by the mark in 
   CHECK(found[0].pgid == child);
   CHECK_FALSE(found[0].holds_output);
   CHECK(sluice::sources::find_command_processes({}, mark + "0").empty());  // whole entries only
+  // Processes older than the command are not its descendants, and are not looked at.
+  const std::uint64_t started = sluice::sources::process_start_ticks(child);
+  CHECK(started >= sluice::sources::process_start_ticks(::getpid()));
+  CHECK(sluice::sources::find_command_processes({}, mark, started).size() == 1);
+  CHECK(sluice::sources::find_command_processes({}, mark, started + 1).empty());
   ::kill(child, SIGKILL);
   int status = 0;
   REQUIRE(::waitpid(child, &status, 0) == child);
