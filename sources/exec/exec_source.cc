@@ -69,7 +69,7 @@ ExecSource::ExecSource(const ExecConfig& config, SourceContext& ctx,
                                               ctx.labels())),
       leftover_(ctx.metrics.gauge(
           "sluice_source_exec_leftover_processes",
-          "Processes that outlived the exec command and still hold its output, as last seen.",
+          "Processes the exec command started that still ran after it exited, as last seen.",
           ctx.labels())),
       killed_(ctx.metrics.counter(
           "sluice_source_exec_killed_processes_total",
@@ -116,11 +116,9 @@ Status ExecSource::spawn() {
   // which holders() finds a daemon that left the group and closed the output.
   mark_ = fmt::format("{}={:016x}.{}", kMarkVariable, mark_base_, ++spawns_);
   std::vector<char*> envp;
+  const std::string_view mark_prefix(mark_.data(), kMarkVariable.size() + 1);  // "NAME="
   for (char** e = environ; *e != nullptr; ++e) {
-    if (std::string_view(*e).substr(0, kMarkVariable.size() + 1) !=
-        std::string(kMarkVariable) + "=") {
-      envp.push_back(*e);
-    }
+    if (std::string_view(*e).substr(0, mark_prefix.size()) != mark_prefix) envp.push_back(*e);
   }
   envp.push_back(mark_.data());
   envp.push_back(nullptr);
@@ -168,8 +166,8 @@ Status ExecSource::spawn() {
   running_ = true;
   out_open_ = err_open_ = true;
   pgid_ = process_->pid;  // UV_PROCESS_DETACHED: setsid(), so the pid is the group (and session) id
-  started_ =
-      process_start_ticks(pgid_);  // still there: reaped on a later loop turn at the earliest
+  // The command cannot be gone yet: it is reaped on a later loop turn at the earliest.
+  started_ = process_start_ticks(pgid_);
   out_ino_ = pipe_inode(out_fds[0]);
   err_ino_ = pipe_inode(err_fds[0]);
   uv_pipe_open(out_, out_fds[0]);
