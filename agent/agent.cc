@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "lib/codec/json.h"
+#include "lib/core/log.h"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.0.0"
@@ -47,6 +48,7 @@ Agent::Agent(AgentConfig config, const Registry& registry)
       registry_(registry),
       shutdown_timer_(loop_),
       watchdog_timer_(loop_),
+      log_summary_timer_(loop_),
       up_(metrics_.gauge("sluice_agent_ready", "1 once every component started, 0 while stopping.",
                          {{"component", "agent"}, {"type", "agent"}})) {
   metrics_
@@ -270,6 +272,8 @@ int Agent::run() {
     watchdog_timer_.start(
         every, [] { sd_notify(0, "WATCHDOG=1"); }, every);
   }
+  log_summary_timer_.start(
+      std::chrono::seconds(1), [] { RateLimiter::log_summaries(); }, std::chrono::seconds(1));
   loop_.run();
   return exit_code_;
 }
@@ -333,6 +337,8 @@ void Agent::finish() {
   state_ = State::stopped;
   shutdown_timer_.stop();
   watchdog_timer_.stop();
+  log_summary_timer_.stop();
+  RateLimiter::log_summaries(true);
   if (admin_) admin_->close();
   spdlog::info("stopped: every channel drained");
   exit_code_ = 0;
@@ -340,6 +346,7 @@ void Agent::finish() {
 }
 
 void Agent::exit_now(int code, std::string_view why) {
+  RateLimiter::log_summaries(true);
   spdlog::error("exiting at once: {}", why);
   for (auto& s : sources_) s.source->persist_checkpoint();
   spdlog::default_logger()->flush();

@@ -89,6 +89,7 @@ class Agent {
   std::vector<uv_signal_t*> signals_;
   Timer shutdown_timer_;
   Timer watchdog_timer_;
+  Timer log_summary_timer_;  // reports what rate-limited warnings held back
   int exit_code_ = 0;
   std::size_t sources_running_ = 0;
   std::size_t groups_draining_ = 0;

@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "channels/lmdb/record_codec.h"
+#include "lib/core/log.h"
 
 namespace sluice::channels {
 namespace {
@@ -545,7 +546,7 @@ bool LmdbChannel::drop_oldest() {
     Cursor& c = cursors_[id];
     c.committed = record + 1;
     c.taken = std::max(c.taken, c.committed);
-    spdlog::warn(
+    SLUICE_WARN_RATE_LIMITED(
         "lmdb channel {}: full; dropped {} of the oldest events for sink group {} ({})", ctx_.name,
         events, c.group,
         config_.drop_oldest_when_full ? "when_full = \"drop_oldest\"" : "lagging = \"detach\"");

@@ -2,6 +2,8 @@
 
 #include <openssl/evp.h>
 
+#include "lib/core/log.h"
+
 namespace sluice::avro {
 namespace {
 
@@ -332,7 +334,7 @@ Status read_call(Reader& r, const CallLimits& limits, std::int64_t timestamp_ns,
       }
     }
   } else {
-    return fail("unknown message '" + std::string(call.message.substr(0, 64)) + "'");
+    return fail("unknown message '" + escape_for_log(call.message, 64) + "'");
   }
   if (!r.ok()) return fail(std::string("request ") + r.error());
   if (!r.at_end())

@@ -1,8 +1,33 @@
 #include "lib/ingest/line_source.h"
 
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <atomic>
+
 #include "lib/core/clock.h"
 
 namespace sluice::sources {
+namespace {
+
+std::uint64_t process_epoch() noexcept {
+  static const std::uint64_t epoch = [] {
+    std::uint64_t v = 0;
+    // Non-blocking: early in boot the entropy pool may not be ready, and an id must not wait for
+    // it; the time and pid then still differ from one start to the next.
+    if (::getrandom(&v, sizeof v, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof v)) {
+      v = static_cast<std::uint64_t>(wall_clock_ns()) ^
+          (static_cast<std::uint64_t>(::getpid()) << 40) ^
+          static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    }
+    return v;
+  }();
+  return epoch;
+}
+
+std::atomic<std::uint64_t> id_bases_made{0};
+
+}  // namespace
 
 std::uint64_t hash_name(std::string_view name) noexcept {
   std::uint64_t h = 1469598103934665603ULL;  // FNV-1a
@@ -11,6 +36,10 @@ std::uint64_t hash_name(std::string_view name) noexcept {
     h *= 1099511628211ULL;
   }
   return h;
+}
+
+std::uint64_t run_id_base(std::string_view name) noexcept {
+  return hash_name(name) ^ event_id(process_epoch(), id_bases_made.fetch_add(1));
 }
 
 std::uint64_t event_id(std::uint64_t source_hash, std::uint64_t position) noexcept {
@@ -30,7 +59,7 @@ LineReader::LineReader(SourceContext& ctx, const LineConfig& config, LineReaderH
     : output_(ctx.output),
       host_(host),
       splitter_(config),
-      id_base_(hash_name(ctx.name)),
+      id_base_(run_id_base(ctx.name)),
       max_batch_(ctx.output.max_batch_events()),
       pipeline_(std::move(pipeline)),
       multiline_timer_(ctx.loop),

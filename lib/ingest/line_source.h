@@ -81,5 +81,10 @@ class LineReader final : private OutputListener {
 /// A stable 64-bit id: a mix of a source's name hash and a position or sequence.
 std::uint64_t event_id(std::uint64_t source_hash, std::uint64_t position) noexcept;
 std::uint64_t hash_name(std::string_view name) noexcept;
+/// The id base of a source whose sequence restarts with the process (exec, stdin, network
+/// sources): the name's hash mixed with a random epoch drawn once per process start and a count of
+/// the bases handed out, so that no run (and no rebuilt source) repeats the ids of another. File
+/// sources do not use it: their ids name the same bytes across restarts.
+std::uint64_t run_id_base(std::string_view name) noexcept;
 
 }  // namespace sluice::sources

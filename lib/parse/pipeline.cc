@@ -149,9 +149,10 @@ EventPipeline::Outcome EventPipeline::process(const Record& record, std::int64_t
   bool dead = false;
   if (pe != ParseError::none) {
     parse_errors_[static_cast<std::size_t>(pe)]->inc();
-    SLUICE_WARN_LIMITED(parse_log_, "{}: {} record{}{} did not parse ({}): {:.120}", source_name_,
+    SLUICE_WARN_LIMITED(parse_log_, "{}: {} record{}{} did not parse ({}): {}", source_name_,
                         config_.format, origin.empty() ? "" : " in ", origin,
-                        fmt::format("{} at offset {}", reason_name(pe), offset), record.text);
+                        fmt::format("{} at offset {}", reason_name(pe), offset),
+                        log_excerpt(record.text));
     d.fields.clear();
     if (config_.on_parse_error == OnParseError::drop) {
       dropped_parse_->inc();
@@ -166,12 +167,12 @@ EventPipeline::Outcome EventPipeline::process(const Record& record, std::int64_t
       d.timestamp_ns = *t;
     } else {
       time_errors_->inc();
-      SLUICE_WARN_LIMITED(time_log_,
-                          "{}: time field '{}' {} (format \"{}\"); using the arrival time",
-                          source_name_, config_.time_field,
-                          f == nullptr ? std::string("is missing")
-                                       : fmt::format("\"{:.64}\" does not parse", f->text),
-                          time_->spec());
+      SLUICE_WARN_LIMITED(
+          time_log_, "{}: time field '{}' {} (format \"{}\"); using the arrival time", source_name_,
+          config_.time_field,
+          f == nullptr ? std::string("is missing")
+                       : fmt::format("\"{}\" does not parse", log_excerpt(f->text, 64)),
+          time_->spec());
     }
   }
   // A record bound for the dead-letter channel goes as it came: interceptors are for parsed events.

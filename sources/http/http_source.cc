@@ -9,6 +9,7 @@
 #include <cctype>
 
 #include "lib/core/clock.h"
+#include "lib/core/log.h"
 #include "lib/ingest/line_source.h"
 
 namespace sluice::sources {
@@ -123,7 +124,7 @@ HttpSource::HttpSource(const HttpSourceConfig& config, SourceContext& ctx,
       ctx_(ctx),
       putter_(ctx.output),
       pipeline_(pipeline && !pipeline->trivial() ? std::move(pipeline) : nullptr),
-      id_base_(hash_name(ctx.name)),
+      id_base_(run_id_base(ctx.name)),
       stop_waiter_(ctx.loop),
       metrics_(ctx) {
   putter_.set_on_progress([this] {
@@ -190,7 +191,8 @@ std::optional<std::pair<int, std::string>> decode_body(std::string_view content_
     }
     body = scratch;
   } else if (!encoding.empty() && encoding != "identity") {
-    return std::pair{415, "Content-Encoding '" + encoding + "' is not supported (gzip, zstd)"};
+    return std::pair{415, "Content-Encoding '" + escape_for_log(encoding, 64) +
+                              "' is not supported (gzip, zstd)"};
   }
   const std::string type = media_type(content_type);
   auto too_many = [&] {
@@ -298,7 +300,7 @@ void HttpSource::handle(http::Request& req, http::Responder responder) {
   if (stopping_) return refuse(responder, 503, "shutting down", {{"Retry-After", "1"}});
   if (auto err = decode(req)) {
     SLUICE_WARN_LIMITED(log_limit_, "http {}: {} for a request to {}: {}", ctx_.name, err->first,
-                        req.path(), err->second);
+                        log_excerpt(req.path()), err->second);
     return refuse(responder, err->first, std::move(err->second));
   }
   Batch* batch = &events_;

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "lib/core/log.h"
 #include "lib/ingest/line_source.h"
 #include "sources/taildir/glob.h"
 
@@ -135,7 +136,7 @@ Result<std::unique_ptr<TaildirSource>> TaildirSource::create(const TaildirConfig
     if (std::sscanf(value.c_str(), "%llu %llu %u %llu %llu %n", &dev, &ino, &fp_len, &fp_hash,
                     &offset, &consumed) < 5) {
       spdlog::warn("taildir {}: ignoring a malformed position stored in the channel for {}: \"{}\"",
-                   ctx.name, key, value);
+                   ctx.name, log_excerpt(key), log_excerpt(value));
       continue;
     }
     p.path = value.substr(static_cast<std::size_t>(consumed));

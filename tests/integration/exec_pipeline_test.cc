@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "tests/support/agent_process.h"
@@ -33,6 +34,46 @@ AgentProcess::Options exec_options(const std::string& command, const std::string
             {"MAX_EVENTS", max_events},     {"SHUTDOWN_TIMEOUT", shutdown_timeout},
             {"SOURCE_EXTRA", source_extra}, {"SINK_EXTRA", sink_extra}};
   return o;
+}
+
+// The "id" of every event in a file sink's json output, in order.
+std::vector<std::string> ids_of(const std::string& path) {
+  std::vector<std::string> ids;
+  for (const auto& line : read_lines(path)) {
+    const auto at = line.find(R"("id":")");
+    if (at != std::string::npos) ids.push_back(line.substr(at + 6, 16));
+  }
+  return ids;
+}
+
+// Pids of the live processes whose argv is exactly `argv` (zombies excluded).
+std::vector<pid_t> processes_running(const std::vector<std::string>& argv) {
+  std::string want;
+  for (const auto& a : argv) want += a + '\0';
+  std::vector<pid_t> pids;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (read_file(e.path().string() + "/cmdline") != want) continue;
+    const std::string stat = read_file(e.path().string() + "/stat");
+    const auto paren = stat.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= stat.size() || stat[paren + 2] == 'Z') continue;
+    pids.push_back(static_cast<pid_t>(std::stol(name)));
+  }
+  return pids;
+}
+
+// A `sleep` that no other test runs, found through /proc, and killed if a test leaves it behind.
+struct Nap {
+  std::string seconds = std::to_string(7'000'000 + std::random_device{}() % 1'000'000);
+  std::vector<pid_t> pids() const { return processes_running({"sleep", seconds}); }
+  ~Nap() {
+    for (pid_t p : pids()) ::kill(p, SIGKILL);
+  }
+};
+
+double elapsed_s(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
 
 }  // namespace
@@ -387,4 +428,292 @@ TEST_CASE("SIGHUP is logged and ignored, a busy admin port stops the start",
   CHECK(second.stderr_text().find("cannot start: agent.admin: listen " + agent.admin() +
                                   ": EADDRINUSE") != std::string::npos);
   CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("event ids: exec ids differ between runs, taildir ids of the same bytes do not",
+          "[integration][exec][id]") {
+  TempDir tmp;
+  // The same command twice, each run in a fresh agent: the same output, so only the ids can tell
+  // the events apart, and a receiver that de-duplicates on them must not drop the second run.
+  std::vector<std::string> runs[2];
+  for (int run = 0; run < 2; ++run) {
+    const std::string out = tmp.file("exec" + std::to_string(run) + ".json");
+    AgentProcess agent("exec_file.toml", exec_options(R"(["seq", "1", "5"])", out, "10000", "10s",
+                                                      "", "format = \"json\""));
+    REQUIRE(agent.wait_ready());
+    REQUIRE(eventually(10s, [&] { return count_lines(out) == 5; }));
+    CHECK(agent.terminate() == 0);
+    runs[run] = ids_of(out);
+  }
+  REQUIRE(runs[0].size() == 5);
+  REQUIRE(runs[1].size() == 5);
+  std::set<std::string> all(runs[0].begin(), runs[0].end());
+  all.insert(runs[1].begin(), runs[1].end());
+  INFO("run 1: " << runs[0][0] << " ... run 2: " << runs[1][0]);
+  CHECK(all.size() == 10);
+
+  // The same for a network source: the same request to two runs of an http source.
+  std::vector<std::string> http_runs[2];
+  for (int run = 0; run < 2; ++run) {
+    const std::string out = tmp.file("http" + std::to_string(run) + ".json");
+    AgentProcess::Options o;
+    o.vars = {{"EXTRA", ""},
+              {"CHANNEL", "type = \"memory\""},
+              {"SINK", "file"},
+              {"SINK_EXTRA", "path = \"" + out + "\""}};
+    AgentProcess agent("http_file.toml", o);
+    REQUIRE(agent.wait_ready());
+    const std::string body = "a\nb\nc\n";
+    const auto r =
+        http_request(agent.source_address("web"),
+                     "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: " +
+                         std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+    CHECK(r.status == 200);
+    REQUIRE(eventually(10s, [&] { return count_lines(out) == 3; }));
+    CHECK(agent.terminate() == 0);
+    http_runs[run] = ids_of(out);
+  }
+  REQUIRE(http_runs[0].size() == 3);
+  std::set<std::string> http_ids(http_runs[0].begin(), http_runs[0].end());
+  http_ids.insert(http_runs[1].begin(), http_runs[1].end());
+  CHECK(http_ids.size() == 6);
+
+  // A file read again from its head (fresh state, same bytes): the same ids, so that the
+  // receiver can recognise the re-read.
+  const std::string log = tmp.file("app.log");
+  append_numbers(log, 1, 5);
+  std::vector<std::string> tail_runs[2];
+  for (int run = 0; run < 2; ++run) {
+    const std::string out = tmp.file("tail" + std::to_string(run) + ".json");
+    AgentProcess::Options o;
+    o.vars = {{"OUT", out}, {"EXTRA", "paths = [\"" + log + "\"]"}};
+    AgentProcess agent("taildir_json.toml", o);
+    REQUIRE(agent.wait_ready());
+    REQUIRE(eventually(10s, [&] { return count_lines(out) == 5; }));
+    CHECK(agent.terminate() == 0);
+    tail_runs[run] = ids_of(out);
+  }
+  REQUIRE(tail_runs[0].size() == 5);
+  CHECK(tail_runs[0] == tail_runs[1]);
+  CHECK(std::set<std::string>(tail_runs[0].begin(), tail_runs[0].end()).size() == 5);
+}
+
+TEST_CASE("exec: SIGTERM ends a child that outlived the command and holds its output",
+          "[integration][exec][stop]") {
+  TempDir tmp;
+  Nap nap;
+  const std::string out = tmp.file("out.log");
+  AgentProcess agent("exec_file.toml",
+                     exec_options(R"(["sh", "-c", "sleep )" + nap.seconds + R"( & echo started"])",
+                                  out, "10000", "10s", "kill_timeout = \"1s\""));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] { return count_lines(out) == 1 && nap.pids().size() == 1; }));
+  const pid_t child = nap.pids()[0];
+  // The shell has exited; what it left behind is reported, by pid, and counted.
+  REQUIRE(eventually(5s, [&] {
+    return agent.metric(R"(sluice_source_exec_leftover_processes{component="gen",type="exec"})") ==
+           1.0;
+  }));
+  // (Named by pid: the report may catch the child between fork and exec, still called "sh".)
+  CHECK(agent.stderr_text().find("processes it started still run: pid " + std::to_string(child) +
+                                 " (") != std::string::npos);
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(agent.terminate() == 0);
+  const double took = elapsed_s(t0);
+  INFO(agent.stderr_text());
+  CHECK(took < 2.5);  // kill_timeout (1s) + a margin, not shutdown_timeout (10s)
+  CHECK(eventually(2s, [&] { return nap.pids().empty(); }));
+  CHECK(read_lines(out) == std::vector<std::string>{"started"});
+}
+
+TEST_CASE("exec: a child that ignores SIGTERM is killed after kill_timeout, exit 0",
+          "[integration][exec][stop]") {
+  TempDir tmp;
+  Nap nap;
+  const std::string out = tmp.file("out.log");
+  AgentProcess agent("exec_file.toml", exec_options(R"(["sh", "-c", "trap '' TERM; sleep )" +
+                                                        nap.seconds + R"( & echo started"])",
+                                                    out, "10000", "10s", "kill_timeout = \"1s\""));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] { return count_lines(out) == 1 && nap.pids().size() == 1; }));
+  const pid_t child = nap.pids()[0];
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(agent.terminate() == 0);
+  const double took = elapsed_s(t0);
+  INFO(agent.stderr_text());
+  CHECK(took >= 0.9);
+  CHECK(took < 2.5);
+  CHECK(eventually(2s, [&] { return nap.pids().empty(); }));
+  CHECK(agent.stderr_text().find("still running after kill_timeout (1s), sending SIGKILL: pid " +
+                                 std::to_string(child) + " (sleep, in its process group)") !=
+        std::string::npos);
+}
+
+TEST_CASE("exec: a setsid child that holds the output is found, named and stopped",
+          "[integration][exec][stop]") {
+  TempDir tmp;
+  Nap nap;
+  const std::string out = tmp.file("out.log");
+  AgentProcess agent("exec_file.toml", exec_options(R"(["sh", "-c", "setsid sleep )" + nap.seconds +
+                                                        R"( & echo started"])",
+                                                    out, "10000", "10s", "kill_timeout = \"1s\""));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] { return count_lines(out) == 1 && nap.pids().size() == 1; }));
+  const pid_t child = nap.pids()[0];
+  REQUIRE(eventually(5s, [&] {
+    return agent.metric(R"(sluice_source_exec_leftover_processes{component="gen",type="exec"})") ==
+           1.0;
+  }));
+  CHECK(agent.stderr_text().find("processes it started still run: pid " + std::to_string(child) +
+                                 " (") != std::string::npos);
+  const std::string named = "pid " + std::to_string(child) + " (sleep, left its process group)";
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(agent.terminate() == 0);
+  const double took = elapsed_s(t0);
+  INFO(agent.stderr_text());
+  CHECK(took < 2.5);
+  CHECK(eventually(2s, [&] { return nap.pids().empty(); }));
+  CHECK(agent.stderr_text().find("sending SIGTERM to " + named) != std::string::npos);
+}
+
+TEST_CASE("exec: a setsid daemon with its output closed is found by its mark and stopped",
+          "[integration][exec][stop]") {
+  TempDir tmp;
+  Nap nap;
+  const std::string out = tmp.file("out.log");
+  AgentProcess agent("exec_file.toml", exec_options(R"(["sh", "-c", "setsid sleep )" + nap.seconds +
+                                                        R"( >/dev/null 2>&1 & echo started"])",
+                                                    out, "10000", "10s", "kill_timeout = \"1s\""));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] { return count_lines(out) == 1 && nap.pids().size() == 1; }));
+  const pid_t child = nap.pids()[0];
+  // The output closed with the shell's exit: the source is done, and reports what is left.
+  REQUIRE(eventually(5s, [&] {
+    return agent.metric(R"(sluice_source_exec_leftover_processes{component="gen",type="exec"})") ==
+           1.0;
+  }));
+  INFO(agent.stderr_text());
+  CHECK(agent.stderr_text().find("processes it started still run: pid " + std::to_string(child) +
+                                 " (") != std::string::npos);
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(agent.terminate() == 0);
+  CHECK(elapsed_s(t0) < 2.5);
+  CHECK(eventually(2s, [&] { return nap.pids().empty(); }));
+  CHECK(agent.stderr_text().find("sending SIGTERM to pid " + std::to_string(child) +
+                                 " (sleep, left its process group, not holding the output)") !=
+        std::string::npos);
+}
+
+TEST_CASE("log injection: a parse-error warning escapes the input it quotes",
+          "[integration][exec][log]") {
+  TempDir tmp;
+  const std::string out = tmp.file("out.log");
+  // A line that is not JSON, with a carriage return, a forged log line and terminal escapes (clear
+  // screen, set the window title), and the same on stderr.
+  // (A TOML literal string, so that the shell's printf sees the backslashes.)
+  const std::string script =
+      R"(printf '{not json\r2026-12-01T00:00:00.000Z error forged\033[2J\033]0;owned\007\n'; )"
+      R"(printf 'oops\033[31m red\n' >&2)";
+  AgentProcess agent("exec_file.toml", exec_options("[\"sh\", \"-c\", '''" + script + "''']", out,
+                                                    "10000", "10s", "format = \"json\""));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] { return count_lines(out) == 1; }));
+  REQUIRE(eventually(
+      5s, [&] { return agent.stderr_text().find("exec gen: stderr: oops") != std::string::npos; }));
+  CHECK(agent.terminate() == 0);
+  const std::string log = agent.stderr_text();
+  INFO(log);
+  CHECK(
+      log.find(
+          R"(did not parse (json_syntax at offset 0): {not json\r2026-12-01T00:00:00.000Z error forged\x1b[2J\x1b]0;owned\x07)") !=
+      std::string::npos);
+  CHECK(log.find(R"(exec gen: stderr: oops\x1b[31m red)") != std::string::npos);
+  CHECK(log.find('\x1b') == std::string::npos);
+  CHECK(log.find('\r') == std::string::npos);
+  CHECK(log.find('\x07') == std::string::npos);
+
+  // A Flume JSON body can carry a raw newline: the forged line stays on the warning's own line.
+  AgentProcess::Options o;
+  o.vars = {{"EXTRA", "format = \"json\""},
+            {"CHANNEL", "type = \"memory\""},
+            {"SINK", "file"},
+            {"SINK_EXTRA", "path = \"" + tmp.file("http.json") + "\""}};
+  AgentProcess http("http_file.toml", o);
+  REQUIRE(http.wait_ready());
+  const std::string body =
+      R"([{"body":"not json\n2026-12-01T00:00:00.000Z [error] forged\u001b[2J"}])";
+  const auto r =
+      http_request(http.source_address("web"),
+                   "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   "Content-Length: " +
+                       std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+  CHECK(r.status == 200);
+  REQUIRE(eventually(10s, [&] { return count_lines(tmp.file("http.json")) == 1; }));
+  CHECK(http.terminate() == 0);
+  const std::string hlog = http.stderr_text();
+  INFO(hlog);
+  CHECK(hlog.find(R"(: not json\n2026-12-01T00:00:00.000Z [error] forged\x1b[2J)") !=
+        std::string::npos);
+  CHECK(hlog.find("\n2026-12-01T00:00:00.000Z [error] forged") == std::string::npos);
+  CHECK(hlog.find('\x1b') == std::string::npos);
+}
+
+TEST_CASE("rate-limited warnings: what a burst held back is summarised, with its count",
+          "[integration][exec][log]") {
+  TempDir tmp;
+  const std::string out = tmp.file("out.log");
+  // 300 stderr lines at once: 5 are logged (the burst), the other 295 are one summary line, which
+  // the agent logs once the window ends or, at the latest, when it exits.
+  AgentProcess agent("exec_file.toml",
+                     exec_options(R"(["sh", "-c", "seq 1 300 >&2; echo done"])", out));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] {
+    return agent.metric(R"(sluice_source_stderr_lines_total{component="gen",type="exec"})") ==
+           300.0;
+  }));
+  CHECK(agent.terminate() == 0);
+  const std::string log = agent.stderr_text();
+  INFO(log);
+  std::size_t logged = 0;
+  for (std::size_t at = 0; (at = log.find("warning exec gen: stderr: ", at)) != std::string::npos;
+       ++at) {
+    ++logged;
+  }
+  CHECK(logged == 5);
+  CHECK(log.find("warning 295 similar messages suppressed within 10s; the first: exec gen: "
+                 "stderr: 6\n") != std::string::npos);
+}
+
+TEST_CASE(
+    "rate-limited warnings: lmdb lagging = detach logs a burst of drops as 5 lines and a "
+    "summary",
+    "[integration][exec][log]") {
+  TempDir tmp;
+  AgentProcess::Options o;
+  o.vars = {{"COMMAND", "seq 1 20000"},
+            {"GOOD", tmp.file("good.log")},
+            {"CHANNEL_EXTRA", "max_events = 2000\ntransaction_events = 200"},
+            {"BAD_EXTRA", "lagging = \"detach\""}};
+  AgentProcess agent("lmdb_groups.toml", o);
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(30s, [&] { return count_lines(tmp.file("good.log")) == 20000; }));
+  const double dropped =
+      agent.metric(R"(sluice_channel_dropped_events_total{component="durable",type="lmdb"})")
+          .value_or(0);
+  CHECK(agent.terminate() == 0);
+  const std::string log = agent.stderr_text();
+  INFO(log);
+  std::size_t lines = 0;
+  for (std::size_t at = 0;
+       (at = log.find("warning lmdb channel durable: full; dropped", at)) != std::string::npos;
+       ++at) {
+    ++lines;
+  }
+  INFO("dropped " << dropped << " events");
+  CHECK(dropped > 0);
+  CHECK(lines >= 1);
+  CHECK(lines <= 5 * 4);  // at most a burst of 5 per 10 s window over the run, not one per drop
+  CHECK(log.find("similar messages suppressed within 10s; the first: lmdb channel durable: full; "
+                 "dropped") != std::string::npos);
 }
