@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <utility>
 
 namespace sluice::sinks {
 
@@ -349,6 +350,10 @@ void SinkGroup::retry_from(Slot& slot, bool answered) {
   penalties_.inc();
   auto it = std::find(order_.begin(), order_.end(), &slot);
   SLUICE_ASSERT(it != order_.end());
+  // A channel may wake the group from inside rollback() (lmdb does). Taking again before every
+  // lease from `slot` on is back would re-take events that are still leased, and the new lease
+  // would be erased from order_ below and never committed: the callers pump() once this is done.
+  const bool was_in_pump = std::exchange(in_pump_, true);
   for (auto r = order_.end(); r != it;) {
     --r;
     Slot* s = *r;
@@ -369,6 +374,7 @@ void SinkGroup::retry_from(Slot& slot, bool answered) {
     }
   }
   order_.erase(it, order_.end());
+  in_pump_ = was_in_pump;
 }
 
 void SinkGroup::commit_ready() {
