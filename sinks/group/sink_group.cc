@@ -86,7 +86,10 @@ SinkGroup::SinkGroup(ComponentContext ctx, Channel& channel, CursorId cursor,
                               "Deliveries not answered within delivery_timeout.", l),
         &ctx_.metrics.histogram("sluice_sink_delivery_seconds", "Time from deliver to answer.", l),
         &ctx_.metrics.gauge("sluice_group_active_sink",
-                            "1 on the member that received the last batch.", group_member)});
+                            "1 on the member that received the last batch.", group_member),
+        &ctx_.metrics.gauge("sluice_group_probing",
+                            "1 while the group probes a penalised member's destination.",
+                            group_member)});
   }
 }
 
@@ -141,9 +144,12 @@ SinkGroup::Slot* SinkGroup::free_slot() {
 void SinkGroup::start_probes(TimePoint now) {
   while (Sink* sink = processor_->due_for_probe(now)) {
     processor_->set_probing(*sink, true);
+    GroupMember* m = member_of(sink);
+    if (m != nullptr) member_metrics_[member_index(m)].probing->set(1);
     if (!sink->probe(*this)) {
       // No probe: the sink gets the next batch as its trial.
       processor_->set_probing(*sink, false);
+      if (m != nullptr) member_metrics_[member_index(m)].probing->set(0);
       break;
     }
   }
@@ -209,6 +215,7 @@ void SinkGroup::arm_retry_timer(TimePoint when) {
 void SinkGroup::on_probed(Sink& sink, bool healthy) noexcept {
   processor_->set_probing(sink, false);
   GroupMember* m = member_of(&sink);
+  if (m != nullptr) member_metrics_[member_index(m)].probing->set(0);
   if (healthy) {
     probes_ok_.inc();
     processor_->succeeded(sink);
