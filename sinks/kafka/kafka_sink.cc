@@ -189,6 +189,7 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::create(const KafkaConfig& config, 
   }
   rd_kafka_conf_set_dr_msg_cb(conf, &KafkaSink::on_dr);
   rd_kafka_conf_set_error_cb(conf, &KafkaSink::on_error);
+  rd_kafka_conf_set_log_cb(conf, &KafkaSink::on_log);
   int fds[2];
   if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
     rd_kafka_conf_destroy(conf);
@@ -312,18 +313,30 @@ void KafkaSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& don
   r.refs.resize(batch.size());
   for (std::uint32_t i = 0; i < batch.size(); ++i) r.refs[i] = {&r, i};
   records_.push_back(std::move(rec));
-  produce(r);
-  // Never answer inside deliver(): a batch settled without a report (all rejected locally) is
-  // answered on the next loop turn.
-  if (r.outstanding == 0 && !r.blocked) {
-    ctx_.loop.defer(&KafkaSink::finish_task, this, reinterpret_cast<std::uintptr_t>(&r));
+  if (down_) {
+    // librdkafka would only queue the batch until a timeout: let the group fail over now.
+    r.failed = true;
+    r.reason = "all brokers are down";
+  } else {
+    produce(r);
+  }
+  // Never answer inside deliver(): a batch that failed or settled without a report (all rejected
+  // locally, or nothing produced) is answered on the next loop turn.
+  if (r.failed || (r.outstanding == 0 && !r.blocked)) {
+    ctx_.loop.defer(&KafkaSink::finish_task, this, id.value);
   }
 }
 
-void KafkaSink::finish_task(void* self, std::uint64_t record) {
+void KafkaSink::finish_task(void* self, std::uint64_t delivery) {
+  // By id, not by pointer: the record may have been answered and reused meanwhile.
   auto* sink = static_cast<KafkaSink*>(self);
-  auto* r = reinterpret_cast<Record*>(static_cast<std::uintptr_t>(record));
-  sink->maybe_finish(*r);
+  for (auto& rec : sink->records_) {
+    if (rec->id.value != delivery) continue;
+    Record& r = *rec;
+    if (r.failed && !r.answered) sink->answer(r, DeliveryResult::retry(r.reason));
+    sink->maybe_finish(r);
+    return;
+  }
 }
 
 void KafkaSink::produce(Record& r) {
@@ -430,7 +443,6 @@ void KafkaSink::produce(Record& r) {
     r.failed = true;
     r.reason = std::move(text);
   }
-  if (r.failed && !r.answered) answer(r, DeliveryResult::retry(r.reason));
 }
 
 void KafkaSink::answer(Record& r, DeliveryResult result) {
@@ -466,8 +478,10 @@ void KafkaSink::on_dr(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
   auto* ref = static_cast<MsgRef*>(m->_private);
   Record& r = *ref->record;
   --r.outstanding;
-  if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    KafkaSink* self = *static_cast<KafkaSink**>(opaque);
+  KafkaSink* self = *static_cast<KafkaSink**>(opaque);
+  if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    self->down_ = false;  // a broker took it: the cluster is back
+  } else {
     self->errors_.inc();
     SLUICE_WARN_LIMITED(self->error_log_, "kafka {}: message failed: {}", self->ctx_.name,
                         rd_kafka_err2str(m->err));
@@ -488,11 +502,27 @@ void KafkaSink::on_error(rd_kafka_t*, int err, const char* reason, void* opaque)
     self->brokers_down_.inc();
     SLUICE_WARN_LIMITED(self->error_log_, "kafka {}: all brokers are down: {}", self->ctx_.name,
                         reason);
+    self->down_ = true;
     self->fail_all("all brokers are down");
     return;
   }
   SLUICE_WARN_LIMITED(self->error_log_, "kafka {}: {}: {}", self->ctx_.name,
                       rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)), reason);
+}
+
+// librdkafka's own log lines (e.g. "FAIL|...: Connect to ... failed"), at their syslog level.
+// Called on librdkafka's threads; spdlog's loggers are thread-safe.
+void KafkaSink::on_log(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
+  const char* name = rk != nullptr ? rd_kafka_name(rk) : "kafka";
+  spdlog::level::level_enum l = spdlog::level::debug;
+  if (level <= 3) {
+    l = spdlog::level::err;
+  } else if (level == 4) {
+    l = spdlog::level::warn;
+  } else if (level <= 6) {
+    l = spdlog::level::info;
+  }
+  spdlog::log(l, "librdkafka {}: {}: {}", name, fac, buf);
 }
 
 // Answers Retry for every unanswered batch now, and drops what librdkafka still queues for them,
@@ -530,6 +560,8 @@ void KafkaSink::retry_blocked() {
     Record& r = *records_[i];
     if (!r.blocked) continue;
     produce(r);
+    // Not inside deliver() here: a failure is answered at once.
+    if (r.failed && !r.answered) answer(r, DeliveryResult::retry(r.reason));
     if (r.blocked) return;  // still full: keep the order of batches
   }
 }
@@ -540,7 +572,10 @@ void KafkaSink::cancel(DeliveryId id) {
       rec->blocked = false;
       rec->failed = true;
       rec->reason = "cancelled by the sink group";
-      rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_NON_BLOCKING);
+      // In flight too: a broker that does not answer would hold the batch for message_timeout
+      // (30 s), past shutdown_timeout. The group redelivers it, so at worst it is duplicated.
+      rd_kafka_purge(
+          rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT | RD_KAFKA_PURGE_F_NON_BLOCKING);
       return;
     }
   }
@@ -572,6 +607,7 @@ bool KafkaSink::probe(ProbeListener& listener) {
       [](uv_work_t* req, int) {
         auto* work = static_cast<Work*>(req->data);
         work->sink->probing_ = false;
+        if (work->healthy) work->sink->down_ = false;
         work->listener->on_probed(*work->sink, work->healthy);
         if (work->sink->stopping_) work->sink->check_stopped();
         delete work;
