@@ -29,6 +29,13 @@ struct AvroSink::Probe {
   uv_connect_t req{};
 };
 
+// An answer on its way through the loop; `sink` is cleared if the sink is destroyed first.
+struct AvroSink::Later {
+  AvroSink* sink;
+  Job job;
+  DeliveryResult result;
+};
+
 std::optional<AvroSinkConfig> AvroSinkConfig::parse(const ConfigNode& node, ConfigErrors& errors) {
   AvroSinkConfig c;
   const std::size_t before = errors.size();
@@ -95,6 +102,10 @@ AvroSink::AvroSink(const AvroSinkConfig& config, SinkContext& ctx,
 }
 
 AvroSink::~AvroSink() {
+  // Whoever listened is gone: nothing is answered from here on.
+  on_stopped_ = nullptr;
+  queue_.clear();
+  in_flight_ = false;
   if (probe_ != nullptr) {
     // Destroyed without stop(): the probe's callback must not reach this sink or its listener.
     probe_->sink = nullptr;
@@ -102,6 +113,7 @@ AvroSink::~AvroSink() {
     probe_ = nullptr;
   }
   if (conn_) drop_connection("shutting down");
+  for (Later* l : later_) l->sink = nullptr;
 }
 
 void AvroSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& done) {
@@ -403,16 +415,17 @@ void AvroSink::fail_all(const std::string& why) {
 }
 
 void AvroSink::answer_later(Job job, DeliveryResult result) {
-  // Never answer from inside deliver(): hand it to the loop.
-  struct Later {
-    Job job;
-    DeliveryResult result;
-  };
-  auto* later = new Later{job, std::move(result)};
+  // Never answer from inside deliver(): hand it to the loop. stop() waits for these.
+  auto* later = new Later{this, job, std::move(result)};
+  later_.push_back(later);
   ctx_.loop.defer(
       [](void* p, std::uint64_t) {
         std::unique_ptr<Later> l(static_cast<Later*>(p));
+        AvroSink* sink = l->sink;
+        if (sink == nullptr) return;
+        std::erase(sink->later_, l.get());
         l->job.done->on_delivered(l->job.id, l->result);
+        sink->maybe_stopped();
       },
       later, 0);
 }
@@ -492,7 +505,7 @@ void AvroSink::stop(StopCallback on_stopped) {
 }
 
 void AvroSink::maybe_stopped() {
-  if (!on_stopped_ || in_flight_ || !queue_.empty() || probe_ != nullptr) return;
+  if (!on_stopped_ || in_flight_ || !queue_.empty() || probe_ != nullptr || !later_.empty()) return;
   stop_timer_.stop();
   auto cb = std::move(on_stopped_);
   on_stopped_ = nullptr;

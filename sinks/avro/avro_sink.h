@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "lib/avro/codec.h"
 #include "lib/codec/zstream.h"
@@ -54,6 +55,7 @@ class AvroSink final : public Sink {
  private:
   struct Conn;
   struct Probe;
+  struct Later;
   struct Job {
     const Batch* batch;
     DeliveryId id;
@@ -84,7 +86,8 @@ class AvroSink final : public Sink {
   bool in_flight_ = false, handshake_in_request_ = false;
   std::int32_t serial_ = 0;
   Timer request_timer_, connect_timer_, probe_timer_, stop_timer_;
-  Probe* probe_ = nullptr;  // the health probe in flight; freed by its connect callback
+  Probe* probe_ = nullptr;     // the health probe in flight; freed by its connect callback
+  std::vector<Later*> later_;  // answers handed to the loop, not yet given
   StopCallback on_stopped_;
   bool stopping_ = false;
   std::string scratch_;

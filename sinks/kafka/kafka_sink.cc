@@ -628,6 +628,8 @@ void KafkaSink::stop(StopCallback on_stopped) {
 void KafkaSink::check_stopped() {
   if (!on_stopped_) return;
   serve();
+  // serve() settles records, and the last release() runs check_stopped() itself.
+  if (!on_stopped_) return;
   if (!purged_ && std::chrono::steady_clock::now() >= stop_deadline_) {
     purged_ = true;
     fail_all("flush_timeout passed at stop");
