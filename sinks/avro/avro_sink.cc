@@ -448,7 +448,7 @@ void AvroSink::cancel(DeliveryId id) {
 
 bool AvroSink::probe(ProbeListener& listener) {
   // A TCP connect to the server: enough to know that something listens again.
-  if (probe_ != nullptr || on_stopped_) return false;
+  if (probe_ != nullptr || on_stopped_ || stopping_) return false;
   sockaddr_storage ss{};
   if (uv_ip4_addr(host_.c_str(), std::stoi(port_), reinterpret_cast<sockaddr_in*>(&ss)) != 0 &&
       uv_ip6_addr(host_.c_str(), std::stoi(port_), reinterpret_cast<sockaddr_in6*>(&ss)) != 0) {

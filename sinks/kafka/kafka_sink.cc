@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 namespace sluice::sinks {
 
@@ -211,6 +213,17 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::create(const KafkaConfig& config, 
   return sink;
 }
 
+// A metadata request on the threadpool. The work itself touches only `rk`, so that a sink
+// destroyed while it runs (without stop()) only has to wait for `finished` and detach itself.
+struct KafkaSink::ProbeWork {
+  uv_work_t req{};
+  rd_kafka_t* rk = nullptr;
+  KafkaSink* sink = nullptr;  // nullptr once the sink is gone: the answer is dropped
+  ProbeListener* listener = nullptr;
+  bool healthy = false;
+  std::atomic<bool> finished{false};
+};
+
 KafkaSink::KafkaSink(const KafkaConfig& config, SinkContext& ctx, rd_kafka_t* rk, int pipe_r,
                      int pipe_w)
     : config_(config),
@@ -250,6 +263,15 @@ KafkaSink::KafkaSink(const KafkaConfig& config, SinkContext& ctx, rd_kafka_t* rk
 }
 
 KafkaSink::~KafkaSink() {
+  if (probe_ != nullptr) {
+    // Destroyed without stop() while a probe runs: it uses rk_, so wait for it (at most the
+    // metadata timeout), and its completion on the loop must not reach this sink.
+    while (!probe_->finished.load(std::memory_order_acquire)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    probe_->sink = nullptr;
+    probe_ = nullptr;
+  }
   tick_.stop();
   if (poll_ != nullptr) {
     poll_->data = nullptr;
@@ -582,35 +604,32 @@ void KafkaSink::cancel(DeliveryId id) {
 }
 
 bool KafkaSink::probe(ProbeListener& listener) {
-  if (probing_ || stopping_) return false;
-  probing_ = true;
-  struct Work {
-    uv_work_t req;
-    KafkaSink* sink;
-    ProbeListener* listener;
-    bool healthy = false;
-  };
-  auto* w = new Work{};
+  if (probe_ != nullptr || stopping_) return false;
+  auto* w = new ProbeWork{};
   w->req.data = w;
+  w->rk = rk_;
   w->sink = this;
   w->listener = &listener;
+  probe_ = w;
   uv_queue_work(
       ctx_.loop.uv(), &w->req,
       [](uv_work_t* req) {
-        auto* work = static_cast<Work*>(req->data);
+        auto* work = static_cast<ProbeWork*>(req->data);
         const rd_kafka_metadata_t* md = nullptr;
         // Blocking, hence on the threadpool: asks the cluster for its brokers and topics.
-        const rd_kafka_resp_err_t err = rd_kafka_metadata(work->sink->rk_, 0, nullptr, &md, 2000);
+        const rd_kafka_resp_err_t err = rd_kafka_metadata(work->rk, 0, nullptr, &md, 2000);
         work->healthy = err == RD_KAFKA_RESP_ERR_NO_ERROR && md != nullptr && md->broker_cnt > 0;
         if (md != nullptr) rd_kafka_metadata_destroy(md);
+        work->finished.store(true, std::memory_order_release);
       },
       [](uv_work_t* req, int) {
-        auto* work = static_cast<Work*>(req->data);
-        work->sink->probing_ = false;
-        if (work->healthy) work->sink->down_ = false;
-        work->listener->on_probed(*work->sink, work->healthy);
-        if (work->sink->stopping_) work->sink->check_stopped();
-        delete work;
+        std::unique_ptr<ProbeWork> work(static_cast<ProbeWork*>(req->data));
+        KafkaSink* sink = work->sink;
+        if (sink == nullptr) return;
+        sink->probe_ = nullptr;
+        if (work->healthy) sink->down_ = false;
+        work->listener->on_probed(*sink, work->healthy);
+        if (sink->stopping_) sink->check_stopped();
       });
   return true;
 }
@@ -636,7 +655,7 @@ void KafkaSink::check_stopped() {
     rd_kafka_purge(
         rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT | RD_KAFKA_PURGE_F_NON_BLOCKING);
   }
-  if (!records_.empty() || probing_) return;
+  if (!records_.empty() || probe_ != nullptr) return;
   stop_timer_.stop();
   auto cb = std::move(on_stopped_);
   on_stopped_ = nullptr;

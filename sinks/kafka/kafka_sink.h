@@ -81,6 +81,7 @@ class KafkaSink final : public Sink {
 
  private:
   struct Record;
+  struct ProbeWork;
   struct MsgRef {
     Record* record;
     std::uint32_t index;
@@ -128,7 +129,8 @@ class KafkaSink final : public Sink {
   std::vector<rd_kafka_vu_t> vus_;
   std::string scratch_;  // NUL-terminated header names, topic and id of one message
   std::vector<std::size_t> name_offsets_;
-  bool stopping_ = false, probing_ = false, purged_ = false;
+  bool stopping_ = false, purged_ = false;
+  ProbeWork* probe_ = nullptr;  // the metadata probe on the threadpool, freed by its completion
   /// librdkafka said every broker is down: deliveries answer Retry at once, without queueing,
   /// until a message is delivered or a probe finds the cluster again.
   bool down_ = false;

@@ -1,6 +1,11 @@
 // The rules of lib/core/sink.h, checked for every sink that can run against a local peer: each
 // deliver() is answered exactly once, on the loop thread, never from inside deliver(), and stop()
 // completes with deliveries in flight, after every one of them was answered.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <deque>
 #include <map>
@@ -69,6 +74,62 @@ struct AvroRefusedFixture {
     auto s = AvroSink::create(c, ctx);
     REQUIRE(s);
     return std::move(*s);
+  }
+};
+
+// A TCP port on 127.0.0.1 whose connects hang: a backlog of 0 filled by a connection that is
+// never accepted, so the kernel drops further SYNs.
+class Blackhole {
+ public:
+  Blackhole() {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(listener_, 0) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    filler_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(::connect(filler_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  }
+  ~Blackhole() {
+    ::close(filler_);
+    ::close(listener_);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int listener_ = -1, filler_ = -1;
+  int port_ = 0;
+};
+
+// Connects hang: a probe stays in flight until connect_timeout.
+struct AvroBlackholeFixture {
+  Blackhole hole;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    AvroSinkConfig c;
+    c.address = hole.address();
+    c.connect_timeout = 10s;
+    auto s = AvroSink::create(c, ctx);
+    REQUIRE(s);
+    return std::move(*s);
+  }
+  void prepare() {}
+};
+
+// Every broker down: the metadata probe waits for its 2 s timeout.
+struct KafkaDownFixture : KafkaFixture {
+  void prepare() { kafka.set_down(true); }
+};
+
+struct Probes final : ProbeListener {
+  int calls = 0;
+  bool healthy = true;
+  void on_probed(Sink&, bool h) noexcept override {
+    ++calls;
+    healthy = h;
   }
 };
 
@@ -200,5 +261,50 @@ TEST_CASE("kafka sink: with every broker down a batch answers Retry on the next 
     REQUIRE(r.stop());
     r.sink.reset();
     REQUIRE(r.loop.close() == 0);
+  }
+}
+
+// Hardening item 3: a probe's callback must never outlive the sink, nor reach a listener after
+// the sink stopped. stop() waits for the probe (which reports failed), then calls on_stopped.
+TEMPLATE_TEST_CASE("sink contract: stop with a probe in flight answers the probe first",
+                   "[unit][sinks][contract][probe]", AvroBlackholeFixture, KafkaDownFixture) {
+  {
+    Rig<TestType> r;
+    r.fixture.prepare();
+    Probes probes;
+    REQUIRE(r.sink->probe(probes));
+    bool stopped = false;
+    int probes_at_stop = -1;
+    const auto t0 = std::chrono::steady_clock::now();
+    r.sink->stop([&] {
+      stopped = true;
+      probes_at_stop = probes.calls;
+    });
+    REQUIRE(test::run_until(r.loop, 10s, [&] { return stopped; }));
+    WARN("stop with a probe in flight took "
+         << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                  t0)
+                .count()
+         << " ms");
+    CHECK(probes_at_stop == 1);
+    CHECK(!probes.healthy);
+    CHECK(!r.sink->probe(probes));  // a stopped sink starts no probe
+    r.sink.reset();
+    REQUIRE(r.loop.close() == 0);
+    CHECK(probes.calls == 1);
+  }
+}
+
+TEMPLATE_TEST_CASE("sink contract: a sink destroyed with a probe in flight never calls back",
+                   "[unit][sinks][contract][probe]", AvroBlackholeFixture, KafkaDownFixture) {
+  {
+    Probes probes;
+    Rig<TestType> r;
+    r.fixture.prepare();
+    REQUIRE(r.sink->probe(probes));
+    r.sink.reset();
+    test::run_until(r.loop, 100ms, [] { return false; });
+    REQUIRE(r.loop.close() == 0);  // the probe's handles are closed, its callback ran detached
+    CHECK(probes.calls == 0);
   }
 }
