@@ -105,6 +105,43 @@ class Blackhole {
   int port_ = 0;
 };
 
+// Accepts connections (the kernel does) and never answers: a request stays in flight.
+class SilentServer {
+ public:
+  SilentServer() {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(listener_, 16) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+  }
+  ~SilentServer() { ::close(listener_); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int listener_ = -1;
+  int port_ = 0;
+};
+
+// A server that never answers: stop() gives the request flush_timeout, then it answers Retry.
+struct AvroSilentFixture {
+  static constexpr bool answers_ok = false;
+  SilentServer server;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    AvroSinkConfig c;
+    c.address = server.address();
+    c.request_timeout = 60s;
+    c.flush_timeout = 200ms;
+    auto s = AvroSink::create(c, ctx);
+    REQUIRE(s);
+    return std::move(*s);
+  }
+};
+
 // Connects hang: a probe stays in flight until connect_timeout.
 struct AvroBlackholeFixture {
   Blackhole hole;
@@ -203,7 +240,7 @@ TEMPLATE_TEST_CASE("sink contract: every deliver is answered once, on the loop, 
 
 TEMPLATE_TEST_CASE("sink contract: stop with deliveries in flight completes after their answers",
                    "[unit][sinks][contract]", FileFixture, NullFixture, KafkaFixture,
-                   AvroRefusedFixture) {
+                   AvroRefusedFixture, AvroSilentFixture) {
   {
     Rig<TestType> r;
     r.deliver(4);
