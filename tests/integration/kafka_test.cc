@@ -386,3 +386,30 @@ TEST_CASE("kafka: SIGTERM while deliveries wait for a silent broker exits 0, lmd
   CHECK(took < 8000);
   CHECK(count_lines(r.backup) == 0);  // the batch stays in the channel, not failed over
 }
+
+// The broker stops while deliveries wait for it: "all brokers are down" answers them at once, so
+// SIGTERM does not wait for delivery_timeout, and the lmdb channel keeps what was not delivered.
+TEST_CASE("kafka: SIGTERM after the broker stopped under deliveries in flight exits 0 at once",
+          "[integration][kafka][lmdb]") {
+  KafkaFailoverRig r("lmdb");
+  REQUIRE(r.agent->wait_ready());
+  r.write(100);
+  REQUIRE(eventually(20s, [&] { return r.kafka_ok() == 100.0; }));
+  r.kafka.set_rtt(60s);
+  r.write(100);
+  REQUIRE(eventually(10s, [&] {
+    return r.agent
+               ->metric(R"(sluice_kafka_produced_messages_total{component="kafka",type="kafka"})")
+               .value_or(0) >= 200;
+  }));
+  r.kafka.set_down(true);
+  REQUIRE(eventually(10s, [&] {
+    return r.agent->metric(R"(sluice_kafka_all_brokers_down_total{component="kafka",type="kafka"})")
+               .value_or(0) >= 1;
+  }));
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(r.agent->terminate() == 0);
+  const long took = ms_since(t0);
+  WARN("SIGTERM to exit after the broker stopped under deliveries: " << took << " ms");
+  CHECK(took < 2000);
+}
