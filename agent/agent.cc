@@ -287,10 +287,20 @@ void Agent::begin_shutdown(std::string_view why) {
   spdlog::info("shutting down ({}): stopping sources, then draining channels within {}", why,
                format_duration(config_.agent.shutdown_timeout));
   shutdown_timer_.start(config_.agent.shutdown_timeout, [this] {
-    std::uint64_t left = 0;
-    for (auto& c : channels_) left += c.channel->events();
-    exit_now(1, fmt::format("shutdown_timeout ({}) passed with {} events still in memory channels",
-                            format_duration(config_.agent.shutdown_timeout), left));
+    // Durable channels keep their events: only memory channels lose what they still hold.
+    std::uint64_t left = 0, in_flight = 0;
+    for (auto& c : channels_) {
+      if (!c.channel->durable()) left += c.channel->events();
+    }
+    std::string waiting;
+    for (auto& g : groups_) {
+      in_flight += g.group->in_flight();
+      if (!g.drained) waiting += (waiting.empty() ? "" : ", ") + g.name;
+    }
+    exit_now(1, fmt::format("shutdown_timeout ({}) passed with {} events still in memory "
+                            "channels and {} deliveries in flight (sink groups not drained: {})",
+                            format_duration(config_.agent.shutdown_timeout), left, in_flight,
+                            waiting.empty() ? "none" : waiting));
   });
   if (was_starting) {
     // A source asked to stop before start() returned (stdin already at EOF): run() resumes here.

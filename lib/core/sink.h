@@ -60,14 +60,17 @@ class Sink {
   /// Starts delivering `batch`, which stays valid until `done.on_delivered(id, result)`. That
   /// callback runs exactly once, on the loop thread, and never from inside deliver().
   virtual void deliver(const Batch& batch, DeliveryId id, DeliveryListener& done) = 0;
-  /// Runs `on_stopped` once every delivery already started has been answered.
+  /// Runs `on_stopped` once every delivery already started has been answered, and once a probe
+  /// in flight has called its listener (the sink may cancel it: it then reports unhealthy). After
+  /// `on_stopped`, and after the sink is destroyed, no listener of it is ever called.
   virtual void stop(StopCallback on_stopped) = 0;
   /// The group gave up on delivery `id` (timeout or failover) and will ignore its answer: drop
   /// what is still queued for it if the sink can, so that it answers soon. Optional.
   virtual void cancel(DeliveryId id) { (void)id; }
   /// Checks the destination without sending events (Kafka metadata, TCP connect, HTTP GET) and
-  /// calls `listener.on_probed()` later on the loop thread. Returns false if the sink has no probe;
-  /// it is then tried again with the next batch.
+  /// calls `listener.on_probed()` once, later, on the loop thread. Returns false if the sink has
+  /// no probe (or is stopping); it is then tried again with the next batch. A sink that knows its
+  /// destination is down answers deliveries Retry at once and lets the probe say when it is back.
   virtual bool probe(ProbeListener& listener) {
     (void)listener;
     return false;

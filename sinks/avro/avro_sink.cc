@@ -20,6 +20,22 @@ struct AvroSink::Conn {
   char buf[64 * 1024];
 };
 
+// A TCP connect to the server. Its connect callback always runs (ECANCELED when the socket is
+// closed first) and frees it; `sink` is cleared when the sink is destroyed before that.
+struct AvroSink::Probe {
+  AvroSink* sink = nullptr;
+  ProbeListener* listener = nullptr;
+  uv_tcp_t* tcp = nullptr;
+  uv_connect_t req{};
+};
+
+// An answer on its way through the loop; `sink` is cleared if the sink is destroyed first.
+struct AvroSink::Later {
+  AvroSink* sink;
+  Job job;
+  DeliveryResult result;
+};
+
 std::optional<AvroSinkConfig> AvroSinkConfig::parse(const ConfigNode& node, ConfigErrors& errors) {
   AvroSinkConfig c;
   const std::size_t before = errors.size();
@@ -45,6 +61,9 @@ std::optional<AvroSinkConfig> AvroSinkConfig::parse(const ConfigNode& node, Conf
   node.optional(
       "request_timeout", c.request_timeout, errors,
       InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(10), std::chrono::hours(1)});
+  node.optional(
+      "flush_timeout", c.flush_timeout, errors,
+      InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(0), std::chrono::minutes(10)});
   tls::TlsConfig::parse(node, errors, c.tls, /*server=*/false);
   node.reject_unknown_keys(errors);
   if (errors.size() != before) return std::nullopt;
@@ -68,6 +87,8 @@ AvroSink::AvroSink(const AvroSinkConfig& config, SinkContext& ctx,
       tls_(std::move(tls)),
       request_timer_(ctx.loop),
       connect_timer_(ctx.loop),
+      probe_timer_(ctx.loop),
+      stop_timer_(ctx.loop),
       connects_(ctx.metrics.counter("sluice_avro_sink_connects_total",
                                     "Connections opened to the Avro server.", ctx.labels())),
       failures_(ctx.metrics.counter(
@@ -81,7 +102,18 @@ AvroSink::AvroSink(const AvroSinkConfig& config, SinkContext& ctx,
 }
 
 AvroSink::~AvroSink() {
+  // Whoever listened is gone: nothing is answered from here on.
+  on_stopped_ = nullptr;
+  queue_.clear();
+  in_flight_ = false;
+  if (probe_ != nullptr) {
+    // Destroyed without stop(): the probe's callback must not reach this sink or its listener.
+    probe_->sink = nullptr;
+    close_and_delete(probe_->tcp);
+    probe_ = nullptr;
+  }
   if (conn_) drop_connection("shutting down");
+  for (Later* l : later_) l->sink = nullptr;
 }
 
 void AvroSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& done) {
@@ -383,16 +415,17 @@ void AvroSink::fail_all(const std::string& why) {
 }
 
 void AvroSink::answer_later(Job job, DeliveryResult result) {
-  // Never answer from inside deliver(): hand it to the loop.
-  struct Later {
-    Job job;
-    DeliveryResult result;
-  };
-  auto* later = new Later{job, std::move(result)};
+  // Never answer from inside deliver(): hand it to the loop. stop() waits for these.
+  auto* later = new Later{this, job, std::move(result)};
+  later_.push_back(later);
   ctx_.loop.defer(
       [](void* p, std::uint64_t) {
         std::unique_ptr<Later> l(static_cast<Later*>(p));
+        AvroSink* sink = l->sink;
+        if (sink == nullptr) return;
+        std::erase(sink->later_, l.get());
         l->job.done->on_delivered(l->job.id, l->result);
+        sink->maybe_stopped();
       },
       later, 0);
 }
@@ -415,12 +448,7 @@ void AvroSink::cancel(DeliveryId id) {
 
 bool AvroSink::probe(ProbeListener& listener) {
   // A TCP connect to the server: enough to know that something listens again.
-  struct Probe {
-    AvroSink* sink;
-    ProbeListener* listener;
-    uv_tcp_t* tcp;
-    uv_connect_t req;
-  };
+  if (probe_ != nullptr || on_stopped_ || stopping_) return false;
   sockaddr_storage ss{};
   if (uv_ip4_addr(host_.c_str(), std::stoi(port_), reinterpret_cast<sockaddr_in*>(&ss)) != 0 &&
       uv_ip6_addr(host_.c_str(), std::stoi(port_), reinterpret_cast<sockaddr_in6*>(&ss)) != 0) {
@@ -433,7 +461,8 @@ bool AvroSink::probe(ProbeListener& listener) {
                                 [](uv_connect_t* r, int status) {
                                   auto* pr = static_cast<Probe*>(r->data);
                                   close_and_delete(pr->tcp);
-                                  pr->listener->on_probed(*pr->sink, status == 0);
+                                  AvroSink* sink = pr->sink;
+                                  if (sink != nullptr) sink->on_probe_done(pr, status);
                                   delete pr;
                                 });
   if (rc != 0) {
@@ -441,16 +470,43 @@ bool AvroSink::probe(ProbeListener& listener) {
     delete p;
     return false;
   }
+  probe_ = p;
+  // A connect that hangs (a black-holed address) fails the probe after connect_timeout; closing
+  // the socket makes the connect callback run with ECANCELED.
+  probe_timer_.start(config_.connect_timeout, [this] {
+    if (probe_ != nullptr) close_and_delete(probe_->tcp);
+  });
   return true;
+}
+
+void AvroSink::on_probe_done(Probe* probe, int status) {
+  SLUICE_ASSERT(probe == probe_);
+  probe_ = nullptr;
+  probe_timer_.stop();
+  probe->listener->on_probed(*this, status == 0);
+  maybe_stopped();
 }
 
 void AvroSink::stop(StopCallback on_stopped) {
   on_stopped_ = std::move(on_stopped);
+  // A probe in flight is cancelled: its callback (ECANCELED, reported as failed) runs on the
+  // next loop turn, before on_stopped, while the group still listens.
+  if (probe_ != nullptr) close_and_delete(probe_->tcp);
+  // Requests in flight get flush_timeout to be answered; then they answer Retry.
+  if (in_flight_ || !queue_.empty()) {
+    stop_timer_.start(config_.flush_timeout, [this] {
+      if (on_stopped_ && (in_flight_ || !queue_.empty())) {
+        stopping_ = true;
+        drop_connection("flush_timeout passed at stop");
+      }
+    });
+  }
   maybe_stopped();
 }
 
 void AvroSink::maybe_stopped() {
-  if (!on_stopped_ || in_flight_ || !queue_.empty()) return;
+  if (!on_stopped_ || in_flight_ || !queue_.empty() || probe_ != nullptr || !later_.empty()) return;
+  stop_timer_.stop();
   auto cb = std::move(on_stopped_);
   on_stopped_ = nullptr;
   stopping_ = true;

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "lib/avro/codec.h"
 #include "lib/codec/zstream.h"
@@ -29,6 +30,9 @@ struct AvroSinkConfig {
   int compression_level = 6;
   std::chrono::nanoseconds connect_timeout = std::chrono::seconds(5);
   std::chrono::nanoseconds request_timeout = std::chrono::seconds(20);
+  /// At stop, how long a request in flight may still take before it is dropped (answered Retry,
+  /// so its batch stays in the channel): shutdown never waits a whole request_timeout.
+  std::chrono::nanoseconds flush_timeout = std::chrono::seconds(5);
   tls::TlsConfig tls;
   static std::optional<AvroSinkConfig> parse(const ConfigNode& node, ConfigErrors& errors);
 };
@@ -50,6 +54,8 @@ class AvroSink final : public Sink {
 
  private:
   struct Conn;
+  struct Probe;
+  struct Later;
   struct Job {
     const Batch* batch;
     DeliveryId id;
@@ -66,6 +72,7 @@ class AvroSink final : public Sink {
   void fail_all(const std::string& why);
   void answer_later(Job job, DeliveryResult result);
   void maybe_stopped();
+  void on_probe_done(Probe* probe, int status);
   void write_raw(std::string data);
   void send_wire(std::string data);  // after TLS: through the outer zlib layer if zlib_outside_tls
   bool zlib_outside() const;
@@ -78,7 +85,9 @@ class AvroSink final : public Sink {
   std::deque<Job> queue_;  // front is in flight once sent
   bool in_flight_ = false, handshake_in_request_ = false;
   std::int32_t serial_ = 0;
-  Timer request_timer_, connect_timer_;
+  Timer request_timer_, connect_timer_, probe_timer_, stop_timer_;
+  Probe* probe_ = nullptr;     // the health probe in flight; freed by its connect callback
+  std::vector<Later*> later_;  // answers handed to the loop, not yet given
   StopCallback on_stopped_;
   bool stopping_ = false;
   std::string scratch_;

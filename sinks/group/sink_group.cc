@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <utility>
 
 namespace sluice::sinks {
 
@@ -85,7 +86,10 @@ SinkGroup::SinkGroup(ComponentContext ctx, Channel& channel, CursorId cursor,
                               "Deliveries not answered within delivery_timeout.", l),
         &ctx_.metrics.histogram("sluice_sink_delivery_seconds", "Time from deliver to answer.", l),
         &ctx_.metrics.gauge("sluice_group_active_sink",
-                            "1 on the member that received the last batch.", group_member)});
+                            "1 on the member that received the last batch.", group_member),
+        &ctx_.metrics.gauge("sluice_group_probing",
+                            "1 while the group probes a penalised member's destination.",
+                            group_member)});
   }
 }
 
@@ -140,9 +144,12 @@ SinkGroup::Slot* SinkGroup::free_slot() {
 void SinkGroup::start_probes(TimePoint now) {
   while (Sink* sink = processor_->due_for_probe(now)) {
     processor_->set_probing(*sink, true);
+    GroupMember* m = member_of(sink);
+    if (m != nullptr) member_metrics_[member_index(m)].probing->set(1);
     if (!sink->probe(*this)) {
       // No probe: the sink gets the next batch as its trial.
       processor_->set_probing(*sink, false);
+      if (m != nullptr) member_metrics_[member_index(m)].probing->set(0);
       break;
     }
   }
@@ -208,6 +215,7 @@ void SinkGroup::arm_retry_timer(TimePoint when) {
 void SinkGroup::on_probed(Sink& sink, bool healthy) noexcept {
   processor_->set_probing(sink, false);
   GroupMember* m = member_of(&sink);
+  if (m != nullptr) member_metrics_[member_index(m)].probing->set(0);
   if (healthy) {
     probes_ok_.inc();
     processor_->succeeded(sink);
@@ -349,6 +357,10 @@ void SinkGroup::retry_from(Slot& slot, bool answered) {
   penalties_.inc();
   auto it = std::find(order_.begin(), order_.end(), &slot);
   SLUICE_ASSERT(it != order_.end());
+  // A channel may wake the group from inside rollback() (lmdb does). Taking again before every
+  // lease from `slot` on is back would re-take events that are still leased, and the new lease
+  // would be erased from order_ below and never committed: the callers pump() once this is done.
+  const bool was_in_pump = std::exchange(in_pump_, true);
   for (auto r = order_.end(); r != it;) {
     --r;
     Slot* s = *r;
@@ -369,6 +381,7 @@ void SinkGroup::retry_from(Slot& slot, bool answered) {
     }
   }
   order_.erase(it, order_.end());
+  in_pump_ = was_in_pump;
 }
 
 void SinkGroup::commit_ready() {

@@ -93,6 +93,7 @@ class SinkGroup final : private DeliveryListener,
     Counter* timeouts;
     Histogram* latency;
     Gauge* active;
+    Gauge* probing;
   };
   // Answers of the dead-letter sink come through this listener.
   struct DeadLetterListener final : DeliveryListener {

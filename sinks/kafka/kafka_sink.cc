@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 namespace sluice::sinks {
 
@@ -189,6 +191,7 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::create(const KafkaConfig& config, 
   }
   rd_kafka_conf_set_dr_msg_cb(conf, &KafkaSink::on_dr);
   rd_kafka_conf_set_error_cb(conf, &KafkaSink::on_error);
+  rd_kafka_conf_set_log_cb(conf, &KafkaSink::on_log);
   int fds[2];
   if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
     rd_kafka_conf_destroy(conf);
@@ -209,6 +212,17 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::create(const KafkaConfig& config, 
   sink->opaque_holder_ = std::move(holder);
   return sink;
 }
+
+// A metadata request on the threadpool. The work itself touches only `rk`, so that a sink
+// destroyed while it runs (without stop()) only has to wait for `finished` and detach itself.
+struct KafkaSink::ProbeWork {
+  uv_work_t req{};
+  rd_kafka_t* rk = nullptr;
+  KafkaSink* sink = nullptr;  // nullptr once the sink is gone: the answer is dropped
+  ProbeListener* listener = nullptr;
+  bool healthy = false;
+  std::atomic<bool> finished{false};
+};
 
 KafkaSink::KafkaSink(const KafkaConfig& config, SinkContext& ctx, rd_kafka_t* rk, int pipe_r,
                      int pipe_w)
@@ -249,6 +263,15 @@ KafkaSink::KafkaSink(const KafkaConfig& config, SinkContext& ctx, rd_kafka_t* rk
 }
 
 KafkaSink::~KafkaSink() {
+  if (probe_ != nullptr) {
+    // Destroyed without stop() while a probe runs: it uses rk_, so wait for it (at most the
+    // metadata timeout), and its completion on the loop must not reach this sink.
+    while (!probe_->finished.load(std::memory_order_acquire)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    probe_->sink = nullptr;
+    probe_ = nullptr;
+  }
   tick_.stop();
   if (poll_ != nullptr) {
     poll_->data = nullptr;
@@ -312,18 +335,30 @@ void KafkaSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& don
   r.refs.resize(batch.size());
   for (std::uint32_t i = 0; i < batch.size(); ++i) r.refs[i] = {&r, i};
   records_.push_back(std::move(rec));
-  produce(r);
-  // Never answer inside deliver(): a batch settled without a report (all rejected locally) is
-  // answered on the next loop turn.
-  if (r.outstanding == 0 && !r.blocked) {
-    ctx_.loop.defer(&KafkaSink::finish_task, this, reinterpret_cast<std::uintptr_t>(&r));
+  if (down_) {
+    // librdkafka would only queue the batch until a timeout: let the group fail over now.
+    r.failed = true;
+    r.reason = "all brokers are down";
+  } else {
+    produce(r);
+  }
+  // Never answer inside deliver(): a batch that failed or settled without a report (all rejected
+  // locally, or nothing produced) is answered on the next loop turn.
+  if (r.failed || (r.outstanding == 0 && !r.blocked)) {
+    ctx_.loop.defer(&KafkaSink::finish_task, this, id.value);
   }
 }
 
-void KafkaSink::finish_task(void* self, std::uint64_t record) {
+void KafkaSink::finish_task(void* self, std::uint64_t delivery) {
+  // By id, not by pointer: the record may have been answered and reused meanwhile.
   auto* sink = static_cast<KafkaSink*>(self);
-  auto* r = reinterpret_cast<Record*>(static_cast<std::uintptr_t>(record));
-  sink->maybe_finish(*r);
+  for (auto& rec : sink->records_) {
+    if (rec->id.value != delivery) continue;
+    Record& r = *rec;
+    if (r.failed && !r.answered) sink->answer(r, DeliveryResult::retry(r.reason));
+    sink->maybe_finish(r);
+    return;
+  }
 }
 
 void KafkaSink::produce(Record& r) {
@@ -430,7 +465,6 @@ void KafkaSink::produce(Record& r) {
     r.failed = true;
     r.reason = std::move(text);
   }
-  if (r.failed && !r.answered) answer(r, DeliveryResult::retry(r.reason));
 }
 
 void KafkaSink::answer(Record& r, DeliveryResult result) {
@@ -466,8 +500,10 @@ void KafkaSink::on_dr(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
   auto* ref = static_cast<MsgRef*>(m->_private);
   Record& r = *ref->record;
   --r.outstanding;
-  if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    KafkaSink* self = *static_cast<KafkaSink**>(opaque);
+  KafkaSink* self = *static_cast<KafkaSink**>(opaque);
+  if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    self->down_ = false;  // a broker took it: the cluster is back
+  } else {
     self->errors_.inc();
     SLUICE_WARN_LIMITED(self->error_log_, "kafka {}: message failed: {}", self->ctx_.name,
                         rd_kafka_err2str(m->err));
@@ -488,11 +524,27 @@ void KafkaSink::on_error(rd_kafka_t*, int err, const char* reason, void* opaque)
     self->brokers_down_.inc();
     SLUICE_WARN_LIMITED(self->error_log_, "kafka {}: all brokers are down: {}", self->ctx_.name,
                         reason);
+    self->down_ = true;
     self->fail_all("all brokers are down");
     return;
   }
   SLUICE_WARN_LIMITED(self->error_log_, "kafka {}: {}: {}", self->ctx_.name,
                       rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)), reason);
+}
+
+// librdkafka's own log lines (e.g. "FAIL|...: Connect to ... failed"), at their syslog level.
+// Called on librdkafka's threads; spdlog's loggers are thread-safe.
+void KafkaSink::on_log(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
+  const char* name = rk != nullptr ? rd_kafka_name(rk) : "kafka";
+  spdlog::level::level_enum l = spdlog::level::debug;
+  if (level <= 3) {
+    l = spdlog::level::err;
+  } else if (level == 4) {
+    l = spdlog::level::warn;
+  } else if (level <= 6) {
+    l = spdlog::level::info;
+  }
+  spdlog::log(l, "librdkafka {}: {}: {}", name, fac, buf);
 }
 
 // Answers Retry for every unanswered batch now, and drops what librdkafka still queues for them,
@@ -530,6 +582,8 @@ void KafkaSink::retry_blocked() {
     Record& r = *records_[i];
     if (!r.blocked) continue;
     produce(r);
+    // Not inside deliver() here: a failure is answered at once.
+    if (r.failed && !r.answered) answer(r, DeliveryResult::retry(r.reason));
     if (r.blocked) return;  // still full: keep the order of batches
   }
 }
@@ -540,41 +594,42 @@ void KafkaSink::cancel(DeliveryId id) {
       rec->blocked = false;
       rec->failed = true;
       rec->reason = "cancelled by the sink group";
-      rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_NON_BLOCKING);
+      // In flight too: a broker that does not answer would hold the batch for message_timeout
+      // (30 s), past shutdown_timeout. The group redelivers it, so at worst it is duplicated.
+      rd_kafka_purge(
+          rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT | RD_KAFKA_PURGE_F_NON_BLOCKING);
       return;
     }
   }
 }
 
 bool KafkaSink::probe(ProbeListener& listener) {
-  if (probing_ || stopping_) return false;
-  probing_ = true;
-  struct Work {
-    uv_work_t req;
-    KafkaSink* sink;
-    ProbeListener* listener;
-    bool healthy = false;
-  };
-  auto* w = new Work{};
+  if (probe_ != nullptr || stopping_) return false;
+  auto* w = new ProbeWork{};
   w->req.data = w;
+  w->rk = rk_;
   w->sink = this;
   w->listener = &listener;
+  probe_ = w;
   uv_queue_work(
       ctx_.loop.uv(), &w->req,
       [](uv_work_t* req) {
-        auto* work = static_cast<Work*>(req->data);
+        auto* work = static_cast<ProbeWork*>(req->data);
         const rd_kafka_metadata_t* md = nullptr;
         // Blocking, hence on the threadpool: asks the cluster for its brokers and topics.
-        const rd_kafka_resp_err_t err = rd_kafka_metadata(work->sink->rk_, 0, nullptr, &md, 2000);
+        const rd_kafka_resp_err_t err = rd_kafka_metadata(work->rk, 0, nullptr, &md, 2000);
         work->healthy = err == RD_KAFKA_RESP_ERR_NO_ERROR && md != nullptr && md->broker_cnt > 0;
         if (md != nullptr) rd_kafka_metadata_destroy(md);
+        work->finished.store(true, std::memory_order_release);
       },
       [](uv_work_t* req, int) {
-        auto* work = static_cast<Work*>(req->data);
-        work->sink->probing_ = false;
-        work->listener->on_probed(*work->sink, work->healthy);
-        if (work->sink->stopping_) work->sink->check_stopped();
-        delete work;
+        std::unique_ptr<ProbeWork> work(static_cast<ProbeWork*>(req->data));
+        KafkaSink* sink = work->sink;
+        if (sink == nullptr) return;
+        sink->probe_ = nullptr;
+        if (work->healthy) sink->down_ = false;
+        work->listener->on_probed(*sink, work->healthy);
+        if (sink->stopping_) sink->check_stopped();
       });
   return true;
 }
@@ -592,13 +647,15 @@ void KafkaSink::stop(StopCallback on_stopped) {
 void KafkaSink::check_stopped() {
   if (!on_stopped_) return;
   serve();
+  // serve() settles records, and the last release() runs check_stopped() itself.
+  if (!on_stopped_) return;
   if (!purged_ && std::chrono::steady_clock::now() >= stop_deadline_) {
     purged_ = true;
     fail_all("flush_timeout passed at stop");
     rd_kafka_purge(
         rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT | RD_KAFKA_PURGE_F_NON_BLOCKING);
   }
-  if (!records_.empty() || probing_) return;
+  if (!records_.empty() || probe_ != nullptr) return;
   stop_timer_.stop();
   auto cb = std::move(on_stopped_);
   on_stopped_ = nullptr;

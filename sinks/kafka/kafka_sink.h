@@ -63,8 +63,11 @@ struct KafkaConfig {
 /// Produces each event of a batch to Kafka and answers once every message of the batch has a
 /// delivery report: Ok when all succeeded; Reject (with their indices) for permanent errors such as
 /// a message too large; Retry as soon as one transient error is seen, or at once when librdkafka
-/// reports that all brokers are down, so a failover group moves on. librdkafka's queue is served on
-/// the loop thread through an fd that librdkafka signals, so delivery reports need no locking.
+/// reports that all brokers are down, so a failover group moves on; while they are down, new
+/// batches answer Retry on the next loop turn until the probe (a metadata request) or a delivered
+/// message shows the cluster is back. librdkafka's own log lines go to sluice's logger. Its queue
+/// is served on the loop thread through an fd that librdkafka signals, so delivery reports need no
+/// locking.
 class KafkaSink final : public Sink {
  public:
   KafkaSink(const KafkaConfig& config, SinkContext& ctx, rd_kafka_t* rk, int pipe_r, int pipe_w);
@@ -78,6 +81,7 @@ class KafkaSink final : public Sink {
 
  private:
   struct Record;
+  struct ProbeWork;
   struct MsgRef {
     Record* record;
     std::uint32_t index;
@@ -106,7 +110,8 @@ class KafkaSink final : public Sink {
   void check_stopped();
   static void on_dr(rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque);
   static void on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque);
-  static void finish_task(void* self, std::uint64_t record);
+  static void on_log(const rd_kafka_t* rk, int level, const char* fac, const char* buf);
+  static void finish_task(void* self, std::uint64_t delivery);
   static bool permanent(rd_kafka_resp_err_t err);
   rd_kafka_topic_t* topic_for(const std::string& name);
 
@@ -124,7 +129,11 @@ class KafkaSink final : public Sink {
   std::vector<rd_kafka_vu_t> vus_;
   std::string scratch_;  // NUL-terminated header names, topic and id of one message
   std::vector<std::size_t> name_offsets_;
-  bool stopping_ = false, probing_ = false, purged_ = false;
+  bool stopping_ = false, purged_ = false;
+  ProbeWork* probe_ = nullptr;  // the metadata probe on the threadpool, freed by its completion
+  /// librdkafka said every broker is down: deliveries answer Retry at once, without queueing,
+  /// until a message is delivered or a probe finds the cluster again.
+  bool down_ = false;
   StopCallback on_stopped_;
   TimePoint stop_deadline_{};
   RateLimiter error_log_;

@@ -8,7 +8,7 @@
 
 namespace sluice::test {
 
-KafkaMock::KafkaMock(int brokers) {
+KafkaMock::KafkaMock(int brokers) : brokers_(brokers) {
   char errstr[256];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "log_level", "0", errstr, sizeof errstr);
@@ -36,6 +36,13 @@ void KafkaMock::set_down(bool down) {
     rd_kafka_mock_broker_set_down(cluster_, -1);
   } else {
     rd_kafka_mock_broker_set_up(cluster_, -1);
+  }
+}
+
+void KafkaMock::set_rtt(std::chrono::milliseconds rtt) {
+  // The mock has no "every broker" id here: its brokers are numbered from 1.
+  for (int id = 1; id <= brokers_; ++id) {
+    rd_kafka_mock_broker_set_rtt(cluster_, id, static_cast<int>(rtt.count()));
   }
 }
 

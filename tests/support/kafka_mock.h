@@ -25,6 +25,8 @@ class KafkaMock {
   void create_topic(const std::string& topic, int partitions);
   /// Takes every broker down (connections dropped and refused) or brings them back.
   void set_down(bool down);
+  /// Delays every broker's answers by `rtt` (0: none): requests stay in flight meanwhile.
+  void set_rtt(std::chrono::milliseconds rtt);
   /// The next `errors.size()` Produce requests fail with these codes, in order.
   void push_produce_errors(const std::vector<rd_kafka_resp_err_t>& errors);
 
@@ -41,6 +43,7 @@ class KafkaMock {
                                std::chrono::milliseconds timeout) const;
 
  private:
+  int brokers_;
   rd_kafka_t* handle_;  // keeps the cluster alive
   ::rd_kafka_mock_cluster_s* cluster_;
   std::map<std::string, int> partitions_;

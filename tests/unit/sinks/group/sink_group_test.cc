@@ -349,3 +349,115 @@ TEST_CASE("dead letter: a failing dead-letter sink holds the lease until it succ
   CHECK(r.safe.safe == 1);
   r.group.reset();
 }
+
+namespace {
+
+// A channel that, like the lmdb channel, tells a waiting group about data from inside rollback()
+// and claims to be durable; the events are kept by a memory channel underneath.
+class InlineRollbackChannel final : public Channel, private DataListener {
+ public:
+  explicit InlineRollbackChannel(Channel& inner) : inner_(inner) {}
+  Result<CursorId> open_cursor(std::string_view group) override {
+    return inner_.open_cursor(group);
+  }
+  std::uint32_t max_transaction_events() const noexcept override {
+    return inner_.max_transaction_events();
+  }
+  void put(Batch& batch, const SourceCheckpoint& cp, PutListener& done) override {
+    inner_.put(batch, cp, done);
+  }
+  void wait_for_space(SpaceListener& l) override { inner_.wait_for_space(l); }
+  Result<Lease> take(CursorId cursor, Batch& out, TakeLimits limits) override {
+    Result<Lease> l = inner_.take(cursor, out, limits);
+    if (!l || !l->held()) return l;
+    const std::uint64_t token = ++next_;
+    const std::uint32_t events = l->events();
+    const std::uint64_t bytes = l->bytes();
+    leases_.emplace(token, std::move(*l));
+    return Lease(this, token, events, bytes);
+  }
+  void wait_for_data(CursorId cursor, DataListener& l) override {
+    cursor_ = cursor;
+    waiter_ = &l;
+    inner_.wait_for_data(cursor, *this);
+  }
+  void commit(Lease&& lease, CommitListener& done) override {
+    auto it = leases_.find(lease.token());
+    REQUIRE(it != leases_.end());
+    Lease inner = std::move(it->second);
+    leases_.erase(it);
+    lease.release();
+    inner_.commit(std::move(inner), done);
+  }
+  bool durable() const noexcept override { return true; }
+  std::uint64_t events() const noexcept override { return inner_.events(); }
+  std::uint64_t bytes() const noexcept override { return inner_.bytes(); }
+  std::size_t leases() const noexcept { return leases_.size(); }
+
+ protected:
+  void rollback(const Lease& lease) noexcept override {
+    auto it = leases_.find(lease.token());
+    if (it == leases_.end()) return;
+    it->second.rollback();
+    leases_.erase(it);
+    // Inline, as the lmdb channel's rollback() does.
+    if (DataListener* w = std::exchange(waiter_, nullptr)) w->on_data();
+  }
+
+ private:
+  void on_data() noexcept override {
+    if (DataListener* w = std::exchange(waiter_, nullptr)) w->on_data();
+  }
+  Channel& inner_;
+  CursorId cursor_ = 0;
+  DataListener* waiter_ = nullptr;
+  std::map<std::uint64_t, Lease> leases_;
+  std::uint64_t next_ = 0;
+};
+
+}  // namespace
+
+// Hardening item 2: the rollback of the primary's lease woke the group from inside retry_from(),
+// which took the batch again for the backup and then erased that new lease from its order, so the
+// backup's delivery was never committed (SIGTERM waited the whole shutdown_timeout).
+TEST_CASE(
+    "failover group: a rollback that wakes the group at once still commits the backup's batch",
+    "[unit][group]") {
+  Loop loop;
+  MetricsRegistry metrics;
+  SteadyClock clock;
+  {
+    ComponentContext ch_ctx{loop, metrics, "buf", "memory", "/tmp"};
+    channels::MemoryChannel memory{
+        {.max_events = 1000, .max_bytes = {1 << 20}, .transaction_events = 10}, ch_ctx};
+    InlineRollbackChannel channel(memory);
+    test::RecordingSink primary{loop}, backup{loop};
+    Safe safe;
+    SourceOutput output{loop, {&channel}, 4};
+    output.set_listener(&safe);
+    GroupConfig cfg{.max_in_flight = 4, .batch_events = 10, .max_penalty = 1s, .penalty_base = 1s};
+    std::vector<GroupMember> members{{"primary", "recording", &primary, 5s},
+                                     {"backup", "recording", &backup, 5s}};
+    auto group = std::make_unique<SinkGroup>(
+        ComponentContext{loop, metrics, "up", "failover", "/tmp"}, channel,
+        *channel.open_cursor("up"),
+        std::make_unique<FailoverProcessor>(std::vector<Sink*>{&primary, &backup}, cfg.penalty_base,
+                                            cfg.max_penalty),
+        std::move(members), cfg, clock);
+    primary.script({DeliveryResult::retry("disk full")});
+    group->start();
+    Batch b = test::make_batch(3, "e", 0);
+    output.put(b, {});
+    REQUIRE(test::run_until(loop, 2s, [&] { return backup.delivered.size() == 3; }));
+    CHECK(backup.delivered == std::vector<std::string>{"e0", "e1", "e2"});
+    // The backup's answer commits its lease: nothing stays in flight or in the channel.
+    CHECK(test::run_until(loop, 1s, [&] { return memory.events() == 0; }));
+    CHECK(group->in_flight() == 0);
+    CHECK(channel.leases() == 0);
+    bool drained = false;
+    group->drain([&] { drained = true; });
+    CHECK(test::run_until(loop, 1s, [&] { return drained; }));
+    group.reset();
+  }
+  REQUIRE(loop.close() == 0);  // every handle closed by its owner
+}

@@ -1,0 +1,347 @@
+// The rules of lib/core/sink.h, checked for every sink that can run against a local peer: each
+// deliver() is answered exactly once, on the loop thread, never from inside deliver(), and stop()
+// completes with deliveries in flight, after every one of them was answered.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <deque>
+#include <map>
+#include <memory>
+#include <thread>
+
+#include "sinks/avro/avro_sink.h"
+#include "sinks/file/file_sink.h"
+#include "sinks/kafka/kafka_sink.h"
+#include "sinks/null/null_sink.h"
+#include "tests/support/kafka_mock.h"
+#include "tests/support/test_support.h"
+
+using namespace sluice;
+using namespace sluice::sinks;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct FileFixture {
+  static constexpr bool answers_ok = true;
+  test::TempDir dir;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    FileConfig c;
+    c.path = dir.file("out.log");
+    auto s = FileSink::create(c, ctx);
+    REQUIRE(s);
+    return std::move(*s);
+  }
+};
+
+struct NullFixture {
+  static constexpr bool answers_ok = true;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    return std::make_unique<NullSink>(NullConfig{}, ctx);
+  }
+};
+
+struct KafkaFixture {
+  static constexpr bool answers_ok = true;
+  test::KafkaMock kafka;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    kafka.create_topic("logs", 1);
+    KafkaConfig c;
+    c.brokers = {kafka.bootstraps()};
+    std::string err;
+    REQUIRE(c.topic.parse("logs", err));
+    c.properties = {{"bootstrap.servers", kafka.bootstraps()},
+                    {"linger.ms", "5"},
+                    {"log_level", "3"},
+                    {"enable.idempotence", "true"},
+                    {"acks", "all"}};
+    auto s = KafkaSink::create(c, ctx);
+    REQUIRE(s);
+    return std::move(*s);
+  }
+};
+
+// Nothing listens on the port: every batch answers Retry, which is an answer like any other.
+struct AvroRefusedFixture {
+  static constexpr bool answers_ok = false;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    AvroSinkConfig c;
+    c.address = "127.0.0.1:1";
+    c.connect_timeout = 2s;
+    auto s = AvroSink::create(c, ctx);
+    REQUIRE(s);
+    return std::move(*s);
+  }
+};
+
+// A TCP port on 127.0.0.1 whose connects hang: a backlog of 0 filled by a connection that is
+// never accepted, so the kernel drops further SYNs.
+class Blackhole {
+ public:
+  Blackhole() {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(listener_, 0) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    filler_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(::connect(filler_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  }
+  ~Blackhole() {
+    ::close(filler_);
+    ::close(listener_);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int listener_ = -1, filler_ = -1;
+  int port_ = 0;
+};
+
+// Accepts connections (the kernel does) and never answers: a request stays in flight.
+class SilentServer {
+ public:
+  SilentServer() {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(listener_, 16) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+  }
+  ~SilentServer() { ::close(listener_); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int listener_ = -1;
+  int port_ = 0;
+};
+
+// A server that never answers: stop() gives the request flush_timeout, then it answers Retry.
+struct AvroSilentFixture {
+  static constexpr bool answers_ok = false;
+  SilentServer server;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    AvroSinkConfig c;
+    c.address = server.address();
+    c.request_timeout = 60s;
+    c.flush_timeout = 200ms;
+    auto s = AvroSink::create(c, ctx);
+    REQUIRE(s);
+    return std::move(*s);
+  }
+};
+
+// Connects hang: a probe stays in flight until connect_timeout.
+struct AvroBlackholeFixture {
+  Blackhole hole;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    AvroSinkConfig c;
+    c.address = hole.address();
+    c.connect_timeout = 10s;
+    auto s = AvroSink::create(c, ctx);
+    REQUIRE(s);
+    return std::move(*s);
+  }
+  void prepare() {}
+};
+
+// Every broker down: the metadata probe waits for its 2 s timeout.
+struct KafkaDownFixture : KafkaFixture {
+  void prepare() { kafka.set_down(true); }
+};
+
+struct Probes final : ProbeListener {
+  int calls = 0;
+  bool healthy = true;
+  void on_probed(Sink&, bool h) noexcept override {
+    ++calls;
+    healthy = h;
+  }
+};
+
+struct Answers final : DeliveryListener {
+  std::map<std::uint64_t, int> count;
+  std::map<std::uint64_t, Outcome> outcome;
+  bool inside_deliver = false;
+  int answered_inside = 0, answered_off_thread = 0;
+  std::thread::id loop_thread = std::this_thread::get_id();
+  void on_delivered(DeliveryId id, const DeliveryResult& r) noexcept override {
+    ++count[id.value];
+    outcome[id.value] = r.outcome;
+    if (inside_deliver) ++answered_inside;
+    if (std::this_thread::get_id() != loop_thread) ++answered_off_thread;
+  }
+  std::size_t answered() const { return count.size(); }
+};
+
+template <class F>
+struct Rig {
+  Loop loop;
+  MetricsRegistry metrics;
+  F fixture;
+  SinkContext ctx{loop, metrics, "s", "contract", "/tmp"};
+  std::unique_ptr<Sink> sink = fixture.make(ctx);
+  std::deque<Batch> batches;  // each stays valid until its answer
+  Answers answers;
+
+  void deliver(std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      batches.push_back(test::make_batch(5, "e", i * 5));
+      answers.inside_deliver = true;
+      sink->deliver(batches.back(), DeliveryId{batches.size()}, answers);
+      answers.inside_deliver = false;
+    }
+  }
+  bool stop() {
+    bool stopped = false;
+    std::size_t answered_at_stop = 0;
+    sink->stop([&] {
+      stopped = true;
+      answered_at_stop = answers.answered();
+    });
+    const bool ok = test::run_until(loop, 15s, [&] { return stopped; });
+    CHECK(answered_at_stop == batches.size());  // on_stopped comes after every answer
+    return ok;
+  }
+};
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("sink contract: every deliver is answered once, on the loop, never inline",
+                   "[unit][sinks][contract]", FileFixture, NullFixture, KafkaFixture,
+                   AvroRefusedFixture) {
+  {
+    Rig<TestType> r;
+    r.deliver(6);
+    REQUIRE(test::run_until(r.loop, 15s, [&] { return r.answers.answered() == 6; }));
+    REQUIRE(r.stop());
+    for (std::uint64_t id = 1; id <= 6; ++id) {
+      CHECK(r.answers.count[id] == 1);
+      if (TestType::answers_ok) CHECK(r.answers.outcome[id] == Outcome::ok);
+    }
+    CHECK(r.answers.answered() == 6);  // no answer for an id that was never delivered
+    CHECK(r.answers.answered_inside == 0);
+    CHECK(r.answers.answered_off_thread == 0);
+    r.sink.reset();
+    REQUIRE(r.loop.close() == 0);
+  }
+}
+
+TEMPLATE_TEST_CASE("sink contract: stop with deliveries in flight completes after their answers",
+                   "[unit][sinks][contract]", FileFixture, NullFixture, KafkaFixture,
+                   AvroRefusedFixture, AvroSilentFixture) {
+  {
+    Rig<TestType> r;
+    r.deliver(4);
+    REQUIRE(r.stop());  // nothing ran the loop in between: all four are in flight
+    for (std::uint64_t id = 1; id <= 4; ++id) CHECK(r.answers.count[id] == 1);
+    CHECK(r.answers.answered_inside == 0);
+    r.sink.reset();
+    REQUIRE(r.loop.close() == 0);
+  }
+}
+
+// librdkafka refuses every produce after a fatal idempotence error (OUT_OF_ORDER_SEQUENCE_NUMBER
+// here): deliver() used to answer that Retry from inside itself.
+TEST_CASE("kafka sink: a produce refused at once is answered on a later loop turn",
+          "[unit][sinks][contract][kafka]") {
+  {
+    Rig<KafkaFixture> r;
+    r.fixture.kafka.push_produce_errors({RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER});
+    r.deliver(1);
+    REQUIRE(test::run_until(r.loop, 15s, [&] { return r.answers.answered() == 1; }));
+    CHECK(r.answers.outcome[1] == Outcome::retry);
+    r.deliver(3);  // the producer is in a fatal state now: produce fails at once
+    REQUIRE(test::run_until(r.loop, 15s, [&] { return r.answers.answered() == 4; }));
+    for (std::uint64_t id = 1; id <= 4; ++id) {
+      CHECK(r.answers.count[id] == 1);
+      CHECK(r.answers.outcome[id] == Outcome::retry);
+    }
+    CHECK(r.answers.answered_inside == 0);
+    REQUIRE(r.stop());
+    r.sink.reset();
+    REQUIRE(r.loop.close() == 0);
+  }
+}
+
+// Once librdkafka said every broker is down, a new batch answers Retry without being queued (a
+// failover group moves on at once), and still never from inside deliver().
+TEST_CASE("kafka sink: with every broker down a batch answers Retry on the next turn",
+          "[unit][sinks][contract][kafka]") {
+  {
+    Rig<KafkaFixture> r;
+    r.deliver(1);
+    REQUIRE(test::run_until(r.loop, 15s, [&] { return r.answers.answered() == 1; }));
+    r.fixture.kafka.set_down(true);
+    double down = 0;
+    REQUIRE(test::run_until(r.loop, 10s, [&] {
+      r.metrics.find("sluice_kafka_all_brokers_down_total", r.ctx.labels(), down);
+      return down >= 1;
+    }));
+    const auto t0 = std::chrono::steady_clock::now();
+    r.deliver(1);
+    REQUIRE(test::run_until(r.loop, 10s, [&] { return r.answers.answered() == 2; }));
+    CHECK(std::chrono::steady_clock::now() - t0 < 500ms);
+    CHECK(r.answers.outcome[2] == Outcome::retry);
+    CHECK(r.answers.answered_inside == 0);
+    REQUIRE(r.stop());
+    r.sink.reset();
+    REQUIRE(r.loop.close() == 0);
+  }
+}
+
+// Hardening item 3: a probe's callback must never outlive the sink, nor reach a listener after
+// the sink stopped. stop() waits for the probe (which reports failed), then calls on_stopped.
+TEMPLATE_TEST_CASE("sink contract: stop with a probe in flight answers the probe first",
+                   "[unit][sinks][contract][probe]", AvroBlackholeFixture, KafkaDownFixture) {
+  {
+    Rig<TestType> r;
+    r.fixture.prepare();
+    Probes probes;
+    REQUIRE(r.sink->probe(probes));
+    bool stopped = false;
+    int probes_at_stop = -1;
+    const auto t0 = std::chrono::steady_clock::now();
+    r.sink->stop([&] {
+      stopped = true;
+      probes_at_stop = probes.calls;
+    });
+    REQUIRE(test::run_until(r.loop, 10s, [&] { return stopped; }));
+    WARN("stop with a probe in flight took "
+         << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                  t0)
+                .count()
+         << " ms");
+    CHECK(probes_at_stop == 1);
+    CHECK(!probes.healthy);
+    CHECK(!r.sink->probe(probes));  // a stopped sink starts no probe
+    r.sink.reset();
+    REQUIRE(r.loop.close() == 0);
+    CHECK(probes.calls == 1);
+  }
+}
+
+TEMPLATE_TEST_CASE("sink contract: a sink destroyed with a probe in flight never calls back",
+                   "[unit][sinks][contract][probe]", AvroBlackholeFixture, KafkaDownFixture) {
+  {
+    Probes probes;
+    Rig<TestType> r;
+    r.fixture.prepare();
+    REQUIRE(r.sink->probe(probes));
+    r.sink.reset();
+    test::run_until(r.loop, 100ms, [] { return false; });
+    REQUIRE(r.loop.close() == 0);  // the probe's handles are closed, its callback ran detached
+    CHECK(probes.calls == 0);
+  }
+}
