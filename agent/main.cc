@@ -13,12 +13,16 @@
 
 namespace {
 
+// A bad configuration and a bad command line both exit 2, the usage-error convention.
 constexpr int kExitConfig = 2;
 
-// Loads and checks the configuration, printing every error; nullopt if there were any.
+// Loads and checks the configuration, printing every warning and error; nullopt if there were
+// errors.
 std::optional<sluice::AgentConfig> load(const std::string& path, const sluice::Registry& registry) {
   sluice::ConfigErrors errors;
   auto cfg = sluice::load_config(path, registry, errors);
+  for (const auto& w : errors.warnings())
+    std::fprintf(stderr, "sluice: warning: %s\n", w.str().c_str());
   if (cfg) return cfg;
   for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.str().c_str());
   std::fprintf(stderr, "sluice: %zu configuration error%s, nothing started\n", errors.size(),
@@ -54,7 +58,13 @@ int main(int argc, char** argv) {
   dump->add_option("--channel", channel_name, "The channel's name")->required();
   dump->add_flag("--json", dump_json, "JSON lines instead of bodies");
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // CLI11 prints the help (exit 0) or the mistake; its own codes (106 for a missing option)
+    // would read as something else to a shell or a unit file.
+    return app.exit(e) == 0 ? 0 : kExitConfig;
+  }
 
   spdlog::level::level_enum level = spdlog::level::info;
   if (!sluice::parse_log_level(log_level, level)) {

@@ -47,8 +47,9 @@ std::optional<AvroSourceConfig> AvroSourceConfig::parse(const ConfigNode& node,
   node.optional("idle_timeout", c.idle_timeout, errors,
                 InRange<std::chrono::nanoseconds>{std::chrono::seconds(1), std::chrono::hours(24)});
   node.optional("allow", c.allow, errors);
-  if (auto f = net::AddressFilter::make(c.allow); !f) {
-    node.error_at("allow", errors, f.error().message());
+  for (std::size_t i = 0; i < c.allow.size(); ++i) {  // every bad entry, each at its position
+    if (auto f = net::AddressFilter::make({c.allow[i]}); !f)
+      node.error_at_element("allow", i, errors, f.error().message());
   }
   ByteSize frame{c.frame.max_frame_bytes}, buffer{c.frame.max_buffer_bytes};
   node.optional("max_frame_bytes", frame, errors, InRange<ByteSize>{{64}, {1ULL << 30}});

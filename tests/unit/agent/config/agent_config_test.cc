@@ -2,8 +2,10 @@
 
 #include <catch2/catch.hpp>
 
+#include "agent/processor_config.h"
 #include "agent/registry.h"
 #include "sinks/kafka/kafka_sink.h"
+#include "tests/support/test_support.h"
 
 using namespace sluice;
 
@@ -287,7 +289,10 @@ sinks = ["x", "y"]
   CHECK(up.sinks == std::vector<std::string>{"b", "a"});  // the larger priority first
   CHECK(up.dead_letter == std::optional<std::string>("dl"));
   CHECK(up.config.max_penalty == std::chrono::seconds(10));
-  CHECK(lb.selector == "random");
+  CHECK(lb.processor == "load_balance");
+  CHECK(std::any_cast<const LoadBalanceProcessorConfig&>(lb.processor_config).selector ==
+        sinks::Selector::random);
+  CHECK(up.processor == "failover");
   CHECK(lb.sinks == std::vector<std::string>{"x", "y"});
 }
 
@@ -372,4 +377,182 @@ key = "field.uid"
   CHECK(k.idempotence);
   CHECK(k.key_name == "uid");
   CHECK_FALSE(k.topic.fixed());
+}
+
+namespace {
+
+// The warnings of a configuration that must parse without errors.
+std::vector<std::string> warnings_of(std::string_view text) {
+  Registry registry;
+  register_builtin_components(registry);
+  ConfigErrors errors;
+  auto cfg = parse_config(text, "inline.toml", registry, errors);
+  for (const auto& e : errors) INFO(e.str());
+  REQUIRE(errors.empty());
+  REQUIRE(cfg.has_value());
+  std::vector<std::string> out;
+  for (const auto& w : errors.warnings()) out.push_back(w.str());
+  return out;
+}
+
+std::vector<std::string> load_errors(const std::string& path) {
+  Registry registry;
+  register_builtin_components(registry);
+  ConfigErrors errors;
+  auto cfg = load_config(path, registry, errors);
+  std::vector<std::string> out;
+  for (const auto& e : errors) out.push_back(e.str());
+  if (!errors.empty()) REQUIRE_FALSE(cfg.has_value());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("config: a file that defines nothing to run is an error", "[unit][config]") {
+  const std::vector<std::string> expected = {
+      "inline.toml: the configuration defines no sources, channels or sinks; nothing would run"};
+  CHECK(errors_of("") == expected);
+  CHECK(errors_of("# only a comment\n[agent]\nname = \"x\"\n") == expected);
+}
+
+TEST_CASE("config: a source that lists a channel twice", "[unit][config]") {
+  const auto errors = errors_of(R"(
+[sources.a]
+type = "stdin"
+channels = ["buf", "buf"]
+
+[channels.buf]
+type = "memory"
+
+[sinks.k]
+type = "null"
+channel = "buf"
+)");
+  const std::vector<std::string> expected = {
+      R"(inline.toml:4:20: sources.a.channels[1]: channel 'buf' is listed twice; every event would be put into it twice)",
+  };
+  CHECK(errors == expected);
+}
+
+TEST_CASE("config: listen and admin addresses are checked with their position", "[unit][config]") {
+  const auto errors = errors_of(R"(
+[agent]
+admin = "localhost:24280"
+
+[sources.a]
+type = "avro"
+listen = "127.0.0.1:-1"
+channel = "c"
+
+[sources.b]
+type = "http"
+listen = "256.1.1.1:80"
+channel = "c"
+
+[sources.d]
+type = "avro"
+listen = "::1:4141"
+channel = "c"
+
+[sources.e]
+type = "http"
+listen = "127.0.0.1:65536"
+channel = "c"
+
+[channels.c]
+type = "lmdb"
+
+[sinks.k]
+type = "null"
+channel = "c"
+)");
+  const std::vector<std::string> expected = {
+      R"(inline.toml:3:9: agent.admin: "localhost:24280": 'localhost' is not an IPv4 or IPv6 address (host names are not resolved))",
+      R"(inline.toml:7:10: sources.a.listen: "127.0.0.1:-1": the port must be a number in [0, 65535], got "-1")",
+      R"(inline.toml:12:10: sources.b.listen: "256.1.1.1:80": '256.1.1.1' is not an IPv4 or IPv6 address (host names are not resolved))",
+      R"(inline.toml:17:10: sources.d.listen: "::1:4141": an IPv6 address needs brackets (e.g. "[::1]:4141"))",
+      R"(inline.toml:22:10: sources.e.listen: "127.0.0.1:65536": the port must be a number in [0, 65535], got "65536")",
+  };
+  CHECK(errors == expected);
+}
+
+TEST_CASE("config: good listen addresses pass", "[unit][config]") {
+  const auto warnings = warnings_of(R"(
+[agent]
+admin = "[::1]:0"
+
+[sources.a]
+type = "avro"
+listen = "[::]:0"
+channel = "c"
+
+[sources.b]
+type = "http"
+listen = "0.0.0.0:8080"
+channel = "c"
+
+[channels.c]
+type = "memory"
+
+[sinks.k]
+type = "null"
+channel = "c"
+)");
+  CHECK(warnings.empty());
+}
+
+TEST_CASE("config: an admin endpoint on a non-loopback address is a warning", "[unit][config]") {
+  const std::string rest = R"(
+[sources.app]
+type = "stdin"
+channel = "buf"
+
+[channels.buf]
+type = "memory"
+
+[sinks.out]
+type = "null"
+channel = "buf"
+)";
+  const std::vector<std::string> expected = {
+      R"(inline.toml:3:9: agent.admin: "0.0.0.0:24280" is not a loopback address: anyone who can reach it can read /metrics, /healthz and /api/v1/status (there is no authentication))",
+  };
+  CHECK(warnings_of("\n[agent]\nadmin = \"0.0.0.0:24280\"\n" + rest) == expected);
+  CHECK(warnings_of("\n[agent]\nadmin = \"127.0.0.2:24280\"\n" + rest).empty());
+  CHECK(warnings_of(rest).empty());  // the default, 127.0.0.1:24280
+}
+
+TEST_CASE("config: every bad allow entry of an avro source is reported", "[unit][config]") {
+  const auto errors = errors_of(R"(
+[sources.a]
+type = "avro"
+listen = "127.0.0.1:0"
+channel = "c"
+allow = ["10.0.0.0/8", "10.0.0.300", "::1", "fd00::/129"]
+
+[channels.c]
+type = "memory"
+
+[sinks.k]
+type = "null"
+channel = "c"
+)");
+  const std::vector<std::string> expected = {
+      R"(inline.toml:6:24: sources.a.allow[1]: "10.0.0.300" is not an address or CIDR range)",
+      R"(inline.toml:6:45: sources.a.allow[3]: "fd00::/129" has a bad prefix length)",
+  };
+  CHECK(errors == expected);
+}
+
+TEST_CASE("config: load_config refuses a directory and an endless file", "[unit][config]") {
+  test::TempDir dir;
+  CHECK(load_errors(dir.path()) ==
+        std::vector<std::string>{dir.path() + ": is a directory, not a configuration file"});
+  CHECK(load_errors("/dev/zero") ==
+        std::vector<std::string>{
+            "/dev/zero: is larger than 1MiB, the limit for a configuration file"});
+  CHECK(
+      load_errors(dir.file("missing.toml")) ==
+      std::vector<std::string>{dir.file("missing.toml") +
+                               ": cannot read the configuration file: No such file or directory"});
 }
