@@ -4,6 +4,8 @@
 
 #include "agent/processor_config.h"
 #include "agent/registry.h"
+#include "channels/memory/memory_channel.h"
+#include "sinks/group/processors.h"
 #include "sinks/kafka/kafka_sink.h"
 #include "tests/support/test_support.h"
 
@@ -555,4 +557,88 @@ TEST_CASE("config: load_config refuses a directory and an endless file", "[unit]
       load_errors(dir.file("missing.toml")) ==
       std::vector<std::string>{dir.file("missing.toml") +
                                ": cannot read the configuration file: No such file or directory"});
+}
+
+namespace {
+
+// A processor that needs two sinks, registered only by the test below.
+struct PairConfig {
+  std::string mode = "a";
+  static std::optional<PairConfig> parse(const ConfigNode& node, ConfigErrors& errors) {
+    PairConfig c;
+    node.optional("mode", c.mode, errors);
+    return c;
+  }
+};
+struct PairProcessor {
+  static Result<std::unique_ptr<Processor>> create(const PairConfig&, ProcessorContext&) {
+    return Status(Errc::config, "not built in this test");
+  }
+};
+
+std::vector<std::string> errors_with(const Registry& registry, std::string_view text) {
+  ConfigErrors errors;
+  auto cfg = parse_config(text, "inline.toml", registry, errors);
+  std::vector<std::string> out;
+  for (const auto& e : errors) out.push_back(e.str());
+  if (!errors.empty()) REQUIRE_FALSE(cfg.has_value());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("config: a channel type's max_cursors trait bounds its sink groups", "[unit][config]") {
+  Registry registry;
+  register_builtin_components(registry);
+  registry.add_channel<channels::MemoryConfig, channels::MemoryChannel>("pair", {.max_cursors = 2});
+  const std::string sinks = R"(
+[sinks.a]
+type = "null"
+channel = "c"
+[sinks.b]
+type = "null"
+channel = "c"
+[sinks.d]
+type = "null"
+channel = "c"
+)";
+  CHECK(errors_with(registry, "[channels.c]\ntype = \"pair\"\n" + sinks) ==
+        std::vector<std::string>{
+            "inline.toml:1:1: channels.c: a pair channel can be drained by 2 sink groups; 3 read "
+            "it: a, b, d"});
+  CHECK(errors_with(registry, "[channels.c]\ntype = \"lmdb\"\n" + sinks).empty());
+}
+
+TEST_CASE("config: processors are registered components with traits", "[unit][config]") {
+  Registry registry;
+  register_builtin_components(registry);
+  CHECK(registry.processor_types() ==
+        std::vector<std::string_view>{"default", "failover", "load_balance"});
+  registry.add_processor<PairConfig, PairProcessor>("pair", {.min_sinks = 2});
+  const auto errors = errors_with(registry, R"(
+[channels.c]
+type = "lmdb"
+[sinks.a]
+type = "null"
+[sinks.b]
+type = "null"
+[sink_groups.g]
+channel = "c"
+processor = "pair"
+sinks = ["a"]
+selector = "random"
+[sink_groups.h]
+channel = "c"
+processor = "load_balance"
+sinks = ["b"]
+mode = "b"
+selector = "randon"
+)");
+  const std::vector<std::string> expected = {
+      R"(inline.toml:11:9: sink_groups.g.sinks: processor 'pair' needs at least 2 sinks, got 1)",
+      R"(inline.toml:12:1: sink_groups.g.selector: only a load_balance group has a selector)",
+      R"(inline.toml:17:1: sink_groups.h.mode: only a pair group has a mode)",
+      R"(inline.toml:18:12: sink_groups.h.selector: must be one of "round_robin", "random", got "randon" (did you mean 'random'?))",
+  };
+  CHECK(errors == expected);
 }
