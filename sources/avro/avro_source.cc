@@ -37,12 +37,9 @@ std::optional<AvroSourceConfig> AvroSourceConfig::parse(const ConfigNode& node,
   AvroSourceConfig c;
   const std::size_t before = errors.size();
   node.required("listen", c.listen, errors);
-  std::string compression = "none";
-  node.optional("compression", compression, errors, OneOf{{"none", "deflate"}});
-  c.deflate = compression == "deflate";
-  std::string layering = "tls_outside";
-  node.optional("layering", layering, errors, OneOf{{"tls_outside", "zlib_outside"}});
-  c.zlib_outside_tls = layering == "zlib_outside";
+  node.optional_enum("compression", c.deflate, errors, {{"none", false}, {"deflate", true}});
+  node.optional_enum("layering", c.zlib_outside_tls, errors,
+                     {{"tls_outside", false}, {"zlib_outside", true}});
   node.optional("max_connections", c.max_connections, errors, InRange<std::uint64_t>{1, 100000});
   node.optional("idle_timeout", c.idle_timeout, errors,
                 InRange<std::chrono::nanoseconds>{std::chrono::seconds(1), std::chrono::hours(24)});

@@ -642,3 +642,52 @@ selector = "randon"
   };
   CHECK(errors == expected);
 }
+
+TEST_CASE("config: named values list what is allowed and suggest the closest", "[unit][config]") {
+  const auto errors = errors_of(R"(
+[sources.t]
+type = "taildir"
+paths = ["/var/log/*.log"]
+channel = "c"
+read_from = "tial"
+line_overflow = 3
+on_parse_error = "dead-letter"
+
+[sources.a]
+type = "avro"
+listen = "127.0.0.1:0"
+channel = "c"
+compression = "zlib"
+layering = "zlib_inside"
+
+[channels.c]
+type = "lmdb"
+sync = "periodc"
+when_full = "drop"
+
+[sinks.f]
+type = "file"
+path = "/tmp/x"
+channel = "c"
+format = "jsno"
+lagging = "detached"
+
+[sinks.o]
+type = "stdout"
+channel = "c"
+format = "text"
+)");
+  const std::vector<std::string> expected = {
+      R"(inline.toml:6:13: sources.t.read_from: must be one of "head", "tail", got "tial" (did you mean 'tail'?))",
+      R"(inline.toml:7:17: sources.t.line_overflow: expected a string, got an integer)",
+      R"(inline.toml:8:18: sources.t.on_parse_error: must be one of "pass", "drop", "dead_letter", got "dead-letter" (did you mean 'dead_letter'?))",
+      R"(inline.toml:14:15: sources.a.compression: must be one of "none", "deflate", got "zlib")",
+      R"(inline.toml:15:12: sources.a.layering: must be one of "tls_outside", "zlib_outside", got "zlib_inside" (did you mean 'zlib_outside'?))",
+      R"(inline.toml:19:8: channels.c.sync: must be one of "full", "periodic", "none", got "periodc" (did you mean 'periodic'?))",
+      R"(inline.toml:20:13: channels.c.when_full: must be one of "block", "drop_oldest", got "drop")",
+      R"(inline.toml:26:10: sinks.f.format: must be one of "body", "json", got "jsno" (did you mean 'json'?))",
+      R"(inline.toml:27:11: sinks.f.lagging: must be one of "block", "detach", got "detached" (did you mean 'detach'?))",
+      R"(inline.toml:32:10: sinks.o.format: must be one of "body", "json", got "text")",
+  };
+  CHECK(errors == expected);
+}
