@@ -1,5 +1,6 @@
 #include "agent/processor_config.h"
 #include "agent/registry.h"
+#include "channels/lmdb/inspect.h"
 #include "channels/lmdb/lmdb_channel.h"
 #include "channels/memory/memory_channel.h"
 #include "sinks/avro/avro_sink.h"
@@ -70,7 +71,8 @@ void register_builtin_components(Registry& r) {
   r.add_source<sources::TaildirConfig, sources::TaildirSource>("taildir");
   r.add_source<sources::AvroSourceConfig, sources::AvroSource>("avro");
   r.add_source<sources::HttpSourceConfig, sources::HttpSource>("http");
-  r.add_channel<channels::LmdbConfig, channels::LmdbChannel>("lmdb");
+  r.add_channel<channels::LmdbConfig, channels::LmdbChannel>(
+      "lmdb", {.print_stats = channels::print_channel_stats, .dump = channels::dump_channel});
   // One queue, one reader: a second sink group would need its own copy of every event (lmdb).
   r.add_channel<channels::MemoryConfig, channels::MemoryChannel>("memory", {.max_cursors = 1});
   r.add_sink<sinks::FileConfig, sinks::FileSink>("file");

@@ -8,7 +8,6 @@
 #include "agent/agent.h"
 #include "agent/agent_config.h"
 #include "agent/registry.h"
-#include "channels/lmdb/inspect.h"
 #include "lib/core/log.h"
 
 namespace {
@@ -87,13 +86,14 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("channel")) {
     int failures = 0;
     for (const auto& spec : cfg->channels) {
-      if (spec.type != "lmdb") continue;
+      const sluice::ChannelTraits& traits = registry.channel(spec.type)->traits;
+      if (traits.print_stats == nullptr || traits.dump == nullptr) continue;
       sluice::Status st;
       if (dump->parsed()) {
         if (spec.name != channel_name) continue;
-        st = sluice::channels::dump_channel(cfg->agent.data_dir, spec.name, dump_json, stdout);
+        st = traits.dump(cfg->agent.data_dir, spec.name, dump_json, stdout);
       } else {
-        st = sluice::channels::print_channel_stats(cfg->agent.data_dir, spec.name, stdout);
+        st = traits.print_stats(cfg->agent.data_dir, spec.name, stdout);
       }
       if (!st.ok()) {
         std::fprintf(stderr, "sluice: %s\n", st.message().c_str());

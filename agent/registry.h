@@ -3,6 +3,7 @@
 #include <any>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <limits>
 #include <map>
@@ -22,10 +23,16 @@
 
 namespace sluice {
 
-/// What the configuration check must know about a channel type without naming it.
+/// What the configuration check and the CLI must know about a channel type without naming it.
 struct ChannelTraits {
   /// How many sink groups may drain one channel of this type; 0 means any number.
   std::uint32_t max_cursors = 0;
+  /// `sluice channel stats` and `dump`, for a type whose events outlive the agent (nullptr: none).
+  /// They read data_dir while the agent may be running, and print to `out`.
+  Status (*print_stats)(const std::string& data_dir, const std::string& name,
+                        std::FILE* out) = nullptr;
+  Status (*dump)(const std::string& data_dir, const std::string& name, bool json,
+                 std::FILE* out) = nullptr;
 };
 
 /// What the configuration check must know about a processor type without naming it.
