@@ -24,6 +24,12 @@ TEST_CASE("cli: check and run without -c are usage errors (exit 2)", "[integrati
     CHECK(code == 2);
     CHECK(text.find("--config is required") != std::string::npos);
   }
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{}, {"chek"}, {"check", "-c", "x.toml", "--frobnicate"}}) {
+    auto [rc, out] = run_sluice(args);
+    INFO(out);
+    CHECK(rc == 2);
+  }
   auto [code, text] = run_sluice({"check", "--help"});
   CHECK(code == 0);
   CHECK(text.find("--config") != std::string::npos);
