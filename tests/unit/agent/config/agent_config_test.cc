@@ -691,3 +691,60 @@ format = "text"
   };
   CHECK(errors == expected);
 }
+
+namespace {
+
+struct IdleSink final : Sink {
+  void deliver(const Batch&, DeliveryId, DeliveryListener&) override {}
+  void stop(StopCallback) override {}
+};
+
+}  // namespace
+
+TEST_CASE("config: the registered processors build what the group asked for", "[unit][config]") {
+  Registry registry;
+  register_builtin_components(registry);
+  ConfigErrors errors;
+  auto cfg = parse_config(R"(
+[channels.c]
+type = "lmdb"
+[sinks.a]
+type = "null"
+[sinks.b]
+type = "null"
+[sinks.x]
+type = "null"
+[sinks.y]
+type = "null"
+[sink_groups.fo]
+channel = "c"
+processor = "failover"
+sinks = ["a", "b"]
+[sink_groups.rr]
+channel = "c"
+processor = "load_balance"
+sinks = ["x", "y"]
+)",
+                          "inline.toml", registry, errors);
+  REQUIRE(errors.empty());
+  IdleSink s1, s2;
+  const TimePoint now{};
+  for (const auto& g : cfg->groups) {
+    ProcessorContext ctx{{&s1, &s2}, std::chrono::seconds(1), std::chrono::seconds(30)};
+    auto p = registry.processor(g.processor)->create(g.processor_config, ctx);
+    REQUIRE(p);
+    if (g.name == "fo") {  // the first sink while it is healthy, the second once it is penalised
+      CHECK((*p)->pick(now) == &s1);
+      (*p)->penalize(s1, now);
+      CHECK((*p)->pick(now) == &s2);
+    } else {  // round_robin, the default selector
+      CHECK((*p)->pick(now) == &s1);
+      CHECK((*p)->pick(now) == &s2);
+      CHECK((*p)->pick(now) == &s1);
+    }
+  }
+  ProcessorContext one{{&s2}, std::chrono::seconds(1), std::chrono::seconds(30)};
+  auto single = registry.processor("default")->create(std::any(DefaultProcessorConfig{}), one);
+  REQUIRE(single);
+  CHECK((*single)->pick(now) == &s2);
+}
