@@ -144,24 +144,17 @@ Status Agent::create_components() {
       members.push_back(member(sink_name));
       member_sinks.push_back(members.back().sink);
     }
-    std::unique_ptr<Processor> processor;
-    const auto base = spec.config.penalty_base, max = spec.config.max_penalty;
-    if (spec.processor == "failover") {
-      processor = std::make_unique<sinks::FailoverProcessor>(member_sinks, base, max);
-    } else if (spec.processor == "load_balance") {
-      processor = std::make_unique<sinks::LoadBalanceProcessor>(
-          member_sinks,
-          spec.selector == "random" ? sinks::Selector::random : sinks::Selector::round_robin, base,
-          max);
-    } else {
-      processor = std::make_unique<sinks::SingleProcessor>(*member_sinks.front(), base, max);
-    }
+    ProcessorContext pctx{member_sinks, spec.config.penalty_base, spec.config.max_penalty};
+    auto processor = registry_.processor(spec.processor)->create(spec.processor_config, pctx);
+    if (!processor)
+      return Status(processor.error().code(),
+                    fmt::format("sink_groups.{}: {}", spec.name, processor.error().message()));
     std::optional<sinks::GroupMember> dead_letter;
     if (spec.dead_letter) dead_letter = member(*spec.dead_letter);
     ComponentContext gctx{loop_, metrics_, spec.name, spec.implicit ? "group" : spec.processor,
                           config_.agent.data_dir};
     groups_.push_back({spec.name, spec.channel,
-                       std::make_unique<sinks::SinkGroup>(gctx, *ch, *cursor, std::move(processor),
+                       std::make_unique<sinks::SinkGroup>(gctx, *ch, *cursor, std::move(*processor),
                                                           std::move(members), spec.config, clock_,
                                                           std::move(dead_letter)),
                        false});

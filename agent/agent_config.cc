@@ -1,14 +1,15 @@
 #include "agent/agent_config.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
+#include <cerrno>
+#include <cstring>
 #include <map>
-#include <sstream>
-
-#include "lib/http/http_server.h"
 
 namespace sluice {
 namespace {
@@ -36,41 +37,590 @@ std::string unknown_type(std::string_view kind, std::string_view type,
   return fmt::format("unknown {} type '{}'; available: {}", kind, type, fmt::join(known, ", "));
 }
 
-// Iterates the sub-tables of a top-level section ([sources.NAME] ...), reporting non-tables and bad
-// names.
-template <class F>
-void each_component(const ConfigNode& root, std::string_view section, ConfigErrors& errors, F&& f) {
-  auto sec = root.child(section, errors);
-  if (!sec) return;
-  for (const auto& [key, value] : sec->table()) {
-    const std::string name(key.str());
-    sec->mark_known(name);
-    if (!value.is_table()) {
-      sec->error_at(name, errors, "expected a table ([" + std::string(section) + "." + name + "])");
-      continue;
+// What is wrong with a listen address, or "" if nothing is. It accepts exactly what the listeners
+// bind (lib/http tcp_listen: an IPv4 or IPv6 literal and a port, no name resolution), so that a bad
+// address fails `sluice check` with its position instead of failing at start.
+std::string address_problem(std::string_view address, std::string_view example, bool& loopback) {
+  const std::string not_host_port =
+      fmt::format("\"{}\" is not HOST:PORT (e.g. \"{}\")", address, example);
+  std::string_view host, port;
+  if (!address.empty() && address.front() == '[') {
+    const auto close = address.find(']');
+    if (close == std::string_view::npos || close + 1 >= address.size() ||
+        address[close + 1] != ':') {
+      return not_host_port;
     }
-    if (!valid_name(name)) {
-      sec->error_at(name, errors, "names may use only letters, digits, '_' and '-'", true);
-      continue;
+    host = address.substr(1, close - 1);
+    port = address.substr(close + 2);
+  } else {
+    const auto colon = address.rfind(':');
+    if (colon == std::string_view::npos) return not_host_port;
+    host = address.substr(0, colon);
+    port = address.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      return fmt::format("\"{}\": an IPv6 address needs brackets (e.g. \"[{}]:{}\")", address, host,
+                         port);
     }
-    ConfigNode node(*value.as_table(), std::string(section) + "." + name, root.file());
-    f(name, node);
   }
+  if (host.empty()) return not_host_port;
+  const bool digits =
+      !port.empty() && port.size() <= 5 &&
+      std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits || std::stoul(std::string(port)) > 65535) {
+    return fmt::format("\"{}\": the port must be a number in [0, 65535], got \"{}\"", address,
+                       port);
+  }
+  const std::string ip(host.substr(0, host.find('%')));  // fe80::1%eth0: the zone is uv's to read
+  in_addr v4{};
+  in6_addr v6{};
+  if (inet_pton(AF_INET, ip.c_str(), &v4) == 1) {
+    loopback = (ntohl(v4.s_addr) >> 24) == 127;
+  } else if (inet_pton(AF_INET6, ip.c_str(), &v6) == 1) {
+    loopback = IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+  } else {
+    return fmt::format("\"{}\": '{}' is not an IPv4 or IPv6 address (host names are not resolved)",
+                       address, host);
+  }
+  return "";
+}
+
+// Parses one configuration, section by section. The sections refer to each other (a source names
+// channels, a group names sinks), so what one section learns is kept here for the later ones.
+class ConfigParser {
+ public:
+  ConfigParser(const toml::table& root, const std::string& file, const Registry& registry,
+               ConfigErrors& errors, AgentConfig& cfg)
+      : root_table_(root), root_(root, "", file), registry_(registry), errors_(errors), cfg_(cfg) {}
+
+  void parse() {
+    agent_section();
+    channels_section();
+    sink_groups_section();
+    dead_letters_outside_groups();
+    sinks_section();
+    sources_section();
+    channel_readers();
+    root_.reject_unknown_keys(errors_);
+    something_to_run();
+  }
+
+ private:
+  struct Listen {
+    std::string address;
+    std::string owner;
+  };
+
+  void agent_section();
+  void channels_section();
+  void sink_groups_section();
+  void sink_group(const std::string& name, const ConfigNode& node);
+  const char* group_sinks(const ConfigNode& node, GroupSpec& g);
+  void group_processor(const ConfigNode& node, GroupSpec& g, const char* sinks_key);
+  void group_members(const ConfigNode& node, const GroupSpec& g, const char* sinks_key);
+  void dead_letters_outside_groups();
+  void sinks_section();
+  void sink_channel(const std::string& name, const ConfigNode& node);
+  void sources_section();
+  void source_channels(const ConfigNode& node, SourceSpec& s);
+  void source_dead_letter(const ConfigNode& node, SourceSpec& s);
+  void source_listen(const std::string& name, const ConfigNode& node);
+  void channel_readers();
+  void something_to_run();
+  bool check_channel(const ConfigNode& node, std::string_view key, const std::string& channel);
+  bool check_address(const ConfigNode& node, std::string_view key, const std::string& address,
+                     std::string_view example, bool& loopback);
+  const GroupSpec* group(std::string_view name) const;
+
+  // Iterates the sub-tables of a top-level section ([sources.NAME] ...), reporting non-tables and
+  // bad names.
+  template <class F>
+  void each_component(std::string_view section, F&& f) {
+    auto sec = root_.child(section, errors_);
+    if (!sec) return;
+    for (const auto& [key, value] : sec->table()) {
+      const std::string name(key.str());
+      sec->mark_known(name);
+      if (!value.is_table()) {
+        sec->error_at(name, errors_,
+                      "expected a table ([" + std::string(section) + "." + name + "])");
+        continue;
+      }
+      if (!valid_name(name)) {
+        sec->error_at(name, errors_, "names may use only letters, digits, '_' and '-'", true);
+        continue;
+      }
+      ConfigNode node(*value.as_table(), std::string(section) + "." + name, root_.file());
+      f(name, node);
+    }
+  }
+
+  const toml::table& root_table_;
+  ConfigNode root_;
+  const Registry& registry_;
+  ConfigErrors& errors_;
+  AgentConfig& cfg_;
+
+  std::map<std::string, std::string, std::less<>> channel_types_;  // channel -> type
+  std::vector<std::string_view> channel_names_;
+  std::vector<std::string_view> sink_names_;
+  std::map<std::string, std::string, std::less<>> group_of_;                 // sink -> group
+  std::map<std::string, std::vector<std::string>, std::less<>> drained_by_;  // channel -> groups
+  std::map<std::string, std::string, std::less<>> dead_letter_of_;           // sink -> group
+  std::vector<Listen> listens_;
+};
+
+void ConfigParser::agent_section() {
+  cfg_.agent.name = host_name();
+  auto agent = root_.child("agent", errors_);
+  if (!agent) return;
+  agent->optional("name", cfg_.agent.name, errors_);
+  if (agent->optional("data_dir", cfg_.agent.data_dir, errors_) && cfg_.agent.data_dir.empty()) {
+    agent->error_at("data_dir", errors_, "must not be empty");
+  }
+  bool loopback = true;
+  if (agent->optional("admin", cfg_.agent.admin, errors_) && agent->has("admin") &&
+      check_address(*agent, "admin", cfg_.agent.admin, "127.0.0.1:24280", loopback) && !loopback) {
+    agent->warning_at("admin", errors_,
+                      fmt::format("\"{}\" is not a loopback address: anyone who can reach it can "
+                                  "read /metrics, /healthz and /api/v1/status (there is no "
+                                  "authentication)",
+                                  cfg_.agent.admin));
+  }
+  agent->optional(
+      "shutdown_timeout", cfg_.agent.shutdown_timeout, errors_,
+      InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(0), std::chrono::hours(1)});
+  agent->optional("max_pending_puts", cfg_.agent.max_pending_puts, errors_,
+                  InRange<std::uint32_t>{1, 64});
+  agent->reject_unknown_keys(errors_);
+}
+
+void ConfigParser::channels_section() {
+  each_component("channels", [&](const std::string& name, const ConfigNode& node) {
+    std::string type;
+    if (!node.required("type", type, errors_)) return;
+    channel_types_[name] = type;
+    const auto* factory = registry_.channel(type);
+    if (factory == nullptr) {
+      node.error_at("type", errors_, unknown_type("channel", type, registry_.channel_types()));
+      return;
+    }
+    if (auto c = factory->parse(node, errors_))
+      cfg_.channels.push_back({name, type, std::move(*c)});
+  });
+  for (const auto& [n, t] : channel_types_) channel_names_.push_back(n);
+}
+
+bool ConfigParser::check_channel(const ConfigNode& node, std::string_view key,
+                                 const std::string& channel) {
+  if (channel_types_.count(channel) != 0) return true;
+  node.error_at(
+      key, errors_,
+      fmt::format("unknown channel '{}'{}", channel, did_you_mean(channel, channel_names_)), true);
+  return false;
+}
+
+bool ConfigParser::check_address(const ConfigNode& node, std::string_view key,
+                                 const std::string& address, std::string_view example,
+                                 bool& loopback) {
+  const std::string problem = address_problem(address, example, loopback);
+  if (problem.empty()) return true;
+  node.error_at(key, errors_, problem);
+  return false;
+}
+
+const GroupSpec* ConfigParser::group(std::string_view name) const {
+  for (const auto& g : cfg_.groups) {
+    if (g.name == name) return &g;
+  }
+  return nullptr;
+}
+
+void ConfigParser::sink_groups_section() {
+  // Sinks are parsed after the groups, but group membership decides which keys a sink may have,
+  // so the groups' sink lists come first; they are checked against the names in [sinks].
+  if (auto sinks_section = root_table_.get_as<toml::table>("sinks")) {
+    for (const auto& [k, v] : *sinks_section) sink_names_.push_back(k.str());
+  }
+  each_component("sink_groups",
+                 [&](const std::string& name, const ConfigNode& node) { sink_group(name, node); });
+}
+
+void ConfigParser::sink_group(const std::string& name, const ConfigNode& node) {
+  GroupSpec g;
+  g.name = name;
+  const bool has_channel = node.required("channel", g.channel, errors_);
+  const char* sinks_key = group_sinks(node, g);
+  group_processor(node, g, sinks_key);
+  std::string dead_letter;
+  if (node.has("dead_letter") && node.optional("dead_letter", dead_letter, errors_))
+    g.dead_letter = dead_letter;
+  node.mark_known("dead_letter");
+  sinks::GroupConfig::parse(node, errors_, g.config);
+  node.reject_unknown_keys(errors_);
+  if (has_channel && check_channel(node, "channel", g.channel))
+    drained_by_[g.channel].push_back(name);
+  group_members(node, g, sinks_key);
+  cfg_.groups.push_back(std::move(g));
+}
+
+// Reads `sinks = [...]` (in priority order) or `priority = { NAME = N }` into g.sinks; returns the
+// key that was used, for error positions.
+const char* ConfigParser::group_sinks(const ConfigNode& node, GroupSpec& g) {
+  node.mark_known("sinks");
+  node.mark_known("priority");
+  if (node.has("sinks") && node.has("priority")) {
+    node.error_at("priority", errors_,
+                  "set either 'sinks' (in priority order) or 'priority', not both", true);
+    return "sinks";
+  }
+  if (!node.has("priority")) {
+    node.required("sinks", g.sinks, errors_);
+    return "sinks";
+  }
+  auto prio = node.child("priority", errors_);
+  if (!prio) return "priority";
+  std::vector<std::pair<std::int64_t, std::string>> ranked;
+  for (const auto& [k, v] : prio->table()) {
+    std::int64_t p = 0;
+    if (!prio->required(k.str(), p, errors_)) continue;
+    for (const auto& [other_p, other] : ranked) {
+      if (other_p == p) {
+        prio->error_at(
+            k.str(), errors_,
+            fmt::format("sinks '{}' and '{}' have the same priority {}", other, k.str(), p));
+      }
+    }
+    ranked.emplace_back(p, std::string(k.str()));
+  }
+  // A larger number is preferred, as in Flume.
+  std::stable_sort(ranked.begin(), ranked.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (auto& [p, n] : ranked) g.sinks.push_back(n);
+  return "priority";
+}
+
+// The processor, its own keys, and how many sinks it takes. A key that only another processor
+// reads is named as such, which says more than "unknown key".
+void ConfigParser::group_processor(const ConfigNode& node, GroupSpec& g, const char* sinks_key) {
+  const auto types = registry_.processor_types();
+  if (!node.optional("processor", g.processor, errors_, OneOf{types})) {
+    // The processor is wrong: its keys and sink count cannot be checked, so do not guess.
+    for (auto t : types) {
+      ConfigErrors ignored;
+      registry_.processor(t)->parse(node, ignored);
+    }
+    return;
+  }
+  const auto* factory = registry_.processor(g.processor);
+  if (auto c = factory->parse(node, errors_)) g.processor_config = std::move(*c);
+  std::map<std::string, std::vector<std::string_view>, std::less<>> read_by_others;
+  for (auto t : types) {
+    if (t == g.processor) continue;
+    ConfigNode other(node.table(), node.path(), node.file());
+    ConfigErrors ignored;
+    registry_.processor(t)->parse(other, ignored);
+    for (const auto& [k, v] : node.table()) {
+      if (!node.is_known(k.str()) && other.is_known(k.str()))
+        read_by_others[std::string(k.str())].push_back(t);
+    }
+  }
+  for (const auto& [key, owners] : read_by_others) {
+    node.mark_known(key);
+    node.error_at(key, errors_,
+                  fmt::format("only a {} group has a {}", fmt::join(owners, " or "), key), true);
+  }
+  if (!node.has(sinks_key)) return;
+  const ProcessorTraits& t = factory->traits;
+  const std::size_t n = g.sinks.size();
+  if (t.min_sinks == t.max_sinks && n != t.min_sinks) {
+    node.error_at(sinks_key, errors_,
+                  fmt::format("processor '{}' takes exactly {} sink{}, got {}", g.processor,
+                              t.min_sinks == 1 ? "one" : std::to_string(t.min_sinks),
+                              t.min_sinks == 1 ? "" : "s", n));
+  } else if (n == 0) {
+    node.error_at(sinks_key, errors_, "must name at least one sink");
+  } else if (n < t.min_sinks) {
+    node.error_at(
+        sinks_key, errors_,
+        fmt::format("processor '{}' needs at least {} sinks, got {}", g.processor, t.min_sinks, n));
+  } else if (n > t.max_sinks) {
+    node.error_at(
+        sinks_key, errors_,
+        fmt::format("processor '{}' takes at most {} sinks, got {}", g.processor, t.max_sinks, n));
+  }
+}
+
+// Every member and the dead-letter sink exist, and none is in two groups.
+void ConfigParser::group_members(const ConfigNode& node, const GroupSpec& g,
+                                 const char* sinks_key) {
+  for (const auto& s : g.sinks) {
+    if (std::find(sink_names_.begin(), sink_names_.end(), s) == sink_names_.end()) {
+      node.error_at(sinks_key, errors_,
+                    fmt::format("unknown sink '{}'{}", s, did_you_mean(s, sink_names_)), true);
+    } else if (auto [it, fresh] = group_of_.emplace(s, g.name); !fresh) {
+      node.error_at(sinks_key, errors_,
+                    fmt::format("sink '{}' is already in sink group '{}'", s, it->second), true);
+    }
+  }
+  if (!g.dead_letter) return;
+  const std::string& dl = *g.dead_letter;
+  if (std::find(sink_names_.begin(), sink_names_.end(), dl) == sink_names_.end()) {
+    node.error_at("dead_letter", errors_,
+                  fmt::format("unknown sink '{}'{}", dl, did_you_mean(dl, sink_names_)), true);
+  } else if (auto [it, fresh] = dead_letter_of_.emplace(dl, g.name); !fresh) {
+    node.error_at(
+        "dead_letter", errors_,
+        fmt::format("sink '{}' is already the dead_letter of sink group '{}'", dl, it->second),
+        true);
+  }
+}
+
+void ConfigParser::dead_letters_outside_groups() {
+  for (const auto& [dl, group_name] : dead_letter_of_) {
+    auto it = group_of_.find(dl);
+    if (it == group_of_.end() || group(group_name) == nullptr) continue;
+    ConfigNode node(*root_table_["sink_groups"][group_name].as_table(), "sink_groups." + group_name,
+                    root_.file());
+    node.error_at("dead_letter", errors_,
+                  fmt::format("sink '{}' is in sink group '{}'; a dead-letter sink must not be", dl,
+                              it->second),
+                  true);
+  }
+}
+
+void ConfigParser::sinks_section() {
+  each_component("sinks", [&](const std::string& name, const ConfigNode& node) {
+    std::string type;
+    const bool has_type = node.required("type", type, errors_);
+    SinkSpec s;
+    s.name = name;
+    s.type = type;
+    node.optional(
+        "delivery_timeout", s.delivery_timeout, errors_,
+        InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(1), std::chrono::hours(1)});
+    sink_channel(name, node);
+    if (!has_type) return;
+    const auto* factory = registry_.sink(type);
+    if (factory == nullptr) {
+      node.error_at("type", errors_, unknown_type("sink", type, registry_.sink_types()));
+      return;
+    }
+    if (auto c = factory->parse(node, errors_)) {
+      s.config = std::move(*c);
+      cfg_.sinks.push_back(std::move(s));
+    }
+  });
+}
+
+// A sink's `channel`: required for a sink outside any group (it becomes a group of one), optional
+// and matching for a group member, absent for a dead-letter sink.
+void ConfigParser::sink_channel(const std::string& name, const ConfigNode& node) {
+  std::string channel;
+  const bool has_channel = node.has("channel") && node.optional("channel", channel, errors_);
+  node.mark_known("channel");
+  auto grp = group_of_.find(name);
+  if (auto dl = dead_letter_of_.find(name); dl != dead_letter_of_.end()) {
+    if (node.has("channel")) {
+      node.error_at(
+          "channel", errors_,
+          fmt::format("this sink is the dead_letter of sink group '{}' and reads no channel",
+                      dl->second),
+          true);
+    }
+  } else if (grp == group_of_.end()) {
+    GroupSpec g;
+    g.name = name;
+    g.implicit = true;
+    g.sinks = {name};
+    // The default processor reads no keys, so this cannot claim one of the sink's.
+    if (auto c = registry_.processor(g.processor)->parse(node, errors_)) {
+      g.processor_config = std::move(*c);
+    }
+    sinks::GroupConfig::parse(node, errors_, g.config);
+    if (!node.has("channel")) {
+      node.error(errors_,
+                 "missing required key 'channel' (or list this sink in a [sink_groups] table)");
+    } else if (has_channel && check_channel(node, "channel", channel)) {
+      g.channel = channel;
+      drained_by_[channel].push_back(name);
+      cfg_.groups.push_back(std::move(g));
+    }
+  } else if (has_channel) {
+    const GroupSpec* g = group(grp->second);
+    if (g != nullptr && g->channel != channel) {
+      node.error_at(
+          "channel", errors_,
+          fmt::format("sink group '{}' reads channel '{}'; remove this key or make it match",
+                      g->name, g->channel),
+          true);
+    }
+  }
+}
+
+void ConfigParser::sources_section() {
+  listens_.push_back({cfg_.agent.admin, "agent.admin"});
+  each_component("sources", [&](const std::string& name, const ConfigNode& node) {
+    std::string type;
+    const bool has_type = node.required("type", type, errors_);
+    SourceSpec s;
+    s.name = name;
+    s.type = type;
+    source_channels(node, s);
+    source_dead_letter(node, s);
+    source_listen(name, node);
+    if (!has_type) return;
+    const auto* factory = registry_.source(type);
+    if (factory == nullptr) {
+      node.error_at("type", errors_, unknown_type("source", type, registry_.source_types()));
+      return;
+    }
+    if (auto c = factory->parse(node, errors_)) {
+      s.config = std::move(*c);
+      cfg_.sources.push_back(std::move(s));
+    }
+  });
+}
+
+void ConfigParser::source_channels(const ConfigNode& node, SourceSpec& s) {
+  node.mark_known("channel");
+  node.mark_known("channels");
+  if (node.has("channel") && node.has("channels")) {
+    node.error_at("channels", errors_, "set either 'channel' or 'channels', not both", true);
+  } else if (node.has("channels")) {
+    if (node.optional("channels", s.channels, errors_) && s.channels.empty()) {
+      node.error_at("channels", errors_, "must not be empty");
+    }
+    for (std::size_t i = 0; i < s.channels.size(); ++i) {
+      const std::string& c = s.channels[i];
+      if (!check_channel(node, "channels", c)) continue;
+      if (std::find(s.channels.begin(), s.channels.begin() + i, c) != s.channels.begin() + i) {
+        node.error_at_element(
+            "channels", i, errors_,
+            fmt::format("channel '{}' is listed twice; every event would be put into it twice", c));
+      }
+    }
+  } else {
+    std::string channel;
+    if (node.required("channel", channel, errors_) && check_channel(node, "channel", channel)) {
+      s.channels.push_back(channel);
+    }
+  }
+}
+
+void ConfigParser::source_dead_letter(const ConfigNode& node, SourceSpec& s) {
+  node.mark_known("dead_letter_channel");
+  const auto* on_error = node.table().get_as<std::string>("on_parse_error");
+  const bool wants_dead_letter = on_error != nullptr && on_error->get() == "dead_letter";
+  if (node.has("dead_letter_channel")) {
+    if (node.optional("dead_letter_channel", s.dead_letter_channel, errors_) &&
+        check_channel(node, "dead_letter_channel", s.dead_letter_channel)) {
+      if (std::find(s.channels.begin(), s.channels.end(), s.dead_letter_channel) !=
+          s.channels.end()) {
+        node.error_at("dead_letter_channel", errors_,
+                      "is also one of this source's channels; use a channel of its own");
+      }
+    }
+    if (!wants_dead_letter) {
+      node.error_at("dead_letter_channel", errors_,
+                    "only applies with on_parse_error = \"dead_letter\"", true);
+    }
+  } else if (wants_dead_letter) {
+    node.error_at("on_parse_error", errors_,
+                  "\"dead_letter\" needs dead_letter_channel = \"NAME\" (a channel that a sink "
+                  "group drains)");
+  }
+}
+
+// A network source's `listen` (the source reads the key itself): a bindable address, used once.
+void ConfigParser::source_listen(const std::string& name, const ConfigNode& node) {
+  const auto* listen = node.table().get_as<std::string>("listen");
+  if (listen == nullptr) return;
+  const std::string address = listen->get();
+  bool loopback = false;
+  if (!check_address(node, "listen", address, "0.0.0.0:4141", loopback)) return;
+  const bool any_port = address.size() >= 2 && address.substr(address.size() - 2) == ":0";
+  for (const auto& l : listens_) {
+    if (l.address == address && !any_port) {
+      node.error_at("listen", errors_,
+                    fmt::format("address {} is already used by {}", address, l.owner));
+    }
+  }
+  listens_.push_back({address, "sources." + name + ".listen"});
+}
+
+// Every channel is drained, by no more sink groups than its type allows.
+void ConfigParser::channel_readers() {
+  const auto* channels = root_table_.get_as<toml::table>("channels");
+  if (channels == nullptr) return;
+  for (const auto& [name, type] : channel_types_) {
+    ConfigNode node(*channels->get_as<toml::table>(name), "channels." + name, root_.file());
+    auto it = drained_by_.find(name);
+    const auto* factory = registry_.channel(type);
+    if (it == drained_by_.end()) {
+      node.error(errors_, "no sink or sink group drains this channel");
+    } else if (factory != nullptr && factory->traits.max_cursors != 0 &&
+               it->second.size() > factory->traits.max_cursors) {
+      const std::uint32_t max = factory->traits.max_cursors;
+      node.error(errors_,
+                 fmt::format("a {} channel can be drained by {} sink group{}; {} read it: {}", type,
+                             max == 1 ? "one" : std::to_string(max), max == 1 ? "" : "s",
+                             it->second.size(), fmt::join(it->second, ", ")));
+    }
+  }
+}
+
+// An empty file (or one with only [agent]) would start an agent that does nothing and exits 0.
+void ConfigParser::something_to_run() {
+  for (const char* section : {"sources", "channels", "sinks"}) {
+    const auto* t = root_table_.get_as<toml::table>(section);
+    if (t != nullptr && !t->empty()) return;
+    if (root_table_.get(section) != nullptr && t == nullptr) return;  // reported as not a table
+  }
+  errors_.add({root_.file(), 0, 0, "",
+               "the configuration defines no sources, channels or sinks; nothing would run"});
 }
 
 }  // namespace
 
 std::optional<AgentConfig> load_config(const std::string& path, const Registry& registry,
                                        ConfigErrors& errors) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    errors.add({path, 0, 0, "",
-                fmt::format("cannot read the configuration file: {}", std::strerror(errno))});
+  auto fail = [&](std::string message) {
+    errors.add({path, 0, 0, "", std::move(message)});
     return std::nullopt;
+  };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return fail(fmt::format("cannot read the configuration file: {}", std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return fail("is a directory, not a configuration file");
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_config(ss.str(), path, registry, errors);
+  // Read one byte past the limit, so that a file of exactly the limit passes.
+  std::string text;
+  text.resize(kMaxConfigBytes + 1);
+  std::size_t used = 0;
+  int read_errno = 0;
+  while (used < text.size()) {
+    const ssize_t n = ::read(fd, text.data() + used, text.size() - used);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      read_errno = errno;
+      break;
+    }
+    used += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  if (read_errno != 0) {
+    return fail(fmt::format("cannot read the configuration file: {}", std::strerror(read_errno)));
+  }
+  if (used > kMaxConfigBytes) {
+    return fail(fmt::format("is larger than {}, the limit for a configuration file",
+                            format_size(ByteSize{kMaxConfigBytes})));
+  }
+  text.resize(used);
+  return parse_config(text, path, registry, errors);
 }
 
 std::optional<AgentConfig> parse_config(std::string_view text, const std::string& file,
@@ -86,309 +636,7 @@ std::optional<AgentConfig> parse_config(std::string_view text, const std::string
   }
   AgentConfig cfg;
   cfg.file = file;
-  ConfigNode root(root_table, "", file);
-
-  // [agent]
-  cfg.agent.name = host_name();
-  if (auto agent = root.child("agent", errors)) {
-    agent->optional("name", cfg.agent.name, errors);
-    if (agent->optional("data_dir", cfg.agent.data_dir, errors) && cfg.agent.data_dir.empty()) {
-      agent->error_at("data_dir", errors, "must not be empty");
-    }
-    if (agent->optional("admin", cfg.agent.admin, errors)) {
-      std::string host;
-      int port = 0;
-      if (!http::split_host_port(cfg.agent.admin, host, port)) {
-        agent->error_at(
-            "admin", errors,
-            fmt::format("\"{}\" is not HOST:PORT (e.g. \"127.0.0.1:24280\")", cfg.agent.admin));
-      }
-    }
-    agent->optional(
-        "shutdown_timeout", cfg.agent.shutdown_timeout, errors,
-        InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(0), std::chrono::hours(1)});
-    agent->optional("max_pending_puts", cfg.agent.max_pending_puts, errors,
-                    InRange<std::uint32_t>{1, 64});
-    agent->reject_unknown_keys(errors);
-  }
-
-  // [channels.NAME]
-  std::map<std::string, std::string, std::less<>> channel_types;
-  each_component(root, "channels", errors, [&](const std::string& name, const ConfigNode& node) {
-    std::string type;
-    if (!node.required("type", type, errors)) return;
-    channel_types[name] = type;
-    const auto* factory = registry.channel(type);
-    if (factory == nullptr) {
-      node.error_at("type", errors, unknown_type("channel", type, registry.channel_types()));
-      return;
-    }
-    if (auto c = factory->parse(node, errors)) cfg.channels.push_back({name, type, std::move(*c)});
-  });
-  std::vector<std::string_view> channel_names;
-  for (const auto& [n, t] : channel_types) channel_names.push_back(n);
-  auto check_channel = [&](const ConfigNode& node, std::string_view key,
-                           const std::string& channel) {
-    if (channel_types.count(channel) != 0) return true;
-    node.error_at(
-        key, errors,
-        fmt::format("unknown channel '{}'{}", channel, did_you_mean(channel, channel_names)), true);
-    return false;
-  };
-
-  // Sinks are parsed before groups are checked, but group membership decides which keys a sink
-  // may have, so collect the groups' sink lists first.
-  std::map<std::string, std::string, std::less<>> group_of;                 // sink -> group
-  std::map<std::string, std::vector<std::string>, std::less<>> drained_by;  // channel -> groups
-  std::vector<std::string_view> sink_names;
-  if (auto sinks_section = root_table.get_as<toml::table>("sinks")) {
-    for (const auto& [k, v] : *sinks_section) sink_names.push_back(k.str());
-  }
-  std::map<std::string, std::string, std::less<>> dead_letter_of;  // sink -> group
-  each_component(root, "sink_groups", errors, [&](const std::string& name, const ConfigNode& node) {
-    GroupSpec g;
-    g.name = name;
-    const bool has_channel = node.required("channel", g.channel, errors);
-    node.optional("processor", g.processor, errors, OneOf{{"default", "failover", "load_balance"}});
-    node.mark_known("sinks");
-    node.mark_known("priority");
-    const char* sinks_key = "sinks";
-    if (node.has("sinks") && node.has("priority")) {
-      node.error_at("priority", errors,
-                    "set either 'sinks' (in priority order) or 'priority', not both", true);
-    } else if (node.has("priority")) {
-      sinks_key = "priority";
-      if (auto prio = node.child("priority", errors)) {
-        std::vector<std::pair<std::int64_t, std::string>> ranked;
-        for (const auto& [k, v] : prio->table()) {
-          std::int64_t p = 0;
-          if (prio->required(k.str(), p, errors)) {
-            for (const auto& [other_p, other] : ranked) {
-              if (other_p == p) {
-                prio->error_at(k.str(), errors,
-                               fmt::format("sinks '{}' and '{}' have the same priority {}", other,
-                                           k.str(), p));
-              }
-            }
-            ranked.emplace_back(p, std::string(k.str()));
-          }
-        }
-        // A larger number is preferred, as in Flume.
-        std::stable_sort(ranked.begin(), ranked.end(),
-                         [](const auto& a, const auto& b) { return a.first > b.first; });
-        for (auto& [p, n] : ranked) g.sinks.push_back(n);
-      }
-    } else {
-      node.required("sinks", g.sinks, errors);
-    }
-    if (node.optional("selector", g.selector, errors, OneOf{{"round_robin", "random"}}) &&
-        node.has("selector") && g.processor != "load_balance") {
-      node.error_at("selector", errors, "only a load_balance group has a selector", true);
-    }
-    std::string dead_letter;
-    if (node.has("dead_letter") && node.optional("dead_letter", dead_letter, errors))
-      g.dead_letter = dead_letter;
-    node.mark_known("dead_letter");
-    sinks::GroupConfig::parse(node, errors, g.config);
-    node.reject_unknown_keys(errors);
-    if (has_channel && check_channel(node, "channel", g.channel))
-      drained_by[g.channel].push_back(name);
-    if (g.processor == "default" && node.has(sinks_key) && g.sinks.size() != 1) {
-      node.error_at(
-          sinks_key, errors,
-          fmt::format("processor 'default' takes exactly one sink, got {}", g.sinks.size()));
-    } else if (node.has(sinks_key) && g.sinks.empty()) {
-      node.error_at(sinks_key, errors, "must name at least one sink");
-    }
-    for (const auto& s : g.sinks) {
-      if (std::find(sink_names.begin(), sink_names.end(), s) == sink_names.end()) {
-        node.error_at(sinks_key, errors,
-                      fmt::format("unknown sink '{}'{}", s, did_you_mean(s, sink_names)), true);
-      } else if (auto [it, fresh] = group_of.emplace(s, name); !fresh) {
-        node.error_at(sinks_key, errors,
-                      fmt::format("sink '{}' is already in sink group '{}'", s, it->second), true);
-      }
-    }
-    if (g.dead_letter) {
-      const std::string& dl = *g.dead_letter;
-      if (std::find(sink_names.begin(), sink_names.end(), dl) == sink_names.end()) {
-        node.error_at("dead_letter", errors,
-                      fmt::format("unknown sink '{}'{}", dl, did_you_mean(dl, sink_names)), true);
-      } else if (auto [it, fresh] = dead_letter_of.emplace(dl, name); !fresh) {
-        node.error_at(
-            "dead_letter", errors,
-            fmt::format("sink '{}' is already the dead_letter of sink group '{}'", dl, it->second),
-            true);
-      }
-    }
-    cfg.groups.push_back(std::move(g));
-  });
-  for (const auto& [dl, group] : dead_letter_of) {
-    if (auto it = group_of.find(dl); it != group_of.end()) {
-      for (const auto& g : cfg.groups) {
-        if (g.name == group) {
-          ConfigNode node(*root_table["sink_groups"][group].as_table(), "sink_groups." + group,
-                          file);
-          node.error_at(
-              "dead_letter", errors,
-              fmt::format("sink '{}' is in sink group '{}'; a dead-letter sink must not be", dl,
-                          it->second),
-              true);
-        }
-      }
-    }
-  }
-
-  // [sinks.NAME]
-  each_component(root, "sinks", errors, [&](const std::string& name, const ConfigNode& node) {
-    std::string type;
-    const bool has_type = node.required("type", type, errors);
-    SinkSpec s;
-    s.name = name;
-    s.type = type;
-    node.optional(
-        "delivery_timeout", s.delivery_timeout, errors,
-        InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(1), std::chrono::hours(1)});
-    std::string channel;
-    const bool has_channel = node.has("channel") && node.optional("channel", channel, errors);
-    node.mark_known("channel");
-    auto grp = group_of.find(name);
-    if (dead_letter_of.count(name) != 0) {
-      if (node.has("channel")) {
-        node.error_at(
-            "channel", errors,
-            fmt::format("this sink is the dead_letter of sink group '{}' and reads no channel",
-                        dead_letter_of.find(name)->second),
-            true);
-      }
-    } else if (grp == group_of.end()) {
-      GroupSpec g;
-      g.name = name;
-      g.implicit = true;
-      g.sinks = {name};
-      sinks::GroupConfig::parse(node, errors, g.config);
-      if (!node.has("channel")) {
-        node.error(errors,
-                   "missing required key 'channel' (or list this sink in a [sink_groups] table)");
-      } else if (has_channel && check_channel(node, "channel", channel)) {
-        g.channel = channel;
-        drained_by[channel].push_back(name);
-        cfg.groups.push_back(std::move(g));
-      }
-    } else if (has_channel) {
-      const GroupSpec* g = nullptr;
-      for (const auto& gs : cfg.groups) {
-        if (gs.name == grp->second) g = &gs;
-      }
-      if (g != nullptr && g->channel != channel) {
-        node.error_at(
-            "channel", errors,
-            fmt::format("sink group '{}' reads channel '{}'; remove this key or make it match",
-                        g->name, g->channel),
-            true);
-      }
-    }
-    if (!has_type) return;
-    const auto* factory = registry.sink(type);
-    if (factory == nullptr) {
-      node.error_at("type", errors, unknown_type("sink", type, registry.sink_types()));
-      return;
-    }
-    if (auto c = factory->parse(node, errors)) {
-      s.config = std::move(*c);
-      cfg.sinks.push_back(std::move(s));
-    }
-  });
-
-  // [sources.NAME]
-  struct Listen {
-    std::string address;
-    std::string owner;
-  };
-  std::vector<Listen> listens;
-  listens.push_back({cfg.agent.admin, "agent.admin"});
-  each_component(root, "sources", errors, [&](const std::string& name, const ConfigNode& node) {
-    std::string type;
-    const bool has_type = node.required("type", type, errors);
-    SourceSpec s;
-    s.name = name;
-    s.type = type;
-    node.mark_known("channel");
-    node.mark_known("channels");
-    if (node.has("channel") && node.has("channels")) {
-      node.error_at("channels", errors, "set either 'channel' or 'channels', not both", true);
-    } else if (node.has("channels")) {
-      if (node.optional("channels", s.channels, errors) && s.channels.empty()) {
-        node.error_at("channels", errors, "must not be empty");
-      }
-      for (const auto& c : s.channels) check_channel(node, "channels", c);
-    } else {
-      std::string channel;
-      if (node.required("channel", channel, errors) && check_channel(node, "channel", channel)) {
-        s.channels.push_back(channel);
-      }
-    }
-    node.mark_known("dead_letter_channel");
-    const auto* on_error = node.table().get_as<std::string>("on_parse_error");
-    const bool wants_dead_letter = on_error != nullptr && on_error->get() == "dead_letter";
-    if (node.has("dead_letter_channel")) {
-      if (node.optional("dead_letter_channel", s.dead_letter_channel, errors) &&
-          check_channel(node, "dead_letter_channel", s.dead_letter_channel)) {
-        if (std::find(s.channels.begin(), s.channels.end(), s.dead_letter_channel) !=
-            s.channels.end()) {
-          node.error_at("dead_letter_channel", errors,
-                        "is also one of this source's channels; use a channel of its own");
-        }
-      }
-      if (!wants_dead_letter) {
-        node.error_at("dead_letter_channel", errors,
-                      "only applies with on_parse_error = \"dead_letter\"", true);
-      }
-    } else if (wants_dead_letter) {
-      node.error_at("on_parse_error", errors,
-                    "\"dead_letter\" needs dead_letter_channel = \"NAME\" (a channel that a sink "
-                    "group drains)");
-    }
-    if (const auto* listen = node.table().get_as<std::string>("listen")) {
-      const std::string address = listen->get();
-      for (const auto& l : listens) {
-        std::string host;
-        int port = 0;
-        if (l.address == address && http::split_host_port(address, host, port) && port != 0) {
-          node.error_at("listen", errors,
-                        fmt::format("address {} is already used by {}", address, l.owner));
-        }
-      }
-      listens.push_back({address, "sources." + name + ".listen"});
-    }
-    if (!has_type) return;
-    const auto* factory = registry.source(type);
-    if (factory == nullptr) {
-      node.error_at("type", errors, unknown_type("source", type, registry.source_types()));
-      return;
-    }
-    if (auto c = factory->parse(node, errors)) {
-      s.config = std::move(*c);
-      cfg.sources.push_back(std::move(s));
-    }
-  });
-
-  // Every channel is drained by exactly the groups its type supports.
-  if (const auto* channels = root_table.get_as<toml::table>("channels")) {
-    for (const auto& [name, type] : channel_types) {
-      auto it = drained_by.find(name);
-      if (it == drained_by.end()) {
-        ConfigNode node(*channels->get_as<toml::table>(name), "channels." + name, file);
-        node.error(errors, "no sink or sink group drains this channel");
-      } else if (type == "memory" && it->second.size() > 1) {
-        ConfigNode node(*channels->get_as<toml::table>(name), "channels." + name, file);
-        node.error(errors,
-                   fmt::format("a memory channel can be drained by one sink group; {} read it: {}",
-                               it->second.size(), fmt::join(it->second, ", ")));
-      }
-    }
-  }
-  root.reject_unknown_keys(errors);
+  ConfigParser(root_table, file, registry, errors, cfg).parse();
   errors.sort();
   if (errors.size() != before) return std::nullopt;
   return cfg;

@@ -42,9 +42,9 @@ struct SinkSpec {
 struct GroupSpec {
   std::string name;
   std::string channel;
-  std::string processor = "default";     // "default", "failover" or "load_balance"
-  std::vector<std::string> sinks;        // failover: in priority order, preferred first
-  std::string selector = "round_robin";  // load_balance: "round_robin" or "random"
+  std::string processor = "default";  // a registered processor: "default", "failover", ...
+  std::any processor_config;          // what the processor's parse() read from this table
+  std::vector<std::string> sinks;     // failover: in priority order, preferred first
   std::optional<std::string> dead_letter;
   sinks::GroupConfig config;
   bool implicit = false;  // a sink with its own `channel`: a group of one named after it
@@ -64,7 +64,11 @@ struct AgentConfig {
 /// components. Appends every error found (sorted by position) and returns nullopt if any.
 std::optional<AgentConfig> parse_config(std::string_view text, const std::string& file,
                                         const Registry& registry, ConfigErrors& errors);
-/// Reads `path` and calls parse_config(); an unreadable file is one error.
+/// The largest configuration file load_config() reads (so `-c /dev/zero` is an error, not a hang).
+inline constexpr std::size_t kMaxConfigBytes = 1 << 20;
+
+/// Reads `path` and calls parse_config(); an unreadable file, a directory or a file larger than
+/// kMaxConfigBytes is one error.
 std::optional<AgentConfig> load_config(const std::string& path, const Registry& registry,
                                        ConfigErrors& errors);
 

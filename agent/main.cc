@@ -8,17 +8,20 @@
 #include "agent/agent.h"
 #include "agent/agent_config.h"
 #include "agent/registry.h"
-#include "channels/lmdb/inspect.h"
 #include "lib/core/log.h"
 
 namespace {
 
+// A bad configuration and a bad command line both exit 2, the usage-error convention.
 constexpr int kExitConfig = 2;
 
-// Loads and checks the configuration, printing every error; nullopt if there were any.
+// Loads and checks the configuration, printing every warning and error; nullopt if there were
+// errors.
 std::optional<sluice::AgentConfig> load(const std::string& path, const sluice::Registry& registry) {
   sluice::ConfigErrors errors;
   auto cfg = sluice::load_config(path, registry, errors);
+  for (const auto& w : errors.warnings())
+    std::fprintf(stderr, "sluice: warning: %s\n", w.str().c_str());
   if (cfg) return cfg;
   for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.str().c_str());
   std::fprintf(stderr, "sluice: %zu configuration error%s, nothing started\n", errors.size(),
@@ -54,7 +57,13 @@ int main(int argc, char** argv) {
   dump->add_option("--channel", channel_name, "The channel's name")->required();
   dump->add_flag("--json", dump_json, "JSON lines instead of bodies");
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // CLI11 prints the help (exit 0) or the mistake; its own codes (106 for a missing option)
+    // would read as something else to a shell or a unit file.
+    return app.exit(e) == 0 ? 0 : kExitConfig;
+  }
 
   spdlog::level::level_enum level = spdlog::level::info;
   if (!sluice::parse_log_level(log_level, level)) {
@@ -77,13 +86,14 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("channel")) {
     int failures = 0;
     for (const auto& spec : cfg->channels) {
-      if (spec.type != "lmdb") continue;
+      const sluice::ChannelTraits& traits = registry.channel(spec.type)->traits;
+      if (traits.print_stats == nullptr || traits.dump == nullptr) continue;
       sluice::Status st;
       if (dump->parsed()) {
         if (spec.name != channel_name) continue;
-        st = sluice::channels::dump_channel(cfg->agent.data_dir, spec.name, dump_json, stdout);
+        st = traits.dump(cfg->agent.data_dir, spec.name, dump_json, stdout);
       } else {
-        st = sluice::channels::print_channel_stats(cfg->agent.data_dir, spec.name, stdout);
+        st = traits.print_stats(cfg->agent.data_dir, spec.name, stdout);
       }
       if (!st.ok()) {
         std::fprintf(stderr, "sluice: %s\n", st.message().c_str());

@@ -81,20 +81,15 @@ std::optional<LmdbConfig> LmdbConfig::parse(const ConfigNode& node, ConfigErrors
   node.optional("max_events", c.max_events, errors, InRange<std::uint64_t>{1, 1ULL << 40});
   node.optional("transaction_events", c.transaction_events, errors,
                 InRange<std::uint32_t>{1, 1'000'000});
-  std::string sync = "full";
-  if (node.optional("sync", sync, errors, OneOf{{"full", "periodic", "none"}})) {
-    c.sync = sync == "periodic" ? SyncMode::periodic
-             : sync == "none"   ? SyncMode::none
-                                : SyncMode::full;
-  }
+  node.optional_enum(
+      "sync", c.sync, errors,
+      {{"full", SyncMode::full}, {"periodic", SyncMode::periodic}, {"none", SyncMode::none}});
   std::int64_t level = c.compression_level;
   if (node.optional("compression_level", level, errors, InRange<std::int64_t>{0, 19})) {
     c.compression_level = static_cast<int>(level);
   }
-  std::string when_full = "block";
-  if (node.optional("when_full", when_full, errors, OneOf{{"block", "drop_oldest"}})) {
-    c.drop_oldest_when_full = when_full == "drop_oldest";
-  }
+  node.optional_enum("when_full", c.drop_oldest_when_full, errors,
+                     {{"block", false}, {"drop_oldest", true}});
   node.reject_unknown_keys(errors);
   return errors.size() == before ? std::optional{c} : std::nullopt;
 }

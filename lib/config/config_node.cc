@@ -51,9 +51,11 @@ std::string join_path(const std::string& base, std::string_view key) {
 }  // namespace
 
 void ConfigErrors::sort() {
-  std::stable_sort(errors_.begin(), errors_.end(), [](const ConfigError& a, const ConfigError& b) {
+  const auto by_position = [](const ConfigError& a, const ConfigError& b) {
     return std::tie(a.file, a.line, a.column) < std::tie(b.file, b.line, b.column);
-  });
+  };
+  std::stable_sort(errors_.begin(), errors_.end(), by_position);
+  std::stable_sort(warnings_.begin(), warnings_.end(), by_position);
 }
 
 ConfigNode::ConfigNode(const toml::table& table, std::string path, std::string file)
@@ -85,6 +87,25 @@ void ConfigNode::error_at(std::string_view key, ConfigErrors& errors, std::strin
     pos = at_key ? it->first.source().begin : it->second.source().begin;
   }
   errors.add({file_, pos.line, pos.column, join_path(path_, key), std::move(message)});
+}
+
+void ConfigNode::error_at_element(std::string_view key, std::size_t index, ConfigErrors& errors,
+                                  std::string message) const {
+  toml::source_position pos = table_->source().begin;
+  if (const toml::node* n = table_->get(key)) {
+    pos = n->source().begin;
+    if (const auto* a = n->as_array(); a != nullptr && index < a->size()) {
+      pos = (*a)[index].source().begin;
+    }
+  }
+  errors.add({file_, pos.line, pos.column, fmt::format("{}[{}]", join_path(path_, key), index),
+              std::move(message)});
+}
+
+void ConfigNode::warning_at(std::string_view key, ConfigErrors& errors, std::string message) const {
+  toml::source_position pos = table_->source().begin;
+  if (const toml::node* n = table_->get(key)) pos = n->source().begin;
+  errors.warn({file_, pos.line, pos.column, join_path(path_, key), std::move(message)});
 }
 
 void ConfigNode::reject_unknown_keys(ConfigErrors& errors) const {

@@ -9,6 +9,8 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "lib/config/units.h"
@@ -25,20 +27,24 @@ struct ConfigError {
   std::string str() const;
 };
 
-/// Every error found, in order; all are reported at once.
+/// Every error found, in order; all are reported at once. Warnings (a configuration that works but
+/// is probably not what was meant) are kept apart: they do not make the configuration invalid.
 class ConfigErrors {
  public:
   void add(ConfigError e) { errors_.push_back(std::move(e)); }
+  void warn(ConfigError w) { warnings_.push_back(std::move(w)); }
+  const std::vector<ConfigError>& warnings() const noexcept { return warnings_; }
   std::size_t size() const noexcept { return errors_.size(); }
   bool empty() const noexcept { return errors_.empty(); }
   const ConfigError& operator[](std::size_t i) const { return errors_[i]; }
   auto begin() const { return errors_.begin(); }
   auto end() const { return errors_.end(); }
-  /// Sorted by file position, as a reader scans the file.
+  /// Sorts errors and warnings by file position, as a reader scans the file.
   void sort();
 
  private:
   std::vector<ConfigError> errors_;
+  std::vector<ConfigError> warnings_;
 };
 
 /// A string list written either as an array or as one comma-separated string ("h1:9092,h2:9092").
@@ -87,6 +93,35 @@ class ConfigNode {
     if (n == nullptr) return true;
     return read_checked(key, *n, out, errors, check);
   }
+  /// A string key that names one of `values` (`format = "json"` -> OutputFormat::json), so that a
+  /// parse function needs no string compares. A wrong value is an error that lists the allowed
+  /// names, with a suggestion; `out` keeps its default when the key is absent or wrong.
+  template <class T>
+  bool optional_enum(
+      std::string_view key, T& out, ConfigErrors& errors,
+      std::initializer_list<std::pair<std::string_view, std::type_identity_t<T>>> values) const {
+    mark_known(key);
+    const toml::node* n = table_->get(key);
+    if (n == nullptr) return true;
+    std::string name, err;
+    if (!read(*n, name, err)) {
+      error_at(key, errors, std::move(err));
+      return false;
+    }
+    std::vector<std::string_view> names;
+    for (const auto& [allowed, value] : values) {
+      if (name == allowed) {
+        out = value;
+        return true;
+      }
+      names.push_back(allowed);
+    }
+    passes(name, OneOf{std::move(names)}, err);
+    error_at(key, errors, std::move(err));
+    return false;
+  }
+  /// Whether required()/optional()/mark_known() asked for `key`.
+  bool is_known(std::string_view key) const { return known_.find(key) != known_.end(); }
   /// A nested table (`timestamp = { ... }` or `[sources.x.sub]`); nullopt if absent or not a table.
   std::optional<ConfigNode> child(std::string_view key, ConfigErrors& errors) const;
 
@@ -98,6 +133,11 @@ class ConfigNode {
   /// An error positioned at `key`'s value (or at the key itself with at_key), path PATH.KEY.
   void error_at(std::string_view key, ConfigErrors& errors, std::string message,
                 bool at_key = false) const;
+  /// An error positioned at element `index` of the array `key`, path PATH.KEY[INDEX].
+  void error_at_element(std::string_view key, std::size_t index, ConfigErrors& errors,
+                        std::string message) const;
+  /// A warning positioned at `key`'s value: the configuration stays valid.
+  void warning_at(std::string_view key, ConfigErrors& errors, std::string message) const;
 
  private:
   bool read(const toml::node& n, std::string& out, std::string& err) const;

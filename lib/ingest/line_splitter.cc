@@ -6,10 +6,8 @@ bool LineConfig::parse(const ConfigNode& node, ConfigErrors& errors, LineConfig&
   const std::size_t before = errors.size();
   node.optional("max_line_bytes", out.max_line_bytes, errors,
                 InRange<ByteSize>{{16}, {1ULL << 30}});
-  std::string overflow = "split";
-  if (node.optional("line_overflow", overflow, errors, OneOf{{"split", "truncate"}})) {
-    out.overflow = overflow == "truncate" ? LineOverflow::truncate : LineOverflow::split;
-  }
+  node.optional_enum("line_overflow", out.overflow, errors,
+                     {{"split", LineOverflow::split}, {"truncate", LineOverflow::truncate}});
   parse::PipelineConfig::parse(node, errors, out.pipeline);
   return errors.size() == before;
 }

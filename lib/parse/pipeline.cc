@@ -35,11 +35,10 @@ bool PipelineConfig::parse(const ConfigNode& node, ConfigErrors& errors, Pipelin
       if (node.has(key)) node.error_at(key, errors, "only applies to format = \"json\"", true);
     }
   }
-  std::string on_error = "pass";
-  node.optional("on_parse_error", on_error, errors, OneOf{{"pass", "drop", "dead_letter"}});
-  out.on_parse_error = on_error == "drop"          ? OnParseError::drop
-                       : on_error == "dead_letter" ? OnParseError::dead_letter
-                                                   : OnParseError::pass;
+  node.optional_enum("on_parse_error", out.on_parse_error, errors,
+                     {{"pass", OnParseError::pass},
+                      {"drop", OnParseError::drop},
+                      {"dead_letter", OnParseError::dead_letter}});
   node.optional("parse_error_header", out.error_header, errors);
   if (auto ts = node.child("timestamp", errors)) {
     out.has_timestamp = true;

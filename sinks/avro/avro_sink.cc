@@ -46,12 +46,9 @@ std::optional<AvroSinkConfig> AvroSinkConfig::parse(const ConfigNode& node, Conf
       node.error_at("address", errors, "\"" + c.address + "\" is not HOST:PORT");
     }
   }
-  std::string compression = "none";
-  node.optional("compression", compression, errors, OneOf{{"none", "deflate"}});
-  c.deflate = compression == "deflate";
-  std::string layering = "tls_outside";
-  node.optional("layering", layering, errors, OneOf{{"tls_outside", "zlib_outside"}});
-  c.zlib_outside_tls = layering == "zlib_outside";
+  node.optional_enum("compression", c.deflate, errors, {{"none", false}, {"deflate", true}});
+  node.optional_enum("layering", c.zlib_outside_tls, errors,
+                     {{"tls_outside", false}, {"zlib_outside", true}});
   std::uint32_t level = 6;
   node.optional("compression_level", level, errors, InRange<std::uint64_t>{0, 9});
   c.compression_level = static_cast<int>(level);

@@ -16,10 +16,8 @@ std::optional<FileConfig> FileConfig::parse(const ConfigNode& node, ConfigErrors
   if (node.required("path", c.path, errors) && c.path.empty()) {
     node.error_at("path", errors, "must not be empty");
   }
-  std::string format = "body";
-  if (node.optional("format", format, errors, OneOf{{"body", "json"}})) {
-    c.format = format == "json" ? OutputFormat::json : OutputFormat::body;
-  }
+  node.optional_enum("format", c.format, errors,
+                     {{"body", OutputFormat::body}, {"json", OutputFormat::json}});
   ByteSize roll_bytes;
   if (node.has("roll_bytes") &&
       node.optional("roll_bytes", roll_bytes, errors, InRange<ByteSize>{{1024}, {1ULL << 50}})) {
@@ -32,12 +30,9 @@ std::optional<FileConfig> FileConfig::parse(const ConfigNode& node, ConfigErrors
                                                       std::chrono::hours(24 * 366)})) {
     c.roll_interval = roll_interval;
   }
-  std::string fsync = "none";
-  if (node.optional("fsync", fsync, errors, OneOf{{"none", "batch", "roll"}})) {
-    c.fsync = fsync == "batch"  ? FsyncPolicy::batch
-              : fsync == "roll" ? FsyncPolicy::roll
-                                : FsyncPolicy::none;
-  }
+  node.optional_enum(
+      "fsync", c.fsync, errors,
+      {{"none", FsyncPolicy::none}, {"batch", FsyncPolicy::batch}, {"roll", FsyncPolicy::roll}});
   node.mark_known("roll_bytes");
   node.mark_known("roll_interval");
   node.reject_unknown_keys(errors);

@@ -23,10 +23,8 @@ bool GroupConfig::parse(const ConfigNode& node, ConfigErrors& errors, GroupConfi
                 InRange<nanoseconds>{std::chrono::milliseconds(1), std::chrono::hours(1)});
   node.optional("penalty_base", out.penalty_base, errors,
                 InRange<nanoseconds>{std::chrono::milliseconds(1), std::chrono::hours(1)});
-  std::string lagging = "block";
-  if (node.optional("lagging", lagging, errors, OneOf{{"block", "detach"}})) {
-    out.detach_when_lagging = lagging == "detach";
-  }
+  node.optional_enum("lagging", out.detach_when_lagging, errors,
+                     {{"block", false}, {"detach", true}});
   return errors.size() == before;
 }
 

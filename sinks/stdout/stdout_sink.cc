@@ -5,10 +5,8 @@ namespace sluice::sinks {
 std::optional<StdoutConfig> StdoutConfig::parse(const ConfigNode& node, ConfigErrors& errors) {
   const std::size_t before = errors.size();
   StdoutConfig c;
-  std::string format = "body";
-  if (node.optional("format", format, errors, OneOf{{"body", "json"}})) {
-    c.format = format == "json" ? OutputFormat::json : OutputFormat::body;
-  }
+  node.optional_enum("format", c.format, errors,
+                     {{"body", OutputFormat::body}, {"json", OutputFormat::json}});
   node.reject_unknown_keys(errors);
   return errors.size() == before ? std::optional{c} : std::nullopt;
 }

@@ -37,18 +37,16 @@ std::optional<AvroSourceConfig> AvroSourceConfig::parse(const ConfigNode& node,
   AvroSourceConfig c;
   const std::size_t before = errors.size();
   node.required("listen", c.listen, errors);
-  std::string compression = "none";
-  node.optional("compression", compression, errors, OneOf{{"none", "deflate"}});
-  c.deflate = compression == "deflate";
-  std::string layering = "tls_outside";
-  node.optional("layering", layering, errors, OneOf{{"tls_outside", "zlib_outside"}});
-  c.zlib_outside_tls = layering == "zlib_outside";
+  node.optional_enum("compression", c.deflate, errors, {{"none", false}, {"deflate", true}});
+  node.optional_enum("layering", c.zlib_outside_tls, errors,
+                     {{"tls_outside", false}, {"zlib_outside", true}});
   node.optional("max_connections", c.max_connections, errors, InRange<std::uint64_t>{1, 100000});
   node.optional("idle_timeout", c.idle_timeout, errors,
                 InRange<std::chrono::nanoseconds>{std::chrono::seconds(1), std::chrono::hours(24)});
   node.optional("allow", c.allow, errors);
-  if (auto f = net::AddressFilter::make(c.allow); !f) {
-    node.error_at("allow", errors, f.error().message());
+  for (std::size_t i = 0; i < c.allow.size(); ++i) {  // every bad entry, each at its position
+    if (auto f = net::AddressFilter::make({c.allow[i]}); !f)
+      node.error_at_element("allow", i, errors, f.error().message());
   }
   ByteSize frame{c.frame.max_frame_bytes}, buffer{c.frame.max_buffer_bytes};
   node.optional("max_frame_bytes", frame, errors, InRange<ByteSize>{{64}, {1ULL << 30}});

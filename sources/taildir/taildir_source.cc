@@ -94,9 +94,7 @@ std::optional<TaildirConfig> TaildirConfig::parse(const ConfigNode& node, Config
     c.ignore_older = older;
   }
   node.mark_known("ignore_older");
-  std::string read_from = "head";
-  if (node.optional("read_from", read_from, errors, OneOf{{"head", "tail"}}))
-    c.read_from_tail = read_from == "tail";
+  node.optional_enum("read_from", c.read_from_tail, errors, {{"head", false}, {"tail", true}});
   node.optional("file_header", c.file_header, errors);
   using std::chrono::milliseconds;
   using ns = std::chrono::nanoseconds;

@@ -2,8 +2,12 @@
 
 #include <catch2/catch.hpp>
 
+#include "agent/processor_config.h"
 #include "agent/registry.h"
+#include "channels/memory/memory_channel.h"
+#include "sinks/group/processors.h"
 #include "sinks/kafka/kafka_sink.h"
+#include "tests/support/test_support.h"
 
 using namespace sluice;
 
@@ -287,7 +291,10 @@ sinks = ["x", "y"]
   CHECK(up.sinks == std::vector<std::string>{"b", "a"});  // the larger priority first
   CHECK(up.dead_letter == std::optional<std::string>("dl"));
   CHECK(up.config.max_penalty == std::chrono::seconds(10));
-  CHECK(lb.selector == "random");
+  CHECK(lb.processor == "load_balance");
+  CHECK(std::any_cast<const LoadBalanceProcessorConfig&>(lb.processor_config).selector ==
+        sinks::Selector::random);
+  CHECK(up.processor == "failover");
   CHECK(lb.sinks == std::vector<std::string>{"x", "y"});
 }
 
@@ -372,4 +379,372 @@ key = "field.uid"
   CHECK(k.idempotence);
   CHECK(k.key_name == "uid");
   CHECK_FALSE(k.topic.fixed());
+}
+
+namespace {
+
+// The warnings of a configuration that must parse without errors.
+std::vector<std::string> warnings_of(std::string_view text) {
+  Registry registry;
+  register_builtin_components(registry);
+  ConfigErrors errors;
+  auto cfg = parse_config(text, "inline.toml", registry, errors);
+  for (const auto& e : errors) INFO(e.str());
+  REQUIRE(errors.empty());
+  REQUIRE(cfg.has_value());
+  std::vector<std::string> out;
+  for (const auto& w : errors.warnings()) out.push_back(w.str());
+  return out;
+}
+
+std::vector<std::string> load_errors(const std::string& path) {
+  Registry registry;
+  register_builtin_components(registry);
+  ConfigErrors errors;
+  auto cfg = load_config(path, registry, errors);
+  std::vector<std::string> out;
+  for (const auto& e : errors) out.push_back(e.str());
+  if (!errors.empty()) REQUIRE_FALSE(cfg.has_value());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("config: a file that defines nothing to run is an error", "[unit][config]") {
+  const std::vector<std::string> expected = {
+      "inline.toml: the configuration defines no sources, channels or sinks; nothing would run"};
+  CHECK(errors_of("") == expected);
+  CHECK(errors_of("# only a comment\n[agent]\nname = \"x\"\n") == expected);
+}
+
+TEST_CASE("config: a source that lists a channel twice", "[unit][config]") {
+  const auto errors = errors_of(R"(
+[sources.a]
+type = "stdin"
+channels = ["buf", "buf"]
+
+[channels.buf]
+type = "memory"
+
+[sinks.k]
+type = "null"
+channel = "buf"
+)");
+  const std::vector<std::string> expected = {
+      R"(inline.toml:4:20: sources.a.channels[1]: channel 'buf' is listed twice; every event would be put into it twice)",
+  };
+  CHECK(errors == expected);
+}
+
+TEST_CASE("config: listen and admin addresses are checked with their position", "[unit][config]") {
+  const auto errors = errors_of(R"(
+[agent]
+admin = "localhost:24280"
+
+[sources.a]
+type = "avro"
+listen = "127.0.0.1:-1"
+channel = "c"
+
+[sources.b]
+type = "http"
+listen = "256.1.1.1:80"
+channel = "c"
+
+[sources.d]
+type = "avro"
+listen = "::1:4141"
+channel = "c"
+
+[sources.e]
+type = "http"
+listen = "127.0.0.1:65536"
+channel = "c"
+
+[channels.c]
+type = "lmdb"
+
+[sinks.k]
+type = "null"
+channel = "c"
+)");
+  const std::vector<std::string> expected = {
+      R"(inline.toml:3:9: agent.admin: "localhost:24280": 'localhost' is not an IPv4 or IPv6 address (host names are not resolved))",
+      R"(inline.toml:7:10: sources.a.listen: "127.0.0.1:-1": the port must be a number in [0, 65535], got "-1")",
+      R"(inline.toml:12:10: sources.b.listen: "256.1.1.1:80": '256.1.1.1' is not an IPv4 or IPv6 address (host names are not resolved))",
+      R"(inline.toml:17:10: sources.d.listen: "::1:4141": an IPv6 address needs brackets (e.g. "[::1]:4141"))",
+      R"(inline.toml:22:10: sources.e.listen: "127.0.0.1:65536": the port must be a number in [0, 65535], got "65536")",
+  };
+  CHECK(errors == expected);
+}
+
+TEST_CASE("config: good listen addresses pass", "[unit][config]") {
+  const auto warnings = warnings_of(R"(
+[agent]
+admin = "[::1]:0"
+
+[sources.a]
+type = "avro"
+listen = "[::]:0"
+channel = "c"
+
+[sources.b]
+type = "http"
+listen = "0.0.0.0:8080"
+channel = "c"
+
+[channels.c]
+type = "memory"
+
+[sinks.k]
+type = "null"
+channel = "c"
+)");
+  CHECK(warnings.empty());
+}
+
+TEST_CASE("config: an admin endpoint on a non-loopback address is a warning", "[unit][config]") {
+  const std::string rest = R"(
+[sources.app]
+type = "stdin"
+channel = "buf"
+
+[channels.buf]
+type = "memory"
+
+[sinks.out]
+type = "null"
+channel = "buf"
+)";
+  const std::vector<std::string> expected = {
+      R"(inline.toml:3:9: agent.admin: "0.0.0.0:24280" is not a loopback address: anyone who can reach it can read /metrics, /healthz and /api/v1/status (there is no authentication))",
+  };
+  CHECK(warnings_of("\n[agent]\nadmin = \"0.0.0.0:24280\"\n" + rest) == expected);
+  CHECK(warnings_of("\n[agent]\nadmin = \"127.0.0.2:24280\"\n" + rest).empty());
+  CHECK(warnings_of(rest).empty());  // the default, 127.0.0.1:24280
+}
+
+TEST_CASE("config: every bad allow entry of an avro source is reported", "[unit][config]") {
+  const auto errors = errors_of(R"(
+[sources.a]
+type = "avro"
+listen = "127.0.0.1:0"
+channel = "c"
+allow = ["10.0.0.0/8", "10.0.0.300", "::1", "fd00::/129"]
+
+[channels.c]
+type = "memory"
+
+[sinks.k]
+type = "null"
+channel = "c"
+)");
+  const std::vector<std::string> expected = {
+      R"(inline.toml:6:24: sources.a.allow[1]: "10.0.0.300" is not an address or CIDR range)",
+      R"(inline.toml:6:45: sources.a.allow[3]: "fd00::/129" has a bad prefix length)",
+  };
+  CHECK(errors == expected);
+}
+
+TEST_CASE("config: load_config refuses a directory and an endless file", "[unit][config]") {
+  test::TempDir dir;
+  CHECK(load_errors(dir.path()) ==
+        std::vector<std::string>{dir.path() + ": is a directory, not a configuration file"});
+  CHECK(load_errors("/dev/zero") ==
+        std::vector<std::string>{
+            "/dev/zero: is larger than 1MiB, the limit for a configuration file"});
+  CHECK(
+      load_errors(dir.file("missing.toml")) ==
+      std::vector<std::string>{dir.file("missing.toml") +
+                               ": cannot read the configuration file: No such file or directory"});
+}
+
+namespace {
+
+// A processor that needs two sinks, registered only by the test below.
+struct PairConfig {
+  std::string mode = "a";
+  static std::optional<PairConfig> parse(const ConfigNode& node, ConfigErrors& errors) {
+    PairConfig c;
+    node.optional("mode", c.mode, errors);
+    return c;
+  }
+};
+struct PairProcessor {
+  static Result<std::unique_ptr<Processor>> create(const PairConfig&, ProcessorContext&) {
+    return Status(Errc::config, "not built in this test");
+  }
+};
+
+std::vector<std::string> errors_with(const Registry& registry, std::string_view text) {
+  ConfigErrors errors;
+  auto cfg = parse_config(text, "inline.toml", registry, errors);
+  std::vector<std::string> out;
+  for (const auto& e : errors) out.push_back(e.str());
+  if (!errors.empty()) REQUIRE_FALSE(cfg.has_value());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("config: a channel type's max_cursors trait bounds its sink groups", "[unit][config]") {
+  Registry registry;
+  register_builtin_components(registry);
+  registry.add_channel<channels::MemoryConfig, channels::MemoryChannel>("pair", {.max_cursors = 2});
+  const std::string sinks = R"(
+[sinks.a]
+type = "null"
+channel = "c"
+[sinks.b]
+type = "null"
+channel = "c"
+[sinks.d]
+type = "null"
+channel = "c"
+)";
+  CHECK(errors_with(registry, "[channels.c]\ntype = \"pair\"\n" + sinks) ==
+        std::vector<std::string>{
+            "inline.toml:1:1: channels.c: a pair channel can be drained by 2 sink groups; 3 read "
+            "it: a, b, d"});
+  CHECK(errors_with(registry, "[channels.c]\ntype = \"lmdb\"\n" + sinks).empty());
+}
+
+TEST_CASE("config: processors are registered components with traits", "[unit][config]") {
+  Registry registry;
+  register_builtin_components(registry);
+  CHECK(registry.processor_types() ==
+        std::vector<std::string_view>{"default", "failover", "load_balance"});
+  registry.add_processor<PairConfig, PairProcessor>("pair", {.min_sinks = 2});
+  const auto errors = errors_with(registry, R"(
+[channels.c]
+type = "lmdb"
+[sinks.a]
+type = "null"
+[sinks.b]
+type = "null"
+[sink_groups.g]
+channel = "c"
+processor = "pair"
+sinks = ["a"]
+selector = "random"
+[sink_groups.h]
+channel = "c"
+processor = "load_balance"
+sinks = ["b"]
+mode = "b"
+selector = "randon"
+)");
+  const std::vector<std::string> expected = {
+      R"(inline.toml:11:9: sink_groups.g.sinks: processor 'pair' needs at least 2 sinks, got 1)",
+      R"(inline.toml:12:1: sink_groups.g.selector: only a load_balance group has a selector)",
+      R"(inline.toml:17:1: sink_groups.h.mode: only a pair group has a mode)",
+      R"(inline.toml:18:12: sink_groups.h.selector: must be one of "round_robin", "random", got "randon" (did you mean 'random'?))",
+  };
+  CHECK(errors == expected);
+}
+
+TEST_CASE("config: named values list what is allowed and suggest the closest", "[unit][config]") {
+  const auto errors = errors_of(R"(
+[sources.t]
+type = "taildir"
+paths = ["/var/log/*.log"]
+channel = "c"
+read_from = "tial"
+line_overflow = 3
+on_parse_error = "dead-letter"
+
+[sources.a]
+type = "avro"
+listen = "127.0.0.1:0"
+channel = "c"
+compression = "zlib"
+layering = "zlib_inside"
+
+[channels.c]
+type = "lmdb"
+sync = "periodc"
+when_full = "drop"
+
+[sinks.f]
+type = "file"
+path = "/tmp/x"
+channel = "c"
+format = "jsno"
+lagging = "detached"
+
+[sinks.o]
+type = "stdout"
+channel = "c"
+format = "text"
+)");
+  const std::vector<std::string> expected = {
+      R"(inline.toml:6:13: sources.t.read_from: must be one of "head", "tail", got "tial" (did you mean 'tail'?))",
+      R"(inline.toml:7:17: sources.t.line_overflow: expected a string, got an integer)",
+      R"(inline.toml:8:18: sources.t.on_parse_error: must be one of "pass", "drop", "dead_letter", got "dead-letter" (did you mean 'dead_letter'?))",
+      R"(inline.toml:14:15: sources.a.compression: must be one of "none", "deflate", got "zlib")",
+      R"(inline.toml:15:12: sources.a.layering: must be one of "tls_outside", "zlib_outside", got "zlib_inside" (did you mean 'zlib_outside'?))",
+      R"(inline.toml:19:8: channels.c.sync: must be one of "full", "periodic", "none", got "periodc" (did you mean 'periodic'?))",
+      R"(inline.toml:20:13: channels.c.when_full: must be one of "block", "drop_oldest", got "drop")",
+      R"(inline.toml:26:10: sinks.f.format: must be one of "body", "json", got "jsno" (did you mean 'json'?))",
+      R"(inline.toml:27:11: sinks.f.lagging: must be one of "block", "detach", got "detached" (did you mean 'detach'?))",
+      R"(inline.toml:32:10: sinks.o.format: must be one of "body", "json", got "text")",
+  };
+  CHECK(errors == expected);
+}
+
+namespace {
+
+struct IdleSink final : Sink {
+  void deliver(const Batch&, DeliveryId, DeliveryListener&) override {}
+  void stop(StopCallback) override {}
+};
+
+}  // namespace
+
+TEST_CASE("config: the registered processors build what the group asked for", "[unit][config]") {
+  Registry registry;
+  register_builtin_components(registry);
+  ConfigErrors errors;
+  auto cfg = parse_config(R"(
+[channels.c]
+type = "lmdb"
+[sinks.a]
+type = "null"
+[sinks.b]
+type = "null"
+[sinks.x]
+type = "null"
+[sinks.y]
+type = "null"
+[sink_groups.fo]
+channel = "c"
+processor = "failover"
+sinks = ["a", "b"]
+[sink_groups.rr]
+channel = "c"
+processor = "load_balance"
+sinks = ["x", "y"]
+)",
+                          "inline.toml", registry, errors);
+  REQUIRE(errors.empty());
+  IdleSink s1, s2;
+  const TimePoint now{};
+  for (const auto& g : cfg->groups) {
+    ProcessorContext ctx{{&s1, &s2}, std::chrono::seconds(1), std::chrono::seconds(30)};
+    auto p = registry.processor(g.processor)->create(g.processor_config, ctx);
+    REQUIRE(p);
+    if (g.name == "fo") {  // the first sink while it is healthy, the second once it is penalised
+      CHECK((*p)->pick(now) == &s1);
+      (*p)->penalize(s1, now);
+      CHECK((*p)->pick(now) == &s2);
+    } else {  // round_robin, the default selector
+      CHECK((*p)->pick(now) == &s1);
+      CHECK((*p)->pick(now) == &s2);
+      CHECK((*p)->pick(now) == &s1);
+    }
+  }
+  ProcessorContext one{{&s2}, std::chrono::seconds(1), std::chrono::seconds(30)};
+  auto single = registry.processor("default")->create(std::any(DefaultProcessorConfig{}), one);
+  REQUIRE(single);
+  CHECK((*single)->pick(now) == &s2);
 }
