@@ -34,11 +34,6 @@ bool hash_prefix(int fd, std::uint32_t len, std::uint64_t& out) {
   return true;
 }
 
-std::string parent_dir(const std::string& path) {
-  const auto slash = path.rfind('/');
-  return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
-}
-
 }  // namespace
 
 std::optional<TaildirConfig> TaildirConfig::parse(const ConfigNode& node, ConfigErrors& errors) {
@@ -197,14 +192,13 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
   }
   output_.set_listener(this);
   durable_ = output_.durable();
+  for (const auto& g : config_.groups) {
+    for (const auto& p : g.paths) roots_.push_back(glob_root(p));
+  }
 }
 
 TaildirSource::~TaildirSource() {
-  for (auto& [dir, w] : watches_) {
-    w->data = nullptr;
-    uv_fs_event_stop(w);
-    close_and_delete(w);
-  }
+  for (auto& [dir, w] : watches_) close_watch(w);
   for (auto& [key, f] : files_) {
     if (f->fd >= 0) ::close(f->fd);
   }
@@ -263,8 +257,7 @@ void TaildirSource::scan() {
     WalkLimits limits;
     std::uint32_t fp_bytes;
     std::map<std::pair<dev_t, ino_t>, std::uint32_t> known;  // fp_len of tracked and saved files
-    std::vector<Candidate> found;
-    std::vector<std::pair<std::string, int>> unreadable;
+    ScanResult result;
   };
   auto* job = new Job{};
   job->req.data = job;
@@ -291,7 +284,7 @@ void TaildirSource::scan() {
                 c.id.ino = st.st_ino;
                 const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
                 if (fd < 0) {
-                  j->unreadable.emplace_back(path, errno);
+                  j->result.unreadable.emplace_back(path, errno);
                   return;
                 }
                 const auto size = static_cast<std::uint64_t>(st.st_size);
@@ -307,16 +300,29 @@ void TaildirSource::scan() {
                 c.binary =
                     n > 0 && std::memchr(probe, '\0', static_cast<std::size_t>(n)) != nullptr;
                 ::close(fd);
-                j->found.push_back(std::move(c));
+                j->result.found.push_back(std::move(c));
               },
-              [&](const std::string& dir, int err) { j->unreadable.emplace_back(dir, err); });
+              [&](const std::string& dir, int err) { j->result.unreadable.emplace_back(dir, err); },
+              [&](const std::string& dir, const struct stat& st) {
+                j->result.dirs.push_back({dir, st.st_dev, st.st_ino, false});
+              });
+          // A root that does not exist yet: watch the nearest ancestor that does, so that its
+          // creation is seen at once.
+          for (const auto& p : j->groups[g].paths) {
+            const std::string root = glob_root(p);
+            struct stat st {};
+            if (::stat(root.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) continue;
+            const std::string up = existing_ancestor(root);
+            if (::stat(up.c_str(), &st) == 0)
+              j->result.dirs.push_back({up, st.st_dev, st.st_ino, true});
+          }
         }
       },
       [](uv_work_t* req, int) {
         auto* j = static_cast<Job*>(req->data);
         TaildirSource* self = j->self;
         self->scanning_ = false;
-        if (!self->stopping_) self->on_scanned(std::move(j->found), std::move(j->unreadable));
+        if (!self->stopping_) self->on_scanned(std::move(j->result));
         delete j;
         if (self->rescan_requested_ && !self->stopping_) {
           self->rescan_requested_ = false;
@@ -327,9 +333,12 @@ void TaildirSource::scan() {
       });
 }
 
-void TaildirSource::on_scanned(std::vector<Candidate> found,
-                               std::vector<std::pair<std::string, int>> unreadable) {
-  for (const auto& [path, err] : unreadable) {
+void TaildirSource::on_scanned(ScanResult result) {
+  // A directory watched only now may have received files before its watch existed: one more scan
+  // finds them, and inotify everything after.
+  if (update_watches(result.dirs)) rescan_requested_ = true;
+  const std::vector<Candidate>& found = result.found;
+  for (const auto& [path, err] : result.unreadable) {
     if (warned_.insert(path).second) {
       read_errors_.inc();
       spdlog::warn("taildir {}: cannot read {}: {} (logged once)", ctx_.name, path,
@@ -462,7 +471,6 @@ TaildirSource::File* TaildirSource::track(const Candidate& c, std::uint64_t star
   by_inode_[{c.id.dev, c.id.ino}] = f->key;
   files_.emplace(f->key, std::move(f));
   positions_dirty_ = true;
-  watch_dir(parent_dir(c.path));
   spdlog::info("taildir {}: watching {} from offset {}", ctx_.name, c.path, start);
   schedule(*raw);
   return raw;
@@ -851,35 +859,89 @@ void TaildirSource::persist_checkpoint() {
   if (!st.ok()) spdlog::error("taildir {}: cannot save positions: {}", ctx_.name, st.message());
 }
 
-void TaildirSource::watch_dir(const std::string& dir) {
-  if (watches_.count(dir) != 0) return;
-  auto* w = new uv_fs_event_t{};
-  uv_fs_event_init(ctx_.loop.uv(), w);
-  w->data = this;
-  const int rc = uv_fs_event_start(
-      w,
-      [](uv_fs_event_t* h, const char* filename, int events, int status) {
-        auto* self = static_cast<TaildirSource*>(h->data);
-        if (self == nullptr || status != 0) return;
-        char path[4096];
-        std::size_t len = sizeof path;
-        if (uv_fs_event_getpath(h, path, &len) != 0) return;
-        self->on_fs_event(std::string(path, len), filename, events);
-      },
-      dir.c_str(), 0);
-  if (rc != 0) {
-    // The periodic rescan and poll still find everything, just later.
-    spdlog::debug("taildir {}: cannot watch {}: {}", ctx_.name, dir, uv_strerror(rc));
-    close_and_delete(w);
-    watches_.emplace(dir, nullptr);
-    watches_.erase(dir);
-    return;
+// Keeps one inotify watch per directory the scan read, and on the nearest existing ancestor of
+// each missing root. Returns true if a watch was added. A directory replaced under the same name
+// (another inode) is watched again; one that can no longer be watched is left to the rescan.
+bool TaildirSource::update_watches(const std::vector<WatchedDir>& dirs) {
+  std::map<std::string, const WatchedDir*> want;
+  for (const auto& d : dirs) {
+    auto [it, fresh] = want.emplace(d.path, &d);
+    if (!fresh && !d.ancestor) it->second = &d;  // read by the walk too: a watched dir proper
   }
-  watches_.emplace(dir, w);
+  for (auto it = watches_.begin(); it != watches_.end();) {
+    auto w = want.find(it->first);
+    if (w == want.end() || w->second->dev != it->second.dev || w->second->ino != it->second.ino) {
+      close_watch(it->second);
+      it = watches_.erase(it);
+    } else {
+      it->second.ancestor = w->second->ancestor;
+      ++it;
+    }
+  }
+  bool added = false;
+  for (const auto& [path, d] : want) {
+    if (watches_.count(path) != 0) continue;
+    Watch w{nullptr, d->dev, d->ino, d->ancestor};
+    auto* h = new uv_fs_event_t{};
+    uv_fs_event_init(ctx_.loop.uv(), h);
+    h->data = this;
+    const int rc = uv_fs_event_start(
+        h,
+        [](uv_fs_event_t* handle, const char* filename, int events, int status) {
+          auto* self = static_cast<TaildirSource*>(handle->data);
+          if (self == nullptr || status != 0) return;
+          char buf[4096];
+          std::size_t len = sizeof buf;
+          if (uv_fs_event_getpath(handle, buf, &len) != 0) return;
+          self->on_fs_event(std::string(buf, len), filename, events);
+        },
+        path.c_str(), 0);
+    if (rc == 0) {
+      w.handle = h;
+      added = true;
+    } else {
+      // Remembered as unwatched, so that it is not retried at every scan; the rescan still finds
+      // its files, rescan_interval later.
+      h->data = nullptr;
+      close_and_delete(h);
+      if (warned_.insert("watch " + path).second) {
+        spdlog::warn(
+            "taildir {}: cannot watch {}: {}; new files there are found by the rescan (every {} "
+            "ms) (logged once)",
+            ctx_.name, path, uv_strerror(rc),
+            std::chrono::duration_cast<std::chrono::milliseconds>(config_.rescan_interval).count());
+      }
+    }
+    watches_.emplace(path, w);
+  }
+  return added;
+}
+
+void TaildirSource::close_watch(Watch& w) {
+  if (w.handle == nullptr) return;
+  w.handle->data = nullptr;
+  uv_fs_event_stop(w.handle);
+  close_and_delete(w.handle);
+  w.handle = nullptr;
+}
+
+bool TaildirSource::leads_to_root(const std::string& path) const {
+  for (const auto& r : roots_) {
+    if (r == path ||
+        (r.size() > path.size() && r.compare(0, path.size(), path) == 0 && r[path.size()] == '/'))
+      return true;
+  }
+  return false;
 }
 
 void TaildirSource::on_fs_event(const std::string& dir, const char* filename, int events) {
   if (stopping_) return;
+  auto w = watches_.find(dir);
+  if (w != watches_.end() && w->second.ancestor) {
+    // Above a missing root: only the creation of a directory on the way to it matters.
+    if (filename == nullptr || leads_to_root((dir == "/" ? "" : dir) + "/" + filename)) scan();
+    return;
+  }
   if ((events & UV_RENAME) != 0) scan();  // created, renamed or deleted: discover now
   if (filename == nullptr) return;
   const std::string path = (dir == "/" ? "" : dir) + "/" + filename;

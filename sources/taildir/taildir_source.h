@@ -123,6 +123,25 @@ class TaildirSource final : public Source, private OutputListener {
     bool known_hash_valid = false;
     bool binary = false;
   };
+  // A directory to watch with inotify: one the scan read (a new match may appear in it), or the
+  // nearest existing ancestor of a glob root that does not exist yet (it may be created later).
+  struct WatchedDir {
+    std::string path;
+    dev_t dev = 0;
+    ino_t ino = 0;
+    bool ancestor = false;
+  };
+  struct ScanResult {
+    std::vector<Candidate> found;
+    std::vector<std::pair<std::string, int>> unreadable;
+    std::vector<WatchedDir> dirs;
+  };
+  struct Watch {
+    uv_fs_event_t* handle = nullptr;  // null: could not be watched (left to the rescan)
+    dev_t dev = 0;
+    ino_t ino = 0;
+    bool ancestor = false;
+  };
   struct Pending {
     std::uint64_t seq;
     std::uint64_t file_key;
@@ -140,8 +159,7 @@ class TaildirSource final : public Source, private OutputListener {
   };
 
   void scan();
-  void on_scanned(std::vector<Candidate> found,
-                  std::vector<std::pair<std::string, int>> unreadable);
+  void on_scanned(ScanResult result);
   File* track(const Candidate& c, std::uint64_t start);
   void untrack(File& f, const char* why);
   void schedule(File& f);
@@ -161,7 +179,9 @@ class TaildirSource final : public Source, private OutputListener {
   void check_detached(File& f);
   void on_safe(std::uint64_t seq) noexcept override;
   void on_writable() noexcept override;
-  void watch_dir(const std::string& dir);
+  bool update_watches(const std::vector<WatchedDir>& dirs);
+  void close_watch(Watch& w);
+  bool leads_to_root(const std::string& path) const;
   void on_fs_event(const std::string& dir, const char* filename, int events);
   std::vector<SavedPosition> snapshot() const;
   void write_positions_async();
@@ -204,7 +224,8 @@ class TaildirSource final : public Source, private OutputListener {
   bool positions_dirty_ = false, writing_positions_ = false;
   bool scanning_ = false, first_scan_done_ = false, rescan_requested_ = false;
   bool stopping_ = false, paused_ = false;
-  std::map<std::string, uv_fs_event_t*> watches_;
+  std::map<std::string, Watch> watches_;
+  std::vector<std::string> roots_;  // glob_root() of every pattern
   std::set<std::string> warned_;
   Timer scan_timer_, poll_timer_, checkpoint_timer_;
   StopWaiter stop_waiter_;

@@ -409,3 +409,58 @@ TEST_CASE("taildir: a malformed positions file is a clear start-up error",
   CHECK(agent.stderr_text().find("cannot start: sources.tail: positions file " + state +
                                  "/data/tail.positions.json is malformed") != std::string::npos);
 }
+
+namespace {
+
+// Appends `text` to `path` and returns how long it took until the sink had `expect` lines, or 5 s.
+std::chrono::milliseconds time_to_delivery(const std::string& path, const std::string& text,
+                                           const std::string& out, std::size_t expect) {
+  const auto start = std::chrono::steady_clock::now();
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  REQUIRE(fd >= 0);
+  REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  ::close(fd);
+  eventually(5s, [&] { return count_lines(out) >= expect; });
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               start);
+}
+
+}  // namespace
+
+TEST_CASE("taildir: the first file in an empty watched directory is found by inotify",
+          "[integration][taildir]") {
+  TempDir tmp;
+  const std::string logs = tmp.file("logs");
+  fs::create_directories(logs);
+  const std::string out = tmp.file("out.log");
+  // A rescan 30 s away: only inotify can find the files in time.
+  const std::string extra = "rescan_interval = \"30s\"\npoll_interval = \"10s\"";
+  SECTION("a directory that exists at start") {
+    AgentProcess agent(
+        "taildir_tuned.toml",
+        tail_options("[\"" + logs + "/*.log\", \"" + logs + "/**/x/*.txt\"]", out, extra));
+    REQUIRE(agent.wait_ready());
+    const auto first = time_to_delivery(logs + "/a.log", "1\n", out, 1);
+    const auto second = time_to_delivery(logs + "/b.log", "2\n", out, 2);
+    // A subdirectory created later, for the ** pattern, is watched as soon as it is seen.
+    fs::create_directories(logs + "/d/x");
+    const auto nested = time_to_delivery(logs + "/d/x/c.txt", "3\n", out, 3);
+    WARN("time to first event: first file " << first.count() << " ms, second file "
+                                            << second.count() << " ms, file in a new subdirectory "
+                                            << nested.count() << " ms");
+    CHECK(first < 500ms);
+    CHECK(second < 500ms);
+    CHECK(nested < 500ms);
+    CHECK(agent.terminate() == 0);
+  }
+  SECTION("a directory created after start") {
+    AgentProcess agent("taildir_tuned.toml",
+                       tail_options("[\"" + logs + "/later/sub/*.log\"]", out, extra));
+    REQUIRE(agent.wait_ready());
+    fs::create_directories(logs + "/later/sub");
+    const auto first = time_to_delivery(logs + "/later/sub/a.log", "1\n", out, 1);
+    WARN("time to first event in a directory created after start: " << first.count() << " ms");
+    CHECK(first < 500ms);
+    CHECK(agent.terminate() == 0);
+  }
+}
