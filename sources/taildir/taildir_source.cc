@@ -102,6 +102,8 @@ std::optional<TaildirConfig> TaildirConfig::parse(const ConfigNode& node, Config
                 InRange<ns>{milliseconds(0), std::chrono::hours(24)});
   node.optional("checkpoint_interval", c.checkpoint_interval, errors,
                 InRange<ns>{milliseconds(10), std::chrono::minutes(10)});
+  node.optional("checkpoint_bytes", c.checkpoint_bytes, errors,
+                InRange<ByteSize>{{64ULL << 10}, {1ULL << 40}});
   node.optional("max_open_files", c.max_open_files, errors, InRange<std::uint32_t>{1, 1'000'000});
   node.optional("follow_symlinks", c.follow_symlinks, errors);
   node.optional("fingerprint_bytes", c.fingerprint_bytes, errors,
@@ -805,10 +807,13 @@ void TaildirSource::on_safe(std::uint64_t seq) noexcept {
     File* f = by_key(p.file_key);
     if (f == nullptr || f->generation != p.generation) continue;
     if (p.end_offset > f->safe_offset) {
+      unsaved_bytes_ += p.end_offset - f->safe_offset;
       f->safe_offset = p.end_offset;
       positions_dirty_ = true;
     }
   }
+  // A durable channel keeps exact positions with its batches; the file only lags them.
+  if (!durable_ && unsaved_bytes_ >= config_.checkpoint_bytes.bytes) write_positions_async();
 }
 
 std::vector<SavedPosition> TaildirSource::snapshot() const {
@@ -823,6 +828,7 @@ void TaildirSource::write_positions_async() {
   if (!positions_dirty_ || writing_positions_) return;
   positions_dirty_ = false;
   writing_positions_ = true;
+  unsaved_bytes_ = 0;
   struct Job {
     uv_work_t req;
     TaildirSource* self;
@@ -843,13 +849,18 @@ void TaildirSource::write_positions_async() {
       },
       [](uv_work_t* req, int) {
         auto* j = static_cast<Job*>(req->data);
-        j->self->writing_positions_ = false;
+        TaildirSource* self = j->self;
+        self->writing_positions_ = false;
         if (!j->result.ok()) {
-          j->self->positions_dirty_ = true;
-          spdlog::error("taildir {}: cannot save positions: {}", j->self->ctx_.name,
+          // Retried at the next checkpoint_interval, not at once: a full disk stays full a while.
+          self->positions_dirty_ = true;
+          spdlog::error("taildir {}: cannot save positions: {}", self->ctx_.name,
                         j->result.message());
+        } else if (!self->durable_ &&
+                   self->unsaved_bytes_ >= self->config_.checkpoint_bytes.bytes) {
+          self->write_positions_async();  // acknowledged past the bound while this one was written
         }
-        j->self->stop_waiter_.check();
+        self->stop_waiter_.check();
         delete j;
       });
 }

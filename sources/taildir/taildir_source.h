@@ -41,6 +41,9 @@ struct TaildirConfig {
   std::chrono::nanoseconds poll_interval = std::chrono::milliseconds(250);
   std::chrono::nanoseconds close_removed_after = std::chrono::seconds(5);
   std::chrono::nanoseconds checkpoint_interval = std::chrono::seconds(1);
+  /// Positions are also saved once the acknowledged offsets advanced by this much (memory channel),
+  /// so that a crash re-reads at most about this many bytes, whatever the read rate.
+  ByteSize checkpoint_bytes{4ULL << 20};
   std::uint32_t max_open_files = 1024;
   bool follow_symlinks = true;
   std::uint32_t fingerprint_bytes = 256;
@@ -222,6 +225,7 @@ class TaildirSource final : public Source, private OutputListener {
   Timer multiline_timer_;
   std::deque<Pending> pending_;  // put, not yet safe
   bool positions_dirty_ = false, writing_positions_ = false;
+  std::uint64_t unsaved_bytes_ = 0;  // acknowledged since the last positions snapshot
   bool scanning_ = false, first_scan_done_ = false, rescan_requested_ = false;
   bool stopping_ = false, paused_ = false;
   std::map<std::string, Watch> watches_;
