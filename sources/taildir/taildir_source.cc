@@ -124,28 +124,16 @@ Result<std::unique_ptr<TaildirSource>> TaildirSource::create(const TaildirConfig
   if (!saved) return saved.error();
   // A durable channel stores each batch's file position in the batch's own transaction: those
   // positions are exact, while the positions file may lag them by a checkpoint_interval.
-  for (const auto& [key, value] : ctx.output.load_checkpoints()) {
-    SavedPosition p;
-    unsigned long long dev = 0, ino = 0, fp_hash = 0, offset = 0;
-    unsigned fp_len = 0;
-    int consumed = 0;
-    if (std::sscanf(value.c_str(), "%llu %llu %u %llu %llu %n", &dev, &ino, &fp_len, &fp_hash,
-                    &offset, &consumed) < 5) {
-      spdlog::warn("taildir {}: ignoring a malformed position stored in the channel for {}: \"{}\"",
-                   ctx.name, key, value);
-      continue;
-    }
-    p.path = value.substr(static_cast<std::size_t>(consumed));
-    p.id = FileIdentity{static_cast<dev_t>(dev), static_cast<ino_t>(ino), fp_len, fp_hash};
-    p.offset = offset;
-    std::erase_if(*saved, [&](const SavedPosition& s) {
-      return s.id.dev == p.id.dev && s.id.ino == p.id.ino;
-    });
-    saved->push_back(std::move(p));
+  std::vector<std::pair<std::string, std::string>> malformed;
+  std::vector<SavedPosition> positions =
+      merge_positions(std::move(*saved), ctx.output.load_checkpoints(), malformed);
+  for (const auto& [key, value] : malformed) {
+    spdlog::warn("taildir {}: ignoring a malformed position stored in the channel for {}: \"{}\"",
+                 ctx.name, key, value);
   }
   auto pipeline = LineReader::make_pipeline(config.lines, ctx);
   if (!pipeline) return pipeline.error();
-  return std::make_unique<TaildirSource>(config, ctx, std::move(*saved), std::move(*pipeline));
+  return std::make_unique<TaildirSource>(config, ctx, std::move(positions), std::move(*pipeline));
 }
 
 TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
@@ -778,13 +766,8 @@ void TaildirSource::flush_ready() {
     std::uint64_t seq;
     if (durable_) {
       // Stored with the batch by a durable channel: "DEV:INO" -> "FP_LEN FP_HASH OFFSET PATH".
-      const std::string key = fmt::format("{}:{}", static_cast<std::uint64_t>(r.id.dev),
-                                          static_cast<std::uint64_t>(r.id.ino));
-      const std::string value = fmt::format("{} {} {} {} {}", static_cast<std::uint64_t>(r.id.dev),
-                                            static_cast<std::uint64_t>(r.id.ino), r.id.fp_len,
-                                            r.id.fp_hash, r.end_offset) +
-                                " " + r.path;
-      seq = output_.put(r.batch, value, key);
+      seq = output_.put(r.batch, encode_channel_position({r.path, r.id, r.end_offset}),
+                        channel_position_key(r.id));
     } else {
       seq = output_.put(r.batch, {});
     }

@@ -22,6 +22,7 @@
 #include "lib/core/source_output.h"
 #include "lib/core/stop_waiter.h"
 #include "lib/ingest/line_splitter.h"
+#include "sources/taildir/positions.h"
 
 namespace sluice::sources {
 
@@ -52,26 +53,6 @@ struct TaildirConfig {
   LineConfig lines;
   static std::optional<TaildirConfig> parse(const ConfigNode& node, ConfigErrors& errors);
 };
-
-/// A file's identity: device and inode, plus a hash of its first bytes, so that a reused inode
-/// or a file replaced under the same name is told apart from the file that was there before.
-struct FileIdentity {
-  dev_t dev = 0;
-  ino_t ino = 0;
-  std::uint32_t fp_len = 0;
-  std::uint64_t fp_hash = 0;
-};
-
-/// A saved position: where to resume a file, keyed by its identity.
-struct SavedPosition {
-  std::string path;
-  FileIdentity id;
-  std::uint64_t offset = 0;
-};
-
-/// Reads and writes the positions file (JSON), atomically: temporary file, fsync, rename.
-Status save_positions(const std::string& path, const std::vector<SavedPosition>& positions);
-Result<std::vector<SavedPosition>> load_positions(const std::string& path);
 
 /// Follows files matched by globs through rotation (rename + create, copytruncate, truncation),
 /// keeping an offset per file identity. With a memory channel, offsets are persisted only once
