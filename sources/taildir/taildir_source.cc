@@ -12,6 +12,7 @@
 
 #include "lib/ingest/line_source.h"
 #include "sources/taildir/glob.h"
+#include "sources/taildir/reconcile.h"
 
 namespace sluice::sources {
 
@@ -269,7 +270,8 @@ void TaildirSource::scan() {
                 Candidate c;
                 c.path = path;
                 c.group = g;
-                c.st = st;
+                c.size = static_cast<std::uint64_t>(st.st_size);
+                c.mtime_s = static_cast<std::int64_t>(st.st_mtim.tv_sec);
                 c.id.dev = st.st_dev;
                 c.id.ino = st.st_ino;
                 const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -335,90 +337,16 @@ void TaildirSource::on_scanned(ScanResult result) {
                    std::strerror(err));
     }
   }
-  const auto now_wall = std::chrono::system_clock::now();
-  std::set<std::uint64_t> seen;
-  for (const Candidate& c : found) {
-    auto it = by_inode_.find({c.id.dev, c.id.ino});
-    if (it != by_inode_.end()) {
-      File& f = *files_.at(it->second);
-      const bool same = f.id.fp_len == 0 || (c.known_hash_valid && c.known_hash == f.id.fp_hash);
-      if (same) {
-        seen.insert(f.key);
-        if (f.path != c.path) {
-          // Renamed to a name that is still watched: same file, same offset.
-          group_metrics_[f.group].rotations->inc();
-          spdlog::debug("taildir {}: {} is now {}", ctx_.name, f.path, c.path);
-          f.path = c.path;
-          f.group = c.group;
-        }
-        f.detached = false;
-        if (f.id.fp_len < c.id.fp_len && f.id.fp_len < config_.fingerprint_bytes)
-          f.id = c.id;  // a longer prefix
-        auto size = static_cast<std::uint64_t>(c.st.st_size);
-        if (size < f.read_offset) {
-          // The scan's stat may predate our latest reads: ask the open file before concluding.
-          struct stat now {};
-          if (f.fd >= 0 && ::fstat(f.fd, &now) == 0) size = static_cast<std::uint64_t>(now.st_size);
-          if (size < f.read_offset)
-            restart(f, c, fmt::format("{} < {} bytes read", size, f.read_offset));
-        }
-        f.size = size;
-        if (size > f.read_offset) schedule(f);
-        continue;
-      }
-      // Same inode, different first bytes: truncated and rewritten (or the inode went to another
-      // file under the same watch). Either way the old content is gone: read it from the start.
-      seen.insert(f.key);
-      restart(f, c, "its first bytes changed");
-      if (f.path != c.path) f.path = c.path;
-      f.detached = false;
-      schedule(f);
-      continue;
-    }
-    if (c.binary) {
-      if (warned_.insert(c.path).second) {
-        skipped_binary_.inc();
-        spdlog::warn(
-            "taildir {}: {} looks binary (NUL bytes in its first {} bytes); not reading it",
-            ctx_.name, c.path, kBinaryProbeBytes);
-      }
-      continue;
-    }
-    const auto size = static_cast<std::uint64_t>(c.st.st_size);
-    std::uint64_t start = 0;
-    auto saved = saved_.find({c.id.dev, c.id.ino});
-    const bool has_saved =
-        saved != saved_.end() && (saved->second.id.fp_len == 0 ||
-                                  (c.known_hash_valid && c.known_hash == saved->second.id.fp_hash));
-    if (has_saved) {
-      start = saved->second.offset <= size ? saved->second.offset
-                                           : 0;  // a persisted position always wins
-      saved_.erase(saved);
-    } else {
-      if (saved != saved_.end()) saved_.erase(saved);  // that inode now holds another file
-      if (config_.ignore_older) {
-        const auto mtime = std::chrono::system_clock::from_time_t(c.st.st_mtim.tv_sec);
-        if (now_wall - mtime > *config_.ignore_older) continue;
-      }
-      if (!first_scan_done_ && config_.read_from_tail) start = size;
-    }
-    File* f = track(c, start);
-    seen.insert(f->key);
-  }
+  std::vector<KnownFile> known;
+  known.reserve(files_.size());
+  for (const auto& [key, f] : files_) known.push_back({key, f->path, f->id});
+  const ReconcileOptions options{.first_scan = !first_scan_done_,
+                                 .read_from_tail = config_.read_from_tail,
+                                 .ignore_older = config_.ignore_older,
+                                 .now = std::chrono::system_clock::now(),
+                                 .fingerprint_bytes = config_.fingerprint_bytes};
+  for (const ScanAction& a : reconcile(found, known, saved_, options, next_key_)) apply(a, found);
   first_scan_done_ = true;
-  // Files no longer matched: renamed away or deleted. Read them to their end, then close them.
-  std::vector<File*> gone;
-  for (auto& [key, f] : files_) {
-    if (seen.count(key) == 0) gone.push_back(f.get());
-  }
-  for (File* f : gone) {
-    if (!f->detached) {
-      f->detached = true;
-      f->last_activity = std::chrono::steady_clock::now();
-      group_metrics_[f->group].rotations->inc();
-    }
-    check_detached(*f);
-  }
   // Positions for files that no longer exist are dropped after a scan that did not find them.
   saved_.clear();
   for (std::size_t g = 0; g < config_.groups.size(); ++g) {
@@ -428,6 +356,63 @@ void TaildirSource::on_scanned(ScanResult result) {
   }
   update_lag();
   pump_reads();
+}
+
+void TaildirSource::apply(const ScanAction& a, const std::vector<Candidate>& found) {
+  using Kind = ScanAction::Kind;
+  if (a.kind == Kind::open) {
+    track(found[a.candidate], a.key, a.start);
+    return;
+  }
+  if (a.kind == Kind::skip_binary) {
+    const Candidate& c = found[a.candidate];
+    if (warned_.insert(c.path).second) {
+      skipped_binary_.inc();
+      spdlog::warn("taildir {}: {} looks binary (NUL bytes in its first {} bytes); not reading it",
+                   ctx_.name, c.path, kBinaryProbeBytes);
+    }
+    return;
+  }
+  File* fp = by_key(a.key);
+  if (fp == nullptr) return;
+  File& f = *fp;
+  if (a.kind == Kind::gone) {
+    // No longer matched: renamed away or deleted. Read it to its end, then close it.
+    if (!f.detached) {
+      f.detached = true;
+      f.last_activity = std::chrono::steady_clock::now();
+      group_metrics_[f.group].rotations->inc();
+    }
+    check_detached(f);
+    return;
+  }
+  const Candidate& c = found[a.candidate];
+  f.detached = false;
+  if (a.kind == Kind::replaced) {
+    // Same inode, different first bytes: truncated and rewritten (or the inode went to another
+    // file under the same watch). Either way the old content is gone: read it from the start.
+    restart(f, c, "its first bytes changed");
+    f.path = c.path;
+    schedule(f);
+    return;
+  }
+  if (a.renamed) {
+    // Renamed to a name that is still watched: same file, same offset.
+    group_metrics_[f.group].rotations->inc();
+    spdlog::debug("taildir {}: {} is now {}", ctx_.name, f.path, c.path);
+    f.path = c.path;
+    f.group = c.group;
+  }
+  if (a.longer_fingerprint) f.id = c.id;
+  std::uint64_t size = c.size;
+  if (size < f.read_offset) {
+    // The scan's stat may predate our latest reads: ask the open file before concluding.
+    struct stat now {};
+    if (f.fd >= 0 && ::fstat(f.fd, &now) == 0) size = static_cast<std::uint64_t>(now.st_size);
+    if (size < f.read_offset) restart(f, c, fmt::format("{} < {} bytes read", size, f.read_offset));
+  }
+  f.size = size;
+  if (size > f.read_offset) schedule(f);
 }
 
 void TaildirSource::restart(File& f, const Candidate& c, std::string_view why) {
@@ -443,14 +428,15 @@ void TaildirSource::restart(File& f, const Candidate& c, std::string_view why) {
   positions_dirty_ = true;
 }
 
-TaildirSource::File* TaildirSource::track(const Candidate& c, std::uint64_t start) {
+TaildirSource::File* TaildirSource::track(const Candidate& c, std::uint64_t key,
+                                          std::uint64_t start) {
   auto f = std::make_unique<File>();
-  f->key = ++next_key_;
+  f->key = key;
   f->path = c.path;
   f->group = c.group;
   f->id = c.id;
   f->read_offset = f->line_end = f->safe_offset = start;
-  f->size = static_cast<std::uint64_t>(c.st.st_size);
+  f->size = c.size;
   f->splitter = std::make_unique<LineSplitter>(config_.lines);
   if (pipeline_ && pipeline_->multiline() != nullptr)
     f->assembler = std::make_unique<parse::LineAssembler>(*pipeline_->multiline());
@@ -458,7 +444,6 @@ TaildirSource::File* TaildirSource::track(const Candidate& c, std::uint64_t star
   f->id_base = source_hash_ ^
                event_id(static_cast<std::uint64_t>(c.id.dev) * 1000003ULL + c.id.ino, c.id.fp_hash);
   File* raw = f.get();
-  by_inode_[{c.id.dev, c.id.ino}] = f->key;
   files_.emplace(f->key, std::move(f));
   positions_dirty_ = true;
   spdlog::info("taildir {}: watching {} from offset {}", ctx_.name, c.path, start);
@@ -476,7 +461,6 @@ void TaildirSource::untrack(File& f, const char* why) {
     seal();
   }
   close_fd(f);
-  by_inode_.erase({f.id.dev, f.id.ino});
   const std::uint64_t key = f.key;
   std::erase(read_queue_, key);
   positions_dirty_ = true;

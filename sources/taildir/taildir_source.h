@@ -23,6 +23,7 @@
 #include "lib/core/stop_waiter.h"
 #include "lib/ingest/line_splitter.h"
 #include "sources/taildir/positions.h"
+#include "sources/taildir/reconcile.h"
 
 namespace sluice::sources {
 
@@ -97,16 +98,6 @@ class TaildirSource final : public Source, private OutputListener {
     Counter* rotations;
     Counter* truncations;
   };
-  struct Candidate {
-    std::string path;
-    std::size_t group;
-    struct stat st;
-    FileIdentity id;  // fingerprint over min(size, fingerprint_bytes)
-    std::uint64_t known_hash =
-        0;  // hash over the known fp_len of the tracked file with this dev/ino
-    bool known_hash_valid = false;
-    bool binary = false;
-  };
   // A directory to watch with inotify: one the scan read (a new match may appear in it), or the
   // nearest existing ancestor of a glob root that does not exist yet (it may be created later).
   struct WatchedDir {
@@ -144,7 +135,8 @@ class TaildirSource final : public Source, private OutputListener {
 
   void scan();
   void on_scanned(ScanResult result);
-  File* track(const Candidate& c, std::uint64_t start);
+  void apply(const ScanAction& a, const std::vector<Candidate>& found);
+  File* track(const Candidate& c, std::uint64_t key, std::uint64_t start);
   void untrack(File& f, const char* why);
   void schedule(File& f);
   void pump_reads();
@@ -179,7 +171,6 @@ class TaildirSource final : public Source, private OutputListener {
   std::map<std::pair<dev_t, ino_t>, SavedPosition>
       saved_;  // from the positions file, until matched
   std::map<std::uint64_t, std::unique_ptr<File>> files_;
-  std::map<std::pair<dev_t, ino_t>, std::uint64_t> by_inode_;
   std::uint64_t next_key_ = 0;
   std::deque<std::uint64_t> read_queue_;
   std::vector<std::unique_ptr<ReadSlot>> slots_;
