@@ -158,7 +158,8 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
                                           "Files that look binary (NUL bytes) and are not read.",
                                           ctx.labels())),
       read_errors_(ctx.metrics.counter("sluice_taildir_errors_total",
-                                       "Files that could not be opened or read.", ctx.labels())) {
+                                       "Files that could not be opened or read.", ctx.labels())),
+      batcher_(ctx, *this, metrics_, /*count_at_put=*/false) {
   for (auto& p : saved) saved_[{p.id.dev, p.id.ino}] = std::move(p);
   for (const auto& g : config_.groups) {
     Labels l = ctx.labels();
@@ -181,7 +182,6 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
     s->req.data = s.get();
     slots_.push_back(std::move(s));
   }
-  output_.set_listener(this);
   durable_ = output_.durable();
   for (const auto& g : config_.groups) {
     for (const auto& p : g.paths) roots_.push_back(glob_root(p));
@@ -393,6 +393,7 @@ void TaildirSource::apply(const ScanAction& a, const std::vector<Candidate>& fou
     // file under the same watch). Either way the old content is gone: read it from the start.
     restart(f, c, "its first bytes changed");
     f.path = c.path;
+    set_headers(f);
     schedule(f);
     return;
   }
@@ -402,6 +403,7 @@ void TaildirSource::apply(const ScanAction& a, const std::vector<Candidate>& fou
     spdlog::debug("taildir {}: {} is now {}", ctx_.name, f.path, c.path);
     f.path = c.path;
     f.group = c.group;
+    set_headers(f);
   }
   if (a.longer_fingerprint) f.id = c.id;
   std::uint64_t size = c.size;
@@ -419,12 +421,10 @@ void TaildirSource::restart(File& f, const Candidate& c, std::string_view why) {
   group_metrics_[f.group].truncations->inc();
   spdlog::info("taildir {}: {} was truncated ({}): reading it again from the start", ctx_.name,
                c.path, why);
-  f.read_offset = f.line_end = f.safe_offset = 0;
+  f.read_offset = f.safe_offset = 0;
   f.id = c.id;
   ++f.generation;
-  f.splitter = std::make_unique<LineSplitter>(config_.lines);
-  if (f.assembler) f.assembler = std::make_unique<parse::LineAssembler>(*pipeline_->multiline());
-  f.overflows_seen = 0;
+  start_stream(f, 0);
   positions_dirty_ = true;
 }
 
@@ -435,14 +435,13 @@ TaildirSource::File* TaildirSource::track(const Candidate& c, std::uint64_t key,
   f->path = c.path;
   f->group = c.group;
   f->id = c.id;
-  f->read_offset = f->line_end = f->safe_offset = start;
+  f->read_offset = f->safe_offset = start;
   f->size = c.size;
-  f->splitter = std::make_unique<LineSplitter>(config_.lines);
-  if (pipeline_ && pipeline_->multiline() != nullptr)
-    f->assembler = std::make_unique<parse::LineAssembler>(*pipeline_->multiline());
   f->last_activity = std::chrono::steady_clock::now();
   f->id_base = source_hash_ ^
                event_id(static_cast<std::uint64_t>(c.id.dev) * 1000003ULL + c.id.ino, c.id.fp_hash);
+  set_headers(*f);
+  start_stream(*f, start);
   File* raw = f.get();
   files_.emplace(f->key, std::move(f));
   positions_dirty_ = true;
@@ -453,11 +452,9 @@ TaildirSource::File* TaildirSource::track(const Candidate& c, std::uint64_t key,
 
 void TaildirSource::untrack(File& f, const char* why) {
   spdlog::info("taildir {}: closing {}: {}", ctx_.name, f.path, why);
-  if (f.assembler && f.assembler->holding()) {
+  if (f.stream->holding()) {
     // The file is done: what multiline held back is a complete record.
-    const std::int64_t now = wall_clock_ns();
-    begin_batch(f);
-    deliver_all(f, f.assembler->flush(), now);
+    f.stream->flush_multiline(batcher_, wall_clock_ns(), /*due_only=*/false);
     seal();
   }
   close_fd(f);
@@ -535,8 +532,8 @@ void TaildirSource::enforce_open_limit(File* keep) {
 }
 
 void TaildirSource::pump_reads() {
-  while (!paused_ && !stopping_ && !read_queue_.empty() && reads_in_flight_ < kMaxConcurrentReads &&
-         ready_.empty()) {
+  while (!batcher_.blocked() && !stopping_ && !read_queue_.empty() &&
+         reads_in_flight_ < kMaxConcurrentReads) {
     const std::uint64_t key = read_queue_.front();
     read_queue_.pop_front();
     File* f = by_key(key);
@@ -601,168 +598,67 @@ void TaildirSource::on_read(ReadSlot& slot, ssize_t n) {
       if (f->detached) check_detached(*f);
     }
   }
-  flush_ready();
+  batcher_.flush();
   pump_reads();
   if (stopping_) stop_waiter_.check();
 }
 
-// Splits one read into lines. Each newline's position gives the offset a checkpoint may resume
-// from; the bytes after the last newline wait in the splitter for the next read. A batch's
-// checkpoint is the end of the last line it holds completely, so an acknowledged batch never
-// covers a piece of a line whose rest is still unsent, and a restart repeats nothing else.
-void TaildirSource::begin_batch(File& f) {
-  if (current_file_ != f.key || current_generation_ != f.generation) seal();
-  current_file_ = f.key;
-  current_generation_ = f.generation;
-  if (current_.empty() && !current_has_processed_) {
-    // Every event of a batch comes from this one file: its path and group headers are stored once.
-    const TaildirGroup& group = config_.groups[f.group];
-    if (!config_.file_header.empty()) current_.set_common_header(config_.file_header, f.path);
-    for (const auto& [k, v] : group.headers) current_.set_common_header(k, v);
-  }
+// A fresh reader from `start`, for a new file or one read again from 0 (truncated).
+void TaildirSource::start_stream(File& f, std::uint64_t start) {
+  f.stream = std::make_unique<LineStream>(config_.lines, pipeline_.get(),
+                                          LineStream::Positions::bytes, f.id_base, start);
+  f.stream->bind(f.key, f.generation, &f.headers);
+  f.stream->set_origin(f.path);
 }
 
-// One record through the pipeline. `checkpoint_end` is where a restart may resume once this
-// record is safe: never past bytes that multiline still holds back.
-void TaildirSource::deliver(File& f, const parse::Record& r, std::uint64_t checkpoint_end,
-                            std::int64_t now) {
-  const std::size_t before = current_.size();
-  pipeline_->process(r, now, event_id(f.id_base, r.start), current_, f.path, r.start);
-  if (current_.size() > before) current_ends_.push_back(checkpoint_end);
-  if (!current_has_processed_ || checkpoint_end > current_processed_) {
-    current_processed_ = checkpoint_end;
-  }
-  current_has_processed_ = true;
-}
-
-void TaildirSource::deliver_all(File& f, const std::vector<parse::Record>& records,
-                                std::int64_t now) {
-  for (const auto& r : records) {
-    const std::uint64_t held = f.assembler ? f.assembler->held_from() : UINT64_MAX;
-    deliver(f, r, std::min(r.end, held), now);
-  }
-  pipeline_->sync_multiline_metrics();
+// Every event of a batch comes from one file: its path and group headers are stored once.
+void TaildirSource::set_headers(File& f) {
+  f.headers.clear();
+  if (!config_.file_header.empty()) f.headers.emplace_back(config_.file_header, f.path);
+  for (const auto& kv : config_.groups[f.group].headers) f.headers.push_back(kv);
+  if (f.stream) f.stream->set_origin(f.path);
 }
 
 void TaildirSource::flush_multiline(bool due_only) {
   const std::int64_t now = wall_clock_ns();
-  for (auto& [key, f] : files_) {
-    if (!f->assembler || !f->assembler->holding()) continue;
-    const auto& records = due_only ? f->assembler->flush_due(now) : f->assembler->flush();
-    if (records.empty()) continue;
-    begin_batch(*f);
-    deliver_all(*f, records, now);
-  }
+  for (auto& [key, f] : files_) f->stream->flush_multiline(batcher_, now, due_only);
   seal();
 }
 
-// Splits one read into lines. Each newline's position gives the offset a checkpoint may resume
-// from; the bytes after the last newline wait in the splitter for the next read. A batch's
-// checkpoint is the end of the last line it holds completely, so an acknowledged batch never
-// covers a piece of a line whose rest is still unsent, and a restart repeats nothing else.
+// One read of a file through its line reader, into batches of at most the output's transaction
+// size, each ending at the last line it holds completely.
 void TaildirSource::consume(File& f, std::string_view data) {
-  begin_batch(f);
-  const std::int64_t now = wall_clock_ns();
-  std::uint64_t line_start = f.line_end;
-  std::uint64_t seg_end = 0;
-  auto add = [&](std::string_view line) {
-    if (!pipeline_) {
-      current_.add(line, now, event_id(f.id_base, line_start));
-      current_ends_.push_back(f.line_end);  // until its newline is seen, a piece completes nothing
-      return;
-    }
-    const std::uint64_t end = f.splitter->complete() && seg_end != 0 ? seg_end : f.line_end;
-    if (f.assembler) {
-      deliver_all(f, f.assembler->push(line, line_start, end, now), now);
-    } else {
-      parse::Record r;
-      r.text = line;
-      r.start = line_start;
-      r.end = end;
-      deliver(f, r, end, now);
-    }
-  };
-  const char* p = data.data();
-  const char* end = p + data.size();
-  std::uint64_t lines = 0;
-  while (p < end) {
-    const char* nl =
-        static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
-    const char* stop = nl != nullptr ? nl + 1 : end;
-    const std::size_t before = current_.size();
-    seg_end = nl != nullptr ? f.read_offset + static_cast<std::uint64_t>(stop - data.data()) : 0;
-    f.splitter->feed({p, static_cast<std::size_t>(stop - p)}, add);
-    if (nl != nullptr) {
-      f.line_end = seg_end;
-      // The last piece handed out for this segment is the one that ends the line.
-      if (!pipeline_ && current_.size() > before) current_ends_.back() = f.line_end;
-      line_start = f.line_end;
-      ++lines;
-    }
-    p = stop;
-  }
-  group_metrics_[f.group].lines->inc(lines);
-  const std::uint64_t overflows = f.splitter->overflows();
-  if (overflows > f.overflows_seen) {
-    metrics_.overflows.inc(overflows - f.overflows_seen);
-    f.overflows_seen = overflows;
-  }
+  const std::uint64_t lines = f.stream->lines();
+  f.stream->feed(data, batcher_, wall_clock_ns());
+  group_metrics_[f.group].lines->inc(f.stream->lines() - lines);
+  if (const std::uint64_t n = f.stream->take_overflows(); n > 0) metrics_.overflows.inc(n);
   seal();
 }
 
-// Cuts what was read into batches of at most the output's transaction size.
 void TaildirSource::seal() {
-  if (current_.empty() && !current_has_processed_) return;
-  const std::size_t max = output_.max_batch_events();
-  // Records the pipeline dropped still move the checkpoint: an empty batch carries it.
-  const std::size_t chunks = current_.empty() ? 1 : (current_.size() + max - 1) / max;
-  for (std::size_t c = 0; c < chunks; ++c) {
-    const std::size_t from = c * max;
-    const std::size_t to = std::min(current_.size(), from + max);
-    Ready r;
-    if (from == 0 && to == current_.size()) {
-      r.batch.swap(current_);
-    } else {
-      r.batch.append_range(current_, from, to);
-    }
-    r.file_key = current_file_;
-    r.generation = current_generation_;
-    r.end_offset = to > from ? current_ends_[to - 1] : 0;
-    if (c + 1 == chunks && current_has_processed_)
-      r.end_offset = std::max(r.end_offset, current_processed_);
-    if (const File* f = by_key(current_file_)) {
-      r.id = f->id;
-      r.path = f->path;
-    }
-    metrics_.events.inc(r.batch.size());
-    ready_.push_back(std::move(r));
-  }
-  current_.clear();
-  current_ends_.clear();
-  current_has_processed_ = false;
-  current_processed_ = 0;
-  flush_ready();
+  batcher_.seal();
+  batcher_.flush();
 }
 
-void TaildirSource::flush_ready() {
-  while (!ready_.empty() && output_.writable()) {
-    Ready& r = ready_.front();
-    std::uint64_t seq;
-    if (durable_) {
-      // Stored with the batch by a durable channel: "DEV:INO" -> "FP_LEN FP_HASH OFFSET PATH".
-      seq = output_.put(r.batch, encode_channel_position({r.path, r.id, r.end_offset}),
-                        channel_position_key(r.id));
-    } else {
-      seq = output_.put(r.batch, {});
-    }
-    pending_.push_back({seq, r.file_key, r.generation, r.end_offset});
-    ready_.pop_front();
+// Called when a batch is sealed: the file's identity and path as they are now go with it.
+void TaildirSource::on_sealed(LineCheckpoint& cp) {
+  if (!durable_) return;
+  SavedPosition p;
+  if (const File* f = by_key(cp.stream)) {
+    p.path = f->path;
+    p.id = f->id;
   }
-  paused_ = !ready_.empty();
+  p.offset = cp.end;
+  // Stored with the batch by a durable channel: "DEV:INO" -> "DEV INO FP_LEN FP_HASH OFFSET PATH".
+  cp.position = encode_channel_position(p);
+  cp.key = channel_position_key(p.id);
 }
 
-void TaildirSource::on_writable() noexcept {
-  flush_ready();
+void TaildirSource::on_put(std::uint64_t seq, const LineCheckpoint& cp) {
+  pending_.push_back({seq, cp.stream, cp.generation, cp.end});
+}
+
+void TaildirSource::on_output_writable() {
   pump_reads();
   if (stopping_) stop_waiter_.check();
 }
@@ -946,8 +842,7 @@ void TaildirSource::stop(StopCallback on_stopped) {
   for (auto& [key, f] : files_) f->queued = false;
   // What was read but not taken by a channel is read again after a restart (its offsets were
   // never saved): a full channel behind a dead sink must not hold the shutdown.
-  const std::size_t dropped = ready_.size() + output_.drop_waiting();
-  ready_.clear();
+  const std::size_t dropped = batcher_.drop_ready() + output_.drop_waiting();
   if (dropped > 0) {
     spdlog::info(
         "taildir {}: {} batches not taken by the full channel will be read again after a restart",
@@ -956,9 +851,9 @@ void TaildirSource::stop(StopCallback on_stopped) {
   // Stopped once no read or scan is in flight and every sealed batch was put.
   stop_waiter_.wait(
       [this] {
-        flush_ready();
-        const bool idle = reads_in_flight_ == 0 && !scanning_ && ready_.empty() && output_.idle() &&
-                          !writing_positions_;
+        batcher_.flush();
+        const bool idle =
+            reads_in_flight_ == 0 && !scanning_ && batcher_.idle() && !writing_positions_;
         if (idle) checkpoint_timer_.stop();
         return idle;
       },

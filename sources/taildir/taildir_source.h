@@ -21,6 +21,7 @@
 #include "lib/core/source_metrics.h"
 #include "lib/core/source_output.h"
 #include "lib/core/stop_waiter.h"
+#include "lib/ingest/line_source.h"
 #include "lib/ingest/line_splitter.h"
 #include "sources/taildir/positions.h"
 #include "sources/taildir/reconcile.h"
@@ -58,7 +59,7 @@ struct TaildirConfig {
 /// Follows files matched by globs through rotation (rename + create, copytruncate, truncation),
 /// keeping an offset per file identity. With a memory channel, offsets are persisted only once
 /// every line before them was acknowledged by the sinks (on_safe); a crash re-reads, never loses.
-class TaildirSource final : public Source, private OutputListener {
+class TaildirSource final : public Source, private LineReaderHost {
  public:
   TaildirSource(const TaildirConfig& config, SourceContext& ctx, std::vector<SavedPosition> saved,
                 std::unique_ptr<parse::EventPipeline> pipeline = nullptr);
@@ -79,16 +80,14 @@ class TaildirSource final : public Source, private OutputListener {
     int fd = -1;
     std::uint64_t generation = 0;  // bumped when the file was truncated: older acks no longer apply
     std::uint64_t read_offset = 0;
-    std::uint64_t line_end = 0;     // just after the last complete line read
     std::uint64_t safe_offset = 0;  // acknowledged by every channel: what is persisted
     std::uint64_t size = 0;
-    std::unique_ptr<LineSplitter> splitter;
-    std::unique_ptr<parse::LineAssembler> assembler;  // with `multiline`
+    std::unique_ptr<LineStream> stream;  // lines, multiline records and their offsets
+    LineBatcher::Headers headers;        // the file_header and the group's headers
     bool reading = false, queued = false, detached = false, removed = false,
          closed_for_limit = false;
     TimePoint last_activity{};
     std::uint64_t id_base = 0;
-    std::uint64_t overflows_seen = 0;
   };
   struct GroupMetrics {
     Gauge* files;
@@ -142,19 +141,22 @@ class TaildirSource final : public Source, private OutputListener {
   void pump_reads();
   void on_read(ReadSlot& slot, ssize_t n);
   void consume(File& f, std::string_view data);
-  void begin_batch(File& f);
-  void deliver(File& f, const parse::Record& r, std::uint64_t checkpoint_end, std::int64_t now);
-  void deliver_all(File& f, const std::vector<parse::Record>& records, std::int64_t now);
   void flush_multiline(bool due_only);
   void seal();
   void restart(File& f, const Candidate& c, std::string_view why);
-  void flush_ready();
+  void start_stream(File& f, std::uint64_t start);
+  void set_headers(File& f);
   bool ensure_open(File& f);
   void close_fd(File& f);
   void enforce_open_limit(File* keep);
   void check_detached(File& f);
+  // LineReaderHost: reads are started by pump_reads(), which checks batcher_.blocked().
+  void pause_reading() override {}
+  void resume_reading() override {}
   void on_safe(std::uint64_t seq) noexcept override;
-  void on_writable() noexcept override;
+  void on_sealed(LineCheckpoint& cp) override;
+  void on_put(std::uint64_t seq, const LineCheckpoint& cp) override;
+  void on_output_writable() override;
   bool update_watches(const std::vector<WatchedDir>& dirs);
   void close_watch(Watch& w);
   bool leads_to_root(const std::string& path) const;
@@ -176,30 +178,14 @@ class TaildirSource final : public Source, private OutputListener {
   std::vector<std::unique_ptr<ReadSlot>> slots_;
   std::size_t reads_in_flight_ = 0;
   std::size_t open_files_ = 0;
-  // Sealed batches waiting for the output, with their file and end offset.
-  struct Ready {
-    Batch batch;
-    std::uint64_t file_key;
-    std::uint64_t generation;
-    std::uint64_t end_offset;
-    FileIdentity id;
-    std::string path;
-  };
-  std::deque<Ready> ready_;
-  bool durable_ = false;  // the output stores positions with the batches
-  Batch current_;
-  std::vector<std::uint64_t> current_ends_;  // per event of current_: the checkpoint it completes
-  std::uint64_t current_file_ = 0, current_generation_ = 0, current_end_ = 0;
-  // The pipeline's checkpoint for current_: records processed (kept or dropped) end here.
-  std::uint64_t current_processed_ = 0;
-  bool current_has_processed_ = false;
+  bool durable_ = false;                            // the output stores positions with the batches
   std::unique_ptr<parse::EventPipeline> pipeline_;  // null for raw lines
   Timer multiline_timer_;
   std::deque<Pending> pending_;  // put, not yet safe
   bool positions_dirty_ = false, writing_positions_ = false;
   std::uint64_t unsaved_bytes_ = 0;  // acknowledged since the last positions snapshot
   bool scanning_ = false, first_scan_done_ = false, rescan_requested_ = false;
-  bool stopping_ = false, paused_ = false;
+  bool stopping_ = false;
   std::map<std::string, Watch> watches_;
   std::vector<std::string> roots_;  // glob_root() of every pattern
   std::set<std::string> warned_;
@@ -210,7 +196,7 @@ class TaildirSource final : public Source, private OutputListener {
   SourceMetrics metrics_;
   Counter& skipped_binary_;
   Counter& read_errors_;
-  std::uint64_t overflows_seen_ = 0;
+  LineBatcher batcher_;  // after metrics_: it counts events in them
 };
 
 }  // namespace sluice::sources
