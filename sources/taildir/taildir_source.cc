@@ -190,9 +190,6 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
 
 TaildirSource::~TaildirSource() {
   for (auto& [dir, w] : watches_) close_watch(w);
-  for (auto& [key, f] : files_) {
-    if (f->fd >= 0) ::close(f->fd);
-  }
 }
 
 Status TaildirSource::start() {
@@ -421,27 +418,19 @@ void TaildirSource::restart(File& f, const Candidate& c, std::string_view why) {
   group_metrics_[f.group].truncations->inc();
   spdlog::info("taildir {}: {} was truncated ({}): reading it again from the start", ctx_.name,
                c.path, why);
-  f.read_offset = f.safe_offset = 0;
-  f.id = c.id;
-  ++f.generation;
-  start_stream(f, 0);
+  f.restart(c.id, config_.lines, pipeline_.get());
   positions_dirty_ = true;
 }
 
 TaildirSource::File* TaildirSource::track(const Candidate& c, std::uint64_t key,
                                           std::uint64_t start) {
-  auto f = std::make_unique<File>();
-  f->key = key;
-  f->path = c.path;
-  f->group = c.group;
-  f->id = c.id;
-  f->read_offset = f->safe_offset = start;
+  auto f = std::make_unique<File>(
+      key, c.path, c.group, c.id, start,
+      source_hash_ ^
+          event_id(static_cast<std::uint64_t>(c.id.dev) * 1000003ULL + c.id.ino, c.id.fp_hash));
   f->size = c.size;
-  f->last_activity = std::chrono::steady_clock::now();
-  f->id_base = source_hash_ ^
-               event_id(static_cast<std::uint64_t>(c.id.dev) * 1000003ULL + c.id.ino, c.id.fp_hash);
   set_headers(*f);
-  start_stream(*f, start);
+  f->start_reading(config_.lines, pipeline_.get(), start);
   File* raw = f.get();
   files_.emplace(f->key, std::move(f));
   positions_dirty_ = true;
@@ -466,11 +455,7 @@ void TaildirSource::untrack(File& f, const char* why) {
 
 void TaildirSource::check_detached(File& f) {
   if (!f.detached || f.reading) return;
-  struct stat st {};
-  if (f.fd >= 0 && ::fstat(f.fd, &st) == 0) {
-    f.removed = st.st_nlink == 0;
-    f.size = static_cast<std::uint64_t>(st.st_size);
-  }
+  f.refresh();
   if (f.read_offset < f.size && f.fd >= 0) return schedule(f);  // not at its end yet
   const bool idle =
       std::chrono::steady_clock::now() - f.last_activity >= config_.close_removed_after;
@@ -488,22 +473,15 @@ void TaildirSource::schedule(File& f) {
 bool TaildirSource::ensure_open(File& f) {
   if (f.fd >= 0) return true;
   if (f.detached) return false;  // cannot reopen by a name that is no longer its own
-  const int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (warned_.insert(f.path).second) {
+  int err = 0;
+  if (!f.open_by_name(err)) {
+    if (err != 0 && warned_.insert(f.path).second) {
       read_errors_.inc();
       spdlog::warn("taildir {}: cannot open {}: {} (logged once)", ctx_.name, f.path,
-                   std::strerror(errno));
+                   std::strerror(err));
     }
     return false;
   }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || st.st_dev != f.id.dev || st.st_ino != f.id.ino) {
-    ::close(fd);  // the name now holds another file; the next scan sorts it out
-    return false;
-  }
-  f.fd = fd;
-  f.closed_for_limit = false;
   ++open_files_;
   enforce_open_limit(&f);
   return true;
@@ -511,8 +489,7 @@ bool TaildirSource::ensure_open(File& f) {
 
 void TaildirSource::close_fd(File& f) {
   if (f.fd < 0) return;
-  ::close(f.fd);
-  f.fd = -1;
+  f.close();
   --open_files_;
 }
 
@@ -577,7 +554,6 @@ void TaildirSource::on_read(ReadSlot& slot, ssize_t n) {
     } else if (n > 0) {
       f->last_activity = std::chrono::steady_clock::now();
       consume(*f, {slot.buf.data(), static_cast<std::size_t>(n)});
-      f->read_offset += static_cast<std::uint64_t>(n);
       group_metrics_[f->group].bytes->inc(static_cast<std::uint64_t>(n));
       metrics_.bytes.inc(static_cast<std::uint64_t>(n));
       if (static_cast<std::size_t>(n) == slot.buf.size()) {
@@ -603,20 +579,8 @@ void TaildirSource::on_read(ReadSlot& slot, ssize_t n) {
   if (stopping_) stop_waiter_.check();
 }
 
-// A fresh reader from `start`, for a new file or one read again from 0 (truncated).
-void TaildirSource::start_stream(File& f, std::uint64_t start) {
-  f.stream = std::make_unique<LineStream>(config_.lines, pipeline_.get(),
-                                          LineStream::Positions::bytes, f.id_base, start);
-  f.stream->bind(f.key, f.generation, &f.headers);
-  f.stream->set_origin(f.path);
-}
-
-// Every event of a batch comes from one file: its path and group headers are stored once.
 void TaildirSource::set_headers(File& f) {
-  f.headers.clear();
-  if (!config_.file_header.empty()) f.headers.emplace_back(config_.file_header, f.path);
-  for (const auto& kv : config_.groups[f.group].headers) f.headers.push_back(kv);
-  if (f.stream) f.stream->set_origin(f.path);
+  f.set_headers(config_.file_header, config_.groups[f.group].headers);
 }
 
 void TaildirSource::flush_multiline(bool due_only) {
@@ -628,9 +592,7 @@ void TaildirSource::flush_multiline(bool due_only) {
 // One read of a file through its line reader, into batches of at most the output's transaction
 // size, each ending at the last line it holds completely.
 void TaildirSource::consume(File& f, std::string_view data) {
-  const std::uint64_t lines = f.stream->lines();
-  f.stream->feed(data, batcher_, wall_clock_ns());
-  group_metrics_[f.group].lines->inc(f.stream->lines() - lines);
+  group_metrics_[f.group].lines->inc(f.consume(data, batcher_, wall_clock_ns()));
   if (const std::uint64_t n = f.stream->take_overflows(); n > 0) metrics_.overflows.inc(n);
   seal();
 }

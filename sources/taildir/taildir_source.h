@@ -25,6 +25,7 @@
 #include "lib/ingest/line_splitter.h"
 #include "sources/taildir/positions.h"
 #include "sources/taildir/reconcile.h"
+#include "sources/taildir/tail_file.h"
 
 namespace sluice::sources {
 
@@ -72,23 +73,7 @@ class TaildirSource final : public Source, private LineReaderHost {
   void persist_checkpoint() override;
 
  private:
-  struct File {
-    std::uint64_t key = 0;
-    std::string path;
-    std::size_t group = 0;
-    FileIdentity id;
-    int fd = -1;
-    std::uint64_t generation = 0;  // bumped when the file was truncated: older acks no longer apply
-    std::uint64_t read_offset = 0;
-    std::uint64_t safe_offset = 0;  // acknowledged by every channel: what is persisted
-    std::uint64_t size = 0;
-    std::unique_ptr<LineStream> stream;  // lines, multiline records and their offsets
-    LineBatcher::Headers headers;        // the file_header and the group's headers
-    bool reading = false, queued = false, detached = false, removed = false,
-         closed_for_limit = false;
-    TimePoint last_activity{};
-    std::uint64_t id_base = 0;
-  };
+  using File = TailFile;
   struct GroupMetrics {
     Gauge* files;
     Gauge* lag;
@@ -144,7 +129,6 @@ class TaildirSource final : public Source, private LineReaderHost {
   void flush_multiline(bool due_only);
   void seal();
   void restart(File& f, const Candidate& c, std::string_view why);
-  void start_stream(File& f, std::uint64_t start);
   void set_headers(File& f);
   bool ensure_open(File& f);
   void close_fd(File& f);
