@@ -19,102 +19,8 @@ namespace sluice::sources {
 namespace {
 
 constexpr std::size_t kMaxConcurrentReads = 4;
-constexpr std::size_t kBinaryProbeBytes = 1024;
-
-// Hash of the first `len` bytes of an open file; false if it has fewer.
-bool hash_prefix(int fd, std::uint32_t len, std::uint64_t& out) {
-  std::string buf(len, '\0');
-  std::size_t got = 0;
-  while (got < len) {
-    const ssize_t n = ::pread(fd, buf.data() + got, len - got, static_cast<off_t>(got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    got += static_cast<std::size_t>(n);
-  }
-  out = hash_name(std::string_view(buf.data(), len));
-  return true;
-}
 
 }  // namespace
-
-std::optional<TaildirConfig> TaildirConfig::parse(const ConfigNode& node, ConfigErrors& errors) {
-  const std::size_t before = errors.size();
-  TaildirConfig c;
-  auto check_paths = [&](const ConfigNode& n, const std::vector<std::string>& paths) {
-    for (const auto& p : paths) {
-      if (p.empty() || p.front() != '/') {
-        n.error_at("paths", errors, fmt::format("\"{}\" is not an absolute path", p));
-      }
-    }
-  };
-  TaildirGroup main;
-  main.name = "default";
-  if (node.has("paths")) {
-    node.optional("paths", main.paths, errors);
-    check_paths(node, main.paths);
-    if (main.paths.empty()) node.error_at("paths", errors, "must name at least one glob");
-  } else {
-    node.mark_known("paths");
-  }
-  if (!main.paths.empty()) c.groups.push_back(std::move(main));
-  if (auto groups = node.child("groups", errors)) {
-    for (const auto& [k, v] : groups->table()) {
-      const std::string name(k.str());
-      groups->mark_known(name);
-      auto g = groups->child(name, errors);
-      if (!g) continue;
-      TaildirGroup group;
-      group.name = name;
-      if (g->required("paths", group.paths, errors)) check_paths(*g, group.paths);
-      if (auto headers = g->child("headers", errors)) {
-        for (const auto& [hk, hv] : headers->table()) {
-          std::string value;
-          if (headers->required(hk.str(), value, errors))
-            group.headers.emplace_back(std::string(hk.str()), value);
-        }
-      }
-      g->reject_unknown_keys(errors);
-      c.groups.push_back(std::move(group));
-    }
-  }
-  if (c.groups.empty() && errors.size() == before) {
-    node.error(errors, "missing required key 'paths' (or [groups.NAME] tables with paths)");
-  }
-  node.optional("exclude", c.exclude, errors);
-  std::chrono::nanoseconds older{};
-  if (node.has("ignore_older") &&
-      node.optional("ignore_older", older, errors,
-                    InRange<std::chrono::nanoseconds>{std::chrono::seconds(1),
-                                                      std::chrono::hours(24 * 3650)})) {
-    c.ignore_older = older;
-  }
-  node.mark_known("ignore_older");
-  std::string read_from = "head";
-  if (node.optional("read_from", read_from, errors, OneOf{{"head", "tail"}}))
-    c.read_from_tail = read_from == "tail";
-  node.optional("file_header", c.file_header, errors);
-  using std::chrono::milliseconds;
-  using ns = std::chrono::nanoseconds;
-  node.optional("rescan_interval", c.rescan_interval, errors,
-                InRange<ns>{milliseconds(10), std::chrono::hours(1)});
-  node.optional("poll_interval", c.poll_interval, errors,
-                InRange<ns>{milliseconds(10), std::chrono::minutes(10)});
-  node.optional("close_removed_after", c.close_removed_after, errors,
-                InRange<ns>{milliseconds(0), std::chrono::hours(24)});
-  node.optional("checkpoint_interval", c.checkpoint_interval, errors,
-                InRange<ns>{milliseconds(10), std::chrono::minutes(10)});
-  node.optional("checkpoint_bytes", c.checkpoint_bytes, errors,
-                InRange<ByteSize>{{64ULL << 10}, {1ULL << 40}});
-  node.optional("max_open_files", c.max_open_files, errors, InRange<std::uint32_t>{1, 1'000'000});
-  node.optional("follow_symlinks", c.follow_symlinks, errors);
-  node.optional("fingerprint_bytes", c.fingerprint_bytes, errors,
-                InRange<std::uint32_t>{16, 65536});
-  node.optional("read_buffer", c.read_buffer, errors, InRange<ByteSize>{{4096}, {64ULL << 20}});
-  node.optional("positions_file", c.positions_file, errors);
-  LineConfig::parse(node, errors, c.lines);
-  node.reject_unknown_keys(errors);
-  return errors.size() == before ? std::optional{std::move(c)} : std::nullopt;
-}
 
 Result<std::unique_ptr<TaildirSource>> TaildirSource::create(const TaildirConfig& config,
                                                              SourceContext& ctx) {
@@ -240,72 +146,24 @@ void TaildirSource::scan() {
   struct Job {
     uv_work_t req;
     TaildirSource* self;
-    std::vector<TaildirGroup> groups;
-    std::vector<std::string> exclude;
-    WalkLimits limits;
-    std::uint32_t fp_bytes;
-    std::map<std::pair<dev_t, ino_t>, std::uint32_t> known;  // fp_len of tracked and saved files
+    ScanRequest request;
     ScanResult result;
   };
   auto* job = new Job{};
   job->req.data = job;
   job->self = this;
-  job->groups = config_.groups;
-  job->exclude = config_.exclude;
-  job->limits.follow_symlinks = config_.follow_symlinks;
-  job->fp_bytes = config_.fingerprint_bytes;
-  for (const auto& [key, f] : files_) job->known[{f->id.dev, f->id.ino}] = f->id.fp_len;
-  for (const auto& [k, p] : saved_) job->known.emplace(k, p.id.fp_len);
+  ScanRequest& r = job->request;
+  r.groups = config_.groups;
+  r.exclude = config_.exclude;
+  r.limits.follow_symlinks = config_.follow_symlinks;
+  r.fingerprint_bytes = config_.fingerprint_bytes;
+  for (const auto& [key, f] : files_) r.known[{f->id.dev, f->id.ino}] = f->id.fp_len;
+  for (const auto& [k, p] : saved_) r.known.emplace(k, p.id.fp_len);
   uv_queue_work(
       ctx_.loop.uv(), &job->req,
       [](uv_work_t* req) {
         auto* j = static_cast<Job*>(req->data);
-        for (std::size_t g = 0; g < j->groups.size(); ++g) {
-          glob_walk(
-              j->groups[g].paths, j->exclude, j->limits,
-              [&](const std::string& path, const struct stat& st) {
-                Candidate c;
-                c.path = path;
-                c.group = g;
-                c.size = static_cast<std::uint64_t>(st.st_size);
-                c.mtime_s = static_cast<std::int64_t>(st.st_mtim.tv_sec);
-                c.id.dev = st.st_dev;
-                c.id.ino = st.st_ino;
-                const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-                if (fd < 0) {
-                  j->result.unreadable.emplace_back(path, errno);
-                  return;
-                }
-                const auto size = static_cast<std::uint64_t>(st.st_size);
-                c.id.fp_len =
-                    static_cast<std::uint32_t>(std::min<std::uint64_t>(size, j->fp_bytes));
-                if (!hash_prefix(fd, c.id.fp_len, c.id.fp_hash)) c.id.fp_len = 0;
-                auto known = j->known.find({st.st_dev, st.st_ino});
-                if (known != j->known.end() && known->second <= size) {
-                  c.known_hash_valid = hash_prefix(fd, known->second, c.known_hash);
-                }
-                char probe[kBinaryProbeBytes];
-                const ssize_t n = ::pread(fd, probe, sizeof probe, 0);
-                c.binary =
-                    n > 0 && std::memchr(probe, '\0', static_cast<std::size_t>(n)) != nullptr;
-                ::close(fd);
-                j->result.found.push_back(std::move(c));
-              },
-              [&](const std::string& dir, int err) { j->result.unreadable.emplace_back(dir, err); },
-              [&](const std::string& dir, const struct stat& st) {
-                j->result.dirs.push_back({dir, st.st_dev, st.st_ino, false});
-              });
-          // A root that does not exist yet: watch the nearest ancestor that does, so that its
-          // creation is seen at once.
-          for (const auto& p : j->groups[g].paths) {
-            const std::string root = glob_root(p);
-            struct stat st {};
-            if (::stat(root.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) continue;
-            const std::string up = existing_ancestor(root);
-            if (::stat(up.c_str(), &st) == 0)
-              j->result.dirs.push_back({up, st.st_dev, st.st_ino, true});
-          }
-        }
+        j->result = discover(j->request);
       },
       [](uv_work_t* req, int) {
         auto* j = static_cast<Job*>(req->data);

@@ -25,37 +25,11 @@
 #include "lib/ingest/line_splitter.h"
 #include "sources/taildir/positions.h"
 #include "sources/taildir/reconcile.h"
+#include "sources/taildir/scan.h"
 #include "sources/taildir/tail_file.h"
+#include "sources/taildir/taildir_config.h"
 
 namespace sluice::sources {
-
-struct TaildirGroup {
-  std::string name;
-  std::vector<std::string> paths;
-  std::vector<std::pair<std::string, std::string>> headers;
-};
-
-struct TaildirConfig {
-  std::vector<TaildirGroup> groups;  // the source's own `paths` form the group "default"
-  std::vector<std::string> exclude;
-  std::optional<std::chrono::nanoseconds> ignore_older;
-  bool read_from_tail = false;
-  std::string file_header = "file";
-  std::chrono::nanoseconds rescan_interval = std::chrono::seconds(1);
-  std::chrono::nanoseconds poll_interval = std::chrono::milliseconds(250);
-  std::chrono::nanoseconds close_removed_after = std::chrono::seconds(5);
-  std::chrono::nanoseconds checkpoint_interval = std::chrono::seconds(1);
-  /// Positions are also saved once the acknowledged offsets advanced by this much (memory channel),
-  /// so that a crash re-reads at most about this many bytes, whatever the read rate.
-  ByteSize checkpoint_bytes{4ULL << 20};
-  std::uint32_t max_open_files = 1024;
-  bool follow_symlinks = true;
-  std::uint32_t fingerprint_bytes = 256;
-  ByteSize read_buffer{256 * 1024};
-  std::string positions_file;  // default: DATA_DIR/NAME.positions.json
-  LineConfig lines;
-  static std::optional<TaildirConfig> parse(const ConfigNode& node, ConfigErrors& errors);
-};
 
 /// Follows files matched by globs through rotation (rename + create, copytruncate, truncation),
 /// keeping an offset per file identity. With a memory channel, offsets are persisted only once
@@ -81,19 +55,6 @@ class TaildirSource final : public Source, private LineReaderHost {
     Counter* lines;
     Counter* rotations;
     Counter* truncations;
-  };
-  // A directory to watch with inotify: one the scan read (a new match may appear in it), or the
-  // nearest existing ancestor of a glob root that does not exist yet (it may be created later).
-  struct WatchedDir {
-    std::string path;
-    dev_t dev = 0;
-    ino_t ino = 0;
-    bool ancestor = false;
-  };
-  struct ScanResult {
-    std::vector<Candidate> found;
-    std::vector<std::pair<std::string, int>> unreadable;
-    std::vector<WatchedDir> dirs;
   };
   struct Watch {
     uv_fs_event_t* handle = nullptr;  // null: could not be watched (left to the rescan)
