@@ -23,6 +23,35 @@ std::uint64_t event_id(std::uint64_t source_hash, std::uint64_t position) noexce
   return z ^ (z >> 31);
 }
 
+NextTurn::NextTurn(Loop& loop, std::function<void()> fn)
+    : idle_(new uv_idle_t{}), fn_(std::move(fn)) {
+  uv_idle_init(loop.uv(), idle_);
+  idle_->data = this;
+}
+
+NextTurn::~NextTurn() {
+  idle_->data = nullptr;
+  uv_idle_stop(idle_);
+  close_and_delete(idle_);
+}
+
+void NextTurn::arm() {
+  if (armed_) return;
+  armed_ = true;
+  uv_idle_start(idle_, [](uv_idle_t* h) {
+    auto* self = static_cast<NextTurn*>(h->data);
+    if (self == nullptr) return;
+    uv_idle_stop(h);
+    self->armed_ = false;
+    self->fn_();
+  });
+}
+
+void NextTurn::cancel() {
+  armed_ = false;
+  uv_idle_stop(idle_);
+}
+
 // LineBatcher
 
 LineBatcher::LineBatcher(SourceContext& ctx, LineReaderHost& host, SourceMetrics& metrics,
@@ -209,15 +238,42 @@ void LineStream::add_line(std::string_view line, std::uint64_t start, std::uint6
 // the next read. A batch's checkpoint is the end of the last line it holds completely, so an
 // acknowledged batch never covers a piece of a line whose rest is still unsent, and a restart
 // repeats nothing else.
-void LineStream::feed(std::string_view data, LineBatcher& out, std::int64_t now_ns) {
+std::size_t LineStream::feed(std::string_view data, LineBatcher& out, std::int64_t now_ns,
+                             TimePoint deadline) {
   begin(out);
+  // Only parsing is slow enough to need a deadline; the clock is read every few lines.
+  constexpr unsigned kLinesPerCheck = 8;
+  const bool timed = pipeline_ != nullptr && deadline != TimePoint::max();
+  unsigned since_check = 0;
+  auto out_of_time = [&] {
+    if (!timed || ++since_check < kLinesPerCheck) return false;
+    since_check = 0;
+    return std::chrono::steady_clock::now() >= deadline;
+  };
   if (positions_ == Positions::lines) {
-    splitter_.feed(data, [&](std::string_view line) {
+    auto on_line = [&](std::string_view line) {
       const std::uint64_t n = line_end_++;
       add_line(line, n, n + 1, n + 1, out, now_ns);
-    });
+    };
+    std::size_t used = data.size();
+    if (!timed) {
+      splitter_.feed(data, on_line);
+    } else {
+      // Line by line, so that it can stop between two.
+      std::size_t pos = 0;
+      while (pos < data.size()) {
+        const void* nl = std::memchr(data.data() + pos, '\n', data.size() - pos);
+        const std::size_t stop =
+            nl != nullptr ? static_cast<std::size_t>(static_cast<const char*>(nl) - data.data()) + 1
+                          : data.size();
+        splitter_.feed(data.substr(pos, stop - pos), on_line);
+        pos = stop;
+        if (pos < data.size() && out_of_time()) break;
+      }
+      used = pos;
+    }
     lines_ = line_end_;
-    return;
+    return used;
   }
   std::uint64_t line_start = line_end_;
   std::uint64_t seg_end = 0;
@@ -242,8 +298,11 @@ void LineStream::feed(std::string_view data, LineBatcher& out, std::int64_t now_
       ++lines_;
     }
     p = stop;
+    if (p < stop_all && out_of_time()) break;
   }
-  offset_ += data.size();
+  const auto used = static_cast<std::size_t>(p - data.data());
+  offset_ += used;
+  return used;
 }
 
 void LineStream::finish(LineBatcher& out, std::int64_t now_ns) {
@@ -286,7 +345,8 @@ LineReader::LineReader(SourceContext& ctx, const LineConfig& config, LineReaderH
       metrics_(ctx),
       batcher_(ctx, *this, metrics_, /*count_at_put=*/true),
       stream_(config, pipeline_.get(), LineStream::Positions::lines, hash_name(ctx.name), 0),
-      multiline_timer_(ctx.loop) {}
+      multiline_timer_(ctx.loop),
+      backlog_turn_(ctx.loop, [this] { parse_backlog(); }) {}
 
 void LineReader::after_input() {
   if (const std::uint64_t n = stream_.take_overflows(); n > 0) metrics_.overflows.inc(n);
@@ -301,11 +361,45 @@ void LineReader::after_input() {
 }
 
 void LineReader::on_bytes(std::string_view data) {
-  stream_.feed(data, batcher_, wall_clock_ns());
+  if (!backlog_.empty()) {
+    backlog_.append(data);  // the host reads while paused: keep the order anyway
+    return;
+  }
+  const std::size_t used =
+      stream_.feed(data, batcher_, wall_clock_ns(), std::chrono::steady_clock::now() + kParseSlice);
+  if (used < data.size()) {
+    // Parsing took its slice: the rest waits for later loop turns, and the host stops reading.
+    backlog_.assign(data.substr(used));
+    backlog_used_ = 0;
+    host_.pause_reading();
+    backlog_turn_.arm();
+  }
   after_input();
 }
 
+void LineReader::parse_backlog() {
+  const std::string_view rest = std::string_view(backlog_).substr(backlog_used_);
+  backlog_used_ +=
+      stream_.feed(rest, batcher_, wall_clock_ns(), std::chrono::steady_clock::now() + kParseSlice);
+  if (backlog_used_ < backlog_.size()) {
+    backlog_turn_.arm();
+    after_input();
+    return;
+  }
+  backlog_.clear();
+  backlog_used_ = 0;
+  after_input();
+  if (!batcher_.blocked()) host_.resume_reading();  // else when the output takes the batches
+}
+
 void LineReader::on_eof() {
+  if (!backlog_.empty()) {
+    // End of input with a backlog (the host did not pause): parse the rest now, in order.
+    stream_.feed(std::string_view(backlog_).substr(backlog_used_), batcher_, wall_clock_ns());
+    backlog_.clear();
+    backlog_used_ = 0;
+    backlog_turn_.cancel();
+  }
   stream_.finish(batcher_, wall_clock_ns());
   multiline_timer_.stop();
   after_input();

@@ -1,6 +1,9 @@
 #pragma once
 
+#include <uv.h>
+
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -8,6 +11,7 @@
 #include <vector>
 
 #include "lib/core/batch.h"
+#include "lib/core/clock.h"
 #include "lib/core/context.h"
 #include "lib/core/metrics.h"
 #include "lib/core/source_metrics.h"
@@ -15,6 +19,28 @@
 #include "lib/ingest/line_splitter.h"
 
 namespace sluice::sources {
+/// How long a line source parses before it lets the loop serve other work (health checks,
+/// other sources); parsing continues on the next turn.
+inline constexpr Duration kParseSlice = std::chrono::milliseconds(5);
+
+/// Runs `fn` on a later loop turn, after the loop has polled for I/O: a uv_idle handle, because
+/// a 0 ms timer re-armed from its own callback runs again in the same turn (libuv 1.44) and would
+/// starve everything else. Re-arming from `fn` is fine. Destroying it cancels it.
+class NextTurn {
+ public:
+  NextTurn(Loop& loop, std::function<void()> fn);
+  ~NextTurn();
+  NextTurn(const NextTurn&) = delete;
+  NextTurn& operator=(const NextTurn&) = delete;
+  void arm();
+  void cancel();
+  bool armed() const noexcept { return armed_; }
+
+ private:
+  uv_idle_t* idle_;
+  std::function<void()> fn_;
+  bool armed_ = false;
+};
 
 /// Where a sealed batch leaves its input: the stream (a file, for taildir) and the position a
 /// restart may resume from once the batch and every earlier one are safe.
@@ -137,8 +163,11 @@ class LineStream {
   }
 
   /// Adds the lines of `data` (the stream's next bytes) to `out`, whose current stream must be
-  /// this one. Bytes after the last newline wait for the next call.
-  void feed(std::string_view data, LineBatcher& out, std::int64_t now_ns);
+  /// this one. Bytes after the last newline wait for the next call. With a pipeline, stops
+  /// between two lines once `deadline` has passed, so that parsing never holds the loop for long:
+  /// returns the bytes consumed, and the caller feeds the rest on a later loop turn.
+  std::size_t feed(std::string_view data, LineBatcher& out, std::int64_t now_ns,
+                   TimePoint deadline = TimePoint::max());
   /// End of input: the unterminated last line, and what multiline holds back, become events.
   void finish(LineBatcher& out, std::int64_t now_ns);
   /// Multiline: emits the records held back longer than the timeout (or all of them).
@@ -191,15 +220,18 @@ class LineReader final : private LineReaderHost {
   /// End of input: the unterminated last line becomes an event too.
   void on_eof();
   /// True while batches wait for the output: the host must not read.
-  bool blocked() const noexcept { return batcher_.blocked(); }
+  bool blocked() const noexcept { return batcher_.blocked() || !backlog_.empty(); }
   /// True when nothing waits here and no put is outstanding.
-  bool idle() const noexcept { return batcher_.idle() && !stream_.holding(); }
+  bool idle() const noexcept { return batcher_.idle() && !stream_.holding() && backlog_.empty(); }
 
  private:
   void after_input();
   void on_multiline_timer();
+  void parse_backlog();
   void pause_reading() override { host_.pause_reading(); }
-  void resume_reading() override { host_.resume_reading(); }
+  void resume_reading() override {
+    if (backlog_.empty()) host_.resume_reading();  // else once the backlog is parsed
+  }
   void on_safe(std::uint64_t seq) override { host_.on_safe(seq); }
 
   LineReaderHost& host_;
@@ -208,6 +240,11 @@ class LineReader final : private LineReaderHost {
   LineBatcher batcher_;
   LineStream stream_;
   Timer multiline_timer_;
+  // A read whose parsing took longer than a slice: the rest, parsed on later loop turns while
+  // the host does not read.
+  std::string backlog_;
+  std::size_t backlog_used_ = 0;
+  NextTurn backlog_turn_;
 };
 
 /// A stable 64-bit id: a mix of a source's name hash and a position or sequence.

@@ -77,11 +77,13 @@ bool TailFile::refresh() {
   return true;
 }
 
-std::uint64_t TailFile::consume(std::string_view data, LineBatcher& out, std::int64_t now_ns) {
+std::size_t TailFile::consume(std::string_view data, LineBatcher& out, std::int64_t now_ns,
+                              TimePoint deadline, std::uint64_t& lines) {
   const std::uint64_t before = stream->lines();
-  stream->feed(data, out, now_ns);
-  read_offset += data.size();
-  return stream->lines() - before;
+  const std::size_t used = stream->feed(data, out, now_ns, deadline);
+  read_offset += used;
+  lines += stream->lines() - before;
+  return used;
 }
 
 }  // namespace sluice::sources

@@ -36,8 +36,10 @@ struct TailFile {
   void close() noexcept;
   /// fstat of the open descriptor: size, and whether it was deleted. False if not open.
   bool refresh();
-  /// One read at read_offset into `out`; advances read_offset. Returns the lines it ended.
-  std::uint64_t consume(std::string_view data, LineBatcher& out, std::int64_t now_ns);
+  /// Bytes read at read_offset, into `out`; advances read_offset by what it consumed, which is
+  /// less than all once `deadline` passed (see LineStream::feed). Adds the lines it ended.
+  std::size_t consume(std::string_view data, LineBatcher& out, std::int64_t now_ns,
+                      TimePoint deadline, std::uint64_t& lines);
 
   std::uint64_t key = 0;
   std::string path;

@@ -57,6 +57,7 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
       scan_timer_(ctx.loop),
       poll_timer_(ctx.loop),
       checkpoint_timer_(ctx.loop),
+      parse_turn_(ctx.loop, [this] { continue_parsing(); }),
       stop_waiter_(ctx.loop),
       source_hash_(hash_name(ctx.name)),
       metrics_(ctx),
@@ -397,6 +398,54 @@ void TaildirSource::pump_reads() {
 }
 
 void TaildirSource::on_read(ReadSlot& slot, ssize_t n) {
+  slot.result = n;
+  slot.len = slot.used = 0;
+  File* f = by_key(slot.file_key);
+  // A read that raced a truncation (its offset is no longer the file's) belongs to the old
+  // content: not parsed.
+  if (f != nullptr && n > 0 && slot.offset == f->read_offset) {
+    f->last_activity = std::chrono::steady_clock::now();
+    group_metrics_[f->group].bytes->inc(static_cast<std::uint64_t>(n));
+    metrics_.bytes.inc(static_cast<std::uint64_t>(n));
+    slot.len = static_cast<std::size_t>(n);
+    slot.generation = f->generation;
+    if (!parse_some(slot, *f)) return;  // goes on at the next loop turn
+  }
+  end_read(slot);
+}
+
+// Parses what is left of a read for at most kParseSlice (only parsing can be that slow), then
+// lets the loop serve other work. False if some is left for the next turn.
+bool TaildirSource::parse_some(ReadSlot& slot, File& f) {
+  std::uint64_t lines = 0;
+  slot.used += f.consume({slot.buf.data() + slot.used, slot.len - slot.used}, batcher_,
+                         wall_clock_ns(), std::chrono::steady_clock::now() + kParseSlice, lines);
+  group_metrics_[f.group].lines->inc(lines);
+  if (const std::uint64_t n = f.stream->take_overflows(); n > 0) metrics_.overflows.inc(n);
+  seal();
+  // When stopping, the rest is read again after a restart: its offsets were never saved.
+  if (slot.used == slot.len || stopping_) return true;
+  parsing_.push_back(&slot);
+  parse_turn_.arm();
+  return false;
+}
+
+void TaildirSource::continue_parsing() {
+  std::vector<ReadSlot*> slots;
+  slots.swap(parsing_);
+  for (ReadSlot* s : slots) {
+    File* f = by_key(s->file_key);
+    if (f == nullptr || f->generation != s->generation) {
+      s->len = 0;  // gone, or truncated meanwhile: the rest was old content
+      end_read(*s);
+    } else if (parse_some(*s, *f)) {
+      end_read(*s);
+    }
+  }
+}
+
+void TaildirSource::end_read(ReadSlot& slot) {
+  const ssize_t n = slot.result;
   slot.busy = false;
   --reads_in_flight_;
   File* f = by_key(slot.file_key);
@@ -407,13 +456,9 @@ void TaildirSource::on_read(ReadSlot& slot, ssize_t n) {
       spdlog::warn("taildir {}: read {} failed: {}", ctx_.name, f->path,
                    uv_strerror(static_cast<int>(n)));
       untrack(*f, "read error");
-    } else if (slot.offset != f->read_offset) {
+    } else if (n > 0 && slot.len == 0) {
       // Truncated while this read was in flight: its bytes belong to the old content.
     } else if (n > 0) {
-      f->last_activity = std::chrono::steady_clock::now();
-      consume(*f, {slot.buf.data(), static_cast<std::size_t>(n)});
-      group_metrics_[f->group].bytes->inc(static_cast<std::uint64_t>(n));
-      metrics_.bytes.inc(static_cast<std::uint64_t>(n));
       if (static_cast<std::size_t>(n) == slot.buf.size()) {
         schedule(*f);  // more is likely there
       } else if (f->detached) {
@@ -444,14 +489,6 @@ void TaildirSource::set_headers(File& f) {
 void TaildirSource::flush_multiline(bool due_only) {
   const std::int64_t now = wall_clock_ns();
   for (auto& [key, f] : files_) f->stream->flush_multiline(batcher_, now, due_only);
-  seal();
-}
-
-// One read of a file through its line reader, into batches of at most the output's transaction
-// size, each ending at the last line it holds completely.
-void TaildirSource::consume(File& f, std::string_view data) {
-  group_metrics_[f.group].lines->inc(f.consume(data, batcher_, wall_clock_ns()));
-  if (const std::uint64_t n = f.stream->take_overflows(); n > 0) metrics_.overflows.inc(n);
   seal();
 }
 

@@ -74,6 +74,9 @@ class TaildirSource final : public Source, private LineReaderHost {
     File* file = nullptr;
     std::uint64_t file_key = 0;
     std::uint64_t offset = 0;
+    ssize_t result = 0;             // what the read returned
+    std::size_t len = 0, used = 0;  // bytes of it for the file's reader, and parsed so far
+    std::uint64_t generation = 0;   // the file's, when read: parsing stops if it changes
     bool busy = false;
     TaildirSource* self = nullptr;
   };
@@ -86,7 +89,9 @@ class TaildirSource final : public Source, private LineReaderHost {
   void schedule(File& f);
   void pump_reads();
   void on_read(ReadSlot& slot, ssize_t n);
-  void consume(File& f, std::string_view data);
+  bool parse_some(ReadSlot& slot, File& f);
+  void continue_parsing();
+  void end_read(ReadSlot& slot);
   void flush_multiline(bool due_only);
   void seal();
   void restart(File& f, const Candidate& c, std::string_view why);
@@ -122,6 +127,7 @@ class TaildirSource final : public Source, private LineReaderHost {
   std::deque<std::uint64_t> read_queue_;
   std::vector<std::unique_ptr<ReadSlot>> slots_;
   std::size_t reads_in_flight_ = 0;
+  std::vector<ReadSlot*> parsing_;  // reads whose parsing goes on at the next loop turn
   std::size_t open_files_ = 0;
   bool durable_ = false;                            // the output stores positions with the batches
   std::unique_ptr<parse::EventPipeline> pipeline_;  // null for raw lines
@@ -135,6 +141,7 @@ class TaildirSource final : public Source, private LineReaderHost {
   std::vector<std::string> roots_;  // glob_root() of every pattern
   std::set<std::string> warned_;
   Timer scan_timer_, poll_timer_, checkpoint_timer_;
+  NextTurn parse_turn_;
   StopWaiter stop_waiter_;
   std::uint64_t source_hash_;
   std::vector<GroupMetrics> group_metrics_;

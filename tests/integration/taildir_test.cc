@@ -531,3 +531,45 @@ TEST_CASE("taildir: kill -9 before checkpoint_interval re-reads at most checkpoi
   CHECK(t.repeats == static_cast<std::size_t>(reread));
   CHECK(t.repeats * kLineBytes <= kCheckpointBytes + kBatchBytes);
 }
+
+TEST_CASE("taildir: /healthz answers within 100 ms while the source parses hostile lines",
+          "[integration][taildir]") {
+  TempDir tmp;
+  const std::string logs = tmp.file("logs");
+  fs::create_directories(logs);
+  const std::string out = tmp.file("out.log");
+  // Each line makes the nested quantifier backtrack until PCRE2's match limit stops it.
+  AgentProcess agent("taildir_tuned.toml",
+                     tail_options("[\"" + logs + "/*.log\"]", out,
+                                  "format = \"regex\"\npattern = '^(?<v>(a+)+)$'"));
+  REQUIRE(agent.wait_ready());
+  constexpr long kLines = 40'000;
+  std::string text;
+  for (long i = 0; i < kLines; ++i) text += std::string(40, 'a') + "b\n";
+  write_file(logs + "/hostile.log", text);
+  const std::string errors =
+      R"(sluice_source_parse_errors_total{component="tail",type="taildir",reason="regex_limit"})";
+  const auto start = std::chrono::steady_clock::now();
+  std::chrono::milliseconds worst{0};
+  long probes = 0;
+  bool done = false;
+  while (!done && std::chrono::steady_clock::now() - start < 60s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const HttpReply r = http_get(agent.admin(), "/healthz");
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - t0);
+    CHECK(r.status == 200);
+    worst = std::max(worst, took);
+    ++probes;
+    done = agent.metric(errors).value_or(0) >= double(kLines);
+    std::this_thread::sleep_for(10ms);
+  }
+  const auto total = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - start);
+  REQUIRE(done);
+  WARN(kLines << " lines at the match limit parsed in " << total.count() << " ms; " << probes
+              << " /healthz probes, the slowest answered in " << worst.count() << " ms");
+  CHECK(worst < 100ms);
+  REQUIRE(eventually(10s, [&] { return count_lines(out) == kLines; }));  // passed on, raw
+  CHECK(agent.terminate() == 0);
+}

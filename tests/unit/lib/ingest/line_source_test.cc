@@ -36,7 +36,7 @@ struct Fixture final : LineReaderHost {
       : loop(rig.loop),
         metrics(rig.metrics),
         channel(
-            {.max_events = 1000, .max_bytes = {1 << 20}, .transaction_events = transaction_events},
+            {.max_events = 10000, .max_bytes = {1 << 20}, .transaction_events = transaction_events},
             channel_ctx),
         output(loop, {&channel}, 1000) {
     REQUIRE(channel.open_cursor("g").has_value());
@@ -180,6 +180,61 @@ on_parse_error = "drop"
       f.batcher.flush();
       CHECK(f.ends() == U{24, 28});
       CHECK(f.taken() == S{"{\"a\":1}", "{\"a\":2}"});
+    }
+  }
+  REQUIRE(r.loop.close() == 0);
+}
+
+namespace {
+
+struct PausingHost final : LineReaderHost {
+  int pauses = 0, resumes = 0;
+  void pause_reading() override { ++pauses; }
+  void resume_reading() override { ++resumes; }
+};
+
+}  // namespace
+
+TEST_CASE("line reader: parsing a slow read yields to the loop and keeps every line in order",
+          "[unit][lines]") {
+  Rig r;
+  {
+    Fixture f(r, 1000);
+    toml::table doc = toml::parse(R"(format = "regex"
+pattern = '^(?<v>(a+)+)$'
+)",
+                                  std::string_view("inline.toml"));
+    ConfigNode node(doc, "sources.src", "inline.toml");
+    ConfigErrors errors;
+    LineConfig config;
+    REQUIRE(LineConfig::parse(node, errors, config));
+    auto pipeline = parse::EventPipeline::make(config.pipeline, f.ctx);
+    REQUIRE(pipeline.has_value());
+    PausingHost host;
+    std::string text;
+    constexpr int kLines = 3000;  // each backtracks to the match limit
+    for (int i = 0; i < kLines; ++i) text += std::string(40, 'a') + "b" + std::to_string(i) + "\n";
+    {
+      LineReader reader(f.ctx, config, host, std::move(*pipeline));
+      const auto t0 = std::chrono::steady_clock::now();
+      reader.on_bytes(text);
+      const auto took = std::chrono::steady_clock::now() - t0;
+      CHECK(took < 50ms);  // one slice (5 ms), not the whole read
+      CHECK(reader.blocked());
+      CHECK(host.pauses == 1);
+      CHECK(host.resumes == 0);
+      int turns = 0;
+      REQUIRE(test::run_until(f.loop, 30s, [&] {
+        ++turns;
+        return !reader.blocked();
+      }));
+      CHECK(host.resumes == 1);
+      CHECK(turns > 1);
+      const auto bodies = f.taken();
+      REQUIRE(bodies.size() == std::size_t(kLines));
+      for (int i = 0; i < kLines; ++i)
+        CHECK(bodies[std::size_t(i)] == std::string(40, 'a') + "b" + std::to_string(i));
+      CHECK(reader.idle());
     }
   }
   REQUIRE(r.loop.close() == 0);
