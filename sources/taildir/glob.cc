@@ -72,7 +72,8 @@ std::string glob_root(std::string_view pattern) {
 void glob_walk(const std::vector<std::string>& patterns, const std::vector<std::string>& excludes,
                const WalkLimits& limits,
                const std::function<void(const std::string&, const struct stat&)>& found,
-               const std::function<void(const std::string&, int)>& unreadable) {
+               const std::function<void(const std::string&, int)>& unreadable,
+               const std::function<void(const std::string&, const struct stat&)>& dir_read) {
   std::set<std::string> seen_files;
   auto excluded = [&](const std::string& path) {
     for (const auto& e : excludes) {
@@ -100,6 +101,8 @@ void glob_walk(const std::vector<std::string>& patterns, const std::vector<std::
         if (errno != ENOENT) unreadable(dir, errno);
         return;
       }
+      struct stat dst {};
+      if (dir_read && fstat(dirfd(d), &dst) == 0) dir_read(dir, dst);
       std::vector<std::string> subdirs;
       while (dirent* e = readdir(d)) {
         const std::string_view name = e->d_name;
@@ -128,6 +131,17 @@ void glob_walk(const std::vector<std::string>& patterns, const std::vector<std::
     };
     walk(root, root_depth);
   }
+}
+
+std::string existing_ancestor(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1) {
+    const auto slash = p.rfind('/');
+    p = slash == 0 || slash == std::string::npos ? "/" : p.substr(0, slash);
+    struct stat st {};
+    if (stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return p;
+  }
+  return "/";
 }
 
 }  // namespace sluice::sources

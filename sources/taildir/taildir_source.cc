@@ -13,109 +13,15 @@
 #include "lib/core/log.h"
 #include "lib/ingest/line_source.h"
 #include "sources/taildir/glob.h"
+#include "sources/taildir/reconcile.h"
 
 namespace sluice::sources {
 
 namespace {
 
 constexpr std::size_t kMaxConcurrentReads = 4;
-constexpr std::size_t kBinaryProbeBytes = 1024;
-
-// Hash of the first `len` bytes of an open file; false if it has fewer.
-bool hash_prefix(int fd, std::uint32_t len, std::uint64_t& out) {
-  std::string buf(len, '\0');
-  std::size_t got = 0;
-  while (got < len) {
-    const ssize_t n = ::pread(fd, buf.data() + got, len - got, static_cast<off_t>(got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    got += static_cast<std::size_t>(n);
-  }
-  out = hash_name(std::string_view(buf.data(), len));
-  return true;
-}
-
-std::string parent_dir(const std::string& path) {
-  const auto slash = path.rfind('/');
-  return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
-}
 
 }  // namespace
-
-std::optional<TaildirConfig> TaildirConfig::parse(const ConfigNode& node, ConfigErrors& errors) {
-  const std::size_t before = errors.size();
-  TaildirConfig c;
-  auto check_paths = [&](const ConfigNode& n, const std::vector<std::string>& paths) {
-    for (const auto& p : paths) {
-      if (p.empty() || p.front() != '/') {
-        n.error_at("paths", errors, fmt::format("\"{}\" is not an absolute path", p));
-      }
-    }
-  };
-  TaildirGroup main;
-  main.name = "default";
-  if (node.has("paths")) {
-    node.optional("paths", main.paths, errors);
-    check_paths(node, main.paths);
-    if (main.paths.empty()) node.error_at("paths", errors, "must name at least one glob");
-  } else {
-    node.mark_known("paths");
-  }
-  if (!main.paths.empty()) c.groups.push_back(std::move(main));
-  if (auto groups = node.child("groups", errors)) {
-    for (const auto& [k, v] : groups->table()) {
-      const std::string name(k.str());
-      groups->mark_known(name);
-      auto g = groups->child(name, errors);
-      if (!g) continue;
-      TaildirGroup group;
-      group.name = name;
-      if (g->required("paths", group.paths, errors)) check_paths(*g, group.paths);
-      if (auto headers = g->child("headers", errors)) {
-        for (const auto& [hk, hv] : headers->table()) {
-          std::string value;
-          if (headers->required(hk.str(), value, errors))
-            group.headers.emplace_back(std::string(hk.str()), value);
-        }
-      }
-      g->reject_unknown_keys(errors);
-      c.groups.push_back(std::move(group));
-    }
-  }
-  if (c.groups.empty() && errors.size() == before) {
-    node.error(errors, "missing required key 'paths' (or [groups.NAME] tables with paths)");
-  }
-  node.optional("exclude", c.exclude, errors);
-  std::chrono::nanoseconds older{};
-  if (node.has("ignore_older") &&
-      node.optional("ignore_older", older, errors,
-                    InRange<std::chrono::nanoseconds>{std::chrono::seconds(1),
-                                                      std::chrono::hours(24 * 3650)})) {
-    c.ignore_older = older;
-  }
-  node.mark_known("ignore_older");
-  node.optional_enum("read_from", c.read_from_tail, errors, {{"head", false}, {"tail", true}});
-  node.optional("file_header", c.file_header, errors);
-  using std::chrono::milliseconds;
-  using ns = std::chrono::nanoseconds;
-  node.optional("rescan_interval", c.rescan_interval, errors,
-                InRange<ns>{milliseconds(10), std::chrono::hours(1)});
-  node.optional("poll_interval", c.poll_interval, errors,
-                InRange<ns>{milliseconds(10), std::chrono::minutes(10)});
-  node.optional("close_removed_after", c.close_removed_after, errors,
-                InRange<ns>{milliseconds(0), std::chrono::hours(24)});
-  node.optional("checkpoint_interval", c.checkpoint_interval, errors,
-                InRange<ns>{milliseconds(10), std::chrono::minutes(10)});
-  node.optional("max_open_files", c.max_open_files, errors, InRange<std::uint32_t>{1, 1'000'000});
-  node.optional("follow_symlinks", c.follow_symlinks, errors);
-  node.optional("fingerprint_bytes", c.fingerprint_bytes, errors,
-                InRange<std::uint32_t>{16, 65536});
-  node.optional("read_buffer", c.read_buffer, errors, InRange<ByteSize>{{4096}, {64ULL << 20}});
-  node.optional("positions_file", c.positions_file, errors);
-  LineConfig::parse(node, errors, c.lines);
-  node.reject_unknown_keys(errors);
-  return errors.size() == before ? std::optional{std::move(c)} : std::nullopt;
-}
 
 Result<std::unique_ptr<TaildirSource>> TaildirSource::create(const TaildirConfig& config,
                                                              SourceContext& ctx) {
@@ -126,28 +32,16 @@ Result<std::unique_ptr<TaildirSource>> TaildirSource::create(const TaildirConfig
   if (!saved) return saved.error();
   // A durable channel stores each batch's file position in the batch's own transaction: those
   // positions are exact, while the positions file may lag them by a checkpoint_interval.
-  for (const auto& [key, value] : ctx.output.load_checkpoints()) {
-    SavedPosition p;
-    unsigned long long dev = 0, ino = 0, fp_hash = 0, offset = 0;
-    unsigned fp_len = 0;
-    int consumed = 0;
-    if (std::sscanf(value.c_str(), "%llu %llu %u %llu %llu %n", &dev, &ino, &fp_len, &fp_hash,
-                    &offset, &consumed) < 5) {
-      spdlog::warn("taildir {}: ignoring a malformed position stored in the channel for {}: \"{}\"",
-                   ctx.name, log_excerpt(key), log_excerpt(value));
-      continue;
-    }
-    p.path = value.substr(static_cast<std::size_t>(consumed));
-    p.id = FileIdentity{static_cast<dev_t>(dev), static_cast<ino_t>(ino), fp_len, fp_hash};
-    p.offset = offset;
-    std::erase_if(*saved, [&](const SavedPosition& s) {
-      return s.id.dev == p.id.dev && s.id.ino == p.id.ino;
-    });
-    saved->push_back(std::move(p));
+  std::vector<std::pair<std::string, std::string>> malformed;
+  std::vector<SavedPosition> positions =
+      merge_positions(std::move(*saved), ctx.output.load_checkpoints(), malformed);
+  for (const auto& [key, value] : malformed) {
+    spdlog::warn("taildir {}: ignoring a malformed position stored in the channel for {}: \"{}\"",
+                 ctx.name, log_excerpt(key), log_excerpt(value));
   }
   auto pipeline = LineReader::make_pipeline(config.lines, ctx);
   if (!pipeline) return pipeline.error();
-  return std::make_unique<TaildirSource>(config, ctx, std::move(*saved), std::move(*pipeline));
+  return std::make_unique<TaildirSource>(config, ctx, std::move(positions), std::move(*pipeline));
 }
 
 TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
@@ -164,6 +58,7 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
       scan_timer_(ctx.loop),
       poll_timer_(ctx.loop),
       checkpoint_timer_(ctx.loop),
+      parse_turn_(ctx.loop, [this] { continue_parsing(); }),
       stop_waiter_(ctx.loop),
       source_hash_(hash_name(ctx.name)),
       metrics_(ctx),
@@ -171,7 +66,8 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
                                           "Files that look binary (NUL bytes) and are not read.",
                                           ctx.labels())),
       read_errors_(ctx.metrics.counter("sluice_taildir_errors_total",
-                                       "Files that could not be opened or read.", ctx.labels())) {
+                                       "Files that could not be opened or read.", ctx.labels())),
+      batcher_(ctx, *this, metrics_, /*count_at_put=*/false) {
   for (auto& p : saved) saved_[{p.id.dev, p.id.ino}] = std::move(p);
   for (const auto& g : config_.groups) {
     Labels l = ctx.labels();
@@ -194,19 +90,14 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
     s->req.data = s.get();
     slots_.push_back(std::move(s));
   }
-  output_.set_listener(this);
   durable_ = output_.durable();
+  for (const auto& g : config_.groups) {
+    for (const auto& p : g.paths) roots_.push_back(glob_root(p));
+  }
 }
 
 TaildirSource::~TaildirSource() {
-  for (auto& [dir, w] : watches_) {
-    w->data = nullptr;
-    uv_fs_event_stop(w);
-    close_and_delete(w);
-  }
-  for (auto& [key, f] : files_) {
-    if (f->fd >= 0) ::close(f->fd);
-  }
+  for (auto& [dir, w] : watches_) close_watch(w);
 }
 
 Status TaildirSource::start() {
@@ -257,65 +148,30 @@ void TaildirSource::scan() {
   struct Job {
     uv_work_t req;
     TaildirSource* self;
-    std::vector<TaildirGroup> groups;
-    std::vector<std::string> exclude;
-    WalkLimits limits;
-    std::uint32_t fp_bytes;
-    std::map<std::pair<dev_t, ino_t>, std::uint32_t> known;  // fp_len of tracked and saved files
-    std::vector<Candidate> found;
-    std::vector<std::pair<std::string, int>> unreadable;
+    ScanRequest request;
+    ScanResult result;
   };
   auto* job = new Job{};
   job->req.data = job;
   job->self = this;
-  job->groups = config_.groups;
-  job->exclude = config_.exclude;
-  job->limits.follow_symlinks = config_.follow_symlinks;
-  job->fp_bytes = config_.fingerprint_bytes;
-  for (const auto& [key, f] : files_) job->known[{f->id.dev, f->id.ino}] = f->id.fp_len;
-  for (const auto& [k, p] : saved_) job->known.emplace(k, p.id.fp_len);
+  ScanRequest& r = job->request;
+  r.groups = config_.groups;
+  r.exclude = config_.exclude;
+  r.limits.follow_symlinks = config_.follow_symlinks;
+  r.fingerprint_bytes = config_.fingerprint_bytes;
+  for (const auto& [key, f] : files_) r.known[{f->id.dev, f->id.ino}] = f->id.fp_len;
+  for (const auto& [k, p] : saved_) r.known.emplace(k, p.id.fp_len);
   uv_queue_work(
       ctx_.loop.uv(), &job->req,
       [](uv_work_t* req) {
         auto* j = static_cast<Job*>(req->data);
-        for (std::size_t g = 0; g < j->groups.size(); ++g) {
-          glob_walk(
-              j->groups[g].paths, j->exclude, j->limits,
-              [&](const std::string& path, const struct stat& st) {
-                Candidate c;
-                c.path = path;
-                c.group = g;
-                c.st = st;
-                c.id.dev = st.st_dev;
-                c.id.ino = st.st_ino;
-                const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-                if (fd < 0) {
-                  j->unreadable.emplace_back(path, errno);
-                  return;
-                }
-                const auto size = static_cast<std::uint64_t>(st.st_size);
-                c.id.fp_len =
-                    static_cast<std::uint32_t>(std::min<std::uint64_t>(size, j->fp_bytes));
-                if (!hash_prefix(fd, c.id.fp_len, c.id.fp_hash)) c.id.fp_len = 0;
-                auto known = j->known.find({st.st_dev, st.st_ino});
-                if (known != j->known.end() && known->second <= size) {
-                  c.known_hash_valid = hash_prefix(fd, known->second, c.known_hash);
-                }
-                char probe[kBinaryProbeBytes];
-                const ssize_t n = ::pread(fd, probe, sizeof probe, 0);
-                c.binary =
-                    n > 0 && std::memchr(probe, '\0', static_cast<std::size_t>(n)) != nullptr;
-                ::close(fd);
-                j->found.push_back(std::move(c));
-              },
-              [&](const std::string& dir, int err) { j->unreadable.emplace_back(dir, err); });
-        }
+        j->result = discover(j->request);
       },
       [](uv_work_t* req, int) {
         auto* j = static_cast<Job*>(req->data);
         TaildirSource* self = j->self;
         self->scanning_ = false;
-        if (!self->stopping_) self->on_scanned(std::move(j->found), std::move(j->unreadable));
+        if (!self->stopping_) self->on_scanned(std::move(j->result));
         delete j;
         if (self->rescan_requested_ && !self->stopping_) {
           self->rescan_requested_ = false;
@@ -326,99 +182,28 @@ void TaildirSource::scan() {
       });
 }
 
-void TaildirSource::on_scanned(std::vector<Candidate> found,
-                               std::vector<std::pair<std::string, int>> unreadable) {
-  for (const auto& [path, err] : unreadable) {
+void TaildirSource::on_scanned(ScanResult result) {
+  // A directory watched only now may have received files before its watch existed: one more scan
+  // finds them, and inotify everything after.
+  if (update_watches(result.dirs)) rescan_requested_ = true;
+  const std::vector<Candidate>& found = result.found;
+  for (const auto& [path, err] : result.unreadable) {
     if (warned_.insert(path).second) {
       read_errors_.inc();
       spdlog::warn("taildir {}: cannot read {}: {} (logged once)", ctx_.name, path,
                    std::strerror(err));
     }
   }
-  const auto now_wall = std::chrono::system_clock::now();
-  std::set<std::uint64_t> seen;
-  for (const Candidate& c : found) {
-    auto it = by_inode_.find({c.id.dev, c.id.ino});
-    if (it != by_inode_.end()) {
-      File& f = *files_.at(it->second);
-      const bool same = f.id.fp_len == 0 || (c.known_hash_valid && c.known_hash == f.id.fp_hash);
-      if (same) {
-        seen.insert(f.key);
-        if (f.path != c.path) {
-          // Renamed to a name that is still watched: same file, same offset.
-          group_metrics_[f.group].rotations->inc();
-          spdlog::debug("taildir {}: {} is now {}", ctx_.name, f.path, c.path);
-          f.path = c.path;
-          f.group = c.group;
-        }
-        f.detached = false;
-        if (f.id.fp_len < c.id.fp_len && f.id.fp_len < config_.fingerprint_bytes)
-          f.id = c.id;  // a longer prefix
-        auto size = static_cast<std::uint64_t>(c.st.st_size);
-        if (size < f.read_offset) {
-          // The scan's stat may predate our latest reads: ask the open file before concluding.
-          struct stat now {};
-          if (f.fd >= 0 && ::fstat(f.fd, &now) == 0) size = static_cast<std::uint64_t>(now.st_size);
-          if (size < f.read_offset)
-            restart(f, c, fmt::format("{} < {} bytes read", size, f.read_offset));
-        }
-        f.size = size;
-        if (size > f.read_offset) schedule(f);
-        continue;
-      }
-      // Same inode, different first bytes: truncated and rewritten (or the inode went to another
-      // file under the same watch). Either way the old content is gone: read it from the start.
-      seen.insert(f.key);
-      restart(f, c, "its first bytes changed");
-      if (f.path != c.path) f.path = c.path;
-      f.detached = false;
-      schedule(f);
-      continue;
-    }
-    if (c.binary) {
-      if (warned_.insert(c.path).second) {
-        skipped_binary_.inc();
-        spdlog::warn(
-            "taildir {}: {} looks binary (NUL bytes in its first {} bytes); not reading it",
-            ctx_.name, c.path, kBinaryProbeBytes);
-      }
-      continue;
-    }
-    const auto size = static_cast<std::uint64_t>(c.st.st_size);
-    std::uint64_t start = 0;
-    auto saved = saved_.find({c.id.dev, c.id.ino});
-    const bool has_saved =
-        saved != saved_.end() && (saved->second.id.fp_len == 0 ||
-                                  (c.known_hash_valid && c.known_hash == saved->second.id.fp_hash));
-    if (has_saved) {
-      start = saved->second.offset <= size ? saved->second.offset
-                                           : 0;  // a persisted position always wins
-      saved_.erase(saved);
-    } else {
-      if (saved != saved_.end()) saved_.erase(saved);  // that inode now holds another file
-      if (config_.ignore_older) {
-        const auto mtime = std::chrono::system_clock::from_time_t(c.st.st_mtim.tv_sec);
-        if (now_wall - mtime > *config_.ignore_older) continue;
-      }
-      if (!first_scan_done_ && config_.read_from_tail) start = size;
-    }
-    File* f = track(c, start);
-    seen.insert(f->key);
-  }
+  std::vector<KnownFile> known;
+  known.reserve(files_.size());
+  for (const auto& [key, f] : files_) known.push_back({key, f->path, f->id});
+  const ReconcileOptions options{.first_scan = !first_scan_done_,
+                                 .read_from_tail = config_.read_from_tail,
+                                 .ignore_older = config_.ignore_older,
+                                 .now = std::chrono::system_clock::now(),
+                                 .fingerprint_bytes = config_.fingerprint_bytes};
+  for (const ScanAction& a : reconcile(found, known, saved_, options, next_key_)) apply(a, found);
   first_scan_done_ = true;
-  // Files no longer matched: renamed away or deleted. Read them to their end, then close them.
-  std::vector<File*> gone;
-  for (auto& [key, f] : files_) {
-    if (seen.count(key) == 0) gone.push_back(f.get());
-  }
-  for (File* f : gone) {
-    if (!f->detached) {
-      f->detached = true;
-      f->last_activity = std::chrono::steady_clock::now();
-      group_metrics_[f->group].rotations->inc();
-    }
-    check_detached(*f);
-  }
   // Positions for files that no longer exist are dropped after a scan that did not find them.
   saved_.clear();
   for (std::size_t g = 0; g < config_.groups.size(); ++g) {
@@ -430,38 +215,85 @@ void TaildirSource::on_scanned(std::vector<Candidate> found,
   pump_reads();
 }
 
+void TaildirSource::apply(const ScanAction& a, const std::vector<Candidate>& found) {
+  using Kind = ScanAction::Kind;
+  if (a.kind == Kind::open) {
+    track(found[a.candidate], a.key, a.start);
+    return;
+  }
+  if (a.kind == Kind::skip_binary) {
+    const Candidate& c = found[a.candidate];
+    if (warned_.insert(c.path).second) {
+      skipped_binary_.inc();
+      spdlog::warn("taildir {}: {} looks binary (NUL bytes in its first {} bytes); not reading it",
+                   ctx_.name, c.path, kBinaryProbeBytes);
+    }
+    return;
+  }
+  File* fp = by_key(a.key);
+  if (fp == nullptr) return;
+  File& f = *fp;
+  if (a.kind == Kind::gone) {
+    // No longer matched: renamed away or deleted. Read it to its end, then close it.
+    if (!f.detached) {
+      f.detached = true;
+      f.last_activity = std::chrono::steady_clock::now();
+      group_metrics_[f.group].rotations->inc();
+    }
+    check_detached(f);
+    return;
+  }
+  const Candidate& c = found[a.candidate];
+  f.detached = false;
+  if (a.kind == Kind::replaced) {
+    // Same inode, different first bytes: truncated and rewritten (or the inode went to another
+    // file under the same watch). Either way the old content is gone: read it from the start.
+    restart(f, c, "its first bytes changed");
+    f.path = c.path;
+    set_headers(f);
+    schedule(f);
+    return;
+  }
+  if (a.renamed) {
+    // Renamed to a name that is still watched: same file, same offset.
+    group_metrics_[f.group].rotations->inc();
+    spdlog::debug("taildir {}: {} is now {}", ctx_.name, f.path, c.path);
+    f.path = c.path;
+    f.group = c.group;
+    set_headers(f);
+  }
+  if (a.longer_fingerprint) f.id = c.id;
+  std::uint64_t size = c.size;
+  if (size < f.read_offset) {
+    // The scan's stat may predate our latest reads: ask the open file before concluding.
+    struct stat now {};
+    if (f.fd >= 0 && ::fstat(f.fd, &now) == 0) size = static_cast<std::uint64_t>(now.st_size);
+    if (size < f.read_offset) restart(f, c, fmt::format("{} < {} bytes read", size, f.read_offset));
+  }
+  f.size = size;
+  if (size > f.read_offset) schedule(f);
+}
+
 void TaildirSource::restart(File& f, const Candidate& c, std::string_view why) {
   group_metrics_[f.group].truncations->inc();
   spdlog::info("taildir {}: {} was truncated ({}): reading it again from the start", ctx_.name,
                c.path, why);
-  f.read_offset = f.line_end = f.safe_offset = 0;
-  f.id = c.id;
-  ++f.generation;
-  f.splitter = std::make_unique<LineSplitter>(config_.lines);
-  if (f.assembler) f.assembler = std::make_unique<parse::LineAssembler>(*pipeline_->multiline());
-  f.overflows_seen = 0;
+  f.restart(c.id, config_.lines, pipeline_.get());
   positions_dirty_ = true;
 }
 
-TaildirSource::File* TaildirSource::track(const Candidate& c, std::uint64_t start) {
-  auto f = std::make_unique<File>();
-  f->key = ++next_key_;
-  f->path = c.path;
-  f->group = c.group;
-  f->id = c.id;
-  f->read_offset = f->line_end = f->safe_offset = start;
-  f->size = static_cast<std::uint64_t>(c.st.st_size);
-  f->splitter = std::make_unique<LineSplitter>(config_.lines);
-  if (pipeline_ && pipeline_->multiline() != nullptr)
-    f->assembler = std::make_unique<parse::LineAssembler>(*pipeline_->multiline());
-  f->last_activity = std::chrono::steady_clock::now();
-  f->id_base = source_hash_ ^
-               event_id(static_cast<std::uint64_t>(c.id.dev) * 1000003ULL + c.id.ino, c.id.fp_hash);
+TaildirSource::File* TaildirSource::track(const Candidate& c, std::uint64_t key,
+                                          std::uint64_t start) {
+  auto f = std::make_unique<File>(
+      key, c.path, c.group, c.id, start,
+      source_hash_ ^
+          event_id(static_cast<std::uint64_t>(c.id.dev) * 1000003ULL + c.id.ino, c.id.fp_hash));
+  f->size = c.size;
+  set_headers(*f);
+  f->start_reading(config_.lines, pipeline_.get(), start);
   File* raw = f.get();
-  by_inode_[{c.id.dev, c.id.ino}] = f->key;
   files_.emplace(f->key, std::move(f));
   positions_dirty_ = true;
-  watch_dir(parent_dir(c.path));
   spdlog::info("taildir {}: watching {} from offset {}", ctx_.name, c.path, start);
   schedule(*raw);
   return raw;
@@ -469,15 +301,12 @@ TaildirSource::File* TaildirSource::track(const Candidate& c, std::uint64_t star
 
 void TaildirSource::untrack(File& f, const char* why) {
   spdlog::info("taildir {}: closing {}: {}", ctx_.name, f.path, why);
-  if (f.assembler && f.assembler->holding()) {
+  if (f.stream->holding()) {
     // The file is done: what multiline held back is a complete record.
-    const std::int64_t now = wall_clock_ns();
-    begin_batch(f);
-    deliver_all(f, f.assembler->flush(), now);
+    f.stream->flush_multiline(batcher_, wall_clock_ns(), /*due_only=*/false);
     seal();
   }
   close_fd(f);
-  by_inode_.erase({f.id.dev, f.id.ino});
   const std::uint64_t key = f.key;
   std::erase(read_queue_, key);
   positions_dirty_ = true;
@@ -486,11 +315,7 @@ void TaildirSource::untrack(File& f, const char* why) {
 
 void TaildirSource::check_detached(File& f) {
   if (!f.detached || f.reading) return;
-  struct stat st {};
-  if (f.fd >= 0 && ::fstat(f.fd, &st) == 0) {
-    f.removed = st.st_nlink == 0;
-    f.size = static_cast<std::uint64_t>(st.st_size);
-  }
+  f.refresh();
   if (f.read_offset < f.size && f.fd >= 0) return schedule(f);  // not at its end yet
   const bool idle =
       std::chrono::steady_clock::now() - f.last_activity >= config_.close_removed_after;
@@ -508,22 +333,15 @@ void TaildirSource::schedule(File& f) {
 bool TaildirSource::ensure_open(File& f) {
   if (f.fd >= 0) return true;
   if (f.detached) return false;  // cannot reopen by a name that is no longer its own
-  const int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (warned_.insert(f.path).second) {
+  int err = 0;
+  if (!f.open_by_name(err)) {
+    if (err != 0 && warned_.insert(f.path).second) {
       read_errors_.inc();
       spdlog::warn("taildir {}: cannot open {}: {} (logged once)", ctx_.name, f.path,
-                   std::strerror(errno));
+                   std::strerror(err));
     }
     return false;
   }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || st.st_dev != f.id.dev || st.st_ino != f.id.ino) {
-    ::close(fd);  // the name now holds another file; the next scan sorts it out
-    return false;
-  }
-  f.fd = fd;
-  f.closed_for_limit = false;
   ++open_files_;
   enforce_open_limit(&f);
   return true;
@@ -531,8 +349,7 @@ bool TaildirSource::ensure_open(File& f) {
 
 void TaildirSource::close_fd(File& f) {
   if (f.fd < 0) return;
-  ::close(f.fd);
-  f.fd = -1;
+  f.close();
   --open_files_;
 }
 
@@ -552,8 +369,8 @@ void TaildirSource::enforce_open_limit(File* keep) {
 }
 
 void TaildirSource::pump_reads() {
-  while (!paused_ && !stopping_ && !read_queue_.empty() && reads_in_flight_ < kMaxConcurrentReads &&
-         ready_.empty()) {
+  while (!batcher_.blocked() && !stopping_ && !read_queue_.empty() &&
+         reads_in_flight_ < kMaxConcurrentReads) {
     const std::uint64_t key = read_queue_.front();
     read_queue_.pop_front();
     File* f = by_key(key);
@@ -582,6 +399,54 @@ void TaildirSource::pump_reads() {
 }
 
 void TaildirSource::on_read(ReadSlot& slot, ssize_t n) {
+  slot.result = n;
+  slot.len = slot.used = 0;
+  File* f = by_key(slot.file_key);
+  // A read that raced a truncation (its offset is no longer the file's) belongs to the old
+  // content: not parsed.
+  if (f != nullptr && n > 0 && slot.offset == f->read_offset) {
+    f->last_activity = std::chrono::steady_clock::now();
+    group_metrics_[f->group].bytes->inc(static_cast<std::uint64_t>(n));
+    metrics_.bytes.inc(static_cast<std::uint64_t>(n));
+    slot.len = static_cast<std::size_t>(n);
+    slot.generation = f->generation;
+    if (!parse_some(slot, *f)) return;  // goes on at the next loop turn
+  }
+  end_read(slot);
+}
+
+// Parses what is left of a read for at most kParseSlice (only parsing can be that slow), then
+// lets the loop serve other work. False if some is left for the next turn.
+bool TaildirSource::parse_some(ReadSlot& slot, File& f) {
+  std::uint64_t lines = 0;
+  slot.used += f.consume({slot.buf.data() + slot.used, slot.len - slot.used}, batcher_,
+                         wall_clock_ns(), std::chrono::steady_clock::now() + kParseSlice, lines);
+  group_metrics_[f.group].lines->inc(lines);
+  if (const std::uint64_t n = f.stream->take_overflows(); n > 0) metrics_.overflows.inc(n);
+  seal();
+  // When stopping, the rest is read again after a restart: its offsets were never saved.
+  if (slot.used == slot.len || stopping_) return true;
+  parsing_.push_back(&slot);
+  parse_turn_.arm();
+  return false;
+}
+
+void TaildirSource::continue_parsing() {
+  std::vector<ReadSlot*> slots;
+  slots.swap(parsing_);
+  for (ReadSlot* s : slots) {
+    File* f = by_key(s->file_key);
+    if (f == nullptr || f->generation != s->generation) {
+      s->len = 0;  // gone, or truncated meanwhile: the rest was old content
+      end_read(*s);
+    } else if (parse_some(*s, *f)) {
+      end_read(*s);
+    }
+  }
+}
+
+void TaildirSource::end_read(ReadSlot& slot) {
+  const ssize_t n = slot.result;
   slot.busy = false;
   --reads_in_flight_;
   File* f = by_key(slot.file_key);
@@ -592,14 +457,9 @@ void TaildirSource::on_read(ReadSlot& slot, ssize_t n) {
       spdlog::warn("taildir {}: read {} failed: {}", ctx_.name, f->path,
                    uv_strerror(static_cast<int>(n)));
       untrack(*f, "read error");
-    } else if (slot.offset != f->read_offset) {
+    } else if (n > 0 && slot.len == 0) {
       // Truncated while this read was in flight: its bytes belong to the old content.
     } else if (n > 0) {
-      f->last_activity = std::chrono::steady_clock::now();
-      consume(*f, {slot.buf.data(), static_cast<std::size_t>(n)});
-      f->read_offset += static_cast<std::uint64_t>(n);
-      group_metrics_[f->group].bytes->inc(static_cast<std::uint64_t>(n));
-      metrics_.bytes.inc(static_cast<std::uint64_t>(n));
       if (static_cast<std::size_t>(n) == slot.buf.size()) {
         schedule(*f);  // more is likely there
       } else if (f->detached) {
@@ -618,173 +478,45 @@ void TaildirSource::on_read(ReadSlot& slot, ssize_t n) {
       if (f->detached) check_detached(*f);
     }
   }
-  flush_ready();
+  batcher_.flush();
   pump_reads();
   if (stopping_) stop_waiter_.check();
 }
 
-// Splits one read into lines. Each newline's position gives the offset a checkpoint may resume
-// from; the bytes after the last newline wait in the splitter for the next read. A batch's
-// checkpoint is the end of the last line it holds completely, so an acknowledged batch never
-// covers a piece of a line whose rest is still unsent, and a restart repeats nothing else.
-void TaildirSource::begin_batch(File& f) {
-  if (current_file_ != f.key || current_generation_ != f.generation) seal();
-  current_file_ = f.key;
-  current_generation_ = f.generation;
-  if (current_.empty() && !current_has_processed_) {
-    // Every event of a batch comes from this one file: its path and group headers are stored once.
-    const TaildirGroup& group = config_.groups[f.group];
-    if (!config_.file_header.empty()) current_.set_common_header(config_.file_header, f.path);
-    for (const auto& [k, v] : group.headers) current_.set_common_header(k, v);
-  }
-}
-
-// One record through the pipeline. `checkpoint_end` is where a restart may resume once this
-// record is safe: never past bytes that multiline still holds back.
-void TaildirSource::deliver(File& f, const parse::Record& r, std::uint64_t checkpoint_end,
-                            std::int64_t now) {
-  const std::size_t before = current_.size();
-  pipeline_->process(r, now, event_id(f.id_base, r.start), current_, f.path, r.start);
-  if (current_.size() > before) current_ends_.push_back(checkpoint_end);
-  if (!current_has_processed_ || checkpoint_end > current_processed_) {
-    current_processed_ = checkpoint_end;
-  }
-  current_has_processed_ = true;
-}
-
-void TaildirSource::deliver_all(File& f, const std::vector<parse::Record>& records,
-                                std::int64_t now) {
-  for (const auto& r : records) {
-    const std::uint64_t held = f.assembler ? f.assembler->held_from() : UINT64_MAX;
-    deliver(f, r, std::min(r.end, held), now);
-  }
-  pipeline_->sync_multiline_metrics();
+void TaildirSource::set_headers(File& f) {
+  f.set_headers(config_.file_header, config_.groups[f.group].headers);
 }
 
 void TaildirSource::flush_multiline(bool due_only) {
   const std::int64_t now = wall_clock_ns();
-  for (auto& [key, f] : files_) {
-    if (!f->assembler || !f->assembler->holding()) continue;
-    const auto& records = due_only ? f->assembler->flush_due(now) : f->assembler->flush();
-    if (records.empty()) continue;
-    begin_batch(*f);
-    deliver_all(*f, records, now);
-  }
+  for (auto& [key, f] : files_) f->stream->flush_multiline(batcher_, now, due_only);
   seal();
 }
 
-// Splits one read into lines. Each newline's position gives the offset a checkpoint may resume
-// from; the bytes after the last newline wait in the splitter for the next read. A batch's
-// checkpoint is the end of the last line it holds completely, so an acknowledged batch never
-// covers a piece of a line whose rest is still unsent, and a restart repeats nothing else.
-void TaildirSource::consume(File& f, std::string_view data) {
-  begin_batch(f);
-  const std::int64_t now = wall_clock_ns();
-  std::uint64_t line_start = f.line_end;
-  std::uint64_t seg_end = 0;
-  auto add = [&](std::string_view line) {
-    if (!pipeline_) {
-      current_.add(line, now, event_id(f.id_base, line_start));
-      current_ends_.push_back(f.line_end);  // until its newline is seen, a piece completes nothing
-      return;
-    }
-    const std::uint64_t end = f.splitter->complete() && seg_end != 0 ? seg_end : f.line_end;
-    if (f.assembler) {
-      deliver_all(f, f.assembler->push(line, line_start, end, now), now);
-    } else {
-      parse::Record r;
-      r.text = line;
-      r.start = line_start;
-      r.end = end;
-      deliver(f, r, end, now);
-    }
-  };
-  const char* p = data.data();
-  const char* end = p + data.size();
-  std::uint64_t lines = 0;
-  while (p < end) {
-    const char* nl =
-        static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
-    const char* stop = nl != nullptr ? nl + 1 : end;
-    const std::size_t before = current_.size();
-    seg_end = nl != nullptr ? f.read_offset + static_cast<std::uint64_t>(stop - data.data()) : 0;
-    f.splitter->feed({p, static_cast<std::size_t>(stop - p)}, add);
-    if (nl != nullptr) {
-      f.line_end = seg_end;
-      // The last piece handed out for this segment is the one that ends the line.
-      if (!pipeline_ && current_.size() > before) current_ends_.back() = f.line_end;
-      line_start = f.line_end;
-      ++lines;
-    }
-    p = stop;
-  }
-  group_metrics_[f.group].lines->inc(lines);
-  const std::uint64_t overflows = f.splitter->overflows();
-  if (overflows > f.overflows_seen) {
-    metrics_.overflows.inc(overflows - f.overflows_seen);
-    f.overflows_seen = overflows;
-  }
-  seal();
-}
-
-// Cuts what was read into batches of at most the output's transaction size.
 void TaildirSource::seal() {
-  if (current_.empty() && !current_has_processed_) return;
-  const std::size_t max = output_.max_batch_events();
-  // Records the pipeline dropped still move the checkpoint: an empty batch carries it.
-  const std::size_t chunks = current_.empty() ? 1 : (current_.size() + max - 1) / max;
-  for (std::size_t c = 0; c < chunks; ++c) {
-    const std::size_t from = c * max;
-    const std::size_t to = std::min(current_.size(), from + max);
-    Ready r;
-    if (from == 0 && to == current_.size()) {
-      r.batch.swap(current_);
-    } else {
-      r.batch.append_range(current_, from, to);
-    }
-    r.file_key = current_file_;
-    r.generation = current_generation_;
-    r.end_offset = to > from ? current_ends_[to - 1] : 0;
-    if (c + 1 == chunks && current_has_processed_)
-      r.end_offset = std::max(r.end_offset, current_processed_);
-    if (const File* f = by_key(current_file_)) {
-      r.id = f->id;
-      r.path = f->path;
-    }
-    metrics_.events.inc(r.batch.size());
-    ready_.push_back(std::move(r));
-  }
-  current_.clear();
-  current_ends_.clear();
-  current_has_processed_ = false;
-  current_processed_ = 0;
-  flush_ready();
+  batcher_.seal();
+  batcher_.flush();
 }
 
-void TaildirSource::flush_ready() {
-  while (!ready_.empty() && output_.writable()) {
-    Ready& r = ready_.front();
-    std::uint64_t seq;
-    if (durable_) {
-      // Stored with the batch by a durable channel: "DEV:INO" -> "FP_LEN FP_HASH OFFSET PATH".
-      const std::string key = fmt::format("{}:{}", static_cast<std::uint64_t>(r.id.dev),
-                                          static_cast<std::uint64_t>(r.id.ino));
-      const std::string value = fmt::format("{} {} {} {} {}", static_cast<std::uint64_t>(r.id.dev),
-                                            static_cast<std::uint64_t>(r.id.ino), r.id.fp_len,
-                                            r.id.fp_hash, r.end_offset) +
-                                " " + r.path;
-      seq = output_.put(r.batch, value, key);
-    } else {
-      seq = output_.put(r.batch, {});
-    }
-    pending_.push_back({seq, r.file_key, r.generation, r.end_offset});
-    ready_.pop_front();
+// Called when a batch is sealed: the file's identity and path as they are now go with it.
+void TaildirSource::on_sealed(LineCheckpoint& cp) {
+  if (!durable_) return;
+  SavedPosition p;
+  if (const File* f = by_key(cp.stream)) {
+    p.path = f->path;
+    p.id = f->id;
   }
-  paused_ = !ready_.empty();
+  p.offset = cp.end;
+  // Stored with the batch by a durable channel: "DEV:INO" -> "DEV INO FP_LEN FP_HASH OFFSET PATH".
+  cp.position = encode_channel_position(p);
+  cp.key = channel_position_key(p.id);
 }
 
-void TaildirSource::on_writable() noexcept {
-  flush_ready();
+void TaildirSource::on_put(std::uint64_t seq, const LineCheckpoint& cp) {
+  pending_.push_back({seq, cp.stream, cp.generation, cp.end});
+}
+
+void TaildirSource::on_output_writable() {
   pump_reads();
   if (stopping_) stop_waiter_.check();
 }
@@ -796,10 +528,13 @@ void TaildirSource::on_safe(std::uint64_t seq) noexcept {
     File* f = by_key(p.file_key);
     if (f == nullptr || f->generation != p.generation) continue;
     if (p.end_offset > f->safe_offset) {
+      unsaved_bytes_ += p.end_offset - f->safe_offset;
       f->safe_offset = p.end_offset;
       positions_dirty_ = true;
     }
   }
+  // A durable channel keeps exact positions with its batches; the file only lags them.
+  if (!durable_ && unsaved_bytes_ >= config_.checkpoint_bytes.bytes) write_positions_async();
 }
 
 std::vector<SavedPosition> TaildirSource::snapshot() const {
@@ -814,6 +549,7 @@ void TaildirSource::write_positions_async() {
   if (!positions_dirty_ || writing_positions_) return;
   positions_dirty_ = false;
   writing_positions_ = true;
+  unsaved_bytes_ = 0;
   struct Job {
     uv_work_t req;
     TaildirSource* self;
@@ -834,13 +570,18 @@ void TaildirSource::write_positions_async() {
       },
       [](uv_work_t* req, int) {
         auto* j = static_cast<Job*>(req->data);
-        j->self->writing_positions_ = false;
+        TaildirSource* self = j->self;
+        self->writing_positions_ = false;
         if (!j->result.ok()) {
-          j->self->positions_dirty_ = true;
-          spdlog::error("taildir {}: cannot save positions: {}", j->self->ctx_.name,
+          // Retried at the next checkpoint_interval, not at once: a full disk stays full a while.
+          self->positions_dirty_ = true;
+          spdlog::error("taildir {}: cannot save positions: {}", self->ctx_.name,
                         j->result.message());
+        } else if (!self->durable_ &&
+                   self->unsaved_bytes_ >= self->config_.checkpoint_bytes.bytes) {
+          self->write_positions_async();  // acknowledged past the bound while this one was written
         }
-        j->self->stop_waiter_.check();
+        self->stop_waiter_.check();
         delete j;
       });
 }
@@ -850,35 +591,89 @@ void TaildirSource::persist_checkpoint() {
   if (!st.ok()) spdlog::error("taildir {}: cannot save positions: {}", ctx_.name, st.message());
 }
 
-void TaildirSource::watch_dir(const std::string& dir) {
-  if (watches_.count(dir) != 0) return;
-  auto* w = new uv_fs_event_t{};
-  uv_fs_event_init(ctx_.loop.uv(), w);
-  w->data = this;
-  const int rc = uv_fs_event_start(
-      w,
-      [](uv_fs_event_t* h, const char* filename, int events, int status) {
-        auto* self = static_cast<TaildirSource*>(h->data);
-        if (self == nullptr || status != 0) return;
-        char path[4096];
-        std::size_t len = sizeof path;
-        if (uv_fs_event_getpath(h, path, &len) != 0) return;
-        self->on_fs_event(std::string(path, len), filename, events);
-      },
-      dir.c_str(), 0);
-  if (rc != 0) {
-    // The periodic rescan and poll still find everything, just later.
-    spdlog::debug("taildir {}: cannot watch {}: {}", ctx_.name, dir, uv_strerror(rc));
-    close_and_delete(w);
-    watches_.emplace(dir, nullptr);
-    watches_.erase(dir);
-    return;
+// Keeps one inotify watch per directory the scan read, and on the nearest existing ancestor of
+// each missing root. Returns true if a watch was added. A directory replaced under the same name
+// (another inode) is watched again; one that can no longer be watched is left to the rescan.
+bool TaildirSource::update_watches(const std::vector<WatchedDir>& dirs) {
+  std::map<std::string, const WatchedDir*> want;
+  for (const auto& d : dirs) {
+    auto [it, fresh] = want.emplace(d.path, &d);
+    if (!fresh && !d.ancestor) it->second = &d;  // read by the walk too: a watched dir proper
   }
-  watches_.emplace(dir, w);
+  for (auto it = watches_.begin(); it != watches_.end();) {
+    auto w = want.find(it->first);
+    if (w == want.end() || w->second->dev != it->second.dev || w->second->ino != it->second.ino) {
+      close_watch(it->second);
+      it = watches_.erase(it);
+    } else {
+      it->second.ancestor = w->second->ancestor;
+      ++it;
+    }
+  }
+  bool added = false;
+  for (const auto& [path, d] : want) {
+    if (watches_.count(path) != 0) continue;
+    Watch w{nullptr, d->dev, d->ino, d->ancestor};
+    auto* h = new uv_fs_event_t{};
+    uv_fs_event_init(ctx_.loop.uv(), h);
+    h->data = this;
+    const int rc = uv_fs_event_start(
+        h,
+        [](uv_fs_event_t* handle, const char* filename, int events, int status) {
+          auto* self = static_cast<TaildirSource*>(handle->data);
+          if (self == nullptr || status != 0) return;
+          char buf[4096];
+          std::size_t len = sizeof buf;
+          if (uv_fs_event_getpath(handle, buf, &len) != 0) return;
+          self->on_fs_event(std::string(buf, len), filename, events);
+        },
+        path.c_str(), 0);
+    if (rc == 0) {
+      w.handle = h;
+      added = true;
+    } else {
+      // Remembered as unwatched, so that it is not retried at every scan; the rescan still finds
+      // its files, rescan_interval later.
+      h->data = nullptr;
+      close_and_delete(h);
+      if (warned_.insert("watch " + path).second) {
+        spdlog::warn(
+            "taildir {}: cannot watch {}: {}; new files there are found by the rescan (every {} "
+            "ms) (logged once)",
+            ctx_.name, path, uv_strerror(rc),
+            std::chrono::duration_cast<std::chrono::milliseconds>(config_.rescan_interval).count());
+      }
+    }
+    watches_.emplace(path, w);
+  }
+  return added;
+}
+
+void TaildirSource::close_watch(Watch& w) {
+  if (w.handle == nullptr) return;
+  w.handle->data = nullptr;
+  uv_fs_event_stop(w.handle);
+  close_and_delete(w.handle);
+  w.handle = nullptr;
+}
+
+bool TaildirSource::leads_to_root(const std::string& path) const {
+  for (const auto& r : roots_) {
+    if (r == path ||
+        (r.size() > path.size() && r.compare(0, path.size(), path) == 0 && r[path.size()] == '/'))
+      return true;
+  }
+  return false;
 }
 
 void TaildirSource::on_fs_event(const std::string& dir, const char* filename, int events) {
   if (stopping_) return;
+  auto w = watches_.find(dir);
+  if (w != watches_.end() && w->second.ancestor) {
+    // Above a missing root: only the creation of a directory on the way to it matters.
+    if (filename == nullptr || leads_to_root((dir == "/" ? "" : dir) + "/" + filename)) scan();
+    return;
+  }
   if ((events & UV_RENAME) != 0) scan();  // created, renamed or deleted: discover now
   if (filename == nullptr) return;
   const std::string path = (dir == "/" ? "" : dir) + "/" + filename;
@@ -905,8 +700,7 @@ void TaildirSource::stop(StopCallback on_stopped) {
   for (auto& [key, f] : files_) f->queued = false;
   // What was read but not taken by a channel is read again after a restart (its offsets were
   // never saved): a full channel behind a dead sink must not hold the shutdown.
-  const std::size_t dropped = ready_.size() + output_.drop_waiting();
-  ready_.clear();
+  const std::size_t dropped = batcher_.drop_ready() + output_.drop_waiting();
   if (dropped > 0) {
     spdlog::info(
         "taildir {}: {} batches not taken by the full channel will be read again after a restart",
@@ -915,9 +709,9 @@ void TaildirSource::stop(StopCallback on_stopped) {
   // Stopped once no read or scan is in flight and every sealed batch was put.
   stop_waiter_.wait(
       [this] {
-        flush_ready();
-        const bool idle = reads_in_flight_ == 0 && !scanning_ && ready_.empty() && output_.idle() &&
-                          !writing_positions_;
+        batcher_.flush();
+        const bool idle =
+            reads_in_flight_ == 0 && !scanning_ && batcher_.idle() && !writing_positions_;
         if (idle) checkpoint_timer_.stop();
         return idle;
       },

@@ -21,59 +21,20 @@
 #include "lib/core/source_metrics.h"
 #include "lib/core/source_output.h"
 #include "lib/core/stop_waiter.h"
+#include "lib/ingest/line_source.h"
 #include "lib/ingest/line_splitter.h"
+#include "sources/taildir/positions.h"
+#include "sources/taildir/reconcile.h"
+#include "sources/taildir/scan.h"
+#include "sources/taildir/tail_file.h"
+#include "sources/taildir/taildir_config.h"
 
 namespace sluice::sources {
-
-struct TaildirGroup {
-  std::string name;
-  std::vector<std::string> paths;
-  std::vector<std::pair<std::string, std::string>> headers;
-};
-
-struct TaildirConfig {
-  std::vector<TaildirGroup> groups;  // the source's own `paths` form the group "default"
-  std::vector<std::string> exclude;
-  std::optional<std::chrono::nanoseconds> ignore_older;
-  bool read_from_tail = false;
-  std::string file_header = "file";
-  std::chrono::nanoseconds rescan_interval = std::chrono::seconds(1);
-  std::chrono::nanoseconds poll_interval = std::chrono::milliseconds(250);
-  std::chrono::nanoseconds close_removed_after = std::chrono::seconds(5);
-  std::chrono::nanoseconds checkpoint_interval = std::chrono::seconds(1);
-  std::uint32_t max_open_files = 1024;
-  bool follow_symlinks = true;
-  std::uint32_t fingerprint_bytes = 256;
-  ByteSize read_buffer{256 * 1024};
-  std::string positions_file;  // default: DATA_DIR/NAME.positions.json
-  LineConfig lines;
-  static std::optional<TaildirConfig> parse(const ConfigNode& node, ConfigErrors& errors);
-};
-
-/// A file's identity: device and inode, plus a hash of its first bytes, so that a reused inode
-/// or a file replaced under the same name is told apart from the file that was there before.
-struct FileIdentity {
-  dev_t dev = 0;
-  ino_t ino = 0;
-  std::uint32_t fp_len = 0;
-  std::uint64_t fp_hash = 0;
-};
-
-/// A saved position: where to resume a file, keyed by its identity.
-struct SavedPosition {
-  std::string path;
-  FileIdentity id;
-  std::uint64_t offset = 0;
-};
-
-/// Reads and writes the positions file (JSON), atomically: temporary file, fsync, rename.
-Status save_positions(const std::string& path, const std::vector<SavedPosition>& positions);
-Result<std::vector<SavedPosition>> load_positions(const std::string& path);
 
 /// Follows files matched by globs through rotation (rename + create, copytruncate, truncation),
 /// keeping an offset per file identity. With a memory channel, offsets are persisted only once
 /// every line before them was acknowledged by the sinks (on_safe); a crash re-reads, never loses.
-class TaildirSource final : public Source, private OutputListener {
+class TaildirSource final : public Source, private LineReaderHost {
  public:
   TaildirSource(const TaildirConfig& config, SourceContext& ctx, std::vector<SavedPosition> saved,
                 std::unique_ptr<parse::EventPipeline> pipeline = nullptr);
@@ -86,25 +47,7 @@ class TaildirSource final : public Source, private OutputListener {
   void persist_checkpoint() override;
 
  private:
-  struct File {
-    std::uint64_t key = 0;
-    std::string path;
-    std::size_t group = 0;
-    FileIdentity id;
-    int fd = -1;
-    std::uint64_t generation = 0;  // bumped when the file was truncated: older acks no longer apply
-    std::uint64_t read_offset = 0;
-    std::uint64_t line_end = 0;     // just after the last complete line read
-    std::uint64_t safe_offset = 0;  // acknowledged by every channel: what is persisted
-    std::uint64_t size = 0;
-    std::unique_ptr<LineSplitter> splitter;
-    std::unique_ptr<parse::LineAssembler> assembler;  // with `multiline`
-    bool reading = false, queued = false, detached = false, removed = false,
-         closed_for_limit = false;
-    TimePoint last_activity{};
-    std::uint64_t id_base = 0;
-    std::uint64_t overflows_seen = 0;
-  };
+  using File = TailFile;
   struct GroupMetrics {
     Gauge* files;
     Gauge* lag;
@@ -113,15 +56,11 @@ class TaildirSource final : public Source, private OutputListener {
     Counter* rotations;
     Counter* truncations;
   };
-  struct Candidate {
-    std::string path;
-    std::size_t group;
-    struct stat st;
-    FileIdentity id;  // fingerprint over min(size, fingerprint_bytes)
-    std::uint64_t known_hash =
-        0;  // hash over the known fp_len of the tracked file with this dev/ino
-    bool known_hash_valid = false;
-    bool binary = false;
+  struct Watch {
+    uv_fs_event_t* handle = nullptr;  // null: could not be watched (left to the rescan)
+    dev_t dev = 0;
+    ino_t ino = 0;
+    bool ancestor = false;
   };
   struct Pending {
     std::uint64_t seq;
@@ -135,33 +74,42 @@ class TaildirSource final : public Source, private OutputListener {
     File* file = nullptr;
     std::uint64_t file_key = 0;
     std::uint64_t offset = 0;
+    ssize_t result = 0;             // what the read returned
+    std::size_t len = 0, used = 0;  // bytes of it for the file's reader, and parsed so far
+    std::uint64_t generation = 0;   // the file's, when read: parsing stops if it changes
     bool busy = false;
     TaildirSource* self = nullptr;
   };
 
   void scan();
-  void on_scanned(std::vector<Candidate> found,
-                  std::vector<std::pair<std::string, int>> unreadable);
-  File* track(const Candidate& c, std::uint64_t start);
+  void on_scanned(ScanResult result);
+  void apply(const ScanAction& a, const std::vector<Candidate>& found);
+  File* track(const Candidate& c, std::uint64_t key, std::uint64_t start);
   void untrack(File& f, const char* why);
   void schedule(File& f);
   void pump_reads();
   void on_read(ReadSlot& slot, ssize_t n);
-  void consume(File& f, std::string_view data);
-  void begin_batch(File& f);
-  void deliver(File& f, const parse::Record& r, std::uint64_t checkpoint_end, std::int64_t now);
-  void deliver_all(File& f, const std::vector<parse::Record>& records, std::int64_t now);
+  bool parse_some(ReadSlot& slot, File& f);
+  void continue_parsing();
+  void end_read(ReadSlot& slot);
   void flush_multiline(bool due_only);
   void seal();
   void restart(File& f, const Candidate& c, std::string_view why);
-  void flush_ready();
+  void set_headers(File& f);
   bool ensure_open(File& f);
   void close_fd(File& f);
   void enforce_open_limit(File* keep);
   void check_detached(File& f);
+  // LineReaderHost: reads are started by pump_reads(), which checks batcher_.blocked().
+  void pause_reading() override {}
+  void resume_reading() override {}
   void on_safe(std::uint64_t seq) noexcept override;
-  void on_writable() noexcept override;
-  void watch_dir(const std::string& dir);
+  void on_sealed(LineCheckpoint& cp) override;
+  void on_put(std::uint64_t seq, const LineCheckpoint& cp) override;
+  void on_output_writable() override;
+  bool update_watches(const std::vector<WatchedDir>& dirs);
+  void close_watch(Watch& w);
+  bool leads_to_root(const std::string& path) const;
   void on_fs_event(const std::string& dir, const char* filename, int events);
   std::vector<SavedPosition> snapshot() const;
   void write_positions_async();
@@ -175,45 +123,32 @@ class TaildirSource final : public Source, private OutputListener {
   std::map<std::pair<dev_t, ino_t>, SavedPosition>
       saved_;  // from the positions file, until matched
   std::map<std::uint64_t, std::unique_ptr<File>> files_;
-  std::map<std::pair<dev_t, ino_t>, std::uint64_t> by_inode_;
   std::uint64_t next_key_ = 0;
   std::deque<std::uint64_t> read_queue_;
   std::vector<std::unique_ptr<ReadSlot>> slots_;
   std::size_t reads_in_flight_ = 0;
+  std::vector<ReadSlot*> parsing_;  // reads whose parsing goes on at the next loop turn
   std::size_t open_files_ = 0;
-  // Sealed batches waiting for the output, with their file and end offset.
-  struct Ready {
-    Batch batch;
-    std::uint64_t file_key;
-    std::uint64_t generation;
-    std::uint64_t end_offset;
-    FileIdentity id;
-    std::string path;
-  };
-  std::deque<Ready> ready_;
-  bool durable_ = false;  // the output stores positions with the batches
-  Batch current_;
-  std::vector<std::uint64_t> current_ends_;  // per event of current_: the checkpoint it completes
-  std::uint64_t current_file_ = 0, current_generation_ = 0, current_end_ = 0;
-  // The pipeline's checkpoint for current_: records processed (kept or dropped) end here.
-  std::uint64_t current_processed_ = 0;
-  bool current_has_processed_ = false;
+  bool durable_ = false;                            // the output stores positions with the batches
   std::unique_ptr<parse::EventPipeline> pipeline_;  // null for raw lines
   Timer multiline_timer_;
   std::deque<Pending> pending_;  // put, not yet safe
   bool positions_dirty_ = false, writing_positions_ = false;
+  std::uint64_t unsaved_bytes_ = 0;  // acknowledged since the last positions snapshot
   bool scanning_ = false, first_scan_done_ = false, rescan_requested_ = false;
-  bool stopping_ = false, paused_ = false;
-  std::map<std::string, uv_fs_event_t*> watches_;
+  bool stopping_ = false;
+  std::map<std::string, Watch> watches_;
+  std::vector<std::string> roots_;  // glob_root() of every pattern
   std::set<std::string> warned_;
   Timer scan_timer_, poll_timer_, checkpoint_timer_;
+  NextTurn parse_turn_;
   StopWaiter stop_waiter_;
   std::uint64_t source_hash_;
   std::vector<GroupMetrics> group_metrics_;
   SourceMetrics metrics_;
   Counter& skipped_binary_;
   Counter& read_errors_;
-  std::uint64_t overflows_seen_ = 0;
+  LineBatcher batcher_;  // after metrics_: it counts events in them
 };
 
 }  // namespace sluice::sources

@@ -409,3 +409,167 @@ TEST_CASE("taildir: a malformed positions file is a clear start-up error",
   CHECK(agent.stderr_text().find("cannot start: sources.tail: positions file " + state +
                                  "/data/tail.positions.json is malformed") != std::string::npos);
 }
+
+namespace {
+
+// Appends `text` to `path` and returns how long it took until the sink had `expect` lines, or 5 s.
+std::chrono::milliseconds time_to_delivery(const std::string& path, const std::string& text,
+                                           const std::string& out, std::size_t expect) {
+  const auto start = std::chrono::steady_clock::now();
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  REQUIRE(fd >= 0);
+  REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  ::close(fd);
+  eventually(5s, [&] { return count_lines(out) >= expect; });
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               start);
+}
+
+}  // namespace
+
+TEST_CASE("taildir: the first file in an empty watched directory is found by inotify",
+          "[integration][taildir]") {
+  TempDir tmp;
+  const std::string logs = tmp.file("logs");
+  fs::create_directories(logs);
+  const std::string out = tmp.file("out.log");
+  // A rescan 30 s away: only inotify can find the files in time.
+  const std::string extra = "rescan_interval = \"30s\"\npoll_interval = \"10s\"";
+  SECTION("a directory that exists at start") {
+    AgentProcess agent(
+        "taildir_tuned.toml",
+        tail_options("[\"" + logs + "/*.log\", \"" + logs + "/**/x/*.txt\"]", out, extra));
+    REQUIRE(agent.wait_ready());
+    const auto first = time_to_delivery(logs + "/a.log", "1\n", out, 1);
+    const auto second = time_to_delivery(logs + "/b.log", "2\n", out, 2);
+    // A subdirectory created later, for the ** pattern, is watched as soon as it is seen.
+    fs::create_directories(logs + "/d/x");
+    const auto nested = time_to_delivery(logs + "/d/x/c.txt", "3\n", out, 3);
+    WARN("time to first event: first file " << first.count() << " ms, second file "
+                                            << second.count() << " ms, file in a new subdirectory "
+                                            << nested.count() << " ms");
+    CHECK(first < 500ms);
+    CHECK(second < 500ms);
+    CHECK(nested < 500ms);
+    CHECK(agent.terminate() == 0);
+  }
+  SECTION("a directory created after start") {
+    AgentProcess agent("taildir_tuned.toml",
+                       tail_options("[\"" + logs + "/later/sub/*.log\"]", out, extra));
+    REQUIRE(agent.wait_ready());
+    fs::create_directories(logs + "/later/sub");
+    const auto first = time_to_delivery(logs + "/later/sub/a.log", "1\n", out, 1);
+    WARN("time to first event in a directory created after start: " << first.count() << " ms");
+    CHECK(first < 500ms);
+    CHECK(agent.terminate() == 0);
+  }
+}
+
+namespace {
+
+// The offset saved for the only file in a positions file, or 0 when there is none yet.
+std::uint64_t saved_offset(const std::string& positions) {
+  if (!fs::exists(positions)) return 0;
+  const std::string text = read_file(positions);
+  const auto at = text.find("\"offset\":");
+  return at == std::string::npos ? 0 : std::stoull(text.substr(at + 9));
+}
+
+}  // namespace
+
+TEST_CASE("taildir: kill -9 before checkpoint_interval re-reads at most checkpoint_bytes",
+          "[integration][taildir]") {
+  TempDir tmp;
+  const std::string logs = tmp.file("logs");
+  fs::create_directories(logs);
+  const std::string out = tmp.file("out.log");
+  const std::string state = tmp.file("state");
+  fs::create_directories(state);
+  const std::string positions = state + "/data/tail.positions.json";
+  // 40 MB of 100-byte lines, numbered.
+  constexpr long kLines = 400'000;
+  constexpr std::uint64_t kLineBytes = 100;
+  constexpr std::uint64_t kCheckpointBytes = 4ULL << 20;    // the default
+  constexpr std::uint64_t kBatchBytes = 1000 * kLineBytes;  // transaction_events lines
+  {
+    std::string text;
+    text.reserve(kLines * kLineBytes);
+    char line[kLineBytes + 1];
+    for (long i = 1; i <= kLines; ++i) {
+      std::snprintf(line, sizeof line, "%099ld\n", i);
+      text.append(line, kLineBytes);
+    }
+    write_file(logs + "/big.log", text);
+  }
+  const std::uint64_t size = kLines * kLineBytes;
+  // The time-based checkpoint is far away: only the byte-based one can save positions.
+  AgentProcess::Options o =
+      tail_options("[\"" + logs + "/*.log\"]", out, "checkpoint_interval = \"60s\"");
+  o.dir = state;
+  const std::string delivered =
+      R"(sluice_sink_events_total{component="out",type="file",outcome="ok"})";
+  {
+    AgentProcess agent("taildir_tuned.toml", o);
+    REQUIRE(agent.wait_ready());
+    REQUIRE(eventually(30s, [&] { return agent.metric(delivered) == double(kLines); }));
+    // Let a positions write still in flight land (without the byte trigger, none ever starts).
+    eventually(2s,
+               [&] { return size - saved_offset(positions) <= kCheckpointBytes + kBatchBytes; });
+    CHECK(agent.signal_and_wait(SIGKILL) == -SIGKILL);
+  }
+  const std::uint64_t offset = saved_offset(positions);
+  const long reread = static_cast<long>((size - offset) / kLineBytes);
+  AgentProcess agent("taildir_tuned.toml", o);
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(30s, [&] { return agent.metric(delivered) == double(reread); }));
+  CHECK(agent.terminate() == 0);
+  const Tally t = tally(out, kLines);
+  WARN("kill -9 after delivering " << size / 1000000 << " MB: " << t.repeats << " lines re-read ("
+                                   << t.repeats * kLineBytes / 1024 << " KiB), " << t.missing
+                                   << " missing");
+  CHECK(t.missing == 0);
+  CHECK(t.repeats == static_cast<std::size_t>(reread));
+  CHECK(t.repeats * kLineBytes <= kCheckpointBytes + kBatchBytes);
+}
+
+TEST_CASE("taildir: /healthz answers within 100 ms while the source parses hostile lines",
+          "[integration][taildir]") {
+  TempDir tmp;
+  const std::string logs = tmp.file("logs");
+  fs::create_directories(logs);
+  const std::string out = tmp.file("out.log");
+  // Each line makes the nested quantifier backtrack until PCRE2's match limit stops it.
+  AgentProcess agent("taildir_tuned.toml",
+                     tail_options("[\"" + logs + "/*.log\"]", out,
+                                  "format = \"regex\"\npattern = '^(?<v>(a+)+)$'"));
+  REQUIRE(agent.wait_ready());
+  constexpr long kLines = 40'000;
+  std::string text;
+  for (long i = 0; i < kLines; ++i) text += std::string(40, 'a') + "b\n";
+  write_file(logs + "/hostile.log", text);
+  const std::string errors =
+      R"(sluice_source_parse_errors_total{component="tail",type="taildir",reason="regex_limit"})";
+  const auto start = std::chrono::steady_clock::now();
+  std::chrono::milliseconds worst{0};
+  long probes = 0;
+  bool done = false;
+  while (!done && std::chrono::steady_clock::now() - start < 60s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const HttpReply r = http_get(agent.admin(), "/healthz");
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - t0);
+    CHECK(r.status == 200);
+    worst = std::max(worst, took);
+    ++probes;
+    done = agent.metric(errors).value_or(0) >= double(kLines);
+    std::this_thread::sleep_for(10ms);
+  }
+  const auto total = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - start);
+  REQUIRE(done);
+  WARN(kLines << " lines at the match limit parsed in " << total.count() << " ms; " << probes
+              << " /healthz probes, the slowest answered in " << worst.count() << " ms");
+  CHECK(worst < 100ms);
+  REQUIRE(eventually(10s, [&] { return count_lines(out) == kLines; }));  // passed on, raw
+  CHECK(agent.terminate() == 0);
+}
