@@ -11,6 +11,11 @@
 
 namespace sluice::http {
 
+namespace {
+// Per-connection buffers larger than this are freed once their request is answered.
+constexpr std::size_t kWarmBytes = 64 * 1024;
+}  // namespace
+
 struct Server::Conn {
   Server* server = nullptr;
   std::uint64_t id = 0;
@@ -306,7 +311,10 @@ int Server::on_message_begin(http_parser* p) {
                                        conn->server->limits_.request_timeout.count()));
       },
       static_cast<std::uint64_t>(c->server->limits_.request_timeout.count()), 0);
-  c->req = Request{};
+  c->req.method = HTTP_GET;
+  c->req.url.clear();
+  c->req.headers.clear();
+  c->req.body.clear();  // keeps a warm buffer (answer() frees a large one)
   c->header_bytes = 0;
   c->in_header_value = false;
   c->body_too_large = false;
@@ -395,7 +403,12 @@ void Server::answer(std::uint64_t id, Response r) {
   c.busy = false;
   const bool close_after = !c.keep_alive;
   send(c, r, close_after);
-  if (!close_after) feed(c);
+  if (close_after) return;
+  // An idle keep-alive connection must not keep a large request's buffers (100 connections x
+  // 16 MiB bodies would stay resident until they close); small ones stay warm for the next.
+  if (c.req.body.capacity() > kWarmBytes) std::string().swap(c.req.body);
+  feed(c);
+  if (c.inbuf.empty() && c.inbuf.capacity() > kWarmBytes) std::string().swap(c.inbuf);
 }
 
 void Server::fail(Conn& c, int status, std::string message) {

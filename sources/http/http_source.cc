@@ -83,6 +83,15 @@ std::optional<std::string> unzstd(ZSTD_DCtx* d, std::string_view in, std::size_t
 BodyDecoder::BodyDecoder() : zstd(ZSTD_createDCtx()) {}
 BodyDecoder::~BodyDecoder() { ZSTD_freeDCtx(zstd); }
 
+void BodyDecoder::shrink() {
+  if (inflated.capacity() > kWarmBytes) std::string().swap(inflated);
+  if (padded_bytes > kWarmBytes) padded = parse::PaddedBuffer();
+  padded_bytes = 0;
+  if (json.capacity() > kWarmBytes) json = simdjson::ondemand::parser();
+  if (line_parser.capacity() > kWarmBytes) line_parser = simdjson::dom::parser();
+  if (headers.capacity() > 1024) decltype(headers)().swap(headers);
+}
+
 std::optional<HttpSourceConfig> HttpSourceConfig::parse(const ConfigNode& node,
                                                         ConfigErrors& errors) {
   HttpSourceConfig c;
@@ -205,6 +214,7 @@ std::optional<std::pair<int, std::string>> decode_body(std::string_view content_
       return std::pair{400, "malformed Flume JSON body (" + std::string(why) +
                                 "): expected [{\"headers\": {...}, \"body\": \"...\"}, ...]"};
     };
+    decoder.padded_bytes = std::max(decoder.padded_bytes, body.size());
     if (auto e = decoder.json.iterate(decoder.padded.load(body)).get(doc))
       return bad(simdjson::error_message(e));
     if (auto e = doc.get_array().get(arr)) return bad(simdjson::error_message(e));
@@ -250,6 +260,7 @@ std::optional<std::pair<int, std::string>> decode_body(std::string_view content_
       if (line.empty() && ndjson) continue;
       if (ndjson) {
         simdjson::dom::element el;
+        decoder.padded_bytes = std::max(decoder.padded_bytes, line.size());
         const auto padded = decoder.padded.load(line);  // one reused buffer, not a copy per line
         if (auto e = decoder.line_parser.parse(padded.data(), padded.size(), false).get(el)) {
           return std::pair{400, "line " + std::to_string(line_no) + " is not JSON (" +
@@ -284,6 +295,15 @@ std::optional<std::pair<int, std::string>> HttpSource::decode(const http::Reques
 }
 
 void HttpSource::handle(http::Request& req, http::Responder responder) {
+  handle_request(req, std::move(responder));
+  // The events were copied into the channel (or refused): what a large body grew is freed here.
+  decoder_.shrink();
+  for (Batch* b : {&events_, &parsed_}) {
+    if (b->capacity_bytes() > BodyDecoder::kWarmBytes) b->release();
+  }
+}
+
+void HttpSource::handle_request(http::Request& req, http::Responder responder) {
   if (req.method != HTTP_POST && req.method != HTTP_PUT) {
     return refuse(responder, 405, "use POST", {{"Allow", "POST, PUT"}});
   }

@@ -50,8 +50,13 @@ struct BodyDecoder {
   ~BodyDecoder();
   BodyDecoder(const BodyDecoder&) = delete;
   BodyDecoder& operator=(const BodyDecoder&) = delete;
+  /// Frees what an unusually large body left behind, keeping buffers up to kWarmBytes each: a
+  /// burst of large requests must not stay resident while traffic is small or idle.
+  void shrink();
+  static constexpr std::size_t kWarmBytes = 256 * 1024;
   std::string inflated;
   parse::PaddedBuffer padded;
+  std::size_t padded_bytes = 0;  // the largest text loaded into `padded` since the last shrink()
   simdjson::ondemand::parser json;
   simdjson::dom::parser line_parser;
   std::vector<std::pair<std::string_view, std::string_view>> headers;
@@ -86,6 +91,7 @@ class HttpSource final : public Source {
 
  private:
   void handle(http::Request& req, http::Responder responder);
+  void handle_request(http::Request& req, http::Responder responder);
   /// Decodes the body into events_; an error is the answer to send (status, message).
   std::optional<std::pair<int, std::string>> decode(const http::Request& req);
   void refuse(http::Responder& responder, int status, std::string message,
