@@ -26,7 +26,8 @@ struct Server::Conn {
   std::string inbuf;  // bytes read and not yet parsed (while a request is being answered)
   std::size_t header_bytes = 0;
   bool in_header_value = false;
-  bool busy = false;  // a request is with the handler
+  bool busy = false;           // a request is with the handler
+  std::uint64_t requests = 0;  // requests dispatched so far: the one with the handler
   bool closing = false;
   bool keep_alive = true;
   bool body_too_large = false;
@@ -105,7 +106,7 @@ bool split_host_port(std::string_view address, std::string& host, int& port) {
 
 void Responder::respond(Response response) {
   if (alive_.expired()) return;
-  server_->answer(connection_, std::move(response));
+  server_->answer(connection_, request_, std::move(response));
 }
 
 Server::Server(Loop& loop, ServerLimits limits, Handler handler, MetricsRegistry* metrics,
@@ -392,14 +393,14 @@ int Server::on_message_complete(http_parser* p) {
 void Server::dispatch(Conn& c) {
   c.busy = true;
   if (requests_ != nullptr) requests_->inc();
-  handler_(c.req, Responder(alive_, this, c.id));
+  handler_(c.req, Responder(alive_, this, c.id, ++c.requests));
 }
 
-void Server::answer(std::uint64_t id, Response r) {
+void Server::answer(std::uint64_t id, std::uint64_t request, Response r) {
   auto it = conns_.find(id);
   if (it == conns_.end()) return;
   Conn& c = *it->second;
-  if (!c.busy) return;
+  if (!c.busy || c.requests != request) return;  // answered already: never answer the next one
   c.busy = false;
   const bool close_after = !c.keep_alive;
   send(c, r, close_after);

@@ -50,18 +50,22 @@ struct ServerLimits {
 
 class Server;
 
-/// Answers one request, once, on the loop thread. If the connection closed meanwhile the answer
-/// is dropped. A handler may keep it and answer later (e.g. after a channel commit).
+/// Answers one request, once, on the loop thread. If the connection closed meanwhile, or the
+/// request was already answered (a second respond(), or a late one after the handler answered
+/// 503 on a timeout and the connection went on to its next request), the answer is dropped.
+/// A handler may keep it and answer later (e.g. after a channel commit).
 class Responder {
  public:
-  Responder(std::weak_ptr<void> alive, Server* server, std::uint64_t connection)
-      : alive_(std::move(alive)), server_(server), connection_(connection) {}
+  Responder(std::weak_ptr<void> alive, Server* server, std::uint64_t connection,
+            std::uint64_t request)
+      : alive_(std::move(alive)), server_(server), connection_(connection), request_(request) {}
   void respond(Response response);
 
  private:
   std::weak_ptr<void> alive_;
   Server* server_;
   std::uint64_t connection_;
+  std::uint64_t request_;  // which request of the connection this answers
 };
 
 using Handler = std::function<void(Request&, Responder)>;
@@ -99,7 +103,7 @@ class Server {
   void feed(Conn& c);
   void dispatch(Conn& c);
   void send(Conn& c, const Response& r, bool close_after);
-  void answer(std::uint64_t id, Response r);
+  void answer(std::uint64_t id, std::uint64_t request, Response r);
   void fail(Conn& c, int status, std::string message);
   void close_conn(Conn& c);
   static int on_message_begin(http_parser* p);

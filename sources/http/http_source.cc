@@ -6,6 +6,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <cctype>
 
 #include "lib/core/clock.h"
@@ -105,6 +106,9 @@ std::optional<HttpSourceConfig> HttpSourceConfig::parse(const ConfigNode& node,
   node.optional(
       "request_timeout", c.request_timeout, errors,
       InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(100), std::chrono::hours(1)});
+  node.optional(
+      "ack_timeout", c.ack_timeout, errors,
+      InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(100), std::chrono::hours(1)});
   node.optional("auth_token", c.auth_token, errors);
   if (auto h = node.child("headers", errors)) {
     for (const auto& [k, v] : h->table()) {
@@ -134,7 +138,11 @@ HttpSource::HttpSource(const HttpSourceConfig& config, SourceContext& ctx,
       pipeline_(pipeline && !pipeline->trivial() ? std::move(pipeline) : nullptr),
       id_base_(hash_name(ctx.name)),
       stop_waiter_(ctx.loop),
-      metrics_(ctx) {
+      metrics_(ctx),
+      ack_timer_(ctx.loop) {
+  ack_timeouts_ = &ctx.metrics.counter(
+      "sluice_http_source_ack_timeouts_total",
+      "Requests answered 503 because their events were not safe within ack_timeout.", ctx.labels());
   putter_.set_on_progress([this] {
     if (stopping_) stop_waiter_.check();
   });
@@ -332,15 +340,48 @@ void HttpSource::handle_request(http::Request& req, http::Responder responder) {
   }
   metrics_.events.inc(batch->size());
   metrics_.bytes.inc(batch->bytes());
-  putter_.submit(*batch, [this, responder](bool safe) mutable {
+  const std::uint64_t id = ++next_waiting_;
+  waiting_.push_back({id, std::chrono::steady_clock::now() + config_.ack_timeout, responder});
+  if (!ack_timer_.active()) {
+    ack_timer_.start(config_.ack_timeout, [this] { on_ack_timer(); });
+  }
+  putter_.submit(*batch, [this, id](bool safe) {
+    // Acks come in submit order, so the request is at (or near) the front unless it timed out.
+    auto it = std::find_if(waiting_.begin(), waiting_.end(),
+                           [id](const Waiting& w) { return w.id == id; });
+    if (it == waiting_.end()) return;  // answered 503 at ack_timeout already
+    http::Responder answer = std::move(it->responder);
+    waiting_.erase(it);
     if (!safe) {
-      return refuse(responder, 503, "the channel is full; retry later", {{"Retry-After", "1"}});
+      return refuse(answer, 503, "the channel is full; retry later", {{"Retry-After", "1"}});
     }
     count(200);
     http::Response r;
     r.status = 200;
-    responder.respond(std::move(r));
+    answer.respond(std::move(r));
   });
+}
+
+void HttpSource::on_ack_timer() {
+  const TimePoint now = std::chrono::steady_clock::now();
+  while (!waiting_.empty() && waiting_.front().deadline <= now) {
+    http::Responder responder = std::move(waiting_.front().responder);
+    waiting_.pop_front();
+    ack_timeouts_->inc();
+    SLUICE_WARN_LIMITED(
+        log_limit_,
+        "http {}: events of a request not safe within ack_timeout ({} ms): 503; "
+        "they stay in the channel and may still be delivered",
+        ctx_.name,
+        std::chrono::duration_cast<std::chrono::milliseconds>(config_.ack_timeout).count());
+    refuse(responder, 503,
+           "the events were not acknowledged in time; retry later (they may still be "
+           "delivered: at-least-once)",
+           {{"Retry-After", "1"}});
+  }
+  if (!waiting_.empty()) {
+    ack_timer_.start(waiting_.front().deadline - now, [this] { on_ack_timer(); });
+  }
 }
 
 void HttpSource::stop(StopCallback on_stopped) {
@@ -349,6 +390,7 @@ void HttpSource::stop(StopCallback on_stopped) {
   stop_waiter_.wait(
       [this] {
         if (!putter_.idle()) return false;
+        ack_timer_.stop();
         if (server_) server_->close();
         return true;
       },

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,6 +32,10 @@ struct HttpSourceConfig {
   std::uint32_t max_connections = 1024;
   std::chrono::nanoseconds idle_timeout = std::chrono::seconds(60);
   std::chrono::nanoseconds request_timeout = std::chrono::seconds(30);
+  /// From a request's last byte to its answer: when its events are not safe by then (a memory
+  /// channel whose sink keeps failing), the client gets 503 with Retry-After instead of waiting
+  /// forever. The events stay in the channel and may still be delivered (at-least-once).
+  std::chrono::nanoseconds ack_timeout = std::chrono::seconds(10);
   std::string auth_token;  // Authorization: Bearer TOKEN; empty: no authentication
   std::vector<std::pair<std::string, std::string>> headers;  // request header -> event header
   tls::TlsConfig tls;
@@ -96,6 +101,7 @@ class HttpSource final : public Source {
   std::optional<std::pair<int, std::string>> decode(const http::Request& req);
   void refuse(http::Responder& responder, int status, std::string message,
               std::vector<std::pair<std::string, std::string>> headers = {});
+  void on_ack_timer();
 
   HttpSourceConfig config_;
   SourceContext& ctx_;
@@ -111,6 +117,17 @@ class HttpSource final : public Source {
   SourceMetrics metrics_;
   void count(int status);
   RateLimiter log_limit_;
+  // Requests whose events are with the channel, oldest first (one ack_timeout for all, so the
+  // deadlines are in order too): a request is answered once, by its ack or by the timer.
+  struct Waiting {
+    std::uint64_t id;
+    TimePoint deadline;
+    http::Responder responder;
+  };
+  std::deque<Waiting> waiting_;
+  std::uint64_t next_waiting_ = 0;
+  Timer ack_timer_;
+  Counter* ack_timeouts_ = nullptr;
 };
 
 }  // namespace sluice::sources

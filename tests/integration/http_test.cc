@@ -328,3 +328,29 @@ TEST_CASE("http: memory is given back after large requests end", "[integration][
   CHECK(idle < start + 40 * 1024);
   CHECK(agent.terminate() == 0);
 }
+
+TEST_CASE("http: events not acknowledged within ack_timeout get 503 with Retry-After",
+          "[integration][http]") {
+  // A memory channel answers at the sink's ack; this sink's peer does not exist, so it never acks.
+  AgentProcess::Options o = null_options("");
+  o.vars["SINK"] = "avro";
+  o.vars["SINK_EXTRA"] = "address = \"127.0.0.1:1\"";
+  AgentProcess agent("http_null.toml", o);
+  REQUIRE(agent.wait_ready());
+  const std::string a = agent.source_address("web");
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = http_request(a, post("text/plain", "one\ntwo\n"), 15s);
+  const auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  std::printf("http ack_timeout: 503 after %lld ms\n", static_cast<long long>(took.count()));
+  CHECK(r.status == 503);
+  CHECK(r.headers.find("Retry-After: ") != std::string::npos);
+  CHECK(took >= 9s);  // the default ack_timeout is 10s
+  CHECK(took < 12s);
+  CHECK(agent.metric(R"(sluice_http_source_ack_timeouts_total{component="web",type="http"})") ==
+        1.0);
+  CHECK(agent.metric(
+            R"(sluice_http_source_requests_total{component="web",type="http",status="503"})") ==
+        1.0);
+  CHECK(agent.signal_and_wait(SIGKILL) == -SIGKILL);
+}

@@ -1,6 +1,7 @@
 #include "lib/http/http_server.h"
 
 #include <catch2/catch.hpp>
+#include <optional>
 #include <thread>
 
 #include "tests/support/test_support.h"
@@ -19,16 +20,16 @@ struct ServerThread {
   uv_async_t stop_async{};
   std::string address;
 
-  ServerThread() {
-    server = std::make_unique<http::Server>(
-        loop,
-        http::ServerLimits{.max_header_bytes = 1024, .max_body_bytes = 64, .max_connections = 8},
-        [](http::Request& req, http::Responder r) {
-          http::Response resp;
-          resp.body = std::string(http_method_str(req.method)) + " " + req.url + " " + req.body;
-          r.respond(std::move(resp));
-        },
-        &metrics, Labels{{"component", "t"}, {"type", "http"}});
+  static void echo(http::Request& req, http::Responder r) {
+    http::Response resp;
+    resp.body = std::string(http_method_str(req.method)) + " " + req.url + " " + req.body;
+    r.respond(std::move(resp));
+  }
+  explicit ServerThread(http::Handler handler = &ServerThread::echo,
+                        http::ServerLimits limits = {
+                            .max_header_bytes = 1024, .max_body_bytes = 64, .max_connections = 8}) {
+    server = std::make_unique<http::Server>(loop, limits, std::move(handler), &metrics,
+                                            Labels{{"component", "t"}, {"type", "http"}});
     REQUIRE(server->listen("127.0.0.1:0").ok());
     address = server->bound_address();
     uv_async_init(loop.uv(), &stop_async, [](uv_async_t* a) {
@@ -88,6 +89,31 @@ TEST_CASE("http server answers, keeps connections alive, and refuses bad input",
                                 "GET / HTTP/1.1\r\nX-Big: " + std::string(2000, 'h') + "\r\n\r\n");
     CHECK(r.status == 431);
   }
+}
+
+TEST_CASE("http server: a late second answer never answers the next request", "[unit][http]") {
+  // As the HTTP source does at ack_timeout: answer 503 at once, then the put's late answer.
+  std::optional<http::Responder> first;
+  ServerThread s([&first](http::Request& req, http::Responder r) {
+    http::Response resp;
+    if (req.path() == "/1") {
+      first = r;
+      resp.status = 503;
+      r.respond(std::move(resp));
+      return;
+    }
+    http::Response late;
+    late.body = "late answer for /1";
+    first->respond(std::move(late));  // dropped: /1 was answered
+    resp.body = "answer for /2";
+    r.respond(std::move(resp));
+  });
+  auto r = test::http_request(s.address,
+                              "GET /1 HTTP/1.1\r\nHost: t\r\n\r\n"
+                              "GET /2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  CHECK(r.status == 503);
+  CHECK(r.body.find("late answer") == std::string::npos);
+  CHECK(r.body.find("answer for /2") != std::string::npos);
 }
 
 TEST_CASE("split_host_port", "[unit][http]") {
