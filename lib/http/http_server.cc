@@ -31,6 +31,16 @@ struct Server::Conn {
   bool closing = false;
   bool keep_alive = true;
   bool body_too_large = false;
+  // RFC 9112 checks that http-parser (built lenient) does not make; `reject` is set by a parser
+  // callback that refused the request, with the status to answer.
+  std::string reject;
+  int reject_status = 400;
+  bool headers_done = false;      // the current request's header section is complete
+  bool line_started = false;      // the request line has begun (leading empty lines are allowed)
+  std::size_t line_len = 0;       // bytes of the current header line so far (CR excluded)
+  int crlf_pending = 0;           // bytes of the CRLF after a chunk's data still to check
+  const char* buf_end = nullptr;  // end of the bytes given to http_parser_execute
+  std::string peer;               // "IP:PORT" of the client
   std::unique_ptr<tls::TlsSession> tls;
   Request req;
   char readbuf[16 * 1024];
@@ -73,6 +83,8 @@ std::string_view status_text(int status) {
       return "Request Header Fields Too Large";
     case 500:
       return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
     case 503:
       return "Service Unavailable";
     default:
@@ -102,6 +114,96 @@ bool split_host_port(std::string_view address, std::string& host, int& port) {
   host.assign(h);
   port = v;
   return true;
+}
+
+namespace {
+
+std::string_view trim(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  }
+  return true;
+}
+
+// What RFC 9112 asks a server to refuse and lenient http-parser lets through; empty if none,
+// else the reason, with `status` set (400, or 501 for a transfer coding we do not implement).
+std::string check_headers(const http_parser& p, const Request& req, int& status) {
+  status = 400;
+  std::size_t hosts = 0, chunked = 0;
+  std::string codings;  // transfer codings other than chunked, or chunked not last
+  bool chunked_last = false;
+  for (const auto& [name, value] : req.headers) {
+    // 5.1: no whitespace between the field name and the colon (a smuggling vector: a proxy may
+    // read "Content-Length : 5" as another header than we do).
+    if (name.find_first_of(" \t") != std::string::npos) {
+      return "whitespace between a header name and its colon";
+    }
+    if (name == "host") ++hosts;
+    if (name == "transfer-encoding") {
+      std::string_view list = value;
+      while (!list.empty()) {
+        const auto comma = list.find(',');
+        const std::string_view coding = trim(list.substr(0, comma));
+        list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+        if (coding.empty()) continue;
+        chunked_last = iequals(coding, "chunked");
+        if (chunked_last) {
+          ++chunked;
+        } else {
+          if (!codings.empty()) codings += ", ";
+          codings += coding;
+        }
+      }
+    }
+  }
+  // 3.2: a Host in every HTTP/1.1 request, and never more than one.
+  if (hosts == 0 && p.http_major == 1 && p.http_minor >= 1) return "HTTP/1.1 request without Host";
+  if (hosts > 1) return "more than one Host header";
+  // 6.1: chunked must not be applied more than once, and must be the final coding of a request.
+  if (chunked > 1) return "Transfer-Encoding chunked applied more than once";
+  if (chunked > 0 && !chunked_last) return "Transfer-Encoding chunked is not the final coding";
+  if (!codings.empty()) {
+    status = 501;
+    return "Transfer-Encoding '" + codings + "' is not implemented (only chunked)";
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string printable(std::string_view text, std::size_t max) {
+  std::string out;
+  out.reserve(std::min(text.size(), max) + 8);
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (i == max) {
+      out += "...";
+      break;
+    }
+    const auto ch = static_cast<unsigned char>(text[i]);
+    if (ch == '\\') {
+      out += "\\\\";
+    } else if (ch == '\n') {
+      out += "\\n";
+    } else if (ch == '\r') {
+      out += "\\r";
+    } else if (ch == '\t') {
+      out += "\\t";
+    } else if (ch < 0x20 || ch >= 0x7f) {
+      out += fmt::format("\\x{:02x}", ch);
+    } else {
+      out += static_cast<char>(ch);
+    }
+  }
+  return out;
 }
 
 void Responder::respond(Response response) {
@@ -226,6 +328,11 @@ void Server::on_connection() {
   if (tls_) c.tls = std::make_unique<tls::TlsSession>(tls_);
   conns_.emplace(c.id, std::move(conn));
   uv_tcp_nodelay(tcp, 1);
+  sockaddr_storage peer{};
+  int peer_len = sizeof peer;
+  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&peer), &peer_len) == 0) {
+    c.peer = peer_name(peer);
+  }
   arm_idle(c);
   uv_read_start(
       reinterpret_cast<uv_stream_t*>(tcp),
@@ -272,8 +379,46 @@ void Server::on_read(Conn& c, ssize_t n, const uv_buf_t* buf) {
   if (!c.busy) feed(c);
 }
 
+// RFC 9112 5.2: a header line that starts with SP or HTAB (obsolete line folding) is refused.
+// Scans unparsed bytes of the header section, up to its empty line; the state carries over
+// between reads.
+bool Server::folded_header_line(Conn& c, std::string_view in) {
+  for (const char ch : in) {
+    if (ch == '\n') {
+      if (c.line_started && c.line_len == 0) return false;  // the empty line: the body follows
+      c.line_len = 0;
+      continue;
+    }
+    if (ch == '\r') continue;
+    if (c.line_len == 0 && c.line_started && (ch == ' ' || ch == '\t')) return true;
+    c.line_started = true;
+    ++c.line_len;
+  }
+  return false;
+}
+
+// Checks the bytes [from, end) against what remains of the CRLF that must follow a chunk's data.
+bool Server::check_chunk_end(Conn& c, const char* from, const char* end) {
+  while (c.crlf_pending > 0 && from < end) {
+    if (*from != "\r\n"[2 - c.crlf_pending]) return false;
+    ++from;
+    --c.crlf_pending;
+  }
+  return true;
+}
+
 void Server::feed(Conn& c) {
   while (!c.inbuf.empty() && !c.busy && !c.closing) {
+    if (c.crlf_pending > 0 &&
+        !check_chunk_end(c, c.inbuf.data(), c.inbuf.data() + c.inbuf.size())) {
+      fail(c, 400, "malformed request: chunk data not followed by CRLF");
+      return;
+    }
+    if (!c.headers_done && folded_header_line(c, c.inbuf)) {
+      fail(c, 400, "malformed request: obsolete line folding in the headers");
+      return;
+    }
+    c.buf_end = c.inbuf.data() + c.inbuf.size();
     const std::size_t parsed =
         http_parser_execute(&c.parser, &settings_, c.inbuf.data(), c.inbuf.size());
     const auto err = HTTP_PARSER_ERRNO(&c.parser);
@@ -284,7 +429,10 @@ void Server::feed(Conn& c) {
       return;
     }
     if (err != HPE_OK) {
-      if (c.body_too_large) {
+      if (!c.reject.empty()) {
+        fail(c, c.reject_status,
+             c.reject_status == 400 ? "malformed request: " + c.reject : c.reject);
+      } else if (c.body_too_large) {
         fail(c, 413, fmt::format("body larger than {} bytes", limits_.max_body_bytes));
       } else if (err == HPE_HEADER_OVERFLOW || c.header_bytes > limits_.max_header_bytes) {
         fail(c, 431, fmt::format("headers larger than {} bytes", limits_.max_header_bytes));
@@ -316,9 +464,12 @@ int Server::on_message_begin(http_parser* p) {
   c->req.url.clear();
   c->req.headers.clear();
   c->req.body.clear();  // keeps a warm buffer (answer() frees a large one)
+  c->req.peer = c->peer;
   c->header_bytes = 0;
   c->in_header_value = false;
   c->body_too_large = false;
+  c->reject.clear();
+  c->crlf_pending = 0;
   return 0;
 }
 
@@ -357,7 +508,12 @@ int Server::on_header_value(http_parser* p, const char* at, std::size_t len) {
 
 int Server::on_headers_complete(http_parser* p) {
   auto* c = static_cast<Conn*>(p->data);
+  c->headers_done = true;
   c->req.method = static_cast<http_method>(p->method);
+  if (std::string why = check_headers(*p, c->req, c->reject_status); !why.empty()) {
+    c->reject = std::move(why);
+    return -1;
+  }
   if (p->content_length != ULLONG_MAX && p->content_length > c->server->limits_.max_body_bytes) {
     c->body_too_large = true;
     return -1;  // http-parser treats -1 as an error here
@@ -379,12 +535,23 @@ int Server::on_body(http_parser* p, const char* at, std::size_t len) {
     return 1;
   }
   c->req.body.append(at, len);
+  // RFC 9112 7.1: chunk data ends with CRLF; lenient http-parser would swallow any two bytes.
+  if ((p->flags & F_CHUNKED) != 0 && p->content_length == 0) {
+    c->crlf_pending = 2;
+    if (!check_chunk_end(*c, at + len, c->buf_end)) {
+      c->reject = "chunk data not followed by CRLF";
+      return 1;
+    }
+  }
   return 0;
 }
 
 int Server::on_message_complete(http_parser* p) {
   auto* c = static_cast<Conn*>(p->data);
   c->keep_alive = http_should_keep_alive(p) != 0;
+  c->headers_done = false;  // the next request's header section starts after this one
+  c->line_started = false;
+  c->line_len = 0;
   uv_timer_stop(c->request_timer);
   http_parser_pause(p, 1);
   return 0;
@@ -413,7 +580,9 @@ void Server::answer(std::uint64_t id, std::uint64_t request, Response r) {
 }
 
 void Server::fail(Conn& c, int status, std::string message) {
+  if (c.closing) return;
   if (bad_requests_ != nullptr) bad_requests_->inc();
+  if (on_refused_) on_refused_(status, c.peer, message);
   Response r;
   r.status = status;
   r.body = std::move(message) + "\n";

@@ -26,6 +26,7 @@ struct Request {
   std::string url;
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
+  std::string peer;  // the client's "IP:PORT", for logs
   /// The first header with this (lower-case) name, or empty.
   std::string_view header(std::string_view name) const;
   /// The path part of the URL, without query string.
@@ -69,6 +70,9 @@ class Responder {
 };
 
 using Handler = std::function<void(Request&, Responder)>;
+/// Told of every request the server refuses itself (400, 408, 413, 431, 501; the connection then
+/// closes): its status, the client's address and the reason sent.
+using RefusalHook = std::function<void(int status, std::string_view peer, std::string_view reason)>;
 
 /// A small HTTP/1.1 server on libuv and http-parser: keep-alive, one request at a time per
 /// connection (pipelined requests wait their turn), limits on header and body size and on
@@ -86,6 +90,7 @@ class Server {
   /// without the required certificate, a wrong version) closes it, counted in
   /// sluice_tls_handshake_errors_total and logged (rate-limited). Call before listen().
   void set_tls(std::shared_ptr<tls::TlsContext> ctx) { tls_ = std::move(ctx); }
+  void set_on_refused(RefusalHook hook) { on_refused_ = std::move(hook); }
   /// Binds and listens on "HOST:PORT" (IPv4, or [IPv6]); port 0 picks a free port.
   Status listen(std::string_view address);
   /// "HOST:PORT" actually bound.
@@ -106,6 +111,8 @@ class Server {
   void answer(std::uint64_t id, std::uint64_t request, Response r);
   void fail(Conn& c, int status, std::string message);
   void close_conn(Conn& c);
+  static bool folded_header_line(Conn& c, std::string_view in);
+  static bool check_chunk_end(Conn& c, const char* from, const char* end);
   static int on_message_begin(http_parser* p);
   static int on_url(http_parser* p, const char* at, std::size_t len);
   static int on_header_field(http_parser* p, const char* at, std::size_t len);
@@ -117,6 +124,7 @@ class Server {
   Loop& loop_;
   ServerLimits limits_;
   Handler handler_;
+  RefusalHook on_refused_;
   http_parser_settings settings_{};
   uv_tcp_t* listener_ = nullptr;
   std::string bound_;
@@ -142,5 +150,9 @@ std::string peer_name(const sockaddr_storage& addr);
 /// Splits "HOST:PORT" or "[V6]:PORT"; false when malformed or the port is out of range.
 bool split_host_port(std::string_view address, std::string& host, int& port);
 std::string_view status_text(int status);
+/// `text` made safe for a log line: control bytes, DEL, backslash and non-ASCII bytes escaped
+/// (\n, \xNN), cut at `max` bytes with "..." so that a client cannot forge lines or terminal
+/// escapes.
+std::string printable(std::string_view text, std::size_t max = 200);
 
 }  // namespace sluice::http

@@ -22,6 +22,16 @@ std::string lower(std::string_view s) {
   return out;
 }
 
+// "Bearer TOKEN" (RFC 6750 2.1; the scheme is case-insensitive, RFC 9110 11.1), compared in
+// constant time.
+bool bearer_matches(std::string_view credentials, std::string_view token) {
+  const auto sp = credentials.find(' ');
+  if (sp == std::string_view::npos || lower(credentials.substr(0, sp)) != "bearer") return false;
+  std::string_view got = credentials.substr(sp);
+  while (!got.empty() && got.front() == ' ') got.remove_prefix(1);
+  return got.size() == token.size() && CRYPTO_memcmp(got.data(), token.data(), got.size()) == 0;
+}
+
 // The media type of a Content-Type value, without parameters, lower-cased.
 std::string media_type(std::string_view ct) {
   const auto semi = ct.find(';');
@@ -159,12 +169,24 @@ Status HttpSource::start() {
       ctx_.loop, limits,
       [this](http::Request& req, http::Responder r) { handle(req, std::move(r)); }, &ctx_.metrics,
       ctx_.labels());
+  // What the server refuses itself (malformed, slow, oversized) is counted and logged here too.
+  server_->set_on_refused([this](int status, std::string_view peer, std::string_view why) {
+    count(status);
+    SLUICE_WARN_LIMITED(log_limit_, "http {}: {} for {}: {}", ctx_.name, status,
+                        http::printable(peer), http::printable(why));
+  });
   if (config_.tls.enabled) {
     auto ctx = tls::TlsContext::make(config_.tls, /*server=*/true);
     if (!ctx) return ctx.error();
     server_->set_tls(std::move(*ctx));
   }
   return server_->listen(config_.listen);
+}
+
+void HttpSource::warn_refused(const http::Request& req, int status, std::string_view why) {
+  SLUICE_WARN_LIMITED(log_limit_, "http {}: {} for {} {} {}: {}", ctx_.name, status,
+                      http::printable(req.peer), http_method_str(req.method),
+                      http::printable(req.path()), http::printable(why));
 }
 
 void HttpSource::count(int status) {
@@ -315,18 +337,27 @@ void HttpSource::handle_request(http::Request& req, http::Responder responder) {
   if (req.method != HTTP_POST && req.method != HTTP_PUT) {
     return refuse(responder, 405, "use POST", {{"Allow", "POST, PUT"}});
   }
-  if (!config_.auth_token.empty()) {
-    const std::string expect = "Bearer " + config_.auth_token;
-    const std::string_view got = req.header("authorization");
-    if (got.size() != expect.size() || CRYPTO_memcmp(got.data(), expect.data(), got.size()) != 0) {
-      return refuse(responder, 401, "missing or wrong bearer token",
-                    {{"WWW-Authenticate", "Bearer"}});
+  std::size_t authorizations = 0;
+  std::string_view credentials;
+  for (const auto& [name, value] : req.headers) {
+    if (name == "authorization") {
+      ++authorizations;
+      credentials = value;
     }
+  }
+  if (authorizations > 1) {
+    // Two sets of credentials are ambiguous (which one would a proxy have checked?).
+    warn_refused(req, 400, "more than one Authorization header");
+    return refuse(responder, 400, "more than one Authorization header");
+  }
+  if (!config_.auth_token.empty() && !bearer_matches(credentials, config_.auth_token)) {
+    warn_refused(req, 401, credentials.empty() ? "no bearer token" : "wrong bearer token");
+    return refuse(responder, 401, "missing or wrong bearer token",
+                  {{"WWW-Authenticate", "Bearer"}});
   }
   if (stopping_) return refuse(responder, 503, "shutting down", {{"Retry-After", "1"}});
   if (auto err = decode(req)) {
-    SLUICE_WARN_LIMITED(log_limit_, "http {}: {} for a request to {}: {}", ctx_.name, err->first,
-                        req.path(), err->second);
+    warn_refused(req, err->first, err->second);
     return refuse(responder, err->first, std::move(err->second));
   }
   Batch* batch = &events_;

@@ -102,6 +102,8 @@ class HttpSource final : public Source {
   void refuse(http::Responder& responder, int status, std::string message,
               std::vector<std::pair<std::string, std::string>> headers = {});
   void on_ack_timer();
+  /// Logs a refused request with the client's address (rate-limited, control bytes escaped).
+  void warn_refused(const http::Request& req, int status, std::string_view why);
 
   HttpSourceConfig config_;
   SourceContext& ctx_;

@@ -354,3 +354,93 @@ TEST_CASE("http: events not acknowledged within ack_timeout get 503 with Retry-A
         1.0);
   CHECK(agent.signal_and_wait(SIGKILL) == -SIGKILL);
 }
+
+TEST_CASE("http: what RFC 9112 refuses is a 400, counted and logged with the client address",
+          "[integration][http]") {
+  TempDir tmp;
+  const std::string out = tmp.file("out.json");
+  AgentProcess agent("http_file.toml",
+                     http_options(out, "auth_token = \"s3cret\"\nrequest_timeout = \"300ms\""));
+  REQUIRE(agent.wait_ready());
+  const std::string a = agent.source_address("web");
+  const std::string auth = "Authorization: Bearer s3cret\r\n";
+  auto refused = [&](const std::string& raw, std::string_view why, int status = 400) {
+    const auto r = http_request(a, raw);
+    CHECK(r.status == status);
+    CHECK(r.body.find(why) != std::string::npos);
+    return r.status == status;
+  };
+  const std::string head = "POST /in HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + auth;
+  // Logged with the client's address (first: the warnings are rate-limited): a wrong token, a
+  // body over max_body_bytes (413, from the server), a control byte in a Content-Type (415),
+  // an oversized header (431) and a slow one (408).
+  CHECK(http_request(a, post("text/plain", "x\n", "Authorization: Bearer wrong\r\n")).status ==
+        401);
+  CHECK(http_request(a, head + "Content-Length: 99999999\r\n\r\n").status == 413);
+  CHECK(http_request(a, post("text/\xe2\x80\xae"
+                             "der",
+                             "x", auth))
+            .status == 415);  // U+202E
+  CHECK(http_request(a, head + "X-Big: " + std::string(20000, 'b') + "\r\n\r\n").status == 431);
+  CHECK(http_request(a, "POST / HTTP/1.1\r\nHost: x\r\nContent-Le", 5s).status == 408);
+  // A space before the colon: a proxy may read "Content-Length : 5" as some other header.
+  CHECK(refused(head + "Content-Length : 2\r\n\r\nab", "whitespace between a header name"));
+  CHECK(refused(head + "Content-Type : text/plain\r\nContent-Length: 2\r\n\r\nab",
+                "whitespace between a header name"));
+  // Chunk data not followed by CRLF.
+  CHECK(refused(head + "Transfer-Encoding: chunked\r\n\r\n2\r\nabXY0\r\n\r\n",
+                "chunk data not followed by CRLF"));
+  CHECK(refused(head + "Transfer-Encoding: chunked\r\n\r\n2\r\nab\nX0\r\n\r\n",
+                "chunk data not followed by CRLF"));
+  // chunked twice, in two lines or in one.
+  CHECK(refused(head + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "2\r\nab\r\n0\r\n\r\n",
+                "chunked applied more than once"));
+  CHECK(refused(head + "Transfer-Encoding: chunked, chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n",
+                "chunked applied more than once"));
+  CHECK(refused(head + "Transfer-Encoding: gzip, chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n",
+                "not implemented", 501));
+  // Obsolete line folding.
+  CHECK(refused(head + "X-A: one\r\n two\r\nContent-Length: 2\r\n\r\nab", "line folding"));
+  CHECK(refused(head + "X-A:\r\n\ttwo\r\nContent-Length: 2\r\n\r\nab", "line folding"));
+  // HTTP/1.1 without Host, or with two.
+  CHECK(refused("POST / HTTP/1.1\r\nConnection: close\r\n" + auth + "Content-Length: 2\r\n\r\nab",
+                "without Host"));
+  CHECK(refused(head + "Host: y\r\nContent-Length: 2\r\n\r\nab", "more than one Host"));
+  // Two Authorization headers are a 400, even when one of them is right.
+  CHECK(refused(head + "Authorization: Bearer other\r\nContent-Length: 2\r\n\r\nab",
+                "more than one Authorization header"));
+  CHECK(count_lines(out) == 0);
+  // What is allowed: the scheme in any case, HTTP/1.0 without Host, a body in chunks.
+  CHECK(http_request(a, post("text/plain", "lower\n", "Authorization: bearer s3cret\r\n")).status ==
+        200);
+  CHECK(http_request(a, post("text/plain", "upper\n", "Authorization: BEARER s3cret\r\n")).status ==
+        200);
+  CHECK(
+      http_request(a, "POST / HTTP/1.0\r\n" + auth + "Content-Length: 6\r\n\r\nten\n1\n").status ==
+      200);
+  CHECK(http_request(
+            a, head + "Transfer-Encoding: chunked\r\n\r\n3\r\nab\n\r\n4\r\ncd\ne\r\n0\r\n\r\n")
+            .status == 200);
+  CHECK(count_lines(out) == 7);
+  auto metric = [&](int status) {
+    return agent
+        .metric(R"(sluice_http_source_requests_total{component="web",type="http",status=")" +
+                std::to_string(status) + "\"}")
+        .value_or(0);
+  };
+  CHECK(metric(400) == 11.0);
+  CHECK(metric(501) == 1.0);
+  CHECK(metric(431) == 1.0);
+  CHECK(metric(408) == 1.0);
+  CHECK(metric(413) == 1.0);
+  CHECK(metric(401) == 1.0);
+  CHECK(metric(415) == 1.0);
+  const std::string log = agent.stderr_text();
+  CHECK(log.find("http web: 401 for 127.0.0.1:") != std::string::npos);
+  CHECK(log.find("http web: 413 for 127.0.0.1:") != std::string::npos);
+  CHECK(log.find("\xe2\x80\xae") == std::string::npos);  // logged as \xe2\x80\xae
+  CHECK(log.find("415 for 127.0.0.1:") != std::string::npos);
+  CHECK(log.find("text/\\xe2\\x80\\xaeder") != std::string::npos);
+  CHECK(agent.terminate() == 0);
+}
