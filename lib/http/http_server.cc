@@ -21,7 +21,9 @@ struct Server::Conn {
   std::uint64_t id = 0;
   uv_tcp_t* tcp = nullptr;
   uv_timer_t* idle = nullptr;
-  uv_timer_t* request_timer = nullptr;  // from a request's first byte to its last
+  uv_timer_t* request_timer = nullptr;  // header_timeout, then request_timeout
+  std::uint64_t request_start = 0;      // uv_now() at accept, then at each request's first byte
+  std::uint64_t last_active = 0;        // uv_now() at accept and at each read
   http_parser parser{};
   std::string inbuf;  // bytes read and not yet parsed (while a request is being answered)
   std::size_t header_bytes = 0;
@@ -229,6 +231,10 @@ Server::Server(Loop& loop, ServerLimits limits, Handler handler, MetricsRegistry
     refused_ = &metrics->counter("sluice_http_refused_connections_total",
                                  "Connections closed at once because max_connections was reached.",
                                  labels);
+    evicted_ = &metrics->counter(
+        "sluice_http_evicted_connections_total",
+        "Idle or unfinished connections closed to make room for a new one at max_connections.",
+        labels);
     tls_errors_ = &tls::handshake_errors(*metrics, labels);
   }
 }
@@ -307,9 +313,14 @@ void Server::on_connection() {
     return;
   }
   if (conns_.size() >= limits_.max_connections) {
-    if (refused_ != nullptr) refused_->inc();
-    close_and_delete(tcp);
-    return;
+    Conn* victim = limits_.evict_when_full ? least_active_idle() : nullptr;
+    if (victim == nullptr) {
+      if (refused_ != nullptr) refused_->inc();
+      close_and_delete(tcp);
+      return;
+    }
+    if (evicted_ != nullptr) evicted_->inc();
+    close_conn(*victim);
   }
   auto conn = std::make_unique<Conn>();
   Conn& c = *conn;
@@ -327,6 +338,11 @@ void Server::on_connection() {
   c.request_timer->data = &c;
   if (tls_) c.tls = std::make_unique<tls::TlsSession>(tls_);
   conns_.emplace(c.id, std::move(conn));
+  c.request_start = c.last_active = uv_now(loop_.uv());
+  // The first request's headers are due header_timeout after the accept, not after its first
+  // byte: a connection that sends nothing (or one byte now and then) cannot hold a slot.
+  arm_request_timer(c, static_cast<std::uint64_t>(
+                           std::min(limits_.header_timeout, limits_.request_timeout).count()));
   uv_tcp_nodelay(tcp, 1);
   sockaddr_storage peer{};
   int peer_len = sizeof peer;
@@ -356,6 +372,34 @@ void Server::arm_idle(Conn& c) {
       static_cast<std::uint64_t>(limits_.idle_timeout.count()), 0);
 }
 
+Server::Conn* Server::least_active_idle() {
+  Conn* victim = nullptr;
+  for (auto& [id, c] : conns_) {
+    if (c->busy || c->closing) continue;
+    if (victim == nullptr || c->last_active < victim->last_active) victim = c.get();
+  }
+  return victim;
+}
+
+// One timer per connection: until on_headers_complete it enforces header_timeout, then
+// request_timeout (from the same start); the callback tells which one expired.
+void Server::arm_request_timer(Conn& c, std::uint64_t after_ms) {
+  uv_timer_start(
+      c.request_timer,
+      [](uv_timer_t* t) {
+        auto* conn = static_cast<Conn*>(t->data);
+        if (conn == nullptr || conn->busy) return;
+        const ServerLimits& l = conn->server->limits_;
+        conn->server->fail(
+            *conn, 408,
+            conn->headers_done
+                ? fmt::format("request not complete within {} ms", l.request_timeout.count())
+                : fmt::format("request headers not complete within {} ms",
+                              l.header_timeout.count()));
+      },
+      after_ms, 0);
+}
+
 void Server::on_read(Conn& c, ssize_t n, const uv_buf_t* buf) {
   if (n < 0) {
     close_conn(c);
@@ -363,6 +407,7 @@ void Server::on_read(Conn& c, ssize_t n, const uv_buf_t* buf) {
   }
   if (n == 0) return;
   arm_idle(c);
+  c.last_active = uv_now(loop_.uv());
   if (c.tls) {
     std::string send;
     const Status st = c.tls->read({buf->base, static_cast<std::size_t>(n)}, c.inbuf, send);
@@ -450,16 +495,15 @@ void Server::feed(Conn& c) {
 
 int Server::on_message_begin(http_parser* p) {
   auto* c = static_cast<Conn*>(p->data);
-  uv_timer_start(
-      c->request_timer,
-      [](uv_timer_t* t) {
-        auto* conn = static_cast<Conn*>(t->data);
-        if (conn == nullptr || conn->busy) return;
-        conn->server->fail(*conn, 408,
-                           fmt::format("request not complete within {} ms",
-                                       conn->server->limits_.request_timeout.count()));
-      },
-      static_cast<std::uint64_t>(c->server->limits_.request_timeout.count()), 0);
+  Server& server = *c->server;
+  // A later request on a kept-alive connection starts its clock at its first byte (the wait
+  // before it is idle_timeout's business); the first one keeps the clock started at accept.
+  const std::uint64_t now = uv_now(server.loop_.uv());
+  if (c->requests > 0) c->request_start = now;
+  const auto header_ms = static_cast<std::uint64_t>(
+      std::min(server.limits_.header_timeout, server.limits_.request_timeout).count());
+  const std::uint64_t spent = now - c->request_start;
+  server.arm_request_timer(*c, header_ms > spent ? header_ms - spent : 1);
   c->req.method = HTTP_GET;
   c->req.url.clear();
   c->req.headers.clear();
@@ -509,6 +553,12 @@ int Server::on_header_value(http_parser* p, const char* at, std::size_t len) {
 int Server::on_headers_complete(http_parser* p) {
   auto* c = static_cast<Conn*>(p->data);
   c->headers_done = true;
+  {
+    Server& server = *c->server;
+    const auto request_ms = static_cast<std::uint64_t>(server.limits_.request_timeout.count());
+    const std::uint64_t spent = uv_now(server.loop_.uv()) - c->request_start;
+    server.arm_request_timer(*c, request_ms > spent ? request_ms - spent : 1);
+  }
   c->req.method = static_cast<http_method>(p->method);
   if (std::string why = check_headers(*p, c->req, c->reject_status); !why.empty()) {
     c->reject = std::move(why);

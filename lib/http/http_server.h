@@ -47,6 +47,15 @@ struct ServerLimits {
   std::chrono::milliseconds idle_timeout{60'000};
   /// A request's headers and body must arrive within this (against slow clients): else 408.
   std::chrono::milliseconds request_timeout{30'000};
+  /// The request line and headers must arrive within this, counted from the connection's accept
+  /// (first request) or the request's first byte (later ones): else 408 and the connection
+  /// closes, so that half-open connections cannot hold max_connections.
+  std::chrono::milliseconds header_timeout{10'000};
+  /// When max_connections is reached, close the least recently active connection that has no
+  /// request with the handler (idle, half-open, trickling) instead of refusing the new one.
+  /// For the admin endpoint, where a health check must get through; off for sources, where a
+  /// keep-alive client could lose a connection it is about to send a POST on.
+  bool evict_when_full = false;
 };
 
 class Server;
@@ -105,6 +114,8 @@ class Server {
   void on_connection();
   void on_read(Conn& c, ssize_t n, const uv_buf_t* buf);
   void arm_idle(Conn& c);
+  void arm_request_timer(Conn& c, std::uint64_t after_ms);
+  Conn* least_active_idle();
   void feed(Conn& c);
   void dispatch(Conn& c);
   void send(Conn& c, const Response& r, bool close_after);
@@ -134,6 +145,7 @@ class Server {
   Counter* requests_ = nullptr;
   Counter* bad_requests_ = nullptr;
   Counter* refused_ = nullptr;
+  Counter* evicted_ = nullptr;
   Counter* tls_errors_ = nullptr;
   RateLimiter tls_log_;
   std::shared_ptr<tls::TlsContext> tls_;

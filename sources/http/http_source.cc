@@ -117,6 +117,9 @@ std::optional<HttpSourceConfig> HttpSourceConfig::parse(const ConfigNode& node,
       "request_timeout", c.request_timeout, errors,
       InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(100), std::chrono::hours(1)});
   node.optional(
+      "header_timeout", c.header_timeout, errors,
+      InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(100), std::chrono::hours(1)});
+  node.optional(
       "ack_timeout", c.ack_timeout, errors,
       InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(100), std::chrono::hours(1)});
   node.optional("auth_token", c.auth_token, errors);
@@ -165,6 +168,8 @@ Status HttpSource::start() {
   limits.idle_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(config_.idle_timeout);
   limits.request_timeout =
       std::chrono::duration_cast<std::chrono::milliseconds>(config_.request_timeout);
+  limits.header_timeout =
+      std::chrono::duration_cast<std::chrono::milliseconds>(config_.header_timeout);
   server_ = std::make_unique<http::Server>(
       ctx_.loop, limits,
       [this](http::Request& req, http::Responder r) { handle(req, std::move(r)); }, &ctx_.metrics,

@@ -32,6 +32,9 @@ struct HttpSourceConfig {
   std::uint32_t max_connections = 1024;
   std::chrono::nanoseconds idle_timeout = std::chrono::seconds(60);
   std::chrono::nanoseconds request_timeout = std::chrono::seconds(30);
+  /// The request line and headers must arrive within this (from the accept for a connection's
+  /// first request): else 408, so that half-open connections cannot fill max_connections.
+  std::chrono::nanoseconds header_timeout = std::chrono::seconds(10);
   /// From a request's last byte to its answer: when its events are not safe by then (a memory
   /// channel whose sink keeps failing), the client gets 503 with Retry-After instead of waiting
   /// forever. The events stay in the channel and may still be delivered (at-least-once).

@@ -444,3 +444,71 @@ TEST_CASE("http: what RFC 9112 refuses is a 400, counted and logged with the cli
   CHECK(log.find("text/\\xe2\\x80\\xaeder") != std::string::npos);
   CHECK(agent.terminate() == 0);
 }
+
+TEST_CASE("http: half-open connections do not lock the admin endpoint out", "[integration][http]") {
+  AgentProcess agent("http_null.toml", null_options());
+  REQUIRE(agent.wait_ready());
+  // 80 connections to the admin port (its limit is 64): half never send a byte, half stop in the
+  // middle of their headers.
+  std::vector<std::unique_ptr<RawConn>> conns;
+  for (int i = 0; i < 80; ++i) {
+    conns.push_back(std::make_unique<RawConn>(agent.admin()));
+    REQUIRE(conns.back()->connected());
+    if (i % 2 == 1) REQUIRE(conns.back()->send("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slo"));
+  }
+  long long worst_us = 0;
+  for (int i = 0; i < 5; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto r = http_get(agent.admin(), "/healthz");
+    const long long us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    CHECK(r.status == 200);
+    worst_us = std::max(worst_us, us);
+  }
+  std::printf("http admin: /healthz under 80 half-open connections: worst %lld us\n", worst_us);
+  CHECK(worst_us < 500'000);  // target 100 ms; a margin for a loaded test machine
+  CHECK(agent.metric(R"(sluice_http_evicted_connections_total{component="admin",type="admin"})")
+            .value_or(0) >= 16.0);
+  // A connection stopped in its headers is answered 408 at header_timeout (2s on admin).
+  RawConn slow(agent.admin());
+  REQUIRE(slow.send("GET /healthz HTTP/1.1\r\nHo"));
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(slow.read_answer(5s) == 408);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  std::printf(
+      "http admin: 408 after %lld ms\n",
+      static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+  CHECK(took >= 1500ms);
+  CHECK(took < 4s);
+  CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("http: a request whose headers do not finish within header_timeout gets 408",
+          "[integration][http]") {
+  AgentProcess agent("http_null.toml", null_options("header_timeout = \"500ms\""));
+  REQUIRE(agent.wait_ready());
+  const std::string a = agent.source_address("web");
+  // Trickling a byte at a time does not extend the deadline.
+  RawConn slow(a);
+  const auto t0 = std::chrono::steady_clock::now();
+  int status = 0;
+  for (const char ch :
+       std::string("POST / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaa")) {
+    if (!slow.send(std::string(1, ch))) break;
+    status = slow.read_answer(100ms);
+    if (status != 0) break;
+  }
+  if (status == 0) status = slow.read_answer(5s);
+  CHECK(status == 408);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  CHECK(took >= 400ms);
+  CHECK(took < 2s);
+  // A connection that never sends a byte is closed at header_timeout too.
+  RawConn silent(a);
+  CHECK(silent.read_answer(3s) == 408);
+  CHECK(agent.metric(
+            R"(sluice_http_source_requests_total{component="web",type="http",status="408"})") ==
+        2.0);
+  CHECK(agent.terminate() == 0);
+}
