@@ -188,10 +188,11 @@ Status HttpSource::start() {
   return server_->listen(config_.listen);
 }
 
-void HttpSource::warn_refused(const http::Request& req, int status, std::string_view why) {
+void HttpSource::warn_refused(std::string_view peer, http_method method, std::string_view path,
+                              int status, std::string_view why) {
   SLUICE_WARN_LIMITED(log_limit_, "http {}: {} for {} {} {}: {}", ctx_.name, status,
-                      http::printable(req.peer), http_method_str(req.method),
-                      http::printable(req.path()), http::printable(why));
+                      http::printable(peer), http_method_str(method), http::printable(path),
+                      http::printable(why));
 }
 
 void HttpSource::count(int status) {
@@ -329,6 +330,26 @@ std::optional<std::pair<int, std::string>> HttpSource::decode(const http::Reques
   return std::nullopt;
 }
 
+// A body decoded on the uv threadpool: it owns everything the worker touches, so that neither
+// the connection closing nor the source going away frees memory under it.
+struct HttpSource::DecodeJob {
+  uv_work_t work{};
+  std::weak_ptr<int> alive;
+  HttpSource* source = nullptr;
+  std::string body, content_type, content_encoding, path, peer;
+  http_method method = HTTP_POST;
+  std::vector<std::pair<std::string, std::string>> common;  // mapped request headers
+  BodyLimits limits{};
+  std::int64_t now = 0;
+  std::uint64_t id_base = 0, id_seq = 0;
+  std::optional<http::Responder> responder;
+  std::optional<std::pair<int, std::string>> error;
+  BodyDecoder decoder;
+  Batch events;
+};
+
+HttpSource::~HttpSource() = default;
+
 void HttpSource::handle(http::Request& req, http::Responder responder) {
   handle_request(req, std::move(responder));
   // The events were copied into the channel (or refused): what a large body grew is freed here.
@@ -352,23 +373,114 @@ void HttpSource::handle_request(http::Request& req, http::Responder responder) {
   }
   if (authorizations > 1) {
     // Two sets of credentials are ambiguous (which one would a proxy have checked?).
-    warn_refused(req, 400, "more than one Authorization header");
+    warn_refused(req.peer, req.method, req.path(), 400, "more than one Authorization header");
     return refuse(responder, 400, "more than one Authorization header");
   }
   if (!config_.auth_token.empty() && !bearer_matches(credentials, config_.auth_token)) {
-    warn_refused(req, 401, credentials.empty() ? "no bearer token" : "wrong bearer token");
+    warn_refused(req.peer, req.method, req.path(), 401,
+                 credentials.empty() ? "no bearer token" : "wrong bearer token");
     return refuse(responder, 401, "missing or wrong bearer token",
                   {{"WWW-Authenticate", "Bearer"}});
   }
   if (stopping_) return refuse(responder, 503, "shutting down", {{"Retry-After", "1"}});
+  const std::string_view encoding = req.header("content-encoding");
+  if (req.body.size() > kInlineDecodeBytes ||
+      (!encoding.empty() && lower(encoding) != "identity")) {
+    // Inflating (up to max_body_bytes, whatever the wire size) and framing a large body would
+    // stall the loop (0.65 s for 128 MiB): /healthz and every other connection would wait.
+    return start_decode(req, std::move(responder));
+  }
   if (auto err = decode(req)) {
-    warn_refused(req, err->first, err->second);
+    warn_refused(req.peer, req.method, req.path(), err->first, err->second);
     return refuse(responder, err->first, std::move(err->second));
   }
-  Batch* batch = &events_;
+  submit(events_, req.path(), std::move(responder));
+}
+
+void HttpSource::start_decode(http::Request& req, http::Responder responder) {
+  std::unique_ptr<DecodeJob> job;
+  if (idle_jobs_.empty()) {
+    job = std::make_unique<DecodeJob>();
+  } else {
+    job = std::move(idle_jobs_.back());
+    idle_jobs_.pop_back();
+  }
+  job->alive = alive_;
+  job->source = this;
+  job->body = std::move(req.body);  // the request is done with it; no copy
+  job->content_type.assign(req.header("content-type"));
+  job->content_encoding.assign(req.header("content-encoding"));
+  job->path.assign(req.path());
+  job->peer = req.peer;
+  job->method = req.method;
+  job->common.clear();
+  for (const auto& [from, to] : config_.headers) {
+    const std::string_view v = req.header(from);
+    if (!v.empty()) job->common.emplace_back(to, v);
+  }
+  job->limits = BodyLimits{config_.max_body_bytes.bytes, config_.max_events};
+  job->now = wall_clock_ns();
+  // The worker numbers the events; reserve the most a request may have so ids stay unique.
+  job->id_base = id_base_;
+  job->id_seq = id_seq_;
+  id_seq_ += config_.max_events;
+  job->responder = std::move(responder);
+  job->error.reset();
+  job->events.clear();
+  queued_.push_back(std::move(job));
+  run_decodes();
+}
+
+// At most kMaxDecodes bodies at a time on the threadpool (it is shared with other work); the
+// others wait in arrival order, their connections busy.
+void HttpSource::run_decodes() {
+  while (decoding_ < kMaxDecodes && !queued_.empty()) {
+    DecodeJob* job = queued_.front().release();
+    queued_.pop_front();
+    job->work.data = job;
+    ++decoding_;
+    uv_queue_work(
+        ctx_.loop.uv(), &job->work,
+        [](uv_work_t* w) {
+          auto* j = static_cast<DecodeJob*>(w->data);
+          std::uint64_t seq = j->id_seq;
+          j->error = decode_body(j->content_type, j->content_encoding, j->body, j->limits, j->now,
+                                 j->id_base, seq, j->decoder, j->events);
+        },
+        [](uv_work_t* w, int) {
+          std::unique_ptr<DecodeJob> j(static_cast<DecodeJob*>(w->data));
+          if (j->alive.expired()) return;  // the source is gone: drop the job
+          j->source->on_decoded(std::move(j));
+        });
+  }
+}
+
+void HttpSource::on_decoded(std::unique_ptr<DecodeJob> job) {
+  --decoding_;
+  http::Responder responder = std::move(*job->responder);
+  job->responder.reset();
+  if (job->error) {
+    job->events.clear();
+    warn_refused(job->peer, job->method, job->path, job->error->first, job->error->second);
+    refuse(responder, job->error->first, std::move(job->error->second));
+  } else {
+    for (const auto& [k, v] : job->common) job->events.set_common_header(k, v);
+    submit(job->events, job->path, std::move(responder));
+  }
+  job->decoder.shrink();
+  if (job->events.capacity_bytes() > BodyDecoder::kWarmBytes) job->events.release();
+  if (job->body.capacity() > BodyDecoder::kWarmBytes) std::string().swap(job->body);
+  if (idle_jobs_.size() < kMaxDecodes) idle_jobs_.push_back(std::move(job));
+  if (parsed_.capacity_bytes() > BodyDecoder::kWarmBytes) parsed_.release();
+  run_decodes();
+  if (stopping_) stop_waiter_.check();
+}
+
+void HttpSource::submit(Batch& events, std::string_view path, http::Responder responder) {
+  Batch* batch = &events;
   if (pipeline_) {
     parsed_.clear();
-    pipeline_->process_batch(events_, parsed_, req.path());
+    pipeline_->process_batch(events, parsed_, path);
     batch = &parsed_;
   }
   if (!putter_.accepting()) {
@@ -425,7 +537,7 @@ void HttpSource::stop(StopCallback on_stopped) {
   // Requests already received are answered once safe; then the server closes.
   stop_waiter_.wait(
       [this] {
-        if (!putter_.idle()) return false;
+        if (!putter_.idle() || decoding_ > 0 || !queued_.empty()) return false;
         ack_timer_.stop();
         if (server_) server_->close();
         return true;

@@ -90,6 +90,7 @@ class HttpSource final : public Source {
  public:
   HttpSource(const HttpSourceConfig& config, SourceContext& ctx,
              std::unique_ptr<parse::EventPipeline> pipeline);
+  ~HttpSource() override;
   static Result<std::unique_ptr<HttpSource>> create(const HttpSourceConfig& config,
                                                     SourceContext& ctx);
 
@@ -106,7 +107,14 @@ class HttpSource final : public Source {
               std::vector<std::pair<std::string, std::string>> headers = {});
   void on_ack_timer();
   /// Logs a refused request with the client's address (rate-limited, control bytes escaped).
-  void warn_refused(const http::Request& req, int status, std::string_view why);
+  void warn_refused(std::string_view peer, http_method method, std::string_view path, int status,
+                    std::string_view why);
+  struct DecodeJob;
+  void start_decode(http::Request& req, http::Responder responder);
+  void run_decodes();
+  void on_decoded(std::unique_ptr<DecodeJob> job);
+  /// Puts decoded events (through the pipeline) and answers once they are safe.
+  void submit(Batch& events, std::string_view path, http::Responder responder);
 
   HttpSourceConfig config_;
   SourceContext& ctx_;
@@ -132,6 +140,13 @@ class HttpSource final : public Source {
   std::deque<Waiting> waiting_;
   std::uint64_t next_waiting_ = 0;
   Timer ack_timer_;
+  // Bodies larger than this, and every compressed one, are decoded on the uv threadpool.
+  static constexpr std::size_t kInlineDecodeBytes = 256 * 1024;
+  static constexpr std::size_t kMaxDecodes = 2;
+  std::deque<std::unique_ptr<DecodeJob>> queued_;
+  std::vector<std::unique_ptr<DecodeJob>> idle_jobs_;
+  std::size_t decoding_ = 0;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // expires with the source
   Counter* ack_timeouts_ = nullptr;
 };
 
