@@ -467,13 +467,29 @@ void HttpSource::on_decoded(std::unique_ptr<DecodeJob> job) {
     for (const auto& [k, v] : job->common) job->events.set_common_header(k, v);
     submit(job->events, job->path, std::move(responder));
   }
-  job->decoder.shrink();
-  if (job->events.capacity_bytes() > BodyDecoder::kWarmBytes) job->events.release();
-  if (job->body.capacity() > BodyDecoder::kWarmBytes) std::string().swap(job->body);
-  if (idle_jobs_.size() < kMaxDecodes) idle_jobs_.push_back(std::move(job));
   if (parsed_.capacity_bytes() > BodyDecoder::kWarmBytes) parsed_.release();
-  run_decodes();
-  if (stopping_) stop_waiter_.check();
+  // Freeing what a large body grew (munmap of ~2x the inflated size) is slow too: do it on the
+  // threadpool, then keep the job for the next body.
+  ++decoding_;
+  DecodeJob* j = job.release();
+  j->work.data = j;
+  uv_queue_work(
+      ctx_.loop.uv(), &j->work,
+      [](uv_work_t* w) {
+        auto* dj = static_cast<DecodeJob*>(w->data);
+        dj->decoder.shrink();
+        if (dj->events.capacity_bytes() > BodyDecoder::kWarmBytes) dj->events.release();
+        if (dj->body.capacity() > BodyDecoder::kWarmBytes) std::string().swap(dj->body);
+      },
+      [](uv_work_t* w, int) {
+        std::unique_ptr<DecodeJob> dj(static_cast<DecodeJob*>(w->data));
+        if (dj->alive.expired()) return;
+        HttpSource& self = *dj->source;
+        --self.decoding_;
+        if (self.idle_jobs_.size() < kMaxDecodes) self.idle_jobs_.push_back(std::move(dj));
+        self.run_decodes();
+        if (self.stopping_) self.stop_waiter_.check();
+      });
 }
 
 void HttpSource::submit(Batch& events, std::string_view path, http::Responder responder) {
