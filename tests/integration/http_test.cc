@@ -561,3 +561,32 @@ TEST_CASE("http: /healthz answers while a large gzip body is decoded", "[integra
   CHECK((worst_us < 250'000 || worst_us * 3 < per_request_us));
   CHECK(agent.terminate() == 0);
 }
+
+TEST_CASE("http: events answered 503 at ack_timeout are still delivered, and a retry repeats them",
+          "[integration][http]") {
+  // An Avro peer that answers FAILED to the first 2 batches: the sink retries with backoff, so
+  // the events are safe only after ack_timeout.
+  TempDir tmp;
+  const std::string addr = tmp.file("peer.addr"), received = tmp.file("received.jsonl");
+  ChildProcess peer({"/usr/bin/python3", flume_peer_script(), "server", "--addr-file", addr,
+                     "--out", received, "--fail-first", "2"},
+                    tmp.file("peer.log"));
+  REQUIRE(eventually(10s, [&] { return !read_file(addr).empty(); }));
+  std::string peer_address = read_file(addr);
+  peer_address.pop_back();
+  AgentProcess::Options o = null_options("ack_timeout = \"300ms\"");
+  o.vars["SINK"] = "avro";
+  o.vars["SINK_EXTRA"] = "address = \"" + peer_address + "\"";
+  AgentProcess agent("http_null.toml", o);
+  REQUIRE(agent.wait_ready());
+  const std::string a = agent.source_address("web");
+  const auto r = http_request(a, post("text/plain", "late-1\nlate-2\n"));
+  CHECK(r.status == 503);
+  CHECK(r.body.find("may still be delivered") != std::string::npos);
+  // Not acknowledged in time, but not lost: the events reach the peer once it accepts them.
+  CHECK(eventually(20s, [&] { return count(read_file(received), "late-") == 2; }));
+  // The client's retry (as a 503 asks) delivers them again: at-least-once.
+  CHECK(http_request(a, post("text/plain", "late-1\nlate-2\n")).status == 200);
+  CHECK(count(read_file(received), "late-1") == 2);
+  CHECK(agent.terminate() == 0);
+}
