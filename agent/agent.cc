@@ -201,7 +201,7 @@ Status Agent::start_admin() {
                          .max_body_bytes = 0,
                          .max_connections = 64,
                          .header_timeout = std::chrono::milliseconds(2000),
-                         .evict_when_full = true},
+                         .evict_when_full = http::ServerLimits::Eviction::unfinished_or_idle},
       [this](http::Request& req, http::Responder r) { handle_admin(req, std::move(r)); }, &metrics_,
       Labels{{"component", "admin"}, {"type", "admin"}});
   Status st = admin_->listen(config_.agent.admin);

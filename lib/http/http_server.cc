@@ -313,7 +313,7 @@ void Server::on_connection() {
     return;
   }
   if (conns_.size() >= limits_.max_connections) {
-    Conn* victim = limits_.evict_when_full ? least_active_idle() : nullptr;
+    Conn* victim = least_active_evictable();
     if (victim == nullptr) {
       if (refused_ != nullptr) refused_->inc();
       close_and_delete(tcp);
@@ -372,10 +372,16 @@ void Server::arm_idle(Conn& c) {
       static_cast<std::uint64_t>(limits_.idle_timeout.count()), 0);
 }
 
-Server::Conn* Server::least_active_idle() {
+Server::Conn* Server::least_active_evictable() {
+  if (limits_.evict_when_full == ServerLimits::Eviction::none) return nullptr;
+  const bool idle_too = limits_.evict_when_full == ServerLimits::Eviction::unfinished_or_idle;
   Conn* victim = nullptr;
   for (auto& [id, c] : conns_) {
-    if (c->busy || c->closing) continue;
+    // Never one whose request is with the handler, or whose body is arriving (request_timeout
+    // bounds that).
+    if (c->busy || c->closing || c->headers_done) continue;
+    const bool unfinished = c->requests == 0 || c->line_started;
+    if (!unfinished && !idle_too) continue;
     if (victim == nullptr || c->last_active < victim->last_active) victim = c.get();
   }
   return victim;

@@ -51,11 +51,19 @@ struct ServerLimits {
   /// (first request) or the request's first byte (later ones): else 408 and the connection
   /// closes, so that half-open connections cannot hold max_connections.
   std::chrono::milliseconds header_timeout{10'000};
-  /// When max_connections is reached, close the least recently active connection that has no
-  /// request with the handler (idle, half-open, trickling) instead of refusing the new one.
-  /// For the admin endpoint, where a health check must get through; off for sources, where a
-  /// keep-alive client could lose a connection it is about to send a POST on.
-  bool evict_when_full = false;
+  /// What to do at max_connections instead of refusing the new connection: close the least
+  /// recently active one that is
+  enum class Eviction : std::uint8_t {
+    none,
+    /// unfinished: has sent nothing, or stopped in the headers of a request (for sources: a
+    /// kept-alive connection that finished its requests stays, since its client may be about to
+    /// send a POST on it and would see it reset);
+    unfinished,
+    /// or also idle between requests (for the admin endpoint, where a health check must get
+    /// through and GETs are simply retried).
+    unfinished_or_idle,
+  };
+  Eviction evict_when_full = Eviction::none;
 };
 
 class Server;
@@ -115,7 +123,7 @@ class Server {
   void on_read(Conn& c, ssize_t n, const uv_buf_t* buf);
   void arm_idle(Conn& c);
   void arm_request_timer(Conn& c, std::uint64_t after_ms);
-  Conn* least_active_idle();
+  Conn* least_active_evictable();
   void feed(Conn& c);
   void dispatch(Conn& c);
   void send(Conn& c, const Response& r, bool close_after);

@@ -170,6 +170,7 @@ Status HttpSource::start() {
       std::chrono::duration_cast<std::chrono::milliseconds>(config_.request_timeout);
   limits.header_timeout =
       std::chrono::duration_cast<std::chrono::milliseconds>(config_.header_timeout);
+  limits.evict_when_full = http::ServerLimits::Eviction::unfinished;
   server_ = std::make_unique<http::Server>(
       ctx_.loop, limits,
       [this](http::Request& req, http::Responder r) { handle(req, std::move(r)); }, &ctx_.metrics,

@@ -471,6 +471,14 @@ TEST_CASE("http: half-open connections do not lock the admin endpoint out", "[in
   CHECK(worst_us < 500'000);  // target 100 ms; a margin for a loaded test machine
   CHECK(agent.metric(R"(sluice_http_evicted_connections_total{component="admin",type="admin"})")
             .value_or(0) >= 16.0);
+  // 64 kept-alive connections idle after a request (a scraper pool) do not lock it out either.
+  conns.clear();
+  for (int i = 0; i < 64; ++i) {
+    conns.push_back(std::make_unique<RawConn>(agent.admin()));
+    REQUIRE(conns.back()->send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+    REQUIRE(conns.back()->read_answer() == 200);
+  }
+  CHECK(http_get(agent.admin(), "/healthz").status == 200);
   // A connection stopped in its headers is answered 408 at header_timeout (2s on admin).
   RawConn slow(agent.admin());
   REQUIRE(slow.send("GET /healthz HTTP/1.1\r\nHo"));
@@ -588,5 +596,38 @@ TEST_CASE("http: events answered 503 at ack_timeout are still delivered, and a r
   // The client's retry (as a 503 asks) delivers them again: at-least-once.
   CHECK(http_request(a, post("text/plain", "late-1\nlate-2\n")).status == 200);
   CHECK(count(read_file(received), "late-1") == 2);
+  CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE(
+    "http: half-open connections at max_connections give way to new ones, kept-alive ones stay",
+    "[integration][http]") {
+  AgentProcess agent("http_null.toml", null_options("max_connections = 8"));
+  REQUIRE(agent.wait_ready());
+  const std::string a = agent.source_address("web");
+  // A client that finished a request and keeps its connection for the next one.
+  RawConn kept(a);
+  const std::string keep_alive =
+      "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nka\n";
+  REQUIRE(kept.send(keep_alive));
+  CHECK(kept.read_answer() == 200);
+  // 7 more fill max_connections: some never send a byte, some stop in their headers.
+  std::vector<std::unique_ptr<RawConn>> half_open;
+  for (int i = 0; i < 7; ++i) {
+    half_open.push_back(std::make_unique<RawConn>(a));
+    if (i % 2 == 1) REQUIRE(half_open.back()->send("POST / HTTP/1.1\r\nHost: x\r\nX-Sl"));
+  }
+  // New clients get through (each evicts the least active unfinished connection) ...
+  std::vector<std::unique_ptr<RawConn>> fresh;
+  for (int i = 0; i < 3; ++i) {
+    fresh.push_back(std::make_unique<RawConn>(a));
+    REQUIRE(fresh.back()->send(keep_alive));  // and they stay open
+    CHECK(fresh.back()->read_answer() == 200);
+  }
+  // ... and the kept-alive connection was not one of them.
+  REQUIRE(kept.send(keep_alive));
+  CHECK(kept.read_answer() == 200);
+  CHECK(agent.metric(R"(sluice_http_evicted_connections_total{component="web",type="http"})")
+            .value_or(-1) == 3.0);
   CHECK(agent.terminate() == 0);
 }
