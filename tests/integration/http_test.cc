@@ -315,6 +315,17 @@ TEST_CASE("http: memory is given back after large requests end", "[integration][
     peak = std::max(peak, rss_kib(agent.pid()));
   }
   CHECK(ok == 100);
+  // And 50 kept-alive connections that each sent a 2 MiB plain body, still open while idle.
+  std::vector<std::unique_ptr<RawConn>> kept;
+  const std::string plain = post("text/plain", lines.substr(0, 2 << 20));
+  const std::string keep_alive = plain.substr(0, plain.find("Connection: close\r\n")) +
+                                 plain.substr(plain.find("Connection: close\r\n") + 19);
+  for (int i = 0; i < 50; ++i) {
+    kept.push_back(std::make_unique<RawConn>(a));
+    REQUIRE(kept.back()->send(keep_alive));
+    CHECK(kept.back()->read_answer() == 200);
+    peak = std::max(peak, rss_kib(agent.pid()));
+  }
   REQUIRE(eventually(10s, [&] {
     return agent.metric(R"(sluice_channel_events{component="buf",type="memory"})") == 0.0;
   }));
