@@ -190,7 +190,13 @@ Status Agent::create_components() {
 Status Agent::start_admin() {
   admin_ = std::make_unique<http::Server>(
       loop_,
-      http::ServerLimits{.max_header_bytes = 8192, .max_body_bytes = 0, .max_connections = 64},
+      // Health checks must get through 64+ half-open or idle connections: unfinished headers
+      // are cut at 2s, and a new connection at the limit evicts the least active idle one.
+      http::ServerLimits{.max_header_bytes = 8192,
+                         .max_body_bytes = 0,
+                         .max_connections = 64,
+                         .header_timeout = std::chrono::milliseconds(2000),
+                         .evict_when_full = http::ServerLimits::Eviction::unfinished_or_idle},
       [this](http::Request& req, http::Responder r) { handle_admin(req, std::move(r)); }, &metrics_,
       Labels{{"component", "admin"}, {"type", "admin"}});
   Status st = admin_->listen(config_.agent.admin);

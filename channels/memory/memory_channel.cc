@@ -73,6 +73,8 @@ void MemoryChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutLis
   if (count_ == ring_.size()) grow_ring();
   Chunk& c = chunk_at(count_);
   ++count_;
+  spare_bytes_ -= c.spare;  // its recycled buffers go to the caller
+  c.spare = 0;
   c.batch.clear();
   c.batch.swap(batch);
   c.first = put_total_;
@@ -160,6 +162,12 @@ void MemoryChannel::commit(Lease&& lease, CommitListener& done) {
     SafeListener* l = c.listener;
     const std::uint64_t seq = c.seq;
     c.batch.clear();
+    if (const std::size_t cap = c.batch.capacity_bytes(); spare_bytes_ + cap <= kMaxSpareBytes) {
+      c.spare = cap;
+      spare_bytes_ += cap;
+    } else {
+      c.batch.release();
+    }
     c.listener = nullptr;
     head_ = (head_ + 1) % ring_.size();
     --count_;

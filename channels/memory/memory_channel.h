@@ -50,6 +50,7 @@ class MemoryChannel final : public Channel {
     std::uint64_t first = 0;  // global number of its first event
     SafeListener* listener = nullptr;
     std::uint64_t seq = 0;
+    std::size_t spare = 0;  // capacity of a free slot's recycled buffers, counted in spare_bytes_
   };
   Chunk& chunk_at(std::size_t i) noexcept { return ring_[(head_ + i) % ring_.size()]; }
   void grow_ring();
@@ -65,6 +66,10 @@ class MemoryChannel final : public Channel {
   // waits.
   std::uint64_t committed_total_ = 0, taken_total_ = 0, put_total_ = 0;
   std::uint64_t bytes_ = 0;
+  // Free slots keep their buffers for the next put (no allocation once warm), but only up to this
+  // much in all: else a ring grown by a burst of puts keeps ring size x largest batch resident.
+  static constexpr std::size_t kMaxSpareBytes = 4 << 20;
+  std::size_t spare_bytes_ = 0;
   std::size_t take_chunk_ = 0;  // ring offset of the chunk holding event taken_total_
   bool cursor_open_ = false;
   std::vector<SpaceListener*> space_waiters_, space_notifying_;

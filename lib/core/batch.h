@@ -121,6 +121,19 @@ class Batch {
     recs_.reserve(events);
     arena_.reserve(bytes);
   }
+  /// Heap bytes held by the buffers (what clear() keeps for reuse).
+  std::size_t capacity_bytes() const noexcept {
+    return arena_.capacity() + recs_.capacity() * sizeof(Rec) + kvs_.capacity() * sizeof(Kv);
+  }
+  /// Empties the batch and frees its buffers: for a recycled batch that once held an unusually
+  /// large request, so that its memory is not kept while traffic is small or idle.
+  void release() noexcept {
+    std::vector<char>().swap(arena_);
+    std::vector<Rec>().swap(recs_);
+    std::vector<Kv>().swap(kvs_);
+    bytes_ = 0;
+    common_count_ = 0;
+  }
 
  private:
   friend class EventView;

@@ -11,20 +11,38 @@
 
 namespace sluice::http {
 
+namespace {
+// Per-connection buffers larger than this are freed once their request is answered.
+constexpr std::size_t kWarmBytes = 64 * 1024;
+}  // namespace
+
 struct Server::Conn {
   Server* server = nullptr;
   std::uint64_t id = 0;
   uv_tcp_t* tcp = nullptr;
   uv_timer_t* idle = nullptr;
-  uv_timer_t* request_timer = nullptr;  // from a request's first byte to its last
+  uv_timer_t* request_timer = nullptr;  // header_timeout, then request_timeout
+  std::uint64_t request_start = 0;      // uv_now() at accept, then at each request's first byte
+  std::uint64_t last_active = 0;        // uv_now() at accept and at each read
   http_parser parser{};
   std::string inbuf;  // bytes read and not yet parsed (while a request is being answered)
   std::size_t header_bytes = 0;
   bool in_header_value = false;
-  bool busy = false;  // a request is with the handler
+  bool busy = false;           // a request is with the handler
+  std::uint64_t requests = 0;  // requests dispatched so far: the one with the handler
   bool closing = false;
   bool keep_alive = true;
   bool body_too_large = false;
+  // RFC 9112 checks that http-parser (built lenient) does not make; `reject` is set by a parser
+  // callback that refused the request, with the status to answer.
+  std::string reject;
+  int reject_status = 400;
+  bool headers_done = false;      // the current request's header section is complete
+  bool line_started = false;      // the request line has begun (leading empty lines are allowed)
+  std::size_t line_len = 0;       // bytes of the current header line so far (CR excluded)
+  int crlf_pending = 0;           // bytes of the CRLF after a chunk's data still to check
+  const char* buf_end = nullptr;  // end of the bytes given to http_parser_execute
+  std::string peer;               // "IP:PORT" of the client
   std::unique_ptr<tls::TlsSession> tls;
   Request req;
   char readbuf[16 * 1024];
@@ -67,6 +85,8 @@ std::string_view status_text(int status) {
       return "Request Header Fields Too Large";
     case 500:
       return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
     case 503:
       return "Service Unavailable";
     default:
@@ -98,9 +118,73 @@ bool split_host_port(std::string_view address, std::string& host, int& port) {
   return true;
 }
 
+namespace {
+
+std::string_view trim(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  }
+  return true;
+}
+
+// What RFC 9112 asks a server to refuse and lenient http-parser lets through; empty if none,
+// else the reason, with `status` set (400, or 501 for a transfer coding we do not implement).
+std::string check_headers(const http_parser& p, const Request& req, int& status) {
+  status = 400;
+  std::size_t hosts = 0, chunked = 0;
+  std::string codings;  // transfer codings other than chunked, or chunked not last
+  bool chunked_last = false;
+  for (const auto& [name, value] : req.headers) {
+    // 5.1: no whitespace between the field name and the colon (a smuggling vector: a proxy may
+    // read "Content-Length : 5" as another header than we do).
+    if (name.find_first_of(" \t") != std::string::npos) {
+      return "whitespace between a header name and its colon";
+    }
+    if (name == "host") ++hosts;
+    if (name == "transfer-encoding") {
+      std::string_view list = value;
+      while (!list.empty()) {
+        const auto comma = list.find(',');
+        const std::string_view coding = trim(list.substr(0, comma));
+        list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+        if (coding.empty()) continue;
+        chunked_last = iequals(coding, "chunked");
+        if (chunked_last) {
+          ++chunked;
+        } else {
+          if (!codings.empty()) codings += ", ";
+          codings += coding;
+        }
+      }
+    }
+  }
+  // 3.2: a Host in every HTTP/1.1 request, and never more than one.
+  if (hosts == 0 && p.http_major == 1 && p.http_minor >= 1) return "HTTP/1.1 request without Host";
+  if (hosts > 1) return "more than one Host header";
+  // 6.1: chunked must not be applied more than once, and must be the final coding of a request.
+  if (chunked > 1) return "Transfer-Encoding chunked applied more than once";
+  if (chunked > 0 && !chunked_last) return "Transfer-Encoding chunked is not the final coding";
+  if (!codings.empty()) {
+    status = 501;
+    return "Transfer-Encoding '" + codings + "' is not implemented (only chunked)";
+  }
+  return {};
+}
+
+}  // namespace
+
 void Responder::respond(Response response) {
   if (alive_.expired()) return;
-  server_->answer(connection_, std::move(response));
+  server_->answer(connection_, request_, std::move(response));
 }
 
 Server::Server(Loop& loop, ServerLimits limits, Handler handler, MetricsRegistry* metrics,
@@ -121,6 +205,10 @@ Server::Server(Loop& loop, ServerLimits limits, Handler handler, MetricsRegistry
     refused_ = &metrics->counter("sluice_http_refused_connections_total",
                                  "Connections closed at once because max_connections was reached.",
                                  labels);
+    evicted_ = &metrics->counter(
+        "sluice_http_evicted_connections_total",
+        "Idle or unfinished connections closed to make room for a new one at max_connections.",
+        labels);
     tls_errors_ = &tls::handshake_errors(*metrics, labels);
   }
 }
@@ -199,9 +287,14 @@ void Server::on_connection() {
     return;
   }
   if (conns_.size() >= limits_.max_connections) {
-    if (refused_ != nullptr) refused_->inc();
-    close_and_delete(tcp);
-    return;
+    Conn* victim = least_active_evictable();
+    if (victim == nullptr) {
+      if (refused_ != nullptr) refused_->inc();
+      close_and_delete(tcp);
+      return;
+    }
+    if (evicted_ != nullptr) evicted_->inc();
+    close_conn(*victim);
   }
   auto conn = std::make_unique<Conn>();
   Conn& c = *conn;
@@ -219,7 +312,17 @@ void Server::on_connection() {
   c.request_timer->data = &c;
   if (tls_) c.tls = std::make_unique<tls::TlsSession>(tls_);
   conns_.emplace(c.id, std::move(conn));
+  c.request_start = c.last_active = uv_now(loop_.uv());
+  // The first request's headers are due header_timeout after the accept, not after its first
+  // byte: a connection that sends nothing (or one byte now and then) cannot hold a slot.
+  arm_request_timer(c, static_cast<std::uint64_t>(
+                           std::min(limits_.header_timeout, limits_.request_timeout).count()));
   uv_tcp_nodelay(tcp, 1);
+  sockaddr_storage peer{};
+  int peer_len = sizeof peer;
+  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&peer), &peer_len) == 0) {
+    c.peer = peer_name(peer);
+  }
   arm_idle(c);
   uv_read_start(
       reinterpret_cast<uv_stream_t*>(tcp),
@@ -243,6 +346,40 @@ void Server::arm_idle(Conn& c) {
       static_cast<std::uint64_t>(limits_.idle_timeout.count()), 0);
 }
 
+Server::Conn* Server::least_active_evictable() {
+  if (limits_.evict_when_full == ServerLimits::Eviction::none) return nullptr;
+  const bool idle_too = limits_.evict_when_full == ServerLimits::Eviction::unfinished_or_idle;
+  Conn* victim = nullptr;
+  for (auto& [id, c] : conns_) {
+    // Never one whose request is with the handler, or whose body is arriving (request_timeout
+    // bounds that).
+    if (c->busy || c->closing || c->headers_done) continue;
+    const bool unfinished = c->requests == 0 || c->line_started;
+    if (!unfinished && !idle_too) continue;
+    if (victim == nullptr || c->last_active < victim->last_active) victim = c.get();
+  }
+  return victim;
+}
+
+// One timer per connection: until on_headers_complete it enforces header_timeout, then
+// request_timeout (from the same start); the callback tells which one expired.
+void Server::arm_request_timer(Conn& c, std::uint64_t after_ms) {
+  uv_timer_start(
+      c.request_timer,
+      [](uv_timer_t* t) {
+        auto* conn = static_cast<Conn*>(t->data);
+        if (conn == nullptr || conn->busy) return;
+        const ServerLimits& l = conn->server->limits_;
+        conn->server->fail(
+            *conn, 408,
+            conn->headers_done
+                ? fmt::format("request not complete within {} ms", l.request_timeout.count())
+                : fmt::format("request headers not complete within {} ms",
+                              l.header_timeout.count()));
+      },
+      after_ms, 0);
+}
+
 void Server::on_read(Conn& c, ssize_t n, const uv_buf_t* buf) {
   if (n < 0) {
     close_conn(c);
@@ -250,6 +387,7 @@ void Server::on_read(Conn& c, ssize_t n, const uv_buf_t* buf) {
   }
   if (n == 0) return;
   arm_idle(c);
+  c.last_active = uv_now(loop_.uv());
   if (c.tls) {
     std::string send;
     const Status st = c.tls->read({buf->base, static_cast<std::size_t>(n)}, c.inbuf, send);
@@ -266,8 +404,46 @@ void Server::on_read(Conn& c, ssize_t n, const uv_buf_t* buf) {
   if (!c.busy) feed(c);
 }
 
+// RFC 9112 5.2: a header line that starts with SP or HTAB (obsolete line folding) is refused.
+// Scans unparsed bytes of the header section, up to its empty line; the state carries over
+// between reads.
+bool Server::folded_header_line(Conn& c, std::string_view in) {
+  for (const char ch : in) {
+    if (ch == '\n') {
+      if (c.line_started && c.line_len == 0) return false;  // the empty line: the body follows
+      c.line_len = 0;
+      continue;
+    }
+    if (ch == '\r') continue;
+    if (c.line_len == 0 && c.line_started && (ch == ' ' || ch == '\t')) return true;
+    c.line_started = true;
+    ++c.line_len;
+  }
+  return false;
+}
+
+// Checks the bytes [from, end) against what remains of the CRLF that must follow a chunk's data.
+bool Server::check_chunk_end(Conn& c, const char* from, const char* end) {
+  while (c.crlf_pending > 0 && from < end) {
+    if (*from != "\r\n"[2 - c.crlf_pending]) return false;
+    ++from;
+    --c.crlf_pending;
+  }
+  return true;
+}
+
 void Server::feed(Conn& c) {
   while (!c.inbuf.empty() && !c.busy && !c.closing) {
+    if (c.crlf_pending > 0 &&
+        !check_chunk_end(c, c.inbuf.data(), c.inbuf.data() + c.inbuf.size())) {
+      fail(c, 400, "malformed request: chunk data not followed by CRLF");
+      return;
+    }
+    if (!c.headers_done && folded_header_line(c, c.inbuf)) {
+      fail(c, 400, "malformed request: obsolete line folding in the headers");
+      return;
+    }
+    c.buf_end = c.inbuf.data() + c.inbuf.size();
     const std::size_t parsed =
         http_parser_execute(&c.parser, &settings_, c.inbuf.data(), c.inbuf.size());
     const auto err = HTTP_PARSER_ERRNO(&c.parser);
@@ -278,7 +454,10 @@ void Server::feed(Conn& c) {
       return;
     }
     if (err != HPE_OK) {
-      if (c.body_too_large) {
+      if (!c.reject.empty()) {
+        fail(c, c.reject_status,
+             c.reject_status == 400 ? "malformed request: " + c.reject : c.reject);
+      } else if (c.body_too_large) {
         fail(c, 413, fmt::format("body larger than {} bytes", limits_.max_body_bytes));
       } else if (err == HPE_HEADER_OVERFLOW || c.header_bytes > limits_.max_header_bytes) {
         fail(c, 431, fmt::format("headers larger than {} bytes", limits_.max_header_bytes));
@@ -296,20 +475,25 @@ void Server::feed(Conn& c) {
 
 int Server::on_message_begin(http_parser* p) {
   auto* c = static_cast<Conn*>(p->data);
-  uv_timer_start(
-      c->request_timer,
-      [](uv_timer_t* t) {
-        auto* conn = static_cast<Conn*>(t->data);
-        if (conn == nullptr || conn->busy) return;
-        conn->server->fail(*conn, 408,
-                           fmt::format("request not complete within {} ms",
-                                       conn->server->limits_.request_timeout.count()));
-      },
-      static_cast<std::uint64_t>(c->server->limits_.request_timeout.count()), 0);
-  c->req = Request{};
+  Server& server = *c->server;
+  // A later request on a kept-alive connection starts its clock at its first byte (the wait
+  // before it is idle_timeout's business); the first one keeps the clock started at accept.
+  const std::uint64_t now = uv_now(server.loop_.uv());
+  if (c->requests > 0) c->request_start = now;
+  const auto header_ms = static_cast<std::uint64_t>(
+      std::min(server.limits_.header_timeout, server.limits_.request_timeout).count());
+  const std::uint64_t spent = now - c->request_start;
+  server.arm_request_timer(*c, header_ms > spent ? header_ms - spent : 1);
+  c->req.method = HTTP_GET;
+  c->req.url.clear();
+  c->req.headers.clear();
+  c->req.body.clear();  // keeps a warm buffer (answer() frees a large one)
+  c->req.peer = c->peer;
   c->header_bytes = 0;
   c->in_header_value = false;
   c->body_too_large = false;
+  c->reject.clear();
+  c->crlf_pending = 0;
   return 0;
 }
 
@@ -348,7 +532,18 @@ int Server::on_header_value(http_parser* p, const char* at, std::size_t len) {
 
 int Server::on_headers_complete(http_parser* p) {
   auto* c = static_cast<Conn*>(p->data);
+  c->headers_done = true;
+  {
+    Server& server = *c->server;
+    const auto request_ms = static_cast<std::uint64_t>(server.limits_.request_timeout.count());
+    const std::uint64_t spent = uv_now(server.loop_.uv()) - c->request_start;
+    server.arm_request_timer(*c, request_ms > spent ? request_ms - spent : 1);
+  }
   c->req.method = static_cast<http_method>(p->method);
+  if (std::string why = check_headers(*p, c->req, c->reject_status); !why.empty()) {
+    c->reject = std::move(why);
+    return -1;
+  }
   if (p->content_length != ULLONG_MAX && p->content_length > c->server->limits_.max_body_bytes) {
     c->body_too_large = true;
     return -1;  // http-parser treats -1 as an error here
@@ -370,12 +565,23 @@ int Server::on_body(http_parser* p, const char* at, std::size_t len) {
     return 1;
   }
   c->req.body.append(at, len);
+  // RFC 9112 7.1: chunk data ends with CRLF; lenient http-parser would swallow any two bytes.
+  if ((p->flags & F_CHUNKED) != 0 && p->content_length == 0) {
+    c->crlf_pending = 2;
+    if (!check_chunk_end(*c, at + len, c->buf_end)) {
+      c->reject = "chunk data not followed by CRLF";
+      return 1;
+    }
+  }
   return 0;
 }
 
 int Server::on_message_complete(http_parser* p) {
   auto* c = static_cast<Conn*>(p->data);
   c->keep_alive = http_should_keep_alive(p) != 0;
+  c->headers_done = false;  // the next request's header section starts after this one
+  c->line_started = false;
+  c->line_len = 0;
   uv_timer_stop(c->request_timer);
   http_parser_pause(p, 1);
   return 0;
@@ -384,22 +590,29 @@ int Server::on_message_complete(http_parser* p) {
 void Server::dispatch(Conn& c) {
   c.busy = true;
   if (requests_ != nullptr) requests_->inc();
-  handler_(c.req, Responder(alive_, this, c.id));
+  handler_(c.req, Responder(alive_, this, c.id, ++c.requests));
 }
 
-void Server::answer(std::uint64_t id, Response r) {
+void Server::answer(std::uint64_t id, std::uint64_t request, Response r) {
   auto it = conns_.find(id);
   if (it == conns_.end()) return;
   Conn& c = *it->second;
-  if (!c.busy) return;
+  if (!c.busy || c.requests != request) return;  // answered already: never answer the next one
   c.busy = false;
   const bool close_after = !c.keep_alive;
   send(c, r, close_after);
-  if (!close_after) feed(c);
+  if (close_after) return;
+  // An idle keep-alive connection must not keep a large request's buffers (100 connections x
+  // 16 MiB bodies would stay resident until they close); small ones stay warm for the next.
+  if (c.req.body.capacity() > kWarmBytes) std::string().swap(c.req.body);
+  feed(c);
+  if (c.inbuf.empty() && c.inbuf.capacity() > kWarmBytes) std::string().swap(c.inbuf);
 }
 
 void Server::fail(Conn& c, int status, std::string message) {
+  if (c.closing) return;
   if (bad_requests_ != nullptr) bad_requests_->inc();
+  if (on_refused_) on_refused_(status, c.peer, message);
   Response r;
   r.status = status;
   r.body = std::move(message) + "\n";

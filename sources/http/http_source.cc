@@ -6,6 +6,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <cctype>
 
 #include "lib/core/clock.h"
@@ -20,6 +21,16 @@ std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
+}
+
+// "Bearer TOKEN" (RFC 6750 2.1; the scheme is case-insensitive, RFC 9110 11.1), compared in
+// constant time.
+bool bearer_matches(std::string_view credentials, std::string_view token) {
+  const auto sp = credentials.find(' ');
+  if (sp == std::string_view::npos || lower(credentials.substr(0, sp)) != "bearer") return false;
+  std::string_view got = credentials.substr(sp);
+  while (!got.empty() && got.front() == ' ') got.remove_prefix(1);
+  return got.size() == token.size() && CRYPTO_memcmp(got.data(), token.data(), got.size()) == 0;
 }
 
 // The media type of a Content-Type value, without parameters, lower-cased.
@@ -84,6 +95,15 @@ std::optional<std::string> unzstd(ZSTD_DCtx* d, std::string_view in, std::size_t
 BodyDecoder::BodyDecoder() : zstd(ZSTD_createDCtx()) {}
 BodyDecoder::~BodyDecoder() { ZSTD_freeDCtx(zstd); }
 
+void BodyDecoder::shrink() {
+  if (inflated.capacity() > kWarmBytes) std::string().swap(inflated);
+  if (padded_bytes > kWarmBytes) padded = parse::PaddedBuffer();
+  padded_bytes = 0;
+  if (json.capacity() > kWarmBytes) json = simdjson::ondemand::parser();
+  if (line_parser.capacity() > kWarmBytes) line_parser = simdjson::dom::parser();
+  if (headers.capacity() > 1024) decltype(headers)().swap(headers);
+}
+
 std::optional<HttpSourceConfig> HttpSourceConfig::parse(const ConfigNode& node,
                                                         ConfigErrors& errors) {
   HttpSourceConfig c;
@@ -96,6 +116,12 @@ std::optional<HttpSourceConfig> HttpSourceConfig::parse(const ConfigNode& node,
                 InRange<std::chrono::nanoseconds>{std::chrono::seconds(1), std::chrono::hours(24)});
   node.optional(
       "request_timeout", c.request_timeout, errors,
+      InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(100), std::chrono::hours(1)});
+  node.optional(
+      "header_timeout", c.header_timeout, errors,
+      InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(100), std::chrono::hours(1)});
+  node.optional(
+      "ack_timeout", c.ack_timeout, errors,
       InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(100), std::chrono::hours(1)});
   node.optional("auth_token", c.auth_token, errors);
   if (auto h = node.child("headers", errors)) {
@@ -126,7 +152,11 @@ HttpSource::HttpSource(const HttpSourceConfig& config, SourceContext& ctx,
       pipeline_(pipeline && !pipeline->trivial() ? std::move(pipeline) : nullptr),
       id_base_(run_id_base(ctx.name)),
       stop_waiter_(ctx.loop),
-      metrics_(ctx) {
+      metrics_(ctx),
+      ack_timer_(ctx.loop) {
+  ack_timeouts_ = &ctx.metrics.counter(
+      "sluice_http_source_ack_timeouts_total",
+      "Requests answered 503 because their events were not safe within ack_timeout.", ctx.labels());
   putter_.set_on_progress([this] {
     if (stopping_) stop_waiter_.check();
   });
@@ -139,16 +169,32 @@ Status HttpSource::start() {
   limits.idle_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(config_.idle_timeout);
   limits.request_timeout =
       std::chrono::duration_cast<std::chrono::milliseconds>(config_.request_timeout);
+  limits.header_timeout =
+      std::chrono::duration_cast<std::chrono::milliseconds>(config_.header_timeout);
+  limits.evict_when_full = http::ServerLimits::Eviction::unfinished;
   server_ = std::make_unique<http::Server>(
       ctx_.loop, limits,
       [this](http::Request& req, http::Responder r) { handle(req, std::move(r)); }, &ctx_.metrics,
       ctx_.labels());
+  // What the server refuses itself (malformed, slow, oversized) is counted and logged here too.
+  server_->set_on_refused([this](int status, std::string_view peer, std::string_view why) {
+    count(status);
+    SLUICE_WARN_LIMITED(log_limit_, "http {}: {} for {}: {}", ctx_.name, status, log_excerpt(peer),
+                        log_excerpt(why));
+  });
   if (config_.tls.enabled) {
     auto ctx = tls::TlsContext::make(config_.tls, /*server=*/true);
     if (!ctx) return ctx.error();
     server_->set_tls(std::move(*ctx));
   }
   return server_->listen(config_.listen);
+}
+
+void HttpSource::warn_refused(std::string_view peer, http_method method, std::string_view path,
+                              int status, std::string_view why) {
+  SLUICE_WARN_LIMITED(log_limit_, "http {}: {} for {} {} {}: {}", ctx_.name, status,
+                      log_excerpt(peer), http_method_str(method), log_excerpt(path),
+                      log_excerpt(why));
 }
 
 void HttpSource::count(int status) {
@@ -207,6 +253,7 @@ std::optional<std::pair<int, std::string>> decode_body(std::string_view content_
       return std::pair{400, "malformed Flume JSON body (" + std::string(why) +
                                 "): expected [{\"headers\": {...}, \"body\": \"...\"}, ...]"};
     };
+    decoder.padded_bytes = std::max(decoder.padded_bytes, body.size());
     if (auto e = decoder.json.iterate(decoder.padded.load(body)).get(doc))
       return bad(simdjson::error_message(e));
     if (auto e = doc.get_array().get(arr)) return bad(simdjson::error_message(e));
@@ -252,6 +299,7 @@ std::optional<std::pair<int, std::string>> decode_body(std::string_view content_
       if (line.empty() && ndjson) continue;
       if (ndjson) {
         simdjson::dom::element el;
+        decoder.padded_bytes = std::max(decoder.padded_bytes, line.size());
         const auto padded = decoder.padded.load(line);  // one reused buffer, not a copy per line
         if (auto e = decoder.line_parser.parse(padded.data(), padded.size(), false).get(el)) {
           return std::pair{400, "line " + std::to_string(line_no) + " is not JSON (" +
@@ -285,28 +333,173 @@ std::optional<std::pair<int, std::string>> HttpSource::decode(const http::Reques
   return std::nullopt;
 }
 
+// A body decoded on the uv threadpool: it owns everything the worker touches, so that neither
+// the connection closing nor the source going away frees memory under it.
+struct HttpSource::DecodeJob {
+  uv_work_t work{};
+  std::weak_ptr<int> alive;
+  HttpSource* source = nullptr;
+  std::string body, content_type, content_encoding, path, peer;
+  http_method method = HTTP_POST;
+  std::vector<std::pair<std::string, std::string>> common;  // mapped request headers
+  BodyLimits limits{};
+  std::int64_t now = 0;
+  std::uint64_t id_base = 0, id_seq = 0;
+  std::optional<http::Responder> responder;
+  std::optional<std::pair<int, std::string>> error;
+  BodyDecoder decoder;
+  Batch events;
+};
+
+HttpSource::~HttpSource() = default;
+
 void HttpSource::handle(http::Request& req, http::Responder responder) {
+  handle_request(req, std::move(responder));
+  // The events were copied into the channel (or refused): what a large body grew is freed here.
+  decoder_.shrink();
+  for (Batch* b : {&events_, &parsed_}) {
+    if (b->capacity_bytes() > BodyDecoder::kWarmBytes) b->release();
+  }
+}
+
+void HttpSource::handle_request(http::Request& req, http::Responder responder) {
   if (req.method != HTTP_POST && req.method != HTTP_PUT) {
     return refuse(responder, 405, "use POST", {{"Allow", "POST, PUT"}});
   }
-  if (!config_.auth_token.empty()) {
-    const std::string expect = "Bearer " + config_.auth_token;
-    const std::string_view got = req.header("authorization");
-    if (got.size() != expect.size() || CRYPTO_memcmp(got.data(), expect.data(), got.size()) != 0) {
-      return refuse(responder, 401, "missing or wrong bearer token",
-                    {{"WWW-Authenticate", "Bearer"}});
+  std::size_t authorizations = 0;
+  std::string_view credentials;
+  for (const auto& [name, value] : req.headers) {
+    if (name == "authorization") {
+      ++authorizations;
+      credentials = value;
     }
   }
+  if (authorizations > 1) {
+    // Two sets of credentials are ambiguous (which one would a proxy have checked?).
+    warn_refused(req.peer, req.method, req.path(), 400, "more than one Authorization header");
+    return refuse(responder, 400, "more than one Authorization header");
+  }
+  if (!config_.auth_token.empty() && !bearer_matches(credentials, config_.auth_token)) {
+    warn_refused(req.peer, req.method, req.path(), 401,
+                 credentials.empty() ? "no bearer token" : "wrong bearer token");
+    return refuse(responder, 401, "missing or wrong bearer token",
+                  {{"WWW-Authenticate", "Bearer"}});
+  }
   if (stopping_) return refuse(responder, 503, "shutting down", {{"Retry-After", "1"}});
+  const std::string_view encoding = req.header("content-encoding");
+  if (req.body.size() > kInlineDecodeBytes ||
+      (!encoding.empty() && lower(encoding) != "identity")) {
+    // Inflating (up to max_body_bytes, whatever the wire size) and framing a large body would
+    // stall the loop (0.65 s for 128 MiB): /healthz and every other connection would wait.
+    return start_decode(req, std::move(responder));
+  }
   if (auto err = decode(req)) {
-    SLUICE_WARN_LIMITED(log_limit_, "http {}: {} for a request to {}: {}", ctx_.name, err->first,
-                        log_excerpt(req.path()), err->second);
+    warn_refused(req.peer, req.method, req.path(), err->first, err->second);
     return refuse(responder, err->first, std::move(err->second));
   }
-  Batch* batch = &events_;
+  submit(events_, req.path(), std::move(responder));
+}
+
+void HttpSource::start_decode(http::Request& req, http::Responder responder) {
+  std::unique_ptr<DecodeJob> job;
+  if (idle_jobs_.empty()) {
+    job = std::make_unique<DecodeJob>();
+  } else {
+    job = std::move(idle_jobs_.back());
+    idle_jobs_.pop_back();
+  }
+  job->alive = alive_;
+  job->source = this;
+  job->body = std::move(req.body);  // the request is done with it; no copy
+  job->content_type.assign(req.header("content-type"));
+  job->content_encoding.assign(req.header("content-encoding"));
+  job->path.assign(req.path());
+  job->peer = req.peer;
+  job->method = req.method;
+  job->common.clear();
+  for (const auto& [from, to] : config_.headers) {
+    const std::string_view v = req.header(from);
+    if (!v.empty()) job->common.emplace_back(to, v);
+  }
+  job->limits = BodyLimits{config_.max_body_bytes.bytes, config_.max_events};
+  job->now = wall_clock_ns();
+  // The worker numbers the events; reserve the most a request may have so ids stay unique.
+  job->id_base = id_base_;
+  job->id_seq = id_seq_;
+  id_seq_ += config_.max_events;
+  job->responder = std::move(responder);
+  job->error.reset();
+  job->events.clear();
+  queued_.push_back(std::move(job));
+  run_decodes();
+}
+
+// At most kMaxDecodes bodies at a time on the threadpool (it is shared with other work); the
+// others wait in arrival order, their connections busy.
+void HttpSource::run_decodes() {
+  while (decoding_ < kMaxDecodes && !queued_.empty()) {
+    DecodeJob* job = queued_.front().release();
+    queued_.pop_front();
+    job->work.data = job;
+    ++decoding_;
+    uv_queue_work(
+        ctx_.loop.uv(), &job->work,
+        [](uv_work_t* w) {
+          auto* j = static_cast<DecodeJob*>(w->data);
+          std::uint64_t seq = j->id_seq;
+          j->error = decode_body(j->content_type, j->content_encoding, j->body, j->limits, j->now,
+                                 j->id_base, seq, j->decoder, j->events);
+        },
+        [](uv_work_t* w, int) {
+          std::unique_ptr<DecodeJob> j(static_cast<DecodeJob*>(w->data));
+          if (j->alive.expired()) return;  // the source is gone: drop the job
+          j->source->on_decoded(std::move(j));
+        });
+  }
+}
+
+void HttpSource::on_decoded(std::unique_ptr<DecodeJob> job) {
+  --decoding_;
+  http::Responder responder = std::move(*job->responder);
+  job->responder.reset();
+  if (job->error) {
+    job->events.clear();
+    warn_refused(job->peer, job->method, job->path, job->error->first, job->error->second);
+    refuse(responder, job->error->first, std::move(job->error->second));
+  } else {
+    for (const auto& [k, v] : job->common) job->events.set_common_header(k, v);
+    submit(job->events, job->path, std::move(responder));
+  }
+  if (parsed_.capacity_bytes() > BodyDecoder::kWarmBytes) parsed_.release();
+  // Freeing what a large body grew (munmap of ~2x the inflated size) is slow too: do it on the
+  // threadpool, then keep the job for the next body.
+  ++decoding_;
+  DecodeJob* j = job.release();
+  j->work.data = j;
+  uv_queue_work(
+      ctx_.loop.uv(), &j->work,
+      [](uv_work_t* w) {
+        auto* dj = static_cast<DecodeJob*>(w->data);
+        dj->decoder.shrink();
+        if (dj->events.capacity_bytes() > BodyDecoder::kWarmBytes) dj->events.release();
+        if (dj->body.capacity() > BodyDecoder::kWarmBytes) std::string().swap(dj->body);
+      },
+      [](uv_work_t* w, int) {
+        std::unique_ptr<DecodeJob> dj(static_cast<DecodeJob*>(w->data));
+        if (dj->alive.expired()) return;
+        HttpSource& self = *dj->source;
+        --self.decoding_;
+        if (self.idle_jobs_.size() < kMaxDecodes) self.idle_jobs_.push_back(std::move(dj));
+        self.run_decodes();
+        if (self.stopping_) self.stop_waiter_.check();
+      });
+}
+
+void HttpSource::submit(Batch& events, std::string_view path, http::Responder responder) {
+  Batch* batch = &events;
   if (pipeline_) {
     parsed_.clear();
-    pipeline_->process_batch(events_, parsed_, req.path());
+    pipeline_->process_batch(events, parsed_, path);
     batch = &parsed_;
   }
   if (!putter_.accepting()) {
@@ -314,15 +507,48 @@ void HttpSource::handle(http::Request& req, http::Responder responder) {
   }
   metrics_.events.inc(batch->size());
   metrics_.bytes.inc(batch->bytes());
-  putter_.submit(*batch, [this, responder](bool safe) mutable {
+  const std::uint64_t id = ++next_waiting_;
+  waiting_.push_back({id, std::chrono::steady_clock::now() + config_.ack_timeout, responder});
+  if (!ack_timer_.active()) {
+    ack_timer_.start(config_.ack_timeout, [this] { on_ack_timer(); });
+  }
+  putter_.submit(*batch, [this, id](bool safe) {
+    // Acks come in submit order, so the request is at (or near) the front unless it timed out.
+    auto it = std::find_if(waiting_.begin(), waiting_.end(),
+                           [id](const Waiting& w) { return w.id == id; });
+    if (it == waiting_.end()) return;  // answered 503 at ack_timeout already
+    http::Responder answer = std::move(it->responder);
+    waiting_.erase(it);
     if (!safe) {
-      return refuse(responder, 503, "the channel is full; retry later", {{"Retry-After", "1"}});
+      return refuse(answer, 503, "the channel is full; retry later", {{"Retry-After", "1"}});
     }
     count(200);
     http::Response r;
     r.status = 200;
-    responder.respond(std::move(r));
+    answer.respond(std::move(r));
   });
+}
+
+void HttpSource::on_ack_timer() {
+  const TimePoint now = std::chrono::steady_clock::now();
+  while (!waiting_.empty() && waiting_.front().deadline <= now) {
+    http::Responder responder = std::move(waiting_.front().responder);
+    waiting_.pop_front();
+    ack_timeouts_->inc();
+    SLUICE_WARN_LIMITED(
+        log_limit_,
+        "http {}: events of a request not safe within ack_timeout ({} ms): 503; "
+        "they stay in the channel and may still be delivered",
+        ctx_.name,
+        std::chrono::duration_cast<std::chrono::milliseconds>(config_.ack_timeout).count());
+    refuse(responder, 503,
+           "the events were not acknowledged in time; retry later (they may still be "
+           "delivered: at-least-once)",
+           {{"Retry-After", "1"}});
+  }
+  if (!waiting_.empty()) {
+    ack_timer_.start(waiting_.front().deadline - now, [this] { on_ack_timer(); });
+  }
 }
 
 void HttpSource::stop(StopCallback on_stopped) {
@@ -330,7 +556,8 @@ void HttpSource::stop(StopCallback on_stopped) {
   // Requests already received are answered once safe; then the server closes.
   stop_waiter_.wait(
       [this] {
-        if (!putter_.idle()) return false;
+        if (!putter_.idle() || decoding_ > 0 || !queued_.empty()) return false;
+        ack_timer_.stop();
         if (server_) server_->close();
         return true;
       },

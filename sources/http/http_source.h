@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,6 +32,13 @@ struct HttpSourceConfig {
   std::uint32_t max_connections = 1024;
   std::chrono::nanoseconds idle_timeout = std::chrono::seconds(60);
   std::chrono::nanoseconds request_timeout = std::chrono::seconds(30);
+  /// The request line and headers must arrive within this (from the accept for a connection's
+  /// first request): else 408, so that half-open connections cannot fill max_connections.
+  std::chrono::nanoseconds header_timeout = std::chrono::seconds(10);
+  /// From a request's last byte to its answer: when its events are not safe by then (a memory
+  /// channel whose sink keeps failing), the client gets 503 with Retry-After instead of waiting
+  /// forever. The events stay in the channel and may still be delivered (at-least-once).
+  std::chrono::nanoseconds ack_timeout = std::chrono::seconds(10);
   std::string auth_token;  // Authorization: Bearer TOKEN; empty: no authentication
   std::vector<std::pair<std::string, std::string>> headers;  // request header -> event header
   tls::TlsConfig tls;
@@ -50,8 +58,13 @@ struct BodyDecoder {
   ~BodyDecoder();
   BodyDecoder(const BodyDecoder&) = delete;
   BodyDecoder& operator=(const BodyDecoder&) = delete;
+  /// Frees what an unusually large body left behind, keeping buffers up to kWarmBytes each: a
+  /// burst of large requests must not stay resident while traffic is small or idle.
+  void shrink();
+  static constexpr std::size_t kWarmBytes = 256 * 1024;
   std::string inflated;
   parse::PaddedBuffer padded;
+  std::size_t padded_bytes = 0;  // the largest text loaded into `padded` since the last shrink()
   simdjson::ondemand::parser json;
   simdjson::dom::parser line_parser;
   std::vector<std::pair<std::string_view, std::string_view>> headers;
@@ -77,6 +90,7 @@ class HttpSource final : public Source {
  public:
   HttpSource(const HttpSourceConfig& config, SourceContext& ctx,
              std::unique_ptr<parse::EventPipeline> pipeline);
+  ~HttpSource() override;
   static Result<std::unique_ptr<HttpSource>> create(const HttpSourceConfig& config,
                                                     SourceContext& ctx);
 
@@ -86,10 +100,21 @@ class HttpSource final : public Source {
 
  private:
   void handle(http::Request& req, http::Responder responder);
+  void handle_request(http::Request& req, http::Responder responder);
   /// Decodes the body into events_; an error is the answer to send (status, message).
   std::optional<std::pair<int, std::string>> decode(const http::Request& req);
   void refuse(http::Responder& responder, int status, std::string message,
               std::vector<std::pair<std::string, std::string>> headers = {});
+  void on_ack_timer();
+  /// Logs a refused request with the client's address (rate-limited, control bytes escaped).
+  void warn_refused(std::string_view peer, http_method method, std::string_view path, int status,
+                    std::string_view why);
+  struct DecodeJob;
+  void start_decode(http::Request& req, http::Responder responder);
+  void run_decodes();
+  void on_decoded(std::unique_ptr<DecodeJob> job);
+  /// Puts decoded events (through the pipeline) and answers once they are safe.
+  void submit(Batch& events, std::string_view path, http::Responder responder);
 
   HttpSourceConfig config_;
   SourceContext& ctx_;
@@ -105,6 +130,24 @@ class HttpSource final : public Source {
   SourceMetrics metrics_;
   void count(int status);
   RateLimiter log_limit_;
+  // Requests whose events are with the channel, oldest first (one ack_timeout for all, so the
+  // deadlines are in order too): a request is answered once, by its ack or by the timer.
+  struct Waiting {
+    std::uint64_t id;
+    TimePoint deadline;
+    http::Responder responder;
+  };
+  std::deque<Waiting> waiting_;
+  std::uint64_t next_waiting_ = 0;
+  Timer ack_timer_;
+  // Bodies larger than this, and every compressed one, are decoded on the uv threadpool.
+  static constexpr std::size_t kInlineDecodeBytes = 256 * 1024;
+  static constexpr std::size_t kMaxDecodes = 2;
+  std::deque<std::unique_ptr<DecodeJob>> queued_;
+  std::vector<std::unique_ptr<DecodeJob>> idle_jobs_;
+  std::size_t decoding_ = 0;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // expires with the source
+  Counter* ack_timeouts_ = nullptr;
 };
 
 }  // namespace sluice::sources

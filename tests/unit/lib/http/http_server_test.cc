@@ -1,7 +1,15 @@
 #include "lib/http/http_server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
+#include <optional>
 #include <thread>
+#include <vector>
 
 #include "tests/support/test_support.h"
 
@@ -19,16 +27,16 @@ struct ServerThread {
   uv_async_t stop_async{};
   std::string address;
 
-  ServerThread() {
-    server = std::make_unique<http::Server>(
-        loop,
-        http::ServerLimits{.max_header_bytes = 1024, .max_body_bytes = 64, .max_connections = 8},
-        [](http::Request& req, http::Responder r) {
-          http::Response resp;
-          resp.body = std::string(http_method_str(req.method)) + " " + req.url + " " + req.body;
-          r.respond(std::move(resp));
-        },
-        &metrics, Labels{{"component", "t"}, {"type", "http"}});
+  static void echo(http::Request& req, http::Responder r) {
+    http::Response resp;
+    resp.body = std::string(http_method_str(req.method)) + " " + req.url + " " + req.body;
+    r.respond(std::move(resp));
+  }
+  explicit ServerThread(http::Handler handler = &ServerThread::echo,
+                        http::ServerLimits limits = {
+                            .max_header_bytes = 1024, .max_body_bytes = 64, .max_connections = 8}) {
+    server = std::make_unique<http::Server>(loop, limits, std::move(handler), &metrics,
+                                            Labels{{"component", "t"}, {"type", "http"}});
     REQUIRE(server->listen("127.0.0.1:0").ok());
     address = server->bound_address();
     uv_async_init(loop.uv(), &stop_async, [](uv_async_t* a) {
@@ -47,7 +55,67 @@ struct ServerThread {
   }
 };
 
+// Sends `pieces` on one connection, pausing between them so that the server reads each one
+// separately (the checks under test keep state across reads), and returns the status line.
+std::string send_pieces(const std::string& address, const std::vector<std::string>& pieces) {
+  std::string host;
+  int port = 0;
+  REQUIRE(http::split_host_port(address, host, port));
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<std::uint16_t>(port));
+  ::inet_pton(AF_INET, host.c_str(), &sa.sin_addr);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+  for (const std::string& p : pieces) {
+    ::send(fd, p.data(), p.size(), MSG_NOSIGNAL);
+    std::this_thread::sleep_for(30ms);  // not a wait for a condition: it separates the reads
+  }
+  std::string all;
+  char buf[4096];
+  ssize_t n = 0;
+  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) all.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  return all.substr(0, all.find("\r\n"));
+}
+
 }  // namespace
+
+TEST_CASE("http server: RFC 9112 checks hold when a request arrives in pieces", "[unit][http]") {
+  // Written on the server's loop thread before it answers, read here after the answers.
+  std::vector<std::pair<int, std::string>> refused;
+  std::vector<std::string> peers;
+  ServerThread s;
+  s.server->set_on_refused([&](int status, std::string_view peer, std::string_view why) {
+    refused.emplace_back(status, why);
+    peers.emplace_back(peer);
+  });
+  const std::string head =
+      "POST /c HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
+  // The CRLF after a chunk's data, split from it and split in two: fine.
+  CHECK(send_pieces(s.address, {head + "3\r\nabc", "\r", "\n0\r\n\r\n"}) == "HTTP/1.1 200 OK");
+  CHECK(send_pieces(s.address, {head + "3\r\nab", "c\r\n0\r\n\r\n"}) == "HTTP/1.1 200 OK");
+  // The same places with other bytes: 400.
+  CHECK(send_pieces(s.address, {head + "3\r\nabc", "X\n0\r\n\r\n"}) == "HTTP/1.1 400 Bad Request");
+  CHECK(send_pieces(s.address, {head + "3\r\nabc\r", "X0\r\n\r\n"}) == "HTTP/1.1 400 Bad Request");
+  // A folded header line whose leading space comes in the next read.
+  CHECK(send_pieces(s.address, {"GET / HTTP/1.1\r\nHost: t\r\nX-A: one\r\n", " two\r\n\r\n"}) ==
+        "HTTP/1.1 400 Bad Request");
+  // A body line that starts with a space is not a fold.
+  CHECK(send_pieces(s.address, {"POST / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                                "Content-Length: 6\r\n\r\n",
+                                "\n x\n y"}) == "HTTP/1.1 200 OK");
+  REQUIRE(refused.size() == 3);
+  CHECK(peers[0].rfind("127.0.0.1:", 0) == 0);
+  CHECK(refused[0] ==
+        std::pair<int, std::string>{400, "malformed request: chunk data not followed by CRLF"});
+  CHECK(refused[2] == std::pair<int, std::string>{
+                          400, "malformed request: obsolete line folding in the headers"});
+}
 
 TEST_CASE("http server answers, keeps connections alive, and refuses bad input", "[unit][http]") {
   ServerThread s;
@@ -88,6 +156,31 @@ TEST_CASE("http server answers, keeps connections alive, and refuses bad input",
                                 "GET / HTTP/1.1\r\nX-Big: " + std::string(2000, 'h') + "\r\n\r\n");
     CHECK(r.status == 431);
   }
+}
+
+TEST_CASE("http server: a late second answer never answers the next request", "[unit][http]") {
+  // As the HTTP source does at ack_timeout: answer 503 at once, then the put's late answer.
+  std::optional<http::Responder> first;
+  ServerThread s([&first](http::Request& req, http::Responder r) {
+    http::Response resp;
+    if (req.path() == "/1") {
+      first = r;
+      resp.status = 503;
+      r.respond(std::move(resp));
+      return;
+    }
+    http::Response late;
+    late.body = "late answer for /1";
+    first->respond(std::move(late));  // dropped: /1 was answered
+    resp.body = "answer for /2";
+    r.respond(std::move(resp));
+  });
+  auto r = test::http_request(s.address,
+                              "GET /1 HTTP/1.1\r\nHost: t\r\n\r\n"
+                              "GET /2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  CHECK(r.status == 503);
+  CHECK(r.body.find("late answer") == std::string::npos);
+  CHECK(r.body.find("answer for /2") != std::string::npos);
 }
 
 TEST_CASE("split_host_port", "[unit][http]") {
