@@ -140,53 +140,38 @@ void Connection::send(std::string_view data) {
 
 void Connection::write_wire(std::string_view data) {
   if (data.empty()) return;
-  const std::size_t before = out_pending_.size();
   if (codec_) {
     codec_->encode(data, out_pending_);
   } else {
     out_pending_.append(data);
   }
-  server_->output_changed(static_cast<std::int64_t>(out_pending_.size() - before));
   flush();
+  if (state_ == State::closed) return;
+  account();
   update_reading();
+}
+
+void Connection::account() {
+  if (server_ == nullptr) return;
+  const std::size_t now = state_ == State::closed ? 0 : unsent_bytes();
+  server_->output_changed(static_cast<std::int64_t>(now) - static_cast<std::int64_t>(accounted_));
+  accounted_ = now;
 }
 
 void Connection::flush() {
   if (writing_ || out_pending_.empty() || state_ == State::closed) return;
   out_inflight_.swap(out_pending_);
   uv_buf_t b = uv_buf_init(out_inflight_.data(), static_cast<unsigned>(out_inflight_.size()));
-  const int rc = uv_write(
-      &write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1, [](uv_write_t* req, int status) {
-        auto* c = static_cast<Connection*>(req->data);
-        if (c->state_ == State::closed) return;  // cancelled by uv_close
-        c->writing_ = false;
-        const std::size_t done = c->out_inflight_.size();
-        c->out_inflight_.clear();
-        if (c->out_inflight_.capacity() > kKeepOutputCapacity) {
-          std::string().swap(c->out_inflight_);
-        }
-        c->server_->output_changed(-static_cast<std::int64_t>(done));
-        if (status < 0) {
-          c->server_->output_changed(-static_cast<std::int64_t>(c->out_pending_.size()));
-          c->out_pending_.clear();
-          if (c->state_ == State::open) {
-            c->close(CloseReason::read_error);
-          } else {
-            c->finish();
-          }
-          return;
-        }
-        if (!c->out_pending_.empty()) {
-          c->flush();
-        } else if (c->state_ == State::draining) {
-          c->shutdown();
-          return;
-        }
-        c->update_reading();
-      });
+  // libuv writes at once what the socket takes; the callback comes on a later loop turn.
+  const int rc = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1,
+                          [](uv_write_t* req, int status) {
+                            auto* c = static_cast<Connection*>(req->data);
+                            if (c->state_ == State::closed) return;  // cancelled by uv_close
+                            c->on_written(status);
+                          });
   if (rc != 0) {
-    server_->output_changed(-static_cast<std::int64_t>(out_inflight_.size()));
     out_inflight_.clear();
+    out_pending_.clear();
     if (state_ == State::open) {
       close(CloseReason::read_error);
     } else {
@@ -195,6 +180,30 @@ void Connection::flush() {
     return;
   }
   writing_ = true;
+}
+
+void Connection::on_written(int status) {
+  writing_ = false;
+  out_inflight_.clear();
+  if (out_inflight_.capacity() > kKeepOutputCapacity) std::string().swap(out_inflight_);
+  if (status < 0) {
+    out_pending_.clear();
+    account();
+    if (state_ == State::open) {
+      close(CloseReason::read_error);
+    } else {
+      finish();
+    }
+    return;
+  }
+  flush();
+  if (state_ == State::closed) return;
+  account();
+  if (state_ == State::draining) {
+    if (!writing_) shutdown();
+    return;
+  }
+  update_reading();
 }
 
 void Connection::shutdown() {
@@ -286,7 +295,9 @@ void Connection::close(CloseReason why) {
       flush();
     }
   }
-  if (state_ == State::draining) server->arm(*this);
+  if (state_ != State::draining) return;
+  account();
+  server->arm(*this);
 }
 
 std::uint64_t Connection::deadline_ms() const {
@@ -303,8 +314,7 @@ std::uint64_t Connection::deadline_ms() const {
 void Connection::finish() {
   if (state_ == State::closed) return;
   state_ = State::closed;
-  // What was never written leaves the budget; the buffers stay until libuv cancels the write.
-  if (server_ != nullptr) server_->output_changed(-static_cast<std::int64_t>(unsent_bytes()));
+  account();  // what was never written leaves the budget
   close_handles();
 }
 

@@ -104,7 +104,11 @@ class Connection {
   /// flight, the rest waits in one buffer. Ignored once the connection is closing.
   void send(std::string_view data);
   /// Bytes queued and not yet written to the socket.
-  std::size_t unsent_bytes() const noexcept { return out_pending_.size() + out_inflight_.size(); }
+  std::size_t unsent_bytes() const noexcept {
+    return out_pending_.size() +
+           (writing_ ? uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_))
+                     : 0);
+  }
   /// Starts the message deadline (again, if a message was already in progress).
   void begin_message();
   void end_message();
@@ -132,7 +136,10 @@ class Connection {
   std::uint64_t deadline_ms() const;
   void write_wire(std::string_view data);
   void flush();
+  void on_written(int status);
   void update_reading();
+  /// Brings the server's count of unsent output up to date with this connection's.
+  void account();
   void shutdown();
   /// Closes the socket now (queued writes are cancelled); deletes this once libuv is done.
   void finish();
@@ -152,6 +159,7 @@ class Connection {
   bool paused_for_output_ = false;
   std::uint64_t accepted_ms_ = 0, last_read_ms_ = 0, message_start_ms_ = 0, close_start_ms_ = 0;
   std::uint64_t timer_due_ms_ = 0;  // 0: not armed
+  std::size_t accounted_ = 0;       // unsent bytes counted in the server's budget
   std::string out_pending_, out_inflight_;
   std::unique_ptr<tls::TlsSession> tls_;
   std::unique_ptr<WireCodec> codec_;

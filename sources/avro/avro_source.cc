@@ -382,8 +382,9 @@ void AvroSource::put_request(Conn& c, std::int32_t serial, std::string prefix) {
   }
   metrics_.events.inc(batch->size());
   metrics_.bytes.inc(batch->bytes());
+  // Not marked busy: idle_timeout still closes a client whose answers wait for a stalled
+  // channel (Flume's clients gave up after their 20 s request-timeout anyway).
   ++c.pending_calls;
-  c.net->set_busy(true);
   if (c.pending_calls >= kMaxPendingCalls) c.net->hold_reading(true);
   putter_.submit(*batch, [this, conn = c.id, serial, prefix = std::move(prefix)](bool safe) {
     answered(conn, serial, prefix, safe);
@@ -397,7 +398,6 @@ void AvroSource::answered(std::uint64_t conn, std::int32_t serial, std::string_v
   if (it == conns_.end()) return;  // the client left; its events are in the channel anyway
   Conn& c = *it->second;
   --c.pending_calls;
-  if (c.pending_calls == 0) c.net->set_busy(false);
   if (c.pending_calls + 1 == kMaxPendingCalls) c.net->hold_reading(false);
   reply(c, serial, prefix, safe ? avro::CallStatus::ok : avro::CallStatus::failed);
 }
