@@ -43,6 +43,8 @@ std::string_view close_reason_name(CloseReason why, const ServerOptions& options
       return "over_budget";
     case CloseReason::stopping:
       return "stopping";
+    case CloseReason::done:
+      return "done";
   }
   return "unknown";
 }
@@ -336,28 +338,30 @@ void Connection::close_handles() {
 // ---- TcpServer ----
 
 TcpServer::TcpServer(Loop& loop, ServerOptions options, ConnectionHandler& handler,
-                     MetricsRegistry& metrics, const Labels& labels)
-    : loop_(loop),
+                     MetricsRegistry* metrics, const Labels& labels)
+    : own_metrics_(metrics == nullptr ? std::make_unique<MetricsRegistry>() : nullptr),
+      metrics_(metrics != nullptr ? *metrics : *own_metrics_),
+      loop_(loop),
       options_(std::move(options)),
       handler_(handler),
       read_buf_(options_.read_buffer_bytes),
-      connections_(metrics.gauge(options_.metric_prefix + "_connections",
-                                 "Open client connections.", labels)),
-      reads_paused_(metrics.counter(
+      connections_(metrics_.gauge(options_.metric_prefix + "_connections",
+                                  "Open client connections.", labels)),
+      reads_paused_(metrics_.counter(
           options_.metric_prefix + "_reads_paused_total",
           "Times a connection stopped being read because its unsent answers (or all connections' "
           "buffers) exceeded their bound.",
           labels)),
-      tls_errors_(tls::handshake_errors(metrics, labels)) {
+      tls_errors_(tls::handshake_errors(metrics_, labels)) {
   for (std::size_t i = 0; i < kRefuseReasons; ++i) {
     refused_[i] =
-        &metrics.counter(options_.metric_prefix + "_connections_refused_total",
-                         "Connections refused at accept: not in `allow`, max_connections, "
-                         "max_connections_per_address, or stopping.",
-                         with_label(labels, "reason", kRefuseNames[i]));
+        &metrics_.counter(options_.metric_prefix + "_connections_refused_total",
+                          "Connections refused at accept: not in `allow`, max_connections, "
+                          "max_connections_per_address, or stopping.",
+                          with_label(labels, "reason", kRefuseNames[i]));
   }
   for (std::size_t i = 0; i < kCloseReasons; ++i) {
-    closed_[i] = &metrics.counter(
+    closed_[i] = &metrics_.counter(
         options_.metric_prefix + "_connections_closed_total", "Connections closed, by reason.",
         with_label(labels, "reason",
                    std::string(close_reason_name(static_cast<CloseReason>(i), options_))));
@@ -549,22 +553,27 @@ void TcpServer::on_timer(Connection& c) {
     SLUICE_WARN_LIMITED(log_limit_, "{}: closing {}: a message unfinished after {} ms ({})",
                         options_.log_name, c.peer_, options_.message_timeout.count(),
                         options_.message_timeout_label);
-    c.close(CloseReason::message_timeout);
+    expire(c, CloseReason::message_timeout);
     return;
   }
   if (c.tls_ && !c.tls_->established() && now >= c.accepted_ms_ + ms(options_.handshake_timeout)) {
     SLUICE_WARN_LIMITED(log_limit_, "{}: closing {}: TLS handshake unfinished after {} ms",
                         options_.log_name, c.peer_, options_.handshake_timeout.count());
-    c.close(CloseReason::handshake_timeout);
+    expire(c, CloseReason::handshake_timeout);
     return;
   }
   if (!c.in_message_ && !c.busy_ && now >= c.last_read_ms_ + ms(options_.idle_timeout)) {
     spdlog::debug("{}: closing {}: idle for {} ms", options_.log_name, c.peer_,
                   options_.idle_timeout.count());
-    c.close(CloseReason::idle);
+    expire(c, CloseReason::idle);
     return;
   }
   arm(c);
+}
+
+void TcpServer::expire(Connection& c, CloseReason why) {
+  handler_.on_timeout(c, why);
+  c.close(why);  // a no-op if the protocol closed it itself
 }
 
 void TcpServer::output_changed(std::int64_t delta) {

@@ -34,8 +34,9 @@ enum class CloseReason : std::uint8_t {
   bad_input,          // the protocol refused what it read (and may have answered why)
   over_budget,        // the protocol's buffers took the server past max_buffered_bytes
   stopping,           // the server is shutting down
+  done,               // the protocol finished with the connection (HTTP "Connection: close")
 };
-inline constexpr std::size_t kCloseReasons = 9;
+inline constexpr std::size_t kCloseReasons = 10;
 
 /// Why a server refused a connection at accept: the `reason` label of
 /// <prefix>_connections_refused_total. A refused connection is closed before anything is read.
@@ -174,6 +175,13 @@ class ConnectionHandler {
   virtual void on_open(Connection& c) = 0;
   /// Bytes read (plaintext, after TLS). The view is valid only during the call.
   virtual void on_data(Connection& c, std::string_view data) = 0;
+  /// A deadline expired (idle, message_timeout, handshake_timeout); the server closes the
+  /// connection for `why` when this returns. The protocol may send a last answer (HTTP 408),
+  /// which is drained like any other.
+  virtual void on_timeout(Connection& c, CloseReason why) {
+    (void)c;
+    (void)why;
+  }
   /// The connection is closing: forget it. Runs once per opened connection, also when the
   /// protocol closed it itself, never from the server's destructor.
   virtual void on_close(Connection& c, CloseReason why) = 0;
@@ -189,7 +197,8 @@ class ConnectionHandler {
 ///   close_timeout.
 class TcpServer {
  public:
-  TcpServer(Loop& loop, ServerOptions options, ConnectionHandler& handler, MetricsRegistry& metrics,
+  /// `metrics` may be null (the series then go to a registry of the server's own).
+  TcpServer(Loop& loop, ServerOptions options, ConnectionHandler& handler, MetricsRegistry* metrics,
             const Labels& labels);
   /// Closes every socket at once without calling the handler.
   ~TcpServer();
@@ -236,8 +245,11 @@ class TcpServer {
   void output_changed(std::int64_t delta);
   void resume_paused();
   void closed(Connection& c, CloseReason why);
+  void expire(Connection& c, CloseReason why);
   std::uint64_t now_ms() const { return uv_now(loop_.uv()); }
 
+  std::unique_ptr<MetricsRegistry> own_metrics_;  // when none was given
+  MetricsRegistry& metrics_;
   Loop& loop_;
   ServerOptions options_;
   ConnectionHandler& handler_;

@@ -146,7 +146,7 @@ AvroSource::AvroSource(const AvroSourceConfig& config, SourceContext& ctx,
           "sluice_avro_handshakes_refused_total",
           "Handshakes answered NONE (unknown client protocol without its text, or incompatible).",
           ctx.labels())),
-      server_(ctx.loop, server_options(config, ctx.name), *this, ctx.metrics, ctx.labels()) {
+      server_(ctx.loop, server_options(config, ctx.name), *this, &ctx.metrics, ctx.labels()) {
   server_.set_filter(std::move(allow));
   putter_.set_on_progress([this] {
     if (stopping_) stop_waiter_.check();

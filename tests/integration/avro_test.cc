@@ -725,3 +725,33 @@ TEST_CASE("avro: max_connections_per_address refuses the extra connection, count
   REQUIRE(eventually(5s, [&] { return count_lines(out) == 2; }));
   CHECK(agent.terminate() == 0);
 }
+
+TEST_CASE("avro: frame_timeout, handshake_timeout and max_connections_per_address are checked",
+          "[integration][avro]") {
+  TempDir tmp;
+  write_file(tmp.file("bad.toml"), R"([agent]
+data_dir = "/tmp/x"
+[sources.av]
+type = "avro"
+listen = "127.0.0.1:0"
+channel = "buf"
+frame_timeout = "0s"
+handshake_timeout = "1h"
+max_connections_per_address = 0
+[channels.buf]
+type = "memory"
+[sinks.out]
+type = "stdout"
+channel = "buf"
+)");
+  const auto [code, text] = run_sluice({"check", "-c", tmp.file("bad.toml")});
+  CHECK(code == 2);
+  const std::string file = tmp.file("bad.toml");
+  CHECK(text.find(file + ":7:17: sources.av.frame_timeout: must be in [100ms, 1h], got 0s") !=
+        std::string::npos);
+  CHECK(text.find(file + ":8:21: sources.av.handshake_timeout: must be in [100ms, 10m], got 1h") !=
+        std::string::npos);
+  CHECK(text.find(file +
+                  ":9:31: sources.av.max_connections_per_address: must be in [1, 100000], got 0") !=
+        std::string::npos);
+}

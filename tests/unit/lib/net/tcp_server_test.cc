@@ -26,6 +26,11 @@ struct Recorder final : net::ConnectionHandler {
   std::vector<CloseReason> closed;
   std::string received;
   std::function<void(net::Connection&, std::string_view)> data;
+  std::vector<CloseReason> timeouts;
+  void on_timeout(net::Connection& c, CloseReason why) override {
+    timeouts.push_back(why);
+    c.send("timed out\n");  // a last answer, as HTTP's 408
+  }
   void on_open(net::Connection& c) override { open.push_back(&c); }
   void on_data(net::Connection& c, std::string_view d) override {
     received.append(d);
@@ -45,7 +50,7 @@ struct Fixture {
 
   explicit Fixture(net::ServerOptions o) {
     o.metric_prefix = "sluice_test";
-    server = std::make_unique<net::TcpServer>(loop, o, handler, metrics,
+    server = std::make_unique<net::TcpServer>(loop, o, handler, &metrics,
                                               Labels{{"component", "t"}, {"type", "test"}});
     REQUIRE(server->listen("127.0.0.1:0").ok());
   }
@@ -211,7 +216,11 @@ TEST_CASE("tcp server: message and idle deadlines close, counted by reason", "[u
       return !f.handler.closed.empty();
     }));
     CHECK(f.handler.closed[0] == CloseReason::message_timeout);
+    CHECK(f.handler.timeouts == std::vector<CloseReason>{CloseReason::message_timeout});
     CHECK(std::chrono::steady_clock::now() - start >= 140ms);
+    std::string got;
+    REQUIRE(f.until([&] { return !c.read_some(got); }));
+    CHECK(got == "timed out\n");  // the last answer was sent before the close
     CHECK(f.server->closed_count(CloseReason::message_timeout) == 1);
   }
   SECTION("idle, but not while busy") {
