@@ -211,6 +211,9 @@ void AvroSource::on_data(net::Connection& nc, std::string_view data) {
     data = c.inflated;
   }
   now_ns_ = wall_clock_ns();
+  // Once the channel refused a call, the other calls of this read are answered FAILED without
+  // trying: a flood of tiny calls costs one refused put per read, not one per call.
+  refusing_ = false;
   const std::size_t before = c.decoder.buffered();
   std::size_t frames = 0;
   feeding_ = &c;
@@ -375,7 +378,7 @@ void AvroSource::put_request(Conn& c, std::int32_t serial, std::string prefix) {
     reply(c, serial, prefix, avro::CallStatus::ok);
     return;
   }
-  if (stopping_ || !putter_.accepting()) {
+  if (stopping_ || refusing_ || !putter_.accepting()) {
     requests_failed_.inc();
     reply(c, serial, prefix, avro::CallStatus::failed);
     return;
@@ -386,14 +389,17 @@ void AvroSource::put_request(Conn& c, std::int32_t serial, std::string prefix) {
   // channel (Flume's clients gave up after their 20 s request-timeout anyway).
   ++c.pending_calls;
   if (c.pending_calls >= kMaxPendingCalls) c.net->hold_reading(true);
+  submitting_ = true;
   putter_.submit(*batch, [this, conn = c.id, serial, prefix = std::move(prefix)](bool safe) {
     answered(conn, serial, prefix, safe);
   });
+  submitting_ = false;
 }
 
 void AvroSource::answered(std::uint64_t conn, std::int32_t serial, std::string_view prefix,
                           bool safe) {
   (safe ? requests_ok_ : requests_failed_).inc();
+  if (!safe && submitting_) refusing_ = true;  // the channel is full: at once, inside submit()
   auto it = conns_.find(conn);
   if (it == conns_.end()) return;  // the client left; its events are in the channel anyway
   Conn& c = *it->second;

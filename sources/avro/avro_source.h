@@ -100,6 +100,7 @@ class AvroSource final : public Source, private net::ConnectionHandler {
   std::string frame_, compressed_;  // reused for every answer
   std::int64_t now_ns_ = 0;
   bool stopping_ = false, closed_all_ = false;
+  bool submitting_ = false, refusing_ = false;
   StopWaiter stop_waiter_;
   SourceMetrics metrics_;
   Counter& requests_ok_;

@@ -755,3 +755,46 @@ channel = "buf"
                   ":9:31: sources.av.max_connections_per_address: must be in [1, 100000], got 0") !=
         std::string::npos);
 }
+
+TEST_CASE("avro: many clients flooding a full channel without reading keep memory bounded",
+          "[integration][avro]") {
+  TempDir tmp;
+  // The sink writes to /dev/full and fails: the channel stays full, every call is refused.
+  AgentProcess agent("avro_source_file.toml",
+                     source_options("/dev/full", "", "type = \"memory\"\nmax_events = 1000"));
+  REQUIRE(agent.wait_ready());
+  const std::string address = agent.source_address("av");
+  constexpr int kClients = 100;
+  std::vector<std::unique_ptr<Raw>> clients;
+  const std::string call = append_call("x");
+  std::string flood;
+  for (int i = 1; i <= 2000; ++i) avro::encode_frame(i, call, flood);
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(std::make_unique<Raw>(address));
+    clients.back()->send(first_request(0, call));
+    ::fcntl(clients.back()->fd, F_SETFL, ::fcntl(clients.back()->fd, F_GETFL) | O_NONBLOCK);
+  }
+  // Each client sends until sluice stops reading it (its answers are not read).
+  std::size_t sent = 0;
+  auto last_progress = std::chrono::steady_clock::now();
+  const auto start = last_progress;
+  while (std::chrono::steady_clock::now() - last_progress < 2s &&
+         std::chrono::steady_clock::now() - start < 30s) {
+    for (auto& c : clients) {
+      const ssize_t n = ::send(c->fd, flood.data(), flood.size(), MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += static_cast<std::size_t>(n);
+        last_progress = std::chrono::steady_clock::now();
+      }
+    }
+  }
+  const long hwm = proc_status_kb(agent.pid(), "VmHWM");
+  WARN("flood: " << kClients << " clients sent " << sent / (1 << 20) << " MiB (" << sent / 23
+                 << " calls), VmHWM " << hwm << " kB");
+  CHECK(hwm < 100 * 1024);
+  CHECK(agent.metric(R"(sluice_avro_requests_total{component="av",type="avro",status="failed"})")
+            .value_or(0) > 1e6);
+  clients.clear();
+  // The failing sink keeps events in the memory channel, so SIGTERM would wait shutdown_timeout.
+  CHECK(agent.signal_and_wait(SIGKILL) == -SIGKILL);
+}
