@@ -774,15 +774,19 @@ TEST_CASE("avro: many clients flooding a full channel without reading keep memor
     clients.back()->send(first_request(0, call));
     ::fcntl(clients.back()->fd, F_SETFL, ::fcntl(clients.back()->fd, F_GETFL) | O_NONBLOCK);
   }
-  // Each client sends until sluice stops reading it (its answers are not read).
+  // Each client sends until sluice stops reading it (its answers are not read), whole frames
+  // in order: a partial send continues where it stopped.
+  std::vector<std::size_t> at(kClients, 0);
   std::size_t sent = 0;
   auto last_progress = std::chrono::steady_clock::now();
   const auto start = last_progress;
   while (std::chrono::steady_clock::now() - last_progress < 2s &&
          std::chrono::steady_clock::now() - start < 30s) {
-    for (auto& c : clients) {
-      const ssize_t n = ::send(c->fd, flood.data(), flood.size(), MSG_NOSIGNAL);
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+      const ssize_t n =
+          ::send(clients[i]->fd, flood.data() + at[i], flood.size() - at[i], MSG_NOSIGNAL);
       if (n > 0) {
+        at[i] = (at[i] + static_cast<std::size_t>(n)) % flood.size();
         sent += static_cast<std::size_t>(n);
         last_progress = std::chrono::steady_clock::now();
       }
@@ -797,4 +801,40 @@ TEST_CASE("avro: many clients flooding a full channel without reading keep memor
   clients.clear();
   // The failing sink keeps events in the memory channel, so SIGTERM would wait shutdown_timeout.
   CHECK(agent.signal_and_wait(SIGKILL) == -SIGKILL);
+}
+
+TEST_CASE("avro: SIGTERM with answers a client does not read exits 0 within the close timeout",
+          "[integration][avro]") {
+  TempDir tmp;
+  AgentProcess agent("avro_source_file.toml", source_options("/dev/null"));
+  REQUIRE(agent.wait_ready());
+  Raw conn(agent.source_address("av"));
+  conn.send(first_request(0, append_call("x")));
+  REQUIRE(conn.frame().has_value());
+  ::fcntl(conn.fd, F_SETFL, ::fcntl(conn.fd, F_GETFL) | O_NONBLOCK);
+  std::string flood;
+  for (int i = 1; i <= 2000; ++i) avro::encode_frame(i, append_call("x"), flood);
+  std::size_t at = 0;
+  auto last_progress = std::chrono::steady_clock::now();
+  const auto start = last_progress;
+  while (std::chrono::steady_clock::now() - last_progress < 2s &&
+         std::chrono::steady_clock::now() - start < 30s) {
+    const ssize_t n = ::send(conn.fd, flood.data() + at, flood.size() - at, MSG_NOSIGNAL);
+    if (n > 0) {
+      at = (at + static_cast<std::size_t>(n)) % flood.size();
+      last_progress = std::chrono::steady_clock::now();
+    } else {
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  REQUIRE(
+      agent.metric(R"(sluice_avro_reads_paused_total{component="av",type="avro"})").value_or(0) >=
+      1.0);
+  // Stopping sends the queued answers first; a client that takes none is cut off after 5 s.
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(agent.terminate() == 0);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  WARN("SIGTERM with unread answers: exit after "
+       << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+  CHECK(took < 8s);
 }
