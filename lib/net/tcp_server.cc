@@ -131,7 +131,7 @@ void Connection::send(std::string_view data) {
       server_->tls_errors_.inc();
       SLUICE_WARN_LIMITED(server_->log_limit_, "{}: closing {}: {}", server_->options_.log_name,
                           peer_, st.message());
-      close(CloseReason::tls_error);
+      fail_soon(CloseReason::tls_error);
       return;
     }
     write_wire(cipher);  // empty while the handshake runs: TLS holds the plaintext
@@ -175,13 +175,24 @@ void Connection::flush() {
     out_inflight_.clear();
     out_pending_.clear();
     if (state_ == State::open) {
-      close(CloseReason::read_error);
+      fail_soon(CloseReason::read_error);
     } else {
       finish();
     }
     return;
   }
   writing_ = true;
+}
+
+void Connection::fail_soon(CloseReason why) {
+  // Called from inside send(): closing here would run on_close in the middle of the protocol's
+  // own call, so the close happens on the next loop turn instead.
+  if (state_ != State::open || failing_) return;
+  failing_ = true;
+  fail_reason_ = why;
+  update_reading();
+  timer_due_ms_ = server_->now_ms();
+  uv_timer_start(&timer_, &TcpServer::timer_fired, 0, 0);
 }
 
 void Connection::on_written(int status) {
@@ -232,7 +243,7 @@ void Connection::update_reading() {
       --server_->paused_;
     }
   }
-  const bool want = !hold_ && !over_output;
+  const bool want = !hold_ && !over_output && !failing_;
   if (want == reading_) return;
   reading_ = want;
   auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
@@ -526,13 +537,12 @@ void TcpServer::arm(Connection& c) {
   if (c.timer_due_ms_ != 0 && c.timer_due_ms_ <= due) return;  // fires first and re-arms
   c.timer_due_ms_ = due;
   const std::uint64_t now = now_ms();
-  uv_timer_start(
-      &c.timer_,
-      [](uv_timer_t* t) {
-        auto* conn = static_cast<Connection*>(t->data);
-        conn->server_->on_timer(*conn);
-      },
-      due > now ? due - now : 0, 0);
+  uv_timer_start(&c.timer_, &TcpServer::timer_fired, due > now ? due - now : 0, 0);
+}
+
+void TcpServer::timer_fired(uv_timer_t* t) {
+  auto* c = static_cast<Connection*>(t->data);
+  c->server_->on_timer(*c);
 }
 
 void TcpServer::on_timer(Connection& c) {
@@ -549,6 +559,10 @@ void TcpServer::on_timer(Connection& c) {
     return;
   }
   if (c.state_ != Connection::State::open) return;
+  if (c.failing_) {
+    c.close(c.fail_reason_);
+    return;
+  }
   if (c.in_message_ && now >= c.message_start_ms_ + ms(options_.message_timeout)) {
     SLUICE_WARN_LIMITED(log_limit_, "{}: closing {}: a message unfinished after {} ms ({})",
                         options_.log_name, c.peer_, options_.message_timeout.count(),

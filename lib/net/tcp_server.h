@@ -102,7 +102,8 @@ class Connection {
   const std::string& peer() const noexcept { return peer_; }
   const sockaddr_storage& peer_address() const noexcept { return addr_; }
   /// Queues `data` (through TLS and the wire codec). Writes coalesce: at most one uv_write is in
-  /// flight, the rest waits in one buffer. Ignored once the connection is closing.
+  /// flight, the rest waits in one buffer. Ignored once the connection is closing. Never calls
+  /// on_close: a write that fails closes the connection on the next loop turn.
   void send(std::string_view data);
   /// Bytes queued and not yet written to the socket.
   std::size_t unsent_bytes() const noexcept {
@@ -137,6 +138,8 @@ class Connection {
   std::uint64_t deadline_ms() const;
   void write_wire(std::string_view data);
   void flush();
+  /// A write failed inside send(): stop reading and close on the next loop turn.
+  void fail_soon(CloseReason why);
   void on_written(int status);
   void update_reading();
   /// Brings the server's count of unsent output up to date with this connection's.
@@ -157,7 +160,8 @@ class Connection {
   int open_handles_ = 0;
   State state_ = State::open;
   bool reading_ = false, hold_ = false, busy_ = false, in_message_ = false, writing_ = false;
-  bool paused_for_output_ = false;
+  bool paused_for_output_ = false, failing_ = false;
+  CloseReason fail_reason_ = CloseReason::read_error;
   std::uint64_t accepted_ms_ = 0, last_read_ms_ = 0, message_start_ms_ = 0, close_start_ms_ = 0;
   std::uint64_t timer_due_ms_ = 0;  // 0: not armed
   std::size_t accounted_ = 0;       // unsent bytes counted in the server's budget
@@ -183,7 +187,8 @@ class ConnectionHandler {
     (void)why;
   }
   /// The connection is closing: forget it. Runs once per opened connection, also when the
-  /// protocol closed it itself, never from the server's destructor.
+  /// protocol closed it itself (then from inside Connection::close), never from inside send() and
+  /// never from the server's destructor.
   virtual void on_close(Connection& c, CloseReason why) = 0;
 };
 
@@ -240,6 +245,7 @@ class TcpServer {
   void on_connection();
   void refuse(uv_tcp_t* tcp, RefuseReason why, const std::string& peer);
   void on_read(Connection& c, ssize_t n, const uv_buf_t* buf);
+  static void timer_fired(uv_timer_t* t);
   void on_timer(Connection& c);
   void arm(Connection& c);
   void output_changed(std::int64_t delta);

@@ -43,7 +43,6 @@ struct AvroSource::Conn {
   avro::FrameDecoder decoder;
   bool connected = false;
   bool malformed = false;  // a malformed handshake: closed after this read
-  bool gone = false;       // closed while its read was being decoded: erased after it
   std::uint32_t pending_calls = 0;
   // Deflate inside TLS (Flume <= 1.9) or without TLS: on the plaintext frames.
   std::unique_ptr<codec::Inflater> inflate;
@@ -188,10 +187,6 @@ void AvroSource::on_open(net::Connection& nc) {
 void AvroSource::on_close(net::Connection& nc, net::CloseReason) {
   auto it = conns_.find(nc.id());
   if (it == conns_.end()) return;
-  if (it->second.get() == feeding_) {
-    it->second->gone = true;  // its decoder is running: on_data erases it
-    return;
-  }
   server_.charge_input(-static_cast<std::int64_t>(it->second->decoder.buffered()));
   conns_.erase(it);  // answers still owed go to no one; their events are in the channel anyway
   if (stopping_) stop_waiter_.check();
@@ -216,18 +211,11 @@ void AvroSource::on_data(net::Connection& nc, std::string_view data) {
   refusing_ = false;
   const std::size_t before = c.decoder.buffered();
   std::size_t frames = 0;
-  feeding_ = &c;
+  // Nothing in here closes `c` (send() never does): its decoder outlives the feed.
   const Status st = c.decoder.feed(data, [&](std::int32_t serial, std::string_view payload) {
     ++frames;
     if (!c.malformed && !nc.closing()) on_frame(c, serial, payload);
   });
-  feeding_ = nullptr;
-  if (c.gone) {  // an answer's write failed: the connection closed under the decoder
-    server_.charge_input(-static_cast<std::int64_t>(before));
-    conns_.erase(c.id);
-    if (stopping_) stop_waiter_.check();
-    return;
-  }
   server_.charge_input(static_cast<std::int64_t>(c.decoder.buffered()) -
                        static_cast<std::int64_t>(before));
   if (!st.ok()) {

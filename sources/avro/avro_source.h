@@ -36,8 +36,9 @@ struct AvroSourceConfig {
   /// Flume 1.10+ puts zlib outside TLS ("zlib_outside").
   bool zlib_outside_tls = false;
   avro::FrameLimits frame;
-  /// Bytes of unfinished frames all connections together may hold; beyond it the connection whose
-  /// read crossed it is closed (bounds memory whatever max_connections x max_frame_bytes is).
+  /// Unfinished frames plus unsent answers of all connections together. A read that leaves an
+  /// unfinished frame while it is exceeded closes that connection (bounds memory whatever
+  /// max_connections x max_frame_bytes is); connections with unsent answers stop being read.
   ByteSize max_buffered_bytes{256ULL << 20};
   avro::CallLimits call;
   std::uint32_t max_connections = 1024;
@@ -45,7 +46,8 @@ struct AvroSourceConfig {
   std::uint32_t max_connections_per_address = 256;
   std::chrono::nanoseconds idle_timeout = std::chrono::minutes(5);
   /// From the first byte of a frame to its last; longer than the 20 s Flume's clients wait for a
-  /// whole call (request-timeout), so only a client that trickles a frame on purpose hits it.
+  /// whole call (request-timeout), so only a client that trickles a frame on purpose hits it (or
+  /// one paused mid-frame by back-pressure because it does not read its answers).
   std::chrono::nanoseconds frame_timeout = std::chrono::seconds(30);
   /// From accept to the end of the TLS handshake (a few round trips).
   std::chrono::nanoseconds handshake_timeout = std::chrono::seconds(10);
@@ -93,7 +95,6 @@ class AvroSource final : public Source, private net::ConnectionHandler {
   std::unique_ptr<parse::EventPipeline> pipeline_;
   std::shared_ptr<tls::TlsContext> tls_;
   std::unordered_map<std::uint64_t, std::unique_ptr<Conn>> conns_;
-  Conn* feeding_ = nullptr;  // the connection whose read is being decoded
   std::set<avro::Md5> accepted_hashes_;
   Batch decoded_, parsed_;
   std::uint64_t id_base_ = 0, id_seq_ = 0;
