@@ -74,6 +74,10 @@ class FrameDecoder {
   Status feed(std::string_view data, F&& on_frame);
   /// Bytes of the frame being assembled (bounded by max_frame_bytes plus headers).
   std::size_t buffered() const noexcept { return payload_.size() + head_fill_; }
+  /// True between the first byte of a frame and its last.
+  bool in_frame() const noexcept {
+    return state_ != State::serial || head_fill_ != 0 || count_ != 0;
+  }
 
  private:
   enum class State : std::uint8_t { serial, count, length, data };

@@ -4,30 +4,50 @@
 #include <spdlog/spdlog.h>
 
 #include "lib/core/clock.h"
-#include "lib/http/http_server.h"
 #include "lib/ingest/line_source.h"
 
 namespace sluice::sources {
 
 namespace {
 
-constexpr std::size_t kReadBuffer = 64 * 1024;
+// A client may pipeline calls; past this many unanswered ones its connection is not read until
+// answers go out (Flume's clients keep one call in flight, sluice's avro sink max_in_flight).
+constexpr std::uint32_t kMaxPendingCalls = 1024;
+
+std::chrono::milliseconds to_ms(std::chrono::nanoseconds d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d);
+}
+
+// Flume 1.10+'s layering with TLS: zlib outermost, on the raw socket bytes.
+class ZlibOutsideTls final : public net::WireCodec {
+ public:
+  ZlibOutsideTls(std::size_t max_out, Counter& errors) : inflate_(max_out), errors_(errors) {}
+  Status decode(std::string_view wire, std::string& out) override {
+    Status st = inflate_.write(wire, out);
+    if (!st.ok()) errors_.inc();
+    return st;
+  }
+  void encode(std::string_view data, std::string& out) override { deflate_.write(data, out); }
+
+ private:
+  codec::Inflater inflate_;
+  codec::Deflater deflate_{6};
+  Counter& errors_;
+};
 
 }  // namespace
 
 struct AvroSource::Conn {
-  AvroSource* self = nullptr;
+  net::Connection* net = nullptr;
   std::uint64_t id = 0;
-  uv_tcp_t* tcp = nullptr;
   avro::FrameDecoder decoder;
-  std::string peer;
-  bool connected = false, closing = false;
-  const char* close_reason = nullptr;
-  TimePoint last_activity{};
+  bool connected = false;
+  bool malformed = false;  // a malformed handshake: closed after this read
+  std::uint32_t pending_calls = 0;
+  // Deflate inside TLS (Flume <= 1.9) or without TLS: on the plaintext frames.
   std::unique_ptr<codec::Inflater> inflate;
   std::unique_ptr<codec::Deflater> deflate;
-  std::unique_ptr<tls::TlsSession> tls;
-  std::string inflated, decrypted;
+  std::string inflated;
 
   explicit Conn(const avro::FrameLimits& limits) : decoder(limits) {}
 };
@@ -43,6 +63,14 @@ std::optional<AvroSourceConfig> AvroSourceConfig::parse(const ConfigNode& node,
   node.optional("max_connections", c.max_connections, errors, InRange<std::uint64_t>{1, 100000});
   node.optional("idle_timeout", c.idle_timeout, errors,
                 InRange<std::chrono::nanoseconds>{std::chrono::seconds(1), std::chrono::hours(24)});
+  node.optional("max_connections_per_address", c.max_connections_per_address, errors,
+                InRange<std::uint64_t>{1, 100000});
+  node.optional(
+      "frame_timeout", c.frame_timeout, errors,
+      InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(100), std::chrono::hours(1)});
+  node.optional(
+      "handshake_timeout", c.handshake_timeout, errors,
+      InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(100), std::chrono::minutes(10)});
   node.optional("allow", c.allow, errors);
   for (std::size_t i = 0; i < c.allow.size(); ++i) {  // every bad entry, each at its position
     if (auto f = net::AddressFilter::make({c.allow[i]}); !f)
@@ -76,6 +104,21 @@ Result<std::unique_ptr<AvroSource>> AvroSource::create(const AvroSourceConfig& c
   return std::make_unique<AvroSource>(config, ctx, std::move(*pipeline), std::move(*allow));
 }
 
+net::ServerOptions AvroSource::server_options(const AvroSourceConfig& config,
+                                              const std::string& name) {
+  net::ServerOptions o;
+  o.max_connections = config.max_connections;
+  o.max_connections_per_address = config.max_connections_per_address;
+  o.idle_timeout = to_ms(config.idle_timeout);
+  o.message_timeout = to_ms(config.frame_timeout);
+  o.handshake_timeout = to_ms(config.handshake_timeout);
+  o.max_buffered_bytes = config.max_buffered_bytes.bytes;
+  o.message_timeout_label = "frame_timeout";
+  o.log_name = "avro " + name;
+  o.metric_prefix = "sluice_avro";
+  return o;
+}
+
 AvroSource::AvroSource(const AvroSourceConfig& config, SourceContext& ctx,
                        std::unique_ptr<parse::EventPipeline> pipeline, net::AddressFilter allow)
     : config_(config),
@@ -83,17 +126,9 @@ AvroSource::AvroSource(const AvroSourceConfig& config, SourceContext& ctx,
       output_(ctx.output),
       putter_(ctx.output),
       pipeline_(pipeline && !pipeline->trivial() ? std::move(pipeline) : nullptr),
-      allow_(std::move(allow)),
       id_base_(run_id_base(ctx.name)),
-      read_buf_(kReadBuffer),
-      idle_timer_(ctx.loop),
       stop_waiter_(ctx.loop),
       metrics_(ctx),
-      connections_(
-          ctx.metrics.gauge("sluice_avro_connections", "Open client connections.", ctx.labels())),
-      refused_(ctx.metrics.counter("sluice_avro_connections_refused_total",
-                                   "Connections refused: not in `allow`, or over max_connections.",
-                                   ctx.labels())),
       requests_ok_(ctx.metrics.counter("sluice_avro_requests_total", "Calls answered, by status.",
                                        with_label(ctx.labels(), "status", "ok"))),
       requests_failed_(ctx.metrics.counter("sluice_avro_requests_total",
@@ -108,22 +143,14 @@ AvroSource::AvroSource(const AvroSourceConfig& config, SourceContext& ctx,
           "sluice_avro_handshakes_refused_total",
           "Handshakes answered NONE (unknown client protocol without its text, or incompatible).",
           ctx.labels())),
-      tls_errors_(tls::handshake_errors(ctx.metrics, ctx.labels())) {
+      server_(ctx.loop, server_options(config, ctx.name), *this, &ctx.metrics, ctx.labels()) {
+  server_.set_filter(std::move(allow));
   putter_.set_on_progress([this] {
     if (stopping_) stop_waiter_.check();
   });
 }
 
-AvroSource::~AvroSource() {
-  if (listener_ != nullptr) {
-    listener_->data = nullptr;
-    close_and_delete(listener_);
-  }
-  for (auto& [id, c] : conns_) {
-    c->tcp->data = nullptr;
-    close_and_delete(c->tcp);
-  }
-}
+AvroSource::~AvroSource() = default;
 
 std::uint64_t AvroSource::next_id(void* self, std::uint64_t) {
   auto* s = static_cast<AvroSource*>(self);
@@ -135,140 +162,86 @@ Status AvroSource::start() {
     auto ctx = tls::TlsContext::make(config_.tls, /*server=*/true);
     if (!ctx) return ctx.error();
     tls_ = std::move(*ctx);
+    server_.set_tls(tls_);
   }
-  auto l = http::tcp_listen(
-      ctx_.loop, config_.listen, this,
-      [](uv_stream_t* s, int status) {
-        if (status == 0 && s->data != nullptr) static_cast<AvroSource*>(s->data)->on_connection();
-      },
-      bound_);
-  if (!l) return l.error();
-  listener_ = *l;
-  const auto tick = std::max<Duration>(config_.idle_timeout / 4, std::chrono::seconds(1));
-  idle_timer_.start(
-      tick, [this] { sweep_idle(); }, tick);
-  return {};
+  return server_.listen(config_.listen);
 }
 
-void AvroSource::on_connection() {
-  auto* tcp = new uv_tcp_t{};
-  uv_tcp_init(ctx_.loop.uv(), tcp);
-  if (uv_accept(reinterpret_cast<uv_stream_t*>(listener_), reinterpret_cast<uv_stream_t*>(tcp)) !=
-      0) {
-    close_and_delete(tcp);
-    return;
-  }
-  sockaddr_storage peer{};
-  int len = sizeof peer;
-  uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&peer), &len);
-  const std::string name = http::peer_name(peer);
-  const char* refuse = nullptr;
-  if (!allow_.allows(peer)) refuse = "not in allow";
-  if (conns_.size() >= config_.max_connections) refuse = "max_connections reached";
-  if (stopping_) refuse = "shutting down";
-  if (refuse != nullptr) {
-    refused_.inc();
-    SLUICE_WARN_LIMITED(log_limit_, "avro {}: refused a connection from {}: {}", ctx_.name, name,
-                        refuse);
-    close_and_delete(tcp);
-    return;
-  }
-  uv_tcp_nodelay(tcp, 1);
-  uv_tcp_keepalive(tcp, 1, 60);
+void AvroSource::on_open(net::Connection& nc) {
   auto c = std::make_unique<Conn>(config_.frame);
-  c->self = this;
-  c->id = ++next_conn_;
-  c->tcp = tcp;
-  c->peer = name;
-  c->last_activity = std::chrono::steady_clock::now();
-  if (config_.deflate) {
+  c->net = &nc;
+  c->id = nc.id();
+  if (config_.deflate && tls_ && config_.zlib_outside_tls) {
+    nc.set_wire_codec(
+        std::make_unique<ZlibOutsideTls>(config_.frame.max_frame_bytes, frame_errors_));
+  } else if (config_.deflate) {
     c->inflate = std::make_unique<codec::Inflater>(config_.frame.max_frame_bytes);
     c->deflate = std::make_unique<codec::Deflater>(6);
   }
-  if (tls_) c->tls = std::make_unique<tls::TlsSession>(tls_);
-  tcp->data = c.get();
-  uv_read_start(
-      reinterpret_cast<uv_stream_t*>(tcp),
-      [](uv_handle_t* h, std::size_t, uv_buf_t* b) {
-        auto* conn = static_cast<Conn*>(h->data);
-        b->base = conn->self->read_buf_.data();
-        b->len = conn->self->read_buf_.size();
-      },
-      [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
-        if (s->data == nullptr) return;
-        auto* conn = static_cast<Conn*>(s->data);
-        conn->self->on_read(*conn, n, b);
-      });
+  nc.user = c.get();
   conns_.emplace(c->id, std::move(c));
-  connections_.set(static_cast<double>(conns_.size()));
 }
 
-void AvroSource::on_read(Conn& c, ssize_t n, const uv_buf_t* buf) {
-  if (n < 0) {
-    close_conn(c, n == UV_EOF ? nullptr : "read error");
-    return;
-  }
-  if (n == 0) return;
-  c.last_activity = std::chrono::steady_clock::now();
-  std::string_view data(buf->base, static_cast<std::size_t>(n));
-  const bool zlib_outside = c.inflate && c.tls && config_.zlib_outside_tls;
-  if (zlib_outside) {
+void AvroSource::on_close(net::Connection& nc, net::CloseReason) {
+  auto it = conns_.find(nc.id());
+  if (it == conns_.end()) return;
+  server_.charge_input(-static_cast<std::int64_t>(it->second->decoder.buffered()));
+  conns_.erase(it);  // answers still owed go to no one; their events are in the channel anyway
+  if (stopping_) stop_waiter_.check();
+}
+
+void AvroSource::on_data(net::Connection& nc, std::string_view data) {
+  Conn& c = *static_cast<Conn*>(nc.user);
+  if (c.inflate) {
     c.inflated.clear();
     if (Status st = c.inflate->write(data, c.inflated); !st.ok()) {
       frame_errors_.inc();
-      SLUICE_WARN_LIMITED(log_limit_, "avro {}: closing {}: {}", ctx_.name, c.peer, st.message());
-      close_conn(c, "bad compressed stream");
-      return;
-    }
-    data = c.inflated;
-  }
-  if (c.tls) {
-    // Flume <= 1.9: TLS outermost, then deflate, then the frames (zlib_outside: the reverse).
-    std::string send;
-    c.decrypted.clear();
-    const Status st = c.tls->read(data, c.decrypted, send);
-    if (!send.empty()) send_wire(c, std::move(send));
-    if (!st.ok()) {
-      tls_errors_.inc();
-      SLUICE_WARN_LIMITED(log_limit_, "avro {}: closing {}: {}", ctx_.name, c.peer, st.message());
-      close_conn(c, "TLS error");
-      return;
-    }
-    data = c.decrypted;
-    if (data.empty()) return;
-  }
-  if (c.inflate && !zlib_outside) {
-    c.inflated.clear();
-    if (Status st = c.inflate->write(data, c.inflated); !st.ok()) {
-      frame_errors_.inc();
-      SLUICE_WARN_LIMITED(log_limit_, "avro {}: closing {}: {}", ctx_.name, c.peer, st.message());
-      close_conn(c, "bad compressed stream");
+      SLUICE_WARN_LIMITED(log_limit_, "avro {}: closing {}: {}", ctx_.name, nc.peer(),
+                          st.message());
+      nc.close(net::CloseReason::bad_input);
       return;
     }
     data = c.inflated;
   }
   now_ns_ = wall_clock_ns();
+  // Once the channel refused a call, the other calls of this read are answered FAILED without
+  // trying: a flood of tiny calls costs one refused put per read, not one per call.
+  refusing_ = false;
   const std::size_t before = c.decoder.buffered();
+  std::size_t frames = 0;
+  // Nothing in here closes `c` (send() never does): its decoder outlives the feed.
   const Status st = c.decoder.feed(data, [&](std::int32_t serial, std::string_view payload) {
-    if (!c.closing) on_frame(c, serial, payload);
+    ++frames;
+    if (!c.malformed && !nc.closing()) on_frame(c, serial, payload);
   });
-  buffered_ = buffered_ - before + c.decoder.buffered();
+  server_.charge_input(static_cast<std::int64_t>(c.decoder.buffered()) -
+                       static_cast<std::int64_t>(before));
   if (!st.ok()) {
     frame_errors_.inc();
-    SLUICE_WARN_LIMITED(log_limit_, "avro {}: closing {}: {}", ctx_.name, c.peer, st.message());
-    close_conn(c, "bad frame");
+    SLUICE_WARN_LIMITED(log_limit_, "avro {}: closing {}: {}", ctx_.name, nc.peer(), st.message());
+    nc.close(net::CloseReason::bad_input);
     return;
   }
-  if (buffered_ > config_.max_buffered_bytes.bytes) {
+  if (c.malformed) {
+    nc.close(net::CloseReason::bad_input);
+    return;
+  }
+  if (c.decoder.buffered() > 0 && server_.over_budget()) {
     frame_errors_.inc();
     SLUICE_WARN_LIMITED(log_limit_,
-                        "avro {}: closing {}: unfinished frames of all clients exceed "
-                        "max_buffered_bytes ({} bytes)",
-                        ctx_.name, c.peer, config_.max_buffered_bytes.bytes);
-    close_conn(c, "max_buffered_bytes");
+                        "avro {}: closing {}: unfinished frames and unsent answers of all "
+                        "clients exceed max_buffered_bytes ({} bytes)",
+                        ctx_.name, nc.peer(), config_.max_buffered_bytes.bytes);
+    nc.close(net::CloseReason::over_budget);
     return;
   }
-  if (c.closing) close_conn(c, c.close_reason);
+  if (nc.closing()) return;
+  // frame_timeout runs from the first byte of each frame to its last.
+  if (c.decoder.in_frame()) {
+    if (frames > 0 || !nc.in_message()) nc.begin_message();
+  } else {
+    nc.end_message();
+  }
 }
 
 bool AvroSource::compatible(std::string_view text) {
@@ -317,9 +290,8 @@ bool AvroSource::handshake(Conn& c, avro::Reader& r, std::string& prefix) {
   if (!avro::read_handshake_request(r, h)) {
     frame_errors_.inc();
     SLUICE_WARN_LIMITED(log_limit_, "avro {}: closing {}: a malformed handshake ({})", ctx_.name,
-                        c.peer, r.error() != nullptr ? r.error() : "?");
-    c.closing = true;
-    c.close_reason = "malformed handshake";
+                        c.net->peer(), r.error() != nullptr ? r.error() : "?");
+    c.malformed = true;
     return false;
   }
   bool known = h.client_hash == avro::kFlumeHash || h.client_hash == avro::kFlumeHeadHash ||
@@ -332,7 +304,7 @@ bool AvroSource::handshake(Conn& c, avro::Reader& r, std::string& prefix) {
       SLUICE_WARN_LIMITED(log_limit_,
                           "avro {}: {} speaks a protocol without Flume's append/appendBatch; "
                           "refusing it",
-                          ctx_.name, c.peer);
+                          ctx_.name, c.net->peer());
     }
   }
   avro::HandshakeResponse resp;
@@ -359,7 +331,7 @@ void AvroSource::on_frame(Conn& c, std::int32_t serial, std::string_view payload
   avro::Reader r(payload);
   std::string prefix;
   if (!c.connected && !handshake(c, r, prefix)) {
-    if (!c.closing) reply(c.id, serial, prefix, std::nullopt);  // NONE: the handshake alone
+    if (!c.malformed) reply(c, serial, prefix, std::nullopt);  // NONE: the handshake alone
     return;
   }
   decoded_.clear();
@@ -368,13 +340,13 @@ void AvroSource::on_frame(Conn& c, std::int32_t serial, std::string_view payload
       avro::read_call(r, config_.call, now_ns_, &AvroSource::next_id, this, decoded_, call);
   if (!st.ok()) {
     call_errors_.inc();
-    SLUICE_WARN_LIMITED(log_limit_, "avro {}: bad request from {}: {}", ctx_.name, c.peer,
+    SLUICE_WARN_LIMITED(log_limit_, "avro {}: bad request from {}: {}", ctx_.name, c.net->peer(),
                         st.message());
-    reply(c.id, serial, prefix, std::nullopt, st.message());
+    reply(c, serial, prefix, std::nullopt, st.message());
     return;
   }
   if (call.message.empty()) {
-    reply(c.id, serial, prefix, std::nullopt);  // a ping
+    reply(c, serial, prefix, std::nullopt);  // a ping
     return;
   }
   put_request(c, serial, std::move(prefix));
@@ -384,32 +356,46 @@ void AvroSource::put_request(Conn& c, std::int32_t serial, std::string prefix) {
   Batch* batch = &decoded_;
   if (pipeline_) {
     parsed_.clear();
-    pipeline_->process_batch(decoded_, parsed_, c.peer);
+    pipeline_->process_batch(decoded_, parsed_, c.net->peer());
     batch = &parsed_;
   }
   if (batch->empty()) {
     requests_ok_.inc();
-    reply(c.id, serial, prefix, avro::CallStatus::ok);
+    reply(c, serial, prefix, avro::CallStatus::ok);
     return;
   }
-  if (stopping_ || !putter_.accepting()) {
+  if (stopping_ || refusing_ || !putter_.accepting()) {
     requests_failed_.inc();
-    reply(c.id, serial, prefix, avro::CallStatus::failed);
+    reply(c, serial, prefix, avro::CallStatus::failed);
     return;
   }
   metrics_.events.inc(batch->size());
   metrics_.bytes.inc(batch->bytes());
+  // Not marked busy: idle_timeout still closes a client whose answers wait for a stalled
+  // channel (Flume's clients gave up after their 20 s request-timeout anyway).
+  ++c.pending_calls;
+  if (c.pending_calls >= kMaxPendingCalls) c.net->hold_reading(true);
+  submitting_ = true;
   putter_.submit(*batch, [this, conn = c.id, serial, prefix = std::move(prefix)](bool safe) {
-    (safe ? requests_ok_ : requests_failed_).inc();
-    reply(conn, serial, prefix, safe ? avro::CallStatus::ok : avro::CallStatus::failed);
+    answered(conn, serial, prefix, safe);
   });
+  submitting_ = false;
 }
 
-void AvroSource::reply(std::uint64_t conn, std::int32_t serial, std::string_view prefix,
-                       std::optional<avro::CallStatus> status, std::string_view error) {
+void AvroSource::answered(std::uint64_t conn, std::int32_t serial, std::string_view prefix,
+                          bool safe) {
+  (safe ? requests_ok_ : requests_failed_).inc();
+  if (!safe && submitting_) refusing_ = true;  // the channel is full: at once, inside submit()
   auto it = conns_.find(conn);
   if (it == conns_.end()) return;  // the client left; its events are in the channel anyway
   Conn& c = *it->second;
+  --c.pending_calls;
+  if (c.pending_calls + 1 == kMaxPendingCalls) c.net->hold_reading(false);
+  reply(c, serial, prefix, safe ? avro::CallStatus::ok : avro::CallStatus::failed);
+}
+
+void AvroSource::reply(Conn& c, std::int32_t serial, std::string_view prefix,
+                       std::optional<avro::CallStatus> status, std::string_view error) {
   std::string payload(prefix);
   avro::Writer w(payload);
   if (status) {
@@ -417,73 +403,32 @@ void AvroSource::reply(std::uint64_t conn, std::int32_t serial, std::string_view
   } else if (!error.empty()) {
     avro::write_error_response(w, error);
   }
-  std::string frame;
-  avro::encode_frame(serial, payload, frame);
-  if (c.deflate && !(c.tls && config_.zlib_outside_tls)) {
-    std::string compressed;
-    c.deflate->write(frame, compressed);
-    frame.swap(compressed);
+  frame_.clear();
+  avro::encode_frame(serial, payload, frame_);
+  if (c.deflate) {
+    compressed_.clear();
+    c.deflate->write(frame_, compressed_);
+    c.net->send(compressed_);
+  } else {
+    c.net->send(frame_);
   }
-  if (c.tls) {
-    std::string cipher;
-    if (!c.tls->write(frame, cipher).ok()) return;
-    frame.swap(cipher);
-  }
-  send_wire(c, std::move(frame));
-}
-
-void AvroSource::send_wire(Conn& c, std::string data) {
-  if (c.deflate && c.tls && config_.zlib_outside_tls) {
-    std::string compressed;
-    c.deflate->write(data, compressed);
-    data.swap(compressed);
-  }
-  write_raw(c, std::move(data));
-}
-
-void AvroSource::write_raw(Conn& c, std::string data) {
-  write_owned(reinterpret_cast<uv_stream_t*>(c.tcp), std::move(data));
-}
-
-void AvroSource::close_conn(Conn& c, const char* why) {
-  if (why != nullptr) spdlog::debug("avro {}: closing {}: {}", ctx_.name, c.peer, why);
-  buffered_ -= c.decoder.buffered();
-  c.tcp->data = nullptr;
-  uv_read_stop(reinterpret_cast<uv_stream_t*>(c.tcp));
-  close_and_delete(c.tcp);
-  conns_.erase(c.id);  // `c` is gone
-  connections_.set(static_cast<double>(conns_.size()));
-  if (stopping_) stop_waiter_.check();
-}
-
-void AvroSource::sweep_idle() {
-  const auto now = std::chrono::steady_clock::now();
-  std::vector<Conn*> idle;
-  for (auto& [id, c] : conns_) {
-    if (now - c->last_activity < config_.idle_timeout) continue;
-    idle.push_back(c.get());  // a request still waiting for its answer is answered to no one
-  }
-  for (Conn* c : idle) close_conn(*c, "idle");
 }
 
 void AvroSource::stop(StopCallback on_stopped) {
   stopping_ = true;
-  if (listener_ != nullptr) {
-    listener_->data = nullptr;
-    close_and_delete(listener_);
-    listener_ = nullptr;
-  }
-  idle_timer_.stop();
-  // Requests already received finish (answered at on_safe); then every connection closes.
+  server_.stop_accepting();
+  // Requests already received finish (answered at on_safe); then every connection closes,
+  // sending its last answers first (bounded by the server's close_timeout).
   stop_waiter_.wait(
       [this] {
         if (!putter_.idle()) return false;
-        std::vector<Conn*> all;
-        for (auto& [id, c] : conns_) all.push_back(c.get());
-        stopping_ = false;  // close_conn must not re-enter the waiter
-        for (Conn* c : all) close_conn(*c, "stopping");
-        stopping_ = true;
-        return true;
+        if (!closed_all_) {
+          closed_all_ = true;
+          stopping_ = false;  // on_close must not re-enter the waiter
+          server_.close_all(net::CloseReason::stopping);
+          stopping_ = true;
+        }
+        return server_.draining() == 0;
       },
       std::move(on_stopped));
 }

@@ -23,6 +23,7 @@
 #include "lib/core/stop_waiter.h"
 #include "lib/ingest/request_putter.h"
 #include "lib/net/address_filter.h"
+#include "lib/net/tcp_server.h"
 #include "lib/net/tls.h"
 #include "lib/parse/pipeline.h"
 
@@ -35,12 +36,21 @@ struct AvroSourceConfig {
   /// Flume 1.10+ puts zlib outside TLS ("zlib_outside").
   bool zlib_outside_tls = false;
   avro::FrameLimits frame;
-  /// Bytes of unfinished frames all connections together may hold; beyond it the connection whose
-  /// read crossed it is closed (bounds memory whatever max_connections x max_frame_bytes is).
+  /// Unfinished frames plus unsent answers of all connections together. A read that leaves an
+  /// unfinished frame while it is exceeded closes that connection (bounds memory whatever
+  /// max_connections x max_frame_bytes is); connections with unsent answers stop being read.
   ByteSize max_buffered_bytes{256ULL << 20};
   avro::CallLimits call;
   std::uint32_t max_connections = 1024;
+  /// Connections from one client IP; more are refused at once (so one host cannot take every slot).
+  std::uint32_t max_connections_per_address = 256;
   std::chrono::nanoseconds idle_timeout = std::chrono::minutes(5);
+  /// From the first byte of a frame to its last; longer than the 20 s Flume's clients wait for a
+  /// whole call (request-timeout), so only a client that trickles a frame on purpose hits it (or
+  /// one paused mid-frame by back-pressure because it does not read its answers).
+  std::chrono::nanoseconds frame_timeout = std::chrono::seconds(30);
+  /// From accept to the end of the TLS handshake (a few round trips).
+  std::chrono::nanoseconds handshake_timeout = std::chrono::seconds(10);
   std::vector<std::string> allow;  // client addresses or CIDR ranges; empty: everyone
   tls::TlsConfig tls;
   parse::PipelineConfig pipeline;
@@ -49,8 +59,9 @@ struct AvroSourceConfig {
 
 /// Flume's AvroSource on the wire (Netty framing, Avro handshake, append / appendBatch): answers
 /// OK only once the events are safe in the channel (on_safe), FAILED at once when the channel is
-/// full. Frames over the limits close the connection; undecodable calls get an Avro error.
-class AvroSource final : public Source {
+/// full. Frames over the limits close the connection; undecodable calls get an Avro error. The
+/// connections, their deadlines, back-pressure and closing are net::TcpServer's.
+class AvroSource final : public Source, private net::ConnectionHandler {
  public:
   AvroSource(const AvroSourceConfig& config, SourceContext& ctx,
              std::unique_ptr<parse::EventPipeline> pipeline, net::AddressFilter allow);
@@ -60,24 +71,21 @@ class AvroSource final : public Source {
 
   Status start() override;
   void stop(StopCallback on_stopped) override;
-  std::string bound_address() const override { return bound_; }
+  std::string bound_address() const override { return server_.bound_address(); }
 
  private:
   struct Conn;
-  void on_connection();
-  void on_read(Conn& c, ssize_t n, const uv_buf_t* buf);
+  void on_open(net::Connection& nc) override;
+  void on_data(net::Connection& nc, std::string_view data) override;
+  void on_close(net::Connection& nc, net::CloseReason why) override;
   void on_frame(Conn& c, std::int32_t serial, std::string_view payload);
   bool handshake(Conn& c, avro::Reader& r, std::string& prefix);
   bool compatible(std::string_view protocol_json);
   void put_request(Conn& c, std::int32_t serial, std::string prefix);
-  void reply(std::uint64_t conn, std::int32_t serial, std::string_view prefix,
+  void answered(std::uint64_t conn, std::int32_t serial, std::string_view prefix, bool safe);
+  void reply(Conn& c, std::int32_t serial, std::string_view prefix,
              std::optional<avro::CallStatus> status, std::string_view error = {});
-  void close_conn(Conn& c, const char* why);
-  void write_raw(Conn& c, std::string data);
-  /// Bytes that passed TLS (or are plain frames without TLS) onto the wire, through the outer zlib
-  /// layer when zlib_outside_tls.
-  void send_wire(Conn& c, std::string data);
-  void sweep_idle();
+  static net::ServerOptions server_options(const AvroSourceConfig& config, const std::string& name);
   static std::uint64_t next_id(void* self, std::uint64_t);
 
   AvroSourceConfig config_;
@@ -85,31 +93,24 @@ class AvroSource final : public Source {
   SourceOutput& output_;
   RequestPutter putter_;
   std::unique_ptr<parse::EventPipeline> pipeline_;
-  net::AddressFilter allow_;
   std::shared_ptr<tls::TlsContext> tls_;
-  uv_tcp_t* listener_ = nullptr;
-  std::string bound_;
   std::unordered_map<std::uint64_t, std::unique_ptr<Conn>> conns_;
-  std::uint64_t next_conn_ = 0;
   std::set<avro::Md5> accepted_hashes_;
   Batch decoded_, parsed_;
   std::uint64_t id_base_ = 0, id_seq_ = 0;
-  std::uint64_t buffered_ = 0;  // sum of the connections' unfinished frames
-  std::vector<char> read_buf_;  // one for all connections: a read is consumed at once
+  std::string frame_, compressed_;  // reused for every answer
   std::int64_t now_ns_ = 0;
-  bool stopping_ = false;
-  Timer idle_timer_;
+  bool stopping_ = false, closed_all_ = false;
+  bool submitting_ = false, refusing_ = false;
   StopWaiter stop_waiter_;
   SourceMetrics metrics_;
-  Gauge& connections_;
-  Counter& refused_;
   Counter& requests_ok_;
   Counter& requests_failed_;
   Counter& call_errors_;
   Counter& frame_errors_;
   Counter& handshake_refused_;
-  Counter& tls_errors_;
   RateLimiter log_limit_;
+  net::TcpServer server_;  // last: destroyed first, so no connection outlives the state above
 };
 
 }  // namespace sluice::sources

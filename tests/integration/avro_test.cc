@@ -1,5 +1,7 @@
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -125,6 +127,32 @@ std::string append_batch_call(int events) {
   avro::Writer w(call);
   avro::write_append_batch(w, b, 0, b.size());
   return call;
+}
+
+// The call part of an `append` request (one event, no headers): metadata, name, event.
+std::string append_call(std::string_view body) {
+  std::string call;
+  avro::Writer w(call);
+  w.write_long(0);  // metadata
+  w.write_bytes("append");
+  w.write_long(0);  // headers
+  w.write_bytes(body);
+  return call;
+}
+
+// A field of /proc/PID/status in kB (VmRSS, VmHWM), or -1.
+long proc_status_kb(pid_t pid, const std::string& field) {
+  const std::string text = read_file("/proc/" + std::to_string(pid) + "/status");
+  const auto at = text.find(field + ":");
+  if (at == std::string::npos) return -1;
+  return std::stol(text.substr(at + field.size() + 1));
+}
+
+// True when the peer closed `fd` (recv returns 0 or an error other than EAGAIN).
+bool peer_closed(int fd) {
+  char c;
+  const ssize_t r = ::recv(fd, &c, 1, MSG_DONTWAIT | MSG_PEEK);
+  return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
 int free_port() {
@@ -311,8 +339,10 @@ TEST_CASE("avro: clients outside the allow-list are refused and counted", "[inte
   Raw conn(agent.source_address("av"));
   conn.send(first_request(1, append_batch_call(1)));
   CHECK_FALSE(conn.frame().has_value());
-  CHECK(agent.metric(R"(sluice_avro_connections_refused_total{component="av",type="avro"})") ==
-        1.0);
+  CHECK(
+      agent.metric(
+          R"(sluice_avro_connections_refused_total{component="av",type="avro",reason="not_allowed"})") ==
+      1.0);
   CHECK(agent.terminate() == 0);
 }
 
@@ -525,4 +555,286 @@ TEST_CASE("avro: a broken deflate stream, the buffered-bytes budget, Flume's tim
   REQUIRE(eventually(5s, [&] { return count_lines(out) == 1; }));
   CHECK(read_file(out).find(R"({"timestamp":"2025-06-24T12:30:09.903000000Z")") == 0);
   CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("avro: a client that pipelines appends and never reads is paused, memory stays bounded",
+          "[integration][avro]") {
+  TempDir tmp;
+  // /dev/null as the file sink: the channel drains fast, so only the answers can pile up.
+  AgentProcess agent("avro_source_file.toml", source_options("/dev/null"));
+  REQUIRE(agent.wait_ready());
+  Raw conn(agent.source_address("av"));
+  conn.send(first_request(0, append_call("x")));
+  REQUIRE(conn.frame().has_value());
+  const long rss_start = proc_status_kb(agent.pid(), "VmRSS");
+  ::fcntl(conn.fd, F_SETFL, ::fcntl(conn.fd, F_GETFL) | O_NONBLOCK);
+  constexpr int kFrames = 1'000'000, kPerChunk = 1000;
+  const std::string call = append_call("x");
+  auto chunk = [&](int first) {
+    std::string out;
+    for (int i = first; i < first + kPerChunk; ++i) avro::encode_frame(i, call, out);
+    return out;
+  };
+  // Send without reading until every frame is out or the server stops reading (no progress for
+  // 3 s: our socket buffer is full because sluice paused the connection).
+  int sent_chunks = 0;
+  std::string pending = chunk(1);
+  std::size_t at = 0;
+  bool stalled = false;
+  auto last_progress = std::chrono::steady_clock::now();
+  auto send_some = [&] {
+    while (sent_chunks < kFrames / kPerChunk) {
+      const ssize_t n = ::send(conn.fd, pending.data() + at, pending.size() - at, MSG_NOSIGNAL);
+      if (n < 0) return;  // EAGAIN
+      at += static_cast<std::size_t>(n);
+      last_progress = std::chrono::steady_clock::now();
+      if (at == pending.size()) {
+        ++sent_chunks;
+        pending = chunk(1 + sent_chunks * kPerChunk);
+        at = 0;
+      }
+    }
+  };
+  while (sent_chunks < kFrames / kPerChunk) {
+    send_some();
+    if (std::chrono::steady_clock::now() - last_progress > 3s) {
+      stalled = true;
+      break;
+    }
+    pollfd p{conn.fd, POLLOUT, 0};
+    ::poll(&p, 1, 100);
+  }
+  const long frames_before_stall = static_cast<long>(sent_chunks) * kPerChunk;
+  // Let sluice work through what it has read before measuring.
+  std::this_thread::sleep_for(1s);
+  const long rss = proc_status_kb(agent.pid(), "VmRSS"), hwm = proc_status_kb(agent.pid(), "VmHWM");
+  UNSCOPED_INFO("frames sent before the stall: " << frames_before_stall << ", VmRSS " << rss_start
+                                                 << " kB at start, " << rss << " kB now, VmHWM "
+                                                 << hwm << " kB");
+  WARN("pipelining: frames sent before the stall: " << frames_before_stall << ", VmRSS "
+                                                    << rss_start << " -> " << rss << " kB, VmHWM "
+                                                    << hwm << " kB");
+  CHECK(stalled);
+  CHECK(hwm < 100 * 1024);
+  CHECK(agent.metric(R"(sluice_avro_reads_paused_total{component="av",type="avro"})").value_or(0) >=
+        1.0);
+  // Back-pressure, not loss: once the client reads, every request is answered once.
+  long answered = 0;
+  std::vector<bool> seen(kFrames + 1);
+  std::string in;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (answered < kFrames && std::chrono::steady_clock::now() < deadline) {
+    send_some();
+    char buf[65536];
+    const ssize_t n = ::recv(conn.fd, buf, sizeof buf, 0);
+    if (n == 0) break;
+    if (n > 0) in.append(buf, static_cast<std::size_t>(n));
+    std::size_t p = 0;
+    while (in.size() - p >= 12) {
+      const auto* u = reinterpret_cast<const unsigned char*>(in.data() + p);
+      const std::uint32_t serial = (std::uint32_t{u[0]} << 24) | (std::uint32_t{u[1]} << 16) |
+                                   (std::uint32_t{u[2]} << 8) | u[3];
+      const std::uint32_t len = (std::uint32_t{u[8]} << 24) | (std::uint32_t{u[9]} << 16) |
+                                (std::uint32_t{u[10]} << 8) | u[11];
+      if (in.size() - p < 12 + len) break;
+      // Answers may overtake each other (FAILED at once, OK at on_safe): match them by serial.
+      if (serial < 1 || serial > static_cast<std::uint32_t>(kFrames) || seen[serial]) {
+        FAIL("unexpected answer " << serial);
+      }
+      seen[serial] = true;
+      ++answered;
+      p += 12 + len;
+    }
+    in.erase(0, p);
+    if (n < 0) {
+      pollfd pf{conn.fd, POLLIN | POLLOUT, 0};
+      ::poll(&pf, 1, 100);
+    }
+  }
+  CHECK(answered == kFrames);
+  CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("avro: a client trickling a frame is closed after frame_timeout, its slot is reused",
+          "[integration][avro]") {
+  TempDir tmp;
+  const std::string out = tmp.file("out.json");
+  AgentProcess agent("avro_source_file.toml",
+                     source_options(out, "max_connections = 1\nframe_timeout = \"1s\""));
+  REQUIRE(agent.wait_ready());
+  const std::string address = agent.source_address("av");
+  {
+    Raw slow(address);
+    // One byte every 200 ms: always active, so idle_timeout never fires, but the frame never ends.
+    const std::string frame = first_request(1, append_call("slow"));
+    const auto start = std::chrono::steady_clock::now();
+    std::size_t i = 0;
+    bool closed = false;
+    while (std::chrono::steady_clock::now() - start < 6s) {
+      if (peer_closed(slow.fd)) {
+        closed = true;
+        break;
+      }
+      if (i < frame.size() - 1) {
+        ::send(slow.fd, frame.data() + i, 1, MSG_NOSIGNAL);
+        ++i;
+      }
+      std::this_thread::sleep_for(200ms);
+    }
+    const auto took = std::chrono::steady_clock::now() - start;
+    CHECK(closed);
+    CHECK(took >= 900ms);
+    CHECK(took < 3s);
+  }
+  CHECK(
+      agent.metric(
+          R"(sluice_avro_connections_closed_total{component="av",type="avro",reason="frame_timeout"})") ==
+      1.0);
+  // The slot is free again: a new client is served.
+  Raw fresh(address);
+  fresh.send(first_request(1, append_call("fresh")));
+  CHECK(fresh.frame().has_value());
+  REQUIRE(eventually(5s, [&] { return count_lines(out) == 1; }));
+  CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("avro: max_connections_per_address refuses the extra connection, counted",
+          "[integration][avro]") {
+  TempDir tmp;
+  const std::string out = tmp.file("out.json");
+  AgentProcess agent("avro_source_file.toml",
+                     source_options(out, "max_connections_per_address = 2"));
+  REQUIRE(agent.wait_ready());
+  const std::string address = agent.source_address("av");
+  Raw a(address), b(address);
+  REQUIRE(eventually(5s, [&] {
+    return agent.metric(R"(sluice_avro_connections{component="av",type="avro"})") == 2.0;
+  }));
+  Raw c(address);
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_FALSE(c.frame().has_value());  // closed at once, not by our 5 s receive timeout
+  CHECK(std::chrono::steady_clock::now() - start < 2s);
+  CHECK(
+      agent.metric(
+          R"(sluice_avro_connections_refused_total{component="av",type="avro",reason="max_connections_per_address"})") ==
+      1.0);
+  a.send(first_request(1, append_call("a")));
+  b.send(first_request(1, append_call("b")));
+  CHECK(a.frame().has_value());
+  CHECK(b.frame().has_value());
+  REQUIRE(eventually(5s, [&] { return count_lines(out) == 2; }));
+  CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("avro: frame_timeout, handshake_timeout and max_connections_per_address are checked",
+          "[integration][avro]") {
+  TempDir tmp;
+  write_file(tmp.file("bad.toml"), R"([agent]
+data_dir = "/tmp/x"
+[sources.av]
+type = "avro"
+listen = "127.0.0.1:0"
+channel = "buf"
+frame_timeout = "0s"
+handshake_timeout = "1h"
+max_connections_per_address = 0
+[channels.buf]
+type = "memory"
+[sinks.out]
+type = "stdout"
+channel = "buf"
+)");
+  const auto [code, text] = run_sluice({"check", "-c", tmp.file("bad.toml")});
+  CHECK(code == 2);
+  const std::string file = tmp.file("bad.toml");
+  CHECK(text.find(file + ":7:17: sources.av.frame_timeout: must be in [100ms, 1h], got 0s") !=
+        std::string::npos);
+  CHECK(text.find(file + ":8:21: sources.av.handshake_timeout: must be in [100ms, 10m], got 1h") !=
+        std::string::npos);
+  CHECK(text.find(file +
+                  ":9:31: sources.av.max_connections_per_address: must be in [1, 100000], got 0") !=
+        std::string::npos);
+}
+
+TEST_CASE("avro: many clients flooding a full channel without reading keep memory bounded",
+          "[integration][avro]") {
+  TempDir tmp;
+  // The sink writes to /dev/full and fails: the channel stays full, every call is refused.
+  AgentProcess agent("avro_source_file.toml",
+                     source_options("/dev/full", "", "type = \"memory\"\nmax_events = 1000"));
+  REQUIRE(agent.wait_ready());
+  const std::string address = agent.source_address("av");
+  constexpr int kClients = 100;
+  std::vector<std::unique_ptr<Raw>> clients;
+  const std::string call = append_call("x");
+  std::string flood;
+  for (int i = 1; i <= 2000; ++i) avro::encode_frame(i, call, flood);
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(std::make_unique<Raw>(address));
+    clients.back()->send(first_request(0, call));
+    ::fcntl(clients.back()->fd, F_SETFL, ::fcntl(clients.back()->fd, F_GETFL) | O_NONBLOCK);
+  }
+  // Each client sends until sluice stops reading it (its answers are not read), whole frames
+  // in order: a partial send continues where it stopped.
+  std::vector<std::size_t> at(kClients, 0);
+  std::size_t sent = 0;
+  auto last_progress = std::chrono::steady_clock::now();
+  const auto start = last_progress;
+  while (std::chrono::steady_clock::now() - last_progress < 2s &&
+         std::chrono::steady_clock::now() - start < 30s) {
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+      const ssize_t n =
+          ::send(clients[i]->fd, flood.data() + at[i], flood.size() - at[i], MSG_NOSIGNAL);
+      if (n > 0) {
+        at[i] = (at[i] + static_cast<std::size_t>(n)) % flood.size();
+        sent += static_cast<std::size_t>(n);
+        last_progress = std::chrono::steady_clock::now();
+      }
+    }
+  }
+  const long hwm = proc_status_kb(agent.pid(), "VmHWM");
+  WARN("flood: " << kClients << " clients sent " << sent / (1 << 20) << " MiB (" << sent / 23
+                 << " calls), VmHWM " << hwm << " kB");
+  CHECK(hwm < 100 * 1024);
+  CHECK(agent.metric(R"(sluice_avro_requests_total{component="av",type="avro",status="failed"})")
+            .value_or(0) > 1e6);
+  clients.clear();
+  // The failing sink keeps events in the memory channel, so SIGTERM would wait shutdown_timeout.
+  CHECK(agent.signal_and_wait(SIGKILL) == -SIGKILL);
+}
+
+TEST_CASE("avro: SIGTERM with answers a client does not read exits 0 within the close timeout",
+          "[integration][avro]") {
+  TempDir tmp;
+  AgentProcess agent("avro_source_file.toml", source_options("/dev/null"));
+  REQUIRE(agent.wait_ready());
+  Raw conn(agent.source_address("av"));
+  conn.send(first_request(0, append_call("x")));
+  REQUIRE(conn.frame().has_value());
+  ::fcntl(conn.fd, F_SETFL, ::fcntl(conn.fd, F_GETFL) | O_NONBLOCK);
+  std::string flood;
+  for (int i = 1; i <= 2000; ++i) avro::encode_frame(i, append_call("x"), flood);
+  std::size_t at = 0;
+  auto last_progress = std::chrono::steady_clock::now();
+  const auto start = last_progress;
+  while (std::chrono::steady_clock::now() - last_progress < 2s &&
+         std::chrono::steady_clock::now() - start < 30s) {
+    const ssize_t n = ::send(conn.fd, flood.data() + at, flood.size() - at, MSG_NOSIGNAL);
+    if (n > 0) {
+      at = (at + static_cast<std::size_t>(n)) % flood.size();
+      last_progress = std::chrono::steady_clock::now();
+    } else {
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  REQUIRE(
+      agent.metric(R"(sluice_avro_reads_paused_total{component="av",type="avro"})").value_or(0) >=
+      1.0);
+  // Stopping sends the queued answers first; a client that takes none is cut off after 5 s.
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(agent.terminate() == 0);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  WARN("SIGTERM with unread answers: exit after "
+       << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+  CHECK(took < 8s);
 }

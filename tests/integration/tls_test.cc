@@ -1,5 +1,11 @@
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <thread>
 
 #include "tests/support/agent_process.h"
 
@@ -18,6 +24,24 @@ std::string make_pki(const TempDir& tmp) {
 }
 
 int run(const std::string& cmd) { return WEXITSTATUS(std::system(cmd.c_str())); }
+
+// A plain TCP connection to "IP:PORT".
+int connect_to(const std::string& address) {
+  const auto colon = address.rfind(':');
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
+  inet_pton(AF_INET, address.substr(0, colon).c_str(), &a.sin_addr);
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  return fd;
+}
+
+bool peer_closed(int fd) {
+  char c;
+  const ssize_t r = ::recv(fd, &c, 1, MSG_DONTWAIT | MSG_PEEK);
+  return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
 
 }  // namespace
 
@@ -227,5 +251,45 @@ TEST_CASE("tls: the avro sink refuses a trusted certificate that names another h
   CHECK(sender.stderr_text().find("TLS handshake failed: IP address mismatch") !=
         std::string::npos);
   CHECK(count_lines(out) == 0);
+  CHECK(collector.terminate() == 0);
+}
+
+TEST_CASE("tls: an avro TLS handshake that never finishes is closed after handshake_timeout",
+          "[integration][tls]") {
+  TempDir tmp;
+  const std::string pki = make_pki(tmp);
+  AgentProcess::Options c;
+  c.vars = {{"OUT", tmp.file("out.json")},
+            {"LISTEN", "127.0.0.1:0"},
+            {"CHANNEL", "type = \"memory\""},
+            {"EXTRA", "handshake_timeout = \"1s\"\ntls = { cert = \"" + pki +
+                          "/server.pem\", key = \"" + pki + "/server.key\" }"}};
+  AgentProcess collector("avro_source_file.toml", c);
+  REQUIRE(collector.wait_ready());
+  const int fd = connect_to(collector.source_address("av"));
+  // The header of a 512-byte TLS handshake record, then its body one byte every 200 ms: the
+  // connection is never idle, but the handshake never completes.
+  const std::string hello = std::string("\x16\x03\x01\x02\x00", 5) + std::string(507, '\0');
+  const auto start = std::chrono::steady_clock::now();
+  std::size_t i = 0;
+  bool closed = false;
+  while (std::chrono::steady_clock::now() - start < 6s) {
+    if (peer_closed(fd)) {
+      closed = true;
+      break;
+    }
+    ::send(fd, hello.data() + i, 1, MSG_NOSIGNAL);
+    ++i;
+    std::this_thread::sleep_for(200ms);
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  ::close(fd);
+  CHECK(closed);
+  CHECK(took >= 900ms);
+  CHECK(took < 3s);
+  CHECK(
+      collector.metric(
+          R"(sluice_avro_connections_closed_total{component="av",type="avro",reason="handshake_timeout"})") ==
+      1.0);
   CHECK(collector.terminate() == 0);
 }
