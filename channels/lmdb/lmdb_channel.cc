@@ -120,6 +120,7 @@ LmdbChannel::LmdbChannel(const LmdbConfig& config, ChannelContext& ctx,
       records_(records),
       meta_(meta),
       quarantine_db_(quarantine),
+      space_probe_(ctx.loop),
       metrics_(ctx, config.max_events, config.max_bytes.bytes),
       quarantined_total_(ctx.metrics.counter(
           "sluice_channel_quarantined_records_total",
@@ -206,9 +207,10 @@ void LmdbChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutListe
     done.on_put_done(checkpoint.seq, Status(Errc::backpressure, "lmdb channel full"));
     return;
   }
+  // The batch stays with the caller until the put is durable: if the write fails (disk full), the
+  // caller puts the same batch again (channel.h).
   auto payload = std::make_shared<std::string>();
   serialize_batch(batch, *payload);
-  batch.clear();
   const std::uint64_t seq = next_seq_++;
   pending_events_ += n;
   pending_bytes_ += raw;
@@ -250,8 +252,14 @@ void LmdbChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutListe
     pending_events_ -= n;
     pending_bytes_ -= raw;
     if (!st.ok()) {
+      put_failed(st);
       listener->on_put_done(cp_seq, std::move(st));
       return;
+    }
+    if (!put_failure_.empty()) {
+      spdlog::info("lmdb channel {}: puts are stored again", ctx_.name);
+      put_failure_.clear();
+      probe_delay_ = kFirstProbe;
     }
     events_ += n;
     bytes_ += *stored;
@@ -263,13 +271,41 @@ void LmdbChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutListe
     notify_data();
   };
   op.sync = config_.sync == SyncMode::full;
+  op.put = true;
   env_->submit(std::move(op));
 }
 
+void LmdbChannel::put_failed(const Status& st) {
+  const bool no_space = st.code() == Errc::backpressure;
+  if (put_failure_.empty()) {
+    spdlog::error("lmdb channel {}: a put failed ({}); the source puts it again {}", ctx_.name,
+                  st.str(), no_space ? "once there is room" : "after a pause");
+  }
+  put_failure_ = st.message();
+  no_space_ = no_space;
+  Counter*& c = no_space ? put_errors_no_space_ : put_errors_io_;
+  if (c == nullptr) {
+    Labels labels = ctx_.labels();
+    labels.emplace_back("reason", no_space ? "no_space" : "io");
+    c = &ctx_.metrics.counter(
+        "sluice_channel_put_errors_total",
+        "Puts the channel could not store (retried by the source), by reason.", labels);
+  }
+  c->inc();
+}
+
 std::string LmdbChannel::health_problem() const {
-  if (quarantined_ == 0) return {};
-  return fmt::format("channel {}: {} damaged records moved to quarantine (see the log)", ctx_.name,
-                     quarantined_);
+  std::string out;
+  if (!put_failure_.empty()) {
+    out = fmt::format("channel {}: puts fail{}, retrying: {}", ctx_.name,
+                      no_space_ ? " (disk or map full)" : "", put_failure_);
+  }
+  if (quarantined_ > 0) {
+    if (!out.empty()) out += "\n";
+    out += fmt::format("channel {}: {} damaged records moved to quarantine (see the log)",
+                       ctx_.name, quarantined_);
+  }
+  return out;
 }
 
 std::vector<std::pair<std::string, std::string>> LmdbChannel::load_checkpoints(
@@ -299,6 +335,13 @@ std::vector<std::pair<std::string, std::string>> LmdbChannel::load_checkpoints(
 void LmdbChannel::wait_for_space(SpaceListener& listener) {
   if (std::find(space_waiters_.begin(), space_waiters_.end(), &listener) == space_waiters_.end()) {
     space_waiters_.push_back(&listener);
+  }
+  // Out of disk space, room may come back without a commit here (another channel drained, the
+  // operator freed the disk): probe with backoff.
+  if (no_space_ && !put_failure_.empty() && !space_probe_.active()) {
+    const Duration delay = probe_delay_;
+    probe_delay_ = std::min<Duration>(probe_delay_ * 2, kMaxProbe);
+    space_probe_.start(delay, [this] { notify_space(); });
   }
 }
 
@@ -563,7 +606,18 @@ void LmdbChannel::rollback(const Lease& lease) noexcept {
   c.taken = std::min(c.taken, it->second.first);
   metrics_.rollback_events.inc(lease.events());
   leases_.erase(it);
-  notify_data();
+  // Never call back from inside a rollback (channel.h): the sink group is mid-way through its own
+  // bookkeeping.
+  if (!data_task_pending_) {
+    data_task_pending_ = true;
+    ctx_.loop.defer(
+        [](void* self, std::uint64_t) {
+          auto* ch = static_cast<LmdbChannel*>(self);
+          ch->data_task_pending_ = false;
+          ch->notify_data();
+        },
+        this, 0);
+  }
 }
 
 }  // namespace sluice::channels

@@ -88,6 +88,7 @@ class LmdbChannel final : public Channel {
   void notify_data();
   void notify_space();
   void quarantine(std::uint64_t seq);
+  void put_failed(const Status& st);
   void store_and_delete(const std::vector<CursorId>& changed, std::function<void(Status)> then);
   bool drop_oldest();
   std::uint64_t min_committed() const;
@@ -113,6 +114,16 @@ class LmdbChannel final : public Channel {
   std::uint64_t quarantined_ = 0;
   std::set<std::uint64_t> quarantined_seqs_;
   bool dropping_ = false;
+  bool data_task_pending_ = false;
+  // The last put failure, until a put is stored again (health_problem()).
+  static constexpr Duration kFirstProbe = std::chrono::milliseconds(100);
+  static constexpr Duration kMaxProbe = std::chrono::seconds(2);
+  std::string put_failure_;
+  bool no_space_ = false;
+  Timer space_probe_;
+  Duration probe_delay_ = kFirstProbe;
+  Counter* put_errors_no_space_ = nullptr;
+  Counter* put_errors_io_ = nullptr;
 
   ChannelMetrics metrics_;
   Counter& quarantined_total_;

@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <cerrno>
 
 namespace sluice::channels {
 namespace {
@@ -27,11 +30,11 @@ Result<std::unique_ptr<LmdbEnv>> LmdbEnv::open(const std::string& dir, Loop& loo
     return Status(Errc::io,
                   fmt::format("cannot open the LMDB environment in {}: {}", dir, mdb_strerror(rc)));
   }
-  return std::unique_ptr<LmdbEnv>(new LmdbEnv(env, loop, sync_interval));
+  return std::unique_ptr<LmdbEnv>(new LmdbEnv(env, dir, loop, sync_interval));
 }
 
-LmdbEnv::LmdbEnv(MDB_env* env, Loop& loop, std::chrono::milliseconds interval)
-    : env_(env), loop_(loop), sync_interval_(interval) {
+LmdbEnv::LmdbEnv(MDB_env* env, std::string dir, Loop& loop, std::chrono::milliseconds interval)
+    : env_(env), dir_(std::move(dir)), loop_(loop), sync_interval_(interval) {
   async_ = new uv_async_t{};
   uv_async_init(loop_.uv(), async_, &LmdbEnv::on_async);
   async_->data = this;
@@ -67,6 +70,7 @@ Result<MDB_dbi> LmdbEnv::dbi(const std::string& name) {
 }
 
 void LmdbEnv::submit(Op op) {
+  if (op.put) op.epoch = epoch_.load();
   {
     std::lock_guard lock(mu_);
     queue_.push_back(std::move(op));
@@ -79,11 +83,71 @@ std::size_t LmdbEnv::pending() const {
   return queue_.size() + running_;
 }
 
+std::string LmdbEnv::failure() const {
+  std::lock_guard lock(mu_);
+  return failure_;
+}
+
+Status LmdbEnv::write_status(int rc, const std::string& dir, std::string_view what) {
+  if (rc == 0) return {};
+  bool no_space = rc == MDB_MAP_FULL || rc == ENOSPC || rc == EDQUOT;
+  std::string detail;
+  if (rc == EIO || no_space) {
+    // LMDB turns a short write (the filesystem filled up mid-write) into EIO.
+    struct statvfs vfs {};
+    if (::statvfs(dir.c_str(), &vfs) == 0) {
+      const std::uint64_t free = static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+      const std::uint64_t total = static_cast<std::uint64_t>(vfs.f_blocks) * vfs.f_frsize;
+      if (free < (8ULL << 20) || free * 100 < total) no_space = true;
+      detail = fmt::format(" ({} KiB free of {} KiB in {})", free >> 10, total >> 10, dir);
+    }
+  }
+  return Status(no_space ? Errc::backpressure : Errc::io,
+                fmt::format("{}: {}{}", what, mdb_strerror(rc), detail));
+}
+
+// Runs `ops` in one write transaction (growing the map and running them again on MDB_MAP_FULL:
+// nothing of it was committed), then syncs if one of them asks for it.
+Status LmdbEnv::commit_round(std::vector<Op>& ops, bool& dirty,
+                             std::chrono::steady_clock::time_point& last_sync) {
+  while (true) {
+    MDB_txn* txn = nullptr;
+    int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+    for (std::size_t i = 0; rc == 0 && i < ops.size(); ++i) rc = ops[i].apply(txn);
+    if (rc == 0) {
+      rc = mdb_txn_commit(txn);
+    } else if (txn != nullptr) {
+      mdb_txn_abort(txn);
+    }
+    if (rc == MDB_MAP_FULL) {
+      std::lock_guard map_lock(map_mutex_);
+      MDB_envinfo info{};
+      mdb_env_info(env_, &info);
+      const std::size_t bigger = info.me_mapsize * 2;
+      spdlog::info("lmdb: growing the map to {} MiB", bigger >> 20);
+      if (mdb_env_set_mapsize(env_, bigger) == 0) continue;
+    }
+    bool want_sync = false;
+    for (const auto& op : ops) want_sync = want_sync || op.sync;
+    if (rc == 0 && want_sync) {
+      rc = mdb_env_sync(env_, 1);
+      last_sync = std::chrono::steady_clock::now();
+      dirty = false;
+    } else if (rc == 0) {
+      dirty = true;
+    }
+    return write_status(rc, dir_, "lmdb write transaction");
+  }
+}
+
 void LmdbEnv::run() {
   auto last_sync = std::chrono::steady_clock::now();
   bool dirty = false;  // committed rounds not yet fsynced
-  std::vector<Op> round;
+  std::vector<Op> round, ops, kept;
+  std::vector<std::pair<std::function<void(Status)>, Status>> finished;
   while (true) {
+    std::uint64_t fenced = 0;
+    Status fence;
     {
       std::unique_lock lock(mu_);
       cv_.wait_for(lock, sync_interval_, [this] { return stop_ || !queue_.empty(); });
@@ -99,45 +163,75 @@ void LmdbEnv::run() {
       }
       round.swap(queue_);
       running_ = round.size();
+      fenced = fenced_upto_;
+      fence = fence_status_;
     }
-    Status result;
-    while (true) {
-      MDB_txn* txn = nullptr;
-      int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
-      for (std::size_t i = 0; rc == 0 && i < round.size(); ++i) rc = round[i].apply(txn);
-      if (rc == 0) {
-        rc = mdb_txn_commit(txn);
-      } else if (txn != nullptr) {
-        mdb_txn_abort(txn);
+    // Puts made before the loop thread heard of an earlier failed put fail with it: storing
+    // them now would put them ahead of the failed one's retry.
+    bool has_put = false;
+    for (auto& op : round) {
+      if (op.put && op.epoch <= fenced) {
+        finished.emplace_back(std::move(op.done), fence);
+      } else {
+        has_put = has_put || op.put;
+        ops.push_back(std::move(op));
       }
-      if (rc == MDB_MAP_FULL) {
-        // Grow the map and run the whole round again: nothing of it was committed.
-        std::lock_guard map_lock(map_mutex_);
-        MDB_envinfo info{};
-        mdb_env_info(env_, &info);
-        const std::size_t bigger = info.me_mapsize * 2;
-        spdlog::info("lmdb: growing the map to {} MiB", bigger >> 20);
-        if (mdb_env_set_mapsize(env_, bigger) == 0) continue;
-      }
-      bool want_sync = false;
-      for (const auto& op : round) want_sync = want_sync || op.sync;
-      if (rc == 0 && want_sync) {
-        rc = mdb_env_sync(env_, 1);
-        last_sync = std::chrono::steady_clock::now();
-        dirty = false;
-      } else if (rc == 0) {
-        dirty = true;
-      }
-      result = mdb_status(rc, "lmdb write transaction");
-      break;
     }
+    round.clear();
+    Status st = ops.empty() ? Status() : commit_round(ops, dirty, last_sync);
+    if (!st.ok() && has_put) {
+      std::uint64_t upto = 0;
+      for (auto& op : ops) {
+        if (op.put) {
+          upto = std::max(upto, op.epoch);
+          finished.emplace_back(std::move(op.done), st);
+        } else {
+          kept.push_back(std::move(op));
+        }
+      }
+      ops.swap(kept);
+      kept.clear();
+      {
+        // The fence and the failures reach the loop thread together (see on_async()).
+        std::lock_guard lock(mu_);
+        fenced_upto_ = std::max(fenced_upto_, upto);
+        fence_status_ = st;
+        failure_ = st.message();
+        for (auto& f : finished) done_.push_back(std::move(f));
+      }
+      finished.clear();
+      uv_async_send(async_);
+      st = ops.empty() ? Status() : commit_round(ops, dirty, last_sync);
+    } else if (st.ok() && has_put) {
+      std::lock_guard lock(mu_);
+      failure_.clear();
+    }
+    // Positions and deletes are already in effect on the loop thread: retry them until they
+    // commit (or the environment closes).
+    auto backoff = std::chrono::milliseconds(50);
+    while (!st.ok() && !ops.empty()) {
+      {
+        std::lock_guard lock(mu_);
+        failure_ = st.message();
+      }
+      spdlog::warn("lmdb: storing cursor positions failed, retrying in {}ms: {}", backoff.count(),
+                   st.str());
+      {
+        std::unique_lock lock(mu_);
+        if (cv_.wait_for(lock, backoff, [this] { return stop_; })) break;
+      }
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+      st = commit_round(ops, dirty, last_sync);
+    }
+    for (auto& op : ops) finished.emplace_back(std::move(op.done), st);
+    ops.clear();
     {
       std::lock_guard lock(mu_);
-      for (auto& op : round) done_.emplace_back(std::move(op.done), result);
+      for (auto& f : finished) done_.push_back(std::move(f));
       running_ = 0;
       ++rounds_;
     }
-    round.clear();
+    finished.clear();
     uv_async_send(async_);
   }
 }
@@ -149,6 +243,8 @@ void LmdbEnv::on_async(uv_async_t* a) {
   {
     std::lock_guard lock(self->mu_);
     done.swap(self->done_);
+    // Whatever is put from now on was put knowing of every failure handed over here.
+    if (self->fenced_upto_ >= self->epoch_.load()) self->epoch_.store(self->fenced_upto_ + 1);
   }
   for (auto& [fn, st] : done) {
     if (fn) fn(st);

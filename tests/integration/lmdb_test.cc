@@ -1,11 +1,14 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -331,4 +334,101 @@ TEST_CASE("lmdb: an environment that cannot be opened is a clear start-up error"
   CHECK(agent.stderr_text().find(
             "cannot start: channels.durable: cannot open the LMDB environment in " + state +
             "/data/lmdb: ") != std::string::npos);
+}
+
+namespace {
+
+// A tmpfs of a given size on `dir` (the tests run as root), unmounted when destroyed.
+class SmallDisk {
+ public:
+  SmallDisk(const std::string& dir, const std::string& size) : dir_(dir) {
+    fs::create_directories(dir_);
+    mounted_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, ("size=" + size).c_str()) == 0;
+    if (!mounted_) error_ = std::strerror(errno);
+  }
+  ~SmallDisk() {
+    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+  }
+  SmallDisk(const SmallDisk&) = delete;
+  SmallDisk& operator=(const SmallDisk&) = delete;
+  bool ok() const { return mounted_; }
+  const std::string& error() const { return error_; }
+  bool grow(const std::string& size) {
+    return ::mount("tmpfs", dir_.c_str(), "tmpfs", MS_REMOUNT, ("size=" + size).c_str()) == 0;
+  }
+
+ private:
+  std::string dir_;
+  bool mounted_ = false;
+  std::string error_;
+};
+
+}  // namespace
+
+TEST_CASE("lmdb: a full disk is back-pressure and reported, every line arrives once it has room",
+          "[integration][lmdb]") {
+  TempDir tmp;
+  const std::string logs = tmp.file("logs"), state = tmp.file("state");
+  fs::create_directories(logs);
+  SmallDisk disk(state + "/data/lmdb", "16m");
+  if (!disk.ok()) {
+    WARN("skipped: cannot mount a tmpfs (" << disk.error() << ")");
+    return;
+  }
+  constexpr int kLines = 120'000;  // 200 bytes each: 24 MB, more than the 16 MB disk
+  {
+    std::string lines;
+    for (int i = 1; i <= kLines; ++i) {
+      const std::string n = std::to_string(i);
+      lines += n + " " + std::string(199 - n.size() - 1, 'x') + "\n";
+    }
+    write_file(logs + "/app.log", lines);
+  }
+  const std::string paths = "[\"" + logs + "/*.log\"]";
+  const std::string extra = "compression_level = 0\ntransaction_events = 500";
+  const std::string events = R"(sluice_channel_events{component="durable",type="lmdb"})";
+  {
+    AgentProcess agent("taildir_lmdb.toml", lmdb_options(paths, "/dev/full", state, extra));
+    REQUIRE(agent.wait_ready());
+    // The sink is down and the disk fills: the source waits, /healthz and the metrics say why.
+    REQUIRE(eventually(20s, [&] {
+      return agent
+                 .metric(
+                     R"(sluice_source_put_errors_total{component="tail",type="taildir",reason="no_space"})")
+                 .value_or(0) > 0;
+    }));
+    CHECK(
+        agent
+            .metric(
+                R"(sluice_channel_put_errors_total{component="durable",type="lmdb",reason="no_space"})")
+            .value_or(0) > 0);
+    CHECK(agent.metric(
+              R"(sluice_source_put_errors_total{component="tail",type="taildir",reason="io"})") ==
+          std::nullopt);
+    const auto health = http_get(agent.admin(), "/healthz");
+    CHECK(health.status == 200);
+    CHECK(health.body.find("degraded\nchannel durable: puts fail (disk or map full), retrying: "
+                           "lmdb write transaction: ") == 0);
+    CHECK(health.body.find("source tail: puts fail, retrying: backpressure: ") !=
+          std::string::npos);
+    const double stuck = agent.metric(events).value_or(0);
+    CHECK(stuck > 0);
+    CHECK(stuck < kLines);
+    // The operator makes room: everything is read and stored without a restart.
+    REQUIRE(disk.grow("128m"));
+    REQUIRE(eventually(30s, [&] { return agent.metric(events).value_or(0) == double(kLines); }));
+    CHECK(eventually(5s, [&] { return http_get(agent.admin(), "/healthz").body == "ok\n"; }));
+    CHECK(agent.terminate() == 0);
+  }
+  // Every line is in the channel exactly once: a sink that works delivers them all.
+  const std::string out = tmp.file("out.log");
+  AgentProcess agent("taildir_lmdb.toml", lmdb_options(paths, out, state, extra));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(30s, [&] { return count_lines(out) >= std::size_t(kLines); }));
+  CHECK(agent.terminate() == 0);
+  std::vector<long> v = numbers_of(read_file(out));
+  CHECK(v.size() == std::size_t(kLines));
+  bool in_order = v.size() == std::size_t(kLines);
+  for (std::size_t i = 0; in_order && i < v.size(); ++i) in_order = v[i] == long(i + 1);
+  CHECK(in_order);
 }
