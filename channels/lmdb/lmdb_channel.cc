@@ -62,11 +62,12 @@ std::map<std::string, std::weak_ptr<LmdbEnv>> g_envs;
 
 }  // namespace
 
-Result<std::shared_ptr<LmdbEnv>> shared_env(const std::string& data_dir, Loop& loop) {
+Result<std::shared_ptr<LmdbEnv>> shared_env(const std::string& data_dir, Loop& loop,
+                                            bool quarantine_corrupt) {
   std::lock_guard lock(g_envs_mu);
   const std::string dir = data_dir + "/lmdb";
   if (auto env = g_envs[dir].lock()) return env;
-  auto opened = LmdbEnv::open(dir, loop, std::chrono::milliseconds(1000));
+  auto opened = LmdbEnv::open(dir, loop, std::chrono::milliseconds(1000), quarantine_corrupt);
   if (!opened) return opened.error();
   std::shared_ptr<LmdbEnv> env(std::move(*opened));
   g_envs[dir] = env;
@@ -94,13 +95,17 @@ std::optional<LmdbConfig> LmdbConfig::parse(const ConfigNode& node, ConfigErrors
   if (node.optional("when_full", when_full, errors, OneOf{{"block", "drop_oldest"}})) {
     c.drop_oldest_when_full = when_full == "drop_oldest";
   }
+  std::string on_corrupt = "refuse";
+  if (node.optional("on_corrupt", on_corrupt, errors, OneOf{{"refuse", "quarantine"}})) {
+    c.quarantine_corrupt = on_corrupt == "quarantine";
+  }
   node.reject_unknown_keys(errors);
   return errors.size() == before ? std::optional{c} : std::nullopt;
 }
 
 Result<std::unique_ptr<LmdbChannel>> LmdbChannel::create(const LmdbConfig& config,
                                                          ChannelContext& ctx) {
-  auto env = shared_env(ctx.data_dir, ctx.loop);
+  auto env = shared_env(ctx.data_dir, ctx.loop, config.quarantine_corrupt);
   if (!env) return env.error();
   auto records = (*env)->dbi("c:" + ctx.name);
   if (!records) return records.error();
@@ -129,6 +134,12 @@ LmdbChannel::LmdbChannel(const LmdbConfig& config, ChannelContext& ctx,
                                           "Events dropped when full (when_full = \"drop_oldest\", "
                                           "or a group with lagging = \"detach\").",
                                           ctx.labels())) {
+  ctx.metrics
+      .gauge("sluice_channel_environment_quarantined",
+             "1 if the LMDB environment was found damaged at start and moved aside "
+             "(on_corrupt = \"quarantine\").",
+             ctx.labels())
+      .set(env_->quarantine_note().empty() ? 0 : 1);
   load_state();
 }
 
@@ -299,6 +310,10 @@ std::string LmdbChannel::health_problem() const {
   if (!put_failure_.empty()) {
     out = fmt::format("channel {}: puts fail{}, retrying: {}", ctx_.name,
                       no_space_ ? " (disk or map full)" : "", put_failure_);
+  }
+  if (!env_->quarantine_note().empty()) {
+    if (!out.empty()) out += "\n";
+    out += fmt::format("channel {}: {}", ctx_.name, env_->quarantine_note());
   }
   if (quarantined_ > 0) {
     if (!out.empty()) out += "\n";

@@ -24,11 +24,17 @@ struct LmdbConfig {
   SyncMode sync = SyncMode::full;      // periodic: the environment fsyncs every second
   int compression_level = 1;           // zstd; 0 stores records uncompressed
   bool drop_oldest_when_full = false;  // when_full = "drop_oldest"
+  /// on_corrupt = "quarantine": a damaged environment is moved aside and an empty one started.
+  /// The default, "refuse", stops the start with an error naming the damage.
+  bool quarantine_corrupt = false;
   static std::optional<LmdbConfig> parse(const ConfigNode& node, ConfigErrors& errors);
 };
 
 /// The LMDB environment of one agent (data_dir/lmdb), shared by its lmdb channels.
-Result<std::shared_ptr<LmdbEnv>> shared_env(const std::string& data_dir, Loop& loop);
+/// The environment is opened (and checked) by the first lmdb channel created, with its
+/// `on_corrupt`.
+Result<std::shared_ptr<LmdbEnv>> shared_env(const std::string& data_dir, Loop& loop,
+                                            bool quarantine_corrupt = false);
 
 /// A durable channel: each put is one record (the batch, zstd-compressed, checksummed) written by
 /// the environment's writer thread in a group-committed transaction; a put completes, and its

@@ -1,11 +1,16 @@
 #include "channels/lmdb/lmdb_env.h"
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
 
 namespace sluice::channels {
 namespace {
@@ -16,9 +21,119 @@ Status mdb_status(int rc, std::string_view what) {
 }
 }  // namespace
 
-Result<std::unique_ptr<LmdbEnv>> LmdbEnv::open(const std::string& dir, Loop& loop,
-                                               std::chrono::milliseconds sync_interval) {
-  ::mkdir(dir.c_str(), 0750);
+std::string LmdbEnv::check_file(const std::string& dir) {
+  struct stat st {};
+  const std::string file = dir + "/data.mdb";
+  if (::stat(file.c_str(), &st) != 0) return {};  // a new environment
+  const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  if (size < 2 * page) {
+    return fmt::format("data.mdb is {} bytes, shorter than its two {}-byte meta pages (truncated)",
+                       size, page);
+  }
+  return {};
+}
+
+std::string LmdbEnv::check_open(MDB_env* env, const std::string& dir) {
+  MDB_envinfo info{};
+  MDB_stat est{};
+  if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &est) != 0) return "cannot read its state";
+  struct stat st {};
+  const std::string file = dir + "/data.mdb";
+  if (::stat(file.c_str(), &st) != 0) return fmt::format("cannot stat {}", file);
+  const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
+  const std::uint64_t need = (static_cast<std::uint64_t>(info.me_last_pgno) + 1) * est.ms_psize;
+  if (size < need) {
+    return fmt::format("data.mdb is {} bytes, but its last page ({}) ends at byte {} (truncated)",
+                       size, info.me_last_pgno, need);
+  }
+  // Walk every database; a value outside the file would be read past its end later. LMDB does
+  // not say where it mapped the file (me_mapaddr is only set for MDB_FIXEDMAP): find the mapping
+  // of data.mdb's inode in /proc/self/maps.
+  std::uintptr_t map = 0;
+  if (std::FILE* maps = std::fopen("/proc/self/maps", "r")) {
+    char line[4096];
+    while (map == 0 && std::fgets(line, sizeof line, maps) != nullptr) {
+      unsigned long start = 0, end = 0, offset = 0, inode = 0;
+      char perms[8], dev[16];
+      if (std::sscanf(line, "%lx-%lx %7s %lx %15s %lu", &start, &end, perms, &offset, dev,
+                      &inode) == 6 &&
+          inode == st.st_ino && offset == 0) {
+        map = start;
+      }
+    }
+    std::fclose(maps);
+  }
+  auto outside = [&](const MDB_val& v) {
+    if (map == 0) return false;  // no /proc: the size check above has to do
+    const auto p = reinterpret_cast<std::uintptr_t>(v.mv_data);
+    return p < map || p > map + need || v.mv_size > map + need - p;
+  };
+  MDB_txn* txn = nullptr;
+  int rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
+  if (rc != 0) return fmt::format("cannot begin a read transaction: {}", mdb_strerror(rc));
+  std::string damage;
+  std::vector<std::string> names;
+  MDB_cursor* cur = nullptr;
+  MDB_dbi main = 0;
+  rc = mdb_dbi_open(txn, nullptr, 0, &main);
+  if (rc == 0) rc = mdb_cursor_open(txn, main, &cur);
+  MDB_val k{}, v{};
+  int get = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : rc;
+  while (get == 0) {
+    if (outside(k) || outside(v)) {
+      damage = "the main database points outside the file";
+      break;
+    }
+    names.emplace_back(static_cast<const char*>(k.mv_data), k.mv_size);
+    get = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+  }
+  if (cur != nullptr) mdb_cursor_close(cur);
+  if (damage.empty() && get != MDB_NOTFOUND)
+    damage = fmt::format("the main database: {}", mdb_strerror(get));
+  for (const std::string& name : names) {
+    if (!damage.empty()) break;
+    MDB_dbi dbi = 0;
+    rc = mdb_dbi_open(txn, name.c_str(), 0, &dbi);
+    if (rc == MDB_INCOMPATIBLE) continue;  // a plain key of the main database
+    if (rc != 0) {
+      damage = fmt::format("database {}: {}", name, mdb_strerror(rc));
+      break;
+    }
+    cur = nullptr;
+    rc = mdb_cursor_open(txn, dbi, &cur);
+    get = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : rc;
+    std::uint64_t entries = 0;
+    while (get == 0) {
+      if (outside(k) || outside(v)) {
+        damage = fmt::format("database {}: a record points outside the file", name);
+        break;
+      }
+      ++entries;
+      get = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (cur != nullptr) mdb_cursor_close(cur);
+    if (damage.empty() && get != MDB_NOTFOUND)
+      damage = fmt::format("database {}: {} after {} records", name, mdb_strerror(get), entries);
+    MDB_stat dst{};
+    if (damage.empty() && mdb_stat(txn, dbi, &dst) == 0 && dst.ms_entries != entries) {
+      damage =
+          fmt::format("database {}: {} records found, {} recorded", name, entries, dst.ms_entries);
+    }
+  }
+  mdb_txn_abort(txn);
+  return damage;
+}
+
+namespace {
+
+// Codes of mdb_env_open that mean a damaged file rather than a permission or path problem.
+bool damaged_code(int rc) {
+  return rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_VERSION_MISMATCH ||
+         rc == MDB_PAGE_NOTFOUND;
+}
+
+int open_env(const std::string& dir, MDB_env** out) {
   MDB_env* env = nullptr;
   int rc = mdb_env_create(&env);
   if (rc == 0) rc = mdb_env_set_maxdbs(env, 256);
@@ -27,10 +142,64 @@ Result<std::unique_ptr<LmdbEnv>> LmdbEnv::open(const std::string& dir, Loop& loo
   if (rc == 0) rc = mdb_env_open(env, dir.c_str(), MDB_NOSYNC | MDB_NOTLS, 0640);
   if (rc != 0) {
     if (env != nullptr) mdb_env_close(env);
-    return Status(Errc::io,
-                  fmt::format("cannot open the LMDB environment in {}: {}", dir, mdb_strerror(rc)));
+    return rc;
   }
-  return std::unique_ptr<LmdbEnv>(new LmdbEnv(env, dir, loop, sync_interval));
+  *out = env;
+  return 0;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LmdbEnv>> LmdbEnv::open(const std::string& dir, Loop& loop,
+                                               std::chrono::milliseconds sync_interval,
+                                               bool quarantine) {
+  ::mkdir(dir.c_str(), 0750);
+  std::string damage = check_file(dir);
+  MDB_env* env = nullptr;
+  if (damage.empty()) {
+    const int rc = open_env(dir, &env);
+    if (rc != 0 && !damaged_code(rc)) {
+      return Status(Errc::io, fmt::format("cannot open the LMDB environment in {}: {}", dir,
+                                          mdb_strerror(rc)));
+    }
+    if (rc != 0) damage = mdb_strerror(rc);
+  }
+  if (damage.empty()) {
+    damage = check_open(env, dir);
+    if (!damage.empty()) {
+      mdb_env_close(env);
+      env = nullptr;
+    }
+  }
+  std::string note;
+  if (!damage.empty()) {
+    if (!quarantine) {
+      return Status(Errc::io,
+                    fmt::format("the LMDB environment in {} is damaged: {}; move it aside to start "
+                                "empty, or set on_corrupt = \"quarantine\" on the lmdb channel to "
+                                "do so at start",
+                                dir, damage));
+    }
+    const std::string moved =
+        fmt::format("{}.corrupt-{:%Y%m%dT%H%M%SZ}", dir, fmt::gmtime(std::time(nullptr)));
+    if (::rename(dir.c_str(), moved.c_str()) != 0) {
+      return Status::from_errno(
+          errno, fmt::format("the LMDB environment in {} is damaged ({}); moving it to {}", dir,
+                             damage, moved));
+    }
+    ::mkdir(dir.c_str(), 0750);
+    note = fmt::format("the LMDB environment in {} was damaged ({}); moved to {}, started empty",
+                       dir, damage, moved);
+    spdlog::error("lmdb: {}", note);
+    const int rc = open_env(dir, &env);
+    if (rc != 0) {
+      return Status(Errc::io, fmt::format("cannot open the LMDB environment in {}: {}", dir,
+                                          mdb_strerror(rc)));
+    }
+  }
+  auto opened = std::unique_ptr<LmdbEnv>(new LmdbEnv(env, dir, loop, sync_interval));
+  opened->quarantine_note_ = std::move(note);
+  return opened;
 }
 
 LmdbEnv::LmdbEnv(MDB_env* env, std::string dir, Loop& loop, std::chrono::milliseconds interval)

@@ -49,8 +49,21 @@ class LmdbEnv {
   };
 
   /// `sync_interval`: how often rounds without a synced operation are made durable anyway.
+  /// The environment is checked first (check_file(), check_open()); a damaged one is refused
+  /// with a clear error, or with `quarantine` moved aside to DIR.corrupt-<UTC time> and replaced
+  /// by an empty one (see quarantine_note()).
   static Result<std::unique_ptr<LmdbEnv>> open(const std::string& dir, Loop& loop,
-                                               std::chrono::milliseconds sync_interval);
+                                               std::chrono::milliseconds sync_interval,
+                                               bool quarantine = false);
+  /// Before opening: a data.mdb shorter than its two meta pages (LMDB would take an empty one for
+  /// a new environment and start over silently). Returns the damage, or "" if none.
+  static std::string check_file(const std::string& dir);
+  /// After opening: the file must reach the environment's last page (else reading a record past
+  /// its end is a SIGBUS), and every database must be readable to its last record, with each
+  /// value inside the file. Returns the damage, or "" if none.
+  static std::string check_open(MDB_env* env, const std::string& dir);
+  /// Non-empty if the environment was found damaged and moved aside at open.
+  const std::string& quarantine_note() const noexcept { return quarantine_note_; }
   ~LmdbEnv();
   LmdbEnv(const LmdbEnv&) = delete;
   LmdbEnv& operator=(const LmdbEnv&) = delete;
@@ -100,6 +113,7 @@ class LmdbEnv {
   std::uint64_t fenced_upto_ = 0;  // under mu_
   Status fence_status_;            // under mu_
   std::string failure_;            // under mu_
+  std::string quarantine_note_;
 };
 
 }  // namespace sluice::channels

@@ -432,3 +432,116 @@ TEST_CASE("lmdb: a full disk is back-pressure and reported, every line arrives o
   for (std::size_t i = 0; in_order && i < v.size(); ++i) in_order = v[i] == long(i + 1);
   CHECK(in_order);
 }
+
+namespace {
+
+// Stores 5000 events in the lmdb channel of `state` (both sinks fail, so they stay) and returns
+// the configuration the agent ran with, for `sluice channel` commands.
+std::string fill_channel(TempDir& tmp, const std::string& state) {
+  AgentProcess agent("lmdb_groups.toml", groups_options("seq 1 5000", "/dev/full", state));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] {
+    return agent.metric(R"(sluice_channel_events{component="durable",type="lmdb"})") == 5000.0;
+  }));
+  CHECK(agent.terminate() == 0);
+  const std::string conf = tmp.file("inspect.toml");
+  write_file(conf, read_file(agent.config_path()));
+  return conf;
+}
+
+}  // namespace
+
+TEST_CASE("lmdb: a truncated data.mdb is refused with a clear error, never a SIGBUS",
+          "[integration][lmdb]") {
+  TempDir tmp;
+  const std::string state = tmp.file("state");
+  fs::create_directories(state);
+  const std::string conf = fill_channel(tmp, state);
+  const std::string env = state + "/data/lmdb", file = env + "/data.mdb";
+  const std::string pristine = read_file(file);
+  const std::size_t size = pristine.size();
+  REQUIRE(size > 16 * 4096);
+  for (const std::size_t keep :
+       {std::size_t{0}, std::size_t{4096}, std::size_t{3 * 4096}, size / 2, size - 4096}) {
+    INFO("data.mdb truncated from " << size << " to " << keep << " bytes");
+    write_file(file, pristine.substr(0, keep));
+    AgentProcess agent("lmdb_groups.toml", groups_options("true", tmp.file("good.log"), state));
+    CHECK(agent.wait_exit(10s) == 1);
+    const std::string err = agent.stderr_text();
+    CHECK(err.find("cannot start: channels.durable: the LMDB environment in " + env +
+                   " is damaged: ") != std::string::npos);
+    CHECK(err.find("on_corrupt = \"quarantine\"") != std::string::npos);
+    auto [code, out] = run_sluice({"channel", "stats", "-c", conf});
+    CHECK(code == 1);
+    CHECK(out.find("the LMDB environment in " + env + " is damaged: ") != std::string::npos);
+  }
+  // The file as it was still works: nothing was changed by the refusals.
+  write_file(file, pristine);
+  auto [code, out] = run_sluice({"channel", "stats", "-c", conf});
+  INFO(out);
+  CHECK(code == 0);
+  CHECK(out.find("channel durable: 5000 events") == 0);
+}
+
+TEST_CASE("lmdb: on_corrupt = quarantine moves a damaged environment aside and starts empty",
+          "[integration][lmdb]") {
+  TempDir tmp;
+  const std::string state = tmp.file("state");
+  fs::create_directories(state);
+  fill_channel(tmp, state);
+  const std::string env = state + "/data/lmdb", file = env + "/data.mdb";
+  const std::string pristine = read_file(file);
+  write_file(file, pristine.substr(0, pristine.size() / 2));
+  const std::string good = tmp.file("good.log");
+  AgentProcess agent("lmdb_groups.toml",
+                     groups_options("seq 1 100", good, state, "on_corrupt = \"quarantine\""));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] { return count_lines(good) == 100; }));
+  std::string moved;
+  for (const auto& e : fs::directory_iterator(state + "/data")) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("lmdb.corrupt-", 0) == 0) moved = e.path().string();
+  }
+  REQUIRE(!moved.empty());
+  CHECK(fs::file_size(moved + "/data.mdb") == pristine.size() / 2);  // kept as it was found
+  CHECK(agent.metric(
+            R"(sluice_channel_environment_quarantined{component="durable",type="lmdb"})") == 1.0);
+  const auto health = http_get(agent.admin(), "/healthz");
+  CHECK(health.body.find("degraded\nchannel durable: the LMDB environment in " + env +
+                         " was damaged (") == 0);
+  CHECK(health.body.find("moved to " + moved + ", started empty") != std::string::npos);
+  CHECK(agent.stderr_text().find("moved to " + moved) != std::string::npos);
+  CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("lmdb: flipped bytes in data.mdb never crash sluice", "[integration][lmdb]") {
+  TempDir tmp;
+  const std::string state = tmp.file("state");
+  fs::create_directories(state);
+  const std::string conf = fill_channel(tmp, state);
+  const std::string file = state + "/data/lmdb/data.mdb";
+  const std::string pristine = read_file(file);
+  std::mt19937 rng(7);
+  std::vector<std::size_t> offsets = {16, 4096 + 16, 2 * 4096 + 40};  // both meta pages, a page
+  for (int i = 0; i < (soak() ? 60 : 12); ++i)
+    offsets.push_back(std::uniform_int_distribution<std::size_t>(0, pristine.size() - 1)(rng));
+  int refused = 0, ran = 0;
+  for (const std::size_t at : offsets) {
+    INFO("byte " << at << " of " << pristine.size() << " flipped");
+    std::string damaged = pristine;
+    damaged[at] = static_cast<char>(damaged[at] ^ 0xff);
+    write_file(file, damaged);
+    auto [code, out] = run_sluice({"channel", "stats", "-c", conf});
+    CHECK((code == 0 || code == 1));
+    AgentProcess agent("lmdb_groups.toml", groups_options("true", "/dev/full", state));
+    if (agent.wait_ready(10s)) {
+      ++ran;
+      CHECK(agent.terminate() == 0);
+    } else {
+      ++refused;
+      CHECK(agent.wait_exit(10s) == 1);
+      CHECK(agent.stderr_text().find("cannot start: channels.durable: ") != std::string::npos);
+    }
+  }
+  WARN(offsets.size() << " flipped bytes: " << ran << " runs, " << refused << " refusals");
+}
