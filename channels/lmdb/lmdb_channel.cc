@@ -386,6 +386,21 @@ Result<Lease> LmdbChannel::take(CursorId cursor, Batch& out, TakeLimits limits) 
   Cursor& c = cursors_[cursor];
   out.clear();
   if (c.taken > durable_seq_) return Lease();
+  // Decoding runs on the loop: at most kTakeBudget of it per loop turn (always one record), so
+  // that a large backlog does not stall every other component. Past the budget, take() answers
+  // empty and wait_for_data() answers on the next turn.
+  if (take_spent_ >= kTakeBudget) return Lease();
+  if (!budget_reset_pending_) {
+    budget_reset_pending_ = true;
+    ctx_.loop.defer(
+        [](void* self, std::uint64_t) {
+          auto* ch = static_cast<LmdbChannel*>(self);
+          ch->budget_reset_pending_ = false;
+          ch->take_spent_ = Duration::zero();
+        },
+        this, 0);
+  }
+  const auto started = std::chrono::steady_clock::now();
   std::uint64_t first = 0, last = 0, bytes = 0, skipped_to = 0;
   std::vector<std::uint64_t> bad;
   {
@@ -421,12 +436,14 @@ Result<Lease> LmdbChannel::take(CursorId cursor, Batch& out, TakeLimits limits) 
         bytes += decoded_.bytes();
         if (first == 0) first = seq;
         last = seq;
+        if (take_spent_ + (std::chrono::steady_clock::now() - started) >= kTakeBudget) break;
       }
       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
   }
+  take_spent_ += std::chrono::steady_clock::now() - started;
   for (std::uint64_t seq : bad) quarantine(seq);
   if (out.empty()) {
     if (skipped_to != 0) c.taken = skipped_to + 1;

@@ -121,6 +121,10 @@ class LmdbChannel final : public Channel {
   std::set<std::uint64_t> quarantined_seqs_;
   bool dropping_ = false;
   bool data_task_pending_ = false;
+  // take(): decoding time spent in this loop turn.
+  static constexpr Duration kTakeBudget = std::chrono::milliseconds(4);
+  Duration take_spent_ = Duration::zero();
+  bool budget_reset_pending_ = false;
   // The last put failure, until a put is stored again (health_problem()).
   static constexpr Duration kFirstProbe = std::chrono::milliseconds(100);
   static constexpr Duration kMaxProbe = std::chrono::seconds(2);

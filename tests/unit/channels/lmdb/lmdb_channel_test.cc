@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <cstring>
+#include <random>
 
 #include "channels/lmdb/record_codec.h"
 #include "lib/core/source_output.h"
@@ -424,4 +425,63 @@ TEST_CASE("lmdb channel: a full disk is back-pressure, every put is kept and arr
     CHECK(ch.health_problem().empty());
   }
   REQUIRE(loop.close() == 0);
+}
+
+TEST_CASE("lmdb channel: how long a take of a large batch holds the loop", "[unit][lmdb]") {
+  Rig r;
+  {
+    LmdbConfig cfg;
+    cfg.transaction_events = 1000;
+    auto ch = r.open(cfg);
+    auto cursor = ch->open_cursor("g");
+    REQUIRE(cursor.has_value());
+    // 16 records of 1000 events of 1 KiB, half compressible: 16 MiB decoded.
+    std::mt19937 rng(1);
+    for (std::uint64_t seq = 1; seq <= 16; ++seq) {
+      Batch b;
+      for (int i = 0; i < 1000; ++i) {
+        std::string body(1024, 'a');
+        for (std::size_t j = 0; j < body.size(); j += 2)
+          body[j] = static_cast<char>('a' + rng() % 26);
+        b.add(body, 1, 1);
+      }
+      r.put(*ch, std::move(b), seq);
+    }
+    // What one loop turn of a sink group does: take up to max_in_flight (4) leases of up to 4 MiB,
+    // until the channel answers empty.
+    Batch out;
+    double worst_ms = 0;
+    std::size_t turns = 0, taken = 0, most = 0;
+    std::vector<Lease> leases;
+    while (taken < 16000) {
+      const auto t0 = std::chrono::steady_clock::now();
+      std::size_t this_turn = 0;
+      for (int in_flight = 0; in_flight < 4; ++in_flight) {
+        auto lease = ch->take(*cursor, out, {4000, 4u << 20});
+        REQUIRE(lease.has_value());
+        if (out.empty()) break;
+        this_turn += out.size();
+        leases.push_back(std::move(*lease));
+      }
+      const double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      worst_ms = std::max(worst_ms, ms);
+      most = std::max(most, this_turn);
+      taken += this_turn;
+      ++turns;
+      REQUIRE(turns < 100);
+      // The next turn: wait_for_data answers on it.
+      ch->wait_for_data(*cursor, r.l);
+      const int before = r.l.data;
+      REQUIRE(test::run_until(r.loop, 1s, [&] { return r.l.data > before || taken >= 16000; }));
+    }
+    WARN("16000 events (16000 KiB decoded) taken in " << turns << " loop turns, at most " << most
+                                                      << " events and " << worst_ms
+                                                      << " ms in one turn");
+    // The budget is checked after each record (1 MiB here): a turn may overshoot by one.
+    CHECK(turns >= 3);
+    CHECK(most < 16000);
+    for (auto& l : leases) r.commit(*ch, std::move(l));
+  }
+  REQUIRE(r.loop.close() == 0);
 }
