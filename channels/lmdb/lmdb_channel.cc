@@ -311,6 +311,10 @@ std::string LmdbChannel::health_problem() const {
     out = fmt::format("channel {}: puts fail{}, retrying: {}", ctx_.name,
                       no_space_ ? " (disk or map full)" : "", put_failure_);
   }
+  if (const std::string failure = env_->failure(); !failure.empty()) {
+    if (!out.empty()) out += "\n";
+    out += fmt::format("channel {}: storing commits fails, retrying: {}", ctx_.name, failure);
+  }
   if (!env_->quarantine_note().empty()) {
     if (!out.empty()) out += "\n";
     out += fmt::format("channel {}: {}", ctx_.name, env_->quarantine_note());

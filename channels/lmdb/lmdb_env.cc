@@ -165,7 +165,12 @@ Result<std::unique_ptr<LmdbEnv>> LmdbEnv::open(const std::string& dir, Loop& loo
     if (rc != 0) damage = mdb_strerror(rc);
   }
   if (damage.empty()) {
+    const auto started = std::chrono::steady_clock::now();
     damage = check_open(env, dir);
+    spdlog::info("lmdb: checked the environment in {} in {} ms", dir,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - started)
+                     .count());
     if (!damage.empty()) {
       mdb_env_close(env);
       env = nullptr;
@@ -365,15 +370,11 @@ void LmdbEnv::run() {
         std::lock_guard lock(mu_);
         fenced_upto_ = std::max(fenced_upto_, upto);
         fence_status_ = st;
-        failure_ = st.message();
         for (auto& f : finished) done_.push_back(std::move(f));
       }
       finished.clear();
       uv_async_send(async_);
       st = ops.empty() ? Status() : commit_round(ops, dirty, last_sync);
-    } else if (st.ok() && has_put) {
-      std::lock_guard lock(mu_);
-      failure_.clear();
     }
     // Positions and deletes are already in effect on the loop thread: retry them until they
     // commit (or the environment closes).
@@ -393,9 +394,11 @@ void LmdbEnv::run() {
       st = commit_round(ops, dirty, last_sync);
     }
     for (auto& op : ops) finished.emplace_back(std::move(op.done), st);
+    const bool stored_others = st.ok() && !ops.empty();
     ops.clear();
     {
       std::lock_guard lock(mu_);
+      if (stored_others) failure_.clear();
       for (auto& f : finished) done_.push_back(std::move(f));
       running_ = 0;
       ++rounds_;

@@ -77,7 +77,7 @@ class LmdbEnv {
   /// Operations still queued or running.
   std::size_t pending() const;
   std::uint64_t rounds() const noexcept { return rounds_; }
-  /// Non-empty while rounds fail: the last error. Cleared once a round with a put commits.
+  /// Non-empty while cursor positions and deletes fail to store (they are retried): the error.
   std::string failure() const;
 
   /// Classifies a failed write: out of space (MDB_MAP_FULL, ENOSPC, EDQUOT, or EIO — LMDB's
