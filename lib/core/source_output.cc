@@ -25,6 +25,7 @@ SourceOutput::SourceOutput(Loop& loop, std::vector<Channel*> channels, std::size
   for (std::size_t i = 0; i < targets(); ++i)
     max_batch_events_ = std::min(max_batch_events_, target(i)->max_transaction_events());
   remaining_.resize(64);
+  resume_seqs_.reserve(max_pending_puts);
 }
 
 bool SourceOutput::writable() const noexcept {
@@ -261,7 +262,8 @@ void SourceOutput::on_space() noexcept { resume_waiting(); }
 void SourceOutput::resume_waiting() {
   if (resuming_) return;  // an inline answer re-entered through on_space()
   resuming_ = true;
-  std::vector<std::uint64_t> seqs;
+  std::vector<std::uint64_t>& seqs = resume_seqs_;  // reserved: on_space() is on the hot path
+  seqs.clear();
   for (const Slot& s : slots_) {
     if (s.busy && s.waiting) seqs.push_back(s.seq);
   }

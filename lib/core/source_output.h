@@ -133,6 +133,7 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
   Timer retry_timer_;
   Duration retry_delay_;
   bool resuming_ = false;
+  std::vector<std::uint64_t> resume_seqs_;
   // Failures since the last stored put, for health_problem().
   bool failing_ = false;
   std::string last_error_;
