@@ -485,3 +485,38 @@ TEST_CASE("lmdb channel: how long a take of a large batch holds the loop", "[uni
   }
   REQUIRE(r.loop.close() == 0);
 }
+
+TEST_CASE("lmdb channel: a put that fails to store leaves the batch with its caller",
+          "[unit][lmdb]") {
+  test::TempDir dir;
+  const std::string data = dir.file("data");
+  SmallDisk disk(data, "2m");
+  if (!disk.ok()) {
+    WARN("skipped: cannot mount a tmpfs (" << disk.error() << ")");
+    return;
+  }
+  Loop loop;
+  {
+    MetricsRegistry metrics;
+    ComponentContext ctx{loop, metrics, "durable", "lmdb", data};
+    LmdbConfig cfg;
+    cfg.compression_level = 0;
+    auto created = LmdbChannel::create(cfg, ctx);
+    REQUIRE(created.has_value());
+    LmdbChannel& ch = **created;
+    Listener l;
+    Status failed;
+    Batch b;
+    for (std::uint64_t seq = 1; seq < 100 && failed.ok(); ++seq) {
+      b = test::make_batch(100, std::string(1000, 'x'));
+      ch.put(b, SourceCheckpoint{&l, seq, {}, {}}, l);
+      REQUIRE(test::run_until(loop, 5s, [&] { return l.puts.size() == seq; }));
+      failed = l.puts.back();
+    }
+    REQUIRE_FALSE(failed.ok());
+    CHECK(failed.code() == Errc::backpressure);
+    CHECK(b.size() == 100);  // the caller still has every event
+    CHECK(bodies(b) == bodies(test::make_batch(100, std::string(1000, 'x'))));
+  }
+  REQUIRE(loop.close() == 0);
+}
