@@ -24,6 +24,9 @@ Status with_read_txn(const std::string& data_dir,
     return Status(Errc::io, fmt::format("the LMDB environment in {} is damaged: {}", dir, damage));
   };
   if (std::string damage = LmdbEnv::check_file(dir); !damage.empty()) return damaged(damage);
+  // A truncated file or a damaged tree would be read past its end (SIGBUS) or astray (SIGSEGV):
+  // check, in a child process, before reading anything.
+  if (std::string damage = LmdbEnv::check_isolated(dir); !damage.empty()) return damaged(damage);
   MDB_env* env = nullptr;
   int rc = mdb_env_create(&env);
   if (rc == 0) rc = mdb_env_set_maxdbs(env, 256);
@@ -36,11 +39,7 @@ Status with_read_txn(const std::string& data_dir,
     return Status(Errc::io,
                   fmt::format("cannot open the LMDB environment in {}: {}", dir, mdb_strerror(rc)));
   }
-  // A truncated file would be read past its end (SIGBUS): check before reading anything.
-  if (std::string damage = LmdbEnv::check_open(env, dir); !damage.empty()) {
-    mdb_env_close(env);
-    return damaged(damage);
-  }
+
   MDB_txn* txn = nullptr;
   MDB_dbi records = 0, meta = 0;
   rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);

@@ -1,15 +1,19 @@
 #include "channels/lmdb/lmdb_env.h"
 
+#include <fcntl.h>
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 
 namespace sluice::channels {
@@ -150,11 +154,76 @@ int open_env(const std::string& dir, MDB_env** out) {
 
 }  // namespace
 
+std::string LmdbEnv::check_isolated(const std::string& dir) {
+  struct stat st {};
+  if (::stat((dir + "/data.mdb").c_str(), &st) != 0) return {};  // a new environment
+  // LMDB trusts its tree pages: a damaged one can make it read anywhere (SIGSEGV). Walk the
+  // environment in a child process, so that such a crash is a finding, not our death.
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return {};
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return {};
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    std::string damage;
+    MDB_env* env = nullptr;
+    int rc = mdb_env_create(&env);
+    if (rc == 0) rc = mdb_env_set_maxdbs(env, 256);
+    if (rc == 0) rc = mdb_env_open(env, dir.c_str(), MDB_RDONLY, 0640);
+    if (rc == 0) {
+      damage = check_open(env, dir);
+    } else if (damaged_code(rc)) {
+      damage = mdb_strerror(rc);
+    }
+    // Whatever else went wrong, the parent's own open reports it.
+    std::size_t off = 0;
+    while (off < damage.size()) {
+      const ssize_t n = ::write(fds[1], damage.data() + off, damage.size() - off);
+      if (n <= 0) break;
+      off += static_cast<std::size_t>(n);
+    }
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string damage;
+  char buf[512];
+  while (true) {
+    const ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    damage.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFSIGNALED(status)) {
+    return fmt::format("reading its tree crashed ({}): its pages are damaged",
+                       ::strsignal(WTERMSIG(status)));
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) != 0 && damage.empty()) {
+    return fmt::format("checking it failed (exit {})", WEXITSTATUS(status));
+  }
+  return damage;
+}
+
 Result<std::unique_ptr<LmdbEnv>> LmdbEnv::open(const std::string& dir, Loop& loop,
                                                std::chrono::milliseconds sync_interval,
                                                bool quarantine) {
   ::mkdir(dir.c_str(), 0750);
   std::string damage = check_file(dir);
+  if (damage.empty()) {
+    const auto started = std::chrono::steady_clock::now();
+    damage = check_isolated(dir);
+    spdlog::info("lmdb: checked the environment in {} in {} ms", dir,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - started)
+                     .count());
+  }
   MDB_env* env = nullptr;
   if (damage.empty()) {
     const int rc = open_env(dir, &env);
@@ -163,18 +232,6 @@ Result<std::unique_ptr<LmdbEnv>> LmdbEnv::open(const std::string& dir, Loop& loo
                                           mdb_strerror(rc)));
     }
     if (rc != 0) damage = mdb_strerror(rc);
-  }
-  if (damage.empty()) {
-    const auto started = std::chrono::steady_clock::now();
-    damage = check_open(env, dir);
-    spdlog::info("lmdb: checked the environment in {} in {} ms", dir,
-                 std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::steady_clock::now() - started)
-                     .count());
-    if (!damage.empty()) {
-      mdb_env_close(env);
-      env = nullptr;
-    }
   }
   std::string note;
   if (!damage.empty()) {

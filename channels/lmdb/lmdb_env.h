@@ -62,6 +62,9 @@ class LmdbEnv {
   /// its end is a SIGBUS), and every database must be readable to its last record, with each
   /// value inside the file. Returns the damage, or "" if none.
   static std::string check_open(MDB_env* env, const std::string& dir);
+  /// check_open() on a read-only view of `dir`, in a child process: a tree damaged so that LMDB
+  /// crashes walking it is reported as damage. "" for a new (or sound) environment.
+  static std::string check_isolated(const std::string& dir);
   /// Non-empty if the environment was found damaged and moved aside at open.
   const std::string& quarantine_note() const noexcept { return quarantine_note_; }
   ~LmdbEnv();

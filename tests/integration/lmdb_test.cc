@@ -526,6 +526,12 @@ TEST_CASE("lmdb: flipped bytes in data.mdb never crash sluice", "[integration][l
   std::vector<std::size_t> offsets = {16, 4096 + 16, 2 * 4096 + 40};  // both meta pages, a page
   for (int i = 0; i < (soak() ? 60 : 12); ++i)
     offsets.push_back(std::uniform_int_distribution<std::size_t>(0, pristine.size() - 1)(rng));
+  // The structure of tree pages: flags, lower and upper bounds (an overflow page's page count),
+  // the first node offset.
+  const std::size_t pages = pristine.size() / 4096;
+  for (std::size_t page = 2; page < pages; page += soak() ? 1 : 7) {
+    for (std::size_t field : {10, 12, 13, 14, 17}) offsets.push_back(page * 4096 + field);
+  }
   int refused = 0, ran = 0;
   for (const std::size_t at : offsets) {
     INFO("byte " << at << " of " << pristine.size() << " flipped");
