@@ -170,6 +170,7 @@ Status Agent::create_components() {
     e.output = std::make_unique<SourceOutput>(loop_, std::move(outs),
                                               config_.agent.max_pending_puts, dead_letter);
     e.output->set_source_name(spec.name);
+    e.output->set_metrics(metrics_, {{"component", spec.name}, {"type", spec.type}});
     auto sctx = std::make_unique<SourceContext>(
         SourceContext{{loop_, metrics_, spec.name, spec.type, config_.agent.data_dir},
                       *e.output,
@@ -382,6 +383,10 @@ void Agent::handle_admin(http::Request& req, http::Responder responder) {
     std::string problems;
     for (const auto& c : channels_) {
       const std::string p = c.channel->health_problem();
+      if (!p.empty()) problems += p + "\n";
+    }
+    for (const auto& s : sources_) {
+      const std::string p = s.output->health_problem();
       if (!p.empty()) problems += p + "\n";
     }
     r.body = problems.empty() ? "ok\n" : "degraded\n" + problems;

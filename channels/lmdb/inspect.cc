@@ -7,6 +7,7 @@
 #include <cstring>
 #include <functional>
 
+#include "channels/lmdb/lmdb_env.h"
 #include "channels/lmdb/record_codec.h"
 #include "lib/codec/json.h"
 #include "lib/core/clock.h"
@@ -19,15 +20,26 @@ Status with_read_txn(const std::string& data_dir,
                      const std::function<Status(MDB_txn*, MDB_dbi records, MDB_dbi meta)>& fn,
                      const std::string& name) {
   const std::string dir = data_dir + "/lmdb";
+  auto damaged = [&](const std::string& damage) {
+    return Status(Errc::io, fmt::format("the LMDB environment in {} is damaged: {}", dir, damage));
+  };
+  if (std::string damage = LmdbEnv::check_file(dir); !damage.empty()) return damaged(damage);
+  // A truncated file or a damaged tree would be read past its end (SIGBUS) or astray (SIGSEGV):
+  // check, in a child process, before reading anything.
+  if (std::string damage = LmdbEnv::check_isolated(dir); !damage.empty()) return damaged(damage);
   MDB_env* env = nullptr;
   int rc = mdb_env_create(&env);
   if (rc == 0) rc = mdb_env_set_maxdbs(env, 256);
   if (rc == 0) rc = mdb_env_open(env, dir.c_str(), MDB_RDONLY, 0640);
   if (rc != 0) {
     if (env != nullptr) mdb_env_close(env);
+    if (rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_VERSION_MISMATCH ||
+        rc == MDB_PAGE_NOTFOUND)
+      return damaged(mdb_strerror(rc));
     return Status(Errc::io,
                   fmt::format("cannot open the LMDB environment in {}: {}", dir, mdb_strerror(rc)));
   }
+
   MDB_txn* txn = nullptr;
   MDB_dbi records = 0, meta = 0;
   rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);

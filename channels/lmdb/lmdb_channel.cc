@@ -63,11 +63,12 @@ std::map<std::string, std::weak_ptr<LmdbEnv>> g_envs;
 
 }  // namespace
 
-Result<std::shared_ptr<LmdbEnv>> shared_env(const std::string& data_dir, Loop& loop) {
+Result<std::shared_ptr<LmdbEnv>> shared_env(const std::string& data_dir, Loop& loop,
+                                            bool quarantine_corrupt) {
   std::lock_guard lock(g_envs_mu);
   const std::string dir = data_dir + "/lmdb";
   if (auto env = g_envs[dir].lock()) return env;
-  auto opened = LmdbEnv::open(dir, loop, std::chrono::milliseconds(1000));
+  auto opened = LmdbEnv::open(dir, loop, std::chrono::milliseconds(1000), quarantine_corrupt);
   if (!opened) return opened.error();
   std::shared_ptr<LmdbEnv> env(std::move(*opened));
   g_envs[dir] = env;
@@ -90,13 +91,15 @@ std::optional<LmdbConfig> LmdbConfig::parse(const ConfigNode& node, ConfigErrors
   }
   node.optional_enum("when_full", c.drop_oldest_when_full, errors,
                      {{"block", false}, {"drop_oldest", true}});
+  node.optional_enum("on_corrupt", c.quarantine_corrupt, errors,
+                     {{"refuse", false}, {"quarantine", true}});
   node.reject_unknown_keys(errors);
   return errors.size() == before ? std::optional{c} : std::nullopt;
 }
 
 Result<std::unique_ptr<LmdbChannel>> LmdbChannel::create(const LmdbConfig& config,
                                                          ChannelContext& ctx) {
-  auto env = shared_env(ctx.data_dir, ctx.loop);
+  auto env = shared_env(ctx.data_dir, ctx.loop, config.quarantine_corrupt);
   if (!env) return env.error();
   auto records = (*env)->dbi("c:" + ctx.name);
   if (!records) return records.error();
@@ -116,6 +119,7 @@ LmdbChannel::LmdbChannel(const LmdbConfig& config, ChannelContext& ctx,
       records_(records),
       meta_(meta),
       quarantine_db_(quarantine),
+      space_probe_(ctx.loop),
       metrics_(ctx, config.max_events, config.max_bytes.bytes),
       quarantined_total_(ctx.metrics.counter(
           "sluice_channel_quarantined_records_total",
@@ -124,6 +128,12 @@ LmdbChannel::LmdbChannel(const LmdbConfig& config, ChannelContext& ctx,
                                           "Events dropped when full (when_full = \"drop_oldest\", "
                                           "or a group with lagging = \"detach\").",
                                           ctx.labels())) {
+  ctx.metrics
+      .gauge("sluice_channel_environment_quarantined",
+             "1 if the LMDB environment was found damaged at start and moved aside "
+             "(on_corrupt = \"quarantine\").",
+             ctx.labels())
+      .set(env_->quarantine_note().empty() ? 0 : 1);
   load_state();
 }
 
@@ -202,9 +212,10 @@ void LmdbChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutListe
     done.on_put_done(checkpoint.seq, Status(Errc::backpressure, "lmdb channel full"));
     return;
   }
+  // The batch stays with the caller until the put is durable: if the write fails (disk full), the
+  // caller puts the same batch again (channel.h).
   auto payload = std::make_shared<std::string>();
   serialize_batch(batch, *payload);
-  batch.clear();
   const std::uint64_t seq = next_seq_++;
   pending_events_ += n;
   pending_bytes_ += raw;
@@ -246,8 +257,14 @@ void LmdbChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutListe
     pending_events_ -= n;
     pending_bytes_ -= raw;
     if (!st.ok()) {
+      put_failed(st);
       listener->on_put_done(cp_seq, std::move(st));
       return;
+    }
+    if (!put_failure_.empty()) {
+      spdlog::info("lmdb channel {}: puts are stored again", ctx_.name);
+      put_failure_.clear();
+      probe_delay_ = kFirstProbe;
     }
     events_ += n;
     bytes_ += *stored;
@@ -259,13 +276,49 @@ void LmdbChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutListe
     notify_data();
   };
   op.sync = config_.sync == SyncMode::full;
+  op.put = true;
   env_->submit(std::move(op));
 }
 
+void LmdbChannel::put_failed(const Status& st) {
+  const bool no_space = st.code() == Errc::backpressure;
+  if (put_failure_.empty()) {
+    spdlog::error("lmdb channel {}: a put failed ({}); the source puts it again {}", ctx_.name,
+                  st.str(), no_space ? "once there is room" : "after a pause");
+  }
+  put_failure_ = st.message();
+  no_space_ = no_space;
+  Counter*& c = no_space ? put_errors_no_space_ : put_errors_io_;
+  if (c == nullptr) {
+    Labels labels = ctx_.labels();
+    labels.emplace_back("reason", no_space ? "no_space" : "io");
+    c = &ctx_.metrics.counter(
+        "sluice_channel_put_errors_total",
+        "Puts the channel could not store (retried by the source), by reason.", labels);
+  }
+  c->inc();
+}
+
 std::string LmdbChannel::health_problem() const {
-  if (quarantined_ == 0) return {};
-  return fmt::format("channel {}: {} damaged records moved to quarantine (see the log)", ctx_.name,
-                     quarantined_);
+  std::string out;
+  if (!put_failure_.empty()) {
+    out = fmt::format("channel {}: puts fail{}, retrying: {}", ctx_.name,
+                      no_space_ ? " (disk or map full)" : "", put_failure_);
+  }
+  if (const std::string failure = env_->failure(); !failure.empty()) {
+    if (!out.empty()) out += "\n";
+    out += fmt::format("channel {}: storing commits fails, retrying: {}", ctx_.name, failure);
+  }
+  if (!env_->quarantine_note().empty()) {
+    if (!out.empty()) out += "\n";
+    out += fmt::format("channel {}: {}", ctx_.name, env_->quarantine_note());
+  }
+  if (quarantined_ > 0) {
+    if (!out.empty()) out += "\n";
+    out += fmt::format("channel {}: {} damaged records moved to quarantine (see the log)",
+                       ctx_.name, quarantined_);
+  }
+  return out;
 }
 
 std::vector<std::pair<std::string, std::string>> LmdbChannel::load_checkpoints(
@@ -296,6 +349,13 @@ void LmdbChannel::wait_for_space(SpaceListener& listener) {
   if (std::find(space_waiters_.begin(), space_waiters_.end(), &listener) == space_waiters_.end()) {
     space_waiters_.push_back(&listener);
   }
+  // Out of disk space, room may come back without a commit here (another channel drained, the
+  // operator freed the disk): probe with backoff.
+  if (no_space_ && !put_failure_.empty() && !space_probe_.active()) {
+    const Duration delay = probe_delay_;
+    probe_delay_ = std::min<Duration>(probe_delay_ * 2, kMaxProbe);
+    space_probe_.start(delay, [this] { notify_space(); });
+  }
 }
 
 void LmdbChannel::notify_space() {
@@ -324,6 +384,21 @@ Result<Lease> LmdbChannel::take(CursorId cursor, Batch& out, TakeLimits limits) 
   Cursor& c = cursors_[cursor];
   out.clear();
   if (c.taken > durable_seq_) return Lease();
+  // Decoding runs on the loop: at most kTakeBudget of it per loop turn (always one record), so
+  // that a large backlog does not stall every other component. Past the budget, take() answers
+  // empty and wait_for_data() answers on the next turn.
+  if (take_spent_ >= kTakeBudget) return Lease();
+  if (!budget_reset_pending_) {
+    budget_reset_pending_ = true;
+    ctx_.loop.defer(
+        [](void* self, std::uint64_t) {
+          auto* ch = static_cast<LmdbChannel*>(self);
+          ch->budget_reset_pending_ = false;
+          ch->take_spent_ = Duration::zero();
+        },
+        this, 0);
+  }
+  const auto started = std::chrono::steady_clock::now();
   std::uint64_t first = 0, last = 0, bytes = 0, skipped_to = 0;
   std::vector<std::uint64_t> bad;
   {
@@ -359,12 +434,14 @@ Result<Lease> LmdbChannel::take(CursorId cursor, Batch& out, TakeLimits limits) 
         bytes += decoded_.bytes();
         if (first == 0) first = seq;
         last = seq;
+        if (take_spent_ + (std::chrono::steady_clock::now() - started) >= kTakeBudget) break;
       }
       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
   }
+  take_spent_ += std::chrono::steady_clock::now() - started;
   for (std::uint64_t seq : bad) quarantine(seq);
   if (out.empty()) {
     if (skipped_to != 0) c.taken = skipped_to + 1;
@@ -559,7 +636,18 @@ void LmdbChannel::rollback(const Lease& lease) noexcept {
   c.taken = std::min(c.taken, it->second.first);
   metrics_.rollback_events.inc(lease.events());
   leases_.erase(it);
-  notify_data();
+  // Never call back from inside a rollback (channel.h): the sink group is mid-way through its own
+  // bookkeeping.
+  if (!data_task_pending_) {
+    data_task_pending_ = true;
+    ctx_.loop.defer(
+        [](void* self, std::uint64_t) {
+          auto* ch = static_cast<LmdbChannel*>(self);
+          ch->data_task_pending_ = false;
+          ch->notify_data();
+        },
+        this, 0);
+  }
 }
 
 }  // namespace sluice::channels

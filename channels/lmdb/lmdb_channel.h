@@ -24,11 +24,17 @@ struct LmdbConfig {
   SyncMode sync = SyncMode::full;      // periodic: the environment fsyncs every second
   int compression_level = 1;           // zstd; 0 stores records uncompressed
   bool drop_oldest_when_full = false;  // when_full = "drop_oldest"
+  /// on_corrupt = "quarantine": a damaged environment is moved aside and an empty one started.
+  /// The default, "refuse", stops the start with an error naming the damage.
+  bool quarantine_corrupt = false;
   static std::optional<LmdbConfig> parse(const ConfigNode& node, ConfigErrors& errors);
 };
 
 /// The LMDB environment of one agent (data_dir/lmdb), shared by its lmdb channels.
-Result<std::shared_ptr<LmdbEnv>> shared_env(const std::string& data_dir, Loop& loop);
+/// The environment is opened (and checked) by the first lmdb channel created, with its
+/// `on_corrupt`.
+Result<std::shared_ptr<LmdbEnv>> shared_env(const std::string& data_dir, Loop& loop,
+                                            bool quarantine_corrupt = false);
 
 /// A durable channel: each put is one record (the batch, zstd-compressed, checksummed) written by
 /// the environment's writer thread in a group-committed transaction; a put completes, and its
@@ -88,6 +94,7 @@ class LmdbChannel final : public Channel {
   void notify_data();
   void notify_space();
   void quarantine(std::uint64_t seq);
+  void put_failed(const Status& st);
   void store_and_delete(const std::vector<CursorId>& changed, std::function<void(Status)> then);
   bool drop_oldest();
   std::uint64_t min_committed() const;
@@ -113,6 +120,20 @@ class LmdbChannel final : public Channel {
   std::uint64_t quarantined_ = 0;
   std::set<std::uint64_t> quarantined_seqs_;
   bool dropping_ = false;
+  bool data_task_pending_ = false;
+  // take(): decoding time spent in this loop turn.
+  static constexpr Duration kTakeBudget = std::chrono::milliseconds(4);
+  Duration take_spent_ = Duration::zero();
+  bool budget_reset_pending_ = false;
+  // The last put failure, until a put is stored again (health_problem()).
+  static constexpr Duration kFirstProbe = std::chrono::milliseconds(100);
+  static constexpr Duration kMaxProbe = std::chrono::seconds(2);
+  std::string put_failure_;
+  bool no_space_ = false;
+  Timer space_probe_;
+  Duration probe_delay_ = kFirstProbe;
+  Counter* put_errors_no_space_ = nullptr;
+  Counter* put_errors_io_ = nullptr;
 
   ChannelMetrics metrics_;
   Counter& quarantined_total_;

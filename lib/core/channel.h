@@ -42,8 +42,15 @@ struct SourceCheckpoint {
 
 class PutListener {
  public:
-  /// Runs once per put, on the loop thread: ok once stored (lmdb: durable), Errc::backpressure
-  /// when full (register with wait_for_space() and put again then). May run inside put().
+  /// Runs once per put, on the loop thread: ok once stored (lmdb: durable). On any error the
+  /// batch was not stored and is still the caller's (see Channel::put()):
+  /// - Errc::backpressure: no room. Answered inside put(), the channel's bounds are reached;
+  ///   answered later, the store itself ran out of space (disk or map full). Either way register
+  ///   with wait_for_space() and put the same batch again then.
+  /// - any other code: put the same batch again after a pause (with backoff).
+  /// Once a put failed, every later put into the same channel that was already made fails too,
+  /// so that putting the failed ones again in sequence order keeps their order in the channel.
+  /// May run inside put().
   virtual void on_put_done(std::uint64_t seq, Status status) noexcept = 0;
 
  protected:
@@ -119,19 +126,26 @@ class Channel {
   /// The most events one put() or take() may carry (`transaction_events`).
   virtual std::uint32_t max_transaction_events() const noexcept = 0;
 
-  /// Stores all of `batch` and `checkpoint` atomically, or neither. On ok the channel takes the
-  /// batch's contents and leaves `batch` empty (possibly holding recycled capacity); on
-  /// backpressure `batch` is untouched. `done` runs once, on the loop thread.
+  /// Stores all of `batch` and `checkpoint` atomically, or neither. `done` runs once, on the loop
+  /// thread. A put that completes inside put() with ok may take the batch's contents (leaving
+  /// `batch` empty, possibly holding recycled capacity); in every other case `batch` is left as
+  /// it was: a channel that completes later copies what it needs during put(), so that a put
+  /// that fails leaves the batch with its caller, who puts it again (see PutListener).
   virtual void put(Batch& batch, const SourceCheckpoint& checkpoint, PutListener& done) = 0;
-  /// Calls `listener.on_space()` once, when a put that was refused with backpressure may fit.
+  /// Calls `listener.on_space()` once, on a later loop turn (never inside wait_for_space()), when
+  /// a put that was refused with backpressure may fit: after a commit freed room, or, when the
+  /// store ran out of space, after a probe delay (the disk may have been freed meanwhile).
   virtual void wait_for_space(SpaceListener& listener) = 0;
 
   /// Leases up to `limits` events for `cursor` into `out` (cleared first). An empty `out` means the
   /// channel had nothing for this cursor. Events stay owned by the channel until the lease commits.
   virtual Result<Lease> take(CursorId cursor, Batch& out, TakeLimits limits) = 0;
-  /// Calls `listener.on_data()` once, on a later loop turn, when events arrive for `cursor`.
+  /// Calls `listener.on_data()` once, on a later loop turn, when events arrive for `cursor` (or
+  /// return to it by a rollback); never inside put(), take(), commit() or a rollback.
   virtual void wait_for_data(CursorId cursor, DataListener& listener) = 0;
   /// Removes the leased events for good. Leases of one cursor commit in the order they were taken.
+  /// `done` runs once; a channel retries a commit that failed to store itself (its effect on
+  /// what the cursor sees is immediate), so an error reaches `done` only at shutdown.
   virtual void commit(Lease&& lease, CommitListener& done) = 0;
 
   /// With several sink groups: once the channel is full, drop this cursor's oldest backlog instead
@@ -140,8 +154,8 @@ class Channel {
     (void)cursor;
     (void)detach;
   }
-  /// Non-empty when the channel keeps running but an operator should look (e.g. quarantined
-  /// records): reported by /healthz.
+  /// Non-empty when the channel keeps running but an operator should look (quarantined records,
+  /// puts failing because the disk is full): reported by /healthz as `degraded`.
   virtual std::string health_problem() const { return {}; }
   /// True if a put survives a crash (and stores its checkpoint with it).
   virtual bool durable() const noexcept { return false; }

@@ -6,6 +6,11 @@
 #include <chrono>
 
 namespace sluice {
+namespace {
+// A failed put is tried again after kRetryFirst, doubling up to kRetryMax while it keeps failing.
+constexpr Duration kRetryFirst = std::chrono::milliseconds(100);
+constexpr Duration kRetryMax = std::chrono::seconds(5);
+}  // namespace
 
 SourceOutput::SourceOutput(Loop& loop, std::vector<Channel*> channels, std::size_t max_pending_puts,
                            Channel* dead_letter)
@@ -13,12 +18,14 @@ SourceOutput::SourceOutput(Loop& loop, std::vector<Channel*> channels, std::size
       channels_(std::move(channels)),
       dead_letter_(dead_letter),
       slots_(max_pending_puts),
-      retry_timer_(loop) {
+      retry_timer_(loop),
+      retry_delay_(kRetryFirst) {
   SLUICE_ASSERT(!channels_.empty() && max_pending_puts > 0);
   max_batch_events_ = channels_.front()->max_transaction_events();
   for (std::size_t i = 0; i < targets(); ++i)
     max_batch_events_ = std::min(max_batch_events_, target(i)->max_transaction_events());
   remaining_.resize(64);
+  resume_seqs_.reserve(max_pending_puts);
 }
 
 bool SourceOutput::writable() const noexcept {
@@ -154,28 +161,68 @@ void SourceOutput::advance(Slot& slot) {
     ch->put(*to_put, SourceCheckpoint{this, slot.seq, slot.position, slot.key}, *this);
     slot.in_put = false;
     if (!slot.done_inline) return;  // on_put_done() continues later
-    if (!accepted(slot, std::move(slot.inline_status))) return;
+    if (!accepted(slot, std::move(slot.inline_status), true)) return;
   }
   finish(slot);
 }
 
-bool SourceOutput::accepted(Slot& slot, Status st) {
+bool SourceOutput::accepted(Slot& slot, Status st, bool inline_answer) {
   if (st.ok()) {
     ++slot.next_channel;
+    failing_ = false;
+    retry_delay_ = kRetryFirst;
     return true;
   }
   slot.waiting = true;
   ++waiting_;
+  // A full channel refusing inside put() is ordinary flow control; anything else means the
+  // channel took the put and could not store it.
+  if (!inline_answer || st.code() != Errc::backpressure) count_error(st, inline_answer);
   if (st.code() == Errc::backpressure) {
     target(slot.next_channel)->wait_for_space(*this);
-  } else {
-    // Not expected from the built-in channels; never drop the batch: try the same put again.
-    ++put_errors_;
-    spdlog::warn("put into channel failed, retrying in 1s: {}", st.str());
-    retry_seq_ = slot.seq;
-    retry_timer_.start(std::chrono::seconds(1), [this] { retry_task(this, retry_seq_); });
+  } else if (!retry_timer_.active()) {
+    // Never drop the batch: it is still ours (channel.h); put it again, with every other
+    // waiting one, in order.
+    spdlog::warn("source {}: put into channel failed, retrying in {}ms: {}", source_name_,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(retry_delay_).count(),
+                 st.str());
+    retry_timer_.start(retry_delay_, [this] {
+      retry_delay_ = std::min(retry_delay_ * 2, kRetryMax);
+      resume_waiting();
+    });
   }
   return false;
+}
+
+void SourceOutput::count_error(const Status& st, bool inline_answer) {
+  ++put_errors_;
+  if (!failing_ || last_error_.empty()) last_error_ = st.str();
+  failing_ = true;
+  if (metrics_ == nullptr) return;
+  const std::string reason = st.code() == Errc::backpressure && !inline_answer
+                                 ? std::string("no_space")
+                                 : std::string(errc_name(st.code()));
+  for (auto& [r, c] : error_counters_) {
+    if (r == reason) return c->inc();
+  }
+  Labels labels = labels_;
+  labels.emplace_back("reason", reason);
+  Counter& c =
+      metrics_->counter("sluice_source_put_errors_total",
+                        "Puts a channel took but could not store (retried), by reason.", labels);
+  error_counters_.emplace_back(reason, &c);
+  c.inc();
+}
+
+void SourceOutput::set_metrics(MetricsRegistry& metrics, Labels labels) {
+  metrics_ = &metrics;
+  labels_ = std::move(labels);
+  error_counters_.clear();
+}
+
+std::string SourceOutput::health_problem() const {
+  if (!failing_) return {};
+  return "source " + source_name_ + ": puts fail, retrying: " + last_error_;
 }
 
 void SourceOutput::finish(Slot& slot) {
@@ -204,28 +251,32 @@ void SourceOutput::on_put_done(std::uint64_t seq, Status status) noexcept {
     slot->inline_status = std::move(status);
     return;
   }
-  if (accepted(*slot, std::move(status))) advance(*slot);
+  if (accepted(*slot, std::move(status), false)) advance(*slot);
 }
 
-void SourceOutput::on_space() noexcept {
-  // Resume the oldest waiting put first so that order into each channel is kept.
-  Slot* oldest = nullptr;
-  for (Slot& s : slots_) {
-    if (s.busy && s.waiting && (oldest == nullptr || s.seq < oldest->seq)) oldest = &s;
+void SourceOutput::on_space() noexcept { resume_waiting(); }
+
+// Puts every waiting put again, oldest first, so that order into each channel is kept: a channel
+// fails every put made after one that failed (channel.h), so the waiting ones are exactly the
+// puts to make again. Stops at the first one refused again at once; the rest wait with it.
+void SourceOutput::resume_waiting() {
+  if (resuming_) return;  // an inline answer re-entered through on_space()
+  resuming_ = true;
+  std::vector<std::uint64_t>& seqs = resume_seqs_;  // reserved: on_space() is on the hot path
+  seqs.clear();
+  for (const Slot& s : slots_) {
+    if (s.busy && s.waiting) seqs.push_back(s.seq);
   }
-  if (oldest == nullptr) return;
-  oldest->waiting = false;
-  --waiting_;
-  advance(*oldest);
-}
-
-void SourceOutput::retry_task(void* self, std::uint64_t seq) {
-  auto* out = static_cast<SourceOutput*>(self);
-  Slot* slot = out->slot_for(seq);
-  if (slot == nullptr || !slot->waiting) return;
-  slot->waiting = false;
-  --out->waiting_;
-  out->advance(*slot);
+  std::sort(seqs.begin(), seqs.end());
+  for (std::uint64_t seq : seqs) {
+    Slot* slot = slot_for(seq);
+    if (slot == nullptr || !slot->waiting) continue;
+    slot->waiting = false;
+    --waiting_;
+    advance(*slot);
+    if (slot->busy && slot->seq == seq && slot->waiting) break;
+  }
+  resuming_ = false;
 }
 
 void SourceOutput::pop_safe_task(void* self, std::uint64_t) {

@@ -8,6 +8,7 @@
 #include "lib/core/batch.h"
 #include "lib/core/channel.h"
 #include "lib/core/loop.h"
+#include "lib/core/metrics.h"
 
 namespace sluice {
 
@@ -66,8 +67,16 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
   std::uint32_t max_batch_events() const noexcept { return max_batch_events_; }
   std::uint64_t last_seq() const noexcept { return seq_; }
   std::uint64_t safe_seq() const noexcept { return safe_seq_; }
-  /// Errors other than backpressure seen from put (retried after a pause).
+  /// Puts that failed other than by a full channel refusing them inside put(): errors (retried
+  /// after a pause, with backoff) and back-pressure answered after the channel took the put
+  /// (retried when the channel has space again). Every such put is retried, in sequence order.
   std::uint64_t put_errors() const noexcept { return put_errors_; }
+  /// Exports sluice_source_put_errors_total{reason} with `labels` (the source's component and
+  /// type). reason: `no_space` for back-pressure answered after the channel took the put (disk or
+  /// map full), else the error code's name (`io`, ...).
+  void set_metrics(MetricsRegistry& metrics, Labels labels);
+  /// Non-empty while puts fail (since the last failure, no put has been stored): for /healthz.
+  std::string health_problem() const;
 
  private:
   struct Slot {
@@ -78,7 +87,7 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
     std::uint64_t seq = 0;
     std::size_t next_channel = 0;
     bool busy = false;
-    bool waiting = false;      // blocked on wait_for_space or a retry timer
+    bool waiting = false;      // blocked on wait_for_space or the retry timer
     bool in_put = false;       // inside Channel::put (done may run synchronously)
     bool done_inline = false;  // done ran inside put
     Status inline_status;
@@ -96,11 +105,12 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
   static void pop_safe_task(void* self, std::uint64_t);
   Slot* slot_for(std::uint64_t seq) noexcept;
   void finish(Slot& slot);
-  bool accepted(Slot& slot, Status st);
+  bool accepted(Slot& slot, Status st, bool inline_answer);
+  void count_error(const Status& st, bool inline_answer);
+  void resume_waiting();
   void on_put_done(std::uint64_t seq, Status status) noexcept override;
   void on_space() noexcept override;
   void on_safe_in_channel(std::uint64_t seq) noexcept override;
-  static void retry_task(void* self, std::uint64_t seq);
 
   Loop& loop_;
   std::vector<Channel*> channels_;
@@ -121,7 +131,15 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
   std::size_t ring_size_ = 0;
   std::uint64_t safe_seq_ = 0;
   Timer retry_timer_;
-  std::uint64_t retry_seq_ = 0;
+  Duration retry_delay_;
+  bool resuming_ = false;
+  std::vector<std::uint64_t> resume_seqs_;
+  // Failures since the last stored put, for health_problem().
+  bool failing_ = false;
+  std::string last_error_;
+  MetricsRegistry* metrics_ = nullptr;
+  Labels labels_;
+  std::vector<std::pair<std::string, Counter*>> error_counters_;
 };
 
 }  // namespace sluice

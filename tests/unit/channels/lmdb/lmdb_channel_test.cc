@@ -1,8 +1,15 @@
 #include "channels/lmdb/lmdb_channel.h"
 
+#include <sys/mount.h>
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
+#include <cerrno>
+#include <cstring>
+#include <random>
 
 #include "channels/lmdb/record_codec.h"
+#include "lib/core/source_output.h"
 #include "tests/support/test_support.h"
 
 using namespace sluice;
@@ -271,4 +278,245 @@ TEST_CASE("lmdb channel: a lagging cursor with detach loses its oldest backlog, 
     CHECK(bodies(out) == std::vector<std::string>{"c0", "c1"});
   }
   REQUIRE(r.loop.close() == 0);
+}
+
+namespace {
+
+// A tmpfs of `size` mounted on a fresh directory (the tests run as root); unmounted when
+// destroyed. ok() is false where mounting is not permitted.
+class SmallDisk {
+ public:
+  explicit SmallDisk(const std::string& dir, const char* size) : dir_(dir) {
+    ::mkdir(dir_.c_str(), 0750);
+    const std::string opts = std::string("size=") + size;
+    mounted_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, opts.c_str()) == 0;
+    if (!mounted_) error_ = std::strerror(errno);
+  }
+  ~SmallDisk() {
+    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+  }
+  bool ok() const { return mounted_; }
+  const std::string& error() const { return error_; }
+  /// Gives the filesystem `size` (e.g. "64m"): the disk was freed.
+  bool grow(const char* size) {
+    const std::string opts = std::string("size=") + size;
+    return ::mount("tmpfs", dir_.c_str(), "tmpfs", MS_REMOUNT, opts.c_str()) == 0;
+  }
+
+ private:
+  std::string dir_;
+  bool mounted_ = false;
+  std::string error_;
+};
+
+struct CountingListener final : OutputListener {
+  std::uint64_t safe = 0;
+  void on_safe(std::uint64_t seq) noexcept override { safe = seq; }
+  void on_writable() noexcept override {}
+};
+
+// Puts batches of numbered 1 KB events while the output is writable.
+struct NumberedSource {
+  SourceOutput& out;
+  long next = 1;
+  void fill(long up_to) {
+    while (next <= up_to && out.writable()) {
+      Batch b;
+      for (int i = 0; i < 100 && next <= up_to; ++i, ++next) {
+        b.add(std::to_string(next) + " " + std::string(1000, 'x'), 1,
+              static_cast<std::uint64_t>(next));
+      }
+      out.put(b, std::to_string(next - 1), "file");
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("lmdb channel: a full disk is back-pressure, every put is kept and arrives in order",
+          "[unit][lmdb]") {
+  test::TempDir dir;
+  const std::string data = dir.file("data");
+  SmallDisk disk(data, "4m");
+  if (!disk.ok()) {
+    WARN("skipped: cannot mount a tmpfs (" << disk.error() << ")");
+    return;
+  }
+  Loop loop;
+  {
+    MetricsRegistry metrics;
+    ComponentContext ctx{loop, metrics, "durable", "lmdb", data};
+    LmdbConfig cfg;
+    cfg.compression_level = 0;
+    cfg.transaction_events = 100;
+    auto created = LmdbChannel::create(cfg, ctx);
+    REQUIRE(created.has_value());
+    LmdbChannel& ch = **created;
+    auto cursor = ch.open_cursor("g");
+    REQUIRE(cursor.has_value());
+    SourceOutput out(loop, {&ch}, 4);
+    out.set_source_name("src");
+    out.set_metrics(metrics, {{"component", "src"}, {"type", "test"}});
+    CountingListener listener;
+    out.set_listener(&listener);
+    NumberedSource source{out};
+    // The sink is down: nothing is taken. The disk fills.
+    REQUIRE(test::run_until(loop, 20s, [&] {
+      source.fill(1'000'000);
+      return out.put_errors() >= 4;
+    }));
+    const long stuck_at = source.next - 1;
+    INFO("the disk filled after " << stuck_at << " events were read");
+    CHECK(stuck_at < 5000);  // 4 MiB of 1 KB events
+    // Stuck, not lost: the source waits, the channel says why.
+    CHECK(test::run_until(loop, 300ms, [] { return false; }) == false);
+    CHECK_FALSE(out.writable());
+    CHECK(ch.health_problem().find("channel durable: puts fail (disk or map full), retrying: ") ==
+          0);
+    CHECK(out.health_problem().find("source src: puts fail, retrying: backpressure: ") == 0);
+    double errors = 0;
+    CHECK(metrics.find("sluice_source_put_errors_total",
+                       {{"component", "src"}, {"type", "test"}, {"reason", "no_space"}}, errors));
+    CHECK(errors >= 4);
+    CHECK(metrics.find("sluice_channel_put_errors_total",
+                       {{"component", "durable"}, {"type", "lmdb"}, {"reason", "no_space"}},
+                       errors));
+    CHECK(errors >= 1);
+    // The sink comes back: the channel drains, the waiting puts go in, the source goes on.
+    const long total = stuck_at + 3000;
+    std::vector<long> received;
+    Batch taken;
+    struct Committer final : CommitListener {
+      int ok = 0, failed = 0;
+      void on_committed(std::uint64_t, Status st) noexcept override { ++(st.ok() ? ok : failed); }
+    } committer;
+    REQUIRE(test::run_until(loop, 30s, [&] {
+      source.fill(total);
+      auto lease = ch.take(*cursor, taken, {500, 1 << 20});
+      REQUIRE(lease.has_value());
+      for (std::size_t i = 0; i < taken.size(); ++i)
+        received.push_back(std::stol(std::string(taken[i].body().substr(0, 10))));
+      if (!taken.empty()) ch.commit(std::move(*lease), committer);
+      return received.size() >= static_cast<std::size_t>(total) && out.idle();
+    }));
+    CHECK(committer.failed == 0);
+    REQUIRE(received.size() == static_cast<std::size_t>(total));
+    bool in_order = true;
+    for (long i = 0; i < total; ++i)
+      in_order = in_order && received[static_cast<std::size_t>(i)] == i + 1;
+    CHECK(in_order);
+    CHECK(listener.safe == out.last_seq());
+    CHECK(ch.health_problem().empty());
+    CHECK(out.health_problem().empty());
+    // A disk that fills again and is then grown (freed by the operator) resumes as well.
+    const std::uint64_t errors_before = out.put_errors();
+    REQUIRE(test::run_until(loop, 20s, [&] {
+      source.fill(total + 1'000'000);
+      return out.put_errors() >= errors_before + 4;
+    }));
+    CHECK_FALSE(ch.health_problem().empty());
+    const long second_stop = source.next - 1;
+    REQUIRE(disk.grow("64m"));
+    REQUIRE(test::run_until(loop, 30s, [&] {
+      source.fill(second_stop + 2000);
+      return source.next > second_stop + 2000 && out.idle();
+    }));
+    CHECK(ch.events() == static_cast<std::uint64_t>(second_stop + 2000 - total));
+    CHECK(ch.health_problem().empty());
+  }
+  REQUIRE(loop.close() == 0);
+}
+
+TEST_CASE("lmdb channel: how long a take of a large batch holds the loop", "[unit][lmdb]") {
+  Rig r;
+  {
+    LmdbConfig cfg;
+    cfg.transaction_events = 1000;
+    auto ch = r.open(cfg);
+    auto cursor = ch->open_cursor("g");
+    REQUIRE(cursor.has_value());
+    // 16 records of 1000 events of 1 KiB, half compressible: 16 MiB decoded.
+    std::mt19937 rng(1);
+    for (std::uint64_t seq = 1; seq <= 16; ++seq) {
+      Batch b;
+      for (int i = 0; i < 1000; ++i) {
+        std::string body(1024, 'a');
+        for (std::size_t j = 0; j < body.size(); j += 2)
+          body[j] = static_cast<char>('a' + rng() % 26);
+        b.add(body, 1, 1);
+      }
+      r.put(*ch, std::move(b), seq);
+    }
+    // What one loop turn of a sink group does: take up to max_in_flight (4) leases of up to 4 MiB,
+    // until the channel answers empty.
+    Batch out;
+    double worst_ms = 0;
+    std::size_t turns = 0, taken = 0, most = 0;
+    std::vector<Lease> leases;
+    while (taken < 16000) {
+      const auto t0 = std::chrono::steady_clock::now();
+      std::size_t this_turn = 0;
+      for (int in_flight = 0; in_flight < 4; ++in_flight) {
+        auto lease = ch->take(*cursor, out, {4000, 4u << 20});
+        REQUIRE(lease.has_value());
+        if (out.empty()) break;
+        this_turn += out.size();
+        leases.push_back(std::move(*lease));
+      }
+      const double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      worst_ms = std::max(worst_ms, ms);
+      most = std::max(most, this_turn);
+      taken += this_turn;
+      ++turns;
+      REQUIRE(turns < 100);
+      // The next turn: wait_for_data answers on it.
+      ch->wait_for_data(*cursor, r.l);
+      const int before = r.l.data;
+      REQUIRE(test::run_until(r.loop, 1s, [&] { return r.l.data > before || taken >= 16000; }));
+    }
+    WARN("16000 events (16000 KiB decoded) taken in " << turns << " loop turns, at most " << most
+                                                      << " events and " << worst_ms
+                                                      << " ms in one turn");
+    // The budget is checked after each record (1 MiB here): a turn may overshoot by one.
+    CHECK(turns >= 3);
+    CHECK(most < 16000);
+    for (auto& l : leases) r.commit(*ch, std::move(l));
+  }
+  REQUIRE(r.loop.close() == 0);
+}
+
+TEST_CASE("lmdb channel: a put that fails to store leaves the batch with its caller",
+          "[unit][lmdb]") {
+  test::TempDir dir;
+  const std::string data = dir.file("data");
+  SmallDisk disk(data, "2m");
+  if (!disk.ok()) {
+    WARN("skipped: cannot mount a tmpfs (" << disk.error() << ")");
+    return;
+  }
+  Loop loop;
+  {
+    MetricsRegistry metrics;
+    ComponentContext ctx{loop, metrics, "durable", "lmdb", data};
+    LmdbConfig cfg;
+    cfg.compression_level = 0;
+    auto created = LmdbChannel::create(cfg, ctx);
+    REQUIRE(created.has_value());
+    LmdbChannel& ch = **created;
+    Listener l;
+    Status failed;
+    Batch b;
+    for (std::uint64_t seq = 1; seq < 100 && failed.ok(); ++seq) {
+      b = test::make_batch(100, std::string(1000, 'x'));
+      ch.put(b, SourceCheckpoint{&l, seq, {}, {}}, l);
+      REQUIRE(test::run_until(loop, 5s, [&] { return l.puts.size() == seq; }));
+      failed = l.puts.back();
+    }
+    REQUIRE_FALSE(failed.ok());
+    CHECK(failed.code() == Errc::backpressure);
+    CHECK(b.size() == 100);  // the caller still has every event
+    CHECK(bodies(b) == bodies(test::make_batch(100, std::string(1000, 'x'))));
+  }
+  REQUIRE(loop.close() == 0);
 }
