@@ -38,6 +38,10 @@ class Loop {
   /// Runs the loop until stop() or until no handle is active. Returns uv_run's value.
   int run();
   void stop() { uv_stop(&loop_); }
+  /// Runs one turn without waiting (tests).
+  int run_once() { return uv_run(&loop_, UV_RUN_NOWAIT); }
+  /// Tasks deferred and not yet run.
+  std::size_t deferred_tasks() const noexcept { return pending_.size(); }
   /// Closes every handle still open and the loop itself; 0 when nothing leaked.
   int close();
 

@@ -50,6 +50,8 @@ std::size_t SourceOutput::drop_waiting() {
 
 std::size_t SourceOutput::abandon_waiting() {
   std::size_t dropped = 0;
+  std::uint64_t seqs[kMaxAbandonedPerCall];
+  std::size_t n = 0;
   for (Slot& s : slots_) {
     if (!s.busy || !s.waiting || s.next_channel != 0) continue;
     s.waiting = false;
@@ -58,15 +60,36 @@ std::size_t SourceOutput::abandon_waiting() {
     s.batch.clear();
     s.side.clear();
     --pending_;
-    // Nothing of it was stored: it is "safe" at once, in order with the others.
-    remaining_[(ring_head_ + (s.seq - safe_seq_ - 1)) % remaining_.size()] = 0;
+    if (n < kMaxAbandonedPerCall) {
+      seqs[n++] = s.seq;
+    } else {
+      remaining_[(ring_head_ + (s.seq - safe_seq_ - 1)) % remaining_.size()] = 0;
+    }
     ++dropped;
   }
-  if (dropped > 0) {
-    if (waiting_ == 0) retry_timer_.stop();
-    loop_.defer(pop_safe_task, this, 0);
+  // Nothing of them was stored. The newest are forgotten as if never numbered, so that a flood of
+  // refused requests behind one unsafe put (a dead sink) does not grow the safety ring; the others
+  // count as safe at once, in order with the rest.
+  std::sort(seqs, seqs + n, std::greater<>());
+  bool pop = false;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (seqs[i] == seq_ && ring_size_ > 0 && seq_ == safe_seq_ + ring_size_) {
+      --seq_;
+      --ring_size_;
+    } else {
+      remaining_[(ring_head_ + (seqs[i] - safe_seq_ - 1)) % remaining_.size()] = 0;
+      pop = true;
+    }
   }
+  if (dropped > 0 && waiting_ == 0) retry_timer_.stop();
+  if (pop) defer_pop_safe();
   return dropped;
+}
+
+void SourceOutput::defer_pop_safe() {
+  if (pop_safe_deferred_) return;  // one task pops every entry that is safe by then
+  pop_safe_deferred_ = true;
+  loop_.defer(pop_safe_task, this, 0);
 }
 
 bool SourceOutput::durable() const noexcept {
@@ -136,7 +159,7 @@ std::uint64_t SourceOutput::put(Batch& batch, std::string_view position, std::st
   remaining_[(ring_head_ + ring_size_) % remaining_.size()] = acks;
   ++ring_size_;
   const std::uint64_t seq = slot->seq;
-  if (acks == 0) loop_.defer(pop_safe_task, this, 0);  // safe once every earlier put is
+  if (acks == 0) defer_pop_safe();  // safe once every earlier put is
   advance(*slot);
   return seq;
 }
@@ -280,7 +303,9 @@ void SourceOutput::resume_waiting() {
 }
 
 void SourceOutput::pop_safe_task(void* self, std::uint64_t) {
-  static_cast<SourceOutput*>(self)->pop_safe();
+  auto* out = static_cast<SourceOutput*>(self);
+  out->pop_safe_deferred_ = false;
+  out->pop_safe();
 }
 
 void SourceOutput::on_safe_in_channel(std::uint64_t seq) noexcept {

@@ -67,6 +67,8 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
   std::uint32_t max_batch_events() const noexcept { return max_batch_events_; }
   std::uint64_t last_seq() const noexcept { return seq_; }
   std::uint64_t safe_seq() const noexcept { return safe_seq_; }
+  /// Puts numbered and not yet reported safe (the safety ring's length).
+  std::size_t unsafe_puts() const noexcept { return ring_size_; }
   /// Puts that failed other than by a full channel refusing them inside put(): errors (retried
   /// after a pause, with backoff) and back-pressure answered after the channel took the put
   /// (retried when the channel has space again). Every such put is retried, in sequence order.
@@ -103,6 +105,8 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
   }
   void pop_safe();
   static void pop_safe_task(void* self, std::uint64_t);
+  void defer_pop_safe();
+  static constexpr std::size_t kMaxAbandonedPerCall = 64;
   Slot* slot_for(std::uint64_t seq) noexcept;
   void finish(Slot& slot);
   bool accepted(Slot& slot, Status st, bool inline_answer);
@@ -129,6 +133,7 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
   std::vector<std::uint32_t> remaining_;
   std::size_t ring_head_ = 0;
   std::size_t ring_size_ = 0;
+  bool pop_safe_deferred_ = false;
   std::uint64_t safe_seq_ = 0;
   Timer retry_timer_;
   Duration retry_delay_;

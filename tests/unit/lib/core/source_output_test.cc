@@ -185,3 +185,65 @@ TEST_CASE("source output: puts refused for lack of space after the channel took 
   }
   REQUIRE(close_loop(loop) == 0);
 }
+
+namespace {
+
+// Stores the first put and never reports it safe (a memory channel whose sink is dead); refuses
+// every later put for lack of space, inside put() as the memory channel does.
+class FullChannel final : public Channel {
+ public:
+  explicit FullChannel(Loop& loop) : loop_(loop) {}
+  Result<CursorId> open_cursor(std::string_view) override { return CursorId{0}; }
+  std::uint32_t max_transaction_events() const noexcept override { return 100; }
+  void put(Batch& batch, const SourceCheckpoint& checkpoint, PutListener& done) override {
+    if (stored_) return done.on_put_done(checkpoint.seq, Status(Errc::backpressure, "full"));
+    stored_ = true;
+    batch.clear();
+    done.on_put_done(checkpoint.seq, Status());
+  }
+  void wait_for_space(SpaceListener&) override {}
+  Result<Lease> take(CursorId, Batch& out, TakeLimits) override {
+    out.clear();
+    return Lease();
+  }
+  void wait_for_data(CursorId, DataListener&) override {}
+  void commit(Lease&& lease, CommitListener&) override { lease.release(); }
+  std::uint64_t events() const noexcept override { return stored_ ? 1 : 0; }
+  std::uint64_t bytes() const noexcept override { return 0; }
+
+ protected:
+  void rollback(const Lease&) noexcept override {}
+
+ private:
+  Loop& loop_;
+  bool stored_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("source output: refused puts behind an unsafe one do not grow its state",
+          "[unit][source_output]") {
+  Loop loop;
+  {
+    FullChannel ch(loop);
+    SourceOutput out(loop, {&ch}, 4);
+    Listener listener;
+    out.set_listener(&listener);
+    Batch first = test::make_batch(1, "kept");
+    const std::uint64_t kept = out.put(first, "p");
+    // A flood of requests answered FAILED / 503 within one loop turn, as a network source does.
+    for (int i = 0; i < 100'000; ++i) {
+      REQUIRE(out.writable());
+      Batch b = test::make_batch(1, "refused");
+      out.put(b, "p");
+      REQUIRE(out.waiting_for_space());
+      REQUIRE(out.abandon_waiting() == 1);
+    }
+    CHECK(out.unsafe_puts() <= 2);
+    CHECK(loop.deferred_tasks() <= 1);
+    loop.run_once();
+    CHECK(listener.safe.empty());  // the stored put is still not safe
+    CHECK(out.last_seq() == kept);
+  }
+  REQUIRE(close_loop(loop) == 0);
+}
