@@ -605,8 +605,11 @@ void Server::answer(std::uint64_t id, std::uint64_t request, Response r) {
   // An idle keep-alive connection must not keep a large request's buffers (100 connections x
   // 16 MiB bodies would stay resident until they close); small ones stay warm for the next.
   if (c.req.body.capacity() > kWarmBytes) std::string().swap(c.req.body);
-  feed(c);
-  if (c.inbuf.empty() && c.inbuf.capacity() > kWarmBytes) std::string().swap(c.inbuf);
+  feed(c);  // may answer a pipelined request and close (and free) the connection
+  it = conns_.find(id);
+  if (it == conns_.end()) return;
+  Conn& still = *it->second;
+  if (still.inbuf.empty() && still.inbuf.capacity() > kWarmBytes) std::string().swap(still.inbuf);
 }
 
 void Server::fail(Conn& c, int status, std::string message) {

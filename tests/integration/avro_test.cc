@@ -615,7 +615,7 @@ TEST_CASE("avro: a client that pipelines appends and never reads is paused, memo
                                                     << rss_start << " -> " << rss << " kB, VmHWM "
                                                     << hwm << " kB");
   CHECK(stalled);
-  CHECK(hwm < 100 * 1024);
+  CHECK((sluice::test::kSanitized || hwm < 100 * 1024));
   CHECK(agent.metric(R"(sluice_avro_reads_paused_total{component="av",type="avro"})").value_or(0) >=
         1.0);
   // Back-pressure, not loss: once the client reads, every request is answered once.
@@ -795,7 +795,7 @@ TEST_CASE("avro: many clients flooding a full channel without reading keep memor
   const long hwm = proc_status_kb(agent.pid(), "VmHWM");
   WARN("flood: " << kClients << " clients sent " << sent / (1 << 20) << " MiB (" << sent / 23
                  << " calls), VmHWM " << hwm << " kB");
-  CHECK(hwm < 100 * 1024);
+  CHECK((sluice::test::kSanitized || hwm < 100 * 1024));
   CHECK(agent.metric(R"(sluice_avro_requests_total{component="av",type="avro",status="failed"})")
             .value_or(0) > 1e6);
   clients.clear();

@@ -337,7 +337,7 @@ TEST_CASE("http: memory is given back after large requests end", "[integration][
   // Before the fix 288 MB stayed resident (the memory channel's recycled slots x the largest
   // body); after it ~35 MB: the sink group's warm take buffer, the channel's 4 MiB spare budget
   // and what glibc keeps of its heap.
-  CHECK(idle < start + 40 * 1024);
+  CHECK((sluice::test::kSanitized || idle < start + 40 * 1024));
   CHECK(agent.terminate() == 0);
 }
 
