@@ -219,6 +219,12 @@ void Connection::on_written(int status) {
     return;
   }
   update_reading();
+  // Told here, on a write callback, also when the shared budget's relief resumed reading first
+  // (inside another connection's send, where the protocol must not be called).
+  if (drain_pending_ && !paused_for_output_ && state_ == State::open) {
+    drain_pending_ = false;
+    server_->handler_.on_output_drained(*this);
+  }
 }
 
 void Connection::shutdown() {
@@ -239,6 +245,7 @@ void Connection::update_reading() {
   if (over_output != paused_for_output_) {
     paused_for_output_ = over_output;
     if (over_output) {
+      drain_pending_ = true;
       ++server_->paused_;
       server_->reads_paused_.inc();
     } else {

@@ -174,6 +174,7 @@ class Connection {
   State state_ = State::open;
   bool reading_ = false, hold_ = false, busy_ = false, in_message_ = false, writing_ = false;
   bool paused_for_output_ = false, failing_ = false;
+  bool drain_pending_ = false;  // on_output_drained is owed once the output is under its bound
   CloseReason fail_reason_ = CloseReason::read_error;
   std::uint64_t accepted_ms_ = 0, last_read_ms_ = 0, message_start_ms_ = 0, close_start_ms_ = 0;
   std::uint64_t message_timeout_ms_ = 0;  // of the message in progress
@@ -199,6 +200,10 @@ class ConnectionHandler {
   }
   /// Bytes read (plaintext, after TLS). The view is valid only during the call.
   virtual void on_data(Connection& c, std::string_view data) = 0;
+  /// The connection's unsent output fell back to max_unsent_bytes (or the shared budget) after
+  /// being over it, and reading resumed unless the protocol holds it: go on with work held back
+  /// meanwhile (HTTP's next pipelined request). Runs from a write callback, never inside send().
+  virtual void on_output_drained(Connection& c) { (void)c; }
   /// A deadline expired (idle, message_timeout, handshake_timeout); the server closes the
   /// connection for `why` when this returns. The protocol may send a last answer (HTTP 408),
   /// which is drained like any other.

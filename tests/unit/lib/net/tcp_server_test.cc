@@ -31,6 +31,12 @@ struct Recorder final : net::ConnectionHandler {
   // Which connections the protocol lets the server evict at max_connections.
   std::function<bool(const net::Connection&)> may_evict;
   bool evictable(const net::Connection& c) override { return may_evict && may_evict(c); }
+  int drained = 0;
+  std::size_t drained_unsent = 0;  // the most unsent output seen by on_output_drained
+  void on_output_drained(net::Connection& c) override {
+    ++drained;
+    drained_unsent = std::max(drained_unsent, c.unsent_bytes());
+  }
   void on_timeout(net::Connection& c, CloseReason why) override {
     timeouts.push_back(why);
     c.send("timed out\n");  // a last answer, as HTTP's 408
@@ -154,6 +160,7 @@ TEST_CASE("tcp server: a client that never reads stops being read, and loses not
   const std::size_t read_when_paused = f.handler.received.size();
   f.until([&] { return false; }, 200ms);
   CHECK(f.handler.received.size() == read_when_paused);  // stays paused
+  CHECK(f.handler.drained == 0);
   // The client reads: everything arrives, the server reads again and answers the rest.
   std::string got;
   REQUIRE(f.until(
@@ -163,6 +170,10 @@ TEST_CASE("tcp server: a client that never reads stops being read, and loses not
       },
       20s));
   CHECK(conn.reading());
+  // The protocol was told each time its output fell back under the bound (to go on with work
+  // it held back, e.g. HTTP's next pipelined request).
+  CHECK(f.handler.drained >= 1);
+  CHECK(f.handler.drained_unsent <= 4096);
   REQUIRE(f.until([&] { return f.server->buffered_bytes() == 0; }));
   f.server.reset();
   REQUIRE(f.loop.close() == 0);
@@ -396,4 +407,18 @@ TEST_CASE("tcp server: a message's deadline can change, counted from its start",
   }
   f.server.reset();
   REQUIRE(f.loop.close() == 0);
+}
+
+TEST_CASE("split_host_port", "[unit][net]") {
+  std::string host;
+  int port = 0;
+  CHECK(net::split_host_port("127.0.0.1:24280", host, port));
+  CHECK(host == "127.0.0.1");
+  CHECK(port == 24280);
+  CHECK(net::split_host_port("[::1]:0", host, port));
+  CHECK(host == "::1");
+  CHECK_FALSE(net::split_host_port("localhost", host, port));
+  CHECK_FALSE(net::split_host_port("h:99999", host, port));
+  CHECK_FALSE(net::split_host_port(":80", host, port));
+  CHECK_FALSE(net::split_host_port("::1:80", host, port));
 }
