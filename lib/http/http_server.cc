@@ -168,6 +168,8 @@ net::ServerOptions tcp_options(const ServerLimits& l, const Labels& labels) {
   // request_timeout, both from the same start (see on_open and on_message_begin).
   o.message_timeout = l.request_timeout;
   o.message_timeout_label = "request_timeout";
+  // As before the move: the TLS handshake is part of what header_timeout bounds from the accept.
+  o.handshake_timeout = std::min(l.header_timeout, l.request_timeout);
   o.log_name = "http";
   for (const auto& [k, v] : labels) {
     if (k == "component") o.log_name += " " + v;
