@@ -254,3 +254,59 @@ TEST_CASE("http server: a client that pipelines and never reads stops being read
   CHECK(answers == kRequests);
   CHECK(handled == kRequests);
 }
+
+namespace {
+
+int connect_to(const std::string& address) {
+  std::string host;
+  int port = 0;
+  REQUIRE(net::split_host_port(address, host, port));
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<std::uint16_t>(port));
+  ::inet_pton(AF_INET, host.c_str(), &sa.sin_addr);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+  return fd;
+}
+
+std::string read_all(int fd) {
+  std::string all;
+  char buf[4096];
+  ssize_t n = 0;
+  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) all.append(buf, static_cast<std::size_t>(n));
+  return all;
+}
+
+}  // namespace
+
+TEST_CASE("http server: connection metrics are the TCP server's, under sluice_http",
+          "[unit][http]") {
+  ServerThread s(&ServerThread::echo, {.max_connections = 1, .header_timeout = 200ms});
+  const int a = connect_to(s.address);
+  const std::string partial = "GET / HTTP/1.1\r\nHo";
+  ::send(a, partial.data(), partial.size(), MSG_NOSIGNAL);
+  const int b = connect_to(s.address);  // accepted after a: refused, every slot is taken
+  CHECK(read_all(b).empty());
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string answer = read_all(a);  // 408 at header_timeout, then the close
+  CHECK(std::chrono::steady_clock::now() - t0 >= 150ms);
+  CHECK(answer.rfind("HTTP/1.1 408 Request Timeout\r\n", 0) == 0);
+  CHECK(answer.find("request headers not complete within 200 ms") != std::string::npos);
+  ::close(a);
+  ::close(b);
+  const std::string m = s.metrics.render();
+  CHECK(
+      m.find(
+          R"(sluice_http_connections_refused_total{component="t",type="http",reason="max_connections"} 1)") !=
+      std::string::npos);
+  CHECK(
+      m.find(
+          R"(sluice_http_connections_closed_total{component="t",type="http",reason="request_timeout"} 1)") !=
+      std::string::npos);
+  CHECK(m.find(R"(sluice_http_bad_requests_total{component="t",type="http"} 1)") !=
+        std::string::npos);
+  CHECK(m.find("sluice_http_refused_connections_total") == std::string::npos);  // renamed
+}
