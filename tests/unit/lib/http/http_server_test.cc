@@ -58,9 +58,8 @@ struct ServerThread {
   }
 };
 
-// Sends `pieces` on one connection, pausing between them so that the server reads each one
-// separately (the checks under test keep state across reads), and returns the status line.
-std::string send_pieces(const std::string& address, const std::vector<std::string>& pieces) {
+// A blocking client connection (TCP_NODELAY, reads time out after 5 s).
+int connect_to(const std::string& address) {
   std::string host;
   int port = 0;
   REQUIRE(net::split_host_port(address, host, port));
@@ -74,14 +73,27 @@ std::string send_pieces(const std::string& address, const std::vector<std::strin
   sa.sin_port = htons(static_cast<std::uint16_t>(port));
   ::inet_pton(AF_INET, host.c_str(), &sa.sin_addr);
   REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-  for (const std::string& p : pieces) {
-    ::send(fd, p.data(), p.size(), MSG_NOSIGNAL);
-    std::this_thread::sleep_for(30ms);  // not a wait for a condition: it separates the reads
-  }
+  return fd;
+}
+
+// Everything until the server closes.
+std::string read_all(int fd) {
   std::string all;
   char buf[4096];
   ssize_t n = 0;
   while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) all.append(buf, static_cast<std::size_t>(n));
+  return all;
+}
+
+// Sends `pieces` on one connection, pausing between them so that the server reads each one
+// separately (the checks under test keep state across reads), and returns the status line.
+std::string send_pieces(const std::string& address, const std::vector<std::string>& pieces) {
+  const int fd = connect_to(address);
+  for (const std::string& p : pieces) {
+    ::send(fd, p.data(), p.size(), MSG_NOSIGNAL);
+    std::this_thread::sleep_for(30ms);  // not a wait for a condition: it separates the reads
+  }
+  const std::string all = read_all(fd);
   ::close(fd);
   return all.substr(0, all.find("\r\n"));
 }
@@ -203,15 +215,7 @@ TEST_CASE("http server: a client that pipelines and never reads stops being read
   std::string requests;
   for (int i = 1; i < kRequests; ++i) requests += "GET /p HTTP/1.1\r\nHost: t\r\n\r\n";
   requests += "GET /p HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-  std::string host;
-  int port = 0;
-  REQUIRE(net::split_host_port(s.address, host, port));
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(static_cast<std::uint16_t>(port));
-  ::inet_pton(AF_INET, host.c_str(), &sa.sin_addr);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+  const int fd = connect_to(s.address);
   // The server may stop reading before it has every request: send from another thread.
   std::thread sender([&] {
     std::size_t off = 0;
@@ -238,12 +242,9 @@ TEST_CASE("http server: a client that pipelines and never reads stops being read
   CHECK(s.metrics.render().find(R"(sluice_http_reads_paused_total{component="t",type="http"})") !=
         std::string::npos);
   // Once the client reads, every answer arrives.
-  std::string all;
-  char buf[65536];
-  ssize_t n = 0;
   timeval tv{10, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) all.append(buf, static_cast<std::size_t>(n));
+  const std::string all = read_all(fd);
   sender.join();
   ::close(fd);
   std::size_t answers = 0;
@@ -254,33 +255,6 @@ TEST_CASE("http server: a client that pipelines and never reads stops being read
   CHECK(answers == kRequests);
   CHECK(handled == kRequests);
 }
-
-namespace {
-
-int connect_to(const std::string& address) {
-  std::string host;
-  int port = 0;
-  REQUIRE(net::split_host_port(address, host, port));
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(static_cast<std::uint16_t>(port));
-  ::inet_pton(AF_INET, host.c_str(), &sa.sin_addr);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-  return fd;
-}
-
-std::string read_all(int fd) {
-  std::string all;
-  char buf[4096];
-  ssize_t n = 0;
-  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) all.append(buf, static_cast<std::size_t>(n));
-  return all;
-}
-
-}  // namespace
 
 TEST_CASE("http server: connection metrics are the TCP server's, under sluice_http",
           "[unit][http]") {
