@@ -38,7 +38,7 @@ std::string unknown_type(std::string_view kind, std::string_view type,
 }
 
 // What is wrong with a listen address, or "" if nothing is. It accepts exactly what the listeners
-// bind (lib/http tcp_listen: an IPv4 or IPv6 literal and a port, no name resolution), so that a bad
+// bind (lib/net tcp_listen: an IPv4 or IPv6 literal and a port, no name resolution), so that a bad
 // address fails `sluice check` with its position instead of failing at start.
 std::string address_problem(std::string_view address, std::string_view example, bool& loopback) {
   const std::string not_host_port =

@@ -16,21 +16,17 @@ namespace {
 constexpr std::size_t kWarmBytes = 64 * 1024;
 }  // namespace
 
+// Protocol state only: the socket, TLS, deadlines and writes are the net::Connection's.
 struct Server::Conn {
   Server* server = nullptr;
-  std::uint64_t id = 0;
-  uv_tcp_t* tcp = nullptr;
-  uv_timer_t* idle = nullptr;
-  uv_timer_t* request_timer = nullptr;  // header_timeout, then request_timeout
-  std::uint64_t request_start = 0;      // uv_now() at accept, then at each request's first byte
-  std::uint64_t last_active = 0;        // uv_now() at accept and at each read
+  net::Connection* net = nullptr;  // valid until on_close erases this
+  std::uint64_t id = 0;            // net->id()
   http_parser parser{};
   std::string inbuf;  // bytes read and not yet parsed (while a request is being answered)
   std::size_t header_bytes = 0;
   bool in_header_value = false;
   bool busy = false;           // a request is with the handler
   std::uint64_t requests = 0;  // requests dispatched so far: the one with the handler
-  bool closing = false;
   bool keep_alive = true;
   bool body_too_large = false;
   // RFC 9112 checks that http-parser (built lenient) does not make; `reject` is set by a parser
@@ -42,10 +38,7 @@ struct Server::Conn {
   std::size_t line_len = 0;       // bytes of the current header line so far (CR excluded)
   int crlf_pending = 0;           // bytes of the CRLF after a chunk's data still to check
   const char* buf_end = nullptr;  // end of the bytes given to http_parser_execute
-  std::string peer;               // "IP:PORT" of the client
-  std::unique_ptr<tls::TlsSession> tls;
   Request req;
-  char readbuf[16 * 1024];
 };
 
 std::string_view Request::header(std::string_view name) const {
@@ -92,30 +85,6 @@ std::string_view status_text(int status) {
     default:
       return "Unknown";
   }
-}
-
-bool split_host_port(std::string_view address, std::string& host, int& port) {
-  std::string_view h, p;
-  if (!address.empty() && address.front() == '[') {
-    const auto close = address.find(']');
-    if (close == std::string_view::npos || close + 1 >= address.size() || address[close + 1] != ':')
-      return false;
-    h = address.substr(1, close - 1);
-    p = address.substr(close + 2);
-  } else {
-    const auto colon = address.rfind(':');
-    if (colon == std::string_view::npos) return false;
-    h = address.substr(0, colon);
-    p = address.substr(colon + 1);
-    if (h.find(':') != std::string_view::npos) return false;
-  }
-  if (h.empty() || p.empty()) return false;
-  int v = -1;
-  auto [ptr, ec] = std::from_chars(p.data(), p.data() + p.size(), v);
-  if (ec != std::errc() || ptr != p.data() + p.size() || v < 0 || v > 65535) return false;
-  host.assign(h);
-  port = v;
-  return true;
 }
 
 namespace {
@@ -187,9 +156,35 @@ void Responder::respond(Response response) {
   server_->answer(connection_, request_, std::move(response));
 }
 
+namespace {
+
+net::ServerOptions tcp_options(const ServerLimits& l, const Labels& labels) {
+  net::ServerOptions o;
+  o.max_connections = l.max_connections;
+  o.max_connections_per_address = l.max_connections_per_address;
+  o.evict_when_full = l.evict_when_full != ServerLimits::Eviction::none;
+  o.idle_timeout = l.idle_timeout;
+  // One deadline per request: header_timeout until its headers are complete, then
+  // request_timeout, both from the same start (see on_open and on_message_begin).
+  o.message_timeout = l.request_timeout;
+  o.message_timeout_label = "request_timeout";
+  // As before the move: the TLS handshake is part of what header_timeout bounds from the accept.
+  o.handshake_timeout = std::min(l.header_timeout, l.request_timeout);
+  o.log_name = "http";
+  for (const auto& [k, v] : labels) {
+    if (k == "component") o.log_name += " " + v;
+  }
+  o.metric_prefix = "sluice_http";
+  return o;
+}
+
+}  // namespace
+
 Server::Server(Loop& loop, ServerLimits limits, Handler handler, MetricsRegistry* metrics,
                Labels labels)
-    : loop_(loop), limits_(limits), handler_(std::move(handler)) {
+    : limits_(limits),
+      handler_(std::move(handler)),
+      tcp_(loop, tcp_options(limits, labels), *this, metrics, labels) {
   http_parser_settings_init(&settings_);
   settings_.on_message_begin = &Server::on_message_begin;
   settings_.on_url = &Server::on_url;
@@ -202,206 +197,69 @@ Server::Server(Loop& loop, ServerLimits limits, Handler handler, MetricsRegistry
     requests_ = &metrics->counter("sluice_http_requests_total", "HTTP requests answered.", labels);
     bad_requests_ = &metrics->counter("sluice_http_bad_requests_total",
                                       "Malformed or oversized HTTP requests refused.", labels);
-    refused_ = &metrics->counter("sluice_http_refused_connections_total",
-                                 "Connections closed at once because max_connections was reached.",
-                                 labels);
     evicted_ = &metrics->counter(
         "sluice_http_evicted_connections_total",
         "Idle or unfinished connections closed to make room for a new one at max_connections.",
         labels);
-    tls_errors_ = &tls::handshake_errors(*metrics, labels);
   }
 }
 
-Server::~Server() { close(); }
-
-Result<uv_tcp_t*> tcp_listen(Loop& loop, std::string_view address, void* data,
-                             uv_connection_cb on_connection, std::string& bound_out) {
-  std::string host;
-  int port = 0;
-  if (!split_host_port(address, host, port)) {
-    return Status(Errc::config, fmt::format("'{}' is not HOST:PORT", address));
-  }
-  sockaddr_storage ss{};
-  if (uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&ss)) != 0 &&
-      uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&ss)) != 0) {
-    return Status(Errc::config, fmt::format("'{}' is not an IP address", host));
-  }
-  auto* listener = new uv_tcp_t{};
-  uv_tcp_init(loop.uv(), listener);
-  listener->data = data;
-  int rc = uv_tcp_bind(listener, reinterpret_cast<sockaddr*>(&ss), 0);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(listener), 128, on_connection);
-  if (rc != 0) {
-    close_and_delete(listener);
-    return Status::from_uv(rc, fmt::format("listen {}", address));
-  }
-  sockaddr_storage bound{};
-  int len = sizeof bound;
-  uv_tcp_getsockname(listener, reinterpret_cast<sockaddr*>(&bound), &len);
-  bound_out = peer_name(bound);
-  return listener;
-}
-
-std::string peer_name(const sockaddr_storage& addr) {
-  char ip[64] = {};
-  if (addr.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
-    uv_ip6_name(a, ip, sizeof ip);
-    return fmt::format("[{}]:{}", ip, ntohs(a->sin6_port));
-  }
-  const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
-  uv_ip4_name(a, ip, sizeof ip);
-  return fmt::format("{}:{}", ip, ntohs(a->sin_port));
-}
-
-Status Server::listen(std::string_view address) {
-  auto l = tcp_listen(
-      loop_, address, this,
-      [](uv_stream_t* s, int status) {
-        if (status == 0 && s->data != nullptr) static_cast<Server*>(s->data)->on_connection();
-      },
-      bound_);
-  if (!l) return l.error();
-  listener_ = *l;
-  return {};
-}
+Server::~Server() = default;
 
 void Server::close() {
-  if (listener_ != nullptr) {
-    listener_->data = nullptr;
-    close_and_delete(listener_);
-    listener_ = nullptr;
-  }
-  std::vector<Conn*> all;
-  for (auto& [id, c] : conns_) all.push_back(c.get());
-  for (Conn* c : all) close_conn(*c);
+  tcp_.stop_accepting();
+  tcp_.close_all(net::CloseReason::stopping);
 }
 
-void Server::on_connection() {
-  auto* tcp = new uv_tcp_t{};
-  uv_tcp_init(loop_.uv(), tcp);
-  if (uv_accept(reinterpret_cast<uv_stream_t*>(listener_), reinterpret_cast<uv_stream_t*>(tcp)) !=
-      0) {
-    close_and_delete(tcp);
-    return;
-  }
-  if (conns_.size() >= limits_.max_connections) {
-    Conn* victim = least_active_evictable();
-    if (victim == nullptr) {
-      if (refused_ != nullptr) refused_->inc();
-      close_and_delete(tcp);
-      return;
-    }
-    if (evicted_ != nullptr) evicted_->inc();
-    close_conn(*victim);
-  }
+std::chrono::milliseconds Server::header_deadline() const {
+  return std::min(limits_.header_timeout, limits_.request_timeout);
+}
+
+void Server::on_open(net::Connection& nc) {
   auto conn = std::make_unique<Conn>();
   Conn& c = *conn;
   c.server = this;
-  c.id = ++next_conn_;
-  c.tcp = tcp;
-  tcp->data = &c;
+  c.net = &nc;
+  c.id = nc.id();
   http_parser_init(&c.parser, HTTP_REQUEST);
   c.parser.data = &c;
-  c.idle = new uv_timer_t{};
-  uv_timer_init(loop_.uv(), c.idle);
-  c.idle->data = &c;
-  c.request_timer = new uv_timer_t{};
-  uv_timer_init(loop_.uv(), c.request_timer);
-  c.request_timer->data = &c;
-  if (tls_) c.tls = std::make_unique<tls::TlsSession>(tls_);
+  nc.user = &c;
   conns_.emplace(c.id, std::move(conn));
-  c.request_start = c.last_active = uv_now(loop_.uv());
   // The first request's headers are due header_timeout after the accept, not after its first
   // byte: a connection that sends nothing (or one byte now and then) cannot hold a slot.
-  arm_request_timer(c, static_cast<std::uint64_t>(
-                           std::min(limits_.header_timeout, limits_.request_timeout).count()));
-  uv_tcp_nodelay(tcp, 1);
-  sockaddr_storage peer{};
-  int peer_len = sizeof peer;
-  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&peer), &peer_len) == 0) {
-    c.peer = peer_name(peer);
-  }
-  arm_idle(c);
-  uv_read_start(
-      reinterpret_cast<uv_stream_t*>(tcp),
-      [](uv_handle_t* h, std::size_t, uv_buf_t* b) {
-        auto* cn = static_cast<Conn*>(h->data);
-        *b = uv_buf_init(cn->readbuf, sizeof cn->readbuf);
-      },
-      [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
-        auto* cn = static_cast<Conn*>(s->data);
-        cn->server->on_read(*cn, n, b);
-      });
+  nc.begin_message(header_deadline());
 }
 
-void Server::arm_idle(Conn& c) {
-  uv_timer_start(
-      c.idle,
-      [](uv_timer_t* t) {
-        auto* conn = static_cast<Conn*>(t->data);
-        if (conn != nullptr && !conn->busy) conn->server->close_conn(*conn);
-      },
-      static_cast<std::uint64_t>(limits_.idle_timeout.count()), 0);
+void Server::on_data(net::Connection& nc, std::string_view data) {
+  Conn& c = *static_cast<Conn*>(nc.user);
+  c.inbuf.append(data);
+  next_request(c);
 }
 
-Server::Conn* Server::least_active_evictable() {
-  if (limits_.evict_when_full == ServerLimits::Eviction::none) return nullptr;
-  const bool idle_too = limits_.evict_when_full == ServerLimits::Eviction::unfinished_or_idle;
-  Conn* victim = nullptr;
-  for (auto& [id, c] : conns_) {
-    // Never one whose request is with the handler, or whose body is arriving (request_timeout
-    // bounds that).
-    if (c->busy || c->closing || c->headers_done) continue;
-    const bool unfinished = c->requests == 0 || c->line_started;
-    if (!unfinished && !idle_too) continue;
-    if (victim == nullptr || c->last_active < victim->last_active) victim = c.get();
-  }
-  return victim;
+bool Server::evictable(const net::Connection& nc) {
+  const Conn& c = *static_cast<const Conn*>(nc.user);
+  // Never one whose request is with the handler, or whose body is arriving (request_timeout
+  // bounds that).
+  if (c.busy || c.headers_done) return false;
+  const bool unfinished = c.requests == 0 || c.line_started;
+  return unfinished || limits_.evict_when_full == ServerLimits::Eviction::unfinished_or_idle;
 }
 
-// One timer per connection: until on_headers_complete it enforces header_timeout, then
-// request_timeout (from the same start); the callback tells which one expired.
-void Server::arm_request_timer(Conn& c, std::uint64_t after_ms) {
-  uv_timer_start(
-      c.request_timer,
-      [](uv_timer_t* t) {
-        auto* conn = static_cast<Conn*>(t->data);
-        if (conn == nullptr || conn->busy) return;
-        const ServerLimits& l = conn->server->limits_;
-        conn->server->fail(
-            *conn, 408,
-            conn->headers_done
-                ? fmt::format("request not complete within {} ms", l.request_timeout.count())
-                : fmt::format("request headers not complete within {} ms",
-                              l.header_timeout.count()));
-      },
-      after_ms, 0);
+void Server::on_timeout(net::Connection& nc, net::CloseReason why) {
+  if (why != net::CloseReason::message_timeout) return;  // idle, TLS handshake: closed silently
+  Conn& c = *static_cast<Conn*>(nc.user);
+  // The server closes the connection when this returns, after sending the 408.
+  fail(c, 408,
+       c.headers_done
+           ? fmt::format("request not complete within {} ms", limits_.request_timeout.count())
+           : fmt::format("request headers not complete within {} ms", header_deadline().count()),
+       std::nullopt);
 }
 
-void Server::on_read(Conn& c, ssize_t n, const uv_buf_t* buf) {
-  if (n < 0) {
-    close_conn(c);
-    return;
-  }
-  if (n == 0) return;
-  arm_idle(c);
-  c.last_active = uv_now(loop_.uv());
-  if (c.tls) {
-    std::string send;
-    const Status st = c.tls->read({buf->base, static_cast<std::size_t>(n)}, c.inbuf, send);
-    if (!send.empty()) write_raw(c, std::move(send));
-    if (!st.ok()) {
-      if (tls_errors_ != nullptr) tls_errors_->inc();
-      SLUICE_WARN_LIMITED(tls_log_, "https: closing a connection: {}", st.message());
-      close_conn(c);
-      return;
-    }
-  } else {
-    c.inbuf.append(buf->base, static_cast<std::size_t>(n));
-  }
-  if (!c.busy) feed(c);
+void Server::on_close(net::Connection& nc, net::CloseReason why) {
+  if (why == net::CloseReason::evicted && evicted_ != nullptr) evicted_->inc();
+  nc.user = nullptr;
+  conns_.erase(nc.id());  // a Responder of this connection now finds nothing
 }
 
 // RFC 9112 5.2: a header line that starts with SP or HTAB (obsolete line folding) is refused.
@@ -432,16 +290,16 @@ bool Server::check_chunk_end(Conn& c, const char* from, const char* end) {
   return true;
 }
 
-void Server::feed(Conn& c) {
-  while (!c.inbuf.empty() && !c.busy && !c.closing) {
+bool Server::feed(Conn& c) {
+  while (!c.inbuf.empty() && !c.busy) {
     if (c.crlf_pending > 0 &&
         !check_chunk_end(c, c.inbuf.data(), c.inbuf.data() + c.inbuf.size())) {
       fail(c, 400, "malformed request: chunk data not followed by CRLF");
-      return;
+      return false;
     }
     if (!c.headers_done && folded_header_line(c, c.inbuf)) {
       fail(c, 400, "malformed request: obsolete line folding in the headers");
-      return;
+      return false;
     }
     c.buf_end = c.inbuf.data() + c.inbuf.size();
     const std::size_t parsed =
@@ -450,8 +308,10 @@ void Server::feed(Conn& c) {
     if (err == HPE_PAUSED) {
       c.inbuf.erase(0, parsed);
       http_parser_pause(&c.parser, 0);
+      // The handler may answer at once, and that answer may close the connection.
+      const std::uint64_t id = c.id;
       dispatch(c);
-      return;
+      return conns_.count(id) != 0;
     }
     if (err != HPE_OK) {
       if (!c.reject.empty()) {
@@ -464,31 +324,27 @@ void Server::feed(Conn& c) {
       } else {
         fail(c, 400, fmt::format("malformed request: {}", http_errno_description(err)));
       }
-      return;
+      return false;
     }
     c.inbuf.erase(0, parsed);
   }
   if (c.inbuf.size() > limits_.max_header_bytes + limits_.max_body_bytes + 4096) {
     fail(c, 413, "request too large");
+    return false;
   }
+  return true;
 }
 
 int Server::on_message_begin(http_parser* p) {
   auto* c = static_cast<Conn*>(p->data);
-  Server& server = *c->server;
   // A later request on a kept-alive connection starts its clock at its first byte (the wait
   // before it is idle_timeout's business); the first one keeps the clock started at accept.
-  const std::uint64_t now = uv_now(server.loop_.uv());
-  if (c->requests > 0) c->request_start = now;
-  const auto header_ms = static_cast<std::uint64_t>(
-      std::min(server.limits_.header_timeout, server.limits_.request_timeout).count());
-  const std::uint64_t spent = now - c->request_start;
-  server.arm_request_timer(*c, header_ms > spent ? header_ms - spent : 1);
+  if (!c->net->in_message()) c->net->begin_message(c->server->header_deadline());
   c->req.method = HTTP_GET;
   c->req.url.clear();
   c->req.headers.clear();
   c->req.body.clear();  // keeps a warm buffer (answer() frees a large one)
-  c->req.peer = c->peer;
+  c->req.peer = c->net->peer();
   c->header_bytes = 0;
   c->in_header_value = false;
   c->body_too_large = false;
@@ -533,12 +389,8 @@ int Server::on_header_value(http_parser* p, const char* at, std::size_t len) {
 int Server::on_headers_complete(http_parser* p) {
   auto* c = static_cast<Conn*>(p->data);
   c->headers_done = true;
-  {
-    Server& server = *c->server;
-    const auto request_ms = static_cast<std::uint64_t>(server.limits_.request_timeout.count());
-    const std::uint64_t spent = uv_now(server.loop_.uv()) - c->request_start;
-    server.arm_request_timer(*c, request_ms > spent ? request_ms - spent : 1);
-  }
+  // The body is due request_timeout after the request's start.
+  c->net->set_message_timeout(c->server->limits_.request_timeout);
   c->req.method = static_cast<http_method>(p->method);
   if (std::string why = check_headers(*p, c->req, c->reject_status); !why.empty()) {
     c->reject = std::move(why);
@@ -553,7 +405,7 @@ int Server::on_headers_complete(http_parser* p) {
   std::string expect(c->req.header("expect"));
   for (char& ch : expect) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   if (expect == "100-continue" && p->http_major == 1 && p->http_minor >= 1) {
-    c->server->send_raw(*c, "HTTP/1.1 100 Continue\r\n\r\n");
+    c->net->send("HTTP/1.1 100 Continue\r\n\r\n");
   }
   return 0;
 }
@@ -582,13 +434,17 @@ int Server::on_message_complete(http_parser* p) {
   c->headers_done = false;  // the next request's header section starts after this one
   c->line_started = false;
   c->line_len = 0;
-  uv_timer_stop(c->request_timer);
+  c->net->end_message();
   http_parser_pause(p, 1);
   return 0;
 }
 
 void Server::dispatch(Conn& c) {
   c.busy = true;
+  // No idle_timeout while the handler has the request, and pipelined requests wait in the
+  // kernel, not in inbuf.
+  c.net->set_busy(true);
+  c.net->hold_reading(true);
   if (requests_ != nullptr) requests_->inc();
   handler_(c.req, Responder(alive_, this, c.id, ++c.requests));
 }
@@ -599,75 +455,51 @@ void Server::answer(std::uint64_t id, std::uint64_t request, Response r) {
   Conn& c = *it->second;
   if (!c.busy || c.requests != request) return;  // answered already: never answer the next one
   c.busy = false;
-  const bool close_after = !c.keep_alive;
-  send(c, r, close_after);
-  if (close_after) return;
+  c.net->set_busy(false);
+  if (!c.keep_alive) {
+    send(c, r, true);
+    c.net->close(net::CloseReason::done);
+    return;
+  }
+  send(c, r, false);
+  c.net->hold_reading(false);
   // An idle keep-alive connection must not keep a large request's buffers (100 connections x
   // 16 MiB bodies would stay resident until they close); small ones stay warm for the next.
   if (c.req.body.capacity() > kWarmBytes) std::string().swap(c.req.body);
-  feed(c);  // may answer a pipelined request and close (and free) the connection
-  it = conns_.find(id);
-  if (it == conns_.end()) return;
-  Conn& still = *it->second;
-  if (still.inbuf.empty() && still.inbuf.capacity() > kWarmBytes) std::string().swap(still.inbuf);
+  next_request(c);
 }
 
-void Server::fail(Conn& c, int status, std::string message) {
-  if (c.closing) return;
+void Server::next_request(Conn& c) {
+  // Answers are bounded per connection: while the client has not read what was sent (more than
+  // max_unsent_bytes), the pipelined requests already read wait in inbuf (and the rest in the
+  // kernel: the server stopped reading) until on_output_drained.
+  if (c.busy || c.net->unsent_bytes() > tcp_.options().max_unsent_bytes) return;
+  if (!feed(c)) return;
+  if (c.inbuf.empty() && c.inbuf.capacity() > kWarmBytes) std::string().swap(c.inbuf);
+}
+
+void Server::on_output_drained(net::Connection& nc) { next_request(*static_cast<Conn*>(nc.user)); }
+
+void Server::fail(Conn& c, int status, std::string message,
+                  std::optional<net::CloseReason> close_for) {
+  if (c.net->closing()) return;
   if (bad_requests_ != nullptr) bad_requests_->inc();
-  if (on_refused_) on_refused_(status, c.peer, message);
+  if (on_refused_) on_refused_(status, c.net->peer(), message);
   Response r;
   r.status = status;
   r.body = std::move(message) + "\n";
   send(c, r, true);
+  if (close_for) c.net->close(*close_for);
 }
 
-void Server::send(Conn& c, const Response& r, bool close_after) {
-  if (c.closing) return;
+void Server::send(Conn& c, const Response& r, bool last) {
   std::string head = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
                                  r.status, status_text(r.status), r.content_type, r.body.size());
   for (const auto& [k, v] : r.headers) head += fmt::format("{}: {}\r\n", k, v);
-  head += close_after ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n";
+  head += last ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n";
   const bool head_only = c.req.method == HTTP_HEAD;
   if (!head_only) head += r.body;
-  send_raw(c, head);
-  if (close_after) close_conn(c);
-}
-
-void Server::send_raw(Conn& c, std::string_view data) {
-  if (c.tls) {
-    std::string cipher;
-    if (c.tls->write(data, cipher).ok()) write_raw(c, std::move(cipher));
-  } else {
-    write_raw(c, std::string(data));
-  }
-}
-
-void Server::write_raw(Conn& c, std::string data) {
-  write_owned(reinterpret_cast<uv_stream_t*>(c.tcp), std::move(data));
-}
-
-void Server::close_conn(Conn& c) {
-  if (c.closing) return;
-  c.closing = true;
-  const std::uint64_t id = c.id;
-  c.idle->data = nullptr;
-  close_and_delete(c.idle);
-  c.request_timer->data = nullptr;
-  close_and_delete(c.request_timer);
-  uv_read_stop(reinterpret_cast<uv_stream_t*>(c.tcp));
-  // Let queued writes finish: uv_close on a stream cancels pending writes, so shut down first.
-  auto* shutdown = new uv_shutdown_t{};
-  shutdown->data = c.tcp;
-  c.tcp->data = nullptr;
-  if (uv_shutdown(shutdown, reinterpret_cast<uv_stream_t*>(c.tcp), [](uv_shutdown_t* s, int) {
-        close_and_delete(static_cast<uv_tcp_t*>(s->data));
-        delete s;
-      }) != 0) {
-    delete shutdown;
-    close_and_delete(c.tcp);
-  }
-  conns_.erase(id);
+  c.net->send(head);
 }
 
 }  // namespace sluice::http

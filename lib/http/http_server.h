@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -17,6 +18,7 @@
 #include "lib/core/loop.h"
 #include "lib/core/metrics.h"
 #include "lib/core/result.h"
+#include "lib/net/tcp_server.h"
 #include "lib/net/tls.h"
 
 namespace sluice::http {
@@ -44,6 +46,8 @@ struct ServerLimits {
   std::size_t max_header_bytes = 16 * 1024;
   std::size_t max_body_bytes = 1 << 20;
   std::size_t max_connections = 256;
+  /// Connections from one client IP (0: no cap).
+  std::size_t max_connections_per_address = 0;
   std::chrono::milliseconds idle_timeout{60'000};
   /// A request's headers and body must arrive within this (against slow clients): else 408.
   std::chrono::milliseconds request_timeout{30'000};
@@ -91,45 +95,57 @@ using Handler = std::function<void(Request&, Responder)>;
 /// closes): its status, the client's address and the reason sent.
 using RefusalHook = std::function<void(int status, std::string_view peer, std::string_view reason)>;
 
-/// A small HTTP/1.1 server on libuv and http-parser: keep-alive, one request at a time per
-/// connection (pipelined requests wait their turn), limits on header and body size and on
-/// connections, an idle timeout. Malformed requests get 400, oversized bodies 413, and the
-/// connection is closed. Used by the admin endpoint and by network sources.
-class Server {
+/// A small HTTP/1.1 server protocol on net::TcpServer and http-parser: keep-alive, one request at
+/// a time per connection (pipelined requests wait in the kernel), limits on header and body size.
+/// Malformed requests get 400, oversized bodies 413, slow ones 408, and the connection is closed.
+/// Connections, TLS, deadlines, back-pressure and the close policy are net::TcpServer's (metrics
+/// sluice_http_connections*, sluice_http_reads_paused_total). Used by the admin endpoint and by
+/// network sources.
+class Server : private net::ConnectionHandler {
  public:
   Server(Loop& loop, ServerLimits limits, Handler handler, MetricsRegistry* metrics = nullptr,
          Labels labels = {});
-  ~Server();
+  ~Server() override;
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
   /// Serves HTTPS: every connection starts with a TLS handshake. A failed handshake (a client
   /// without the required certificate, a wrong version) closes it, counted in
   /// sluice_tls_handshake_errors_total and logged (rate-limited). Call before listen().
-  void set_tls(std::shared_ptr<tls::TlsContext> ctx) { tls_ = std::move(ctx); }
+  void set_tls(std::shared_ptr<tls::TlsContext> ctx) { tcp_.set_tls(std::move(ctx)); }
   void set_on_refused(RefusalHook hook) { on_refused_ = std::move(hook); }
   /// Binds and listens on "HOST:PORT" (IPv4, or [IPv6]); port 0 picks a free port.
-  Status listen(std::string_view address);
+  Status listen(std::string_view address) { return tcp_.listen(address); }
   /// "HOST:PORT" actually bound.
-  const std::string& bound_address() const noexcept { return bound_; }
-  /// Stops accepting and closes every connection.
+  const std::string& bound_address() const noexcept { return tcp_.bound_address(); }
+  /// Stops accepting and closes every connection (what was answered is still sent, bounded by
+  /// the server's close_timeout).
   void close();
-  std::size_t connections() const noexcept { return conns_.size(); }
+  std::size_t connections() const noexcept { return tcp_.connections(); }
 
  private:
   friend class Responder;
   struct Conn;
-  void on_connection();
-  void on_read(Conn& c, ssize_t n, const uv_buf_t* buf);
-  void arm_idle(Conn& c);
-  void arm_request_timer(Conn& c, std::uint64_t after_ms);
-  Conn* least_active_evictable();
-  void feed(Conn& c);
+  // net::ConnectionHandler
+  void on_open(net::Connection& nc) override;
+  void on_data(net::Connection& nc, std::string_view data) override;
+  bool evictable(const net::Connection& nc) override;
+  void on_timeout(net::Connection& nc, net::CloseReason why) override;
+  void on_close(net::Connection& nc, net::CloseReason why) override;
+  void on_output_drained(net::Connection& nc) override;
+  /// Parses the next request if the connection is free and its answers were taken.
+  void next_request(Conn& c);
+  /// Parses what is buffered; false if the connection closed meanwhile (`c` is gone).
+  bool feed(Conn& c);
   void dispatch(Conn& c);
-  void send(Conn& c, const Response& r, bool close_after);
+  /// Sends `r`, with "Connection: close" if it is the connection's `last` answer.
+  void send(Conn& c, const Response& r, bool last);
+  std::chrono::milliseconds header_deadline() const;
   void answer(std::uint64_t id, std::uint64_t request, Response r);
-  void fail(Conn& c, int status, std::string message);
-  void close_conn(Conn& c);
+  /// Answers a request the server refuses itself (counted, told to the refusal hook); closes
+  /// the connection after it for `close_for` (none: the caller's TcpServer closes it).
+  void fail(Conn& c, int status, std::string message,
+            std::optional<net::CloseReason> close_for = net::CloseReason::bad_input);
   static bool folded_header_line(Conn& c, std::string_view in);
   static bool check_chunk_end(Conn& c, const char* from, const char* end);
   static int on_message_begin(http_parser* p);
@@ -140,35 +156,19 @@ class Server {
   static int on_body(http_parser* p, const char* at, std::size_t len);
   static int on_message_complete(http_parser* p);
 
-  Loop& loop_;
   ServerLimits limits_;
   Handler handler_;
   RefusalHook on_refused_;
   http_parser_settings settings_{};
-  uv_tcp_t* listener_ = nullptr;
-  std::string bound_;
-  std::unordered_map<std::uint64_t, std::unique_ptr<Conn>> conns_;
-  std::uint64_t next_conn_ = 0;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Conn>> conns_;  // by net::Connection id
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   Counter* requests_ = nullptr;
   Counter* bad_requests_ = nullptr;
-  Counter* refused_ = nullptr;
   Counter* evicted_ = nullptr;
-  Counter* tls_errors_ = nullptr;
-  RateLimiter tls_log_;
-  std::shared_ptr<tls::TlsContext> tls_;
-  void write_raw(Conn& c, std::string data);
-  void send_raw(Conn& c, std::string_view data);  // through TLS when the connection has it
+  // Last: destroyed first, it closes every socket without calling back into this.
+  net::TcpServer tcp_;
 };
 
-/// Binds and listens on "HOST:PORT" (port 0 picks one); `bound_out` gets the bound address.
-Result<uv_tcp_t*> tcp_listen(Loop& loop, std::string_view address, void* data,
-                             uv_connection_cb on_connection, std::string& bound_out);
-/// "IP:PORT" (or "[IPv6]:PORT") of a socket address.
-std::string peer_name(const sockaddr_storage& addr);
-
-/// Splits "HOST:PORT" or "[V6]:PORT"; false when malformed or the port is out of range.
-bool split_host_port(std::string_view address, std::string& host, int& port);
 std::string_view status_text(int status);
 
 }  // namespace sluice::http

@@ -45,6 +45,8 @@ std::string_view close_reason_name(CloseReason why, const ServerOptions& options
       return "stopping";
     case CloseReason::done:
       return "done";
+    case CloseReason::evicted:
+      return "evicted";
   }
   return "unknown";
 }
@@ -217,6 +219,12 @@ void Connection::on_written(int status) {
     return;
   }
   update_reading();
+  // Told here, on a write callback, also when the shared budget's relief resumed reading first
+  // (inside another connection's send, where the protocol must not be called).
+  if (drain_pending_ && !paused_for_output_ && state_ == State::open) {
+    drain_pending_ = false;
+    server_->handler_.on_output_drained(*this);
+  }
 }
 
 void Connection::shutdown() {
@@ -237,6 +245,7 @@ void Connection::update_reading() {
   if (over_output != paused_for_output_) {
     paused_for_output_ = over_output;
     if (over_output) {
+      drain_pending_ = true;
       ++server_->paused_;
       server_->reads_paused_.inc();
     } else {
@@ -264,10 +273,19 @@ void Connection::update_reading() {
       });
 }
 
-void Connection::begin_message() {
+void Connection::begin_message() { begin_message(server_->options_.message_timeout); }
+
+void Connection::begin_message(std::chrono::milliseconds timeout) {
   if (state_ != State::open) return;
   in_message_ = true;
   message_start_ms_ = server_->now_ms();
+  message_timeout_ms_ = ms(timeout);
+  server_->arm(*this);
+}
+
+void Connection::set_message_timeout(std::chrono::milliseconds timeout) {
+  if (state_ != State::open || !in_message_) return;
+  message_timeout_ms_ = ms(timeout);
   server_->arm(*this);
 }
 
@@ -318,7 +336,7 @@ std::uint64_t Connection::deadline_ms() const {
   if (state_ == State::draining) return close_start_ms_ + ms(o.close_timeout);
   if (state_ != State::open) return kNever;
   std::uint64_t d = kNever;
-  if (in_message_) d = std::min(d, message_start_ms_ + ms(o.message_timeout));
+  if (in_message_) d = std::min(d, message_start_ms_ + message_timeout_ms_);
   if (!in_message_ && !busy_) d = std::min(d, last_read_ms_ + ms(o.idle_timeout));
   if (tls_ && !tls_->established()) d = std::min(d, accepted_ms_ + ms(o.handshake_timeout));
   return d;
@@ -454,17 +472,27 @@ void TcpServer::on_connection() {
   c->peer_ = peer_name(c->addr_);
   c->ip_ = peer_ip(c->addr_);
   std::optional<RefuseReason> refuse;
+  bool address_full = false;
+  if (options_.max_connections_per_address != 0) {
+    auto it = per_address_.find(c->ip_);
+    address_full = it != per_address_.end() && it->second >= options_.max_connections_per_address;
+  }
   if (!accepting_) {
     refuse = RefuseReason::stopping;
   } else if (!filter_.allows(c->addr_)) {
     refuse = RefuseReason::not_allowed;
   } else if (open_.size() >= options_.max_connections) {
-    refuse = RefuseReason::max_connections;
-  } else if (options_.max_connections_per_address != 0) {
-    auto it = per_address_.find(c->ip_);
-    if (it != per_address_.end() && it->second >= options_.max_connections_per_address) {
-      refuse = RefuseReason::max_connections_per_address;
+    // Evict only for a connection that is then let in.
+    Connection* victim = !address_full && options_.evict_when_full ? eviction_victim() : nullptr;
+    if (victim == nullptr) {
+      refuse = RefuseReason::max_connections;
+    } else {
+      spdlog::debug("{}: evicting {} for a new connection from {}", options_.log_name,
+                    victim->peer_, c->peer_);
+      victim->close(CloseReason::evicted);
     }
+  } else if (address_full) {
+    refuse = RefuseReason::max_connections_per_address;
   }
   if (refuse) {
     refused_[static_cast<std::size_t>(*refuse)]->inc();
@@ -492,6 +520,16 @@ void TcpServer::on_connection() {
   if (c->state_ != Connection::State::open) return;
   c->update_reading();
   arm(*c);
+}
+
+Connection* TcpServer::eviction_victim() {
+  Connection* victim = nullptr;
+  for (auto& [id, c] : open_) {
+    if (c->busy_ || c->failing_ || c->state_ != Connection::State::open) continue;
+    if (victim != nullptr && c->last_read_ms_ >= victim->last_read_ms_) continue;
+    if (handler_.evictable(*c)) victim = c.get();
+  }
+  return victim;
 }
 
 void TcpServer::on_read(Connection& c, ssize_t n, const uv_buf_t* buf) {
@@ -563,9 +601,9 @@ void TcpServer::on_timer(Connection& c) {
     c.close(c.fail_reason_);
     return;
   }
-  if (c.in_message_ && now >= c.message_start_ms_ + ms(options_.message_timeout)) {
+  if (c.in_message_ && now >= c.message_start_ms_ + c.message_timeout_ms_) {
     SLUICE_WARN_LIMITED(log_limit_, "{}: closing {}: a message unfinished after {} ms ({})",
-                        options_.log_name, c.peer_, options_.message_timeout.count(),
+                        options_.log_name, c.peer_, c.message_timeout_ms_,
                         options_.message_timeout_label);
     expire(c, CloseReason::message_timeout);
     return;

@@ -35,8 +35,9 @@ enum class CloseReason : std::uint8_t {
   over_budget,        // the protocol's buffers took the server past max_buffered_bytes
   stopping,           // the server is shutting down
   done,               // the protocol finished with the connection (HTTP "Connection: close")
+  evicted,            // closed to make room for a new connection at max_connections
 };
-inline constexpr std::size_t kCloseReasons = 10;
+inline constexpr std::size_t kCloseReasons = 11;
 
 /// Why a server refused a connection at accept: the `reason` label of
 /// <prefix>_connections_refused_total. A refused connection is closed before anything is read.
@@ -50,13 +51,19 @@ inline constexpr std::size_t kRefuseReasons = 4;
 
 struct ServerOptions {
   std::size_t max_connections = 1024;
+  /// At max_connections, instead of refusing a new connection, close the least recently active
+  /// one that the protocol calls evictable (ConnectionHandler::evictable) and is not busy, for
+  /// CloseReason::evicted; refuse only when there is none. Lets half-open connections (that
+  /// never finish a message) not lock out real clients.
+  bool evict_when_full = false;
   /// Connections from one client IP (0: no cap).
   std::size_t max_connections_per_address = 0;
   /// Closes a connection that read nothing for this long, unless a message is in progress (its
   /// own deadline applies) or the protocol marked it busy (a call awaits its answer).
   std::chrono::milliseconds idle_timeout{300'000};
   /// From Connection::begin_message() to end_message(): a client that trickles a message is
-  /// closed after this however steadily it sends.
+  /// closed after this however steadily it sends. The protocol may give a message another
+  /// deadline (begin_message(timeout), set_message_timeout()).
   std::chrono::milliseconds message_timeout{30'000};
   /// From accept to the end of the TLS handshake (only with TLS).
   std::chrono::milliseconds handshake_timeout{10'000};
@@ -71,7 +78,7 @@ struct ServerOptions {
   /// the protocol decides what to do with a connection whose input crosses it. 0: no budget.
   std::uint64_t max_buffered_bytes = 0;
   std::size_t read_buffer_bytes = 64 * 1024;
-  /// The label value counted for message_timeout: "frame_timeout" (Avro), "header_timeout" (HTTP).
+  /// The label value counted for message_timeout: "frame_timeout" (Avro), "request_timeout" (HTTP).
   std::string message_timeout_label = "message_timeout";
   /// Names the server in log lines ("avro collector").
   std::string log_name = "server";
@@ -111,8 +118,14 @@ class Connection {
            (writing_ ? uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_))
                      : 0);
   }
-  /// Starts the message deadline (again, if a message was already in progress).
+  /// Starts the message deadline (again, if a message was already in progress): the message is
+  /// due options().message_timeout, or `timeout`, from now.
   void begin_message();
+  void begin_message(std::chrono::milliseconds timeout);
+  /// The message in progress is now due `timeout` after its begin_message(), not after now
+  /// (HTTP: header_timeout until the headers are complete, then request_timeout). Ignored when
+  /// no message is in progress.
+  void set_message_timeout(std::chrono::milliseconds timeout);
   void end_message();
   bool in_message() const noexcept { return in_message_; }
   /// While busy (the protocol owes an answer) idle_timeout does not apply.
@@ -161,10 +174,12 @@ class Connection {
   State state_ = State::open;
   bool reading_ = false, hold_ = false, busy_ = false, in_message_ = false, writing_ = false;
   bool paused_for_output_ = false, failing_ = false;
+  bool drain_pending_ = false;  // on_output_drained is owed once the output is under its bound
   CloseReason fail_reason_ = CloseReason::read_error;
   std::uint64_t accepted_ms_ = 0, last_read_ms_ = 0, message_start_ms_ = 0, close_start_ms_ = 0;
-  std::uint64_t timer_due_ms_ = 0;  // 0: not armed
-  std::size_t accounted_ = 0;       // unsent bytes counted in the server's budget
+  std::uint64_t message_timeout_ms_ = 0;  // of the message in progress
+  std::uint64_t timer_due_ms_ = 0;        // 0: not armed
+  std::size_t accounted_ = 0;             // unsent bytes counted in the server's budget
   std::string out_pending_, out_inflight_;
   std::unique_ptr<tls::TlsSession> tls_;
   std::unique_ptr<WireCodec> codec_;
@@ -177,8 +192,18 @@ class ConnectionHandler {
   virtual ~ConnectionHandler() = default;
   /// A connection passed `allow` and the caps. May set c.user, a wire codec, or close it.
   virtual void on_open(Connection& c) = 0;
+  /// With ServerOptions::evict_when_full: whether `c` may be closed to make room for a new
+  /// connection (e.g. it has not finished a message). Busy connections are never asked.
+  virtual bool evictable(const Connection& c) {
+    (void)c;
+    return false;
+  }
   /// Bytes read (plaintext, after TLS). The view is valid only during the call.
   virtual void on_data(Connection& c, std::string_view data) = 0;
+  /// The connection's unsent output fell back to max_unsent_bytes (or the shared budget) after
+  /// being over it, and reading resumed unless the protocol holds it: go on with work held back
+  /// meanwhile (HTTP's next pipelined request). Runs from a write callback, never inside send().
+  virtual void on_output_drained(Connection& c) { (void)c; }
   /// A deadline expired (idle, message_timeout, handshake_timeout); the server closes the
   /// connection for `why` when this returns. The protocol may send a last answer (HTTP 408),
   /// which is drained like any other.
@@ -197,7 +222,8 @@ class ConnectionHandler {
 ///   max_unsent_bytes, or while the shared max_buffered_bytes budget is exceeded and it has
 ///   unsent output; reading resumes when its output drains;
 /// - deadlines: idle_timeout, message_timeout (frame / request header), handshake_timeout (TLS);
-/// - caps: max_connections, max_connections_per_address, an address filter, each refusal counted;
+/// - caps: max_connections (or evicting what the protocol allows), max_connections_per_address,
+///   an address filter, each refusal counted;
 /// - close: on_close at once, then what was queued is sent (uv_shutdown), cut off after
 ///   close_timeout.
 class TcpServer {
@@ -243,6 +269,8 @@ class TcpServer {
  private:
   friend class Connection;
   void on_connection();
+  /// The least recently active connection the protocol lets go, or nullptr.
+  Connection* eviction_victim();
   void refuse(uv_tcp_t* tcp, RefuseReason why, const std::string& peer);
   void on_read(Connection& c, ssize_t n, const uv_buf_t* buf);
   static void timer_fired(uv_timer_t* t);

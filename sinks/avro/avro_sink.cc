@@ -2,7 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "lib/http/http_server.h"
+#include "lib/net/tcp_server.h"
 
 namespace sluice::sinks {
 
@@ -42,7 +42,7 @@ std::optional<AvroSinkConfig> AvroSinkConfig::parse(const ConfigNode& node, Conf
   if (node.required("address", c.address, errors)) {
     std::string host;
     int port = 0;
-    if (!http::split_host_port(c.address, host, port) || port == 0) {
+    if (!net::split_host_port(c.address, host, port) || port == 0) {
       node.error_at("address", errors, "\"" + c.address + "\" is not HOST:PORT");
     }
   }
@@ -94,7 +94,7 @@ AvroSink::AvroSink(const AvroSinkConfig& config, SinkContext& ctx,
           ctx.labels())),
       tls_errors_(tls::handshake_errors(ctx.metrics, ctx.labels())) {
   int port = 0;
-  http::split_host_port(config_.address, host_, port);
+  net::split_host_port(config_.address, host_, port);
   port_ = std::to_string(port);
 }
 

@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "lib/http/http_server.h"
+#include "lib/net/tcp_server.h"
 #include "tests/support/agent_process.h"
 
 using namespace sluice::test;
@@ -63,7 +63,7 @@ class RawConn {
   explicit RawConn(const std::string& address) {
     std::string host;
     int port = 0;
-    REQUIRE(sluice::http::split_host_port(address, host, port));
+    REQUIRE(sluice::net::split_host_port(address, host, port));
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in sa{};
     sa.sin_family = AF_INET;

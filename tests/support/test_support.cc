@@ -13,7 +13,7 @@
 #include <sstream>
 #include <thread>
 
-#include "lib/http/http_server.h"
+#include "lib/net/tcp_server.h"
 
 namespace sluice::test {
 
@@ -109,7 +109,7 @@ HttpReply http_request(const std::string& address, std::string_view raw,
   HttpReply reply;
   std::string host;
   int port = 0;
-  if (!http::split_host_port(address, host, port)) return reply;
+  if (!net::split_host_port(address, host, port)) return reply;
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   timeval tv{static_cast<time_t>(timeout.count() / 1000),
              static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};

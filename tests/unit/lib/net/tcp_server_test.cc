@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <functional>
 #include <memory>
@@ -27,6 +28,15 @@ struct Recorder final : net::ConnectionHandler {
   std::string received;
   std::function<void(net::Connection&, std::string_view)> data;
   std::vector<CloseReason> timeouts;
+  // Which connections the protocol lets the server evict at max_connections.
+  std::function<bool(const net::Connection&)> may_evict;
+  bool evictable(const net::Connection& c) override { return may_evict && may_evict(c); }
+  int drained = 0;
+  std::size_t drained_unsent = 0;  // the most unsent output seen by on_output_drained
+  void on_output_drained(net::Connection& c) override {
+    ++drained;
+    drained_unsent = std::max(drained_unsent, c.unsent_bytes());
+  }
   void on_timeout(net::Connection& c, CloseReason why) override {
     timeouts.push_back(why);
     c.send("timed out\n");  // a last answer, as HTTP's 408
@@ -150,6 +160,7 @@ TEST_CASE("tcp server: a client that never reads stops being read, and loses not
   const std::size_t read_when_paused = f.handler.received.size();
   f.until([&] { return false; }, 200ms);
   CHECK(f.handler.received.size() == read_when_paused);  // stays paused
+  CHECK(f.handler.drained == 0);
   // The client reads: everything arrives, the server reads again and answers the rest.
   std::string got;
   REQUIRE(f.until(
@@ -159,6 +170,10 @@ TEST_CASE("tcp server: a client that never reads stops being read, and loses not
       },
       20s));
   CHECK(conn.reading());
+  // The protocol was told each time its output fell back under the bound (to go on with work
+  // it held back, e.g. HTTP's next pipelined request).
+  CHECK(f.handler.drained >= 1);
+  CHECK(f.handler.drained_unsent <= 4096);
   REQUIRE(f.until([&] { return f.server->buffered_bytes() == 0; }));
   f.server.reset();
   REQUIRE(f.loop.close() == 0);
@@ -312,4 +327,98 @@ TEST_CASE("tcp server: destroyed with open and draining connections, it leaks no
   f.server.reset();  // the handler is not called from the destructor
   CHECK(f.handler.closed.size() == closes);
   REQUIRE(f.loop.close() == 0);
+}
+
+TEST_CASE("tcp server: at max_connections it evicts the least active evictable connection",
+          "[unit][net]") {
+  Fixture f({.max_connections = 2, .evict_when_full = true});
+  // The protocol marks a connection evictable once it said "evictable" (by id: ids are never
+  // reused, addresses may be).
+  std::vector<std::uint64_t> marked;
+  f.handler.data = [&](net::Connection& c, std::string_view d) {
+    if (d.find("evictable") != std::string_view::npos) marked.push_back(c.id());
+  };
+  f.handler.may_evict = [&](const net::Connection& c) {
+    return std::find(marked.begin(), marked.end(), c.id()) != marked.end();
+  };
+  const std::string at = f.server->bound_address();
+  Client a(at);
+  REQUIRE(f.until([&] { return f.handler.open.size() == 1; }));
+  Client b(at);
+  REQUIRE(f.until([&] { return f.handler.open.size() == 2; }));
+  // Nobody evictable: refused as without eviction.
+  Client c(at);
+  REQUIRE(f.until([&] { return f.server->refused_count(RefuseReason::max_connections) == 1; }));
+  // Both evictable, a the least recently active: a goes, d comes in.
+  a.send_some("evictable");
+  REQUIRE(f.until([&] { return marked.size() == 1; }));
+  f.until([] { return false; }, 20ms);
+  b.send_some("evictable");
+  REQUIRE(f.until([&] { return marked.size() == 2; }));
+  const std::uint64_t first = marked[0];
+  Client d(at);
+  REQUIRE(f.until([&] { return f.server->closed_count(CloseReason::evicted) == 1; }));
+  CHECK(f.handler.closed == std::vector<CloseReason>{CloseReason::evicted});
+  REQUIRE(f.until([&] { return f.handler.open.size() == 2; }));
+  CHECK(std::none_of(f.handler.open.begin(), f.handler.open.end(),
+                     [&](net::Connection* o) { return o->id() == first; }));
+  std::string got;
+  REQUIRE(f.until([&] { return !a.read_some(got); }));  // a sees the close
+  CHECK(b.read_some(got));                              // b stays
+  CHECK(f.server->refused_count(RefuseReason::max_connections) == 1);
+  CHECK(
+      f.metrics.render().find(
+          R"(sluice_test_connections_closed_total{component="t",type="test",reason="evicted"} 1)") !=
+      std::string::npos);
+  f.server.reset();
+  REQUIRE(f.loop.close() == 0);
+}
+
+TEST_CASE("tcp server: a message's deadline can change, counted from its start", "[unit][net]") {
+  Fixture f({.message_timeout = 10s});
+  std::chrono::steady_clock::time_point start;
+  f.handler.data = [&](net::Connection& c, std::string_view d) {
+    // A short first phase (HTTP's header_timeout), then a longer one from the same start.
+    if (d.find("begin") != std::string_view::npos) {
+      start = std::chrono::steady_clock::now();
+      c.begin_message(150ms);
+    }
+    if (d.find("phase2") != std::string_view::npos) c.set_message_timeout(400ms);
+  };
+  SECTION("the first deadline holds without the second phase") {
+    Client c(f.server->bound_address());
+    c.send_some("begin");
+    REQUIRE(f.until([&] { return !f.handler.closed.empty(); }));
+    const auto took = std::chrono::steady_clock::now() - start;
+    CHECK(f.handler.closed[0] == CloseReason::message_timeout);
+    CHECK(took >= 140ms);
+    CHECK(took < 390ms);
+  }
+  SECTION("the second deadline counts from the message's start") {
+    Client c(f.server->bound_address());
+    c.send_some("begin");
+    f.until([] { return false; }, 100ms);
+    c.send_some("phase2");
+    REQUIRE(f.until([&] { return !f.handler.closed.empty(); }));
+    const auto took = std::chrono::steady_clock::now() - start;
+    CHECK(f.handler.closed[0] == CloseReason::message_timeout);
+    CHECK(took >= 390ms);
+    CHECK(took < 2s);
+  }
+  f.server.reset();
+  REQUIRE(f.loop.close() == 0);
+}
+
+TEST_CASE("split_host_port", "[unit][net]") {
+  std::string host;
+  int port = 0;
+  CHECK(net::split_host_port("127.0.0.1:24280", host, port));
+  CHECK(host == "127.0.0.1");
+  CHECK(port == 24280);
+  CHECK(net::split_host_port("[::1]:0", host, port));
+  CHECK(host == "::1");
+  CHECK_FALSE(net::split_host_port("localhost", host, port));
+  CHECK_FALSE(net::split_host_port("h:99999", host, port));
+  CHECK_FALSE(net::split_host_port(":80", host, port));
+  CHECK_FALSE(net::split_host_port("::1:80", host, port));
 }
