@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "lib/core/source_output.h"
+#include "tests/support/allocation_check.h"
 #include "tests/support/test_support.h"
 
 using namespace sluice;
@@ -168,20 +169,7 @@ TEST_CASE("memory channel: data notification comes on a later loop turn", "[unit
 }
 
 TEST_CASE("memory channel put/take/commit does not allocate once warm", "[unit][channel]") {
-#ifdef SLUICE_SANITIZED
-  if (!test::allocation_counting_available()) {
-    WARN("skipped: sanitizer builds count allocations with their own allocator");
-    return;
-  }
-#endif
-  // Anywhere else the counter must work, or the CHECK below would prove nothing.
-  REQUIRE(test::allocation_counting_available());
-  {
-    test::AllocationCounter probe;
-    void* p = ::operator new(16);  // a direct call: never elided
-    ::operator delete(p);
-    REQUIRE(probe.count() == 1);
-  }
+  SLUICE_REQUIRE_ALLOCATION_COUNTING();
   Fixture f;
   MemoryChannel ch({.max_events = 1024, .max_bytes = {1 << 20}, .transaction_events = 256}, f.ctx);
   Batch in = test::make_batch(256, "0123456789abcdef"), out;

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "tests/support/allocation_check.h"
 #include "tests/support/test_support.h"
 
 using namespace sluice;
@@ -51,7 +52,7 @@ TEST_CASE("batch append_range copies events with their headers", "[unit][core]")
 }
 
 TEST_CASE("a warm batch does not allocate", "[unit][core]") {
-  if (!test::allocation_counting_available()) return;
+  SLUICE_REQUIRE_ALLOCATION_COUNTING();
   Batch b;
   for (int i = 0; i < 100; ++i) b.add("0123456789abcdef0123456789abcdef", i, 1);
   b.clear();
