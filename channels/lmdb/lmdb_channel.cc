@@ -137,7 +137,7 @@ LmdbChannel::LmdbChannel(const LmdbConfig& config, ChannelContext& ctx,
   load_state();
 }
 
-LmdbChannel::~LmdbChannel() = default;
+LmdbChannel::~LmdbChannel() { ctx_.loop.cancel_deferred(this); }
 
 std::string LmdbChannel::meta_key(std::string_view what) const {
   return fmt::format("c:{}:{}", ctx_.name, what);
@@ -366,12 +366,22 @@ void LmdbChannel::notify_space() {
 
 void LmdbChannel::wait_for_data(CursorId cursor, DataListener& listener) {
   Cursor& c = cursors_[cursor];
-  if (c.taken <= durable_seq_) {
-    ctx_.loop.defer([](void* l, std::uint64_t) { static_cast<DataListener*>(l)->on_data(); },
-                    &listener, 0);
-    return;
-  }
   c.waiter = &listener;
+  // Events are there already: answer on a later turn, through a task the channel owns (and
+  // cancels when destroyed), never inline.
+  if (c.taken <= durable_seq_) schedule_notify_data();
+}
+
+void LmdbChannel::schedule_notify_data() {
+  if (data_task_pending_) return;
+  data_task_pending_ = true;
+  ctx_.loop.defer(
+      [](void* self, std::uint64_t) {
+        auto* ch = static_cast<LmdbChannel*>(self);
+        ch->data_task_pending_ = false;
+        ch->notify_data();
+      },
+      this, 0);
 }
 
 void LmdbChannel::notify_data() {
@@ -638,16 +648,7 @@ void LmdbChannel::rollback(const Lease& lease) noexcept {
   leases_.erase(it);
   // Never call back from inside a rollback (channel.h): the sink group is mid-way through its own
   // bookkeeping.
-  if (!data_task_pending_) {
-    data_task_pending_ = true;
-    ctx_.loop.defer(
-        [](void* self, std::uint64_t) {
-          auto* ch = static_cast<LmdbChannel*>(self);
-          ch->data_task_pending_ = false;
-          ch->notify_data();
-        },
-        this, 0);
-  }
+  schedule_notify_data();
 }
 
 }  // namespace sluice::channels

@@ -91,6 +91,7 @@ class LmdbChannel final : public Channel {
   };
 
   void load_state();
+  void schedule_notify_data();
   void notify_data();
   void notify_space();
   void quarantine(std::uint64_t seq);

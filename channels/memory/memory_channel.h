@@ -26,6 +26,7 @@ struct MemoryConfig {
 class MemoryChannel final : public Channel {
  public:
   MemoryChannel(const MemoryConfig& config, ChannelContext& ctx);
+  ~MemoryChannel() override { loop_.cancel_deferred(this); }
   static Result<std::unique_ptr<MemoryChannel>> create(const MemoryConfig& config,
                                                        ChannelContext& ctx);
 

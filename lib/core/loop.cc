@@ -1,5 +1,7 @@
 #include "lib/core/loop.h"
 
+#include <vector>
+
 #include "lib/core/assert.h"
 
 namespace sluice {
@@ -20,11 +22,22 @@ void Loop::defer(TaskFn fn, void* self, std::uint64_t arg) {
   pending_.push_back({fn, self, arg});
 }
 
+void Loop::cancel_deferred(const void* self) noexcept {
+  std::erase_if(pending_, [self](const Task& t) { return t.self == self; });
+  // Tasks of the turn being run stay in place (on_idle walks them by index) but run no more.
+  for (Task& t : running_) {
+    if (t.self == self) t.fn = nullptr;
+  }
+}
+
 void Loop::on_idle(uv_idle_t* idle) {
   auto* self = static_cast<Loop*>(idle->data);
   self->running_.swap(self->pending_);
   if (self->pending_.empty()) uv_idle_stop(idle);
-  for (const Task& t : self->running_) t.fn(t.self, t.arg);
+  for (std::size_t i = 0; i < self->running_.size(); ++i) {
+    const Task t = self->running_[i];
+    if (t.fn != nullptr) t.fn(t.self, t.arg);
+  }
   self->running_.clear();
   if (self->pending_.empty()) uv_idle_stop(idle);
 }

@@ -35,6 +35,10 @@ class Loop {
   /// once warm, so completions of synchronous work (null sink, memory channel) can use it per
   /// batch.
   void defer(TaskFn fn, void* self, std::uint64_t arg);
+  /// Drops every task deferred for `self` that has not run yet, including later tasks of the turn
+  /// being run. Every owner of deferred tasks calls it from its destructor, so that a task never
+  /// reaches a destroyed object.
+  void cancel_deferred(const void* self) noexcept;
   /// Runs the loop until stop() or until no handle is active. Returns uv_run's value.
   int run();
   void stop() { uv_stop(&loop_); }

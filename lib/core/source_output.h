@@ -37,6 +37,9 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
   SourceOutput(Loop& loop, std::vector<Channel*> channels,
                std::size_t max_pending_puts = kDefaultMaxPendingPuts,
                Channel* dead_letter = nullptr);
+  ~SourceOutput() { loop_.cancel_deferred(this); }
+  SourceOutput(const SourceOutput&) = delete;
+  SourceOutput& operator=(const SourceOutput&) = delete;
   void set_listener(OutputListener* listener) { listener_ = listener; }
 
   /// Puts `batch` (which is left empty) with the source's `position` after its last event; a

@@ -36,7 +36,10 @@ WriterSink::WriterSink(SinkContext& ctx, OutputFormat format)
   work_.data = this;
 }
 
-WriterSink::~WriterSink() { SLUICE_ASSERT(!working_); }
+WriterSink::~WriterSink() {
+  SLUICE_ASSERT(!working_);
+  ctx_.loop.cancel_deferred(this);
+}
 
 void WriterSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& done) {
   if (count_ == jobs_.size()) {

@@ -99,6 +99,7 @@ AvroSink::AvroSink(const AvroSinkConfig& config, SinkContext& ctx,
 }
 
 AvroSink::~AvroSink() {
+  ctx_.loop.cancel_deferred(this);
   // Whoever listened is gone: nothing is answered from here on.
   on_stopped_ = nullptr;
   queue_.clear();

@@ -263,6 +263,7 @@ KafkaSink::KafkaSink(const KafkaConfig& config, SinkContext& ctx, rd_kafka_t* rk
 }
 
 KafkaSink::~KafkaSink() {
+  ctx_.loop.cancel_deferred(this);
   if (probe_ != nullptr) {
     // Destroyed without stop() while a probe runs: it uses rk_, so wait for it (at most the
     // metadata timeout), and its completion on the loop must not reach this sink.

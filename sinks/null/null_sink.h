@@ -19,6 +19,7 @@ struct NullConfig {
 class NullSink final : public Sink {
  public:
   NullSink(const NullConfig& config, SinkContext& ctx);
+  ~NullSink() override { loop_.cancel_deferred(this); }
   static Result<std::unique_ptr<NullSink>> create(const NullConfig& config, SinkContext& ctx);
   void deliver(const Batch& batch, DeliveryId id, DeliveryListener& done) override;
   void stop(StopCallback on_stopped) override;
