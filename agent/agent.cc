@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "lib/codec/atomic_file.h"
 #include "lib/codec/json.h"
 #include "lib/core/log.h"
 
@@ -23,25 +24,6 @@
 namespace sluice {
 
 std::string_view sluice_version() { return SLUICE_VERSION; }
-
-namespace {
-
-// Writes `content` to `path` atomically: a temporary file, fsync, rename.
-Status write_file_atomic(const std::string& path, std::string_view content) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (fd < 0) return Status::from_errno(errno, "open " + tmp);
-  const bool ok =
-      ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) &&
-      ::fsync(fd) == 0;
-  const int err = errno;
-  ::close(fd);
-  if (!ok) return Status::from_errno(err, "write " + tmp);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::from_errno(errno, "rename " + tmp);
-  return {};
-}
-
-}  // namespace
 
 Agent::Agent(AgentConfig config, const Registry& registry)
     : config_(std::move(config)),
@@ -203,7 +185,7 @@ Status Agent::start_admin() {
   Status st = admin_->listen(config_.agent.admin);
   if (!st.ok()) return Status(st.code(), fmt::format("agent.admin: {}", st.message()));
   const std::string addr_file = config_.agent.data_dir + "/admin.addr";
-  st = write_file_atomic(addr_file, admin_->bound_address() + "\n");
+  st = codec::write_file_atomic(addr_file, admin_->bound_address() + "\n");
   if (!st.ok()) return st;
   spdlog::info("admin endpoint on http://{} (written to {})", admin_->bound_address(), addr_file);
   return {};
@@ -251,7 +233,7 @@ int Agent::run() {
     }
     if (const std::string addr = s.source->bound_address(); !addr.empty()) {
       const std::string file = config_.agent.data_dir + "/" + s.name + ".addr";
-      if (Status ws = write_file_atomic(file, addr + "\n"); !ws.ok()) {
+      if (Status ws = codec::write_file_atomic(file, addr + "\n"); !ws.ok()) {
         spdlog::error("cannot start: sources.{}: {}", s.name, ws.message());
         return 1;
       }

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstring>
 
+#include "lib/codec/hash.h"
 #include "lib/core/clock.h"
 
 namespace sluice::sources {
@@ -31,14 +32,7 @@ std::atomic<std::uint64_t> id_bases_made{0};
 
 }  // namespace
 
-std::uint64_t hash_name(std::string_view name) noexcept {
-  std::uint64_t h = 1469598103934665603ULL;  // FNV-1a
-  for (unsigned char c : name) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
+std::uint64_t hash_name(std::string_view name) noexcept { return codec::fnv1a64(name); }
 
 std::uint64_t run_id_base(std::string_view name) noexcept {
   return hash_name(name) ^ event_id(process_epoch(), id_bases_made.fetch_add(1));

@@ -7,6 +7,7 @@
 
 #include <charconv>
 
+#include "lib/codec/hash.h"
 #include "lib/parse/regex.h"
 
 namespace sluice::parse {
@@ -184,11 +185,7 @@ class Sample final : public Interceptor {
   explicit Sample(const InterceptorSpec& s) : field_(s.field), rate_(s.rate) {}
   bool apply(Draft& d) override {
     // Deterministic: the same value is always kept or always dropped, on every agent.
-    std::uint64_t h = 1469598103934665603ULL;  // FNV-1a, then a final mix
-    for (unsigned char c : subject(d, field_)) {
-      h ^= c;
-      h *= 1099511628211ULL;
-    }
+    std::uint64_t h = codec::fnv1a64(subject(d, field_));  // then a final mix
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
     h ^= h >> 33;

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "lib/codec/atomic_file.h"
 #include "lib/codec/json.h"
 
 namespace sluice::sources {
@@ -65,38 +66,7 @@ Result<std::vector<SavedPosition>> decode_positions(std::string_view text,
 }
 
 Status save_positions(const std::string& path, const std::vector<SavedPosition>& positions) {
-  const std::string out = encode_positions(positions);
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (fd < 0) return Status::from_errno(errno, "open " + tmp);
-  std::size_t off = 0;
-  while (off < out.size()) {
-    const ssize_t n = ::write(fd, out.data() + off, out.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return Status::from_errno(err, "write " + tmp);
-    }
-    off += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return Status::from_errno(err, "fsync " + tmp);
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::from_errno(errno, "rename " + tmp);
-  // Make the rename itself durable.
-  const auto slash = path.rfind('/');
-  const std::string dir =
-      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return {};
+  return codec::write_file_atomic(path, encode_positions(positions));
 }
 
 Result<std::vector<SavedPosition>> load_positions(const std::string& path) {

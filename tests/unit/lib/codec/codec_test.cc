@@ -1,6 +1,12 @@
-#include "lib/codec/json.h"
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "lib/codec/atomic_file.h"
+#include "lib/codec/hash.h"
+#include "lib/codec/json.h"
 
 using namespace sluice;
 using namespace sluice::codec;
@@ -36,4 +42,28 @@ TEST_CASE("batches encode as body lines or json lines", "[unit][sink]") {
         "{\"timestamp\":\"1970-01-01T00:00:02.000000000Z\",\"id\":\"0000000000000001\",\"headers\":"
         "{},\"fields\":{},"
         "\"body\":\"two\"}\n");
+}
+
+TEST_CASE("fnv1a64 never changes", "[unit][codec]") {
+  // Stored fingerprints (taildir positions), event ids and sampling depend on these values.
+  STATIC_REQUIRE(fnv1a64("") == 0x14650fb0739d0383ULL);
+  CHECK(fnv1a64("a") == 0x44bd8ad473cd9906ULL);
+  CHECK(fnv1a64("foobar") == 0x88fad7c0a8ff07f2ULL);
+}
+
+TEST_CASE("write_file_atomic replaces a file whole and says what failed", "[unit][codec]") {
+  char dir_template[] = "/tmp/sluice-atomic-XXXXXX";
+  const std::string dir = ::mkdtemp(dir_template);
+  const std::string path = dir + "/state.json";
+  REQUIRE(write_file_atomic(path, "first").ok());
+  const std::string big(1 << 20, 'x');
+  REQUIRE(write_file_atomic(path, big).ok());
+  std::ifstream in(path, std::ios::binary);
+  const std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(got == big);
+  CHECK(::access((path + ".tmp").c_str(), F_OK) != 0);  // nothing left behind
+  const Status missing = write_file_atomic(dir + "/no/such/dir/file", "x");
+  CHECK_FALSE(missing.ok());
+  CHECK(missing.message().find("open " + dir + "/no/such/dir/file.tmp") != std::string::npos);
+  std::filesystem::remove_all(dir);
 }
