@@ -6,9 +6,9 @@
 namespace sluice::codec {
 
 /// FNV-1a over `bytes`, stable across runs, builds and machines. Its offset basis is
-/// 1469598103934665603, not the published 14695981039346656037: sluice has used this value since its
-/// first release, and stored file fingerprints, event ids and sampling decisions depend on it, so it
-/// must never change (the hash is as good for these uses).
+/// 1469598103934665603, not the published 14695981039346656037: sluice has used this value since
+/// its first release, and stored file fingerprints, event ids and sampling decisions depend on it,
+/// so it must never change (the hash is as good for these uses).
 constexpr std::uint64_t fnv1a64(std::string_view bytes) noexcept {
   std::uint64_t h = 1469598103934665603ULL;
   for (char c : bytes) {
