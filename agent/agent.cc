@@ -48,6 +48,7 @@ Agent::~Agent() {
   groups_.clear();
   sinks_.clear();
   channels_.clear();
+  shared_.clear();  // after the components that use them: the lmdb environment closes here
   admin_.reset();
   for (auto* s : signals_) close_and_delete(s);
   signals_.clear();
@@ -81,7 +82,7 @@ Status Agent::prepare_data_dir() {
 Status Agent::create_components() {
   auto make_ctx = [&](const std::string& name, const std::string& type) {
     return std::make_unique<ComponentContext>(
-        ComponentContext{loop_, metrics_, name, type, config_.agent.data_dir});
+        ComponentContext{loop_, metrics_, name, type, config_.agent.data_dir, &shared_});
   };
   for (const auto& spec : config_.channels) {
     ChannelEntry e{spec.name, spec.type, make_ctx(spec.name, spec.type), nullptr};
@@ -133,8 +134,12 @@ Status Agent::create_components() {
                     fmt::format("sink_groups.{}: {}", spec.name, processor.error().message()));
     std::optional<sinks::GroupMember> dead_letter;
     if (spec.dead_letter) dead_letter = member(*spec.dead_letter);
-    ComponentContext gctx{loop_, metrics_, spec.name, spec.implicit ? "group" : spec.processor,
-                          config_.agent.data_dir};
+    ComponentContext gctx{loop_,
+                          metrics_,
+                          spec.name,
+                          spec.implicit ? "group" : spec.processor,
+                          config_.agent.data_dir,
+                          &shared_};
     groups_.push_back({spec.name, spec.channel,
                        std::make_unique<sinks::SinkGroup>(gctx, *ch, *cursor, std::move(*processor),
                                                           std::move(members), spec.config, clock_,
@@ -154,7 +159,7 @@ Status Agent::create_components() {
     e.output->set_source_name(spec.name);
     e.output->set_metrics(metrics_, {{"component", spec.name}, {"type", spec.type}});
     auto sctx = std::make_unique<SourceContext>(
-        SourceContext{{loop_, metrics_, spec.name, spec.type, config_.agent.data_dir},
+        SourceContext{{loop_, metrics_, spec.name, spec.type, config_.agent.data_dir, &shared_},
                       *e.output,
                       [this, name = spec.name] {
                         begin_shutdown(fmt::format("source {} finished its input", name));

@@ -14,6 +14,7 @@
 #include "lib/core/clock.h"
 #include "lib/core/loop.h"
 #include "lib/core/metrics.h"
+#include "lib/core/shared_resources.h"
 #include "lib/core/sink.h"
 #include "lib/core/source.h"
 #include "lib/core/source_output.h"
@@ -81,6 +82,9 @@ class Agent {
   SteadyClock clock_;
   State state_ = State::starting;
   std::chrono::steady_clock::time_point started_at_;
+  // What the components share (the lmdb environment): handed to each through its context,
+  // released after every component (~Agent).
+  SharedResources shared_;
   std::vector<ChannelEntry> channels_;
   std::vector<SinkEntry> sinks_;
   std::vector<GroupEntry> groups_;

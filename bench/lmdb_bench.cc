@@ -98,7 +98,8 @@ int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   auto run = [&](const char* name, std::size_t batch_size, int producers) {
     std::filesystem::remove_all(dir + "/data");
-    ComponentContext ctx{loop, metrics, "bench", "lmdb", dir + "/data"};
+    SharedResources shared;  // one agent per run
+    ComponentContext ctx{loop, metrics, "bench", "lmdb", dir + "/data", &shared};
     std::filesystem::create_directories(ctx.data_dir);
     LmdbConfig cfg;
     cfg.max_events = 100'000'000;
@@ -116,8 +117,8 @@ int main(int argc, char** argv) {
       p.left = p.unissued = total / static_cast<std::size_t>(producers);
       p.body.assign(kEventBytes, 'x');
     }
-    auto env = shared_env(ctx.data_dir, loop);
-    const std::uint64_t rounds0 = (*env)->rounds();
+    const std::shared_ptr<LmdbEnv>& env = (*ch)->env();
+    const std::uint64_t rounds0 = env->rounds();
     const auto t0 = WallClock::now();
     run_until(
         loop,
@@ -131,7 +132,7 @@ int main(int argc, char** argv) {
           for (auto& p : ps) p.pump();
         });
     const double put_s = seconds_since(t0);
-    const double rounds = static_cast<double>((*env)->rounds() - rounds0);
+    const double rounds = static_cast<double>(env->rounds() - rounds0);
     std::printf("%-34s%10.3f%14.0f%10.1f%16.0f\n", name, put_s, total / put_s,
                 total * kEventBytes / 1e6 / put_s, total / rounds);
     // Take and commit everything back.
@@ -166,7 +167,8 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(data);
   const std::size_t backlog_events = backlog_mb * 1'000'000 / kEventBytes;
   {
-    ComponentContext ctx{loop, metrics, "bench", "lmdb", data};
+    SharedResources shared;  // one agent start: the reopen opens the environment again
+    ComponentContext ctx{loop, metrics, "bench", "lmdb", data, &shared};
     LmdbConfig cfg;
     cfg.max_events = 100'000'000'000ULL;
     cfg.max_bytes = ByteSize{1ULL << 44};
@@ -186,7 +188,8 @@ int main(int argc, char** argv) {
                 seconds_since(t0));
   }
   {
-    ComponentContext ctx{loop, metrics, "bench", "lmdb", data};
+    SharedResources shared;  // one agent start: the reopen opens the environment again
+    ComponentContext ctx{loop, metrics, "bench", "lmdb", data, &shared};
     LmdbConfig cfg;
     cfg.max_events = 100'000'000'000ULL;
     cfg.max_bytes = ByteSize{1ULL << 44};

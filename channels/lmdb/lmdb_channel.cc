@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <map>
 #include <mutex>
 
 #include "channels/lmdb/record_codec.h"
@@ -58,21 +57,17 @@ int add_stats(MDB_txn* txn, MDB_dbi meta, const std::string& key, std::int64_t e
   return put_u64s(txn, meta, key, s, 2);
 }
 
-std::mutex g_envs_mu;
-std::map<std::string, std::weak_ptr<LmdbEnv>> g_envs;
-
 }  // namespace
 
-Result<std::shared_ptr<LmdbEnv>> shared_env(const std::string& data_dir, Loop& loop,
-                                            bool quarantine_corrupt) {
-  std::lock_guard lock(g_envs_mu);
-  const std::string dir = data_dir + "/lmdb";
-  if (auto env = g_envs[dir].lock()) return env;
-  auto opened = LmdbEnv::open(dir, loop, std::chrono::milliseconds(1000), quarantine_corrupt);
-  if (!opened) return opened.error();
-  std::shared_ptr<LmdbEnv> env(std::move(*opened));
-  g_envs[dir] = env;
-  return env;
+Result<std::shared_ptr<LmdbEnv>> shared_env(SharedResources& shared, const std::string& data_dir,
+                                            Loop& loop, bool quarantine_corrupt) {
+  return shared.get_or_create<LmdbEnv>(
+      LmdbChannel::env_key(data_dir), [&]() -> Result<std::shared_ptr<LmdbEnv>> {
+        auto opened = LmdbEnv::open(data_dir + "/lmdb", loop, std::chrono::milliseconds(1000),
+                                    quarantine_corrupt);
+        if (!opened) return opened.error();
+        return std::shared_ptr<LmdbEnv>(std::move(*opened));
+      });
 }
 
 std::optional<LmdbConfig> LmdbConfig::parse(const ConfigNode& node, ConfigErrors& errors) {
@@ -99,7 +94,11 @@ std::optional<LmdbConfig> LmdbConfig::parse(const ConfigNode& node, ConfigErrors
 
 Result<std::unique_ptr<LmdbChannel>> LmdbChannel::create(const LmdbConfig& config,
                                                          ChannelContext& ctx) {
-  auto env = shared_env(ctx.data_dir, ctx.loop, config.quarantine_corrupt);
+  // No global fallback: the environment belongs to whoever owns the channels (the agent).
+  if (ctx.shared == nullptr) {
+    return Status(Errc::config, "an lmdb channel needs the agent's shared resources (none given)");
+  }
+  auto env = shared_env(*ctx.shared, ctx.data_dir, ctx.loop, config.quarantine_corrupt);
   if (!env) return env.error();
   auto records = (*env)->dbi("c:" + ctx.name);
   if (!records) return records.error();

@@ -14,6 +14,7 @@
 #include "lib/core/channel.h"
 #include "lib/core/channel_metrics.h"
 #include "lib/core/context.h"
+#include "lib/core/shared_resources.h"
 
 namespace sluice::channels {
 
@@ -30,11 +31,11 @@ struct LmdbConfig {
   static std::optional<LmdbConfig> parse(const ConfigNode& node, ConfigErrors& errors);
 };
 
-/// The LMDB environment of one agent (data_dir/lmdb), shared by its lmdb channels.
-/// The environment is opened (and checked) by the first lmdb channel created, with its
-/// `on_corrupt`.
-Result<std::shared_ptr<LmdbEnv>> shared_env(const std::string& data_dir, Loop& loop,
-                                            bool quarantine_corrupt = false);
+/// The LMDB environment of one agent (data_dir/lmdb), shared by its lmdb channels through the
+/// agent's store (`shared`, key LmdbChannel::env_key()). It is opened (and checked) by the first
+/// lmdb channel created, with its `on_corrupt`; the others get the same one.
+Result<std::shared_ptr<LmdbEnv>> shared_env(SharedResources& shared, const std::string& data_dir,
+                                            Loop& loop, bool quarantine_corrupt = false);
 
 /// A durable channel: each put is one record (the batch, zstd-compressed, checksummed) written by
 /// the environment's writer thread in a group-committed transaction; a put completes, and its
@@ -63,6 +64,10 @@ class LmdbChannel final : public Channel {
   std::uint64_t events() const noexcept override { return events_; }
   std::uint64_t bytes() const noexcept override { return bytes_; }
   std::uint64_t quarantined() const noexcept { return quarantined_; }
+  /// The environment this channel writes through: the one of every lmdb channel of its agent.
+  const std::shared_ptr<LmdbEnv>& env() const noexcept { return env_; }
+  /// The key of the environment of `data_dir` in the agent's SharedResources.
+  static std::string env_key(const std::string& data_dir) { return "lmdb:" + data_dir + "/lmdb"; }
   void set_detach_when_lagging(CursorId cursor, bool detach) override {
     cursors_[cursor].detach_when_lagging = detach;
   }

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <random>
 
 #include "channels/lmdb/record_codec.h"
@@ -39,13 +40,26 @@ struct Rig {
   test::TempDir dir;
   Loop loop;
   MetricsRegistry metrics;
+  std::unique_ptr<SharedResources> shared;
   ComponentContext ctx{loop, metrics, "durable", "lmdb", dir.path()};
   Listener l;
+  std::weak_ptr<LmdbEnv> last_env;
 
+  // Each open is one agent start: a store of its own, so that a reopen opens the environment
+  // again (the previous channel must be gone, as in a restarted process).
   std::unique_ptr<LmdbChannel> open(LmdbConfig cfg = {}) {
+    shared = std::make_unique<SharedResources>();
+    REQUIRE(last_env.expired());
+    ctx.shared = shared.get();
     auto ch = LmdbChannel::create(cfg, ctx);
     REQUIRE(ch.has_value());
+    last_env = (*ch)->env();
     return std::move(*ch);
+  }
+  // Releases the environment (as the agent does after its components), then closes the loop.
+  int close() {
+    shared.reset();
+    return loop.close();
   }
   void put(LmdbChannel& ch, Batch b, std::uint64_t seq) {
     const std::size_t before = l.puts.size();
@@ -112,7 +126,79 @@ TEST_CASE("lmdb channel: put is durable, then safe, take and commit remove", "[u
     auto none = ch->take(cur, out, {100, 1 << 20});
     CHECK(out.empty());
   }
-  REQUIRE(r.loop.close() == 0);
+  REQUIRE(r.close() == 0);
+}
+
+TEST_CASE("lmdb channel: without a store of shared resources it refuses to start", "[unit][lmdb]") {
+  Rig r;
+  auto ch = LmdbChannel::create(LmdbConfig{}, r.ctx);  // ctx.shared is null
+  REQUIRE_FALSE(ch.has_value());
+  CHECK(ch.error().code() == Errc::config);
+  CHECK(ch.error().message().find("shared resources") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(r.dir.file("lmdb")));
+  REQUIRE(r.close() == 0);
+}
+
+TEST_CASE("lmdb channel: the channels of one agent share one environment, kept by its store",
+          "[unit][lmdb]") {
+  Rig r;
+  std::weak_ptr<LmdbEnv> env;
+  {
+    SharedResources shared;
+    ComponentContext a_ctx{r.loop, r.metrics, "a", "lmdb", r.dir.path(), &shared};
+    ComponentContext b_ctx{r.loop, r.metrics, "b", "lmdb", r.dir.path(), &shared};
+    // The first channel's on_corrupt applies; the second finds the environment open.
+    auto a = LmdbChannel::create(LmdbConfig{.quarantine_corrupt = true}, a_ctx);
+    auto b = LmdbChannel::create(LmdbConfig{}, b_ctx);
+    REQUIRE(a.has_value());
+    REQUIRE(b.has_value());
+    CHECK((*a)->env() == (*b)->env());  // one environment, one writer thread
+    CHECK(shared.size() == 1);
+    CHECK(shared.find<LmdbEnv>(LmdbChannel::env_key(r.dir.path())) == (*a)->env());
+    std::vector<std::string> entries;
+    for (const auto& e : std::filesystem::directory_iterator(r.dir.path()))
+      entries.push_back(e.path().filename().string());
+    CHECK(entries == std::vector<std::string>{"lmdb"});
+    // Both write through it: each channel keeps its own records.
+    r.put(**a, test::make_batch(2, "a"), 1);
+    r.put(**b, test::make_batch(3, "b"), 2);
+    CHECK((*a)->events() == 2);
+    CHECK((*b)->events() == 3);
+    env = (*a)->env();
+    a->reset();
+    b->reset();
+    // Components are destroyed first; the store still holds the environment.
+    CHECK_FALSE(env.expired());
+    shared.clear();
+    CHECK(env.expired());
+  }
+  REQUIRE(r.close() == 0);
+}
+
+TEST_CASE("shared resources: one resource per key, made once, of one type", "[unit][lmdb]") {
+  SharedResources shared;
+  int made = 0;
+  auto make = [&]() -> Result<std::shared_ptr<int>> {
+    ++made;
+    return std::make_shared<int>(7);
+  };
+  auto first = shared.get_or_create<int>("k", make);
+  auto second = shared.get_or_create<int>("k", make);
+  REQUIRE(first.has_value());
+  REQUIRE(second.has_value());
+  CHECK(*first == *second);
+  CHECK(made == 1);
+  auto failing = shared.get_or_create<int>(
+      "f", [&]() -> Result<std::shared_ptr<int>> { return Status(Errc::io, "cannot make it"); });
+  REQUIRE_FALSE(failing.has_value());
+  CHECK(failing.error().message() == "cannot make it");
+  CHECK(shared.size() == 1);  // a failure stores nothing
+  auto other =
+      shared.get_or_create<double>("k", [] { return Result{std::make_shared<double>(1)}; });
+  REQUIRE_FALSE(other.has_value());
+  CHECK(other.error().message().find("another type") != std::string::npos);
+  CHECK(shared.find<double>("k") == nullptr);
+  CHECK(shared.find<int>("k") == *first);
 }
 
 TEST_CASE("lmdb channel: state survives a restart, an open lease is delivered again",
@@ -142,7 +228,7 @@ TEST_CASE("lmdb channel: state survives a restart, an open lease is delivered ag
     auto last = ch->take(cur, out, {100, 1 << 20});
     CHECK(bodies(out) == std::vector<std::string>{"after-0"});
   }
-  REQUIRE(r.loop.close() == 0);
+  REQUIRE(r.close() == 0);
 }
 
 TEST_CASE("lmdb channel: rollback returns records in order, two cursors each see everything",
@@ -168,7 +254,7 @@ TEST_CASE("lmdb channel: rollback returns records in order, two cursors each see
     r.commit(*ch, std::move(*lb));
     CHECK(ch->events() == 0);
   }
-  REQUIRE(r.loop.close() == 0);
+  REQUIRE(r.close() == 0);
 }
 
 TEST_CASE("lmdb channel: a damaged record is quarantined, the others are delivered",
@@ -181,21 +267,21 @@ TEST_CASE("lmdb channel: a damaged record is quarantined, the others are deliver
     r.put(*ch, test::make_batch(1, "bad-"), 2);
     r.put(*ch, test::make_batch(1, "fine-"), 3);
     // Flip one byte of record 2 on disk.
-    auto env = shared_env(r.dir.path(), r.loop);
-    auto dbi = (*env)->dbi("c:durable");
+    const std::shared_ptr<LmdbEnv>& env = ch->env();
+    auto dbi = env->dbi("c:durable");
     bool flipped = false;
-    (*env)->submit({[&, d = *dbi](MDB_txn* txn) {
-                      std::string key(8, '\0');
-                      key[7] = 2;
-                      MDB_val k{8, key.data()}, v{};
-                      int rc = mdb_get(txn, d, &k, &v);
-                      if (rc != 0) return rc;
-                      std::string copy(static_cast<const char*>(v.mv_data), v.mv_size);
-                      copy[copy.size() - 3] ^= 0x01;
-                      MDB_val nv{copy.size(), copy.data()};
-                      return mdb_put(txn, d, &k, &nv, 0);
-                    },
-                    [&](Status st) { flipped = st.ok(); }, true});
+    env->submit({[&, d = *dbi](MDB_txn* txn) {
+                   std::string key(8, '\0');
+                   key[7] = 2;
+                   MDB_val k{8, key.data()}, v{};
+                   int rc = mdb_get(txn, d, &k, &v);
+                   if (rc != 0) return rc;
+                   std::string copy(static_cast<const char*>(v.mv_data), v.mv_size);
+                   copy[copy.size() - 3] ^= 0x01;
+                   MDB_val nv{copy.size(), copy.data()};
+                   return mdb_put(txn, d, &k, &nv, 0);
+                 },
+                 [&](Status st) { flipped = st.ok(); }, true});
     REQUIRE(test::run_until(r.loop, 5s, [&] { return flipped; }));
     Batch out;
     auto lease = ch->take(cur, out, {100, 1 << 20});
@@ -204,7 +290,7 @@ TEST_CASE("lmdb channel: a damaged record is quarantined, the others are deliver
     r.commit(*ch, std::move(*lease));
     REQUIRE(test::run_until(r.loop, 5s, [&] { return ch->events() == 0; }));
   }
-  REQUIRE(r.loop.close() == 0);
+  REQUIRE(r.close() == 0);
 }
 
 TEST_CASE("lmdb channel: full means back-pressure until a commit frees space", "[unit][lmdb]") {
@@ -224,7 +310,7 @@ TEST_CASE("lmdb channel: full means back-pressure until a commit frees space", "
     CHECK(r.l.space == 1);
     r.put(*ch, std::move(extra), 2);
   }
-  REQUIRE(r.loop.close() == 0);
+  REQUIRE(r.close() == 0);
 }
 
 TEST_CASE("lmdb channel: when_full = drop_oldest drops the oldest record and counts it",
@@ -248,7 +334,7 @@ TEST_CASE("lmdb channel: when_full = drop_oldest drops the oldest record and cou
     REQUIRE(r.metrics.find("sluice_channel_dropped_events_total", r.ctx.labels(), dropped));
     CHECK(dropped == 2);
   }
-  REQUIRE(r.loop.close() == 0);
+  REQUIRE(r.close() == 0);
 }
 
 TEST_CASE("lmdb channel: a lagging cursor with detach loses its oldest backlog, the other goes on",
@@ -277,7 +363,7 @@ TEST_CASE("lmdb channel: a lagging cursor with detach loses its oldest backlog, 
     auto lv = ch->take(live, out, {100, 1 << 20});
     CHECK(bodies(out) == std::vector<std::string>{"c0", "c1"});
   }
-  REQUIRE(r.loop.close() == 0);
+  REQUIRE(r.close() == 0);
 }
 
 namespace {
@@ -345,7 +431,8 @@ TEST_CASE("lmdb channel: a full disk is back-pressure, every put is kept and arr
   Loop loop;
   {
     MetricsRegistry metrics;
-    ComponentContext ctx{loop, metrics, "durable", "lmdb", data};
+    SharedResources shared;
+    ComponentContext ctx{loop, metrics, "durable", "lmdb", data, &shared};
     LmdbConfig cfg;
     cfg.compression_level = 0;
     cfg.transaction_events = 100;
@@ -483,7 +570,7 @@ TEST_CASE("lmdb channel: how long a take of a large batch holds the loop", "[uni
     CHECK(most < 16000);
     for (auto& l : leases) r.commit(*ch, std::move(l));
   }
-  REQUIRE(r.loop.close() == 0);
+  REQUIRE(r.close() == 0);
 }
 
 TEST_CASE("lmdb channel: a put that fails to store leaves the batch with its caller",
@@ -498,7 +585,8 @@ TEST_CASE("lmdb channel: a put that fails to store leaves the batch with its cal
   Loop loop;
   {
     MetricsRegistry metrics;
-    ComponentContext ctx{loop, metrics, "durable", "lmdb", data};
+    SharedResources shared;
+    ComponentContext ctx{loop, metrics, "durable", "lmdb", data, &shared};
     LmdbConfig cfg;
     cfg.compression_level = 0;
     auto created = LmdbChannel::create(cfg, ctx);

@@ -38,6 +38,9 @@ struct LmdbFixture {
     channels::LmdbConfig cfg;
     cfg.max_events = kMaxEvents;
     cfg.transaction_events = kTransaction;
+    // Each open is one agent start (the previous channel is gone): a store of its own.
+    shared = std::make_unique<SharedResources>();
+    ctx.shared = shared.get();
     auto c = channels::LmdbChannel::create(cfg, ctx);
     REQUIRE(c.has_value());
     channel = std::move(*c);
@@ -45,6 +48,7 @@ struct LmdbFixture {
   Loop& loop;
   test::TempDir dir;
   MetricsRegistry metrics;
+  std::unique_ptr<SharedResources> shared;
   ComponentContext ctx{loop, metrics, "durable", "lmdb", dir.path()};
   std::unique_ptr<Channel> channel;
 };
