@@ -430,7 +430,20 @@ TEST_CASE("lmdb: a full disk is back-pressure and reported, every line arrives o
   std::vector<long> v = numbers_of(read_file(out));
   CHECK(v.size() == std::size_t(kLines));
   bool in_order = v.size() == std::size_t(kLines);
-  for (std::size_t i = 0; in_order && i < v.size(); ++i) in_order = v[i] == long(i + 1);
+  std::size_t first_out_of_order = 0;
+  for (std::size_t i = 0; in_order && i < v.size(); ++i) {
+    in_order = v[i] == long(i + 1);
+    first_out_of_order = i;
+  }
+  if (!in_order && !v.empty()) {
+    std::vector<long> sorted = v;
+    std::sort(sorted.begin(), sorted.end());
+    const auto dups = std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end();
+    UNSCOPED_INFO("first line out of order at " << first_out_of_order << ": "
+                                                << v[first_out_of_order] << "; duplicates: " << dups
+                                                << "; lines " << sorted.front() << ".."
+                                                << sorted.back());
+  }
   CHECK(in_order);
 }
 
