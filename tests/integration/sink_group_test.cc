@@ -10,6 +10,7 @@
 #include <string>
 
 #include "tests/support/agent_process.h"
+#include "tests/support/fault_peers.h"
 
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -28,56 +29,6 @@ AgentProcess::Options failover_options(const std::string& channel, const std::st
   o.dir = state;
   return o;
 }
-
-// A TCP port on 127.0.0.1 whose connects hang: it listens with a backlog of 0 and a first
-// connection that is never accepted fills that backlog, so the kernel drops further SYNs.
-class Blackhole {
- public:
-  Blackhole() {
-    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(listener_, 0) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-    filler_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(::connect(filler_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  }
-  ~Blackhole() {
-    ::close(filler_);
-    ::close(listener_);
-  }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-
- private:
-  int listener_ = -1, filler_ = -1;
-  int port_ = 0;
-};
-
-// A TCP port on 127.0.0.1 that accepts connections (the kernel does) and never answers.
-class SilentServer {
- public:
-  SilentServer() {
-    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(listener_, 16) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-  }
-  ~SilentServer() { ::close(listener_); }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-
- private:
-  int listener_ = -1;
-  int port_ = 0;
-};
 
 AgentProcess::Options avro_options(const std::string& channel, const std::string& logs,
                                    const std::string& backup, const std::string& address,

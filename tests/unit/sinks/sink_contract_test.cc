@@ -16,11 +16,14 @@
 #include "sinks/file/file_sink.h"
 #include "sinks/kafka/kafka_sink.h"
 #include "sinks/null/null_sink.h"
+#include "tests/support/fault_peers.h"
 #include "tests/support/kafka_mock.h"
 #include "tests/support/test_support.h"
 
 using namespace sluice;
 using namespace sluice::sinks;
+using test::Blackhole;
+using test::SilentServer;
 using namespace std::chrono_literals;
 
 namespace {
@@ -75,56 +78,6 @@ struct AvroRefusedFixture {
     REQUIRE(s);
     return std::move(*s);
   }
-};
-
-// A TCP port on 127.0.0.1 whose connects hang: a backlog of 0 filled by a connection that is
-// never accepted, so the kernel drops further SYNs.
-class Blackhole {
- public:
-  Blackhole() {
-    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(listener_, 0) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-    filler_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(::connect(filler_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  }
-  ~Blackhole() {
-    ::close(filler_);
-    ::close(listener_);
-  }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-
- private:
-  int listener_ = -1, filler_ = -1;
-  int port_ = 0;
-};
-
-// Accepts connections (the kernel does) and never answers: a request stays in flight.
-class SilentServer {
- public:
-  SilentServer() {
-    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(listener_, 16) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-  }
-  ~SilentServer() { ::close(listener_); }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-
- private:
-  int listener_ = -1;
-  int port_ = 0;
 };
 
 // A server that never answers: stop() gives the request flush_timeout, then it answers Retry.

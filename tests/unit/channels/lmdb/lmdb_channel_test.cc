@@ -11,10 +11,12 @@
 
 #include "channels/lmdb/record_codec.h"
 #include "lib/core/source_output.h"
+#include "tests/support/fault_peers.h"
 #include "tests/support/test_support.h"
 
 using namespace sluice;
 using namespace sluice::channels;
+using test::SmallDisk;
 using namespace std::chrono_literals;
 
 namespace {
@@ -367,33 +369,6 @@ TEST_CASE("lmdb channel: a lagging cursor with detach loses its oldest backlog, 
 }
 
 namespace {
-
-// A tmpfs of `size` mounted on a fresh directory (the tests run as root); unmounted when
-// destroyed. ok() is false where mounting is not permitted.
-class SmallDisk {
- public:
-  explicit SmallDisk(const std::string& dir, const char* size) : dir_(dir) {
-    ::mkdir(dir_.c_str(), 0750);
-    const std::string opts = std::string("size=") + size;
-    mounted_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, opts.c_str()) == 0;
-    if (!mounted_) error_ = std::strerror(errno);
-  }
-  ~SmallDisk() {
-    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
-  }
-  bool ok() const { return mounted_; }
-  const std::string& error() const { return error_; }
-  /// Gives the filesystem `size` (e.g. "64m"): the disk was freed.
-  bool grow(const char* size) {
-    const std::string opts = std::string("size=") + size;
-    return ::mount("tmpfs", dir_.c_str(), "tmpfs", MS_REMOUNT, opts.c_str()) == 0;
-  }
-
- private:
-  std::string dir_;
-  bool mounted_ = false;
-  std::string error_;
-};
 
 struct CountingListener final : OutputListener {
   std::uint64_t safe = 0;
