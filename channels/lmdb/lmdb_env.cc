@@ -341,6 +341,7 @@ Status LmdbEnv::write_status(int rc, const std::string& dir, std::string_view wh
 // nothing of it was committed), then syncs if one of them asks for it.
 Status LmdbEnv::commit_round(std::vector<Op>& ops, bool& dirty,
                              std::chrono::steady_clock::time_point& last_sync) {
+  bool ticked = false;
   while (true) {
     MDB_txn* txn = nullptr;
     int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
@@ -358,6 +359,14 @@ Status LmdbEnv::commit_round(std::vector<Op>& ops, bool& dirty,
       spdlog::info("lmdb: growing the map to {} MiB", bigger >> 20);
       if (mdb_env_set_mapsize(env_, bigger) == 0) continue;
     }
+    if (rc != 0 && !ticked && write_status(rc, dir_, "").code() == Errc::backpressure) {
+      // LMDB reuses the pages a transaction freed only after a later transaction committed. When
+      // the last commit was the one that freed the space (a drained channel on a full disk), no
+      // round can commit to release it: every one needs new pages. A tiny transaction moves past
+      // it; then the round is tried again, once.
+      ticked = true;
+      if (tick() == 0) continue;
+    }
     bool want_sync = false;
     for (const auto& op : ops) want_sync = want_sync || op.sync;
     if (rc == 0 && want_sync) {
@@ -369,6 +378,25 @@ Status LmdbEnv::commit_round(std::vector<Op>& ops, bool& dirty,
     }
     return write_status(rc, dir_, "lmdb write transaction");
   }
+}
+
+// Writes one small key of the main database ("sluice:tick", a counter): a transaction that needs
+// at most a few pages, so that it commits where a round of records cannot.
+int LmdbEnv::tick() {
+  MDB_txn* txn = nullptr;
+  int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+  MDB_dbi main = 0;
+  if (rc == 0) rc = mdb_dbi_open(txn, nullptr, 0, &main);
+  if (rc == 0) {
+    const std::uint64_t count = ++ticks_;
+    std::string_view key = "sluice:tick";
+    MDB_val k{key.size(), const_cast<char*>(key.data())};
+    MDB_val v{sizeof count, const_cast<std::uint64_t*>(&count)};
+    rc = mdb_put(txn, main, &k, &v, 0);
+  }
+  if (rc == 0) return mdb_txn_commit(txn);
+  if (txn != nullptr) mdb_txn_abort(txn);
+  return rc;
 }
 
 void LmdbEnv::run() {

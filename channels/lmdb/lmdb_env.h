@@ -93,6 +93,7 @@ class LmdbEnv {
   void run();
   Status commit_round(std::vector<Op>& ops, bool& dirty,
                       std::chrono::steady_clock::time_point& last_sync);
+  int tick();
   static void on_async(uv_async_t* a);
 
   MDB_env* env_;
@@ -109,6 +110,7 @@ class LmdbEnv {
   bool stop_ = false;
   std::size_t running_ = 0;
   std::uint64_t rounds_ = 0;
+  std::uint64_t ticks_ = 0;  // writer thread
   // Puts carry the epoch they were submitted in; the writer fails every put of an epoch up to
   // fenced_upto_ (the epoch of the last failed put), and the loop thread moves epoch_ past it
   // when it hands that failure to the channels.
