@@ -3,8 +3,6 @@
 #include <openssl/crypto.h>
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
-#include <zlib.h>
-#include <zstd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -42,58 +40,7 @@ std::string media_type(std::string_view ct) {
   return lower(ct);
 }
 
-// gzip (zlib with a gzip wrapper) into `out`, at most `max` bytes.
-std::optional<std::string> gunzip(std::string_view in, std::size_t max, std::string& out) {
-  z_stream z{};
-  if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) return "inflateInit2 failed";
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  z.avail_in = static_cast<uInt>(in.size());
-  int rc = Z_OK;
-  while (rc != Z_STREAM_END) {
-    if (out.size() >= max + 1) break;
-    const std::size_t at = out.size();
-    const std::size_t room = std::min<std::size_t>(64 * 1024, max + 1 - at);
-    out.resize(at + room);
-    z.next_out = reinterpret_cast<Bytef*>(out.data() + at);
-    z.avail_out = static_cast<uInt>(room);
-    rc = inflate(&z, Z_NO_FLUSH);
-    out.resize(at + room - z.avail_out);
-    if (rc != Z_OK && rc != Z_STREAM_END) {
-      inflateEnd(&z);
-      return std::string("not valid gzip: ") + (z.msg != nullptr ? z.msg : "inflate failed");
-    }
-    if (rc == Z_OK && z.avail_in == 0 && z.avail_out != 0) {
-      inflateEnd(&z);
-      return "truncated gzip body";
-    }
-  }
-  inflateEnd(&z);
-  return std::nullopt;
-}
-
-std::optional<std::string> unzstd(ZSTD_DCtx* d, std::string_view in, std::size_t max,
-                                  std::string& out) {
-  ZSTD_DCtx_reset(d, ZSTD_reset_session_only);
-  ZSTD_inBuffer ib{in.data(), in.size(), 0};
-  std::size_t rc = 1;
-  while (ib.pos < ib.size || rc != 0) {
-    if (out.size() >= max + 1) break;
-    const std::size_t at = out.size();
-    const std::size_t room = std::min<std::size_t>(64 * 1024, max + 1 - at);
-    out.resize(at + room);
-    ZSTD_outBuffer ob{out.data() + at, room, 0};
-    rc = ZSTD_decompressStream(d, &ob, &ib);
-    out.resize(at + ob.pos);
-    if (ZSTD_isError(rc)) return std::string("not valid zstd: ") + ZSTD_getErrorName(rc);
-    if (ib.pos == ib.size && rc != 0 && ob.pos < room) return "truncated zstd body";
-  }
-  return std::nullopt;
-}
-
 }  // namespace
-
-BodyDecoder::BodyDecoder() : zstd(ZSTD_createDCtx()) {}
-BodyDecoder::~BodyDecoder() { ZSTD_freeDCtx(zstd); }
 
 void BodyDecoder::shrink() {
   if (inflated.capacity() > kWarmBytes) std::string().swap(inflated);
@@ -228,10 +175,18 @@ std::optional<std::pair<int, std::string>> decode_body(std::string_view content_
   const std::string encoding = lower(content_encoding);
   if (encoding == "gzip" || encoding == "x-gzip" || encoding == "zstd") {
     scratch.clear();
-    const auto err = encoding == "zstd" ? unzstd(decoder.zstd, body, limits.max_body_bytes, scratch)
-                                        : gunzip(body, limits.max_body_bytes, scratch);
-    if (err) return std::pair{400, *err};
-    if (scratch.size() > limits.max_body_bytes) {
+    bool exceeded = false;
+    Status st;
+    if (encoding == "zstd") {
+      st = decoder.zstd.decode(body, limits.max_body_bytes, scratch, exceeded);
+    } else {
+      codec::Inflater gzip(limits.max_body_bytes, codec::Inflater::Wrapper::gzip);
+      st = gzip.write(body, scratch);
+      exceeded = gzip.exceeded();
+      if (st.ok() && !gzip.ended()) st = Status(Errc::invalid_data, "truncated gzip body");
+    }
+    if (!st.ok() && !exceeded) return std::pair{400, st.message()};
+    if (exceeded) {
       return std::pair{413, "body larger than " + std::to_string(limits.max_body_bytes) +
                                 " bytes once decompressed"};
     }

@@ -1,7 +1,6 @@
 #pragma once
 
 #include <simdjson.h>
-#include <zstd.h>
 
 #include <chrono>
 #include <cstdint>
@@ -12,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "lib/codec/zstream.h"
 #include "lib/config/config_node.h"
 #include "lib/core/context.h"
 #include "lib/core/log.h"
@@ -54,8 +54,7 @@ struct BodyLimits {
 /// What decoding keeps from one request to the next (parsers, buffers): no allocation per event,
 /// and none per request once warm.
 struct BodyDecoder {
-  BodyDecoder();
-  ~BodyDecoder();
+  BodyDecoder() = default;
   BodyDecoder(const BodyDecoder&) = delete;
   BodyDecoder& operator=(const BodyDecoder&) = delete;
   /// Frees what an unusually large body left behind, keeping buffers up to kWarmBytes each: a
@@ -68,7 +67,7 @@ struct BodyDecoder {
   simdjson::ondemand::parser json;
   simdjson::dom::parser line_parser;
   std::vector<std::pair<std::string_view, std::string_view>> headers;
-  ZSTD_DCtx* zstd;
+  codec::ZstdDecoder zstd;
 };
 
 /// Decodes one request body into events appended to `out` (ids from id_base and id_seq, time

@@ -1,12 +1,16 @@
 #include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
 
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <string>
 
 #include "lib/codec/atomic_file.h"
 #include "lib/codec/hash.h"
 #include "lib/codec/json.h"
+#include "lib/codec/zstream.h"
 
 using namespace sluice;
 using namespace sluice::codec;
@@ -66,4 +70,83 @@ TEST_CASE("write_file_atomic replaces a file whole and says what failed", "[unit
   CHECK_FALSE(missing.ok());
   CHECK(missing.message().find("open " + dir + "/no/such/dir/file.tmp") != std::string::npos);
   std::filesystem::remove_all(dir);
+}
+
+namespace {
+std::string gzip_of(const std::string& in) {
+  z_stream z{};
+  REQUIRE(deflateInit2(&z, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::string out(deflateBound(&z, in.size()) + 32, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  REQUIRE(deflate(&z, Z_FINISH) == Z_STREAM_END);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
+std::string zstd_of(const std::string& in) {
+  std::string out(ZSTD_compressBound(in.size()), '\0');
+  const std::size_t n = ZSTD_compress(out.data(), out.size(), in.data(), in.size(), 3);
+  REQUIRE_FALSE(ZSTD_isError(n));
+  out.resize(n);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("gzip bodies decode whole and a bomb or a cut body is an error", "[unit][codec]") {
+  const std::string text(300'000, 'a');
+  const std::string packed = gzip_of(text);
+  {
+    codec::Inflater z(1 << 20, codec::Inflater::Wrapper::gzip);
+    std::string out;
+    REQUIRE(z.write(packed, out).ok());
+    CHECK(z.ended());
+    CHECK(out == text);
+  }
+  {
+    codec::Inflater z(100'000, codec::Inflater::Wrapper::gzip);
+    std::string out;
+    const Status st = z.write(packed, out);
+    CHECK(st.message() == "compressed data expands beyond 100000 bytes");
+    CHECK(z.exceeded());
+    CHECK(out.size() <= 100'001);
+  }
+  {
+    codec::Inflater z(1 << 20, codec::Inflater::Wrapper::gzip);
+    std::string out;
+    CHECK(z.write(packed.substr(0, packed.size() / 2), out).ok());
+    CHECK_FALSE(z.ended());  // the caller says "truncated"
+  }
+  {
+    codec::Inflater z(1 << 20, codec::Inflater::Wrapper::gzip);
+    std::string out;
+    CHECK(z.write("not gzip at all", out).message().find("not valid gzip: ") == 0);
+    CHECK_FALSE(z.exceeded());
+  }
+}
+
+TEST_CASE("zstd bodies decode whole and a bomb or a cut body is an error", "[unit][codec]") {
+  const std::string text(300'000, 'b');
+  const std::string packed = zstd_of(text);
+  codec::ZstdDecoder d;
+  bool exceeded = true;
+  std::string out;
+  REQUIRE(d.decode(packed, 1 << 20, out, exceeded).ok());
+  CHECK_FALSE(exceeded);
+  CHECK(out == text);
+  out.clear();
+  CHECK(d.decode(packed, 100'000, out, exceeded).message() ==
+        "compressed data expands beyond 100000 bytes");
+  CHECK(exceeded);
+  out.clear();
+  CHECK(d.decode(packed.substr(0, packed.size() - 3), 1 << 20, out, exceeded).message() ==
+        "truncated zstd body");
+  CHECK_FALSE(exceeded);
+  out.clear();
+  CHECK(d.decode("garbage!", 1 << 20, out, exceeded).message().find("not valid zstd: ") == 0);
+  out.clear();
+  REQUIRE(d.decode(packed, 1 << 20, out, exceeded).ok());  // the context is reused after errors
+  CHECK(out == text);
 }
