@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <numeric>
 #include <random>
 #include <set>
 #include <sstream>
@@ -385,8 +386,9 @@ TEST_CASE("lmdb: a full disk is back-pressure and reported, every line arrives o
     HttpReply health;
     CHECK(eventually(10s, [&] {
       health = http_get(agent.admin(), "/healthz");
-      return health.body.find("degraded\nchannel durable: puts fail (disk or map full), "
-                              "retrying: lmdb write transaction: ") == 0 &&
+      return health.body.find(
+                 "degraded\nchannel durable: puts fail (disk or map full), "
+                 "retrying: lmdb write transaction: ") == 0 &&
              health.body.find("source tail: puts fail, retrying: backpressure: ") !=
                  std::string::npos;
     }));
@@ -603,4 +605,67 @@ TEST_CASE("lmdb: a disk filled while the sink was down drains and resumes when t
   REQUIRE(!got.empty());
   CHECK(*got.rbegin() == kLines);
   CHECK(*got.rbegin() - *got.begin() + 1 == static_cast<long>(got.size()));  // no gap
+}
+
+// Two lmdb channels in one agent share one LMDB environment (owned by the agent): each keeps its
+// own records and cursor positions through a kill -9, and each sink gets exactly its own lines.
+TEST_CASE("lmdb: two channels in one agent keep their own lines through kill -9",
+          "[integration][lmdb]") {
+  TempDir tmp;
+  const std::string state = tmp.file("state");
+  fs::create_directories(state);
+  auto conf_for = [&](const std::string& out_a, const std::string& out_b) {
+    std::string c =
+        "[agent]\nname = \"two-lmdb\"\ndata_dir = \"@DATA_DIR@\"\nadmin = "
+        "\"127.0.0.1:0\"\nshutdown_timeout = \"10s\"\n";
+    for (const char* n : {"a", "b"}) {
+      const std::string name = n;
+      c += "[sources.tail_" + name + "]\ntype = \"taildir\"\npaths = [\"" +
+           tmp.file("logs_" + name) + "/*.log\"]\nchannel = \"durable_" + name +
+           "\"\nrescan_interval = \"200ms\"\npoll_interval = \"50ms\"\n"
+           "checkpoint_interval = \"100ms\"\n";
+      c += "[channels.durable_" + name + "]\ntype = \"lmdb\"\n";
+      c += "[sinks.out_" + name + "]\ntype = \"file\"\npath = \"" + (name == "a" ? out_a : out_b) +
+           "\"\nchannel = \"durable_" + name + "\"\n";
+    }
+    const std::string path = tmp.file("agent.toml");
+    write_file(path, c);
+    AgentProcess::Options o;
+    o.config_file = path;
+    o.dir = state;
+    return o;
+  };
+  fs::create_directories(tmp.file("logs_a"));
+  fs::create_directories(tmp.file("logs_b"));
+  append_numbers(tmp.file("logs_a") + "/app.log", 1, 3000);
+  append_numbers(tmp.file("logs_b") + "/app.log", 100001, 105000);
+  auto events = [](const std::string& ch) {
+    return R"(sluice_channel_events{component=")" + ch + R"(",type="lmdb"})";
+  };
+  {
+    // The sinks fail every write: everything read stays in the channels.
+    AgentProcess agent("", conf_for("/dev/full", "/dev/full"));
+    REQUIRE(agent.wait_ready());
+    REQUIRE(eventually(20s, [&] {
+      return agent.metric(events("durable_a")).value_or(0) == 3000 &&
+             agent.metric(events("durable_b")).value_or(0) == 5000;
+    }));
+    CHECK(agent.signal_and_wait(SIGKILL) == -SIGKILL);
+  }
+  const std::string out_a = tmp.file("a.out"), out_b = tmp.file("b.out");
+  AgentProcess agent("", conf_for(out_a, out_b));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(
+      eventually(20s, [&] { return count_lines(out_a) >= 3000 && count_lines(out_b) >= 5000; }));
+  CHECK(eventually(5s, [&] {
+    return agent.metric(events("durable_a")).value_or(-1) == 0 &&
+           agent.metric(events("durable_b")).value_or(-1) == 0;
+  }));
+  CHECK(agent.terminate() == 0);
+  std::vector<long> a = numbers_of(read_file(out_a)), b = numbers_of(read_file(out_b));
+  std::vector<long> want_a(3000), want_b(5000);
+  std::iota(want_a.begin(), want_a.end(), 1);
+  std::iota(want_b.begin(), want_b.end(), 100001);
+  CHECK(a == want_a);
+  CHECK(b == want_b);
 }
