@@ -47,7 +47,8 @@ bool TlsConfig::parse(const ConfigNode& parent, ConfigErrors& errors, TlsConfig&
     if (out.cert.empty() != out.key.empty())
       node->error(errors, "a client certificate needs both 'cert' and 'key'");
   }
-  node->optional("min_version", out.min_version, errors, OneOf{{"1.2", "1.3"}});
+  node->optional_enum("min_version", out.min_version, errors,
+                      {{"1.2", TlsConfig::Version::tls1_2}, {"1.3", TlsConfig::Version::tls1_3}});
   for (const char* key : {"cert", "key", "ca"}) {
     const std::string& path = std::string_view(key) == "cert"  ? out.cert
                               : std::string_view(key) == "key" ? out.key
@@ -70,8 +71,8 @@ Result<std::shared_ptr<TlsContext>> TlsContext::make(const TlsConfig& config, bo
   t->server_ = server;
   t->ctx_ = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
   if (t->ctx_ == nullptr) return Status(Errc::config, "tls: " + openssl_errors());
-  SSL_CTX_set_min_proto_version(t->ctx_,
-                                config.min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
+  SSL_CTX_set_min_proto_version(
+      t->ctx_, config.min_version == TlsConfig::Version::tls1_3 ? TLS1_3_VERSION : TLS1_2_VERSION);
   SSL_CTX_set_mode(t->ctx_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   if (!config.cert.empty()) {
     if (SSL_CTX_use_certificate_chain_file(t->ctx_, config.cert.c_str()) != 1) {

@@ -20,7 +20,8 @@ struct TlsConfig {
   bool verify_client = false;  // server: require a client certificate signed by `ca`
   bool verify = true;          // client: verify the server's certificate and name
   std::string server_name;     // client: expected name (and SNI); default: the address's host
-  std::string min_version = "1.2";
+  enum class Version { tls1_2, tls1_3 };
+  Version min_version = Version::tls1_2;
   /// Reads `tls` from `parent` if present, and loads the files to report problems up front.
   static bool parse(const ConfigNode& parent, ConfigErrors& errors, TlsConfig& out, bool server);
 };

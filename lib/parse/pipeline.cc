@@ -4,11 +4,28 @@
 
 namespace sluice::parse {
 
+std::string_view PipelineConfig::format_name(Format f) noexcept {
+  switch (f) {
+    case Format::json:
+      return "json";
+    case Format::regex:
+      return "regex";
+    case Format::logfmt:
+      return "logfmt";
+    case Format::raw:
+      break;
+  }
+  return "raw";
+}
+
 bool PipelineConfig::parse(const ConfigNode& node, ConfigErrors& errors, PipelineConfig& out,
                            bool lines) {
   const std::size_t before = errors.size();
-  node.optional("format", out.format, errors, OneOf{{"raw", "json", "regex", "logfmt"}});
-  if (out.format == "regex") {
+  using F = PipelineConfig::Format;
+  node.optional_enum(
+      "format", out.format, errors,
+      {{"raw", F::raw}, {"json", F::json}, {"regex", F::regex}, {"logfmt", F::logfmt}});
+  if (out.format == F::regex) {
     if (node.required("pattern", out.pattern, errors)) {
       node.optional("match_limit", out.match_limit, errors,
                     InRange<std::uint64_t>{100, 100'000'000});
@@ -21,7 +38,7 @@ bool PipelineConfig::parse(const ConfigNode& node, ConfigErrors& errors, Pipelin
       if (node.has(key)) node.error_at(key, errors, "only applies to format = \"regex\"", true);
     }
   }
-  if (out.format == "json") {
+  if (out.format == F::json) {
     node.optional("fields", out.json.fields, errors);
     node.optional("unwrap", out.json.unwrap, errors);
     node.optional("max_depth", out.json.max_depth, errors, InRange<std::uint64_t>{1, 1000});
@@ -52,7 +69,7 @@ bool PipelineConfig::parse(const ConfigNode& node, ConfigErrors& errors, Pipelin
       ts->error_at("format", errors, tf.error().message());
     }
     ts->reject_unknown_keys(errors);
-    if (out.format == "raw") {
+    if (out.format == F::raw) {
       node.error_at("timestamp", errors,
                     "needs fields to read the time from: set format (json, regex, logfmt)", true);
     }
@@ -94,13 +111,13 @@ EventPipeline::EventPipeline(const PipelineConfig& config, const ComponentContex
 Result<std::unique_ptr<EventPipeline>> EventPipeline::make(const PipelineConfig& config,
                                                            const ComponentContext& ctx) {
   std::unique_ptr<EventPipeline> p(new EventPipeline(config, ctx));
-  if (config.format == "json") {
+  if (config.format == PipelineConfig::Format::json) {
     p->format_ = std::make_unique<JsonFormat>(config.json);
-  } else if (config.format == "regex") {
+  } else if (config.format == PipelineConfig::Format::regex) {
     auto f = RegexFormat::make(config.pattern, config.match_limit);
     if (!f) return f.error();
     p->format_ = std::move(*f);
-  } else if (config.format == "logfmt") {
+  } else if (config.format == PipelineConfig::Format::logfmt) {
     p->format_ = std::make_unique<LogfmtFormat>();
   }
   if (config.has_timestamp) {
@@ -149,7 +166,7 @@ EventPipeline::Outcome EventPipeline::process(const Record& record, std::int64_t
   if (pe != ParseError::none) {
     parse_errors_[static_cast<std::size_t>(pe)]->inc();
     SLUICE_WARN_LIMITED(parse_log_, "{}: {} record{}{} did not parse ({}): {}", source_name_,
-                        config_.format, origin.empty() ? "" : " in ", origin,
+                        PipelineConfig::format_name(config_.format), origin.empty() ? "" : " in ", origin,
                         fmt::format("{} at offset {}", reason_name(pe), offset),
                         log_excerpt(record.text));
     d.fields.clear();

@@ -26,8 +26,10 @@ enum class OnParseError : std::uint8_t { pass, drop, dead_letter };
 /// What a source does to each record between reading it and putting it: `format`, event time,
 /// interceptors, `on_parse_error`, and (for line sources) `multiline`.
 struct PipelineConfig {
-  std::string format = "raw";  // raw | json | regex | logfmt
-  std::string pattern;         // regex: a PCRE2 pattern or a ready name
+  enum class Format { raw, json, regex, logfmt };
+  Format format = Format::raw;
+  static std::string_view format_name(Format f) noexcept;
+  std::string pattern;  // regex: a PCRE2 pattern or a ready name
   std::uint32_t match_limit = Regex::kDefaultMatchLimit;
   JsonOptions json;
   OnParseError on_parse_error = OnParseError::pass;
@@ -44,7 +46,7 @@ struct PipelineConfig {
                     bool lines = true);
   /// Raw lines, no event time, no interceptors: sources may skip the pipeline.
   bool trivial() const noexcept {
-    return format == "raw" && !has_timestamp && interceptors.empty() && !multiline.enabled();
+    return format == Format::raw && !has_timestamp && interceptors.empty() && !multiline.enabled();
   }
 };
 
