@@ -2,6 +2,7 @@
 // deliver() is answered exactly once, on the loop thread, never from inside deliver(), and stop()
 // completes with deliveries in flight, after every one of them was answered.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include "sinks/file/file_sink.h"
 #include "sinks/kafka/kafka_sink.h"
 #include "sinks/null/null_sink.h"
+#include "sinks/stdout/stdout_sink.h"
 #include "tests/support/fault_peers.h"
 #include "tests/support/kafka_mock.h"
 #include "tests/support/test_support.h"
@@ -44,6 +46,33 @@ struct NullFixture {
   static constexpr bool answers_ok = true;
   std::unique_ptr<Sink> make(SinkContext& ctx) {
     return std::make_unique<NullSink>(NullConfig{}, ctx);
+  }
+};
+
+// The agent's standard output, pointed at a file for the fixture's life (and restored after).
+struct StdoutFixture {
+  static constexpr bool answers_ok = true;
+  test::TempDir dir;
+  int saved = -1;
+  StdoutFixture() {
+    std::fflush(stdout);
+    saved = ::dup(1);
+    const int fd = ::open(dir.file("stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    REQUIRE(fd >= 0);
+    ::dup2(fd, 1);
+    ::close(fd);
+  }
+  ~StdoutFixture() {
+    std::fflush(stdout);
+    ::dup2(saved, 1);
+    ::close(saved);
+  }
+  StdoutFixture(const StdoutFixture&) = delete;
+  StdoutFixture& operator=(const StdoutFixture&) = delete;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    auto s = StdoutSink::create(StdoutConfig{}, ctx);
+    REQUIRE(s);
+    return std::move(*s);
   }
 };
 
@@ -172,7 +201,7 @@ struct Rig {
 }  // namespace
 
 TEMPLATE_TEST_CASE("sink contract: every deliver is answered once, on the loop, never inline",
-                   "[unit][sinks][contract]", FileFixture, NullFixture, KafkaFixture,
+                   "[unit][sinks][contract]", FileFixture, NullFixture, StdoutFixture, KafkaFixture,
                    AvroRefusedFixture) {
   {
     Rig<TestType> r;
@@ -192,7 +221,7 @@ TEMPLATE_TEST_CASE("sink contract: every deliver is answered once, on the loop, 
 }
 
 TEMPLATE_TEST_CASE("sink contract: stop with deliveries in flight completes after their answers",
-                   "[unit][sinks][contract]", FileFixture, NullFixture, KafkaFixture,
+                   "[unit][sinks][contract]", FileFixture, NullFixture, StdoutFixture, KafkaFixture,
                    AvroRefusedFixture, AvroSilentFixture) {
   {
     Rig<TestType> r;
