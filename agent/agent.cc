@@ -31,6 +31,7 @@ Agent::Agent(AgentConfig config, const Registry& registry)
       shutdown_timer_(loop_),
       watchdog_timer_(loop_),
       log_summary_timer_(loop_),
+      status_timer_(loop_),
       up_(metrics_.gauge("sluice_agent_ready", "1 once every component started, 0 while stopping.",
                          {{"component", "agent"}, {"type", "agent"}})) {
   metrics_
@@ -261,6 +262,12 @@ int Agent::run() {
   }
   log_summary_timer_.start(
       std::chrono::seconds(1), [] { RateLimiter::log_summaries(); }, std::chrono::seconds(1));
+  if (std::getenv("NOTIFY_SOCKET") != nullptr) {
+    status_at_ = std::chrono::steady_clock::now();
+    notify_status();
+    status_timer_.start(
+        kStatusEvery, [this] { notify_status(); }, kStatusEvery);
+  }
   loop_.run();
   return exit_code_;
 }
@@ -335,6 +342,7 @@ void Agent::finish() {
   shutdown_timer_.stop();
   watchdog_timer_.stop();
   log_summary_timer_.stop();
+  status_timer_.stop();
   RateLimiter::log_summaries(true);
   if (admin_) admin_->close();
   spdlog::info("stopped: every channel drained");
@@ -367,15 +375,7 @@ void Agent::handle_admin(http::Request& req, http::Responder responder) {
     r.body = metrics_.render();
   } else if (path == "/healthz") {
     // Still 200: the agent keeps running; the body names what an operator should look at.
-    std::string problems;
-    for (const auto& c : channels_) {
-      const std::string p = c.channel->health_problem();
-      if (!p.empty()) problems += p + "\n";
-    }
-    for (const auto& s : sources_) {
-      const std::string p = s.output->health_problem();
-      if (!p.empty()) problems += p + "\n";
-    }
+    const std::string problems = health_problems();
     r.body = problems.empty() ? "ok\n" : "degraded\n" + problems;
   } else if (path == "/readyz") {
     const bool ready = state_ == State::running;
@@ -386,6 +386,49 @@ void Agent::handle_admin(http::Request& req, http::Responder responder) {
     r.body = status_json();
   }
   responder.respond(std::move(r));
+}
+
+std::string Agent::health_problems() const {
+  std::string problems;
+  for (const auto& c : channels_) {
+    const std::string p = c.channel->health_problem();
+    if (!p.empty()) problems += p + "\n";
+  }
+  for (const auto& s : sources_) {
+    const std::string p = s.output->health_problem();
+    if (!p.empty()) problems += p + "\n";
+  }
+  return problems;
+}
+
+// systemd's STATUS= line (`systemctl status sluice`): throughput since the last one, what the
+// channels hold, and the first health problem if any.
+void Agent::notify_status() {
+  double in = 0, out = 0, v = 0;
+  for (const auto& s : sources_) {
+    if (metrics_.find("sluice_source_events_total", {{"component", s.name}, {"type", s.type}}, v))
+      in += v;
+  }
+  for (const auto& s : sinks_) {
+    if (metrics_.find("sluice_sink_events_total",
+                      {{"component", s.name}, {"type", s.type}, {"outcome", "ok"}}, v))
+      out += v;
+  }
+  std::uint64_t held = 0;
+  for (const auto& c : channels_) held += c.channel->events();
+  const auto now = std::chrono::steady_clock::now();
+  const double seconds = std::chrono::duration<double>(now - status_at_).count();
+  const double in_rate = seconds > 0 ? (in - status_in_) / seconds : 0;
+  const double out_rate = seconds > 0 ? (out - status_out_) / seconds : 0;
+  status_at_ = now;
+  status_in_ = in;
+  status_out_ = out;
+  std::string problems = health_problems();
+  if (const auto nl = problems.find('\n'); nl != std::string::npos) problems.resize(nl);
+  const std::string line =
+      fmt::format("STATUS=in {:.0f} events/s, out {:.0f} events/s, {} held in channels; {}",
+                  in_rate, out_rate, held, problems.empty() ? "ok" : "degraded: " + problems);
+  sd_notify(0, line.c_str());
 }
 
 std::string Agent::status_json() const {

@@ -73,6 +73,9 @@ class Agent {
   [[noreturn]] void exit_now(int code, std::string_view why);
   void handle_admin(http::Request& req, http::Responder responder);
   std::string status_json() const;
+  /// What /healthz names (one line per problem), "" when healthy.
+  std::string health_problems() const;
+  void notify_status();
   Channel* channel(std::string_view name);
 
   AgentConfig config_;
@@ -94,6 +97,10 @@ class Agent {
   Timer shutdown_timer_;
   Timer watchdog_timer_;
   Timer log_summary_timer_;  // reports what rate-limited warnings held back
+  Timer status_timer_;       // systemd STATUS= lines, when started by systemd (NOTIFY_SOCKET)
+  static constexpr std::chrono::seconds kStatusEvery{5};
+  std::chrono::steady_clock::time_point status_at_;
+  double status_in_ = 0, status_out_ = 0;
   int exit_code_ = 0;
   std::size_t sources_running_ = 0;
   std::size_t groups_draining_ = 0;

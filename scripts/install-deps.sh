@@ -6,7 +6,7 @@ packages=(
   libuv1-dev libtomlplusplus-dev liblmdb-dev libzstd-dev librdkafka-dev libcurl4-openssl-dev
   libsimdjson-dev libpcre2-dev libhttp-parser-dev libcli11-dev libspdlog-dev libsystemd-dev
   libssl-dev zlib1g-dev catch2
-  prometheus curl python3 python3-avro openssl clang-format
+  prometheus curl python3 python3-avro openssl clang-format systemd
 )
 missing=()
 for p in "${packages[@]}"; do

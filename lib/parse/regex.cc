@@ -1,6 +1,9 @@
 #include "lib/parse/regex.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <mutex>
 
 namespace sluice::parse {
 
@@ -18,7 +21,20 @@ Result<Regex> Regex::compile(std::string_view pattern, std::uint32_t match_limit
                                     std::to_string(err_off) + ": " +
                                     reinterpret_cast<const char*>(msg));
   }
-  r.jit_ = pcre2_jit_compile(r.code_.get(), PCRE2_JIT_COMPLETE) == 0;
+  const int jit_rc = pcre2_jit_compile(r.code_.get(), PCRE2_JIT_COMPLETE);
+  r.jit_ = jit_rc == 0;
+  if (!r.jit_ && jit_rc != PCRE2_ERROR_JIT_BADOPTION) {
+    // Once per process: e.g. systemd's MemoryDenyWriteExecute=yes refuses the JIT's memory.
+    static std::once_flag warned;
+    std::call_once(warned, [jit_rc] {
+      PCRE2_UCHAR msg[256];
+      pcre2_get_error_message(jit_rc, msg, sizeof msg);
+      spdlog::warn(
+          "regex: PCRE2's JIT is not available ({}; writable executable memory refused, e.g. by "
+          "MemoryDenyWriteExecute=yes); patterns run in the interpreter, several times slower",
+          reinterpret_cast<const char*>(msg));
+    });
+  }
   r.data_.reset(pcre2_match_data_create_from_pattern(r.code_.get(), nullptr));
   r.mctx_.reset(pcre2_match_context_create(nullptr));
   pcre2_set_match_limit(r.mctx_.get(), match_limit);

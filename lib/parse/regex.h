@@ -36,6 +36,8 @@ class Regex {
     return names_;
   }
   const std::string& pattern() const noexcept { return pattern_; }
+  /// Compiled by PCRE2's JIT (false where it is unavailable: the interpreter runs it).
+  bool jit() const noexcept { return jit_; }
 
  private:
   struct Free {

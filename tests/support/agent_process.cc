@@ -70,6 +70,7 @@ AgentProcess::AgentProcess(const std::string& conf_template, Options options) {
   const std::string in_path = options.stdin_file.value_or("/dev/null");
   pid_ = spawn(args, in_path, options.stdout_fd, out_path, err_path, [&] {
     if (options.cwd && ::chdir(options.cwd->c_str()) != 0) ::_exit(126);
+    for (const auto& [k, v] : options.env) ::setenv(k.c_str(), v.c_str(), 1);
     if (options.uid && (::setgid(*options.uid) != 0 || ::setuid(*options.uid) != 0)) ::_exit(126);
   });
 }

@@ -35,6 +35,8 @@ class AgentProcess {
     /// If set, this directory is the agent's data_dir and work dir instead of a fresh one, so
     /// that a test can restart an agent on the same state.
     std::optional<std::string> dir;
+    /// Environment variables set for the agent (e.g. NOTIFY_SOCKET), on top of the test's own.
+    std::map<std::string, std::string> env;
   };
   AgentProcess(const std::string& conf_template, Options options);
   ~AgentProcess();
