@@ -209,7 +209,9 @@ Status Client::Impl::configure(Transfer& t) {
   curl_easy_setopt(e, CURLOPT_PROXY, o.proxy.c_str());
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                    o.http2 ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1);
-  curl_easy_setopt(e, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
+  curl_easy_setopt(e, CURLOPT_SSLVERSION,
+                   static_cast<long>(o.tls.min_version == "1.3" ? CURL_SSLVERSION_TLSv1_3
+                                                                : CURL_SSLVERSION_TLSv1_2));
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, o.tls.verify ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, o.tls.verify ? 2L : 0L);
   if (!o.tls.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, o.tls.ca_file.c_str());
