@@ -347,7 +347,10 @@ int Client::Impl::timer_cb(CURLM* /*multi*/, long timeout_ms, void* userp) {
 void Client::Impl::on_socket_event(curl_socket_t fd, int status, int events) {
   if (multi == nullptr || in_curl) return;
   int flags = 0;
-  if (status < 0) flags = CURL_CSELECT_ERR;
+  // On POLLERR libuv stops the handle and reports an error without events: let curl read and
+  // write so that it finds the socket's own error ("Connection reset by peer"), which says more
+  // than CURL_CSELECT_ERR's "select/poll returned error".
+  if (status < 0) flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
   if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
   if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   int running = 0;

@@ -211,6 +211,9 @@ HttpSink::HttpSink(const HttpSinkConfig& config, SinkContext& ctx,
       requests_failed_(ctx.metrics.counter("sluice_http_sink_requests_total",
                                            "HTTP requests answered, by status class.",
                                            with_label(ctx.labels(), "code", "error"))),
+      requests_cancelled_(ctx.metrics.counter("sluice_http_sink_requests_total",
+                                              "HTTP requests answered, by status class.",
+                                              with_label(ctx.labels(), "code", "cancelled"))),
       request_seconds_(ctx.metrics.histogram("sluice_http_sink_request_seconds",
                                              "Time from sending a request to its answer.",
                                              ctx.labels())),
@@ -411,6 +414,8 @@ void HttpSink::on_response(DeliveryId id, http::ClientResponse&& r) {
     requests_4xx_.inc();
   } else if (r.status >= 500) {
     requests_5xx_.inc();
+  } else if (r.cancelled) {
+    requests_cancelled_.inc();
   } else {
     requests_failed_.inc();
   }

@@ -122,7 +122,8 @@ class HttpSink final : public Sink {
   Counter& requests_3xx_;
   Counter& requests_4xx_;
   Counter& requests_5xx_;
-  Counter& requests_failed_;  // no answer: connection error, timeout, cancelled
+  Counter& requests_failed_;     // no answer: connection error, timeout
+  Counter& requests_cancelled_;  // given up by the group (timeout, a retry before it) or at stop
   Histogram& request_seconds_;
   Counter& bytes_raw_;
   Counter& bytes_sent_;
