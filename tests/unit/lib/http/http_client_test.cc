@@ -428,3 +428,34 @@ TEST_CASE("http client: classify status classes", "[unit][http]") {
   r.body = "bad\x1b[31m\n";
   CHECK(http::classify(r).reason == "HTTP 400 Bad Request: bad\\x1b[31m");
 }
+
+TEST_CASE("http client: a proxy receives the request with the absolute URL", "[unit][http]") {
+  HttpPeer proxy;  // answers like a forward proxy that accepted the request
+  Loop loop;
+  http::ClientOptions o;
+  o.proxy = "http://" + proxy.address();
+  auto client = make_client(loop, o);
+  http::ClientResponse r = run_one(loop, *client, post("http://hooks.invalid/in", "via proxy\n"));
+  CHECK(r.status == 200);
+  auto reqs = proxy.requests();
+  REQUIRE(reqs.size() == 1);
+  CHECK(reqs[0].path == "http://hooks.invalid/in");
+  CHECK(reqs[0].header("host") == "hooks.invalid");
+  CHECK(reqs[0].body == "via proxy\n");
+  client.reset();
+  REQUIRE(loop.close() == 0);
+}
+
+TEST_CASE("http client: proxy environment variables are ignored without a proxy option",
+          "[unit][http]") {
+  HttpPeer peer;
+  ::setenv("http_proxy", "http://127.0.0.1:1", 1);
+  Loop loop;
+  auto client = make_client(loop);
+  http::ClientResponse r = run_one(loop, *client, post(peer.url(), "direct\n"));
+  ::unsetenv("http_proxy");
+  CHECK(r.status == 200);
+  CHECK(peer.requests().size() == 1);
+  client.reset();
+  REQUIRE(loop.close() == 0);
+}
