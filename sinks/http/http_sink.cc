@@ -22,6 +22,17 @@ bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
+// The URL without a password: "https://user:pw@host/x" -> "https://***@host/x".
+std::string redact_userinfo(std::string_view url) {
+  const auto scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return std::string(url);
+  const std::size_t host_at = scheme_end + 3;
+  const std::size_t path_at = std::min(url.find_first_of("/?#", host_at), url.size());
+  const std::size_t at = url.substr(0, path_at).rfind('@');
+  if (at == std::string_view::npos || at < host_at) return std::string(url);
+  return std::string(url.substr(0, host_at)) + "***" + std::string(url.substr(at));
+}
+
 bool http_url(std::string_view url) {
   const auto scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) return false;
@@ -62,7 +73,8 @@ std::optional<HttpSinkConfig> HttpSinkConfig::parse(const ConfigNode& node, Conf
   const std::size_t before = errors.size();
   HttpSinkConfig c;
   if (node.required("url", c.url, errors) && !http_url(c.url)) {
-    node.error_at("url", errors, "\"" + c.url + "\" is not an http:// or https:// URL");
+    node.error_at("url", errors,
+                  "\"" + redact_userinfo(c.url) + "\" is not an http:// or https:// URL");
   }
   node.optional_enum("format", c.format, errors,
                      {{"json", HttpBodyFormat::json},
@@ -120,8 +132,10 @@ std::optional<HttpSinkConfig> HttpSinkConfig::parse(const ConfigNode& node, Conf
       ConfigNode hn(*t, node.path() + ".headers", node.file());
       for (const auto& [k, v] : *t) {
         const std::string name(k.str());
-        std::string value;
-        if (!hn.required(name, value, errors)) continue;
+        // A header may carry a credential (X-Api-Key): its value is a secret like auth_token.
+        Secret secret;
+        if (!read_secret(hn, name, secret, errors, /*required=*/true)) continue;
+        const std::string& value = secret.reveal();
         if (!token(name)) {
           hn.error_at(name, errors, "is not a valid header name", true);
         } else if (value.find_first_of("\r\n") != std::string::npos) {
@@ -133,7 +147,7 @@ std::optional<HttpSinkConfig> HttpSinkConfig::parse(const ConfigNode& node, Conf
         } else if (iequals(name, "Authorization") && node.has("auth_token")) {
           hn.error_at(name, errors, "conflicts with auth_token", true);
         } else {
-          c.headers.emplace_back(name, std::move(value));
+          c.headers.emplace_back(name, value);
         }
       }
     } else {
@@ -195,6 +209,7 @@ HttpSink::HttpSink(const HttpSinkConfig& config, SinkContext& ctx,
     : config_(config),
       ctx_(ctx),
       client_(std::move(client)),
+      log_url_(redact_userinfo(config.url)),
       stop_timer_(ctx.loop),
       requests_2xx_(ctx.metrics.counter("sluice_http_sink_requests_total",
                                         "HTTP requests answered, by status class.",
@@ -433,7 +448,7 @@ void HttpSink::on_response(DeliveryId id, http::ClientResponse&& r) {
       }
       if (!r.cancelled && !stopping_) {
         SLUICE_WARN_LIMITED(log_limit_, "http sink {}: {} {}: {}", ctx_.name,
-                            method_name(config_.method), log_excerpt(config_.url), c.reason);
+                            method_name(config_.method), log_excerpt(log_url_), c.reason);
       }
       return answer(id, DeliveryResult::retry(std::move(c.reason)));
     case http::Verdict::reject:

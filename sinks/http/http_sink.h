@@ -31,7 +31,7 @@ struct HttpSinkConfig {
   std::string url;
   HttpBodyFormat format = HttpBodyFormat::ndjson;
   http::Method method = http::Method::post;
-  /// Extra request headers, in file order (names as written).
+  /// Extra request headers (names as written). Values may be secrets: `{ env = "KEY" }`.
   std::vector<std::pair<std::string, std::string>> headers;
   /// Sent as "Authorization: Bearer <token>".
   Secret auth_token;
@@ -107,6 +107,7 @@ class HttpSink final : public Sink {
   HttpSinkConfig config_;
   SinkContext& ctx_;
   std::unique_ptr<http::Client> client_;
+  std::string log_url_;                         // the URL as logs show it: without a password
   std::unique_ptr<http::Client> probe_client_;  // apart, so a probe never queues behind batches
   std::vector<std::pair<std::string, std::string>> headers_;  // fixed part of every request
   std::unordered_map<std::uint64_t, Delivery> deliveries_;
