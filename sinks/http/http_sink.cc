@@ -211,43 +211,7 @@ HttpSink::HttpSink(const HttpSinkConfig& config, SinkContext& ctx,
       client_(std::move(client)),
       log_url_(redact_userinfo(config.url)),
       stop_timer_(ctx.loop),
-      requests_2xx_(ctx.metrics.counter("sluice_http_sink_requests_total",
-                                        "HTTP requests answered, by status class.",
-                                        with_label(ctx.labels(), "code", "2xx"))),
-      requests_3xx_(ctx.metrics.counter("sluice_http_sink_requests_total",
-                                        "HTTP requests answered, by status class.",
-                                        with_label(ctx.labels(), "code", "3xx"))),
-      requests_4xx_(ctx.metrics.counter("sluice_http_sink_requests_total",
-                                        "HTTP requests answered, by status class.",
-                                        with_label(ctx.labels(), "code", "4xx"))),
-      requests_5xx_(ctx.metrics.counter("sluice_http_sink_requests_total",
-                                        "HTTP requests answered, by status class.",
-                                        with_label(ctx.labels(), "code", "5xx"))),
-      requests_failed_(ctx.metrics.counter("sluice_http_sink_requests_total",
-                                           "HTTP requests answered, by status class.",
-                                           with_label(ctx.labels(), "code", "error"))),
-      requests_cancelled_(ctx.metrics.counter("sluice_http_sink_requests_total",
-                                              "HTTP requests answered, by status class.",
-                                              with_label(ctx.labels(), "code", "cancelled"))),
-      request_seconds_(ctx.metrics.histogram("sluice_http_sink_request_seconds",
-                                             "Time from sending a request to its answer.",
-                                             ctx.labels())),
-      bytes_raw_(ctx.metrics.counter("sluice_http_sink_bytes_total",
-                                     "Request body bytes before and after compression.",
-                                     with_label(ctx.labels(), "stage", "uncompressed"))),
-      bytes_sent_(ctx.metrics.counter("sluice_http_sink_bytes_total",
-                                      "Request body bytes before and after compression.",
-                                      with_label(ctx.labels(), "stage", "compressed"))),
-      retries_(ctx.metrics.counter("sluice_http_sink_retries_total",
-                                   "Batches answered Retry (408, 429, 5xx, timeouts, connection "
-                                   "errors, Retry-After waits).",
-                                   ctx.labels())),
-      rejects_(ctx.metrics.counter("sluice_http_sink_rejects_total",
-                                   "Batches rejected by a 4xx answer.", ctx.labels())),
-      retry_after_waits_(ctx.metrics.counter(
-          "sluice_http_sink_retry_after_total",
-          "Batches answered Retry at once because the server's Retry-After had not passed.",
-          ctx.labels())) {
+      metrics_(ctx.metrics, ctx.labels()) {
   switch (config_.format) {
     case HttpBodyFormat::json:
       content_type_ = "application/json";
@@ -343,8 +307,8 @@ void HttpSink::encode(const Batch& batch, HttpBodyFormat format, std::string& ou
 void HttpSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& done) {
   const TimePoint now = std::chrono::steady_clock::now();
   if (stopping_ || waiting_retry_after(now)) {
-    if (!stopping_) retry_after_waits_.inc();
-    retries_.inc();
+    if (!stopping_) metrics_.retry_after.inc();
+    metrics_.retries.inc();
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(retry_after_until_ - now);
     answer_later(id, &done,
@@ -403,8 +367,7 @@ void HttpSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& done
 }
 
 void HttpSink::send(Delivery& d, std::string body) {
-  bytes_raw_.inc(d.raw_bytes);
-  bytes_sent_.inc(body.size());
+  metrics_.body(d.raw_bytes, body.size());
   http::ClientRequest req;
   req.method = config_.method;
   req.url = config_.url;
@@ -421,26 +384,13 @@ void HttpSink::send(Delivery& d, std::string body) {
 void HttpSink::on_response(DeliveryId id, http::ClientResponse&& r) {
   auto it = deliveries_.find(id.value);
   if (it == deliveries_.end()) return;
-  if (r.status >= 200 && r.status < 300) {
-    requests_2xx_.inc();
-  } else if (r.status >= 300 && r.status < 400) {
-    requests_3xx_.inc();
-  } else if (r.status >= 400 && r.status < 500) {
-    requests_4xx_.inc();
-  } else if (r.status >= 500) {
-    requests_5xx_.inc();
-  } else if (r.cancelled) {
-    requests_cancelled_.inc();
-  } else {
-    requests_failed_.inc();
-  }
-  if (!r.cancelled) request_seconds_.observe(std::chrono::duration<double>(r.elapsed).count());
+  metrics_.answered(r);
   http::Classification c = http::classify(r, config_.reason_body_bytes);
   switch (c.verdict) {
     case http::Verdict::ok:
       return answer(id, DeliveryResult::ok());
     case http::Verdict::retry:
-      retries_.inc();
+      metrics_.retries.inc();
       if (c.retry_after) {
         const Duration wait = std::min<Duration>(*c.retry_after, config_.max_retry_after);
         retry_after_until_ = std::max(retry_after_until_, std::chrono::steady_clock::now() + wait);
@@ -452,7 +402,7 @@ void HttpSink::on_response(DeliveryId id, http::ClientResponse&& r) {
       }
       return answer(id, DeliveryResult::retry(std::move(c.reason)));
     case http::Verdict::reject:
-      rejects_.inc();
+      metrics_.rejects.inc();
       SLUICE_WARN_LIMITED(log_limit_, "http sink {}: batch of {} events rejected: {}", ctx_.name,
                           it->second.batch->size(), c.reason);
       return answer(id, DeliveryResult::reject(std::move(c.reason)));

@@ -119,18 +119,7 @@ class HttpSink final : public Sink {
   bool stopping_ = false;
   Timer stop_timer_;
   std::string content_type_;
-  Counter& requests_2xx_;
-  Counter& requests_3xx_;
-  Counter& requests_4xx_;
-  Counter& requests_5xx_;
-  Counter& requests_failed_;     // no answer: connection error, timeout
-  Counter& requests_cancelled_;  // given up by the group (timeout, a retry before it) or at stop
-  Histogram& request_seconds_;
-  Counter& bytes_raw_;
-  Counter& bytes_sent_;
-  Counter& retries_;
-  Counter& rejects_;
-  Counter& retry_after_waits_;
+  http::SinkMetrics metrics_;
   RateLimiter log_limit_;
 };
 
