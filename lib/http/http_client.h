@@ -1,5 +1,7 @@
 #pragma once
 
+#include <uv.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -187,6 +189,30 @@ std::string_view content_encoding(Compression c) noexcept;
 /// Replaces `out` with `in` compressed as one complete stream (level 0: the codec's default).
 /// For none, copies. Reuses `out`'s capacity.
 Status compress(Compression c, std::string_view in, std::string& out, int level = 0);
+
+/// Compression of one request body on the uv threadpool, so that a large batch does not stall the
+/// loop. `done(status, compressed)` runs once, on the loop thread, unless abandon() was called
+/// first (then it never runs; the job frees itself when the threadpool is done with it).
+class CompressJob {
+ public:
+  using Done = std::function<void(Status status, std::string&& compressed)>;
+  /// Starts compressing `in`; nullptr (and `done` never runs) if the threadpool refused it, with
+  /// the reason in `error`.
+  static CompressJob* start(Loop& loop, Compression c, int level, std::string in, Done done,
+                            Status& error);
+  /// The owner is going away or no longer wants the result: `done` will not run.
+  void abandon() noexcept { done_ = nullptr; }
+
+ private:
+  CompressJob() = default;
+  Compression c_ = Compression::none;
+  int level_ = 0;
+  std::string in_, out_;
+  Status status_;
+  Done done_;
+  uv_work_t req_{};
+};
+
 /// The inverse, bounded by `max_out` bytes (tests, receivers); Errc::invalid_data if corrupt.
 Status decompress(Compression c, std::string_view in, std::string& out,
                   std::size_t max_out = 64 << 20);

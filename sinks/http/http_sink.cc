@@ -172,16 +172,6 @@ std::optional<HttpSinkConfig> HttpSinkConfig::parse(const ConfigNode& node, Conf
   return c;
 }
 
-struct HttpSink::Work {
-  HttpSink* sink = nullptr;  // null once the sink is gone: the work only frees itself
-  DeliveryId id;
-  http::Compression compression = http::Compression::none;
-  int level = 0;
-  std::string raw, out;
-  Status status;
-  uv_work_t req{};
-};
-
 struct HttpSink::Later {
   HttpSink* sink = nullptr;
   DeliveryId id;
@@ -244,7 +234,7 @@ HttpSink::~HttpSink() {
   if (client_) client_->close();
   if (probe_client_) probe_client_->close();
   for (auto& [id, d] : deliveries_) {
-    if (d.work != nullptr) d.work->sink = nullptr;  // frees itself when the threadpool is done
+    if (d.work != nullptr) d.work->abandon();  // frees itself when the threadpool is done
   }
   deliveries_.clear();
   for (Later* l : later_) l->sink = nullptr;
@@ -329,40 +319,24 @@ void HttpSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& done
     return;
   }
   // Compression runs on the threadpool: a large batch would stall the loop for milliseconds.
-  auto* w = new Work;
-  w->sink = this;
-  w->id = id;
-  w->compression = config_.compression;
-  w->level = config_.compression_level;
-  w->raw = std::move(body);
-  w->req.data = w;
-  d.work = w;
-  const int rc = uv_queue_work(
-      ctx_.loop.uv(), &w->req,
-      [](uv_work_t* r) {
-        auto* wk = static_cast<Work*>(r->data);
-        wk->status = http::compress(wk->compression, wk->raw, wk->out, wk->level);
-      },
-      [](uv_work_t* r, int /*status*/) {
-        std::unique_ptr<Work> wk(static_cast<Work*>(r->data));
-        HttpSink* sink = wk->sink;
-        if (sink == nullptr) return;
-        auto it = sink->deliveries_.find(wk->id.value);
-        if (it == sink->deliveries_.end()) return;
+  Status error;
+  d.work = http::CompressJob::start(
+      ctx_.loop, config_.compression, config_.compression_level, std::move(body),
+      [this, id](Status st, std::string&& compressed) {
+        auto it = deliveries_.find(id.value);
+        if (it == deliveries_.end()) return;
         Delivery& dl = it->second;
         dl.work = nullptr;
-        if (dl.cancelled) return sink->answer(dl.id, DeliveryResult::retry("cancelled"));
-        if (!wk->status.ok()) {
-          return sink->answer(dl.id,
-                              DeliveryResult::retry("compression failed: " + wk->status.message()));
+        if (dl.cancelled) return answer(dl.id, DeliveryResult::retry("cancelled"));
+        if (!st.ok()) {
+          return answer(dl.id, DeliveryResult::retry("compression failed: " + st.message()));
         }
-        sink->send(dl, std::move(wk->out));
-      });
-  if (rc != 0) {
-    d.work = nullptr;
-    delete w;
+        send(dl, std::move(compressed));
+      },
+      error);
+  if (d.work == nullptr) {
     deliveries_.erase(id.value);
-    answer_later(id, &done, DeliveryResult::retry(Status::from_uv(rc, "uv_queue_work").message()));
+    answer_later(id, &done, DeliveryResult::retry(error.message()));
   }
 }
 

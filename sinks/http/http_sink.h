@@ -85,14 +85,13 @@ class HttpSink final : public Sink {
   static void encode(const Batch& batch, HttpBodyFormat format, std::string& out);
 
  private:
-  struct Work;
   struct Later;
   struct Delivery {
     DeliveryId id;
     DeliveryListener* done = nullptr;
     const Batch* batch = nullptr;
     http::RequestId request = 0;
-    Work* work = nullptr;  // compressing on the threadpool
+    http::CompressJob* work = nullptr;  // compressing on the threadpool
     bool cancelled = false;
     std::size_t raw_bytes = 0;
   };

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/support/http_peer.h"
@@ -457,5 +458,40 @@ TEST_CASE("http client: proxy environment variables are ignored without a proxy 
   CHECK(r.status == 200);
   CHECK(peer.requests().size() == 1);
   client.reset();
+  REQUIRE(loop.close() == 0);
+}
+
+TEST_CASE("http client: CompressJob compresses on the threadpool and can be abandoned",
+          "[unit][http]") {
+  Loop loop;
+  const std::string text(200'000, 'z');
+  std::optional<std::string> got;
+  Status status;
+  std::thread::id ran_on;
+  Status error;
+  http::CompressJob* job = http::CompressJob::start(
+      loop, http::Compression::gzip, 0, text,
+      [&](Status st, std::string&& out) {
+        status = std::move(st);
+        got = std::move(out);
+        ran_on = std::this_thread::get_id();
+      },
+      error);
+  REQUIRE(job != nullptr);
+  CHECK_FALSE(got.has_value());  // never inline
+  REQUIRE(run_until(loop, 5s, [&] { return got.has_value(); }));
+  CHECK(status.ok());
+  CHECK(ran_on == std::this_thread::get_id());
+  std::string back;
+  REQUIRE(http::decompress(http::Compression::gzip, *got, back).ok());
+  CHECK(back == text);
+
+  bool called = false;
+  job = http::CompressJob::start(
+      loop, http::Compression::zstd, 0, text, [&](Status, std::string&&) { called = true; }, error);
+  REQUIRE(job != nullptr);
+  job->abandon();
+  run_until(loop, 300ms, [] { return false; });
+  CHECK_FALSE(called);
   REQUIRE(loop.close() == 0);
 }
