@@ -399,6 +399,25 @@ void Client::Impl::drain_messages() {
     r.bytes_sent = static_cast<std::size_t>(std::max<curl_off_t>(0, uploaded));
     if (code == CURLE_OK) {
       r.status = static_cast<int>(status);
+      long version = 0;
+      curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &version);
+      switch (version) {
+        case CURL_HTTP_VERSION_1_0:
+          r.http_version = 10;
+          break;
+        case CURL_HTTP_VERSION_1_1:
+          r.http_version = 11;
+          break;
+        case CURL_HTTP_VERSION_2_0:
+          r.http_version = 20;
+          break;
+        case CURL_HTTP_VERSION_3:
+          r.http_version = 30;
+          break;
+        default:
+          r.http_version = 0;
+          break;
+      }
     } else {
       // A partial answer (status line read, then a reset) is not an answer.
       r.status = 0;

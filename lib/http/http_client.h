@@ -80,6 +80,8 @@ struct ClientResponse {
   Duration elapsed{0};
   /// Bytes of the request body sent (the body's size when the request completed).
   std::size_t bytes_sent = 0;
+  /// The protocol of the answer: 10, 11, 20 (HTTP/2) or 30; 0 without an answer.
+  int http_version = 0;
 
   /// The first header with this name (case-insensitive), or empty.
   std::string_view header(std::string_view name) const;

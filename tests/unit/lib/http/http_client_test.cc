@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -79,6 +80,7 @@ TEST_CASE("http client: POST reaches the peer with its headers and body", "[unit
   http::ClientResponse r = run_one(loop, *client, post(peer.url("/in?x=1"), "a\nb\n"));
   CHECK(r.status == 200);
   CHECK(r.curl_code == 0);
+  CHECK(r.http_version == 11);  // plain http: HTTP/1.1
   CHECK(r.body == "ok");
   CHECK(r.header("content-length") == "2");
   CHECK(r.header("Content-Length") == "2");
@@ -493,5 +495,48 @@ TEST_CASE("http client: CompressJob compresses on the threadpool and can be aban
   job->abandon();
   run_until(loop, 300ms, [] { return false; });
   CHECK_FALSE(called);
+  REQUIRE(loop.close() == 0);
+}
+
+// Debian's nghttp2-server (nghttpd) speaks HTTP/2 over TLS; it answers a POST to a file with it.
+TEST_CASE("http client: HTTP/2 over TLS multiplexes requests on one connection",
+          "[unit][http][http2]") {
+  TempDir dir;
+  REQUIRE(std::system(
+              ("bash " + source_dir() + "/tests/support/make_pki.sh " + dir.file("pki")).c_str()) ==
+          0);
+  REQUIRE(::mkdir(dir.file("www").c_str(), 0755) == 0);
+  write_file(dir.file("www/in"), "ok\n");
+  const int port = closed_port();
+  ChildProcess server({"/usr/sbin/nghttpd", "--htdocs=" + dir.file("www"), std::to_string(port),
+                       dir.file("pki/server.key"), dir.file("pki/server.pem")},
+                      dir.file("nghttpd.log"));
+  const std::string url = "https://127.0.0.1:" + std::to_string(port) + "/in";
+  Loop loop;
+  http::ClientOptions o;
+  o.tls.ca_file = dir.file("pki/ca.pem");
+  o.max_in_flight = 4;
+  auto client = make_client(loop, o);
+  // The first request opens the connection and learns that it multiplexes.
+  http::ClientResponse first;
+  REQUIRE(eventually(10s, [&] {
+    first = run_one(loop, *client, post(url, "first\n"));
+    return first.status == 200;
+  }));
+  CHECK(first.http_version == 20);
+  CHECK(first.body == "ok\n");
+  const std::uint64_t before = client->connections_opened();
+  std::vector<http::ClientResponse> answers;
+  for (int i = 0; i < 8; ++i) {
+    client->submit(post(url, "batch " + std::to_string(i) + "\n"),
+                   [&](http::ClientResponse&& r) { answers.push_back(std::move(r)); });
+  }
+  REQUIRE(run_until(loop, 15s, [&] { return answers.size() == 8; }));
+  for (const auto& r : answers) {
+    CHECK(r.status == 200);
+    CHECK(r.http_version == 20);
+  }
+  CHECK(client->connections_opened() == before);  // all on the kept-alive HTTP/2 connection
+  client.reset();
   REQUIRE(loop.close() == 0);
 }
