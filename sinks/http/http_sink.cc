@@ -165,7 +165,9 @@ std::optional<HttpSinkConfig> HttpSinkConfig::parse(const ConfigNode& node, Conf
     c.tls.cert_file = tls.cert;
     c.tls.key_file = tls.key;
     c.tls.verify = tls.verify;
-    c.tls.min_version = tls.min_version;
+    // Two values only; compared with the default so that this reads both the string and the
+    // enum form of TlsConfig::min_version (main turned it into TlsConfig::Version).
+    c.tls.min_version = tls.min_version == tls::TlsConfig{}.min_version ? "1.2" : "1.3";
   }
   node.reject_unknown_keys(errors);
   if (errors.size() != before) return std::nullopt;

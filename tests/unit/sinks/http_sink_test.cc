@@ -130,6 +130,7 @@ probe_method = "GET"
 proxy = "http://proxy:3128"
 http2 = false
 headers = { "X-Tenant" = "a", "Content-Type" = "application/vnd.x+json" }
+tls = { verify = false, min_version = "1.3" }
 )",
                       errors);
   REQUIRE(c.has_value());
@@ -149,6 +150,8 @@ headers = { "X-Tenant" = "a", "Content-Type" = "application/vnd.x+json" }
   CHECK(c->probe_method == http::Method::get);
   CHECK(c->proxy == "http://proxy:3128");
   CHECK_FALSE(c->http2);
+  CHECK_FALSE(c->tls.verify);
+  CHECK(c->tls.min_version == "1.3");
   REQUIRE(c->headers.size() == 2);
 }
 
