@@ -31,7 +31,8 @@ Control (unsigned, for the test): POST /_control with a JSON object of any of
   {"reset_next": n, "reset_after_accept": false}  the next n puts get a connection reset (after
                                                   recording their records if reset_after_accept);
   {"clear": true}                                 drops every pending fault.
-GET /_records: [{"shard": id, "data": text-or-list}, ...] accepted records in arrival order.
+GET /_records: [{"shard": id, "data": text}, ...] accepted records in arrival order (BLOB: the
+decoded bytes as text; TUPLE: the values array as compact JSON).
 GET /_stats: counters (requests, puts, lists, records, failed_records, bad_requests,
 signature_failures, malformed, deflate_requests, resets, statuses, shard_ids).
 """
@@ -305,7 +306,7 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     if not isinstance(data, list):
                         return self.bad("record %d: TUPLE Data is not an array" % i)
-                    decoded.append(data)
+                    decoded.append(json.dumps(data, separators=(",", ":")))
             if st.reset_next > 0:
                 st.reset_next -= 1
                 if st.reset_after_accept:
@@ -326,8 +327,9 @@ class Handler(BaseHTTPRequestHandler):
                                    "ErrorMessage": "The specified shard is not active."})
                     continue
                 if st.args.record_type == "tuple":
-                    if len(d) != len(st.schema) or not all(
-                            value_ok(kind, v) for (_, kind), v in zip(st.schema, d)):
+                    values = r["Data"]
+                    if len(values) != len(st.schema) or not all(
+                            value_ok(kind, v) for (_, kind), v in zip(st.schema, values)):
                         st.stats["malformed"] += 1
                         failed.append({"Index": i, "ErrorCode": "MalformedRecord",
                                        "ErrorMessage": "Record field size not match"})
