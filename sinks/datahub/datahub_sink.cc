@@ -25,6 +25,19 @@ constexpr std::string_view kRequestsHelp = "DataHub HTTP requests by answer clas
 
 }  // namespace
 
+// A request body compressed on the uv threadpool (a 1000-record body takes milliseconds), so the
+// loop never waits for zlib. The delivery counts it as a request in flight until it is sent.
+struct DataHubSink::CompressJob {
+  uv_work_t req{};
+  DataHubSink* sink = nullptr;  // null once the sink is destroyed: the job only frees itself
+  Delivery* delivery = nullptr;
+  std::vector<std::uint32_t> sent;
+  std::string body, wire;
+  http::Compression codec = http::Compression::none;
+  int level = 0;
+  bool ok = false;
+};
+
 std::vector<std::pair<std::string, std::string>> DataHubSink::signed_headers(
     const DataHubConfig& config, std::string_view method, std::string_view path,
     std::string_view date, std::vector<std::pair<std::string, std::string>> extra) {
@@ -78,7 +91,8 @@ DataHubSink::DataHubSink(const DataHubConfig& config, SinkContext& ctx,
 }
 
 DataHubSink::~DataHubSink() {
-  client_->close();  // no response callback runs after this
+  for (CompressJob* j : compressing_) j->sink = nullptr;  // their completions only free them
+  client_->close();                                       // no response callback runs after this
   ctx_.loop.cancel_deferred(this);
 }
 
@@ -116,7 +130,6 @@ void DataHubSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& d
   d.batch = &batch;
   d.id = id;
   d.done = &done;
-  d.timer = std::make_unique<Timer>(ctx_.loop);
   if (stopping_) return answer_retry_soon(d, "the sink is stopping");
   if (halted_) return answer_retry_soon(d, "halted: " + halt_reason_);
   if (fences_ > 0) return;  // started once the cancelled deliveries are answered
@@ -199,18 +212,58 @@ void DataHubSink::send(Delivery& d) {
     }
     if (sent.empty()) continue;
     const std::string& body = writer_.finish();
-    std::string wire;
     if (config_.compression != http::Compression::none) {
-      Status st = http::compress(config_.compression, body, wire, config_.compression_level);
-      if (!st.ok() || wire.size() >= body.size()) wire.clear();  // sent plain (as the SDKs do)
-    }
-    if (wire.empty()) {
-      submit(d, std::move(sent), body, body.size(), false);
+      compress(d, std::move(sent), body);
     } else {
-      submit(d, std::move(sent), std::move(wire), body.size(), true);
+      submit(d, std::move(sent), body, body.size(), false);
     }
   }
   if (d.requests == 0) after_answer(d);  // every pending record was rejected while encoding
+}
+
+void DataHubSink::compress(Delivery& d, std::vector<std::uint32_t> sent, const std::string& body) {
+  auto* job = new CompressJob;
+  job->req.data = job;
+  job->sink = this;
+  job->delivery = &d;
+  job->sent = std::move(sent);
+  job->body = body;
+  job->codec = config_.compression;
+  job->level = config_.compression_level;
+  ++d.requests;
+  compressing_.push_back(job);
+  const int rc = uv_queue_work(
+      ctx_.loop.uv(), &job->req,
+      [](uv_work_t* w) {
+        auto* j = static_cast<CompressJob*>(w->data);
+        j->ok = http::compress(j->codec, j->body, j->wire, j->level).ok() &&
+                j->wire.size() < j->body.size();  // else sent plain, as the SDKs do
+      },
+      [](uv_work_t* w, int status) {
+        std::unique_ptr<CompressJob> j(static_cast<CompressJob*>(w->data));
+        if (j->sink != nullptr) j->sink->on_compressed(*j, status);
+      });
+  if (rc != 0) {  // cannot happen with a live loop; compress here rather than lose the batch
+    job->ok = http::compress(job->codec, job->body, job->wire, job->level).ok() &&
+              job->wire.size() < job->body.size();
+    std::unique_ptr<CompressJob> j(job);
+    on_compressed(*j, 0);
+  }
+}
+
+void DataHubSink::on_compressed(CompressJob& job, int status) {
+  compressing_.erase(std::find(compressing_.begin(), compressing_.end(), &job));
+  Delivery& d = *job.delivery;
+  --d.requests;
+  if (d.cancelled || stopping_ || status != 0) {
+    d.tracker.fail_all(job.sent);  // never sent: pending again, the batch answers Retry
+    return after_answer(d);
+  }
+  if (job.ok) {
+    submit(d, std::move(job.sent), std::move(job.wire), job.body.size(), true);
+  } else {
+    submit(d, std::move(job.sent), std::move(job.body), job.body.size(), false);
+  }
 }
 
 void DataHubSink::submit(Delivery& d, std::vector<std::uint32_t> sent, std::string body,
@@ -284,7 +337,9 @@ void DataHubSink::on_put(Delivery& d, const std::vector<std::uint32_t>& sent,
         err ? datahub::classify_code(err->code)
             : (http::classify(r).verdict == http::Verdict::reject ? datahub::CodeClass::reject
                                                                   : datahub::CodeClass::retry);
-    if (r.status == 401 || r.status == 403 || cls == datahub::CodeClass::halt) {
+    // 401, 403 and 404 (a wrong key, project, topic or endpoint path) stop the sink rather than
+    // drop the batch: nothing is lost while an operator fixes it.
+    if (r.status == 401 || r.status == 403 || r.status == 404 || cls == datahub::CodeClass::halt) {
       d.tracker.fail_all(sent);
       d.answer_retry = true;
       d.retry_reason = what;
@@ -324,11 +379,10 @@ void DataHubSink::after_answer(Delivery& d) {
                     format_duration(config_.record_retry_timeout), d.tracker.last_failure());
     return finish(d);
   }
-  if (shard_state_ != Shards::ready) {  // InvalidShardOperation: list the shards, then resend
-    return send(d);
-  }
+  // Resend after a backoff; after InvalidShardOperation the resend lists the shards first.
   d.backoff = d.backoff.count() == 0 ? config_.retry_backoff : std::min(d.backoff * 2, kMaxBackoff);
   Delivery* dp = &d;
+  if (!d.timer) d.timer = std::make_unique<Timer>(ctx_.loop);  // only batches that resend
   d.timer->start(std::chrono::duration_cast<Duration>(d.backoff), [this, dp] {
     if (dp->cancelled || stopping_ || halted_) {
       if (halted_) {
@@ -343,7 +397,7 @@ void DataHubSink::after_answer(Delivery& d) {
 
 void DataHubSink::finish(Delivery& d) {
   if (d.answered || d.requests > 0) return;
-  d.timer->stop();
+  if (d.timer) d.timer->stop();
   d.answered = true;
   DeliveryResult result;
   if (!d.started || d.cancelled || d.answer_retry || !d.tracker.finished()) {
@@ -402,7 +456,7 @@ void DataHubSink::cancel(DeliveryId id) {
   if (d == nullptr || d->answered || d->cancelled) return;
   d->cancelled = true;
   ++fences_;
-  d->timer->stop();
+  if (d->timer) d->timer->stop();
   if (d->requests == 0) ctx_.loop.defer(&DataHubSink::deferred, this, id.value);
 }
 
@@ -444,7 +498,7 @@ void DataHubSink::on_shards(http::ClientResponse&& r) {
     failure = "listing shards: " + (err ? fmt::format("HTTP {} {}: {}", r.status, err->code,
                                                       escape_for_log(err->message, 200))
                                         : http::classify(r).reason);
-    if (r.status == 401 || r.status == 403 ||
+    if (r.status == 401 || r.status == 403 || r.status == 404 ||
         (err && datahub::classify_code(err->code) == datahub::CodeClass::halt)) {
       halt(failure);
     }

@@ -100,9 +100,12 @@ class DataHubSink final : public Sink {
     std::unique_ptr<Timer> timer;
   };
   enum class Shards : std::uint8_t { unknown, loading, ready };
+  struct CompressJob;
 
   void start(Delivery& d);
   void send(Delivery& d);
+  void compress(Delivery& d, std::vector<std::uint32_t> sent, const std::string& body);
+  void on_compressed(CompressJob& job, int status);
   void submit(Delivery& d, std::vector<std::uint32_t> sent, std::string body, std::size_t raw,
               bool compressed);
   void on_put(Delivery& d, const std::vector<std::uint32_t>& sent, http::ClientResponse&& r);
@@ -124,6 +127,7 @@ class DataHubSink final : public Sink {
   std::unique_ptr<http::Client> client_;
   std::string url_, path_;
   std::list<Delivery> deliveries_;
+  std::vector<CompressJob*> compressing_;  // on the threadpool
   datahub::AcceptedLedger ledger_;
   datahub::BodyWriter writer_;
   std::vector<datahub::Shard> shards_;
