@@ -318,3 +318,18 @@ TEST_CASE("datahub sink: TUPLE records follow the schema and bad values are reje
   CHECK(r.peer.stat("malformed") == 0);
   r.finish();
 }
+
+TEST_CASE("datahub sink: destroyed with bodies on the threadpool and requests out never calls back",
+          "[unit][datahub]") {
+  Rig r;
+  r.config.compression = http::Compression::deflate;
+  r.make();
+  auto warm = r.deliver(test::make_batch(1, "w-"));
+  CHECK(r.wait(warm).is_ok());
+  for (int i = 0; i < 4; ++i) r.deliver(test::make_batch(500, "event-", 500 * i));
+  r.loop.run_once();
+  r.sink.reset();  // compression jobs queued or running, maybe requests out
+  test::run_until(r.loop, 300ms, [] { return false; });
+  REQUIRE(r.loop.close() == 0);
+  CHECK(r.answers.count.size() == 1);  // only the warm-up batch was ever answered
+}
