@@ -7,6 +7,7 @@
 #include "sinks/datahub/datahub_sink.h"
 #include "sinks/file/file_sink.h"
 #include "sinks/group/processors.h"
+#include "sinks/http/http_sink.h"
 #include "sinks/kafka/kafka_sink.h"
 #include "sinks/null/null_sink.h"
 #include "sinks/stdout/stdout_sink.h"
@@ -80,6 +81,7 @@ void register_builtin_components(Registry& r) {
   r.add_sink<sinks::KafkaConfig, sinks::KafkaSink>("kafka");
   r.add_sink<sinks::AvroSinkConfig, sinks::AvroSink>("avro");
   r.add_sink<sinks::DataHubConfig, sinks::DataHubSink>("datahub");
+  r.add_sink<sinks::HttpSinkConfig, sinks::HttpSink>("http");
   r.add_sink<sinks::StdoutConfig, sinks::StdoutSink>("stdout");
   r.add_sink<sinks::NullConfig, sinks::NullSink>("null");
   r.add_processor<DefaultProcessorConfig, DefaultProcessorFactory>(

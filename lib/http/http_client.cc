@@ -209,7 +209,9 @@ Status Client::Impl::configure(Transfer& t) {
   curl_easy_setopt(e, CURLOPT_PROXY, o.proxy.c_str());
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                    o.http2 ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1);
-  curl_easy_setopt(e, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
+  curl_easy_setopt(e, CURLOPT_SSLVERSION,
+                   static_cast<long>(o.tls.min_version == "1.3" ? CURL_SSLVERSION_TLSv1_3
+                                                                : CURL_SSLVERSION_TLSv1_2));
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, o.tls.verify ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, o.tls.verify ? 2L : 0L);
   if (!o.tls.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, o.tls.ca_file.c_str());
@@ -345,7 +347,10 @@ int Client::Impl::timer_cb(CURLM* /*multi*/, long timeout_ms, void* userp) {
 void Client::Impl::on_socket_event(curl_socket_t fd, int status, int events) {
   if (multi == nullptr || in_curl) return;
   int flags = 0;
-  if (status < 0) flags = CURL_CSELECT_ERR;
+  // On POLLERR libuv stops the handle and reports an error without events: let curl read and
+  // write so that it finds the socket's own error ("Connection reset by peer"), which says more
+  // than CURL_CSELECT_ERR's "select/poll returned error".
+  if (status < 0) flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
   if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
   if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   int running = 0;

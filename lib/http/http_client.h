@@ -25,6 +25,8 @@ struct ClientTls {
   std::string key_file;   // its private key (PEM)
   /// Verify the server's certificate chain and host name. Off only for tests and labs.
   bool verify = true;
+  /// The lowest protocol accepted: "1.2" (default) or "1.3".
+  std::string min_version = "1.2";
 };
 
 struct ClientOptions {
