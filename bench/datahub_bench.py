@@ -18,6 +18,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no bench/__pycache__ in the tree
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 from stdin_null import make_input, measure  # noqa: E402
 
