@@ -333,3 +333,36 @@ TEST_CASE("datahub sink: destroyed with bodies on the threadpool and requests ou
   REQUIRE(r.loop.close() == 0);
   CHECK(r.answers.count.size() == 1);  // only the warm-up batch was ever answered
 }
+
+TEST_CASE("datahub sink: a shard key sends equal keys to the same shard by MD5 range",
+          "[unit][datahub]") {
+  test::DataHubPeer::Options o;
+  o.shards = 4;
+  Rig r(o);
+  r.config.shard_key = DataHubConfig::ShardKey::field;
+  r.config.shard_key_name = "uid";
+  r.make();
+  Batch b;
+  for (int i = 0; i < 40; ++i) {
+    b.add("u" + std::to_string(i % 5) + "-" + std::to_string(i), 0, static_cast<std::uint64_t>(i));
+    b.add_field("uid", "user-" + std::to_string(i % 5), FieldType::string);
+  }
+  auto id = r.deliver(std::move(b));
+  CHECK(r.wait(id).is_ok());
+  const auto recs = r.peer.records();
+  const auto shards = r.peer.shards();
+  REQUIRE(recs.size() == 40);
+  std::map<std::string, std::set<std::string>> shard_of;  // "uN" -> shards seen
+  for (std::size_t i = 0; i < recs.size(); ++i) shard_of[recs[i].substr(0, 2)].insert(shards[i]);
+  REQUIRE(shard_of.size() == 5);
+  for (const auto& [key, s] : shard_of) CHECK(s.size() == 1);
+  // MD5("user-42") starts 7631..., in the second quarter of the hash space: shard "1" of 4.
+  CHECK(
+      datahub::shard_for_hash(
+          {{"0", "ACTIVE", "00000000000000000000000000000000", "40000000000000000000000000000000"},
+           {"1", "ACTIVE", "40000000000000000000000000000000", "80000000000000000000000000000000"},
+           {"2", "ACTIVE", "80000000000000000000000000000000", "C0000000000000000000000000000000"},
+           {"3", "ACTIVE", "C0000000000000000000000000000000", "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"}},
+          datahub::hash_key("user-42")) == 1);
+  r.finish();
+}
