@@ -123,6 +123,7 @@ std::optional<DataHubConfig> DataHubConfig::parse(const ConfigNode& node, Config
     node.error_at("access_id", errors, "must not be empty");
   }
   read_secret(node, "access_key", c.access_key, errors, true);
+  read_secret(node, "security_token", c.security_token, errors, false);
   node.optional_enum("record_type", c.record_type, errors,
                      {{"blob", RecordType::blob}, {"tuple", RecordType::tuple}});
   if (c.record_type == RecordType::tuple) {

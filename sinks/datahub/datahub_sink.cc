@@ -45,6 +45,9 @@ std::vector<std::pair<std::string, std::string>> DataHubSink::signed_headers(
   h.emplace_back("Content-Type", std::string(kContentType));
   h.emplace_back("Date", std::string(date));
   h.emplace_back("x-datahub-client-version", config.client_version);
+  if (!config.security_token.empty()) {  // STS credentials: the token is a signed header
+    h.emplace_back("x-datahub-security-token", config.security_token.reveal());
+  }
   for (auto& e : extra) h.push_back(std::move(e));
   const std::string to_sign = datahub::string_to_sign(method, kContentType, date, h, path);
   h.emplace_back("Authorization",

@@ -26,6 +26,7 @@ struct DataHubConfig {
   std::string endpoint;  // "http://host[:port][/prefix]", no trailing slash
   std::string project, topic, access_id;
   Secret access_key;
+  Secret security_token;  // STS: sent as x-datahub-security-token; empty: none
   enum class RecordType : std::uint8_t { blob, tuple } record_type = RecordType::blob;
   std::vector<datahub::TupleField> fields;  // tuple: the topic's schema, in order
   enum class ShardKey : std::uint8_t {

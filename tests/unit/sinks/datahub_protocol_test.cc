@@ -89,6 +89,13 @@ TEST_CASE("datahub: the string to sign and its HMAC-SHA1 follow PROTOCOLS 3.3", 
   CHECK(h[2] == std::pair<std::string, std::string>{"x-datahub-client-version", "1.1"});
   CHECK(h[3] == std::pair<std::string, std::string>{"Authorization",
                                                     "DATAHUB myid:hViZOee40uRZcQu927O8+2x0jZk="});
+  // With an STS token, it is one more signed x-datahub- header (python3 hmac, as above).
+  c.security_token = Secret("tok", "inline");
+  const auto t =
+      DataHubSink::signed_headers(c, "GET", "/projects/weblogs/topics/events/shards", date, {});
+  REQUIRE(t.size() == 5);
+  CHECK(t[3] == std::pair<std::string, std::string>{"x-datahub-security-token", "tok"});
+  CHECK(t[4].second == "DATAHUB myid:0IgqC1tklguiDP7IQaD/n86NIls=");
 }
 
 TEST_CASE("datahub: BLOB bodies carry the body in base64 with one record per event",
