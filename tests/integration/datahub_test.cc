@@ -126,11 +126,11 @@ TEST_CASE("datahub: 503s and connection resets and FailedRecords lose nothing",
     }
   }
   CHECK(missing == 0);
-  // At least once: the two reset puts had stored their records and their batches came back
-  // whole; a lease answered Ok behind a failed one is rolled back by the group too. At most the
-  // group's max_in_flight (4) batches of 1000 repeat.
+  // At least once: the two reset puts had stored their records (curl may resend a request reset
+  // on a reused connection, and then the batch comes back whole), and leases answered Ok behind
+  // a failed one are rolled back by the group too (at most max_in_flight - 1 = 3 batches).
   WARN("duplicates after 2 resets: " << extra);
-  CHECK(extra <= 4 * 1000);
+  CHECK(extra <= 2 * 1000 + 3 * 1000);
   CHECK(extra > 0);
   CHECK(peer.stat("resets") == 2);
   CHECK(peer.stat("deflate_requests") > 0);
