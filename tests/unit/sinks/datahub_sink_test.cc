@@ -366,3 +366,30 @@ TEST_CASE("datahub sink: a shard key sends equal keys to the same shard by MD5 r
           datahub::hash_key("user-42")) == 1);
   r.finish();
 }
+
+TEST_CASE("datahub sink: NoSuchTopic halts and a passing probe resumes sending",
+          "[unit][datahub]") {
+  Rig r;
+  r.make();
+  REQUIRE(r.peer.control(R"({"status_next": [404]})"));  // the first listing: NoSuchTopic
+  auto id = r.deliver(test::make_batch(3));
+  const DeliveryResult& res = r.wait(id);
+  REQUIRE(res.is_retry());
+  CHECK(res.reason == "listing shards: HTTP 404 NoSuchTopic: injected");
+  CHECK(r.metric("sluice_datahub_halts_total") == 1);
+  struct P final : ProbeListener {
+    int calls = 0;
+    bool healthy = false;
+    void on_probed(Sink&, bool h) noexcept override {
+      ++calls;
+      healthy = h;
+    }
+  } probe;
+  REQUIRE(r.sink->probe(probe));  // the topic exists now
+  REQUIRE(test::run_until(r.loop, 10s, [&] { return probe.calls == 1; }));
+  CHECK(probe.healthy);
+  id = r.deliver(test::make_batch(3));
+  CHECK(r.wait(id).is_ok());
+  CHECK(as_set(r.peer.records()) == expected_bodies(3));
+  r.finish();
+}
