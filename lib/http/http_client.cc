@@ -676,6 +676,58 @@ std::optional<std::int64_t> parse_http_date(std::string_view v) {
 
 }  // namespace
 
+namespace {
+constexpr std::string_view kRequestsHelp = "HTTP requests answered, by status class.";
+constexpr std::string_view kBytesHelp = "Request body bytes before and after compression.";
+}  // namespace
+
+SinkMetrics::SinkMetrics(MetricsRegistry& m, const Labels& l)
+    : requests_2xx(m.counter("sluice_http_sink_requests_total", kRequestsHelp,
+                             with_label(l, "code", "2xx"))),
+      requests_3xx(m.counter("sluice_http_sink_requests_total", kRequestsHelp,
+                             with_label(l, "code", "3xx"))),
+      requests_4xx(m.counter("sluice_http_sink_requests_total", kRequestsHelp,
+                             with_label(l, "code", "4xx"))),
+      requests_5xx(m.counter("sluice_http_sink_requests_total", kRequestsHelp,
+                             with_label(l, "code", "5xx"))),
+      requests_error(m.counter("sluice_http_sink_requests_total", kRequestsHelp,
+                               with_label(l, "code", "error"))),
+      requests_cancelled(m.counter("sluice_http_sink_requests_total", kRequestsHelp,
+                                   with_label(l, "code", "cancelled"))),
+      request_seconds(m.histogram("sluice_http_sink_request_seconds",
+                                  "Time from submitting a request to its answer.", l)),
+      bytes_uncompressed(m.counter("sluice_http_sink_bytes_total", kBytesHelp,
+                                   with_label(l, "stage", "uncompressed"))),
+      bytes_compressed(m.counter("sluice_http_sink_bytes_total", kBytesHelp,
+                                 with_label(l, "stage", "compressed"))),
+      retries(m.counter("sluice_http_sink_retries_total",
+                        "Deliveries answered Retry (408, 429, 5xx, timeouts, connection errors, "
+                        "Retry-After waits).",
+                        l)),
+      rejects(m.counter("sluice_http_sink_rejects_total",
+                        "Deliveries rejected by the server (4xx, or the records it refused).", l)),
+      retry_after(m.counter(
+          "sluice_http_sink_retry_after_total",
+          "Deliveries answered Retry at once because the server's Retry-After had not passed.",
+          l)) {}
+
+void SinkMetrics::answered(const ClientResponse& r) noexcept {
+  if (r.status >= 200 && r.status < 300) {
+    requests_2xx.inc();
+  } else if (r.status >= 300 && r.status < 400) {
+    requests_3xx.inc();
+  } else if (r.status >= 400 && r.status < 500) {
+    requests_4xx.inc();
+  } else if (r.status >= 500) {
+    requests_5xx.inc();
+  } else if (r.cancelled) {
+    requests_cancelled.inc();
+  } else {
+    requests_error.inc();
+  }
+  if (!r.cancelled) request_seconds.observe(std::chrono::duration<double>(r.elapsed).count());
+}
+
 std::optional<Duration> parse_retry_after(std::string_view value, std::int64_t now_unix_s) {
   value = trim(value);
   if (all_digits(value)) {

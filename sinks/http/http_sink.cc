@@ -22,6 +22,17 @@ bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
+// The URL without a password: "https://user:pw@host/x" -> "https://***@host/x".
+std::string redact_userinfo(std::string_view url) {
+  const auto scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return std::string(url);
+  const std::size_t host_at = scheme_end + 3;
+  const std::size_t path_at = std::min(url.find_first_of("/?#", host_at), url.size());
+  const std::size_t at = url.substr(0, path_at).rfind('@');
+  if (at == std::string_view::npos || at < host_at) return std::string(url);
+  return std::string(url.substr(0, host_at)) + "***" + std::string(url.substr(at));
+}
+
 bool http_url(std::string_view url) {
   const auto scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) return false;
@@ -62,7 +73,8 @@ std::optional<HttpSinkConfig> HttpSinkConfig::parse(const ConfigNode& node, Conf
   const std::size_t before = errors.size();
   HttpSinkConfig c;
   if (node.required("url", c.url, errors) && !http_url(c.url)) {
-    node.error_at("url", errors, "\"" + c.url + "\" is not an http:// or https:// URL");
+    node.error_at("url", errors,
+                  "\"" + redact_userinfo(c.url) + "\" is not an http:// or https:// URL");
   }
   node.optional_enum("format", c.format, errors,
                      {{"json", HttpBodyFormat::json},
@@ -120,8 +132,10 @@ std::optional<HttpSinkConfig> HttpSinkConfig::parse(const ConfigNode& node, Conf
       ConfigNode hn(*t, node.path() + ".headers", node.file());
       for (const auto& [k, v] : *t) {
         const std::string name(k.str());
-        std::string value;
-        if (!hn.required(name, value, errors)) continue;
+        // A header may carry a credential (X-Api-Key): its value is a secret like auth_token.
+        Secret secret;
+        if (!read_secret(hn, name, secret, errors, /*required=*/true)) continue;
+        const std::string& value = secret.reveal();
         if (!token(name)) {
           hn.error_at(name, errors, "is not a valid header name", true);
         } else if (value.find_first_of("\r\n") != std::string::npos) {
@@ -133,7 +147,7 @@ std::optional<HttpSinkConfig> HttpSinkConfig::parse(const ConfigNode& node, Conf
         } else if (iequals(name, "Authorization") && node.has("auth_token")) {
           hn.error_at(name, errors, "conflicts with auth_token", true);
         } else {
-          c.headers.emplace_back(name, std::move(value));
+          c.headers.emplace_back(name, value);
         }
       }
     } else {
@@ -157,16 +171,6 @@ std::optional<HttpSinkConfig> HttpSinkConfig::parse(const ConfigNode& node, Conf
   if (errors.size() != before) return std::nullopt;
   return c;
 }
-
-struct HttpSink::Work {
-  HttpSink* sink = nullptr;  // null once the sink is gone: the work only frees itself
-  DeliveryId id;
-  http::Compression compression = http::Compression::none;
-  int level = 0;
-  std::string raw, out;
-  Status status;
-  uv_work_t req{};
-};
 
 struct HttpSink::Later {
   HttpSink* sink = nullptr;
@@ -195,44 +199,9 @@ HttpSink::HttpSink(const HttpSinkConfig& config, SinkContext& ctx,
     : config_(config),
       ctx_(ctx),
       client_(std::move(client)),
+      log_url_(redact_userinfo(config.url)),
       stop_timer_(ctx.loop),
-      requests_2xx_(ctx.metrics.counter("sluice_http_sink_requests_total",
-                                        "HTTP requests answered, by status class.",
-                                        with_label(ctx.labels(), "code", "2xx"))),
-      requests_3xx_(ctx.metrics.counter("sluice_http_sink_requests_total",
-                                        "HTTP requests answered, by status class.",
-                                        with_label(ctx.labels(), "code", "3xx"))),
-      requests_4xx_(ctx.metrics.counter("sluice_http_sink_requests_total",
-                                        "HTTP requests answered, by status class.",
-                                        with_label(ctx.labels(), "code", "4xx"))),
-      requests_5xx_(ctx.metrics.counter("sluice_http_sink_requests_total",
-                                        "HTTP requests answered, by status class.",
-                                        with_label(ctx.labels(), "code", "5xx"))),
-      requests_failed_(ctx.metrics.counter("sluice_http_sink_requests_total",
-                                           "HTTP requests answered, by status class.",
-                                           with_label(ctx.labels(), "code", "error"))),
-      requests_cancelled_(ctx.metrics.counter("sluice_http_sink_requests_total",
-                                              "HTTP requests answered, by status class.",
-                                              with_label(ctx.labels(), "code", "cancelled"))),
-      request_seconds_(ctx.metrics.histogram("sluice_http_sink_request_seconds",
-                                             "Time from sending a request to its answer.",
-                                             ctx.labels())),
-      bytes_raw_(ctx.metrics.counter("sluice_http_sink_bytes_total",
-                                     "Request body bytes before and after compression.",
-                                     with_label(ctx.labels(), "stage", "uncompressed"))),
-      bytes_sent_(ctx.metrics.counter("sluice_http_sink_bytes_total",
-                                      "Request body bytes before and after compression.",
-                                      with_label(ctx.labels(), "stage", "compressed"))),
-      retries_(ctx.metrics.counter("sluice_http_sink_retries_total",
-                                   "Batches answered Retry (408, 429, 5xx, timeouts, connection "
-                                   "errors, Retry-After waits).",
-                                   ctx.labels())),
-      rejects_(ctx.metrics.counter("sluice_http_sink_rejects_total",
-                                   "Batches rejected by a 4xx answer.", ctx.labels())),
-      retry_after_waits_(ctx.metrics.counter(
-          "sluice_http_sink_retry_after_total",
-          "Batches answered Retry at once because the server's Retry-After had not passed.",
-          ctx.labels())) {
+      metrics_(ctx.metrics, ctx.labels()) {
   switch (config_.format) {
     case HttpBodyFormat::json:
       content_type_ = "application/json";
@@ -265,7 +234,7 @@ HttpSink::~HttpSink() {
   if (client_) client_->close();
   if (probe_client_) probe_client_->close();
   for (auto& [id, d] : deliveries_) {
-    if (d.work != nullptr) d.work->sink = nullptr;  // frees itself when the threadpool is done
+    if (d.work != nullptr) d.work->abandon();  // frees itself when the threadpool is done
   }
   deliveries_.clear();
   for (Later* l : later_) l->sink = nullptr;
@@ -328,8 +297,8 @@ void HttpSink::encode(const Batch& batch, HttpBodyFormat format, std::string& ou
 void HttpSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& done) {
   const TimePoint now = std::chrono::steady_clock::now();
   if (stopping_ || waiting_retry_after(now)) {
-    if (!stopping_) retry_after_waits_.inc();
-    retries_.inc();
+    if (!stopping_) metrics_.retry_after.inc();
+    metrics_.retries.inc();
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(retry_after_until_ - now);
     answer_later(id, &done,
@@ -350,46 +319,29 @@ void HttpSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& done
     return;
   }
   // Compression runs on the threadpool: a large batch would stall the loop for milliseconds.
-  auto* w = new Work;
-  w->sink = this;
-  w->id = id;
-  w->compression = config_.compression;
-  w->level = config_.compression_level;
-  w->raw = std::move(body);
-  w->req.data = w;
-  d.work = w;
-  const int rc = uv_queue_work(
-      ctx_.loop.uv(), &w->req,
-      [](uv_work_t* r) {
-        auto* wk = static_cast<Work*>(r->data);
-        wk->status = http::compress(wk->compression, wk->raw, wk->out, wk->level);
-      },
-      [](uv_work_t* r, int /*status*/) {
-        std::unique_ptr<Work> wk(static_cast<Work*>(r->data));
-        HttpSink* sink = wk->sink;
-        if (sink == nullptr) return;
-        auto it = sink->deliveries_.find(wk->id.value);
-        if (it == sink->deliveries_.end()) return;
+  Status error;
+  d.work = http::CompressJob::start(
+      ctx_.loop, config_.compression, config_.compression_level, std::move(body),
+      [this, id](Status st, std::string&& compressed) {
+        auto it = deliveries_.find(id.value);
+        if (it == deliveries_.end()) return;
         Delivery& dl = it->second;
         dl.work = nullptr;
-        if (dl.cancelled) return sink->answer(dl.id, DeliveryResult::retry("cancelled"));
-        if (!wk->status.ok()) {
-          return sink->answer(dl.id,
-                              DeliveryResult::retry("compression failed: " + wk->status.message()));
+        if (dl.cancelled) return answer(dl.id, DeliveryResult::retry("cancelled"));
+        if (!st.ok()) {
+          return answer(dl.id, DeliveryResult::retry("compression failed: " + st.message()));
         }
-        sink->send(dl, std::move(wk->out));
-      });
-  if (rc != 0) {
-    d.work = nullptr;
-    delete w;
+        send(dl, std::move(compressed));
+      },
+      error);
+  if (d.work == nullptr) {
     deliveries_.erase(id.value);
-    answer_later(id, &done, DeliveryResult::retry(Status::from_uv(rc, "uv_queue_work").message()));
+    answer_later(id, &done, DeliveryResult::retry(error.message()));
   }
 }
 
 void HttpSink::send(Delivery& d, std::string body) {
-  bytes_raw_.inc(d.raw_bytes);
-  bytes_sent_.inc(body.size());
+  metrics_.body(d.raw_bytes, body.size());
   http::ClientRequest req;
   req.method = config_.method;
   req.url = config_.url;
@@ -406,26 +358,13 @@ void HttpSink::send(Delivery& d, std::string body) {
 void HttpSink::on_response(DeliveryId id, http::ClientResponse&& r) {
   auto it = deliveries_.find(id.value);
   if (it == deliveries_.end()) return;
-  if (r.status >= 200 && r.status < 300) {
-    requests_2xx_.inc();
-  } else if (r.status >= 300 && r.status < 400) {
-    requests_3xx_.inc();
-  } else if (r.status >= 400 && r.status < 500) {
-    requests_4xx_.inc();
-  } else if (r.status >= 500) {
-    requests_5xx_.inc();
-  } else if (r.cancelled) {
-    requests_cancelled_.inc();
-  } else {
-    requests_failed_.inc();
-  }
-  if (!r.cancelled) request_seconds_.observe(std::chrono::duration<double>(r.elapsed).count());
+  metrics_.answered(r);
   http::Classification c = http::classify(r, config_.reason_body_bytes);
   switch (c.verdict) {
     case http::Verdict::ok:
       return answer(id, DeliveryResult::ok());
     case http::Verdict::retry:
-      retries_.inc();
+      metrics_.retries.inc();
       if (c.retry_after) {
         const Duration wait = std::min<Duration>(*c.retry_after, config_.max_retry_after);
         retry_after_until_ = std::max(retry_after_until_, std::chrono::steady_clock::now() + wait);
@@ -433,11 +372,11 @@ void HttpSink::on_response(DeliveryId id, http::ClientResponse&& r) {
       }
       if (!r.cancelled && !stopping_) {
         SLUICE_WARN_LIMITED(log_limit_, "http sink {}: {} {}: {}", ctx_.name,
-                            method_name(config_.method), log_excerpt(config_.url), c.reason);
+                            method_name(config_.method), log_excerpt(log_url_), c.reason);
       }
       return answer(id, DeliveryResult::retry(std::move(c.reason)));
     case http::Verdict::reject:
-      rejects_.inc();
+      metrics_.rejects.inc();
       SLUICE_WARN_LIMITED(log_limit_, "http sink {}: batch of {} events rejected: {}", ctx_.name,
                           it->second.batch->size(), c.reason);
       return answer(id, DeliveryResult::reject(std::move(c.reason)));

@@ -31,7 +31,7 @@ struct HttpSinkConfig {
   std::string url;
   HttpBodyFormat format = HttpBodyFormat::ndjson;
   http::Method method = http::Method::post;
-  /// Extra request headers, in file order (names as written).
+  /// Extra request headers (names as written). Values may be secrets: `{ env = "KEY" }`.
   std::vector<std::pair<std::string, std::string>> headers;
   /// Sent as "Authorization: Bearer <token>".
   Secret auth_token;
@@ -85,14 +85,13 @@ class HttpSink final : public Sink {
   static void encode(const Batch& batch, HttpBodyFormat format, std::string& out);
 
  private:
-  struct Work;
   struct Later;
   struct Delivery {
     DeliveryId id;
     DeliveryListener* done = nullptr;
     const Batch* batch = nullptr;
     http::RequestId request = 0;
-    Work* work = nullptr;  // compressing on the threadpool
+    http::CompressJob* work = nullptr;  // compressing on the threadpool
     bool cancelled = false;
     std::size_t raw_bytes = 0;
   };
@@ -107,6 +106,7 @@ class HttpSink final : public Sink {
   HttpSinkConfig config_;
   SinkContext& ctx_;
   std::unique_ptr<http::Client> client_;
+  std::string log_url_;                         // the URL as logs show it: without a password
   std::unique_ptr<http::Client> probe_client_;  // apart, so a probe never queues behind batches
   std::vector<std::pair<std::string, std::string>> headers_;  // fixed part of every request
   std::unordered_map<std::uint64_t, Delivery> deliveries_;
@@ -118,18 +118,7 @@ class HttpSink final : public Sink {
   bool stopping_ = false;
   Timer stop_timer_;
   std::string content_type_;
-  Counter& requests_2xx_;
-  Counter& requests_3xx_;
-  Counter& requests_4xx_;
-  Counter& requests_5xx_;
-  Counter& requests_failed_;     // no answer: connection error, timeout
-  Counter& requests_cancelled_;  // given up by the group (timeout, a retry before it) or at stop
-  Histogram& request_seconds_;
-  Counter& bytes_raw_;
-  Counter& bytes_sent_;
-  Counter& retries_;
-  Counter& rejects_;
-  Counter& retry_after_waits_;
+  http::SinkMetrics metrics_;
   RateLimiter log_limit_;
 };
 

@@ -429,3 +429,30 @@ TEST_CASE("http sink: the token never appears in a log line or reason", "[unit][
   CHECK(res.reason.find("tok-very-secret") == std::string::npos);
   r.finish();
 }
+
+TEST_CASE("http sink config: a header value may come from the environment",
+          "[unit][sinks][http][config]") {
+  ::setenv("SLUICE_TEST_API_KEY", "k-123", 1);
+  std::vector<std::string> errors;
+  auto c = parse_http(R"([sinks.h]
+url = "http://127.0.0.1/in"
+headers = { "X-Api-Key" = { env = "SLUICE_TEST_API_KEY" }, "X-Plain" = "p" }
+)",
+                      errors);
+  REQUIRE(c.has_value());
+  REQUIRE(c->headers.size() == 2);
+  CHECK(c->headers[0] == std::pair<std::string, std::string>{"X-Api-Key", "k-123"});
+  CHECK(c->headers[1] == std::pair<std::string, std::string>{"X-Plain", "p"});
+}
+
+TEST_CASE("http sink config: a password in the URL is not repeated in an error",
+          "[unit][sinks][http][config]") {
+  std::vector<std::string> errors;
+  auto c = parse_http(R"([sinks.h]
+url = "ftp://user:pw@host/x"
+)",
+                      errors);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0] ==
+        "inline.toml:2:7: sinks.h.url: \"ftp://***@host/x\" is not an http:// or https:// URL");
+}
