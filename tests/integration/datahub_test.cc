@@ -211,3 +211,83 @@ TEST_CASE("datahub: the access key never appears in logs or status or check outp
   CHECK(err.find("Unauthorized") != std::string::npos);
   CHECK(err.find(secret) == std::string::npos);
 }
+
+TEST_CASE("datahub: a failover group moves to a file while DataHub fails and comes back",
+          "[integration][datahub]") {
+  DataHubPeer peer;
+  TempDir tmp;
+  const std::string log = tmp.file("in.log"), out = tmp.file("fallback.log");
+  write_file(log, "");
+  write_file(tmp.file("conf.toml"), R"([agent]
+name = "it-datahub-failover"
+data_dir = "@DATA_DIR@"
+admin = "127.0.0.1:0"
+
+[sources.in]
+type = "taildir"
+paths = ["@LOG@"]
+channel = "buf"
+poll_interval = "50ms"
+
+[channels.buf]
+type = "memory"
+
+[sinks.dh]
+type = "datahub"
+endpoint = "@ENDPOINT@"
+project = "weblogs"
+topic = "events"
+access_id = "test-id"
+access_key = "test-key"
+
+[sinks.fallback]
+type = "file"
+path = "@OUT@"
+
+[sink_groups.g]
+channel = "buf"
+processor = "failover"
+priority = { dh = 10, fallback = 5 }
+max_penalty = "1s"
+)");
+  AgentProcess::Options o;
+  o.config_file = tmp.file("conf.toml");
+  o.vars = {{"LOG", log}, {"OUT", out}, {"ENDPOINT", peer.endpoint()}};
+  AgentProcess agent("", o);
+  REQUIRE(agent.wait_ready());
+  auto in_datahub = [&] {
+    std::set<long> s;
+    for (const auto& r : peer.records()) s.insert(std::stol(r));
+    return s;
+  };
+  auto in_file = [&] {
+    std::set<long> s;
+    for (const auto& l : read_lines(out)) s.insert(std::stol(l));
+    return s;
+  };
+  append_numbers(log, 1, 500);
+  REQUIRE(eventually(10s, [&] { return in_datahub().size() == 500; }));
+  // DataHub answers 503 to everything for a while: the group moves to the file.
+  std::string many = "[";
+  for (int i = 0; i < 400; ++i) many += (i ? ",503" : "503");
+  REQUIRE(peer.control(R"({"status_next": )" + many + "]}"));
+  append_numbers(log, 501, 1000);
+  REQUIRE(eventually(15s, [&] { return in_file().count(1000) == 1; }));
+  // DataHub is back: the probe (a signed shard listing) passes and the traffic returns.
+  REQUIRE(peer.control(R"({"clear": true})"));
+  long next = 1001;
+  REQUIRE(eventually(20s, [&] {
+    append_numbers(log, next, next + 9);
+    next += 10;
+    return in_datahub().upper_bound(1000) != in_datahub().end();
+  }));
+  const long last = next - 1;
+  REQUIRE(eventually(15s, [&] {
+    std::set<long> all = in_datahub();
+    for (long v : in_file()) all.insert(v);
+    return all.size() == static_cast<std::size_t>(last);
+  }));
+  CHECK(agent.terminate() == 0);
+  CHECK(peer.stat("signature_failures") == 0);
+  CHECK(peer.stat("bad_requests") == 0);
+}
