@@ -20,23 +20,7 @@ Counter& counter(SinkContext& ctx, std::string_view name, std::string_view help,
   return ctx.metrics.counter(name, help, l);
 }
 
-constexpr std::string_view kRequests = "sluice_datahub_requests_total";
-constexpr std::string_view kRequestsHelp = "DataHub HTTP requests by answer class.";
-
 }  // namespace
-
-// A request body compressed on the uv threadpool (a 1000-record body takes milliseconds), so the
-// loop never waits for zlib. The delivery counts it as a request in flight until it is sent.
-struct DataHubSink::CompressJob {
-  uv_work_t req{};
-  DataHubSink* sink = nullptr;  // null once the sink is destroyed: the job only frees itself
-  Delivery* delivery = nullptr;
-  std::vector<std::uint32_t> sent;
-  std::string body, wire;
-  http::Compression codec = http::Compression::none;
-  int level = 0;
-  bool ok = false;
-};
 
 std::vector<std::pair<std::string, std::string>> DataHubSink::signed_headers(
     const DataHubConfig& config, std::string_view method, std::string_view path,
@@ -62,6 +46,7 @@ DataHubSink::DataHubSink(const DataHubConfig& config, SinkContext& ctx,
       ctx_(ctx),
       client_(std::move(client)),
       ledger_(config.ledger_max_records),
+      http_metrics_(ctx.metrics, ctx.labels()),
       records_sent_(counter(ctx, "sluice_datahub_records_sent_total", "Records DataHub accepted.")),
       records_failed_(counter(ctx, "sluice_datahub_records_failed_total",
                               "Records named in FailedRecords with a retryable code (resent).")),
@@ -71,21 +56,11 @@ DataHubSink::DataHubSink(const DataHubConfig& config, SinkContext& ctx,
       records_skipped_(counter(ctx, "sluice_datahub_records_skipped_total",
                                "Records of a batch handed back after a Retry that DataHub had "
                                "already accepted: counted as delivered, not sent again.")),
-      req_2xx_(counter(ctx, kRequests, kRequestsHelp, std::pair{"status", "2xx"})),
-      req_4xx_(counter(ctx, kRequests, kRequestsHelp, std::pair{"status", "4xx"})),
-      req_5xx_(counter(ctx, kRequests, kRequestsHelp, std::pair{"status", "5xx"})),
-      req_error_(counter(ctx, kRequests, kRequestsHelp, std::pair{"status", "error"})),
       shard_reloads_(counter(ctx, "sluice_datahub_shard_reloads_total",
                              "Shard listings (GET .../shards) after the first.")),
       halts_(
           counter(ctx, "sluice_datahub_halts_total",
                   "Times the sink stopped sending after Unauthorized, NoPermission or NoSuch*.")),
-      bytes_raw_(counter(ctx, "sluice_datahub_bytes_total", "PutRecords body bytes.",
-                         std::pair{"stage", "raw"})),
-      bytes_sent_(counter(ctx, "sluice_datahub_bytes_total", "PutRecords body bytes.",
-                          std::pair{"stage", "sent"})),
-      request_seconds_(ctx.metrics.histogram("sluice_datahub_request_seconds",
-                                             "DataHub request latency.", ctx.labels())),
       ledger_size_(ctx.metrics.gauge("sluice_datahub_ledger_records",
                                      "Accepted records remembered for batches answered Retry.",
                                      ctx.labels())) {
@@ -94,8 +69,8 @@ DataHubSink::DataHubSink(const DataHubConfig& config, SinkContext& ctx,
 }
 
 DataHubSink::~DataHubSink() {
-  for (CompressJob* j : compressing_) j->sink = nullptr;  // their completions only free them
-  client_->close();                                       // no response callback runs after this
+  for (http::CompressJob* j : compressing_) j->abandon();  // they free themselves
+  client_->close();                                        // no response callback runs after this
   ctx_.loop.cancel_deferred(this);
 }
 
@@ -224,49 +199,38 @@ void DataHubSink::send(Delivery& d) {
   if (d.requests == 0) after_answer(d);  // every pending record was rejected while encoding
 }
 
+// The body is compressed on the uv threadpool (a 1000-record body takes milliseconds), so the loop
+// never waits for zlib. The delivery counts it as a request in flight until it is sent.
 void DataHubSink::compress(Delivery& d, std::vector<std::uint32_t> sent, const std::string& body) {
-  auto* job = new CompressJob;
-  job->req.data = job;
-  job->sink = this;
-  job->delivery = &d;
-  job->sent = std::move(sent);
-  job->body = body;
-  job->codec = config_.compression;
-  job->level = config_.compression_level;
   ++d.requests;
-  compressing_.push_back(job);
-  const int rc = uv_queue_work(
-      ctx_.loop.uv(), &job->req,
-      [](uv_work_t* w) {
-        auto* j = static_cast<CompressJob*>(w->data);
-        j->ok = http::compress(j->codec, j->body, j->wire, j->level).ok() &&
-                j->wire.size() < j->body.size();  // else sent plain, as the SDKs do
+  Delivery* dp = &d;
+  std::vector<std::uint32_t> plain_sent = sent;  // for the (unlikely) refusal below
+  auto job = std::make_shared<http::CompressJob*>(nullptr);
+  Status error;
+  http::CompressJob* started = http::CompressJob::start(
+      ctx_.loop, config_.compression, config_.compression_level, body,
+      [this, dp, job, sent = std::move(sent), body](Status st, std::string&& wire) mutable {
+        compressing_.erase(std::find(compressing_.begin(), compressing_.end(), *job));
+        --dp->requests;
+        if (dp->cancelled || stopping_) {
+          dp->tracker.fail_all(sent);  // never sent: pending again, the batch answers Retry
+          return after_answer(*dp);
+        }
+        if (st.ok() && wire.size() < body.size()) {
+          submit(*dp, std::move(sent), std::move(wire), body.size(), true);
+        } else {  // not smaller (or failed): sent plain, as the SDKs do
+          submit(*dp, std::move(sent), std::move(body), body.size(), false);
+        }
       },
-      [](uv_work_t* w, int status) {
-        std::unique_ptr<CompressJob> j(static_cast<CompressJob*>(w->data));
-        if (j->sink != nullptr) j->sink->on_compressed(*j, status);
-      });
-  if (rc != 0) {  // cannot happen with a live loop; compress here rather than lose the batch
-    job->ok = http::compress(job->codec, job->body, job->wire, job->level).ok() &&
-              job->wire.size() < job->body.size();
-    std::unique_ptr<CompressJob> j(job);
-    on_compressed(*j, 0);
+      error);
+  if (started == nullptr) {  // the threadpool refused: send it plain rather than hold the batch
+    --d.requests;
+    SLUICE_WARN_LIMITED(log_limit_, "datahub {}: cannot compress, sending plain: {}", ctx_.name,
+                        error.str());
+    return submit(d, std::move(plain_sent), body, body.size(), false);
   }
-}
-
-void DataHubSink::on_compressed(CompressJob& job, int status) {
-  compressing_.erase(std::find(compressing_.begin(), compressing_.end(), &job));
-  Delivery& d = *job.delivery;
-  --d.requests;
-  if (d.cancelled || stopping_ || status != 0) {
-    d.tracker.fail_all(job.sent);  // never sent: pending again, the batch answers Retry
-    return after_answer(d);
-  }
-  if (job.ok) {
-    submit(d, std::move(job.sent), std::move(job.wire), job.body.size(), true);
-  } else {
-    submit(d, std::move(job.sent), std::move(job.body), job.body.size(), false);
-  }
+  *job = started;
+  compressing_.push_back(started);
 }
 
 void DataHubSink::submit(Delivery& d, std::vector<std::uint32_t> sent, std::string body,
@@ -282,8 +246,7 @@ void DataHubSink::submit(Delivery& d, std::vector<std::uint32_t> sent, std::stri
   }
   req.headers = signed_headers(config_, "POST", path_, datahub::rfc1123_date(std::time(nullptr)),
                                std::move(extra));
-  bytes_raw_.inc(raw);
-  bytes_sent_.inc(body.size());
+  http_metrics_.body(raw, body.size());
   req.body = std::move(body);
   ++d.requests;
   Delivery* dp = &d;
@@ -296,16 +259,7 @@ void DataHubSink::submit(Delivery& d, std::vector<std::uint32_t> sent, std::stri
 void DataHubSink::on_put(Delivery& d, const std::vector<std::uint32_t>& sent,
                          http::ClientResponse&& r) {
   --d.requests;
-  request_seconds_.observe(std::chrono::duration<double>(r.elapsed).count());
-  if (r.status >= 200 && r.status < 300) {
-    req_2xx_.inc();
-  } else if (r.status >= 500) {
-    req_5xx_.inc();
-  } else if (r.status >= 400) {
-    req_4xx_.inc();
-  } else {
-    req_error_.inc();
-  }
+  http_metrics_.answered(r);
   std::string body = std::move(r.body);
   if (r.header("content-encoding") == "deflate") {
     std::string plain;
@@ -413,10 +367,12 @@ void DataHubSink::finish(Delivery& d) {
                          : d.cancelled           ? std::string("cancelled by the group")
                                                  : std::string("the sink is stopping");
     result = DeliveryResult::retry(std::move(reason));
+    http_metrics_.retries.inc();
   } else if (!d.tracker.rejected().empty()) {
     std::vector<std::uint32_t> rejected = d.tracker.rejected();
     std::sort(rejected.begin(), rejected.end());
     result = DeliveryResult::reject(d.tracker.reject_reason(), std::move(rejected));
+    http_metrics_.rejects.inc(result.rejected.size());
     SLUICE_WARN_LIMITED(log_limit_, "datahub {}: {} records rejected: {}", ctx_.name,
                         result.rejected.size(), result.reason);
   }
@@ -486,8 +442,8 @@ void DataHubSink::load_shards() {
 
 void DataHubSink::on_shards(http::ClientResponse&& r) {
   std::string failure;
+  http_metrics_.answered(r);
   if (r.status >= 200 && r.status < 300) {
-    req_2xx_.inc();
     auto all = datahub::parse_shards(r.body);
     if (!all) {
       failure = "listing shards: not a shard list: " + escape_for_log(r.body, 200);
@@ -496,7 +452,6 @@ void DataHubSink::on_shards(http::ClientResponse&& r) {
       if (shards_.empty()) failure = "listing shards: no ACTIVE shard";
     }
   } else {
-    (r.status >= 500 ? req_5xx_ : r.status >= 400 ? req_4xx_ : req_error_).inc();
     const auto err = datahub::parse_error(r.body);
     failure = "listing shards: " + (err ? fmt::format("HTTP {} {}: {}", r.status, err->code,
                                                       escape_for_log(err->message, 200))

@@ -101,12 +101,10 @@ class DataHubSink final : public Sink {
     std::unique_ptr<Timer> timer;
   };
   enum class Shards : std::uint8_t { unknown, loading, ready };
-  struct CompressJob;
 
   void start(Delivery& d);
   void send(Delivery& d);
   void compress(Delivery& d, std::vector<std::uint32_t> sent, const std::string& body);
-  void on_compressed(CompressJob& job, int status);
   void submit(Delivery& d, std::vector<std::uint32_t> sent, std::string body, std::size_t raw,
               bool compressed);
   void on_put(Delivery& d, const std::vector<std::uint32_t>& sent, http::ClientResponse&& r);
@@ -128,7 +126,7 @@ class DataHubSink final : public Sink {
   std::unique_ptr<http::Client> client_;
   std::string url_, path_;
   std::list<Delivery> deliveries_;
-  std::vector<CompressJob*> compressing_;  // on the threadpool
+  std::vector<http::CompressJob*> compressing_;  // on the threadpool
   datahub::AcceptedLedger ledger_;
   datahub::BodyWriter writer_;
   std::vector<datahub::Shard> shards_;
@@ -143,19 +141,13 @@ class DataHubSink final : public Sink {
   std::string key_scratch_, error_;
   RateLimiter log_limit_;
 
+  http::SinkMetrics http_metrics_;  // the series every HTTP sink exports
   Counter& records_sent_;
   Counter& records_failed_;
   Counter& records_rejected_;
   Counter& records_skipped_;
-  Counter& req_2xx_;
-  Counter& req_4xx_;
-  Counter& req_5xx_;
-  Counter& req_error_;
   Counter& shard_reloads_;
   Counter& halts_;
-  Counter& bytes_raw_;
-  Counter& bytes_sent_;
-  Histogram& request_seconds_;
   Gauge& ledger_size_;
 };
 

@@ -102,7 +102,7 @@ TEST_CASE("datahub sink: a batch is signed and accepted and spread round robin o
   CHECK(std::count(shards.begin(), shards.end(), "1") == 5);
   CHECK(r.peer.stat("lists") == 1);
   CHECK(r.metric("sluice_datahub_records_sent_total") == 10);
-  CHECK(r.metric("sluice_datahub_requests_total", {{"status", "2xx"}}) == 2);  // list + put
+  CHECK(r.metric("sluice_http_sink_requests_total", {{"code", "2xx"}}) == 2);  // list + put
   r.finish();
 }
 
@@ -156,6 +156,7 @@ TEST_CASE("datahub sink: MalformedRecord rejects those records and accepts the r
   CHECK(as_set(r.peer.records()) ==
         std::multiset<std::string>{"event-0", "event-1", "event-3", "event-4"});
   CHECK(r.metric("sluice_datahub_records_rejected_total") == 2);
+  CHECK(r.metric("sluice_http_sink_rejects_total") == 2);
   r.finish();
 }
 
@@ -192,7 +193,8 @@ TEST_CASE("datahub sink: a 503 answers Retry and the batch handed back arrives o
   CHECK(r.wait(id).is_ok());
   CHECK(as_set(r.peer.records()) ==
         std::multiset<std::string>{"event-0", "x-0", "x-1", "x-2", "x-3", "x-4"});
-  CHECK(r.metric("sluice_datahub_requests_total", {{"status", "5xx"}}) == 1);
+  CHECK(r.metric("sluice_http_sink_requests_total", {{"code", "5xx"}}) == 1);
+  CHECK(r.metric("sluice_http_sink_retries_total") == 1);
   r.finish();
 }
 
@@ -245,8 +247,8 @@ TEST_CASE("datahub sink: deflate bodies carry x-datahub-content-raw-size", "[uni
   CHECK(r.wait(id).is_ok());
   CHECK(r.peer.stat("deflate_requests") == 1);
   CHECK(r.peer.stat("records") == 200);
-  CHECK(r.metric("sluice_datahub_bytes_total", {{"stage", "sent"}}) <
-        r.metric("sluice_datahub_bytes_total", {{"stage", "raw"}}) / 3);
+  CHECK(r.metric("sluice_http_sink_bytes_total", {{"stage", "compressed"}}) <
+        r.metric("sluice_http_sink_bytes_total", {{"stage", "uncompressed"}}) / 3);
   r.finish();
 }
 
