@@ -4,6 +4,7 @@
 #include "channels/lmdb/lmdb_channel.h"
 #include "channels/memory/memory_channel.h"
 #include "sinks/avro/avro_sink.h"
+#include "sinks/datahub/datahub_sink.h"
 #include "sinks/file/file_sink.h"
 #include "sinks/group/processors.h"
 #include "sinks/http/http_sink.h"
@@ -79,6 +80,7 @@ void register_builtin_components(Registry& r) {
   r.add_sink<sinks::FileConfig, sinks::FileSink>("file");
   r.add_sink<sinks::KafkaConfig, sinks::KafkaSink>("kafka");
   r.add_sink<sinks::AvroSinkConfig, sinks::AvroSink>("avro");
+  r.add_sink<sinks::DataHubConfig, sinks::DataHubSink>("datahub");
   r.add_sink<sinks::HttpSinkConfig, sinks::HttpSink>("http");
   r.add_sink<sinks::StdoutConfig, sinks::StdoutSink>("stdout");
   r.add_sink<sinks::NullConfig, sinks::NullSink>("null");

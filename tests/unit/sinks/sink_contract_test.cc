@@ -14,11 +14,13 @@
 #include <thread>
 
 #include "sinks/avro/avro_sink.h"
+#include "sinks/datahub/datahub_sink.h"
 #include "sinks/file/file_sink.h"
 #include "sinks/http/http_sink.h"
 #include "sinks/kafka/kafka_sink.h"
 #include "sinks/null/null_sink.h"
 #include "sinks/stdout/stdout_sink.h"
+#include "tests/support/datahub_peer.h"
 #include "tests/support/fault_peers.h"
 #include "tests/support/http_peer.h"
 #include "tests/support/kafka_mock.h"
@@ -207,6 +209,65 @@ struct HttpBlackholeFixture {
   void prepare() {}
 };
 
+DataHubConfig datahub_config(const std::string& endpoint) {
+  DataHubConfig c;
+  c.endpoint = endpoint;
+  c.project = "weblogs";
+  c.topic = "events";
+  c.access_id = "test-id";
+  c.access_key = Secret("test-key", "inline");
+  return c;
+}
+
+// The local DataHub of tests/support/datahub_peer.py: every batch is accepted.
+struct DataHubFixture {
+  static constexpr bool answers_ok = true;
+  test::DataHubPeer peer;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    auto s = DataHubSink::create(datahub_config(peer.endpoint()), ctx);
+    REQUIRE(s);
+    return std::move(*s);
+  }
+};
+
+// Bodies compressed on the threadpool: stop() waits for those jobs too.
+struct DataHubDeflateFixture : DataHubFixture {
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    DataHubConfig c = datahub_config(peer.endpoint());
+    c.compression = http::Compression::deflate;
+    auto s = DataHubSink::create(c, ctx);
+    REQUIRE(s);
+    return std::move(*s);
+  }
+};
+
+// A server that never answers: the shard listing times out and the batches answer Retry.
+struct DataHubSilentFixture {
+  static constexpr bool answers_ok = false;
+  SilentServer server;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    DataHubConfig c = datahub_config("http://" + server.address());
+    c.request_timeout = 500ms;
+    auto s = DataHubSink::create(c, ctx);
+    REQUIRE(s);
+    return std::move(*s);
+  }
+};
+
+// Connects hang: the probe (a shard listing) stays in flight until stop() cancels it.
+struct DataHubBlackholeFixture {
+  Blackhole hole;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    DataHubConfig c = datahub_config("http://" + hole.address());
+    c.connect_timeout = 10s;
+    c.request_timeout = 20s;
+    auto s = DataHubSink::create(c, ctx);
+    REQUIRE(s);
+    return std::move(*s);
+  }
+  void prepare() {}
+};
+
 struct Probes final : ProbeListener {
   int calls = 0;
   bool healthy = true;
@@ -266,7 +327,8 @@ struct Rig {
 
 TEMPLATE_TEST_CASE("sink contract: every deliver is answered once, on the loop, never inline",
                    "[unit][sinks][contract]", FileFixture, NullFixture, StdoutFixture, KafkaFixture,
-                   AvroRefusedFixture, HttpFixture, HttpZstdFixture, HttpRefusedFixture) {
+                   AvroRefusedFixture, HttpFixture, HttpZstdFixture, HttpRefusedFixture,
+                   DataHubFixture, DataHubDeflateFixture) {
   {
     Rig<TestType> r;
     r.deliver(6);
@@ -287,7 +349,8 @@ TEMPLATE_TEST_CASE("sink contract: every deliver is answered once, on the loop, 
 TEMPLATE_TEST_CASE("sink contract: stop with deliveries in flight completes after their answers",
                    "[unit][sinks][contract]", FileFixture, NullFixture, StdoutFixture, KafkaFixture,
                    AvroRefusedFixture, AvroSilentFixture, HttpFixture, HttpZstdFixture,
-                   HttpRefusedFixture, HttpSilentFixture) {
+                   HttpRefusedFixture, HttpSilentFixture, DataHubFixture, DataHubDeflateFixture,
+                   DataHubSilentFixture) {
   {
     Rig<TestType> r;
     r.deliver(4);
@@ -352,7 +415,7 @@ TEST_CASE("kafka sink: with every broker down a batch answers Retry on the next 
 // the sink stopped. stop() waits for the probe (which reports failed), then calls on_stopped.
 TEMPLATE_TEST_CASE("sink contract: stop with a probe in flight answers the probe first",
                    "[unit][sinks][contract][probe]", AvroBlackholeFixture, KafkaDownFixture,
-                   HttpBlackholeFixture) {
+                   HttpBlackholeFixture, DataHubBlackholeFixture) {
   {
     Rig<TestType> r;
     r.fixture.prepare();
@@ -382,7 +445,7 @@ TEMPLATE_TEST_CASE("sink contract: stop with a probe in flight answers the probe
 
 TEMPLATE_TEST_CASE("sink contract: a sink destroyed with a probe in flight never calls back",
                    "[unit][sinks][contract][probe]", AvroBlackholeFixture, KafkaDownFixture,
-                   HttpBlackholeFixture) {
+                   HttpBlackholeFixture, DataHubBlackholeFixture) {
   {
     Probes probes;
     Rig<TestType> r;
