@@ -16,9 +16,11 @@
 #include "sinks/file/file_sink.h"
 #include "sinks/kafka/kafka_sink.h"
 #include "sinks/null/null_sink.h"
+#include "sinks/tcp/tcp_sink.h"
 #include "tests/support/fault_peers.h"
 #include "tests/support/kafka_mock.h"
 #include "tests/support/test_support.h"
+#include "tests/unit/lib/net/tcp_client_peer.h"
 
 using namespace sluice;
 using namespace sluice::sinks;
@@ -114,6 +116,49 @@ struct KafkaDownFixture : KafkaFixture {
   void prepare() { kafka.set_down(true); }
 };
 
+TcpSinkConfig tcp_config(const std::string& address) {
+  TcpSinkConfig c;
+  c.stream.client.address = address;
+  c.stream.client.connect_timeout = 10s;
+  c.stream.flush_timeout = 200ms;
+  return c;
+}
+
+struct TcpFixture {
+  static constexpr bool answers_ok = true;
+  test::LinePeer peer;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    return std::make_unique<TcpSink>(tcp_config(peer.address()), ctx);
+  }
+};
+
+struct TcpRefusedFixture {
+  static constexpr bool answers_ok = false;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    return std::make_unique<TcpSink>(tcp_config("127.0.0.1:1"), ctx);
+  }
+};
+
+// A peer that never reads: batches far larger than the socket buffers stay in flight; stop()
+// gives them flush_timeout, then they answer Retry.
+struct TcpSilentFixture {
+  static constexpr bool answers_ok = false;
+  test::LinePeer peer{test::LinePeer::Mode::never_read, 0, 4096};
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    auto c = tcp_config(peer.address());
+    c.stream.client.write_timeout = 60s;
+    return std::make_unique<TcpSink>(c, ctx);
+  }
+};
+
+struct TcpBlackholeFixture {
+  Blackhole hole;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    return std::make_unique<TcpSink>(tcp_config(hole.address()), ctx);
+  }
+  void prepare() {}
+};
+
 struct Probes final : ProbeListener {
   int calls = 0;
   bool healthy = true;
@@ -173,7 +218,7 @@ struct Rig {
 
 TEMPLATE_TEST_CASE("sink contract: every deliver is answered once, on the loop, never inline",
                    "[unit][sinks][contract]", FileFixture, NullFixture, KafkaFixture,
-                   AvroRefusedFixture) {
+                   AvroRefusedFixture, TcpFixture, TcpRefusedFixture) {
   {
     Rig<TestType> r;
     r.deliver(6);
@@ -193,7 +238,8 @@ TEMPLATE_TEST_CASE("sink contract: every deliver is answered once, on the loop, 
 
 TEMPLATE_TEST_CASE("sink contract: stop with deliveries in flight completes after their answers",
                    "[unit][sinks][contract]", FileFixture, NullFixture, KafkaFixture,
-                   AvroRefusedFixture, AvroSilentFixture) {
+                   AvroRefusedFixture, AvroSilentFixture, TcpFixture, TcpRefusedFixture,
+                   TcpSilentFixture) {
   {
     Rig<TestType> r;
     r.deliver(4);
@@ -257,7 +303,8 @@ TEST_CASE("kafka sink: with every broker down a batch answers Retry on the next 
 // Hardening item 3: a probe's callback must never outlive the sink, nor reach a listener after
 // the sink stopped. stop() waits for the probe (which reports failed), then calls on_stopped.
 TEMPLATE_TEST_CASE("sink contract: stop with a probe in flight answers the probe first",
-                   "[unit][sinks][contract][probe]", AvroBlackholeFixture, KafkaDownFixture) {
+                   "[unit][sinks][contract][probe]", AvroBlackholeFixture, KafkaDownFixture,
+                   TcpBlackholeFixture) {
   {
     Rig<TestType> r;
     r.fixture.prepare();
@@ -286,7 +333,8 @@ TEMPLATE_TEST_CASE("sink contract: stop with a probe in flight answers the probe
 }
 
 TEMPLATE_TEST_CASE("sink contract: a sink destroyed with a probe in flight never calls back",
-                   "[unit][sinks][contract][probe]", AvroBlackholeFixture, KafkaDownFixture) {
+                   "[unit][sinks][contract][probe]", AvroBlackholeFixture, KafkaDownFixture,
+                   TcpBlackholeFixture) {
   {
     Probes probes;
     Rig<TestType> r;
