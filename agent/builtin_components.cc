@@ -6,6 +6,7 @@
 #include "sinks/avro/avro_sink.h"
 #include "sinks/file/file_sink.h"
 #include "sinks/group/processors.h"
+#include "sinks/ilp/ilp_sink.h"
 #include "sinks/kafka/kafka_sink.h"
 #include "sinks/null/null_sink.h"
 #include "sinks/stdout/stdout_sink.h"
@@ -82,6 +83,7 @@ void register_builtin_components(Registry& r) {
   r.add_sink<sinks::StdoutConfig, sinks::StdoutSink>("stdout");
   r.add_sink<sinks::NullConfig, sinks::NullSink>("null");
   r.add_sink<sinks::TcpSinkConfig, sinks::TcpSink>("tcp");
+  r.add_sink<sinks::IlpConfig, sinks::IlpSink>("ilp");
   r.add_processor<DefaultProcessorConfig, DefaultProcessorFactory>(
       "default", {.min_sinks = 1, .max_sinks = 1});
   r.add_processor<FailoverProcessorConfig, FailoverProcessorFactory>("failover");
