@@ -14,6 +14,7 @@
 
 #include "sinks/avro/avro_sink.h"
 #include "sinks/file/file_sink.h"
+#include "sinks/ilp/ilp_sink.h"
 #include "sinks/kafka/kafka_sink.h"
 #include "sinks/null/null_sink.h"
 #include "sinks/tcp/tcp_sink.h"
@@ -159,6 +160,45 @@ struct TcpBlackholeFixture {
   void prepare() {}
 };
 
+// ILP over HTTP to a server that refuses connections: Retry, answered like any other.
+struct IlpHttpRefusedFixture {
+  static constexpr bool answers_ok = false;
+  static Batch batch(std::size_t i) {
+    Batch b;
+    for (int k = 0; k < 5; ++k) {
+      b.add("e", 1, i * 5 + k);
+      b.add_field("v", "1", FieldType::integer);
+    }
+    return b;
+  }
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    IlpConfig c;
+    c.url = "http://127.0.0.1:1/write";
+    c.mapping.table = "t";
+    c.mapping.fields = {{"v", IlpType::auto_type}};
+    c.flush_timeout = 200ms;
+    auto s = IlpSink::create(c, ctx);
+    REQUIRE(s);
+    return std::move(*s);
+  }
+};
+
+// ILP over HTTP to a server that accepts and never answers: stop() gives flush_timeout.
+struct IlpHttpSilentFixture : IlpHttpRefusedFixture {
+  SilentServer server;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    IlpConfig c;
+    c.url = "http://" + server.address() + "/write";
+    c.mapping.table = "t";
+    c.mapping.fields = {{"v", IlpType::auto_type}};
+    c.request_timeout = 60s;
+    c.flush_timeout = 200ms;
+    auto s = IlpSink::create(c, ctx);
+    REQUIRE(s);
+    return std::move(*s);
+  }
+};
+
 struct Probes final : ProbeListener {
   int calls = 0;
   bool healthy = true;
@@ -195,7 +235,11 @@ struct Rig {
 
   void deliver(std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) {
-      batches.push_back(test::make_batch(5, "e", i * 5));
+      if constexpr (requires { fixture.batch(i); }) {
+        batches.push_back(fixture.batch(i));  // a sink that needs parsed fields
+      } else {
+        batches.push_back(test::make_batch(5, "e", i * 5));
+      }
       answers.inside_deliver = true;
       sink->deliver(batches.back(), DeliveryId{batches.size()}, answers);
       answers.inside_deliver = false;
@@ -218,7 +262,7 @@ struct Rig {
 
 TEMPLATE_TEST_CASE("sink contract: every deliver is answered once, on the loop, never inline",
                    "[unit][sinks][contract]", FileFixture, NullFixture, KafkaFixture,
-                   AvroRefusedFixture, TcpFixture, TcpRefusedFixture) {
+                   AvroRefusedFixture, TcpFixture, TcpRefusedFixture, IlpHttpRefusedFixture) {
   {
     Rig<TestType> r;
     r.deliver(6);
@@ -239,7 +283,7 @@ TEMPLATE_TEST_CASE("sink contract: every deliver is answered once, on the loop, 
 TEMPLATE_TEST_CASE("sink contract: stop with deliveries in flight completes after their answers",
                    "[unit][sinks][contract]", FileFixture, NullFixture, KafkaFixture,
                    AvroRefusedFixture, AvroSilentFixture, TcpFixture, TcpRefusedFixture,
-                   TcpSilentFixture) {
+                   TcpSilentFixture, IlpHttpRefusedFixture, IlpHttpSilentFixture) {
   {
     Rig<TestType> r;
     r.deliver(4);
