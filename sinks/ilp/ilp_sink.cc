@@ -76,15 +76,24 @@ std::optional<IlpConfig> IlpConfig::parse(const ConfigNode& node, ConfigErrors& 
     node.error(errors, "missing required key 'fields'");
   } else if (f->is_table()) {
     if (auto fn = node.child("fields", errors)) {
+      // In the order written (toml++ keeps a table's keys sorted): the columns' order.
+      std::vector<std::pair<toml::source_position, std::string>> keys;
       for (const auto& [key, value] : fn->table()) {
+        keys.emplace_back(value.source().begin, std::string(key.str()));
+      }
+      std::sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) {
+        return a.first.line != b.first.line ? a.first.line < b.first.line
+                                            : a.first.column < b.first.column;
+      });
+      for (const auto& [pos, key] : keys) {
         IlpType t = IlpType::auto_type;
-        if (fn->optional_enum(std::string_view(key.str()), t, errors,
+        if (fn->optional_enum(std::string_view(key), t, errors,
                               {{"auto", IlpType::auto_type},
                                {"integer", IlpType::integer},
                                {"float", IlpType::floating},
                                {"string", IlpType::string},
                                {"boolean", IlpType::boolean}})) {
-          c.mapping.fields.emplace_back(std::string(key.str()), t);
+          c.mapping.fields.emplace_back(key, t);
         }
       }
     }
