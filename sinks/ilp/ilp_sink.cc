@@ -338,17 +338,28 @@ void IlpHttpSink::on_response(Job& job, http::ClientResponse&& r) {
     return next(job);
   }
   (r.status >= 500 ? requests_5xx_ : r.status >= 400 ? requests_4xx_ : requests_failed_).inc();
-  const bool split_status = r.status == 400 || r.status == 413;
+  // InfluxDB answers a missing db= with 400 too: a configuration error, not a bad line.
+  const bool config_error =
+      r.status == 401 || r.status == 403 || r.status == 404 ||
+      (r.status == 400 && r.body.find("database is required") != std::string::npos);
+  const bool split_status = !config_error && (r.status == 400 || r.status == 413);
   if (!split_status) {
     const http::Classification c = http::classify(r);
-    // 401, 403, 404 are configuration errors (credentials, a missing database): Retry keeps the
-    // events until an operator fixes it, where Reject would drop or dead-letter all of them.
     std::string why = c.reason.empty() ? fmt::format("HTTP {}", r.status) : c.reason;
-    if (r.status == 401 || r.status == 403 || r.status == 404) {
+    if (config_error) {
+      // Credentials, a missing database: Retry keeps the events until an operator fixes it,
+      // where Reject would drop or dead-letter every one of them.
       SLUICE_WARN_LIMITED(log_limit_, "sink {}: {} answered {} (check the url, db and credentials)",
                           ctx_.name, url_, why);
+      return finish(job, DeliveryResult::retry(why));
     }
-    return finish(job, DeliveryResult::retry(why));
+    if (c.verdict != http::Verdict::reject) return finish(job, DeliveryResult::retry(why));
+    // Another 4xx: the lines not yet written are rejected with the answer.
+    for (const auto& [a, b] : job.todo) {
+      for (std::uint32_t l = a; l < b; ++l) reject_line(job, l, why);
+    }
+    job.todo.clear();
+    return next(job);
   }
   const std::string reason =
       fmt::format("HTTP {}: {}", r.status,

@@ -7,7 +7,8 @@ InfluxDB 1.x do when a line is bad (PROTOCOLS.md 4.2, 4.4). A line is bad when i
 POST /write: questdb mode: any bad line -> 400 JSON naming the first bad line (1-based) and
 nothing is kept; else every line is kept, 204. influx mode: the good lines are kept; any bad ->
 400 {"error": "partial write: unable to parse '<line>': bad dropped=K"}; else 204. --fail N
-answers the first N requests 503 (nothing kept). Every kept line is appended to --out; each
+answers the first N requests 503 (nothing kept); --status NNN answers every request NNN with
+body "no". In influx mode a request without db= answers 400 {"error": "database is required"}. Every kept line is appended to --out; each
 request appends "#REQ <status> <lines>" to --out + ".req".
 """
 import argparse
@@ -42,7 +43,13 @@ class Handler(BaseHTTPRequestHandler):
             status = 204
             keep = []
             reply = b""
-            if STATE["fail"] > 0:
+            if ARGS.status:
+                status = ARGS.status
+                reply = b"no"
+            elif ARGS.mode == "influx" and "db=" not in self.path:
+                status = 400
+                reply = b'{"error":"database is required"}'
+            elif STATE["fail"] > 0:
                 STATE["fail"] -= 1
                 status = 503
                 reply = b'{"error":"busy"}'
@@ -76,6 +83,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--mode", default="questdb")
     ap.add_argument("--fail", type=int, default=0)
+    ap.add_argument("--status", type=int, default=0)
     ARGS = ap.parse_args()
     STATE["fail"] = ARGS.fail
     open(ARGS.out, "a").close()

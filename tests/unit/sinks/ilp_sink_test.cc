@@ -22,12 +22,12 @@ struct IlpPeer {
   test::TempDir dir;
   std::unique_ptr<test::ChildProcess> child;
   std::string address;
-  explicit IlpPeer(const std::string& mode, int fail = 0) {
+  explicit IlpPeer(const std::string& mode, int fail = 0, int status = 0) {
     child = std::make_unique<test::ChildProcess>(
-        std::vector<std::string>{"/usr/bin/python3",
-                                 test::source_dir() + "/tests/unit/sinks/ilp_peer.py",
-                                 "--addr-file", dir.file("addr"), "--out", dir.file("rows"),
-                                 "--mode", mode, "--fail", std::to_string(fail)},
+        std::vector<std::string>{
+            "/usr/bin/python3", test::source_dir() + "/tests/unit/sinks/ilp_peer.py", "--addr-file",
+            dir.file("addr"), "--out", dir.file("rows"), "--mode", mode, "--fail",
+            std::to_string(fail), "--status", std::to_string(status)},
         dir.file("log"));
     REQUIRE(test::eventually(10s, [&] {
       std::string a = test::read_file(dir.file("addr"));
@@ -218,6 +218,55 @@ TEST_CASE("ilp over tcp: lines stream to the listener, bad events rejected", "[u
     CHECK(peer.received() == expect);
     CHECK(r.metric("sluice_ilp_rows_written_total") == 3);
     CHECK(r.metric("sluice_ilp_tcp_connects_total") == 1);
+    bool stopped = false;
+    sink->stop([&] { stopped = true; });
+    REQUIRE(test::run_until(r.loop, 5s, [&] { return stopped; }));
+  }
+  REQUIRE(r.loop.close() == 0);
+}
+
+TEST_CASE("ilp over http: configuration errors answer Retry and other 4xx reject the batch",
+          "[unit][sinks][ilp]") {
+  Rig r;
+  {
+    IlpPeer influx("influx");
+    auto sink = make_sink(r.ctx, "[sinks.s]\nurl = \"http://" + influx.address +
+                                     "/write\"\ntable = \"t\"\nfields = [\"v\"]\n");
+    Driver d(r.loop, *sink);
+    d.add(numbered(4));
+    d.state[0] = 1;
+    sink->deliver(d.batches[0], DeliveryId{1}, d);
+    REQUIRE(test::run_until(r.loop, 10s, [&] { return d.answers == 1; }));
+    CHECK(d.last[1].is_retry());  // a missing db= is not a bad line: nothing is rejected
+    CHECK(d.last[1].reason.find("database is required") != std::string::npos);
+    CHECK(influx.requests().size() == 1);
+    bool stopped = false;
+    sink->stop([&] { stopped = true; });
+    REQUIRE(test::run_until(r.loop, 5s, [&] { return stopped; }));
+  }
+  for (int status : {401, 404}) {
+    IlpPeer peer("questdb", 0, status);
+    auto sink = make_sink(r.ctx, http_conf(peer.address));
+    Driver d(r.loop, *sink);
+    d.add(numbered(2));
+    d.state[0] = 1;
+    sink->deliver(d.batches[0], DeliveryId{1}, d);
+    REQUIRE(test::run_until(r.loop, 10s, [&] { return d.answers == 1; }));
+    CHECK(d.last[1].is_retry());
+    bool stopped = false;
+    sink->stop([&] { stopped = true; });
+    REQUIRE(test::run_until(r.loop, 5s, [&] { return stopped; }));
+  }
+  {
+    IlpPeer peer("questdb", 0, 422);
+    auto sink = make_sink(r.ctx, http_conf(peer.address));
+    Driver d(r.loop, *sink);
+    d.add(numbered(3));
+    REQUIRE(d.run(10s));
+    REQUIRE(d.last[1].is_reject());
+    CHECK(d.last[1].rejected == std::vector<std::uint32_t>{0, 1, 2});
+    CHECK(d.last[1].reason.find("422") != std::string::npos);
+    CHECK(peer.requests().size() == 1);
     bool stopped = false;
     sink->stop([&] { stopped = true; });
     REQUIRE(test::run_until(r.loop, 5s, [&] { return stopped; }));
