@@ -434,8 +434,8 @@ void StreamSink::send(Job& job) {
 
 void StreamSink::on_connected() {
   connects_.inc();
-  for (Job& job : jobs_) {
-    if (!job.sent) send(job);
+  for (auto it = jobs_.begin(); it != jobs_.end(); ++it) {
+    if (!it->sent) send(*it);
     if (!client_.connected()) break;
   }
   if (probe_ != nullptr) finish_probe(true);
@@ -459,7 +459,7 @@ void StreamSink::on_written(std::uint64_t mark) {
 
 void StreamSink::on_disconnected(const Status& why) {
   disconnects_.inc();
-  std::deque<Job> failed;
+  Fifo<Job> failed;
   failed.swap(jobs_);
   if (!failed.empty() && !stopping_) {
     SLUICE_WARN_LIMITED(log_limit_, "sink {}: {}: {} batches answer Retry", ctx_.name,

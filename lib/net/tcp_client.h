@@ -172,9 +172,9 @@ class StreamSink : public Sink, private TcpClientHandler {
 
  private:
   struct Job {
-    const Batch* batch;
+    const Batch* batch = nullptr;
     DeliveryId id;
-    DeliveryListener* done;
+    DeliveryListener* done = nullptr;
     std::uint64_t mark = 0;  // the client's mark of its last byte, once written
     bool sent = false;
     std::vector<std::uint32_t> rejected;
@@ -186,6 +186,42 @@ class StreamSink : public Sink, private TcpClientHandler {
     DeliveryListener* done;
     DeliveryResult result;
     Kind kind;
+  };
+  /// A FIFO on one vector that keeps its capacity (std::deque frees and allocates blocks as it
+  /// cycles, once per few batches): popped slots are reclaimed when the queue empties, or moved
+  /// out of the way once a few piled up.
+  template <class T>
+  class Fifo {
+   public:
+    bool empty() const noexcept { return head_ == v_.size(); }
+    std::size_t size() const noexcept { return v_.size() - head_; }
+    T& front() { return v_[head_]; }
+    T& back() { return v_.back(); }
+    void push_back(T t) {
+      if (head_ >= 16) {
+        v_.erase(v_.begin(), v_.begin() + static_cast<std::ptrdiff_t>(head_));
+        head_ = 0;
+      }
+      v_.push_back(std::move(t));
+    }
+    void pop_front() {
+      v_[head_] = T{};
+      if (++head_ == v_.size()) {
+        v_.clear();
+        head_ = 0;
+      }
+    }
+    auto begin() { return v_.begin() + static_cast<std::ptrdiff_t>(head_); }
+    auto end() { return v_.end(); }
+    void erase(typename std::vector<T>::iterator it) { v_.erase(it); }
+    void swap(Fifo& other) noexcept {
+      v_.swap(other.v_);
+      std::swap(head_, other.head_);
+    }
+
+   private:
+    std::vector<T> v_;
+    std::size_t head_ = 0;
   };
   void on_connected() override;
   void on_written(std::uint64_t mark) override;
@@ -199,7 +235,7 @@ class StreamSink : public Sink, private TcpClientHandler {
 
   StreamSinkOptions options_;
   TcpClient client_;
-  std::deque<Job> jobs_;
+  Fifo<Job> jobs_;
   std::deque<Later> later_;
   std::string scratch_;
   ProbeListener* probe_ = nullptr;

@@ -4,6 +4,7 @@
 #include <set>
 #include <thread>
 
+#include "tests/support/allocation_check.h"
 #include "tests/support/test_support.h"
 #include "tests/unit/lib/net/tcp_client_peer.h"
 #include "tests/unit/sinks/tcp_sink_driver.h"
@@ -318,4 +319,32 @@ TEST_CASE("tcp sink: nothing listening answers Retry and backs off, a probe says
     sink2.reset();
   }
   REQUIRE(loop.close() == 0);
+}
+
+TEST_CASE("tcp sink: delivering to a reading peer does not allocate once warm",
+          "[unit][sinks][tcp]") {
+  SLUICE_REQUIRE_ALLOCATION_COUNTING();
+  LinePeer peer;
+  Rig r(config_for(peer.address()));
+  struct Ok final : DeliveryListener {
+    int answers = 0;
+    void on_delivered(DeliveryId, const DeliveryResult&) noexcept override { ++answers; }
+  } ok;
+  Batch b = test::make_batch(500, std::string(190, 'x'));
+  auto round = [&](std::uint64_t n) {
+    for (std::uint64_t k = 0; k < 4; ++k) r.sink->deliver(b, DeliveryId{n * 4 + k}, ok);
+    const int want = ok.answers + 4;
+    while (ok.answers < want) r.loop.run_once();
+  };
+  for (std::uint64_t i = 0; i < 200; ++i) round(i);  // warm-up: buffers and queues at size
+  std::uint64_t allocations = 0;
+  {
+    test::AllocationCounter allocs;
+    for (std::uint64_t i = 200; i < 400; ++i) round(i);
+    allocations = allocs.count();
+  }
+  CHECK(allocations == 0);
+  REQUIRE(r.stop(5s));
+  r.sink.reset();
+  REQUIRE(r.loop.close() == 0);
 }
