@@ -136,6 +136,10 @@ std::optional<IlpConfig> IlpConfig::parse(const ConfigNode& node, ConfigErrors& 
     using std::chrono::milliseconds;
     node.optional("connect_timeout", c.connect_timeout, errors,
                   InRange<milliseconds>{milliseconds(10), std::chrono::minutes(10)});
+    if (node.optional("probe_path", c.probe_path, errors) &&
+        (c.probe_path.empty() || c.probe_path[0] != '/')) {
+      node.error_at("probe_path", errors, "must start with '/'");
+    }
     node.optional("flush_timeout", c.flush_timeout, errors,
                   InRange<milliseconds>{milliseconds(0), std::chrono::minutes(10)});
     std::uint64_t in_flight = c.max_in_flight;
@@ -239,6 +243,9 @@ IlpHttpSink::IlpHttpSink(const IlpConfig& config, SinkContext& ctx,
           "sluice_ilp_partial_write_splits_total",
           "Requests sent again in halves to find the lines an InfluxDB partial write refused.",
           ctx.labels())) {
+  // scheme://authority of the url, and the probe's path on it.
+  const std::size_t authority = url_.find("://") + 3;
+  probe_url_ = url_.substr(0, url_.find('/', authority)) + config_.probe_path;
   headers_.emplace_back("Content-Type", "text/plain; charset=utf-8");
   if (!config_.auth_token.empty()) {
     headers_.emplace_back("Authorization", "Bearer " + config_.auth_token.reveal());
@@ -431,8 +438,26 @@ void IlpHttpSink::cancel(DeliveryId id) {
   }
 }
 
+bool IlpHttpSink::probe(ProbeListener& listener) {
+  if (probe_ != nullptr || stopping_ || on_stopped_) return false;
+  probe_ = &listener;
+  http::ClientRequest req;
+  req.method = http::Method::get;
+  req.url = probe_url_;
+  req.headers = headers_;
+  probe_request_ = client_->submit(std::move(req), [this](http::ClientResponse&& r) {
+    ProbeListener* l = probe_;
+    probe_ = nullptr;
+    l->on_probed(*this, r.status >= 200 && r.status < 300);
+    maybe_stopped();
+  });
+  return true;
+}
+
 void IlpHttpSink::stop(StopCallback on_stopped) {
   on_stopped_ = std::move(on_stopped);
+  // A probe in flight is cut short: it reports unhealthy on a later turn, before on_stopped.
+  if (probe_ != nullptr) client_->cancel(probe_request_);
   if (!jobs_.empty()) {
     stop_timer_.start(config_.flush_timeout, [this] {
       for (Job& j : jobs_) {
@@ -447,7 +472,8 @@ void IlpHttpSink::stop(StopCallback on_stopped) {
 }
 
 void IlpHttpSink::maybe_stopped() {
-  if (!on_stopped_ || !jobs_.empty()) return;
+  if (!on_stopped_ || !jobs_.empty() || probe_ != nullptr) return;
+  stopping_ = true;
   stop_timer_.stop();
   auto cb = std::move(on_stopped_);
   on_stopped_ = nullptr;

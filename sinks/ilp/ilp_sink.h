@@ -31,6 +31,8 @@ struct IlpConfig {
   std::chrono::milliseconds connect_timeout{5'000};
   std::chrono::milliseconds flush_timeout{2'000};
   std::size_t max_in_flight = 4;
+  /// The health probe's path on the url's server: both QuestDB and InfluxDB answer GET /ping.
+  std::string probe_path = "/ping";
   http::ClientTls tls;
   static std::optional<IlpConfig> parse(const ConfigNode& node, ConfigErrors& errors);
   /// The url with `precision=` added when it has none.
@@ -65,6 +67,8 @@ class IlpHttpSink final : public Sink {
   void deliver(const Batch& batch, DeliveryId id, DeliveryListener& done) override;
   void stop(StopCallback on_stopped) override;
   void cancel(DeliveryId id) override;
+  /// GET probe_path: healthy on 2xx.
+  bool probe(ProbeListener& listener) override;
 
  private:
   struct Job {
@@ -93,8 +97,11 @@ class IlpHttpSink final : public Sink {
   SinkContext& ctx_;
   IlpConfig config_;
   IlpEncoder encoder_;
-  std::string url_;
+  std::string url_, probe_url_;
   std::vector<std::pair<std::string, std::string>> headers_;
+  ProbeListener* probe_ = nullptr;
+  http::RequestId probe_request_ = 0;
+  bool stopping_ = false;
   std::unique_ptr<http::Client> client_;
   std::list<Job> jobs_;
   std::vector<Job*> answers_;  // finished, answered on the next turn

@@ -273,3 +273,33 @@ TEST_CASE("ilp over http: configuration errors answer Retry and other 4xx reject
   }
   REQUIRE(r.loop.close() == 0);
 }
+
+TEST_CASE("ilp over http: the probe is a GET of /ping on the url's server", "[unit][sinks][ilp]") {
+  Rig r;
+  {
+    struct Probes final : ProbeListener {
+      int calls = 0;
+      bool healthy = false;
+      void on_probed(Sink&, bool h) noexcept override {
+        ++calls;
+        healthy = h;
+      }
+    } probes;
+    IlpPeer peer("questdb");
+    auto up = make_sink(r.ctx, http_conf(peer.address));
+    REQUIRE(up->probe(probes));
+    CHECK(!up->probe(probes));  // one at a time
+    REQUIRE(test::run_until(r.loop, 10s, [&] { return probes.calls == 1; }));
+    CHECK(probes.healthy);
+    auto down = make_sink(r.ctx, http_conf("127.0.0.1:1"));
+    REQUIRE(down->probe(probes));
+    REQUIRE(test::run_until(r.loop, 10s, [&] { return probes.calls == 2; }));
+    CHECK(!probes.healthy);
+    for (auto* s : {up.get(), down.get()}) {
+      bool stopped = false;
+      s->stop([&] { stopped = true; });
+      REQUIRE(test::run_until(r.loop, 5s, [&] { return stopped; }));
+    }
+  }
+  REQUIRE(r.loop.close() == 0);
+}

@@ -199,6 +199,22 @@ struct IlpHttpSilentFixture : IlpHttpRefusedFixture {
   }
 };
 
+// ILP over HTTP: the /ping probe's connect hangs until connect_timeout.
+struct IlpHttpBlackholeFixture {
+  Blackhole hole;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    IlpConfig c;
+    c.url = "http://" + hole.address() + "/write";
+    c.mapping.table = "t";
+    c.mapping.fields = {{"v", IlpType::auto_type}};
+    c.connect_timeout = 10s;
+    auto s = IlpSink::create(c, ctx);
+    REQUIRE(s);
+    return std::move(*s);
+  }
+  void prepare() {}
+};
+
 struct Probes final : ProbeListener {
   int calls = 0;
   bool healthy = true;
@@ -348,7 +364,7 @@ TEST_CASE("kafka sink: with every broker down a batch answers Retry on the next 
 // the sink stopped. stop() waits for the probe (which reports failed), then calls on_stopped.
 TEMPLATE_TEST_CASE("sink contract: stop with a probe in flight answers the probe first",
                    "[unit][sinks][contract][probe]", AvroBlackholeFixture, KafkaDownFixture,
-                   TcpBlackholeFixture) {
+                   TcpBlackholeFixture, IlpHttpBlackholeFixture) {
   {
     Rig<TestType> r;
     r.fixture.prepare();
@@ -378,7 +394,7 @@ TEMPLATE_TEST_CASE("sink contract: stop with a probe in flight answers the probe
 
 TEMPLATE_TEST_CASE("sink contract: a sink destroyed with a probe in flight never calls back",
                    "[unit][sinks][contract][probe]", AvroBlackholeFixture, KafkaDownFixture,
-                   TcpBlackholeFixture) {
+                   TcpBlackholeFixture, IlpHttpBlackholeFixture) {
   {
     Probes probes;
     Rig<TestType> r;
