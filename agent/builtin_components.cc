@@ -6,6 +6,7 @@
 #include "sinks/avro/avro_sink.h"
 #include "sinks/file/file_sink.h"
 #include "sinks/group/processors.h"
+#include "sinks/http/http_sink.h"
 #include "sinks/ilp/ilp_sink.h"
 #include "sinks/kafka/kafka_sink.h"
 #include "sinks/null/null_sink.h"
@@ -80,6 +81,7 @@ void register_builtin_components(Registry& r) {
   r.add_sink<sinks::FileConfig, sinks::FileSink>("file");
   r.add_sink<sinks::KafkaConfig, sinks::KafkaSink>("kafka");
   r.add_sink<sinks::AvroSinkConfig, sinks::AvroSink>("avro");
+  r.add_sink<sinks::HttpSinkConfig, sinks::HttpSink>("http");
   r.add_sink<sinks::StdoutConfig, sinks::StdoutSink>("stdout");
   r.add_sink<sinks::NullConfig, sinks::NullSink>("null");
   r.add_sink<sinks::TcpSinkConfig, sinks::TcpSink>("tcp");

@@ -1,5 +1,6 @@
 #include "lib/codec/json.h"
 
+#include <cstring>
 #include <ctime>
 
 namespace sluice::codec {
@@ -32,19 +33,37 @@ std::size_t utf8_len(std::string_view s, std::size_t i) {
 
 }  // namespace
 
+namespace {
+
+// True if any byte of the 8 in `w` needs more than a copy: a control byte (< 0x20), a byte of a
+// multi-byte UTF-8 sequence (>= 0x80, checked for validity one by one), '"' or '\\'.
+inline bool needs_care(std::uint64_t w) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101ULL, kHigh = 0x8080808080808080ULL;
+  const std::uint64_t below_space = (w - kOnes * 0x20) & ~w;
+  const std::uint64_t q = w ^ (kOnes * '"'), b = w ^ (kOnes * '\\');
+  const std::uint64_t quote = (q - kOnes) & ~q, backslash = (b - kOnes) & ~b;
+  return ((below_space | quote | backslash | w) & kHigh) != 0;
+}
+
+inline bool plain(unsigned char c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; }
+
+}  // namespace
+
 void append_json_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::size_t i = 0;
   while (i < s.size()) {
     const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-      // Copy the run of plain ASCII in one go.
+    if (plain(c)) {
+      // Copy the run of plain ASCII in one go, scanning eight bytes at a time.
       std::size_t j = i + 1;
-      while (j < s.size()) {
-        const auto d = static_cast<unsigned char>(s[j]);
-        if (d < 0x20 || d >= 0x80 || d == '"' || d == '\\') break;
-        ++j;
+      while (j + 8 <= s.size()) {
+        std::uint64_t w;
+        std::memcpy(&w, s.data() + j, 8);
+        if (needs_care(w)) break;
+        j += 8;
       }
+      while (j < s.size() && plain(static_cast<unsigned char>(s[j]))) ++j;
       out.append(s.data() + i, j - i);
       i = j;
       continue;
@@ -98,15 +117,25 @@ void append_rfc3339(std::string& out, std::int64_t ns) {
     frac += 1'000'000'000;
     --secs;
   }
-  const std::time_t t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[48];
-  const std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  out.append(buf, n);
-  char fbuf[16];
-  const int m = std::snprintf(fbuf, sizeof fbuf, ".%09lldZ", static_cast<long long>(frac));
-  out.append(fbuf, static_cast<std::size_t>(m));
+  // Events of a batch mostly share their second: format the date and time once per second.
+  thread_local std::int64_t cached_secs = -1;
+  thread_local char cached[48];
+  thread_local std::size_t cached_len = 0;
+  if (secs != cached_secs || cached_len == 0) {
+    const std::time_t t = static_cast<std::time_t>(secs);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    cached_len = std::strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
+    cached_secs = secs;
+  }
+  out.append(cached, cached_len);
+  char fbuf[11] = {'.'};
+  for (int k = 9; k >= 1; --k) {
+    fbuf[k] = static_cast<char>('0' + frac % 10);
+    frac /= 10;
+  }
+  fbuf[10] = 'Z';
+  out.append(fbuf, sizeof fbuf);
 }
 
 void encode_batch(const Batch& batch, OutputFormat format, std::string& out) {
@@ -122,10 +151,14 @@ void encode_batch(const Batch& batch, OutputFormat format, std::string& out) {
     const EventView e = batch[i];
     out += "{\"timestamp\":\"";
     append_rfc3339(out, e.timestamp_ns());
-    const int n =
-        std::snprintf(idbuf, sizeof idbuf, "%016llx", static_cast<unsigned long long>(e.id()));
+    static constexpr char kHexDigits[] = "0123456789abcdef";
+    std::uint64_t id = e.id();
+    for (int k = 15; k >= 0; --k) {
+      idbuf[k] = kHexDigits[id & 15];
+      id >>= 4;
+    }
     out += "\",\"id\":\"";
-    out.append(idbuf, static_cast<std::size_t>(n));
+    out.append(idbuf, 16);
     out += "\",\"headers\":{";
     for (std::size_t h = 0; h < e.header_count(); ++h) {
       if (h > 0) out += ',';

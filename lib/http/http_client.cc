@@ -209,7 +209,9 @@ Status Client::Impl::configure(Transfer& t) {
   curl_easy_setopt(e, CURLOPT_PROXY, o.proxy.c_str());
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                    o.http2 ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1);
-  curl_easy_setopt(e, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
+  curl_easy_setopt(e, CURLOPT_SSLVERSION,
+                   static_cast<long>(o.tls.min_version == "1.3" ? CURL_SSLVERSION_TLSv1_3
+                                                                : CURL_SSLVERSION_TLSv1_2));
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, o.tls.verify ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, o.tls.verify ? 2L : 0L);
   if (!o.tls.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, o.tls.ca_file.c_str());
@@ -345,7 +347,10 @@ int Client::Impl::timer_cb(CURLM* /*multi*/, long timeout_ms, void* userp) {
 void Client::Impl::on_socket_event(curl_socket_t fd, int status, int events) {
   if (multi == nullptr || in_curl) return;
   int flags = 0;
-  if (status < 0) flags = CURL_CSELECT_ERR;
+  // On POLLERR libuv stops the handle and reports an error without events: let curl read and
+  // write so that it finds the socket's own error ("Connection reset by peer"), which says more
+  // than CURL_CSELECT_ERR's "select/poll returned error".
+  if (status < 0) flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
   if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
   if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   int running = 0;
@@ -670,6 +675,58 @@ std::optional<std::int64_t> parse_http_date(std::string_view v) {
 }
 
 }  // namespace
+
+namespace {
+constexpr std::string_view kRequestsHelp = "HTTP requests answered, by status class.";
+constexpr std::string_view kBytesHelp = "Request body bytes before and after compression.";
+}  // namespace
+
+SinkMetrics::SinkMetrics(MetricsRegistry& m, const Labels& l)
+    : requests_2xx(m.counter("sluice_http_sink_requests_total", kRequestsHelp,
+                             with_label(l, "code", "2xx"))),
+      requests_3xx(m.counter("sluice_http_sink_requests_total", kRequestsHelp,
+                             with_label(l, "code", "3xx"))),
+      requests_4xx(m.counter("sluice_http_sink_requests_total", kRequestsHelp,
+                             with_label(l, "code", "4xx"))),
+      requests_5xx(m.counter("sluice_http_sink_requests_total", kRequestsHelp,
+                             with_label(l, "code", "5xx"))),
+      requests_error(m.counter("sluice_http_sink_requests_total", kRequestsHelp,
+                               with_label(l, "code", "error"))),
+      requests_cancelled(m.counter("sluice_http_sink_requests_total", kRequestsHelp,
+                                   with_label(l, "code", "cancelled"))),
+      request_seconds(m.histogram("sluice_http_sink_request_seconds",
+                                  "Time from submitting a request to its answer.", l)),
+      bytes_uncompressed(m.counter("sluice_http_sink_bytes_total", kBytesHelp,
+                                   with_label(l, "stage", "uncompressed"))),
+      bytes_compressed(m.counter("sluice_http_sink_bytes_total", kBytesHelp,
+                                 with_label(l, "stage", "compressed"))),
+      retries(m.counter("sluice_http_sink_retries_total",
+                        "Deliveries answered Retry (408, 429, 5xx, timeouts, connection errors, "
+                        "Retry-After waits).",
+                        l)),
+      rejects(m.counter("sluice_http_sink_rejects_total",
+                        "Deliveries rejected by the server (4xx, or the records it refused).", l)),
+      retry_after(m.counter(
+          "sluice_http_sink_retry_after_total",
+          "Deliveries answered Retry at once because the server's Retry-After had not passed.",
+          l)) {}
+
+void SinkMetrics::answered(const ClientResponse& r) noexcept {
+  if (r.status >= 200 && r.status < 300) {
+    requests_2xx.inc();
+  } else if (r.status >= 300 && r.status < 400) {
+    requests_3xx.inc();
+  } else if (r.status >= 400 && r.status < 500) {
+    requests_4xx.inc();
+  } else if (r.status >= 500) {
+    requests_5xx.inc();
+  } else if (r.cancelled) {
+    requests_cancelled.inc();
+  } else {
+    requests_error.inc();
+  }
+  if (!r.cancelled) request_seconds.observe(std::chrono::duration<double>(r.elapsed).count());
+}
 
 std::optional<Duration> parse_retry_after(std::string_view value, std::int64_t now_unix_s) {
   value = trim(value);

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <uv.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -12,6 +14,7 @@
 
 #include "lib/core/clock.h"
 #include "lib/core/loop.h"
+#include "lib/core/metrics.h"
 #include "lib/core/result.h"
 #include "lib/core/status.h"
 
@@ -25,6 +28,8 @@ struct ClientTls {
   std::string key_file;   // its private key (PEM)
   /// Verify the server's certificate chain and host name. Off only for tests and labs.
   bool verify = true;
+  /// The lowest protocol accepted: "1.2" (default) or "1.3".
+  std::string min_version = "1.2";
 };
 
 struct ClientOptions {
@@ -144,6 +149,34 @@ Classification classify(const ClientResponse& response, std::size_t max_body = 2
 /// the obsolete RFC 850 and asctime forms); a date in the past gives zero. nullopt if malformed.
 std::optional<Duration> parse_retry_after(std::string_view value, std::int64_t now_unix_s);
 
+/// The series every HTTP sink exports (one family each; the sink's component/type labels tell them
+/// apart): sluice_http_sink_requests_total{code="2xx|3xx|4xx|5xx|error|cancelled"},
+/// sluice_http_sink_request_seconds (histogram), sluice_http_sink_bytes_total{stage="uncompressed|
+/// compressed"}, sluice_http_sink_retries_total, sluice_http_sink_rejects_total and
+/// sluice_http_sink_retry_after_total. Resolved once, in the sink's create(); no lookups later.
+struct SinkMetrics {
+  SinkMetrics(MetricsRegistry& metrics, const Labels& labels);
+  /// Counts one answer by status class and observes its time (not for cancelled requests).
+  void answered(const ClientResponse& response) noexcept;
+  /// Counts one request body: its size before and after compression.
+  void body(std::size_t uncompressed, std::size_t compressed) noexcept {
+    bytes_uncompressed.inc(uncompressed);
+    bytes_compressed.inc(compressed);
+  }
+  Counter& requests_2xx;
+  Counter& requests_3xx;
+  Counter& requests_4xx;
+  Counter& requests_5xx;
+  Counter& requests_error;      // no answer: connection error, timeout
+  Counter& requests_cancelled;  // given up by the group (timeout, a retry before it) or at stop
+  Histogram& request_seconds;
+  Counter& bytes_uncompressed;
+  Counter& bytes_compressed;
+  Counter& retries;      // batches (or records) answered Retry
+  Counter& rejects;      // batches (or records) rejected by the server
+  Counter& retry_after;  // batches answered Retry at once while a Retry-After had not passed
+};
+
 /// Request body compression.
 enum class Compression : std::uint8_t {
   none,
@@ -156,6 +189,30 @@ std::string_view content_encoding(Compression c) noexcept;
 /// Replaces `out` with `in` compressed as one complete stream (level 0: the codec's default).
 /// For none, copies. Reuses `out`'s capacity.
 Status compress(Compression c, std::string_view in, std::string& out, int level = 0);
+
+/// Compression of one request body on the uv threadpool, so that a large batch does not stall the
+/// loop. `done(status, compressed)` runs once, on the loop thread, unless abandon() was called
+/// first (then it never runs; the job frees itself when the threadpool is done with it).
+class CompressJob {
+ public:
+  using Done = std::function<void(Status status, std::string&& compressed)>;
+  /// Starts compressing `in`; nullptr (and `done` never runs) if the threadpool refused it, with
+  /// the reason in `error`.
+  static CompressJob* start(Loop& loop, Compression c, int level, std::string in, Done done,
+                            Status& error);
+  /// The owner is going away or no longer wants the result: `done` will not run.
+  void abandon() noexcept { done_ = nullptr; }
+
+ private:
+  CompressJob() = default;
+  Compression c_ = Compression::none;
+  int level_ = 0;
+  std::string in_, out_;
+  Status status_;
+  Done done_;
+  uv_work_t req_{};
+};
+
 /// The inverse, bounded by `max_out` bytes (tests, receivers); Errc::invalid_data if corrupt.
 Status decompress(Compression c, std::string_view in, std::string& out,
                   std::size_t max_out = 64 << 20);

@@ -3,6 +3,8 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <memory>
+
 #include "lib/codec/zstream.h"
 #include "lib/http/http_client.h"
 
@@ -111,6 +113,39 @@ Status compress(Compression c, std::string_view in, std::string& out, int level)
     }
   }
   return Status(Errc::invalid_data, "unknown compression");
+}
+
+CompressJob* CompressJob::start(Loop& loop, Compression c, int level, std::string in, Done done,
+                                Status& error) {
+  auto* job = new CompressJob;
+  job->c_ = c;
+  job->level_ = level;
+  job->in_ = std::move(in);
+  job->done_ = std::move(done);
+  job->req_.data = job;
+  const int rc = uv_queue_work(
+      loop.uv(), &job->req_,
+      [](uv_work_t* r) {
+        auto* j = static_cast<CompressJob*>(r->data);
+        j->status_ = compress(j->c_, j->in_, j->out_, j->level_);
+        std::string().swap(j->in_);  // free the input early
+      },
+      [](uv_work_t* r, int status) {
+        std::unique_ptr<CompressJob> j(static_cast<CompressJob*>(r->data));
+        if (!j->done_) return;
+        Done cb = std::move(j->done_);
+        if (status == UV_ECANCELED) {
+          cb(Status(Errc::stopping, "compression cancelled"), std::string());
+        } else {
+          cb(std::move(j->status_), std::move(j->out_));
+        }
+      });
+  if (rc != 0) {
+    error = Status::from_uv(rc, "uv_queue_work");
+    delete job;
+    return nullptr;
+  }
+  return job;
 }
 
 Status decompress(Compression c, std::string_view in, std::string& out, std::size_t max_out) {

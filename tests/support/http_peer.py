@@ -11,7 +11,8 @@ line per request to --out:
   {"n": seq, "method": "POST", "path": "/in", "headers": {lower-case: value},
    "encoding": "gzip", "raw_bytes": 123, "body": "<decoded text>", "answer": "200"}
 
-Actions, applied to the data requests (not to the health path or /_peer/...) in order; when the
+A HEAD (any path) or any request to the health path answers 200 ("healthy"), or 503 while down.
+Actions, applied to the data requests (not to HEAD, the health path or /_peer/...) in order; when the
 script is used up every request answers 200:
   ok            200 with body "ok"
   503[:S]       503 with Retry-After: S (default 1) and body "busy"
@@ -135,7 +136,7 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.read_body()
         if self.path.startswith("/_peer/"):
             return self.control(raw)
-        if self.path.split("?")[0] == ARGS.health_path:
+        if self.path.split("?")[0] == ARGS.health_path or self.command == "HEAD":
             with LOCK:
                 STATE["health"] += 1
                 down = STATE["down"]

@@ -14,11 +14,13 @@
 
 #include "sinks/avro/avro_sink.h"
 #include "sinks/file/file_sink.h"
+#include "sinks/http/http_sink.h"
 #include "sinks/ilp/ilp_sink.h"
 #include "sinks/kafka/kafka_sink.h"
 #include "sinks/null/null_sink.h"
 #include "sinks/tcp/tcp_sink.h"
 #include "tests/support/fault_peers.h"
+#include "tests/support/http_peer.h"
 #include "tests/support/kafka_mock.h"
 #include "tests/support/test_support.h"
 #include "tests/unit/lib/net/tcp_client_peer.h"
@@ -115,6 +117,68 @@ struct AvroBlackholeFixture {
 // Every broker down: the metadata probe waits for its 2 s timeout.
 struct KafkaDownFixture : KafkaFixture {
   void prepare() { kafka.set_down(true); }
+};
+
+std::unique_ptr<Sink> make_http(SinkContext& ctx, HttpSinkConfig c) {
+  auto s = HttpSink::create(c, ctx);
+  REQUIRE(s);
+  return std::move(*s);
+}
+
+struct HttpFixture {
+  static constexpr bool answers_ok = true;
+  test::HttpPeer peer;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    HttpSinkConfig c;
+    c.url = peer.url();
+    return make_http(ctx, c);
+  }
+};
+
+// Compression runs on the threadpool: the answer still comes on the loop thread.
+struct HttpZstdFixture : HttpFixture {
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    HttpSinkConfig c;
+    c.url = peer.url();
+    c.compression = http::Compression::zstd;
+    return make_http(ctx, c);
+  }
+};
+
+struct HttpRefusedFixture {
+  static constexpr bool answers_ok = false;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    HttpSinkConfig c;
+    c.url = "http://127.0.0.1:1/in";
+    return make_http(ctx, c);
+  }
+};
+
+// A server that never answers: stop() gives the requests flush_timeout, then they answer Retry.
+struct HttpSilentFixture {
+  static constexpr bool answers_ok = false;
+  SilentServer server;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    HttpSinkConfig c;
+    c.url = "http://" + server.address() + "/in";
+    c.request_timeout = 60s;
+    c.flush_timeout = 200ms;
+    c.compression = http::Compression::gzip;
+    return make_http(ctx, c);
+  }
+};
+
+// Connects hang: a probe stays in flight until connect_timeout.
+struct HttpBlackholeFixture {
+  Blackhole hole;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    HttpSinkConfig c;
+    c.url = "http://" + hole.address() + "/in";
+    c.connect_timeout = 10s;
+    c.request_timeout = 20s;
+    return make_http(ctx, c);
+  }
+  void prepare() {}
 };
 
 TcpSinkConfig tcp_config(const std::string& address) {
@@ -278,7 +342,8 @@ struct Rig {
 
 TEMPLATE_TEST_CASE("sink contract: every deliver is answered once, on the loop, never inline",
                    "[unit][sinks][contract]", FileFixture, NullFixture, KafkaFixture,
-                   AvroRefusedFixture, TcpFixture, TcpRefusedFixture, IlpHttpRefusedFixture) {
+                   AvroRefusedFixture, HttpFixture, HttpZstdFixture, HttpRefusedFixture, TcpFixture,
+                   TcpRefusedFixture, IlpHttpRefusedFixture) {
   {
     Rig<TestType> r;
     r.deliver(6);
@@ -298,7 +363,8 @@ TEMPLATE_TEST_CASE("sink contract: every deliver is answered once, on the loop, 
 
 TEMPLATE_TEST_CASE("sink contract: stop with deliveries in flight completes after their answers",
                    "[unit][sinks][contract]", FileFixture, NullFixture, KafkaFixture,
-                   AvroRefusedFixture, AvroSilentFixture, TcpFixture, TcpRefusedFixture,
+                   AvroRefusedFixture, AvroSilentFixture, HttpFixture, HttpZstdFixture,
+                   HttpRefusedFixture, HttpSilentFixture, TcpFixture, TcpRefusedFixture,
                    TcpSilentFixture, IlpHttpRefusedFixture, IlpHttpSilentFixture) {
   {
     Rig<TestType> r;
@@ -364,7 +430,7 @@ TEST_CASE("kafka sink: with every broker down a batch answers Retry on the next 
 // the sink stopped. stop() waits for the probe (which reports failed), then calls on_stopped.
 TEMPLATE_TEST_CASE("sink contract: stop with a probe in flight answers the probe first",
                    "[unit][sinks][contract][probe]", AvroBlackholeFixture, KafkaDownFixture,
-                   TcpBlackholeFixture, IlpHttpBlackholeFixture) {
+                   HttpBlackholeFixture, TcpBlackholeFixture, IlpHttpBlackholeFixture) {
   {
     Rig<TestType> r;
     r.fixture.prepare();
@@ -394,7 +460,7 @@ TEMPLATE_TEST_CASE("sink contract: stop with a probe in flight answers the probe
 
 TEMPLATE_TEST_CASE("sink contract: a sink destroyed with a probe in flight never calls back",
                    "[unit][sinks][contract][probe]", AvroBlackholeFixture, KafkaDownFixture,
-                   TcpBlackholeFixture, IlpHttpBlackholeFixture) {
+                   HttpBlackholeFixture, TcpBlackholeFixture, IlpHttpBlackholeFixture) {
   {
     Probes probes;
     Rig<TestType> r;

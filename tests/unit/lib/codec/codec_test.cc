@@ -67,3 +67,27 @@ TEST_CASE("write_file_atomic replaces a file whole and says what failed", "[unit
   CHECK(missing.message().find("open " + dir + "/no/such/dir/file.tmp") != std::string::npos);
   std::filesystem::remove_all(dir);
 }
+
+// The encoder copies plain ASCII eight bytes at a time: a byte that needs care at any position of
+// a long run must still be seen.
+TEST_CASE("json strings escape a special byte at any position of a long run", "[unit][codec]") {
+  const std::string specials[] = {"\"", "\\", "\n", "\x01", "\x1f", "\xc3\xa9", "\xff", "\x7f"};
+  for (const std::string& sp : specials) {
+    std::string expected_sp;
+    append_json_string(expected_sp, sp);  // a string of one special: the byte-by-byte path
+    for (std::size_t pos = 0; pos < 41; ++pos) {
+      std::string in(41, 'a');
+      in.replace(pos, 1, sp);
+      std::string out;
+      append_json_string(out, in);
+      CHECK(out == std::string(pos, 'a') + expected_sp + std::string(40 - pos, 'a'));
+    }
+  }
+  std::string out;
+  append_rfc3339(out, 1'750'797'009'000'000'000);
+  append_rfc3339(out, 1'750'797'009'000'000'007);  // the same second, from the cache
+  append_rfc3339(out, -1);
+  CHECK(out ==
+        "2025-06-24T20:30:09.000000000Z2025-06-24T20:30:09.000000007Z"
+        "1969-12-31T23:59:59.999999999Z");
+}
