@@ -230,15 +230,7 @@ IlpHttpSink::IlpHttpSink(const IlpConfig& config, SinkContext& ctx,
       client_(std::move(client)),
       stop_timer_(ctx.loop),
       metrics_(ctx),
-      requests_2xx_(ctx.metrics.counter("sluice_ilp_requests_total", "Write requests, by answer.",
-                                        with_label(ctx.labels(), "status", "2xx"))),
-      requests_4xx_(ctx.metrics.counter("sluice_ilp_requests_total", "Write requests, by answer.",
-                                        with_label(ctx.labels(), "status", "4xx"))),
-      requests_5xx_(ctx.metrics.counter("sluice_ilp_requests_total", "Write requests, by answer.",
-                                        with_label(ctx.labels(), "status", "5xx"))),
-      requests_failed_(ctx.metrics.counter("sluice_ilp_requests_total",
-                                           "Write requests, by answer.",
-                                           with_label(ctx.labels(), "status", "error"))),
+      http_metrics_(ctx.metrics, ctx.labels()),
       splits_(ctx.metrics.counter(
           "sluice_ilp_partial_write_splits_total",
           "Requests sent again in halves to find the lines an InfluxDB partial write refused.",
@@ -320,6 +312,7 @@ void IlpHttpSink::next(Job& job) {
   req.url = url_;
   req.headers = headers_;
   req.body.assign(job.body, job.line_offset[first], job.line_offset[end] - job.line_offset[first]);
+  http_metrics_.body(req.body.size(), req.body.size());
   job.in_request = true;
   Job* j = &job;
   job.request = client_->submit(std::move(req), [this, j](http::ClientResponse&& r) {
@@ -330,21 +323,21 @@ void IlpHttpSink::next(Job& job) {
 
 void IlpHttpSink::reject_line(Job& job, std::uint32_t line, const std::string& why) {
   metrics_.rejected_server.inc();
+  http_metrics_.rejects.inc();
   if (job.rejected.empty()) job.why = why;
   job.rejected.push_back(job.line_event[line]);
 }
 
 void IlpHttpSink::on_response(Job& job, http::ClientResponse&& r) {
+  http_metrics_.answered(r);
   if (job.cancelled) return finish(job, DeliveryResult::retry("cancelled"));
   const auto [first, end] = job.todo.back();
   const std::uint32_t lines = end - first;
   if (r.status >= 200 && r.status < 300) {
-    requests_2xx_.inc();
     metrics_.rows_written.inc(lines);
     job.todo.pop_back();
     return next(job);
   }
-  (r.status >= 500 ? requests_5xx_ : r.status >= 400 ? requests_4xx_ : requests_failed_).inc();
   // InfluxDB answers a missing db= with 400 too: a configuration error, not a bad line.
   const bool config_error =
       r.status == 401 || r.status == 403 || r.status == 404 ||
@@ -404,6 +397,7 @@ void IlpHttpSink::finish(Job& job, DeliveryResult result) {
   // Answered on the next turn: a job can finish inside deliver() (every event rejected).
   if (job.finished) return;
   job.finished = true;
+  if (result.is_retry()) http_metrics_.retries.inc();
   job.todo.clear();
   job.result = std::move(result);
   answers_.push_back(&job);

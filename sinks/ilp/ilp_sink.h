@@ -108,10 +108,7 @@ class IlpHttpSink final : public Sink {
   StopCallback on_stopped_;
   Timer stop_timer_;
   IlpMetrics metrics_;
-  Counter& requests_2xx_;
-  Counter& requests_4xx_;
-  Counter& requests_5xx_;
-  Counter& requests_failed_;
+  http::SinkMetrics http_metrics_;  // the series every HTTP sink has
   Counter& splits_;
   RateLimiter log_limit_;
 };

@@ -96,7 +96,7 @@ TEST_CASE("ilp over http: a batch is one POST of its lines, answered Ok on 204",
           std::vector<std::string>{"t,host=ok v=0i 1", "t,host=ok v=1i 2", "t,host=ok v=2i 3"});
     CHECK(peer.requests() == std::vector<std::string>{"#REQ 204 3 /write?db=x&precision=s"});
     CHECK(r.metric("sluice_ilp_rows_written_total") == 3);
-    CHECK(r.metric("sluice_ilp_requests_total", {{"status", "2xx"}}) == 1);
+    CHECK(r.metric("sluice_http_sink_requests_total", {{"code", "2xx"}}) == 1);
     bool stopped = false;
     sink->stop([&] { stopped = true; });
     REQUIRE(test::run_until(r.loop, 5s, [&] { return stopped; }));
@@ -179,7 +179,7 @@ TEST_CASE("ilp over http: 503 answers Retry, and events that cannot make a line 
     CHECK(peer.rows() == std::vector<std::string>{"t v=0i 1000000000", "t v=1i 2000000000"});
     CHECK(r.metric("sluice_ilp_rows_rejected_total", {{"reason", "invalid_value"}}) == 2);
     CHECK(r.metric("sluice_ilp_rows_rejected_total", {{"reason", "no_fields"}}) == 2);
-    CHECK(r.metric("sluice_ilp_requests_total", {{"status", "5xx"}}) == 1);
+    CHECK(r.metric("sluice_http_sink_requests_total", {{"code", "5xx"}}) == 1);
     // Nothing encodable at all: answered (Reject) without a request, on a later turn.
     Driver none(r.loop, *sink);
     Batch empty;
