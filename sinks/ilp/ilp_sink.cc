@@ -140,6 +140,8 @@ std::optional<IlpConfig> IlpConfig::parse(const ConfigNode& node, ConfigErrors& 
         (c.probe_path.empty() || c.probe_path[0] != '/')) {
       node.error_at("probe_path", errors, "must start with '/'");
     }
+    node.optional("max_retry_after", c.max_retry_after, errors,
+                  InRange<milliseconds>{milliseconds(0), std::chrono::hours(1)});
     node.optional("flush_timeout", c.flush_timeout, errors,
                   InRange<milliseconds>{milliseconds(0), std::chrono::minutes(10)});
     std::uint64_t in_flight = c.max_in_flight;
@@ -271,6 +273,15 @@ void IlpHttpSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& d
   job.batch = &batch;
   job.id = id;
   job.done = &done;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < retry_after_until_) {
+    // The server asked for a pause (503/429 with Retry-After): no request until it passed.
+    http_metrics_.retry_after.inc();
+    return finish(job, DeliveryResult::retry(fmt::format(
+                           "the server asked to retry after {}",
+                           format_duration(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               retry_after_until_ - now)))));
+  }
   job.body.reserve(batch.bytes() + batch.size() * 16);
   std::string why;
   for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -353,7 +364,14 @@ void IlpHttpSink::on_response(Job& job, http::ClientResponse&& r) {
                           ctx_.name, url_, why);
       return finish(job, DeliveryResult::retry(why));
     }
-    if (c.verdict != http::Verdict::reject) return finish(job, DeliveryResult::retry(why));
+    if (c.verdict != http::Verdict::reject) {
+      if (c.retry_after) {
+        const auto wait =
+            std::min<std::chrono::nanoseconds>(*c.retry_after, config_.max_retry_after);
+        retry_after_until_ = std::max(retry_after_until_, std::chrono::steady_clock::now() + wait);
+      }
+      return finish(job, DeliveryResult::retry(why));
+    }
     // Another 4xx: the lines not yet written are rejected with the answer.
     for (const auto& [a, b] : job.todo) {
       for (std::uint32_t l = a; l < b; ++l) reject_line(job, l, why);

@@ -33,6 +33,8 @@ struct IlpConfig {
   std::size_t max_in_flight = 4;
   /// The health probe's path on the url's server: both QuestDB and InfluxDB answer GET /ping.
   std::string probe_path = "/ping";
+  /// A Retry-After of the server is honoured up to this long (deliveries answer Retry at once).
+  std::chrono::milliseconds max_retry_after{30'000};
   http::ClientTls tls;
   static std::optional<IlpConfig> parse(const ConfigNode& node, ConfigErrors& errors);
   /// The url with `precision=` added when it has none.
@@ -101,6 +103,7 @@ class IlpHttpSink final : public Sink {
   std::vector<std::pair<std::string, std::string>> headers_;
   ProbeListener* probe_ = nullptr;
   http::RequestId probe_request_ = 0;
+  std::chrono::steady_clock::time_point retry_after_until_{};
   bool stopping_ = false;
   std::unique_ptr<http::Client> client_;
   std::list<Job> jobs_;

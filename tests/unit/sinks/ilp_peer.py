@@ -7,7 +7,7 @@ InfluxDB 1.x do when a line is bad (PROTOCOLS.md 4.2, 4.4). A line is bad when i
 POST /write: questdb mode: any bad line -> 400 JSON naming the first bad line (1-based) and
 nothing is kept; else every line is kept, 204. influx mode: the good lines are kept; any bad ->
 400 {"error": "partial write: unable to parse '<line>': bad dropped=K"}; else 204. --fail N
-answers the first N requests 503 (nothing kept); --status NNN answers every request NNN with
+answers the first N requests 503 with Retry-After: 1 (nothing kept); --status NNN answers every request NNN with
 body "no". In influx mode a request without db= answers 400 {"error": "database is required"}. Every kept line is appended to --out; each
 request appends "#REQ <status> <lines>" to --out + ".req".
 """
@@ -30,6 +30,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def answer(self, status, body=b"", ctype="application/json"):
         self.send_response(status)
+        if status == 503:
+            self.send_header("Retry-After", "1")
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -171,8 +171,12 @@ TEST_CASE("ilp over http: 503 answers Retry, and events that cannot make a line 
     b.add_field("v", "not a number", FieldType::string);
     b.add("", 0, 10);  // no field at all
     d.add(std::move(b));
+    const auto t0 = std::chrono::steady_clock::now();
     REQUIRE(d.run(10s));
-    CHECK(d.retries == 1);
+    // 503 with Retry-After: 1: no request for a second, every delivery meanwhile answers Retry.
+    CHECK(std::chrono::steady_clock::now() - t0 >= 900ms);
+    CHECK(d.retries >= 2);
+    CHECK(r.metric("sluice_http_sink_retry_after_total") == d.retries - 1);
     REQUIRE(d.last[1].is_reject());
     CHECK(d.last[1].rejected == std::vector<std::uint32_t>{2, 3});
     CHECK(d.last[1].reason == "field 'v': \"not a number\" is not an integer (and 1 more)");
