@@ -137,3 +137,65 @@ TEST_CASE("tcp sink: a listener that never reads: Retry after delivery_timeout, 
   CHECK(agent->terminate() == 0);  // the lmdb channel keeps what was not delivered
   CHECK(std::chrono::steady_clock::now() - t0 < 5s);
 }
+
+TEST_CASE("tcp sink: a failover group moves to a file while the listener is down and comes back",
+          "[integration][tcp_sink]") {
+  int port = 0;
+  {
+    LinePeer probe_port;  // a free port, closed again: nothing listens there at first
+    port = std::stoi(probe_port.address().substr(10));
+  }
+  TempDir tmp;
+  fs::create_directories(tmp.file("logs"));
+  const std::string path = tmp.file("agent.toml");
+  write_file(path, R"([agent]
+data_dir = "@DATA_DIR@"
+admin = "127.0.0.1:0"
+[sources.tail]
+type = "taildir"
+paths = [")" + tmp.file("logs") +
+                       R"(/*.log"]
+rescan_interval = "200ms"
+poll_interval = "50ms"
+channel = "buf"
+[channels.buf]
+type = "memory"
+[sinks.relay]
+type = "tcp"
+address = "127.0.0.1:)" +
+                       std::to_string(port) + R"("
+reconnect_backoff = "200ms"
+[sinks.spill]
+type = "file"
+path = ")" + tmp.file("spill.log") +
+                       R"("
+[sink_groups.g]
+channel = "buf"
+processor = "failover"
+priority = { relay = 10, spill = 5 }
+max_penalty = "1s"
+)");
+  AgentProcess::Options o;
+  o.config_file = path;
+  AgentProcess agent("", o);
+  REQUIRE(agent.wait_ready());
+  append_numbers(tmp.file("logs") + "/a.log", 1, 1000);
+  REQUIRE(eventually(20s, [&] { return count_lines(tmp.file("spill.log")) == 1000; }));
+  LinePeer peer(LinePeer::Mode::read, 0, 0, port);  // the relay is back on its port
+  // Lines written from now on go to the relay again once its probe (a connect) passes.
+  REQUIRE(eventually(20s, [&] {
+    append_numbers(tmp.file("logs") + "/a.log", 1001, 1001);
+    return peer.received_bytes() > 0;
+  }));
+  append_numbers(tmp.file("logs") + "/a.log", 2000, 2999);
+  REQUIRE(eventually(20s, [&] {
+    const auto got = distinct_numbers(peer.received());
+    return got.count(2000) == 1 && got.count(2999) == 1;
+  }));
+  // Nothing lost across both switches: every line is in the file or at the relay.
+  std::set<long> all = distinct_numbers(peer.received());
+  for (long n : numbers_of(read_file(tmp.file("spill.log")))) all.insert(n);
+  for (long n = 1; n <= 1000; ++n) CHECK(all.count(n) == 1);
+  for (long n = 2000; n <= 2999; ++n) CHECK(all.count(n) == 1);
+  CHECK(agent.terminate() == 0);
+}

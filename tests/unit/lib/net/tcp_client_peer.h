@@ -25,11 +25,25 @@ class LinePeer {
   enum class Mode { read, never_read, close_graceful, close_abrupt };
   /// close_*: the first connection is closed once it delivered `close_after` bytes; later ones
   /// read.
-  explicit LinePeer(Mode mode = Mode::read, std::size_t close_after = 0, int rcvbuf = 0)
+  /// `port` 0 picks a free one; another (with SO_REUSEADDR) comes back on a known port.
+  explicit LinePeer(Mode mode = Mode::read, std::size_t close_after = 0, int rcvbuf = 0,
+                    int port = 0)
       : mode_(mode), close_after_(close_after) {
     listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
     if (rcvbuf > 0) ::setsockopt(listener_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    port_ = ntohs(Blackhole::bind_loopback(listener_, 16).sin_port);
+    const int one = 1;
+    ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (port == 0) {
+      port_ = ntohs(Blackhole::bind_loopback(listener_, 16).sin_port);
+    } else {
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(static_cast<std::uint16_t>(port));
+      REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+      REQUIRE(::listen(listener_, 16) == 0);
+      port_ = port;
+    }
     thread_ = std::thread([this] { run(); });
   }
   ~LinePeer() {
