@@ -53,10 +53,13 @@ TEST_CASE("tcp sink: a listener that closes mid-batch still gets every line",
   LinePeer peer(LinePeer::Mode::close_graceful, 100'000);
   TempDir tmp;
   fs::create_directories(tmp.file("logs"));
-  append_numbers(tmp.file("logs") + "/a.log", 1, 50'000);
+  append_numbers(tmp.file("logs") + "/a.log", 1, 25'000);  // 139 KB: past the close
   auto agent =
       start_agent(tmp, "address = \"" + peer.address() + "\"\nreconnect_backoff = \"50ms\"\n");
   REQUIRE(agent->wait_ready());
+  // The agent closes its side once it sees the peer's; what follows needs a new connection.
+  REQUIRE(eventually(20s, [&] { return peer.ended() == 1; }));
+  append_numbers(tmp.file("logs") + "/a.log", 25'001, 50'000);
   REQUIRE(eventually(30s, [&] { return distinct_numbers(peer.received()).size() == 50'000; }));
   const auto got = distinct_numbers(peer.received());
   CHECK(*got.begin() == 1);

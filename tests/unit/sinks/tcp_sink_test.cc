@@ -177,18 +177,24 @@ TEST_CASE("tcp sink: a listener that closes mid-batch gets every event at least 
   LinePeer peer(LinePeer::Mode::close_graceful, 650 * line + 3);
   {
     Rig r(config_for(peer.address(), "reconnect_backoff = \"20ms\"\n"));
-    Driver d(r.loop, *r.sink);
-    for (int b = 0; b < 30; ++b) {
+    auto batch_of = [](int b) {
       Batch batch;
       for (int i = 0; i < 100; ++i) {
         char body[8];
         std::snprintf(body, sizeof body, "e%04d", b * 100 + i);
         batch.add(body, 0, static_cast<std::uint64_t>(b * 100 + i));
       }
-      d.add(std::move(batch));
-    }
+      return batch;
+    };
+    Driver d(r.loop, *r.sink);
+    for (int b = 0; b < 10; ++b) d.add(batch_of(b));
     REQUIRE(d.run(20s, 1));
-    CHECK(peer.connections() >= 2);
+    // The sink closes its side once it sees the peer's: the rest needs a new connection.
+    REQUIRE(test::run_until(r.loop, 5s, [&] { return peer.ended() == 1; }));
+    Driver rest(r.loop, *r.sink);
+    for (int b = 10; b < 30; ++b) rest.add(batch_of(b));
+    REQUIRE(rest.run(20s, 1));
+    CHECK(peer.connections() == 2);
     REQUIRE(test::eventually(5s, [&] {
       const auto got = numbers(peer.received());
       std::set<long> distinct(got.begin(), got.end());
