@@ -8,9 +8,11 @@
 #include "sinks/file/file_sink.h"
 #include "sinks/group/processors.h"
 #include "sinks/http/http_sink.h"
+#include "sinks/ilp/ilp_sink.h"
 #include "sinks/kafka/kafka_sink.h"
 #include "sinks/null/null_sink.h"
 #include "sinks/stdout/stdout_sink.h"
+#include "sinks/tcp/tcp_sink.h"
 #include "sources/avro/avro_source.h"
 #include "sources/exec/exec_source.h"
 #include "sources/http/http_source.h"
@@ -84,6 +86,8 @@ void register_builtin_components(Registry& r) {
   r.add_sink<sinks::HttpSinkConfig, sinks::HttpSink>("http");
   r.add_sink<sinks::StdoutConfig, sinks::StdoutSink>("stdout");
   r.add_sink<sinks::NullConfig, sinks::NullSink>("null");
+  r.add_sink<sinks::TcpSinkConfig, sinks::TcpSink>("tcp");
+  r.add_sink<sinks::IlpConfig, sinks::IlpSink>("ilp");
   r.add_processor<DefaultProcessorConfig, DefaultProcessorFactory>(
       "default", {.min_sinks = 1, .max_sinks = 1});
   r.add_processor<FailoverProcessorConfig, FailoverProcessorFactory>("failover");

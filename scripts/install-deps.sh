@@ -7,6 +7,7 @@ packages=(
   libsimdjson-dev libpcre2-dev libhttp-parser-dev libcli11-dev libspdlog-dev libsystemd-dev
   libssl-dev zlib1g-dev catch2
   prometheus curl python3 python3-avro openssl clang-format systemd
+  influxdb nghttp2-server tmux python3-yaml zstd
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -16,5 +17,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # The tests start their own influxd (and other peers) on free ports: installing a package must
+  # not start its service. Without a policy-rc.d (a systemd machine), deny starts while installing.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+    own_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+    || { [ -z "$own_policy" ] || $sudo rm -f "$policy"; exit 1; }
+  [ -z "$own_policy" ] || $sudo rm -f "$policy"
 fi

@@ -17,14 +17,17 @@
 #include "sinks/datahub/datahub_sink.h"
 #include "sinks/file/file_sink.h"
 #include "sinks/http/http_sink.h"
+#include "sinks/ilp/ilp_sink.h"
 #include "sinks/kafka/kafka_sink.h"
 #include "sinks/null/null_sink.h"
 #include "sinks/stdout/stdout_sink.h"
+#include "sinks/tcp/tcp_sink.h"
 #include "tests/support/datahub_peer.h"
 #include "tests/support/fault_peers.h"
 #include "tests/support/http_peer.h"
 #include "tests/support/kafka_mock.h"
 #include "tests/support/test_support.h"
+#include "tests/unit/lib/net/tcp_client_peer.h"
 
 using namespace sluice;
 using namespace sluice::sinks;
@@ -268,6 +271,104 @@ struct DataHubBlackholeFixture {
   void prepare() {}
 };
 
+TcpSinkConfig tcp_config(const std::string& address) {
+  TcpSinkConfig c;
+  c.stream.client.address = address;
+  c.stream.client.connect_timeout = 10s;
+  c.stream.flush_timeout = 200ms;
+  return c;
+}
+
+struct TcpFixture {
+  static constexpr bool answers_ok = true;
+  test::LinePeer peer;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    return std::make_unique<TcpSink>(tcp_config(peer.address()), ctx);
+  }
+};
+
+struct TcpRefusedFixture {
+  static constexpr bool answers_ok = false;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    return std::make_unique<TcpSink>(tcp_config("127.0.0.1:1"), ctx);
+  }
+};
+
+// A peer that never reads: batches far larger than the socket buffers stay in flight; stop()
+// gives them flush_timeout, then they answer Retry.
+struct TcpSilentFixture {
+  static constexpr bool answers_ok = false;
+  test::LinePeer peer{test::LinePeer::Mode::never_read, 0, 4096};
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    auto c = tcp_config(peer.address());
+    c.stream.client.write_timeout = 60s;
+    return std::make_unique<TcpSink>(c, ctx);
+  }
+};
+
+struct TcpBlackholeFixture {
+  Blackhole hole;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    return std::make_unique<TcpSink>(tcp_config(hole.address()), ctx);
+  }
+  void prepare() {}
+};
+
+// ILP over HTTP to a server that refuses connections: Retry, answered like any other.
+struct IlpHttpRefusedFixture {
+  static constexpr bool answers_ok = false;
+  static Batch batch(std::size_t i) {
+    Batch b;
+    for (int k = 0; k < 5; ++k) {
+      b.add("e", 1, i * 5 + k);
+      b.add_field("v", "1", FieldType::integer);
+    }
+    return b;
+  }
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    IlpConfig c;
+    c.url = "http://127.0.0.1:1/write";
+    c.mapping.table = "t";
+    c.mapping.fields = {{"v", IlpType::auto_type}};
+    c.flush_timeout = 200ms;
+    auto s = IlpSink::create(c, ctx);
+    REQUIRE(s);
+    return std::move(*s);
+  }
+};
+
+// ILP over HTTP to a server that accepts and never answers: stop() gives flush_timeout.
+struct IlpHttpSilentFixture : IlpHttpRefusedFixture {
+  SilentServer server;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    IlpConfig c;
+    c.url = "http://" + server.address() + "/write";
+    c.mapping.table = "t";
+    c.mapping.fields = {{"v", IlpType::auto_type}};
+    c.request_timeout = 60s;
+    c.flush_timeout = 200ms;
+    auto s = IlpSink::create(c, ctx);
+    REQUIRE(s);
+    return std::move(*s);
+  }
+};
+
+// ILP over HTTP: the /ping probe's connect hangs until connect_timeout.
+struct IlpHttpBlackholeFixture {
+  Blackhole hole;
+  std::unique_ptr<Sink> make(SinkContext& ctx) {
+    IlpConfig c;
+    c.url = "http://" + hole.address() + "/write";
+    c.mapping.table = "t";
+    c.mapping.fields = {{"v", IlpType::auto_type}};
+    c.connect_timeout = 10s;
+    auto s = IlpSink::create(c, ctx);
+    REQUIRE(s);
+    return std::move(*s);
+  }
+  void prepare() {}
+};
+
 struct Probes final : ProbeListener {
   int calls = 0;
   bool healthy = true;
@@ -304,7 +405,11 @@ struct Rig {
 
   void deliver(std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) {
-      batches.push_back(test::make_batch(5, "e", i * 5));
+      if constexpr (requires { fixture.batch(i); }) {
+        batches.push_back(fixture.batch(i));  // a sink that needs parsed fields
+      } else {
+        batches.push_back(test::make_batch(5, "e", i * 5));
+      }
       answers.inside_deliver = true;
       sink->deliver(batches.back(), DeliveryId{batches.size()}, answers);
       answers.inside_deliver = false;
@@ -328,7 +433,8 @@ struct Rig {
 TEMPLATE_TEST_CASE("sink contract: every deliver is answered once, on the loop, never inline",
                    "[unit][sinks][contract]", FileFixture, NullFixture, StdoutFixture, KafkaFixture,
                    AvroRefusedFixture, HttpFixture, HttpZstdFixture, HttpRefusedFixture,
-                   DataHubFixture, DataHubDeflateFixture) {
+                   DataHubFixture, DataHubDeflateFixture, TcpFixture, TcpRefusedFixture,
+                   IlpHttpRefusedFixture) {
   {
     Rig<TestType> r;
     r.deliver(6);
@@ -350,7 +456,8 @@ TEMPLATE_TEST_CASE("sink contract: stop with deliveries in flight completes afte
                    "[unit][sinks][contract]", FileFixture, NullFixture, StdoutFixture, KafkaFixture,
                    AvroRefusedFixture, AvroSilentFixture, HttpFixture, HttpZstdFixture,
                    HttpRefusedFixture, HttpSilentFixture, DataHubFixture, DataHubDeflateFixture,
-                   DataHubSilentFixture) {
+                   DataHubSilentFixture, TcpFixture, TcpRefusedFixture, TcpSilentFixture,
+                   IlpHttpRefusedFixture, IlpHttpSilentFixture) {
   {
     Rig<TestType> r;
     r.deliver(4);
@@ -415,7 +522,8 @@ TEST_CASE("kafka sink: with every broker down a batch answers Retry on the next 
 // the sink stopped. stop() waits for the probe (which reports failed), then calls on_stopped.
 TEMPLATE_TEST_CASE("sink contract: stop with a probe in flight answers the probe first",
                    "[unit][sinks][contract][probe]", AvroBlackholeFixture, KafkaDownFixture,
-                   HttpBlackholeFixture, DataHubBlackholeFixture) {
+                   HttpBlackholeFixture, DataHubBlackholeFixture, TcpBlackholeFixture,
+                   IlpHttpBlackholeFixture) {
   {
     Rig<TestType> r;
     r.fixture.prepare();
@@ -445,7 +553,8 @@ TEMPLATE_TEST_CASE("sink contract: stop with a probe in flight answers the probe
 
 TEMPLATE_TEST_CASE("sink contract: a sink destroyed with a probe in flight never calls back",
                    "[unit][sinks][contract][probe]", AvroBlackholeFixture, KafkaDownFixture,
-                   HttpBlackholeFixture, DataHubBlackholeFixture) {
+                   HttpBlackholeFixture, DataHubBlackholeFixture, TcpBlackholeFixture,
+                   IlpHttpBlackholeFixture) {
   {
     Probes probes;
     Rig<TestType> r;

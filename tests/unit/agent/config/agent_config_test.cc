@@ -127,7 +127,7 @@ sql = "x"
   const std::vector<std::string> expected = {
       R"(inline.toml:3:8: sources.a.type: unknown source type 'execc' (did you mean 'exec'?))",
       R"(inline.toml:7:8: channels.c.type: unknown channel type 'sqlite'; available: lmdb, memory)",
-      R"(inline.toml:10:8: sinks.k.type: unknown sink type 'mqtt'; available: avro, datahub, file, http, kafka, null, stdout)",
+      R"(inline.toml:10:8: sinks.k.type: unknown sink type 'mqtt'; available: avro, datahub, file, http, ilp, kafka, null, stdout, tcp)",
       R"(inline.toml:13:2: pipelinez: unknown key)",
   };
   CHECK(errors == expected);
