@@ -152,7 +152,14 @@ void QuantileSketch::merge(const QuantileSketch& other) {
       const std::uint64_t n = theirs.counts[k];
       if (n == 0) continue;
       const std::int32_t index = theirs.offset + static_cast<std::int32_t>(k);
-      add_to(mine, same_mapping ? index : index_of(other.value_of(index)), n);
+      if (same_mapping) {
+        add_to(mine, index, n);
+        continue;
+      }
+      // A decoded bucket may sit at the very ends of the double range; keep its value finite.
+      const double v =
+          std::clamp(other.value_of(index), kMinIndexable, std::numeric_limits<double>::max());
+      add_to(mine, index_of(v), n);
     }
   };
   merge_store(pos_, other.pos_);

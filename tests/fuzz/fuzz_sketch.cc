@@ -38,6 +38,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     merged.merge(other);
     (void)merged.estimate();
     check_round_trip(merged);
+    other.merge(*c);
+    if (!(other == merged)) std::abort();  // merge is commutative
   } else {
     auto s = QuantileSketch::decode(in);
     if (!s) return 0;
@@ -49,6 +51,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     merged.merge(other);
     (void)merged.quantile(0.5);
     if (merged.count() != s->count() + other.count()) std::abort();
+    other.merge(*s);  // the other way: s's buckets re-added at other's accuracy
+    (void)other.quantile(0.99);
   }
   return 0;
 }
