@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <numbers>
 #include <random>
 #include <string>
@@ -221,6 +222,19 @@ TEST_CASE("quantile sketch: a merge across accuracies adds both errors", "[unit]
     INFO("q " << q);
     CHECK(std::abs(fine.quantile(q) - truth) <= 0.06 * truth * 1.05);
   }
+}
+
+TEST_CASE("quantile sketch: a merge across accuracies keeps the extreme doubles",
+          "[unit][sketch]") {
+  QuantileSketch fine(0.01, QuantileSketch::kMaxMaxBuckets), coarse(0.05, 64);
+  coarse.add(std::numeric_limits<double>::max());
+  coarse.add(std::numeric_limits<double>::min());
+  coarse.add(-std::numeric_limits<double>::max());
+  fine.merge(coarse);
+  CHECK(fine.count() == 3);
+  CHECK(fine.quantile(0) == -std::numeric_limits<double>::max());
+  CHECK(fine.quantile(1) == std::numeric_limits<double>::max());
+  CHECK(std::isfinite(fine.quantile(0.5)));
 }
 
 TEST_CASE("quantile sketch: encode and decode round trip", "[unit][sketch]") {
