@@ -128,8 +128,7 @@ double QuantileSketch::quantile(double q) const {
 
 void QuantileSketch::merge(const QuantileSketch& other) {
   if (&other == this) {
-    const QuantileSketch copy = other;
-    merge(copy);
+    merge(QuantileSketch(other));  // a copy: the loops below must not read what they write
     return;
   }
   if (other.max_buckets_ < max_buckets_) {

@@ -59,7 +59,7 @@ std::string unhex(std::string_view text) {
   return out;
 }
 
-std::string decode_error(std::string bytes) {
+std::string decode_error(const std::string& bytes) {
   std::string_view in = bytes;
   Result<DistinctCounter> r = DistinctCounter::decode(in);
   return r ? "ok" : r.error().str();
@@ -298,8 +298,8 @@ TEST_CASE("distinct counter: decode rejects garbage with the reason", "[unit][sk
   CHECK(decode_error("") == "invalid_data: distinct counter state: empty input");
   CHECK(decode_error("\x02") ==
         "invalid_data: distinct counter state: unknown encoding version 2 (this build reads 1)");
-  CHECK(decode_error("\x01\x03\x0e\x00") == "invalid_data: distinct counter state: unknown kind 3");
-  CHECK(decode_error("\x01\x01\x13\x00") ==
+  CHECK(decode_error(unhex("01030e00")) == "invalid_data: distinct counter state: unknown kind 3");
+  CHECK(decode_error(unhex("01011300")) ==
         "invalid_data: distinct counter state: precision 19 is not in [4, 18]");
   CHECK(decode_error(unhex("01000e8180800800")) ==
         "invalid_data: distinct counter state: exact limit 16777217 is above 16777216");

@@ -59,7 +59,7 @@ std::string unhex(std::string_view text) {
   return out;
 }
 
-std::string decode_error(std::string bytes) {
+std::string decode_error(const std::string& bytes) {
   std::string_view in = bytes;
   Result<QuantileSketch> r = QuantileSketch::decode(in);
   return r ? "ok" : r.error().str();
