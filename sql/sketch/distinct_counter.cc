@@ -15,6 +15,12 @@ constexpr std::uint8_t kVersion = 1;
 constexpr std::uint8_t kKindExact = 0;
 constexpr std::uint8_t kKindDense = 1;   // 2^p registers, 6 bits each, packed little-endian
 constexpr std::uint8_t kKindSparse = 2;  // (index delta, value) pairs of the non-zero registers
+// A base value, then 4 bits per register above the base; 15 marks a register written after them
+// as an (index delta, value) pair. Registers of a sketch past a few thousand values span less
+// than 15 ranks, so this is about 2/3 of the dense form.
+constexpr std::uint8_t kKindNibble = 3;
+constexpr int kNibbleEscape = 15;
+constexpr std::uint8_t kUnfilled = 0xFF;  // while decoding: above every register value
 constexpr std::size_t kInitialCapacity = 8;
 
 // The largest register value at `precision`: the 64 - p bits after the index all zero.
@@ -61,6 +67,15 @@ double tau(double x) {
 
 Status invalid(std::string_view why) {
   return Status(Errc::invalid_data, "distinct counter state: " + std::string(why));
+}
+
+std::size_t varint_size(std::uint64_t v) {
+  std::size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
 }
 
 std::size_t capacity_for(std::size_t values) {
@@ -251,23 +266,37 @@ void DistinctCounter::encode(std::string& out) const {
     for (std::uint64_t h : hashes) enc::put_u64(out, h);
     return;
   }
-  std::size_t nonzero = 0, sparse_bytes = 0, last = 0;
-  for (std::size_t i = 0; i < registers_.size(); ++i) {
-    if (registers_[i] == 0) continue;
-    const std::size_t delta = i - last;
-    sparse_bytes += (delta < 0x80 ? 1 : delta < 0x4000 ? 2 : 3) + 1;
-    last = i;
-    ++nonzero;
+  // Three forms of the registers; the smallest is written (ties: sparse, nibble, dense).
+  const std::size_t m = registers_.size();
+  std::uint8_t base = registers_[0];
+  for (std::uint8_t r : registers_) base = std::min(base, r);
+  std::size_t nonzero = 0, sparse_bytes = 0, escapes = 0, escape_bytes = 0;
+  std::size_t last_nonzero = 0, last_escape = 0;
+  for (std::size_t i = 0; i < m; ++i) {
+    if (registers_[i] != 0) {
+      sparse_bytes += varint_size(i - last_nonzero) + 1;
+      last_nonzero = i;
+      ++nonzero;
+    }
+    if (registers_[i] - base >= kNibbleEscape) {
+      escape_bytes += varint_size(i - last_escape) + 1;
+      last_escape = i;
+      ++escapes;
+    }
   }
-  const std::size_t dense_bytes = registers_.size() / 4 * 3;
-  const bool sparse = sparse_bytes < dense_bytes;
-  enc::put_u8(out, sparse ? kKindSparse : kKindDense);
+  sparse_bytes += varint_size(nonzero);
+  const std::size_t nibble_bytes = 1 + m / 2 + varint_size(escapes) + escape_bytes;
+  const std::size_t dense_bytes = m / 4 * 3;
+  const std::uint8_t kind = sparse_bytes <= std::min(nibble_bytes, dense_bytes) ? kKindSparse
+                            : nibble_bytes <= dense_bytes                       ? kKindNibble
+                                                                                : kKindDense;
+  enc::put_u8(out, kind);
   enc::put_u8(out, static_cast<std::uint8_t>(precision_));
   enc::put_varint(out, exact_limit_);
-  if (sparse) {
+  if (kind == kKindSparse) {
     enc::put_varint(out, nonzero);
-    last = 0;
-    for (std::size_t i = 0; i < registers_.size(); ++i) {
+    std::size_t last = 0;
+    for (std::size_t i = 0; i < m; ++i) {
       if (registers_[i] == 0) continue;
       enc::put_varint(out, i - last);
       enc::put_u8(out, registers_[i]);
@@ -275,7 +304,25 @@ void DistinctCounter::encode(std::string& out) const {
     }
     return;
   }
-  for (std::size_t i = 0; i < registers_.size(); i += 4) {
+  if (kind == kKindNibble) {
+    enc::put_u8(out, base);
+    auto nibble = [&](std::size_t i) {
+      return static_cast<unsigned>(std::min<int>(registers_[i] - base, kNibbleEscape));
+    };
+    for (std::size_t i = 0; i < m; i += 2) {
+      enc::put_u8(out, static_cast<std::uint8_t>(nibble(i) | nibble(i + 1) << 4));
+    }
+    enc::put_varint(out, escapes);
+    std::size_t last = 0;
+    for (std::size_t i = 0; i < m; ++i) {
+      if (registers_[i] - base < kNibbleEscape) continue;
+      enc::put_varint(out, i - last);
+      enc::put_u8(out, registers_[i]);
+      last = i;
+    }
+    return;
+  }
+  for (std::size_t i = 0; i < m; i += 4) {
     const std::uint32_t bits =
         std::uint32_t{registers_[i]} | std::uint32_t{registers_[i + 1]} << 6 |
         std::uint32_t{registers_[i + 2]} << 12 | std::uint32_t{registers_[i + 3]} << 18;
@@ -292,7 +339,7 @@ Result<DistinctCounter> DistinctCounter::decode(std::string_view& in) {
     return invalid("unknown encoding version " + std::to_string(version) + " (this build reads 1)");
   }
   if (!enc::get_u8(in, kind) || !enc::get_u8(in, precision)) return invalid("truncated header");
-  if (kind > kKindSparse) return invalid("unknown kind " + std::to_string(kind));
+  if (kind > kKindNibble) return invalid("unknown kind " + std::to_string(kind));
   if (precision < kMinPrecision || precision > kMaxPrecision) {
     return invalid("precision " + std::to_string(precision) + " is not in [4, 18]");
   }
@@ -339,6 +386,50 @@ Result<DistinctCounter> DistinctCounter::decode(std::string_view& in) {
       index += delta;
       if (value == 0 || value > top) {
         return invalid("register value " + std::to_string(value) + " out of range");
+      }
+      c.registers_[index] = value;
+    }
+    return c;
+  }
+  if (kind == kKindNibble) {
+    std::uint8_t base;
+    if (!enc::get_u8(in, base)) return invalid("truncated nibble base");
+    if (base > top) return invalid("nibble base " + std::to_string(base) + " out of range");
+    if (in.size() < m / 2) return invalid("truncated nibble registers");
+    std::size_t marked = 0;
+    for (std::size_t i = 0; i < m; ++i) {
+      const int nibble = (static_cast<unsigned char>(in[i / 2]) >> (4 * (i % 2))) & 0xF;
+      if (nibble == kNibbleEscape) {
+        ++marked;
+        c.registers_[i] = kUnfilled;  // its value follows
+        continue;
+      }
+      if (base + nibble > top) {
+        return invalid("register value " + std::to_string(base + nibble) + " out of range");
+      }
+      c.registers_[i] = static_cast<std::uint8_t>(base + nibble);
+    }
+    in.remove_prefix(m / 2);
+    // Exactly the marked registers are filled: as many escapes as marks, at distinct marked
+    // indexes.
+    std::uint64_t n;
+    if (!enc::get_varint(in, n)) return invalid("truncated or malformed escape count");
+    if (n != marked) return invalid("escape count does not match the escaped registers");
+    std::uint64_t index = 0;
+    for (std::uint64_t k = 0; k < n; ++k) {
+      std::uint64_t delta;
+      std::uint8_t value;
+      if (!enc::get_varint(in, delta) || !enc::get_u8(in, value)) {
+        return invalid("truncated escaped registers");
+      }
+      if (k > 0 && delta == 0) return invalid("escaped register indexes are not ascending");
+      if (delta >= m || index + delta >= m) return invalid("escaped register index out of range");
+      index += delta;
+      if (c.registers_[index] != kUnfilled) {
+        return invalid("escaped register " + std::to_string(index) + " is not marked");
+      }
+      if (value < base + kNibbleEscape || value > top) {
+        return invalid("escaped register value " + std::to_string(value) + " out of range");
       }
       c.registers_[index] = value;
     }

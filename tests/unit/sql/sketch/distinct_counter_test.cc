@@ -1,5 +1,6 @@
 #include "sql/sketch/distinct_counter.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <random>
@@ -236,9 +237,16 @@ TEST_CASE("distinct counter: encoded sizes", "[unit][sketch]") {
   // Version, kind, precision, limit (2 bytes), count, 8 bytes per value.
   CHECK(encoded(count_all(stream(rng, 10, 10), 1000)).size() == 6 + 80);
   // Sparse HLL: count, then (index delta, value) pairs of 2 + 1 bytes for 10 registers out of
-  // 16384; dense: 6 bits per register.
+  // 16384.
   CHECK(encoded(count_all(stream(rng, 10, 10), 0)).size() == 5 + 30);
-  CHECK(encoded(count_all(stream(rng, 1'000'000, 1'000'000), 0)).size() == 4 + 12288);
+  // Nibbles: a base, 4 bits per register, the escape count and a few escaped registers.
+  const std::string ten_thousand = encoded(count_all(stream(rng, 10'000, 10'000), 0));
+  CHECK(ten_thousand.size() >= 4 + 1 + 8192 + 1);
+  CHECK(ten_thousand.size() <= 4 + 1 + 8192 + 1 + 3 * 20);
+  CHECK(ten_thousand[1] == 3);
+  const std::string million = encoded(count_all(stream(rng, 1'000'000, 1'000'000), 0));
+  CHECK(million.size() >= 4 + 1 + 8192 + 1);
+  CHECK(million.size() <= 4 + 1 + 8192 + 1 + 3 * 20);
 }
 
 // Bytes written by encoding version 1. Decoding them must keep working in every later version;
@@ -274,23 +282,53 @@ TEST_CASE("distinct counter: decodes states written by encoding version 1", "[un
     CHECK(*back == c);
     CHECK(back->estimate() == 4);
   }
-  SECTION("dense HLL") {
+  SECTION("dense HLL, written back as nibbles") {
     std::vector<std::uint64_t> values;
     for (std::int64_t i = 0; i < 100; ++i) values.push_back(hash_int(i));
     const DistinctCounter c = count_all(values, 0, 4);
-    const std::string v1 = unhex(
+    // Registers 4 0 3 3 2 6 7 5 3 4 4 6 2 3 6 4, 6 bits each.
+    const std::string dense = unhex(
         "01010400"
         "04300c"
         "827114"
         "034118"
         "c26010");
-    CHECK(hex(encoded(c)) == hex(v1));
-    std::string_view in = v1;
+    std::string_view in = dense;
     Result<DistinctCounter> back = DistinctCounter::decode(in);
     REQUIRE(back);
     CHECK(*back == c);
     CHECK(back->precision() == 4);
     CHECK(back->estimate() == c.estimate());
+    // The same registers as nibbles over base 0 (10 bytes beat the 12 of the dense form).
+    const std::string nibbles = unhex(
+        "01030400"
+        "00"
+        "0433625743643246"
+        "00");
+    CHECK(hex(encoded(c)) == hex(nibbles));
+    in = nibbles;
+    back = DistinctCounter::decode(in);
+    REQUIRE(back);
+    CHECK(*back == c);
+  }
+  SECTION("nibbles with an escaped register") {
+    // p = 6: register 0 is 20, the other 63 are 1. Over base 1, register 0 is escaped.
+    const std::string nibbles = unhex(
+        "01030600"
+        "01"
+        "0f" +
+        std::string(62, '0') +
+        "01"
+        "00"
+        "14");
+    std::string_view in = nibbles;
+    Result<DistinctCounter> back = DistinctCounter::decode(in);
+    REQUIRE(back);
+    CHECK(in.empty());
+    REQUIRE(back->registers().size() == 64);
+    CHECK(back->registers()[0] == 20);
+    CHECK(std::count(back->registers().begin(), back->registers().end(), 1) == 63);
+    CHECK(hex(encoded(*back)) == hex(nibbles));
   }
 }
 
@@ -298,7 +336,7 @@ TEST_CASE("distinct counter: decode rejects garbage with the reason", "[unit][sk
   CHECK(decode_error("") == "invalid_data: distinct counter state: empty input");
   CHECK(decode_error("\x02") ==
         "invalid_data: distinct counter state: unknown encoding version 2 (this build reads 1)");
-  CHECK(decode_error(unhex("01030e00")) == "invalid_data: distinct counter state: unknown kind 3");
+  CHECK(decode_error(unhex("01040e00")) == "invalid_data: distinct counter state: unknown kind 4");
   CHECK(decode_error(unhex("01011300")) ==
         "invalid_data: distinct counter state: precision 19 is not in [4, 18]");
   CHECK(decode_error(unhex("01000e8180800800")) ==
@@ -330,6 +368,45 @@ TEST_CASE("distinct counter: decode rejects garbage with the reason", "[unit][sk
                            "808001"
                            "01")) ==
         "invalid_data: distinct counter state: sparse register index out of range");
+  const std::string p4 = "01030400";
+  CHECK(decode_error(unhex(p4 + "3e")) ==
+        "invalid_data: distinct counter state: nibble base 62 out of range");
+  CHECK(decode_error(unhex(p4 + "00"
+                                "00000000000000")) ==
+        "invalid_data: distinct counter state: truncated nibble registers");
+  CHECK(decode_error(unhex(p4 + "3d"
+                                "0100000000000000"
+                                "00")) ==
+        "invalid_data: distinct counter state: register value 62 out of range");
+  CHECK(decode_error(unhex(p4 + "00"
+                                "0f00000000000000"
+                                "00")) ==
+        "invalid_data: distinct counter state: escape count does not match the escaped registers");
+  CHECK(decode_error(unhex(p4 + "00"
+                                "0f00000000000000"
+                                "01"
+                                "01"
+                                "20")) ==
+        "invalid_data: distinct counter state: escaped register 1 is not marked");
+  CHECK(decode_error(unhex(p4 + "00"
+                                "0f00000000000000"
+                                "01"
+                                "00"
+                                "0e")) ==
+        "invalid_data: distinct counter state: escaped register value 14 out of range");
+  CHECK(decode_error(unhex(p4 + "00"
+                                "ff00000000000000"
+                                "02"
+                                "00"
+                                "20"
+                                "00"
+                                "20")) ==
+        "invalid_data: distinct counter state: escaped register indexes are not ascending");
+  CHECK(decode_error(unhex(p4 + "00"
+                                "0f00000000000000"
+                                "01"
+                                "00")) ==
+        "invalid_data: distinct counter state: truncated escaped registers");
   CHECK(decode_error(unhex("01000e8000")) ==
         "invalid_data: distinct counter state: truncated or malformed exact limit");
 }
