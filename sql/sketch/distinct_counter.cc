@@ -196,6 +196,10 @@ std::uint64_t DistinctCounter::estimate() const {
   return static_cast<std::uint64_t>(std::llround(e));
 }
 
+double DistinctCounter::standard_error() const noexcept {
+  return hll_ ? 1.04 / std::sqrt(static_cast<double>(std::size_t{1} << precision_)) : 0.0;
+}
+
 void DistinctCounter::merge(const DistinctCounter& other) {
   if (&other == this) return;  // a union with itself changes nothing
   exact_limit_ = std::min(exact_limit_, other.exact_limit_);

@@ -41,6 +41,8 @@ class DistinctCounter {
   /// estimator, unbiased from 0 to far beyond 2^40 without empirical bias tables).
   std::uint64_t estimate() const;
   bool exact() const noexcept { return !hll_; }
+  /// The relative standard error of estimate() once HLL: 1.04 / sqrt(2^precision) (0 while exact).
+  double standard_error() const noexcept;
 
   /// Adds `other`'s values. Exact + exact stays exact while the union fits in exact_limit (this
   /// counter's), else turns into HLL; HLL + anything is HLL. Registers of a higher precision are

@@ -75,10 +75,12 @@ TEST_CASE("distinct counter: exact up to the limit then HLL", "[unit][sketch]") 
   }
   CHECK(c.exact());
   CHECK(c.estimate() == 1000);
+  CHECK(c.standard_error() == 0.0);
   CHECK(c.registers().empty());
   c.add(hash_int(1000));
   CHECK_FALSE(c.exact());
   CHECK(c.registers().size() == 16384);
+  CHECK(c.standard_error() == Approx(0.008125));
   CHECK(c.exact_hashes().empty());
   CHECK(std::llabs(static_cast<long long>(c.estimate()) - 1001) <= 3 * 0.0081 * 1001);
 }
