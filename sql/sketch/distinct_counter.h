@@ -18,9 +18,11 @@ namespace sluice::sql::sketch {
 /// hashes, so the exact mode counts distinct hashes (two values collide with probability about
 /// n^2 / 2^65: below 3e-8 for a million values).
 ///
-/// Exact mode is an open-addressing hash set of the hashes (linear probing, at most 3/4 full, at
-/// most 32 bytes per value including slack); past `exact_limit` values the set is replaced by the
-/// registers. A counter is a pure value: no I/O, no locking, copyable, one thread at a time.
+/// Exact mode is an open-addressing hash set of the hashes (linear probing, at most 3/4 full, a
+/// power of two of at least 8 slots: 64 bytes, then 10.7 to 21.3 bytes per value); past
+/// `exact_limit` values the set is replaced by the registers (the default 1024 holds 2048 slots,
+/// the 16 KiB of the registers). A counter is a pure value: no I/O, no locking, copyable, one
+/// thread at a time.
 class DistinctCounter {
  public:
   static constexpr int kDefaultPrecision = 14;
@@ -30,7 +32,8 @@ class DistinctCounter {
   static constexpr std::size_t kMaxExactLimit = std::size_t{1} << 24;
 
   /// `exact_limit` must be <= kMaxExactLimit and `precision` in [kMinPrecision, kMaxPrecision]
-  /// (asserted: validate configuration before). exact_limit 0 makes the counter HLL from the start.
+  /// (asserted: validate configuration before). exact_limit 0 makes the counter HLL from the first
+  /// value.
   explicit DistinctCounter(std::size_t exact_limit, int precision = kDefaultPrecision);
 
   /// Counts one value by its hash. Does not allocate unless the exact set grows (doubling) or
