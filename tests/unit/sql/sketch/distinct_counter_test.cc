@@ -473,3 +473,55 @@ TEST_CASE("distinct counter: add does not allocate once warm", "[unit][sketch]")
   CHECK(exact.exact());
   CHECK(exact.estimate() == 4096);
 }
+
+TEST_CASE("distinct counter: two values fit in the object without allocating", "[unit][sketch]") {
+  SLUICE_REQUIRE_ALLOCATION_COUNTING();
+  CHECK(sizeof(DistinctCounter) == 32);
+  sluice::test::AllocationCounter allocs;
+  DistinctCounter c(1000);
+  c.add(hash_int(1));
+  c.add(hash_int(2));
+  c.add(0);  // hash 0 is kept apart
+  c.add(hash_int(1));
+  CHECK(allocs.count() == 0);
+  CHECK(c.estimate() == 3);
+  CHECK(c.memory_bytes() == sizeof(DistinctCounter));
+  c.add(hash_int(3));
+  CHECK(allocs.count() == 1);
+  CHECK(c.memory_bytes() == sizeof(DistinctCounter) + 8 * 8);
+  std::vector<std::uint64_t> expected{0, hash_int(1), hash_int(2), hash_int(3)};
+  std::sort(expected.begin(), expected.end());
+  CHECK(c.exact_hashes() == expected);
+}
+
+TEST_CASE("distinct counter: copies are deep and moves leave an empty counter", "[unit][sketch]") {
+  std::mt19937_64 rng(21);
+  for (std::size_t distinct : {0, 2, 50, 5000}) {
+    const DistinctCounter original = count_all(stream(rng, distinct, distinct), 1000, 12);
+    DistinctCounter copy = original;
+    CHECK(copy == original);
+    copy.add(hash_string("another"));
+    CHECK(copy.estimate() >= original.estimate());
+    if (original.exact() && distinct < 1000) CHECK_FALSE(copy == original);
+    if (!original.exact()) CHECK(copy.registers().data() != original.registers().data());
+    DistinctCounter moved = std::move(copy);
+    CHECK(moved.estimate() >= original.estimate());
+    CHECK(copy.exact());  // NOLINT(bugprone-use-after-move): the moved-from state is specified
+    CHECK(copy.estimate() == 0);
+    CHECK(copy.precision() == 12);
+    copy.add(hash_int(5));
+    CHECK(copy.estimate() == 1);
+    DistinctCounter assigned(10);
+    assigned = original;
+    CHECK(assigned == original);
+    assigned = std::move(moved);
+    CHECK(assigned.estimate() >= original.estimate());
+    const DistinctCounter& alias = assigned;
+    assigned = alias;  // self-assignment
+    CHECK(assigned.estimate() >= original.estimate());
+    std::vector<DistinctCounter> many(100, original);
+    many.resize(1000, original);  // moves on reallocation
+    CHECK(many.back() == original);
+    CHECK(many.front() == original);
+  }
+}
