@@ -233,6 +233,7 @@ Result<QuantileSketch> QuantileSketch::decode(std::string_view& in) {
     if (!enc::get_varint(in, n)) return invalid("truncated or malformed bucket count");
     if (n == 0) continue;
     if (n > max_buckets) return invalid("more buckets than the bucket limit");
+    if (n > in.size()) return invalid("truncated buckets");  // each takes a byte at least
     std::uint64_t zoffset;
     if (!enc::get_varint(in, zoffset)) return invalid("truncated or malformed bucket offset");
     const std::int64_t offset = enc::unzigzag(zoffset);

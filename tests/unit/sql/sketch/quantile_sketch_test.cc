@@ -343,6 +343,11 @@ TEST_CASE("quantile sketch: decode rejects garbage with the reason", "[unit][ske
                                   "00"
                                   "000000000000f03f")) ==
         "invalid_data: quantile sketch state: truncated minimum and maximum");
+  CHECK(decode_error(head + unhex("0000"
+                                  "04"
+                                  "00"
+                                  "0101")) ==
+        "invalid_data: quantile sketch state: truncated buckets");
   CHECK(decode_error(head + unhex("00"
                                   "8000")) ==
         "invalid_data: quantile sketch state: truncated or malformed counts");
