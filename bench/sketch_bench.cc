@@ -148,7 +148,7 @@ void quantile_error() {
         const double truth = values[static_cast<std::size_t>(qs[k] * (values.size() - 1))];
         worst[k] = std::max(worst[k], std::abs(s.quantile(qs[k]) - truth) / truth);
       }
-      buckets = std::max(buckets, s.positive().counts.size());
+      buckets = std::max(buckets, s.positive().span());
     }
     std::printf("%-14s", d.name);
     for (double w : worst) std::printf("%9.3f%%", 100 * w);
@@ -196,7 +196,7 @@ void encoded_sizes_and_merge() {
   std::printf(
       "APPROX_PERCENTILE state (100k exponential values, %zu buckets): %zu bytes, "
       "%.0f decode+merge/s\n",
-      q.positive().counts.size(), bytes.size(), rounds / s);
+      q.positive().span(), bytes.size(), rounds / s);
 }
 
 void footprint() {
