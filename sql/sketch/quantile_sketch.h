@@ -18,12 +18,13 @@ namespace sluice::sql::sketch {
 /// the exact minimum and maximum, and every answer is clamped into [min, max].
 ///
 /// Memory is bounded: each of the positive and negative stores keeps at most `max_buckets` counters
-/// (8 bytes each; 2048 by default, 16 KiB per store at most). Past that the lowest-magnitude
-/// buckets are collapsed into one, so the bound holds for every quantile whose value is within a
-/// factor γ^(max_buckets − 1) of the store's largest magnitude (α = 1%, 2048 buckets: about 6e17),
-/// which covers any latency or size distribution. Counts are integers, so merging is exact: merging
-/// the sketches of any split of a stream gives the same buckets as sketching the whole stream. A
-/// pure value: no I/O, no locking, copyable, one thread at a time.
+/// (8 bytes each; 2048 by default, 16 KiB per store at most); a store holds (index, count) pairs
+/// while that is smaller, so a sketch of 10 values takes about 400 bytes. Past the bucket limit
+/// the lowest-magnitude buckets are collapsed into one, so the bound holds for every quantile
+/// whose value is within a factor γ^(max_buckets − 1) of the store's largest magnitude (α = 1%,
+/// 2048 buckets: about 6e17), which covers any latency or size distribution. Counts are integers,
+/// so merging is exact: merging the sketches of any split of a stream gives the same buckets as
+/// sketching the whole stream. A pure value: no I/O, no locking, copyable, one thread at a time.
 class QuantileSketch {
  public:
   static constexpr double kDefaultRelativeAccuracy = 0.01;
