@@ -27,9 +27,14 @@ std::string value_of(std::string_view expr, const std::vector<F>& fields,
   return std::string(kNames[static_cast<int>(f.type)]) + ":" + std::string(f.text);
 }
 
-const std::vector<F> kEv = {s("name", "Alice"), i("n", 7), d("x", "2.5"), s("path", "/api/v1/users"),
-                            s("num_text", "42"), {"flag", "true", FieldType::boolean},
-                            {"nothing", "null", FieldType::null}, s("user.id", "u-9")};
+const std::vector<F> kEv = {s("name", "Alice"),
+                            i("n", 7),
+                            d("x", "2.5"),
+                            s("path", "/api/v1/users"),
+                            s("num_text", "42"),
+                            {"flag", "true", FieldType::boolean},
+                            {"nothing", "null", FieldType::null},
+                            s("user.id", "u-9")};
 
 }  // namespace
 
@@ -123,8 +128,9 @@ TEST_CASE("sql: window bounds, HAVING and row output", "[unit][sql]") {
   CHECK(row_text(out[0]) ==
         "window_start=1970-01-01T00:00:00.000Z,window_end=1970-01-01T00:00:10.000Z,k=a,n=2,top=3."
         "25,n10=20");
-  CHECK(out[0].body() ==
-        R"({"window_start":"1970-01-01T00:00:00.000Z","window_end":"1970-01-01T00:00:10.000Z","k":"a","n":2,"top":3.25,"n10":20})");
+  CHECK(
+      out[0].body() ==
+      R"({"window_start":"1970-01-01T00:00:00.000Z","window_end":"1970-01-01T00:00:10.000Z","k":"a","n":2,"top":3.25,"n10":20})");
   CHECK(out[0].field(3).type == FieldType::integer);
   CHECK(out[0].field(4).type == FieldType::floating);
   CHECK(r->stats().rows_filtered_by_having == 1);
