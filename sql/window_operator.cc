@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "lib/codec/json.h"
+#include "sql/json_path.h"
 #include "sql/sketch/encoding.h"
 #include "sql/sketch/hash.h"
 
@@ -120,6 +121,20 @@ bool WindowOperator::load_slots(const EventView& ev) {
           slot_hint_[s] = static_cast<std::uint32_t>(i);
           found = true;
           break;
+        }
+      }
+    }
+    if (!found && name.find('.') != std::string_view::npos) {
+      // "a.b" when the source kept object `a` as JSON text (no `fields` list): read inside it.
+      for (std::size_t dot = name.find('.'); dot != std::string_view::npos && !found;
+           dot = name.find('.', dot + 1)) {
+        const std::string_view top = name.substr(0, dot);
+        for (std::size_t i = 0; i < nfields && !found; ++i) {
+          const Field f = ev.field(i);
+          if (f.type == FieldType::json && f.key == top) {
+            found =
+                json_lookup(f.text, name.substr(dot + 1), arena_, slot_raw_[s], slot_raw_type_[s]);
+          }
         }
       }
     }

@@ -104,6 +104,19 @@ TEST_CASE("sql expressions: nested field names", "[unit][sql]") {
   // A path is the field of that name (json `fields = ["user.id"]` keeps the dots).
   CHECK(value_of("user.id", kEv) == "VARCHAR:u-9");
   CHECK(value_of("\"user.id\"", kEv) == "VARCHAR:u-9");
+  // Inside an object the json format kept as JSON text.
+  const std::vector<F> nested = {
+      {"req",
+       R"({"path":"/x","meta":{"status":404,"ms":1.5,"ok":false,"tags":["a"]},"u":"\u00e9\"q"})",
+       FieldType::json}};
+  CHECK(value_of("req.path", nested) == "VARCHAR:/x");
+  CHECK(value_of("req.meta.status + 1", nested) == "BIGINT:405");
+  CHECK(value_of("req.meta.ms", nested) == "DOUBLE:1.5");
+  CHECK(value_of("req.meta.ok", nested) == "BOOLEAN:false");
+  CHECK(value_of("req.meta.tags", nested) == "VARCHAR:[\"a\"]");
+  CHECK(value_of("req.u", nested) == "VARCHAR:\xc3\xa9\"q");
+  CHECK(value_of("req.meta.nothing", nested) == "NULL:null");
+  CHECK(value_of("req.path.deeper", nested) == "NULL:null");
 }
 
 TEST_CASE("sql expressions: declared types convert fields", "[unit][sql]") {
