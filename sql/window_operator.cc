@@ -706,8 +706,43 @@ std::size_t WindowOperator::emit_closed(Batch& out, std::size_t max_rows) {
   if (emit_pos_ == closed_sessions_.size()) {
     closed_sessions_.clear();
     emit_pos_ = 0;
+    compact_session_keys();
   }
   return emitted;
+}
+
+void WindowOperator::compact_session_keys() {
+  // Keys whose sessions have all closed are forgotten once they are the majority, so a stream of
+  // ever-new keys (session ids, users) does not grow the key table without bound.
+  std::size_t live = 0;
+  for (const SessionKey& k : skey_) live += k.open.empty() ? 0 : 1;
+  if (skey_.size() < 1024 || live * 2 > skey_.size()) return;
+  KeyIndex index;
+  std::vector<std::uint32_t> off, len, remap(skey_.size(), UINT32_MAX);
+  std::string keys;
+  std::vector<SessionKey> sk;
+  std::size_t dropped = 0;
+  for (std::size_t k = 0; k < skey_.size(); ++k) {
+    if (skey_[k].open.empty()) {
+      dropped += skey_len_[k] + 48;
+      continue;
+    }
+    remap[k] = static_cast<std::uint32_t>(sk.size());
+    off.push_back(static_cast<std::uint32_t>(keys.size()));
+    len.push_back(skey_len_[k]);
+    keys.append(skeys_.data() + skey_off_[k], skey_len_[k]);
+    index.insert(skey_index_.hash(k));
+    sk.push_back(std::move(skey_[k]));
+  }
+  for (Session& s : sessions_) {
+    if (s.alive) s.key = remap[s.key];
+  }
+  skey_index_ = std::move(index);
+  skey_off_ = std::move(off);
+  skey_len_ = std::move(len);
+  skeys_ = std::move(keys);
+  skey_ = std::move(sk);
+  open_bytes_ -= std::min(open_bytes_, dropped);
 }
 
 std::size_t WindowOperator::flush(Batch& out, std::size_t max_rows) {

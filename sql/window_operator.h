@@ -163,6 +163,7 @@ class WindowOperator {
   std::uint32_t new_session();
   void free_session(std::uint32_t id);
   void clear_state();
+  void compact_session_keys();
 
   CompiledQuery query_;
   const QueryPlan& plan_;

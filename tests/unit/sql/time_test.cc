@@ -168,3 +168,26 @@ TEST_CASE("sql state: restore refuses other queries and damaged bytes", "[unit][
   CHECK(same->open_windows() == 1);
   CHECK(same->stats().events_accepted == 1);
 }
+
+TEST_CASE("sql state: SESSION keys seen once do not accumulate", "[unit][sql]") {
+  auto q =
+      must_compile("SELECT sid, COUNT(*) AS n FROM src GROUP BY SESSION(INTERVAL '1' SECOND), sid");
+  auto r = must_run(q);
+  Batch out;
+  std::size_t rows = 0, peak = 0;
+  for (int round = 0; round < 50; ++round) {
+    Batch in;
+    for (int k = 0; k < 1000; ++k) {  // 1,000 new session ids every 2 s
+      add_event(in, round * 2 * kSec, {s("sid", std::to_string(round) + "-" + std::to_string(k))});
+    }
+    r->on_batch(in);
+    out.clear();
+    rows += r->emit_closed(out);
+    peak = std::max(peak, r->state_bytes());
+  }
+  CHECK(rows == 49 * 1000);
+  CHECK(r->open_windows() == 1000);
+  CHECK(peak < 2 * 1024 * 1024);  // 50,000 keys kept would need several MB
+  out.clear();
+  CHECK(r->flush(out) == 1000);
+}
