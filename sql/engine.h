@@ -136,6 +136,8 @@ enum class TimeSource : std::uint8_t {
 };
 
 struct RunnerOptions {
+  /// event_timestamp with a query that declares a WATERMARK column (CREATE TABLE, or
+  /// TUMBLE(col, ...)) and no time_field means TimeSource::field on that column.
   TimeSource time_source = TimeSource::event_timestamp;
   /// For TimeSource::field. Empty: the query's WATERMARK column.
   std::string time_field;
@@ -145,7 +147,9 @@ struct RunnerOptions {
   std::optional<std::int64_t> watermark_delay_ns;
   /// A window closes once the watermark reaches its end + allowed_lateness.
   std::int64_t allowed_lateness_ns = 0;
-  /// Beyond this many state bytes, the oldest windows close early (counted in Stats).
+  /// Beyond this many bytes of open windows' state, the oldest windows close early (counted in
+  /// RunnerStats::windows_closed_early; later events for them are late). Closed windows count
+  /// in state_bytes() until their rows have been emitted.
   std::size_t max_state_bytes = std::size_t{64} << 20;
   /// COUNT(DISTINCT): exact up to this many values per group and window, then HyperLogLog.
   std::size_t distinct_exact_limit = 1024;
@@ -179,8 +183,9 @@ class WindowOperator;  // sql/window_operator.h; opaque here
 /// Runs one compiled query. Semantics (identical however events are batched):
 /// - An event whose every window has end + allowed_lateness <= watermark() is late: it is
 ///   reported (EventOutcome::late) and not counted in any window.
-/// - After each accepted event the watermark becomes max(watermark, max event time - delay);
-///   advance_watermark() may raise it further (idle sources). It never goes back.
+/// - After each event that has a time (filtered and late ones too, as a source's watermark
+///   would) the watermark becomes max(watermark, event time - delay); advance_watermark() may
+///   raise it further (idle sources). It never goes back.
 /// - Windows with end + allowed_lateness <= watermark() are closed: they take no more events and
 ///   their rows are appended by the next emit_closed() (or flush()).
 /// - SESSION windows are per group key; an event within `gap` of a session extends it, and an
