@@ -192,7 +192,7 @@ class Planner {
     for (std::size_t i = 0; i < p->fields.size(); ++i)
       p->field_types.push_back(declared(p->fields[i]));
     // State of one group: key bytes, per-aggregate cells, and sketches at their starting size.
-    std::size_t bytes = 64 + 16 * p->keys.size();
+    std::size_t bytes = 48 + 16 * p->keys.size();
     for (const AggSpec& a : p->aggs) {
       bytes += 32;
       if (a.kind == AggKind::count_distinct) bytes += 64;
