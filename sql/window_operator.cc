@@ -434,10 +434,9 @@ bool WindowOperator::on_session_event(std::int64_t t) {
       ++i;
     }
     tgt.start = std::min(tgt.start, t);
-    const std::int64_t end = std::max(tgt.end, own_end);
-    ++tgt.version;
-    tgt.end = end;
-    heap_.push({tgt.end, static_cast<std::uint32_t>(target), tgt.version});
+    // The session's heap entry keeps its older end: close_ready() re-queues it when it surfaces,
+    // so the heap holds one entry per session rather than one per event.
+    tgt.end = std::max(tgt.end, own_end);
   }
   eval_args();
   Session& s = sessions_[static_cast<std::size_t>(target)];
@@ -538,6 +537,10 @@ void WindowOperator::close_ready() {
     heap_.pop();
     Session& s = sessions_[e.id];
     if (!s.alive || s.closed || s.version != e.version) continue;
+    if (e.end < s.end) {  // extended since queued
+      heap_.push({s.end, e.id, s.version});
+      continue;
+    }
     s.closed = true;
     auto& open = skey_[s.key].open;
     open.erase(std::find(open.begin(), open.end(), e.id));
@@ -557,10 +560,15 @@ void WindowOperator::enforce_bound() {
     if (plan_.window.kind != WindowKind::session) {
       oldest_end = open_.front()->end;
     } else {
-      while (!heap_.empty()) {  // drop stale entries to find the true oldest
-        const HeapEntry& e = heap_.top();
+      while (!heap_.empty()) {  // drop stale entries and re-queue extended ones: the true oldest
+        const HeapEntry e = heap_.top();
         const Session& s = sessions_[e.id];
-        if (s.alive && !s.closed && s.version == e.version) break;
+        if (s.alive && !s.closed && s.version == e.version) {
+          if (e.end == s.end) break;
+          heap_.pop();
+          heap_.push({s.end, e.id, s.version});
+          continue;
+        }
         heap_.pop();
       }
       if (heap_.empty()) return;
