@@ -450,7 +450,9 @@ EventOutcome WindowOperator::on_event(const EventView& ev) {
   arena_.reset();
   load_slots(ev);
   const auto t = event_time(ev);
-  if (!t) {
+  // Times beyond 1824..2116 are not event times (and window arithmetic stays far from overflow).
+  constexpr std::int64_t kTimeBound = std::int64_t{1} << 62;
+  if (!t || *t < -kTimeBound || *t > kTimeBound) {
     ++stats_.events_without_time;
     return EventOutcome::no_time;
   }
@@ -474,7 +476,8 @@ EventOutcome WindowOperator::on_event(const EventView& ev) {
     } else {
       const std::int64_t last_start = floor_div(*t, w.slide_ns) * w.slide_ns;
       bool prepared = false;
-      for (std::int64_t s = last_start; s > *t - w.size_ns; s -= w.slide_ns) {
+      const std::int64_t first_excluded = sat_sub(*t, w.size_ns);
+      for (std::int64_t s = last_start; s > first_excluded; s = sat_sub(s, w.slide_ns)) {
         if (sat_add(sat_add(s, w.size_ns), lateness_) <= wm_) continue;
         if (!prepared) {
           build_key();

@@ -34,13 +34,15 @@ TEST_CASE("sql time: event time from a field with a format, late and timeless ev
   add_event(in, 0, {s("k", "a"), s("ts", "24/06/2025 20:30:04")});  // window [00, 05) closed
   add_event(in, 0, {s("k", "a"), s("ts", "not a time")});
   add_event(in, 0, {s("k", "a")});
+  add_event(in, 0, {s("k", "a"), s("ts", "01/01/2200 00:00:00")});
   CHECK(r->on_event(in[0]) == EventOutcome::accepted);
   CHECK(r->on_event(in[1]) == EventOutcome::accepted);
   CHECK(r->on_event(in[2]) == EventOutcome::late);
   CHECK(r->on_event(in[3]) == EventOutcome::no_time);
   CHECK(r->on_event(in[4]) == EventOutcome::no_time);
+  CHECK(r->on_event(in[5]) == EventOutcome::no_time);  // beyond 2116
   CHECK(r->stats().events_late == 1);
-  CHECK(r->stats().events_without_time == 2);
+  CHECK(r->stats().events_without_time == 3);
   CHECK(r->stats().events_accepted == 2);
   CHECK(r->emit_closed(out) == 1);
   CHECK(row_text(out[0]) == "k=a,n=1");
