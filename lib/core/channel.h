@@ -148,6 +148,20 @@ class Channel {
   /// what the cursor sees is immediate), so an error reaches `done` only at shutdown.
   virtual void commit(Lease&& lease, CommitListener& done) = 0;
 
+  /// Durable channels only (a consumer whose own state must move with its cursor, the SQL
+  /// pipelines): commits `leases` (held leases of one cursor, in take order) and stores `value`
+  /// under the checkpoint key `key` (read back by load_checkpoints()) in the same transaction, so
+  /// that after a crash the cursor is past those events exactly when `value` is stored. The leases
+  /// are consumed. Returns false, leaving them held, when the channel cannot (not durable).
+  virtual bool commit_with_checkpoint(std::vector<Lease>& leases, std::string_view key,
+                                      std::string value, CommitListener& done) {
+    (void)leases;
+    (void)key;
+    (void)value;
+    (void)done;
+    return false;
+  }
+
   /// With several sink groups: once the channel is full, drop this cursor's oldest backlog instead
   /// of blocking the others (`lagging = "detach"`). Ignored by channels with one cursor.
   virtual void set_detach_when_lagging(CursorId cursor, bool detach) {
