@@ -1,0 +1,78 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sql/plan.h"
+#include "sql/sketch/distinct_counter.h"
+#include "sql/sketch/quantile_sketch.h"
+#include "sql/value.h"
+
+namespace sluice::sql {
+
+/// The fixed part of one aggregate's state in one group. What each field means depends on the
+/// aggregate:
+///   COUNT, COUNT(*):      i = count
+///   SUM, AVG:             i = sum of integers, d = sum of doubles, n = values, flags&1 = saw a
+///   double MIN, MAX:             vt/i/d = the value (strings in SideStore::strings[ext])
+///   FIRST/LAST_VALUE:     vt/i/d = the value, n = its event time
+///   COUNT(DISTINCT):      SideStore::distincts[ext]
+///   APPROX_PERCENTILE:    SideStore::quantiles[ext]
+/// Every state merges (merge()) and encodes (encode()/decode()), so that partial aggregates can be
+/// combined later (issue 14) and checkpointed.
+struct Cell {
+  std::int64_t i = 0;
+  double d = 0;
+  std::int64_t n = 0;
+  std::uint32_t ext = 0;
+  SqlType vt = SqlType::null;
+  std::uint8_t flags = 0;
+};
+
+/// The variable-size parts of a set of cells. Entries are reused after reset(), so recycled
+/// windows keep their capacity.
+struct SideStore {
+  std::vector<std::string> strings;
+  std::vector<sketch::DistinctCounter> distincts;
+  std::vector<sketch::QuantileSketch> quantiles;
+  std::size_t strings_used = 0, distincts_used = 0, quantiles_used = 0;
+
+  void reset() noexcept { strings_used = distincts_used = quantiles_used = 0; }
+  std::size_t bytes() const noexcept;
+};
+
+/// The plan's aggregates over one row of cells (one group in one window).
+class Aggregates {
+ public:
+  Aggregates(const QueryPlan& plan, std::size_t distinct_exact_limit);
+
+  std::size_t size() const noexcept { return specs_.size(); }
+  const AggSpec& spec(std::size_t i) const { return *specs_[i]; }
+
+  void init(Cell* cells, SideStore& side) const;
+  /// Folds one event's argument values (`args[i]` for aggregate i; ignored for COUNT(*)).
+  /// Returns the growth of heap bytes held by `side` (exact sets, sketches, strings).
+  std::int64_t update(Cell* cells, SideStore& side, const Value* args, std::int64_t time) const;
+  /// Adds the state `from` into `into` (sessions that an event bridges; partial aggregates).
+  void merge(Cell* into, SideStore& into_side, const Cell* from, const SideStore& from_side) const;
+  /// Results; strings view `side`.
+  void finalize(const Cell* cells, const SideStore& side, Value* out) const;
+
+  /// Versioned per-cell encoding: the bytes of one row of cells.
+  void encode(const Cell* cells, const SideStore& side, std::string& out) const;
+  /// Reads a row written by encode() into freshly init()ed cells; false if malformed.
+  bool decode(std::string_view& in, Cell* cells, SideStore& side) const;
+
+  std::size_t distinct_exact_limit() const noexcept { return distinct_limit_; }
+
+ private:
+  std::vector<const AggSpec*> specs_;
+  std::size_t distinct_limit_;
+};
+
+/// Hash of a value for COUNT(DISTINCT) (sql/sketch/hash.h: equal SQL values hash alike).
+std::uint64_t distinct_hash(const Value& v) noexcept;
+
+}  // namespace sluice::sql

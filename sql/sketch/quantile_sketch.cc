@@ -1,0 +1,255 @@
+#include "sql/sketch/quantile_sketch.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "lib/core/assert.h"
+#include "sql/sketch/encoding.h"
+
+namespace sluice::sql::sketch {
+namespace {
+
+constexpr std::uint8_t kVersion = 1;
+constexpr double kInf = std::numeric_limits<double>::infinity();
+// Magnitudes below this count as zero: log() of a subnormal loses the relative accuracy.
+constexpr double kMinIndexable = std::numeric_limits<double>::min();
+
+Status invalid(std::string_view why) {
+  return Status(Errc::invalid_data, "quantile sketch state: " + std::string(why));
+}
+
+}  // namespace
+
+QuantileSketch::QuantileSketch(double relative_accuracy, std::size_t max_buckets)
+    : alpha_(relative_accuracy),
+      gamma_((1 + relative_accuracy) / (1 - relative_accuracy)),
+      inv_log_gamma_(1.0 / std::log(gamma_)),
+      max_buckets_(max_buckets),
+      min_(kInf),
+      max_(-kInf) {
+  SLUICE_ASSERT(relative_accuracy >= kMinRelativeAccuracy &&
+                relative_accuracy <= kMaxRelativeAccuracy);
+  SLUICE_ASSERT(max_buckets >= kMinMaxBuckets && max_buckets <= kMaxMaxBuckets);
+}
+
+std::int32_t QuantileSketch::index_of(double magnitude) const noexcept {
+  return static_cast<std::int32_t>(std::ceil(std::log(magnitude) * inv_log_gamma_));
+}
+
+double QuantileSketch::value_of(std::int32_t index) const noexcept {
+  // Bucket i holds (γ^(i-1), γ^i]; this point is within α of both ends.
+  return 2.0 * std::exp(index / inv_log_gamma_) / (gamma_ + 1.0);
+}
+
+void QuantileSketch::add(double value) {
+  if (!std::isfinite(value)) {
+    ++non_finite_;
+    return;
+  }
+  ++count_;
+  if (value < min_) min_ = value;
+  if (value > max_) max_ = value;
+  if (value >= kMinIndexable) {
+    add_to(pos_, index_of(value), 1);
+  } else if (value <= -kMinIndexable) {
+    add_to(neg_, index_of(-value), 1);
+  } else {
+    ++zero_;
+  }
+}
+
+void QuantileSketch::add_to(Store& s, std::int32_t index, std::uint64_t n) {
+  std::vector<std::uint64_t>& c = s.counts;
+  if (c.empty()) {
+    s.offset = index;
+    c.push_back(n);
+    return;
+  }
+  const std::int64_t top = s.offset + static_cast<std::int64_t>(c.size()) - 1;
+  if (index >= s.offset && index <= top) {
+    c[index - s.offset] += n;
+    return;
+  }
+  const std::int64_t hi = std::max<std::int64_t>(top, index);
+  const std::int64_t lo = std::max<std::int64_t>(std::min<std::int64_t>(s.offset, index),
+                                                 hi - static_cast<std::int64_t>(max_buckets_) + 1);
+  // Collapsing everything below `lo` into bucket `lo` makes the result depend only on the
+  // smallest and largest index ever seen, never on the order of the values: merges stay exact.
+  if (lo > s.offset) {
+    collapse_below(s, lo);
+  } else if (lo < s.offset) {
+    c.insert(c.begin(), static_cast<std::size_t>(s.offset - lo), 0);
+    s.offset = static_cast<std::int32_t>(lo);
+  }
+  const std::int64_t new_size = hi - lo + 1;
+  if (static_cast<std::int64_t>(c.size()) < new_size)
+    c.resize(static_cast<std::size_t>(new_size), 0);
+  c[static_cast<std::size_t>(std::max<std::int64_t>(index, lo) - lo)] += n;
+}
+
+void QuantileSketch::collapse_below(Store& s, std::int64_t lo) {
+  std::vector<std::uint64_t>& c = s.counts;
+  const std::size_t drop = static_cast<std::size_t>(
+      std::min<std::int64_t>(lo - s.offset, static_cast<std::int64_t>(c.size())));
+  std::uint64_t folded = 0;
+  for (std::size_t k = 0; k < drop; ++k) folded += c[k];
+  c.erase(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(drop));
+  if (c.empty() || s.offset + static_cast<std::int64_t>(drop) != lo) c.insert(c.begin(), 0);
+  c[0] += folded;
+  s.offset = static_cast<std::int32_t>(lo);
+}
+
+double QuantileSketch::quantile(double q) const {
+  if (count_ == 0) return std::numeric_limits<double>::quiet_NaN();
+  if (!(q > 0)) return min_;  // also NaN
+  if (q >= 1) return max_;
+  const double rank = q * static_cast<double>(count_ - 1);
+  double seen = 0;
+  auto clamp = [&](double v) { return std::clamp(v, min_, max_); };
+  for (std::size_t k = neg_.counts.size(); k-- > 0;) {
+    seen += static_cast<double>(neg_.counts[k]);
+    if (seen > rank) return clamp(-value_of(neg_.offset + static_cast<std::int32_t>(k)));
+  }
+  seen += static_cast<double>(zero_);
+  if (seen > rank) return clamp(0.0);
+  for (std::size_t k = 0; k < pos_.counts.size(); ++k) {
+    seen += static_cast<double>(pos_.counts[k]);
+    if (seen > rank) return clamp(value_of(pos_.offset + static_cast<std::int32_t>(k)));
+  }
+  return max_;
+}
+
+void QuantileSketch::merge(const QuantileSketch& other) {
+  if (&other == this) {
+    const QuantileSketch copy = other;
+    merge(copy);
+    return;
+  }
+  if (other.max_buckets_ < max_buckets_) {
+    max_buckets_ = other.max_buckets_;
+    for (Store* s : {&pos_, &neg_}) {
+      if (s->counts.size() <= max_buckets_) continue;
+      const std::int64_t top = s->offset + static_cast<std::int64_t>(s->counts.size()) - 1;
+      collapse_below(*s, top - static_cast<std::int64_t>(max_buckets_) + 1);
+    }
+  }
+  count_ += other.count_;
+  non_finite_ += other.non_finite_;
+  zero_ += other.zero_;
+  min_ = std::min(min_, other.min_);
+  max_ = std::max(max_, other.max_);
+  const bool same_mapping = other.alpha_ == alpha_;
+  auto merge_store = [&](Store& mine, const Store& theirs) {
+    // From the top down, so that a collapse happens at most once.
+    for (std::size_t k = theirs.counts.size(); k-- > 0;) {
+      const std::uint64_t n = theirs.counts[k];
+      if (n == 0) continue;
+      const std::int32_t index = theirs.offset + static_cast<std::int32_t>(k);
+      add_to(mine, same_mapping ? index : index_of(other.value_of(index)), n);
+    }
+  };
+  merge_store(pos_, other.pos_);
+  merge_store(neg_, other.neg_);
+}
+
+void QuantileSketch::clear() {
+  pos_.counts.clear();
+  neg_.counts.clear();
+  pos_.offset = neg_.offset = 0;
+  zero_ = count_ = non_finite_ = 0;
+  min_ = kInf;
+  max_ = -kInf;
+}
+
+std::size_t QuantileSketch::memory_bytes() const noexcept {
+  return sizeof(*this) + (pos_.counts.capacity() + neg_.counts.capacity()) * sizeof(std::uint64_t);
+}
+
+bool operator==(const QuantileSketch& a, const QuantileSketch& b) {
+  return a.alpha_ == b.alpha_ && a.max_buckets_ == b.max_buckets_ && a.pos_ == b.pos_ &&
+         a.neg_ == b.neg_ && a.zero_ == b.zero_ && a.count_ == b.count_ &&
+         a.non_finite_ == b.non_finite_ && a.min_ == b.min_ && a.max_ == b.max_;
+}
+
+void QuantileSketch::encode(std::string& out) const {
+  enc::put_u8(out, kVersion);
+  enc::put_f64(out, alpha_);
+  enc::put_varint(out, max_buckets_);
+  enc::put_varint(out, non_finite_);
+  enc::put_varint(out, zero_);
+  for (const Store* s : {&pos_, &neg_}) {
+    enc::put_varint(out, s->counts.size());
+    if (s->counts.empty()) continue;
+    enc::put_varint(out, enc::zigzag(s->offset));
+    for (std::uint64_t n : s->counts) enc::put_varint(out, n);
+  }
+  if (count_ > 0) {
+    enc::put_f64(out, min_);
+    enc::put_f64(out, max_);
+  }
+}
+
+Result<QuantileSketch> QuantileSketch::decode(std::string_view& in) {
+  std::uint8_t version;
+  if (!enc::get_u8(in, version)) return invalid("empty input");
+  if (version != kVersion) {
+    return invalid("unknown encoding version " + std::to_string(version) + " (this build reads 1)");
+  }
+  double alpha;
+  std::uint64_t max_buckets, non_finite, zero;
+  if (!enc::get_f64(in, alpha)) return invalid("truncated relative accuracy");
+  if (!(alpha >= kMinRelativeAccuracy && alpha <= kMaxRelativeAccuracy)) {
+    return invalid("relative accuracy is not in [0.0001, 0.5]");
+  }
+  if (!enc::get_varint(in, max_buckets)) return invalid("truncated or malformed bucket limit");
+  if (max_buckets < kMinMaxBuckets || max_buckets > kMaxMaxBuckets) {
+    return invalid("bucket limit " + std::to_string(max_buckets) + " is not in [16, 65536]");
+  }
+  if (!enc::get_varint(in, non_finite) || !enc::get_varint(in, zero)) {
+    return invalid("truncated or malformed counts");
+  }
+  QuantileSketch s(alpha, max_buckets);
+  s.non_finite_ = non_finite;
+  s.zero_ = zero;
+  std::uint64_t total = zero;
+  // The indexes a finite magnitude in [DBL_MIN, DBL_MAX] can have, with one bucket of slack.
+  const std::int64_t lowest = s.index_of(kMinIndexable) - 1;
+  const std::int64_t highest = s.index_of(std::numeric_limits<double>::max()) + 1;
+  for (Store* st : {&s.pos_, &s.neg_}) {
+    std::uint64_t n;
+    if (!enc::get_varint(in, n)) return invalid("truncated or malformed bucket count");
+    if (n == 0) continue;
+    if (n > max_buckets) return invalid("more buckets than the bucket limit");
+    std::uint64_t zoffset;
+    if (!enc::get_varint(in, zoffset)) return invalid("truncated or malformed bucket offset");
+    const std::int64_t offset = enc::unzigzag(zoffset);
+    if (offset < lowest || offset + static_cast<std::int64_t>(n) - 1 > highest) {
+      return invalid("bucket index out of range");
+    }
+    st->offset = static_cast<std::int32_t>(offset);
+    st->counts.resize(n);
+    for (std::uint64_t k = 0; k < n; ++k) {
+      if (!enc::get_varint(in, st->counts[k])) return invalid("truncated or malformed bucket");
+      if (st->counts[k] > std::numeric_limits<std::uint64_t>::max() - total) {
+        return invalid("counts overflow");
+      }
+      total += st->counts[k];
+    }
+    if (st->counts.front() == 0 || st->counts.back() == 0) {
+      return invalid("a store's first or last bucket is empty");
+    }
+  }
+  s.count_ = total;
+  if (total > 0) {
+    if (!enc::get_f64(in, s.min_) || !enc::get_f64(in, s.max_)) {
+      return invalid("truncated minimum and maximum");
+    }
+    if (!std::isfinite(s.min_) || !std::isfinite(s.max_) || s.min_ > s.max_) {
+      return invalid("minimum and maximum are not finite and ordered");
+    }
+  }
+  return s;
+}
+
+}  // namespace sluice::sql::sketch

@@ -1,0 +1,907 @@
+#include "sql/window_operator.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+
+#include "lib/codec/json.h"
+#include "sql/sketch/encoding.h"
+#include "sql/sketch/hash.h"
+
+namespace sluice::sql {
+
+namespace enc = sketch::enc;
+
+namespace {
+
+std::int64_t floor_div(std::int64_t t, std::int64_t d) {
+  std::int64_t q = t / d;
+  if ((t % d != 0) && (t < 0)) --q;
+  return q;
+}
+
+/// a + b, saturating at the int64 bounds (window ends near the end of time never overflow).
+std::int64_t sat_add(std::int64_t a, std::int64_t b) {
+  std::int64_t r;
+  if (__builtin_add_overflow(a, b, &r)) return b > 0 ? INT64_MAX : INT64_MIN;
+  return r;
+}
+std::int64_t sat_sub(std::int64_t a, std::int64_t b) {
+  std::int64_t r;
+  if (__builtin_sub_overflow(a, b, &r)) return b > 0 ? INT64_MIN : INT64_MAX;
+  return r;
+}
+
+constexpr std::uint8_t kStateVersion = 1;
+constexpr std::string_view kStateMagic = "SQLW";
+
+FieldType field_type_of(SqlType t) {
+  switch (t) {
+    case SqlType::boolean:
+      return FieldType::boolean;
+    case SqlType::integer:
+    case SqlType::interval:
+      return FieldType::integer;
+    case SqlType::floating:
+      return FieldType::floating;
+    case SqlType::null:
+      return FieldType::null;
+    default:
+      return FieldType::string;
+  }
+}
+
+}  // namespace
+
+WindowOperator::WindowOperator(CompiledQuery query, RunnerOptions options)
+    : query_(std::move(query)),
+      plan_(query_.plan()),
+      options_(std::move(options)),
+      aggs_(plan_, options_.distinct_exact_limit) {
+  delay_ = options_.watermark_delay_ns.value_or(plan_.watermark_delay_ns.value_or(0));
+  lateness_ = options_.allowed_lateness_ns;
+  std::size_t nslots = plan_.fields.size();
+  if (options_.time_source == TimeSource::event_timestamp && plan_.watermark_column &&
+      options_.time_field.empty()) {
+    // WATERMARK FOR col (or TUMBLE(col, ...)) names the event time.
+    options_.time_source = TimeSource::field;
+  }
+  if (options_.time_source == TimeSource::field) {
+    const std::string& name =
+        options_.time_field.empty() ? *plan_.watermark_column : options_.time_field;
+    for (std::size_t i = 0; i < plan_.fields.size(); ++i) {
+      if (plan_.fields[i] == name) time_slot_ = static_cast<int>(i);
+    }
+    if (time_slot_ < 0) time_slot_ = static_cast<int>(nslots++);
+    time_format_ = options_.time_format;
+  }
+  slots_.resize(nslots);
+  slot_raw_.resize(nslots);
+  slot_raw_type_.resize(nslots, FieldType::null);
+  slot_hint_.resize(nslots, 0);
+  key_values_.resize(plan_.keys.size());
+  args_.resize(aggs_.size());
+  agg_out_.resize(aggs_.size());
+  key_buf_.reserve(256);
+  body_.reserve(256);
+}
+
+std::size_t WindowOperator::open_windows() const noexcept {
+  return plan_.window.kind == WindowKind::session ? open_sessions_ : open_.size();
+}
+
+bool WindowOperator::load_slots(const EventView& ev) {
+  const std::size_t nslots = slots_.size();
+  const std::size_t nfields = ev.field_count();
+  std::size_t missing = 0;
+  for (std::size_t s = 0; s < nslots; ++s) {
+    const std::string_view name = static_cast<int>(s) < static_cast<int>(plan_.fields.size())
+                                      ? std::string_view(plan_.fields[s])
+                                      : std::string_view(options_.time_field);
+    slot_raw_type_[s] = FieldType::null;
+    slot_raw_[s] = {};
+    const std::uint32_t h = slot_hint_[s];
+    bool found = false;
+    if (h < nfields) {
+      const Field f = ev.field(h);
+      if (f.key == name) {
+        slot_raw_[s] = f.text;
+        slot_raw_type_[s] = f.type;
+        found = true;
+      }
+    }
+    if (!found) {
+      for (std::size_t i = 0; i < nfields; ++i) {
+        const Field f = ev.field(i);
+        if (f.key.size() == name.size() && f.key == name) {
+          slot_raw_[s] = f.text;
+          slot_raw_type_[s] = f.type;
+          slot_hint_[s] = static_cast<std::uint32_t>(i);
+          found = true;
+          break;
+        }
+      }
+    }
+    if (!found) ++missing;
+    // Typed value.
+    Value& v = slots_[s];
+    const SqlType declared = s < plan_.field_types.size() ? plan_.field_types[s] : SqlType::any;
+    if (!found || slot_raw_type_[s] == FieldType::null) {
+      v = Value::null();
+      continue;
+    }
+    const std::string_view text = slot_raw_[s];
+    switch (slot_raw_type_[s]) {
+      case FieldType::integer: {
+        std::int64_t i = 0;
+        auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), i);
+        if (ec == std::errc() && p == text.data() + text.size()) {
+          v = Value::integer(i);
+        } else {
+          double d = 0;
+          std::from_chars(text.data(), text.data() + text.size(), d);
+          v = Value::floating(d);
+        }
+        break;
+      }
+      case FieldType::floating: {
+        double d = 0;
+        std::from_chars(text.data(), text.data() + text.size(), d);
+        v = Value::floating(d);
+        break;
+      }
+      case FieldType::boolean:
+        v = Value::boolean(text == "true");
+        break;
+      default:
+        v = Value::string(text);
+        break;
+    }
+    if (declared != SqlType::any && declared != v.type) {
+      if (declared == SqlType::string) {
+        v = Value::string(text);
+      } else if (declared == SqlType::timestamp && v.type == SqlType::string && time_format_) {
+        auto ns = time_format_->parse(text, options_.now_ns());
+        v = ns ? Value::timestamp(*ns) : Value::null();
+        if (!ns) ++stats_.eval_errors;
+      } else {
+        EvalContext ctx;
+        ctx.arena = &arena_;
+        ctx.errors = &stats_.eval_errors;
+        v = cast_value(v, declared, ctx);
+      }
+    }
+  }
+  return missing == 0;
+}
+
+std::optional<std::int64_t> WindowOperator::event_time(const EventView& ev) {
+  switch (options_.time_source) {
+    case TimeSource::event_timestamp:
+      return ev.timestamp_ns();
+    case TimeSource::processing:
+      return options_.now_ns();
+    case TimeSource::field:
+      break;
+  }
+  const std::string_view text = slot_raw_[time_slot_];
+  const FieldType type = slot_raw_type_[time_slot_];
+  if (type == FieldType::null || (type == FieldType::string && text.empty())) return std::nullopt;
+  if (time_format_) return time_format_->parse(text, options_.now_ns());
+  if (type == FieldType::integer || type == FieldType::floating) {
+    double ms = 0;  // epoch milliseconds
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
+    if (ec != std::errc() || p != text.data() + text.size() || !(std::fabs(ms) < 9e12)) {
+      return std::nullopt;
+    }
+    return static_cast<std::int64_t>(std::llround(ms * 1e6));
+  }
+  static const auto iso = parse::TimeFormat::make("iso8601", parse::TimeZone{});
+  return iso->parse(text, options_.now_ns());
+}
+
+void WindowOperator::build_key() {
+  key_buf_.clear();
+  EvalContext ctx;
+  ctx.slots = slots_.data();
+  ctx.arena = &arena_;
+  ctx.errors = &stats_.eval_errors;
+  for (const auto& k : plan_.keys) {
+    Value v = eval(*k, ctx);
+    key_buf_.push_back(static_cast<char>(v.type));
+    char buf[8];
+    switch (v.type) {
+      case SqlType::null:
+        break;
+      case SqlType::boolean:
+        key_buf_.push_back(v.b ? 1 : 0);
+        break;
+      case SqlType::floating: {
+        double d = v.d == 0 ? 0.0 : v.d;  // -0.0 groups with 0.0
+        std::memcpy(buf, &d, 8);
+        key_buf_.append(buf, 8);
+        break;
+      }
+      case SqlType::string: {
+        const auto n = static_cast<std::uint32_t>(v.s.size());
+        std::memcpy(buf, &n, 4);
+        key_buf_.append(buf, 4);
+        key_buf_.append(v.s);
+        break;
+      }
+      default:
+        std::memcpy(buf, &v.i, 8);
+        key_buf_.append(buf, 8);
+        break;
+    }
+  }
+  key_hash_ = sketch::xxh64(key_buf_);
+}
+
+void WindowOperator::decode_key(std::string_view key, Value* out) const {
+  std::size_t at = 0;
+  for (std::size_t k = 0; k < plan_.keys.size(); ++k) {
+    Value v;
+    v.type = static_cast<SqlType>(key[at++]);
+    switch (v.type) {
+      case SqlType::null:
+        break;
+      case SqlType::boolean:
+        v.b = key[at++] != 0;
+        break;
+      case SqlType::floating:
+        std::memcpy(&v.d, key.data() + at, 8);
+        at += 8;
+        break;
+      case SqlType::string: {
+        std::uint32_t n;
+        std::memcpy(&n, key.data() + at, 4);
+        at += 4;
+        v.s = key.substr(at, n);
+        at += n;
+        break;
+      }
+      default:
+        std::memcpy(&v.i, key.data() + at, 8);
+        at += 8;
+        break;
+    }
+    out[k] = v;
+  }
+}
+
+void WindowOperator::eval_args() {
+  EvalContext ctx;
+  ctx.slots = slots_.data();
+  ctx.arena = &arena_;
+  ctx.errors = &stats_.eval_errors;
+  for (std::size_t a = 0; a < aggs_.size(); ++a) {
+    const AggSpec& s = aggs_.spec(a);
+    args_[a] = s.arg ? eval(*s.arg, ctx) : Value::null();
+  }
+}
+
+Pane* WindowOperator::pane_for(std::int64_t start) {
+  std::size_t i = open_.size();
+  while (i > 0 && open_[i - 1]->start > start) --i;
+  if (i > 0 && open_[i - 1]->start == start) return open_[i - 1].get();
+  std::unique_ptr<Pane> p;
+  if (!pool_.empty()) {
+    p = std::move(pool_.back());
+    pool_.pop_back();
+  } else {
+    p = std::make_unique<Pane>();
+  }
+  p->start = start;
+  p->end = sat_add(start, plan_.window.size_ns);
+  open_bytes_ += p->bytes();
+  Pane* raw = p.get();
+  open_.insert(open_.begin() + static_cast<std::ptrdiff_t>(i), std::move(p));
+  return raw;
+}
+
+void WindowOperator::fold(Pane& p) {
+  const std::size_t n = aggs_.size();
+  std::int64_t idx = p.index.find(key_hash_, key_buf_, [&](std::size_t g) { return p.key(g); });
+  if (idx < 0) {
+    const std::size_t before = p.bytes();
+    idx = static_cast<std::int64_t>(p.groups());
+    p.key_off.push_back(static_cast<std::uint32_t>(p.keys.size()));
+    p.key_len.push_back(static_cast<std::uint32_t>(key_buf_.size()));
+    p.keys.append(key_buf_);
+    p.index.insert(key_hash_);
+    p.cells.resize(p.cells.size() + n);
+    const std::size_t side_before = p.side.strings.capacity() * sizeof(std::string) +
+                                    p.side.distincts.capacity() * sizeof(sketch::DistinctCounter) +
+                                    p.side.quantiles.capacity() * sizeof(sketch::QuantileSketch);
+    aggs_.init(&p.cells[static_cast<std::size_t>(idx) * n], p.side);
+    const std::size_t side_after = p.side.strings.capacity() * sizeof(std::string) +
+                                   p.side.distincts.capacity() * sizeof(sketch::DistinctCounter) +
+                                   p.side.quantiles.capacity() * sizeof(sketch::QuantileSketch);
+    p.side_bytes += side_after - side_before;
+    open_bytes_ += p.bytes() - before;
+  }
+  const std::int64_t grown =
+      aggs_.update(&p.cells[static_cast<std::size_t>(idx) * n], p.side, args_.data(), event_time_);
+  p.side_bytes = static_cast<std::size_t>(static_cast<std::int64_t>(p.side_bytes) + grown);
+  open_bytes_ = static_cast<std::size_t>(static_cast<std::int64_t>(open_bytes_) + grown);
+}
+
+std::uint32_t WindowOperator::session_key_index(std::uint64_t hash) {
+  std::int64_t idx = skey_index_.find(hash, key_buf_, [&](std::size_t k) {
+    return std::string_view(skeys_.data() + skey_off_[k], skey_len_[k]);
+  });
+  if (idx >= 0) return static_cast<std::uint32_t>(idx);
+  skey_off_.push_back(static_cast<std::uint32_t>(skeys_.size()));
+  skey_len_.push_back(static_cast<std::uint32_t>(key_buf_.size()));
+  skeys_.append(key_buf_);
+  skey_index_.insert(hash);
+  skey_.emplace_back();
+  open_bytes_ += key_buf_.size() + 48;
+  return static_cast<std::uint32_t>(skey_.size() - 1);
+}
+
+std::uint32_t WindowOperator::new_session() {
+  std::uint32_t id;
+  if (!free_sessions_.empty()) {
+    id = free_sessions_.back();
+    free_sessions_.pop_back();
+  } else {
+    id = static_cast<std::uint32_t>(sessions_.size());
+    sessions_.emplace_back();
+  }
+  Session& s = sessions_[id];
+  s.alive = true;
+  s.closed = false;
+  s.side.reset();
+  s.side_bytes = 0;
+  s.cells.assign(aggs_.size(), Cell{});
+  aggs_.init(s.cells.data(), s.side);
+  open_bytes_ += s.bytes();
+  ++open_sessions_;
+  return id;
+}
+
+void WindowOperator::free_session(std::uint32_t id) {
+  Session& s = sessions_[id];
+  if (s.closed) {
+    closed_bytes_ -= std::min(closed_bytes_, s.bytes());
+  } else {
+    open_bytes_ -= std::min(open_bytes_, s.bytes());
+    --open_sessions_;
+  }
+  s.alive = false;
+  s.closed = false;
+  ++s.version;
+  free_sessions_.push_back(id);
+}
+
+bool WindowOperator::on_session_event(std::int64_t t) {
+  const std::int64_t gap = plan_.window.size_ns;
+  build_key();
+  const std::uint32_t k = session_key_index(key_hash_);
+  std::vector<std::uint32_t>& open = skey_[k].open;
+  std::int64_t target = -1;
+  for (std::size_t i = 0; i < open.size(); ++i) {
+    const Session& s = sessions_[open[i]];
+    if (t > sat_sub(s.start, gap) && t < s.end) {
+      if (target < 0 || s.start < sessions_[static_cast<std::size_t>(target)].start) {
+        target = open[i];
+      }
+    }
+  }
+  const std::int64_t own_end = sat_add(t, gap);
+  if (target < 0) {
+    if (sat_add(own_end, lateness_) <= wm_) return false;
+    const std::uint32_t id = new_session();
+    Session& s = sessions_[id];
+    s.start = t;
+    s.end = own_end;
+    s.key = k;
+    skey_[k].open.push_back(id);
+    heap_.push({s.end, id, s.version});
+    target = id;
+  } else {
+    Session& tgt = sessions_[static_cast<std::size_t>(target)];
+    // The event bridges every session it overlaps: fold them into the earliest one.
+    for (std::size_t i = 0; i < open.size();) {
+      const std::uint32_t id = open[i];
+      Session& s = sessions_[id];
+      if (static_cast<std::int64_t>(id) != target && t > sat_sub(s.start, gap) && t < s.end) {
+        aggs_.merge(tgt.cells.data(), tgt.side, s.cells.data(), s.side);
+        tgt.start = std::min(tgt.start, s.start);
+        tgt.end = std::max(tgt.end, s.end);
+        open.erase(open.begin() + static_cast<std::ptrdiff_t>(i));
+        free_session(id);
+        continue;
+      }
+      ++i;
+    }
+    tgt.start = std::min(tgt.start, t);
+    const std::int64_t end = std::max(tgt.end, own_end);
+    ++tgt.version;
+    tgt.end = end;
+    heap_.push({tgt.end, static_cast<std::uint32_t>(target), tgt.version});
+  }
+  eval_args();
+  Session& s = sessions_[static_cast<std::size_t>(target)];
+  const std::int64_t grown = aggs_.update(s.cells.data(), s.side, args_.data(), t);
+  s.side_bytes = static_cast<std::size_t>(static_cast<std::int64_t>(s.side_bytes) + grown);
+  open_bytes_ = static_cast<std::size_t>(static_cast<std::int64_t>(open_bytes_) + grown);
+  return true;
+}
+
+EventOutcome WindowOperator::on_event(const EventView& ev) {
+  arena_.reset();
+  load_slots(ev);
+  const auto t = event_time(ev);
+  if (!t) {
+    ++stats_.events_without_time;
+    return EventOutcome::no_time;
+  }
+  event_time_ = *t;
+  EventOutcome outcome = EventOutcome::accepted;
+  bool pass = true;
+  if (plan_.where) {
+    EvalContext ctx;
+    ctx.slots = slots_.data();
+    ctx.arena = &arena_;
+    ctx.errors = &stats_.eval_errors;
+    pass = truthy(eval(*plan_.where, ctx));
+  }
+  if (!pass) {
+    outcome = EventOutcome::filtered;
+  } else {
+    const WindowSpec& w = plan_.window;
+    bool any = false;
+    if (w.kind == WindowKind::session) {
+      any = on_session_event(*t);
+    } else {
+      const std::int64_t last_start = floor_div(*t, w.slide_ns) * w.slide_ns;
+      bool prepared = false;
+      for (std::int64_t s = last_start; s > *t - w.size_ns; s -= w.slide_ns) {
+        if (sat_add(sat_add(s, w.size_ns), lateness_) <= wm_) continue;
+        if (!prepared) {
+          build_key();
+          eval_args();
+          prepared = true;
+        }
+        fold(*pane_for(s));
+        any = true;
+        if (w.kind == WindowKind::tumble) break;
+      }
+    }
+    outcome = any ? EventOutcome::accepted : EventOutcome::late;
+  }
+  switch (outcome) {
+    case EventOutcome::accepted:
+      ++stats_.events_accepted;
+      break;
+    case EventOutcome::filtered:
+      ++stats_.events_filtered;
+      break;
+    case EventOutcome::late:
+      ++stats_.events_late;
+      break;
+    case EventOutcome::no_time:
+      break;
+  }
+  if (*t > max_time_) max_time_ = *t;
+  const std::int64_t wm = sat_sub(*t, delay_);
+  if (wm > wm_) raise_watermark(wm);
+  if (open_bytes_ > options_.max_state_bytes) enforce_bound();
+  return outcome;
+}
+
+void WindowOperator::advance_watermark(std::int64_t wm) {
+  if (wm > wm_) raise_watermark(wm);
+}
+
+void WindowOperator::raise_watermark(std::int64_t wm) {
+  wm_ = wm;
+  close_ready();
+}
+
+void WindowOperator::close_ready() {
+  if (plan_.window.kind != WindowKind::session) {
+    std::size_t n = 0;
+    while (n < open_.size() && sat_add(open_[n]->end, lateness_) <= wm_) ++n;
+    for (std::size_t i = 0; i < n; ++i) {
+      open_[i]->closed = true;
+      const std::size_t b = open_[i]->bytes();
+      open_bytes_ -= std::min(open_bytes_, b);
+      closed_bytes_ += b;
+      closed_.push_back(std::move(open_[i]));
+      ++stats_.windows_closed;
+    }
+    if (n > 0) open_.erase(open_.begin(), open_.begin() + static_cast<std::ptrdiff_t>(n));
+    return;
+  }
+  while (!heap_.empty() && sat_add(heap_.top().end, lateness_) <= wm_) {
+    const HeapEntry e = heap_.top();
+    heap_.pop();
+    Session& s = sessions_[e.id];
+    if (!s.alive || s.closed || s.version != e.version) continue;
+    s.closed = true;
+    auto& open = skey_[s.key].open;
+    open.erase(std::find(open.begin(), open.end(), e.id));
+    const std::size_t b = s.bytes();
+    open_bytes_ -= std::min(open_bytes_, b);
+    closed_bytes_ += b;
+    --open_sessions_;
+    closed_sessions_.push_back(e.id);
+    ++stats_.windows_closed;
+  }
+}
+
+void WindowOperator::enforce_bound() {
+  while (open_bytes_ > options_.max_state_bytes && open_windows() > 0) {
+    std::int64_t oldest_end;
+    if (plan_.window.kind != WindowKind::session) {
+      oldest_end = open_.front()->end;
+    } else {
+      while (!heap_.empty()) {  // drop stale entries to find the true oldest
+        const HeapEntry& e = heap_.top();
+        const Session& s = sessions_[e.id];
+        if (s.alive && !s.closed && s.version == e.version) break;
+        heap_.pop();
+      }
+      if (heap_.empty()) return;
+      oldest_end = heap_.top().end;
+    }
+    const std::uint64_t before = stats_.windows_closed;
+    raise_watermark(sat_add(oldest_end, lateness_));
+    stats_.windows_closed_early += stats_.windows_closed - before;
+  }
+}
+
+void WindowOperator::emit_row(const Cell* cells, const SideStore& side, std::string_view key,
+                              std::int64_t start, std::int64_t end, Batch& out) {
+  arena_.reset();
+  aggs_.finalize(cells, side, agg_out_.data());
+  decode_key(key, key_values_.data());
+  EvalContext ctx;
+  ctx.keys = key_values_.data();
+  ctx.aggs = agg_out_.data();
+  ctx.window_start = start;
+  ctx.window_end = end;
+  ctx.arena = &arena_;
+  ctx.errors = &stats_.eval_errors;
+  if (plan_.having && !truthy(eval(*plan_.having, ctx))) {
+    ++stats_.rows_filtered_by_having;
+    return;
+  }
+  // Values first (the body is built from them), then the event and its fields.
+  const std::size_t ncols = plan_.select.size();
+  Value row[64];
+  std::string_view texts[64];
+  FieldType types[64];
+  body_.clear();
+  body_.push_back('{');
+  for (std::size_t c = 0; c < ncols && c < 64; ++c) {
+    Value v = eval(*plan_.select[c], ctx);
+    if (v.type == SqlType::floating && !std::isfinite(v.d)) v = Value::null();
+    row[c] = v;
+    char buf[32];
+    std::string_view text;
+    switch (v.type) {
+      case SqlType::null:
+        text = "null";
+        break;
+      case SqlType::boolean:
+        text = v.b ? "true" : "false";
+        break;
+      case SqlType::integer:
+      case SqlType::interval: {
+        auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v.i);
+        (void)ec;
+        text = arena_.copy({buf, static_cast<std::size_t>(p - buf)});
+        break;
+      }
+      case SqlType::floating: {
+        auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v.d);
+        (void)ec;
+        text = arena_.copy({buf, static_cast<std::size_t>(p - buf)});
+        break;
+      }
+      case SqlType::string:
+        text = v.s;
+        break;
+      default:
+        text = cast_value(v, SqlType::string, ctx).s;
+        break;
+    }
+    texts[c] = text;
+    types[c] = field_type_of(v.type);
+    if (c > 0) body_.push_back(',');
+    body_.push_back('"');
+    codec::append_json_string(body_, plan_.output[c].name);
+    body_ += "\":";
+    if (types[c] == FieldType::string) {
+      body_.push_back('"');
+      codec::append_json_string(body_, text);
+      body_.push_back('"');
+    } else {
+      body_.append(text);
+    }
+  }
+  body_.push_back('}');
+  // The same window and key give the same id after a restart (duplicates can be recognised).
+  char bounds[16];
+  std::memcpy(bounds, &start, 8);
+  std::memcpy(bounds + 8, &end, 8);
+  const std::uint64_t id = sketch::xxh64(key, sketch::xxh64({bounds, 16}));
+  out.add(body_, end, id);
+  for (std::size_t c = 0; c < ncols && c < 64; ++c) {
+    out.add_field(plan_.output[c].name, texts[c], types[c]);
+  }
+  ++stats_.rows_emitted;
+}
+
+void WindowOperator::emit_pane_rows(const Pane& p, Batch& out) {
+  const std::size_t n = aggs_.size();
+  for (std::size_t g = 0; g < p.groups(); ++g) {
+    emit_row(&p.cells[g * n], p.side, p.key(g), p.start, p.end, out);
+  }
+}
+
+std::size_t WindowOperator::emit_closed(Batch& out) {
+  const std::uint64_t before = stats_.rows_emitted;
+  if (plan_.window.kind != WindowKind::session) {
+    for (auto& p : closed_) {
+      emit_pane_rows(*p, out);
+      closed_bytes_ -= std::min(closed_bytes_, p->bytes());
+      if (pool_.size() < 2) {
+        p->reset();
+        pool_.push_back(std::move(p));
+      }
+    }
+    closed_.clear();
+  } else if (!closed_sessions_.empty()) {
+    auto key_of = [&](std::uint32_t id) {
+      const std::uint32_t k = sessions_[id].key;
+      return std::string_view(skeys_.data() + skey_off_[k], skey_len_[k]);
+    };
+    std::sort(closed_sessions_.begin(), closed_sessions_.end(),
+              [&](std::uint32_t a, std::uint32_t b) {
+                const Session& x = sessions_[a];
+                const Session& y = sessions_[b];
+                if (x.end != y.end) return x.end < y.end;
+                if (x.start != y.start) return x.start < y.start;
+                return key_of(a) < key_of(b);
+              });
+    for (std::uint32_t id : closed_sessions_) {
+      const Session& s = sessions_[id];
+      emit_row(s.cells.data(), s.side, key_of(id), s.start, s.end, out);
+      free_session(id);
+    }
+    closed_sessions_.clear();
+  }
+  return static_cast<std::size_t>(stats_.rows_emitted - before);
+}
+
+std::size_t WindowOperator::flush(Batch& out) {
+  if (plan_.window.kind != WindowKind::session) {
+    for (auto& p : open_) {
+      p->closed = true;
+      const std::size_t b = p->bytes();
+      open_bytes_ -= std::min(open_bytes_, b);
+      closed_bytes_ += b;
+      closed_.push_back(std::move(p));
+      ++stats_.windows_closed;
+    }
+    open_.clear();
+  } else {
+    for (std::uint32_t id = 0; id < sessions_.size(); ++id) {
+      Session& s = sessions_[id];
+      if (!s.alive || s.closed) continue;
+      s.closed = true;
+      const std::size_t b = s.bytes();
+      open_bytes_ -= std::min(open_bytes_, b);
+      closed_bytes_ += b;
+      --open_sessions_;
+      closed_sessions_.push_back(id);
+      ++stats_.windows_closed;
+    }
+    for (auto& k : skey_) k.open.clear();
+    while (!heap_.empty()) heap_.pop();
+  }
+  return emit_closed(out);
+}
+
+void WindowOperator::clear_state() {
+  for (auto& p : open_) p->reset();
+  open_.clear();
+  closed_.clear();
+  skey_index_.clear();
+  skey_off_.clear();
+  skey_len_.clear();
+  skeys_.clear();
+  skey_.clear();
+  sessions_.clear();
+  free_sessions_.clear();
+  closed_sessions_.clear();
+  while (!heap_.empty()) heap_.pop();
+  open_sessions_ = 0;
+  open_bytes_ = closed_bytes_ = 0;
+  wm_ = max_time_ = INT64_MIN;
+  stats_ = RunnerStats{};
+}
+
+void WindowOperator::serialize_state(std::string& out) const {
+  out.append(kStateMagic);
+  enc::put_u8(out, kStateVersion);
+  enc::put_u64(out, query_.fingerprint());
+  enc::put_u8(out, static_cast<std::uint8_t>(plan_.window.kind));
+  enc::put_varint(out, static_cast<std::uint64_t>(plan_.window.size_ns));
+  enc::put_varint(out, static_cast<std::uint64_t>(plan_.window.slide_ns));
+  enc::put_varint(out, aggs_.size());
+  enc::put_varint(out, enc::zigzag(wm_));
+  enc::put_varint(out, enc::zigzag(max_time_));
+  const std::uint64_t counters[] = {
+      stats_.events_accepted,     stats_.events_filtered,      stats_.events_late,
+      stats_.events_without_time, stats_.rows_emitted,         stats_.rows_filtered_by_having,
+      stats_.windows_closed,      stats_.windows_closed_early, stats_.eval_errors};
+  for (std::uint64_t c : counters) enc::put_varint(out, c);
+  const std::size_t n = aggs_.size();
+  if (plan_.window.kind != WindowKind::session) {
+    enc::put_varint(out, closed_.size() + open_.size());
+    auto put_pane = [&](const Pane& p) {
+      enc::put_varint(out, enc::zigzag(p.start));
+      enc::put_u8(out, p.closed ? 1 : 0);
+      enc::put_varint(out, p.groups());
+      for (std::size_t g = 0; g < p.groups(); ++g) {
+        const std::string_view k = p.key(g);
+        enc::put_varint(out, k.size());
+        out.append(k);
+        aggs_.encode(&p.cells[g * n], p.side, out);
+      }
+    };
+    for (const auto& p : closed_) put_pane(*p);
+    for (const auto& p : open_) put_pane(*p);
+  } else {
+    std::size_t count = 0;
+    for (const Session& s : sessions_) count += s.alive ? 1 : 0;
+    enc::put_varint(out, count);
+    // Closed sessions first (in their emission order), then open ones by id.
+    auto put_session = [&](std::uint32_t id) {
+      const Session& s = sessions_[id];
+      const std::string_view k(skeys_.data() + skey_off_[s.key], skey_len_[s.key]);
+      enc::put_varint(out, k.size());
+      out.append(k);
+      enc::put_varint(out, enc::zigzag(s.start));
+      enc::put_varint(out, enc::zigzag(s.end));
+      enc::put_u8(out, s.closed ? 1 : 0);
+      aggs_.encode(s.cells.data(), s.side, out);
+    };
+    for (std::uint32_t id : closed_sessions_) put_session(id);
+    for (std::uint32_t id = 0; id < sessions_.size(); ++id) {
+      if (sessions_[id].alive && !sessions_[id].closed) put_session(id);
+    }
+  }
+}
+
+Status WindowOperator::restore_state(std::string_view in) {
+  clear_state();
+  auto bad = [&](std::string why) {
+    clear_state();
+    return Status(Errc::invalid_data, "sql state: " + why);
+  };
+  if (in.substr(0, kStateMagic.size()) != kStateMagic) return bad("not a window state");
+  in.remove_prefix(kStateMagic.size());
+  std::uint8_t version = 0, kind = 0;
+  std::uint64_t fp = 0, size = 0, slide = 0, naggs = 0, u = 0;
+  if (!enc::get_u8(in, version)) return bad("truncated");
+  if (version != kStateVersion) {
+    return bad("unknown version " + std::to_string(version) + " (this build reads " +
+               std::to_string(kStateVersion) + ")");
+  }
+  if (!enc::get_u64(in, fp) || !enc::get_u8(in, kind) || !enc::get_varint(in, size) ||
+      !enc::get_varint(in, slide) || !enc::get_varint(in, naggs)) {
+    return bad("truncated header");
+  }
+  if (fp != query_.fingerprint() || kind != static_cast<std::uint8_t>(plan_.window.kind) ||
+      size != static_cast<std::uint64_t>(plan_.window.size_ns) ||
+      slide != static_cast<std::uint64_t>(plan_.window.slide_ns) || naggs != aggs_.size()) {
+    return bad("written by a different query");
+  }
+  std::uint64_t wm = 0, mt = 0;
+  if (!enc::get_varint(in, wm) || !enc::get_varint(in, mt)) return bad("truncated header");
+  std::uint64_t counters[9];
+  for (std::uint64_t& c : counters) {
+    if (!enc::get_varint(in, c)) return bad("truncated counters");
+  }
+  const std::size_t n = aggs_.size();
+  std::uint64_t count = 0;
+  if (!enc::get_varint(in, count)) return bad("truncated");
+  auto get_key = [&](std::string_view& key) {
+    if (!enc::get_varint(in, u) || u > in.size()) return false;
+    key = in.substr(0, u);
+    in.remove_prefix(u);
+    return true;
+  };
+  if (plan_.window.kind != WindowKind::session) {
+    for (std::uint64_t i = 0; i < count; ++i) {
+      std::uint8_t closed = 0;
+      std::uint64_t groups = 0;
+      if (!enc::get_varint(in, u) || !enc::get_u8(in, closed) || !enc::get_varint(in, groups)) {
+        return bad("truncated window");
+      }
+      const std::int64_t start = enc::unzigzag(u);
+      Pane* p;
+      if (closed != 0) {
+        auto owned = std::make_unique<Pane>();
+        p = owned.get();
+        p->start = start;
+        p->end = sat_add(start, plan_.window.size_ns);
+        p->closed = true;
+        closed_.push_back(std::move(owned));
+      } else {
+        p = pane_for(start);
+        open_bytes_ -= std::min(open_bytes_, p->bytes());
+      }
+      for (std::uint64_t g = 0; g < groups; ++g) {
+        std::string_view key;
+        if (!get_key(key)) return bad("truncated key");
+        key_buf_.assign(key);
+        key_hash_ = sketch::xxh64(key_buf_);
+        p->key_off.push_back(static_cast<std::uint32_t>(p->keys.size()));
+        p->key_len.push_back(static_cast<std::uint32_t>(key.size()));
+        p->keys.append(key);
+        p->index.insert(key_hash_);
+        p->cells.resize(p->cells.size() + n);
+        aggs_.init(&p->cells[g * n], p->side);
+        if (!aggs_.decode(in, &p->cells[g * n], p->side)) return bad("bad aggregate state");
+      }
+      p->side_bytes = p->side.bytes();
+      (closed != 0 ? closed_bytes_ : open_bytes_) += p->bytes();
+    }
+  } else {
+    for (std::uint64_t i = 0; i < count; ++i) {
+      std::string_view key;
+      std::uint64_t start = 0, end = 0;
+      std::uint8_t closed = 0;
+      if (!get_key(key) || !enc::get_varint(in, start) || !enc::get_varint(in, end) ||
+          !enc::get_u8(in, closed)) {
+        return bad("truncated session");
+      }
+      key_buf_.assign(key);
+      key_hash_ = sketch::xxh64(key_buf_);
+      const std::uint32_t k = session_key_index(key_hash_);
+      const std::uint32_t id = new_session();
+      Session& s = sessions_[id];
+      s.start = enc::unzigzag(start);
+      s.end = enc::unzigzag(end);
+      s.key = k;
+      if (!aggs_.decode(in, s.cells.data(), s.side)) return bad("bad aggregate state");
+      open_bytes_ -= std::min(open_bytes_, s.bytes());
+      s.side_bytes = s.side.bytes();
+      if (closed != 0) {
+        s.closed = true;
+        --open_sessions_;
+        closed_sessions_.push_back(id);
+        closed_bytes_ += s.bytes();
+      } else {
+        skey_[k].open.push_back(id);
+        heap_.push({s.end, id, s.version});
+        open_bytes_ += s.bytes();
+      }
+    }
+  }
+  if (!in.empty()) return bad("trailing bytes");
+  wm_ = enc::unzigzag(wm);
+  max_time_ = enc::unzigzag(mt);
+  stats_.events_accepted = counters[0];
+  stats_.events_filtered = counters[1];
+  stats_.events_late = counters[2];
+  stats_.events_without_time = counters[3];
+  stats_.rows_emitted = counters[4];
+  stats_.rows_filtered_by_having = counters[5];
+  stats_.windows_closed = counters[6];
+  stats_.windows_closed_early = counters[7];
+  stats_.eval_errors = counters[8];
+  return {};
+}
+
+}  // namespace sluice::sql
