@@ -112,3 +112,47 @@ std::pair<std::uint32_t, std::uint32_t> TomlStringMap::position(std::size_t offs
 }
 
 }  // namespace sluice
+
+namespace sluice {
+
+sql::RunnerOptions runner_options(const PipelineSpec& spec) {
+  sql::RunnerOptions o;
+  if (spec.processing_time) {
+    o.time_source = sql::TimeSource::processing;
+  } else if (!spec.event_time_field.empty()) {
+    o.time_source = sql::TimeSource::field;
+    o.time_field = spec.event_time_field;
+    auto tf = parse::TimeFormat::make(spec.event_time_format, parse::TimeZone{});
+    if (tf) o.time_format = std::move(*tf);
+  } else if (spec.query && spec.query->watermark_column()) {
+    o.time_source = sql::TimeSource::field;
+  }
+  if (spec.watermark_delay_set) o.watermark_delay_ns = spec.watermark_delay.count();
+  o.allowed_lateness_ns = spec.allowed_lateness.count();
+  o.max_state_bytes = spec.max_state_bytes;
+  o.distinct_exact_limit = spec.distinct_exact_limit;
+  return o;
+}
+
+std::size_t sql_name_offset(std::string_view sql, std::string_view keyword, std::string_view name) {
+  auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; };
+  auto word = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  };
+  for (std::size_t i = 0; i + keyword.size() <= sql.size(); ++i) {
+    bool match = (i == 0 || !word(sql[i - 1]));
+    for (std::size_t k = 0; match && k < keyword.size(); ++k)
+      match = lower(sql[i + k]) == lower(keyword[k]);
+    if (!match) continue;
+    std::size_t p = i + keyword.size();
+    if (p < sql.size() && word(sql[p])) continue;
+    while (p < sql.size() && (sql[p] == ' ' || sql[p] == '\t' || sql[p] == '\n' || sql[p] == '\r'))
+      ++p;
+    std::size_t q = p;
+    if (q < sql.size() && (sql[q] == '"' || sql[q] == '`')) ++q;
+    if (sql.substr(q, name.size()) == name) return q;
+  }
+  return std::string_view::npos;
+}
+
+}  // namespace sluice

@@ -2,10 +2,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "lib/config/config_node.h"
+#include "sql/engine.h"
 
 namespace sluice {
 
@@ -32,9 +34,9 @@ enum class OnStop : std::uint8_t { emit, keep };
 struct PipelineSpec {
   std::string name;
   std::string sql;
-  std::string source;   // FROM: a configured source
-  std::string channel;  // INSERT INTO (or the `channel` key): where rows go
-  std::string input_channel;  // the source's lmdb channel the pipeline reads with its own cursor
+  std::string source;            // FROM: a configured source
+  std::string channel;           // INSERT INTO (or the `channel` key): where rows go
+  std::string input_channel;     // the source's lmdb channel the pipeline reads with its own cursor
   std::string event_time_field;  // empty: the event's timestamp (the source's `timestamp`)
   std::string event_time_format = "iso8601";
   std::chrono::nanoseconds watermark_delay{0};
@@ -47,6 +49,14 @@ struct PipelineSpec {
   std::uint64_t max_state_bytes = 64ULL << 20;
   std::uint64_t distinct_exact_limit = 1000;
   std::chrono::nanoseconds checkpoint_interval = std::chrono::seconds(1);
+  std::shared_ptr<const sql::CompiledQuery> query;
 };
+
+/// The runner options a pipeline's settings mean (time source, watermark delay, bounds).
+sql::RunnerOptions runner_options(const PipelineSpec& spec);
+
+/// Finds the name after keyword `keyword` ("FROM", "INTO") in `sql`, as a byte offset, for error
+/// positions; npos if not found.
+std::size_t sql_name_offset(std::string_view sql, std::string_view keyword, std::string_view name);
 
 }  // namespace sluice

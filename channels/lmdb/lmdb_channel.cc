@@ -523,17 +523,14 @@ void LmdbChannel::commit(Lease&& lease, CommitListener& done) {
   });
 }
 
-bool LmdbChannel::commit_with_checkpoint(std::vector<Lease>& leases, std::string_view key,
-                                         std::string value, CommitListener& done) {
-  SLUICE_ASSERT(!leases.empty());
-  std::optional<CursorId> cursor;
+bool LmdbChannel::commit_with_checkpoint(CursorId cursor, std::vector<Lease>& leases,
+                                         std::string_view key, std::string value,
+                                         CommitListener& done) {
   std::uint64_t token = 0, committed_events = 0;
   for (Lease& lease : leases) {
     auto it = leases_.find(lease.token());
-    SLUICE_ASSERT(it != leases_.end());
+    SLUICE_ASSERT(it != leases_.end() && it->second.cursor == cursor);
     const Leased l = it->second;
-    SLUICE_ASSERT(!cursor || *cursor == l.cursor);
-    cursor = l.cursor;
     leases_.erase(it);
     token = lease.token();
     committed_events += lease.events();
@@ -543,13 +540,12 @@ bool LmdbChannel::commit_with_checkpoint(std::vector<Lease>& leases, std::string
   }
   leases.clear();
   CommitListener* listener = &done;
-  store_and_delete(
-      {*cursor},
-      [this, token, listener, committed_events](Status st) {
-        if (st.ok()) metrics_.committed_events.inc(committed_events);
-        listener->on_committed(token, std::move(st));
-      },
-      {"src:" + std::string(key), std::move(value)});
+  store_and_delete({cursor},
+                   [this, token, listener, committed_events](Status st) {
+                     if (st.ok()) metrics_.committed_events.inc(committed_events);
+                     listener->on_committed(token, std::move(st));
+                   },
+                   {"src:" + std::string(key), std::move(value)});
   return true;
 }
 

@@ -58,8 +58,8 @@ class LmdbChannel final : public Channel {
   Result<Lease> take(CursorId cursor, Batch& out, TakeLimits limits) override;
   void wait_for_data(CursorId cursor, DataListener& listener) override;
   void commit(Lease&& lease, CommitListener& done) override;
-  bool commit_with_checkpoint(std::vector<Lease>& leases, std::string_view key, std::string value,
-                              CommitListener& done) override;
+  bool commit_with_checkpoint(CursorId cursor, std::vector<Lease>& leases, std::string_view key,
+                              std::string value, CommitListener& done) override;
   bool durable() const noexcept override { return true; }
   std::vector<std::pair<std::string, std::string>> load_checkpoints(
       std::string_view prefix) override;
