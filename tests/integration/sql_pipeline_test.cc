@@ -459,3 +459,25 @@ TEST_CASE("sql: scenario 3 from conf/: PV and UV per page and minute to Kafka, r
   CHECK(got == want);
   CHECK(agent.terminate() == 0);
 }
+
+TEST_CASE("sql: without event time, windows follow the wall clock and close on their own",
+          "[integration][sql]") {
+  TempDir tmp;
+  const std::string in = tmp.file("in"), out = tmp.file("rows.log");
+  fs::create_directories(in);
+  AgentProcess::Options o;
+  o.vars = {{"IN", in}, {"OUT", out}};
+  AgentProcess agent("sql_proc.toml", o);
+  REQUIRE(agent.wait_ready());
+  write_file(in + "/app.log", "{\"k\":\"a\"}\n{\"k\":\"a\"}\n{\"k\":\"b\"}\n");
+  // No more input and no stop: the windows close once the clock passes their end.
+  REQUIRE(eventually(10s, [&] {
+    long n = 0;
+    for (const auto& l : read_lines(out)) n += std::stol(json_value(l, "n"));
+    return n == 3;
+  }));
+  const auto explain =
+      run_sluice({"sql", "explain", "-c", agent.config_path(), "--pipeline", "counts"});
+  CHECK(explain.second.find("event time: processing time") != std::string::npos);
+  CHECK(agent.terminate() == 0);
+}
