@@ -201,12 +201,17 @@ std::int64_t WindowRunner::watermark() const noexcept { return op_->watermark();
 void WindowRunner::advance_watermark(std::int64_t watermark_ns) noexcept {
   op_->advance_watermark(watermark_ns);
 }
-std::size_t WindowRunner::emit_closed(Batch& out) { return op_->emit_closed(out); }
+std::size_t WindowRunner::emit_closed(Batch& out, std::size_t max_rows) {
+  return op_->emit_closed(out, max_rows);
+}
+bool WindowRunner::has_pending_rows() const noexcept { return op_->has_pending_rows(); }
 std::size_t WindowRunner::advance(std::int64_t watermark_ns, Batch& out) {
   op_->advance_watermark(watermark_ns);
-  return op_->emit_closed(out);
+  return op_->emit_closed(out, SIZE_MAX);
 }
-std::size_t WindowRunner::flush(Batch& out) { return op_->flush(out); }
+std::size_t WindowRunner::flush(Batch& out, std::size_t max_rows) {
+  return op_->flush(out, max_rows);
+}
 std::size_t WindowRunner::state_bytes() const noexcept { return op_->state_bytes(); }
 std::size_t WindowRunner::open_windows() const noexcept { return op_->open_windows(); }
 const RunnerStats& WindowRunner::stats() const noexcept { return op_->stats(); }

@@ -208,12 +208,17 @@ class WindowRunner {
   std::int64_t watermark() const noexcept;
   /// Raises the watermark to `watermark_ns` if higher (e.g. after idle_timeout).
   void advance_watermark(std::int64_t watermark_ns) noexcept;
-  /// Appends the rows of every closed window to `out`; returns how many rows were appended.
-  std::size_t emit_closed(Batch& out);
+  /// Appends the rows of closed windows to `out`, at most `max_rows` of them (the rest stay for
+  /// the next call, in order: a window with 100k groups need not land in one batch); returns how
+  /// many rows were appended.
+  std::size_t emit_closed(Batch& out, std::size_t max_rows = SIZE_MAX);
+  /// True while closed windows still have rows to emit.
+  bool has_pending_rows() const noexcept;
   /// advance_watermark(watermark_ns) then emit_closed(out).
   std::size_t advance(std::int64_t watermark_ns, Batch& out);
-  /// Closes every open window now and appends its rows (on_stop = "emit").
-  std::size_t flush(Batch& out);
+  /// Closes every open window now (without moving the watermark) and appends rows as
+  /// emit_closed(out, max_rows) does (on_stop = "emit").
+  std::size_t flush(Batch& out, std::size_t max_rows = SIZE_MAX);
 
   /// Bytes of state held (windows, groups, aggregate states, key bytes).
   std::size_t state_bytes() const noexcept;

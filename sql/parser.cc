@@ -227,6 +227,9 @@ class Parser {
       }
       unit = next().text;
     }
+    if (unit.empty() && peek().kind == Tok::ident && !reserved(peek())) {
+      return fail_at(peek().offset, "unknown interval unit '" + peek().text + "'");
+    }
     if (unit.empty()) {
       return fail_at(v.offset, "interval '" + text +
                                    "' needs a unit: INTERVAL '5' SECOND or INTERVAL '5 seconds'");

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "lib/codec/json.h"
+#include "sql/json_path.h"
 #include "sql/sketch/encoding.h"
 #include "sql/sketch/hash.h"
 
@@ -120,6 +121,20 @@ bool WindowOperator::load_slots(const EventView& ev) {
           slot_hint_[s] = static_cast<std::uint32_t>(i);
           found = true;
           break;
+        }
+      }
+    }
+    if (!found && name.find('.') != std::string_view::npos) {
+      // "a.b" when the source kept object `a` as JSON text (no `fields` list): read inside it.
+      for (std::size_t dot = name.find('.'); dot != std::string_view::npos && !found;
+           dot = name.find('.', dot + 1)) {
+        const std::string_view top = name.substr(0, dot);
+        for (std::size_t i = 0; i < nfields && !found; ++i) {
+          const Field f = ev.field(i);
+          if (f.type == FieldType::json && f.key == top) {
+            found =
+                json_lookup(f.text, name.substr(dot + 1), arena_, slot_raw_[s], slot_raw_type_[s]);
+          }
         }
       }
     }
@@ -531,6 +546,7 @@ void WindowOperator::close_ready() {
     closed_bytes_ += b;
     --open_sessions_;
     closed_sessions_.push_back(e.id);
+    sessions_sorted_ = false;
     ++stats_.windows_closed;
   }
 }
@@ -556,7 +572,7 @@ void WindowOperator::enforce_bound() {
   }
 }
 
-void WindowOperator::emit_row(const Cell* cells, const SideStore& side, std::string_view key,
+bool WindowOperator::emit_row(const Cell* cells, const SideStore& side, std::string_view key,
                               std::int64_t start, std::int64_t end, Batch& out) {
   arena_.reset();
   aggs_.finalize(cells, side, agg_out_.data());
@@ -570,7 +586,7 @@ void WindowOperator::emit_row(const Cell* cells, const SideStore& side, std::str
   ctx.errors = &stats_.eval_errors;
   if (plan_.having && !truthy(eval(*plan_.having, ctx))) {
     ++stats_.rows_filtered_by_having;
-    return;
+    return false;
   }
   // Values first (the body is built from them), then the event and its fields.
   const std::size_t ncols = plan_.select.size();
@@ -637,51 +653,99 @@ void WindowOperator::emit_row(const Cell* cells, const SideStore& side, std::str
     out.add_field(plan_.output[c].name, texts[c], types[c]);
   }
   ++stats_.rows_emitted;
+  return true;
 }
 
-void WindowOperator::emit_pane_rows(const Pane& p, Batch& out) {
+std::size_t WindowOperator::emit_closed(Batch& out, std::size_t max_rows) {
+  std::size_t emitted = 0;
   const std::size_t n = aggs_.size();
-  for (std::size_t g = 0; g < p.groups(); ++g) {
-    emit_row(&p.cells[g * n], p.side, p.key(g), p.start, p.end, out);
-  }
-}
-
-std::size_t WindowOperator::emit_closed(Batch& out) {
-  const std::uint64_t before = stats_.rows_emitted;
   if (plan_.window.kind != WindowKind::session) {
-    for (auto& p : closed_) {
-      emit_pane_rows(*p, out);
-      closed_bytes_ -= std::min(closed_bytes_, p->bytes());
-      if (pool_.size() < 2) {
-        p->reset();
-        pool_.push_back(std::move(p));
+    std::size_t done = 0;  // panes fully emitted, from the front
+    while (done < closed_.size() && emitted < max_rows) {
+      Pane& p = *closed_[done];
+      while (emit_pos_ < p.groups() && emitted < max_rows) {
+        emitted += emit_row(&p.cells[emit_pos_ * n], p.side, p.key(emit_pos_), p.start, p.end, out)
+                       ? 1
+                       : 0;
+        ++emit_pos_;
       }
+      if (emit_pos_ < p.groups()) break;
+      emit_pos_ = 0;
+      closed_bytes_ -= std::min(closed_bytes_, p.bytes());
+      if (pool_.empty()) {  // one spare: the next window reuses its capacity
+        closed_[done]->reset();
+        pool_.push_back(std::move(closed_[done]));
+      }
+      ++done;
     }
-    closed_.clear();
-  } else if (!closed_sessions_.empty()) {
-    auto key_of = [&](std::uint32_t id) {
-      const std::uint32_t k = sessions_[id].key;
-      return std::string_view(skeys_.data() + skey_off_[k], skey_len_[k]);
-    };
-    std::sort(closed_sessions_.begin(), closed_sessions_.end(),
-              [&](std::uint32_t a, std::uint32_t b) {
+    closed_.erase(closed_.begin(), closed_.begin() + static_cast<std::ptrdiff_t>(done));
+    return emitted;
+  }
+  if (emit_pos_ >= closed_sessions_.size()) return 0;
+  auto key_of = [&](std::uint32_t id) {
+    const std::uint32_t k = sessions_[id].key;
+    return std::string_view(skeys_.data() + skey_off_[k], skey_len_[k]);
+  };
+  if (!sessions_sorted_) {
+    std::sort(closed_sessions_.begin() + static_cast<std::ptrdiff_t>(emit_pos_),
+              closed_sessions_.end(), [&](std::uint32_t a, std::uint32_t b) {
                 const Session& x = sessions_[a];
                 const Session& y = sessions_[b];
                 if (x.end != y.end) return x.end < y.end;
                 if (x.start != y.start) return x.start < y.start;
                 return key_of(a) < key_of(b);
               });
-    for (std::uint32_t id : closed_sessions_) {
-      const Session& s = sessions_[id];
-      emit_row(s.cells.data(), s.side, key_of(id), s.start, s.end, out);
-      free_session(id);
-    }
-    closed_sessions_.clear();
+    sessions_sorted_ = true;
   }
-  return static_cast<std::size_t>(stats_.rows_emitted - before);
+  while (emit_pos_ < closed_sessions_.size() && emitted < max_rows) {
+    const std::uint32_t id = closed_sessions_[emit_pos_++];
+    const Session& s = sessions_[id];
+    emitted += emit_row(s.cells.data(), s.side, key_of(id), s.start, s.end, out) ? 1 : 0;
+    free_session(id);
+  }
+  if (emit_pos_ == closed_sessions_.size()) {
+    closed_sessions_.clear();
+    emit_pos_ = 0;
+    compact_session_keys();
+  }
+  return emitted;
 }
 
-std::size_t WindowOperator::flush(Batch& out) {
+void WindowOperator::compact_session_keys() {
+  // Keys whose sessions have all closed are forgotten once they are the majority, so a stream of
+  // ever-new keys (session ids, users) does not grow the key table without bound.
+  std::size_t live = 0;
+  for (const SessionKey& k : skey_) live += k.open.empty() ? 0 : 1;
+  if (skey_.size() < 1024 || live * 2 > skey_.size()) return;
+  KeyIndex index;
+  std::vector<std::uint32_t> off, len, remap(skey_.size(), UINT32_MAX);
+  std::string keys;
+  std::vector<SessionKey> sk;
+  std::size_t dropped = 0;
+  for (std::size_t k = 0; k < skey_.size(); ++k) {
+    if (skey_[k].open.empty()) {
+      dropped += skey_len_[k] + 48;
+      continue;
+    }
+    remap[k] = static_cast<std::uint32_t>(sk.size());
+    off.push_back(static_cast<std::uint32_t>(keys.size()));
+    len.push_back(skey_len_[k]);
+    keys.append(skeys_.data() + skey_off_[k], skey_len_[k]);
+    index.insert(skey_index_.hash(k));
+    sk.push_back(std::move(skey_[k]));
+  }
+  for (Session& s : sessions_) {
+    if (s.alive) s.key = remap[s.key];
+  }
+  skey_index_ = std::move(index);
+  skey_off_ = std::move(off);
+  skey_len_ = std::move(len);
+  skeys_ = std::move(keys);
+  skey_ = std::move(sk);
+  open_bytes_ -= std::min(open_bytes_, dropped);
+}
+
+std::size_t WindowOperator::flush(Batch& out, std::size_t max_rows) {
   if (plan_.window.kind != WindowKind::session) {
     for (auto& p : open_) {
       p->closed = true;
@@ -702,12 +766,13 @@ std::size_t WindowOperator::flush(Batch& out) {
       closed_bytes_ += b;
       --open_sessions_;
       closed_sessions_.push_back(id);
+      sessions_sorted_ = false;
       ++stats_.windows_closed;
     }
     for (auto& k : skey_) k.open.clear();
     while (!heap_.empty()) heap_.pop();
   }
-  return emit_closed(out);
+  return emit_closed(out, max_rows);
 }
 
 void WindowOperator::clear_state() {
@@ -724,6 +789,8 @@ void WindowOperator::clear_state() {
   closed_sessions_.clear();
   while (!heap_.empty()) heap_.pop();
   open_sessions_ = 0;
+  emit_pos_ = 0;
+  sessions_sorted_ = false;
   open_bytes_ = closed_bytes_ = 0;
   wm_ = max_time_ = INT64_MIN;
   stats_ = RunnerStats{};
@@ -747,19 +814,20 @@ void WindowOperator::serialize_state(std::string& out) const {
   const std::size_t n = aggs_.size();
   if (plan_.window.kind != WindowKind::session) {
     enc::put_varint(out, closed_.size() + open_.size());
-    auto put_pane = [&](const Pane& p) {
+    // Rows emit_closed() already returned are not part of the state.
+    auto put_pane = [&](const Pane& p, std::size_t from) {
       enc::put_varint(out, enc::zigzag(p.start));
       enc::put_u8(out, p.closed ? 1 : 0);
-      enc::put_varint(out, p.groups());
-      for (std::size_t g = 0; g < p.groups(); ++g) {
+      enc::put_varint(out, p.groups() - from);
+      for (std::size_t g = from; g < p.groups(); ++g) {
         const std::string_view k = p.key(g);
         enc::put_varint(out, k.size());
         out.append(k);
         aggs_.encode(&p.cells[g * n], p.side, out);
       }
     };
-    for (const auto& p : closed_) put_pane(*p);
-    for (const auto& p : open_) put_pane(*p);
+    for (std::size_t c = 0; c < closed_.size(); ++c) put_pane(*closed_[c], c == 0 ? emit_pos_ : 0);
+    for (const auto& p : open_) put_pane(*p, 0);
   } else {
     std::size_t count = 0;
     for (const Session& s : sessions_) count += s.alive ? 1 : 0;
@@ -775,7 +843,9 @@ void WindowOperator::serialize_state(std::string& out) const {
       enc::put_u8(out, s.closed ? 1 : 0);
       aggs_.encode(s.cells.data(), s.side, out);
     };
-    for (std::uint32_t id : closed_sessions_) put_session(id);
+    for (std::size_t c = emit_pos_; c < closed_sessions_.size(); ++c) {
+      put_session(closed_sessions_[c]);
+    }
     for (std::uint32_t id = 0; id < sessions_.size(); ++id) {
       if (sessions_[id].alive && !sessions_[id].closed) put_session(id);
     }

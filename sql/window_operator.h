@@ -111,8 +111,11 @@ class WindowOperator {
   EventOutcome on_event(const EventView& ev);
   std::int64_t watermark() const noexcept { return wm_; }
   void advance_watermark(std::int64_t wm);
-  std::size_t emit_closed(Batch& out);
-  std::size_t flush(Batch& out);
+  std::size_t emit_closed(Batch& out, std::size_t max_rows);
+  bool has_pending_rows() const noexcept {
+    return !closed_.empty() || emit_pos_ < closed_sessions_.size();
+  }
+  std::size_t flush(Batch& out, std::size_t max_rows);
   std::size_t state_bytes() const noexcept { return open_bytes_ + closed_bytes_; }
   std::size_t open_windows() const noexcept;
   const RunnerStats& stats() const noexcept { return stats_; }
@@ -152,14 +155,15 @@ class WindowOperator {
   void raise_watermark(std::int64_t wm);
   void close_ready();
   void enforce_bound();
-  void emit_pane_rows(const Pane& p, Batch& out);
-  void emit_row(const Cell* cells, const SideStore& side, std::string_view key, std::int64_t start,
+  /// false when HAVING dropped the row.
+  bool emit_row(const Cell* cells, const SideStore& side, std::string_view key, std::int64_t start,
                 std::int64_t end, Batch& out);
   void decode_key(std::string_view key, Value* out) const;
   std::uint32_t session_key_index(std::uint64_t hash);
   std::uint32_t new_session();
   void free_session(std::uint32_t id);
   void clear_state();
+  void compact_session_keys();
 
   CompiledQuery query_;
   const QueryPlan& plan_;
@@ -195,6 +199,8 @@ class WindowOperator {
   std::vector<std::unique_ptr<Pane>> open_;
   std::vector<std::unique_ptr<Pane>> closed_;
   std::vector<std::unique_ptr<Pane>> pool_;
+  std::size_t emit_pos_ = 0;      // next group of closed_.front(), or next of closed_sessions_
+  bool sessions_sorted_ = false;  // closed_sessions_[emit_pos_..] are in emission order
 
   // SESSION: keys (bytes + index), sessions in a slab, a min-heap of session ends.
   KeyIndex skey_index_;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "lib/core/batch.h"
+#include "lib/parse/formats.h"
 #include "sql/engine.h"
 
 namespace sluice::sql::test {
@@ -54,6 +55,23 @@ inline std::unique_ptr<WindowRunner> must_run(const CompiledQuery& q, RunnerOpti
   auto r = WindowRunner::create(q, std::move(o));
   if (!r) FAIL(r.error().message());
   return std::move(*r);
+}
+
+/// Parses NDJSON lines with the json format (every top-level member a field), as a source would.
+inline void parse_ndjson(std::string_view text, Batch& out, std::int64_t arrival_ns = 0) {
+  parse::JsonFormat json(parse::JsonOptions{});
+  parse::Draft d;
+  std::uint64_t id = 0;
+  while (!text.empty()) {
+    const std::size_t nl = text.find('\n');
+    const std::string_view line = text.substr(0, nl);
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+    if (line.empty()) continue;
+    d.reset(line, arrival_ns, ++id);
+    REQUIRE(json.parse(line, d) == parse::ParseError::none);
+    out.add(line, arrival_ns, id);
+    for (const Field& f : d.fields) out.add_field(f.key, f.text, f.type);
+  }
 }
 
 constexpr std::int64_t kSec = 1'000'000'000;

@@ -1,0 +1,193 @@
+#include <catch2/catch.hpp>
+
+#include "lib/parse/time_format.h"
+#include "tests/unit/sql/sql_test_support.h"
+
+using namespace sluice;
+using namespace sluice::sql;
+using namespace sluice::sql::test;
+
+namespace {
+
+constexpr std::string_view kCount =
+    "SELECT k, COUNT(*) AS n FROM src GROUP BY TUMBLE(INTERVAL '5' SECOND), k";
+
+std::int64_t fake_now = 0;
+std::int64_t now_for_test() { return fake_now; }
+
+}  // namespace
+
+TEST_CASE("sql time: event time from a field with a format, late and timeless events",
+          "[unit][sql]") {
+  auto q = must_compile(kCount);
+  RunnerOptions o;
+  o.time_source = TimeSource::field;
+  o.time_field = "ts";
+  auto fmt = parse::TimeFormat::make("%d/%m/%Y %H:%M:%S", parse::TimeZone{});
+  REQUIRE(fmt);
+  o.time_format = *fmt;
+  o.watermark_delay_ns = 2 * kSec;
+  auto r = must_run(q, o);
+  Batch in, out;
+  add_event(in, 0, {s("k", "a"), s("ts", "24/06/2025 20:30:01")});
+  add_event(in, 0, {s("k", "a"), s("ts", "24/06/2025 20:30:08")});  // watermark 20:30:06
+  add_event(in, 0, {s("k", "a"), s("ts", "24/06/2025 20:30:04")});  // window [00, 05) closed
+  add_event(in, 0, {s("k", "a"), s("ts", "not a time")});
+  add_event(in, 0, {s("k", "a")});
+  CHECK(r->on_event(in[0]) == EventOutcome::accepted);
+  CHECK(r->on_event(in[1]) == EventOutcome::accepted);
+  CHECK(r->on_event(in[2]) == EventOutcome::late);
+  CHECK(r->on_event(in[3]) == EventOutcome::no_time);
+  CHECK(r->on_event(in[4]) == EventOutcome::no_time);
+  CHECK(r->stats().events_late == 1);
+  CHECK(r->stats().events_without_time == 2);
+  CHECK(r->stats().events_accepted == 2);
+  CHECK(r->emit_closed(out) == 1);
+  CHECK(row_text(out[0]) == "k=a,n=1");
+  CHECK(out[0].timestamp_ns() == 1750797005 * kSec);
+}
+
+TEST_CASE("sql time: epoch milliseconds, allowed lateness and an idle watermark", "[unit][sql]") {
+  auto q = must_compile(kCount);
+  RunnerOptions o;
+  o.time_source = TimeSource::field;
+  o.time_field = "ts";
+  o.allowed_lateness_ns = 3 * kSec;
+  auto r = must_run(q, o);
+  Batch in, out;
+  add_event(in, 0, {s("k", "a"), i("ts", 1000)});
+  add_event(in, 0, {s("k", "a"), i("ts", 6000)});  // watermark 6 s: [0, 5) open until 8 s
+  add_event(in, 0, {s("k", "a"), i("ts", 4000)});  // late but within the allowed lateness
+  add_event(in, 0, {s("k", "a"), i("ts", 8500)});  // watermark 8.5 s closes [0, 5)
+  add_event(in, 0, {s("k", "a"), i("ts", 2000)});  // now late
+  CHECK(r->on_event(in[0]) == EventOutcome::accepted);
+  CHECK(r->on_event(in[1]) == EventOutcome::accepted);
+  CHECK(r->on_event(in[2]) == EventOutcome::accepted);
+  CHECK(r->emit_closed(out) == 0);
+  CHECK(r->on_event(in[3]) == EventOutcome::accepted);
+  CHECK(r->on_event(in[4]) == EventOutcome::late);
+  CHECK(r->emit_closed(out) == 1);
+  CHECK(row_text(out[0]) == "k=a,n=2");
+  // No more events: the agent advances the watermark after its idle timeout.
+  out.clear();
+  CHECK(r->open_windows() == 1);
+  CHECK(r->advance(12 * kSec, out) == 0);  // [5, 10) needs 13 s
+  CHECK(r->advance(13 * kSec, out) == 1);
+  CHECK(row_text(out[0]) == "k=a,n=2");
+  CHECK(r->watermark() == 13 * kSec);
+  r->advance_watermark(1 * kSec);  // never goes back
+  CHECK(r->watermark() == 13 * kSec);
+  CHECK(r->open_windows() == 0);
+}
+
+TEST_CASE("sql time: processing time and the event timestamp", "[unit][sql]") {
+  auto q = must_compile(kCount);
+  RunnerOptions o;
+  o.time_source = TimeSource::processing;
+  o.now_ns = &now_for_test;
+  auto r = must_run(q, o);
+  Batch in, out;
+  add_event(in, 999 * kSec, {s("k", "a")});
+  fake_now = 1 * kSec;
+  r->on_event(in[0]);
+  fake_now = 7 * kSec;
+  r->on_event(in[0]);
+  CHECK(r->emit_closed(out) == 1);
+  CHECK(out[0].timestamp_ns() == 5 * kSec);
+
+  auto by_ts = must_run(q);  // default: the event's timestamp
+  out.clear();
+  by_ts->on_event(in[0]);
+  by_ts->flush(out);
+  CHECK(out[0].timestamp_ns() == 1000 * kSec);
+}
+
+TEST_CASE("sql time: WATERMARK in CREATE TABLE names the event time and its delay", "[unit][sql]") {
+  auto q = must_compile(
+      "CREATE TABLE src (ts TIMESTAMP, k VARCHAR, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND);"
+      "SELECT k, COUNT(*) AS n FROM src GROUP BY TUMBLE(INTERVAL '5' SECOND), k");
+  auto r = must_run(q);
+  Batch in, out;
+  add_event(in, 0, {s("k", "a"), s("ts", "2025-06-24 20:30:01.000")});
+  add_event(in, 0, {s("k", "a"), s("ts", "2025-06-24 20:30:05.999")});
+  add_event(in, 0, {s("k", "a"), s("ts", "2025-06-24 20:30:06.000")});
+  r->on_batch(in);
+  CHECK(r->emit_closed(out) == 1);
+  CHECK(out[0].timestamp_ns() == 1750797005 * kSec);
+}
+
+TEST_CASE("sql state: max_state_bytes closes the oldest windows early, counted", "[unit][sql]") {
+  auto q = must_compile(kCount);
+  RunnerOptions o;
+  o.max_state_bytes = 64 * 1024;
+  o.watermark_delay_ns = 3600 * kSec;  // nothing would close on time
+  auto r = must_run(q, o);
+  Batch in, out;
+  for (int w = 0; w < 20; ++w) {
+    for (int k = 0; k < 300; ++k) add_event(in, w * 5 * kSec, {s("k", "key" + std::to_string(k))});
+  }
+  r->on_batch(in);
+  CHECK(r->stats().windows_closed_early > 0);
+  // Closed windows hold their state until their rows have been emitted.
+  const std::size_t rows = r->emit_closed(out);
+  CHECK(rows == r->stats().windows_closed_early * 300);
+  CHECK(r->state_bytes() <= o.max_state_bytes);
+  // Late for a window closed early: reported, not counted twice.
+  Batch old;
+  add_event(old, 0, {s("k", "key1")});
+  CHECK(r->on_event(old[0]) == EventOutcome::late);
+  out.clear();
+  r->flush(out);
+  CHECK(r->stats().rows_emitted == 20 * 300);
+}
+
+TEST_CASE("sql state: restore refuses other queries and damaged bytes", "[unit][sql]") {
+  auto q = must_compile(kCount);
+  auto r = must_run(q);
+  Batch in;
+  add_event(in, 1 * kSec, {s("k", "a")});
+  r->on_batch(in);
+  std::string state;
+  r->serialize_state(state);
+  auto other = must_run(
+      must_compile("SELECT k, COUNT(*) AS n FROM src GROUP BY TUMBLE(INTERVAL '10' SECOND), k"));
+  Status st = other->restore_state(state);
+  CHECK(st.code() == Errc::invalid_data);
+  CHECK(st.message() == "sql state: written by a different query");
+  auto same = must_run(q);
+  CHECK(same->restore_state("garbage").message() == "sql state: not a window state");
+  std::string future = state;
+  future[4] = 9;
+  CHECK(same->restore_state(future).message() ==
+        "sql state: unknown version 9 (this build reads 1)");
+  for (std::size_t cut = 5; cut < state.size(); ++cut) {
+    CHECK(!same->restore_state(std::string_view(state).substr(0, cut)).ok());
+    CHECK(same->open_windows() == 0);
+  }
+  REQUIRE(same->restore_state(state).ok());
+  CHECK(same->open_windows() == 1);
+  CHECK(same->stats().events_accepted == 1);
+}
+
+TEST_CASE("sql state: SESSION keys seen once do not accumulate", "[unit][sql]") {
+  auto q =
+      must_compile("SELECT sid, COUNT(*) AS n FROM src GROUP BY SESSION(INTERVAL '1' SECOND), sid");
+  auto r = must_run(q);
+  Batch out;
+  std::size_t rows = 0, peak = 0;
+  for (int round = 0; round < 50; ++round) {
+    Batch in;
+    for (int k = 0; k < 1000; ++k) {  // 1,000 new session ids every 2 s
+      add_event(in, round * 2 * kSec, {s("sid", std::to_string(round) + "-" + std::to_string(k))});
+    }
+    r->on_batch(in);
+    out.clear();
+    rows += r->emit_closed(out);
+    peak = std::max(peak, r->state_bytes());
+  }
+  CHECK(rows == 49 * 1000);
+  CHECK(r->open_windows() == 1000);
+  CHECK(peak < 2 * 1024 * 1024);  // 50,000 keys kept would need several MB
+  out.clear();
+  CHECK(r->flush(out) == 1000);
+}
