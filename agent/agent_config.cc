@@ -580,8 +580,18 @@ void ConfigParser::pipeline(const std::string& name, const ConfigNode& node) {
   node.optional("source", source_key, errors_);
   if (auto et = node.child("event_time", errors_)) {
     et->required("field", p.event_time_field, errors_);
-    if (et->optional("format", p.event_time_format, errors_)) {
-      auto tf = parse::TimeFormat::make(p.event_time_format, parse::TimeZone{});
+    parse::TimeZone zone;
+    if (et->optional("timezone", p.event_time_timezone, errors_) &&
+        !p.event_time_timezone.empty()) {
+      auto z = parse::TimeZone::load(p.event_time_timezone);
+      if (!z) {
+        et->error_at("timezone", errors_, z.error().message());
+      } else {
+        zone = std::move(*z);
+      }
+    }
+    if (et->optional("format", p.event_time_format, errors_) && et->has("format")) {
+      auto tf = parse::TimeFormat::make(p.event_time_format, zone);
       if (!tf) et->error_at("format", errors_, tf.error().message());
     }
     if (et->has("watermark_delay")) p.watermark_delay_set = true;

@@ -122,8 +122,14 @@ sql::RunnerOptions runner_options(const PipelineSpec& spec) {
   } else if (!spec.event_time_field.empty()) {
     o.time_source = sql::TimeSource::field;
     o.time_field = spec.event_time_field;
-    auto tf = parse::TimeFormat::make(spec.event_time_format, parse::TimeZone{});
-    if (tf) o.time_format = std::move(*tf);
+    parse::TimeZone zone;
+    if (!spec.event_time_timezone.empty()) {
+      if (auto z = parse::TimeZone::load(spec.event_time_timezone)) zone = std::move(*z);
+    }
+    if (!spec.event_time_format.empty()) {
+      auto tf = parse::TimeFormat::make(spec.event_time_format, zone);
+      if (tf) o.time_format = std::move(*tf);
+    }
   } else if (spec.query && spec.query->watermark_column()) {
     o.time_source = sql::TimeSource::field;
   }

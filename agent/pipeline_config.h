@@ -38,7 +38,8 @@ struct PipelineSpec {
   std::string channel;           // INSERT INTO (or the `channel` key): where rows go
   std::string input_channel;     // the source's lmdb channel the pipeline reads with its own cursor
   std::string event_time_field;  // empty: the event's timestamp (the source's `timestamp`)
-  std::string event_time_format = "iso8601";
+  std::string event_time_format;    // empty: ISO 8601 text, or epoch milliseconds for a number
+  std::string event_time_timezone;  // for text without an offset; empty: UTC
   std::chrono::nanoseconds watermark_delay{0};
   bool watermark_delay_set = false;
   bool processing_time = false;  // neither event_time nor the source's timestamp: arrival time

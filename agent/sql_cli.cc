@@ -68,7 +68,10 @@ int sql_explain(const AgentConfig& cfg, const std::string& pipeline, std::FILE* 
                  p.name.c_str(), p.source.c_str(), p.input_channel.c_str(), p.channel.c_str());
     std::string time = p.processing_time ? "processing time"
                        : !p.event_time_field.empty()
-                           ? "field " + p.event_time_field + " (" + p.event_time_format + ")"
+                           ? "field " + p.event_time_field + " (" +
+                                 (p.event_time_format.empty() ? std::string("iso8601 or epoch_ms")
+                                                              : p.event_time_format) +
+                                 ")"
                        : p.query->watermark_column()
                            ? "field " + std::string(*p.query->watermark_column())
                            : "the source's timestamp";

@@ -226,3 +226,21 @@ TEST_CASE("pipeline config: a string's offsets map to file positions", "[unit][c
   // Past the end: the closing quote.
   CHECK(pos("s = 'ab'", 1, 5, 10) == P{1, 8});
 }
+
+TEST_CASE("pipeline config: event_time keys are checked", "[unit][config][sql]") {
+  const auto errors = errors_of(kBase + R"toml(
+[pipelines.p]
+sql = "INSERT INTO rows SELECT COUNT(*) AS n FROM access GROUP BY TUMBLE(INTERVAL '5' SECOND)"
+event_time = { field = "t", timezone = "Mars/Olympus", watermark = "5s" }
+allowed_lateness = "-1s"
+)toml");
+  REQUIRE(errors.size() == 3);
+  CHECK(
+      errors[0] ==
+      "inline.toml:26:40: pipelines.p.event_time.timezone: unknown time zone \"Mars/Olympus\" (no "
+      "/usr/share/zoneinfo/Mars/Olympus; is the tzdata package installed?)");
+  CHECK(errors[1] == "inline.toml:26:56: pipelines.p.event_time.watermark: unknown key");
+  CHECK(errors[2] ==
+        "inline.toml:27:20: pipelines.p.allowed_lateness: \"-1s\" is not a duration (e.g. "
+        "\"250ms\", \"5s\")");
+}
