@@ -48,7 +48,7 @@ struct PipelineSpec {
   std::string late_channel;                  // empty: late events are dropped (and counted)
   OnStop on_stop = OnStop::emit;
   std::uint64_t max_state_bytes = 64ULL << 20;
-  std::uint64_t distinct_exact_limit = 1000;
+  std::uint64_t distinct_exact_limit = 1024;  // as sql::RunnerOptions
   std::chrono::nanoseconds checkpoint_interval = std::chrono::seconds(1);
   std::shared_ptr<const sql::CompiledQuery> query;
 };
