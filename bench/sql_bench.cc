@@ -4,6 +4,7 @@
 //   parse only                      JSON lines -> parsed fields in a Batch (lib/parse json)
 //   TUMBLE 5s, 2 keys, COUNT + AVG  the operator over parsed batches (15 groups per window)
 //   + COUNT(DISTINCT) + percentile  the benchmark query, operator only
+//   HOP, SESSION                    the other windows, operator only
 //   parse + the benchmark query     both, as an agent pipeline does them
 // `sluice_sql_bench wide [EVENTS]` runs GROUP BY game_id, uid with 100,000 keys per window alone
 // (parse included, inputs generated batch by batch) and reports the state size and peak RSS.
@@ -217,7 +218,14 @@ int main(int argc, char** argv) {
       "GROUP BY TUMBLE(INTERVAL '5' SECOND), game_id, event";
   report("TUMBLE 5s, 2 keys, COUNT + AVG", run_query(kSimple, &parsed, nullptr));
   report("+ COUNT(DISTINCT uid) + APPROX_PERCENTILE", run_query(kFull, &parsed, nullptr));
-  report("parse + the query above", run_query(kFull, nullptr, &lines));
+  report("HOP 10s/1min (6 windows per event)",
+         run_query("SELECT server_id, COUNT(DISTINCT uid) AS active FROM src "
+                   "GROUP BY HOP(INTERVAL '10' SECOND, INTERVAL '1' MINUTE), server_id",
+                   &parsed, nullptr));
+  report("SESSION 30s per uid, COUNT", run_query("SELECT uid, COUNT(*) AS events FROM src "
+                                                 "GROUP BY SESSION(INTERVAL '30' SECOND), uid",
+                                                 &parsed, nullptr));
+  report("parse + the benchmark query", run_query(kFull, nullptr, &lines));
   report("parse (referenced fields only) + the query", run_query(kFull, nullptr, &lines, true));
 
   std::printf("peak RSS (inputs held in memory): %.1f MB\n",

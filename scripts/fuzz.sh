@@ -8,7 +8,7 @@ seconds="${FUZZ_SECONDS:-30}"
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz
 mkdir -p build/fuzz/artifacts
-for target in fuzz_avro fuzz_http_body fuzz_parse; do
+for target in fuzz_avro fuzz_http_body fuzz_parse fuzz_sketch; do
   work=$(mktemp -d)
   cp tests/fuzz/corpus/"$target"/* "$work"/
   echo "fuzz: $target for ${seconds}s"

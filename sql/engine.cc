@@ -149,7 +149,7 @@ std::string CompiledQuery::explain() const {
     out += p.output[i].name + " " + std::string(type_name(p.output[i].type));
   }
   out += "\n";
-  out += "fields read: ";
+  out += "reads:      ";
   for (std::size_t i = 0; i < p.fields.size(); ++i) {
     if (i > 0) out += ", ";
     out += p.fields[i];

@@ -136,6 +136,8 @@ enum class TimeSource : std::uint8_t {
 };
 
 struct RunnerOptions {
+  /// event_timestamp with a query that declares a WATERMARK column (CREATE TABLE, or
+  /// TUMBLE(col, ...)) and no time_field means TimeSource::field on that column.
   TimeSource time_source = TimeSource::event_timestamp;
   /// For TimeSource::field. Empty: the query's WATERMARK column.
   std::string time_field;
@@ -145,7 +147,9 @@ struct RunnerOptions {
   std::optional<std::int64_t> watermark_delay_ns;
   /// A window closes once the watermark reaches its end + allowed_lateness.
   std::int64_t allowed_lateness_ns = 0;
-  /// Beyond this many state bytes, the oldest windows close early (counted in Stats).
+  /// Beyond this many bytes of open windows' state, the oldest windows close early (counted in
+  /// RunnerStats::windows_closed_early; later events for them are late). Closed windows count
+  /// in state_bytes() until their rows have been emitted.
   std::size_t max_state_bytes = std::size_t{64} << 20;
   /// COUNT(DISTINCT): exact up to this many values per group and window, then HyperLogLog.
   std::size_t distinct_exact_limit = 1024;
@@ -158,7 +162,7 @@ enum class EventOutcome : std::uint8_t {
   accepted,  // folded into at least one open window
   filtered,  // WHERE was false or NULL
   late,      // every window it belongs to had closed (end + allowed_lateness <= watermark)
-  no_time,   // the event-time field was missing or did not parse (dropped)
+  no_time,   // the event time was missing, did not parse or lay outside 1824..2116 (dropped)
 };
 
 /// Counters of one runner (monotonic; restored from checkpoints along with the state).
@@ -179,16 +183,20 @@ class WindowOperator;  // sql/window_operator.h; opaque here
 /// Runs one compiled query. Semantics (identical however events are batched):
 /// - An event whose every window has end + allowed_lateness <= watermark() is late: it is
 ///   reported (EventOutcome::late) and not counted in any window.
-/// - After each accepted event the watermark becomes max(watermark, max event time - delay);
-///   advance_watermark() may raise it further (idle sources). It never goes back.
+/// - After each event that has a time (filtered and late ones too, as a source's watermark
+///   would) the watermark becomes max(watermark, event time - delay); advance_watermark() may
+///   raise it further (idle sources). It never goes back.
 /// - Windows with end + allowed_lateness <= watermark() are closed: they take no more events and
 ///   their rows are appended by the next emit_closed() (or flush()).
-/// - SESSION windows are per group key; an event within `gap` of a session extends it, and an
-///   event that bridges two open sessions of a key merges them.
+/// - SESSION windows are per group key and run from their first event to their last + gap; an
+///   event within `gap` of an open session extends it, one that bridges two open sessions of a
+///   key merges them, and one that would start a session already closed (t + gap +
+///   allowed_lateness <= watermark) is late.
 /// - Output: one event per closed window and group that passes HAVING, appended to `out` with
 ///   timestamp = window end, id = a hash of (window, key) (the same after a restart), fields named
-///   and typed by the SELECT list, body = the row as a JSON object. Rows of one emit_closed() come
-///   in window-end order, then in group first-seen order.
+///   and typed by the SELECT list, body = the row as a JSON object. Rows come in window-end
+///   order; within a TUMBLE/HOP window in the order groups were first seen, sessions of the same
+///   end by start and key.
 class WindowRunner {
  public:
   static Result<std::unique_ptr<WindowRunner>> create(const CompiledQuery& query,
@@ -198,7 +206,8 @@ class WindowRunner {
   WindowRunner& operator=(const WindowRunner&) = delete;
 
   /// Folds one parsed event into its windows. Does not allocate for COUNT/SUM/AVG/MIN/MAX once
-  /// the group key and window have been seen.
+  /// the group key and window have been seen; closed windows are recycled, so steady traffic
+  /// does not allocate either.
   EventOutcome on_event(const EventView& event);
   /// Convenience: on_event for every event of `batch`; returns how many were late (the agent that
   /// routes late events to a side channel calls on_event itself).
@@ -225,11 +234,12 @@ class WindowRunner {
   std::size_t open_windows() const noexcept;
   const RunnerStats& stats() const noexcept;
 
-  /// Appends a versioned encoding of the whole state (windows, watermark, counters) to `out`.
+  /// Appends a versioned encoding of the whole state (open and closed windows, watermark,
+  /// counters) to `out`. Rows emit_closed() already returned are not part of it.
   void serialize_state(std::string& out) const;
-  /// Replaces the state with one serialize_state() wrote for the same query (fingerprint) and
-  /// options that shape state (window, distinct_exact_limit). Errc::invalid_data if it does not
-  /// decode; the runner is then left empty.
+  /// Replaces the state with one serialize_state() wrote for the same query (its fingerprint and
+  /// window). Errc::invalid_data ("sql state: ...") if it does not decode or belongs to another
+  /// query; the runner is then left empty.
   Status restore_state(std::string_view data);
 
  private:

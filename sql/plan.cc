@@ -81,6 +81,9 @@ std::uint64_t fnv(std::string_view s, std::uint64_t h = 0xcbf29ce484222325ull) {
   return h;
 }
 
+/// The row builder keeps one row's values on the stack.
+constexpr std::size_t kMaxColumns = 64;
+
 class Planner {
  public:
   Planner(std::string_view sql, const CompileOptions& options, CompileError& error)
@@ -154,6 +157,11 @@ class Planner {
     key_canon_ = std::move(key_canon);
 
     std::vector<std::string> names;
+    if (st.select.size() > kMaxColumns) {
+      fail(st.select[kMaxColumns].expr->offset,
+           "at most " + std::to_string(kMaxColumns) + " output columns");
+      return nullptr;
+    }
     for (auto& item : st.select) {
       OutputColumn col;
       col.name = !item.alias.empty()                 ? item.alias
@@ -192,7 +200,7 @@ class Planner {
     for (std::size_t i = 0; i < p->fields.size(); ++i)
       p->field_types.push_back(declared(p->fields[i]));
     // State of one group: key bytes, per-aggregate cells, and sketches at their starting size.
-    std::size_t bytes = 64 + 16 * p->keys.size();
+    std::size_t bytes = 48 + 16 * p->keys.size();
     for (const AggSpec& a : p->aggs) {
       bytes += 32;
       if (a.kind == AggKind::count_distinct) bytes += 64;
@@ -612,6 +620,10 @@ class Planner {
             e.type = SqlType::string;
             return true;
           case Func::concat:
+            if (e.args.size() > 32) {
+              fail(e.args[32]->offset, name + " takes at most 32 arguments");
+              return false;
+            }
             if (!nargs(1, 1000)) return false;
             e.type = SqlType::string;
             return true;

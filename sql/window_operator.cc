@@ -434,10 +434,9 @@ bool WindowOperator::on_session_event(std::int64_t t) {
       ++i;
     }
     tgt.start = std::min(tgt.start, t);
-    const std::int64_t end = std::max(tgt.end, own_end);
-    ++tgt.version;
-    tgt.end = end;
-    heap_.push({tgt.end, static_cast<std::uint32_t>(target), tgt.version});
+    // The session's heap entry keeps its older end: close_ready() re-queues it when it surfaces,
+    // so the heap holds one entry per session rather than one per event.
+    tgt.end = std::max(tgt.end, own_end);
   }
   eval_args();
   Session& s = sessions_[static_cast<std::size_t>(target)];
@@ -451,7 +450,9 @@ EventOutcome WindowOperator::on_event(const EventView& ev) {
   arena_.reset();
   load_slots(ev);
   const auto t = event_time(ev);
-  if (!t) {
+  // Times beyond 1824..2116 are not event times (and window arithmetic stays far from overflow).
+  constexpr std::int64_t kTimeBound = std::int64_t{1} << 62;
+  if (!t || *t < -kTimeBound || *t > kTimeBound) {
     ++stats_.events_without_time;
     return EventOutcome::no_time;
   }
@@ -475,7 +476,8 @@ EventOutcome WindowOperator::on_event(const EventView& ev) {
     } else {
       const std::int64_t last_start = floor_div(*t, w.slide_ns) * w.slide_ns;
       bool prepared = false;
-      for (std::int64_t s = last_start; s > *t - w.size_ns; s -= w.slide_ns) {
+      const std::int64_t first_excluded = sat_sub(*t, w.size_ns);
+      for (std::int64_t s = last_start; s > first_excluded; s = sat_sub(s, w.slide_ns)) {
         if (sat_add(sat_add(s, w.size_ns), lateness_) <= wm_) continue;
         if (!prepared) {
           build_key();
@@ -538,6 +540,10 @@ void WindowOperator::close_ready() {
     heap_.pop();
     Session& s = sessions_[e.id];
     if (!s.alive || s.closed || s.version != e.version) continue;
+    if (e.end < s.end) {  // extended since queued
+      heap_.push({s.end, e.id, s.version});
+      continue;
+    }
     s.closed = true;
     auto& open = skey_[s.key].open;
     open.erase(std::find(open.begin(), open.end(), e.id));
@@ -557,10 +563,15 @@ void WindowOperator::enforce_bound() {
     if (plan_.window.kind != WindowKind::session) {
       oldest_end = open_.front()->end;
     } else {
-      while (!heap_.empty()) {  // drop stale entries to find the true oldest
-        const HeapEntry& e = heap_.top();
+      while (!heap_.empty()) {  // drop stale entries and re-queue extended ones: the true oldest
+        const HeapEntry e = heap_.top();
         const Session& s = sessions_[e.id];
-        if (s.alive && !s.closed && s.version == e.version) break;
+        if (s.alive && !s.closed && s.version == e.version) {
+          if (e.end == s.end) break;
+          heap_.pop();
+          heap_.push({s.end, e.id, s.version});
+          continue;
+        }
         heap_.pop();
       }
       if (heap_.empty()) return;

@@ -63,6 +63,7 @@ void QuantileSketch::add_to(Store& s, std::int32_t index, std::uint64_t n) {
   std::vector<std::uint64_t>& c = s.counts;
   if (c.empty()) {
     s.offset = index;
+    if (c.capacity() == 0) c.reserve(8);
     c.push_back(n);
     return;
   }
@@ -74,6 +75,12 @@ void QuantileSketch::add_to(Store& s, std::int32_t index, std::uint64_t n) {
   const std::int64_t hi = std::max<std::int64_t>(top, index);
   const std::int64_t lo = std::max<std::int64_t>(std::min<std::int64_t>(s.offset, index),
                                                  hi - static_cast<std::int64_t>(max_buckets_) + 1);
+  const std::int64_t new_size = hi - lo + 1;
+  if (static_cast<std::size_t>(new_size) > c.capacity()) {
+    // Grows geometrically but never past max_buckets, so that memory stays within the bound.
+    c.reserve(
+        std::min(std::max(static_cast<std::size_t>(new_size), 2 * c.capacity()), max_buckets_));
+  }
   // Collapsing everything below `lo` into bucket `lo` makes the result depend only on the
   // smallest and largest index ever seen, never on the order of the values: merges stay exact.
   if (lo > s.offset) {
@@ -82,7 +89,6 @@ void QuantileSketch::add_to(Store& s, std::int32_t index, std::uint64_t n) {
     c.insert(c.begin(), static_cast<std::size_t>(s.offset - lo), 0);
     s.offset = static_cast<std::int32_t>(lo);
   }
-  const std::int64_t new_size = hi - lo + 1;
   if (static_cast<std::int64_t>(c.size()) < new_size)
     c.resize(static_cast<std::size_t>(new_size), 0);
   c[static_cast<std::size_t>(std::max<std::int64_t>(index, lo) - lo)] += n;
@@ -122,8 +128,7 @@ double QuantileSketch::quantile(double q) const {
 
 void QuantileSketch::merge(const QuantileSketch& other) {
   if (&other == this) {
-    const QuantileSketch copy = other;
-    merge(copy);
+    merge(QuantileSketch(other));  // a copy: the loops below must not read what they write
     return;
   }
   if (other.max_buckets_ < max_buckets_) {
@@ -146,7 +151,14 @@ void QuantileSketch::merge(const QuantileSketch& other) {
       const std::uint64_t n = theirs.counts[k];
       if (n == 0) continue;
       const std::int32_t index = theirs.offset + static_cast<std::int32_t>(k);
-      add_to(mine, same_mapping ? index : index_of(other.value_of(index)), n);
+      if (same_mapping) {
+        add_to(mine, index, n);
+        continue;
+      }
+      // A decoded bucket may sit at the very ends of the double range; keep its value finite.
+      const double v =
+          std::clamp(other.value_of(index), kMinIndexable, std::numeric_limits<double>::max());
+      add_to(mine, index_of(v), n);
     }
   };
   merge_store(pos_, other.pos_);

@@ -124,6 +124,17 @@ TEST_CASE("sql errors: type mismatches", "[unit][sql]") {
         "1:41: IN list item of type VARCHAR cannot be compared with BIGINT");
 }
 
+TEST_CASE("sql errors: limits", "[unit][sql]") {
+  std::string many = "SELECT ";
+  for (int c = 0; c < 65; ++c)
+    many += (c ? ", " : "") + std::string("COUNT(*) AS c") + std::to_string(c);
+  CHECK(error_of(with_window(many + " FROM src")) == "1:1086: at most 64 output columns");
+  std::string args = "SELECT CONCAT(";
+  for (int c = 0; c < 33; ++c) args += (c ? ", " : "") + std::string("'x'");
+  CHECK(error_of(with_window(args + ") AS v FROM src")) ==
+        "1:175: CONCAT takes at most 32 arguments");
+}
+
 TEST_CASE("sql errors: names against a declared schema", "[unit][sql]") {
   const std::string t = "CREATE TABLE t (a BIGINT, b VARCHAR); ";
   CHECK(error_of(t + "SELECT c, COUNT(*) FROM t GROUP BY TUMBLE(INTERVAL '5' SECOND), c") ==

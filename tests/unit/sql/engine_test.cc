@@ -67,3 +67,50 @@ TEST_CASE("sql: rows leave in bounded batches and a checkpoint between them lose
     CHECK(rows_of(parts) == rows_of(all));
   }
 }
+
+TEST_CASE("sql: explain describes source, filter, key, window, aggregates and state",
+          "[unit][sql]") {
+  auto q = must_compile(
+      "INSERT INTO rows SELECT server_id, COUNT(DISTINCT uid) AS active, "
+      "APPROX_PERCENTILE(ms, 0.99) AS p99 FROM web WHERE status >= 500 "
+      "GROUP BY HOP(INTERVAL '10' SECOND, INTERVAL '1' MINUTE), server_id HAVING active > 1");
+  CHECK(q.explain() ==
+        "source:     web\n"
+        "target:     rows\n"
+        "event time: (runner options)\n"
+        "filter:     status >= 500\n"
+        "key:        server_id ANY\n"
+        "window:     HOP size 1min slide 10s (each event in 6 windows)\n"
+        "aggregates:\n"
+        "  COUNT(DISTINCT uid) -> BIGINT (exact up to distinct_exact_limit, then HyperLogLog, "
+        "0.81% standard error)\n"
+        "  APPROX_PERCENTILE(ms, 0.99) -> DOUBLE (DDSketch, 1% relative error)\n"
+        "having:     active > 1\n"
+        "output:     server_id ANY, active BIGINT, p99 DOUBLE\n"
+        "reads:      status, server_id, uid, ms\n"
+        "state:      about 448 bytes per group and open window, plus up to 32 bytes per distinct "
+        "value (16 KiB once HyperLogLog)\n");
+  CHECK(q.referenced_fields() == std::vector<std::string>{"status", "server_id", "uid", "ms"});
+  CHECK(q.window().kind == WindowKind::hop);
+  CHECK(q.window().size_ns == 60 * kSec);
+  CHECK(q.window().slide_ns == 10 * kSec);
+  REQUIRE(q.output().size() == 3);
+  CHECK(q.output()[1].name == "active");
+  CHECK(q.output()[1].is_aggregate);
+  CHECK(!q.output()[0].is_aggregate);
+}
+
+TEST_CASE("sql: runner options are checked", "[unit][sql]") {
+  auto q = must_compile("SELECT COUNT(*) AS n FROM src GROUP BY TUMBLE(INTERVAL '5' SECOND)");
+  RunnerOptions o;
+  o.allowed_lateness_ns = -1;
+  CHECK(WindowRunner::create(q, o).error().message() == "allowed_lateness must not be negative");
+  o = {};
+  o.time_source = TimeSource::field;
+  CHECK(WindowRunner::create(q, o).error().message() ==
+        "event time from a field needs time_field (or a WATERMARK in the query)");
+  o = {};
+  o.distinct_exact_limit = std::size_t{1} << 30;
+  CHECK(WindowRunner::create(q, o).error().message() ==
+        "distinct_exact_limit must be at most 16777216");
+}
