@@ -138,6 +138,42 @@ const std::string kEventsIn = R"(sluice_pipeline_events_total{component="per_gam
 
 }  // namespace
 
+// Scenario 2's "active users per server over a sliding minute": HOP 10 s / 1 min, by brute force.
+// Keys are (window end ms, server_id), values the distinct uids.
+std::map<std::pair<std::int64_t, std::string>, std::int64_t> reference_active_users(
+    const std::vector<std::string>& lines) {
+  std::map<std::pair<std::int64_t, std::string>, std::set<std::string>> users;
+  for (const auto& l : lines) {
+    const std::int64_t t = parse_ms(json_value(l, "create_time"));
+    const std::int64_t last_start = t / 10000 * 10000;
+    for (std::int64_t start = last_start; start > t - 60000; start -= 10000)
+      users[{start + 60000, json_value(l, "server_id")}].insert(json_value(l, "uid"));
+  }
+  std::map<std::pair<std::int64_t, std::string>, std::int64_t> out;
+  for (const auto& [k, u] : users) out[k] = static_cast<std::int64_t>(u.size());
+  return out;
+}
+
+const char* kActiveUsersPipeline = R"toml(
+[pipelines.active_users]
+sql = """
+INSERT INTO active
+SELECT server_id, COUNT(DISTINCT uid) AS users
+FROM game
+GROUP BY HOP(INTERVAL '10' SECOND, INTERVAL '1' MINUTE), server_id
+"""
+event_time = { field = "create_time", format = "%Y-%m-%d %H:%M:%S.%f", watermark_delay = "5s" }
+
+[channels.active]
+type = "memory"
+
+[sinks.active_out]
+type = "file"
+path = "@ACTIVE_OUT@"
+format = "json"
+channel = "active"
+)toml";
+
 TEST_CASE("sql: scenario 2's reference query over taildir json gives the expected rows",
           "[integration][sql]") {
   TempDir tmp;
@@ -148,12 +184,24 @@ TEST_CASE("sql: scenario 2's reference query over taildir json gives the expecte
   std::size_t late = 0;
   const auto expected = reference_game(lines, late);
   AgentProcess::Options o;
-  o.vars = {
-      {"IN", in}, {"OUT", out}, {"ROWS_TYPE", "memory"}, {"PIPELINE_EXTRA", ""}, {"EXTRA", ""}};
+  // Two pipelines read the same source, each through its own cursor.
+  o.vars = {{"IN", in},
+            {"OUT", out},
+            {"ROWS_TYPE", "memory"},
+            {"PIPELINE_EXTRA", ""},
+            {"EXTRA", kActiveUsersPipeline}};
+  // (EXTRA is inserted after the other variables were replaced: its path is filled in here.)
+  const auto at = o.vars["EXTRA"].find("@ACTIVE_OUT@");
+  o.vars["EXTRA"].replace(at, 12, tmp.file("active.json"));
   AgentProcess agent("sql_game.toml", o);
   REQUIRE(agent.wait_ready());
   append_lines(in + "/game.log", lines, 0, lines.size());
-  REQUIRE(eventually(20s, [&] { return metric_or(agent, kEventsIn) == 2000.0; }));
+  REQUIRE(eventually(20s, [&] {
+    return metric_or(agent, kEventsIn) == 2000.0 &&
+           metric_or(agent,
+                     R"(sluice_pipeline_events_total{component="active_users",type="sql"})") ==
+               2000.0;
+  }));
   // on_stop = "emit" (the default): the windows still open are closed and written at shutdown.
   CHECK(agent.terminate() == 0);
   std::size_t duplicates = 0, conflicts = 0;
@@ -164,7 +212,19 @@ TEST_CASE("sql: scenario 2's reference query over taildir json gives the expecte
   std::int64_t counted = 0;
   for (const auto& [k, r] : got) counted += r.events;
   CHECK(counted + static_cast<std::int64_t>(late) == 2000);
-  WARN("scenario 2: " << expected.size() << " rows, " << late << " late events");
+
+  const auto want_active = reference_active_users(lines);
+  std::map<std::pair<std::int64_t, std::string>, std::int64_t> got_active;
+  for (const auto& l : read_lines(tmp.file("active.json"))) {
+    const auto fields = l.substr(l.find("\"fields\":"));
+    const auto key =
+        std::make_pair(parse_ms(json_value(l, "timestamp")), json_value(fields, "server_id"));
+    CHECK(got_active.count(key) == 0);
+    got_active[key] = std::stoll(json_value(fields, "users"));
+  }
+  CHECK(got_active == want_active);
+  WARN("scenario 2: " << expected.size() << " rows, " << late << " late events; "
+                      << want_active.size() << " sliding-minute rows");
 }
 
 TEST_CASE("sql: kill -9 with open windows at several points, restart: the same totals",
