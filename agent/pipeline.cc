@@ -16,6 +16,9 @@ constexpr std::string_view kStateMagic = "SQLP1";
 // Leases held between checkpoints; past this the pipeline checkpoints before taking more.
 constexpr std::size_t kMaxHeldLeases = 4096;
 constexpr TakeLimits kTakeLimits{.max_events = 4096, .max_bytes = 8u << 20};
+// Rows taken from the engine and not yet put: the rest of a large window's rows stay in the
+// engine (and in its checkpoints) until these are in the channel, so memory stays bounded.
+constexpr std::size_t kMaxPendingRows = 8192;
 
 Labels pipeline_labels(const std::string& name) { return {{"component", name}, {"type", "sql"}}; }
 
@@ -203,6 +206,10 @@ void Pipeline::schedule_pump() {
 void Pipeline::pump() {
   if (state_ == State::created || state_ == State::stopped) return;
   while (put_pending()) {
+    if (runner_->has_pending_rows()) {
+      emit_closed();
+      continue;
+    }
     // Draining with on_stop = "emit": read what the input holds before the windows are flushed.
     const bool taking = state_ == State::running ||
                         (state_ == State::draining && spec_.on_stop == OnStop::emit && stop_done_);
@@ -265,7 +272,9 @@ void Pipeline::process(const Batch& batch) {
 }
 
 void Pipeline::emit_closed() {
-  const std::size_t n = runner_->emit_closed(rows_);
+  const std::size_t waiting = rows_.size() - rows_offset_;
+  const std::size_t n =
+      waiting >= kMaxPendingRows ? 0 : runner_->emit_closed(rows_, kMaxPendingRows - waiting);
   if (n > 0) dirty_ = true;
   const sql::RunnerStats& s = runner_->stats();
   closed_early_.inc(s.windows_closed_early -
@@ -408,12 +417,19 @@ void Pipeline::stop(std::function<void()> done) {
 
 void Pipeline::finish_stop() {
   if (!stop_done_) return;
-  if (spec_.on_stop == OnStop::emit && runner_->open_windows() > 0) {
-    const std::size_t n = runner_->flush(rows_);
+  if (spec_.on_stop == OnStop::emit && !flushed_) {
+    flushed_ = true;
+    const std::size_t open = runner_->open_windows();
+    const std::size_t waiting = rows_.size() - rows_offset_;
+    runner_->flush(rows_, waiting >= kMaxPendingRows ? 0 : kMaxPendingRows - waiting);
     dirty_ = true;
-    spdlog::info("pipeline {}: on_stop = \"emit\": {} rows of open windows emitted", spec_.name, n);
+    spdlog::info("pipeline {}: on_stop = \"emit\": {} open windows closed", spec_.name, open);
   }
-  if (!put_pending()) return;  // on_writable() pumps, which calls back here
+  for (;;) {
+    if (!put_pending()) return;  // on_writable() pumps, which calls back here
+    if (!runner_->has_pending_rows()) break;
+    emit_closed();
+  }
   std::exchange(stop_done_, nullptr)();
 }
 

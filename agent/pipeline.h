@@ -113,8 +113,9 @@ class Pipeline final : private DataListener, private CommitListener {
   bool pump_scheduled_ = false;
   bool waiting_data_ = false;
   bool commit_in_flight_ = false;
-  bool dirty_ = false;   // state changed since the last checkpoint
-  int empty_takes_ = 0;  // while draining: consecutive empty takes, one loop turn apart
+  bool dirty_ = false;    // state changed since the last checkpoint
+  bool flushed_ = false;  // on_stop = "emit" closed every window
+  int empty_takes_ = 0;   // while draining: consecutive empty takes, one loop turn apart
   std::chrono::steady_clock::time_point last_checkpoint_;
   // Idle: the watermark follows the wall clock from the newest event time seen (idle_base_ns_)
   // since the last input (last_input_).

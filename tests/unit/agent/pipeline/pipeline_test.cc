@@ -1,6 +1,7 @@
 #include "agent/pipeline.h"
 
 #include <catch2/catch.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -193,6 +194,42 @@ TEST_CASE("pipeline: the state checkpointed with the cursor comes back at the ne
         "k");
     Run run(loop, dir.path(), other, 100);
     CHECK(run.metric("sluice_pipeline_restore_failures_total") == 1.0);
+  }
+  REQUIRE(loop.close() == 0);
+}
+
+TEST_CASE("pipeline: a window with more groups than a batch of rows leaves in bounded batches",
+          "[unit][sql][pipeline]") {
+  test::TempDir dir;
+  Loop loop;
+  const PipelineSpec spec = spec_for(
+      "INSERT INTO rows SELECT k, COUNT(*) AS n FROM src GROUP BY TUMBLE(INTERVAL '10' SECOND), k");
+  {
+    Run run(loop, dir.path(), spec, 1000);
+    // 20,000 keys in window [0, 10 s), then one event at 10 s that closes it.
+    constexpr int kKeys = 20000;
+    for (int first = 0; first < kKeys; first += 1000) {
+      Batch b;
+      for (int i = first; i < first + 1000; ++i) {
+        b.add("{}", 0, static_cast<std::uint64_t>(i));
+        b.add_field("ts", "5000", FieldType::integer);
+        b.add_field("k", "key" + std::to_string(i), FieldType::string);
+      }
+      run.put(std::move(b));
+    }
+    Batch last;
+    last.add("{}", 0, 99999);
+    last.add_field("ts", "10000", FieldType::integer);
+    last.add_field("k", "x", FieldType::string);
+    run.put(std::move(last));
+    std::set<std::string> rows;
+    REQUIRE(test::run_until(loop, 20s, [&] {
+      for (auto& r : run.drain()) rows.insert(r);
+      return rows.size() >= kKeys;
+    }));
+    CHECK(rows.size() == kKeys);
+    CHECK(rows.count(R"({"k":"key19999","n":1})") == 1);
+    CHECK(run.metric("sluice_pipeline_rows_total") == double(kKeys));
   }
   REQUIRE(loop.close() == 0);
 }
