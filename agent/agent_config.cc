@@ -688,10 +688,17 @@ void ConfigParser::pipeline(const std::string& name, const ConfigNode& node) {
       }
     }
   }
-  if (!p.late_channel.empty() && check_channel(node, "late", p.late_channel) &&
-      p.late_channel == p.channel) {
-    node.error_at("late", errors_,
-                  "is the pipeline's own output channel; use a channel of its own");
+  if (!p.late_channel.empty() && check_channel(node, "late", p.late_channel)) {
+    if (p.late_channel == p.channel) {
+      node.error_at("late", errors_,
+                    "is the pipeline's own output channel; use a channel of its own");
+    } else if (src != nullptr && std::find(src->channels.begin(), src->channels.end(),
+                                           p.late_channel) != src->channels.end()) {
+      node.error_at("late", errors_,
+                    fmt::format("channel '{}' is also a channel of source '{}': the pipeline "
+                                "would read its late events again",
+                                p.late_channel, p.source));
+    }
   }
 
   // The input: the source's durable channel, read through the pipeline's own cursor, so that the

@@ -233,8 +233,9 @@ TEST_CASE("pipeline config: event_time keys are checked", "[unit][config][sql]")
 sql = "INSERT INTO rows SELECT COUNT(*) AS n FROM access GROUP BY TUMBLE(INTERVAL '5' SECOND)"
 event_time = { field = "t", timezone = "Mars/Olympus", watermark = "5s" }
 allowed_lateness = "-1s"
+late = "raw"
 )toml");
-  REQUIRE(errors.size() == 3);
+  REQUIRE(errors.size() == 4);
   CHECK(
       errors[0] ==
       "inline.toml:26:40: pipelines.p.event_time.timezone: unknown time zone \"Mars/Olympus\" (no "
@@ -243,4 +244,7 @@ allowed_lateness = "-1s"
   CHECK(errors[2] ==
         "inline.toml:27:20: pipelines.p.allowed_lateness: \"-1s\" is not a duration (e.g. "
         "\"250ms\", \"5s\")");
+  CHECK(errors[3] ==
+        "inline.toml:28:8: pipelines.p.late: channel 'raw' is also a channel of source 'access': "
+        "the pipeline would read its late events again");
 }
