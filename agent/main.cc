@@ -135,9 +135,11 @@ int main(int argc, char** argv) {
     return failures == 0 ? 0 : 1;
   }
   if (app.got_subcommand("check")) {
-    std::printf("%s: ok (%zu sources, %zu channels, %zu sinks, %zu sink groups)\n",
+    const std::string pipelines =
+        cfg->pipelines.empty() ? "" : fmt::format(", {} pipelines", cfg->pipelines.size());
+    std::printf("%s: ok (%zu sources, %zu channels, %zu sinks, %zu sink groups%s)\n",
                 config_path.c_str(), cfg->sources.size(), cfg->channels.size(), cfg->sinks.size(),
-                cfg->groups.size());
+                cfg->groups.size(), pipelines.c_str());
     return 0;
   }
   sluice::Agent agent(std::move(*cfg), registry);

@@ -420,6 +420,12 @@ TEST_CASE("sql: sluice sql explain prints each pipeline's plan", "[integration][
       {"sql", "explain", "-c", source_dir() + "/conf/quickstart.toml", "--pipeline", "nope"});
   CHECK(code2 == 1);
   CHECK(none == "sluice: no pipeline named 'nope'\n");
+  auto [ccode, checked] = run_sluice({"check", "-c", source_dir() + "/conf/quickstart.toml"});
+  CHECK(ccode == 0);
+  CHECK(checked ==
+        source_dir() +
+            "/conf/quickstart.toml: ok (2 sources, 3 channels, 3 sinks, 3 sink groups, 1 "
+            "pipelines)\n");
 }
 
 TEST_CASE("sql: the quickstart prints PV and UV rows and copies the raw lines",
