@@ -42,8 +42,9 @@ volatile std::uint64_t sink;  // keeps results alive
 void add_throughput(std::size_t n) {
   std::printf("\nadd throughput, %zu values per run (CPU time)\n", n);
   std::printf("%-52s%10s%16s\n", "run", "cpu s", "adds/s");
-  std::vector<std::uint64_t> hashes(n);
-  for (std::size_t i = 0; i < n; ++i) hashes[i] = hash_int(static_cast<std::int64_t>(i));
+  std::vector<std::uint64_t> hashes(std::max<std::size_t>(n, 10'000));  // the exact run uses 10k
+  for (std::size_t i = 0; i < hashes.size(); ++i)
+    hashes[i] = hash_int(static_cast<std::int64_t>(i));
   auto report = [&](const char* name, double s) {
     std::printf("%-52s%10.3f%16.0f\n", name, s, static_cast<double>(n) / s);
   };
@@ -72,7 +73,7 @@ void add_throughput(std::size_t n) {
   {
     DistinctCounter c(1000);
     report("DistinctCounter limit 1000 -> HLL p=14, all new", timed([&] {
-             for (std::uint64_t h : hashes) c.add(h);
+             for (std::size_t i = 0; i < n; ++i) c.add(hashes[i]);
            }));
     sink = c.estimate();
   }
@@ -147,7 +148,7 @@ void quantile_error() {
         const double truth = values[static_cast<std::size_t>(qs[k] * (values.size() - 1))];
         worst[k] = std::max(worst[k], std::abs(s.quantile(qs[k]) - truth) / truth);
       }
-      buckets = std::max(buckets, s.positive().counts.size());
+      buckets = std::max(buckets, s.positive().span());
     }
     std::printf("%-14s", d.name);
     for (double w : worst) std::printf("%9.3f%%", 100 * w);
@@ -195,7 +196,22 @@ void encoded_sizes_and_merge() {
   std::printf(
       "APPROX_PERCENTILE state (100k exponential values, %zu buckets): %zu bytes, "
       "%.0f decode+merge/s\n",
-      q.positive().counts.size(), bytes.size(), rounds / s);
+      q.positive().span(), bytes.size(), rounds / s);
+}
+
+void footprint() {
+  std::printf("\nstate memory (memory_bytes(): object + heap, before allocator overhead)\n");
+  std::printf("%-10s%22s%30s\n", "values", "DistinctCounter(1024)", "QuantileSketch (exponential)");
+  std::mt19937_64 rng(5);
+  for (std::size_t n : {0, 1, 2, 3, 10, 100, 1024, 1025, 100'000}) {
+    DistinctCounter c(1024);
+    QuantileSketch q;
+    for (std::size_t i = 0; i < n; ++i) {
+      c.add(hash_int(static_cast<std::int64_t>(i)));
+      q.add(-50.0 * std::log(uniform01(rng)));
+    }
+    std::printf("%-10zu%22zu%30zu\n", n, c.memory_bytes(), q.memory_bytes());
+  }
 }
 
 }  // namespace
@@ -206,5 +222,6 @@ int main(int argc, char** argv) {
   hll_error();
   quantile_error();
   encoded_sizes_and_merge();
+  footprint();
   return 0;
 }

@@ -46,7 +46,8 @@ class DistinctCounter {
   void add(std::uint64_t hash);
 
   /// The number of distinct values: exact while exact(), else the HLL estimate (Ertl's improved
-  /// estimator, unbiased from 0 to far beyond 2^40 without empirical bias tables).
+  /// estimator: nearly unbiased over the whole range, small cardinalities included, with no
+  /// empirical bias tables).
   std::uint64_t estimate() const;
   bool exact() const noexcept { return !hll_; }
   /// The relative standard error of estimate() once HLL: 1.04 / sqrt(2^precision) (0 while exact).

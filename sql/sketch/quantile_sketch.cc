@@ -59,43 +59,121 @@ void QuantileSketch::add(double value) {
   }
 }
 
+std::uint64_t QuantileSketch::Store::at(std::int32_t index) const noexcept {
+  if (empty() || index < lowest() || index > highest()) return 0;
+  if (!sparse) return counts[static_cast<std::size_t>(index - offset)];
+  for (std::size_t w = 0; w < counts.size(); w += 2) {
+    if (index_at(w) == index) return counts[w + 1];
+  }
+  return 0;
+}
+
+bool operator==(const QuantileSketch::Store& a, const QuantileSketch::Store& b) {
+  if (a.span() != b.span() || (!a.empty() && a.lowest() != b.lowest())) return false;
+  std::vector<std::pair<std::int32_t, std::uint64_t>> x, y;
+  a.each(false, [&](std::int32_t i, std::uint64_t c) { return x.emplace_back(i, c), false; });
+  b.each(false, [&](std::int32_t i, std::uint64_t c) { return y.emplace_back(i, c), false; });
+  return x == y;
+}
+
+namespace {
+
+std::uint64_t index_word(std::int64_t index) { return static_cast<std::uint64_t>(index); }
+
+// Grows geometrically but never past `limit` words, so that memory stays within the bound.
+void reserve_for(std::vector<std::uint64_t>& c, std::size_t words, std::size_t limit) {
+  if (words > c.capacity()) c.reserve(std::max(words, std::min(2 * c.capacity(), limit)));
+}
+
+}  // namespace
+
 void QuantileSketch::add_to(Store& s, std::int32_t index, std::uint64_t n) {
   std::vector<std::uint64_t>& c = s.counts;
   if (c.empty()) {
-    s.offset = index;
-    if (c.capacity() == 0) c.reserve(8);
+    s.sparse = true;
+    reserve_for(c, 4, max_buckets_);
+    c.push_back(index_word(index));
     c.push_back(n);
     return;
   }
-  const std::int64_t top = s.offset + static_cast<std::int64_t>(c.size()) - 1;
-  if (index >= s.offset && index <= top) {
-    c[index - s.offset] += n;
+  const std::int64_t low = s.lowest(), top = s.highest();
+  if (!s.sparse && index >= low && index <= top) {
+    c[static_cast<std::size_t>(index - s.offset)] += n;
     return;
   }
   const std::int64_t hi = std::max<std::int64_t>(top, index);
-  const std::int64_t lo = std::max<std::int64_t>(std::min<std::int64_t>(s.offset, index),
+  const std::int64_t lo = std::max<std::int64_t>(std::min<std::int64_t>(low, index),
                                                  hi - static_cast<std::int64_t>(max_buckets_) + 1);
-  const std::int64_t new_size = hi - lo + 1;
-  if (static_cast<std::size_t>(new_size) > c.capacity()) {
-    // Grows geometrically but never past max_buckets, so that memory stays within the bound.
-    c.reserve(
-        std::min(std::max(static_cast<std::size_t>(new_size), 2 * c.capacity()), max_buckets_));
-  }
   // Collapsing everything below `lo` into bucket `lo` makes the result depend only on the
   // smallest and largest index ever seen, never on the order of the values: merges stay exact.
+  if (s.sparse) {
+    if (lo > low) collapse_below(s, lo);
+    sparse_add(s, static_cast<std::int32_t>(std::max<std::int64_t>(index, lo)), n);
+    densify_if_smaller(s);
+    return;
+  }
+  const std::int64_t new_size = hi - lo + 1;
+  reserve_for(c, static_cast<std::size_t>(new_size), max_buckets_);
   if (lo > s.offset) {
     collapse_below(s, lo);
   } else if (lo < s.offset) {
     c.insert(c.begin(), static_cast<std::size_t>(s.offset - lo), 0);
     s.offset = static_cast<std::int32_t>(lo);
   }
-  if (static_cast<std::int64_t>(c.size()) < new_size)
+  if (static_cast<std::int64_t>(c.size()) < new_size) {
     c.resize(static_cast<std::size_t>(new_size), 0);
+  }
   c[static_cast<std::size_t>(std::max<std::int64_t>(index, lo) - lo)] += n;
+}
+
+void QuantileSketch::sparse_add(Store& s, std::int32_t index, std::uint64_t n) {
+  std::vector<std::uint64_t>& c = s.counts;
+  std::size_t lo = 0, hi = c.size() / 2;  // binary search over the pairs
+  while (lo < hi) {
+    const std::size_t mid = (lo + hi) / 2;
+    if (static_cast<std::int64_t>(c[2 * mid]) < index) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  if (2 * lo < c.size() && static_cast<std::int64_t>(c[2 * lo]) == index) {
+    c[2 * lo + 1] += n;
+    return;
+  }
+  reserve_for(c, c.size() + 2, max_buckets_ + 2);
+  c.insert(c.begin() + static_cast<std::ptrdiff_t>(2 * lo), {index_word(index), n});
+}
+
+void QuantileSketch::densify_if_smaller(Store& s) {
+  // Dense takes span() words, sparse two per bucket in use.
+  if (!s.sparse || s.span() > s.counts.size()) return;
+  std::vector<std::uint64_t> dense;
+  dense.reserve(s.span());
+  dense.assign(s.span(), 0);
+  const std::int32_t low = s.lowest();
+  s.each(false, [&](std::int32_t i, std::uint64_t c) {
+    dense[static_cast<std::size_t>(i - low)] = c;
+    return false;
+  });
+  s.counts.swap(dense);
+  s.offset = low;
+  s.sparse = false;
 }
 
 void QuantileSketch::collapse_below(Store& s, std::int64_t lo) {
   std::vector<std::uint64_t>& c = s.counts;
+  if (s.sparse) {
+    std::uint64_t folded = 0;
+    std::size_t w = 0;
+    while (w < c.size() && static_cast<std::int64_t>(c[w]) < lo) {
+      folded += c[w + 1];
+      w += 2;
+    }
+    c.erase(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(w));
+    if (folded > 0) sparse_add(s, static_cast<std::int32_t>(lo), folded);
+    return;
+  }
   const std::size_t drop = static_cast<std::size_t>(
       std::min<std::int64_t>(lo - s.offset, static_cast<std::int64_t>(c.size())));
   std::uint64_t folded = 0;
@@ -113,16 +191,22 @@ double QuantileSketch::quantile(double q) const {
   const double rank = q * static_cast<double>(count_ - 1);
   double seen = 0;
   auto clamp = [&](double v) { return std::clamp(v, min_, max_); };
-  for (std::size_t k = neg_.counts.size(); k-- > 0;) {
-    seen += static_cast<double>(neg_.counts[k]);
-    if (seen > rank) return clamp(-value_of(neg_.offset + static_cast<std::int32_t>(k)));
-  }
+  double answer = 0;
+  bool found = false;
+  auto walk = [&](const Store& store, bool descending, double sign) {
+    store.each(descending, [&](std::int32_t index, std::uint64_t c) {
+      seen += static_cast<double>(c);
+      if (seen <= rank) return false;
+      answer = sign * value_of(index);
+      return found = true;
+    });
+  };
+  walk(neg_, true, -1.0);  // the most negative values first
+  if (found) return clamp(answer);
   seen += static_cast<double>(zero_);
   if (seen > rank) return clamp(0.0);
-  for (std::size_t k = 0; k < pos_.counts.size(); ++k) {
-    seen += static_cast<double>(pos_.counts[k]);
-    if (seen > rank) return clamp(value_of(pos_.offset + static_cast<std::int32_t>(k)));
-  }
+  walk(pos_, false, 1.0);
+  if (found) return clamp(answer);
   return max_;
 }
 
@@ -134,9 +218,9 @@ void QuantileSketch::merge(const QuantileSketch& other) {
   if (other.max_buckets_ < max_buckets_) {
     max_buckets_ = other.max_buckets_;
     for (Store* s : {&pos_, &neg_}) {
-      if (s->counts.size() <= max_buckets_) continue;
-      const std::int64_t top = s->offset + static_cast<std::int64_t>(s->counts.size()) - 1;
-      collapse_below(*s, top - static_cast<std::int64_t>(max_buckets_) + 1);
+      if (s->span() <= max_buckets_) continue;
+      collapse_below(*s, std::int64_t{s->highest()} - static_cast<std::int64_t>(max_buckets_) + 1);
+      densify_if_smaller(*s);
     }
   }
   count_ += other.count_;
@@ -147,19 +231,17 @@ void QuantileSketch::merge(const QuantileSketch& other) {
   const bool same_mapping = other.alpha_ == alpha_;
   auto merge_store = [&](Store& mine, const Store& theirs) {
     // From the top down, so that a collapse happens at most once.
-    for (std::size_t k = theirs.counts.size(); k-- > 0;) {
-      const std::uint64_t n = theirs.counts[k];
-      if (n == 0) continue;
-      const std::int32_t index = theirs.offset + static_cast<std::int32_t>(k);
+    theirs.each(true, [&](std::int32_t index, std::uint64_t n) {
       if (same_mapping) {
         add_to(mine, index, n);
-        continue;
+        return false;
       }
       // A decoded bucket may sit at the very ends of the double range; keep its value finite.
       const double v =
           std::clamp(other.value_of(index), kMinIndexable, std::numeric_limits<double>::max());
       add_to(mine, index_of(v), n);
-    }
+      return false;
+    });
   };
   merge_store(pos_, other.pos_);
   merge_store(neg_, other.neg_);
@@ -169,6 +251,7 @@ void QuantileSketch::clear() {
   pos_.counts.clear();
   neg_.counts.clear();
   pos_.offset = neg_.offset = 0;
+  pos_.sparse = neg_.sparse = true;
   zero_ = count_ = non_finite_ = 0;
   min_ = kInf;
   max_ = -kInf;
@@ -191,10 +274,17 @@ void QuantileSketch::encode(std::string& out) const {
   enc::put_varint(out, non_finite_);
   enc::put_varint(out, zero_);
   for (const Store* s : {&pos_, &neg_}) {
-    enc::put_varint(out, s->counts.size());
-    if (s->counts.empty()) continue;
-    enc::put_varint(out, enc::zigzag(s->offset));
-    for (std::uint64_t n : s->counts) enc::put_varint(out, n);
+    // Always the dense form, so that equal states encode alike whatever their form in memory.
+    enc::put_varint(out, s->span());
+    if (s->empty()) continue;
+    std::int64_t next = s->lowest();
+    enc::put_varint(out, enc::zigzag(next));
+    s->each(false, [&](std::int32_t index, std::uint64_t n) {
+      for (; next < index; ++next) enc::put_varint(out, 0);
+      enc::put_varint(out, n);
+      ++next;
+      return false;
+    });
   }
   if (count_ > 0) {
     enc::put_f64(out, min_);
@@ -233,23 +323,37 @@ Result<QuantileSketch> QuantileSketch::decode(std::string_view& in) {
     if (!enc::get_varint(in, n)) return invalid("truncated or malformed bucket count");
     if (n == 0) continue;
     if (n > max_buckets) return invalid("more buckets than the bucket limit");
+    if (n > in.size()) return invalid("truncated buckets");  // each takes a byte at least
     std::uint64_t zoffset;
     if (!enc::get_varint(in, zoffset)) return invalid("truncated or malformed bucket offset");
     const std::int64_t offset = enc::unzigzag(zoffset);
     if (offset < lowest || offset + static_cast<std::int64_t>(n) - 1 > highest) {
       return invalid("bucket index out of range");
     }
-    st->offset = static_cast<std::int32_t>(offset);
-    st->counts.resize(n);
+    std::vector<std::uint64_t> dense(n);
+    std::size_t used = 0;
     for (std::uint64_t k = 0; k < n; ++k) {
-      if (!enc::get_varint(in, st->counts[k])) return invalid("truncated or malformed bucket");
-      if (st->counts[k] > std::numeric_limits<std::uint64_t>::max() - total) {
+      if (!enc::get_varint(in, dense[k])) return invalid("truncated or malformed bucket");
+      if (dense[k] > std::numeric_limits<std::uint64_t>::max() - total) {
         return invalid("counts overflow");
       }
-      total += st->counts[k];
+      total += dense[k];
+      used += dense[k] != 0;
     }
-    if (st->counts.front() == 0 || st->counts.back() == 0) {
+    if (dense.front() == 0 || dense.back() == 0) {
       return invalid("a store's first or last bucket is empty");
+    }
+    if (n <= 2 * used) {
+      st->sparse = false;
+      st->offset = static_cast<std::int32_t>(offset);
+      st->counts.swap(dense);
+      continue;
+    }
+    st->counts.reserve(2 * used);
+    for (std::uint64_t k = 0; k < n; ++k) {
+      if (dense[k] == 0) continue;
+      st->counts.push_back(index_word(offset + static_cast<std::int64_t>(k)));
+      st->counts.push_back(dense[k]);
     }
   }
   s.count_ = total;

@@ -72,12 +72,48 @@ class QuantileSketch {
   /// input and unknown versions give Errc::invalid_data with the reason; never crashes.
   static Result<QuantileSketch> decode(std::string_view& in);
 
-  /// One store of bucket counters: counts_[k] is bucket offset_ + k. After collapsing, the
-  /// lowest bucket holds everything at or below it.
+  /// One store of bucket counts. Dense: counts[k] is bucket offset + k. Sparse, while few buckets
+  /// are used over a wide range (so that a group with a handful of values costs a handful of
+  /// words): counts holds (index, count) pairs sorted by index. A store never holds more than
+  /// max_buckets words (plus 2). After collapsing, the lowest bucket holds everything at or below
+  /// it.
   struct Store {
+    bool sparse = true;
     std::int32_t offset = 0;
     std::vector<std::uint64_t> counts;
-    friend bool operator==(const Store&, const Store&) = default;
+
+    bool empty() const noexcept { return counts.empty(); }
+    /// The lowest and highest bucket index in use; only when !empty().
+    std::int32_t lowest() const noexcept { return sparse ? index_at(0) : offset; }
+    std::int32_t highest() const noexcept {
+      return sparse ? index_at(counts.size() - 2)
+                    : offset + static_cast<std::int32_t>(counts.size()) - 1;
+    }
+    /// highest() - lowest() + 1, or 0 when empty.
+    std::size_t span() const noexcept {
+      return empty() ? 0 : static_cast<std::size_t>(std::int64_t{highest()} - lowest() + 1);
+    }
+    /// The count of bucket `index` (0 when unused).
+    std::uint64_t at(std::int32_t index) const noexcept;
+    /// Calls f(index, count) for each bucket with a non-zero count, ascending (or descending),
+    /// until f returns true.
+    template <class F>
+    void each(bool descending, F&& f) const {
+      const std::size_t n = sparse ? counts.size() / 2 : counts.size();
+      for (std::size_t k = 0; k < n; ++k) {
+        const std::size_t i = descending ? n - 1 - k : k;
+        const std::int32_t index = sparse ? index_at(2 * i) : offset + static_cast<std::int32_t>(i);
+        const std::uint64_t c = sparse ? counts[2 * i + 1] : counts[i];
+        if (c != 0 && f(index, c)) return;
+      }
+    }
+    /// The same buckets and counts, whatever the form.
+    friend bool operator==(const Store& a, const Store& b);
+
+   private:
+    std::int32_t index_at(std::size_t word) const noexcept {
+      return static_cast<std::int32_t>(static_cast<std::int64_t>(counts[word]));
+    }
   };
   const Store& positive() const noexcept { return pos_; }
   const Store& negative() const noexcept { return neg_; }
@@ -90,6 +126,8 @@ class QuantileSketch {
   double value_of(std::int32_t index) const noexcept;
   void add_to(Store& store, std::int32_t index, std::uint64_t n);
   void collapse_below(Store& store, std::int64_t lo);
+  void sparse_add(Store& store, std::int32_t index, std::uint64_t n);
+  void densify_if_smaller(Store& store);
 
   double alpha_;
   double gamma_;

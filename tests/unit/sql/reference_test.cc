@@ -1,6 +1,6 @@
 // The window operator against a brute-force reference evaluator on randomised out-of-order
 // streams (fixed seeds): every window kind and aggregate, late events, allowed lateness, session
-// merges, watermarks advanced from outside, and state restored mid-stream.
+// merges, watermarks advanced from outside (idle timeouts), and state restored mid-stream.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <charconv>
@@ -249,7 +249,15 @@ void run_case(WindowKind kind, std::uint32_t seed) {
     if (ev.x) fields.push_back(i("x", *ev.x));
     add_event(in, t, fields);
   }
-  for (const Ev& e : evs) ref.add(e);
+  // Idle timeouts: now and then the agent raises the watermark past what the events gave.
+  std::vector<std::optional<std::int64_t>> idle(evs.size());
+  for (std::size_t e = 1; e < evs.size(); ++e) {
+    if (pick(0, 40) == 0) idle[e] = evs[e - 1].t - ref.delay + pick(0, 3000) * 1'000'000;
+  }
+  for (std::size_t e = 0; e < evs.size(); ++e) {
+    if (idle[e]) ref.advance(*idle[e]);
+    ref.add(evs[e]);
+  }
   std::vector<std::string> want;
   std::map<std::string, double> want_median;
   for (const Group& gr : ref.groups()) {
@@ -275,6 +283,7 @@ void run_case(WindowKind kind, std::uint32_t seed) {
         r = must_run(q, opts);
         REQUIRE(r->restore_state(state).ok());
       }
+      if (idle[e]) r->advance_watermark(*idle[e]);
       late += r->on_event(in[e]) == EventOutcome::late ? 1 : 0;
       if (pick(0, 3) == 0) {
         const std::size_t before = out.size();

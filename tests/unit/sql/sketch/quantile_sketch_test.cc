@@ -128,8 +128,8 @@ TEST_CASE("quantile sketch: values far below the largest are collapsed upwards",
   QuantileSketch s;
   s.add(42.0);
   s.add(1e300);
-  CHECK(s.positive().counts.size() == 2048);
-  CHECK(s.positive().counts.front() == 1);
+  CHECK(s.positive().span() == 2048);
+  CHECK(s.positive().at(s.positive().lowest()) == 1);
   CHECK(s.quantile(0) == 42.0);  // the exact minimum is kept
   const double low = s.quantile(0.4);
   CHECK(low > 1e282);
@@ -145,8 +145,8 @@ TEST_CASE("quantile sketch: memory stays bounded by collapsing the lowest bucket
     const double v = std::exp(1400 * (uniform01(rng) - 0.5));  // from 1e-304 to 1e304
     s.add(rng() % 2 == 0 ? v : -v);
   }
-  CHECK(s.positive().counts.size() == 256);
-  CHECK(s.negative().counts.size() == 256);
+  CHECK(s.positive().span() == 256);
+  CHECK(s.negative().span() == 256);
   CHECK(s.memory_bytes() <= sizeof(QuantileSketch) + 2 * 256 * 8);
   // The top quantiles, within a factor gamma^255 of the largest value, keep the bound.
   const double top = s.quantile(0.9999);
@@ -343,6 +343,11 @@ TEST_CASE("quantile sketch: decode rejects garbage with the reason", "[unit][ske
                                   "00"
                                   "000000000000f03f")) ==
         "invalid_data: quantile sketch state: truncated minimum and maximum");
+  CHECK(decode_error(head + unhex("0000"
+                                  "04"
+                                  "00"
+                                  "0101")) ==
+        "invalid_data: quantile sketch state: truncated buckets");
   CHECK(decode_error(head + unhex("00"
                                   "8000")) ==
         "invalid_data: quantile sketch state: truncated or malformed counts");
@@ -385,15 +390,36 @@ TEST_CASE("quantile sketch: random bytes never crash decode", "[unit][sketch]") 
 TEST_CASE("quantile sketch: add does not allocate once warm", "[unit][sketch]") {
   SLUICE_REQUIRE_ALLOCATION_COUNTING();
   QuantileSketch s;
-  s.add(0.001);
-  s.add(1e6);
-  s.add(-0.001);
-  s.add(-1e6);
   std::mt19937_64 rng(14);
+  auto draw = [&] { return (rng() % 2 ? 1 : -1) * std::exp(13 * uniform01(rng) - 6); };
+  for (int i = 0; i < 100'000; ++i) s.add(draw());  // warm: every bucket of the range seen
   std::vector<double> values(100'000);
-  for (double& v : values) v = (rng() % 2 ? 1 : -1) * std::exp(13 * uniform01(rng) - 6);
+  for (double& v : values) v = draw();
   sluice::test::AllocationCounter allocs;
   for (double v : values) s.add(v);
   CHECK(allocs.count() == 0);
-  CHECK(s.count() == values.size() + 4);
+  CHECK(s.count() == 2 * values.size());
+}
+
+TEST_CASE("quantile sketch: a few values cost a few words", "[unit][sketch]") {
+  QuantileSketch s;
+  s.add(0.001);
+  s.add(1e6);
+  s.add(-5);
+  // Sparse: (index, count) pairs, not the 1400 buckets between 0.001 and 1e6.
+  CHECK(s.positive().sparse);
+  CHECK(s.positive().span() > 1000);
+  CHECK(s.memory_bytes() <= sizeof(QuantileSketch) + 2 * 4 * 8);
+  CHECK(std::abs(s.quantile(0.5) - 0.001) <= 0.00001);
+  CHECK(std::abs(s.quantile(1) - 1e6) == 0);
+  // Filling the range turns the store dense, with the same buckets.
+  QuantileSketch filled = s;
+  for (int i = 0; i < 2000; ++i) filled.add(0.001 * std::pow(1.01, i));
+  CHECK_FALSE(filled.positive().sparse);
+  QuantileSketch merged;
+  QuantileSketch rest;
+  for (int i = 0; i < 2000; ++i) rest.add(0.001 * std::pow(1.01, i));
+  merged.merge(rest);
+  merged.merge(s);
+  CHECK(merged == filled);
 }
