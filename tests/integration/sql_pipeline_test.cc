@@ -547,3 +547,41 @@ TEST_CASE("sql: without event time, windows follow the wall clock and close on t
   CHECK(explain.second.find("event time: processing time") != std::string::npos);
   CHECK(agent.terminate() == 0);
 }
+
+TEST_CASE("sql: past max_state_bytes the oldest windows close early, counted, nothing lost",
+          "[integration][sql]") {
+  TempDir tmp;
+  const std::string in = tmp.file("in"), out = tmp.file("rows.json");
+  fs::create_directories(in);
+  AgentProcess::Options o;
+  o.vars = {{"IN", in},
+            {"OUT", out},
+            {"LATE_OUT", tmp.file("late.log")},
+            {"PIPELINE_EXTRA", "max_state_bytes = \"64KiB\"\nlate = \"late_events\""}};
+  AgentProcess agent("sql_late.toml", o);
+  REQUIRE(agent.wait_ready());
+  // 3000 keys over three windows of 10 s: far more state than 64 KiB.
+  const std::int64_t t0 = 1'750'000'000'000;
+  std::string text;
+  for (int i = 0; i < 3000; ++i) {
+    text += "{\"ts\":" + std::to_string(t0 + i * 10) + ",\"k\":\"key" + std::to_string(i) +
+            "\",\"v\":1}\n";
+  }
+  write_file(in + "/app.log", text);
+  REQUIRE(eventually(15s, [&] {
+    return metric_or(agent, R"(sluice_pipeline_events_total{component="counts",type="sql"})") ==
+           3000.0;
+  }));
+  CHECK(metric_or(agent,
+                  R"(sluice_pipeline_windows_closed_early_total{component="counts",type="sql"})") >
+        0.0);
+  CHECK(metric_or(agent, R"(sluice_pipeline_state_bytes{component="counts",type="sql"})") <=
+        65536.0);
+  CHECK(agent.terminate() == 0);
+  // Every event is in exactly one row or in the late channel (an event of a window closed early
+  // that comes after it is late).
+  long counted = 0;
+  for (const auto& l : read_lines(out))
+    counted += std::stol(json_value(l.substr(l.find("\"fields\":")), "n"));
+  CHECK(counted + static_cast<long>(read_lines(tmp.file("late.log")).size()) == 3000);
+}
