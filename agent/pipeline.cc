@@ -206,10 +206,7 @@ void Pipeline::schedule_pump() {
 void Pipeline::pump() {
   if (state_ == State::created || state_ == State::stopped) return;
   while (put_pending()) {
-    if (runner_->has_pending_rows()) {
-      emit_closed();
-      continue;
-    }
+    if (runner_->has_pending_rows() && emit_closed() > 0) continue;
     // Draining with on_stop = "emit": read what the input holds before the windows are flushed.
     const bool taking = state_ == State::running ||
                         (state_ == State::draining && spec_.on_stop == OnStop::emit && stop_done_);
@@ -271,7 +268,7 @@ void Pipeline::process(const Batch& batch) {
   emit_closed();
 }
 
-void Pipeline::emit_closed() {
+std::size_t Pipeline::emit_closed() {
   const std::size_t waiting = rows_.size() - rows_offset_;
   const std::size_t n =
       waiting >= kMaxPendingRows ? 0 : runner_->emit_closed(rows_, kMaxPendingRows - waiting);
@@ -282,6 +279,7 @@ void Pipeline::emit_closed() {
   eval_errors_.inc(s.eval_errors - std::min(s.eval_errors, seen_.eval_errors));
   filtered_.inc(s.events_filtered - std::min(s.events_filtered, seen_.events_filtered));
   seen_ = s;
+  return n;
 }
 
 // Puts what waits for the output channels, in chunks the channels take; false while some of it
@@ -427,8 +425,7 @@ void Pipeline::finish_stop() {
   }
   for (;;) {
     if (!put_pending()) return;  // on_writable() pumps, which calls back here
-    if (!runner_->has_pending_rows()) break;
-    emit_closed();
+    if (!runner_->has_pending_rows() || emit_closed() == 0) break;
   }
   std::exchange(stop_done_, nullptr)();
 }

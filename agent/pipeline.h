@@ -87,7 +87,8 @@ class Pipeline final : private DataListener, private CommitListener {
   bool put_from(Batch& pending, std::size_t& offset, SourceOutput& out);
   bool outputs_safe() const;
   void maybe_checkpoint(bool force);
-  void emit_closed();
+  /// Moves closed windows' rows from the engine to rows_ (bounded); returns how many.
+  std::size_t emit_closed();
   void on_idle();
   void restart_idle_timer();
   void on_tick();
