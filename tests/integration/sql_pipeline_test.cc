@@ -585,3 +585,48 @@ TEST_CASE("sql: past max_state_bytes the oldest windows close early, counted, no
     counted += std::stol(json_value(l.substr(l.find("\"fields\":")), "n"));
   CHECK(counted + static_cast<long>(read_lines(tmp.file("late.log")).size()) == 3000);
 }
+
+TEST_CASE("sql: on_stop = keep carries open windows over a restart", "[integration][sql]") {
+  TempDir tmp;
+  const std::string in = tmp.file("in"), out = tmp.file("rows.json"), state = tmp.file("state");
+  fs::create_directories(in);
+  fs::create_directories(state);
+  AgentProcess::Options o;
+  o.vars = {{"IN", in},
+            {"OUT", out},
+            {"LATE_OUT", tmp.file("late.log")},
+            {"PIPELINE_EXTRA", "on_stop = \"keep\""}};
+  o.dir = state;
+  const std::int64_t t0 = 1'750'000'000'000;
+  auto line = [&](std::int64_t ms, int v) {
+    return "{\"ts\":" + std::to_string(t0 + ms) + ",\"k\":\"a\",\"v\":" + std::to_string(v) + "}\n";
+  };
+  {
+    AgentProcess agent("sql_late.toml", o);
+    REQUIRE(agent.wait_ready());
+    write_file(in + "/app.log", line(1000, 1) + line(2000, 2));
+    REQUIRE(eventually(10s, [&] {
+      return metric_or(agent, R"(sluice_pipeline_events_total{component="counts",type="sql"})") ==
+             2.0;
+    }));
+    CHECK(agent.terminate() == 0);
+  }
+  CHECK(read_lines(out).empty());  // kept, not emitted
+  {
+    AgentProcess agent("sql_late.toml", o);
+    REQUIRE(agent.wait_ready());
+    CHECK(agent.stderr_text().find("pipeline counts: restored 1 open windows") !=
+          std::string::npos);
+    std::FILE* f = std::fopen((in + "/app.log").c_str(), "a");
+    REQUIRE(f != nullptr);
+    const std::string more = line(3000, 4) + line(25000, 8);  // 25 s closes [0, 10 s)
+    std::fwrite(more.data(), 1, more.size(), f);
+    std::fclose(f);
+    REQUIRE(eventually(10s, [&] { return read_lines(out).size() == 1; }));
+    const auto rows = read_lines(out);
+    const auto fields = rows[0].substr(rows[0].find("\"fields\":"));
+    CHECK(json_value(fields, "n") == "3");
+    CHECK(json_value(fields, "total") == "7");
+    CHECK(agent.terminate() == 0);
+  }
+}
