@@ -46,6 +46,7 @@ Agent::Agent(AgentConfig config, const Registry& registry)
 Agent::~Agent() {
   // Destroy in reverse order of dependencies, then let the loop close the handles.
   sources_.clear();
+  pipelines_.clear();
   groups_.clear();
   sinks_.clear();
   channels_.clear();
@@ -147,6 +148,7 @@ Status Agent::create_components() {
                                                           std::move(dead_letter)),
                        false});
   }
+  if (Status st = create_pipelines(); !st.ok()) return st;
   for (const auto& spec : config_.sources) {
     std::vector<Channel*> outs;
     for (const auto& c : spec.channels) outs.push_back(channel(c));
@@ -174,6 +176,45 @@ Status Agent::create_components() {
     sources_.push_back(std::move(e));
   }
   return {};
+}
+
+// Pipelines open their cursors before any sink group runs, so that nothing they have not read is
+// deleted from their input channel.
+Status Agent::create_pipelines() {
+  for (const auto& spec : config_.pipelines) {
+    Channel* input = channel(spec.input_channel);
+    Channel* target = channel(spec.channel);
+    Channel* late = spec.late_channel.empty() ? nullptr : channel(spec.late_channel);
+    SLUICE_ASSERT(input != nullptr && target != nullptr);
+    auto p = std::make_unique<Pipeline>(spec, loop_, metrics_, *input, *target, late,
+                                        config_.agent.max_pending_puts);
+    if (Status st = p->open(); !st.ok())
+      return Status(st.code(), fmt::format("pipelines.{}: {}", spec.name, st.message()));
+    pipelines_.push_back(std::move(p));
+  }
+  return {};
+}
+
+void Agent::stop_pipelines() {
+  // Between step 2 and 3: rows of windows closed by the shutdown (on_stop = "emit") must be in
+  // their channels before the sink groups drain them.
+  pipelines_stopping_ = pipelines_.size();
+  if (pipelines_stopping_ == 0) return on_pipeline_stopped();
+  for (auto& p : pipelines_) p->stop([this] { on_pipeline_stopped(); });
+}
+
+void Agent::on_pipeline_stopped() {
+  if (pipelines_stopping_ > 0) --pipelines_stopping_;
+  if (pipelines_stopping_ > 0) return;
+  // Step 3: memory channels drain to their sinks.
+  groups_draining_ = groups_.size();
+  if (groups_draining_ == 0) return on_group_drained();
+  for (auto& g : groups_) {
+    g.group->drain([this, &g] {
+      g.drained = true;
+      on_group_drained();
+    });
+  }
 }
 
 Status Agent::start_admin() {
@@ -231,6 +272,7 @@ int Agent::run() {
     return 1;
   }
   for (auto& g : groups_) g.group->start();
+  for (auto& p : pipelines_) p->start();
   for (auto& s : sources_) {
     Status ss = s.source->start();
     if (!ss.ok()) {
@@ -313,19 +355,20 @@ void Agent::begin_shutdown(std::string_view why) {
 void Agent::on_source_stopped() {
   if (sources_running_ > 0) --sources_running_;
   if (sources_running_ > 0) return;
-  // Step 3: memory channels drain to their sinks.
-  groups_draining_ = groups_.size();
-  if (groups_draining_ == 0) return finish();
-  for (auto& g : groups_) {
-    g.group->drain([this, &g] {
-      g.drained = true;
-      on_group_drained();
-    });
-  }
+  stop_pipelines();
 }
 
 void Agent::on_group_drained() {
-  if (--groups_draining_ == 0) finish();
+  if (groups_draining_ > 0) --groups_draining_;
+  if (groups_draining_ > 0) return;
+  // The pipelines' last checkpoints, now that their rows are safe.
+  auto left = std::make_shared<std::size_t>(pipelines_.size());
+  if (*left == 0) return finish();
+  for (auto& p : pipelines_) {
+    p->final_checkpoint([this, left] {
+      if (--*left == 0) finish();
+    });
+  }
 }
 
 void Agent::finish() {
@@ -337,6 +380,10 @@ void Agent::finish() {
     metrics_.find("sluice_source_events_total", l, events);
     metrics_.find("sluice_source_bytes_total", l, bytes);
     spdlog::info("source {}: {:.0f} events, {:.0f} bytes read", s.name, events, bytes);
+  }
+  for (const auto& p : pipelines_) {
+    spdlog::info("pipeline {}: {} events in, {} rows out, {} late", p->name(), p->events_in(),
+                 p->rows_out(), p->late_events());
   }
   state_ = State::stopped;
   shutdown_timer_.stop();
@@ -475,6 +522,15 @@ std::string Agent::status_json() const {
         fmt::format(",\"events_total\":{},\"bytes_total\":{},\"safe_seq\":{},\"last_seq\":{}}}",
                     value("sluice_source_events_total", l), value("sluice_source_bytes_total", l),
                     s.output->safe_seq(), s.output->last_seq());
+  }
+  for (const auto& p : pipelines_) {
+    begin(p->name(), "pipeline", "sql", p->state_name());
+    out += fmt::format(
+        ",\"source\":\"{}\",\"channel\":\"{}\",\"events_in\":{},\"rows_out\":{},"
+        "\"late_events\":{},\"open_windows\":{},\"state_bytes\":{},\"watermark_ms\":{}}}",
+        p->spec().source, p->spec().channel, p->events_in(), p->rows_out(), p->late_events(),
+        p->open_windows(), p->state_bytes(),
+        p->watermark() == INT64_MIN ? std::int64_t{-1} : p->watermark() / 1'000'000);
   }
   for (const auto& c : channels_) {
     begin(c.name, "channel", c.type, state_name());

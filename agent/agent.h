@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "agent/agent_config.h"
+#include "agent/pipeline.h"
 #include "agent/registry.h"
 #include "lib/core/channel.h"
 #include "lib/core/clock.h"
@@ -62,6 +63,9 @@ class Agent {
   };
 
   Status prepare_data_dir();
+  Status create_pipelines();
+  void stop_pipelines();
+  void on_pipeline_stopped();
   Status create_components();
   Status start_admin();
   void install_signals();
@@ -92,6 +96,8 @@ class Agent {
   std::vector<SinkEntry> sinks_;
   std::vector<GroupEntry> groups_;
   std::vector<SourceEntry> sources_;
+  std::vector<std::unique_ptr<Pipeline>> pipelines_;
+  std::size_t pipelines_stopping_ = 0;
   std::unique_ptr<http::Server> admin_;
   std::vector<uv_signal_t*> signals_;
   Timer shutdown_timer_;

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <map>
 
+#include "lib/parse/time_format.h"
+
 namespace sluice {
 namespace {
 
@@ -88,9 +90,14 @@ std::string address_problem(std::string_view address, std::string_view example, 
 // channels, a group names sinks), so what one section learns is kept here for the later ones.
 class ConfigParser {
  public:
-  ConfigParser(const toml::table& root, const std::string& file, const Registry& registry,
-               ConfigErrors& errors, AgentConfig& cfg)
-      : root_table_(root), root_(root, "", file), registry_(registry), errors_(errors), cfg_(cfg) {}
+  ConfigParser(const toml::table& root, std::string_view text, const std::string& file,
+               const Registry& registry, ConfigErrors& errors, AgentConfig& cfg)
+      : root_table_(root),
+        text_(text),
+        root_(root, "", file),
+        registry_(registry),
+        errors_(errors),
+        cfg_(cfg) {}
 
   void parse() {
     agent_section();
@@ -99,6 +106,7 @@ class ConfigParser {
     dead_letters_outside_groups();
     sinks_section();
     sources_section();
+    pipelines_section();
     channel_readers();
     root_.reject_unknown_keys(errors_);
     something_to_run();
@@ -124,6 +132,8 @@ class ConfigParser {
   void source_channels(const ConfigNode& node, SourceSpec& s);
   void source_dead_letter(const ConfigNode& node, SourceSpec& s);
   void source_listen(const std::string& name, const ConfigNode& node);
+  void pipelines_section();
+  void pipeline(const std::string& name, const ConfigNode& node);
   void channel_readers();
   void something_to_run();
   bool check_channel(const ConfigNode& node, std::string_view key, const std::string& channel);
@@ -155,6 +165,7 @@ class ConfigParser {
   }
 
   const toml::table& root_table_;
+  std::string_view text_;  // the file, for positions inside SQL strings
   ConfigNode root_;
   const Registry& registry_;
   ConfigErrors& errors_;
@@ -167,6 +178,7 @@ class ConfigParser {
   std::map<std::string, std::vector<std::string>, std::less<>> drained_by_;  // channel -> groups
   std::map<std::string, std::string, std::less<>> dead_letter_of_;           // sink -> group
   std::vector<Listen> listens_;
+  std::map<std::string, std::vector<std::string>, std::less<>> written_by_;  // channel -> sources
 };
 
 void ConfigParser::agent_section() {
@@ -505,6 +517,7 @@ void ConfigParser::source_channels(const ConfigNode& node, SourceSpec& s) {
       s.channels.push_back(channel);
     }
   }
+  for (const auto& c : s.channels) written_by_[c].push_back(s.name);
 }
 
 void ConfigParser::source_dead_letter(const ConfigNode& node, SourceSpec& s) {
@@ -546,6 +559,191 @@ void ConfigParser::source_listen(const std::string& name, const ConfigNode& node
     }
   }
   listens_.push_back({address, "sources." + name + ".listen"});
+}
+
+void ConfigParser::pipelines_section() {
+  each_component("pipelines",
+                 [&](const std::string& name, const ConfigNode& node) { pipeline(name, node); });
+}
+
+// A pipeline's SQL compiles, its FROM names a source that writes to a durable channel (which the
+// pipeline reads with its own cursor), and its rows and late events go to configured channels.
+// Errors inside the SQL point into the SQL text in the file.
+void ConfigParser::pipeline(const std::string& name, const ConfigNode& node) {
+  PipelineSpec p;
+  p.name = name;
+  const std::size_t before = errors_.size();
+  const bool has_sql = node.required("sql", p.sql, errors_);
+  std::string channel_key;
+  node.optional("channel", channel_key, errors_);
+  std::string source_key;
+  node.optional("source", source_key, errors_);
+  if (auto et = node.child("event_time", errors_)) {
+    et->required("field", p.event_time_field, errors_);
+    parse::TimeZone zone;
+    if (et->optional("timezone", p.event_time_timezone, errors_) &&
+        !p.event_time_timezone.empty()) {
+      auto z = parse::TimeZone::load(p.event_time_timezone);
+      if (!z) {
+        et->error_at("timezone", errors_, z.error().message());
+      } else {
+        zone = std::move(*z);
+      }
+    }
+    if (et->optional("format", p.event_time_format, errors_) && et->has("format")) {
+      auto tf = parse::TimeFormat::make(p.event_time_format, zone);
+      if (!tf) et->error_at("format", errors_, tf.error().message());
+    }
+    if (et->has("watermark_delay")) p.watermark_delay_set = true;
+    et->optional(
+        "watermark_delay", p.watermark_delay, errors_,
+        InRange<std::chrono::nanoseconds>{std::chrono::nanoseconds(0), std::chrono::hours(24 * 7)});
+    et->reject_unknown_keys(errors_);
+  }
+  const InRange<std::chrono::nanoseconds> week{std::chrono::nanoseconds(0),
+                                               std::chrono::hours(24 * 7)};
+  node.optional("allowed_lateness", p.allowed_lateness, errors_, week);
+  node.optional("idle_timeout", p.idle_timeout, errors_, week);
+  node.optional(
+      "checkpoint_interval", p.checkpoint_interval, errors_,
+      InRange<std::chrono::nanoseconds>{std::chrono::milliseconds(10), std::chrono::minutes(10)});
+  node.optional("late", p.late_channel, errors_);
+  node.optional_enum("on_stop", p.on_stop, errors_,
+                     {{"emit", OnStop::emit}, {"keep", OnStop::keep}});
+  ByteSize state{p.max_state_bytes};
+  if (node.optional("max_state_bytes", state, errors_,
+                    InRange<ByteSize>{{1 << 16}, {1ULL << 40}})) {
+    p.max_state_bytes = state.bytes;
+  }
+  node.optional("distinct_exact_limit", p.distinct_exact_limit, errors_,
+                InRange<std::uint64_t>{0, 1'000'000});
+  node.reject_unknown_keys(errors_);
+  if (!has_sql) return;
+
+  // The SQL string's position in the file, to turn offsets in the SQL into file positions.
+  const toml::node* sql_node = node.table().get("sql");
+  const auto begin = sql_node->source().begin;
+  const TomlStringMap map(text_, begin.line, begin.column);
+  auto sql_error = [&](std::size_t offset, std::string message) {
+    const auto [line, column] = map.position(offset);
+    errors_.add({root_.file(), line, column, node.path() + ".sql", std::move(message)});
+  };
+  sql::CompileError cerr;
+  auto compiled = sql::compile(p.sql, {}, &cerr);
+  if (!compiled) {
+    sql_error(cerr.offset, cerr.message);
+    return;
+  }
+  p.query = std::make_shared<const sql::CompiledQuery>(std::move(*compiled));
+  const sql::CompiledQuery& q = *p.query;
+
+  // FROM: a source (or the CREATE TABLE name, with `source` naming the source it stands for).
+  std::vector<std::string_view> source_names;
+  for (const auto& s : cfg_.sources) source_names.push_back(s.name);
+  const std::string from(q.from());
+  p.source = source_key.empty() ? from : source_key;
+  const SourceSpec* src = nullptr;
+  for (const auto& s : cfg_.sources) {
+    if (s.name == p.source) src = &s;
+  }
+  const bool source_table_exists =
+      root_table_["sources"][p.source].as_table() != nullptr;  // present but with errors
+  if (src == nullptr && !source_table_exists) {
+    const std::string msg =
+        fmt::format("unknown source '{}'{}", p.source, did_you_mean(p.source, source_names));
+    if (source_key.empty()) {
+      sql_error(sql_name_offset(p.sql, "FROM", from), msg);
+    } else {
+      node.error_at("source", errors_, msg);
+    }
+  }
+
+  // INSERT INTO or `channel`: where the rows go.
+  const std::optional<std::string_view> into = q.insert_into();
+  if (into && !channel_key.empty() && *into != channel_key) {
+    node.error_at("channel", errors_,
+                  fmt::format("the SQL inserts into '{}'; remove this key or make it match",
+                              std::string(*into)));
+  } else if (!into && channel_key.empty()) {
+    sql_error(0, "the query has no INSERT INTO <channel>; add one or set channel = \"NAME\"");
+  } else {
+    p.channel = into ? std::string(*into) : channel_key;
+    if (channel_types_.count(p.channel) == 0) {
+      const std::string msg =
+          fmt::format("unknown channel '{}'{}", p.channel, did_you_mean(p.channel, channel_names_));
+      if (into) {
+        sql_error(sql_name_offset(p.sql, "INTO", p.channel), msg);
+      } else {
+        node.error_at("channel", errors_, msg);
+      }
+    } else if (src != nullptr && std::find(src->channels.begin(), src->channels.end(), p.channel) !=
+                                     src->channels.end()) {
+      const std::string msg = fmt::format(
+          "channel '{}' is also a channel of source '{}': the pipeline would read its own rows",
+          p.channel, p.source);
+      if (into) {
+        sql_error(sql_name_offset(p.sql, "INTO", p.channel), msg);
+      } else {
+        node.error_at("channel", errors_, msg);
+      }
+    }
+  }
+  if (!p.late_channel.empty() && check_channel(node, "late", p.late_channel)) {
+    if (p.late_channel == p.channel) {
+      node.error_at("late", errors_,
+                    "is the pipeline's own output channel; use a channel of its own");
+    } else if (src != nullptr && std::find(src->channels.begin(), src->channels.end(),
+                                           p.late_channel) != src->channels.end()) {
+      node.error_at("late", errors_,
+                    fmt::format("channel '{}' is also a channel of source '{}': the pipeline "
+                                "would read its late events again",
+                                p.late_channel, p.source));
+    }
+  }
+
+  // The input: the source's durable channel, read through the pipeline's own cursor, so that the
+  // pipeline's state and cursor move in one transaction and the source's position is stored with
+  // the events (agent/pipeline.h explains why).
+  if (src != nullptr) {
+    for (const auto& c : src->channels) {
+      auto t = channel_types_.find(c);
+      const auto* factory = t == channel_types_.end() ? nullptr : registry_.channel(t->second);
+      if (factory != nullptr && factory->traits.print_stats != nullptr) {
+        p.input_channel = c;
+        break;
+      }
+    }
+    auto source_error = [&](std::string msg) {
+      if (source_key.empty()) {
+        sql_error(sql_name_offset(p.sql, "FROM", from), std::move(msg));
+      } else {
+        node.error_at("source", errors_, std::move(msg));
+      }
+    };
+    if (p.input_channel.empty()) {
+      source_error(fmt::format(
+          "source '{}' writes to no lmdb channel; a pipeline reads its source's events from a "
+          "durable channel (add an lmdb channel to sources.{}.channels)",
+          p.source, p.source));
+    } else {
+      std::vector<std::string> others;
+      for (const auto& w : written_by_[p.input_channel]) {
+        if (w != p.source) others.push_back("sources." + w);
+      }
+      if (!others.empty()) {
+        source_error(fmt::format(
+            "channel '{}' of source '{}' is also written by {}; a pipeline's input channel must "
+            "hold only its source's events",
+            p.input_channel, p.source, fmt::join(others, ", ")));
+      }
+    }
+    // Event time: the pipeline's event_time, else the query's WATERMARK column, else the source's
+    // `timestamp`, else processing time.
+    const bool source_timestamp =
+        root_table_["sources"][p.source]["timestamp"].as_table() != nullptr;
+    p.processing_time = p.event_time_field.empty() && !q.watermark_column() && !source_timestamp;
+  }
+  if (errors_.size() == before) cfg_.pipelines.push_back(std::move(p));
 }
 
 // Every channel is drained, by no more sink groups than its type allows.
@@ -636,7 +834,7 @@ std::optional<AgentConfig> parse_config(std::string_view text, const std::string
   }
   AgentConfig cfg;
   cfg.file = file;
-  ConfigParser(root_table, file, registry, errors, cfg).parse();
+  ConfigParser(root_table, text, file, registry, errors, cfg).parse();
   errors.sort();
   if (errors.size() != before) return std::nullopt;
   return cfg;

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/pipeline_config.h"
 #include "agent/registry.h"
 #include "lib/config/config_node.h"
 #include "sinks/group/sink_group.h"
@@ -58,6 +59,7 @@ struct AgentConfig {
   std::vector<ChannelSpec> channels;
   std::vector<SinkSpec> sinks;
   std::vector<GroupSpec> groups;
+  std::vector<PipelineSpec> pipelines;
 };
 
 /// Parses and checks everything: syntax, every component's keys, and the references between

@@ -8,6 +8,7 @@
 #include "agent/agent.h"
 #include "agent/agent_config.h"
 #include "agent/registry.h"
+#include "agent/sql_cli.h"
 #include "lib/core/log.h"
 
 namespace {
@@ -57,6 +58,29 @@ int main(int argc, char** argv) {
   dump->add_option("--channel", channel_name, "The channel's name")->required();
   dump->add_flag("--json", dump_json, "JSON lines instead of bodies");
 
+  auto* sql = app.add_subcommand("sql", "Try and inspect SQL window pipelines");
+  sql->require_subcommand(1);
+  std::string pipeline_name;
+  auto* explain = sql->add_subcommand("explain", "Print the plan of each pipeline");
+  explain->add_option("-c,--config", config_path, "The TOML configuration file")->required();
+  explain->add_option("--pipeline", pipeline_name, "Only this pipeline");
+  sluice::SqlRunOptions run_opts;
+  auto* sql_run = sql->add_subcommand("run", "Evaluate a query over a file of events");
+  sql_run->add_option("query", run_opts.query, "The query (SELECT ... FROM x GROUP BY ...)")
+      ->required();
+  sql_run->add_option("--input", run_opts.input, "A file of events, one per line (- for stdin)")
+      ->required();
+  sql_run->add_option("--format", run_opts.format, "json or raw")
+      ->check(CLI::IsMember({"json", "raw"}))
+      ->capture_default_str();
+  sql_run->add_option("--event-time", run_opts.event_time,
+                      "FIELD or FIELD:FORMAT (iso8601, epoch, epoch_ms, strftime pattern)");
+  sql_run->add_option("--watermark-delay", run_opts.watermark_delay, "e.g. 5s");
+  sql_run->add_option("--allowed-lateness", run_opts.allowed_lateness, "e.g. 10s");
+  sql_run->add_option("--output", run_opts.output, "table or ndjson")
+      ->check(CLI::IsMember({"table", "ndjson"}))
+      ->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -79,10 +103,12 @@ int main(int argc, char** argv) {
     std::printf("sluice %s\n", std::string(sluice::sluice_version()).c_str());
     return 0;
   }
+  if (sql_run->parsed()) return sluice::sql_run(run_opts, stdout, stderr);
   sluice::Registry registry;
   sluice::register_builtin_components(registry);
   auto cfg = load(config_path, registry);
   if (!cfg) return kExitConfig;
+  if (explain->parsed()) return sluice::sql_explain(*cfg, pipeline_name, stdout, stderr);
   if (app.got_subcommand("channel")) {
     int failures = 0;
     for (const auto& spec : cfg->channels) {
@@ -109,9 +135,11 @@ int main(int argc, char** argv) {
     return failures == 0 ? 0 : 1;
   }
   if (app.got_subcommand("check")) {
-    std::printf("%s: ok (%zu sources, %zu channels, %zu sinks, %zu sink groups)\n",
+    const std::string pipelines =
+        cfg->pipelines.empty() ? "" : fmt::format(", {} pipelines", cfg->pipelines.size());
+    std::printf("%s: ok (%zu sources, %zu channels, %zu sinks, %zu sink groups%s)\n",
                 config_path.c_str(), cfg->sources.size(), cfg->channels.size(), cfg->sinks.size(),
-                cfg->groups.size());
+                cfg->groups.size(), pipelines.c_str());
     return 0;
   }
   sluice::Agent agent(std::move(*cfg), registry);

@@ -523,10 +523,38 @@ void LmdbChannel::commit(Lease&& lease, CommitListener& done) {
   });
 }
 
-// Stores the positions of `changed` cursors and deletes the records every cursor has passed, in
-// one writer round; then updates the totals, calls `then` and wakes waiting sources.
+bool LmdbChannel::commit_with_checkpoint(CursorId cursor, std::vector<Lease>& leases,
+                                         std::string_view key, std::string value,
+                                         CommitListener& done) {
+  std::uint64_t token = 0, committed_events = 0;
+  for (Lease& lease : leases) {
+    auto it = leases_.find(lease.token());
+    SLUICE_ASSERT(it != leases_.end() && it->second.cursor == cursor);
+    const Leased l = it->second;
+    leases_.erase(it);
+    token = lease.token();
+    committed_events += lease.events();
+    lease.release();
+    Cursor& c = cursors_[l.cursor];
+    c.committed = std::max(c.committed, l.last + 1);
+  }
+  leases.clear();
+  CommitListener* listener = &done;
+  store_and_delete({cursor},
+                   [this, token, listener, committed_events](Status st) {
+                     if (st.ok()) metrics_.committed_events.inc(committed_events);
+                     listener->on_committed(token, std::move(st));
+                   },
+                   {"src:" + std::string(key), std::move(value)});
+  return true;
+}
+
+// Stores the positions of `changed` cursors (and a consumer's `checkpoint`, if any) and deletes the
+// records every cursor has passed, in one writer round; then updates the totals, calls `then` and
+// wakes waiting sources.
 void LmdbChannel::store_and_delete(const std::vector<CursorId>& changed,
-                                   std::function<void(Status)> then) {
+                                   std::function<void(Status)> then,
+                                   std::pair<std::string, std::string> checkpoint) {
   const std::uint64_t below = min_committed();
   const std::uint64_t from = deleted_below_;
   deleted_below_ = std::max(deleted_below_, below);
@@ -537,10 +565,16 @@ void LmdbChannel::store_and_delete(const std::vector<CursorId>& changed,
   const MDB_dbi records = records_, meta = meta_;
   const std::string stats_key = meta_key("stats");
   auto removed = std::make_shared<std::pair<std::uint64_t, std::uint64_t>>(0, 0);
+  auto cp = std::make_shared<const std::pair<std::string, std::string>>(std::move(checkpoint));
   op.apply = [=](MDB_txn* txn) {
     int rc = 0;
     for (const auto& [key, position] : positions) {
       rc = put_u64s(txn, meta, key, &position, 1);
+      if (rc != 0) return rc;
+    }
+    if (!cp->first.empty()) {
+      MDB_val ck = val_of(cp->first), cv = val_of(cp->second);
+      rc = mdb_put(txn, meta, &ck, &cv, 0);
       if (rc != 0) return rc;
     }
     *removed = {0, 0};

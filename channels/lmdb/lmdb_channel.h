@@ -58,6 +58,8 @@ class LmdbChannel final : public Channel {
   Result<Lease> take(CursorId cursor, Batch& out, TakeLimits limits) override;
   void wait_for_data(CursorId cursor, DataListener& listener) override;
   void commit(Lease&& lease, CommitListener& done) override;
+  bool commit_with_checkpoint(CursorId cursor, std::vector<Lease>& leases, std::string_view key,
+                              std::string value, CommitListener& done) override;
   bool durable() const noexcept override { return true; }
   std::vector<std::pair<std::string, std::string>> load_checkpoints(
       std::string_view prefix) override;
@@ -101,7 +103,8 @@ class LmdbChannel final : public Channel {
   void notify_space();
   void quarantine(std::uint64_t seq);
   void put_failed(const Status& st);
-  void store_and_delete(const std::vector<CursorId>& changed, std::function<void(Status)> then);
+  void store_and_delete(const std::vector<CursorId>& changed, std::function<void(Status)> then,
+                        std::pair<std::string, std::string> checkpoint = {});
   bool drop_oldest();
   std::uint64_t min_committed() const;
   std::string meta_key(std::string_view what) const;

@@ -148,6 +148,23 @@ class Channel {
   /// what the cursor sees is immediate), so an error reaches `done` only at shutdown.
   virtual void commit(Lease&& lease, CommitListener& done) = 0;
 
+  /// Durable channels only (a consumer whose own state must move with its cursor, the SQL
+  /// pipelines): commits `leases` (held leases of `cursor`, in take order; may be empty) and stores
+  /// `value` under the checkpoint key `key` (read back by load_checkpoints()) in the same
+  /// transaction, so that after a crash the cursor is past those events exactly when `value` is
+  /// stored. The leases are consumed; `done` runs once as for commit(). Returns false, leaving the
+  /// leases held, when the channel cannot (it is not durable).
+  virtual bool commit_with_checkpoint(CursorId cursor, std::vector<Lease>& leases,
+                                      std::string_view key, std::string value,
+                                      CommitListener& done) {
+    (void)cursor;
+    (void)leases;
+    (void)key;
+    (void)value;
+    (void)done;
+    return false;
+  }
+
   /// With several sink groups: once the channel is full, drop this cursor's oldest backlog instead
   /// of blocking the others (`lagging = "detach"`). Ignored by channels with one cursor.
   virtual void set_detach_when_lagging(CursorId cursor, bool detach) {

@@ -128,7 +128,7 @@ sql = "x"
       R"(inline.toml:3:8: sources.a.type: unknown source type 'execc' (did you mean 'exec'?))",
       R"(inline.toml:7:8: channels.c.type: unknown channel type 'sqlite'; available: lmdb, memory)",
       R"(inline.toml:10:8: sinks.k.type: unknown sink type 'mqtt'; available: avro, datahub, file, http, ilp, kafka, null, stdout, tcp)",
-      R"(inline.toml:13:2: pipelinez: unknown key)",
+      R"(inline.toml:13:2: pipelinez: unknown key (did you mean 'pipelines'?))",
   };
   CHECK(errors == expected);
 }

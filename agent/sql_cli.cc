@@ -1,0 +1,206 @@
+#include "agent/sql_cli.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <fstream>
+#include <iostream>
+
+#include "lib/config/units.h"
+#include "lib/core/clock.h"
+#include "lib/parse/formats.h"
+#include "sql/engine.h"
+
+namespace sluice {
+namespace {
+
+constexpr int kExitUsage = 2;
+
+void print_table(const sql::CompiledQuery& q, const Batch& rows, std::FILE* out) {
+  std::vector<std::string> names;
+  for (const auto& c : q.output()) names.push_back(c.name);
+  std::vector<std::vector<std::string>> cells(rows.size(), std::vector<std::string>(names.size()));
+  std::vector<std::size_t> width(names.size());
+  for (std::size_t c = 0; c < names.size(); ++c) width[c] = names[c].size();
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    const EventView e = rows[r];
+    for (std::size_t f = 0; f < e.field_count(); ++f) {
+      const Field fd = e.field(f);
+      for (std::size_t c = 0; c < names.size(); ++c) {
+        if (names[c] == fd.key && cells[r][c].empty()) {
+          cells[r][c] = fd.type == FieldType::null ? "NULL" : std::string(fd.text);
+          width[c] = std::max(width[c], cells[r][c].size());
+          break;
+        }
+      }
+    }
+  }
+  auto line = [&](const std::vector<std::string>& v) {
+    std::string s;
+    for (std::size_t c = 0; c < v.size(); ++c) {
+      if (c > 0) s += " | ";
+      s += v[c];
+      if (c + 1 < v.size()) s.append(width[c] - v[c].size(), ' ');
+    }
+    std::fprintf(out, "%s\n", s.c_str());
+  };
+  line(names);
+  std::string sep;
+  for (std::size_t c = 0; c < names.size(); ++c) {
+    if (c > 0) sep += "-+-";
+    sep.append(width[c], '-');
+  }
+  std::fprintf(out, "%s\n", sep.c_str());
+  for (const auto& row : cells) line(row);
+  std::fprintf(out, "(%zu row%s)\n", rows.size(), rows.size() == 1 ? "" : "s");
+}
+
+}  // namespace
+
+int sql_explain(const AgentConfig& cfg, const std::string& pipeline, std::FILE* out,
+                std::FILE* err) {
+  bool any = false;
+  for (const auto& p : cfg.pipelines) {
+    if (!pipeline.empty() && p.name != pipeline) continue;
+    if (any) std::fprintf(out, "\n");
+    any = true;
+    std::fprintf(out, "pipeline %s: source %s (read from channel %s), rows into %s\n",
+                 p.name.c_str(), p.source.c_str(), p.input_channel.c_str(), p.channel.c_str());
+    std::string time = p.processing_time ? "processing time"
+                       : !p.event_time_field.empty()
+                           ? "field " + p.event_time_field + " (" +
+                                 (p.event_time_format.empty() ? std::string("iso8601 or epoch_ms")
+                                                              : p.event_time_format) +
+                                 ")"
+                       : p.query->watermark_column()
+                           ? "field " + std::string(*p.query->watermark_column())
+                           : "the source's timestamp";
+    const std::int64_t delay = p.watermark_delay_set ? p.watermark_delay.count()
+                                                     : p.query->watermark_delay_ns().value_or(0);
+    std::fprintf(out, "event time: %s, watermark delay %s, allowed lateness %s, idle timeout %s\n",
+                 time.c_str(), format_duration(std::chrono::nanoseconds(delay)).c_str(),
+                 format_duration(p.allowed_lateness).c_str(),
+                 p.idle_timeout.count() == 0 ? "none" : format_duration(p.idle_timeout).c_str());
+    std::fprintf(
+        out, "late events: %s; on_stop: %s; max_state_bytes: %s\n",
+        p.late_channel.empty() ? "dropped (counted)" : ("to channel " + p.late_channel).c_str(),
+        p.on_stop == OnStop::emit ? "emit" : "keep",
+        format_size(ByteSize{p.max_state_bytes}).c_str());
+    std::fprintf(out, "%s", p.query->explain().c_str());
+    if (!p.query->explain().empty() && p.query->explain().back() != '\n') std::fprintf(out, "\n");
+  }
+  if (!any) {
+    if (pipeline.empty()) {
+      std::fprintf(err, "sluice: the configuration has no [pipelines]\n");
+    } else {
+      std::fprintf(err, "sluice: no pipeline named '%s'\n", pipeline.c_str());
+    }
+    return 1;
+  }
+  return 0;
+}
+
+int sql_run(const SqlRunOptions& o, std::FILE* out, std::FILE* err) {
+  sql::CompileError cerr;
+  auto query = sql::compile(o.query, {}, &cerr);
+  if (!query) {
+    std::fprintf(err, "sluice: query:%s\n", cerr.str().c_str());
+    return kExitUsage;
+  }
+  sql::RunnerOptions ro;
+  if (!o.event_time.empty()) {
+    ro.time_source = sql::TimeSource::field;
+    const auto colon = o.event_time.find(':');
+    ro.time_field = o.event_time.substr(0, colon);
+    if (colon != std::string::npos) {
+      auto tf = parse::TimeFormat::make(o.event_time.substr(colon + 1), parse::TimeZone{});
+      if (!tf) {
+        std::fprintf(err, "sluice: --event-time: %s\n", tf.error().message().c_str());
+        return kExitUsage;
+      }
+      ro.time_format = std::move(*tf);
+    }
+  } else if (query->watermark_column()) {
+    ro.time_source = sql::TimeSource::field;
+  }
+  auto duration = [&](const std::string& text, const char* opt, std::int64_t& ns) {
+    if (text.empty()) return true;
+    auto d = parse_duration(text);
+    if (!d) {
+      std::fprintf(err, "sluice: %s: '%s' is not a duration (e.g. \"5s\", \"250ms\")\n", opt,
+                   text.c_str());
+      return false;
+    }
+    ns = d->count();
+    return true;
+  };
+  std::int64_t delay = -1, lateness = 0;
+  if (!duration(o.watermark_delay, "--watermark-delay", delay) ||
+      !duration(o.allowed_lateness, "--allowed-lateness", lateness))
+    return kExitUsage;
+  if (delay >= 0) ro.watermark_delay_ns = delay;
+  ro.allowed_lateness_ns = lateness;
+  auto runner = sql::WindowRunner::create(*query, std::move(ro));
+  if (!runner) {
+    std::fprintf(err, "sluice: %s\n", runner.error().message().c_str());
+    return kExitUsage;
+  }
+  std::ifstream file;
+  std::istream* in = &std::cin;
+  if (o.input != "-") {
+    file.open(o.input, std::ios::binary);
+    if (!file) {
+      std::fprintf(err, "sluice: cannot read %s\n", o.input.c_str());
+      return 1;
+    }
+    in = &file;
+  }
+  parse::JsonFormat json({});
+  parse::Draft draft;
+  Batch batch, rows;
+  std::string line;
+  std::uint64_t lineno = 0, bad = 0, late = 0, no_time = 0;
+  while (std::getline(*in, line)) {
+    ++lineno;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    draft.reset(line, wall_clock_ns(), lineno);
+    if (o.format == "json") {
+      if (json.parse(line, draft) != parse::ParseError::none) {
+        if (bad++ < 10)
+          std::fprintf(err, "sluice: %s:%lu: not a JSON object, skipped\n", o.input.c_str(),
+                       static_cast<unsigned long>(lineno));
+        continue;
+      }
+    }
+    batch.clear();
+    batch.add(line, draft.timestamp_ns, draft.id);
+    for (const auto& f : draft.fields) batch.add_field(f.key, f.text, f.type);
+    switch ((*runner)->on_event(batch[0])) {
+      case sql::EventOutcome::late:
+        ++late;
+        break;
+      case sql::EventOutcome::no_time:
+        ++no_time;
+        break;
+      default:
+        break;
+    }
+    (*runner)->emit_closed(rows);
+  }
+  (*runner)->flush(rows);
+  if (o.output == "ndjson") {
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      std::fprintf(out, "%.*s\n", static_cast<int>(rows[i].body().size()), rows[i].body().data());
+  } else {
+    print_table(*query, rows, out);
+  }
+  if (bad + late + no_time > 0) {
+    std::fprintf(err, "sluice: %lu lines read: %lu not parsed, %lu late, %lu without event time\n",
+                 static_cast<unsigned long>(lineno), static_cast<unsigned long>(bad),
+                 static_cast<unsigned long>(late), static_cast<unsigned long>(no_time));
+  }
+  return 0;
+}
+
+}  // namespace sluice
