@@ -7,6 +7,7 @@
 
 #include "agent/agent.h"
 #include "agent/agent_config.h"
+#include "agent/import_flume.h"
 #include "agent/registry.h"
 #include "lib/core/log.h"
 
@@ -56,6 +57,13 @@ int main(int argc, char** argv) {
   dump->add_option("-c,--config", config_path, "The TOML configuration file")->required();
   dump->add_option("--channel", channel_name, "The channel's name")->required();
   dump->add_flag("--json", dump_json, "JSON lines instead of bodies");
+  std::string flume_file, flume_agent, flume_out;
+  auto* import_flume = app.add_subcommand(
+      "import-flume", "Translate a Flume agent properties file into sluice TOML");
+  import_flume->add_option("FILE", flume_file, "The Flume properties file")->required();
+  import_flume->add_option("--agent", flume_agent,
+                           "The agent to translate (default: the only one)");
+  import_flume->add_option("-o,--output", flume_out, "Write the TOML here instead of stdout");
 
   try {
     app.parse(argc, argv);
@@ -79,6 +87,8 @@ int main(int argc, char** argv) {
     std::printf("sluice %s\n", std::string(sluice::sluice_version()).c_str());
     return 0;
   }
+  if (import_flume->parsed())
+    return sluice::flume::run_import_flume(flume_file, flume_agent, flume_out);
   sluice::Registry registry;
   sluice::register_builtin_components(registry);
   auto cfg = load(config_path, registry);
