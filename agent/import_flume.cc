@@ -255,7 +255,8 @@ std::optional<std::string> regex_to_glob(std::string_view re) {
       out += '*';
       ++i;
     } else if (c == '.') {
-      out += '?';
+      // "example.log" means the dot, though the regex takes any character there.
+      out += '.';
     } else if (c == '\\' && i + 1 < re.size() &&
                std::strchr(".-_[]()+?*{}|^$/", re[i + 1]) != nullptr &&
                std::strchr("[]*?", re[i + 1]) == nullptr) {
@@ -553,7 +554,7 @@ void Translator::interceptors(Block& b, const std::string& p, const std::string&
           headers.push_back(value(sp + "name"));
           carry(sp + "name");
           const std::string st = value(sp + "type");
-          if (st.empty() ||
+          if (st.empty() || st == "default" ||
               st == "org.apache.flume.interceptor.RegexExtractorInterceptorPassThroughSerializer") {
             carry(sp + "type");
           } else {
@@ -892,6 +893,7 @@ bool Translator::kafka_sink(Block& b, const std::string& p) {
   }
   b.keys.push_back("topic = " + toml_string(topic));
   count_key(b, p + "flumeBatchSize", "batch_events");
+  count_key(b, p + "kafka.flumeBatchSize", "batch_events");
   std::vector<std::string> extra;
   rd_kafka_conf_t* probe = rd_kafka_conf_new();
   char errstr[512];
@@ -1148,6 +1150,7 @@ void Translator::sink_group(const std::string& name) {
       }
     }
     ms_key(b, p + "processor.selector.maxTimeOut", "max_penalty");
+    ms_key(b, p + "processor.selector.maxBackoffMillis", "max_penalty");  // older name
   } else {
     b.keys.push_back("processor = \"default\"");
     std::vector<std::string> names;
