@@ -9,6 +9,7 @@
 #include "agent/agent_config.h"
 #include "agent/import_flume.h"
 #include "agent/registry.h"
+#include "agent/top.h"
 #include "lib/core/log.h"
 
 namespace {
@@ -64,6 +65,15 @@ int main(int argc, char** argv) {
   import_flume->add_option("--agent", flume_agent,
                            "The agent to translate (default: the only one)");
   import_flume->add_option("-o,--output", flume_out, "Write the TOML here instead of stdout");
+  sluice::top::Options top_options;
+  auto* top = app.add_subcommand("top", "A live view of a running agent, from its admin endpoint");
+  top->add_option("--admin", top_options.admin, "The agent's admin address HOST:PORT");
+  top->add_option("-c,--config", top_options.config_path,
+                  "The agent's configuration (its data_dir/admin.addr names the address)");
+  top->add_flag("--once", top_options.once,
+                "Print one snapshot (rates over one interval) and exit");
+  top->add_option("--interval", top_options.interval_s, "Seconds between refreshes")
+      ->check(CLI::Range(0.1, 60.0));
 
   try {
     app.parse(argc, argv);
@@ -87,6 +97,7 @@ int main(int argc, char** argv) {
     std::printf("sluice %s\n", std::string(sluice::sluice_version()).c_str());
     return 0;
   }
+  if (top->parsed()) return sluice::top::run(top_options);
   if (import_flume->parsed())
     return sluice::flume::run_import_flume(flume_file, flume_agent, flume_out);
   sluice::Registry registry;
