@@ -1104,6 +1104,15 @@ void Translator::sink_group(const std::string& name) {
     if (channel.empty()) channel = sink_channel_[m];
     group_of_[m] = name;
   }
+  for (const auto& m : live) {
+    if (sink_channel_[m] != channel) {
+      // A sluice group drains one channel; Flume's sinks each name theirs.
+      b.comments.push_back("# flume: sink '" + m + "' reads channel '" + sink_channel_[m] +
+                           "', not '" + channel +
+                           "': sluice drains one channel per group; "
+                           "split the group by hand");
+    }
+  }
   if (!channel.empty()) b.keys.push_back("channel = " + toml_string(channel));
   const std::string type = lower(value(p + "processor.type"));
   carry(p + "processor.type");
