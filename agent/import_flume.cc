@@ -1202,10 +1202,27 @@ void Translator::shared_channels() {
 }
 
 Translation Translator::run(std::string_view file) {
-  const std::vector<std::string> sources = words(value("sources"));
-  const std::vector<std::string> channels = words(value("channels"));
-  const std::vector<std::string> sinks = words(value("sinks"));
-  const std::vector<std::string> groups = words(value("sinkgroups"));
+  // A name listed twice, or two names that become the same sluice name, would be one TOML table
+  // defined twice: the later one is left out, and said so.
+  auto unique = [&](const char* list) {
+    std::vector<std::string> out;
+    std::set<std::string> seen;
+    for (auto& n : words(value(list))) {
+      if (seen.insert(component_name(n)).second) {
+        out.push_back(std::move(n));
+      } else {
+        notes_.push_back(
+            fmt::format("# flume: '{}' in {}.{} is listed twice (or clashes with "
+                        "another name once made a sluice name); translated once",
+                        n, agent_, list));
+      }
+    }
+    return out;
+  };
+  const std::vector<std::string> sources = unique("sources");
+  const std::vector<std::string> channels = unique("channels");
+  const std::vector<std::string> sinks = unique("sinks");
+  const std::vector<std::string> groups = unique("sinkgroups");
   for (const char* k : {"sources", "channels", "sinks", "sinkgroups"}) carry(k);
   for (const auto& c : channels) channel(c);
   for (const auto& s : sources) source(s);

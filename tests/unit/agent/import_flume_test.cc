@@ -516,3 +516,35 @@ TEST_CASE("flume import: a full agent of translatable components passes sluice c
   REQUIRE_LINE(tr.toml, "[sink_groups.out]");
   REQUIRE_LINE(tr.toml, "batch_events = 500");
 }
+
+TEST_CASE("flume import: a name listed twice is translated once", "[unit][import_flume]") {
+  const auto tr = translate(
+      "a1.channels = c1 c1 c.2 c_2\n"
+      "a1.channels.c1.type = memory\n"
+      "a1.channels.c.2.type = memory\n"
+      "a1.channels.c_2.type = memory\n"
+      "a1.sinks = k1\n"
+      "a1.sinks.k1.type = null\n"
+      "a1.sinks.k1.channel = c1\n");
+  CHECK(count(tr.toml, "[channels.c1]") == 1);
+  CHECK(count(tr.toml, "[channels.c_2]") == 1);
+  CHECK(count(tr.toml, "# flume: 'c1' in a1.channels is listed twice") == 1);
+  CHECK(count(tr.toml, "# flume: 'c_2' in a1.channels is listed twice") == 1);
+  // The settings of the left-out channel stay visible.
+  CHECK(count(tr.toml, "# flume: a1.channels.c_2.type = memory") == 1);
+}
+
+TEST_CASE("flume import: a sink group over two channels is flagged", "[unit][import_flume]") {
+  const auto tr = translate(
+      "a1.channels = c1 c2\n"
+      "a1.sinks = k1 k2\n"
+      "a1.sinks.k1.type = null\n"
+      "a1.sinks.k1.channel = c1\n"
+      "a1.sinks.k2.type = null\n"
+      "a1.sinks.k2.channel = c2\n"
+      "a1.sinkgroups = g1\n"
+      "a1.sinkgroups.g1.sinks = k1 k2\n"
+      "a1.sinkgroups.g1.processor.type = failover\n");
+  REQUIRE_LINE(tr.toml, "channel = \"c1\"");
+  CHECK(count(tr.toml, "# flume: sink 'k2' reads channel 'c2', not 'c1'") == 1);
+}
