@@ -1071,9 +1071,26 @@ bool Translator::datahub_sink(Block& b, const std::string& p) {
       drop(b, p + "serializer.delimiter", "one field: the whole body, no splitting");
     } else {
       b.keys.push_back("fields = " + toml_array(fields));
+      // The source has to parse the body into these fields; a pattern that splits like DELIMITED.
+      const std::string delim =
+          has(p + "serializer.delimiter") ? value(p + "serializer.delimiter") : ",";
+      std::string quoted;
+      for (char c : delim) {
+        if (std::strchr("\\^$.|?*+()[]{}", c) != nullptr) quoted += '\\';
+        quoted += c;
+      }
+      std::string pattern = "^";
+      for (std::size_t i = 0; i < fields.size(); ++i) {
+        const bool last = i + 1 == fields.size();
+        pattern +=
+            "(?<" + fields[i] + ">" + (last ? std::string(".*") : "(?:(?!" + quoted + ").)*") + ")";
+        if (!last) pattern += quoted;
+      }
+      pattern += "$";
       drop(b, p + "serializer.delimiter",
-           "sluice does not split the body: parse it into these fields on the source (format = "
-           "\"regex\" with one named group per field)");
+           "sluice does not split the body here: give the source feeding this channel format = "
+           "\"regex\", pattern = " +
+               toml_string(pattern));
     }
   } else if (!ser.empty()) {
     drop(b, p + "serializer", "sluice writes BLOB records (the body) unless fields are listed");

@@ -548,3 +548,27 @@ TEST_CASE("flume import: a sink group over two channels is flagged", "[unit][imp
   REQUIRE_LINE(tr.toml, "channel = \"c1\"");
   CHECK(count(tr.toml, "# flume: sink 'k2' reads channel 'c2', not 'c1'") == 1);
 }
+
+TEST_CASE("flume import: a DELIMITED serializer with several fields suggests a pattern",
+          "[unit][import_flume]") {
+  const auto tr = translate(
+      "a1.sinks = k1\n"
+      "a1.sinks.k1.type = com.aliyun.datahub.flume.sink.DatahubSink\n"
+      "a1.sinks.k1.channel = c1\n"
+      "a1.sinks.k1.datahub.accessId = id\n"
+      "a1.sinks.k1.datahub.accessKey = key\n"
+      "a1.sinks.k1.datahub.endPoint = https://dh.example\n"
+      "a1.sinks.k1.datahub.project = proj\n"
+      "a1.sinks.k1.datahub.topic = topic\n"
+      "a1.sinks.k1.serializer = DELIMITED\n"
+      "a1.sinks.k1.serializer.delimiter = |\n"
+      "a1.sinks.k1.serializer.fieldnames = ts,user,action\n");
+  REQUIRE_LINE(tr.toml, "access_id = \"id\"");
+  REQUIRE_LINE(tr.toml, "record_type = \"tuple\"");
+  REQUIRE_LINE(tr.toml, "fields = [\"ts\", \"user\", \"action\"]");
+  REQUIRE_LINE(
+      tr.toml,
+      "# flume: a1.sinks.k1.serializer.delimiter = |  (sluice does not split the body here: "
+      "give the source feeding this channel format = \"regex\", pattern = "
+      "\"^(?<ts>(?:(?!\\\\|).)*)\\\\|(?<user>(?:(?!\\\\|).)*)\\\\|(?<action>.*)$\")");
+}
