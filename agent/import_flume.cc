@@ -1276,7 +1276,11 @@ Translation Translator::run(std::string_view file) {
       "# Every Flume setting that did not carry over is kept below as a '# flume:' comment.\n",
       agent_, file);
   for (const auto& n : notes_) out += n + "\n";
-  out += "\n[agent]\nname = " + toml_string(agent_) + "\n# data_dir = \"/var/lib/sluice\"\n";
+  // Flume agents of a fleet usually share one name ("a1"); sluice names itself after the host
+  // unless told otherwise, which tells the agents apart in metrics and logs.
+  out += "\n[agent]\n# name = " + toml_string(agent_) +
+         "    # Flume's agent name; sluice defaults to the host name\n"
+         "# data_dir = \"/var/lib/sluice\"\n";
   for (const auto& c : rest.comments) out += c + "\n";
   auto emit = [&](const std::vector<Block>& blocks) {
     for (const auto& b : blocks) {

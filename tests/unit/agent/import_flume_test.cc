@@ -114,6 +114,8 @@ TEST_CASE("flume import: the web-agent scenario passes sluice check", "[unit][im
   const std::string text =
       test::read_file(test::source_dir() + "/tests/data/flume/web-agent.properties");
   const auto tr = translate(text);
+  REQUIRE_LINE(tr.toml,
+               "# name = \"a1\"    # Flume's agent name; sluice defaults to the host name");
   REQUIRE_LINE(tr.toml, "[sources.r1]");
   REQUIRE_LINE(tr.toml, "type = \"exec\"");
   REQUIRE_LINE(tr.toml, "command = [\"tail\", \"-F\", \"/var/log/app/events.log\"]");
