@@ -7,8 +7,10 @@
 
 #include "agent/agent.h"
 #include "agent/agent_config.h"
+#include "agent/import_flume.h"
 #include "agent/registry.h"
 #include "agent/sql_cli.h"
+#include "agent/top.h"
 #include "lib/core/log.h"
 
 namespace {
@@ -57,6 +59,22 @@ int main(int argc, char** argv) {
   dump->add_option("-c,--config", config_path, "The TOML configuration file")->required();
   dump->add_option("--channel", channel_name, "The channel's name")->required();
   dump->add_flag("--json", dump_json, "JSON lines instead of bodies");
+  std::string flume_file, flume_agent, flume_out;
+  auto* import_flume = app.add_subcommand(
+      "import-flume", "Translate a Flume agent properties file into sluice TOML");
+  import_flume->add_option("FILE", flume_file, "The Flume properties file")->required();
+  import_flume->add_option("--agent", flume_agent,
+                           "The agent to translate (default: the only one)");
+  import_flume->add_option("-o,--output", flume_out, "Write the TOML here instead of stdout");
+  sluice::top::Options top_options;
+  auto* top = app.add_subcommand("top", "A live view of a running agent, from its admin endpoint");
+  top->add_option("--admin", top_options.admin, "The agent's admin address HOST:PORT");
+  top->add_option("-c,--config", top_options.config_path,
+                  "The agent's configuration (its data_dir/admin.addr names the address)");
+  top->add_flag("--once", top_options.once,
+                "Print one snapshot (rates over one interval) and exit");
+  top->add_option("--interval", top_options.interval_s, "Seconds between refreshes")
+      ->check(CLI::Range(0.1, 60.0));
 
   auto* sql = app.add_subcommand("sql", "Try and inspect SQL window pipelines");
   sql->require_subcommand(1);
@@ -104,6 +122,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (sql_run->parsed()) return sluice::sql_run(run_opts, stdout, stderr);
+  if (top->parsed()) return sluice::top::run(top_options);
+  if (import_flume->parsed())
+    return sluice::flume::run_import_flume(flume_file, flume_agent, flume_out);
   sluice::Registry registry;
   sluice::register_builtin_components(registry);
   auto cfg = load(config_path, registry);
