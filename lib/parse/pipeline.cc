@@ -166,8 +166,8 @@ EventPipeline::Outcome EventPipeline::process(const Record& record, std::int64_t
   if (pe != ParseError::none) {
     parse_errors_[static_cast<std::size_t>(pe)]->inc();
     SLUICE_WARN_LIMITED(parse_log_, "{}: {} record{}{} did not parse ({}): {}", source_name_,
-                        PipelineConfig::format_name(config_.format), origin.empty() ? "" : " in ", origin,
-                        fmt::format("{} at offset {}", reason_name(pe), offset),
+                        PipelineConfig::format_name(config_.format), origin.empty() ? "" : " in ",
+                        origin, fmt::format("{} at offset {}", reason_name(pe), offset),
                         log_excerpt(record.text));
     d.fields.clear();
     if (config_.on_parse_error == OnParseError::drop) {

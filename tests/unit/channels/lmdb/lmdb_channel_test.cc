@@ -499,7 +499,8 @@ TEST_CASE("lmdb channel: a full disk is back-pressure, every put is kept and arr
 
 // LMDB reuses the pages a transaction freed only once a later transaction has committed. A full
 // disk drained by one delete left every freed page pinned by that last commit: each retried put
-// needed new pages, failed, and committed nothing, so the channel stayed empty and the source stuck.
+// needed new pages, failed, and committed nothing, so the channel stayed empty and the source
+// stuck.
 TEST_CASE("lmdb channel: a full disk drained by one commit takes the waiting puts",
           "[unit][lmdb]") {
   test::TempDir dir;
