@@ -2,6 +2,7 @@
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
 
 #include <fstream>
 
@@ -40,6 +41,7 @@ bool TlsConfig::parse(const ConfigNode& parent, ConfigErrors& errors, TlsConfig&
                      "needs 'ca' (the CA file that signs client certificates)");
   } else {
     node->optional("ca", out.ca, errors);
+    node->optional("ca_dir", out.ca_dir, errors);
     node->optional("verify", out.verify, errors);
     node->optional("server_name", out.server_name, errors);
     node->optional("cert", out.cert, errors);
@@ -56,6 +58,11 @@ bool TlsConfig::parse(const ConfigNode& parent, ConfigErrors& errors, TlsConfig&
     if (!path.empty() && !readable(path)) {
       node->error_at(key, errors, "cannot read \"" + path + "\"");
     }
+  }
+  if (!out.ca_dir.empty()) {
+    struct stat st {};
+    if (::stat(out.ca_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      node->error_at("ca_dir", errors, "\"" + out.ca_dir + "\" is not a directory");
   }
   node->reject_unknown_keys(errors);
   if (errors.size() != before) return false;
@@ -100,12 +107,16 @@ Result<std::shared_ptr<TlsContext>> TlsContext::make(const TlsConfig& config, bo
   } else {
     t->verify_ = config.verify;
     if (config.verify) {
-      const int ok = config.ca.empty()
-                         ? SSL_CTX_set_default_verify_paths(t->ctx_)
-                         : SSL_CTX_load_verify_locations(t->ctx_, config.ca.c_str(), nullptr);
+      const bool own = !config.ca.empty() || !config.ca_dir.empty();
+      const int ok = !own ? SSL_CTX_set_default_verify_paths(t->ctx_)
+                          : SSL_CTX_load_verify_locations(
+                                t->ctx_, config.ca.empty() ? nullptr : config.ca.c_str(),
+                                config.ca_dir.empty() ? nullptr : config.ca_dir.c_str());
       if (ok != 1) {
         return Status(Errc::config,
-                      "tls: cannot load the CA file " + config.ca + ": " + openssl_errors());
+                      "tls: cannot load the CA file " + config.ca +
+                          (config.ca_dir.empty() ? "" : " or directory " + config.ca_dir) + ": " +
+                          openssl_errors());
       }
       SSL_CTX_set_verify(t->ctx_, SSL_VERIFY_PEER, nullptr);
     }

@@ -17,6 +17,7 @@ struct TlsConfig {
   bool enabled = false;
   std::string cert, key;       // server: required; client: a client certificate, optional
   std::string ca;              // server: verify client certificates against it; client: trust
+  std::string ca_dir;          // client: a hashed CA directory (openssl rehash) to trust as well
   bool verify_client = false;  // server: require a client certificate signed by `ca`
   bool verify = true;          // client: verify the server's certificate and name
   std::string server_name;     // client: expected name (and SNI); default: the address's host

@@ -162,12 +162,11 @@ std::optional<HttpSinkConfig> HttpSinkConfig::parse(const ConfigNode& node, Conf
                     "server_name is not supported by the http sink: the URL's host is verified");
     }
     c.tls.ca_file = tls.ca;
+    c.tls.ca_dir = tls.ca_dir;
     c.tls.cert_file = tls.cert;
     c.tls.key_file = tls.key;
     c.tls.verify = tls.verify;
-    // Two values only; compared with the default so that this reads both the string and the
-    // enum form of TlsConfig::min_version (main turned it into TlsConfig::Version).
-    c.tls.min_version = tls.min_version == tls::TlsConfig{}.min_version ? "1.2" : "1.3";
+    c.tls.min_version = tls.min_version == tls::TlsConfig::Version::tls1_3 ? "1.3" : "1.2";
   }
   node.reject_unknown_keys(errors);
   if (errors.size() != before) return std::nullopt;

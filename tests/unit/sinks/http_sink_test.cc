@@ -130,7 +130,7 @@ probe_method = "GET"
 proxy = "http://proxy:3128"
 http2 = false
 headers = { "X-Tenant" = "a", "Content-Type" = "application/vnd.x+json" }
-tls = { verify = false, min_version = "1.3" }
+tls = { verify = false, min_version = "1.3", ca_dir = "/etc/ssl/certs" }
 )",
                       errors);
   REQUIRE(c.has_value());
@@ -152,6 +152,7 @@ tls = { verify = false, min_version = "1.3" }
   CHECK_FALSE(c->http2);
   CHECK_FALSE(c->tls.verify);
   CHECK(c->tls.min_version == "1.3");
+  CHECK(c->tls.ca_dir == "/etc/ssl/certs");
   REQUIRE(c->headers.size() == 2);
 }
 

@@ -342,6 +342,37 @@ TEST_CASE("http client: HTTPS with a CA file and a client certificate", "[unit][
   REQUIRE(loop.close() == 0);
 }
 
+// A hashed CA directory (c_rehash / openssl rehash layout) instead of a CA file.
+TEST_CASE("http client: HTTPS trusting a hashed CA directory", "[unit][http]") {
+  TempDir pki;
+  REQUIRE(std::system(
+              ("bash " + source_dir() + "/tests/support/make_pki.sh " + pki.path()).c_str()) == 0);
+  const std::string dir = pki.file("cadir");
+  REQUIRE(std::system(("mkdir -p " + dir + " && cp " + pki.file("ca.pem") + " " + dir +
+                       "/$(openssl x509 -hash -noout -in " + pki.file("ca.pem") + ").0")
+                          .c_str()) == 0);
+  HttpPeer peer("", 0, {"--tls-cert", pki.file("server.pem"), "--tls-key", pki.file("server.key")});
+  const std::string url = "https://" + peer.address() + "/in";
+  Loop loop;
+  {
+    http::ClientOptions o;
+    o.tls.ca_dir = dir;
+    auto client = make_client(loop, o);
+    http::ClientResponse r = run_one(loop, *client, post(url, "dir\n"));
+    CHECK(r.status == 200);
+    CHECK(r.error.empty());
+  }
+  {
+    http::ClientOptions o;
+    o.tls.ca_dir = pki.path();  // no hashed names in it: the server is not trusted
+    auto client = make_client(loop, o);
+    http::ClientResponse r = run_one(loop, *client, post(url, "dir\n"));
+    CHECK(r.status == 0);
+    CHECK(http::classify(r).verdict == http::Verdict::retry);
+  }
+  REQUIRE(loop.close() == 0);
+}
+
 TEST_CASE("http client: gzip and zstd bodies decode at the peer", "[unit][http]") {
   HttpPeer peer;
   Loop loop;
