@@ -43,6 +43,24 @@ bool eventually(std::chrono::milliseconds timeout, const std::function<bool()>& 
   }
 }
 
+std::optional<Lease> take_some(Loop& loop, Channel& channel, CursorId cursor, Batch& out,
+                               TakeLimits limits, std::chrono::milliseconds timeout) {
+  std::optional<Lease> lease;
+  bool failed = false;
+  const bool got = run_until(loop, timeout, [&] {
+    auto taken = channel.take(cursor, out, limits);
+    if (!taken.has_value()) {
+      failed = true;
+      return true;
+    }
+    if (out.empty()) return false;
+    lease = std::move(*taken);
+    return true;
+  });
+  if (!got || failed) return std::nullopt;
+  return lease;
+}
+
 bool run_until(Loop& loop, std::chrono::milliseconds timeout, const std::function<bool()>& cond) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   uv_timer_t tick;

@@ -4,12 +4,14 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "lib/core/batch.h"
+#include "lib/core/channel.h"
 #include "lib/core/clock.h"
 #include "lib/core/loop.h"
 #include "lib/core/sink.h"
@@ -48,6 +50,14 @@ bool soak();
 bool eventually(std::chrono::milliseconds timeout, const std::function<bool()>& cond);
 /// Runs `loop` in small steps until `cond` holds or `timeout` passes.
 bool run_until(Loop& loop, std::chrono::milliseconds timeout, const std::function<bool()>& cond);
+
+/// A take() that expects records: lets the loop turn until the channel answers with some. An lmdb
+/// channel answers empty once a loop turn's decode budget is spent, and the budget is wall time,
+/// so a test preempted on a loaded machine can spend it on a tiny take. Empty if take() failed or
+/// nothing came within `timeout`.
+std::optional<Lease> take_some(Loop& loop, Channel& channel, CursorId cursor, Batch& out,
+                               TakeLimits limits,
+                               std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
 /// Counts operator new calls on this thread while alive (the test binary replaces operator new).
 class AllocationCounter {

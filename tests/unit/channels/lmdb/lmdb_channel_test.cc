@@ -120,7 +120,7 @@ TEST_CASE("lmdb channel: put is durable, then safe, take and commit remove", "[u
     r.put(*ch, test::make_batch(2, "b"), 2);
     CHECK(ch->events() == 5);
     Batch out;
-    auto lease = ch->take(cur, out, {100, 1 << 20});
+    auto lease = test::take_some(r.loop, *ch, cur, out, {100, 1 << 20});
     REQUIRE(lease.has_value());
     CHECK(bodies(out) == std::vector<std::string>{"a0", "a1", "a2", "b0", "b1"});
     r.commit(*ch, std::move(*lease));
@@ -213,9 +213,9 @@ TEST_CASE("lmdb channel: state survives a restart, an open lease is delivered ag
     for (int i = 0; i < 3; ++i)
       r.put(*ch, test::make_batch(2, "r" + std::to_string(i) + "-"), i + 1);
     Batch out;
-    auto first = ch->take(cur, out, {2, 1 << 20});
+    auto first = test::take_some(r.loop, *ch, cur, out, {2, 1 << 20});
     r.commit(*ch, std::move(*first));
-    auto second = ch->take(cur, out, {2, 1 << 20});
+    auto second = test::take_some(r.loop, *ch, cur, out, {2, 1 << 20});
     CHECK(bodies(out) == std::vector<std::string>{"r1-0", "r1-1"});
     second->release();  // the process "dies" with this lease open: no commit, no rollback
   }
@@ -224,11 +224,11 @@ TEST_CASE("lmdb channel: state survives a restart, an open lease is delivered ag
     CHECK(ch->events() == 4);
     const CursorId cur = *ch->open_cursor("g");
     Batch out;
-    auto again = ch->take(cur, out, {100, 1 << 20});
+    auto again = test::take_some(r.loop, *ch, cur, out, {100, 1 << 20});
     CHECK(bodies(out) == std::vector<std::string>{"r1-0", "r1-1", "r2-0", "r2-1"});
     r.commit(*ch, std::move(*again));
     r.put(*ch, test::make_batch(1, "after-"), 4);  // numbering continues
-    auto last = ch->take(cur, out, {100, 1 << 20});
+    auto last = test::take_some(r.loop, *ch, cur, out, {100, 1 << 20});
     CHECK(bodies(out) == std::vector<std::string>{"after-0"});
   }
   REQUIRE(r.close() == 0);
@@ -244,15 +244,15 @@ TEST_CASE("lmdb channel: rollback returns records in order, two cursors each see
     r.put(*ch, test::make_batch(2, "x"), 1);
     r.put(*ch, test::make_batch(2, "y"), 2);
     Batch out;
-    auto l1 = ch->take(a, out, {2, 1 << 20});
-    auto l2 = ch->take(a, out, {2, 1 << 20});
+    auto l1 = test::take_some(r.loop, *ch, a, out, {2, 1 << 20});
+    auto l2 = test::take_some(r.loop, *ch, a, out, {2, 1 << 20});
     l2->rollback();
     l1->rollback();
-    auto all = ch->take(a, out, {100, 1 << 20});
+    auto all = test::take_some(r.loop, *ch, a, out, {100, 1 << 20});
     CHECK(bodies(out) == std::vector<std::string>{"x0", "x1", "y0", "y1"});
     r.commit(*ch, std::move(*all));
     CHECK(ch->events() == 4);  // cursor b has not committed: nothing is deleted
-    auto lb = ch->take(b, out, {100, 1 << 20});
+    auto lb = test::take_some(r.loop, *ch, b, out, {100, 1 << 20});
     CHECK(bodies(out) == std::vector<std::string>{"x0", "x1", "y0", "y1"});
     r.commit(*ch, std::move(*lb));
     CHECK(ch->events() == 0);
@@ -287,7 +287,7 @@ TEST_CASE("lmdb channel: a damaged record is quarantined, the others are deliver
                  [&](Status st) { flipped = st.ok(); }, true});
     REQUIRE(test::run_until(r.loop, 5s, [&] { return flipped; }));
     Batch out;
-    auto lease = ch->take(cur, out, {100, 1 << 20});
+    auto lease = test::take_some(r.loop, *ch, cur, out, {100, 1 << 20});
     CHECK(bodies(out) == std::vector<std::string>{"good-0", "fine-0"});
     CHECK(ch->quarantined() == 1);
     r.commit(*ch, std::move(*lease));
@@ -308,7 +308,7 @@ TEST_CASE("lmdb channel: full means back-pressure until a commit frees space", "
     CHECK(extra.size() == 1);  // untouched
     ch->wait_for_space(r.l);
     Batch out;
-    auto lease = ch->take(cur, out, {100, 1 << 20});
+    auto lease = test::take_some(r.loop, *ch, cur, out, {100, 1 << 20});
     r.commit(*ch, std::move(*lease));
     CHECK(r.l.space == 1);
     r.put(*ch, std::move(extra), 2);
@@ -331,7 +331,7 @@ TEST_CASE("lmdb channel: when_full = drop_oldest drops the oldest record and cou
     REQUIRE(test::run_until(r.loop, 5s, [&] { return r.l.space == 1; }));
     r.put(*ch, std::move(extra), 3);
     Batch out;
-    auto lease = ch->take(cur, out, {100, 1 << 20});
+    auto lease = test::take_some(r.loop, *ch, cur, out, {100, 1 << 20});
     CHECK(bodies(out) == std::vector<std::string>{"mid0", "mid1", "new0", "new1"});
     double dropped = 0;
     REQUIRE(r.metrics.find("sluice_channel_dropped_events_total", r.ctx.labels(), dropped));
@@ -350,7 +350,7 @@ TEST_CASE("lmdb channel: a lagging cursor with detach loses its oldest backlog, 
     r.put(*ch, test::make_batch(2, "a"), 1);
     r.put(*ch, test::make_batch(2, "b"), 2);
     Batch out;
-    auto l = ch->take(live, out, {100, 1 << 20});
+    auto l = test::take_some(r.loop, *ch, live, out, {100, 1 << 20});
     r.commit(*ch, std::move(*l));
     Batch extra = test::make_batch(2, "c");
     ch->put(extra, SourceCheckpoint{&r.l, 3, {}, {}}, r.l);
@@ -360,10 +360,10 @@ TEST_CASE("lmdb channel: a lagging cursor with detach loses its oldest backlog, 
     ch->wait_for_space(r.l);
     REQUIRE(test::run_until(r.loop, 5s, [&] { return r.l.space == 1; }));
     r.put(*ch, std::move(extra), 3);
-    auto d = ch->take(dead, out, {100, 1 << 20});
+    auto d = test::take_some(r.loop, *ch, dead, out, {100, 1 << 20});
     CHECK(bodies(out) ==
           std::vector<std::string>{"b0", "b1", "c0", "c1"});  // "a" was dropped for it
-    auto lv = ch->take(live, out, {100, 1 << 20});
+    auto lv = test::take_some(r.loop, *ch, live, out, {100, 1 << 20});
     CHECK(bodies(out) == std::vector<std::string>{"c0", "c1"});
   }
   REQUIRE(r.close() == 0);

@@ -156,14 +156,14 @@ TEMPLATE_TEST_CASE("channel: a failed put leaves the batch with its caller", "[u
     CHECK(bodies(refused) == std::vector<std::string>{"late0", "late1"});
     f.channel->wait_for_space(r);
     Batch out;
-    auto lease = f.channel->take(0, out, {kTransaction, 1 << 20});
+    auto lease = test::take_some(loop, *f.channel, 0, out, {kTransaction, 1 << 20});
     REQUIRE(lease.has_value());
     REQUIRE(out.size() == kTransaction);
     commit(f, r, std::move(*lease));
     REQUIRE(test::run_until(loop, 5s, [&] { return r.space == 1; }));
     REQUIRE(put(f, r, refused, 4).ok());
-    auto l2 = f.channel->take(0, out, {kTransaction, 1 << 20});
-    auto l3 = f.channel->take(0, out, {kTransaction, 1 << 20});
+    auto l2 = test::take_some(loop, *f.channel, 0, out, {kTransaction, 1 << 20});
+    auto l3 = test::take_some(loop, *f.channel, 0, out, {kTransaction, 1 << 20});
     REQUIRE(l3.has_value());
     CHECK(bodies(out) == std::vector<std::string>{"late0", "late1"});
   }
@@ -181,7 +181,7 @@ TEMPLATE_TEST_CASE("channel: on_space and on_data come later, never from inside 
     Batch b = test::make_batch(2, "a");
     REQUIRE(put(f, r, b, 1).ok());
     Batch out;
-    auto lease = f.channel->take(*cursor, out, {kTransaction, 1 << 20});
+    auto lease = test::take_some(loop, *f.channel, *cursor, out, {kTransaction, 1 << 20});
     REQUIRE(lease.has_value());
     REQUIRE(out.size() == 2);
     // Nothing left to take: arm the cursor, then give the events back.
@@ -211,7 +211,7 @@ TEMPLATE_TEST_CASE("channel: on_space and on_data come later, never from inside 
     r.inside = true;
     f.channel->wait_for_space(r);
     r.inside = false;
-    auto l2 = f.channel->take(*cursor, out, {kTransaction, 1 << 20});
+    auto l2 = test::take_some(loop, *f.channel, *cursor, out, {kTransaction, 1 << 20});
     REQUIRE(l2.has_value());
     r.inside = true;
     f.channel->commit(std::move(*l2), r);
@@ -239,7 +239,7 @@ TEMPLATE_TEST_CASE("channel: rolling back from the middle keeps the order", "[un
     std::vector<Lease> leases;
     Batch out;
     for (int i = 0; i < 4; ++i) {
-      auto l = f.channel->take(*cursor, out, {2, 1 << 20});
+      auto l = test::take_some(loop, *f.channel, *cursor, out, {2, 1 << 20});
       REQUIRE(l.has_value());
       REQUIRE(out.size() == 2);
       leases.push_back(std::move(*l));
@@ -251,7 +251,7 @@ TEMPLATE_TEST_CASE("channel: rolling back from the middle keeps the order", "[un
     leases[1].rollback();
     std::vector<std::string> seen;
     for (int i = 0; i < 3; ++i) {
-      auto l = f.channel->take(*cursor, out, {2, 1 << 20});
+      auto l = test::take_some(loop, *f.channel, *cursor, out, {2, 1 << 20});
       REQUIRE(l.has_value());
       for (auto& s : bodies(out)) seen.push_back(s);
       leases[static_cast<std::size_t>(i)] = std::move(*l);
@@ -259,7 +259,7 @@ TEMPLATE_TEST_CASE("channel: rolling back from the middle keeps the order", "[un
     CHECK(seen == std::vector<std::string>{"b0", "b1", "c0", "c1", "d0", "d1"});
     // A dropped lease rolls back, too.
     leases.clear();
-    auto again = f.channel->take(*cursor, out, {kTransaction, 1 << 20});
+    auto again = test::take_some(loop, *f.channel, *cursor, out, {kTransaction, 1 << 20});
     REQUIRE(again.has_value());
     CHECK(bodies(out) == std::vector<std::string>{"b0", "b1", "c0", "c1"});
   }
@@ -282,7 +282,7 @@ TEMPLATE_TEST_CASE("channel: commits in take order are each answered once and re
     std::vector<std::uint64_t> tokens;
     Batch out;
     for (int i = 0; i < 3; ++i) {
-      auto l = f.channel->take(*cursor, out, {2, 1 << 20});
+      auto l = test::take_some(loop, *f.channel, *cursor, out, {2, 1 << 20});
       REQUIRE(l.has_value());
       tokens.push_back(l->token());
       leases.push_back(std::move(*l));
@@ -314,8 +314,8 @@ TEMPLATE_TEST_CASE("channel: destroying it with puts, leases and commits in flig
       REQUIRE(put(f, r, b, seq).ok());
     }
     Batch out;
-    auto committing = f.channel->take(*cursor, out, {2, 1 << 20});
-    auto leased = f.channel->take(*cursor, out, {2, 1 << 20});
+    auto committing = test::take_some(loop, *f.channel, *cursor, out, {2, 1 << 20});
+    auto leased = test::take_some(loop, *f.channel, *cursor, out, {2, 1 << 20});
     REQUIRE(committing.has_value());
     REQUIRE(leased.has_value());
     REQUIRE(leased->held());
