@@ -24,6 +24,8 @@ struct TcpClient::Conn {
   std::string inflight;
   std::unique_ptr<tls::TlsSession> tls;
   std::string plain, send;  // TLS scratch
+  std::unique_ptr<WireCodec> wire;
+  std::string decoded;  // wire scratch
   std::vector<char> buf;
 };
 
@@ -118,6 +120,7 @@ void TcpClient::on_resolved(int status, addrinfo* res) {
   auto* c = new Conn{};
   c->client = this;
   c->buf.resize(options_.read_buffer_bytes);
+  if (options_.wire_codec) c->wire = options_.wire_codec();
   uv_tcp_init(loop_.uv(), &c->tcp);
   c->tcp.data = c;
   c->creq.data = c;
@@ -180,11 +183,20 @@ void TcpClient::on_read(ssize_t n, const uv_buf_t* buf) {
     return;
   }
   std::string_view data(buf->base, static_cast<std::size_t>(n));
-  if (!conn_->tls) {
+  Conn* c = conn_;
+  if (c->wire) {
+    c->decoded.clear();
+    if (Status st = c->wire->decode(data, c->decoded); !st.ok()) {
+      fail(std::move(st));
+      return;
+    }
+    data = c->decoded;
+    if (data.empty()) return;
+  }
+  if (!c->tls) {
     handler_.on_data(data);
     return;
   }
-  Conn* c = conn_;
   c->plain.clear();
   c->send.clear();
   const Status st = c->tls->read(data, c->plain, c->send);
@@ -225,7 +237,12 @@ void TcpClient::send_cipher(std::string_view data) {
 void TcpClient::flush() {
   Conn* c = conn_;
   if (c == nullptr || c->writing || pending_.empty() || abort_pending_) return;
-  c->inflight.swap(pending_);
+  if (c->wire) {
+    c->inflight.clear();
+    c->wire->encode(pending_, c->inflight);
+  } else {
+    c->inflight.swap(pending_);
+  }
   pending_.clear();
   inflight_mark_ = queued_;
   c->writing = true;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +20,7 @@
 #include "lib/core/result.h"
 #include "lib/core/sink.h"
 #include "lib/core/status.h"
+#include "lib/net/tcp_server.h"  // WireCodec
 #include "lib/net/tls.h"
 
 namespace sluice::net {
@@ -38,6 +40,11 @@ struct TcpClientOptions {
   std::shared_ptr<tls::TlsContext> tls;
   std::string server_name;
   std::size_t read_buffer_bytes = 16 * 1024;
+  /// When set, each connection's bytes pass through a codec it makes, between TLS (or the
+  /// plaintext) and the socket: Flume 1.10's zlib outside TLS. encode() gets every byte queued
+  /// since the last uv_write at once (a compressor flushes once per write); a decode() error
+  /// drops the connection.
+  std::function<std::unique_ptr<WireCodec>()> wire_codec;
 };
 
 /// What the user of a TcpClient hears. Every callback runs on the loop thread, never from inside a

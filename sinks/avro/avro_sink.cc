@@ -6,35 +6,40 @@
 
 namespace sluice::sinks {
 
-struct AvroSink::Conn {
-  AvroSink* self = nullptr;
-  uv_getaddrinfo_t* gai = nullptr;
-  uv_connect_t* creq = nullptr;
-  uv_tcp_t* tcp = nullptr;
-  bool ready = false, handshaken = false;
-  avro::FrameDecoder decoder;
-  std::unique_ptr<codec::Inflater> inflate;
-  std::unique_ptr<codec::Deflater> deflate;
-  std::unique_ptr<tls::TlsSession> tls;
-  std::string inflated, decrypted;
-  char buf[64 * 1024];
+namespace {
+
+// Flume 1.10's layering: the zlib stream wraps the TLS records (one stream per direction and
+// connection, as Netty's ZlibEncoder/ZlibDecoder sit below its SslHandler).
+class ZlibOutside final : public net::WireCodec {
+ public:
+  explicit ZlibOutside(int level) : deflate_(level), inflate_(std::size_t{64} << 20) {}
+  void encode(std::string_view in, std::string& out) override { deflate_.write(in, out); }
+  Status decode(std::string_view in, std::string& out) override { return inflate_.write(in, out); }
+
+ private:
+  codec::Deflater deflate_;
+  codec::Inflater inflate_;
 };
 
-// A TCP connect to the server. Its connect callback always runs (ECANCELED when the socket is
-// closed first) and frees it; `sink` is cleared when the sink is destroyed before that.
-struct AvroSink::Probe {
-  AvroSink* sink = nullptr;
-  ProbeListener* listener = nullptr;
-  uv_tcp_t* tcp = nullptr;
-  uv_connect_t req{};
-};
+net::TcpClientOptions client_options(const AvroSinkConfig& c,
+                                     std::shared_ptr<tls::TlsContext> tls) {
+  net::TcpClientOptions o;
+  o.address = c.address;
+  o.connect_timeout =
+      std::max(std::chrono::milliseconds(1),
+               std::chrono::duration_cast<std::chrono::milliseconds>(c.connect_timeout));
+  o.write_timeout = std::chrono::milliseconds(0);  // request_timeout bounds write and answer
+  o.read_buffer_bytes = 64 * 1024;
+  o.server_name = c.tls.server_name;
+  if (tls && c.deflate && c.zlib_outside_tls) {
+    const int level = c.compression_level;
+    o.wire_codec = [level] { return std::make_unique<ZlibOutside>(level); };
+  }
+  o.tls = std::move(tls);
+  return o;
+}
 
-// An answer on its way through the loop; `sink` is cleared if the sink is destroyed first.
-struct AvroSink::Later {
-  AvroSink* sink;
-  Job job;
-  DeliveryResult result;
-};
+}  // namespace
 
 std::optional<AvroSinkConfig> AvroSinkConfig::parse(const ConfigNode& node, ConfigErrors& errors) {
   AvroSinkConfig c;
@@ -81,37 +86,22 @@ AvroSink::AvroSink(const AvroSinkConfig& config, SinkContext& ctx,
                    std::shared_ptr<tls::TlsContext> tls)
     : config_(config),
       ctx_(ctx),
-      tls_(std::move(tls)),
-      request_timer_(ctx.loop),
-      connect_timer_(ctx.loop),
-      probe_timer_(ctx.loop),
-      stop_timer_(ctx.loop),
       connects_(ctx.metrics.counter("sluice_avro_sink_connects_total",
                                     "Connections opened to the Avro server.", ctx.labels())),
       failures_(ctx.metrics.counter(
           "sluice_avro_sink_failures_total",
           "Requests that failed: FAILED answers, errors, timeouts, lost connections.",
           ctx.labels())),
-      tls_errors_(tls::handshake_errors(ctx.metrics, ctx.labels())) {
-  int port = 0;
-  net::split_host_port(config_.address, host_, port);
-  port_ = std::to_string(port);
-}
+      tls_errors_(tls::handshake_errors(ctx.metrics, ctx.labels())),
+      client_(ctx.loop, client_options(config, std::move(tls)), *this, &tls_errors_),
+      request_timer_(ctx.loop),
+      stop_timer_(ctx.loop) {}
 
 AvroSink::~AvroSink() {
+  // Whoever listened is gone: nothing is answered from here on, and the client calls nothing.
   ctx_.loop.cancel_deferred(this);
-  // Whoever listened is gone: nothing is answered from here on.
   on_stopped_ = nullptr;
-  queue_.clear();
-  in_flight_ = false;
-  if (probe_ != nullptr) {
-    // Destroyed without stop(): the probe's callback must not reach this sink or its listener.
-    probe_->sink = nullptr;
-    close_and_delete(probe_->tcp);
-    probe_ = nullptr;
-  }
-  if (conn_) drop_connection("shutting down");
-  for (Later* l : later_) l->sink = nullptr;
+  client_.close();
 }
 
 void AvroSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& done) {
@@ -121,112 +111,37 @@ void AvroSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& done
 
 void AvroSink::pump() {
   if (in_flight_ || queue_.empty()) return;
-  if (!conn_) return connect();
-  if (!conn_->ready) return;  // connecting
+  // Every batch tries the server at once (no reconnect backoff: the group paces retries).
+  if (!client_.connected()) return client_.connect_now();
   send_front();
 }
 
-void AvroSink::connect() {
-  conn_ = std::make_unique<Conn>();
-  conn_->self = this;
-  if (config_.deflate) {
-    conn_->inflate = std::make_unique<codec::Inflater>(std::size_t{64} << 20);
-    conn_->deflate = std::make_unique<codec::Deflater>(config_.compression_level);
+void AvroSink::on_connected() {
+  connects_.inc();
+  handshaken_ = false;
+  decoder_ = avro::FrameDecoder();
+  inflate_.reset();
+  deflate_.reset();
+  if (config_.deflate && !(config_.tls.enabled && config_.zlib_outside_tls)) {
+    inflate_ = std::make_unique<codec::Inflater>(std::size_t{64} << 20);
+    deflate_ = std::make_unique<codec::Deflater>(config_.compression_level);
   }
-  connect_timer_.start(config_.connect_timeout, [this] {
-    if (conn_ && !conn_->ready) {
-      drop_connection("could not connect to " + config_.address + " within the connect_timeout");
-    }
-  });
-  conn_->gai = new uv_getaddrinfo_t{};
-  conn_->gai->data = conn_.get();
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  const int rc = uv_getaddrinfo(
-      ctx_.loop.uv(), conn_->gai,
-      [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
-        auto* c = static_cast<Conn*>(req->data);
-        delete req;
-        if (c == nullptr) {  // the connection was dropped meanwhile
-          uv_freeaddrinfo(res);
-          return;
-        }
-        c->gai = nullptr;
-        AvroSink* self = c->self;
-        if (status != 0 || res == nullptr) {
-          uv_freeaddrinfo(res);
-          self->drop_connection("cannot resolve " + self->config_.address + ": " +
-                                uv_strerror(status));
-          return;
-        }
-        c->tcp = new uv_tcp_t{};
-        uv_tcp_init(self->ctx_.loop.uv(), c->tcp);
-        c->tcp->data = c;
-        c->creq = new uv_connect_t{};
-        c->creq->data = c;
-        const int crc = uv_tcp_connect(c->creq, c->tcp, res->ai_addr, [](uv_connect_t* r, int st) {
-          auto* conn = static_cast<Conn*>(r->data);
-          delete r;
-          if (conn == nullptr) return;
-          conn->creq = nullptr;
-          conn->self->on_connected(st);
-        });
-        uv_freeaddrinfo(res);
-        if (crc != 0) {
-          delete c->creq;
-          c->creq = nullptr;
-          self->drop_connection(std::string("connect: ") + uv_strerror(crc));
-        }
-      },
-      host_.c_str(), port_.c_str(), &hints);
-  if (rc != 0) {
-    delete conn_->gai;
-    conn_->gai = nullptr;
-    drop_connection(std::string("getaddrinfo: ") + uv_strerror(rc));
+  if (probe_ != nullptr) {
+    ProbeListener* l = probe_;
+    probe_ = nullptr;
+    l->on_probed(*this, true);
   }
+  pump();
+  maybe_stopped();
 }
 
-void AvroSink::on_connected(int status) {
-  if (status != 0) {
-    drop_connection("cannot connect to " + config_.address + ": " + uv_strerror(status));
-    return;
-  }
-  connect_timer_.stop();
-  connects_.inc();
-  conn_->ready = true;
-  uv_tcp_nodelay(conn_->tcp, 1);
-  if (tls_) {
-    const std::string& name = config_.tls.server_name.empty() ? host_ : config_.tls.server_name;
-    conn_->tls = std::make_unique<tls::TlsSession>(tls_, name);
-    std::string hello;
-    if (Status st = conn_->tls->start(hello); !st.ok()) {
-      tls_errors_.inc();
-      drop_connection(st.message());
-      return;
-    }
-    send_wire(std::move(hello));
-    if (!conn_) return;
-  }
-  uv_read_start(
-      reinterpret_cast<uv_stream_t*>(conn_->tcp),
-      [](uv_handle_t* h, std::size_t, uv_buf_t* b) {
-        auto* c = static_cast<Conn*>(h->data);
-        b->base = c->buf;
-        b->len = sizeof c->buf;
-      },
-      [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
-        if (s->data == nullptr) return;
-        static_cast<Conn*>(s->data)->self->on_read(n, b);
-      });
-  pump();
-}
+void AvroSink::on_disconnected(const Status& why) { drop_connection(why.message()); }
 
 void AvroSink::send_front() {
   const Job& job = queue_.front();
   scratch_.clear();
   avro::Writer w(scratch_);
-  handshake_in_request_ = !conn_->handshaken;
+  handshake_in_request_ = !handshaken_;
   if (handshake_in_request_) {
     avro::HandshakeRequest h;
     h.client_hash = avro::kFlumeHash;
@@ -235,72 +150,37 @@ void AvroSink::send_front() {
     avro::write_handshake_request(w, h);
   }
   avro::write_append_batch(w, *job.batch, 0, job.batch->size());
-  std::string frame;
-  avro::encode_frame(++serial_, scratch_, frame);
-  if (conn_->deflate && !zlib_outside()) {
-    std::string compressed;
-    conn_->deflate->write(frame, compressed);
-    frame.swap(compressed);
-  }
-  if (conn_->tls) {
-    std::string cipher;
-    if (Status st = conn_->tls->write(frame, cipher); !st.ok()) {
-      drop_connection(st.message());
-      return;
-    }
-    frame.swap(cipher);
-  }
+  frame_.clear();
+  avro::encode_frame(++serial_, scratch_, frame_);
   in_flight_ = true;
-  if (!frame.empty()) send_wire(std::move(frame));  // empty: held until the TLS handshake ends
-  if (!conn_) return;
+  if (deflate_) {
+    compressed_.clear();
+    deflate_->write(frame_, compressed_);
+    client_.write(compressed_);
+  } else {
+    client_.write(frame_);
+  }
+  if (scratch_.capacity() > (std::size_t{8} << 20)) std::string().swap(scratch_);
+  if (frame_.capacity() > (std::size_t{8} << 20)) std::string().swap(frame_);
+  if (compressed_.capacity() > (std::size_t{8} << 20)) std::string().swap(compressed_);
   request_timer_.start(config_.request_timeout, [this] {
     drop_connection("no answer from " + config_.address + " within the request_timeout");
   });
 }
 
-void AvroSink::on_read(ssize_t n, const uv_buf_t* buf) {
-  if (n < 0) {
-    drop_connection(n == UV_EOF ? "the server closed the connection"
-                                : std::string("read: ") + uv_strerror(static_cast<int>(n)));
-    return;
-  }
-  std::string_view data(buf->base, static_cast<std::size_t>(n));
-  const bool outer = zlib_outside();
-  if (outer) {
-    conn_->inflated.clear();
-    if (Status st = conn_->inflate->write(data, conn_->inflated); !st.ok()) {
+void AvroSink::on_data(std::string_view data) {
+  if (inflate_) {
+    inflated_.clear();
+    if (Status st = inflate_->write(data, inflated_); !st.ok()) {
       drop_connection(st.message());
       return;
     }
-    data = conn_->inflated;
+    data = inflated_;
   }
-  if (conn_->tls) {
-    std::string send;
-    conn_->decrypted.clear();
-    const Status st = conn_->tls->read(data, conn_->decrypted, send);
-    if (!send.empty()) send_wire(std::move(send));
-    if (!conn_) return;
-    if (!st.ok()) {
-      tls_errors_.inc();
-      drop_connection(st.message());
-      return;
-    }
-    data = conn_->decrypted;
-    if (data.empty()) return;
-  }
-  if (conn_->inflate && !outer) {
-    conn_->inflated.clear();
-    if (Status st = conn_->inflate->write(data, conn_->inflated); !st.ok()) {
-      drop_connection(st.message());
-      return;
-    }
-    data = conn_->inflated;
-  }
-  Conn* c = conn_.get();
   std::int32_t serial = 0;
   std::string payload;
   bool got = false;
-  const Status st = c->decoder.feed(data, [&](std::int32_t s, std::string_view p) {
+  const Status st = decoder_.feed(data, [&](std::int32_t s, std::string_view p) {
     serial = s;
     payload.assign(p);
     got = true;
@@ -334,7 +214,7 @@ void AvroSink::on_frame(std::int32_t serial, std::string_view payload) {
       drop_connection("the server's protocol has no appendBatch");
       return;
     }
-    conn_->handshaken = true;
+    handshaken_ = true;
   }
   avro::CallStatus status = avro::CallStatus::unknown;
   std::string error;
@@ -356,25 +236,6 @@ void AvroSink::on_frame(std::int32_t serial, std::string_view payload) {
   maybe_stopped();
 }
 
-bool AvroSink::zlib_outside() const {
-  return conn_ && conn_->tls && conn_->deflate && config_.zlib_outside_tls;
-}
-
-void AvroSink::send_wire(std::string data) {
-  if (zlib_outside()) {
-    std::string compressed;
-    conn_->deflate->write(data, compressed);
-    data.swap(compressed);
-  }
-  write_raw(std::move(data));
-}
-
-void AvroSink::write_raw(std::string data) {
-  if (const int rc = write_owned(reinterpret_cast<uv_stream_t*>(conn_->tcp), std::move(data))) {
-    drop_connection(std::string("write: ") + uv_strerror(rc));
-  }
-}
-
 void AvroSink::finish_front(DeliveryResult result) {
   Job job = queue_.front();
   queue_.pop_front();
@@ -383,49 +244,45 @@ void AvroSink::finish_front(DeliveryResult result) {
 
 void AvroSink::drop_connection(const std::string& why) {
   request_timer_.stop();
-  connect_timer_.stop();
-  if (conn_) {
-    if (conn_->gai != nullptr) conn_->gai->data = nullptr;  // its callback frees it
-    if (conn_->creq != nullptr) conn_->creq->data = nullptr;
-    if (conn_->tcp != nullptr) {
-      conn_->tcp->data = nullptr;
-      close_and_delete(conn_->tcp);
-    }
-    conn_.reset();
-  }
+  client_.close();
   const bool had_work = in_flight_ || !queue_.empty();
   in_flight_ = false;
   if (had_work && !stopping_) {
     SLUICE_WARN_LIMITED(log_limit_, "avro sink {}: {}", ctx_.name, why);
   }
   // Everything queued answers Retry: the group rolls back in order and may fail over.
-  fail_all(why);
-  maybe_stopped();
-}
-
-void AvroSink::fail_all(const std::string& why) {
   while (!queue_.empty()) {
     failures_.inc();
     Job job = queue_.front();
     queue_.pop_front();
-    answer_later(job, DeliveryResult::retry(why));
+    answer_later({job, DeliveryResult::retry(why), nullptr});
   }
+  // A probe waiting for this connect is answered unhealthy.
+  if (probe_ != nullptr) {
+    answer_later({Job{nullptr, DeliveryId{0}, nullptr}, DeliveryResult::retry(why), probe_});
+    probe_ = nullptr;
+  }
+  maybe_stopped();
 }
 
-void AvroSink::answer_later(Job job, DeliveryResult result) {
-  // Never answer from inside deliver(): hand it to the loop. stop() waits for these.
-  auto* later = new Later{this, job, std::move(result)};
-  later_.push_back(later);
-  ctx_.loop.defer(
-      [](void* p, std::uint64_t) {
-        std::unique_ptr<Later> l(static_cast<Later*>(p));
-        AvroSink* sink = l->sink;
-        if (sink == nullptr) return;
-        std::erase(sink->later_, l.get());
-        l->job.done->on_delivered(l->job.id, l->result);
-        sink->maybe_stopped();
-      },
-      later, 0);
+void AvroSink::answer_later(Later later) {
+  // Never answer from inside deliver(), cancel() or probe(): hand it to the loop. stop() waits.
+  if (later_.empty()) ctx_.loop.defer(&AvroSink::later_task, this, 0);
+  later_.push_back(std::move(later));
+}
+
+void AvroSink::later_task(void* self, std::uint64_t) {
+  auto* s = static_cast<AvroSink*>(self);
+  std::deque<Later> now;
+  now.swap(s->later_);
+  for (Later& l : now) {
+    if (l.probe != nullptr) {
+      l.probe->on_probed(*s, l.result.is_ok());
+    } else {
+      l.job.done->on_delivered(l.job.id, l.result);
+    }
+  }
+  s->maybe_stopped();
 }
 
 void AvroSink::cancel(DeliveryId id) {
@@ -438,58 +295,34 @@ void AvroSink::cancel(DeliveryId id) {
     if (it->id == id && !(in_flight_ && it == queue_.begin())) {
       Job job = *it;
       queue_.erase(it);
-      answer_later(job, DeliveryResult::retry("cancelled"));
+      answer_later({job, DeliveryResult::retry("cancelled"), nullptr});
       return;
     }
   }
 }
 
 bool AvroSink::probe(ProbeListener& listener) {
-  // A TCP connect to the server: enough to know that something listens again.
+  // The client's connect (TCP, and the TLS handshake with TLS): the server is back once a
+  // connection is usable, and that connection carries the next batch.
   if (probe_ != nullptr || on_stopped_ || stopping_) return false;
-  sockaddr_storage ss{};
-  if (uv_ip4_addr(host_.c_str(), std::stoi(port_), reinterpret_cast<sockaddr_in*>(&ss)) != 0 &&
-      uv_ip6_addr(host_.c_str(), std::stoi(port_), reinterpret_cast<sockaddr_in6*>(&ss)) != 0) {
-    return false;  // a name: tried with the next batch instead
+  if (client_.connected()) {
+    answer_later({Job{nullptr, DeliveryId{0}, nullptr}, DeliveryResult::ok(), &listener});
+    return true;
   }
-  auto* p = new Probe{this, &listener, new uv_tcp_t{}, {}};
-  uv_tcp_init(ctx_.loop.uv(), p->tcp);
-  p->req.data = p;
-  const int rc = uv_tcp_connect(&p->req, p->tcp, reinterpret_cast<sockaddr*>(&ss),
-                                [](uv_connect_t* r, int status) {
-                                  auto* pr = static_cast<Probe*>(r->data);
-                                  close_and_delete(pr->tcp);
-                                  AvroSink* sink = pr->sink;
-                                  if (sink != nullptr) sink->on_probe_done(pr, status);
-                                  delete pr;
-                                });
-  if (rc != 0) {
-    close_and_delete(p->tcp);
-    delete p;
-    return false;
-  }
-  probe_ = p;
-  // A connect that hangs (a black-holed address) fails the probe after connect_timeout; closing
-  // the socket makes the connect callback run with ECANCELED.
-  probe_timer_.start(config_.connect_timeout, [this] {
-    if (probe_ != nullptr) close_and_delete(probe_->tcp);
-  });
+  probe_ = &listener;
+  client_.connect_now();
   return true;
-}
-
-void AvroSink::on_probe_done(Probe* probe, int status) {
-  SLUICE_ASSERT(probe == probe_);
-  probe_ = nullptr;
-  probe_timer_.stop();
-  probe->listener->on_probed(*this, status == 0);
-  maybe_stopped();
 }
 
 void AvroSink::stop(StopCallback on_stopped) {
   on_stopped_ = std::move(on_stopped);
-  // A probe in flight is cancelled: its callback (ECANCELED, reported as failed) runs on the
-  // next loop turn, before on_stopped, while the group still listens.
-  if (probe_ != nullptr) close_and_delete(probe_->tcp);
+  // A probe in flight is cancelled: it answers unhealthy on the next loop turn, before
+  // on_stopped, while the group still listens.
+  if (probe_ != nullptr) {
+    answer_later({Job{nullptr, DeliveryId{0}, nullptr}, DeliveryResult::retry("stopping"), probe_});
+    probe_ = nullptr;
+    if (queue_.empty()) client_.close();
+  }
   // Requests in flight get flush_timeout to be answered; then they answer Retry.
   if (in_flight_ || !queue_.empty()) {
     stop_timer_.start(config_.flush_timeout, [this] {
@@ -508,7 +341,7 @@ void AvroSink::maybe_stopped() {
   auto cb = std::move(on_stopped_);
   on_stopped_ = nullptr;
   stopping_ = true;
-  if (conn_) drop_connection("stopping");
+  client_.close();
   cb();
 }
 

@@ -19,6 +19,7 @@
 #include "lib/core/metrics.h"
 #include "lib/core/result.h"
 #include "lib/core/sink.h"
+#include "lib/net/tcp_client.h"
 #include "lib/net/tls.h"
 
 namespace sluice::sinks {
@@ -37,11 +38,13 @@ struct AvroSinkConfig {
   static std::optional<AvroSinkConfig> parse(const ConfigNode& node, ConfigErrors& errors);
 };
 
-/// Flume's AvroSink on the wire: one connection, handshake on its first request (always with our
-/// protocol text, so Flume and sluice servers answer BOTH or CLIENT), one appendBatch per batch,
-/// one request at a time. OK answers Ok; FAILED, an error, a timeout or a lost connection answer
-/// Retry (and drop the connection, except after FAILED), so that a failover group moves on.
-class AvroSink final : public Sink {
+/// Flume's AvroSink on the wire: one connection (a net::TcpClient), handshake on its first request
+/// (always with our protocol text, so Flume and sluice servers answer BOTH or CLIENT), one
+/// appendBatch per batch, one request at a time. OK answers Ok; FAILED, an error, a timeout or a
+/// lost connection answer Retry (and drop the connection, except after FAILED), so that a failover
+/// group moves on. Deflate is layered as Flume does: inside TLS here (1.9), or outside it through
+/// the client's wire codec (1.10, `layering = "zlib_outside"`).
+class AvroSink final : public Sink, private net::TcpClientHandler {
  public:
   ~AvroSink() override;
   AvroSink(const AvroSinkConfig& config, SinkContext& ctx, std::shared_ptr<tls::TlsContext> tls);
@@ -53,47 +56,52 @@ class AvroSink final : public Sink {
   bool probe(ProbeListener& listener) override;
 
  private:
-  struct Conn;
-  struct Probe;
-  struct Later;
   struct Job {
     const Batch* batch;
     DeliveryId id;
     DeliveryListener* done;
   };
+  /// An answer (to a delivery, or to a probe) on its way through the loop.
+  struct Later {
+    Job job;
+    DeliveryResult result;
+    ProbeListener* probe = nullptr;
+  };
+  void on_connected() override;
+  void on_written(std::uint64_t) override {}
+  void on_disconnected(const Status& why) override;
+  void on_data(std::string_view data) override;
   void pump();
-  void connect();
-  void on_connected(int status);
   void send_front();
-  void on_read(ssize_t n, const uv_buf_t* buf);
   void on_frame(std::int32_t serial, std::string_view payload);
   void finish_front(DeliveryResult result);
   void drop_connection(const std::string& why);
-  void fail_all(const std::string& why);
-  void answer_later(Job job, DeliveryResult result);
+  void answer_later(Later later);
+  static void later_task(void* self, std::uint64_t);
   void maybe_stopped();
-  void on_probe_done(Probe* probe, int status);
-  void write_raw(std::string data);
-  void send_wire(std::string data);  // after TLS: through the outer zlib layer if zlib_outside_tls
-  bool zlib_outside() const;
 
   AvroSinkConfig config_;
   SinkContext& ctx_;
-  std::string host_, port_;
-  std::shared_ptr<tls::TlsContext> tls_;
-  std::unique_ptr<Conn> conn_;
-  std::deque<Job> queue_;  // front is in flight once sent
-  bool in_flight_ = false, handshake_in_request_ = false;
-  std::int32_t serial_ = 0;
-  Timer request_timer_, connect_timer_, probe_timer_, stop_timer_;
-  Probe* probe_ = nullptr;     // the health probe in flight; freed by its connect callback
-  std::vector<Later*> later_;  // answers handed to the loop, not yet given
-  StopCallback on_stopped_;
-  bool stopping_ = false;
-  std::string scratch_;
   Counter& connects_;
   Counter& failures_;
   Counter& tls_errors_;
+  net::TcpClient client_;
+  // Per connection, made anew by on_connected().
+  bool handshaken_ = false;
+  avro::FrameDecoder decoder_;
+  std::unique_ptr<codec::Inflater> inflate_;  // zlib inside TLS (or without TLS)
+  std::unique_ptr<codec::Deflater> deflate_;
+  std::string inflated_;
+
+  std::deque<Job> queue_;  // front is in flight once sent
+  bool in_flight_ = false, handshake_in_request_ = false;
+  std::int32_t serial_ = 0;
+  Timer request_timer_, stop_timer_;
+  ProbeListener* probe_ = nullptr;  // a probe waiting for the client's connect
+  std::deque<Later> later_;         // answers handed to the loop, not yet given
+  StopCallback on_stopped_;
+  bool stopping_ = false;
+  std::string scratch_, frame_, compressed_;
   RateLimiter log_limit_;
 };
 

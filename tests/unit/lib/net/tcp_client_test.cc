@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "lib/codec/zstream.h"
 #include "lib/net/tcp_server.h"
 #include "tests/support/agent_process.h"
 #include "tests/support/fault_peers.h"
@@ -253,6 +254,121 @@ TEST_CASE("tcp client: TLS to the project's TLS server, verified against its CA"
     CHECK(ev2.lost[0].message().find("certificate") != std::string::npos);
     CHECK(tls_errors.value() == 1);
     CHECK(ev2.connected == 0);
+    c.close();
+  }
+  REQUIRE(loop.close() == 0);
+}
+
+namespace {
+
+// zlib both ways, one stream per direction, as Flume 1.10 layers it outside TLS.
+struct ZlibCodec final : net::WireCodec {
+  codec::Deflater deflate{6};
+  codec::Inflater inflate{std::size_t{1} << 20};
+  int* encodes = nullptr;
+  Status decode(std::string_view wire, std::string& out) override {
+    return inflate.write(wire, out);
+  }
+  void encode(std::string_view data, std::string& out) override {
+    if (encodes != nullptr) ++*encodes;
+    deflate.write(data, out);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("tcp client: a wire codec wraps the TLS records both ways and is made per connection",
+          "[unit][net][tcp_client][tls]") {
+  test::TempDir tmp;
+  REQUIRE(std::system(("bash " + test::source_dir() + "/tests/support/make_pki.sh " + tmp.path())
+                          .c_str()) == 0);
+  Loop loop;
+  MetricsRegistry metrics;
+  {
+    struct Sink final : net::ConnectionHandler {
+      std::string received;
+      void on_open(net::Connection& c) override { c.set_wire_codec(std::make_unique<ZlibCodec>()); }
+      void on_data(net::Connection& c, std::string_view d) override {
+        received.append(d);
+        c.send("ack\n");
+      }
+      void on_close(net::Connection&, net::CloseReason) override {}
+    } handler;
+    net::TcpServer server(loop, {}, handler, &metrics, {{"component", "srv"}});
+    tls::TlsConfig sc;
+    sc.enabled = true;
+    sc.cert = tmp.file("server.pem");
+    sc.key = tmp.file("server.key");
+    auto sctx = tls::TlsContext::make(sc, true);
+    REQUIRE(sctx);
+    server.set_tls(*sctx);
+    REQUIRE(server.listen("127.0.0.1:0").ok());
+
+    tls::TlsConfig cc;
+    cc.enabled = true;
+    cc.ca = tmp.file("ca.pem");
+    auto cctx = tls::TlsContext::make(cc, false);
+    REQUIRE(cctx);
+    Events ev;
+    auto o = options(server.bound_address());
+    o.tls = *cctx;
+    int made = 0, encodes = 0;
+    o.wire_codec = [&] {
+      ++made;
+      auto z = std::make_unique<ZlibCodec>();
+      z->encodes = &encodes;
+      return z;
+    };
+    TcpClient c(loop, o, ev);
+    c.connect();
+    REQUIRE(run_until(loop, 5s, [&] { return ev.connected == 1; }));
+    CHECK(made == 1);
+    CHECK(encodes >= 1);                    // the TLS hello went through it
+    CHECK(c.write("secret line\n") == 12);  // marks count what the user wrote, not the wire
+    REQUIRE(run_until(loop, 5s, [&] { return handler.received == "secret line\n"; }));
+    REQUIRE(run_until(loop, 5s, [&] { return ev.data == "ack\n"; }));
+    CHECK(ev.marks.back() == 12);
+
+    // A new connection gets a new codec: a zlib stream cannot go on across connections.
+    c.close();
+    c.connect();
+    REQUIRE(run_until(loop, 5s, [&] { return ev.connected == 2; }));
+    CHECK(made == 2);
+    c.write("again\n");
+    REQUIRE(run_until(loop, 5s, [&] { return handler.received == "secret line\nagain\n"; }));
+    REQUIRE(run_until(loop, 5s, [&] { return ev.data == "ack\nack\n"; }));
+    CHECK(ev.lost.empty());
+    c.close();
+  }
+  REQUIRE(loop.close() == 0);
+}
+
+TEST_CASE("tcp client: bytes the wire codec cannot decode drop the connection, reported once",
+          "[unit][net][tcp_client]") {
+  Loop loop;
+  MetricsRegistry metrics;
+  {
+    // Answers in plaintext, which the client's zlib layer rejects.
+    struct Plain final : net::ConnectionHandler {
+      void on_open(net::Connection&) override {}
+      void on_data(net::Connection& c, std::string_view) override { c.send("not zlib at all\n"); }
+      void on_close(net::Connection&, net::CloseReason) override {}
+    } handler;
+    net::TcpServer server(loop, {}, handler, &metrics, {{"component", "srv"}});
+    REQUIRE(server.listen("127.0.0.1:0").ok());
+    Events ev;
+    auto o = options(server.bound_address());
+    o.wire_codec = [] { return std::make_unique<ZlibCodec>(); };
+    TcpClient c(loop, o, ev);
+    c.connect();
+    REQUIRE(run_until(loop, 5s, [&] { return ev.connected == 1; }));
+    c.write("hello\n");
+    REQUIRE(run_until(loop, 5s, [&] { return ev.lost.size() == 1; }));
+    CHECK(ev.data.empty());
+    CHECK_FALSE(ev.lost[0].ok());
+    CHECK_FALSE(c.connected());
+    run_until(loop, 50ms, [] { return false; });
+    CHECK(ev.lost.size() == 1);
     c.close();
   }
   REQUIRE(loop.close() == 0);
