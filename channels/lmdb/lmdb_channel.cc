@@ -475,8 +475,10 @@ const Batch* LmdbChannel::decode(std::uint64_t seq, std::string_view stored, Sta
   if (!st.ok()) return &decoded_;
   const std::size_t size = stored.size() + decoded_.bytes();
   if (size > kDecodedBytes / 4) return &decoded_;
-  while (!decoded_cache_.empty() && (decoded_cache_bytes_ + size > kDecodedBytes ||
-                                     decoded_cache_.size() >= kDecodedRecords)) {
+  // One reader only meets its last record again; several share the recent ones.
+  const std::size_t records = cursors_.size() > 1 ? kDecodedRecords : 1;
+  while (!decoded_cache_.empty() &&
+         (decoded_cache_bytes_ + size > kDecodedBytes || decoded_cache_.size() >= records)) {
     const Decoded& old = decoded_cache_.front();
     decoded_cache_bytes_ -= old.stored.size() + old.batch.bytes();
     decoded_cache_.pop_front();

@@ -129,14 +129,15 @@ class LmdbChannel final : public Channel {
   // records soon after the others, and a take that stops at its limits meets its last record again
   // on the next take. A hit needs the stored bytes to be identical, so it answers exactly what
   // decoding them again would. Bounded by kDecodedBytes (stored + decoded sizes) and
-  // kDecodedRecords; a record larger than a quarter of the bound is decoded into decoded_ only.
+  // kDecodedRecords (1 with one cursor); a record larger than a quarter of the bound is decoded
+  // into decoded_ only.
   struct Decoded {
     std::uint64_t seq = 0;
     std::string stored;
     Batch batch;
   };
   const Batch* decode(std::uint64_t seq, std::string_view stored, Status& st);
-  static constexpr std::size_t kDecodedBytes = 4u << 20;
+  static constexpr std::size_t kDecodedBytes = 2u << 20;
   static constexpr std::size_t kDecodedRecords = 32;
   std::deque<Decoded> decoded_cache_;
   std::size_t decoded_cache_bytes_ = 0;
