@@ -128,7 +128,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="sluice-sql-bench-") as tmp:
         os.makedirs(os.path.join(tmp, "logs"))
         data = os.path.join(tmp, "logs", "events.log")
-        print(f"input: {args.events} JSON events of ~170 bytes (page cache warm); best of {args.runs} runs (by CPU)")
+        print(f"input: {args.events} JSON events of ~144 bytes (page cache warm); best of {args.runs} runs (by CPU)")
         print(f"{'run':<40}{'wall s':>8}{'events/s':>13}{'CPU s':>8}{'events/CPU-s':>14}{'RSS MB':>8}")
         inputs = [("35 keys", False), ("100k keys/window", True)]
         if args.only:
