@@ -424,8 +424,8 @@ Result<Lease> LmdbChannel::take(CursorId cursor, Batch& out, TakeLimits limits) 
     while (rc == 0) {
       const std::uint64_t seq = seq_of(k);
       if (seq > durable_seq_) break;
-      Status st =
-          decode_record({static_cast<const char*>(v.mv_data), v.mv_size}, decoded_, scratch_);
+      Status st;
+      const Batch* decoded = decode(seq, {static_cast<const char*>(v.mv_data), v.mv_size}, st);
       if (!st.ok()) {
         if (quarantined_seqs_.count(seq) == 0) {
           spdlog::error("lmdb channel {}: record {} is damaged ({}); moving it to quarantine",
@@ -435,12 +435,12 @@ Result<Lease> LmdbChannel::take(CursorId cursor, Batch& out, TakeLimits limits) 
         skipped_to = seq;
       } else {
         if (!out.empty() &&
-            (out.size() + decoded_.size() > limits.max_events ||
-             bytes + decoded_.bytes() > limits.max_bytes || !out.same_common_headers(decoded_))) {
+            (out.size() + decoded->size() > limits.max_events ||
+             bytes + decoded->bytes() > limits.max_bytes || !out.same_common_headers(*decoded))) {
           break;
         }
-        out.append_range(decoded_, 0, decoded_.size());
-        bytes += decoded_.bytes();
+        out.append_range(*decoded, 0, decoded->size());
+        bytes += decoded->bytes();
         if (first == 0) first = seq;
         last = seq;
         if (take_spent_ + (std::chrono::steady_clock::now() - started) >= kTakeBudget) break;
@@ -462,6 +462,33 @@ Result<Lease> LmdbChannel::take(CursorId cursor, Batch& out, TakeLimits limits) 
   leases_[id] = Leased{cursor, first, std::max(last, skipped_to)};
   c.taken = std::max(last, skipped_to) + 1;
   return Lease(this, id, static_cast<std::uint32_t>(out.size()), bytes);
+}
+
+const Batch* LmdbChannel::decode(std::uint64_t seq, std::string_view stored, Status& st) {
+  for (const Decoded& d : decoded_cache_) {
+    if (d.seq == seq && d.stored == stored) {
+      st = Status();
+      return &d.batch;
+    }
+  }
+  st = decode_record(stored, decoded_, scratch_);
+  if (!st.ok()) return &decoded_;
+  const std::size_t size = stored.size() + decoded_.bytes();
+  if (size > kDecodedBytes / 4) return &decoded_;
+  // One reader only meets its last record again; several share the recent ones.
+  const std::size_t records = cursors_.size() > 1 ? kDecodedRecords : 1;
+  while (!decoded_cache_.empty() &&
+         (decoded_cache_bytes_ + size > kDecodedBytes || decoded_cache_.size() >= records)) {
+    const Decoded& old = decoded_cache_.front();
+    decoded_cache_bytes_ -= old.stored.size() + old.batch.bytes();
+    decoded_cache_.pop_front();
+  }
+  Decoded& d = decoded_cache_.emplace_back();
+  d.seq = seq;
+  d.stored.assign(stored);
+  std::swap(d.batch, decoded_);
+  decoded_cache_bytes_ += size;
+  return &d.batch;
 }
 
 void LmdbChannel::quarantine(std::uint64_t seq) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -124,6 +125,22 @@ class LmdbChannel final : public Channel {
   std::map<std::uint64_t, Leased> leases_;
   std::uint64_t next_lease_ = 0;
   std::vector<SpaceListener*> space_waiters_;
+  // Decoded records, shared by the cursors: each reader (a sink group, a pipeline) takes the same
+  // records soon after the others, and a take that stops at its limits meets its last record again
+  // on the next take. A hit needs the stored bytes to be identical, so it answers exactly what
+  // decoding them again would. Bounded by kDecodedBytes (stored + decoded sizes) and
+  // kDecodedRecords (1 with one cursor); a record larger than a quarter of the bound is decoded
+  // into decoded_ only.
+  struct Decoded {
+    std::uint64_t seq = 0;
+    std::string stored;
+    Batch batch;
+  };
+  const Batch* decode(std::uint64_t seq, std::string_view stored, Status& st);
+  static constexpr std::size_t kDecodedBytes = 2u << 20;
+  static constexpr std::size_t kDecodedRecords = 32;
+  std::deque<Decoded> decoded_cache_;
+  std::size_t decoded_cache_bytes_ = 0;
   Batch decoded_;
   std::string scratch_;
   std::uint64_t quarantined_ = 0;

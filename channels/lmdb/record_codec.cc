@@ -53,6 +53,25 @@ struct Reader {
   }
 };
 
+// One compression and one decompression context per thread (the writer thread seals, the loop
+// decodes), kept across records: ZSTD_compress / ZSTD_decompress make and free one per call,
+// allocating and clearing its tables each time. The output is the same either way.
+struct ZstdContexts {
+  ZSTD_CCtx* c = ZSTD_createCCtx();
+  ZSTD_DCtx* d = ZSTD_createDCtx();
+  ZstdContexts() = default;
+  ZstdContexts(const ZstdContexts&) = delete;
+  ZstdContexts& operator=(const ZstdContexts&) = delete;
+  ~ZstdContexts() {
+    ZSTD_freeCCtx(c);
+    ZSTD_freeDCtx(d);
+  }
+};
+ZstdContexts& zstd_contexts() {
+  thread_local ZstdContexts contexts;
+  return contexts;
+}
+
 }  // namespace
 
 void serialize_batch(const Batch& batch, std::string& out) {
@@ -93,8 +112,11 @@ void seal_record(std::string_view payload, std::uint32_t events, int level, std:
   std::uint8_t flags = 0;
   if (level > 0) {
     body.resize(ZSTD_compressBound(payload.size()));
-    const std::size_t n =
-        ZSTD_compress(body.data(), body.size(), payload.data(), payload.size(), level);
+    ZSTD_CCtx* cctx = zstd_contexts().c;
+    const std::size_t n = cctx != nullptr ? ZSTD_compressCCtx(cctx, body.data(), body.size(),
+                                                              payload.data(), payload.size(), level)
+                                          : ZSTD_compress(body.data(), body.size(), payload.data(),
+                                                          payload.size(), level);
     if (!ZSTD_isError(n) && n < payload.size()) {
       body.resize(n);
       flags = 1;
@@ -132,8 +154,12 @@ Status decode_record(std::string_view record, Batch& out, std::string& scratch) 
   std::string_view payload = record.substr(kHeaderSize);
   if (record[8] == 1) {
     scratch.resize(info.raw_bytes);
+    ZSTD_DCtx* dctx = zstd_contexts().d;
     const std::size_t n =
-        ZSTD_decompress(scratch.data(), scratch.size(), payload.data(), payload.size());
+        dctx != nullptr
+            ? ZSTD_decompressDCtx(dctx, scratch.data(), scratch.size(), payload.data(),
+                                  payload.size())
+            : ZSTD_decompress(scratch.data(), scratch.size(), payload.data(), payload.size());
     if (ZSTD_isError(n) || n != info.raw_bytes)
       return Status(Errc::invalid_data, "zstd frame does not decode");
     payload = scratch;
