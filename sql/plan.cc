@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "lib/codec/hash.h"
 #include "sql/lexer.h"
 
 namespace sluice::sql {
@@ -73,12 +74,9 @@ std::string_view op_text(Op op) {
   }
 }
 
+// The published FNV-1a offset basis (not lib/codec's): stored query fingerprints use it.
 std::uint64_t fnv(std::string_view s, std::uint64_t h = 0xcbf29ce484222325ull) {
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
+  return codec::fnv1a64(s, h);
 }
 
 /// The row builder keeps one row's values on the stack.

@@ -249,14 +249,15 @@ HttpSink::~HttpSink() {
 
 std::string HttpSink::idempotency_key(const Batch& batch) {
   // FNV-1a over the ids' bytes, then the count: the same events in the same order, same key.
-  std::uint64_t h = codec::fnv1a64({});
+  std::uint64_t h = codec::kFnvBasis;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     std::uint64_t id = batch[i].id();
-    for (int b = 0; b < 8; ++b) {
-      h ^= static_cast<unsigned char>(id & 0xff);
-      h *= 1099511628211ULL;
+    char bytes[8];  // little-endian, whatever the machine
+    for (char& b : bytes) {
+      b = static_cast<char>(id & 0xff);
       id >>= 8;
     }
+    h = codec::fnv1a64({bytes, sizeof bytes}, h);
   }
   char buf[48];
   const int n = std::snprintf(buf, sizeof buf, "%016llx-%zu", static_cast<unsigned long long>(h),

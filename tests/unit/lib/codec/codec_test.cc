@@ -53,6 +53,9 @@ TEST_CASE("fnv1a64 never changes", "[unit][codec]") {
   STATIC_REQUIRE(fnv1a64("") == 0x14650fb0739d0383ULL);
   CHECK(fnv1a64("a") == 0x44bd8ad473cd9906ULL);
   CHECK(fnv1a64("foobar") == 0x88fad7c0a8ff07f2ULL);
+  // Continued over pieces, it is the hash of the whole; with another basis, the published FNV-1a.
+  CHECK(fnv1a64("bar", fnv1a64("foo")) == fnv1a64("foobar"));
+  CHECK(fnv1a64("a", 0xcbf29ce484222325ULL) == 0xaf63dc4c8601ec8cULL);
 }
 
 TEST_CASE("write_file_atomic replaces a file whole and says what failed", "[unit][codec]") {
