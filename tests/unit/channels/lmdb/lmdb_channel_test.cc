@@ -393,6 +393,36 @@ struct NumberedSource {
   }
 };
 
+// An lmdb channel on a small disk (the caller mounts it at `data`), with a source of numbered 1 KB
+// events putting into it through a SourceOutput.
+struct FullDiskRig {
+  FullDiskRig(Loop& loop, const std::string& data)
+      : ctx{loop, metrics, "durable", "lmdb", data, &shared} {
+    LmdbConfig cfg;
+    cfg.compression_level = 0;
+    cfg.transaction_events = 100;
+    auto created = LmdbChannel::create(cfg, ctx);
+    REQUIRE(created.has_value());
+    ch = std::move(*created);
+    auto c = ch->open_cursor("g");
+    REQUIRE(c.has_value());
+    cursor = *c;
+    out.emplace(loop, std::vector<Channel*>{ch.get()}, 4);
+    out->set_source_name("src");
+    out->set_metrics(metrics, {{"component", "src"}, {"type", "test"}});
+    out->set_listener(&listener);
+    source.emplace(NumberedSource{*out});
+  }
+  MetricsRegistry metrics;
+  SharedResources shared;
+  ComponentContext ctx;
+  std::unique_ptr<LmdbChannel> ch;
+  std::optional<CursorId> cursor;
+  CountingListener listener;
+  std::optional<SourceOutput> out;
+  std::optional<NumberedSource> source;
+};
+
 }  // namespace
 
 TEST_CASE("lmdb channel: a full disk is back-pressure, every put is kept and arrives in order",
@@ -406,23 +436,13 @@ TEST_CASE("lmdb channel: a full disk is back-pressure, every put is kept and arr
   }
   Loop loop;
   {
-    MetricsRegistry metrics;
-    SharedResources shared;
-    ComponentContext ctx{loop, metrics, "durable", "lmdb", data, &shared};
-    LmdbConfig cfg;
-    cfg.compression_level = 0;
-    cfg.transaction_events = 100;
-    auto created = LmdbChannel::create(cfg, ctx);
-    REQUIRE(created.has_value());
-    LmdbChannel& ch = **created;
-    auto cursor = ch.open_cursor("g");
-    REQUIRE(cursor.has_value());
-    SourceOutput out(loop, {&ch}, 4);
-    out.set_source_name("src");
-    out.set_metrics(metrics, {{"component", "src"}, {"type", "test"}});
-    CountingListener listener;
-    out.set_listener(&listener);
-    NumberedSource source{out};
+    FullDiskRig r(loop, data);
+    LmdbChannel& ch = *r.ch;
+    const std::optional<CursorId>& cursor = r.cursor;
+    SourceOutput& out = *r.out;
+    MetricsRegistry& metrics = r.metrics;
+    CountingListener& listener = r.listener;
+    NumberedSource& source = *r.source;
     // The sink is down: nothing is taken. The disk fills.
     REQUIRE(test::run_until(loop, 20s, [&] {
       source.fill(1'000'000);
@@ -512,22 +532,11 @@ TEST_CASE("lmdb channel: a full disk drained by one commit takes the waiting put
   }
   Loop loop;
   {
-    MetricsRegistry metrics;
-    SharedResources shared;
-    ComponentContext ctx{loop, metrics, "durable", "lmdb", data, &shared};
-    LmdbConfig cfg;
-    cfg.compression_level = 0;
-    cfg.transaction_events = 100;
-    auto created = LmdbChannel::create(cfg, ctx);
-    REQUIRE(created.has_value());
-    LmdbChannel& ch = **created;
-    auto cursor = ch.open_cursor("g");
-    REQUIRE(cursor.has_value());
-    SourceOutput out(loop, {&ch}, 4);
-    out.set_source_name("src");
-    CountingListener listener;
-    out.set_listener(&listener);
-    NumberedSource source{out};
+    FullDiskRig r(loop, data);
+    LmdbChannel& ch = *r.ch;
+    const std::optional<CursorId>& cursor = r.cursor;
+    SourceOutput& out = *r.out;
+    NumberedSource& source = *r.source;
     REQUIRE(test::run_until(loop, 20s, [&] {
       source.fill(1'000'000);
       return out.put_errors() >= 4;
