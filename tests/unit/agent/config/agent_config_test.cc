@@ -8,21 +8,13 @@
 #include "sinks/group/processors.h"
 #include "sinks/kafka/kafka_sink.h"
 #include "tests/support/test_support.h"
+#include "tests/unit/agent/config_errors.h"
 
 using namespace sluice;
 
 namespace {
 
-std::vector<std::string> errors_of(std::string_view text) {
-  Registry registry;
-  register_builtin_components(registry);
-  ConfigErrors errors;
-  auto cfg = parse_config(text, "inline.toml", registry, errors);
-  std::vector<std::string> out;
-  for (const auto& e : errors) out.push_back(e.str());
-  if (!errors.empty()) REQUIRE_FALSE(cfg.has_value());
-  return out;
-}
+std::vector<std::string> errors_of(std::string_view text) { return test::config_errors_of(text); }
 
 constexpr std::string_view kValid = R"(
 [agent]

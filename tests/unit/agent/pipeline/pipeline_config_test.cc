@@ -6,21 +6,13 @@
 
 #include "agent/agent_config.h"
 #include "agent/registry.h"
+#include "tests/unit/agent/config_errors.h"
 
 using namespace sluice;
 
 namespace {
 
-std::vector<std::string> errors_of(const std::string& text) {
-  Registry registry;
-  register_builtin_components(registry);
-  ConfigErrors errors;
-  auto cfg = parse_config(text, "inline.toml", registry, errors);
-  std::vector<std::string> out;
-  for (const auto& e : errors) out.push_back(e.str());
-  if (!errors.empty()) REQUIRE_FALSE(cfg.has_value());
-  return out;
-}
+std::vector<std::string> errors_of(std::string_view text) { return test::config_errors_of(text); }
 
 // A source "access" writing to the lmdb channel "raw", and a channel "rows" for the pipelines:
 // 22 lines, so the pipelines below start at line 23.
