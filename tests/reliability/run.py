@@ -900,13 +900,242 @@ def parse_flood(ctx):
     return r
 
 
+def deleted_while_read(ctx):
+    """A file deleted while the agent is still reading it (its channel full, so reading is behind):
+    the open descriptor is read to its end, nothing lost."""
+    r = Result("deleted-while-read")
+    logs = os.path.join(ctx.tmp, "logs")
+    os.makedirs(logs)
+    app = os.path.join(logs, "app.log")
+    out = os.path.join(ctx.tmp, "out.log")
+    n = 2000000 if ctx.long else 200000
+    with open(app, "w") as f:
+        for s0 in range(1, n + 1, 10000):
+            f.write("".join(line(s) for s in range(s0, min(n, s0 + 9999) + 1)))
+    # The sink is an avro collector that is not up yet: the channel (50,000 events) fills and
+    # taildir stops reading in the middle of the file; then the file is deleted and the
+    # collector started.
+    port = free_port()
+    config = TAIL_MEMORY.format(paths=q(app), out="@UNUSED@", source_extra="").replace(
+        'type = "file"\npath = "@UNUSED@"',
+        'type = "avro"\naddress = "127.0.0.1:%d"\nconnect_timeout = "200ms"' % port)
+    agent = Agent(ctx.binary, ctx.tmp, "agent", config)
+    agent.start()
+    full = eventually(30, lambda: (agent.metric(
+        'sluice_channel_backpressure_total{component="buf",type="memory"}') or 0) > 0, 0.05)
+    read_before = agent.metric('sluice_source_events_total{component="tail",type="taildir"}')
+    os.unlink(app)
+    collector = Agent(ctx.binary, ctx.tmp, "collector",
+                      AVRO_COLLECTOR.format(name="c", listen="127.0.0.1:%d" % port, out=out))
+    collector.start()
+    tally = Tally([out])
+    wait_delivery(tally, n, 120)
+    rc = agent.terminate()
+    rc_c = collector.terminate()
+    r.from_tally(tally, n)
+    r.ok = full and r.lost == 0 and r.duplicated == 0 and rc == 0 and rc_c == 0
+    r.notes.append("deleted when %s of %d lines had been read (the channel full at 50,000 "
+                   "events behind a collector not up yet); exits %s/%s" %
+                   (None if read_before is None else int(read_before), n, rc, rc_c))
+    return r
+
+
+def symlink_repointed(ctx):
+    """The watched path is a symlink that is re-pointed (atomically, by rename) to a new file
+    while a writer writes 20,000 lines/s to the current target: every target read to its end."""
+    r = Result("symlink-repointed")
+    logs = os.path.join(ctx.tmp, "logs")
+    targets = os.path.join(ctx.tmp, "targets")
+    os.makedirs(logs)
+    os.makedirs(targets)
+    link = os.path.join(logs, "current.log")
+    out = os.path.join(ctx.tmp, "out.log")
+    first = os.path.join(targets, "1.log")
+    open(first, "w").close()
+    os.symlink(first, link)
+    agent = Agent(ctx.binary, ctx.tmp, "agent", TAIL_MEMORY.format(
+        paths=q(link), out=out, source_extra="follow_symlinks = true"))
+    agent.start()
+    tally = Tally([out])
+    w = Writer(first, 20000)
+    w.start()
+    repoints = 100 if ctx.long else 10
+    for k in range(2, repoints + 2):
+        time.sleep(0.3)  # paced by the clock
+        target = os.path.join(targets, "%d.log" % k)
+        with w.lock:
+            open(target, "w").close()
+            tmp_link = link + ".tmp"
+            os.symlink(target, tmp_link)
+            os.rename(tmp_link, link)
+            w.path = target
+            w.reopen()
+    n = w.finish()
+    wait_delivery(tally, n, 60)
+    rc = agent.terminate()
+    r.from_tally(tally, n)
+    r.ok = r.lost == 0 and r.duplicated == 0 and rc == 0
+    r.notes.append("%d re-points every 300 ms at 20000 lines/s; exit %s" % (repoints, rc))
+    return r
+
+
+def delete_recreate(ctx):
+    """A file deleted and created again under the same name, repeatedly (the new file often gets
+    the old inode back): each new file read from its start, nothing lost, nothing repeated."""
+    r = Result("delete-recreate")
+    logs = os.path.join(ctx.tmp, "logs")
+    os.makedirs(logs)
+    app = os.path.join(logs, "app.log")
+    out = os.path.join(ctx.tmp, "out.log")
+    agent = Agent(ctx.binary, ctx.tmp, "agent", TAIL_MEMORY.format(paths=q(app), out=out,
+                                                                   source_extra=""))
+    agent.start()
+    tally = Tally([out])
+    rounds = 200 if ctx.long else 20
+    seq = 0
+    reused = 0
+    last_ino = None
+    rng = random.Random(ctx.seed)
+    for _ in range(rounds):
+        count = rng.randrange(500, 3000)
+        with open(app, "w") as f:
+            f.write("".join(line(s) for s in range(seq + 1, seq + count + 1)))
+        ino = os.stat(app).st_ino
+        reused += ino == last_ino
+        last_ino = ino
+        seq += count
+        if not eventually(10, lambda: tally.refresh().distinct() >= seq):
+            r.notes.append("round stalled at %d of %d" % (tally.distinct(), seq))
+            break
+        os.unlink(app)
+    wait_delivery(tally, seq, 30)
+    rc = agent.terminate()
+    r.from_tally(tally, seq)
+    r.ok = r.lost == 0 and r.duplicated == 0 and rc == 0
+    r.notes.append("%d files, %d of them on the previous file's inode (ext4 here rarely hands "
+                   "the inode straight back, so inode reuse is seldom provoked); exit %s" %
+                   (rounds, reused, rc))
+    return r
+
+
+HTTP_LMDB = """
+[agent]
+name = "rel-http-lmdb"
+data_dir = "@DATA_DIR@"
+admin = "127.0.0.1:0"
+shutdown_timeout = "10s"
+
+[sources.in]
+type = "http"
+listen = "{listen}"
+channel = "durable"
+
+[channels.durable]
+type = "lmdb"
+sync = "full"
+
+[sinks.out]
+type = "file"
+path = "{out}"
+channel = "durable"
+"""
+
+
+class HttpClient(threading.Thread):
+    """POSTs numbered lines (text/plain, 200 a request) and retries each request until it is
+    answered 200: every number it counts as acknowledged must reach the far side."""
+
+    def __init__(self, addr, batch=200):
+        super().__init__(daemon=True)
+        self.host, self.port = addr.rsplit(":", 1)
+        self.batch = batch
+        self.acked = 0  # every number up to this one was answered 200
+        self.attempts = 0
+        self.failures = 0
+        self.stop_flag = threading.Event()
+        self.error = None
+
+    def post(self, body):
+        import http.client
+        c = http.client.HTTPConnection(self.host, int(self.port), timeout=5)
+        try:
+            c.request("POST", "/", body=body, headers={"Content-Type": "text/plain"})
+            return c.getresponse().status
+        finally:
+            c.close()
+
+    def run(self):
+        try:
+            while not self.stop_flag.is_set():
+                first = self.acked + 1
+                body = "".join(line(s) for s in range(first, first + self.batch)).encode()
+                while True:
+                    self.attempts += 1
+                    try:
+                        status = self.post(body)
+                    except OSError:
+                        status = 0
+                    if status == 200:
+                        break
+                    self.failures += 1
+                    time.sleep(0.02)  # retry pacing while the agent is down
+                self.acked = first + self.batch - 1
+        except Exception as e:
+            self.error = e
+
+    def finish(self):
+        self.stop_flag.set()
+        self.join(60)
+        if self.error:
+            raise self.error
+        return self.acked
+
+
+def kill9_http_lmdb(ctx):
+    """http -> lmdb -> file, a client posting numbered batches with retries, the agent killed
+    with -9 at random moments and restarted on the same port: every line answered 200 arrives."""
+    r = Result("kill9-loop-http-lmdb")
+    out = os.path.join(ctx.tmp, "out.log")
+    agent = Agent(ctx.binary, ctx.tmp, "agent", HTTP_LMDB.format(listen="127.0.0.1:0", out=out))
+    agent.start()
+    addr = agent.source_address("in")
+    agent.terminate()
+    agent.set_config(HTTP_LMDB.format(listen=addr, out=out))
+    agent.start()
+    client = HttpClient(addr)
+    client.start()
+    kills = 200 if ctx.long else 20
+    rng = random.Random(ctx.seed)
+    for _ in range(kills):
+        time.sleep(rng.uniform(0.05, 0.5))  # a random moment to kill at, not a synchronisation
+        agent.kill9()
+        agent.start()
+    base = client.acked
+    eventually(20, lambda: client.acked > base + 1000)  # the client goes on after the last start
+    n = client.finish()
+    tally = Tally([out])
+    wait_delivery(tally, n, 60)
+    rc = agent.terminate()
+    r.from_tally(tally, n)
+    r.ok = r.lost == 0 and rc == 0 and n > 0
+    r.notes.append("%d kill -9 (seed %d); %d requests, %d of them failed and were retried; %d "
+                   "repeats: batches stored whose 200 was lost at a kill, sent again "
+                   "(at-least-once); exit %s" %
+                   (kills, ctx.seed, client.attempts, client.failures, r.duplicated, rc))
+    return r
+
+
 CASES = [
     ("rotation-rename", lambda c: rotation_case(c, "rename")),
     ("rotation-copytruncate", lambda c: rotation_case(c, "copytruncate")),
     ("rotation-truncate", lambda c: rotation_case(c, "truncate")),
     ("rotation-truncate-regrown", lambda c: rotation_case(c, "truncate-regrown")),
     ("stop-rotate-twice-start", stop_rotate_start),
+    ("deleted-while-read", deleted_while_read),
+    ("symlink-repointed", symlink_repointed),
+    ("delete-recreate", delete_recreate),
     ("kill9-loop-lmdb", kill9_lmdb),
+    ("kill9-loop-http-lmdb", kill9_http_lmdb),
     ("disk-buffer-sigterm", lambda c: disk_buffer(c, "sigterm")),
     ("disk-buffer-kill9", lambda c: disk_buffer(c, "kill9")),
     ("tiered-failover", tiered_failover),
