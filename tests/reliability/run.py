@@ -221,9 +221,9 @@ class Tally:
         return self.total - len(self.counts)
 
 
-def wait_delivery(tally, n, timeout, settle=2.0):
+def wait_delivery(tally, n, timeout, settle=5.0):
     """Polls until all n sequence numbers arrived, or nothing new arrived for `settle` seconds
-    (then the rest is lost), or timeout."""
+    (then the rest is lost: 5 s is many read, rescan and delivery rounds), or timeout."""
     deadline = time.monotonic() + timeout
     last_total, last_change = -1, time.monotonic()
     while time.monotonic() < deadline:
@@ -1224,12 +1224,15 @@ def machine(binary):
 def write_results(path, args, desc, results, total):
     """Replaces this form's section of the results file (CI or long) and keeps the other."""
     key = "long" if args.long else "ci"
-    title = "Long form (`--long`)" if args.long else "CI form (what ctest runs)"
+    title = "Long form (`--long`)" if args.long else "CI form"
+    if args.only:  # a partial run gets its own section, so the full runs stay
+        key += "-" + args.only.replace(",", "-")
+        title += ", only " + args.only.replace(",", ", ")
     sections = {}
     try:
         with open(path) as f:
-            for m in re.finditer(r"<!-- form:(\w+) -->\n(.*?)<!-- end form:\1 -->\n", f.read(),
-                                 re.S):
+            for m in re.finditer(r"<!-- form:([\w-]+) -->\n(.*?)<!-- end form:\1 -->\n",
+                                 f.read(), re.S):
                 sections[m.group(1)] = m.group(2)
     except OSError:
         pass
@@ -1259,7 +1262,7 @@ def write_results(path, args, desc, results, total):
             "proves: `tests/reliability/README.md`.\n\n")
     with open(path, "w") as f:
         f.write(head)
-        for k in ("ci", "long"):
+        for k in sorted(sections, key=lambda k: (k.startswith("long"), len(k) > 4, k)):
             if k in sections:
                 f.write("<!-- form:%s -->\n%s<!-- end form:%s -->\n\n" % (k, sections[k], k))
 
