@@ -1,0 +1,1331 @@
+#!/usr/bin/python3
+"""sluice reliability suite: each case drives the real sluice binary on 127.0.0.1 and counts
+sequence-numbered events at the far side.
+
+    /usr/bin/python3 tests/reliability/run.py build/release/agent/sluice            # CI form
+    /usr/bin/python3 tests/reliability/run.py build/release/agent/sluice --long     # long forms
+    /usr/bin/python3 tests/reliability/run.py BINARY --only rotation-rename
+    /usr/bin/python3 tests/reliability/run.py BINARY --results tests/reliability/RESULTS.md
+
+Every case prints one line:
+    PASS|FAIL NAME sent=N delivered=N lost=N duplicated=N seconds=S  notes...
+and the exit code is 1 if any case failed. Standard library only (Debian's /usr/bin/python3).
+"""
+
+import argparse
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+# Every process this runner starts, so that all of them are killed at the end, even on failure.
+CHILDREN = []
+CURRENT_TMP = []  # the running case's directory, removed if the runner is interrupted
+LINE_PAD = "x" * 80  # about 100 bytes per line
+NUMBER = re.compile(rb"\d{10}")
+
+
+def line(seq):
+    return "%010d %s\n" % (seq, LINE_PAD)
+
+
+def eventually(timeout, pred, interval=0.02):
+    """Bounded polling: pred() until true or timeout seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if pred():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def free_port():
+    """A port that nothing listens on (bound once and closed): 'a closed port'."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def http_get(addr, path, timeout=2.0):
+    try:
+        with urllib.request.urlopen("http://%s%s" % (addr, path), timeout=timeout) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+    except Exception:  # connection refused, reset, timeout: not up (yet)
+        return 0, ""
+
+
+class Agent:
+    """One sluice process: config written into its own directory, admin address from admin.addr."""
+
+    def __init__(self, binary, workdir, name, config):
+        self.binary = binary
+        self.dir = os.path.join(workdir, name)
+        self.data_dir = os.path.join(self.dir, "data")
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.config_path = os.path.join(self.dir, "sluice.toml")
+        self.set_config(config)
+        self.proc = None
+        self.admin = None
+        self.starts = 0
+
+    def set_config(self, config):
+        with open(self.config_path, "w") as f:
+            f.write(config.replace("@DATA_DIR@", self.data_dir))
+
+    def start(self, timeout=20.0, wait=True):
+        addr_file = os.path.join(self.data_dir, "admin.addr")
+        if os.path.exists(addr_file):
+            os.unlink(addr_file)  # a stale address from the previous run must not be trusted
+        self.starts += 1
+        log = open(os.path.join(self.dir, "stderr.%d" % self.starts), "w")
+        self.proc = subprocess.Popen([self.binary, "run", "-c", self.config_path],
+                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        log.close()
+        CHILDREN.append(self.proc)
+        if not wait:
+            return
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError("%s exited with %s at start: %s" %
+                                   (self.dir, self.proc.returncode, self.stderr_tail()))
+            try:
+                with open(addr_file) as f:
+                    a = f.read()
+            except OSError:
+                return False
+            if not a.endswith("\n"):
+                return False
+            self.admin = a.strip()
+            return http_get(self.admin, "/readyz")[0] == 200
+
+        if not eventually(timeout, ready, 0.02):
+            raise RuntimeError("%s not ready within %ss: %s" % (self.dir, timeout, self.stderr_tail()))
+
+    def stderr_tail(self):
+        try:
+            with open(os.path.join(self.dir, "stderr.%d" % self.starts)) as f:
+                return f.read()[-800:]
+        except OSError:
+            return ""
+
+    def source_address(self, name, timeout=10.0):
+        path = os.path.join(self.data_dir, name + ".addr")
+        box = []
+
+        def have():
+            try:
+                with open(path) as f:
+                    a = f.read().strip()
+            except OSError:
+                return False
+            if a:
+                box.append(a)
+            return bool(a)
+
+        if not eventually(timeout, have):
+            raise RuntimeError("no %s" % path)
+        return box[-1]
+
+    def metrics(self):
+        status, body = http_get(self.admin, "/metrics")
+        return body if status == 200 else ""
+
+    def metric(self, series):
+        for l in self.metrics().splitlines():
+            if l.startswith(series + " "):
+                return float(l[len(series) + 1:])
+        return None
+
+    def terminate(self, timeout=30.0):
+        """SIGTERM and wait; the exit code (or -9 if it had to be killed)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return -9
+
+    def kill9(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def pid(self):
+        return self.proc.pid
+
+
+class Tally:
+    """Reads sequence numbers from output files incrementally (each line starts with the number)."""
+
+    def __init__(self, paths):
+        self.paths = list(paths)
+        self.offsets = {}
+        self.partial = {}
+        self.counts = {}
+        self.total = 0
+        self.per_file = {}
+
+    def add_path(self, p):
+        if p not in self.paths:
+            self.paths.append(p)
+
+    def refresh(self):
+        for p in self.paths:
+            try:
+                with open(p, "rb") as f:
+                    f.seek(self.offsets.get(p, 0))
+                    data = f.read()
+            except OSError:
+                continue
+            if not data:
+                continue
+            self.offsets[p] = self.offsets.get(p, 0) + len(data)
+            data = self.partial.get(p, b"") + data
+            lines = data.split(b"\n")
+            self.partial[p] = lines.pop()
+            for l in lines:
+                m = NUMBER.search(l, 0, 40)  # a body starts with it; a JSON body has it in "seq"
+                if m is None:
+                    continue
+                seq = int(m.group(0))
+                self.counts[seq] = self.counts.get(seq, 0) + 1
+                self.total += 1
+                self.per_file[p] = self.per_file.get(p, 0) + 1
+        return self
+
+    def distinct(self):
+        return len(self.counts)
+
+    def missing(self, n):
+        return [s for s in range(1, n + 1) if s not in self.counts]
+
+    def duplicated(self):
+        return self.total - len(self.counts)
+
+
+def wait_delivery(tally, n, timeout, settle=5.0):
+    """Polls until all n sequence numbers arrived, or nothing new arrived for `settle` seconds
+    (then the rest is lost: 5 s is many read, rescan and delivery rounds), or timeout."""
+    deadline = time.monotonic() + timeout
+    last_total, last_change = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        tally.refresh()
+        if tally.distinct() >= n and not tally.missing(n):
+            return True
+        if tally.total != last_total:
+            last_total, last_change = tally.total, time.monotonic()
+        elif time.monotonic() - last_change > settle:
+            return False
+        time.sleep(0.05)
+    return False
+
+
+class Writer(threading.Thread):
+    """Appends numbered lines to a file at `rate` lines/s in 10 ms chunks (O_APPEND, as a logger).
+    `lock` is held for each write, so a rotation that takes it happens between two writes."""
+
+    def __init__(self, path, rate, start_seq=1, limit=None):
+        super().__init__(daemon=True)
+        self.path = path
+        self.rate = rate
+        self.seq = start_seq - 1  # last sequence number fully written
+        self.limit = limit
+        self.lock = threading.Lock()
+        self.stop_flag = threading.Event()
+        self.paused = threading.Event()
+        self.fd = None
+        self.error = None
+        self.reopen()
+
+    def reopen(self):
+        if self.fd is not None:
+            os.close(self.fd)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write_lines(self, count):
+        data = "".join(line(self.seq + i) for i in range(1, count + 1)).encode()
+        os.write(self.fd, data)
+        self.seq += count
+
+    def run(self):
+        try:
+            t0 = time.monotonic()
+            written_at_t0 = self.seq
+            while not self.stop_flag.is_set():
+                if self.limit is not None and self.seq >= self.limit:
+                    break
+                due = written_at_t0 + int((time.monotonic() - t0) * self.rate)
+                if self.paused.is_set():
+                    t0, written_at_t0 = time.monotonic(), self.seq
+                elif due > self.seq:
+                    count = due - self.seq
+                    if self.limit is not None:
+                        count = min(count, self.limit - self.seq)
+                    with self.lock:
+                        self.write_lines(count)
+                time.sleep(0.01)
+        except Exception as e:  # reported by the case, never swallowed
+            self.error = e
+
+    def finish(self):
+        self.stop_flag.set()
+        self.join(10)
+        if self.error:
+            raise self.error
+        os.close(self.fd)
+        self.fd = None
+        return self.seq
+
+
+class Result:
+    def __init__(self, name):
+        self.name = name
+        self.sent = 0
+        self.delivered = 0
+        self.lost = 0
+        self.duplicated = 0
+        self.seconds = 0.0
+        self.ok = False
+        self.notes = []
+
+    def from_tally(self, tally, n):
+        tally.refresh()
+        self.sent = n
+        self.delivered = tally.distinct()
+        self.lost = len(tally.missing(n))
+        self.duplicated = tally.duplicated()
+
+    def text(self):
+        s = "%s %s sent=%d delivered=%d lost=%d duplicated=%d seconds=%.1f" % (
+            "PASS" if self.ok else "FAIL", self.name, self.sent, self.delivered, self.lost,
+            self.duplicated, self.seconds)
+        if self.notes:
+            s += "  " + "; ".join(self.notes)
+        return s
+
+
+# --------------------------------------------------------------------------------------------
+# Configurations
+
+TAIL_MEMORY = """
+[agent]
+name = "rel-tail"
+data_dir = "@DATA_DIR@"
+admin = "127.0.0.1:0"
+shutdown_timeout = "20s"
+
+[sources.tail]
+type = "taildir"
+paths = [{paths}]
+channel = "buf"
+rescan_interval = "200ms"
+poll_interval = "50ms"
+close_removed_after = "2s"
+checkpoint_interval = "100ms"
+{source_extra}
+
+[channels.buf]
+type = "memory"
+max_events = 50000
+max_bytes = "64MiB"
+
+[sinks.out]
+type = "file"
+path = "{out}"
+channel = "buf"
+"""
+
+TAIL_LMDB = """
+[agent]
+name = "rel-tail-lmdb"
+data_dir = "@DATA_DIR@"
+admin = "127.0.0.1:0"
+shutdown_timeout = "10s"
+
+[sources.tail]
+type = "taildir"
+paths = [{paths}]
+channel = "durable"
+rescan_interval = "200ms"
+poll_interval = "50ms"
+close_removed_after = "2s"
+checkpoint_interval = "100ms"
+
+[channels.durable]
+type = "lmdb"
+sync = "full"
+
+[sinks.out]
+{sink}
+channel = "durable"
+"""
+
+AVRO_COLLECTOR = """
+[agent]
+name = "rel-collector-{name}"
+data_dir = "@DATA_DIR@"
+admin = "127.0.0.1:0"
+shutdown_timeout = "10s"
+
+[sources.in]
+type = "avro"
+listen = "{listen}"
+channel = "buf"
+
+[channels.buf]
+type = "memory"
+max_events = 50000
+max_bytes = "64MiB"
+
+[sinks.out]
+type = "file"
+path = "{out}"
+channel = "buf"
+"""
+
+TIER_SENDER = """
+[agent]
+name = "rel-tier-a"
+data_dir = "@DATA_DIR@"
+admin = "127.0.0.1:0"
+shutdown_timeout = "10s"
+
+[sources.tail]
+type = "taildir"
+paths = [{paths}]
+channel = "buf"
+rescan_interval = "200ms"
+poll_interval = "50ms"
+checkpoint_interval = "100ms"
+
+[channels.buf]
+type = "memory"
+max_events = 50000
+max_bytes = "64MiB"
+
+[sinks.b1]
+type = "avro"
+address = "{b1}"
+connect_timeout = "500ms"
+request_timeout = "2s"
+delivery_timeout = "3s"
+
+[sinks.b2]
+type = "avro"
+address = "{b2}"
+connect_timeout = "500ms"
+request_timeout = "2s"
+delivery_timeout = "3s"
+
+[sink_groups.up]
+channel = "buf"
+processor = "failover"
+priority = {{ b1 = 10, b2 = 5 }}
+penalty_base = "100ms"
+max_penalty = "500ms"
+"""
+
+EXEC_DEAD_SINK = """
+[agent]
+name = "rel-memory"
+data_dir = "@DATA_DIR@"
+admin = "127.0.0.1:0"
+shutdown_timeout = "2s"
+
+[sources.gen]
+type = "exec"
+command = ["/usr/bin/python3", "{generator}", "{rate}"]
+channel = "buf"
+
+[channels.buf]
+type = "memory"
+max_events = {max_events}
+max_bytes = "{max_bytes_mib}MiB"
+
+[sinks.dead]
+type = "avro"
+address = "127.0.0.1:{port}"
+connect_timeout = "200ms"
+channel = "buf"
+"""
+
+GENERATOR = r"""
+import sys, time
+rate = int(sys.argv[1])
+pad = "y" * 1000
+seq, t0 = 0, time.monotonic()
+out = sys.stdout
+while True:
+    due = int((time.monotonic() - t0) * rate)
+    if due > seq:
+        out.write("".join("%010d %s\n" % (s, pad) for s in range(seq + 1, due + 1)))
+        out.flush()
+        seq = due
+    time.sleep(0.01)
+"""
+
+
+def q(*paths):
+    return ", ".join('"%s"' % p for p in paths)
+
+
+# --------------------------------------------------------------------------------------------
+# Cases
+
+
+def rotation_case(ctx, mode):
+    """taildir -> memory -> file while a writer appends 20k lines/s and the file is rotated."""
+    r = Result("rotation-" + mode)
+    logs = os.path.join(ctx.tmp, "logs")
+    os.makedirs(logs)
+    out = os.path.join(ctx.tmp, "out.log")
+    app = os.path.join(logs, "app.log")
+    rotations = 200 if ctx.long else 20
+    interval = 0.15  # one rotation every 150 ms: 3,000 lines per file at 20k lines/s
+    # copytruncate: the copies are read too (they hold what was written before the copy), so the
+    # only lines that can be lost are those written between the copy and the truncation.
+    paths = q(app + "*") if mode == "copytruncate" else q(app)
+    agent = Agent(ctx.binary, ctx.tmp, "agent",
+                  TAIL_MEMORY.format(paths=paths, out=out, source_extra=""))
+    agent.start()
+    tally = Tally([out])
+    w = Writer(app, 20000)
+    w.start()
+    windows = []  # copytruncate: (first, last) sequence numbers at risk in each rotation
+    t0 = time.monotonic()
+    done = 0
+    since = 0  # truncate modes: the last line written before the previous truncation
+    missed = []  # truncate modes: truncations after which lines never arrived
+    for k in range(1, rotations + 1):
+        # Paced by the clock, not a synchronisation: the writer and the agent run meanwhile.
+        time.sleep(interval)
+        if mode == "rename":
+            with w.lock:
+                os.rename(app, "%s.%d" % (app, k))
+                w.reopen()
+        elif mode == "copytruncate":
+            first = w.seq + 1
+            tmp_copy = "%s.tmp" % app
+            shutil.copyfile(app, tmp_copy)  # the writer keeps writing meanwhile, as with logrotate
+            os.rename(tmp_copy, "%s.%d" % (app, k))
+            os.truncate(app, 0)
+            windows.append((first, w.seq + 400))  # + two chunks that may have been in flight
+        else:
+            # The log is truncated once it was shipped: the writer pauses, the runner waits for
+            # the delivery, truncates, and the writer goes on at 20k lines/s ("truncate"), or
+            # first writes a burst of 1.5 times the old file, so that the new content is past
+            # the old offset before the agent's next read ("truncate-regrown": what happens when
+            # the agent is not reading at that moment, e.g. behind a full channel; every other
+            # truncation).
+            w.paused.set()
+            with w.lock:
+                written = w.seq
+
+            def shipped():
+                tally.refresh()
+                return all(q in tally.counts for q in range(since + 1, written + 1))
+
+            # 3 s: 15 rescans; what is not there by then is not coming.
+            if not eventually(3, shipped, 0.02):
+                missed.append(k)
+            since = written
+            with w.lock:
+                before = os.path.getsize(app) // len(line(1))
+                os.truncate(app, 0)
+                if mode == "truncate-regrown" and k % 2 == 1:
+                    # Every other truncation, so that the file sizes stay bounded (the plain
+                    # truncations in between bring the file back to 150 ms of writes).
+                    w.write_lines(before + before // 2)
+            w.paused.clear()
+        done = k
+    n = w.finish()
+    r.notes.append("%d rotations in %.1fs at 20000 lines/s" % (done, time.monotonic() - t0))
+    wait_delivery(tally, n, 60)
+    truncations = agent.metric('sluice_taildir_truncations_total{component="tail",'
+                               'type="taildir",group="default"}')
+    rc = agent.terminate()
+    r.from_tally(tally, n)
+    r.ok = rc == 0
+    if mode.startswith("truncate"):
+        r.notes.append("sluice_taildir_truncations_total %s" % truncations)
+        if missed:
+            r.notes.append("lines lost after %d of %d truncations (numbers %s)" %
+                           (len(missed), done, ",".join(str(m) for m in missed[:20])))
+    if rc != 0:
+        r.notes.append("agent exit %s" % rc)
+    if mode == "copytruncate":
+        missing = tally.missing(n)
+        outside = [s for s in missing if not any(a <= s <= b for a, b in windows)]
+        at_risk = sum(b - a + 1 for a, b in windows)
+        r.notes.append("lost outside the copy->truncate windows: %d (lines in those windows: %d)" %
+                       (len(outside), at_risk))
+        r.ok = r.ok and not outside
+        if missing:
+            r.notes.append("copytruncate loses lines written between the copy and the truncation "
+                           "that the tailer had not read yet: inherent to copytruncate")
+    else:
+        r.ok = r.ok and r.lost == 0
+        if mode == "rename":
+            r.ok = r.ok and r.duplicated == 0
+    if mode == "copytruncate":
+        r.notes.append("duplicates: lines read from app.log and again from its copy")
+    return r
+
+
+def stop_rotate_start(ctx):
+    """SIGTERM the agent, rotate twice (logrotate's numbering) while the writer keeps writing,
+    start again: nothing lost, nothing repeated."""
+    r = Result("stop-rotate-twice-start")
+    logs = os.path.join(ctx.tmp, "logs")
+    os.makedirs(logs)
+    out = os.path.join(ctx.tmp, "out.log")
+    app = os.path.join(logs, "app.log")
+    agent = Agent(ctx.binary, ctx.tmp, "agent",
+                  TAIL_MEMORY.format(paths=q(app + "*"), out=out, source_extra=""))
+    tally = Tally([out])
+    w = Writer(app, 5000)
+    w.start()
+    rounds = 20 if ctx.long else 3
+    generation = 0
+    t0 = time.monotonic()
+
+    def rotate():
+        nonlocal generation
+        with w.lock:
+            for i in range(generation, 0, -1):
+                os.rename("%s.%d" % (app, i), "%s.%d" % (app, i + 1))
+            os.rename(app, app + ".1")
+            generation += 1
+            w.reopen()
+
+    rcs = []
+    for _ in range(rounds):
+        agent.start()
+        target = w.seq
+        if not eventually(30, lambda: tally.refresh().distinct() >= target):
+            r.notes.append("agent did not catch up before the stop")
+        rcs.append(agent.terminate())
+        time.sleep(0.1)  # lines written while stopped (paced, not a synchronisation)
+        rotate()
+        time.sleep(0.1)
+        rotate()
+        time.sleep(0.1)
+    agent.start()
+    n = w.finish()
+    wait_delivery(tally, n, 60)
+    rcs.append(agent.terminate())
+    r.from_tally(tally, n)
+    r.seconds = time.monotonic() - t0
+    r.notes.append("%d stops, each followed by 2 rotations; exits %s" %
+                   (rounds, sorted(set(rcs))))
+    r.ok = r.lost == 0 and r.duplicated == 0 and all(c == 0 for c in rcs)
+    return r
+
+
+def kill9_lmdb(ctx):
+    """taildir -> lmdb -> file, writer continuous with rename rotations, kill -9 at random."""
+    r = Result("kill9-loop-lmdb")
+    logs = os.path.join(ctx.tmp, "logs")
+    os.makedirs(logs)
+    out = os.path.join(ctx.tmp, "out.log")
+    app = os.path.join(logs, "app.log")
+    sink = 'type = "file"\npath = "%s"' % out
+    agent = Agent(ctx.binary, ctx.tmp, "agent", TAIL_LMDB.format(paths=q(app + "*"), sink=sink))
+    tally = Tally([out])
+    w = Writer(app, 5000)
+    w.start()
+    kills = 1000 if ctx.long else 20
+    rng = random.Random(ctx.seed)
+    generation = 0
+    early = 0
+    for k in range(kills):
+        if rng.random() < 0.2:
+            early += 1  # killed while starting: opening the environment, first scan
+            agent.start(wait=False)
+            time.sleep(rng.uniform(0.0, 0.05))  # a random moment to kill at
+        else:
+            agent.start()
+            time.sleep(rng.uniform(0.05, 0.6))  # a random moment to kill at, not a synchronisation
+        agent.kill9()
+        if k % 3 == 2:
+            with w.lock:  # rotate now and then, while the agent is down or about to start
+                generation += 1
+                os.rename(app, "%s.%d" % (app, generation))
+                w.reopen()
+    n = w.finish()
+    agent.start()
+    wait_delivery(tally, n, 120)
+    rc = agent.terminate()
+    r.from_tally(tally, n)
+    r.ok = r.lost == 0 and rc == 0
+    r.notes.append("%d kill -9 at random moments (%d of them during start-up; seed %d), %d "
+                   "rename rotations, writer at "
+                   "5000 lines/s; %d repeats at the file sink (the lmdb channel stores each line "
+                   "once; a repeat would be a batch the sink wrote but the channel had not "
+                   "committed at a kill)" % (kills, early, ctx.seed, generation, r.duplicated))
+    return r
+
+
+def disk_buffer(ctx, how):
+    """Sink down (avro to a closed port), lines stored in the lmdb channel, the source file
+    deleted, the agent restarted (SIGTERM or kill -9), the collector started on that port: every
+    line comes out of the disk buffer."""
+    r = Result("disk-buffer-" + how)
+    logs = os.path.join(ctx.tmp, "logs")
+    os.makedirs(logs)
+    app = os.path.join(logs, "app.log")
+    port = free_port()
+    n = 200000 if ctx.long else 20000
+    sink = ('type = "avro"\naddress = "127.0.0.1:%d"\nconnect_timeout = "200ms"\n'
+            'request_timeout = "2s"' % port)
+    agent = Agent(ctx.binary, ctx.tmp, "agent", TAIL_LMDB.format(paths=q(app), sink=sink))
+    with open(app, "w") as f:
+        f.write("".join(line(s) for s in range(1, n + 1)))
+    agent.start()
+    stored = eventually(
+        30, lambda: agent.metric('sluice_channel_events{component="durable",type="lmdb"}') == n,
+        0.1)
+    if not stored:
+        r.notes.append("channel held %s of %d" %
+                       (agent.metric('sluice_channel_events{component="durable",type="lmdb"}'), n))
+    delivered_early = agent.metric('sluice_sink_events_total{component="out",type="avro",'
+                                   'outcome="ok"}')
+    if how == "sigterm":
+        rc = agent.terminate()
+        r.notes.append("SIGTERM exit %s" % rc)
+    else:
+        agent.kill9()
+    os.unlink(app)  # from now on the disk buffer is the only copy
+    out = os.path.join(ctx.tmp, "collector.log")
+    collector = Agent(ctx.binary, ctx.tmp, "collector",
+                      AVRO_COLLECTOR.format(name="c", listen="127.0.0.1:%d" % port, out=out))
+    collector.start()
+    agent.start()
+    tally = Tally([out])
+    wait_delivery(tally, n, 60)
+    rc_a = agent.terminate()
+    rc_c = collector.terminate()
+    r.from_tally(tally, n)
+    r.ok = stored and r.lost == 0 and rc_a == 0 and rc_c == 0 and not delivered_early
+    r.notes.append("%d lines in the channel before the restart, source file deleted; exits %s/%s" %
+                   (n if stored else 0, rc_a, rc_c))
+    return r
+
+
+def tiered_failover(ctx):
+    """A (taildir -> memory -> failover(b1 prio 10, b2 prio 5) over Avro) -> collectors B1, B2.
+    B1 is killed with -9 and restarted on the same port, repeatedly."""
+    r = Result("tiered-failover")
+    logs = os.path.join(ctx.tmp, "logs")
+    os.makedirs(logs)
+    app = os.path.join(logs, "app.log")
+    out1 = os.path.join(ctx.tmp, "b1.log")
+    out2 = os.path.join(ctx.tmp, "b2.log")
+    b1 = Agent(ctx.binary, ctx.tmp, "b1", AVRO_COLLECTOR.format(name="b1", listen="127.0.0.1:0",
+                                                                out=out1))
+    b2 = Agent(ctx.binary, ctx.tmp, "b2", AVRO_COLLECTOR.format(name="b2", listen="127.0.0.1:0",
+                                                                out=out2))
+    b1.start()
+    b2.start()
+    a1, a2 = b1.source_address("in"), b2.source_address("in")
+    # B1 comes back on the same port.
+    b1.set_config(AVRO_COLLECTOR.format(name="b1", listen=a1, out=out1))
+    a = Agent(ctx.binary, ctx.tmp, "a", TIER_SENDER.format(paths=q(app), b1=a1, b2=a2))
+    t1, t2 = Tally([out1]), Tally([out2])
+    w = Writer(app, 5000)
+    w.start()
+    a.start()
+    cycles = 50 if ctx.long else 5
+    failovers = failbacks = 0
+    rcs = []
+    for _ in range(cycles):
+        base1 = t1.refresh().total
+        if not eventually(20, lambda: t1.refresh().total > base1 + 500):
+            r.notes.append("B1 received nothing before a kill")
+        b1.kill9()
+        base2 = t2.refresh().total
+        if eventually(20, lambda: t2.refresh().total > base2 + 500):
+            failovers += 1
+        b1.start()
+        base1 = t1.refresh().total
+        if eventually(20, lambda: t1.refresh().total > base1 + 500):
+            failbacks += 1
+    n = w.finish()
+    both = Tally([out1, out2])
+    wait_delivery(both, n, 60)
+    rcs += [a.terminate(), b1.terminate(), b2.terminate()]
+    r.from_tally(both, n)
+    t1.refresh()
+    t2.refresh()
+    r.ok = (r.lost == 0 and failovers == cycles and failbacks == cycles and
+            all(c == 0 for c in rcs))
+    r.notes.append("%d kill -9 of B1: failover observed %d, failback observed %d; lines at B1 %d, "
+                   "at B2 %d; exits %s" % (cycles, failovers, failbacks, t1.total, t2.total, rcs))
+    return r
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for l in f:
+            if l.startswith("VmRSS:"):
+                return int(l.split()[1])
+    return 0
+
+
+def memory_bound(ctx):
+    """exec (20k events/s of ~1 KB) -> memory channel -> avro sink to a closed port. VmRSS every
+    second must stay within the channel's max_bytes plus a stated overhead."""
+    r = Result("memory-dead-sink")
+    gen = os.path.join(ctx.tmp, "gen.py")
+    with open(gen, "w") as f:
+        f.write(GENERATOR)
+    max_bytes_mib, max_events = 32, 100000
+    # Stated overhead on top of the idle process and the channel's max_bytes: per-event
+    # bookkeeping (about 230 B per event measured here) and allocator slack.
+    overhead_mib = 12
+    port = free_port()
+
+    def config(rate):
+        return EXEC_DEAD_SINK.format(generator=gen, rate=rate, max_events=max_events,
+                                     max_bytes_mib=max_bytes_mib, port=port)
+
+    # The idle process first (same configuration, the command prints nothing): its RSS is the
+    # baseline the channel's bytes come on top of.
+    idle = Agent(ctx.binary, ctx.tmp, "idle", config(0))
+    idle.start()
+    idle_samples = []
+    for _ in range(3):
+        idle_samples.append(rss_kib(idle.pid()))
+        time.sleep(1.0)  # the sampling period
+    idle.terminate()
+    idle_kib = max(idle_samples)
+    agent = Agent(ctx.binary, ctx.tmp, "agent", config(20000))
+    agent.start()
+    duration = 600 if ctx.long else 60
+    samples = []
+    t0 = time.monotonic()
+    next_sample = t0
+    while time.monotonic() - t0 < duration:
+        samples.append(rss_kib(agent.pid()))
+        next_sample += 1.0
+        time.sleep(max(0.0, next_sample - time.monotonic()))  # the sampling period itself
+    held = agent.metric('sluice_channel_events{component="buf",type="memory"}') or 0
+    held_bytes = agent.metric('sluice_channel_bytes{component="buf",type="memory"}') or 0
+    read = agent.metric('sluice_source_events_total{component="gen",type="exec"}') or 0
+    rc = agent.terminate()
+    bound_kib = idle_kib + (max_bytes_mib + overhead_mib) * 1024
+    peak = max(samples)
+    r.sent = int(read)
+    r.delivered = 0
+    # The channel must really be full (the bound is tested, not an idle agent), and the process
+    # must stay under the bound at every sample.
+    r.ok = peak <= bound_kib and held_bytes > 0.9 * max_bytes_mib * 1024 * 1024
+    r.notes.append("VmRSS at 10 s %.1f MiB, at 30 s %.1f MiB" %
+                   (samples[min(10, len(samples) - 1)] / 1024.0,
+                    samples[min(30, len(samples) - 1)] / 1024.0))
+    r.notes.append("peak minus max_bytes %.1f MiB (the issue's target is channel bounds + 8 MB "
+                   "in all)" % ((peak / 1024.0) - max_bytes_mib))
+    r.notes.append("VmRSS max %.1f MiB, last %.1f MiB, %d samples 1 s apart; bound = idle %.1f MiB "
+                   "+ max_bytes %d MiB + %d MiB = %.1f MiB; over idle + channel bytes: %.1f MiB "
+                   "for %d events held (%.1f MiB counted by the channel)" %
+                   (peak / 1024.0, samples[-1] / 1024.0, len(samples), idle_kib / 1024.0,
+                    max_bytes_mib, overhead_mib, bound_kib / 1024.0,
+                    (peak - idle_kib) / 1024.0 - held_bytes / 1048576.0, held,
+                    held_bytes / 1048576.0))
+    r.notes.append("sent = events read from the command at ~20k/s of 1 KB until the channel was "
+                   "full (the sink is dead, so none delivered); exit %s (1 expected: a memory "
+                   "channel cannot drain to a dead sink within shutdown_timeout)" % rc)
+    return r
+
+
+def parse_flood(ctx):
+    """format = json with on_parse_error = drop: 9 garbage lines for every good one; every good
+    line delivered, every garbage line counted in sluice_source_parse_errors_total."""
+    r = Result("parse-error-flood")
+    logs = os.path.join(ctx.tmp, "logs")
+    os.makedirs(logs)
+    app = os.path.join(logs, "app.log")
+    out = os.path.join(ctx.tmp, "out.log")
+    good = 500000 if ctx.long else 50000
+    bad_per_good = 9
+    with open(app, "w") as f:
+        chunk = []
+        for s in range(1, good + 1):
+            chunk.append('{"seq":"%010d","msg":"%s"}\n' % (s, LINE_PAD))
+            for b in range(bad_per_good):
+                chunk.append('garbage %d-%d {"not: json\n' % (s, b))
+            if len(chunk) > 10000:
+                f.write("".join(chunk))
+                chunk = []
+        f.write("".join(chunk))
+    bad = good * bad_per_good
+    agent = Agent(ctx.binary, ctx.tmp, "agent", TAIL_MEMORY.format(
+        paths=q(app), out=out, source_extra='format = "json"\non_parse_error = "drop"'))
+    t0 = time.monotonic()
+    agent.start()
+    tally = Tally([out])
+    wait_delivery(tally, good, 120)
+    elapsed = time.monotonic() - t0
+    labels = 'component="tail",type="taildir"'
+    m = agent.metrics()
+    errors = sum(float(l.split()[-1]) for l in m.splitlines()
+                 if l.startswith("sluice_source_parse_errors_total{" + labels))
+    dropped = agent.metric('sluice_source_dropped_total{%s,reason="parse_error"}' % labels)
+    rc = agent.terminate()
+    r.from_tally(tally, good)
+    r.ok = r.lost == 0 and r.duplicated == 0 and errors == bad and dropped == bad and rc == 0
+    r.notes.append("%d garbage lines: sluice_source_parse_errors_total %d, "
+                   "sluice_source_dropped_total{reason=\"parse_error\"} %s; %d good lines through "
+                   "in %.1fs (%.0f lines/s read)" %
+                   (bad, errors, None if dropped is None else int(dropped), good, elapsed,
+                    (good + bad) / elapsed))
+    return r
+
+
+def deleted_while_read(ctx):
+    """A file deleted while the agent is still reading it (its channel full, so reading is behind):
+    the open descriptor is read to its end, nothing lost."""
+    r = Result("deleted-while-read")
+    logs = os.path.join(ctx.tmp, "logs")
+    os.makedirs(logs)
+    app = os.path.join(logs, "app.log")
+    out = os.path.join(ctx.tmp, "out.log")
+    n = 2000000 if ctx.long else 200000
+    with open(app, "w") as f:
+        for s0 in range(1, n + 1, 10000):
+            f.write("".join(line(s) for s in range(s0, min(n, s0 + 9999) + 1)))
+    # The sink is an avro collector that is not up yet: the channel (50,000 events) fills and
+    # taildir stops reading in the middle of the file; then the file is deleted and the
+    # collector started.
+    port = free_port()
+    config = TAIL_MEMORY.format(paths=q(app), out="@UNUSED@", source_extra="").replace(
+        'type = "file"\npath = "@UNUSED@"',
+        'type = "avro"\naddress = "127.0.0.1:%d"\nconnect_timeout = "200ms"' % port)
+    agent = Agent(ctx.binary, ctx.tmp, "agent", config)
+    agent.start()
+    full = eventually(30, lambda: (agent.metric(
+        'sluice_channel_backpressure_total{component="buf",type="memory"}') or 0) > 0, 0.05)
+    read_before = agent.metric('sluice_source_events_total{component="tail",type="taildir"}')
+    os.unlink(app)
+    collector = Agent(ctx.binary, ctx.tmp, "collector",
+                      AVRO_COLLECTOR.format(name="c", listen="127.0.0.1:%d" % port, out=out))
+    collector.start()
+    tally = Tally([out])
+    wait_delivery(tally, n, 120)
+    rc = agent.terminate()
+    rc_c = collector.terminate()
+    r.from_tally(tally, n)
+    r.ok = full and r.lost == 0 and r.duplicated == 0 and rc == 0 and rc_c == 0
+    r.notes.append("deleted when %s of %d lines had been read (the channel full at 50,000 "
+                   "events behind a collector not up yet); exits %s/%s" %
+                   (None if read_before is None else int(read_before), n, rc, rc_c))
+    return r
+
+
+def symlink_repointed(ctx):
+    """The watched path is a symlink that is re-pointed (atomically, by rename) to a new file
+    while a writer writes 20,000 lines/s to the current target: every target read to its end."""
+    r = Result("symlink-repointed")
+    logs = os.path.join(ctx.tmp, "logs")
+    targets = os.path.join(ctx.tmp, "targets")
+    os.makedirs(logs)
+    os.makedirs(targets)
+    link = os.path.join(logs, "current.log")
+    out = os.path.join(ctx.tmp, "out.log")
+    first = os.path.join(targets, "1.log")
+    open(first, "w").close()
+    os.symlink(first, link)
+    agent = Agent(ctx.binary, ctx.tmp, "agent", TAIL_MEMORY.format(
+        paths=q(link), out=out, source_extra="follow_symlinks = true"))
+    agent.start()
+    tally = Tally([out])
+    w = Writer(first, 20000)
+    w.start()
+    repoints = 100 if ctx.long else 10
+    for k in range(2, repoints + 2):
+        time.sleep(0.3)  # paced by the clock
+        target = os.path.join(targets, "%d.log" % k)
+        with w.lock:
+            open(target, "w").close()
+            tmp_link = link + ".tmp"
+            os.symlink(target, tmp_link)
+            os.rename(tmp_link, link)
+            w.path = target
+            w.reopen()
+    n = w.finish()
+    wait_delivery(tally, n, 60)
+    rc = agent.terminate()
+    r.from_tally(tally, n)
+    r.ok = r.lost == 0 and r.duplicated == 0 and rc == 0
+    r.notes.append("%d re-points every 300 ms at 20000 lines/s; exit %s" % (repoints, rc))
+    return r
+
+
+def delete_recreate(ctx):
+    """A file deleted and created again under the same name, repeatedly (the new file often gets
+    the old inode back): each new file read from its start, nothing lost, nothing repeated."""
+    r = Result("delete-recreate")
+    logs = os.path.join(ctx.tmp, "logs")
+    os.makedirs(logs)
+    app = os.path.join(logs, "app.log")
+    out = os.path.join(ctx.tmp, "out.log")
+    agent = Agent(ctx.binary, ctx.tmp, "agent", TAIL_MEMORY.format(paths=q(app), out=out,
+                                                                   source_extra=""))
+    agent.start()
+    tally = Tally([out])
+    rounds = 200 if ctx.long else 20
+    seq = 0
+    reused = 0
+    last_ino = None
+    rng = random.Random(ctx.seed)
+    for _ in range(rounds):
+        count = rng.randrange(500, 3000)
+        with open(app, "w") as f:
+            f.write("".join(line(s) for s in range(seq + 1, seq + count + 1)))
+        ino = os.stat(app).st_ino
+        reused += ino == last_ino
+        last_ino = ino
+        seq += count
+        if not eventually(10, lambda: tally.refresh().distinct() >= seq):
+            r.notes.append("round stalled at %d of %d" % (tally.distinct(), seq))
+            break
+        os.unlink(app)
+    wait_delivery(tally, seq, 30)
+    rc = agent.terminate()
+    r.from_tally(tally, seq)
+    r.ok = r.lost == 0 and r.duplicated == 0 and rc == 0
+    r.notes.append("%d files, %d of them on the previous file's inode (ext4 here rarely hands "
+                   "the inode straight back, so inode reuse is seldom provoked); exit %s" %
+                   (rounds, reused, rc))
+    return r
+
+
+HTTP_LMDB = """
+[agent]
+name = "rel-http-lmdb"
+data_dir = "@DATA_DIR@"
+admin = "127.0.0.1:0"
+shutdown_timeout = "10s"
+
+[sources.in]
+type = "http"
+listen = "{listen}"
+channel = "durable"
+
+[channels.durable]
+type = "lmdb"
+sync = "full"
+
+[sinks.out]
+type = "file"
+path = "{out}"
+channel = "durable"
+"""
+
+
+class HttpClient(threading.Thread):
+    """POSTs numbered lines (text/plain, 200 a request) and retries each request until it is
+    answered 200: every number it counts as acknowledged must reach the far side."""
+
+    def __init__(self, addr, batch=200):
+        super().__init__(daemon=True)
+        self.host, self.port = addr.rsplit(":", 1)
+        self.batch = batch
+        self.acked = 0  # every number up to this one was answered 200
+        self.attempts = 0
+        self.failures = 0
+        self.stop_flag = threading.Event()
+        self.error = None
+
+    def post(self, body):
+        import http.client
+        c = http.client.HTTPConnection(self.host, int(self.port), timeout=5)
+        try:
+            c.request("POST", "/", body=body, headers={"Content-Type": "text/plain"})
+            return c.getresponse().status
+        finally:
+            c.close()
+
+    def run(self):
+        try:
+            while not self.stop_flag.is_set():
+                first = self.acked + 1
+                body = "".join(line(s) for s in range(first, first + self.batch)).encode()
+                while True:
+                    self.attempts += 1
+                    try:
+                        status = self.post(body)
+                    except OSError:
+                        status = 0
+                    if status == 200:
+                        break
+                    self.failures += 1
+                    time.sleep(0.02)  # retry pacing while the agent is down
+                self.acked = first + self.batch - 1
+        except Exception as e:
+            self.error = e
+
+    def finish(self):
+        self.stop_flag.set()
+        self.join(60)
+        if self.error:
+            raise self.error
+        return self.acked
+
+
+def kill9_http_lmdb(ctx):
+    """http -> lmdb -> file, a client posting numbered batches with retries, the agent killed
+    with -9 at random moments and restarted on the same port: every line answered 200 arrives."""
+    r = Result("kill9-loop-http-lmdb")
+    out = os.path.join(ctx.tmp, "out.log")
+    agent = Agent(ctx.binary, ctx.tmp, "agent", HTTP_LMDB.format(listen="127.0.0.1:0", out=out))
+    agent.start()
+    addr = agent.source_address("in")
+    agent.terminate()
+    agent.set_config(HTTP_LMDB.format(listen=addr, out=out))
+    agent.start()
+    client = HttpClient(addr)
+    client.start()
+    kills = 200 if ctx.long else 20
+    rng = random.Random(ctx.seed)
+    for _ in range(kills):
+        time.sleep(rng.uniform(0.05, 0.5))  # a random moment to kill at, not a synchronisation
+        agent.kill9()
+        agent.start()
+    base = client.acked
+    eventually(20, lambda: client.acked > base + 1000)  # the client goes on after the last start
+    n = client.finish()
+    tally = Tally([out])
+    wait_delivery(tally, n, 60)
+    rc = agent.terminate()
+    r.from_tally(tally, n)
+    r.ok = r.lost == 0 and rc == 0 and n > 0
+    r.notes.append("%d kill -9 (seed %d); %d requests, %d of them failed and were retried; %d "
+                   "repeats: batches stored whose 200 was lost at a kill, sent again "
+                   "(at-least-once); exit %s" %
+                   (kills, ctx.seed, client.attempts, client.failures, r.duplicated, rc))
+    return r
+
+
+CASES = [
+    ("rotation-rename", lambda c: rotation_case(c, "rename")),
+    ("rotation-copytruncate", lambda c: rotation_case(c, "copytruncate")),
+    ("rotation-truncate", lambda c: rotation_case(c, "truncate")),
+    ("rotation-truncate-regrown", lambda c: rotation_case(c, "truncate-regrown")),
+    ("stop-rotate-twice-start", stop_rotate_start),
+    ("deleted-while-read", deleted_while_read),
+    ("symlink-repointed", symlink_repointed),
+    ("delete-recreate", delete_recreate),
+    ("kill9-loop-lmdb", kill9_lmdb),
+    ("kill9-loop-http-lmdb", kill9_http_lmdb),
+    ("disk-buffer-sigterm", lambda c: disk_buffer(c, "sigterm")),
+    ("disk-buffer-kill9", lambda c: disk_buffer(c, "kill9")),
+    ("tiered-failover", tiered_failover),
+    ("memory-dead-sink", memory_bound),
+    ("parse-error-flood", parse_flood),
+]
+
+
+class Ctx:
+    pass
+
+
+def kill_children():
+    for p in CHILDREN:
+        if p.poll() is None:
+            p.kill()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+    del CHILDREN[:]
+
+
+def run_case(name, fn, args):
+    ctx = Ctx()
+    ctx.binary = args.binary
+    ctx.long = args.long
+    ctx.seed = args.seed
+    ctx.tmp = tempfile.mkdtemp(prefix="sluice-rel-%s-" % name)
+    CURRENT_TMP[:] = [ctx.tmp]
+    t0 = time.monotonic()
+    try:
+        r = fn(ctx)
+    except Exception as e:  # a case that cannot finish is a FAIL with its reason
+        r = Result(name)
+        r.notes.append("error: %s" % str(e).replace("\n", " | ")[:600])
+    finally:
+        kill_children()
+    if not r.seconds:
+        r.seconds = time.monotonic() - t0
+    if r.ok or not args.keep:
+        shutil.rmtree(ctx.tmp, ignore_errors=True)
+    else:
+        r.notes.append("kept %s" % ctx.tmp)
+    return r
+
+
+def machine(binary):
+    def cmd(*a):
+        try:
+            return subprocess.run(a, capture_output=True, text=True, timeout=10).stdout.strip()
+        except Exception:
+            return "?"
+
+    mem_kib = 0
+    with open("/proc/meminfo") as f:
+        for l in f:
+            if l.startswith("MemTotal:"):
+                mem_kib = int(l.split()[1])
+    try:
+        with open("/etc/debian_version") as f:
+            debian = f.read().strip()
+    except OSError:
+        debian = "?"
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for l in f:
+            if l.startswith("model name"):
+                model = l.split(":", 1)[1].strip()
+                break
+    here = os.path.dirname(os.path.abspath(__file__))
+    rev = cmd("git", "-C", here, "rev-parse", "--short=12", "HEAD")
+    dirty = cmd("git", "-C", here, "status", "--porcelain", "--untracked-files=no")
+    return [
+        ("nproc", str(os.cpu_count())),
+        ("CPU", model),
+        ("RAM", "%.1f GiB" % (mem_kib / 1048576.0)),
+        ("kernel", platform.release()),
+        ("Debian", debian),
+        ("sluice git revision", rev + (" (with uncommitted changes)" if dirty else "")),
+        ("sluice version", cmd(binary, "version")),
+        ("load average at start", "%.2f %.2f %.2f" % os.getloadavg()),
+    ]
+
+
+def write_results(path, args, desc, results, total):
+    """Replaces this form's section of the results file (CI or long) and keeps the other."""
+    key = "long" if args.long else "ci"
+    title = "Long form (`--long`)" if args.long else "CI form"
+    if args.only:  # a partial run gets its own section, so the full runs stay
+        key += "-" + args.only.replace(",", "-")
+        title += ", only " + args.only.replace(",", ", ")
+    sections = {}
+    try:
+        with open(path) as f:
+            for m in re.finditer(r"<!-- form:([\w-]+) -->\n(.*?)<!-- end form:\1 -->\n",
+                                 f.read(), re.S):
+                sections[m.group(1)] = m.group(2)
+    except OSError:
+        pass
+    selection = ""
+    if args.only:
+        selection = ", only " + args.only
+    if args.skip:
+        selection += ", skipping " + args.skip
+    lines = ["## %s" % title, "",
+             "Run on %s UTC%s, %.0f s in all; %d cases, %d failed." %
+             (time.strftime("%Y-%m-%d %H:%M", time.gmtime()), selection, total, len(results),
+              len([r for r in results if not r.ok])), "",
+             "| machine | |", "|---|---|"]
+    lines += ["| %s | %s |" % kv for kv in desc]
+    lines += ["", "| result | case | sent | delivered | lost | duplicated | seconds | notes |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append("| %s | %s | %d | %d | %d | %d | %.1f | %s |" % (
+            "PASS" if r.ok else "FAIL", r.name, r.sent, r.delivered, r.lost, r.duplicated,
+            r.seconds, "; ".join(r.notes).replace("|", "/")))
+    lines += ["", "Command: `/usr/bin/python3 tests/reliability/run.py BINARY%s%s%s --results %s`" %
+              (" --long" if args.long else "", (" --only " + args.only) if args.only else "",
+               (" --skip " + args.skip) if args.skip else "", os.path.basename(path)), ""]
+    sections[key] = "\n".join(lines) + "\n"
+    head = ("# sluice reliability results\n\nWritten by `tests/reliability/run.py --results` "
+            "(do not edit by hand: each run replaces the section of its form). What each case "
+            "proves: `tests/reliability/README.md`.\n\n")
+    with open(path, "w") as f:
+        f.write(head)
+        for k in sorted(sections, key=lambda k: (k.startswith("long"), len(k) > 4, k)):
+            if k in sections:
+                f.write("<!-- form:%s -->\n%s<!-- end form:%s -->\n\n" % (k, sections[k], k))
+
+
+def main():
+    p = argparse.ArgumentParser(description="sluice reliability suite")
+    p.add_argument("binary", help="the sluice binary (build/release/agent/sluice)")
+    p.add_argument("--long", action="store_true", help="the long forms")
+    p.add_argument("--only", help="run one case (comma-separated for several)")
+    p.add_argument("--skip", help="cases not to run (comma-separated)")
+    p.add_argument("--list", action="store_true", help="list the cases")
+    p.add_argument("--results", help="write the results (markdown) to this file")
+    p.add_argument("--seed", type=int, default=None, help="seed for the random kill moments")
+    p.add_argument("--keep", action="store_true", help="keep the temp dirs of failed cases")
+    args = p.parse_args()
+    if args.list:
+        for name, _ in CASES:
+            print(name)
+        return 0
+    args.binary = os.path.abspath(args.binary)
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1 << 30)
+    selected = CASES
+    if args.only:
+        wanted = args.only.split(",")
+        unknown = [w for w in wanted if w not in dict(CASES)]
+        if unknown:
+            print("unknown case(s): %s; see --list" % ", ".join(unknown), file=sys.stderr)
+            return 2
+        selected = [c for c in CASES if c[0] in wanted]
+    if args.skip:
+        skipped = args.skip.split(",")
+        unknown = [w for w in skipped if w not in dict(CASES)]
+        if unknown:
+            print("unknown case(s): %s; see --list" % ", ".join(unknown), file=sys.stderr)
+            return 2
+        selected = [c for c in selected if c[0] not in skipped]
+
+    def on_signal(signum, frame):
+        kill_children()
+        for d in CURRENT_TMP:
+            shutil.rmtree(d, ignore_errors=True)
+        os._exit(128 + signum)  # at once: the writer thread may be mid-write
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    desc = machine(args.binary)
+    t0 = time.monotonic()
+    results = []
+    try:
+        for name, fn in selected:
+            r = run_case(name, fn, args)
+            results.append(r)
+            print(r.text(), flush=True)
+    finally:
+        kill_children()
+    if args.results:
+        write_results(args.results, args, desc, results, time.monotonic() - t0)
+    failed = [r.name for r in results if not r.ok]
+    print("%d cases, %d failed%s" % (len(results), len(failed),
+                                      (": " + ", ".join(failed)) if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
