@@ -369,8 +369,8 @@ Value eval(const Expr& e, const EvalContext& ctx) {
       if (a.is_null() || b.is_null()) return Value::null();
       const std::string_view x = to_text(a, ctx), y = to_text(b, ctx);
       char* out = ctx.arena->allocate(x.size() + y.size() + 1);
-      std::memcpy(out, x.data(), x.size());
-      std::memcpy(out + x.size(), y.data(), y.size());
+      if (!x.empty()) std::memcpy(out, x.data(), x.size());  // an empty view's data() may be null
+      if (!y.empty()) std::memcpy(out + x.size(), y.data(), y.size());
       return Value::string({out, x.size() + y.size()});
     }
     case Op::eq:
@@ -518,6 +518,7 @@ Value eval(const Expr& e, const EvalContext& ctx) {
           char* out = ctx.arena->allocate(total + 1);
           std::size_t at = 0;
           for (std::size_t i = 0; i < n; ++i) {
+            if (parts[i].empty()) continue;  // a NULL part's data() is null: not for memcpy
             std::memcpy(out + at, parts[i].data(), parts[i].size());
             at += parts[i].size();
           }

@@ -330,15 +330,15 @@ void WindowOperator::fold(Pane& p) {
     const std::size_t side_before = p.side.strings.capacity() * sizeof(std::string) +
                                     p.side.distincts.capacity() * sizeof(sketch::DistinctCounter) +
                                     p.side.quantiles.capacity() * sizeof(sketch::QuantileSketch);
-    aggs_.init(&p.cells[static_cast<std::size_t>(idx) * n], p.side);
+    aggs_.init(p.cells.data() + static_cast<std::size_t>(idx) * n, p.side);  // n may be 0
     const std::size_t side_after = p.side.strings.capacity() * sizeof(std::string) +
                                    p.side.distincts.capacity() * sizeof(sketch::DistinctCounter) +
                                    p.side.quantiles.capacity() * sizeof(sketch::QuantileSketch);
     p.side_bytes += side_after - side_before;
     open_bytes_ += p.bytes() - before;
   }
-  const std::int64_t grown =
-      aggs_.update(&p.cells[static_cast<std::size_t>(idx) * n], p.side, args_.data(), event_time_);
+  const std::int64_t grown = aggs_.update(p.cells.data() + static_cast<std::size_t>(idx) * n,
+                                          p.side, args_.data(), event_time_);
   p.side_bytes = static_cast<std::size_t>(static_cast<std::int64_t>(p.side_bytes) + grown);
   open_bytes_ = static_cast<std::size_t>(static_cast<std::int64_t>(open_bytes_) + grown);
 }
@@ -675,9 +675,10 @@ std::size_t WindowOperator::emit_closed(Batch& out, std::size_t max_rows) {
     while (done < closed_.size() && emitted < max_rows) {
       Pane& p = *closed_[done];
       while (emit_pos_ < p.groups() && emitted < max_rows) {
-        emitted += emit_row(&p.cells[emit_pos_ * n], p.side, p.key(emit_pos_), p.start, p.end, out)
-                       ? 1
-                       : 0;
+        emitted +=
+            emit_row(p.cells.data() + emit_pos_ * n, p.side, p.key(emit_pos_), p.start, p.end, out)
+                ? 1
+                : 0;
         ++emit_pos_;
       }
       if (emit_pos_ < p.groups()) break;
@@ -834,7 +835,7 @@ void WindowOperator::serialize_state(std::string& out) const {
         const std::string_view k = p.key(g);
         enc::put_varint(out, k.size());
         out.append(k);
-        aggs_.encode(&p.cells[g * n], p.side, out);
+        aggs_.encode(p.cells.data() + g * n, p.side, out);
       }
     };
     for (std::size_t c = 0; c < closed_.size(); ++c) put_pane(*closed_[c], c == 0 ? emit_pos_ : 0);
