@@ -473,11 +473,17 @@ class Parser {
     return e;
   }
 
-  std::unique_ptr<Expr> expr() {
+  // Every recursion of the expression grammar (parentheses, NOT, unary signs) counts against one
+  // bound, so that no query can overflow the stack. On success the caller decrements depth_.
+  bool deeper() {
     if (++depth_ > 200) {
       fail_at(peek().offset, "expression nested too deeply");
-      return nullptr;
+      return false;
     }
+    return true;
+  }
+  std::unique_ptr<Expr> expr() {
+    if (!deeper()) return nullptr;
     auto e = or_expr();
     --depth_;
     return e;
@@ -505,7 +511,9 @@ class Parser {
   std::unique_ptr<Expr> not_expr() {
     if (peek().is("not")) {
       const std::size_t at = next().offset;
+      if (!deeper()) return nullptr;
       auto inner = not_expr();
+      --depth_;
       if (!inner) return nullptr;
       auto e = make(Op::not_, at);
       e->length = inner->offset + inner->length - at;
@@ -644,7 +652,9 @@ class Parser {
     if (peek().kind == Tok::minus || peek().kind == Tok::plus) {
       const Token& t = next();
       const bool minus = t.kind == Tok::minus;
+      if (!deeper()) return nullptr;
       auto inner = unary();
+      --depth_;
       if (!inner) return nullptr;
       if (!minus) return inner;
       if (inner->op == Op::literal && inner->lit.type == SqlType::integer) {

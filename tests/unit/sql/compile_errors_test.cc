@@ -133,6 +133,22 @@ TEST_CASE("sql errors: limits", "[unit][sql]") {
   for (int c = 0; c < 33; ++c) args += (c ? ", " : "") + std::string("'x'");
   CHECK(error_of(with_window(args + ") AS v FROM src")) ==
         "1:175: CONCAT takes at most 32 arguments");
+  // Nesting is bounded whatever nests (parentheses, NOT, signs): a hostile query in a
+  // configuration file is an error, not a stack overflow in `sluice check`.
+  const std::string parens = std::string(100'000, '(') + "1" + std::string(100'000, ')');
+  CHECK(error_of(with_window("SELECT " + parens + " AS v FROM src"))
+            .find("expression nested too deeply") != std::string::npos);
+  std::string nots;
+  for (int i = 0; i < 100'000; ++i) nots += "NOT ";
+  CHECK(error_of(with_window("SELECT COUNT(*) AS n FROM src WHERE " + nots + "TRUE"))
+            .find("expression nested too deeply") != std::string::npos);
+  std::string signs;  // "- " apart: "--" starts a comment
+  for (int i = 0; i < 100'000; ++i) signs += "- ";
+  CHECK(error_of(with_window("SELECT " + signs + "1 AS v FROM src"))
+            .find("expression nested too deeply") != std::string::npos);
+  // Up to the bound, a nested expression compiles.
+  CHECK(error_of(with_window("SELECT " + std::string(50, '(') + "1" + std::string(50, ')') +
+                             " AS v FROM src")) == "OK");
 }
 
 TEST_CASE("sql errors: names against a declared schema", "[unit][sql]") {
