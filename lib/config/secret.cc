@@ -1,6 +1,7 @@
 #include "lib/config/secret.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,13 +16,28 @@ constexpr std::size_t kMaxSecretBytes = 64 * 1024;
 
 // Reads a whole small file; an error names the path and errno, never any content.
 bool read_small_file(const std::string& path, std::string& out, std::string& err) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO without a writer must not hang the configuration load (it is refused).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     err = "cannot read secret file '" + path + "': " + std::strerror(errno);
     return false;
   }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    err = "secret file '" + path + "' is not a regular file";
+    ::close(fd);
+    return false;
+  }
   out.clear();
+  out.reserve(kMaxSecretBytes + 1);  // never reallocated: no copy of the secret left in freed heap
   char buf[4096];
+  struct Wipe {
+    char* p;
+    ~Wipe() {
+      volatile char* v = p;
+      for (std::size_t i = 0; i < 4096; ++i) v[i] = 0;
+    }
+  } wipe{buf};
   for (;;) {
     const ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0) {

@@ -757,7 +757,8 @@ std::optional<Duration> parse_retry_after(std::string_view value, std::int64_t n
   }
   auto at = parse_http_date(value);
   if (!at) return std::nullopt;
-  return std::chrono::seconds(std::max<std::int64_t>(0, *at - now_unix_s));
+  // Bounded like a number of seconds: a date centuries away must not overflow the nanoseconds.
+  return std::chrono::seconds(std::clamp<std::int64_t>(*at - now_unix_s, 0, 999'999'999));
 }
 
 Classification classify(const ClientResponse& r, std::size_t max_body, std::int64_t now_unix_s) {

@@ -1,5 +1,6 @@
 #include "lib/config/secret.h"
 
+#include <sys/stat.h>
 #include <toml++/toml.h>
 
 #include <catch2/catch.hpp>
@@ -95,6 +96,18 @@ TEST_CASE("secret: errors name the position and never the value", "[unit][config
   REQUIRE(r.errors.size() == 1);
   CHECK(r.errors[0] ==
         "inline.toml:2:18: sinks.s.token.file: secret file '" + dir.file("empty") + "' is empty");
+
+  // Too large, and not a regular file: a FIFO with no writer must not hang the configuration load.
+  test::write_file(dir.file("huge"), std::string(65 * 1024, 'k'));
+  r = read_key("[sinks.s]\ntoken = { file = \"" + dir.file("huge") + "\" }\n");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0] == "inline.toml:2:18: sinks.s.token.file: secret file '" + dir.file("huge") +
+                           "' is larger than 64 KiB");
+  REQUIRE(::mkfifo(dir.file("fifo").c_str(), 0600) == 0);
+  r = read_key("[sinks.s]\ntoken = { file = \"" + dir.file("fifo") + "\" }\n");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0] == "inline.toml:2:18: sinks.s.token.file: secret file '" + dir.file("fifo") +
+                           "' is not a regular file");
 }
 
 TEST_CASE("secret: formatting shows no value", "[unit][config][secret]") {

@@ -429,6 +429,11 @@ TEST_CASE("http client: Retry-After as seconds or an HTTP-date", "[unit][http]")
         std::optional<Duration>(5s));
   CHECK(http::parse_retry_after("Wed Oct 21 07:28:00 2015", when - 1) ==
         std::optional<Duration>(1s));
+  // Far in the future: bounded like a huge number of seconds, never an overflow into the past.
+  CHECK(http::parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", when) ==
+        std::optional<Duration>(999'999'999s));
+  CHECK(http::parse_retry_after("Fri Dec 31 23:59:59 999999999", when) ==
+        std::optional<Duration>(999'999'999s));
   // In the past: now.
   CHECK(http::parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", when + 100) ==
         std::optional<Duration>(0s));
