@@ -74,6 +74,7 @@ struct Expr {
   AggKind agg = AggKind::count_star;
   SqlType cast_to = SqlType::string;
   int index = -1;
+  int height = 0;  // levels of the tree below and including this node; 0: not computed yet
 };
 
 struct SelectItem {

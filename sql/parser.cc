@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 
@@ -465,8 +466,26 @@ class Parser {
     const Token& prev = toks_[pos_ == 0 ? 0 : pos_ - 1];
     e.length = prev.offset + prev.length - e.offset;
   }
+  // The height of a parsed tree. Binary nodes store theirs when made; between two binary nodes
+  // there are at most depth_ levels (parentheses, NOT, signs, calls), so this recursion is bounded.
+  static int height(Expr& e) {
+    if (e.height == 0) {
+      int h = 0;
+      for (auto& a : e.args) h = std::max(h, height(*a));
+      e.height = h + 1;
+    }
+    return e.height;
+  }
+  // A chain of binary operators (a + a + ... or x = 1 OR x = 2 OR ...) makes a tree as tall as the
+  // chain is long, and planning, evaluation and destruction recurse over it: it shares the bound.
   std::unique_ptr<Expr> binary(Op op, std::unique_ptr<Expr> l, std::unique_ptr<Expr> r) {
+    const int h = 1 + std::max(height(*l), height(*r));
+    if (h > kMaxHeight) {
+      fail_at(r->offset, "expression nested too deeply");
+      return nullptr;
+    }
     auto e = make(op, l->offset);
+    e->height = h;
     e->length = r->offset + r->length - l->offset;
     e->args.push_back(std::move(l));
     e->args.push_back(std::move(r));
@@ -475,8 +494,9 @@ class Parser {
 
   // Every recursion of the expression grammar (parentheses, NOT, unary signs) counts against one
   // bound, so that no query can overflow the stack. On success the caller decrements depth_.
+  static constexpr int kMaxHeight = 200;
   bool deeper() {
-    if (++depth_ > 200) {
+    if (++depth_ > kMaxHeight) {
       fail_at(peek().offset, "expression nested too deeply");
       return false;
     }
@@ -495,6 +515,7 @@ class Parser {
       auto r = and_expr();
       if (!r) return nullptr;
       l = binary(Op::or_, std::move(l), std::move(r));
+      if (!l) return nullptr;
     }
     return l;
   }
@@ -505,6 +526,7 @@ class Parser {
       auto r = not_expr();
       if (!r) return nullptr;
       l = binary(Op::and_, std::move(l), std::move(r));
+      if (!l) return nullptr;
     }
     return l;
   }
@@ -555,6 +577,7 @@ class Parser {
         auto r = concat_expr();
         if (!r) return nullptr;
         l = binary(op, std::move(l), std::move(r));
+        if (!l) return nullptr;
         continue;
       }
       if (t.is("is")) {
@@ -594,6 +617,7 @@ class Parser {
         auto r = concat_expr();
         if (!r) return nullptr;
         l = binary(Op::like, std::move(l), std::move(r));
+        if (!l) return nullptr;
         l->negated = negated;
         continue;
       }
@@ -623,6 +647,7 @@ class Parser {
       auto r = additive();
       if (!r) return nullptr;
       l = binary(Op::concat, std::move(l), std::move(r));
+      if (!l) return nullptr;
     }
     return l;
   }
@@ -633,6 +658,7 @@ class Parser {
       auto r = multiplicative();
       if (!r) return nullptr;
       l = binary(op, std::move(l), std::move(r));
+      if (!l) return nullptr;
     }
     return l;
   }
@@ -645,6 +671,7 @@ class Parser {
       auto r = unary();
       if (!r) return nullptr;
       l = binary(op, std::move(l), std::move(r));
+      if (!l) return nullptr;
     }
     return l;
   }
@@ -818,6 +845,7 @@ class Parser {
       if (operand) {  // CASE x WHEN v: x = v
         auto copy = clone(*operand);
         cond = binary(Op::eq, std::move(copy), std::move(cond));
+        if (!cond) return nullptr;
       }
       if (!expect("then")) return nullptr;
       auto then = expr();

@@ -146,6 +146,18 @@ TEST_CASE("sql errors: limits", "[unit][sql]") {
   for (int i = 0; i < 100'000; ++i) signs += "- ";
   CHECK(error_of(with_window("SELECT " + signs + "1 AS v FROM src"))
             .find("expression nested too deeply") != std::string::npos);
+  // So are long chains of binary operators, whose trees are as tall as the chain is long.
+  std::string sum = "v";
+  for (int i = 0; i < 100'000; ++i) sum += " + v";
+  CHECK(error_of(with_window("SELECT SUM(" + sum + ") AS s FROM src"))
+            .find("expression nested too deeply") != std::string::npos);
+  std::string ors = "k = 0";
+  for (int i = 1; i < 100'000; ++i) ors += " OR k = " + std::to_string(i);
+  CHECK(error_of(with_window("SELECT COUNT(*) AS n FROM src WHERE " + ors))
+            .find("expression nested too deeply") != std::string::npos);
+  std::string short_sum = "v";
+  for (int i = 0; i < 100; ++i) short_sum += " + v";
+  CHECK(error_of(with_window("SELECT SUM(" + short_sum + ") AS s FROM src")) == "OK");
   // Up to the bound, a nested expression compiles.
   CHECK(error_of(with_window("SELECT " + std::string(50, '(') + "1" + std::string(50, ')') +
                              " AS v FROM src")) == "OK");
