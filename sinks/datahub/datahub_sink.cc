@@ -83,6 +83,10 @@ Result<std::unique_ptr<DataHubSink>> DataHubSink::create(const DataHubConfig& co
   o.tls = config.tls;
   o.proxy = config.proxy;
   o.user_agent = "sluice-datahub";
+  // A PutRecords answer lists every failed record (80-150 bytes each): it must arrive whole, or the
+  // accepted records would be sent again with the failed ones.
+  o.max_response_body =
+      std::max<std::size_t>(o.max_response_body, config.max_records_per_request * 512 + (64 << 10));
   auto client = http::Client::create(ctx.loop, std::move(o));
   if (!client) return client.error();
   return std::make_unique<DataHubSink>(config, ctx, std::move(*client));
@@ -262,9 +266,17 @@ void DataHubSink::on_put(Delivery& d, const std::vector<std::uint32_t>& sent,
   http_metrics_.answered(r);
   std::string body = std::move(r.body);
   if (r.header("content-encoding") == "deflate") {
+    // Bounded like the body itself, and a damaged one is said as such.
     std::string plain;
-    if (http::decompress(http::Compression::deflate, body, plain, 64 << 20).ok()) body.swap(plain);
+    const Status st =
+        http::decompress(http::Compression::deflate, body, plain, 16 * body.size() + (64 << 10));
+    if (st.ok()) {
+      body.swap(plain);
+    } else {
+      body = "(a deflate answer that does not inflate: " + st.message() + ")";
+    }
   }
+  if (r.body_truncated) body = "(an answer longer than " + std::to_string(body.size()) + " bytes)";
   if (r.status >= 200 && r.status < 300) {
     auto failed = datahub::parse_put_result(body);
     if (!failed) {

@@ -380,8 +380,7 @@ void IlpHttpSink::on_response(Job& job, http::ClientResponse&& r) {
     return next(job);
   }
   const std::string reason =
-      fmt::format("HTTP {}: {}", r.status,
-                  std::string_view(r.body).substr(0, std::min<std::size_t>(300, r.body.size())));
+      fmt::format("HTTP {}: {}", r.status, escape_for_log(r.body, 300));  // the peer's text
   // QuestDB names the failing line (1-based, in this request) and committed nothing.
   if (const auto at = r.body.find("\"line\":"); at != std::string::npos && r.status == 400) {
     std::uint32_t n = 0;

@@ -327,7 +327,8 @@ Result<QuantileSketch> QuantileSketch::decode(std::string_view& in) {
     std::uint64_t zoffset;
     if (!enc::get_varint(in, zoffset)) return invalid("truncated or malformed bucket offset");
     const std::int64_t offset = enc::unzigzag(zoffset);
-    if (offset < lowest || offset + static_cast<std::int64_t>(n) - 1 > highest) {
+    // Written so that no damaged offset can overflow: n >= 1 and lowest <= highest here.
+    if (offset < lowest || offset > highest - static_cast<std::int64_t>(n - 1)) {
       return invalid("bucket index out of range");
     }
     std::vector<std::uint64_t> dense(n);
