@@ -254,6 +254,24 @@ TEST_CASE("http sink: the json and ndjson bodies are the file sink's json format
   CHECK(empty == "[]");
 }
 
+TEST_CASE("http sink config: tls.server_name is refused", "[unit][sinks][http][config]") {
+  std::vector<std::string> errors;
+  auto c = parse_http(R"([sinks.h]
+type = "http"
+url = "https://hooks.example.com/in"
+tls = { server_name = "other.example.com" }
+)",
+                      errors);
+  CHECK_FALSE(c.has_value());
+  INFO(errors.size() << " errors, the first: " << (errors.empty() ? "" : errors[0]));
+  bool named = false;
+  for (const auto& e : errors)
+    named = named || e.find(
+                         "server_name is not supported by the http sink: the URL's host is "
+                         "verified") != std::string::npos;
+  CHECK(named);
+}
+
 TEST_CASE("http sink: the idempotency key is a function of the event ids", "[unit][sinks][http]") {
   const Batch a = test::make_batch(100, "x", 0);
   const Batch same_ids = test::make_batch(100, "other bodies", 0);

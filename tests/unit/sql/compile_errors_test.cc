@@ -68,6 +68,9 @@ TEST_CASE("sql errors: intervals and windows", "[unit][sql]") {
         "1:43: SESSION gap must be positive");
   CHECK(error_of("SELECT COUNT(*) FROM src GROUP BY HOP(INTERVAL '10' SECOND, INTERVAL '15' "
                  "SECOND)") == "1:61: HOP size must be a multiple of its slide");
+  CHECK(error_of("SELECT COUNT(*) AS n FROM src GROUP BY HOP(INTERVAL '1' SECOND, INTERVAL '1001' "
+                 "SECOND)")
+            .find("HOP size / slide must be at most 1000") != std::string::npos);
   CHECK(error_of("SELECT COUNT(*) FROM src GROUP BY TUMBLE(INTERVAL 'x' SECOND)") ==
         "1:51: invalid interval 'x'");
   // Both spellings of an interval, and a time column first, compile.
