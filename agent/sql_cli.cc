@@ -1,13 +1,17 @@
 #include "agent/sql_cli.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
-#include <iostream>
+#include <cerrno>
+#include <cstring>
+#include <string_view>
+#include <vector>
 
 #include "lib/config/units.h"
 #include "lib/core/clock.h"
+#include "lib/ingest/line_splitter.h"
 #include "lib/parse/formats.h"
 #include "sql/engine.h"
 
@@ -16,7 +20,12 @@ namespace {
 
 constexpr int kExitUsage = 2;
 
-void print_table(const sql::CompiledQuery& q, const Batch& rows, std::FILE* out) {
+// The table needs every row for its column widths; past this many it stops keeping them.
+constexpr std::size_t kTableRows = 10'000;
+constexpr std::size_t kMaxLineBytes = 1 << 20;
+
+void print_table(const sql::CompiledQuery& q, const Batch& rows, std::uint64_t total,
+                 std::FILE* out) {
   std::vector<std::string> names;
   for (const auto& c : q.output()) names.push_back(c.name);
   std::vector<std::vector<std::string>> cells(rows.size(), std::vector<std::string>(names.size()));
@@ -52,7 +61,12 @@ void print_table(const sql::CompiledQuery& q, const Batch& rows, std::FILE* out)
   }
   std::fprintf(out, "%s\n", sep.c_str());
   for (const auto& row : cells) line(row);
-  std::fprintf(out, "(%zu row%s)\n", rows.size(), rows.size() == 1 ? "" : "s");
+  if (total > rows.size()) {
+    std::fprintf(out, "(%zu of %lu rows shown: use --output ndjson for all)\n", rows.size(),
+                 static_cast<unsigned long>(total));
+  } else {
+    std::fprintf(out, "(%zu row%s)\n", rows.size(), rows.size() == 1 ? "" : "s");
+  }
 }
 
 }  // namespace
@@ -145,32 +159,49 @@ int sql_run(const SqlRunOptions& o, std::FILE* out, std::FILE* err) {
     std::fprintf(err, "sluice: %s\n", runner.error().message().c_str());
     return kExitUsage;
   }
-  std::ifstream file;
-  std::istream* in = &std::cin;
+  std::FILE* in = stdin;
   if (o.input != "-") {
-    file.open(o.input, std::ios::binary);
-    if (!file) {
-      std::fprintf(err, "sluice: cannot read %s\n", o.input.c_str());
+    in = std::fopen(o.input.c_str(), "rb");
+    if (in == nullptr) {
+      std::fprintf(err, "sluice: cannot read %s: %s\n", o.input.c_str(), std::strerror(errno));
       return 1;
     }
-    in = &file;
   }
+  const bool ndjson = o.output == "ndjson";
   parse::JsonFormat json({});
   parse::Draft draft;
-  Batch batch, rows;
-  std::string line;
-  std::uint64_t lineno = 0, bad = 0, late = 0, no_time = 0;
-  while (std::getline(*in, line)) {
+  Batch batch, closed, rows;  // rows: what the table shows
+  std::uint64_t lineno = 0, bad = 0, late = 0, no_time = 0, too_long = 0, total_rows = 0;
+  // ndjson rows are printed as their windows close; the table keeps the first kTableRows.
+  auto take_closed = [&] {
+    total_rows += closed.size();
+    if (ndjson) {
+      for (std::size_t i = 0; i < closed.size(); ++i) {
+        const auto body = closed[i].body();
+        std::fprintf(out, "%.*s\n", static_cast<int>(body.size()), body.data());
+      }
+      if (!closed.empty()) std::fflush(out);
+    } else if (rows.size() < kTableRows) {
+      rows.append_range(closed, 0, std::min(closed.size(), kTableRows - rows.size()));
+    }
+    closed.clear();
+  };
+  auto on_line = [&](std::string_view line, bool complete) {
     ++lineno;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty()) continue;
+    if (!complete) {
+      if (too_long++ < 10)
+        std::fprintf(err, "sluice: %s:%lu: longer than %zu bytes, skipped\n", o.input.c_str(),
+                     static_cast<unsigned long>(lineno), kMaxLineBytes);
+      return;
+    }
+    if (line.empty()) return;
     draft.reset(line, wall_clock_ns(), lineno);
     if (o.format == "json") {
       if (json.parse(line, draft) != parse::ParseError::none) {
         if (bad++ < 10)
           std::fprintf(err, "sluice: %s:%lu: not a JSON object, skipped\n", o.input.c_str(),
                        static_cast<unsigned long>(lineno));
-        continue;
+        return;
       }
     }
     batch.clear();
@@ -186,19 +217,50 @@ int sql_run(const SqlRunOptions& o, std::FILE* out, std::FILE* err) {
       default:
         break;
     }
-    (*runner)->emit_closed(rows);
+    (*runner)->emit_closed(closed);
+    take_closed();
+  };
+  // A line over the bound is cut into pieces (memory stays bounded): the first piece reports it,
+  // the others are skipped with it.
+  sources::LineConfig lc;
+  lc.max_line_bytes.bytes = kMaxLineBytes;
+  sources::LineSplitter splitter(lc);
+  bool in_long = false;
+  auto feed_line = [&](std::string_view piece) {
+    const bool complete = splitter.complete();
+    if (in_long) {
+      in_long = !complete;  // the last piece of the long line
+      return;
+    }
+    if (!complete) in_long = true;
+    on_line(piece, complete);
+  };
+  // read(2), not fread: a pipe's lines are evaluated (and ndjson rows printed) as they come.
+  std::vector<char> buf(64 * 1024);
+  ssize_t got;
+  while ((got = ::read(::fileno(in), buf.data(), buf.size())) != 0) {
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      const int read_errno = errno;
+      if (in != stdin) std::fclose(in);
+      std::fprintf(err, "sluice: cannot read %s: %s\n", o.input.c_str(), std::strerror(read_errno));
+      return 1;
+    }
+    splitter.feed(std::string_view(buf.data(), static_cast<std::size_t>(got)), feed_line);
   }
-  (*runner)->flush(rows);
-  if (o.output == "ndjson") {
-    for (std::size_t i = 0; i < rows.size(); ++i)
-      std::fprintf(out, "%.*s\n", static_cast<int>(rows[i].body().size()), rows[i].body().data());
-  } else {
-    print_table(*query, rows, out);
-  }
-  if (bad + late + no_time > 0) {
-    std::fprintf(err, "sluice: %lu lines read: %lu not parsed, %lu late, %lu without event time\n",
-                 static_cast<unsigned long>(lineno), static_cast<unsigned long>(bad),
-                 static_cast<unsigned long>(late), static_cast<unsigned long>(no_time));
+  if (in != stdin) std::fclose(in);
+  splitter.finish(feed_line);
+  (*runner)->flush(closed);
+  take_closed();
+  if (!ndjson) print_table(*query, rows, total_rows, out);
+  std::fflush(out);
+  if (bad + late + no_time + too_long > 0) {
+    std::fprintf(err,
+                 "sluice: %lu lines read: %lu too long, %lu not parsed, %lu late, %lu without "
+                 "event time\n",
+                 static_cast<unsigned long>(lineno), static_cast<unsigned long>(too_long),
+                 static_cast<unsigned long>(bad), static_cast<unsigned long>(late),
+                 static_cast<unsigned long>(no_time));
   }
   return 0;
 }

@@ -1,5 +1,6 @@
 #include <signal.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
@@ -405,6 +406,57 @@ TEST_CASE("sql: sluice sql run prints the rows of a query over a file", "[integr
       {"sql", "run", "SELECT COUNT(*) FROM x GROUP BY page", "--input", tmp.file("in.ndjson")});
   CHECK(code3 == 2);
   CHECK(bad.rfind("sluice: query:1:", 0) == 0);
+}
+
+TEST_CASE("sql: sluice sql run skips a line over 1 MiB and reports a read error",
+          "[integration][sql]") {
+  TempDir tmp;
+  std::string in = "{\"t\":\"2025-06-24 20:30:01.000\",\"page\":\"/a\"}\n";
+  in += "{\"page\":\"" + std::string(3 << 20, 'x') + "\"}\n";
+  in += "{\"t\":\"2025-06-24 20:30:02.000\",\"page\":\"/a\"}\n";
+  write_file(tmp.file("in.ndjson"), in);
+  auto [code, text] = run_sluice(
+      {"sql", "run", "SELECT COUNT(*) AS n FROM x GROUP BY TUMBLE(INTERVAL '5' SECOND)", "--input",
+       tmp.file("in.ndjson"), "--event-time", "t:%Y-%m-%d %H:%M:%S.%f", "--output", "ndjson"});
+  CHECK(code == 0);
+  CHECK(text == "sluice: " + tmp.file("in.ndjson") +
+                    ":2: longer than 1048576 bytes, skipped\n"
+                    "{\"n\":2}\n"
+                    "sluice: 3 lines read: 1 too long, 0 not parsed, 0 late, 0 without event "
+                    "time\n");
+  // A directory opens but cannot be read: an error, not an empty result.
+  auto [code2, err] = run_sluice({"sql", "run",
+                                  "SELECT COUNT(*) AS n FROM x GROUP BY "
+                                  "TUMBLE(INTERVAL '5' SECOND)",
+                                  "--input", tmp.path()});
+  CHECK(code2 == 1);
+  CHECK(err.rfind("sluice: cannot read " + tmp.path() + ": ", 0) == 0);
+}
+
+TEST_CASE("sql: sluice sql run shows at most 10000 rows as a table and all as ndjson",
+          "[integration][sql]") {
+  TempDir tmp;
+  std::string in;
+  for (int i = 0; i < 10'005; ++i) in += "{\"t\":" + std::to_string(i) + "}\n";
+  write_file(tmp.file("in.ndjson"), in);
+  const std::vector<std::string> base = {"sql",
+                                         "run",
+                                         "SELECT window_start AS w, COUNT(*) AS n FROM x GROUP BY "
+                                         "TUMBLE(INTERVAL '1' SECOND)",
+                                         "--input",
+                                         tmp.file("in.ndjson"),
+                                         "--event-time",
+                                         "t:%s"};
+  auto [code, table] = run_sluice(base);
+  CHECK(code == 0);
+  CHECK(std::count(table.begin(), table.end(), '\n') == 10'000 + 3);  // head, rule, foot
+  CHECK(table.find("(10000 of 10005 rows shown: use --output ndjson for all)\n") !=
+        std::string::npos);
+  auto args = base;
+  args.insert(args.end(), {"--output", "ndjson"});
+  auto [code2, nd] = run_sluice(args);
+  CHECK(code2 == 0);
+  CHECK(std::count(nd.begin(), nd.end(), '\n') == 10'005);
 }
 
 TEST_CASE("sql: sluice sql explain prints each pipeline's plan", "[integration][sql]") {
