@@ -397,7 +397,10 @@ void Client::Impl::drain_messages() {
     curl_off_t uploaded = 0;
     curl_easy_getinfo(e, CURLINFO_SIZE_UPLOAD_T, &uploaded);
     r.bytes_sent = static_cast<std::size_t>(std::max<curl_off_t>(0, uploaded));
-    if (code == CURLE_OK) {
+    // CURLE_WRITE_ERROR with a cut body: write_cb stopped at max_response_body, after the status.
+    const bool cut = code == CURLE_WRITE_ERROR && r.body_truncated && status > 0;
+    if (code == CURLE_OK || cut) {
+      r.curl_code = CURLE_OK;
       r.status = static_cast<int>(status);
       long version = 0;
       curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &version);
@@ -539,9 +542,13 @@ size_t Client::Impl::write_cb(char* data, size_t size, size_t n, void* userp) {
   const std::size_t len = size * n;
   std::string& body = t->response.body;
   const std::size_t room = t->max_body > body.size() ? t->max_body - body.size() : 0;
-  if (len > room) t->response.body_truncated = true;
   body.append(data, std::min(len, room));
-  return len;
+  if (len <= room) return len;
+  // Past the cap: stop reading (curl ends the transfer with CURLE_WRITE_ERROR and closes the
+  // connection). The status is known; waiting for a body that may never end would time the
+  // request out and send an answered request again.
+  t->response.body_truncated = true;
+  return 0;
 }
 
 size_t Client::Impl::header_cb(char* data, size_t size, size_t n, void* userp) {

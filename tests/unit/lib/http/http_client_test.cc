@@ -224,6 +224,61 @@ TEST_CASE("http client: the response body is capped", "[unit][http]") {
   REQUIRE(loop.close() == 0);
 }
 
+// A 2xx whose body goes on past the cap (here: announced as 100 MB, 256 KiB sent, then silence)
+// is an answer as soon as the cap is reached: waiting for the rest would time the request out and
+// send an accepted batch again.
+TEST_CASE("http client: a 2xx with an endless body is answered at the cap", "[unit][http]") {
+  const int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(lfd, 4) == 0);
+  socklen_t len = sizeof a;
+  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
+  const int port = ntohs(a.sin_port);
+  std::thread server([lfd] {
+    const int fd = ::accept(lfd, nullptr, nullptr);
+    if (fd < 0) return;
+    std::string req;
+    char buf[4096];
+    while (req.find("\r\n\r\n") == std::string::npos) {
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      req.append(buf, static_cast<std::size_t>(n));
+    }
+    std::string answer = "HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n";
+    answer += std::string(256 << 10, 'o');
+    for (std::size_t off = 0; off < answer.size();) {
+      const ssize_t n = ::write(fd, answer.data() + off, answer.size() - off);
+      if (n <= 0) break;
+      off += static_cast<std::size_t>(n);
+    }
+    // Silence until the client goes away.
+    while (::read(fd, buf, sizeof buf) > 0) {
+    }
+    ::close(fd);
+  });
+  Loop loop;
+  auto client = make_client(loop, options([](http::ClientOptions& o) {
+                              o.max_response_body = 1000;
+                              o.request_timeout = 10s;
+                            }));
+  const auto t0 = std::chrono::steady_clock::now();
+  http::ClientResponse r =
+      run_one(loop, *client, post("http://127.0.0.1:" + std::to_string(port) + "/in", "x\n"));
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+  CHECK(r.status == 200);
+  CHECK_FALSE(r.timed_out);
+  CHECK(r.body == std::string(1000, 'o'));
+  CHECK(r.body_truncated);
+  CHECK(http::classify(r).verdict == http::Verdict::ok);
+  client.reset();
+  REQUIRE(loop.close() == 0);
+  server.join();
+  ::close(lfd);
+}
+
 TEST_CASE("http client: HEAD and GET probes", "[unit][http]") {
   HttpPeer peer;
   Loop loop;
