@@ -8,7 +8,8 @@ seconds="${FUZZ_SECONDS:-30}"
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz
 mkdir -p build/fuzz/artifacts
-for target in fuzz_avro fuzz_http_body fuzz_parse fuzz_sketch; do
+for target in fuzz_avro fuzz_http_body fuzz_parse fuzz_sketch fuzz_sql fuzz_config \
+  fuzz_lmdb_record fuzz_answers fuzz_ilp; do
   work=$(mktemp -d)
   cp tests/fuzz/corpus/"$target"/* "$work"/
   echo "fuzz: $target for ${seconds}s"

@@ -920,7 +920,9 @@ Status WindowOperator::restore_state(std::string_view in) {
         p->closed = true;
         closed_.push_back(std::move(owned));
       } else {
+        const std::size_t before = open_.size();
         p = pane_for(start);
+        if (open_.size() == before) return bad("window stored twice");
         open_bytes_ -= std::min(open_bytes_, p->bytes());
       }
       for (std::uint64_t g = 0; g < groups; ++g) {
@@ -928,13 +930,17 @@ Status WindowOperator::restore_state(std::string_view in) {
         if (!get_key(key)) return bad("truncated key");
         key_buf_.assign(key);
         key_hash_ = sketch::xxh64(key_buf_);
+        if (p->index.find(key_hash_, key_buf_, [&](std::size_t x) { return p->key(x); }) >= 0) {
+          return bad("group stored twice in one window");
+        }
         p->key_off.push_back(static_cast<std::uint32_t>(p->keys.size()));
         p->key_len.push_back(static_cast<std::uint32_t>(key.size()));
         p->keys.append(key);
         p->index.insert(key_hash_);
-        p->cells.resize(p->cells.size() + n);
-        aggs_.init(&p->cells[g * n], p->side);
-        if (!aggs_.decode(in, &p->cells[g * n], p->side)) return bad("bad aggregate state");
+        const std::size_t at = p->cells.size();  // data() + at: no reference when n is 0
+        p->cells.resize(at + n);
+        aggs_.init(p->cells.data() + at, p->side);
+        if (!aggs_.decode(in, p->cells.data() + at, p->side)) return bad("bad aggregate state");
       }
       p->side_bytes = p->side.bytes();
       (closed != 0 ? closed_bytes_ : open_bytes_) += p->bytes();

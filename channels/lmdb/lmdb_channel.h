@@ -119,8 +119,6 @@ class LmdbChannel final : public Channel {
   std::uint64_t deleted_below_ = 1;       // records below this are deleted (or being deleted)
   std::uint64_t events_ = 0, bytes_ = 0;  // durable records not yet deleted
   std::uint64_t pending_events_ = 0, pending_bytes_ = 0;  // puts in flight
-  // Only touched on the writer thread: the totals stored in meta.
-  std::uint64_t disk_events_ = 0, disk_bytes_ = 0;
   std::vector<Cursor> cursors_;
   std::map<std::uint64_t, Leased> leases_;
   std::uint64_t next_lease_ = 0;

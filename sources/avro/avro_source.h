@@ -90,7 +90,6 @@ class AvroSource final : public Source, private net::ConnectionHandler {
 
   AvroSourceConfig config_;
   SourceContext& ctx_;
-  SourceOutput& output_;
   RequestPutter putter_;
   std::unique_ptr<parse::EventPipeline> pipeline_;
   std::shared_ptr<tls::TlsContext> tls_;

@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
+#include <tuple>
 
 #include "lib/parse/time_format.h"
+#include "sql/sketch/encoding.h"
 #include "tests/unit/sql/sql_test_support.h"
 
 using namespace sluice;
@@ -141,6 +143,66 @@ TEST_CASE("sql state: max_state_bytes closes the oldest windows early, counted",
   out.clear();
   r->flush(out);
   CHECK(r->stats().rows_emitted == 20 * 300);
+}
+
+namespace {
+
+// Splits a TUMBLE/HOP state after its window count: {header, count, windows}.
+std::tuple<std::string, std::uint64_t, std::string> split_windows(std::string_view state) {
+  namespace enc = sluice::sql::sketch::enc;
+  std::string_view in = state.substr(4 + 1 + 8 + 1);  // magic, version, fingerprint, kind
+  std::uint64_t v = 0;
+  for (int i = 0; i < 3 + 2 + 9; ++i) REQUIRE(enc::get_varint(in, v));  // size..counters
+  const std::size_t head = state.size() - in.size();
+  REQUIRE(enc::get_varint(in, v));
+  return {std::string(state.substr(0, head)), v, std::string(in)};
+}
+
+}  // namespace
+
+// A damaged checkpoint may name a window or a group twice: refused, never two groups under one
+// key or cells overwritten (which would restore different totals than were saved).
+TEST_CASE("sql state: restore refuses a window or a group stored twice", "[unit][sql]") {
+  for (const char* sql :
+       {"SELECT k, COUNT(*) AS n FROM src GROUP BY TUMBLE(INTERVAL '5' SECOND), k",
+        "SELECT k FROM src GROUP BY TUMBLE(INTERVAL '5' SECOND), k"}) {
+    INFO(sql);
+    auto q = must_compile(sql);
+    auto r = must_run(q);
+    Batch in;
+    add_event(in, 1 * kSec, {s("k", "a")});
+    r->on_batch(in);
+    std::string state;
+    r->serialize_state(state);
+    auto [head, count, windows] = split_windows(state);
+    REQUIRE(count == 1);
+    auto fresh = must_run(q);
+    REQUIRE(fresh->restore_state(state).ok());
+    std::string twice = head;
+    twice += '\x02';
+    twice += windows + windows;
+    fresh = must_run(q);
+    CHECK(fresh->restore_state(twice).message() == "sql state: window stored twice");
+    CHECK(fresh->open_windows() == 0);
+    // One window holding the same group twice: start, open, 2 groups, then the group again.
+    std::string_view w = windows;
+    namespace enc = sluice::sql::sketch::enc;
+    std::uint64_t start = 0, groups = 0;
+    std::uint8_t closed = 0;
+    REQUIRE(enc::get_varint(w, start));
+    REQUIRE(enc::get_u8(w, closed));
+    REQUIRE(enc::get_varint(w, groups));
+    REQUIRE(groups == 1);
+    std::string dup = head;
+    dup += '\x01';
+    dup.append(windows.data(), windows.size() - w.size() - 1);
+    dup += '\x02';
+    dup.append(w);
+    dup.append(w);
+    fresh = must_run(q);
+    CHECK(fresh->restore_state(dup).message() == "sql state: group stored twice in one window");
+    CHECK(fresh->open_windows() == 0);
+  }
 }
 
 TEST_CASE("sql state: restore refuses other queries and damaged bytes", "[unit][sql]") {
