@@ -22,9 +22,22 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://example.invalid/sluice")
-# Depends from the binary's libraries (dpkg-shlibdeps), plus what the maintainer scripts run.
-set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd")
+# Depends from the binary's libraries (dpkg-shlibdeps, in dpkg-dev), plus what the maintainer
+# scripts run (passwd: useradd where systemd-sysusers is absent). Without dpkg-shlibdeps, the
+# Debian 12 packages of the libraries the binary links.
+find_program(SLUICE_DPKG_SHLIBDEPS dpkg-shlibdeps)
+if(SLUICE_DPKG_SHLIBDEPS)
+  set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+  set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd")
+else()
+  message(STATUS "dpkg-shlibdeps not found: the .deb lists Debian 12's library packages")
+  string(CONCAT CPACK_DEBIAN_PACKAGE_DEPENDS
+         "passwd, libc6 (>= 2.34), libstdc++6 (>= 11), libgcc-s1 (>= 3.0), libcurl4 (>= 7.16.3), "
+         "libfmt9 (>= 9.1.0+ds1), libhttp-parser2.9 (>= 2.7.1), liblmdb0 (>= 0.9.7), "
+         "libpcre2-8-0 (>= 10.32), librdkafka1 (>= 1.5.0), libsimdjson14 (>= 2.0.1), "
+         "libspdlog1.10-fmt9, libssl3 (>= 3.0.0), libsystemd0, libtomlplusplus3 (>= 3.2.0), "
+         "libuv1 (>= 1.20.2), libzstd1 (>= 1.5.2), zlib1g (>= 1:1.2.0)")
+endif()
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "systemd")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${PROJECT_SOURCE_DIR}/packaging/debian/conffiles ${PROJECT_SOURCE_DIR}/packaging/debian/postinst
