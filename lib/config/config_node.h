@@ -74,7 +74,27 @@ class ConfigNode {
   const toml::table& table() const noexcept { return *table_; }
   bool has(std::string_view key) const;
   /// Declares `key` known without reading it (the agent reads `type` and `channel` itself).
-  void mark_known(std::string_view key) const { known_.emplace(key); }
+  void mark_known(std::string_view key) const {
+    known_.emplace(key);
+    if (key_observer_ != nullptr) key_observer_->declared(path_, key);
+  }
+
+  /// Sees every key a ConfigNode of this thread declares known (required(), optional(),
+  /// mark_known(), ...) with its table's path: `sluice check --list-keys` and the test that
+  /// conf/sluice.toml lists every key are built on it.
+  class KeyObserver {
+   public:
+    virtual void declared(std::string_view path, std::string_view key) = 0;
+
+   protected:
+    ~KeyObserver() = default;
+  };
+  /// Installs `observer` for this thread (nullptr removes it); returns the previous one.
+  static KeyObserver* observe_keys(KeyObserver* observer) {
+    KeyObserver* previous = key_observer_;
+    key_observer_ = observer;
+    return previous;
+  }
 
   template <class T, class Check = NoCheck>
   bool required(std::string_view key, T& out, ConfigErrors& errors, const Check& check = {}) const {
@@ -193,6 +213,7 @@ class ConfigNode {
   std::string path_;
   std::string file_;
   mutable std::set<std::string, std::less<>> known_;
+  static inline thread_local KeyObserver* key_observer_ = nullptr;
 };
 
 /// Levenshtein distance, for "did you mean" suggestions.
