@@ -376,6 +376,7 @@ std::uint32_t WindowOperator::new_session() {
   s.side_bytes = 0;
   s.cells.assign(aggs_.size(), Cell{});
   aggs_.init(s.cells.data(), s.side);
+  s.side_bytes = s.side.bytes();  // its sketches, and what a reused slot kept
   open_bytes_ += s.bytes();
   ++open_sessions_;
   return id;
