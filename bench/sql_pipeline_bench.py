@@ -7,11 +7,15 @@ Prints events/s, CPU seconds, events per CPU-second and peak RSS for each. A run
 the null sink counted every line and the pipeline (when there is one) counted every event. The
 "100k keys" input puts 200k events in each 5 s window with 100,000 distinct (game_id, event)
 pairs, for the peak-RSS figure. The agent is polled on /metrics until done, then stopped; CPU and
-peak RSS come from /proc (utime + stime, VmHWM), as in bench/taildir_null.py.
+peak RSS come from /proc (utime + stime, VmHWM), as in bench/taildir_null.py. A third line per
+input runs the same query with `sluice sql run` over the same file: JSON parsing and the pipeline
+alone, without taildir, the lmdb channel (serialize, zstd, fsync, decode) or sinks; its RSS is not
+shown, as that tool keeps every output row until the end.
 Usage: bench/sql_pipeline_bench.py [--events N] [--runs R] [--binary build/release/agent/sluice]
 """
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -53,6 +57,9 @@ def make_events(path, n, many_keys):
         f.write("".join(out))
 
 
+MAX_STATE = None  # --max-state: the pipeline's max_state_bytes (the agent's default: 64 MiB)
+
+
 def config(tmp, with_pipeline):
     text = f"""[agent]
 data_dir = "{tmp}/data"
@@ -79,7 +86,7 @@ FROM game
 GROUP BY TUMBLE(INTERVAL '5' SECOND), game_id, event
 \"\"\"
 event_time = { field = "create_time", format = "%Y-%m-%d %H:%M:%S.%f", watermark_delay = "5s" }
-[channels.rows]
+""" + (f'max_state_bytes = "{MAX_STATE}"\n' if MAX_STATE else "") + """[channels.rows]
 type = "memory"
 max_events = 1000000
 [sinks.rows_out]
@@ -87,6 +94,24 @@ type = "null"
 channel = "rows"
 """
     return text
+
+
+QUERY = ("SELECT window_start, game_id, event, COUNT(*) AS n, COUNT(DISTINCT uid) AS users, "
+         "AVG(x) AS avg_x, APPROX_PERCENTILE(x, 0.99) AS p99 FROM game "
+         "GROUP BY TUMBLE(INTERVAL '5' SECOND), game_id, event")
+
+
+def run_sql_cli(binary, data):
+    """`sluice sql run` over the file; CPU seconds of the child (getrusage)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    subprocess.run([binary, "sql", "run", QUERY, "--input", data,
+                    "--event-time", "create_time:%Y-%m-%d %H:%M:%S.%f", "--watermark-delay", "5s",
+                    "--output", "ndjson"], check=True, stdout=subprocess.DEVNULL)
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def run(binary, tmp, n, with_pipeline):
@@ -113,9 +138,11 @@ def run(binary, tmp, n, with_pipeline):
         time.sleep(0.01)
     wall = time.monotonic() - start
     cpu, rss = proc_cpu_rss(proc.pid)
+    # Windows closed before their time because the state reached max_state_bytes (64 MiB).
+    early = metric(addr, 'sluice_pipeline_windows_closed_early_total{component="stats",type="sql"}')
     proc.terminate()
     proc.wait()
-    return wall, cpu, rss
+    return wall, cpu, rss, int(early or 0)
 
 
 def main():
@@ -124,7 +151,10 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--binary", default=os.path.join(ROOT, "build/release/agent/sluice"))
     ap.add_argument("--only", choices=["normal", "many"], help="run one input only")
+    ap.add_argument("--max-state", help="the pipeline's max_state_bytes, e.g. 512MiB")
     args = ap.parse_args()
+    global MAX_STATE
+    MAX_STATE = args.max_state
     with tempfile.TemporaryDirectory(prefix="sluice-sql-bench-") as tmp:
         os.makedirs(os.path.join(tmp, "logs"))
         data = os.path.join(tmp, "logs", "events.log")
@@ -141,10 +171,17 @@ def main():
                     result = run(args.binary, tmp, args.events, with_pipeline)
                     if best is None or result[1] < best[1]:
                         best = result
-                wall, cpu, rss = best
+                wall, cpu, rss, early = best
                 name = f"{label}: " + ("taildir+pipeline" if with_pipeline else "taildir, no pipeline")
+                note = f"   ({early} windows closed early)" if early else ""
                 print(f"{name:<40}{wall:>8.3f}{args.events / wall:>13,.0f}{cpu:>8.3f}"
-                      f"{args.events / cpu if cpu else float('inf'):>14,.0f}{rss:>8.1f}", flush=True)
+                      f"{args.events / cpu if cpu else float('inf'):>14,.0f}{rss:>8.1f}{note}",
+                      flush=True)
+            wall, cpu = min((run_sql_cli(args.binary, data) for _ in range(args.runs)),
+                            key=lambda r: r[1])
+            name = f"{label}: sql run (no channel)"
+            print(f"{name:<40}{wall:>8.3f}{args.events / wall:>13,.0f}{cpu:>8.3f}"
+                  f"{args.events / cpu if cpu else float('inf'):>14,.0f}{'-':>8}", flush=True)
 
 
 if __name__ == "__main__":

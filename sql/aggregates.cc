@@ -12,14 +12,15 @@ std::size_t SideStore::bytes() const noexcept {
   std::size_t b = strings.capacity() * sizeof(std::string) +
                   distincts.capacity() * sizeof(sketch::DistinctCounter) +
                   quantiles.capacity() * sizeof(sketch::QuantileSketch);
-  for (std::size_t i = 0; i < strings_used; ++i) {
-    if (strings[i].capacity() > 15) b += strings[i].capacity();
+  // Every entry, used or kept for reuse after reset(): a kept entry still holds its heap.
+  for (const std::string& s : strings) {
+    if (s.capacity() > 15) b += s.capacity();
   }
-  for (std::size_t i = 0; i < distincts_used; ++i) {
-    b += distincts[i].memory_bytes() - sizeof(sketch::DistinctCounter);
+  for (const sketch::DistinctCounter& d : distincts) {
+    b += d.memory_bytes() - sizeof(sketch::DistinctCounter);
   }
-  for (std::size_t i = 0; i < quantiles_used; ++i) {
-    b += quantiles[i].memory_bytes() - sizeof(sketch::QuantileSketch);
+  for (const sketch::QuantileSketch& q : quantiles) {
+    b += q.memory_bytes() - sizeof(sketch::QuantileSketch);
   }
   return b;
 }

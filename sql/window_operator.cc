@@ -177,7 +177,7 @@ bool WindowOperator::load_slots(const EventView& ev) {
       if (declared == SqlType::string) {
         v = Value::string(text);
       } else if (declared == SqlType::timestamp && v.type == SqlType::string && time_format_) {
-        auto ns = time_format_->parse(text, options_.now_ns());
+        auto ns = time_format_->parse(text, time_format_->needs_now() ? options_.now_ns() : 0);
         v = ns ? Value::timestamp(*ns) : Value::null();
         if (!ns) ++stats_.eval_errors;
       } else {
@@ -203,7 +203,10 @@ std::optional<std::int64_t> WindowOperator::event_time(const EventView& ev) {
   const std::string_view text = slot_raw_[time_slot_];
   const FieldType type = slot_raw_type_[time_slot_];
   if (type == FieldType::null || (type == FieldType::string && text.empty())) return std::nullopt;
-  if (time_format_) return time_format_->parse(text, options_.now_ns());
+  if (time_format_) {
+    // The clock only for year-less formats: a clock read per event costs more than the parse.
+    return time_format_->parse(text, time_format_->needs_now() ? options_.now_ns() : 0);
+  }
   if (type == FieldType::integer || type == FieldType::floating) {
     double ms = 0;  // epoch milliseconds
     auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
@@ -213,7 +216,7 @@ std::optional<std::int64_t> WindowOperator::event_time(const EventView& ev) {
     return static_cast<std::int64_t>(std::llround(ms * 1e6));
   }
   static const auto iso = parse::TimeFormat::make("iso8601", parse::TimeZone{});
-  return iso->parse(text, options_.now_ns());
+  return iso->parse(text, 0);  // iso8601 always has a year
 }
 
 void WindowOperator::build_key() {
@@ -373,6 +376,7 @@ std::uint32_t WindowOperator::new_session() {
   s.side_bytes = 0;
   s.cells.assign(aggs_.size(), Cell{});
   aggs_.init(s.cells.data(), s.side);
+  s.side_bytes = s.side.bytes();  // its sketches, and what a reused slot kept
   open_bytes_ += s.bytes();
   ++open_sessions_;
   return id;

@@ -98,7 +98,7 @@ struct Pane {
     keys.clear();
     cells.clear();
     side.reset();
-    side_bytes = 0;
+    side_bytes = side.bytes();  // the capacity kept for reuse still counts
     closed = false;
   }
 };

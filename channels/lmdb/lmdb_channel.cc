@@ -465,7 +465,8 @@ Result<Lease> LmdbChannel::take(CursorId cursor, Batch& out, TakeLimits limits) 
 }
 
 const Batch* LmdbChannel::decode(std::uint64_t seq, std::string_view stored, Status& st) {
-  for (const Decoded& d : decoded_cache_) {
+  for (std::size_t k = 0; k < cache_count_; ++k) {
+    const Decoded& d = decoded_cache_[(cache_head_ + k) % kDecodedRecords];
     if (d.seq == seq && d.stored == stored) {
       st = Status();
       return &d.batch;
@@ -475,18 +476,33 @@ const Batch* LmdbChannel::decode(std::uint64_t seq, std::string_view stored, Sta
   if (!st.ok()) return &decoded_;
   const std::size_t size = stored.size() + decoded_.bytes();
   if (size > kDecodedBytes / 4) return &decoded_;
+  if (decoded_cache_.empty()) decoded_cache_.resize(kDecodedRecords);
   // One reader only meets its last record again; several share the recent ones.
   const std::size_t records = cursors_.size() > 1 ? kDecodedRecords : 1;
-  while (!decoded_cache_.empty() &&
-         (decoded_cache_bytes_ + size > kDecodedBytes || decoded_cache_.size() >= records)) {
-    const Decoded& old = decoded_cache_.front();
+  while (cache_count_ > 0 &&
+         (decoded_cache_bytes_ + size > kDecodedBytes || cache_count_ >= records)) {
+    Decoded& old = decoded_cache_[cache_head_];
     decoded_cache_bytes_ -= old.stored.size() + old.batch.bytes();
-    decoded_cache_.pop_front();
+    // The first evicted entry's buffers become the spare; those of any further one are freed,
+    // so that empty slots hold no memory.
+    if (spare_.batch.capacity_bytes() == 0) {
+      std::swap(old.stored, spare_.stored);
+      old.batch.swap(spare_.batch);
+    }
+    std::string().swap(old.stored);
+    old.batch.release();
+    cache_head_ = (cache_head_ + 1) % kDecodedRecords;
+    --cache_count_;
   }
-  Decoded& d = decoded_cache_.emplace_back();
+  Decoded& d = decoded_cache_[(cache_head_ + cache_count_) % kDecodedRecords];
+  ++cache_count_;
   d.seq = seq;
+  if (d.stored.capacity() < stored.size()) std::swap(d.stored, spare_.stored);
   d.stored.assign(stored);
-  std::swap(d.batch, decoded_);
+  d.batch.swap(decoded_);
+  // decoded_ now holds the slot's old buffers (none): it takes the spare's, so that the next
+  // decode_record() finds capacity.
+  if (decoded_.capacity_bytes() < spare_.batch.capacity_bytes()) decoded_.swap(spare_.batch);
   decoded_cache_bytes_ += size;
   return &d.batch;
 }

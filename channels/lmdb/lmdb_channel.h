@@ -128,7 +128,9 @@ class LmdbChannel final : public Channel {
   // on the next take. A hit needs the stored bytes to be identical, so it answers exactly what
   // decoding them again would. Bounded by kDecodedBytes (stored + decoded sizes) and
   // kDecodedRecords (1 with one cursor); a record larger than a quarter of the bound is decoded
-  // into decoded_ only.
+  // into decoded_ only. The entries are a ring of fixed slots, and the buffers of the entry
+  // evicted last are kept in spare_ for the next one, so that a warm cache decodes into buffers
+  // it already has: no allocation per record, and no more than one evicted entry's buffers kept.
   struct Decoded {
     std::uint64_t seq = 0;
     std::string stored;
@@ -137,8 +139,10 @@ class LmdbChannel final : public Channel {
   const Batch* decode(std::uint64_t seq, std::string_view stored, Status& st);
   static constexpr std::size_t kDecodedBytes = 2u << 20;
   static constexpr std::size_t kDecodedRecords = 32;
-  std::deque<Decoded> decoded_cache_;
+  std::vector<Decoded> decoded_cache_;  // kDecodedRecords slots once used
+  std::size_t cache_head_ = 0, cache_count_ = 0;
   std::size_t decoded_cache_bytes_ = 0;
+  Decoded spare_;
   Batch decoded_;
   std::string scratch_;
   std::uint64_t quarantined_ = 0;

@@ -150,11 +150,14 @@ Result<TimeFormat> TimeFormat::make(std::string_view format, const TimeZone& zon
     f.kind_ = Kind::epoch_ns;
   } else if (format.find('%') != std::string_view::npos) {
     f.kind_ = Kind::pattern;
+    f.needs_now_ = true;
     for (std::size_t i = 0; i < format.size(); ++i) {
       if (format[i] != '%') continue;
       if (i + 1 == format.size())
         return Status(Errc::config, "time format \"" + f.spec_ + "\" ends with a lone '%'");
       const char d = format[++i];
+      // A year (or an epoch, or a day of the year, which ignore it) means now_ns is not read.
+      if (std::string_view("YyFDsj").find(d) != std::string_view::npos) f.needs_now_ = false;
       if (std::string_view("YymdejHIpMSfzZbhBaAsTFD%").find(d) == std::string_view::npos) {
         return Status(Errc::config, "time format \"" + f.spec_ + "\": unsupported directive %" +
                                         std::string(1, d));

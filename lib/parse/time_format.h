@@ -26,6 +26,9 @@ class TimeFormat {
   /// the format has no year.
   std::optional<std::int64_t> parse(std::string_view text, std::int64_t now_ns) const noexcept;
   const std::string& spec() const noexcept { return spec_; }
+  /// False when parse() never reads `now_ns` (every format with a year, or none at all), so a
+  /// caller on a hot path can skip reading the clock.
+  bool needs_now() const noexcept { return needs_now_; }
 
  private:
   enum class Kind : std::uint8_t { iso8601, epoch_s, epoch_ms, epoch_us, epoch_ns, pattern };
@@ -34,6 +37,7 @@ class TimeFormat {
                                             std::int64_t now_ns) const noexcept;
 
   Kind kind_ = Kind::iso8601;
+  bool needs_now_ = false;
   std::string spec_;
   TimeZone zone_;
 };

@@ -15,6 +15,12 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // Magnitudes below this count as zero: log() of a subnormal loses the relative accuracy.
 constexpr double kMinIndexable = std::numeric_limits<double>::min();
 
+// γ and 1 / ln γ of the default α, computed as the constructor used to compute them for every
+// sketch (the same doubles, so the same bucket indexes).
+const double kDefaultGamma =
+    (1 + QuantileSketch::kDefaultRelativeAccuracy) / (1 - QuantileSketch::kDefaultRelativeAccuracy);
+const double kDefaultInvLogGamma = 1.0 / std::log(kDefaultGamma);
+
 Status invalid(std::string_view why) {
   return Status(Errc::invalid_data, "quantile sketch state: " + std::string(why));
 }
@@ -23,9 +29,7 @@ Status invalid(std::string_view why) {
 
 QuantileSketch::QuantileSketch(double relative_accuracy, std::size_t max_buckets)
     : alpha_(relative_accuracy),
-      gamma_((1 + relative_accuracy) / (1 - relative_accuracy)),
-      inv_log_gamma_(1.0 / std::log(gamma_)),
-      max_buckets_(max_buckets),
+      max_buckets_(static_cast<std::uint32_t>(max_buckets)),
       min_(kInf),
       max_(-kInf) {
   SLUICE_ASSERT(relative_accuracy >= kMinRelativeAccuracy &&
@@ -33,13 +37,21 @@ QuantileSketch::QuantileSketch(double relative_accuracy, std::size_t max_buckets
   SLUICE_ASSERT(max_buckets >= kMinMaxBuckets && max_buckets <= kMaxMaxBuckets);
 }
 
+double QuantileSketch::gamma() const noexcept {
+  return alpha_ == kDefaultRelativeAccuracy ? kDefaultGamma : (1 + alpha_) / (1 - alpha_);
+}
+
+double QuantileSketch::inv_log_gamma() const noexcept {
+  return alpha_ == kDefaultRelativeAccuracy ? kDefaultInvLogGamma : 1.0 / std::log(gamma());
+}
+
 std::int32_t QuantileSketch::index_of(double magnitude) const noexcept {
-  return static_cast<std::int32_t>(std::ceil(std::log(magnitude) * inv_log_gamma_));
+  return static_cast<std::int32_t>(std::ceil(std::log(magnitude) * inv_log_gamma()));
 }
 
 double QuantileSketch::value_of(std::int32_t index) const noexcept {
   // Bucket i holds (γ^(i-1), γ^i]; this point is within α of both ends.
-  return 2.0 * std::exp(index / inv_log_gamma_) / (gamma_ + 1.0);
+  return 2.0 * std::exp(index / inv_log_gamma()) / (gamma() + 1.0);
 }
 
 void QuantileSketch::add(double value) {
@@ -59,36 +71,21 @@ void QuantileSketch::add(double value) {
   }
 }
 
-std::uint64_t QuantileSketch::Store::at(std::int32_t index) const noexcept {
-  if (empty() || index < lowest() || index > highest()) return 0;
-  if (!sparse) return counts[static_cast<std::size_t>(index - offset)];
-  for (std::size_t w = 0; w < counts.size(); w += 2) {
-    if (index_at(w) == index) return counts[w + 1];
-  }
-  return 0;
-}
-
-bool operator==(const QuantileSketch::Store& a, const QuantileSketch::Store& b) {
-  if (a.span() != b.span() || (!a.empty() && a.lowest() != b.lowest())) return false;
-  std::vector<std::pair<std::int32_t, std::uint64_t>> x, y;
-  a.each(false, [&](std::int32_t i, std::uint64_t c) { return x.emplace_back(i, c), false; });
-  b.each(false, [&](std::int32_t i, std::uint64_t c) { return y.emplace_back(i, c), false; });
-  return x == y;
-}
-
 namespace {
 
 std::uint64_t index_word(std::int64_t index) { return static_cast<std::uint64_t>(index); }
 
 // Grows geometrically but never past `limit` words, so that memory stays within the bound.
-void reserve_for(std::vector<std::uint64_t>& c, std::size_t words, std::size_t limit) {
+template <class C>
+void reserve_for(C& c, std::size_t words, std::size_t limit) {
   if (words > c.capacity()) c.reserve(std::max(words, std::min(2 * c.capacity(), limit)));
 }
 
 }  // namespace
 
-void QuantileSketch::add_to(Store& s, std::int32_t index, std::uint64_t n) {
-  std::vector<std::uint64_t>& c = s.counts;
+template <class S>
+void QuantileSketch::add_to(S& s, std::int32_t index, std::uint64_t n) {
+  auto& c = s.counts;
   if (c.empty()) {
     s.sparse = true;
     reserve_for(c, 4, max_buckets_);
@@ -126,8 +123,9 @@ void QuantileSketch::add_to(Store& s, std::int32_t index, std::uint64_t n) {
   c[static_cast<std::size_t>(std::max<std::int64_t>(index, lo) - lo)] += n;
 }
 
-void QuantileSketch::sparse_add(Store& s, std::int32_t index, std::uint64_t n) {
-  std::vector<std::uint64_t>& c = s.counts;
+template <class S>
+void QuantileSketch::sparse_add(S& s, std::int32_t index, std::uint64_t n) {
+  auto& c = s.counts;
   std::size_t lo = 0, hi = c.size() / 2;  // binary search over the pairs
   while (lo < hi) {
     const std::size_t mid = (lo + hi) / 2;
@@ -145,12 +143,12 @@ void QuantileSketch::sparse_add(Store& s, std::int32_t index, std::uint64_t n) {
   c.insert(c.begin() + static_cast<std::ptrdiff_t>(2 * lo), {index_word(index), n});
 }
 
-void QuantileSketch::densify_if_smaller(Store& s) {
+template <class S>
+void QuantileSketch::densify_if_smaller(S& s) {
   // Dense takes span() words, sparse two per bucket in use.
   if (!s.sparse || s.span() > s.counts.size()) return;
-  std::vector<std::uint64_t> dense;
-  dense.reserve(s.span());
-  dense.assign(s.span(), 0);
+  decltype(s.counts) dense;
+  dense.assign_exact(s.span(), 0);
   const std::int32_t low = s.lowest();
   s.each(false, [&](std::int32_t i, std::uint64_t c) {
     dense[static_cast<std::size_t>(i - low)] = c;
@@ -161,8 +159,9 @@ void QuantileSketch::densify_if_smaller(Store& s) {
   s.sparse = false;
 }
 
-void QuantileSketch::collapse_below(Store& s, std::int64_t lo) {
-  std::vector<std::uint64_t>& c = s.counts;
+template <class S>
+void QuantileSketch::collapse_below(S& s, std::int64_t lo) {
+  auto& c = s.counts;
   if (s.sparse) {
     std::uint64_t folded = 0;
     std::size_t w = 0;
@@ -193,7 +192,7 @@ double QuantileSketch::quantile(double q) const {
   auto clamp = [&](double v) { return std::clamp(v, min_, max_); };
   double answer = 0;
   bool found = false;
-  auto walk = [&](const Store& store, bool descending, double sign) {
+  auto walk = [&](const auto& store, bool descending, double sign) {
     store.each(descending, [&](std::int32_t index, std::uint64_t c) {
       seen += static_cast<double>(c);
       if (seen <= rank) return false;
@@ -217,11 +216,13 @@ void QuantileSketch::merge(const QuantileSketch& other) {
   }
   if (other.max_buckets_ < max_buckets_) {
     max_buckets_ = other.max_buckets_;
-    for (Store* s : {&pos_, &neg_}) {
-      if (s->span() <= max_buckets_) continue;
-      collapse_below(*s, std::int64_t{s->highest()} - static_cast<std::int64_t>(max_buckets_) + 1);
-      densify_if_smaller(*s);
-    }
+    auto reduce = [&](auto& s) {
+      if (s.span() <= max_buckets_) return;
+      collapse_below(s, std::int64_t{s.highest()} - static_cast<std::int64_t>(max_buckets_) + 1);
+      densify_if_smaller(s);
+    };
+    reduce(pos_);
+    reduce(neg_);
   }
   count_ += other.count_;
   non_finite_ += other.non_finite_;
@@ -229,7 +230,7 @@ void QuantileSketch::merge(const QuantileSketch& other) {
   min_ = std::min(min_, other.min_);
   max_ = std::max(max_, other.max_);
   const bool same_mapping = other.alpha_ == alpha_;
-  auto merge_store = [&](Store& mine, const Store& theirs) {
+  auto merge_store = [&](auto& mine, const auto& theirs) {
     // From the top down, so that a collapse happens at most once.
     theirs.each(true, [&](std::int32_t index, std::uint64_t n) {
       if (same_mapping) {
@@ -258,7 +259,8 @@ void QuantileSketch::clear() {
 }
 
 std::size_t QuantileSketch::memory_bytes() const noexcept {
-  return sizeof(*this) + (pos_.counts.capacity() + neg_.counts.capacity()) * sizeof(std::uint64_t);
+  return sizeof(*this) +
+         (pos_.counts.heap_capacity() + neg_.counts.heap_capacity()) * sizeof(std::uint64_t);
 }
 
 bool operator==(const QuantileSketch& a, const QuantileSketch& b) {
@@ -273,19 +275,21 @@ void QuantileSketch::encode(std::string& out) const {
   enc::put_varint(out, max_buckets_);
   enc::put_varint(out, non_finite_);
   enc::put_varint(out, zero_);
-  for (const Store* s : {&pos_, &neg_}) {
+  auto put_store = [&](const auto& s) {
     // Always the dense form, so that equal states encode alike whatever their form in memory.
-    enc::put_varint(out, s->span());
-    if (s->empty()) continue;
-    std::int64_t next = s->lowest();
+    enc::put_varint(out, s.span());
+    if (s.empty()) return;
+    std::int64_t next = s.lowest();
     enc::put_varint(out, enc::zigzag(next));
-    s->each(false, [&](std::int32_t index, std::uint64_t n) {
+    s.each(false, [&](std::int32_t index, std::uint64_t n) {
       for (; next < index; ++next) enc::put_varint(out, 0);
       enc::put_varint(out, n);
       ++next;
       return false;
     });
-  }
+  };
+  put_store(pos_);
+  put_store(neg_);
   if (count_ > 0) {
     enc::put_f64(out, min_);
     enc::put_f64(out, max_);
@@ -318,10 +322,10 @@ Result<QuantileSketch> QuantileSketch::decode(std::string_view& in) {
   // The indexes a finite magnitude in [DBL_MIN, DBL_MAX] can have, with one bucket of slack.
   const std::int64_t lowest = s.index_of(kMinIndexable) - 1;
   const std::int64_t highest = s.index_of(std::numeric_limits<double>::max()) + 1;
-  for (Store* st : {&s.pos_, &s.neg_}) {
+  auto read_store = [&](auto& st) -> Status {
     std::uint64_t n;
     if (!enc::get_varint(in, n)) return invalid("truncated or malformed bucket count");
-    if (n == 0) continue;
+    if (n == 0) return Status();
     if (n > max_buckets) return invalid("more buckets than the bucket limit");
     if (n > in.size()) return invalid("truncated buckets");  // each takes a byte at least
     std::uint64_t zoffset;
@@ -345,18 +349,22 @@ Result<QuantileSketch> QuantileSketch::decode(std::string_view& in) {
       return invalid("a store's first or last bucket is empty");
     }
     if (n <= 2 * used) {
-      st->sparse = false;
-      st->offset = static_cast<std::int32_t>(offset);
-      st->counts.swap(dense);
-      continue;
+      st.sparse = false;
+      st.offset = static_cast<std::int32_t>(offset);
+      st.counts.assign_exact(n, 0);
+      for (std::uint64_t k = 0; k < n; ++k) st.counts[k] = dense[k];
+      return Status();
     }
-    st->counts.reserve(2 * used);
+    st.counts.reserve(2 * used);
     for (std::uint64_t k = 0; k < n; ++k) {
       if (dense[k] == 0) continue;
-      st->counts.push_back(index_word(offset + static_cast<std::int64_t>(k)));
-      st->counts.push_back(dense[k]);
+      st.counts.push_back(index_word(offset + static_cast<std::int64_t>(k)));
+      st.counts.push_back(dense[k]);
     }
-  }
+    return Status();
+  };
+  if (Status st = read_store(s.pos_); !st.ok()) return st;
+  if (Status st = read_store(s.neg_); !st.ok()) return st;
   s.count_ = total;
   if (total > 0) {
     if (!enc::get_f64(in, s.min_) || !enc::get_f64(in, s.max_)) {

@@ -98,6 +98,9 @@ TEST_CASE("sql expressions: strings and casts", "[unit][sql]") {
   CHECK(value_of("CAST(1750797000000 AS TIMESTAMP)", kEv) == "VARCHAR:2025-06-24T20:30:00.000Z");
   CHECK(value_of("CAST('2025-06-24 20:30:09.903' AS TIMESTAMP)", kEv) ==
         "VARCHAR:2025-06-24T20:30:09.903Z");
+  CHECK(value_of("CAST(-1 AS TIMESTAMP)", kEv) == "VARCHAR:1969-12-31T23:59:59.999Z");
+  CHECK(value_of("CAST(0 AS TIMESTAMP)", kEv) == "VARCHAR:1970-01-01T00:00:00.000Z");
+  CHECK(value_of("CAST(9000000000007 AS TIMESTAMP)", kEv) == "VARCHAR:2255-03-14T16:00:00.007Z");
 }
 
 TEST_CASE("sql expressions: nested field names", "[unit][sql]") {

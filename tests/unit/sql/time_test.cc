@@ -205,6 +205,38 @@ TEST_CASE("sql state: restore refuses a window or a group stored twice", "[unit]
   }
 }
 
+TEST_CASE("sql state: a recycled window counts the sketches it keeps for reuse", "[unit][sql]") {
+  // A closed window's pane is reused by a later one with its capacity (exact sets, sketches):
+  // state_bytes() (and so max_state_bytes) counts that memory as it counts a fresh pane's.
+  auto q = must_compile(
+      "SELECT k, COUNT(*) AS n, COUNT(DISTINCT u) AS users, APPROX_PERCENTILE(x, 0.5) AS p50 "
+      "FROM src GROUP BY TUMBLE(INTERVAL '5' SECOND), k");
+  RunnerOptions o;
+  o.watermark_delay_ns = 0;
+  auto r = must_run(q, o);
+  Batch out;
+  std::vector<std::size_t> one_window;  // state with only window w open, all its groups seen
+  for (int w = 0; w < 4; ++w) {
+    Batch in;
+    for (int k = 0; k < 500; ++k) {
+      for (int v = 0; v < 4; ++v) {
+        add_event(in, (w * 5 + 1) * kSec + v,
+                  {s("k", "key" + std::to_string(k)), i("u", k * 10 + v),
+                   d("x", std::to_string(1 + k % 50 + v * 100) + ".5")});
+      }
+    }
+    r->on_batch(in);  // the first event closes window w - 1
+    out.clear();
+    r->emit_closed(out);
+    one_window.push_back(r->state_bytes());
+  }
+  REQUIRE(r->open_windows() == 1);
+  // Window 0 was fresh; windows 2 and 3 reuse panes: the same state, not less.
+  CHECK(one_window[2] >= one_window[0]);
+  CHECK(one_window[3] >= one_window[0]);
+  CHECK(one_window[3] <= one_window[0] + one_window[0] / 4);
+}
+
 TEST_CASE("sql state: restore refuses other queries and damaged bytes", "[unit][sql]") {
   auto q = must_compile(kCount);
   auto r = must_run(q);

@@ -260,6 +260,76 @@ TEST_CASE("lmdb channel: rollback returns records in order, two cursors each see
   REQUIRE(r.close() == 0);
 }
 
+TEST_CASE("lmdb channel: readers far apart and near each other see every event as put",
+          "[unit][lmdb]") {
+  // Exercises the decoded-record cache: records small and large (one past the cache's bound for
+  // a single entry), takes that stop before a record (it is met again), a reader that trails
+  // the other by many records (evictions by count and by bytes), and one cursor alone.
+  Rig r;
+  {
+    auto ch = r.open();
+    const CursorId a = *ch->open_cursor("a");
+    const CursorId b = *ch->open_cursor("b");
+    std::vector<std::string> expect;
+    const std::string pad(2000, 'p');
+    for (int rec = 0; rec < 60; ++rec) {
+      const int events = rec % 10 == 9 ? 300 : (rec % 3 == 0 ? 120 : 3);  // 600 KB, 240 KB, small
+      Batch in;
+      for (int e = 0; e < events; ++e) {
+        std::string body = std::to_string(rec) + ":" + std::to_string(e) + ":";
+        if (events > 3) body += pad;
+        in.add(body, rec * 1000 + e, static_cast<std::uint64_t>(rec) * 1000 + e);
+        in.add_field("rec", std::to_string(rec), FieldType::integer);
+        expect.push_back(body);
+      }
+      r.put(*ch, std::move(in), static_cast<std::uint64_t>(rec) + 1);
+    }
+    auto check_fields = [](const Batch& out) {
+      for (std::size_t i = 0; i < out.size(); ++i) {
+        const std::string_view body = out[i].body();
+        REQUIRE(out[i].field_count() == 1);
+        CHECK(out[i].field(0).text == body.substr(0, body.find(':')));
+      }
+    };
+    std::vector<std::string> seen_a, seen_b;
+    Batch out;
+    std::vector<Lease> held;
+    // a reads in small takes; b reads only after a is 20 records ahead, then in large ones.
+    for (int round = 0; seen_a.size() < expect.size() || seen_b.size() < expect.size(); ++round) {
+      REQUIRE(round < 10'000);
+      if (seen_a.size() < expect.size()) {
+        auto la = test::take_some(r.loop, *ch, a, out, {50, 1 << 20});
+        REQUIRE(la);
+        check_fields(out);
+        for (auto& body : bodies(out)) seen_a.push_back(body);
+        held.push_back(std::move(*la));
+      }
+      if (seen_b.size() < expect.size() && (round > 40 || seen_a.size() == expect.size())) {
+        auto lb = test::take_some(r.loop, *ch, b, out, {2000, 8 << 20});
+        REQUIRE(lb);
+        check_fields(out);
+        for (auto& body : bodies(out)) seen_b.push_back(body);
+        held.push_back(std::move(*lb));
+      }
+    }
+    CHECK(seen_a == expect);
+    CHECK(seen_b == expect);
+    for (auto it = held.rbegin(); it != held.rend(); ++it) it->rollback();  // newest first
+    held.clear();
+    // One cursor (a) again from the start, in takes that each stop before the next record.
+    std::vector<std::string> again;
+    while (again.size() < expect.size()) {
+      auto l = test::take_some(r.loop, *ch, a, out, {1, 1 << 20});
+      REQUIRE(l);
+      check_fields(out);
+      for (auto& body : bodies(out)) again.push_back(body);
+      held.push_back(std::move(*l));
+    }
+    CHECK(again == expect);
+  }
+  REQUIRE(r.close() == 0);
+}
+
 TEST_CASE("lmdb channel: a damaged record is quarantined, the others are delivered",
           "[unit][lmdb]") {
   Rig r;

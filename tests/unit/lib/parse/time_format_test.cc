@@ -104,3 +104,26 @@ TEST_CASE("time: bad formats and zones are refused with a clear message", "[pars
   CHECK_FALSE(TimeFormat::make("yyyy-mm-dd", TimeZone()));
   CHECK_FALSE(TimeFormat::make("%Y%", TimeZone()));
 }
+
+TEST_CASE("time: only year-less patterns read the clock", "[parse][time]") {
+  auto needs = [](std::string_view format) {
+    auto f = TimeFormat::make(format, TimeZone());
+    REQUIRE(f);
+    return f->needs_now();
+  };
+  CHECK(needs("%b %e %H:%M:%S"));
+  CHECK(needs("%%Y %m-%d %H"));  // a literal "%Y"
+  CHECK_FALSE(needs("%Y-%m-%d %H:%M:%S.%f"));
+  CHECK_FALSE(needs("%d/%b/%y:%H:%M:%S"));
+  CHECK_FALSE(needs("%F %T"));
+  CHECK_FALSE(needs("%D %T"));
+  CHECK_FALSE(needs("%s.%f"));
+  CHECK_FALSE(needs("%j %H"));
+  for (std::string_view f : {"iso8601", "rfc3339", "epoch", "epoch_ms", "epoch_us", "epoch_ns"}) {
+    CHECK_FALSE(needs(f));
+  }
+  // A pattern with a year parses the same whatever now_ns says.
+  auto f = TimeFormat::make("%Y-%m-%d %H:%M:%S", TimeZone());
+  REQUIRE(f);
+  CHECK(f->parse("2025-06-24 20:30:00", 0) == f->parse("2025-06-24 20:30:00", INT64_MAX / 2));
+}

@@ -423,3 +423,38 @@ TEST_CASE("quantile sketch: a few values cost a few words", "[unit][sketch]") {
   merged.merge(s);
   CHECK(merged == filled);
 }
+
+TEST_CASE("quantile sketch: a group's first two buckets need no heap block", "[unit][sketch]") {
+  SLUICE_REQUIRE_ALLOCATION_COUNTING();
+  CHECK(sizeof(QuantileSketch) <= 128);
+  std::vector<QuantileSketch> many;
+  many.reserve(1000);
+  sluice::test::AllocationCounter allocs;
+  for (int g = 0; g < 1000; ++g) {
+    QuantileSketch& s = many.emplace_back();
+    s.add(0.5 + g);
+    s.add(2.5 * (g + 1));  // another bucket
+    s.add(0.0);            // zero is a counter, not a bucket
+    s.add(0.5 + g);        // the same bucket again
+  }
+  CHECK(allocs.count() == 0);
+  for (const QuantileSketch& s : many) CHECK(s.memory_bytes() == sizeof(QuantileSketch));
+  // Copies and moves keep the inline buckets (and the same answers); a third bucket spills.
+  QuantileSketch copy = many[7];
+  QuantileSketch moved = std::move(many[8]);
+  CHECK(copy == many[7]);
+  CHECK(copy.quantile(0) == 0.0);
+  CHECK(copy.quantile(1) == 20.0);
+  CHECK(moved.count() == 4);
+  CHECK(moved.quantile(1) == 22.5);
+  CHECK(std::abs(moved.quantile(0.5) - 8.5) <= 0.085);
+  copy.add(1e6);
+  CHECK(copy.memory_bytes() > sizeof(QuantileSketch));
+  CHECK(copy.positive().span() > 500);
+  std::string a, b;
+  many[7].encode(a);
+  QuantileSketch reference;
+  for (double v : {7.5, 20.0, 0.0, 7.5}) reference.add(v);
+  reference.encode(b);
+  CHECK(a == b);
+}
