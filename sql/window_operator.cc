@@ -734,7 +734,10 @@ bool WindowOperator::emit_row(const Cell* cells, const SideStore& side, std::str
   char bounds[16];
   std::memcpy(bounds, &start, 8);
   std::memcpy(bounds + 8, &end, 8);
-  const std::uint64_t id = sketch::xxh64(key, sketch::xxh64({bounds, 16}));
+  std::uint64_t seed = sketch::xxh64({bounds, 16});
+  // Partial rows of the same window and key from different agents are different rows.
+  if (plan_.has_partial) seed = sketch::xxh64(options_.agent_name, seed);
+  const std::uint64_t id = sketch::xxh64(key, seed);
   out.add(body_, end, id);
   for (std::size_t c = 0; c < ncols && c < 64; ++c) {
     out.add_field(plan_.output[c].name, texts[c], types[c]);

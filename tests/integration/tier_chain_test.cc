@@ -268,3 +268,68 @@ TEST_CASE("tier: the shipped scenario 3 edge and collector files pass sluice che
     CHECK(text.find("1 pipelines") != std::string::npos);
   }
 }
+
+TEST_CASE(
+    "tier: the collector sends rows with damaged PARTIAL states to its late channel, counted "
+    "and logged once",
+    "[integration][tier][kafka]") {
+  TempDir tmp;
+  KafkaMock kafka;
+  kafka.create_topic("pv-uv", 1);
+  kafka.create_topic("pv-uv-late", 1);
+  const std::string addr = "127.0.0.1:" + std::to_string(free_port());
+  const std::string conf =
+      render("scenario3-collector.toml", tmp.file("collector.toml"),
+             {{"data_dir = \"/var/lib/sluice\"", "data_dir = \"@DATA_DIR@\""},
+              {"admin = \"127.0.0.1:24281\"", "admin = \"127.0.0.1:0\""},
+              {"listen = \"0.0.0.0:4545\"", "listen = \"" + addr + "\""},
+              {"kafka-1.internal:9092,kafka-2.internal:9092", kafka.bootstraps()},
+              {"idle_timeout = \"2m\"", "idle_timeout = \"1s\""}});
+  AgentProcess::Options co;
+  co.config_file = conf;
+  AgentProcess collector("", co);
+  REQUIRE(collector.wait_ready());
+
+  // Version 1 states of agent web01 for [00:01, 00:02) 1970: COUNT(*) = 3, COUNT(DISTINCT) = 3
+  // (the golden bytes of tests/unit/sql/tier_test.cc).
+  const std::string pv = "U1ABAQV3ZWIwMYDguoS/A4DA9Yj+BgM=";
+  const std::string uv = "U1ABAwV3ZWIwMYDguoS/A4DA9Yj+BgEADoAIA4PEf05dnvouDonSnuqjD0cJl7Oo1kX7ig==";
+  auto row = [](const std::string& p, const std::string& u,
+                const std::string& window = "1970-01-01T00:01:00.000Z") {
+    std::string r = R"({"window_start":")" + window + R"(","path":"/a")";
+    if (!p.empty()) r += R"(,"pv":")" + p + "\"";
+    if (!u.empty()) r += R"(,"uv":")" + u + "\"";
+    return r + "}\n";
+  };
+  const std::string input = tmp.file("rows.ndjson");
+  write_file(input,
+             row("not-base64!", uv) + row(pv.substr(0, 20), uv) + row(pv, "") + row(pv, uv) +
+                 row("U1ACAQV3ZWIwMYDguoS/A4DA9Yj+BgM=", uv) +
+                 // [00:05, 00:06): COUNT(*) = 1 and an empty exact set; its time passes
+                 // the watermark (2 minutes behind) over [00:01, 00:02), which closes.
+                 row("U1ABAQV3ZWIwMYDgpZa7EYDA4Jr6FAE=", "U1ABAwV3ZWIwMYDgpZa7EYDA4Jr6FAEADoAIAA==",
+                     "1970-01-01T00:05:00.000Z"));
+  AgentProcess::Options so;
+  so.vars = {{"ADDRESS", addr}, {"EXTRA", ""}};
+  so.stdin_file = input;
+  AgentProcess sender("stdin_avro_sink.toml", so);
+
+  const auto rows = kafka.consume("pv-uv", 1, 30s);
+  REQUIRE(rows.size() == 1);
+  CHECK(json_value(rows[0].value, "pv") == "3");
+  CHECK(json_value(rows[0].value, "uv") == "3");
+  const auto late = kafka.consume("pv-uv-late", 4, 30s);
+  CHECK(late.size() == 4);  // the four bad rows, as they came
+  const std::string labels = "{component=\"pv_uv\",type=\"sql\"}";
+  CHECK(collector.metric("sluice_pipeline_bad_states_total" + labels).value_or(0) == 4);
+  const std::string log = collector.stderr_text();
+  INFO(log);
+  std::size_t logged = 0;
+  for (auto at = log.find("PARTIAL state is unusable"); at != std::string::npos;
+       at = log.find("PARTIAL state is unusable", at + 1)) {
+    ++logged;
+  }
+  CHECK(logged == 1);
+  CHECK(log.find("field 'pv': not base64 text") != std::string::npos);
+  CHECK(collector.terminate() == 0);
+}

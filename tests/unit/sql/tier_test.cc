@@ -534,3 +534,79 @@ TEST_CASE("sql tier: PARTIAL and MERGE misuse is a compile error with its positi
   CHECK(error_of("SELECT MERGE(pw) AS pv" + cwin, typed) ==
         "1:14: unknown column 'pw' (did you mean 'pv'?)");
 }
+
+TEST_CASE("sql tier: partial rows of the same window and key from two agents have different ids",
+          "[unit][sql][tier]") {
+  const auto edge = must_compile(
+      "SELECT page, PARTIAL(COUNT(*)) AS pv FROM src GROUP BY TUMBLE(INTERVAL '10' SECOND), page");
+  auto id_of = [&](const std::string& agent) {
+    auto r = must_run(edge, with_agent(agent));
+    Batch in, out;
+    add_event(in, 100 * kSec, {s("page", "/a")});
+    r->on_batch(in);
+    r->flush(out);
+    REQUIRE(out.size() == 1);
+    return out[0].id();
+  };
+  CHECK(id_of("web01") == id_of("web01"));  // a re-send keeps its id
+  CHECK(id_of("web01") != id_of("web02"));
+}
+
+// Figures for the README (run by hand: sluice_unit_tests "[.][bench]"): partial rows merged per
+// second at the collector, and the size of a COUNT(DISTINCT) partial state.
+TEST_CASE("sql tier: bench merge rate and state sizes", "[.][bench]") {
+  const auto edge = must_compile(
+      "SELECT window_start, page, PARTIAL(COUNT(*)) AS pv, PARTIAL(COUNT(DISTINCT uid)) AS uv "
+      "FROM src GROUP BY TUMBLE(INTERVAL '1' MINUTE), page");
+  for (long n : {10L, 10'000L, 1'000'000L}) {
+    auto r = must_run(edge, with_agent("web01"));
+    Batch in, out;
+    for (long k = 0; k < n; ++k) {
+      add_event(in, 60 * kSec + k, {s("page", "/a"), i("uid", k)});
+      if (in.size() == 4096) {
+        r->on_batch(in);
+        in.clear();
+      }
+    }
+    r->on_batch(in);
+    r->flush(out);
+    REQUIRE(out.size() == 1);
+    std::size_t text = 0;
+    for (std::size_t f = 0; f < out[0].field_count(); ++f) {
+      if (out[0].field(f).key == "uv") text = out[0].field(f).text.size();
+    }
+    WARN(n << " distinct: uv state " << text << " base64 chars (" << text * 3 / 4
+           << " bytes), row body " << out[0].body().size() << " bytes");
+  }
+  // 100 agents x 100 pages x 60 windows of small states, merged by one collector runner.
+  const auto collector = must_compile(
+      "SELECT window_start, page, MERGE(pv) AS pv, MERGE(uv) AS uv FROM edge "
+      "GROUP BY TUMBLE(window_start, INTERVAL '1' MINUTE), page");
+  std::string text;
+  for (int w = 0; w < 60; ++w) {
+    for (int a = 0; a < 100; ++a) {
+      auto r = must_run(edge, with_agent("web" + std::to_string(a)));
+      Batch in, out;
+      for (int p = 0; p < 100; ++p) {
+        for (int k = 0; k < 5; ++k) {
+          add_event(in, (60 + 60 * w) * kSec + k,
+                    {s("page", "/p" + std::to_string(p)), i("uid", a * 7 + k)});
+        }
+      }
+      r->on_batch(in);
+      r->flush(out);
+      for (std::size_t k = 0; k < out.size(); ++k) text += std::string(out[k].body()) + "\n";
+    }
+  }
+  Batch rows;
+  parse_ndjson(text, rows);
+  auto c = must_run(collector, with_agent("c"));
+  Batch out;
+  const auto t0 = std::chrono::steady_clock::now();
+  c->on_batch(rows);
+  c->flush(out);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  WARN(rows.size() << " partial rows (2 states each) merged in " << secs
+                   << " s: " << static_cast<double>(rows.size()) / secs << " rows/s; " << out.size()
+                   << " final rows");
+}
