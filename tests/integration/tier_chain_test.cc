@@ -333,3 +333,23 @@ TEST_CASE(
   CHECK(log.find("field 'pv': not base64 text") != std::string::npos);
   CHECK(collector.terminate() == 0);
 }
+
+TEST_CASE("tier: sluice sql run merges PARTIAL rows from a file and names the unusable ones",
+          "[integration][tier][cli]") {
+  TempDir tmp;
+  const std::string pv = "U1ABAQV3ZWIwMYDguoS/A4DA9Yj+BgM=";  // web01, [00:01, 00:02), 3
+  const std::string input = tmp.file("partials.ndjson");
+  write_file(input,
+             R"({"window_start":"1970-01-01T00:01:00.000Z","path":"/a","pv":")" + pv + "\"}\n" +
+                 R"({"window_start":"1970-01-01T00:01:00.000Z","path":"/a","pv":")" + pv + "\"}\n" +
+                 R"({"window_start":"1970-01-01T00:01:00.000Z","path":"/a","pv":"xyz"})" + "\n");
+  auto [code, text] = run_sluice({"sql", "run",
+                                  "SELECT path, MERGE(pv) AS pv FROM edge GROUP BY "
+                                  "TUMBLE(window_start, INTERVAL '1' MINUTE), path",
+                                  "--input", input, "--output", "ndjson"});
+  INFO(text);
+  CHECK(code == 0);
+  // The same state twice is one agent's re-send: 3, not 6.
+  CHECK(text.find(R"({"path":"/a","pv":3})") != std::string::npos);
+  CHECK(text.find(input + ":3: field 'pv': not base64 text, skipped") != std::string::npos);
+}
