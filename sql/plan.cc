@@ -215,6 +215,20 @@ class Planner {
                            "into mergeable parts)");
         return nullptr;
       }
+      if (p->has_partial) {
+        bool has_start = false;
+        for (const auto& e : p->select) has_start = has_start || e->op == Op::window_start;
+        std::size_t at = 0;
+        for (auto it = p->aggs.rbegin(); it != p->aggs.rend(); ++it) {
+          if (it->partial) at = it->offset;
+        }
+        if (!has_start) {
+          fail(at,
+               "a PARTIAL query must SELECT window_start: a collector's MERGE takes its event "
+               "time from it");
+          return nullptr;
+        }
+      }
       if (p->has_merge && !p->watermark_column) {
         fail(w.offset,
              "MERGE takes event time from the partial rows' window: GROUP BY "

@@ -480,7 +480,13 @@ TEST_CASE("sql tier: PARTIAL and MERGE misuse is a compile error with its positi
     return q ? std::string("OK") : e.str();
   };
   const std::string win = " FROM src GROUP BY TUMBLE(INTERVAL '1' MINUTE)";
-  CHECK(error_of("SELECT PARTIAL(COUNT(*)) AS pv" + win) == "OK");
+  CHECK(error_of("SELECT window_start, PARTIAL(COUNT(*)) AS pv" + win) == "OK");
+  CHECK(error_of("SELECT PARTIAL(COUNT(*)) AS pv" + win) ==
+        "1:8: a PARTIAL query must SELECT window_start: a collector's MERGE takes its event time "
+        "from it");
+  CHECK(error_of("SELECT COUNT(*) AS n, window_end, PARTIAL(SUM(x)) AS s" + win) ==
+        "1:35: a PARTIAL query must SELECT window_start: a collector's MERGE takes its event "
+        "time from it");
   CHECK(error_of("SELECT PARTIAL(x) AS pv" + win) ==
         "1:16: PARTIAL takes one aggregate call, e.g. PARTIAL(COUNT(*))");
   CHECK(error_of("SELECT PARTIAL(PARTIAL(COUNT(*))) AS pv" + win) ==
@@ -502,7 +508,9 @@ TEST_CASE("sql tier: PARTIAL and MERGE misuse is a compile error with its positi
         "mergeable parts)");
   CHECK(error_of("SELECT PARTIAL(MERGE(pv)) AS pv" + win) ==
         "1:16: PARTIAL(MERGE(...)) is not supported: a collector emits values");
-  CHECK(error_of("SELECT PARTIAL(COUNT(*)) AS pv, PARTIAL(COUNT(*)) AS pv2" + win) == "OK");
+  CHECK(error_of("SELECT window_start, PARTIAL(COUNT(*)) AS pv, PARTIAL(COUNT(*)) AS pv2, "
+                 "COUNT(*) AS n" +
+                 win) == "OK");
 
   const std::string cwin = " FROM edge GROUP BY TUMBLE(window_start, INTERVAL '1' MINUTE)";
   CHECK(error_of("SELECT MERGE(pv) AS pv" + cwin) == "OK");
@@ -538,7 +546,8 @@ TEST_CASE("sql tier: PARTIAL and MERGE misuse is a compile error with its positi
 TEST_CASE("sql tier: partial rows of the same window and key from two agents have different ids",
           "[unit][sql][tier]") {
   const auto edge = must_compile(
-      "SELECT page, PARTIAL(COUNT(*)) AS pv FROM src GROUP BY TUMBLE(INTERVAL '10' SECOND), page");
+      "SELECT window_start, page, PARTIAL(COUNT(*)) AS pv FROM src "
+      "GROUP BY TUMBLE(INTERVAL '10' SECOND), page");
   auto id_of = [&](const std::string& agent) {
     auto r = must_run(edge, with_agent(agent));
     Batch in, out;
