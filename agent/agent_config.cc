@@ -572,6 +572,7 @@ void ConfigParser::pipelines_section() {
 void ConfigParser::pipeline(const std::string& name, const ConfigNode& node) {
   PipelineSpec p;
   p.name = name;
+  p.agent_name = cfg_.agent.name;  // PARTIAL states carry it (issue 14)
   const std::size_t before = errors_.size();
   const bool has_sql = node.required("sql", p.sql, errors_);
   std::string channel_key;

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "lib/core/clock.h"
+#include "sql/plan.h"
 
 namespace sluice {
 namespace {
@@ -78,6 +79,15 @@ Pipeline::Pipeline(const PipelineSpec& spec, Loop& loop, MetricsRegistry& metric
                                         "Checkpointed states that could not be restored (the "
                                         "query changed, or damage): the pipeline started empty.",
                                         pipeline_labels(spec.name))),
+      bad_states_(metrics.counter("sluice_pipeline_bad_states_total",
+                                  "MERGE: rows whose PARTIAL state was missing, damaged or of "
+                                  "another aggregate (sent to the late channel, else dropped).",
+                                  pipeline_labels(spec.name))),
+      partials_replaced_(metrics.counter(
+          "sluice_pipeline_partials_replaced_total",
+          "MERGE: PARTIAL states that replaced an earlier one of the same agent, window and key "
+          "(a re-sent partial, not counted twice).",
+          pipeline_labels(spec.name))),
       state_bytes_(metrics.gauge("sluice_pipeline_state_bytes",
                                  "Bytes of window state held (bounded by max_state_bytes).",
                                  pipeline_labels(spec.name))),
@@ -165,6 +175,14 @@ Status Pipeline::open() {
 
 void Pipeline::start() {
   state_ = State::running;
+  if (spec_.query->plan().has_partial && spec_.on_stop == OnStop::emit) {
+    // A window cut at a stop and continued after the restart would be sent as two partials of
+    // the same (agent, window, key), and the collector keeps only the latest.
+    spdlog::warn(
+        "pipeline {}: it emits PARTIAL states with on_stop = \"emit\"; use \"keep\" so "
+        "that a restart does not send a window in two parts",
+        spec_.name);
+  }
   if (spec_.processing_time) {
     // Processing time: windows close as the wall clock passes them, events or not.
     const auto& w = spec_.query->window();
@@ -249,13 +267,24 @@ void Pipeline::pump() {
 void Pipeline::process(const Batch& batch) {
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const sql::EventOutcome outcome = runner_->on_event(batch[i]);
-    if (outcome == sql::EventOutcome::late) {
-      ++late_n_;
+    if (outcome == sql::EventOutcome::bad_state) {
+      bad_states_.inc();
+      if (!bad_state_logged_) {  // once: a damaged stream would flood the log
+        bad_state_logged_ = true;
+        spdlog::error(
+            "pipeline {}: a row's PARTIAL state is unusable ({}); such rows go to {} "
+            "and are counted in sluice_pipeline_bad_states_total",
+            spec_.name, runner_->last_bad_state(),
+            late_out_ ? "the late channel" : "nowhere (no late channel: dropped)");
+      }
+    }
+    if (outcome == sql::EventOutcome::late || outcome == sql::EventOutcome::bad_state) {
+      if (outcome == sql::EventOutcome::late) ++late_n_;
       if (late_out_) {
         if (late_.empty() || !late_.back().same_common_headers(batch)) late_.emplace_back();
         late_.back().append_range(batch, i, i + 1);
-        late_sent_.inc();
-      } else {
+        if (outcome == sql::EventOutcome::late) late_sent_.inc();
+      } else if (outcome == sql::EventOutcome::late) {
         late_dropped_.inc();
       }
     } else if (outcome == sql::EventOutcome::no_time) {
@@ -278,6 +307,8 @@ std::size_t Pipeline::emit_closed() {
                     std::min(s.windows_closed_early, seen_.windows_closed_early));
   eval_errors_.inc(s.eval_errors - std::min(s.eval_errors, seen_.eval_errors));
   filtered_.inc(s.events_filtered - std::min(s.events_filtered, seen_.events_filtered));
+  partials_replaced_.inc(s.partials_replaced -
+                         std::min(s.partials_replaced, seen_.partials_replaced));
   seen_ = s;
   return n;
 }

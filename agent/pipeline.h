@@ -138,6 +138,10 @@ class Pipeline final : private DataListener, private CommitListener {
   Counter& blocked_;
   Counter& checkpoints_;
   Counter& restore_failures_;
+  // MERGE (issue 14): rows whose PARTIAL state did not decode, and re-sent states that replaced.
+  Counter& bad_states_;
+  Counter& partials_replaced_;
+  bool bad_state_logged_ = false;
   Gauge& state_bytes_;
   Gauge& open_windows_;
   Gauge& watermark_lag_ms_;

@@ -137,6 +137,7 @@ sql::RunnerOptions runner_options(const PipelineSpec& spec) {
   o.allowed_lateness_ns = spec.allowed_lateness.count();
   o.max_state_bytes = spec.max_state_bytes;
   o.distinct_exact_limit = spec.distinct_exact_limit;
+  o.agent_name = spec.agent_name;
   return o;
 }
 

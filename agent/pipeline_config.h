@@ -33,6 +33,7 @@ enum class OnStop : std::uint8_t { emit, keep };
 /// One [pipelines.NAME] table, checked: the SQL compiled, its FROM and INSERT INTO resolved.
 struct PipelineSpec {
   std::string name;
+  std::string agent_name;  // [agent] name: PARTIAL states carry it
   std::string sql;
   std::string source;            // FROM: a configured source
   std::string channel;           // INSERT INTO (or the `channel` key): where rows go

@@ -214,6 +214,11 @@ int sql_run(const SqlRunOptions& o, std::FILE* out, std::FILE* err) {
       case sql::EventOutcome::no_time:
         ++no_time;
         break;
+      case sql::EventOutcome::bad_state:  // MERGE: not a usable PARTIAL state
+        if (bad++ < 10)
+          std::fprintf(err, "sluice: %s:%lu: %s, skipped\n", o.input.c_str(),
+                       static_cast<unsigned long>(lineno), (*runner)->last_bad_state().c_str());
+        break;
       default:
         break;
     }

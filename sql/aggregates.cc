@@ -1,6 +1,7 @@
 #include "sql/aggregates.h"
 
 #include "sql/eval.h"
+#include "sql/partial_state.h"
 #include "sql/sketch/encoding.h"
 #include "sql/sketch/hash.h"
 
@@ -22,6 +23,14 @@ std::size_t SideStore::bytes() const noexcept {
   for (const sketch::QuantileSketch& q : quantiles) {
     b += q.memory_bytes() - sizeof(sketch::QuantileSketch);
   }
+  b += merges.capacity() * sizeof(MergeState);
+  for (std::size_t i = 0; i < merges_used; ++i) b += merges[i].bytes();
+  return b;
+}
+
+std::size_t MergeState::bytes() const noexcept {
+  std::size_t b = parts.capacity() * sizeof(MergePart);
+  for (const MergePart& p : parts) b += p.agent.capacity() + p.side.bytes();
   return b;
 }
 
@@ -40,7 +49,7 @@ std::uint64_t distinct_hash(const Value& v) noexcept {
 
 namespace {
 
-enum class Ext : std::uint8_t { none, string, distinct, quantile };
+enum class Ext : std::uint8_t { none, string, distinct, quantile, merge };
 
 Ext ext_of(AggKind k) {
   switch (k) {
@@ -53,6 +62,8 @@ Ext ext_of(AggKind k) {
       return Ext::distinct;
     case AggKind::approx_percentile:
       return Ext::quantile;
+    case AggKind::merge:
+      return Ext::merge;
     default:
       return Ext::none;
   }
@@ -104,46 +115,86 @@ Aggregates::Aggregates(const QueryPlan& plan, std::size_t distinct_exact_limit)
   for (const AggSpec& s : plan.aggs) specs_.push_back(&s);
 }
 
-void Aggregates::init(Cell* cells, SideStore& side) const {
-  for (std::size_t a = 0; a < specs_.size(); ++a) {
-    Cell& c = cells[a];
-    c = Cell{};
-    switch (ext_of(specs_[a]->kind)) {
-      case Ext::none:
-        break;
-      case Ext::string:
-        if (side.strings_used == side.strings.size()) side.strings.emplace_back();
-        c.ext = static_cast<std::uint32_t>(side.strings_used++);
-        side.strings[c.ext].clear();
-        break;
-      case Ext::distinct:
-        if (side.distincts_used == side.distincts.size()) {
-          side.distincts.emplace_back(distinct_limit_);
-        } else {
-          side.distincts[side.distincts_used].clear();
-        }
-        c.ext = static_cast<std::uint32_t>(side.distincts_used++);
-        break;
-      case Ext::quantile:
-        if (side.quantiles_used == side.quantiles.size()) {
-          side.quantiles.emplace_back();
-        } else {
-          side.quantiles[side.quantiles_used].clear();
-        }
-        c.ext = static_cast<std::uint32_t>(side.quantiles_used++);
-        break;
-    }
+void Aggregates::init_cell(AggKind kind, Cell& c, SideStore& side, std::size_t distinct_limit) {
+  c = Cell{};
+  switch (ext_of(kind)) {
+    case Ext::none:
+      break;
+    case Ext::string:
+      if (side.strings_used == side.strings.size()) side.strings.emplace_back();
+      c.ext = static_cast<std::uint32_t>(side.strings_used++);
+      side.strings[c.ext].clear();
+      break;
+    case Ext::distinct:
+      if (side.distincts_used == side.distincts.size()) {
+        side.distincts.emplace_back(distinct_limit);
+      } else if (side.distincts[side.distincts_used].exact_limit() == distinct_limit) {
+        side.distincts[side.distincts_used].clear();  // keeps its capacity
+      } else {
+        side.distincts[side.distincts_used] = sketch::DistinctCounter(distinct_limit);
+      }
+      c.ext = static_cast<std::uint32_t>(side.distincts_used++);
+      break;
+    case Ext::quantile:
+      if (side.quantiles_used == side.quantiles.size()) {
+        side.quantiles.emplace_back();
+      } else {
+        side.quantiles[side.quantiles_used].clear();
+      }
+      c.ext = static_cast<std::uint32_t>(side.quantiles_used++);
+      break;
+    case Ext::merge:
+      if (side.merges_used == side.merges.size()) side.merges.emplace_back();
+      c.ext = static_cast<std::uint32_t>(side.merges_used++);
+      side.merges[c.ext].has_kind = false;
+      side.merges[c.ext].parts.clear();
+      break;
   }
 }
 
-std::int64_t Aggregates::update(Cell* cells, SideStore& side, const Value* args,
-                                std::int64_t time) const {
+void Aggregates::init(Cell* cells, SideStore& side) const {
+  for (std::size_t a = 0; a < specs_.size(); ++a) {
+    init_cell(specs_[a]->kind, cells[a], side, distinct_limit_);
+  }
+}
+
+std::int64_t Aggregates::update(Cell* cells, SideStore& side, const Value* args, std::int64_t time,
+                                const DecodedPartial* decoded, std::uint64_t* replaced) const {
   std::int64_t grown = 0;
   for (std::size_t a = 0; a < specs_.size(); ++a) {
     Cell& c = cells[a];
     const AggKind kind = specs_[a]->kind;
     if (kind == AggKind::count_star) {
       ++c.i;
+      continue;
+    }
+    if (kind == AggKind::merge) {
+      if (decoded == nullptr || !decoded[a].valid) continue;
+      const DecodedPartial& d = decoded[a];
+      MergeState& m = side.merges[c.ext];
+      const auto before = static_cast<std::int64_t>(m.bytes());
+      if (!m.has_kind) {
+        m.has_kind = true;
+        m.kind = d.kind;
+        m.q = d.q;
+      }
+      MergePart* part = nullptr;
+      for (MergePart& p : m.parts) {
+        if (p.start == d.start && p.end == d.end && p.agent == d.agent) part = &p;
+      }
+      if (part != nullptr) {
+        // The same agent's state for the same window again (re-sent after a crash or a
+        // failover): the latest replaces it, so nothing is counted twice.
+        if (replaced != nullptr) ++*replaced;
+      } else {
+        part = &m.parts.emplace_back();
+        part->agent = d.agent;
+        part->start = d.start;
+        part->end = d.end;
+      }
+      part->side = d.side;
+      part->cell = d.cell;
+      grown += static_cast<std::int64_t>(m.bytes()) - before;
       continue;
     }
     Value v = args[a];
@@ -196,212 +247,302 @@ std::int64_t Aggregates::update(Cell* cells, SideStore& side, const Value* args,
         break;
       }
       case AggKind::count_star:
+      case AggKind::merge:
         break;
     }
   }
   return grown;
 }
 
+void Aggregates::merge_cell(AggKind kind, Cell& c, SideStore& into_side, const Cell& f,
+                            const SideStore& from_side) {
+  switch (kind) {
+    case AggKind::count_star:
+    case AggKind::count:
+      c.i += f.i;
+      break;
+    case AggKind::sum:
+    case AggKind::avg: {
+      std::int64_t s = 0;
+      if (__builtin_add_overflow(c.i, f.i, &s)) {
+        c.d += static_cast<double>(c.i) + static_cast<double>(f.i);
+        c.i = 0;
+        c.flags |= 1;
+      } else {
+        c.i = s;
+      }
+      c.d += f.d;
+      c.n += f.n;
+      c.flags |= f.flags;
+      break;
+    }
+    case AggKind::min:
+    case AggKind::max: {
+      if (f.vt == SqlType::null) break;
+      const Value fv = stored(f, from_side);
+      if (c.vt == SqlType::null) {
+        store(c, into_side, fv);
+        break;
+      }
+      const auto cmp = compare(fv, stored(c, into_side));
+      if (cmp && (kind == AggKind::min ? *cmp < 0 : *cmp > 0)) store(c, into_side, fv);
+      break;
+    }
+    case AggKind::first_value:
+      // Ties go to `into`, the earlier part of the stream.
+      if (f.vt != SqlType::null && (c.vt == SqlType::null || f.n < c.n)) {
+        store(c, into_side, stored(f, from_side));
+        c.n = f.n;
+      }
+      break;
+    case AggKind::last_value:
+      if (f.vt != SqlType::null && (c.vt == SqlType::null || f.n >= c.n)) {
+        store(c, into_side, stored(f, from_side));
+        c.n = f.n;
+      }
+      break;
+    case AggKind::count_distinct:
+      into_side.distincts[c.ext].merge(from_side.distincts[f.ext]);
+      break;
+    case AggKind::approx_percentile:
+      into_side.quantiles[c.ext].merge(from_side.quantiles[f.ext]);
+      break;
+    case AggKind::merge: {
+      // Sessions never hold MERGE (the planner refuses it); kept total for completeness.
+      MergeState& m = into_side.merges[c.ext];
+      const MergeState& o = from_side.merges[f.ext];
+      if (!o.has_kind) break;
+      if (!m.has_kind) {
+        m.has_kind = true;
+        m.kind = o.kind;
+        m.q = o.q;
+      }
+      for (const MergePart& p : o.parts) m.parts.push_back(p);
+      break;
+    }
+  }
+}
+
 void Aggregates::merge(Cell* into, SideStore& into_side, const Cell* from,
                        const SideStore& from_side) const {
   for (std::size_t a = 0; a < specs_.size(); ++a) {
-    Cell& c = into[a];
-    const Cell& f = from[a];
-    const AggKind kind = specs_[a]->kind;
-    switch (kind) {
-      case AggKind::count_star:
-      case AggKind::count:
-        c.i += f.i;
-        break;
-      case AggKind::sum:
-      case AggKind::avg: {
-        std::int64_t s = 0;
-        if (__builtin_add_overflow(c.i, f.i, &s)) {
-          c.d += static_cast<double>(c.i) + static_cast<double>(f.i);
-          c.i = 0;
-          c.flags |= 1;
-        } else {
-          c.i = s;
-        }
-        c.d += f.d;
-        c.n += f.n;
-        c.flags |= f.flags;
-        break;
+    merge_cell(specs_[a]->kind, into[a], into_side, from[a], from_side);
+  }
+}
+
+Value Aggregates::finalize_cell(AggKind kind, SqlType result_type, double q, const Cell& c,
+                                const SideStore& side) {
+  switch (kind) {
+    case AggKind::count_star:
+    case AggKind::count:
+      return Value::integer(c.i);
+    case AggKind::count_distinct:
+      return Value::integer(static_cast<std::int64_t>(side.distincts[c.ext].estimate()));
+    case AggKind::sum:
+      if (c.n == 0) return Value::null();
+      if ((c.flags & 1) != 0 || result_type == SqlType::floating) {
+        return Value::floating(c.d + static_cast<double>(c.i));
       }
-      case AggKind::min:
-      case AggKind::max: {
-        if (f.vt == SqlType::null) break;
-        const Value fv = stored(f, from_side);
-        if (c.vt == SqlType::null) {
-          store(c, into_side, fv);
-          break;
-        }
-        const auto cmp = compare(fv, stored(c, into_side));
-        if (cmp && (kind == AggKind::min ? *cmp < 0 : *cmp > 0)) store(c, into_side, fv);
-        break;
+      return Value::integer(c.i);
+    case AggKind::avg:
+      return c.n == 0
+                 ? Value::null()
+                 : Value::floating((c.d + static_cast<double>(c.i)) / static_cast<double>(c.n));
+    case AggKind::min:
+    case AggKind::max:
+    case AggKind::first_value:
+    case AggKind::last_value:
+      return stored(c, side);
+    case AggKind::approx_percentile: {
+      const sketch::QuantileSketch& s = side.quantiles[c.ext];
+      return s.count() == 0 ? Value::null() : Value::floating(s.quantile(q));
+    }
+    case AggKind::merge:
+      break;
+  }
+  return Value::null();
+}
+
+void Aggregates::finalize(const Cell* cells, const SideStore& side, Value* out,
+                          RowScratch* scratch) const {
+  if (scratch != nullptr) {
+    scratch->side.reset();
+    scratch->cells.resize(specs_.size());
+  }
+  for (std::size_t a = 0; a < specs_.size(); ++a) {
+    const AggSpec& spec = *specs_[a];
+    const Cell& c = cells[a];
+    if (spec.partial && scratch != nullptr) {
+      scratch->bytes.clear();
+      encode_partial(spec.kind, spec.q, scratch->agent, scratch->start, scratch->end, c, side,
+                     scratch->bytes);
+      std::string text;
+      base64_encode(scratch->bytes, text);
+      out[a] = Value::string(scratch->arena->copy(text));
+      continue;
+    }
+    if (spec.kind == AggKind::merge) {
+      out[a] = Value::null();
+      if (scratch == nullptr) continue;
+      const MergeState& m = side.merges[c.ext];
+      if (!m.has_kind || m.parts.empty()) continue;
+      Cell& acc = scratch->cells[a];
+      init_cell(m.kind, acc, scratch->side, distinct_limit_);
+      for (const MergePart& p : m.parts) merge_cell(m.kind, acc, scratch->side, p.cell, p.side);
+      out[a] = finalize_cell(m.kind, SqlType::any, m.q, acc, scratch->side);
+      // The scratch strings move as later columns add theirs: the row keeps a copy.
+      if (out[a].type == SqlType::string) out[a].s = scratch->arena->copy(out[a].s);
+      continue;
+    }
+    out[a] = finalize_cell(spec.kind, spec.result_type, spec.q, c, side);
+  }
+}
+
+void Aggregates::encode_cell(AggKind kind, const Cell& c, const SideStore& side, std::string& out) {
+  switch (kind) {
+    case AggKind::count_star:
+    case AggKind::count:
+      enc::put_varint(out, static_cast<std::uint64_t>(c.i));
+      break;
+    case AggKind::sum:
+    case AggKind::avg:
+      enc::put_varint(out, enc::zigzag(c.i));
+      enc::put_f64(out, c.d);
+      enc::put_varint(out, static_cast<std::uint64_t>(c.n));
+      enc::put_u8(out, c.flags);
+      break;
+    case AggKind::min:
+    case AggKind::max:
+    case AggKind::first_value:
+    case AggKind::last_value:
+      enc::put_u8(out, static_cast<std::uint8_t>(c.vt));
+      if (kind == AggKind::first_value || kind == AggKind::last_value) {
+        enc::put_varint(out, enc::zigzag(c.n));
       }
-      case AggKind::first_value:
-        // Ties go to `into`, the earlier part of the stream.
-        if (f.vt != SqlType::null && (c.vt == SqlType::null || f.n < c.n)) {
-          store(c, into_side, stored(f, from_side));
-          c.n = f.n;
-        }
-        break;
-      case AggKind::last_value:
-        if (f.vt != SqlType::null && (c.vt == SqlType::null || f.n >= c.n)) {
-          store(c, into_side, stored(f, from_side));
-          c.n = f.n;
-        }
-        break;
-      case AggKind::count_distinct:
-        into_side.distincts[c.ext].merge(from_side.distincts[f.ext]);
-        break;
-      case AggKind::approx_percentile:
-        into_side.quantiles[c.ext].merge(from_side.quantiles[f.ext]);
-        break;
+      if (c.vt == SqlType::string) {
+        const std::string& s = side.strings[c.ext];
+        enc::put_varint(out, s.size());
+        out.append(s);
+      } else if (c.vt == SqlType::floating) {
+        enc::put_f64(out, c.d);
+      } else if (c.vt != SqlType::null) {
+        enc::put_varint(out, enc::zigzag(c.i));
+      }
+      break;
+    case AggKind::count_distinct:
+      side.distincts[c.ext].encode(out);
+      break;
+    case AggKind::approx_percentile:
+      side.quantiles[c.ext].encode(out);
+      break;
+    case AggKind::merge: {
+      // Checkpoints of a collector: every part, so that re-sent states still replace after a
+      // restart.
+      const MergeState& m = side.merges[c.ext];
+      enc::put_u8(out, m.has_kind ? partial_code(m.kind) : 0);
+      if (!m.has_kind) break;
+      enc::put_f64(out, m.q);
+      enc::put_varint(out, m.parts.size());
+      for (const MergePart& p : m.parts) {
+        enc::put_varint(out, p.agent.size());
+        out.append(p.agent);
+        enc::put_varint(out, enc::zigzag(p.start));
+        enc::put_varint(out, enc::zigzag(p.end));
+        encode_cell(m.kind, p.cell, p.side, out);
+      }
+      break;
     }
   }
 }
 
-void Aggregates::finalize(const Cell* cells, const SideStore& side, Value* out) const {
-  for (std::size_t a = 0; a < specs_.size(); ++a) {
-    const Cell& c = cells[a];
-    switch (specs_[a]->kind) {
-      case AggKind::count_star:
-      case AggKind::count:
-        out[a] = Value::integer(c.i);
-        break;
-      case AggKind::count_distinct:
-        out[a] = Value::integer(static_cast<std::int64_t>(side.distincts[c.ext].estimate()));
-        break;
-      case AggKind::sum:
-        if (c.n == 0) {
-          out[a] = Value::null();
-        } else if ((c.flags & 1) != 0 || specs_[a]->result_type == SqlType::floating) {
-          out[a] = Value::floating(c.d + static_cast<double>(c.i));
-        } else {
-          out[a] = Value::integer(c.i);
-        }
-        break;
-      case AggKind::avg:
-        out[a] = c.n == 0
-                     ? Value::null()
-                     : Value::floating((c.d + static_cast<double>(c.i)) / static_cast<double>(c.n));
-        break;
-      case AggKind::min:
-      case AggKind::max:
-      case AggKind::first_value:
-      case AggKind::last_value:
-        out[a] = stored(c, side);
-        break;
-      case AggKind::approx_percentile: {
-        const sketch::QuantileSketch& q = side.quantiles[c.ext];
-        out[a] = q.count() == 0 ? Value::null() : Value::floating(q.quantile(specs_[a]->q));
-        break;
+bool Aggregates::decode_cell(AggKind kind, std::string_view& in, Cell& c, SideStore& side) {
+  std::uint64_t u = 0;
+  switch (kind) {
+    case AggKind::count_star:
+    case AggKind::count:
+      if (!enc::get_varint(in, u)) return false;
+      c.i = static_cast<std::int64_t>(u);
+      break;
+    case AggKind::sum:
+    case AggKind::avg:
+      if (!enc::get_varint(in, u)) return false;
+      c.i = enc::unzigzag(u);
+      if (!enc::get_f64(in, c.d) || !enc::get_varint(in, u)) return false;
+      c.n = static_cast<std::int64_t>(u);
+      if (!enc::get_u8(in, c.flags)) return false;
+      break;
+    case AggKind::min:
+    case AggKind::max:
+    case AggKind::first_value:
+    case AggKind::last_value: {
+      std::uint8_t t = 0;
+      if (!enc::get_u8(in, t) || t > static_cast<std::uint8_t>(SqlType::interval)) return false;
+      c.vt = static_cast<SqlType>(t);
+      if (kind == AggKind::first_value || kind == AggKind::last_value) {
+        if (!enc::get_varint(in, u)) return false;
+        c.n = enc::unzigzag(u);
       }
+      if (c.vt == SqlType::string) {
+        if (!enc::get_varint(in, u) || u > in.size()) return false;
+        side.strings[c.ext].assign(in.data(), u);
+        in.remove_prefix(u);
+      } else if (c.vt == SqlType::floating) {
+        if (!enc::get_f64(in, c.d)) return false;
+      } else if (c.vt != SqlType::null) {
+        if (!enc::get_varint(in, u)) return false;
+        c.i = enc::unzigzag(u);
+      }
+      break;
+    }
+    case AggKind::count_distinct: {
+      auto d = sketch::DistinctCounter::decode(in);
+      if (!d) return false;
+      side.distincts[c.ext] = std::move(*d);
+      break;
+    }
+    case AggKind::approx_percentile: {
+      auto q = sketch::QuantileSketch::decode(in);
+      if (!q) return false;
+      side.quantiles[c.ext] = std::move(*q);
+      break;
+    }
+    case AggKind::merge: {
+      MergeState& m = side.merges[c.ext];
+      std::uint8_t code = 0;
+      if (!enc::get_u8(in, code)) return false;
+      m.has_kind = false;
+      m.parts.clear();
+      if (code == 0) break;
+      const auto k = partial_kind(code);
+      if (!k || !enc::get_f64(in, m.q) || !enc::get_varint(in, u)) return false;
+      if (u > in.size()) return false;  // each part takes a byte at least
+      m.has_kind = true;
+      m.kind = *k;
+      for (std::uint64_t i = 0; i < u; ++i) {
+        MergePart& p = m.parts.emplace_back();
+        std::uint64_t n = 0, s = 0, e = 0;
+        if (!enc::get_varint(in, n) || n > in.size()) return false;
+        p.agent.assign(in.data(), n);
+        in.remove_prefix(n);
+        if (!enc::get_varint(in, s) || !enc::get_varint(in, e)) return false;
+        p.start = enc::unzigzag(s);
+        p.end = enc::unzigzag(e);
+        init_cell(m.kind, p.cell, p.side, 0);
+        if (!decode_cell(m.kind, in, p.cell, p.side)) return false;
+      }
+      break;
     }
   }
+  return true;
 }
 
 void Aggregates::encode(const Cell* cells, const SideStore& side, std::string& out) const {
-  for (std::size_t a = 0; a < specs_.size(); ++a) {
-    const Cell& c = cells[a];
-    const AggKind kind = specs_[a]->kind;
-    switch (kind) {
-      case AggKind::count_star:
-      case AggKind::count:
-        enc::put_varint(out, static_cast<std::uint64_t>(c.i));
-        break;
-      case AggKind::sum:
-      case AggKind::avg:
-        enc::put_varint(out, enc::zigzag(c.i));
-        enc::put_f64(out, c.d);
-        enc::put_varint(out, static_cast<std::uint64_t>(c.n));
-        enc::put_u8(out, c.flags);
-        break;
-      case AggKind::min:
-      case AggKind::max:
-      case AggKind::first_value:
-      case AggKind::last_value:
-        enc::put_u8(out, static_cast<std::uint8_t>(c.vt));
-        if (kind == AggKind::first_value || kind == AggKind::last_value) {
-          enc::put_varint(out, enc::zigzag(c.n));
-        }
-        if (c.vt == SqlType::string) {
-          const std::string& s = side.strings[c.ext];
-          enc::put_varint(out, s.size());
-          out.append(s);
-        } else if (c.vt == SqlType::floating) {
-          enc::put_f64(out, c.d);
-        } else if (c.vt != SqlType::null) {
-          enc::put_varint(out, enc::zigzag(c.i));
-        }
-        break;
-      case AggKind::count_distinct:
-        side.distincts[c.ext].encode(out);
-        break;
-      case AggKind::approx_percentile:
-        side.quantiles[c.ext].encode(out);
-        break;
-    }
-  }
+  for (std::size_t a = 0; a < specs_.size(); ++a) encode_cell(specs_[a]->kind, cells[a], side, out);
 }
 
 bool Aggregates::decode(std::string_view& in, Cell* cells, SideStore& side) const {
   for (std::size_t a = 0; a < specs_.size(); ++a) {
-    Cell& c = cells[a];
-    const AggKind kind = specs_[a]->kind;
-    std::uint64_t u = 0;
-    switch (kind) {
-      case AggKind::count_star:
-      case AggKind::count:
-        if (!enc::get_varint(in, u)) return false;
-        c.i = static_cast<std::int64_t>(u);
-        break;
-      case AggKind::sum:
-      case AggKind::avg:
-        if (!enc::get_varint(in, u)) return false;
-        c.i = enc::unzigzag(u);
-        if (!enc::get_f64(in, c.d) || !enc::get_varint(in, u)) return false;
-        c.n = static_cast<std::int64_t>(u);
-        if (!enc::get_u8(in, c.flags)) return false;
-        break;
-      case AggKind::min:
-      case AggKind::max:
-      case AggKind::first_value:
-      case AggKind::last_value: {
-        std::uint8_t t = 0;
-        if (!enc::get_u8(in, t) || t > static_cast<std::uint8_t>(SqlType::interval)) return false;
-        c.vt = static_cast<SqlType>(t);
-        if (kind == AggKind::first_value || kind == AggKind::last_value) {
-          if (!enc::get_varint(in, u)) return false;
-          c.n = enc::unzigzag(u);
-        }
-        if (c.vt == SqlType::string) {
-          if (!enc::get_varint(in, u) || u > in.size()) return false;
-          side.strings[c.ext].assign(in.data(), u);
-          in.remove_prefix(u);
-        } else if (c.vt == SqlType::floating) {
-          if (!enc::get_f64(in, c.d)) return false;
-        } else if (c.vt != SqlType::null) {
-          if (!enc::get_varint(in, u)) return false;
-          c.i = enc::unzigzag(u);
-        }
-        break;
-      }
-      case AggKind::count_distinct: {
-        auto d = sketch::DistinctCounter::decode(in);
-        if (!d) return false;
-        side.distincts[c.ext] = std::move(*d);
-        break;
-      }
-      case AggKind::approx_percentile: {
-        auto q = sketch::QuantileSketch::decode(in);
-        if (!q) return false;
-        side.quantiles[c.ext] = std::move(*q);
-        break;
-      }
-    }
+    if (!decode_cell(specs_[a]->kind, in, cells[a], side)) return false;
   }
   return true;
 }

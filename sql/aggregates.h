@@ -31,16 +31,59 @@ struct Cell {
   std::uint8_t flags = 0;
 };
 
+struct MergeState;
+
 /// The variable-size parts of a set of cells. Entries are reused after reset(), so recycled
 /// windows keep their capacity.
 struct SideStore {
   std::vector<std::string> strings;
   std::vector<sketch::DistinctCounter> distincts;
   std::vector<sketch::QuantileSketch> quantiles;
-  std::size_t strings_used = 0, distincts_used = 0, quantiles_used = 0;
+  std::vector<MergeState> merges;  // MERGE(field)
+  std::size_t strings_used = 0, distincts_used = 0, quantiles_used = 0, merges_used = 0;
 
-  void reset() noexcept { strings_used = distincts_used = quantiles_used = 0; }
+  void reset() noexcept { strings_used = distincts_used = quantiles_used = merges_used = 0; }
   std::size_t bytes() const noexcept;
+};
+
+/// One PARTIAL state as MERGE keeps it: the latest state of one producing agent for one of its
+/// windows. A later state with the same (agent, start, end) replaces it (a re-sent partial).
+struct MergePart {
+  std::string agent;
+  std::int64_t start = 0, end = 0;
+  Cell cell;
+  SideStore side;  // the state's own string, counter or sketch
+};
+
+/// MERGE(field) in one group of one window: the parts it has seen, of one aggregate kind.
+struct MergeState {
+  bool has_kind = false;
+  AggKind kind = AggKind::count_star;
+  double q = 0.5;  // APPROX_PERCENTILE's quantile, from the states
+  std::vector<MergePart> parts;
+  std::size_t bytes() const noexcept;
+};
+
+/// A PARTIAL state read from a row (see sql/partial_state.h).
+struct DecodedPartial {
+  bool valid = false;
+  AggKind kind = AggKind::count_star;
+  double q = 0.5;
+  std::string agent;
+  std::int64_t start = 0, end = 0;
+  Cell cell;
+  SideStore side;
+};
+
+/// What finalize() needs for PARTIAL and MERGE columns: the row's window and producing agent,
+/// where the encoded text goes, and scratch for merging parts. Reused across rows.
+struct RowScratch {
+  std::string_view agent;
+  std::int64_t start = 0, end = 0;
+  Arena* arena = nullptr;
+  std::string bytes;
+  std::vector<Cell> cells;
+  SideStore side;
 };
 
 /// The plan's aggregates over one row of cells (one group in one window).
@@ -53,12 +96,19 @@ class Aggregates {
 
   void init(Cell* cells, SideStore& side) const;
   /// Folds one event's argument values (`args[i]` for aggregate i; ignored for COUNT(*)).
+  /// MERGE aggregates fold `decoded[i]` instead (skipped when not valid); a part that replaced an
+  /// earlier one of the same agent and window is counted in `*replaced`.
   /// Returns the growth of heap bytes held by `side` (exact sets, sketches, strings).
-  std::int64_t update(Cell* cells, SideStore& side, const Value* args, std::int64_t time) const;
+  std::int64_t update(Cell* cells, SideStore& side, const Value* args, std::int64_t time,
+                      const DecodedPartial* decoded = nullptr,
+                      std::uint64_t* replaced = nullptr) const;
   /// Adds the state `from` into `into` (sessions that an event bridges; partial aggregates).
   void merge(Cell* into, SideStore& into_side, const Cell* from, const SideStore& from_side) const;
-  /// Results; strings view `side`.
-  void finalize(const Cell* cells, const SideStore& side, Value* out) const;
+  /// Results; strings view `side` (or `scratch`). PARTIAL columns are encoded with the window
+  /// and agent of `scratch`; MERGE columns merge their parts there. `scratch` may be null only
+  /// when the plan has neither.
+  void finalize(const Cell* cells, const SideStore& side, Value* out,
+                RowScratch* scratch = nullptr) const;
 
   /// Versioned per-cell encoding: the bytes of one row of cells.
   void encode(const Cell* cells, const SideStore& side, std::string& out) const;
@@ -66,6 +116,16 @@ class Aggregates {
   bool decode(std::string_view& in, Cell* cells, SideStore& side) const;
 
   std::size_t distinct_exact_limit() const noexcept { return distinct_limit_; }
+
+  // One cell of a given kind (the per-aggregate steps above; MERGE and PARTIAL use them on
+  // states whose kind comes from the row, not from the plan).
+  static void init_cell(AggKind kind, Cell& c, SideStore& side, std::size_t distinct_limit);
+  static void merge_cell(AggKind kind, Cell& into, SideStore& into_side, const Cell& from,
+                         const SideStore& from_side);
+  static Value finalize_cell(AggKind kind, SqlType result_type, double q, const Cell& c,
+                             const SideStore& side);
+  static void encode_cell(AggKind kind, const Cell& c, const SideStore& side, std::string& out);
+  static bool decode_cell(AggKind kind, std::string_view& in, Cell& c, SideStore& side);
 
  private:
   std::vector<const AggSpec*> specs_;

@@ -57,6 +57,7 @@ enum class AggKind : std::uint8_t {
   first_value,
   last_value,
   approx_percentile,
+  merge,  // MERGE(field): the final value of the PARTIAL states a field carries (issue 14)
 };
 std::string_view agg_name(AggKind k) noexcept;
 
@@ -70,6 +71,7 @@ struct Expr {
   Value lit;         // literal (strings view `name`)
   bool negated = false;
   bool has_else = false;
+  bool partial = false;  // Op::agg inside PARTIAL(...): the row carries the state, not the value
   Func func = Func::lower;
   AggKind agg = AggKind::count_star;
   SqlType cast_to = SqlType::string;

@@ -198,6 +198,7 @@ std::size_t WindowRunner::on_batch(const Batch& batch) {
   return late;
 }
 std::int64_t WindowRunner::watermark() const noexcept { return op_->watermark(); }
+const std::string& WindowRunner::last_bad_state() const noexcept { return op_->last_bad_state(); }
 void WindowRunner::advance_watermark(std::int64_t watermark_ns) noexcept {
   op_->advance_watermark(watermark_ns);
 }

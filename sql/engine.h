@@ -153,16 +153,21 @@ struct RunnerOptions {
   std::size_t max_state_bytes = std::size_t{64} << 20;
   /// COUNT(DISTINCT): exact up to this many values per group and window, then HyperLogLog.
   std::size_t distinct_exact_limit = 1024;
+  /// The producing agent's name that PARTIAL states carry (the `[agent] name`), so that a
+  /// collector's MERGE keeps one state per (agent, window, key) and a re-sent one replaces it.
+  std::string agent_name;
   /// Processing time (TimeSource::processing) and the year of year-less time formats.
   std::int64_t (*now_ns)() = &wall_clock_ns;
 };
 
 /// What on_event did with an event.
 enum class EventOutcome : std::uint8_t {
-  accepted,  // folded into at least one open window
-  filtered,  // WHERE was false or NULL
-  late,      // every window it belongs to had closed (end + allowed_lateness <= watermark)
-  no_time,   // the event time was missing, did not parse or lay outside 1824..2116 (dropped)
+  accepted,   // folded into at least one open window
+  filtered,   // WHERE was false or NULL
+  late,       // every window it belongs to had closed (end + allowed_lateness <= watermark)
+  no_time,    // the event time was missing, did not parse or lay outside 1824..2116 (dropped)
+  bad_state,  // MERGE: a field did not hold a decodable PARTIAL state that fits the window
+              // (WindowRunner::last_bad_state() says why); not counted in any window
 };
 
 /// Counters of one runner (monotonic; restored from checkpoints along with the state).
@@ -176,6 +181,9 @@ struct RunnerStats {
   std::uint64_t windows_closed = 0;
   std::uint64_t windows_closed_early = 0;  // by max_state_bytes
   std::uint64_t eval_errors = 0;           // e.g. a CAST that failed (the value became NULL)
+  // MERGE (not part of checkpoints: they restart from 0).
+  std::uint64_t bad_states = 0;         // rows refused with EventOutcome::bad_state
+  std::uint64_t partials_replaced = 0;  // states that replaced one of the same agent and window
 };
 
 class WindowOperator;  // sql/window_operator.h; opaque here
@@ -213,6 +221,8 @@ class WindowRunner {
   /// routes late events to a side channel calls on_event itself).
   std::size_t on_batch(const Batch& batch);
 
+  /// Why the last EventOutcome::bad_state happened ("field 'uv': not base64 text").
+  const std::string& last_bad_state() const noexcept;
   /// The current watermark in ns (INT64_MIN before the first event).
   std::int64_t watermark() const noexcept;
   /// Raises the watermark to `watermark_ns` if higher (e.g. after idle_timeout).

@@ -27,6 +27,8 @@ std::string_view agg_name(AggKind k) noexcept {
       return "LAST_VALUE";
     case AggKind::approx_percentile:
       return "APPROX_PERCENTILE";
+    case AggKind::merge:
+      return "MERGE";
   }
   return "?";
 }
@@ -884,6 +886,54 @@ class Parser {
         {"last_value", AggKind::last_value},
         {"approx_percentile", AggKind::approx_percentile},
     };
+    if (is("partial")) {
+      // PARTIAL(agg(...)): the aggregate's mergeable state instead of its value.
+      if (peek().kind == Tok::rparen) {
+        fail_at(peek().offset, "PARTIAL needs an aggregate, e.g. PARTIAL(COUNT(*))");
+        return nullptr;
+      }
+      auto inner = expr();
+      if (!inner) return nullptr;
+      if (inner->op != Op::agg) {
+        fail_at(inner->offset, "PARTIAL takes one aggregate call, e.g. PARTIAL(COUNT(*))");
+        return nullptr;
+      }
+      if (inner->partial) {
+        fail_at(inner->offset, "PARTIAL cannot be nested");
+        return nullptr;
+      }
+      if (inner->agg == AggKind::merge) {
+        fail_at(inner->offset, "PARTIAL(MERGE(...)) is not supported: a collector emits values");
+        return nullptr;
+      }
+      if (peek().kind == Tok::comma) {
+        fail_at(peek().offset, "PARTIAL takes one aggregate call");
+        return nullptr;
+      }
+      if (!expect(Tok::rparen, "')'")) return nullptr;
+      inner->partial = true;
+      inner->offset = at;
+      span_to_prev(*inner);
+      return inner;
+    }
+    if (is("merge")) {
+      auto e = make(Op::agg, at);
+      e->name = fname;
+      e->agg = AggKind::merge;
+      if (peek().kind == Tok::rparen) {
+        fail_at(peek().offset, "MERGE needs the field that carries a PARTIAL state");
+        return nullptr;
+      }
+      for (;;) {
+        auto arg = expr();
+        if (!arg) return nullptr;
+        e->args.push_back(std::move(arg));
+        if (!accept(Tok::comma)) break;
+      }
+      if (!expect(Tok::rparen, "')'")) return nullptr;
+      span_to_prev(*e);
+      return e;
+    }
     for (const AggName& a : kAggs) {
       if (!is(a.name)) continue;
       auto e = make(Op::agg, at);
@@ -983,6 +1033,7 @@ void canon(const Expr& e, std::string& out) {
       break;
     case Op::agg:
       out += std::to_string(static_cast<int>(e.agg));
+      if (e.partial) out += "p";
       break;
     case Op::cast:
       out += std::to_string(static_cast<int>(e.cast_to));
@@ -1011,6 +1062,7 @@ std::unique_ptr<Expr> clone(const Expr& x) {
   if (x.lit.type == SqlType::string) e->lit.s = e->name;
   e->negated = x.negated;
   e->has_else = x.has_else;
+  e->partial = x.partial;
   e->func = x.func;
   e->agg = x.agg;
   e->cast_to = x.cast_to;

@@ -176,10 +176,12 @@ class Planner {
       }
       names.push_back(col.name);
       bool has_agg = false;
-      if (!row_phase(item.expr, has_agg, "SELECT")) return nullptr;
+      if (!row_phase(item.expr, has_agg, "SELECT", true)) return nullptr;
       if (!check(*item.expr)) return nullptr;
       col.type = item.expr->type;
       col.is_aggregate = has_agg;
+      partial_columns_.push_back(item.expr->op == Op::agg_ref &&
+                                 p->aggs[static_cast<std::size_t>(item.expr->index)].partial);
       p->output.push_back(col);
       select_texts_.push_back(item.alias);
       p->select.push_back(std::move(item.expr));
@@ -194,6 +196,45 @@ class Planner {
         return nullptr;
       }
       p->having = std::move(st.having);
+    }
+    for (const AggSpec& a : p->aggs) {
+      p->has_partial = p->has_partial || a.partial;
+      p->has_merge = p->has_merge || a.kind == AggKind::merge;
+    }
+    if (p->has_partial || p->has_merge) {
+      const char* what = p->has_partial ? "PARTIAL" : "MERGE";
+      if (p->has_partial && p->has_merge) {
+        fail(st.select.empty() ? 0 : first_agg_offset(*p, AggKind::merge),
+             "a query either emits PARTIAL states (at the edge) or MERGEs them (at the "
+             "collector), not both");
+        return nullptr;
+      }
+      if (p->window.kind != WindowKind::tumble) {
+        fail(w.offset, std::string(what) +
+                           " needs a TUMBLE window (hopping and session windows do not split "
+                           "into mergeable parts)");
+        return nullptr;
+      }
+      if (p->has_partial) {
+        bool has_start = false;
+        for (const auto& e : p->select) has_start = has_start || e->op == Op::window_start;
+        std::size_t at = 0;
+        for (auto it = p->aggs.rbegin(); it != p->aggs.rend(); ++it) {
+          if (it->partial) at = it->offset;
+        }
+        if (!has_start) {
+          fail(at,
+               "a PARTIAL query must SELECT window_start: a collector's MERGE takes its event "
+               "time from it");
+          return nullptr;
+        }
+      }
+      if (p->has_merge && !p->watermark_column) {
+        fail(w.offset,
+             "MERGE takes event time from the partial rows' window: GROUP BY "
+             "TUMBLE(window_start, INTERVAL ...)");
+        return nullptr;
+      }
     }
     for (std::size_t i = 0; i < p->fields.size(); ++i)
       p->field_types.push_back(declared(p->fields[i]));
@@ -213,6 +254,12 @@ class Planner {
   }
 
  private:
+  std::size_t first_agg_offset(const QueryPlan& p, AggKind kind) const {
+    for (const AggSpec& a : p.aggs) {
+      if (a.kind == kind) return a.offset;
+    }
+    return 0;
+  }
   void fail(std::size_t offset, std::string msg) {
     if (!error_.message.empty()) return;
     error_.message = std::move(msg);
@@ -285,9 +332,22 @@ class Planner {
     return true;
   }
 
-  /// Rewrites a SELECT or HAVING expression over keys, aggregates and window bounds.
-  bool row_phase(std::unique_ptr<Expr>& e, bool& has_agg, std::string_view where) {
+  /// Rewrites a SELECT or HAVING expression over keys, aggregates and window bounds. `top`: `e`
+  /// is a whole SELECT item.
+  bool row_phase(std::unique_ptr<Expr>& e, bool& has_agg, std::string_view where,
+                 bool top = false) {
     if (e->op == Op::agg) {
+      if (e->partial && where != "SELECT") {
+        fail(e->offset, "PARTIAL is not allowed in " + std::string(where) +
+                            " (its value is an encoded state, not a number)");
+        return false;
+      }
+      if (e->partial && !top) {
+        fail(e->offset,
+             "PARTIAL(...) must be a whole SELECT item: its value is an encoded state, not a "
+             "number");
+        return false;
+      }
       has_agg = true;
       return register_agg(e);
     }
@@ -307,6 +367,12 @@ class Planner {
       if (where == "HAVING") {  // an output column by its alias
         for (std::size_t i = 0; i < select_texts_.size(); ++i) {
           if (select_texts_[i] == e->name) {
+            if (i < partial_columns_.size() && partial_columns_[i]) {
+              fail(e->offset, "'" + e->name +
+                                  "' is a PARTIAL state: HAVING cannot compare it (filter at "
+                                  "the collector, on MERGE)");
+              return false;
+            }
             const std::size_t off = e->offset, len = e->length;
             e = clone(*p_->select[i]);
             e->offset = off;
@@ -330,13 +396,43 @@ class Planner {
   bool register_agg(std::unique_ptr<Expr>& e) {
     AggSpec spec;
     spec.kind = e->agg;
+    spec.offset = e->offset;
     spec.text = text(*e);
     spec.canon = canonical(*e);
+    spec.partial = e->partial;
     const std::string name(agg_name(e->agg));
+    if (e->agg == AggKind::merge) {
+      if (e->args.size() != 1) {
+        fail(e->args.size() > 1 ? e->args[1]->offset : e->offset,
+             "MERGE takes 1 argument (the field that carries a PARTIAL state), got " +
+                 std::to_string(e->args.size()));
+        return false;
+      }
+      const Expr& a = *e->args[0];
+      if (a.op == Op::agg) {
+        fail(a.offset,
+             "MERGE takes the field that carries a PARTIAL state, not an aggregate (write "
+             "PARTIAL(...) at the edge and MERGE(column) at the collector)");
+        return false;
+      }
+      if (a.op != Op::field) {
+        fail(a.offset, "MERGE takes the name of a field that carries a PARTIAL state");
+        return false;
+      }
+      if (!event_phase(*e->args[0], "an aggregate") || !check(*e->args[0])) return false;
+      const SqlType t = e->args[0]->type;
+      if (!(t == SqlType::any || t == SqlType::string)) {
+        fail(a.offset, "MERGE needs a field that carries a PARTIAL state (VARCHAR), '" + a.name +
+                           "' is " + tn(t));
+        return false;
+      }
+      spec.arg_type = t;
+      spec.result_type = SqlType::any;  // the states' aggregate decides (COUNT: BIGINT, ...)
+    }
     const std::size_t want = e->agg == AggKind::count_star          ? 0
                              : e->agg == AggKind::approx_percentile ? 2
                                                                     : 1;
-    if (e->args.size() != want) {
+    if (e->agg != AggKind::merge && e->args.size() != want) {
       const std::size_t at = e->args.size() > want ? e->args[want]->offset : e->offset;
       fail(at, name + " takes " +
                    (want == 2 ? std::string("2 arguments (value, quantile)")
@@ -345,10 +441,11 @@ class Planner {
       return false;
     }
     for (auto& a : e->args) {
+      if (e->agg == AggKind::merge) break;  // checked above
       if (!event_phase(*a, "an aggregate")) return false;
       if (!check(*a)) return false;
     }
-    if (want >= 1) spec.arg_type = e->args[0]->type;
+    if (want >= 1 && e->agg != AggKind::merge) spec.arg_type = e->args[0]->type;
     const Expr* arg = want >= 1 ? e->args[0].get() : nullptr;
     switch (spec.kind) {
       case AggKind::count_star:
@@ -394,7 +491,10 @@ class Planner {
         spec.result_type = SqlType::floating;
         break;
       }
+      case AggKind::merge:
+        break;
     }
+    if (spec.partial) spec.result_type = SqlType::string;  // base64 of the encoded state
     int index = -1;
     for (std::size_t i = 0; i < p_->aggs.size(); ++i) {
       if (p_->aggs[i].canon == spec.canon) index = static_cast<int>(i);
@@ -650,6 +750,7 @@ class Planner {
   QueryPlan* p_ = nullptr;
   std::vector<std::string> key_canon_;
   std::vector<std::string> select_texts_;  // aliases ("" for none), by output column
+  std::vector<bool> partial_columns_;      // by output column: a PARTIAL state
 };
 
 }  // namespace

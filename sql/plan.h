@@ -19,6 +19,8 @@ struct AggSpec {
   SqlType result_type = SqlType::integer;
   std::string text;  // as written
   std::string canon;
+  std::size_t offset = 0;  // in the SQL text
+  bool partial = false;    // PARTIAL(...): the row carries the encoded state (a VARCHAR)
 };
 
 /// A checked query, ready to run. Expressions of the event phase (where, keys, aggregate
@@ -46,6 +48,8 @@ struct QueryPlan {
   std::vector<SqlType> field_types;  // declared type, or any
   std::uint64_t fingerprint = 0;
   std::size_t state_bytes_per_group = 0;
+  bool has_partial = false;  // some aggregate is PARTIAL(...)
+  bool has_merge = false;    // some aggregate is MERGE(field)
 };
 
 /// Resolves names, checks types and aggregate use, and builds the plan. nullptr on error.

@@ -7,6 +7,7 @@
 
 #include "lib/codec/json.h"
 #include "sql/json_path.h"
+#include "sql/partial_state.h"
 #include "sql/sketch/encoding.h"
 #include "sql/sketch/hash.h"
 
@@ -84,6 +85,10 @@ WindowOperator::WindowOperator(CompiledQuery query, RunnerOptions options)
   key_values_.resize(plan_.keys.size());
   args_.resize(aggs_.size());
   agg_out_.resize(aggs_.size());
+  if (plan_.has_merge) {
+    decoded_.resize(aggs_.size());
+    merge_kind_.assign(aggs_.size(), 0);
+  }
   key_buf_.reserve(256);
   body_.reserve(256);
 }
@@ -340,8 +345,9 @@ void WindowOperator::fold(Pane& p) {
     p.side_bytes += side_after - side_before;
     open_bytes_ += p.bytes() - before;
   }
-  const std::int64_t grown = aggs_.update(p.cells.data() + static_cast<std::size_t>(idx) * n,
-                                          p.side, args_.data(), event_time_);
+  const std::int64_t grown = aggs_.update(
+      p.cells.data() + static_cast<std::size_t>(idx) * n, p.side, args_.data(), event_time_,
+      decoded_.empty() ? nullptr : decoded_.data(), &stats_.partials_replaced);
   p.side_bytes = static_cast<std::size_t>(static_cast<std::int64_t>(p.side_bytes) + grown);
   open_bytes_ = static_cast<std::size_t>(static_cast<std::int64_t>(open_bytes_) + grown);
 }
@@ -470,7 +476,18 @@ EventOutcome WindowOperator::on_event(const EventView& ev) {
     ctx.errors = &stats_.eval_errors;
     pass = truthy(eval(*plan_.where, ctx));
   }
-  if (!pass) {
+  if (pass && plan_.has_merge) {
+    // The planner allows MERGE with TUMBLE only: the event belongs to one window.
+    const std::int64_t start = floor_div(*t, plan_.window.slide_ns) * plan_.window.slide_ns;
+    eval_args();
+    if (!decode_partials(start, sat_add(start, plan_.window.size_ns))) {
+      outcome = EventOutcome::bad_state;
+      ++stats_.bad_states;
+    }
+  }
+  if (outcome == EventOutcome::bad_state) {
+    // Not folded; its time still moves the watermark, as a filtered event's does.
+  } else if (!pass) {
     outcome = EventOutcome::filtered;
   } else {
     const WindowSpec& w = plan_.window;
@@ -506,6 +523,7 @@ EventOutcome WindowOperator::on_event(const EventView& ev) {
       ++stats_.events_late;
       break;
     case EventOutcome::no_time:
+    case EventOutcome::bad_state:
       break;
   }
   if (*t > max_time_) max_time_ = *t;
@@ -513,6 +531,60 @@ EventOutcome WindowOperator::on_event(const EventView& ev) {
   if (wm > wm_) raise_watermark(wm);
   if (open_bytes_ > options_.max_state_bytes) enforce_bound();
   return outcome;
+}
+
+bool WindowOperator::decode_partials(std::int64_t start, std::int64_t end) {
+  for (std::size_t a = 0; a < aggs_.size(); ++a) {
+    const AggSpec& spec = aggs_.spec(a);
+    if (spec.kind != AggKind::merge) continue;
+    DecodedPartial& d = decoded_[a];
+    d.valid = false;
+    const Value& v = args_[a];
+    const std::string& field = spec.arg->name;
+    if (v.type != SqlType::string) {
+      bad_state_ = "field '" + field + "': " +
+                   (v.is_null() ? std::string("missing (no PARTIAL state)")
+                                : "a " + std::string(type_name(v.type)) + ", not a PARTIAL state");
+      return false;
+    }
+    if (auto why = decode_partial(v.s, d, partial_bytes_, aggs_.distinct_exact_limit())) {
+      bad_state_ = "field '" + field + "': " + *why;
+      return false;
+    }
+    const std::uint8_t code = partial_code(d.kind);
+    if (merge_kind_[a] != 0 && merge_kind_[a] != code) {
+      bad_state_ = "field '" + field + "': a state of " + std::string(agg_name(d.kind)) +
+                   ", where earlier rows had another aggregate's";
+      return false;
+    }
+    if (d.start < start || d.end > end) {
+      bad_state_ = "field '" + field +
+                   "': the partial's window does not fit in one of this query's windows (make "
+                   "the collector's window a multiple of the edge's)";
+      return false;
+    }
+  }
+  for (std::size_t a = 0; a < aggs_.size(); ++a) {
+    if (decoded_[a].valid) merge_kind_[a] = partial_code(decoded_[a].kind);
+  }
+  return true;
+}
+
+void WindowOperator::learn_merge_kinds() {
+  if (!plan_.has_merge) return;
+  const std::size_t n = aggs_.size();
+  auto learn = [&](const Cell* cells, const SideStore& side) {
+    for (std::size_t a = 0; a < n; ++a) {
+      if (aggs_.spec(a).kind != AggKind::merge) continue;
+      const MergeState& m = side.merges[cells[a].ext];
+      if (m.has_kind) merge_kind_[a] = partial_code(m.kind);
+    }
+  };
+  for (const auto* list : {&closed_, &open_}) {
+    for (const auto& p : *list) {
+      for (std::size_t g = 0; g < p->groups(); ++g) learn(p->cells.data() + g * n, p->side);
+    }
+  }
 }
 
 void WindowOperator::advance_watermark(std::int64_t wm) {
@@ -590,7 +662,11 @@ void WindowOperator::enforce_bound() {
 bool WindowOperator::emit_row(const Cell* cells, const SideStore& side, std::string_view key,
                               std::int64_t start, std::int64_t end, Batch& out) {
   arena_.reset();
-  aggs_.finalize(cells, side, agg_out_.data());
+  scratch_.agent = options_.agent_name;
+  scratch_.start = start;
+  scratch_.end = end;
+  scratch_.arena = &arena_;
+  aggs_.finalize(cells, side, agg_out_.data(), &scratch_);
   decode_key(key, key_values_.data());
   EvalContext ctx;
   ctx.keys = key_values_.data();
@@ -662,7 +738,10 @@ bool WindowOperator::emit_row(const Cell* cells, const SideStore& side, std::str
   char bounds[16];
   std::memcpy(bounds, &start, 8);
   std::memcpy(bounds + 8, &end, 8);
-  const std::uint64_t id = sketch::xxh64(key, sketch::xxh64({bounds, 16}));
+  std::uint64_t seed = sketch::xxh64({bounds, 16});
+  // Partial rows of the same window and key from different agents are different rows.
+  if (plan_.has_partial) seed = sketch::xxh64(options_.agent_name, seed);
+  const std::uint64_t id = sketch::xxh64(key, seed);
   out.add(body_, end, id);
   for (std::size_t c = 0; c < ncols && c < 64; ++c) {
     out.add_field(plan_.output[c].name, texts[c], types[c]);
@@ -810,6 +889,7 @@ void WindowOperator::clear_state() {
   open_bytes_ = closed_bytes_ = 0;
   wm_ = max_time_ = INT64_MIN;
   stats_ = RunnerStats{};
+  std::fill(merge_kind_.begin(), merge_kind_.end(), std::uint8_t{0});
 }
 
 void WindowOperator::serialize_state(std::string& out) const {
@@ -993,6 +1073,7 @@ Status WindowOperator::restore_state(std::string_view in) {
   stats_.windows_closed = counters[6];
   stats_.windows_closed_early = counters[7];
   stats_.eval_errors = counters[8];
+  learn_merge_kinds();
   return {};
 }
 

@@ -119,6 +119,7 @@ class WindowOperator {
   std::size_t state_bytes() const noexcept { return open_bytes_ + closed_bytes_; }
   std::size_t open_windows() const noexcept;
   const RunnerStats& stats() const noexcept { return stats_; }
+  const std::string& last_bad_state() const noexcept { return bad_state_; }
   void serialize_state(std::string& out) const;
   Status restore_state(std::string_view data);
 
@@ -146,6 +147,10 @@ class WindowOperator {
   };
 
   bool load_slots(const EventView& ev);
+  /// MERGE: decodes every MERGE argument into decoded_ and checks it fits window `start`;
+  /// false (with bad_state_ set) if one does not.
+  bool decode_partials(std::int64_t start, std::int64_t end);
+  void learn_merge_kinds();
   std::optional<std::int64_t> event_time(const EventView& ev);
   void build_key();
   void eval_args();
@@ -186,6 +191,12 @@ class WindowOperator {
   std::uint64_t key_hash_ = 0;
   std::int64_t event_time_ = 0;
   Arena arena_;
+  // PARTIAL and MERGE.
+  std::vector<DecodedPartial> decoded_;
+  std::vector<std::uint8_t> merge_kind_;  // per aggregate: partial_code of its states, 0: none yet
+  std::string partial_bytes_;
+  std::string bad_state_;
+  RowScratch scratch_;
   std::string body_;
   std::string text_;
 
