@@ -21,7 +21,31 @@ namespace {
 
 constexpr std::size_t kMaxConcurrentReads = 4;
 
+ssize_t pread_some(int fd, char* buf, std::size_t len, std::uint64_t offset) {
+  ssize_t n = 0;
+  do {
+    n = ::pread(fd, buf, len, static_cast<off_t>(offset));
+  } while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
+}
+
 }  // namespace
+
+// On the threadpool: touches the slot only (its file descriptor stays open while it is busy).
+void TaildirSource::read_slot(ReadSlot& s) {
+  s.result = pread_some(s.fd, s.buf.data(), s.buf.size(), s.offset);
+  s.prefix_read = false;
+  if (s.result <= 0 || !s.check_prefix) return;
+  std::size_t got = 0;
+  while (got < s.prefix.size()) {
+    const ssize_t n = pread_some(s.fd, s.prefix.data() + got, s.prefix.size() - got, got);
+    if (n < 0) return;  // cannot tell: taken for the same file, as without this check
+    if (n == 0) break;  // shorter than fingerprint_bytes
+    got += static_cast<std::size_t>(n);
+  }
+  s.prefix.resize(got);
+  s.prefix_read = true;
+}
 
 Result<std::unique_ptr<TaildirSource>> TaildirSource::create(const TaildirConfig& config,
                                                              SourceContext& ctx) {
@@ -150,6 +174,7 @@ void TaildirSource::scan() {
     TaildirSource* self;
     ScanRequest request;
     ScanResult result;
+    Asked asked;
   };
   auto* job = new Job{};
   job->req.data = job;
@@ -159,7 +184,10 @@ void TaildirSource::scan() {
   r.exclude = config_.exclude;
   r.limits.follow_symlinks = config_.follow_symlinks;
   r.fingerprint_bytes = config_.fingerprint_bytes;
-  for (const auto& [key, f] : files_) r.known[{f->id.dev, f->id.ino}] = f->id.fp_len;
+  for (const auto& [key, f] : files_) {
+    r.known[{f->id.dev, f->id.ino}] = f->id.fp_len;
+    job->asked[key] = {f->generation, f->id};
+  }
   for (const auto& [k, p] : saved_) r.known.emplace(k, p.id.fp_len);
   uv_queue_work(
       ctx_.loop.uv(), &job->req,
@@ -171,7 +199,7 @@ void TaildirSource::scan() {
         auto* j = static_cast<Job*>(req->data);
         TaildirSource* self = j->self;
         self->scanning_ = false;
-        if (!self->stopping_) self->on_scanned(std::move(j->result));
+        if (!self->stopping_) self->on_scanned(std::move(j->result), j->asked);
         delete j;
         if (self->rescan_requested_ && !self->stopping_) {
           self->rescan_requested_ = false;
@@ -182,7 +210,7 @@ void TaildirSource::scan() {
       });
 }
 
-void TaildirSource::on_scanned(ScanResult result) {
+void TaildirSource::on_scanned(ScanResult result, const Asked& asked) {
   // A directory watched only now may have received files before its watch existed: one more scan
   // finds them, and inotify everything after.
   if (update_watches(result.dirs)) rescan_requested_ = true;
@@ -194,15 +222,30 @@ void TaildirSource::on_scanned(ScanResult result) {
                    std::strerror(err));
     }
   }
+  // The scan hashed each file's first bytes over the fingerprint length it had when the scan was
+  // asked for: compared with that identity. Reads may have lengthened it since (the same content),
+  // or found the file rewritten and restarted it (a new generation): the scan's view of such a
+  // file is older than the source's, so it is only followed, never restarted again for it.
   std::vector<KnownFile> known;
+  std::set<std::uint64_t> stale;
   known.reserve(files_.size());
-  for (const auto& [key, f] : files_) known.push_back({key, f->path, f->id});
+  for (const auto& [key, f] : files_) {
+    auto a = asked.find(key);
+    if (a != asked.end() && a->second.first == f->generation) {
+      known.push_back({key, f->path, a->second.second});
+    } else {
+      known.push_back({key, f->path, FileIdentity{f->id.dev, f->id.ino, 0, 0}});
+      stale.insert(key);
+    }
+  }
   const ReconcileOptions options{.first_scan = !first_scan_done_,
                                  .read_from_tail = config_.read_from_tail,
                                  .ignore_older = config_.ignore_older,
                                  .now = std::chrono::system_clock::now(),
                                  .fingerprint_bytes = config_.fingerprint_bytes};
-  for (const ScanAction& a : reconcile(found, known, saved_, options, next_key_)) apply(a, found);
+  for (const ScanAction& a : reconcile(found, known, saved_, options, next_key_)) {
+    apply(a, found, stale);
+  }
   first_scan_done_ = true;
   // Positions for files that no longer exist are dropped after a scan that did not find them.
   saved_.clear();
@@ -215,7 +258,8 @@ void TaildirSource::on_scanned(ScanResult result) {
   pump_reads();
 }
 
-void TaildirSource::apply(const ScanAction& a, const std::vector<Candidate>& found) {
+void TaildirSource::apply(const ScanAction& a, const std::vector<Candidate>& found,
+                          const std::set<std::uint64_t>& stale) {
   using Kind = ScanAction::Kind;
   if (a.kind == Kind::open) {
     track(found[a.candidate], a.key, a.start);
@@ -248,8 +292,8 @@ void TaildirSource::apply(const ScanAction& a, const std::vector<Candidate>& fou
   if (a.kind == Kind::replaced) {
     // Same inode, different first bytes: truncated and rewritten (or the inode went to another
     // file under the same watch). Either way the old content is gone: read it from the start.
-    restart(f, c, "its first bytes changed");
     f.path = c.path;
+    restart(f, c.id, "its first bytes changed");
     set_headers(f);
     schedule(f);
     return;
@@ -262,23 +306,27 @@ void TaildirSource::apply(const ScanAction& a, const std::vector<Candidate>& fou
     f.group = c.group;
     set_headers(f);
   }
-  if (a.longer_fingerprint) f.id = c.id;
+  // A scan's longer fingerprint, unless reads have learnt more of the first bytes meanwhile.
+  if (a.longer_fingerprint && stale.count(f.key) == 0 && c.id.fp_len > f.id.fp_len) f.id = c.id;
   std::uint64_t size = c.size;
   if (size < f.read_offset) {
     // The scan's stat may predate our latest reads: ask the open file before concluding.
     struct stat now {};
     if (f.fd >= 0 && ::fstat(f.fd, &now) == 0) size = static_cast<std::uint64_t>(now.st_size);
-    if (size < f.read_offset) restart(f, c, fmt::format("{} < {} bytes read", size, f.read_offset));
+    if (size < f.read_offset) {
+      restart(f, c.id, fmt::format("{} < {} bytes read", size, f.read_offset));
+    }
   }
   f.size = size;
   if (size > f.read_offset) schedule(f);
 }
 
-void TaildirSource::restart(File& f, const Candidate& c, std::string_view why) {
+void TaildirSource::restart(File& f, const FileIdentity& id, std::string_view why,
+                            std::string_view first_bytes) {
   group_metrics_[f.group].truncations->inc();
   spdlog::info("taildir {}: {} was truncated ({}): reading it again from the start", ctx_.name,
-               c.path, why);
-  f.restart(c.id, config_.lines, pipeline_.get());
+               f.path, why);
+  f.restart(id, config_.lines, pipeline_.get(), first_bytes);
   positions_dirty_ = true;
 }
 
@@ -384,17 +432,22 @@ void TaildirSource::pump_reads() {
     SLUICE_ASSERT(slot != nullptr);
     slot->busy = true;
     slot->file_key = key;
+    slot->fd = f->fd;
     slot->offset = f->read_offset;
+    slot->generation = f->generation;
+    // Past the start, the first bytes are read again after the read: if they are not those known,
+    // the bytes read are not the continuation but new content past the old offset.
+    slot->check_prefix = slot->offset > 0;
+    slot->prefix.resize(config_.fingerprint_bytes);
     f->reading = true;
     ++reads_in_flight_;
-    uv_buf_t b = uv_buf_init(slot->buf.data(), static_cast<unsigned>(slot->buf.size()));
-    uv_fs_read(ctx_.loop.uv(), &slot->req, f->fd, &b, 1, static_cast<std::int64_t>(slot->offset),
-               [](uv_fs_t* req) {
-                 auto* s = static_cast<ReadSlot*>(req->data);
-                 const ssize_t n = req->result;
-                 uv_fs_req_cleanup(req);
-                 s->self->on_read(*s, n);
-               });
+    uv_queue_work(
+        ctx_.loop.uv(), &slot->req,
+        [](uv_work_t* req) { read_slot(*static_cast<ReadSlot*>(req->data)); },
+        [](uv_work_t* req, int) {
+          auto* s = static_cast<ReadSlot*>(req->data);
+          s->self->on_read(*s, s->result);
+        });
   }
 }
 
@@ -402,14 +455,29 @@ void TaildirSource::on_read(ReadSlot& slot, ssize_t n) {
   slot.result = n;
   slot.len = slot.used = 0;
   File* f = by_key(slot.file_key);
-  // A read that raced a truncation (its offset is no longer the file's) belongs to the old
-  // content: not parsed.
-  if (f != nullptr && n > 0 && slot.offset == f->read_offset) {
+  // A read that raced a truncation (its offset or generation is no longer the file's) belongs to
+  // the old content: not parsed.
+  if (f != nullptr && n > 0 && slot.offset == f->read_offset && slot.generation == f->generation) {
+    const std::string_view data(slot.buf.data(), static_cast<std::size_t>(n));
+    if (slot.offset == 0) {
+      f->learn_head(data, config_.fingerprint_bytes);
+    } else if (slot.prefix_read && !f->same_head(slot.prefix, config_.fingerprint_bytes)) {
+      // Truncated and written past the old offset since the last read: the bytes read are the
+      // new content's from the old offset on. Its first bytes are those just read.
+      FileIdentity id = f->id;
+      id.fp_len = static_cast<std::uint32_t>(slot.prefix.size());
+      id.fp_hash = slot.prefix.empty() ? 0 : hash_name(slot.prefix);
+      restart(*f, id,
+              fmt::format("its first bytes changed; {} bytes read at offset {} were new content", n,
+                          slot.offset),
+              slot.prefix);
+      end_read(slot);  // reads it again from 0
+      return;
+    }
     f->last_activity = std::chrono::steady_clock::now();
     group_metrics_[f->group].bytes->inc(static_cast<std::uint64_t>(n));
     metrics_.bytes.inc(static_cast<std::uint64_t>(n));
     slot.len = static_cast<std::size_t>(n);
-    slot.generation = f->generation;
     if (!parse_some(slot, *f)) return;  // goes on at the next loop turn
   }
   end_read(slot);
@@ -458,7 +526,9 @@ void TaildirSource::end_read(ReadSlot& slot) {
                    uv_strerror(static_cast<int>(n)));
       untrack(*f, "read error");
     } else if (n > 0 && slot.len == 0) {
-      // Truncated while this read was in flight: its bytes belong to the old content.
+      // Truncated while this read was in flight: its bytes belong to the old content. The new
+      // content is read from where the file is now.
+      schedule(*f);
     } else if (n > 0) {
       if (static_cast<std::size_t>(n) == slot.buf.size()) {
         schedule(*f);  // more is likely there
