@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -200,4 +201,72 @@ TEST_CASE("taildir: a file whose first bytes arrive a few at a time is not taken
   CHECK(c.missing == 0);
   CHECK(c.repeats == 0);
   CHECK(c.unexpected == 0);
+}
+
+TEST_CASE("taildir: a file of a few bytes rewritten past its offset while the agent is stopped",
+          "[integration][taildir]") {
+  // Found empty, its fingerprint was empty: only the bytes read since tell the new content apart.
+  TempDir tmp;
+  const std::string logs = tmp.file("logs");
+  fs::create_directories(logs);
+  const std::string out = tmp.file("out.log");
+  const std::string app = logs + "/app.log";
+  write_file(app, "");
+  AgentProcess::Options o;
+  o.config_file = config(tmp);
+  o.vars = {{"LOGS", logs}, {"OUT", out}};
+  AgentProcess agent("", o);
+  REQUIRE(agent.wait_ready());
+  append_numbers(app, 1, 2);
+  REQUIRE(eventually(10s, [&] { return count_lines(out) == 2; }));
+  const int fd = ::open(app.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  REQUIRE(::kill(agent.pid(), SIGSTOP) == 0);
+  truncate_and_write(fd, numbers(3, 100));
+  REQUIRE(::kill(agent.pid(), SIGCONT) == 0);
+  ::close(fd);
+  REQUIRE(eventually(10s, [&] { return count_lines(out) >= 100; }));
+  CHECK(eventually(5s, [&] { return agent.metric(kTruncations) == 1.0; }));
+  CHECK(agent.terminate() == 0);
+  const Counts c = counts(out, 100);
+  CHECK(c.missing == 0);
+  CHECK(c.repeats == 0);
+  CHECK(c.unexpected == 0);
+}
+
+TEST_CASE("taildir: a saved position with a short fingerprint resumes and keeps following",
+          "[integration][taildir]") {
+  // A positions file as earlier versions wrote it for a file found empty: fp_len 0.
+  TempDir tmp;
+  const std::string logs = tmp.file("logs"), state = tmp.file("state");
+  fs::create_directories(logs);
+  fs::create_directories(state + "/data");
+  const std::string out = tmp.file("out.log");
+  const std::string app = logs + "/app.log";
+  append_numbers(app, 1, 100);
+  const std::uint64_t offset = numbers(1, 50).size();
+  struct stat st {};
+  REQUIRE(::stat(app.c_str(), &st) == 0);
+  write_file(state + "/data/tail.positions.json",
+             "[\n{\"path\":\"" + app + "\",\"dev\":" + std::to_string(st.st_dev) +
+                 ",\"ino\":" + std::to_string(st.st_ino) +
+                 ",\"fp_len\":0,\"fp_hash\":0,\"offset\":" + std::to_string(offset) + "}\n]\n");
+  AgentProcess::Options o;
+  o.config_file = config(tmp);
+  o.vars = {{"LOGS", logs}, {"OUT", out}};
+  o.dir = state;
+  AgentProcess agent("", o);
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] { return count_lines(out) >= 50; }));
+  append_numbers(app, 101, 2000);  // reads past the start compare the first bytes: unchanged
+  REQUIRE(eventually(10s, [&] { return count_lines(out) >= 1950; }));
+  CHECK(agent.metric(kTruncations) == 0.0);
+  CHECK(agent.terminate() == 0);
+  std::set<long> seen;
+  std::size_t repeats = 0;
+  for (const auto& l : read_lines(out)) repeats += seen.insert(std::stol(l)).second ? 0 : 1;
+  CHECK(repeats == 0);
+  CHECK(seen.size() == 1950);
+  CHECK(*seen.begin() == 51);
+  CHECK(*seen.rbegin() == 2000);
 }
