@@ -104,8 +104,11 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
         &m.counter("sluice_taildir_lines_total", "Lines read.", l),
         &m.counter("sluice_taildir_rotations_total",
                    "Rotations seen (a watched file renamed or replaced).", l),
-        &m.counter("sluice_taildir_truncations_total",
-                   "Files found shorter than the read offset, read again from 0.", l)});
+        &m.counter(
+            "sluice_taildir_truncations_total",
+            "Files found truncated (shorter than the read offset, or with other first bytes), read "
+            "again from 0.",
+            l)});
   }
   for (std::size_t i = 0; i < kMaxConcurrentReads; ++i) {
     auto s = std::make_unique<ReadSlot>();
