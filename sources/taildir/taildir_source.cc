@@ -33,18 +33,22 @@ ssize_t pread_some(int fd, char* buf, std::size_t len, std::uint64_t offset) {
 
 // On the threadpool: touches the slot only (its file descriptor stays open while it is busy).
 void TaildirSource::read_slot(ReadSlot& s) {
+  auto read_prefix = [&s](Prefix& p) {
+    std::size_t got = 0;
+    p.read = false;
+    while (got < p.bytes.size()) {
+      const ssize_t n = pread_some(s.fd, p.bytes.data() + got, p.bytes.size() - got, got);
+      if (n < 0) return;  // cannot tell: taken for the same file, as without this check
+      if (n == 0) break;  // shorter than fingerprint_bytes
+      got += static_cast<std::size_t>(n);
+    }
+    p.bytes.resize(got);
+    p.read = true;
+  };
+  s.before.read = s.after.read = false;
+  if (s.check_prefix) read_prefix(s.before);
   s.result = pread_some(s.fd, s.buf.data(), s.buf.size(), s.offset);
-  s.prefix_read = false;
-  if (s.result <= 0 || !s.check_prefix) return;
-  std::size_t got = 0;
-  while (got < s.prefix.size()) {
-    const ssize_t n = pread_some(s.fd, s.prefix.data() + got, s.prefix.size() - got, got);
-    if (n < 0) return;  // cannot tell: taken for the same file, as without this check
-    if (n == 0) break;  // shorter than fingerprint_bytes
-    got += static_cast<std::size_t>(n);
-  }
-  s.prefix.resize(got);
-  s.prefix_read = true;
+  if (s.result > 0 && s.check_prefix) read_prefix(s.after);
 }
 
 Result<std::unique_ptr<TaildirSource>> TaildirSource::create(const TaildirConfig& config,
@@ -333,6 +337,13 @@ void TaildirSource::restart(File& f, const FileIdentity& id, std::string_view wh
   positions_dirty_ = true;
 }
 
+void TaildirSource::restart(File& f, std::string_view first_bytes, std::string_view why) {
+  FileIdentity id = f.id;
+  id.fp_len = static_cast<std::uint32_t>(first_bytes.size());
+  id.fp_hash = first_bytes.empty() ? 0 : hash_name(first_bytes);
+  restart(f, id, why, first_bytes);
+}
+
 TaildirSource::File* TaildirSource::track(const Candidate& c, std::uint64_t key,
                                           std::uint64_t start) {
   auto f = std::make_unique<File>(
@@ -438,10 +449,12 @@ void TaildirSource::pump_reads() {
     slot->fd = f->fd;
     slot->offset = f->read_offset;
     slot->generation = f->generation;
-    // Past the start, the first bytes are read again after the read: if they are not those known,
-    // the bytes read are not the continuation but new content past the old offset.
+    // Past the start, the first bytes are read again just before and just after the read: if they
+    // are not those known, the bytes read may be new content past the old offset.
     slot->check_prefix = slot->offset > 0;
-    slot->prefix.resize(config_.fingerprint_bytes);
+    slot->before.bytes.resize(config_.fingerprint_bytes);
+    slot->after.bytes.resize(config_.fingerprint_bytes);
+    slot->restart_after = false;
     f->reading = true;
     ++reads_in_flight_;
     uv_queue_work(
@@ -462,20 +475,22 @@ void TaildirSource::on_read(ReadSlot& slot, ssize_t n) {
   // the old content: not parsed.
   if (f != nullptr && n > 0 && slot.offset == f->read_offset && slot.generation == f->generation) {
     const std::string_view data(slot.buf.data(), static_cast<std::size_t>(n));
+    const std::uint32_t fp = config_.fingerprint_bytes;
     if (slot.offset == 0) {
-      f->learn_head(data, config_.fingerprint_bytes);
-    } else if (slot.prefix_read && !f->same_head(slot.prefix, config_.fingerprint_bytes)) {
+      f->learn_head(data, fp);
+    } else if (slot.before.read && !f->same_head(slot.before.bytes, fp)) {
       // Truncated and written past the old offset since the last read: the bytes read are the
-      // new content's from the old offset on. Its first bytes are those just read.
-      FileIdentity id = f->id;
-      id.fp_len = static_cast<std::uint32_t>(slot.prefix.size());
-      id.fp_hash = slot.prefix.empty() ? 0 : hash_name(slot.prefix);
-      restart(*f, id,
-              fmt::format("its first bytes changed; {} bytes read at offset {} were new content", n,
-                          slot.offset),
-              slot.prefix);
-      end_read(slot);  // reads it again from 0
+      // new content's from the old offset on, not the continuation. Read it again from 0.
+      restart(*f, slot.before.bytes,
+              fmt::format("its first bytes changed; {} bytes at offset {} were new content", n,
+                          slot.offset));
+      end_read(slot);
       return;
+    } else if (slot.after.read && !f->same_head(slot.after.bytes, fp)) {
+      // Rewritten while this read ran: its bytes may be the old content's last ones or the new
+      // content's from the old offset on. Parsed (nothing lost), then read again from 0 (what
+      // was new content is then read twice).
+      slot.restart_after = true;
     }
     f->last_activity = std::chrono::steady_clock::now();
     group_metrics_[f->group].bytes->inc(static_cast<std::uint64_t>(n));
@@ -521,7 +536,13 @@ void TaildirSource::end_read(ReadSlot& slot) {
   slot.busy = false;
   --reads_in_flight_;
   File* f = by_key(slot.file_key);
-  if (f != nullptr) {
+  if (f != nullptr && slot.restart_after && f->generation == slot.generation) {
+    f->reading = false;
+    restart(*f, slot.after.bytes,
+            fmt::format("its first bytes changed while {} bytes at offset {} were read", n,
+                        slot.offset));
+    schedule(*f);
+  } else if (f != nullptr) {
     f->reading = false;
     if (n < 0) {
       read_errors_.inc();

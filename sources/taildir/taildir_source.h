@@ -68,9 +68,14 @@ class TaildirSource final : public Source, private LineReaderHost {
     std::uint64_t generation;
     std::uint64_t end_offset;
   };
-  /// One read on the threadpool: `buf` at `offset`, then (for offset > 0) the file's first bytes
-  /// again, so that a file truncated and rewritten past the offset since the last read is told
-  /// from one that grew.
+  /// The file's first bytes (up to fingerprint_bytes), read around a read past the start.
+  struct Prefix {
+    std::string bytes;
+    bool read = false;  // `bytes` holds what the file had (false on a read error, or not read)
+  };
+  /// One read on the threadpool: `buf` at `offset`, and for offset > 0 the file's first bytes
+  /// just before and just after it, so that a file truncated and rewritten past the offset is
+  /// told from one that grew.
   struct ReadSlot {
     uv_work_t req{};
     std::vector<char> buf;
@@ -80,9 +85,9 @@ class TaildirSource final : public Source, private LineReaderHost {
     ssize_t result = 0;             // what the read returned (-errno on error)
     std::size_t len = 0, used = 0;  // bytes of it for the file's reader, and parsed so far
     std::uint64_t generation = 0;   // the file's, when read: parsing stops if it changes
-    std::string prefix;             // the first bytes after the read, up to fingerprint_bytes
-    bool check_prefix = false;      // read `prefix` (offset > 0)
-    bool prefix_read = false;       // `prefix` holds what the file had (false on a read error)
+    bool check_prefix = false;      // read the prefixes (offset > 0)
+    Prefix before, after;
+    bool restart_after = false;  // rewritten during the read: restart once its bytes are parsed
     bool busy = false;
     TaildirSource* self = nullptr;
   };
@@ -106,6 +111,8 @@ class TaildirSource final : public Source, private LineReaderHost {
   void seal();
   void restart(File& f, const FileIdentity& id, std::string_view why,
                std::string_view first_bytes = {});
+  /// Restarts `f` as the content whose first bytes (up to fingerprint_bytes) are `first_bytes`.
+  void restart(File& f, std::string_view first_bytes, std::string_view why);
   void set_headers(File& f);
   bool ensure_open(File& f);
   void close_fd(File& f);
