@@ -67,6 +67,9 @@ struct TailFile {
   std::unique_ptr<LineStream> stream;  // lines, multiline records and their offsets
   LineBatcher::Headers headers;        // the file_header and the group's headers
   bool reading = false, queued = false, detached = false, removed = false, closed_for_limit = false;
+  /// Found shorter than the binary probe and read from 0: its first read looks for NUL bytes too
+  /// (the scan saw too few bytes to tell; a file may be found the moment it was created).
+  bool probe_binary = false;
   TimePoint last_activity{};
   std::uint64_t id_base = 0;
 };

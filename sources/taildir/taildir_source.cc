@@ -351,6 +351,7 @@ TaildirSource::File* TaildirSource::track(const Candidate& c, std::uint64_t key,
       source_hash_ ^
           event_id(static_cast<std::uint64_t>(c.id.dev) * 1000003ULL + c.id.ino, c.id.fp_hash));
   f->size = c.size;
+  f->probe_binary = start == 0 && c.size < kBinaryProbeBytes;
   set_headers(*f);
   f->start_reading(config_.lines, pipeline_.get(), start);
   File* raw = f.get();
@@ -476,7 +477,20 @@ void TaildirSource::on_read(ReadSlot& slot, ssize_t n) {
   if (f != nullptr && n > 0 && slot.offset == f->read_offset && slot.generation == f->generation) {
     const std::string_view data(slot.buf.data(), static_cast<std::size_t>(n));
     const std::uint32_t fp = config_.fingerprint_bytes;
+    if (slot.offset == 0 && f->probe_binary && f->generation == 0 &&
+        std::memchr(data.data(), '\0', std::min(data.size(), kBinaryProbeBytes)) != nullptr) {
+      if (warned_.insert(f->path).second) {
+        skipped_binary_.inc();
+        spdlog::warn(
+            "taildir {}: {} looks binary (NUL bytes in its first {} bytes); not reading it",
+            ctx_.name, f->path, kBinaryProbeBytes);
+      }
+      untrack(*f, "binary");  // the next scan finds it binary and leaves it
+      end_read(slot);
+      return;
+    }
     if (slot.offset == 0) {
+      f->probe_binary = false;
       f->learn_head(data, fp);
     } else if (slot.before.read && !f->same_head(slot.before.bytes, fp)) {
       // Truncated and written past the old offset since the last read: the bytes read are the
