@@ -217,6 +217,8 @@ TEST_CASE("taildir: SIGKILL at random moments while writing loses nothing",
     std::this_thread::sleep_for(
         std::chrono::milliseconds(std::uniform_int_distribution<int>(50, 400)(rng)));
     CHECK(agent.signal_and_wait(SIGKILL) == -SIGKILL);
+    // Append-only: no start or read may take the file for truncated (a re-read from 0).
+    CHECK(agent.stderr_text().find("was truncated") == std::string::npos);
   }
   writing = false;
   writer.join();
@@ -224,6 +226,10 @@ TEST_CASE("taildir: SIGKILL at random moments while writing loses nothing",
   AgentProcess agent("taildir_file.toml", o);
   REQUIRE(agent.wait_ready());
   REQUIRE(eventually(30s, [&] { return tally(out, n).missing == 0; }));
+  CHECK(
+      agent.metric(
+          R"(sluice_taildir_truncations_total{component="tail",type="taildir",group="default"})") ==
+      0.0);
   CHECK(agent.terminate() == 0);
   const Tally t = tally(out, n);
   WARN(kills << " kills: " << n << " lines written, " << t.missing << " missing, " << t.repeats

@@ -7,11 +7,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "tests/support/agent_process.h"
 
@@ -269,4 +272,49 @@ TEST_CASE("taildir: a saved position with a short fingerprint resumes and keeps 
   CHECK(seen.size() == 1950);
   CHECK(*seen.begin() == 51);
   CHECK(*seen.rbegin() == 2000);
+}
+
+TEST_CASE("taildir -> lmdb: kill -9 and rename rotation never look like a truncation",
+          "[integration][taildir]") {
+  // The fingerprints stored with the channel's positions come from the bytes read: after every
+  // restart each file must be found again as itself, and no read may take it for rewritten.
+  TempDir tmp;
+  const std::string logs = tmp.file("logs"), state = tmp.file("state");
+  fs::create_directories(logs);
+  fs::create_directories(state);
+  const std::string out = tmp.file("out.log");
+  AgentProcess::Options o;
+  o.vars = {{"PATHS", "[\"" + logs + "/app.log*\"]"}, {"OUT", out}, {"CHANNEL_EXTRA", ""}};
+  o.dir = state;
+  std::atomic<bool> writing{true};
+  std::atomic<long> written{0};
+  std::thread writer([&] {
+    long n = 0;
+    while (writing) {
+      append_numbers(logs + "/app.log", n + 1, n + 50);
+      n += 50;
+      written = n;
+      if (n % 2000 == 0) fs::rename(logs + "/app.log", logs + "/app.log." + std::to_string(n));
+      std::this_thread::sleep_for(2ms);
+    }
+  });
+  std::mt19937 rng(std::random_device{}());
+  for (int i = 0; i < 5; ++i) {
+    AgentProcess agent("taildir_lmdb.toml", o);
+    REQUIRE(agent.wait_ready());
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(50, 400)(rng)));
+    CHECK(agent.signal_and_wait(SIGKILL) == -SIGKILL);
+    CHECK(agent.stderr_text().find("was truncated") == std::string::npos);
+  }
+  writing = false;
+  writer.join();
+  const long n = written;
+  AgentProcess agent("taildir_lmdb.toml", o);
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(30s, [&] { return counts(out, n).missing == 0; }));
+  CHECK(agent.metric(kTruncations) == 0.0);
+  CHECK(agent.terminate() == 0);
+  CHECK(agent.stderr_text().find("was truncated") == std::string::npos);
+  CHECK(counts(out, n).unexpected == 0);
 }
