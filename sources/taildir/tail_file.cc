@@ -31,11 +31,38 @@ void TailFile::start_reading(const LineConfig& config, parse::EventPipeline* pip
 }
 
 void TailFile::restart(const FileIdentity& new_id, const LineConfig& config,
-                       parse::EventPipeline* pipeline) {
+                       parse::EventPipeline* pipeline, std::string_view first_bytes) {
   read_offset = safe_offset = 0;
   id = new_id;
+  head.assign(first_bytes);
   ++generation;
   start_reading(config, pipeline, 0);
+}
+
+void TailFile::learn_head(std::string_view data, std::uint32_t fp_bytes) {
+  head.assign(data.substr(0, fp_bytes));
+  if (head.empty()) return;
+  // What was just read is the content, whatever an earlier scan saw (it may have been replaced
+  // between the scan and this read): the fingerprint follows it.
+  id.fp_len = static_cast<std::uint32_t>(head.size());
+  id.fp_hash = hash_name(head);
+}
+
+bool TailFile::same_head(std::string_view prefix, std::uint32_t fp_bytes) {
+  if (prefix.size() < head.size() || prefix.compare(0, head.size(), head) != 0) return false;
+  if (id.fp_len > 0 &&
+      (prefix.size() < id.fp_len || hash_name(prefix.substr(0, id.fp_len)) != id.fp_hash)) {
+    return false;
+  }
+  // The same content: bytes once written to an append-only file stay, so the longer prefix is
+  // as much this file's as the part compared.
+  prefix = prefix.substr(0, fp_bytes);
+  if (prefix.size() > head.size()) head.assign(prefix);
+  if (head.size() > id.fp_len) {
+    id.fp_len = static_cast<std::uint32_t>(head.size());
+    id.fp_hash = hash_name(head);
+  }
+  return true;
 }
 
 void TailFile::set_headers(const std::string& file_header,

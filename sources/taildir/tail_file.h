@@ -25,8 +25,19 @@ struct TailFile {
   /// Reads lines from `start` with a new reader (and a new generation when read again: acks of
   /// batches of the old content no longer apply).
   void start_reading(const LineConfig& config, parse::EventPipeline* pipeline, std::uint64_t start);
-  /// Truncated or rewritten: the old content is gone, read it again from 0 as `id`.
-  void restart(const FileIdentity& id, const LineConfig& config, parse::EventPipeline* pipeline);
+  /// Truncated or rewritten: the old content is gone, read it again from 0 as `id`, whose first
+  /// bytes are `first_bytes` if known (else learnt from the first read).
+  void restart(const FileIdentity& id, const LineConfig& config, parse::EventPipeline* pipeline,
+               std::string_view first_bytes = {});
+  /// A read at offset 0 returned `data`: its first `fp_bytes` are the file's first bytes now,
+  /// and its fingerprint.
+  void learn_head(std::string_view data, std::uint32_t fp_bytes);
+  /// `prefix` is what the file's first (up to `fp_bytes`) bytes are now, read after a read at an
+  /// offset > 0. True if it starts with every first byte known (those read, and the
+  /// fingerprint's): the same content, and what is known of it is lengthened to `prefix`. False
+  /// if they differ or the file is now shorter than what is known: truncated and rewritten, so
+  /// that the bytes just read at the old offset are new content, not the continuation.
+  bool same_head(std::string_view prefix, std::uint32_t fp_bytes);
   /// Its batches' common headers: `file_header` (if not empty) with its path, then `extra`.
   void set_headers(const std::string& file_header,
                    const std::vector<std::pair<std::string, std::string>>& extra);
@@ -50,9 +61,15 @@ struct TailFile {
   std::uint64_t read_offset = 0;
   std::uint64_t safe_offset = 0;  // acknowledged by every channel: what is persisted
   std::uint64_t size = 0;
+  /// The content's first bytes (at most fingerprint_bytes) as read by this agent; `id`'s
+  /// fingerprint is over them once they are at least as long. Empty until known.
+  std::string head;
   std::unique_ptr<LineStream> stream;  // lines, multiline records and their offsets
   LineBatcher::Headers headers;        // the file_header and the group's headers
   bool reading = false, queued = false, detached = false, removed = false, closed_for_limit = false;
+  /// Found shorter than the binary probe and read from 0: its first read looks for NUL bytes too
+  /// (the scan saw too few bytes to tell; a file may be found the moment it was created).
+  bool probe_binary = false;
   TimePoint last_activity{};
   std::uint64_t id_base = 0;
 };

@@ -21,7 +21,35 @@ namespace {
 
 constexpr std::size_t kMaxConcurrentReads = 4;
 
+ssize_t pread_some(int fd, char* buf, std::size_t len, std::uint64_t offset) {
+  ssize_t n = 0;
+  do {
+    n = ::pread(fd, buf, len, static_cast<off_t>(offset));
+  } while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
+}
+
 }  // namespace
+
+// On the threadpool: touches the slot only (its file descriptor stays open while it is busy).
+void TaildirSource::read_slot(ReadSlot& s) {
+  auto read_prefix = [&s](Prefix& p) {
+    std::size_t got = 0;
+    p.read = false;
+    while (got < p.bytes.size()) {
+      const ssize_t n = pread_some(s.fd, p.bytes.data() + got, p.bytes.size() - got, got);
+      if (n < 0) return;  // cannot tell: taken for the same file, as without this check
+      if (n == 0) break;  // shorter than fingerprint_bytes
+      got += static_cast<std::size_t>(n);
+    }
+    p.bytes.resize(got);
+    p.read = true;
+  };
+  s.before.read = s.after.read = false;
+  if (s.check_prefix) read_prefix(s.before);
+  s.result = pread_some(s.fd, s.buf.data(), s.buf.size(), s.offset);
+  if (s.result > 0 && s.check_prefix) read_prefix(s.after);
+}
 
 Result<std::unique_ptr<TaildirSource>> TaildirSource::create(const TaildirConfig& config,
                                                              SourceContext& ctx) {
@@ -80,8 +108,11 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
         &m.counter("sluice_taildir_lines_total", "Lines read.", l),
         &m.counter("sluice_taildir_rotations_total",
                    "Rotations seen (a watched file renamed or replaced).", l),
-        &m.counter("sluice_taildir_truncations_total",
-                   "Files found shorter than the read offset, read again from 0.", l)});
+        &m.counter(
+            "sluice_taildir_truncations_total",
+            "Files found truncated (shorter than the read offset, or with other first bytes), read "
+            "again from 0.",
+            l)});
   }
   for (std::size_t i = 0; i < kMaxConcurrentReads; ++i) {
     auto s = std::make_unique<ReadSlot>();
@@ -150,6 +181,7 @@ void TaildirSource::scan() {
     TaildirSource* self;
     ScanRequest request;
     ScanResult result;
+    Asked asked;
   };
   auto* job = new Job{};
   job->req.data = job;
@@ -159,7 +191,10 @@ void TaildirSource::scan() {
   r.exclude = config_.exclude;
   r.limits.follow_symlinks = config_.follow_symlinks;
   r.fingerprint_bytes = config_.fingerprint_bytes;
-  for (const auto& [key, f] : files_) r.known[{f->id.dev, f->id.ino}] = f->id.fp_len;
+  for (const auto& [key, f] : files_) {
+    r.known[{f->id.dev, f->id.ino}] = f->id.fp_len;
+    job->asked[key] = {f->generation, f->id};
+  }
   for (const auto& [k, p] : saved_) r.known.emplace(k, p.id.fp_len);
   uv_queue_work(
       ctx_.loop.uv(), &job->req,
@@ -171,7 +206,7 @@ void TaildirSource::scan() {
         auto* j = static_cast<Job*>(req->data);
         TaildirSource* self = j->self;
         self->scanning_ = false;
-        if (!self->stopping_) self->on_scanned(std::move(j->result));
+        if (!self->stopping_) self->on_scanned(std::move(j->result), j->asked);
         delete j;
         if (self->rescan_requested_ && !self->stopping_) {
           self->rescan_requested_ = false;
@@ -182,7 +217,7 @@ void TaildirSource::scan() {
       });
 }
 
-void TaildirSource::on_scanned(ScanResult result) {
+void TaildirSource::on_scanned(ScanResult result, const Asked& asked) {
   // A directory watched only now may have received files before its watch existed: one more scan
   // finds them, and inotify everything after.
   if (update_watches(result.dirs)) rescan_requested_ = true;
@@ -194,15 +229,30 @@ void TaildirSource::on_scanned(ScanResult result) {
                    std::strerror(err));
     }
   }
+  // The scan hashed each file's first bytes over the fingerprint length it had when the scan was
+  // asked for: compared with that identity. Reads may have lengthened it since (the same content),
+  // or found the file rewritten and restarted it (a new generation): the scan's view of such a
+  // file is older than the source's, so it is only followed, never restarted again for it.
   std::vector<KnownFile> known;
+  std::set<std::uint64_t> stale;
   known.reserve(files_.size());
-  for (const auto& [key, f] : files_) known.push_back({key, f->path, f->id});
+  for (const auto& [key, f] : files_) {
+    auto a = asked.find(key);
+    if (a != asked.end() && a->second.first == f->generation) {
+      known.push_back({key, f->path, a->second.second});
+    } else {
+      known.push_back({key, f->path, FileIdentity{f->id.dev, f->id.ino, 0, 0}});
+      stale.insert(key);
+    }
+  }
   const ReconcileOptions options{.first_scan = !first_scan_done_,
                                  .read_from_tail = config_.read_from_tail,
                                  .ignore_older = config_.ignore_older,
                                  .now = std::chrono::system_clock::now(),
                                  .fingerprint_bytes = config_.fingerprint_bytes};
-  for (const ScanAction& a : reconcile(found, known, saved_, options, next_key_)) apply(a, found);
+  for (const ScanAction& a : reconcile(found, known, saved_, options, next_key_)) {
+    apply(a, found, stale);
+  }
   first_scan_done_ = true;
   // Positions for files that no longer exist are dropped after a scan that did not find them.
   saved_.clear();
@@ -215,7 +265,8 @@ void TaildirSource::on_scanned(ScanResult result) {
   pump_reads();
 }
 
-void TaildirSource::apply(const ScanAction& a, const std::vector<Candidate>& found) {
+void TaildirSource::apply(const ScanAction& a, const std::vector<Candidate>& found,
+                          const std::set<std::uint64_t>& stale) {
   using Kind = ScanAction::Kind;
   if (a.kind == Kind::open) {
     track(found[a.candidate], a.key, a.start);
@@ -248,8 +299,8 @@ void TaildirSource::apply(const ScanAction& a, const std::vector<Candidate>& fou
   if (a.kind == Kind::replaced) {
     // Same inode, different first bytes: truncated and rewritten (or the inode went to another
     // file under the same watch). Either way the old content is gone: read it from the start.
-    restart(f, c, "its first bytes changed");
     f.path = c.path;
+    restart(f, c.id, "its first bytes changed");
     set_headers(f);
     schedule(f);
     return;
@@ -262,24 +313,35 @@ void TaildirSource::apply(const ScanAction& a, const std::vector<Candidate>& fou
     f.group = c.group;
     set_headers(f);
   }
-  if (a.longer_fingerprint) f.id = c.id;
+  // A scan's longer fingerprint, unless reads have learnt more of the first bytes meanwhile.
+  if (a.longer_fingerprint && stale.count(f.key) == 0 && c.id.fp_len > f.id.fp_len) f.id = c.id;
   std::uint64_t size = c.size;
   if (size < f.read_offset) {
     // The scan's stat may predate our latest reads: ask the open file before concluding.
     struct stat now {};
     if (f.fd >= 0 && ::fstat(f.fd, &now) == 0) size = static_cast<std::uint64_t>(now.st_size);
-    if (size < f.read_offset) restart(f, c, fmt::format("{} < {} bytes read", size, f.read_offset));
+    if (size < f.read_offset) {
+      restart(f, c.id, fmt::format("{} < {} bytes read", size, f.read_offset));
+    }
   }
   f.size = size;
   if (size > f.read_offset) schedule(f);
 }
 
-void TaildirSource::restart(File& f, const Candidate& c, std::string_view why) {
+void TaildirSource::restart(File& f, const FileIdentity& id, std::string_view why,
+                            std::string_view first_bytes) {
   group_metrics_[f.group].truncations->inc();
   spdlog::info("taildir {}: {} was truncated ({}): reading it again from the start", ctx_.name,
-               c.path, why);
-  f.restart(c.id, config_.lines, pipeline_.get());
+               f.path, why);
+  f.restart(id, config_.lines, pipeline_.get(), first_bytes);
   positions_dirty_ = true;
+}
+
+void TaildirSource::restart(File& f, std::string_view first_bytes, std::string_view why) {
+  FileIdentity id = f.id;
+  id.fp_len = static_cast<std::uint32_t>(first_bytes.size());
+  id.fp_hash = first_bytes.empty() ? 0 : hash_name(first_bytes);
+  restart(f, id, why, first_bytes);
 }
 
 TaildirSource::File* TaildirSource::track(const Candidate& c, std::uint64_t key,
@@ -289,6 +351,7 @@ TaildirSource::File* TaildirSource::track(const Candidate& c, std::uint64_t key,
       source_hash_ ^
           event_id(static_cast<std::uint64_t>(c.id.dev) * 1000003ULL + c.id.ino, c.id.fp_hash));
   f->size = c.size;
+  f->probe_binary = start == 0 && c.size < kBinaryProbeBytes;
   set_headers(*f);
   f->start_reading(config_.lines, pipeline_.get(), start);
   File* raw = f.get();
@@ -384,17 +447,24 @@ void TaildirSource::pump_reads() {
     SLUICE_ASSERT(slot != nullptr);
     slot->busy = true;
     slot->file_key = key;
+    slot->fd = f->fd;
     slot->offset = f->read_offset;
+    slot->generation = f->generation;
+    // Past the start, the first bytes are read again just before and just after the read: if they
+    // are not those known, the bytes read may be new content past the old offset.
+    slot->check_prefix = slot->offset > 0;
+    slot->before.bytes.resize(config_.fingerprint_bytes);
+    slot->after.bytes.resize(config_.fingerprint_bytes);
+    slot->restart_after = false;
     f->reading = true;
     ++reads_in_flight_;
-    uv_buf_t b = uv_buf_init(slot->buf.data(), static_cast<unsigned>(slot->buf.size()));
-    uv_fs_read(ctx_.loop.uv(), &slot->req, f->fd, &b, 1, static_cast<std::int64_t>(slot->offset),
-               [](uv_fs_t* req) {
-                 auto* s = static_cast<ReadSlot*>(req->data);
-                 const ssize_t n = req->result;
-                 uv_fs_req_cleanup(req);
-                 s->self->on_read(*s, n);
-               });
+    uv_queue_work(
+        ctx_.loop.uv(), &slot->req,
+        [](uv_work_t* req) { read_slot(*static_cast<ReadSlot*>(req->data)); },
+        [](uv_work_t* req, int) {
+          auto* s = static_cast<ReadSlot*>(req->data);
+          s->self->on_read(*s, s->result);
+        });
   }
 }
 
@@ -402,14 +472,44 @@ void TaildirSource::on_read(ReadSlot& slot, ssize_t n) {
   slot.result = n;
   slot.len = slot.used = 0;
   File* f = by_key(slot.file_key);
-  // A read that raced a truncation (its offset is no longer the file's) belongs to the old
-  // content: not parsed.
-  if (f != nullptr && n > 0 && slot.offset == f->read_offset) {
+  // A read that raced a truncation (its offset or generation is no longer the file's) belongs to
+  // the old content: not parsed.
+  if (f != nullptr && n > 0 && slot.offset == f->read_offset && slot.generation == f->generation) {
+    const std::string_view data(slot.buf.data(), static_cast<std::size_t>(n));
+    const std::uint32_t fp = config_.fingerprint_bytes;
+    if (slot.offset == 0 && f->probe_binary && f->generation == 0 &&
+        std::memchr(data.data(), '\0', std::min(data.size(), kBinaryProbeBytes)) != nullptr) {
+      if (warned_.insert(f->path).second) {
+        skipped_binary_.inc();
+        spdlog::warn(
+            "taildir {}: {} looks binary (NUL bytes in its first {} bytes); not reading it",
+            ctx_.name, f->path, kBinaryProbeBytes);
+      }
+      untrack(*f, "binary");  // the next scan finds it binary and leaves it
+      end_read(slot);
+      return;
+    }
+    if (slot.offset == 0) {
+      f->probe_binary = false;
+      f->learn_head(data, fp);
+    } else if (slot.before.read && !f->same_head(slot.before.bytes, fp)) {
+      // Truncated and written past the old offset since the last read: the bytes read are the
+      // new content's from the old offset on, not the continuation. Read it again from 0.
+      restart(*f, slot.before.bytes,
+              fmt::format("its first bytes changed; {} bytes at offset {} were new content", n,
+                          slot.offset));
+      end_read(slot);
+      return;
+    } else if (slot.after.read && !f->same_head(slot.after.bytes, fp)) {
+      // Rewritten while this read ran: its bytes may be the old content's last ones or the new
+      // content's from the old offset on. Parsed (nothing lost), then read again from 0 (what
+      // was new content is then read twice).
+      slot.restart_after = true;
+    }
     f->last_activity = std::chrono::steady_clock::now();
     group_metrics_[f->group].bytes->inc(static_cast<std::uint64_t>(n));
     metrics_.bytes.inc(static_cast<std::uint64_t>(n));
     slot.len = static_cast<std::size_t>(n);
-    slot.generation = f->generation;
     if (!parse_some(slot, *f)) return;  // goes on at the next loop turn
   }
   end_read(slot);
@@ -450,7 +550,13 @@ void TaildirSource::end_read(ReadSlot& slot) {
   slot.busy = false;
   --reads_in_flight_;
   File* f = by_key(slot.file_key);
-  if (f != nullptr) {
+  if (f != nullptr && slot.restart_after && f->generation == slot.generation) {
+    f->reading = false;
+    restart(*f, slot.after.bytes,
+            fmt::format("its first bytes changed while {} bytes at offset {} were read", n,
+                        slot.offset));
+    schedule(*f);
+  } else if (f != nullptr) {
     f->reading = false;
     if (n < 0) {
       read_errors_.inc();
@@ -458,7 +564,9 @@ void TaildirSource::end_read(ReadSlot& slot) {
                    uv_strerror(static_cast<int>(n)));
       untrack(*f, "read error");
     } else if (n > 0 && slot.len == 0) {
-      // Truncated while this read was in flight: its bytes belong to the old content.
+      // Truncated while this read was in flight: its bytes belong to the old content. The new
+      // content is read from where the file is now.
+      schedule(*f);
     } else if (n > 0) {
       if (static_cast<std::size_t>(n) == slot.buf.size()) {
         schedule(*f);  // more is likely there

@@ -68,33 +68,51 @@ class TaildirSource final : public Source, private LineReaderHost {
     std::uint64_t generation;
     std::uint64_t end_offset;
   };
+  /// The file's first bytes (up to fingerprint_bytes), read around a read past the start.
+  struct Prefix {
+    std::string bytes;
+    bool read = false;  // `bytes` holds what the file had (false on a read error, or not read)
+  };
+  /// One read on the threadpool: `buf` at `offset`, and for offset > 0 the file's first bytes
+  /// just before and just after it, so that a file truncated and rewritten past the offset is
+  /// told from one that grew.
   struct ReadSlot {
-    uv_fs_t req{};
+    uv_work_t req{};
     std::vector<char> buf;
-    File* file = nullptr;
+    int fd = -1;
     std::uint64_t file_key = 0;
     std::uint64_t offset = 0;
-    ssize_t result = 0;             // what the read returned
+    ssize_t result = 0;             // what the read returned (-errno on error)
     std::size_t len = 0, used = 0;  // bytes of it for the file's reader, and parsed so far
     std::uint64_t generation = 0;   // the file's, when read: parsing stops if it changes
+    bool check_prefix = false;      // read the prefixes (offset > 0)
+    Prefix before, after;
+    bool restart_after = false;  // rewritten during the read: restart once its bytes are parsed
     bool busy = false;
     TaildirSource* self = nullptr;
   };
+  /// What a scan hashed for each followed file: its generation and identity when asked.
+  using Asked = std::map<std::uint64_t, std::pair<std::uint64_t, FileIdentity>>;
 
   void scan();
-  void on_scanned(ScanResult result);
-  void apply(const ScanAction& a, const std::vector<Candidate>& found);
+  void on_scanned(ScanResult result, const Asked& asked);
+  void apply(const ScanAction& a, const std::vector<Candidate>& found,
+             const std::set<std::uint64_t>& stale);
   File* track(const Candidate& c, std::uint64_t key, std::uint64_t start);
   void untrack(File& f, const char* why);
   void schedule(File& f);
   void pump_reads();
+  static void read_slot(ReadSlot& slot);
   void on_read(ReadSlot& slot, ssize_t n);
   bool parse_some(ReadSlot& slot, File& f);
   void continue_parsing();
   void end_read(ReadSlot& slot);
   void flush_multiline(bool due_only);
   void seal();
-  void restart(File& f, const Candidate& c, std::string_view why);
+  void restart(File& f, const FileIdentity& id, std::string_view why,
+               std::string_view first_bytes = {});
+  /// Restarts `f` as the content whose first bytes (up to fingerprint_bytes) are `first_bytes`.
+  void restart(File& f, std::string_view first_bytes, std::string_view why);
   void set_headers(File& f);
   bool ensure_open(File& f);
   void close_fd(File& f);
