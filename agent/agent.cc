@@ -928,9 +928,20 @@ void Agent::retire_groups_drained() {
 // Every put of a retired source must be safe before its output goes: a memory channel that stays
 // reports safety to it when its sink group commits them.
 void Agent::retire_wait_safe() {
-  reload_phase_ = "waiting for replaced sources' events to be delivered";
+  const auto now = std::chrono::steady_clock::now();
+  if (reload_phase_ != "waiting for replaced sources' events to be delivered") {
+    reload_phase_ = "waiting for replaced sources' events to be delivered";
+    reload_waiting_since_ = now;
+  }
   for (const auto& s : retiring_.sources) {
-    if (!s.output->idle() || s.output->unsafe_puts() > 0) {
+    if (!s.output->settled()) {
+      if (now - reload_waiting_since_ >= std::chrono::seconds(10)) {
+        reload_waiting_since_ = now;
+        spdlog::warn(
+            "reload ({}): source {} still has {} puts not yet safe (their sinks must deliver "
+            "them first)",
+            reload_->why, s.name, s.output->unsafe_puts());
+      }
       reload_timer_.start(std::chrono::milliseconds(20), [this] { retire_wait_safe(); });
       return;
     }

@@ -189,6 +189,7 @@ class Agent {
   Built retiring_;
   std::size_t retire_waiting_ = 0;
   std::string reload_phase_;  // for /api/v1/status and /readyz
+  std::chrono::steady_clock::time_point reload_waiting_since_{};
   bool shutdown_after_reload_ = false;
   std::optional<std::string> restoring_;  // why the new components were discarded
   NoData no_data_;
