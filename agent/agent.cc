@@ -60,9 +60,10 @@ Agent::Agent(AgentConfig config, const Registry& registry)
           "Unix time of the last reload attempt that finished (applied or refused); 0 before one.",
           {{"component", "agent"}, {"type", "agent"}})),
       heartbeat_timer_(loop_),
-      loop_stall_ms_(metrics_.gauge(
-          "sluice_loop_stall_milliseconds",
-          "The longest the event loop was late (stuck) in the last minute, when over 5s; else 0.",
+      loop_stall_s_(metrics_.gauge(
+          "sluice_loop_stall_seconds",
+          "How long the event loop was stuck (a timer late by 5s or more) in the last minute; "
+          "else 0.",
           {{"component", "agent"}, {"type", "agent"}})) {
   prints_ = reload::fingerprints(*config_);
   generation_gauge_.set(1);
@@ -428,12 +429,12 @@ void Agent::on_heartbeat() {
   if (late >= kStall) {
     stalled_at_ = now;
     stalled_for_ = late;
-    loop_stall_ms_.set(late.count());
+    loop_stall_s_.set(std::chrono::duration_cast<std::chrono::seconds>(late).count());
     spdlog::warn("the event loop was stuck for {}ms; /healthz fails for the next {}s", late.count(),
                  kStallReported.count());
   } else if (stalled_for_.count() > 0 && now - stalled_at_ >= kStallReported) {
     stalled_for_ = std::chrono::milliseconds(0);
-    loop_stall_ms_.set(0);
+    loop_stall_s_.set(0);
   }
 }
 
@@ -623,9 +624,9 @@ std::string Agent::not_ready() const {
   for (const auto& s : sources_) {
     if (!s.failed.empty()) {
       out += fmt::format("source {} is not running: {}\n", s.name, s.failed);
-    } else if (s.stopped || s.source->finished()) {
-      out += fmt::format("source {} is not running: {}\n", s.name,
-                         s.source->finished() ? "its input is finished" : "stopped");
+    } else if (s.stopped && !s.source->finished()) {
+      // A source at the end of its input (exec without restart, stdin) did its work.
+      out += fmt::format("source {} is not running: stopped\n", s.name);
     }
   }
   for (const auto& g : groups_) {

@@ -210,7 +210,7 @@ class Agent {
   std::chrono::steady_clock::time_point heartbeat_at_;
   std::chrono::steady_clock::time_point stalled_at_{};
   std::chrono::milliseconds stalled_for_{0};
-  Gauge& loop_stall_ms_;
+  Gauge& loop_stall_s_;
   // Records each lmdb channel had quarantined when it was built: more since then is unhealthy.
   std::map<std::string, std::uint64_t, std::less<>> quarantined_at_start_;
 };
