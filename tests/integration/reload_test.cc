@@ -364,3 +364,153 @@ max_penalty = "200ms"
   peer.up();
   CHECK(agent.wait_exit(20s) == 0);
 }
+
+namespace {
+
+// taildir -> `buf` (memory or lmdb, `max_events`) -> the HTTP sink `web`, optionally with the
+// file sink `side` in a failover group behind it.
+std::string web_config(const std::string& url, const std::string& channel_type, long max_events,
+                       bool side = false) {
+  std::string t = R"([agent]
+name = "it-reload-web"
+data_dir = "@DATA_DIR@"
+admin = "127.0.0.1:0"
+shutdown_timeout = "30s"
+
+[sources.tail]
+type = "taildir"
+paths = ["@DIR@/app.log"]
+channel = "buf"
+poll_interval = "50ms"
+checkpoint_interval = "100ms"
+
+[channels.buf]
+type = ")" + channel_type +
+                  R"("
+max_events = )" + std::to_string(max_events) +
+                  R"(
+
+[sinks.web]
+type = "http"
+url = ")" + url + R"("
+format = "raw"
+)";
+  if (side) {
+    t += R"(
+[sinks.side]
+type = "file"
+path = "@DIR@/side.out"
+
+[sink_groups.g]
+channel = "buf"
+processor = "failover"
+sinks = ["web", "side"]
+penalty_base = "100ms"
+max_penalty = "200ms"
+)";
+  } else {
+    t += "channel = \"buf\"\npenalty_base = \"100ms\"\nmax_penalty = \"200ms\"\n";
+  }
+  return t;
+}
+
+std::multiset<long> accepted_numbers(const HttpPeer& peer) {
+  std::multiset<long> out;
+  for (const PeerRequest& r : peer.requests()) {
+    if (r.answer != "ok") continue;
+    for (long n : numbers_of(r.body)) out.insert(n);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("reload: reloads during a reload are queued and the last file wins",
+          "[integration][reload]") {
+  HttpPeer peer;
+  TempDir tmp;
+  write_file(tmp.file("template.toml"), web_config(peer.url(), "memory", 50000));
+  AgentProcess::Options o;
+  o.config_file = tmp.file("template.toml");
+  AgentProcess agent("", o);
+  REQUIRE(agent.wait_ready());
+  const std::string log = agent.path("app.log");
+  // The only sink is down with 2000 events in the memory channel: a reload that replaces the
+  // channel waits for its old sink to deliver them.
+  peer.down();
+  append_numbers(log, 1, 2000);
+  REQUIRE(eventually(10s, [&] {
+    return agent.metric(R"(sluice_channel_events{component="buf",type="memory"})") == 2000;
+  }));
+  install(agent, web_config(peer.url(), "memory", 40000));
+  REQUIRE(::kill(agent.pid(), SIGHUP) == 0);
+  REQUIRE(eventually(10s, [&] {
+    return http_get(agent.admin(), "/api/v1/status").body.find("\"reload\":\"draining") !=
+           std::string::npos;
+  }));
+  // Not ready while the source is being replaced.
+  CHECK(http_get(agent.admin(), "/readyz").body ==
+        "not ready\nreloading (draining replaced sink groups): sources tail are being "
+        "replaced\n");
+  // Two more while it waits: the second replaces the first in the queue.
+  install(agent, web_config(peer.url(), "memory", 30000));
+  REQUIRE(::kill(agent.pid(), SIGHUP) == 0);
+  REQUIRE(eventually(
+      10s, [&] { return agent.metric("sluice_reload_requests_total" + agent_labels()) == 2; }));
+  CHECK(http_get(agent.admin(), "/api/v1/status").body.find("\"queued\":true") !=
+        std::string::npos);
+  install(agent, web_config(peer.url(), "memory", 50000, true));
+  REQUIRE(::kill(agent.pid(), SIGHUP) == 0);
+  REQUIRE(eventually(
+      10s, [&] { return agent.metric("sluice_reload_requests_total" + agent_labels()) == 3; }));
+  CHECK(generation(agent) == 1);
+  peer.up();
+  // The first reload, then the last file: two generations, the middle file never applied.
+  REQUIRE(eventually(20s, [&] { return generation(agent) == 3; }));
+  const std::string err = agent.stderr_text();
+  CHECK(err.find("reload (SIGHUP) replaces the queued one (SIGHUP): the last file wins") !=
+        std::string::npos);
+  CHECK(err.find("reload (SIGHUP) done: generation 3 runs (sources ~tail; channels ~buf; sinks "
+                 "+side ~web; sink_groups +g -web)") != std::string::npos);
+  CHECK(agent.metric("sluice_reloads_total" + agent_labels("result=\"ok\"")) == 2);
+  const std::string status = http_get(agent.admin(), "/api/v1/status").body;
+  CHECK(status.find("{\"name\":\"side\",\"kind\":\"sink\"") != std::string::npos);
+  append_numbers(log, 2001, 3000);
+  REQUIRE(eventually(20s, [&] {
+    auto got = accepted_numbers(peer);
+    for (long v : numbers_of(read_file(agent.path("side.out")))) got.insert(v);
+    return missing(got, 1, 3000) == 0;
+  }));
+  CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("reload: an lmdb channel's new bounds keep its events on disk while its sink is down",
+          "[integration][reload]") {
+  HttpPeer peer;
+  TempDir tmp;
+  write_file(tmp.file("template.toml"), web_config(peer.url(), "lmdb", 100000));
+  AgentProcess::Options o;
+  o.config_file = tmp.file("template.toml");
+  AgentProcess agent("", o);
+  REQUIRE(agent.wait_ready());
+  peer.down();
+  append_numbers(agent.path("app.log"), 1, 5000);
+  REQUIRE(eventually(10s, [&] {
+    return agent.metric(R"(sluice_channel_events{component="buf",type="lmdb"})") == 5000;
+  }));
+  // An lmdb channel is not drained: the reload finishes at once with the events still stored.
+  install(agent, web_config(peer.url(), "lmdb", 200000));
+  const HttpReply r = post_reload(agent, 10s);
+  CHECK(r.status == 200);
+  CHECK(r.body ==
+        "{\"result\":\"ok\",\"generation\":2,\"message\":\"sources ~tail; channels "
+        "~buf; sinks ~web; sink_groups ~web\"}\n");
+  CHECK(agent.metric(R"(sluice_channel_events{component="buf",type="lmdb"})") == 5000);
+  append_numbers(agent.path("app.log"), 5001, 6000);
+  peer.up();
+  REQUIRE(eventually(20s, [&] { return missing(accepted_numbers(peer), 1, 6000) == 0; }));
+  // The new source read on from the old one's position stored with the events: no repeats
+  // beyond the deliveries the down peer refused.
+  CHECK(accepted_numbers(peer).size() == 6000);
+  CHECK(agent.terminate() == 0);
+}
