@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "channels/lmdb/lmdb_channel.h"
+#include "channels/lmdb/lmdb_env.h"
 #include "lib/codec/atomic_file.h"
 #include "lib/codec/json.h"
 #include "lib/core/log.h"
@@ -26,29 +28,68 @@ namespace sluice {
 std::string_view sluice_version() { return SLUICE_VERSION; }
 
 Agent::Agent(AgentConfig config, const Registry& registry)
-    : config_(std::move(config)),
+    : config_(std::make_shared<const AgentConfig>(std::move(config))),
       registry_(registry),
       shutdown_timer_(loop_),
       watchdog_timer_(loop_),
       log_summary_timer_(loop_),
       status_timer_(loop_),
       up_(metrics_.gauge("sluice_agent_ready", "1 once every component started, 0 while stopping.",
-                         {{"component", "agent"}, {"type", "agent"}})) {
+                         {{"component", "agent"}, {"type", "agent"}})),
+      reload_timer_(loop_),
+      reload_requests_(metrics_.counter(
+          "sluice_reload_requests_total",
+          "Reload requests whose file was read (a queued one replaced by a later one counts here "
+          "but not in sluice_reloads_total).",
+          {{"component", "agent"}, {"type", "agent"}})),
+      reloads_ok_(metrics_.counter("sluice_reloads_total",
+                                   "Configuration reloads (SIGHUP, POST /api/v1/reload) by result.",
+                                   {{"component", "agent"}, {"type", "agent"}, {"result", "ok"}})),
+      reloads_failed_(metrics_.counter(
+          "sluice_reloads_total", "Configuration reloads (SIGHUP, POST /api/v1/reload) by result.",
+          {{"component", "agent"}, {"type", "agent"}, {"result", "failed"}})),
+      generation_gauge_(metrics_.gauge(
+          "sluice_config_generation",
+          "The running configuration's generation: 1 at start, one more per applied reload.",
+          {{"component", "agent"}, {"type", "agent"}})),
+      last_reload_success_(metrics_.gauge("sluice_config_last_reload_successful",
+                                          "1 if the last reload was applied in full, else 0.",
+                                          {{"component", "agent"}, {"type", "agent"}})),
+      last_reload_time_(metrics_.gauge(
+          "sluice_config_last_reload_timestamp_seconds",
+          "Unix time of the last reload attempt that finished (applied or refused); 0 before one.",
+          {{"component", "agent"}, {"type", "agent"}})),
+      heartbeat_timer_(loop_),
+      loop_stall_s_(metrics_.gauge(
+          "sluice_loop_stall_seconds",
+          "How long the event loop was stuck (a timer late by 5s or more) in the last minute; "
+          "else 0.",
+          {{"component", "agent"}, {"type", "agent"}})) {
+  prints_ = reload::fingerprints(*config_);
+  generation_gauge_.set(1);
+  last_reload_success_.set(1);
   metrics_
       .gauge("sluice_agent_info", "Build and identity of this agent.",
              {{"component", "agent"},
               {"type", "agent"},
               {"version", std::string(sluice_version())},
-              {"name", config_.agent.name}})
+              {"name", cfg().agent.name}})
       .set(1);
 }
 
 Agent::~Agent() {
   // Destroy in reverse order of dependencies, then let the loop close the handles.
+  retiring_.sources.clear();
   sources_.clear();
+  parked_outputs_.clear();
+  retiring_.pipelines.clear();
   pipelines_.clear();
+  parked_pipelines_.clear();
+  retiring_.groups.clear();
   groups_.clear();
+  retiring_.sinks.clear();
   sinks_.clear();
+  retiring_.channels.clear();
   channels_.clear();
   shared_.clear();  // after the components that use them: the lmdb environment closes here
   admin_.reset();
@@ -57,15 +98,25 @@ Agent::~Agent() {
 }
 
 Channel* Agent::channel(std::string_view name) {
+  ChannelEntry* e = channel_entry(name);
+  return e != nullptr ? e->channel.get() : nullptr;
+}
+
+Agent::ChannelEntry* Agent::channel_entry(std::string_view name, Built* extra) {
   for (auto& c : channels_) {
-    if (c.name == name) return c.channel.get();
+    if (c.name == name) return &c;
+  }
+  if (extra != nullptr) {
+    for (auto& c : extra->channels) {
+      if (c.name == name) return &c;
+    }
   }
   return nullptr;
 }
 
 Status Agent::prepare_data_dir() {
   std::error_code ec;
-  const std::filesystem::path dir(config_.agent.data_dir);
+  const std::filesystem::path dir(cfg().agent.data_dir);
   if (!std::filesystem::exists(dir, ec)) {
     std::filesystem::create_directories(dir, ec);
     if (ec)
@@ -81,43 +132,74 @@ Status Agent::prepare_data_dir() {
   return {};
 }
 
-Status Agent::create_components() {
+namespace {
+bool wanted(const reload::NameSet* set, const std::string& name) {
+  return set == nullptr || set->count(name) > 0;
+}
+}  // namespace
+
+// Builds the components of `config` that `only` names, in dependency order, into `out`: what they
+// refer to is found among the running components or among those built before them.
+Status Agent::build(const ConfigPtr& config, Only only, Built& out) {
+  const AgentConfig& c = *config;
   auto make_ctx = [&](const std::string& name, const std::string& type) {
     return std::make_unique<ComponentContext>(
-        ComponentContext{loop_, metrics_, name, type, config_.agent.data_dir, &shared_});
+        ComponentContext{loop_, metrics_, name, type, c.agent.data_dir, &shared_});
   };
-  for (const auto& spec : config_.channels) {
-    ChannelEntry e{spec.name, spec.type, make_ctx(spec.name, spec.type), nullptr};
+  for (const auto& spec : c.channels) {
+    if (!wanted(only.channels, spec.name)) continue;
+    ChannelEntry e{spec.name, spec.type, config, make_ctx(spec.name, spec.type), nullptr, {}, {}};
     auto r = registry_.channel(spec.type)->create(spec.config, *e.ctx);
     if (!r)
       return Status(r.error().code(),
                     fmt::format("channels.{}: {}", spec.name, r.error().message()));
     e.channel = std::move(*r);
-    channels_.push_back(std::move(e));
+    if (auto* lmdb = dynamic_cast<channels::LmdbChannel*>(e.channel.get()))
+      quarantined_at_start_[spec.name] = lmdb->quarantined();
+    out.channels.push_back(std::move(e));
   }
-  for (const auto& spec : config_.sinks) {
-    SinkEntry e{spec.name, spec.type, make_ctx(spec.name, spec.type), nullptr};
+  for (const auto& spec : c.sinks) {
+    if (!wanted(only.sinks, spec.name)) continue;
+    SinkEntry e{spec.name, spec.type, config, make_ctx(spec.name, spec.type), nullptr};
     auto r = registry_.sink(spec.type)->create(spec.config, *e.ctx);
     if (!r)
       return Status(r.error().code(), fmt::format("sinks.{}: {}", spec.name, r.error().message()));
     e.sink = std::move(*r);
-    sinks_.push_back(std::move(e));
+    out.sinks.push_back(std::move(e));
   }
-  for (const auto& spec : config_.groups) {
-    Channel* ch = channel(spec.channel);
-    SLUICE_ASSERT(ch != nullptr);
-    auto cursor = ch->open_cursor(spec.name);
-    if (cursor && spec.config.detach_when_lagging) ch->set_detach_when_lagging(*cursor, true);
-    if (!cursor)
-      return Status(Errc::config,
-                    fmt::format("sink_groups.{}: {}", spec.name, cursor.error().message()));
+  for (const auto& spec : c.groups) {
+    if (!wanted(only.groups, spec.name)) continue;
+    ChannelEntry* ce = channel_entry(spec.channel, &out);
+    SLUICE_ASSERT(ce != nullptr);
+    Channel* ch = ce->channel.get();
+    // A group built again reads on with its predecessor's cursor.
+    std::optional<CursorId> cursor;
+    for (const auto& [reader, id] : ce->cursors) {
+      if (reader == spec.name) cursor = id;
+    }
+    if (!cursor && ce->spare) {
+      cursor = std::exchange(ce->spare, std::nullopt);
+      ce->cursors.emplace_back(spec.name, *cursor);
+    }
+    if (!cursor) {
+      auto opened = ch->open_cursor(spec.name);
+      if (!opened)
+        return Status(Errc::config,
+                      fmt::format("sink_groups.{}: {}", spec.name, opened.error().message()));
+      cursor = *opened;
+      ce->cursors.emplace_back(spec.name, *cursor);
+    }
+    if (spec.config.detach_when_lagging) ch->set_detach_when_lagging(*cursor, true);
     auto member = [&](const std::string& sink_name) {
       const SinkSpec* sspec = nullptr;
-      for (const auto& sp : config_.sinks) {
+      for (const auto& sp : c.sinks) {
         if (sp.name == sink_name) sspec = &sp;
       }
       Sink* sink = nullptr;
       for (auto& se : sinks_) {
+        if (se.name == sink_name) sink = se.sink.get();
+      }
+      for (auto& se : out.sinks) {
         if (se.name == sink_name) sink = se.sink.get();
       }
       SLUICE_ASSERT(sspec != nullptr && sink != nullptr);
@@ -136,33 +218,48 @@ Status Agent::create_components() {
                     fmt::format("sink_groups.{}: {}", spec.name, processor.error().message()));
     std::optional<sinks::GroupMember> dead_letter;
     if (spec.dead_letter) dead_letter = member(*spec.dead_letter);
-    ComponentContext gctx{loop_,
-                          metrics_,
-                          spec.name,
-                          spec.implicit ? "group" : spec.processor,
-                          config_.agent.data_dir,
-                          &shared_};
-    groups_.push_back({spec.name, spec.channel,
-                       std::make_unique<sinks::SinkGroup>(gctx, *ch, *cursor, std::move(*processor),
-                                                          std::move(members), spec.config, clock_,
-                                                          std::move(dead_letter)),
-                       false});
+    ComponentContext gctx{
+        loop_,   metrics_, spec.name, spec.implicit ? "group" : spec.processor, c.agent.data_dir,
+        &shared_};
+    out.groups.push_back({spec.name, spec.channel, config, *cursor,
+                          std::make_unique<sinks::SinkGroup>(
+                              gctx, *ch, *cursor, std::move(*processor), std::move(members),
+                              spec.config, clock_, std::move(dead_letter)),
+                          false});
   }
-  if (Status st = create_pipelines(); !st.ok()) return st;
-  for (const auto& spec : config_.sources) {
+  // Pipelines open their cursors before any sink group runs, so that nothing they have not read
+  // is deleted from their input channel.
+  for (const auto& spec : c.pipelines) {
+    if (!wanted(only.pipelines, spec.name)) continue;
+    ChannelEntry* input = channel_entry(spec.input_channel, &out);
+    ChannelEntry* target = channel_entry(spec.channel, &out);
+    ChannelEntry* late =
+        spec.late_channel.empty() ? nullptr : channel_entry(spec.late_channel, &out);
+    SLUICE_ASSERT(input != nullptr && target != nullptr);
+    auto p = std::make_unique<Pipeline>(spec, loop_, metrics_, *input->channel, *target->channel,
+                                        late != nullptr ? late->channel.get() : nullptr,
+                                        c.agent.max_pending_puts);
+    if (Status st = p->open(); !st.ok())
+      return Status(st.code(), fmt::format("pipelines.{}: {}", spec.name, st.message()));
+    out.pipelines.push_back(std::move(p));
+  }
+  for (const auto& spec : c.sources) {
+    if (!wanted(only.sources, spec.name)) continue;
     std::vector<Channel*> outs;
-    for (const auto& c : spec.channels) outs.push_back(channel(c));
+    for (const auto& ch : spec.channels) outs.push_back(channel_entry(ch, &out)->channel.get());
     SourceEntry e;
     e.name = spec.name;
     e.type = spec.type;
-    Channel* dead_letter =
-        spec.dead_letter_channel.empty() ? nullptr : channel(spec.dead_letter_channel);
-    e.output = std::make_unique<SourceOutput>(loop_, std::move(outs),
-                                              config_.agent.max_pending_puts, dead_letter);
+    e.origin = config;
+    Channel* dead_letter = spec.dead_letter_channel.empty()
+                               ? nullptr
+                               : channel_entry(spec.dead_letter_channel, &out)->channel.get();
+    e.output = std::make_unique<SourceOutput>(loop_, std::move(outs), c.agent.max_pending_puts,
+                                              dead_letter);
     e.output->set_source_name(spec.name);
     e.output->set_metrics(metrics_, {{"component", spec.name}, {"type", spec.type}});
     auto sctx = std::make_unique<SourceContext>(
-        SourceContext{{loop_, metrics_, spec.name, spec.type, config_.agent.data_dir, &shared_},
+        SourceContext{{loop_, metrics_, spec.name, spec.type, c.agent.data_dir, &shared_},
                       *e.output,
                       [this, name = spec.name] {
                         begin_shutdown(fmt::format("source {} finished its input", name));
@@ -173,26 +270,45 @@ Status Agent::create_components() {
                     fmt::format("sources.{}: {}", spec.name, r.error().message()));
     e.source = std::move(*r);
     e.ctx = std::move(sctx);
-    sources_.push_back(std::move(e));
+    out.sources.push_back(std::move(e));
   }
   return {};
 }
 
-// Pipelines open their cursors before any sink group runs, so that nothing they have not read is
-// deleted from their input channel.
-Status Agent::create_pipelines() {
-  for (const auto& spec : config_.pipelines) {
-    Channel* input = channel(spec.input_channel);
-    Channel* target = channel(spec.channel);
-    Channel* late = spec.late_channel.empty() ? nullptr : channel(spec.late_channel);
-    SLUICE_ASSERT(input != nullptr && target != nullptr);
-    auto p = std::make_unique<Pipeline>(spec, loop_, metrics_, *input, *target, late,
-                                        config_.agent.max_pending_puts);
-    if (Status st = p->open(); !st.ok())
-      return Status(st.code(), fmt::format("pipelines.{}: {}", spec.name, st.message()));
-    pipelines_.push_back(std::move(p));
+// Starts what build() made: sink groups, then pipelines, then sources (each writing its bound
+// address). Every source is tried; the first failure is returned.
+Status Agent::start_built(Built& built) {
+  for (auto& g : built.groups) g.group->start();
+  for (auto& p : built.pipelines) p->start();
+  Status first;
+  for (auto& s : built.sources) {
+    Status ss = s.source->start();
+    if (ss.ok()) {
+      if (const std::string addr = s.source->bound_address(); !addr.empty()) {
+        const std::string file = cfg().agent.data_dir + "/" + s.name + ".addr";
+        if (Status ws = codec::write_file_atomic(file, addr + "\n"); !ws.ok()) {
+          ss = ws;
+        } else {
+          spdlog::info("source {} listening on {} (written to {})", s.name, addr, file);
+        }
+      }
+    }
+    if (!ss.ok()) {
+      s.failed = ss.message();
+      if (first.ok())
+        first = Status(ss.code(), fmt::format("sources.{}: {}", s.name, ss.message()));
+    }
   }
-  return {};
+  return first;
+}
+
+void Agent::adopt(Built& built) {
+  for (auto& e : built.channels) channels_.push_back(std::move(e));
+  for (auto& e : built.sinks) sinks_.push_back(std::move(e));
+  for (auto& e : built.groups) groups_.push_back(std::move(e));
+  for (auto& e : built.pipelines) pipelines_.push_back(std::move(e));
+  for (auto& e : built.sources) sources_.push_back(std::move(e));
+  built = Built{};
 }
 
 void Agent::stop_pipelines() {
@@ -229,9 +345,9 @@ Status Agent::start_admin() {
                          .evict_when_full = http::ServerLimits::Eviction::unfinished_or_idle},
       [this](http::Request& req, http::Responder r) { handle_admin(req, std::move(r)); }, &metrics_,
       Labels{{"component", "admin"}, {"type", "admin"}});
-  Status st = admin_->listen(config_.agent.admin);
+  Status st = admin_->listen(cfg().agent.admin);
   if (!st.ok()) return Status(st.code(), fmt::format("agent.admin: {}", st.message()));
-  const std::string addr_file = config_.agent.data_dir + "/admin.addr";
+  const std::string addr_file = cfg().agent.data_dir + "/admin.addr";
   st = codec::write_file_atomic(addr_file, admin_->bound_address() + "\n");
   if (!st.ok()) return st;
   spdlog::info("admin endpoint on http://{} (written to {})", admin_->bound_address(), addr_file);
@@ -252,11 +368,7 @@ void Agent::install_signals() {
 }
 
 void Agent::on_signal(int signum) {
-  if (signum == SIGHUP) {
-    spdlog::warn(
-        "SIGHUP: configuration reload is not supported yet; restart the agent to apply changes");
-    return;
-  }
+  if (signum == SIGHUP) return request_reload("SIGHUP", std::nullopt);
   if (state_ == State::stopping) exit_now(1, fmt::format("second signal ({})", strsignal(signum)));
   begin_shutdown(strsignal(signum));
 }
@@ -265,28 +377,18 @@ int Agent::run() {
   started_at_ = std::chrono::steady_clock::now();
   install_signals();
   Status st = prepare_data_dir();
-  if (st.ok()) st = create_components();
+  Built built;
+  if (st.ok()) st = build(config_, {}, built);
   if (st.ok()) st = start_admin();
   if (!st.ok()) {
     spdlog::error("cannot start: {}", st.message());
     return 1;
   }
-  for (auto& g : groups_) g.group->start();
-  for (auto& p : pipelines_) p->start();
-  for (auto& s : sources_) {
-    Status ss = s.source->start();
-    if (!ss.ok()) {
-      spdlog::error("cannot start: sources.{}: {}", s.name, ss.message());
-      return 1;
-    }
-    if (const std::string addr = s.source->bound_address(); !addr.empty()) {
-      const std::string file = config_.agent.data_dir + "/" + s.name + ".addr";
-      if (Status ws = codec::write_file_atomic(file, addr + "\n"); !ws.ok()) {
-        spdlog::error("cannot start: sources.{}: {}", s.name, ws.message());
-        return 1;
-      }
-      spdlog::info("source {} listening on {} (written to {})", s.name, addr, file);
-    }
+  st = start_built(built);
+  adopt(built);
+  if (!st.ok()) {
+    spdlog::error("cannot start: {}", st.message());
+    return 1;
   }
   sources_running_ = sources_.size();
   if (state_ == State::starting) {
@@ -294,7 +396,7 @@ int Agent::run() {
     up_.set(1);
   }
   spdlog::info("sluice {} started as '{}': {} sources, {} channels, {} sinks", sluice_version(),
-               config_.agent.name, sources_.size(), channels_.size(), sinks_.size());
+               cfg().agent.name, sources_.size(), channels_.size(), sinks_.size());
   sd_notify(0, "READY=1");
   std::uint64_t watchdog_usec = 0;
   if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
@@ -304,6 +406,9 @@ int Agent::run() {
   }
   log_summary_timer_.start(
       std::chrono::seconds(1), [] { RateLimiter::log_summaries(); }, std::chrono::seconds(1));
+  heartbeat_at_ = std::chrono::steady_clock::now();
+  heartbeat_timer_.start(
+      kHeartbeatEvery, [this] { on_heartbeat(); }, kHeartbeatEvery);
   if (std::getenv("NOTIFY_SOCKET") != nullptr) {
     status_at_ = std::chrono::steady_clock::now();
     notify_status();
@@ -314,33 +419,63 @@ int Agent::run() {
   return exit_code_;
 }
 
+// A repeating timer that fires far later than asked means the loop thread was stuck (a blocking
+// call, a stopped process): /healthz reports it for a minute.
+void Agent::on_heartbeat() {
+  const auto now = std::chrono::steady_clock::now();
+  const auto late =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now - heartbeat_at_ - kHeartbeatEvery);
+  heartbeat_at_ = now;
+  if (late >= kStall) {
+    stalled_at_ = now;
+    stalled_for_ = late;
+    loop_stall_s_.set(std::chrono::duration_cast<std::chrono::seconds>(late).count());
+    spdlog::warn("the event loop was stuck for {}ms; /healthz fails for the next {}s", late.count(),
+                 kStallReported.count());
+  } else if (stalled_for_.count() > 0 && now - stalled_at_ >= kStallReported) {
+    stalled_for_ = std::chrono::milliseconds(0);
+    loop_stall_s_.set(0);
+  }
+}
+
 void Agent::begin_shutdown(std::string_view why) {
   if (state_ == State::stopping || state_ == State::stopped) return;
-  const bool was_starting = state_ == State::starting;
   state_ = State::stopping;
   up_.set(0);
   sd_notify(0, "STOPPING=1");
   spdlog::info("shutting down ({}): stopping sources, then draining channels within {}", why,
-               format_duration(config_.agent.shutdown_timeout));
-  shutdown_timer_.start(config_.agent.shutdown_timeout, [this] {
+               format_duration(cfg().agent.shutdown_timeout));
+  shutdown_timer_.start(cfg().agent.shutdown_timeout, [this] {
     // Durable channels keep their events: only memory channels lose what they still hold.
     std::uint64_t left = 0, in_flight = 0;
-    for (auto& c : channels_) {
-      if (!c.channel->durable()) left += c.channel->events();
+    for (auto* list : {&channels_, &retiring_.channels}) {
+      for (auto& c : *list) {
+        if (!c.channel->durable()) left += c.channel->events();
+      }
     }
     std::string waiting;
-    for (auto& g : groups_) {
-      in_flight += g.group->in_flight();
-      if (!g.drained) waiting += (waiting.empty() ? "" : ", ") + g.name;
+    for (auto* list : {&groups_, &retiring_.groups}) {
+      for (auto& g : *list) {
+        in_flight += g.group->in_flight();
+        if (!g.drained) waiting += (waiting.empty() ? "" : ", ") + g.name;
+      }
     }
     exit_now(1, fmt::format("shutdown_timeout ({}) passed with {} events still in memory "
                             "channels and {} deliveries in flight (sink groups not drained: {})",
-                            format_duration(config_.agent.shutdown_timeout), left, in_flight,
+                            format_duration(cfg().agent.shutdown_timeout), left, in_flight,
                             waiting.empty() ? "none" : waiting));
   });
-  if (was_starting) {
-    // A source asked to stop before start() returned (stdin already at EOF): run() resumes here.
+  if (reload_) {
+    // The reload's retired components finish first (they hold events); then the rest stops.
+    spdlog::info("shutdown waits for the reload in progress ({}) to let go of its components",
+                 reload_phase_);
+    shutdown_after_reload_ = true;
+    return;
   }
+  shutdown_steps();
+}
+
+void Agent::shutdown_steps() {
   // Step 1 and 2: sources stop reading and their pending puts complete.
   sources_running_ = sources_.size();
   if (sources_running_ == 0) return on_source_stopped();
@@ -388,6 +523,8 @@ void Agent::finish() {
   state_ = State::stopped;
   shutdown_timer_.stop();
   watchdog_timer_.stop();
+  heartbeat_timer_.stop();
+  reload_timer_.stop();
   log_summary_timer_.stop();
   status_timer_.stop();
   RateLimiter::log_summaries(true);
@@ -401,6 +538,7 @@ void Agent::exit_now(int code, std::string_view why) {
   RateLimiter::log_summaries(true);
   spdlog::error("exiting at once: {}", why);
   for (auto& s : sources_) s.source->persist_checkpoint();
+  for (auto& s : retiring_.sources) s.source->persist_checkpoint();
   spdlog::default_logger()->flush();
   std::_Exit(code);
 }
@@ -408,11 +546,20 @@ void Agent::exit_now(int code, std::string_view why) {
 void Agent::handle_admin(http::Request& req, http::Responder responder) {
   http::Response r;
   const std::string_view path = req.path();
-  const bool known =
-      path == "/metrics" || path == "/healthz" || path == "/readyz" || path == "/api/v1/status";
+  const bool known = path == "/metrics" || path == "/healthz" || path == "/readyz" ||
+                     path == "/api/v1/status" || path == "/api/v1/reload";
   if (!known) {
     r.status = 404;
-    r.body = "not found; try /metrics, /healthz, /readyz or /api/v1/status\n";
+    r.body = "not found; try /metrics, /healthz, /readyz, /api/v1/status or POST /api/v1/reload\n";
+  } else if (path == "/api/v1/reload") {
+    if (req.method != HTTP_POST) {
+      r.status = 405;
+      r.headers.emplace_back("Allow", "POST");
+      r.body = "method not allowed: POST /api/v1/reload reloads the configuration file\n";
+    } else {
+      // Answered when the reload is done (or refused), see finish_reload().
+      return request_reload("POST /api/v1/reload", std::move(responder));
+    }
   } else if (req.method != HTTP_GET && req.method != HTTP_HEAD) {
     r.status = 405;
     r.headers.emplace_back("Allow", "GET, HEAD");
@@ -421,18 +568,73 @@ void Agent::handle_admin(http::Request& req, http::Responder responder) {
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = metrics_.render();
   } else if (path == "/healthz") {
-    // Still 200: the agent keeps running; the body names what an operator should look at.
+    // Liveness: fails only for what a restart cures (a stuck loop, records quarantined by this
+    // process); the rest is "degraded" with 200: the agent keeps running and names what to check.
+    const std::string dead = unhealthy();
     const std::string problems = health_problems();
-    r.body = problems.empty() ? "ok\n" : "degraded\n" + problems;
+    if (!dead.empty()) {
+      r.status = 503;
+      r.body = "unhealthy\n" + dead + problems;
+    } else {
+      r.body = problems.empty() ? "ok\n" : "degraded\n" + problems;
+    }
   } else if (path == "/readyz") {
-    const bool ready = state_ == State::running;
-    r.status = ready ? 200 : 503;
-    r.body = ready ? "ready\n" : (state_ == State::starting ? "starting\n" : "stopping\n");
+    const std::string why = not_ready();
+    r.status = why.empty() ? 200 : 503;
+    r.body = why.empty() ? "ready\n" : why;
   } else {
     r.content_type = "application/json";
     r.body = status_json();
   }
   responder.respond(std::move(r));
+}
+
+std::string Agent::unhealthy() const {
+  std::string out;
+  if (stalled_for_.count() > 0) {
+    const auto ago = std::chrono::duration_cast<std::chrono::seconds>(
+        std::chrono::steady_clock::now() - stalled_at_);
+    out +=
+        fmt::format("event loop was stuck for {}ms ({}s ago)\n", stalled_for_.count(), ago.count());
+  }
+  for (const auto& c : channels_) {
+    const auto* lmdb = dynamic_cast<const channels::LmdbChannel*>(c.channel.get());
+    if (lmdb == nullptr) continue;
+    auto base = quarantined_at_start_.find(c.name);
+    const std::uint64_t before = base != quarantined_at_start_.end() ? base->second : 0;
+    if (lmdb->quarantined() > before) {
+      out += fmt::format("channel {}: {} damaged records quarantined since start\n", c.name,
+                         lmdb->quarantined() - before);
+    }
+    if (!lmdb->env()->quarantine_note().empty())
+      out += fmt::format("channel {}: its environment was quarantined at start\n", c.name);
+  }
+  return out;
+}
+
+std::string Agent::not_ready() const {
+  if (state_ == State::starting) return "starting\n";
+  if (state_ != State::running) return "stopping: draining for shutdown\n";
+  std::string out;
+  if (reload_ && !reload_->plan.retire_sources.empty()) {
+    std::string names;
+    for (const auto& n : reload_->plan.retire_sources) names += (names.empty() ? "" : ", ") + n;
+    out += fmt::format("reloading ({}): sources {} are being replaced\n", reload_phase_, names);
+  }
+  for (const auto& s : sources_) {
+    if (!s.failed.empty()) {
+      out += fmt::format("source {} is not running: {}\n", s.name, s.failed);
+    } else if (s.stopped && !s.source->finished()) {
+      // A source at the end of its input (exec without restart, stdin) did its work.
+      out += fmt::format("source {} is not running: stopped\n", s.name);
+    }
+  }
+  for (const auto& g : groups_) {
+    if (!g.group->has_live_sink())
+      out += fmt::format("sink group {}: no live sink (every member failed and is backing off)\n",
+                         g.name);
+  }
+  return out.empty() ? "" : "not ready\n" + out;
 }
 
 std::string Agent::health_problems() const {
@@ -498,13 +700,20 @@ std::string Agent::status_json() const {
     return static_cast<std::uint64_t>(v);
   };
   std::string out = "{\"agent\":{\"name\":\"";
-  codec::append_json_string(out, config_.agent.name);
-  out += fmt::format("\",\"version\":\"{}\",\"uptime_s\":{},\"state\":\"{}\"}},\"components\":[",
-                     sluice_version(),
+  codec::append_json_string(out, cfg().agent.name);
+  out += fmt::format("\",\"version\":\"{}\",\"uptime_s\":{},\"state\":\"{}\"", sluice_version(),
                      std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::steady_clock::now() - started_at_)
                          .count(),
                      state_name());
+  // The configuration: its generation (1 at start, +1 per applied reload) and the reload state.
+  out += fmt::format(",\"config\":{{\"generation\":{},\"file\":\"", generation_);
+  codec::append_json_string(out, cfg().file);
+  out += "\",\"reload\":\"";
+  codec::append_json_string(out, reload_ ? reload_phase_ : "idle");
+  out += fmt::format("\",\"queued\":{},\"last_reload\":\"", queued_ != nullptr);
+  codec::append_json_string(out, last_reload_);
+  out += "\"}},\"components\":[";
   bool first = true;
   auto begin = [&](std::string_view name, std::string_view kind, std::string_view type,
                    std::string_view state) {
@@ -547,7 +756,7 @@ std::string Agent::status_json() const {
   }
   for (const auto& g : groups_) {
     const GroupSpec* gs = nullptr;
-    for (const auto& spec : config_.groups) {
+    for (const auto& spec : cfg().groups) {
       if (spec.name == g.name) gs = &spec;
     }
     begin(g.name, "sink_group", gs != nullptr ? gs->processor : "default",
@@ -557,6 +766,369 @@ std::string Agent::status_json() const {
   }
   out += "]}\n";
   return out;
+}
+
+// ---- Reload ----
+//
+// A reload checks the file exactly as `sluice check` does and refuses it whole on any error. A
+// valid file is applied in steps, each waiting for the one before: the retired sources stop
+// (their pending puts complete), the retired pipelines stop, the retired sink groups drain (a
+// group whose memory channel is replaced delivers everything it holds; a group whose channel
+// stays, or whose channel is durable, only finishes its deliveries in flight and leaves the rest
+// to its successor), the retired pipelines store their last checkpoint, every put of a retired
+// source becomes safe, the retired sources persist their positions, the lmdb writer finishes what
+// was submitted, and only then are the retired components destroyed and the new ones built and
+// started. Nothing is dropped on the way: the worst a reload does is pause the sources it
+// replaces while their old sinks deliver.
+
+void Agent::request_reload(std::string why, std::optional<http::Responder> responder) {
+  auto answer = [&](int status, std::string content_type, std::string body) {
+    if (!responder) return;
+    http::Response r;
+    r.status = status;
+    r.content_type = std::move(content_type);
+    r.body = std::move(body);
+    responder->respond(std::move(r));
+  };
+  if (state_ != State::running) {
+    spdlog::warn("reload ({}) ignored: the agent is {}", why,
+                 state_ == State::starting ? "starting" : "shutting down");
+    return answer(503, "text/plain; charset=utf-8", "shutting down: nothing reloaded\n");
+  }
+  ConfigErrors errors;
+  auto next = load_config(cfg().file, registry_, errors);
+  reload_requests_.inc();
+  for (const auto& w : errors.warnings()) spdlog::warn("reload ({}): {}", why, w.str());
+  std::vector<std::string> problems;
+  if (!next) {
+    for (const auto& e : errors) problems.push_back(e.str());
+  } else {
+    problems = reload::unchangeable(cfg(), *next);
+  }
+  if (!problems.empty()) {
+    std::string text;
+    for (const auto& p : problems) text += p + "\n";
+    reloads_failed_.inc();
+    last_reload_success_.set(0);
+    last_reload_time_.set(static_cast<std::int64_t>(std::time(nullptr)));
+    last_reload_ = fmt::format("failed: {} configuration error{}", problems.size(),
+                               problems.size() == 1 ? "" : "s");
+    spdlog::error(
+        "reload ({}) refused: {} configuration error{} in {}; still running generation {}:\n{}",
+        why, problems.size(), problems.size() == 1 ? "" : "s", cfg().file, generation_,
+        text.substr(0, text.size() - 1));
+    return answer(422, "text/plain; charset=utf-8",
+                  text + fmt::format("sluice: {} configuration error{}, nothing changed\n",
+                                     problems.size(), problems.size() == 1 ? "" : "s"));
+  }
+  auto r = std::make_unique<Reload>();
+  r->config = std::make_shared<const AgentConfig>(std::move(*next));
+  r->prints = reload::fingerprints(*r->config);
+  r->why = std::move(why);
+  if (responder) r->waiting.push_back(std::move(*responder));
+  if (reload_) {
+    // The last file wins: a queued reload is replaced, and its callers get the newer's result.
+    if (queued_) {
+      for (auto& w : queued_->waiting) r->waiting.push_back(std::move(w));
+      spdlog::info("reload ({}) replaces the queued one ({}): the last file wins", r->why,
+                   queued_->why);
+    } else {
+      spdlog::info("reload ({}) queued behind the one in progress ({})", r->why, reload_phase_);
+    }
+    queued_ = std::move(r);
+    return;
+  }
+  reload_ = std::move(r);
+  begin_reload();
+}
+
+void Agent::begin_reload() {
+  if (state_ != State::running) {
+    return finish_reload(false, "the agent is shutting down: nothing reloaded", 503);
+  }
+  auto single = [this](std::string_view type) {
+    const auto* f = registry_.channel(type);
+    return f != nullptr && f->traits.max_cursors == 1;
+  };
+  reload_->plan = reload::plan(cfg(), prints_, *reload_->config, reload_->prints, single);
+  const reload::Plan& plan = reload_->plan;
+  const std::string notify = fmt::format("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading: {}",
+                                         std::chrono::duration_cast<std::chrono::microseconds>(
+                                             std::chrono::steady_clock::now().time_since_epoch())
+                                             .count(),
+                                         plan.summary());
+  sd_notify(0, notify.c_str());
+  spdlog::info("reloading ({}) {}: {}", reload_->why, cfg().file, plan.summary());
+  auto take = [](auto& live, const reload::NameSet& names, auto& into, auto name_of) {
+    for (auto it = live.begin(); it != live.end();) {
+      if (names.count(name_of(*it)) > 0) {
+        into.push_back(std::move(*it));
+        it = live.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  };
+  take(sources_, plan.retire_sources, retiring_.sources, [](auto& e) { return e.name; });
+  take(pipelines_, plan.retire_pipelines, retiring_.pipelines, [](auto& p) { return p->name(); });
+  take(groups_, plan.retire_groups, retiring_.groups, [](auto& e) { return e.name; });
+  take(sinks_, plan.retire_sinks, retiring_.sinks, [](auto& e) { return e.name; });
+  take(channels_, plan.retire_channels, retiring_.channels, [](auto& e) { return e.name; });
+  reload_phase_ = "stopping sources";
+  // One extra count, dropped after the loop: a stop that answers inside stop() cannot run the
+  // next step while this loop still walks the list.
+  retire_waiting_ = retiring_.sources.size() + 1;
+  for (auto& s : retiring_.sources) {
+    s.source->stop([this] {
+      if (--retire_waiting_ == 0) retire_sources_stopped();
+    });
+  }
+  if (--retire_waiting_ == 0) retire_sources_stopped();
+}
+
+void Agent::retire_sources_stopped() {
+  reload_phase_ = "stopping pipelines";
+  retire_waiting_ = retiring_.pipelines.size() + 1;
+  for (auto& p : retiring_.pipelines) {
+    p->stop([this] {
+      if (--retire_waiting_ == 0) retire_pipelines_stopped();
+    });
+  }
+  if (--retire_waiting_ == 0) retire_pipelines_stopped();
+}
+
+void Agent::retire_pipelines_stopped() {
+  reload_phase_ = "draining replaced sink groups";
+  retire_waiting_ = retiring_.groups.size() + 1;
+  for (auto& g : retiring_.groups) {
+    // A replaced memory channel is emptied by its old group; any other channel keeps what it
+    // holds for the group that follows (a durable one does in any case).
+    bool channel_goes = false;
+    for (const auto& c : retiring_.channels) channel_goes = channel_goes || c.name == g.channel;
+    g.group->drain(
+        [this, &g] {
+          g.drained = true;
+          if (--retire_waiting_ == 0) retire_groups_drained();
+        },
+        !channel_goes);
+  }
+  if (--retire_waiting_ == 0) retire_groups_drained();
+}
+
+void Agent::retire_groups_drained() {
+  reload_phase_ = "checkpointing replaced pipelines";
+  retire_waiting_ = retiring_.pipelines.size() + 1;
+  for (auto& p : retiring_.pipelines) {
+    p->final_checkpoint([this] {
+      if (--retire_waiting_ == 0) retire_wait_safe();
+    });
+  }
+  if (--retire_waiting_ == 0) retire_wait_safe();
+}
+
+// Every put of a retired source must be safe before its output goes: a memory channel that stays
+// reports safety to it when its sink group commits them.
+void Agent::retire_wait_safe() {
+  const auto now = std::chrono::steady_clock::now();
+  if (reload_phase_ != "waiting for replaced sources' events to be delivered") {
+    reload_phase_ = "waiting for replaced sources' events to be delivered";
+    reload_waiting_since_ = now;
+  }
+  for (const auto& s : retiring_.sources) {
+    if (!s.output->settled()) {
+      if (now - reload_waiting_since_ >= std::chrono::seconds(10)) {
+        reload_waiting_since_ = now;
+        spdlog::warn(
+            "reload ({}): source {} still has {} puts not yet safe (their sinks must deliver "
+            "them first)",
+            reload_->why, s.name, s.output->unsafe_puts());
+      }
+      reload_timer_.start(std::chrono::milliseconds(20), [this] { retire_wait_safe(); });
+      return;
+    }
+  }
+  for (auto& s : retiring_.sources) s.source->persist_checkpoint();
+  retire_barrier();
+}
+
+// The lmdb writer runs operations in submission order: once an empty one submitted now is done,
+// every put, commit and cursor store of a retired component has called back.
+void Agent::retire_barrier() {
+  reload_phase_ = "waiting for the lmdb writer";
+  auto env = shared_.find<channels::LmdbEnv>(channels::LmdbChannel::env_key(cfg().agent.data_dir));
+  if (!env) {
+    reload_timer_.start(std::chrono::milliseconds(0), [this] { retire_destroy(); });
+    return;
+  }
+  channels::LmdbEnv::Op op;
+  op.apply = [](MDB_txn*) { return 0; };
+  op.done = [this](Status) { retire_destroy(); };
+  op.sync = false;
+  env->submit(std::move(op));
+}
+
+void Agent::retire_destroy() {
+  auto single = [this](std::string_view type) {
+    const auto* f = registry_.channel(type);
+    return f != nullptr && f->traits.max_cursors == 1;
+  };
+  auto retired_channel = [this](const std::string& name) {
+    for (const auto& c : retiring_.channels) {
+      if (c.name == name) return true;
+    }
+    return false;
+  };
+  // A group whose channel stays leaves its cursor to the next group, and its place as the
+  // channel's data listener to no one.
+  for (auto& g : retiring_.groups) {
+    ChannelEntry* ce = channel_entry(g.channel);
+    if (ce == nullptr) continue;
+    ce->channel->wait_for_data(g.cursor, no_data_);
+    if (single(ce->type)) {
+      std::erase_if(ce->cursors, [&](const auto& c) { return c.first == g.name; });
+      ce->spare = g.cursor;
+    }
+  }
+  // An output whose channels all go is destroyed with them; one that a surviving channel may
+  // still call back (on_space) is parked, silent, until its channels are gone too.
+  for (auto& s : retiring_.sources) {
+    std::vector<std::string> names;
+    for (const auto& spec : s.origin->sources) {
+      if (spec.name != s.name) continue;
+      names = spec.channels;
+      if (!spec.dead_letter_channel.empty()) names.push_back(spec.dead_letter_channel);
+    }
+    bool all_go = true;
+    for (const auto& n : names) all_go = all_go && retired_channel(n);
+    if (!all_go) {
+      s.output->set_listener(nullptr);
+      parked_outputs_.push_back({std::move(s.output), std::move(names)});
+    }
+  }
+  std::erase_if(parked_outputs_, [&](const ParkedOutput& p) {
+    return std::all_of(p.channels.begin(), p.channels.end(), retired_channel);
+  });
+  // Pipelines whose output channel stays are parked the same way.
+  for (auto& p : retiring_.pipelines) {
+    const bool stays =
+        !retired_channel(p->spec().channel) ||
+        (!p->spec().late_channel.empty() && !retired_channel(p->spec().late_channel));
+    if (stays) parked_pipelines_.push_back(std::move(p));
+  }
+  for (const auto& c : retiring_.channels) quarantined_at_start_.erase(c.name);
+  retiring_.sources.clear();
+  retiring_.pipelines.clear();
+  retiring_.groups.clear();
+  retiring_.sinks.clear();
+  retiring_.channels.clear();
+
+  if (state_ != State::running) {
+    return finish_reload(false, "the agent is shutting down: the new configuration was not built",
+                         503);
+  }
+  if (restoring_) {
+    // The new components failed to build and were discarded: build the old ones again.
+    const std::string why = *std::exchange(restoring_, std::nullopt);
+    const reload::Plan& plan = reload_->plan;
+    Built old;
+    Status st = build(config_,
+                      {&plan.retire_sources, &plan.retire_channels, &plan.retire_sinks,
+                       &plan.retire_groups, &plan.retire_pipelines},
+                      old);
+    if (st.ok()) st = start_built(old);
+    adopt(old);
+    if (!st.ok()) {
+      exit_now(1, fmt::format("reload failed ({}) and the previous configuration could not be "
+                              "built again: {}",
+                              why, st.message()));
+    }
+    return finish_reload(false, fmt::format("{}; the previous configuration runs again", why), 500);
+  }
+  reload_phase_ = "building new components";
+  const reload::Plan& plan = reload_->plan;
+  Built built;
+  Status st = build(reload_->config,
+                    {&plan.build_sources, &plan.build_channels, &plan.build_sinks,
+                     &plan.build_groups, &plan.build_pipelines},
+                    built);
+  if (!st.ok()) {
+    spdlog::error("reload: cannot build the new configuration: {}; building the previous one again",
+                  st.message());
+    restoring_ = fmt::format("cannot build the new configuration: {}", st.message());
+    // Discard what was built (nothing of it started) once the lmdb writer is done with it.
+    for (auto& e : built.channels) retiring_.channels.push_back(std::move(e));
+    for (auto& e : built.sinks) retiring_.sinks.push_back(std::move(e));
+    for (auto& e : built.groups) retiring_.groups.push_back(std::move(e));
+    for (auto& e : built.pipelines) retiring_.pipelines.push_back(std::move(e));
+    for (auto& e : built.sources) retiring_.sources.push_back(std::move(e));
+    return retire_barrier();
+  }
+  // From here on the new configuration is the running one.
+  config_ = reload_->config;
+  prints_ = reload_->prints;
+  ++generation_;
+  st = start_built(built);
+  adopt(built);
+  if (!st.ok()) {
+    return finish_reload(
+        false, fmt::format("{}; every other component runs the new configuration", st.message()),
+        500);
+  }
+  finish_reload(true, plan.summary(), 200);
+}
+
+std::string Agent::reload_json(bool ok, const std::string& message) const {
+  std::string out = fmt::format("{{\"result\":\"{}\",\"generation\":{},\"message\":\"",
+                                ok ? "ok" : "failed", generation_);
+  codec::append_json_string(out, message);
+  out += "\"}\n";
+  return out;
+}
+
+void Agent::finish_reload(bool ok, std::string message, int http_status) {
+  (ok ? reloads_ok_ : reloads_failed_).inc();
+  last_reload_success_.set(ok ? 1 : 0);
+  last_reload_time_.set(static_cast<std::int64_t>(std::time(nullptr)));
+  generation_gauge_.set(static_cast<std::int64_t>(generation_));
+  last_reload_ = ok ? "ok" : "failed: " + message;
+  if (ok) {
+    spdlog::info("reload ({}) done: generation {} runs ({})", reload_->why, generation_, message);
+  } else {
+    spdlog::error("reload ({}) failed: {} (generation {} runs)", reload_->why, message,
+                  generation_);
+  }
+  if (state_ == State::running) sd_notify(0, "READY=1");
+  const std::string body = reload_json(ok, message);
+  for (auto& w : reload_->waiting) {
+    http::Response r;
+    r.status = http_status;
+    r.content_type = "application/json";
+    r.body = body;
+    w.respond(std::move(r));
+  }
+  reload_.reset();
+  reload_phase_.clear();
+  if (state_ != State::running) {
+    if (queued_) {
+      for (auto& w : queued_->waiting) {
+        http::Response r;
+        r.status = 503;
+        r.body = "shutting down: nothing reloaded\n";
+        w.respond(std::move(r));
+      }
+      queued_.reset();
+    }
+    if (shutdown_after_reload_) {
+      shutdown_after_reload_ = false;
+      shutdown_steps();
+    }
+    return;
+  }
+  if (queued_) {
+    reload_ = std::move(queued_);
+    // On the next turn: this one may be running inside a callback of a component it replaced.
+    reload_timer_.start(std::chrono::milliseconds(0), [this] { begin_reload(); });
+  }
 }
 
 }  // namespace sluice

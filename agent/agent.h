@@ -5,12 +5,14 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "agent/agent_config.h"
 #include "agent/pipeline.h"
 #include "agent/registry.h"
+#include "agent/reload.h"
 #include "lib/core/channel.h"
 #include "lib/core/clock.h"
 #include "lib/core/loop.h"
@@ -25,7 +27,8 @@
 namespace sluice {
 
 /// One running agent: builds every component from a checked configuration, serves the admin
-/// endpoint, and carries out the shutdown order of DESIGN.md on SIGTERM/SIGINT.
+/// endpoint, carries out the shutdown order of DESIGN.md on SIGTERM/SIGINT, and reloads its
+/// configuration file on SIGHUP and POST /api/v1/reload, replacing only what changed.
 class Agent {
  public:
   Agent(AgentConfig config, const Registry& registry);
@@ -38,39 +41,99 @@ class Agent {
 
  private:
   enum class State { starting, running, stopping, stopped };
+  using ConfigPtr = std::shared_ptr<const AgentConfig>;
+  // Each entry keeps the configuration it was built from alive, whatever a reload installs.
   struct SourceEntry {
     std::string name, type;
+    ConfigPtr origin;
     std::unique_ptr<SourceContext> ctx;
     std::unique_ptr<SourceOutput> output;
     std::unique_ptr<Source> source;
     bool stopped = false;
+    std::string failed;  // why start() failed (after a reload), else empty
   };
   struct ChannelEntry {
     std::string name, type;
+    ConfigPtr origin;
     std::unique_ptr<ComponentContext> ctx;
     std::unique_ptr<Channel> channel;
+    // The cursors open on this channel object, by reader, so that a sink group built again by a
+    // reload reads on from where its predecessor stopped; `spare`: the one cursor of a
+    // single-cursor channel whose group was retired.
+    std::vector<std::pair<std::string, CursorId>> cursors;
+    std::optional<CursorId> spare;
   };
   struct SinkEntry {
     std::string name, type;
+    ConfigPtr origin;
     std::unique_ptr<ComponentContext> ctx;
     std::unique_ptr<Sink> sink;
   };
   struct GroupEntry {
     std::string name;
     std::string channel;
+    ConfigPtr origin;
+    CursorId cursor = 0;
     std::unique_ptr<sinks::SinkGroup> group;
     bool drained = false;
   };
+  /// Components built and not yet started (a start, or a reload's new components).
+  struct Built {
+    std::vector<ChannelEntry> channels;
+    std::vector<SinkEntry> sinks;
+    std::vector<GroupEntry> groups;
+    std::vector<std::unique_ptr<Pipeline>> pipelines;
+    std::vector<SourceEntry> sources;
+  };
+  /// Which components of a configuration to build; null sets mean all.
+  struct Only {
+    const reload::NameSet *sources = nullptr, *channels = nullptr, *sinks = nullptr,
+                          *groups = nullptr, *pipelines = nullptr;
+  };
+  /// One reload: the checked file, what it changes, and the API calls waiting for its result.
+  struct Reload {
+    ConfigPtr config;
+    reload::Prints prints;
+    reload::Plan plan;
+    std::string why;
+    std::vector<http::Responder> waiting;
+  };
+  /// A retired source's output that a surviving channel may still call (on_space): kept until
+  /// every channel it names is gone.
+  struct ParkedOutput {
+    std::unique_ptr<SourceOutput> output;
+    std::vector<std::string> channels;
+  };
+  /// A DataListener that does nothing: takes a retired group's place on a channel that stays,
+  /// until the next group waits there itself.
+  struct NoData final : DataListener {
+    void on_data() noexcept override {}
+  };
 
   Status prepare_data_dir();
-  Status create_pipelines();
+  Status build(const ConfigPtr& config, Only only, Built& out);
+  Status start_built(Built& built);
+  void adopt(Built& built);
+  ChannelEntry* channel_entry(std::string_view name, Built* extra = nullptr);
   void stop_pipelines();
   void on_pipeline_stopped();
-  Status create_components();
   Status start_admin();
   void install_signals();
   void on_signal(int signum);
+  // Reload (agent.cc, "Reload"): check the file, then retire, wait, build, start.
+  void request_reload(std::string why, std::optional<http::Responder> responder);
+  void begin_reload();
+  void retire_sources_stopped();
+  void retire_pipelines_stopped();
+  void retire_groups_drained();
+  void retire_wait_safe();
+  void retire_barrier();
+  void retire_destroy();
+  void finish_reload(bool applied, std::string message, int http_status);
+  std::string reload_json(bool ok, const std::string& message) const;
+  const AgentConfig& cfg() const { return *config_; }
   void begin_shutdown(std::string_view why);
+  void shutdown_steps();
   void on_source_stopped();
   void on_group_drained();
   void finish();
@@ -79,10 +142,16 @@ class Agent {
   std::string status_json() const;
   /// What /healthz names (one line per problem), "" when healthy.
   std::string health_problems() const;
+  /// What makes /healthz fail (a stuck loop, quarantined records), "" when live.
+  std::string unhealthy() const;
+  /// What /readyz names as not ready (one line each), "" when ready.
+  std::string not_ready() const;
   void notify_status();
+  void on_heartbeat();
   Channel* channel(std::string_view name);
 
-  AgentConfig config_;
+  ConfigPtr config_;
+  reload::Prints prints_;
   const Registry& registry_;
   Loop loop_;
   MetricsRegistry metrics_;
@@ -97,6 +166,8 @@ class Agent {
   std::vector<GroupEntry> groups_;
   std::vector<SourceEntry> sources_;
   std::vector<std::unique_ptr<Pipeline>> pipelines_;
+  std::vector<ParkedOutput> parked_outputs_;
+  std::vector<std::unique_ptr<Pipeline>> parked_pipelines_;
   std::size_t pipelines_stopping_ = 0;
   std::unique_ptr<http::Server> admin_;
   std::vector<uv_signal_t*> signals_;
@@ -111,6 +182,37 @@ class Agent {
   std::size_t sources_running_ = 0;
   std::size_t groups_draining_ = 0;
   Gauge& up_;
+  // Reload state: the one running, the one queued behind it (the last file wins), and what the
+  // running one retires.
+  std::unique_ptr<Reload> reload_;
+  std::unique_ptr<Reload> queued_;
+  Built retiring_;
+  std::size_t retire_waiting_ = 0;
+  std::string reload_phase_;  // for /api/v1/status and /readyz
+  std::chrono::steady_clock::time_point reload_waiting_since_{};
+  bool shutdown_after_reload_ = false;
+  std::optional<std::string> restoring_;  // why the new components were discarded
+  NoData no_data_;
+  Timer reload_timer_;
+  std::uint64_t generation_ = 1;
+  std::string last_reload_;  // "ok", "failed: ..." or "" before the first
+  Counter& reload_requests_;
+  Counter& reloads_ok_;
+  Counter& reloads_failed_;
+  Gauge& generation_gauge_;
+  Gauge& last_reload_success_;
+  Gauge& last_reload_time_;
+  // The loop's heartbeat: a timer late by more than kStall means the loop was stuck.
+  static constexpr std::chrono::milliseconds kHeartbeatEvery{500};
+  static constexpr std::chrono::seconds kStall{5};
+  static constexpr std::chrono::seconds kStallReported{60};
+  Timer heartbeat_timer_;
+  std::chrono::steady_clock::time_point heartbeat_at_;
+  std::chrono::steady_clock::time_point stalled_at_{};
+  std::chrono::milliseconds stalled_for_{0};
+  Gauge& loop_stall_s_;
+  // Records each lmdb channel had quarantined when it was built: more since then is unhealthy.
+  std::map<std::string, std::uint64_t, std::less<>> quarantined_at_start_;
 };
 
 /// The version compiled in.

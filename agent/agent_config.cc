@@ -835,6 +835,7 @@ std::optional<AgentConfig> parse_config(std::string_view text, const std::string
   }
   AgentConfig cfg;
   cfg.file = file;
+  cfg.text = std::string(text);
   ConfigParser(root_table, text, file, registry, errors, cfg).parse();
   errors.sort();
   if (errors.size() != before) return std::nullopt;

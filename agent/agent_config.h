@@ -54,6 +54,7 @@ struct GroupSpec {
 /// The whole, checked configuration of one agent; nothing in it refers to the TOML text.
 struct AgentConfig {
   std::string file;
+  std::string text;  // the file's text as parsed: a reload compares each component's table
   AgentSettings agent;
   std::vector<SourceSpec> sources;
   std::vector<ChannelSpec> channels;

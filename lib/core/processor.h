@@ -26,6 +26,8 @@ class Processor {
   virtual Sink* due_for_probe(TimePoint now) = 0;
   /// While probing, pick() skips the sink.
   virtual void set_probing(Sink& sink, bool probing) = 0;
+  /// True when some member is not penalised (for /readyz: the group can deliver).
+  virtual bool has_live(TimePoint now) const { return next_ready(now) <= now; }
 };
 
 }  // namespace sluice

@@ -44,8 +44,20 @@ std::size_t SourceOutput::drop_waiting() {
     s.batch.clear();
     --pending_;
     ++dropped;
+    dropped_seqs_.push_back(s.seq);
   }
   return dropped;
+}
+
+bool SourceOutput::settled() const noexcept {
+  if (pending_ != 0) return false;
+  for (std::size_t i = 0; i < ring_size_; ++i) {
+    const std::uint64_t seq = safe_seq_ + 1 + i;
+    if (remaining_[(ring_head_ + i) % remaining_.size()] == 0) continue;
+    if (std::find(dropped_seqs_.begin(), dropped_seqs_.end(), seq) == dropped_seqs_.end())
+      return false;
+  }
+  return true;
 }
 
 std::size_t SourceOutput::abandon_waiting() {

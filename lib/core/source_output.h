@@ -66,6 +66,10 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
   bool writable() const noexcept;
   /// True when no put is outstanding.
   bool idle() const noexcept { return pending_ == 0; }
+  /// True when no put is outstanding and every put a channel took is safe in it (the puts
+  /// drop_waiting() forgot never will be): no channel calls this output back any more, except
+  /// on_space (a reload replacing the source waits for this).
+  bool settled() const noexcept;
   /// The largest batch a source should build.
   std::uint32_t max_batch_events() const noexcept { return max_batch_events_; }
   std::uint64_t last_seq() const noexcept { return seq_; }
@@ -138,6 +142,7 @@ class SourceOutput final : private PutListener, private SpaceListener, private S
   std::size_t ring_size_ = 0;
   bool pop_safe_deferred_ = false;
   std::uint64_t safe_seq_ = 0;
+  std::vector<std::uint64_t> dropped_seqs_;  // forgotten by drop_waiting(): never safe
   Timer retry_timer_;
   Duration retry_delay_;
   bool resuming_ = false;

@@ -48,6 +48,13 @@ TimePoint PenaltyProcessor::next_ready(TimePoint now) const {
   return best == TimePoint::max() ? now + std::chrono::milliseconds(100) : best;
 }
 
+bool PenaltyProcessor::has_live(TimePoint) const {
+  for (const Member& m : members_) {
+    if (m.failures == 0) return true;
+  }
+  return false;
+}
+
 Sink* PenaltyProcessor::due_for_probe(TimePoint now) {
   for (Member& m : members_) {
     if (m.failures > 0 && !m.probing && now >= m.until) return m.sink;

@@ -28,6 +28,7 @@ class PenaltyProcessor : public Processor {
   void penalize(Sink& sink, TimePoint now) override;
   void succeeded(Sink& sink) override;
   TimePoint next_ready(TimePoint now) const override;
+  bool has_live(TimePoint now) const override;
   Sink* due_for_probe(TimePoint now) override;
   void set_probing(Sink& sink, bool probing) override;
   const std::vector<Member>& members() const noexcept { return members_; }

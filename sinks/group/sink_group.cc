@@ -157,7 +157,7 @@ void SinkGroup::pump() {
   if (in_pump_) return;  // a synchronous commit or rollback inside pump() re-enters here
   in_pump_ = true;
   // At shutdown a durable channel keeps its contents: only the leases in flight finish.
-  const bool taking = !(stopping_ && channel_.durable());
+  const bool taking = !(stopping_ && (channel_.durable() || keep_contents_));
   while (started_ && taking && order_.size() < config_.max_in_flight) {
     const TimePoint now = clock_.now();
     start_probes(now);
@@ -396,14 +396,15 @@ void SinkGroup::on_committed(std::uint64_t, Status status) noexcept {
   if (!status.ok()) spdlog::error("group {}: commit failed: {}", ctx_.name, status.str());
 }
 
-void SinkGroup::drain(std::function<void()> on_drained) {
+void SinkGroup::drain(std::function<void()> on_drained, bool keep_contents) {
   stopping_ = true;
+  keep_contents_ = keep_contents;
   on_drained_ = std::move(on_drained);
   pump();
 }
 
 bool SinkGroup::drained() const noexcept {
-  return in_flight_count_ == 0 && (channel_.durable() || channel_.events() == 0);
+  return in_flight_count_ == 0 && (channel_.durable() || keep_contents_ || channel_.events() == 0);
 }
 
 void SinkGroup::check_drained() {

@@ -64,8 +64,12 @@ class SinkGroup final : private DeliveryListener,
   void start();
   /// Shutdown: keeps delivering until the channel is empty (a durable channel: until the leases
   /// in flight are answered) and nothing is in flight, then stops the sinks and calls `on_drained`.
-  void drain(std::function<void()> on_drained);
+  /// With `keep_contents` (a reload replacing the group but not its channel): stops taking at
+  /// once, as for a durable channel, and leaves what the channel holds to the next group.
+  void drain(std::function<void()> on_drained, bool keep_contents = false);
   bool drained() const noexcept;
+  /// True when some member is not penalised (/readyz).
+  bool has_live_sink() const { return processor_->has_live(clock_.now()); }
   std::uint64_t in_flight() const noexcept { return in_flight_count_; }
   /// The member that received the last batch, or empty.
   std::string_view active() const noexcept {
@@ -138,6 +142,7 @@ class SinkGroup final : private DeliveryListener,
   std::uint64_t in_flight_count_ = 0;  // slots not free (including abandoned ones)
   std::uint64_t next_id_ = 0;
   bool started_ = false, stopping_ = false, waiting_data_ = false, in_pump_ = false;
+  bool keep_contents_ = false;
   GroupMember* active_ = nullptr;
   Timer retry_timer_;
   std::function<void()> on_drained_;

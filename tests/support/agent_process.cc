@@ -105,7 +105,10 @@ bool AgentProcess::wait_ready_at(const std::string& addr_file, std::chrono::mill
     if (a.empty() || a.back() != '\n') return false;
     a.pop_back();
     admin_ = a;
-    return http_get(admin_, "/readyz").status == 200;
+    // Started: ready, or "not ready" for a reason other than starting or stopping (a sink group
+    // whose every sink failed is not ready for traffic, yet the agent runs).
+    const HttpReply r = http_get(admin_, "/readyz");
+    return r.status == 200 || r.body.rfind("not ready\n", 0) == 0;
   });
 }
 

@@ -43,7 +43,8 @@ class AgentProcess {
   AgentProcess(const AgentProcess&) = delete;
   AgentProcess& operator=(const AgentProcess&) = delete;
 
-  /// Waits for data_dir/admin.addr and /readyz = 200.
+  /// Waits for data_dir/admin.addr and a started agent: /readyz 200, or 503 "not ready" with a
+  /// reason other than starting or stopping (a sink group without a live sink).
   bool wait_ready(std::chrono::milliseconds timeout = 10s);
   /// As wait_ready(), with the admin address read from `addr_file`.
   bool wait_ready_at(const std::string& addr_file, std::chrono::milliseconds timeout = 10s);
