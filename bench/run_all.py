@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -289,15 +290,15 @@ def peer_env(root):
     return dict(os.environ, LD_LIBRARY_PATH=":".join(libs))
 
 
-def run_peer(b, argv, env, rx, size):
+def run_peer(b, argv, env, done):
     start = time.monotonic()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        while rx.bytes < size:
+        while not done():
             if proc.poll() is not None:
                 raise RuntimeError("%s exited: %s" % (argv[0], proc.stderr.read()[-400:]))
-            if time.monotonic() - start > 300:
-                raise RuntimeError("timed out at %d of %d bytes" % (rx.bytes, size))
+            if time.monotonic() - start > 120:
+                raise RuntimeError("timed out (a peer that drops lines never finishes)")
             time.sleep(0.005)
         wall = time.monotonic() - start
         cpu, rss = proc_cpu_rss(proc.pid)
@@ -323,26 +324,50 @@ def rsyslog_tcp(b):
                 % (d, b.plain, host, port))
     return run_peer(b, [os.path.join(root, "usr/sbin/rsyslogd"), "-n", "-f", conf, "-i",
                         d + "/pid", "-M", os.path.join(root, "usr/lib/x86_64-linux-gnu/rsyslog")],
-                    peer_env(root), rx, os.path.getsize(b.plain))
+                    peer_env(root), lambda: rx.bytes >= os.path.getsize(b.plain))
 
 
-def syslog_ng_tcp(b):
+def syslog_ng(b, destination, done):
     root = b.args.peers
-    rx = Receiver()
     d = b.data_dir()
     conf = os.path.join(d, "syslog-ng.conf")
-    host, port = rx.address.split(":")
     with open(conf, "w") as f:
-        f.write('@version: 3.38\noptions { stats_freq(0); };\n'
+        # flow-control: without it syslog-ng drops what does not fit its destination's queue.
+        f.write('@version: 3.38\noptions { stats_freq(0); log_fifo_size(100000); };\n'
                 'source s { file("%s" flags(no-parse) follow-freq(1) log-fetch-limit(1000) '
-                'log-iw-size(100000)); };\n'
-                'destination d { network("%s" port(%s) transport(tcp) template("$MSG\\n")); };\n'
-                'log { source(s); destination(d); };\n' % (b.plain, host, port))
+                'log-iw-size(100000)); };\ndestination d { %s };\n'
+                'log { source(s); destination(d); flags(flow-control); };\n' %
+                (b.plain, destination))
     return run_peer(b, [os.path.join(root, "usr/sbin/syslog-ng"), "-F", "-f", conf,
                         "--persist-file", d + "/persist", "--pidfile", d + "/pid",
                         "--control", d + "/ctl", "--module-path",
-                        os.path.join(root, "usr/lib/syslog-ng/3.38")],
-                    peer_env(root), rx, os.path.getsize(b.plain))
+                        os.path.join(root, "usr/lib/syslog-ng/3.38")], peer_env(root), done)
+
+
+def syslog_ng_tcp(b):
+    rx = Receiver()
+    host, port = rx.address.split(":")
+    return syslog_ng(b, 'network("%s" port(%s) transport(tcp) template("$MSG\\n"));' %
+                     (host, port), lambda: rx.bytes >= os.path.getsize(b.plain))
+
+
+def syslog_ng_http(b):
+    proc, addr = http_receiver(b)
+
+    def lines():
+        try:
+            with urllib.request.urlopen("http://%s/stats" % addr, timeout=2) as r:
+                return int(r.read().split()[1])
+        except OSError:
+            return 0
+
+    try:
+        return syslog_ng(b, 'http(url("http://%s/ingest") method("POST") body("${MSG}\\n") '
+                         'delimiter("") batch-lines(1000) batch-timeout(100) workers(4));' %
+                         addr, lambda: lines() >= b.n)
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 SCENARIOS = [
@@ -359,8 +384,10 @@ SCENARIOS = [
     ("http source load -> null", "plain", http_source),
     ("baseline: rsyslog file -> tcp", "plain", rsyslog_tcp),
     ("baseline: syslog-ng file -> tcp", "plain", syslog_ng_tcp),
+    ("baseline: syslog-ng file -> http (one line a record, batches of 1,000)", "plain",
+     syslog_ng_http),
 ]
-PEERS = ("baseline: rsyslog file -> tcp", "baseline: syslog-ng file -> tcp")
+PEERS = [s[0] for s in SCENARIOS if "rsyslog" in s[0] or "syslog-ng" in s[0]]
 
 
 def vm_rss(pid):
@@ -501,6 +528,14 @@ def main():
         "channel) -> pipeline -> memory -> null; the raw events also go to a null sink.",
         "CPU s is counted in 10 ms ticks: with --quick (200,000 lines) the per-2M column is that "
         "coarse (x10); use the full form for the targets.",
+        "rsyslog 8.2302 and syslog-ng 3.38 are Debian 12's packages, unpacked by "
+        "bench/fetch_peers.sh (they conflict with each other and would replace the machine's "
+        "logger if installed), reading the same file from its start: rsyslog imfile -> omfwd "
+        "(TCP, template %msg%\\n, a LinkedList queue of 100,000); syslog-ng file() (no-parse, "
+        "log-fetch-limit 1000, log-iw-size 100000) -> network() or http() (batches of 1,000 "
+        "lines, 4 workers), flow-control and log_fifo_size 100000 (without flow-control it "
+        "drops what does not fit its queue). Debian's rsyslog has no HTTP output (omhttp is not "
+        "built), so it has no HTTP row.",
         "avro -> avro: taildir -> memory -> avro sink -> a second sluice (avro source -> memory -> "
         "null); CPU s is the sender's plus the collector's, peak RSS the sender's.",
     ] + ["%s: %s" % kv for kv in b.notes.items()] + notes + [
