@@ -219,8 +219,7 @@ def avro_avro(b):
             'max_in_flight = 4\n[sinks.up]\ntype = "avro"\naddress = "%s"\n' % addr,
             lambda admin: (metric(cadmin, sink_ok("discard", "null")) or 0) >= b.n)
         ccpu, crss = proc_cpu_rss(collector.pid)
-        b.notes.setdefault("avro -> avro", "CPU s = sender + collector; collector peak RSS "
-                           "%.1f MB" % crss)
+        b.notes["avro -> avro, the collector's peak RSS"] = "%.1f MB" % crss
         return wall, cpu + ccpu - before, rss
     finally:
         collector.terminate()
@@ -249,6 +248,13 @@ def http_source(b):
         wall, other = float(out[0]), int(out[4])
         if other:
             raise RuntimeError("%d requests not answered 200" % other)
+        admin = open(d + "/admin.addr").read().strip()
+        t0 = time.monotonic()
+        while (metric(admin, sink_ok("discard", "null")) or 0) < b.n:  # the far side has them all
+            if time.monotonic() - t0 > 60:
+                raise RuntimeError("the null sink did not count every event")
+            time.sleep(0.005)
+        wall += time.monotonic() - t0  # from the first request until the sink counted the last
         cpu, rss = proc_cpu_rss(agent.pid)
         return wall, cpu - before, rss
     finally:
@@ -421,7 +427,7 @@ def held_rss(b, seconds):
 
         b.agent(body, done, rss_now=True)
         if "dead" in label:
-            label += " holding %.1f MB)" % (held[0] / 1e6)
+            label += " holding %.1f MiB)" % (held[0] / 1048576)
         rows.append((label, "%.1f MB" % b.last_rss))
     return rows
 

@@ -1670,8 +1670,13 @@ def kill9_exec(ctx):
                   EXEC_LMDB.format(generator=gen, dir=runs_dir, out=out))
     kills = 200 if ctx.long else 20
     rng = random.Random(ctx.seed)
-    for _ in range(kills):
+    def starts_of_command():
+        return len([x for x in os.listdir(runs_dir) if x.startswith("run.")])
+
+    for k in range(kills):
         agent.start()
+        # Each start of the agent starts the command once (so that every start is counted).
+        eventually(5, lambda: starts_of_command() > k, 0.01)
         time.sleep(rng.uniform(0.05, 0.5))  # a random moment to kill at, not a synchronisation
         agent.kill9()
     with open(os.path.join(runs_dir, "final"), "w") as f:
