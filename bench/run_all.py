@@ -3,7 +3,8 @@
 the baselines measured in the same run on the same files (`wc -l`, `cat > /dev/null`, a plain
 librdkafka producer, and rsyslog and syslog-ng when they can run here). Median of 3 runs with the
 range (`--quick`: 1 run and 200,000 lines). Also the idle RSS after 10 s, the RSS with a dead sink
-after 60 s (10 s with --quick), the stripped binary size. Writes bench/RESULTS.md.
+after 60 s (10 s with --quick), the stripped binary size, and bench/lmdb_bench.cc's output (the
+lmdb channel alone, with a 10 GB backlog; 256 MB with --quick). Writes bench/RESULTS.md.
 
     bench/run_all.sh [--quick] [--lines N] [--runs R] [--peers DIR] [--only a,b] [--results FILE]
 
@@ -432,6 +433,16 @@ def held_rss(b, seconds):
     return rows
 
 
+def lmdb_bench(b, backlog_mb):
+    """bench/lmdb_bench.cc's output (put/take rates, open with a backlog of backlog_mb MB)."""
+    try:
+        return subprocess.run([os.path.join(b.build, "bench", "sluice_lmdb_bench"),
+                               str(backlog_mb), b.tmp], check=True, capture_output=True,
+                              text=True, timeout=900).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        return "not run: %s" % e
+
+
 def stripped_size(binary, tmp):
     out = os.path.join(tmp, "sluice.stripped")
     subprocess.run(["strip", "-o", out, binary], check=True)
@@ -495,6 +506,7 @@ def main():
             b.extra_rows = {}
         held = held_rss(b, dead_seconds)
         stripped, unstripped = stripped_size(args.binary, tmp)
+        lmdb_out = lmdb_bench(b, 256 if args.quick else 10240)
     total = time.monotonic() - t_start
     table = ["| scenario | events/s | MB/s | CPU s | CPU s per 2M lines (target) | peak RSS MB |",
              "|---|---|---|---|---|---|"]
@@ -547,9 +559,15 @@ def main():
     ] + ["%s: %s" % kv for kv in b.notes.items()] + notes + [
         "FAILED %s" % f for f in failures]
     text += ["- " + e for e in explain] + [""]
+    text += ["## lmdb channel (bench/lmdb_bench.cc)", "",
+             "The channel on its own (no agent process): puts with `sync = \"full\"` at several "
+             "batch sizes, take + commit, and the start with a backlog (environment open + first "
+             "take; the agent opens the same way, but this is not the whole process start-up).",
+             "", "```", lmdb_out.rstrip("\n"), "```", ""]
     with open(args.results, "w") as f:
         f.write("\n".join(text))
     print("\n".join(table + [""] + ["| %s | %s |" % kv for kv in other]))
+    print(lmdb_out)
     for e in notes + failures:
         print(e)
     return 1 if failures else 0
