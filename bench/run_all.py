@@ -596,7 +596,9 @@ def machine(binary):
     debian = open("/etc/debian_version").read().strip() if os.path.exists(
         "/etc/debian_version") else "?"
     rev = cmd("git", "-C", ROOT, "rev-parse", "--short=12", "HEAD")
-    dirty = cmd("git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no")
+    # The results file itself does not count (a previous run rewrote it).
+    dirty = cmd("git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "--", ".",
+                ":!bench/RESULTS.md")
     return [("nproc", str(os.cpu_count())), ("CPU", model), ("RAM", "%.1f GiB" % (mem / 1048576)),
             ("kernel", platform.release()), ("Debian", debian),
             ("sluice git revision", rev + (" (with uncommitted changes)" if dirty else "")),
