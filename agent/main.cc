@@ -7,6 +7,7 @@
 
 #include "agent/agent.h"
 #include "agent/agent_config.h"
+#include "agent/config_keys.h"
 #include "agent/import_flume.h"
 #include "agent/registry.h"
 #include "agent/sql_cli.h"
@@ -46,6 +47,8 @@ int main(int argc, char** argv) {
   run->add_option("-c,--config", config_path, "The TOML configuration file")->required();
   auto* check = app.add_subcommand("check", "Check a configuration file and report every error");
   check->add_option("-c,--config", config_path, "The TOML configuration file")->required();
+  bool list_keys = false;
+  check->add_flag("--list-keys", list_keys, "Print the keys each table of the file accepts");
   app.add_subcommand("version", "Print the version");
   auto* channel =
       app.add_subcommand("channel", "Inspect lmdb channels (safe while the agent runs)");
@@ -127,6 +130,7 @@ int main(int argc, char** argv) {
     return sluice::flume::run_import_flume(flume_file, flume_agent, flume_out);
   sluice::Registry registry;
   sluice::register_builtin_components(registry);
+  if (list_keys) return sluice::print_config_keys(config_path, registry);
   auto cfg = load(config_path, registry);
   if (!cfg) return kExitConfig;
   if (explain->parsed()) return sluice::sql_explain(*cfg, pipeline_name, stdout, stderr);

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 
 # Every process this runner starts, so that all of them are killed at the end, even on failure.
@@ -64,7 +65,7 @@ def http_get(addr, path, timeout=2.0):
         with urllib.request.urlopen("http://%s%s" % (addr, path), timeout=timeout) as r:
             return r.status, r.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as e:
-        return e.code, ""
+        return e.code, e.read().decode("utf-8", "replace")
     except Exception:  # connection refused, reset, timeout: not up (yet)
         return 0, ""
 
@@ -116,7 +117,10 @@ class Agent:
             if not a.endswith("\n"):
                 return False
             self.admin = a.strip()
-            return http_get(self.admin, "/readyz")[0] == 200
+            # Started: ready, or not ready for a reason other than starting or stopping (a sink
+            # group whose every sink failed is not ready for traffic, yet the agent runs).
+            status, body = http_get(self.admin, "/readyz")
+            return status == 200 or body.startswith("not ready\n")
 
         if not eventually(timeout, ready, 0.02):
             raise RuntimeError("%s not ready within %ss: %s" % (self.dir, timeout, self.stderr_tail()))
@@ -1847,6 +1851,108 @@ def kill9_avro(ctx):
                    (kills, ctx.seed, client.attempts, client.failures, r.duplicated, rc))
     return r
 
+RELOAD_BASE = """
+[agent]
+name = "rel-reload"
+data_dir = "@DATA_DIR@"
+admin = "127.0.0.1:0"
+shutdown_timeout = "30s"
+
+[sources.tail]
+type = "taildir"
+paths = [{paths}]
+channel = "buf"
+rescan_interval = "200ms"
+poll_interval = "20ms"
+checkpoint_interval = "100ms"
+
+[channels.buf]
+type = "memory"
+max_events = {max_events}
+
+[sinks.out]
+type = "file"
+path = "{out}"
+{sinks}
+"""
+
+RELOAD_GROUP = """
+[sinks.extra]
+type = "file"
+path = "{extra}"
+
+[sink_groups.g]
+channel = "buf"
+processor = "load_balance"
+sinks = ["out", "extra"]
+"""
+
+
+def reload_under_load(ctx):
+    """taildir at 10k lines/s into a memory channel; 50 reloads (200 with --long), alternately by
+    SIGHUP and POST /api/v1/reload, rotating through: add a sink (a load_balance group of out and
+    extra), remove it and shrink the channel (a drain into the old sinks), a broken file, the base
+    again. Nothing lost, every API call answered, every broken file refused and counted."""
+    r = Result("reload-under-load")
+    logs = os.path.join(ctx.tmp, "logs")
+    os.makedirs(logs)
+    app = os.path.join(logs, "app.log")
+    out = os.path.join(ctx.tmp, "out.log")
+    extra = os.path.join(ctx.tmp, "extra.log")
+
+    def variant(kind):
+        text = RELOAD_BASE.format(
+            paths=q(app), out=out, max_events=5000 if kind == "shrink" else 20000,
+            sinks=RELOAD_GROUP.format(extra=extra) if kind == "add" else 'channel = "buf"')
+        return text + ("[sinks.out.oops\n" if kind == "broken" else "")
+
+    agent = Agent(ctx.binary, ctx.tmp, "agent", variant("base"))
+    agent.start()
+    tally = Tally([out, extra])
+    w = Writer(app, 10000)
+    w.start()
+    requests = 'sluice_reload_requests_total{component="agent",type="agent"}'
+    failed = 'sluice_reloads_total{component="agent",type="agent",result="failed"}'
+    reloads = 200 if ctx.long else 50
+    broken, unanswered, wrong = 0, 0, 0
+    t0 = time.monotonic()
+    for i in range(reloads):
+        kind = ("add", "shrink", "broken", "base")[i % 4]
+        tmp = agent.config_path + ".new"  # one rename: the agent never reads half a file
+        with open(tmp, "w") as f:
+            f.write(variant(kind).replace("@DATA_DIR@", agent.data_dir))
+        os.replace(tmp, agent.config_path)
+        broken += kind == "broken"
+        if i % 2 == 0:
+            before = agent.metric(requests) or 0
+            os.kill(agent.pid(), signal.SIGHUP)
+            # The next file is written only once the agent has read this one.
+            if not eventually(10, lambda: (agent.metric(requests) or 0) > before):
+                unanswered += 1
+        else:
+            req = urllib.request.Request("http://%s/api/v1/reload" % agent.admin, data=b"",
+                                         method="POST")
+            try:
+                status = urllib.request.urlopen(req, timeout=60).status
+            except urllib.error.HTTPError as e:
+                status = e.code
+            except OSError:
+                status = 0
+            unanswered += status == 0
+            wrong += status != (422 if kind == "broken" else 200)
+        time.sleep(0.1)
+    n = w.finish()
+    wait_delivery(tally, n, 60)
+    refused = agent.metric(failed)
+    rc = agent.terminate()
+    r.from_tally(tally, n)
+    r.seconds = time.monotonic() - t0
+    r.notes.append("%d reloads, %d broken (%s refused), %d unanswered, %d wrong answers, exit %s"
+                   % (reloads, broken, refused, unanswered, wrong, rc))
+    r.ok = (r.lost == 0 and refused == broken and unanswered == 0 and wrong == 0 and rc == 0)
+    return r
+
+
 CASES = [
     ("rotation-rename", lambda c: rotation_case(c, "rename")),
     ("rotation-copytruncate", lambda c: rotation_case(c, "copytruncate")),
@@ -1871,6 +1977,7 @@ CASES = [
     ("huge-line", huge_line),
     ("kill9-loop-exec", kill9_exec),
     ("kill9-loop-avro-lmdb", kill9_avro),
+    ("reload-under-load", reload_under_load),
 ]
 
 
