@@ -1263,9 +1263,10 @@ def corrupt_flipped(ctx):
     explained = all(any(a <= s <= b for s in targets) and b - a < 500 for a, b in lost_runs)
     hit = len([s for s in targets if s in tally.missing(n)])
     r.ok = (stored and rc0 == 0 and rc == 0 and rc_c == 0 and explained and hit == k and
-            quarantined == len(lost_runs) and health[0] == 200 and
-            health[1].startswith("degraded\nchannel durable: %d damaged records moved to "
-                                 "quarantine" % len(lost_runs)) and r.duplicated == 0)
+            quarantined == len(lost_runs) and health[0] == 503 and
+            health[1].startswith("unhealthy\n") and
+            ("\nchannel durable: %d damaged records moved to quarantine" % len(lost_runs))
+            in health[1] and r.duplicated == 0)
     r.notes.append("%d of %d stored lines had a byte flipped in data.mdb (%d copies, stale pages "
                    "included); sluice_channel_quarantined_records_total %s; lost = the lines of "
                    "the damaged records (%s), each run holding a flipped line: %s; /healthz %r; "
@@ -1320,8 +1321,8 @@ def corrupt_truncated(ctx):
     r.duplicated = tally.duplicated()
     old = len([s for s in tally.counts if s <= n])
     r.ok = (stored and refused and untouched and r.lost == 0 and r.duplicated == 0 and
-            flag == 1.0 and len(moved) == 1 and health[1].startswith(
-                "degraded\nchannel durable: the LMDB environment in %s was damaged (" % env) and
+            flag == 1.0 and len(moved) == 1 and health[1].startswith("unhealthy\n") and
+            ("\nchannel durable: the LMDB environment in %s was damaged (" % env) in health[1] and
             rc == 0 and rc_c == 0 and old == 0)
     r.notes.append("data.mdb truncated from %d to %d bytes with %d lines stored; refuse: exit %s, "
                    "clear error %s, file left as found %s; quarantine: moved to %s, "
