@@ -178,9 +178,15 @@ std::int64_t Aggregates::update(Cell* cells, SideStore& side, const Value* args,
         m.kind = d.kind;
         m.q = d.q;
       }
+      // One kind per column (the runner refuses other rows; a damaged checkpoint could mix them).
+      if (m.kind != d.kind) continue;
+      // A part is one agent's state of one edge window and edge group key: the collector may
+      // group more coarsely than the edge (a total over every page).
       MergePart* part = nullptr;
       for (MergePart& p : m.parts) {
-        if (p.start == d.start && p.end == d.end && p.agent == d.agent) part = &p;
+        if (p.key == d.key && p.start == d.start && p.end == d.end && p.agent == d.agent) {
+          part = &p;
+        }
       }
       if (part != nullptr) {
         // The same agent's state for the same window again (re-sent after a crash or a
@@ -191,6 +197,7 @@ std::int64_t Aggregates::update(Cell* cells, SideStore& side, const Value* args,
         part->agent = d.agent;
         part->start = d.start;
         part->end = d.end;
+        part->key = d.key;
       }
       part->side = d.side;
       part->cell = d.cell;
@@ -374,8 +381,8 @@ void Aggregates::finalize(const Cell* cells, const SideStore& side, Value* out,
     const Cell& c = cells[a];
     if (spec.partial && scratch != nullptr) {
       scratch->bytes.clear();
-      encode_partial(spec.kind, spec.q, scratch->agent, scratch->start, scratch->end, c, side,
-                     scratch->bytes);
+      encode_partial(spec.kind, spec.q, scratch->agent, scratch->start, scratch->end, scratch->key,
+                     c, side, scratch->bytes);
       std::string text;
       base64_encode(scratch->bytes, text);
       out[a] = Value::string(scratch->arena->copy(text));
@@ -448,6 +455,7 @@ void Aggregates::encode_cell(AggKind kind, const Cell& c, const SideStore& side,
         out.append(p.agent);
         enc::put_varint(out, enc::zigzag(p.start));
         enc::put_varint(out, enc::zigzag(p.end));
+        enc::put_u64(out, p.key);
         encode_cell(m.kind, p.cell, p.side, out);
       }
       break;
@@ -527,6 +535,7 @@ bool Aggregates::decode_cell(AggKind kind, std::string_view& in, Cell& c, SideSt
         if (!enc::get_varint(in, s) || !enc::get_varint(in, e)) return false;
         p.start = enc::unzigzag(s);
         p.end = enc::unzigzag(e);
+        if (!enc::get_u64(in, p.key)) return false;
         init_cell(m.kind, p.cell, p.side, 0);
         if (!decode_cell(m.kind, in, p.cell, p.side)) return false;
       }

@@ -51,6 +51,7 @@ struct SideStore {
 struct MergePart {
   std::string agent;
   std::int64_t start = 0, end = 0;
+  std::uint64_t key = 0;  // the edge row's group key (hash)
   Cell cell;
   SideStore side;  // the state's own string, counter or sketch
 };
@@ -71,6 +72,7 @@ struct DecodedPartial {
   double q = 0.5;
   std::string agent;
   std::int64_t start = 0, end = 0;
+  std::uint64_t key = 0;
   Cell cell;
   SideStore side;
 };
@@ -80,6 +82,7 @@ struct DecodedPartial {
 struct RowScratch {
   std::string_view agent;
   std::int64_t start = 0, end = 0;
+  std::uint64_t key = 0;  // hash of the row's group key bytes
   Arena* arena = nullptr;
   std::string bytes;
   std::vector<Cell> cells;

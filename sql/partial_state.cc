@@ -68,7 +68,8 @@ std::optional<AggKind> partial_kind(std::uint8_t code) noexcept {
 }
 
 void encode_partial(AggKind kind, double q, std::string_view agent, std::int64_t start,
-                    std::int64_t end, const Cell& cell, const SideStore& side, std::string& out) {
+                    std::int64_t end, std::uint64_t key, const Cell& cell, const SideStore& side,
+                    std::string& out) {
   out.append(kMagic);
   enc::put_u8(out, kPartialVersion);
   enc::put_u8(out, partial_code(kind));
@@ -77,6 +78,7 @@ void encode_partial(AggKind kind, double q, std::string_view agent, std::int64_t
   out.append(agent);
   enc::put_varint(out, enc::zigzag(start));
   enc::put_varint(out, enc::zigzag(end));
+  enc::put_u64(out, key);
   if (kind == AggKind::approx_percentile) enc::put_f64(out, q);
   Aggregates::encode_cell(kind, cell, side, out);
 }
@@ -107,6 +109,7 @@ std::optional<std::string> decode_partial(std::string_view text, DecodedPartial&
   out.start = enc::unzigzag(s);
   out.end = enc::unzigzag(e);
   if (out.end <= out.start) return "empty window";
+  if (!enc::get_u64(in, out.key)) return "truncated group key";
   out.q = 0.5;
   if (*kind == AggKind::approx_percentile) {
     if (!enc::get_f64(in, out.q) || !(out.q >= 0 && out.q <= 1)) {

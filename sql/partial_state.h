@@ -12,6 +12,8 @@
 //   v+n    producing agent's name: LEB128 length (at most 255), then the bytes
 //   v      window start, ns since the epoch, zigzag LEB128
 //   v      window end, likewise
+//   8      the edge row's group key: xxh64 of its key bytes, little endian (parts of one agent
+//          and window with different edge keys are different parts)
 //   8      APPROX_PERCENTILE only: the quantile, IEEE 754 double, little endian
 //   ...    the state (the checkpoint encoding of the aggregate's cell; the distinct counter's and
 //          the quantile sketch's own versioned encodings for COUNT(DISTINCT) and
@@ -38,7 +40,8 @@ std::optional<AggKind> partial_kind(std::uint8_t code) noexcept;
 
 /// Appends the binary encoding of one cell's state (without base64).
 void encode_partial(AggKind kind, double q, std::string_view agent, std::int64_t start,
-                    std::int64_t end, const Cell& cell, const SideStore& side, std::string& out);
+                    std::int64_t end, std::uint64_t key, const Cell& cell, const SideStore& side,
+                    std::string& out);
 
 /// Reads base64 `text` into `out` (its side store is reset and reused; `bytes` is scratch).
 /// On failure returns why ("not base64", "unknown encoding version 9 (this build reads 1)",

@@ -665,6 +665,7 @@ bool WindowOperator::emit_row(const Cell* cells, const SideStore& side, std::str
   scratch_.agent = options_.agent_name;
   scratch_.start = start;
   scratch_.end = end;
+  scratch_.key = plan_.has_partial ? sketch::xxh64(key) : 0;
   scratch_.arena = &arena_;
   aggs_.finalize(cells, side, agg_out_.data(), &scratch_);
   decode_key(key, key_values_.data());

@@ -302,8 +302,9 @@ TEST_CASE(
 
   // Version 1 states of agent web01 for [00:01, 00:02) 1970: COUNT(*) = 3, COUNT(DISTINCT) = 3
   // (the golden bytes of tests/unit/sql/tier_test.cc).
-  const std::string pv = "U1ABAQV3ZWIwMYDguoS/A4DA9Yj+BgM=";
-  const std::string uv = "U1ABAwV3ZWIwMYDguoS/A4DA9Yj+BgEADoAIA4PEf05dnvouDonSnuqjD0cJl7Oo1kX7ig==";
+  const std::string pv = "U1ABAQV3ZWIwMYDguoS/A4DA9Yj+Bpnp2FE320bvAw==";
+  const std::string uv =
+      "U1ABAwV3ZWIwMYDguoS/A4DA9Yj+Bpnp2FE320bvAQAOgAgDg8R/Tl2e+i4OidKe6qMPRwmXs6jWRfuK";
   auto row = [](const std::string& p, const std::string& u,
                 const std::string& window = "1970-01-01T00:01:00.000Z") {
     std::string r = R"({"window_start":")" + window + R"(","path":"/a")";
@@ -312,13 +313,13 @@ TEST_CASE(
     return r + "}\n";
   };
   const std::string input = tmp.file("rows.ndjson");
-  write_file(input,
-             row("not-base64!", uv) + row(pv.substr(0, 20), uv) + row(pv, "") + row(pv, uv) +
-                 row("U1ACAQV3ZWIwMYDguoS/A4DA9Yj+BgM=", uv) +
-                 // [00:05, 00:06): COUNT(*) = 1 and an empty exact set; its time passes
-                 // the watermark (2 minutes behind) over [00:01, 00:02), which closes.
-                 row("U1ABAQV3ZWIwMYDgpZa7EYDA4Jr6FAE=", "U1ABAwV3ZWIwMYDgpZa7EYDA4Jr6FAEADoAIAA==",
-                     "1970-01-01T00:05:00.000Z"));
+  write_file(input, row("not-base64!", uv) + row(pv.substr(0, 20), uv) + row(pv, "") + row(pv, uv) +
+                        row("U1ACAQV3ZWIwMYDguoS/A4DA9Yj+Bpnp2FE320bvAw==", uv) +
+                        // [00:05, 00:06): COUNT(*) = 1 and an empty exact set; its time passes
+                        // the watermark (2 minutes behind) over [00:01, 00:02), which closes.
+                        row("U1ABAQV3ZWIwMYDgpZa7EYDA4Jr6FJnp2FE320bvAQ==",
+                            "U1ABAwV3ZWIwMYDgpZa7EYDA4Jr6FJnp2FE320bvAQAOgAgA",
+                            "1970-01-01T00:05:00.000Z"));
   AgentProcess::Options so;
   so.vars = {{"ADDRESS", addr}, {"EXTRA", ""}};
   so.stdin_file = input;
@@ -347,7 +348,8 @@ TEST_CASE(
 TEST_CASE("tier: sluice sql run merges PARTIAL rows from a file and names the unusable ones",
           "[integration][tier][cli]") {
   TempDir tmp;
-  const std::string pv = "U1ABAQV3ZWIwMYDguoS/A4DA9Yj+BgM=";  // web01, [00:01, 00:02), 3
+  const std::string pv =
+      "U1ABAQV3ZWIwMYDguoS/A4DA9Yj+Bpnp2FE320bvAw==";  // web01, [00:01, 00:02), 3
   const std::string input = tmp.file("partials.ndjson");
   write_file(input,
              R"({"window_start":"1970-01-01T00:01:00.000Z","path":"/a","pv":")" + pv + "\"}\n" +
