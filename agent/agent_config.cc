@@ -185,7 +185,16 @@ void ConfigParser::agent_section() {
   cfg_.agent.name = host_name();
   auto agent = root_.child("agent", errors_);
   if (!agent) return;
-  agent->optional("name", cfg_.agent.name, errors_);
+  if (agent->optional("name", cfg_.agent.name, errors_) && agent->has("name")) {
+    cfg_.agent.name_is_host = false;
+    if (cfg_.agent.name.empty()) agent->error_at("name", errors_, "must not be empty");
+    // PARTIAL states carry the name (at most 255 bytes): two longer names that share their
+    // first 255 bytes would replace each other's states at a collector.
+    if (cfg_.agent.name.size() > 255) {
+      agent->error_at("name", errors_,
+                      fmt::format("{} bytes; at most 255", cfg_.agent.name.size()));
+    }
+  }
   if (agent->optional("data_dir", cfg_.agent.data_dir, errors_) && cfg_.agent.data_dir.empty()) {
     agent->error_at("data_dir", errors_, "must not be empty");
   }
@@ -573,6 +582,7 @@ void ConfigParser::pipeline(const std::string& name, const ConfigNode& node) {
   PipelineSpec p;
   p.name = name;
   p.agent_name = cfg_.agent.name;  // PARTIAL states carry it (issue 14)
+  p.agent_name_is_host = cfg_.agent.name_is_host;
   const std::size_t before = errors_.size();
   const bool has_sql = node.required("sql", p.sql, errors_);
   std::string channel_key;

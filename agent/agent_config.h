@@ -15,7 +15,8 @@
 namespace sluice {
 
 struct AgentSettings {
-  std::string name;  // default: the host name
+  std::string name;          // default: the host name
+  bool name_is_host = true;  // no [agent] name was given
   std::string data_dir = "/var/lib/sluice";
   std::string admin = "127.0.0.1:24280";
   std::chrono::nanoseconds shutdown_timeout = std::chrono::seconds(10);

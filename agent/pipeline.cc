@@ -183,6 +183,14 @@ void Pipeline::start() {
         "that a restart does not send a window in two parts",
         spec_.name);
   }
+  if (spec_.query->plan().has_partial && spec_.agent_name_is_host) {
+    // The collector tells agents apart by this name: a host name that changes (a container
+    // recreated on the same data directory) makes re-sent windows count twice.
+    spdlog::warn(
+        "pipeline {}: its PARTIAL states carry the host name '{}' as the agent's name; set "
+        "[agent] name to a name that stays the same across restarts",
+        spec_.name, spec_.agent_name);
+  }
   if (spec_.processing_time) {
     // Processing time: windows close as the wall clock passes them, events or not.
     const auto& w = spec_.query->window();

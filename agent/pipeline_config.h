@@ -34,6 +34,7 @@ enum class OnStop : std::uint8_t { emit, keep };
 struct PipelineSpec {
   std::string name;
   std::string agent_name;  // [agent] name: PARTIAL states carry it
+  bool agent_name_is_host = false;
   std::string sql;
   std::string source;            // FROM: a configured source
   std::string channel;           // INSERT INTO (or the `channel` key): where rows go

@@ -100,6 +100,22 @@ TEST_CASE("config: syntax errors name the position", "[unit][config]") {
   CHECK(errors[0].find("syntax error") != std::string::npos);
 }
 
+TEST_CASE("config: the agent name is not empty and at most 255 bytes", "[unit][config]") {
+  std::string text(kValid);
+  const std::string empty = std::string(text).replace(text.find("name = \"t\""), 10, "name = \"\"");
+  auto errors = errors_of(empty);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0] == "inline.toml:3:8: agent.name: must not be empty");
+  const std::string longer = std::string(text).replace(text.find("name = \"t\""), 10,
+                                                       "name = \"" + std::string(256, 'a') + "\"");
+  errors = errors_of(longer);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0] == "inline.toml:3:8: agent.name: 256 bytes; at most 255");
+  const std::string max = std::string(text).replace(text.find("name = \"t\""), 10,
+                                                    "name = \"" + std::string(255, 'a') + "\"");
+  CHECK(errors_of(max).empty());
+}
+
 TEST_CASE("config: unknown types and top-level keys", "[unit][config]") {
   const auto errors = errors_of(R"(
 [sources.a]
