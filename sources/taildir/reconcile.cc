@@ -1,5 +1,6 @@
 #include "sources/taildir/reconcile.h"
 
+#include <algorithm>
 #include <set>
 
 namespace sluice::sources {
@@ -17,6 +18,7 @@ std::vector<ScanAction> reconcile(const std::vector<Candidate>& found,
   for (std::size_t i = 0; i < files.size(); ++i) by_inode[{files[i].id.dev, files[i].id.ino}] = i;
   std::set<std::uint64_t> seen;
   std::set<std::pair<dev_t, ino_t>> used_saved;
+  std::set<std::string_view, std::less<>> saved_paths;  // filled at the first new file
   for (std::size_t ci = 0; ci < found.size(); ++ci) {
     const Candidate& c = found[ci];
     const std::pair<dev_t, ino_t> inode{c.id.dev, c.id.ino};
@@ -51,9 +53,16 @@ std::vector<ScanAction> reconcile(const std::vector<Candidate>& found,
         s != saved.end() &&
         (s->second.id.fp_len == 0 || (c.known_hash_valid && c.known_hash == s->second.id.fp_hash));
     if (s != saved.end()) used_saved.insert(inode);  // it now holds this file, or another one
+    // A file at an inode or under a path the agent was following when it stopped replaced that
+    // file while it was stopped: all of it is new, so neither read_from nor ignore_older apply.
+    if (saved_paths.empty() && !saved.empty()) {
+      for (const auto& [inode_key, pos] : saved) saved_paths.insert(pos.path);
+    }
+    const bool replaced_saved =
+        !has_saved && (s != saved.end() || saved_paths.count(std::string_view(c.path)) > 0);
     if (has_saved) {
       start = s->second.offset <= c.size ? s->second.offset : 0;  // a saved position always wins
-    } else {
+    } else if (!replaced_saved) {
       if (options.ignore_older) {
         const auto mtime = std::chrono::system_clock::from_time_t(static_cast<time_t>(c.mtime_s));
         if (options.now - mtime > *options.ignore_older) continue;

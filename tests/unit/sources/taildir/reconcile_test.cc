@@ -72,8 +72,27 @@ TEST_CASE("reconcile: a saved position wins when the first bytes match", "[unit]
   CHECK(actions[0].from_saved);
   CHECK(actions[1].start == 0);  // shorter than its saved offset: truncated while stopped
   CHECK(actions[1].from_saved);
-  CHECK(actions[2].start == 500);  // the inode holds another file now: a new file (read_from tail)
+  // The inode holds another file now: written while the agent was stopped, so read from its
+  // head; read_from = "tail" would skip what was written meanwhile.
+  CHECK(actions[2].start == 0);
   CHECK_FALSE(actions[2].from_saved);
+}
+
+TEST_CASE("reconcile: read_from tail never skips a file that replaced a followed one",
+          "[unit][taildir]") {
+  Run r;
+  r.options.read_from_tail = true;
+  r.options.first_scan = true;
+  // a.log was rotated away while the agent was stopped (a.log.1 keeps inode 10 and its offset);
+  // the new a.log (inode 20) was written meanwhile. b.log is a file never followed before.
+  r.found = {found("/l/a.log.1", 10, 500), found("/l/a.log", 20, 300), found("/l/b.log", 21, 700)};
+  r.saved[{1, 10}] = SavedPosition{"/l/a.log", FileIdentity{1, 10, 256, kHash}, 400};
+  auto actions = r.go();
+  REQUIRE(actions.size() == 3);
+  CHECK(actions[0].start == 400);
+  CHECK(actions[0].from_saved);
+  CHECK(actions[1].start == 0);    // under a path the agent followed: new since it stopped
+  CHECK(actions[2].start == 700);  // unknown before: read_from tail applies
 }
 
 TEST_CASE("reconcile: a followed file renamed, rewritten, grown or gone", "[unit][taildir]") {
