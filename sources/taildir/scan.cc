@@ -35,7 +35,21 @@ ScanResult discover(const ScanRequest& request) {
   for (std::size_t g = 0; g < request.groups.size(); ++g) {
     glob_walk(
         request.groups[g].paths, request.exclude, request.limits,
-        [&](const std::string& path, const struct stat& st) {
+        [&](const std::string& path, const struct stat& /*walked*/) {
+          // The name may point to another file by now (a rotation between the walk's stat and
+          // this open): describe the file that was opened and hashed, never a mix of the two,
+          // or the old file would look rewritten and be read again. O_NONBLOCK: a FIFO put there
+          // meanwhile must not block the scan.
+          const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+          if (fd < 0) {
+            result.unreadable.emplace_back(path, errno);
+            return;
+          }
+          struct stat st {};
+          if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            ::close(fd);
+            return;
+          }
           Candidate c;
           c.path = path;
           c.group = g;
@@ -43,11 +57,6 @@ ScanResult discover(const ScanRequest& request) {
           c.mtime_s = static_cast<std::int64_t>(st.st_mtim.tv_sec);
           c.id.dev = st.st_dev;
           c.id.ino = st.st_ino;
-          const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-          if (fd < 0) {
-            result.unreadable.emplace_back(path, errno);
-            return;
-          }
           const auto size = static_cast<std::uint64_t>(st.st_size);
           c.id.fp_len =
               static_cast<std::uint32_t>(std::min<std::uint64_t>(size, request.fingerprint_bytes));
