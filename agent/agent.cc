@@ -155,7 +155,9 @@ Status Agent::build(const ConfigPtr& config, Only only, Built& out) {
                     fmt::format("channels.{}: {}", spec.name, r.error().message()));
     e.channel = std::move(*r);
     if (auto* lmdb = dynamic_cast<channels::LmdbChannel*>(e.channel.get()))
-      quarantined_at_start_[spec.name] = lmdb->quarantined();
+      // The first count seen is the baseline of the agent's start: a channel built again on
+      // reload reads the same quarantine and must not hide what was quarantined since.
+      quarantined_at_start_.try_emplace(spec.name, lmdb->quarantined());
     out.channels.push_back(std::move(e));
   }
   for (const auto& spec : c.sinks) {
@@ -1015,7 +1017,6 @@ void Agent::retire_destroy() {
         (!p->spec().late_channel.empty() && !retired_channel(p->spec().late_channel));
     if (stays) parked_pipelines_.push_back(std::move(p));
   }
-  for (const auto& c : retiring_.channels) quarantined_at_start_.erase(c.name);
   retiring_.sources.clear();
   retiring_.pipelines.clear();
   retiring_.groups.clear();
