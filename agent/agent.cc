@@ -899,25 +899,10 @@ void Agent::retire_sources_stopped() {
   if (--retire_waiting_ == 0) retire_pipelines_stopped();
 }
 
+// The replaced sink groups still take while the replaced pipelines and sources wait for their
+// outputs to be safe: a memory channel that stays reports safety only when a group commits, and
+// the group that follows a replaced one is built only after these waits.
 void Agent::retire_pipelines_stopped() {
-  reload_phase_ = "draining replaced sink groups";
-  retire_waiting_ = retiring_.groups.size() + 1;
-  for (auto& g : retiring_.groups) {
-    // A replaced memory channel is emptied by its old group; any other channel keeps what it
-    // holds for the group that follows (a durable one does in any case).
-    bool channel_goes = false;
-    for (const auto& c : retiring_.channels) channel_goes = channel_goes || c.name == g.channel;
-    g.group->drain(
-        [this, &g] {
-          g.drained = true;
-          if (--retire_waiting_ == 0) retire_groups_drained();
-        },
-        !channel_goes);
-  }
-  if (--retire_waiting_ == 0) retire_groups_drained();
-}
-
-void Agent::retire_groups_drained() {
   reload_phase_ = "checkpointing replaced pipelines";
   retire_waiting_ = retiring_.pipelines.size() + 1;
   for (auto& p : retiring_.pipelines) {
@@ -928,8 +913,7 @@ void Agent::retire_groups_drained() {
   if (--retire_waiting_ == 0) retire_wait_safe();
 }
 
-// Every put of a retired source must be safe before its output goes: a memory channel that stays
-// reports safety to it when its sink group commits them.
+// Every put of a retired source must be safe before its output goes.
 void Agent::retire_wait_safe() {
   const auto now = std::chrono::steady_clock::now();
   if (reload_phase_ != "waiting for replaced sources' events to be delivered") {
@@ -950,7 +934,25 @@ void Agent::retire_wait_safe() {
     }
   }
   for (auto& s : retiring_.sources) s.source->persist_checkpoint();
-  retire_barrier();
+  retire_drain_groups();
+}
+
+void Agent::retire_drain_groups() {
+  reload_phase_ = "draining replaced sink groups";
+  retire_waiting_ = retiring_.groups.size() + 1;
+  for (auto& g : retiring_.groups) {
+    // A replaced memory channel is emptied by its old group; any other channel keeps what it
+    // holds for the group that follows (a durable one does in any case).
+    bool channel_goes = false;
+    for (const auto& c : retiring_.channels) channel_goes = channel_goes || c.name == g.channel;
+    g.group->drain(
+        [this, &g] {
+          g.drained = true;
+          if (--retire_waiting_ == 0) retire_barrier();
+        },
+        !channel_goes);
+  }
+  if (--retire_waiting_ == 0) retire_barrier();
 }
 
 // The lmdb writer runs operations in submission order: once an empty one submitted now is done,

@@ -189,6 +189,33 @@ TEST_CASE("reload: SIGHUP adds a sink and the API removes it while the source re
   CHECK(agent.terminate() == 0);
 }
 
+TEST_CASE("reload: a source and the sink of its kept memory channel replaced at once",
+          "[integration][reload]") {
+  TempDir tmp;
+  AgentProcess agent = start_agent({}, tmp);
+  REQUIRE(agent.wait_ready());
+  const std::string log = agent.path("app.log"), a = agent.path("a.out");
+  append_numbers(log, 1, 1000);
+  REQUIRE(eventually(10s, [&] { return count_lines(a) == 1000; }));
+  // The source's poll_interval and the sink's path change, the channel does not: the replaced
+  // source's last puts are delivered by the old sink before it goes.
+  std::string text = config_text({});
+  text.replace(text.find("poll_interval = \"50ms\""), 22, "poll_interval = \"60ms\"");
+  text.replace(text.find("@DIR@/a.out"), 11, "@DIR@/a2.out");
+  install(agent, text);
+  append_numbers(log, 1001, 20000);
+  const HttpReply r = post_reload(agent, 20s);
+  CHECK(r.status == 200);
+  CHECK(r.body ==
+        "{\"result\":\"ok\",\"generation\":2,\"message\":\"sources ~tail; sinks ~a; "
+        "sink_groups ~a\"}\n");
+  append_numbers(log, 20001, 21000);
+  const std::string a2 = agent.path("a2.out");
+  REQUIRE(eventually(20s, [&] { return missing(numbers_in({a, a2}), 1, 21000) == 0; }));
+  CHECK(numbers_in({a, a2}).size() == 21000);
+  CHECK(agent.terminate() == 0);
+}
+
 TEST_CASE("reload: new channel bounds under traffic lose and repeat nothing",
           "[integration][reload]") {
   TempDir tmp;
@@ -445,13 +472,13 @@ TEST_CASE("reload: reloads during a reload are queued and the last file wins",
   install(agent, web_config(peer.url(), "memory", 40000));
   REQUIRE(::kill(agent.pid(), SIGHUP) == 0);
   REQUIRE(eventually(10s, [&] {
-    return http_get(agent.admin(), "/api/v1/status").body.find("\"reload\":\"draining") !=
+    return http_get(agent.admin(), "/api/v1/status").body.find("\"reload\":\"waiting") !=
            std::string::npos;
   }));
   // Not ready while the source is being replaced.
   CHECK(http_get(agent.admin(), "/readyz").body ==
-        "not ready\nreloading (draining replaced sink groups): sources tail are being "
-        "replaced\n");
+        "not ready\nreloading (waiting for replaced sources' events to be delivered): sources "
+        "tail are being replaced\n");
   // Two more while it waits: the second replaces the first in the queue.
   install(agent, web_config(peer.url(), "memory", 30000));
   REQUIRE(::kill(agent.pid(), SIGHUP) == 0);
