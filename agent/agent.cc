@@ -1026,7 +1026,33 @@ void Agent::retire_destroy() {
   retiring_.channels.clear();
 
   if (state_ != State::running) {
-    return finish_reload(false, "the agent is shutting down: the new configuration was not built",
+    // Shutting down: a channel that stays may hold events its retired group left to the one that
+    // follows. Build and start the channels, sinks and groups of the configuration that would
+    // have run (the previous one when restoring), but no source or pipeline, so that the
+    // shutdown drains them.
+    const reload::NameSet none;
+    const reload::Plan& plan = reload_->plan;
+    const bool restore = std::exchange(restoring_, std::nullopt).has_value();
+    Built readers;
+    Status st =
+        restore
+            ? build(config_,
+                    {&none, &plan.retire_channels, &plan.retire_sinks, &plan.retire_groups, &none},
+                    readers)
+            : build(reload_->config,
+                    {&none, &plan.build_channels, &plan.build_sinks, &plan.build_groups, &none},
+                    readers);
+    if (st.ok()) st = start_built(readers);
+    adopt(readers);
+    if (!st.ok()) {
+      return exit_now(1, fmt::format("shutdown during a reload: the sink groups of the channels "
+                                     "that stay could not be built ({}); their events were not "
+                                     "drained",
+                                     st.message()));
+    }
+    return finish_reload(false,
+                         "the agent is shutting down: only the sinks and sink groups were built, "
+                         "to drain the channels",
                          503);
   }
   if (restoring_) {

@@ -543,3 +543,44 @@ TEST_CASE("reload: an lmdb channel's new bounds keep its events on disk while it
   CHECK(got.size() >= 6000);
   CHECK(agent.terminate() == 0);
 }
+
+TEST_CASE("reload: SIGTERM during a reload of the sink of a kept memory channel loses nothing",
+          "[integration][reload]") {
+  // The first delivery hangs 3s: the reload waits for it while SIGTERM arrives.
+  HttpPeer peer("slow:3000");
+  TempDir tmp;
+  write_file(tmp.file("template.toml"), web_config(peer.url(), "memory", 50000));
+  AgentProcess::Options o;
+  o.config_file = tmp.file("template.toml");
+  AgentProcess agent("", o);
+  REQUIRE(agent.wait_ready());
+  append_numbers(agent.path("app.log"), 1, 10000);
+  REQUIRE(eventually(10s, [&] {
+    return agent.metric(R"(sluice_source_events_total{component="tail",type="taildir"})") == 10000;
+  }));
+  REQUIRE(eventually(10s, [&] { return peer.stat("requests") >= 1; }));
+  std::string text = web_config(peer.url(), "memory", 50000);
+  text.replace(text.find("penalty_base = \"100ms\""), 22, "penalty_base = \"150ms\"");
+  install(agent, text);
+  REQUIRE(::kill(agent.pid(), SIGHUP) == 0);
+  REQUIRE(eventually(
+      10s, [&] { return agent.stderr_text().find("reloading (SIGHUP)") != std::string::npos; }));
+  REQUIRE(::kill(agent.pid(), SIGTERM) == 0);
+  const int code = agent.wait_exit(40s);
+  const std::string err = agent.stderr_text();
+  INFO(err);
+  // Either every event arrived and the exit is clean, or the exit says what was left.
+  if (code == 0) {
+    std::multiset<long> got;
+    for (const PeerRequest& r : peer.requests()) {
+      if (r.answer != "ok" && r.answer.rfind("slow", 0) != 0) continue;
+      for (long n : numbers_of(r.body)) got.insert(n);
+    }
+    CHECK(missing(got, 1, 10000) == 0);
+    CHECK(err.find("stopped: every channel drained") != std::string::npos);
+  } else {
+    CHECK(code == 1);
+    CHECK(err.find("events still in memory channels") != std::string::npos);
+  }
+  CHECK(code == 0);  // 30s of shutdown_timeout are plenty for 10000 events
+}
