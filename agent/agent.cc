@@ -191,7 +191,8 @@ Status Agent::build(const ConfigPtr& config, Only only, Built& out) {
       cursor = *opened;
       ce->cursors.emplace_back(spec.name, *cursor);
     }
-    if (spec.config.detach_when_lagging) ch->set_detach_when_lagging(*cursor, true);
+    // Always set: a cursor read on by a group built again keeps its predecessor's setting.
+    ch->set_detach_when_lagging(*cursor, spec.config.detach_when_lagging);
     auto member = [&](const std::string& sink_name) {
       const SinkSpec* sspec = nullptr;
       for (const auto& sp : c.sinks) {

@@ -584,3 +584,58 @@ TEST_CASE("reload: SIGTERM during a reload of the sink of a kept memory channel 
   }
   CHECK(code == 0);  // 30s of shutdown_timeout are plenty for 10000 events
 }
+
+TEST_CASE("reload: lagging = detach changed back to block takes effect on the kept lmdb cursor",
+          "[integration][reload][lmdb]") {
+  TempDir tmp;
+  const std::string base = R"([agent]
+name = "it-reload-lag"
+data_dir = "@DATA_DIR@"
+admin = "127.0.0.1:0"
+shutdown_timeout = "10s"
+
+[sources.tail]
+type = "taildir"
+paths = ["@DIR@/app.log"]
+channel = "durable"
+poll_interval = "50ms"
+
+[channels.durable]
+type = "lmdb"
+max_events = 2000
+transaction_events = 200
+
+[sinks.good]
+type = "file"
+path = "@DIR@/good.out"
+channel = "durable"
+
+[sinks.bad]
+type = "file"
+path = "/dev/full"
+channel = "durable"
+penalty_base = "50ms"
+max_penalty = "200ms"
+)";
+  write_file(tmp.file("template.toml"), base + "lagging = \"detach\"\n");
+  AgentProcess::Options o;
+  o.config_file = tmp.file("template.toml");
+  AgentProcess agent("", o);
+  REQUIRE(agent.wait_ready());
+  const std::string good = agent.path("good.out");
+  const std::string dropped_series =
+      R"(sluice_channel_dropped_events_total{component="durable",type="lmdb"})";
+  append_numbers(agent.path("app.log"), 1, 5000);
+  REQUIRE(eventually(20s, [&] { return count_lines(good) == 5000; }));
+  REQUIRE(metric_or(agent, dropped_series, 0) > 0);
+  install(agent, base);
+  const HttpReply r = post_reload(agent, 20s);
+  REQUIRE(r.status == 200);
+  CHECK(r.body.find("sinks ~bad; sink_groups ~bad") != std::string::npos);
+  const double dropped = metric_or(agent, dropped_series, 0);
+  // Blocking now: the channel fills behind "bad" and the source waits, nothing more is dropped.
+  append_numbers(agent.path("app.log"), 5001, 10000);
+  CHECK_FALSE(eventually(5s, [&] { return count_lines(good) == 10000; }));
+  CHECK(metric_or(agent, dropped_series, 0) == dropped);
+  CHECK(agent.terminate() == 0);
+}
