@@ -155,7 +155,9 @@ Status Agent::build(const ConfigPtr& config, Only only, Built& out) {
                     fmt::format("channels.{}: {}", spec.name, r.error().message()));
     e.channel = std::move(*r);
     if (auto* lmdb = dynamic_cast<channels::LmdbChannel*>(e.channel.get()))
-      quarantined_at_start_[spec.name] = lmdb->quarantined();
+      // The first count seen is the baseline of the agent's start: a channel built again on
+      // reload reads the same quarantine and must not hide what was quarantined since.
+      quarantined_at_start_.try_emplace(spec.name, lmdb->quarantined());
     out.channels.push_back(std::move(e));
   }
   for (const auto& spec : c.sinks) {
@@ -189,7 +191,8 @@ Status Agent::build(const ConfigPtr& config, Only only, Built& out) {
       cursor = *opened;
       ce->cursors.emplace_back(spec.name, *cursor);
     }
-    if (spec.config.detach_when_lagging) ch->set_detach_when_lagging(*cursor, true);
+    // Always set: a cursor read on by a group built again keeps its predecessor's setting.
+    ch->set_detach_when_lagging(*cursor, spec.config.detach_when_lagging);
     auto member = [&](const std::string& sink_name) {
       const SinkSpec* sspec = nullptr;
       for (const auto& sp : c.sinks) {
@@ -897,25 +900,10 @@ void Agent::retire_sources_stopped() {
   if (--retire_waiting_ == 0) retire_pipelines_stopped();
 }
 
+// The replaced sink groups still take while the replaced pipelines and sources wait for their
+// outputs to be safe: a memory channel that stays reports safety only when a group commits, and
+// the group that follows a replaced one is built only after these waits.
 void Agent::retire_pipelines_stopped() {
-  reload_phase_ = "draining replaced sink groups";
-  retire_waiting_ = retiring_.groups.size() + 1;
-  for (auto& g : retiring_.groups) {
-    // A replaced memory channel is emptied by its old group; any other channel keeps what it
-    // holds for the group that follows (a durable one does in any case).
-    bool channel_goes = false;
-    for (const auto& c : retiring_.channels) channel_goes = channel_goes || c.name == g.channel;
-    g.group->drain(
-        [this, &g] {
-          g.drained = true;
-          if (--retire_waiting_ == 0) retire_groups_drained();
-        },
-        !channel_goes);
-  }
-  if (--retire_waiting_ == 0) retire_groups_drained();
-}
-
-void Agent::retire_groups_drained() {
   reload_phase_ = "checkpointing replaced pipelines";
   retire_waiting_ = retiring_.pipelines.size() + 1;
   for (auto& p : retiring_.pipelines) {
@@ -926,8 +914,7 @@ void Agent::retire_groups_drained() {
   if (--retire_waiting_ == 0) retire_wait_safe();
 }
 
-// Every put of a retired source must be safe before its output goes: a memory channel that stays
-// reports safety to it when its sink group commits them.
+// Every put of a retired source must be safe before its output goes.
 void Agent::retire_wait_safe() {
   const auto now = std::chrono::steady_clock::now();
   if (reload_phase_ != "waiting for replaced sources' events to be delivered") {
@@ -948,7 +935,25 @@ void Agent::retire_wait_safe() {
     }
   }
   for (auto& s : retiring_.sources) s.source->persist_checkpoint();
-  retire_barrier();
+  retire_drain_groups();
+}
+
+void Agent::retire_drain_groups() {
+  reload_phase_ = "draining replaced sink groups";
+  retire_waiting_ = retiring_.groups.size() + 1;
+  for (auto& g : retiring_.groups) {
+    // A replaced memory channel is emptied by its old group; any other channel keeps what it
+    // holds for the group that follows (a durable one does in any case).
+    bool channel_goes = false;
+    for (const auto& c : retiring_.channels) channel_goes = channel_goes || c.name == g.channel;
+    g.group->drain(
+        [this, &g] {
+          g.drained = true;
+          if (--retire_waiting_ == 0) retire_barrier();
+        },
+        !channel_goes);
+  }
+  if (--retire_waiting_ == 0) retire_barrier();
 }
 
 // The lmdb writer runs operations in submission order: once an empty one submitted now is done,
@@ -1015,7 +1020,6 @@ void Agent::retire_destroy() {
         (!p->spec().late_channel.empty() && !retired_channel(p->spec().late_channel));
     if (stays) parked_pipelines_.push_back(std::move(p));
   }
-  for (const auto& c : retiring_.channels) quarantined_at_start_.erase(c.name);
   retiring_.sources.clear();
   retiring_.pipelines.clear();
   retiring_.groups.clear();
@@ -1023,7 +1027,33 @@ void Agent::retire_destroy() {
   retiring_.channels.clear();
 
   if (state_ != State::running) {
-    return finish_reload(false, "the agent is shutting down: the new configuration was not built",
+    // Shutting down: a channel that stays may hold events its retired group left to the one that
+    // follows. Build and start the channels, sinks and groups of the configuration that would
+    // have run (the previous one when restoring), but no source or pipeline, so that the
+    // shutdown drains them.
+    const reload::NameSet none;
+    const reload::Plan& plan = reload_->plan;
+    const bool restore = std::exchange(restoring_, std::nullopt).has_value();
+    Built readers;
+    Status st =
+        restore
+            ? build(config_,
+                    {&none, &plan.retire_channels, &plan.retire_sinks, &plan.retire_groups, &none},
+                    readers)
+            : build(reload_->config,
+                    {&none, &plan.build_channels, &plan.build_sinks, &plan.build_groups, &none},
+                    readers);
+    if (st.ok()) st = start_built(readers);
+    adopt(readers);
+    if (!st.ok()) {
+      return exit_now(1, fmt::format("shutdown during a reload: the sink groups of the channels "
+                                     "that stay could not be built ({}); their events were not "
+                                     "drained",
+                                     st.message()));
+    }
+    return finish_reload(false,
+                         "the agent is shutting down: only the sinks and sink groups were built, "
+                         "to drain the channels",
                          503);
   }
   if (restoring_) {

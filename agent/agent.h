@@ -125,8 +125,8 @@ class Agent {
   void begin_reload();
   void retire_sources_stopped();
   void retire_pipelines_stopped();
-  void retire_groups_drained();
   void retire_wait_safe();
+  void retire_drain_groups();
   void retire_barrier();
   void retire_destroy();
   void finish_reload(bool applied, std::string message, int http_status);

@@ -87,8 +87,10 @@ Prints fingerprints(const AgentConfig& config) {
         g.implicit ? "implicit\n" + member_print(sinks, g.name) : member_print(groups, g.name);
   }
   for (const auto& pl : config.pipelines) {
-    p.pipelines[pl.name] =
-        member_print(pipelines, pl.name) + "\n#input " + pl.input_channel + agent_part;
+    p.pipelines[pl.name] = member_print(pipelines, pl.name) + "\n#input " + pl.input_channel +
+                           agent_part +
+                           // PARTIAL rows carry the agent's name.
+                           "\n#agent_name " + config.agent.name;
   }
   return p;
 }

@@ -26,6 +26,8 @@ class Processor {
   virtual Sink* due_for_probe(TimePoint now) = 0;
   /// While probing, pick() skips the sink.
   virtual void set_probing(Sink& sink, bool probing) = 0;
+  /// The sink has no health probe: once its penalty ends it takes the next batch as its trial.
+  virtual void set_no_probe(Sink& sink) { (void)sink; }
   /// True when some member is not penalised (for /readyz: the group can deliver).
   virtual bool has_live(TimePoint now) const { return next_ready(now) <= now; }
 };

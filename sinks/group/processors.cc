@@ -48,9 +48,11 @@ TimePoint PenaltyProcessor::next_ready(TimePoint now) const {
   return best == TimePoint::max() ? now + std::chrono::milliseconds(100) : best;
 }
 
-bool PenaltyProcessor::has_live(TimePoint) const {
+bool PenaltyProcessor::has_live(TimePoint now) const {
   for (const Member& m : members_) {
-    if (m.failures == 0) return true;
+    // A sink without a probe whose penalty ended is as live as it can be shown to be: it takes
+    // the next batch, and an idle group may have none to give it.
+    if (m.failures == 0 || (m.no_probe && now >= m.until)) return true;
   }
   return false;
 }
@@ -63,6 +65,8 @@ Sink* PenaltyProcessor::due_for_probe(TimePoint now) {
 }
 
 void PenaltyProcessor::set_probing(Sink& sink, bool probing) { member(sink).probing = probing; }
+
+void PenaltyProcessor::set_no_probe(Sink& sink) { member(sink).no_probe = true; }
 
 Sink* SingleProcessor::pick(TimePoint now) {
   return eligible(members_.front(), now) ? members_.front().sink : nullptr;

@@ -22,6 +22,7 @@ class PenaltyProcessor : public Processor {
     std::uint32_t failures = 0;
     TimePoint until{};
     bool probing = false;
+    bool no_probe = false;  // learnt when the group first asked it for a probe
   };
   PenaltyProcessor(std::vector<Sink*> sinks, std::chrono::nanoseconds base,
                    std::chrono::nanoseconds max);
@@ -31,6 +32,7 @@ class PenaltyProcessor : public Processor {
   bool has_live(TimePoint now) const override;
   Sink* due_for_probe(TimePoint now) override;
   void set_probing(Sink& sink, bool probing) override;
+  void set_no_probe(Sink& sink) override;
   const std::vector<Member>& members() const noexcept { return members_; }
 
  protected:

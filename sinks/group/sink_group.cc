@@ -147,6 +147,7 @@ void SinkGroup::start_probes(TimePoint now) {
     if (!sink->probe(*this)) {
       // No probe: the sink gets the next batch as its trial.
       processor_->set_probing(*sink, false);
+      processor_->set_no_probe(*sink);
       if (m != nullptr) member_metrics_[member_index(m)].probing->set(0);
       break;
     }

@@ -654,7 +654,9 @@ std::vector<SavedPosition> TaildirSource::snapshot() const {
 }
 
 void TaildirSource::write_positions_async() {
-  if (!positions_dirty_ || writing_positions_) return;
+  // Once stopping, the owner's persist_checkpoint() writes the last positions: a job started now
+  // (an acknowledgement after stop) could outlive this source and race that write.
+  if (stopping_ || !positions_dirty_ || writing_positions_) return;
   positions_dirty_ = false;
   writing_positions_ = true;
   unsaved_bytes_ = 0;

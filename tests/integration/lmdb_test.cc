@@ -276,6 +276,24 @@ TEST_CASE("lmdb: a damaged record is quarantined and reported, every other one d
         "channel durable: 1 damaged records moved to quarantine (see the log)\n");
   CHECK(agent.stderr_text().find("is damaged (checksum mismatch); moving it to quarantine") !=
         std::string::npos);
+  // A reload that replaces the channel keeps the baseline of the agent's start: the record
+  // quarantined since then is still reported.
+  std::string text = read_file(agent.config_path());
+  const std::string lmdb_line = "type = \"lmdb\"\n";
+  REQUIRE(text.find(lmdb_line) != std::string::npos);
+  text.replace(text.find(lmdb_line), lmdb_line.size(), lmdb_line + "max_events = 50000\n");
+  write_file(agent.config_path() + ".new", text);
+  REQUIRE(std::rename((agent.config_path() + ".new").c_str(), agent.config_path().c_str()) == 0);
+  const auto reloaded = http_request(agent.admin(),
+                                     "POST /api/v1/reload HTTP/1.1\r\nHost: t\r\n"
+                                     "Content-Length: 0\r\nConnection: close\r\n\r\n",
+                                     30s);
+  REQUIRE(reloaded.status == 200);
+  CHECK(reloaded.body.find("channels ~durable") != std::string::npos);
+  const auto after = http_get(agent.admin(), "/healthz");
+  CHECK(after.status == 503);
+  CHECK(after.body.find("channel durable: 1 damaged records quarantined since start\n") !=
+        std::string::npos);
   CHECK(agent.terminate() == 0);
 }
 

@@ -189,6 +189,33 @@ TEST_CASE("reload: SIGHUP adds a sink and the API removes it while the source re
   CHECK(agent.terminate() == 0);
 }
 
+TEST_CASE("reload: a source and the sink of its kept memory channel replaced at once",
+          "[integration][reload]") {
+  TempDir tmp;
+  AgentProcess agent = start_agent({}, tmp);
+  REQUIRE(agent.wait_ready());
+  const std::string log = agent.path("app.log"), a = agent.path("a.out");
+  append_numbers(log, 1, 1000);
+  REQUIRE(eventually(10s, [&] { return count_lines(a) == 1000; }));
+  // The source's poll_interval and the sink's path change, the channel does not: the replaced
+  // source's last puts are delivered by the old sink before it goes.
+  std::string text = config_text({});
+  text.replace(text.find("poll_interval = \"50ms\""), 22, "poll_interval = \"60ms\"");
+  text.replace(text.find("@DIR@/a.out"), 11, "@DIR@/a2.out");
+  install(agent, text);
+  append_numbers(log, 1001, 20000);
+  const HttpReply r = post_reload(agent, 20s);
+  CHECK(r.status == 200);
+  CHECK(r.body ==
+        "{\"result\":\"ok\",\"generation\":2,\"message\":\"sources ~tail; sinks ~a; "
+        "sink_groups ~a\"}\n");
+  append_numbers(log, 20001, 21000);
+  const std::string a2 = agent.path("a2.out");
+  REQUIRE(eventually(20s, [&] { return missing(numbers_in({a, a2}), 1, 21000) == 0; }));
+  CHECK(numbers_in({a, a2}).size() == 21000);
+  CHECK(agent.terminate() == 0);
+}
+
 TEST_CASE("reload: new channel bounds under traffic lose and repeat nothing",
           "[integration][reload]") {
   TempDir tmp;
@@ -445,13 +472,13 @@ TEST_CASE("reload: reloads during a reload are queued and the last file wins",
   install(agent, web_config(peer.url(), "memory", 40000));
   REQUIRE(::kill(agent.pid(), SIGHUP) == 0);
   REQUIRE(eventually(10s, [&] {
-    return http_get(agent.admin(), "/api/v1/status").body.find("\"reload\":\"draining") !=
+    return http_get(agent.admin(), "/api/v1/status").body.find("\"reload\":\"waiting") !=
            std::string::npos;
   }));
   // Not ready while the source is being replaced.
   CHECK(http_get(agent.admin(), "/readyz").body ==
-        "not ready\nreloading (draining replaced sink groups): sources tail are being "
-        "replaced\n");
+        "not ready\nreloading (waiting for replaced sources' events to be delivered): sources "
+        "tail are being replaced\n");
   // Two more while it waits: the second replaces the first in the queue.
   install(agent, web_config(peer.url(), "memory", 30000));
   REQUIRE(::kill(agent.pid(), SIGHUP) == 0);
@@ -514,5 +541,101 @@ TEST_CASE("reload: an lmdb channel's new bounds keep its events on disk while it
   const auto got = accepted_numbers(peer);
   WARN(got.size() - 6000 << " repeats");
   CHECK(got.size() >= 6000);
+  CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("reload: SIGTERM during a reload of the sink of a kept memory channel loses nothing",
+          "[integration][reload]") {
+  // The first delivery hangs 3s: the reload waits for it while SIGTERM arrives.
+  HttpPeer peer("slow:3000");
+  TempDir tmp;
+  write_file(tmp.file("template.toml"), web_config(peer.url(), "memory", 50000));
+  AgentProcess::Options o;
+  o.config_file = tmp.file("template.toml");
+  AgentProcess agent("", o);
+  REQUIRE(agent.wait_ready());
+  append_numbers(agent.path("app.log"), 1, 10000);
+  REQUIRE(eventually(10s, [&] {
+    return agent.metric(R"(sluice_source_events_total{component="tail",type="taildir"})") == 10000;
+  }));
+  REQUIRE(eventually(10s, [&] { return peer.stat("requests") >= 1; }));
+  std::string text = web_config(peer.url(), "memory", 50000);
+  text.replace(text.find("penalty_base = \"100ms\""), 22, "penalty_base = \"150ms\"");
+  install(agent, text);
+  REQUIRE(::kill(agent.pid(), SIGHUP) == 0);
+  REQUIRE(eventually(
+      10s, [&] { return agent.stderr_text().find("reloading (SIGHUP)") != std::string::npos; }));
+  REQUIRE(::kill(agent.pid(), SIGTERM) == 0);
+  const int code = agent.wait_exit(40s);
+  const std::string err = agent.stderr_text();
+  INFO(err);
+  // Either every event arrived and the exit is clean, or the exit says what was left.
+  if (code == 0) {
+    std::multiset<long> got;
+    for (const PeerRequest& r : peer.requests()) {
+      if (r.answer != "ok" && r.answer.rfind("slow", 0) != 0) continue;
+      for (long n : numbers_of(r.body)) got.insert(n);
+    }
+    CHECK(missing(got, 1, 10000) == 0);
+    CHECK(err.find("stopped: every channel drained") != std::string::npos);
+  } else {
+    CHECK(code == 1);
+    CHECK(err.find("events still in memory channels") != std::string::npos);
+  }
+  CHECK(code == 0);  // 30s of shutdown_timeout are plenty for 10000 events
+}
+
+TEST_CASE("reload: lagging = detach changed back to block takes effect on the kept lmdb cursor",
+          "[integration][reload][lmdb]") {
+  TempDir tmp;
+  const std::string base = R"([agent]
+name = "it-reload-lag"
+data_dir = "@DATA_DIR@"
+admin = "127.0.0.1:0"
+shutdown_timeout = "10s"
+
+[sources.tail]
+type = "taildir"
+paths = ["@DIR@/app.log"]
+channel = "durable"
+poll_interval = "50ms"
+
+[channels.durable]
+type = "lmdb"
+max_events = 2000
+transaction_events = 200
+
+[sinks.good]
+type = "file"
+path = "@DIR@/good.out"
+channel = "durable"
+
+[sinks.bad]
+type = "file"
+path = "/dev/full"
+channel = "durable"
+penalty_base = "50ms"
+max_penalty = "200ms"
+)";
+  write_file(tmp.file("template.toml"), base + "lagging = \"detach\"\n");
+  AgentProcess::Options o;
+  o.config_file = tmp.file("template.toml");
+  AgentProcess agent("", o);
+  REQUIRE(agent.wait_ready());
+  const std::string good = agent.path("good.out");
+  const std::string dropped_series =
+      R"(sluice_channel_dropped_events_total{component="durable",type="lmdb"})";
+  append_numbers(agent.path("app.log"), 1, 5000);
+  REQUIRE(eventually(20s, [&] { return count_lines(good) == 5000; }));
+  REQUIRE(metric_or(agent, dropped_series, 0) > 0);
+  install(agent, base);
+  const HttpReply r = post_reload(agent, 20s);
+  REQUIRE(r.status == 200);
+  CHECK(r.body.find("sinks ~bad; sink_groups ~bad") != std::string::npos);
+  const double dropped = metric_or(agent, dropped_series, 0);
+  // Blocking now: the channel fills behind "bad" and the source waits, nothing more is dropped.
+  append_numbers(agent.path("app.log"), 5001, 10000);
+  CHECK_FALSE(eventually(5s, [&] { return count_lines(good) == 10000; }));
+  CHECK(metric_or(agent, dropped_series, 0) == dropped);
   CHECK(agent.terminate() == 0);
 }

@@ -166,3 +166,36 @@ TEST_CASE("reload plan: data_dir and admin cannot change", "[unit][agent][reload
         "agent.admin: cannot change on reload (running with \"127.0.0.1:24280\", the file says "
         "\"127.0.0.1:1\"); restart sluice to use it");
 }
+
+TEST_CASE("reload plan: a new agent name replaces the pipelines whose PARTIAL rows carry it",
+          "[unit][agent][reload]") {
+  const std::string body = R"toml(
+[sources.access]
+type = "taildir"
+paths = ["/tmp/x/*.log"]
+format = "json"
+channel = "raw"
+[channels.raw]
+type = "lmdb"
+[sinks.n]
+type = "null"
+channel = "raw"
+[channels.rows]
+type = "memory"
+[sinks.o]
+type = "null"
+channel = "rows"
+[pipelines.pv]
+sql = "INSERT INTO rows SELECT COUNT(*) AS n FROM access GROUP BY TUMBLE(INTERVAL '5' SECOND)"
+)toml";
+  const std::string a = kHead + body;
+  std::string b = a;
+  b.replace(b.find("name = \"t\""), 10, "name = \"u\"");
+  const AgentConfig ca = parse_text(a), cb = parse_text(b);
+  REQUIRE(cb.agent.name == "u");
+  auto single = [](std::string_view type) { return type == "memory"; };
+  const reload::Plan plan =
+      reload::plan(ca, reload::fingerprints(ca), cb, reload::fingerprints(cb), single);
+  CHECK(plan.retire_pipelines.count("pv") == 1);
+  CHECK(plan.build_pipelines.count("pv") == 1);
+}

@@ -461,3 +461,50 @@ TEST_CASE(
   }
   REQUIRE(loop.close() == 0);  // every handle closed by its owner
 }
+
+TEST_CASE("sink group: an idle group's sink without a probe is live again once its penalty ends",
+          "[unit][group]") {
+  Loop loop;
+  {
+    MetricsRegistry metrics;
+    SteadyClock clock;
+    ComponentContext ch_ctx{loop, metrics, "buf", "memory", "/tmp"};
+    channels::MemoryChannel channel(
+        {.max_events = 1000, .max_bytes = {1 << 20}, .transaction_events = 10}, ch_ctx);
+    test::RecordingSink sink{loop};
+    Safe safe;
+    SourceOutput output{loop, {&channel}, 4};
+    output.set_listener(&safe);
+    GroupConfig cfg;
+    cfg.penalty_base = 200ms;
+    cfg.max_penalty = 200ms;
+    cfg.max_in_flight = 1;
+    cfg.batch_events = 100;
+    const CursorId cursor = *channel.open_cursor("g");
+    std::vector<GroupMember> members{{"k", "recording", &sink, 5s}};
+    SinkGroup group(ComponentContext{loop, metrics, "g", "group", "/tmp"}, channel, cursor,
+                    std::make_unique<SingleProcessor>(sink, cfg.penalty_base, cfg.max_penalty),
+                    std::move(members), cfg, clock);
+    group.start();
+    sink.script({DeliveryResult::retry("busy")});
+    Batch five = test::make_batch(5, "e", 0);
+    output.put(five, {});
+    test::run_until(loop, 2s, [&] { return sink.deliveries == 1 && group.in_flight() == 0; });
+    INFO(sink.deliveries << " in flight " << group.in_flight());
+    REQUIRE(sink.deliveries == 1);
+    REQUIRE(group.in_flight() == 0);
+    CHECK_FALSE(group.has_live_sink());
+    // The events go elsewhere (as a detached lmdb cursor's backlog would): the group is idle.
+    Batch b;
+    auto lease = channel.take(cursor, b, {1000, 1 << 20});
+    REQUIRE(lease.has_value());
+    REQUIRE(b.size() == 5);
+    struct Done final : CommitListener {
+      void on_committed(std::uint64_t, Status) noexcept override {}
+    } done;
+    channel.commit(std::move(*lease), done);
+    CHECK(test::run_until(loop, 2s, [&] { return group.has_live_sink(); }));
+    CHECK(sink.deliveries == 1);
+  }
+  REQUIRE(loop.close() == 0);
+}
