@@ -6,8 +6,10 @@
 //   + COUNT(DISTINCT) + percentile  the issue's benchmark query, operator only
 //   HOP, SESSION                    the other windows, operator only
 //   parse + the benchmark query     both, as an agent pipeline does them
-// `sluice_sql_bench wide [EVENTS]` runs GROUP BY game_id, uid with 100,000 keys per window alone
-// (parse included, inputs generated batch by batch) and reports the state size and peak RSS.
+// `sluice_sql_bench wide [EVENTS] [MAX_STATE_MIB]` runs GROUP BY game_id, uid with 100,000 keys per
+// window alone (parse included, inputs generated batch by batch) and reports the state size and
+// peak RSS; `sluice_sql_bench issue ...` the same with issue 13's query and input (GROUP BY
+// game_id, event with COUNT(*), COUNT(DISTINCT uid), AVG(x), APPROX_PERCENTILE(x, 0.99)).
 #include <sys/resource.h>
 
 #include <cstdio>
@@ -127,16 +129,20 @@ Outcome run_query(std::string_view sql, const std::vector<Batch>* parsed,
 }  // namespace
 
 /// 100k distinct keys in every 5 s window: lines generated and parsed batch by batch (nothing
-/// held but the window state), so the peak RSS is the operator's.
-int run_wide(std::size_t n) {
+/// held but the window state), so the peak RSS is the operator's. `issue`: the query and input of
+/// bench/sql_pipeline_bench.py's "100k keys" run (issue 13), else GROUP BY game_id, uid.
+int run_wide(std::size_t n, bool issue, std::size_t max_state) {
   auto q = sql::compile(
-      "SELECT game_id, uid, COUNT(*) AS events, AVG(latency) AS avg_latency FROM src "
-      "GROUP BY TUMBLE(INTERVAL '5' SECOND), game_id, uid");
+      issue ? "SELECT window_start, game_id, event, COUNT(*) AS n, COUNT(DISTINCT uid) AS users, "
+              "AVG(x) AS avg_x, APPROX_PERCENTILE(x, 0.99) AS p99 FROM src "
+              "GROUP BY TUMBLE(INTERVAL '5' SECOND), game_id, event"
+            : "SELECT game_id, uid, COUNT(*) AS events, AVG(latency) AS avg_latency FROM src "
+              "GROUP BY TUMBLE(INTERVAL '5' SECOND), game_id, uid");
   sql::RunnerOptions o;
   o.time_source = sql::TimeSource::field;
   o.time_field = "create_time";
   o.watermark_delay_ns = 5'000'000'000;
-  o.max_state_bytes = std::size_t{1} << 31;
+  o.max_state_bytes = max_state;
   auto r = sql::WindowRunner::create(*q, o);
   parse::JsonFormat json(parse::JsonOptions{});
   parse::Draft d;
@@ -146,16 +152,24 @@ int run_wide(std::size_t n) {
   char buf[256];
   const double t0 = cpu_seconds();
   double gen_s = 0;
-  // 40 events per ms: 200,000 events and exactly 100,000 distinct uids per 5 s window.
+  // 40 events per ms: 200,000 events and exactly 100,000 distinct keys per 5 s window.
   for (std::size_t b = 0; b * kBatch < n; ++b) {
     const double g0 = cpu_seconds();
     for (std::size_t k = 0; k < kBatch; ++k) {
       const std::size_t i = b * kBatch + k;
-      const int len = std::snprintf(
-          buf, sizeof buf,
-          R"({"create_time":%lld,"event":"chat","game_id":"g1","uid":%llu,"latency":%u})",
-          static_cast<long long>(1750797000000 + static_cast<long long>(i / 40)),
-          static_cast<unsigned long long>(148950000 + i % 100000), static_cast<unsigned>(i % 500));
+      const long long ms = 1750797000000 + static_cast<long long>(i / 40);
+      const int len =
+          issue
+              ? std::snprintf(
+                    buf, sizeof buf,
+                    R"({"create_time":%lld,"event":"e%zu","game_id":"g%zu","role":"mage","server_id":"s%zu","uid":%zu,"x":%.1f})",
+                    ms, (i / 1000) % 100, i % 1000, 40 + i % 10, 148950000 + (i * 7919) % 100000,
+                    static_cast<double>((i * 37) % 1000) / 10 + 0.5)
+              : std::snprintf(
+                    buf, sizeof buf,
+                    R"({"create_time":%lld,"event":"chat","game_id":"g1","uid":%llu,"latency":%u})",
+                    ms, static_cast<unsigned long long>(148950000 + i % 100000),
+                    static_cast<unsigned>(i % 500));
       lines[k].assign(buf, static_cast<std::size_t>(len));
     }
     gen_s += cpu_seconds() - g0;
@@ -175,9 +189,12 @@ int run_wide(std::size_t n) {
     rows += (*r)->emit_closed(out, 4096);
   }
   const double s = cpu_seconds() - t0 - gen_s;
-  std::printf("GROUP BY TUMBLE 5s, game_id, uid: 100,000 keys per window, %zu events\n", n);
-  std::printf("  parse + operator: %.3f cpu s, %.0f events/cpu-s, %zu rows\n", s,
-              static_cast<double>(n) / s, rows);
+  std::printf("GROUP BY TUMBLE 5s, %s: 100,000 keys per window, %zu events\n",
+              issue ? "game_id, event (issue 13 query)" : "game_id, uid", n);
+  std::printf(
+      "  parse + operator: %.3f cpu s, %.0f events/cpu-s, %zu rows, %llu windows closed early\n", s,
+      static_cast<double>(n) / s, rows,
+      static_cast<unsigned long long>((*r)->stats().windows_closed_early));
   std::printf("  peak state %.1f MB with up to %zu windows open; peak RSS %.1f MB\n",
               static_cast<double>(peak_state) / 1048576.0, peak_open,
               static_cast<double>(peak_rss_kb()) / 1024.0);
@@ -185,8 +202,11 @@ int run_wide(std::size_t n) {
 }
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::string_view(argv[1]) == "wide") {
-    return run_wide(argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 4'000'000);
+  if (argc > 1 && (std::string_view(argv[1]) == "wide" || std::string_view(argv[1]) == "issue")) {
+    // [EVENTS] [MAX_STATE_MIB]
+    const std::size_t mib = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 2048;
+    return run_wide(argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 4'000'000,
+                    std::string_view(argv[1]) == "issue", mib << 20);
   }
   const std::size_t n = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 2'000'000;
   std::printf("sluice_sql_bench: %zu events, batches of %zu, one thread\n", n, kBatch);

@@ -1,5 +1,8 @@
 #include "sql/aggregates.h"
 
+#include <cmath>
+#include <cstring>
+
 #include "sql/eval.h"
 #include "sql/partial_state.h"
 #include "sql/sketch/encoding.h"
@@ -108,6 +111,150 @@ void add_number(Cell& c, const Value& v) {
   ++c.n;
 }
 
+using sketch::DistinctCounter;
+using sketch::QuantileSketch;
+
+// In-cell states (see Cell): at most this many values before a side entry is taken.
+constexpr std::uint8_t kInCellValues = 2;
+
+std::int64_t delta(std::size_t after, std::size_t before) {
+  return static_cast<std::int64_t>(after) - static_cast<std::int64_t>(before);
+}
+
+std::uint64_t cell_hash(const Cell& c, unsigned k) {
+  return static_cast<std::uint64_t>(k == 0 ? c.i : c.n);
+}
+std::size_t cell_limit(const Cell& c) { return static_cast<std::size_t>(c.d); }
+
+double cell_value(const Cell& c, unsigned k) {
+  if (k == 0) return c.d;
+  double v;
+  std::memcpy(&v, &c.i, sizeof v);
+  return v;
+}
+
+/// The counter an in-cell distinct state stands for (no heap: at most two exact values).
+DistinctCounter counter_of(const Cell& c) {
+  DistinctCounter dc(cell_limit(c));
+  for (unsigned k = 0; k < c.small; ++k) dc.add(cell_hash(c, k));
+  return dc;
+}
+/// The sketch an in-cell percentile state stands for.
+QuantileSketch sketch_of(const Cell& c) {
+  QuantileSketch q;
+  for (unsigned k = 0; k < c.small; ++k) q.add(cell_value(c, k));
+  return q;
+}
+
+/// Takes a side counter of `limit` (reusing a kept entry and its capacity); returns the growth of
+/// the side's bytes.
+std::int64_t take_distinct(SideStore& side, std::size_t limit, std::uint32_t& ext) {
+  const std::size_t cap = side.distincts.capacity();
+  std::int64_t grown = 0;
+  if (side.distincts_used == side.distincts.size()) {
+    side.distincts.emplace_back(limit);
+  } else {
+    DistinctCounter& d = side.distincts[side.distincts_used];
+    const std::size_t before = d.memory_bytes();
+    if (d.exact_limit() == limit) {
+      d.clear();  // keeps its capacity
+    } else {
+      d = DistinctCounter(limit);
+    }
+    grown += delta(d.memory_bytes(), before);
+  }
+  grown +=
+      delta(side.distincts.capacity(), cap) * static_cast<std::int64_t>(sizeof(DistinctCounter));
+  ext = static_cast<std::uint32_t>(side.distincts_used++);
+  return grown;
+}
+
+std::int64_t take_quantile(SideStore& side, std::uint32_t& ext) {
+  const std::size_t cap = side.quantiles.capacity();
+  std::int64_t grown = 0;
+  if (side.quantiles_used == side.quantiles.size()) {
+    side.quantiles.emplace_back();
+  } else {
+    QuantileSketch& q = side.quantiles[side.quantiles_used];
+    const std::size_t before = q.memory_bytes();
+    q.clear();
+    grown += delta(q.memory_bytes(), before);
+  }
+  grown +=
+      delta(side.quantiles.capacity(), cap) * static_cast<std::int64_t>(sizeof(QuantileSketch));
+  ext = static_cast<std::uint32_t>(side.quantiles_used++);
+  return grown;
+}
+
+/// Moves an in-cell distinct state to a side counter.
+std::int64_t spill_distinct(Cell& c, SideStore& side) {
+  std::uint32_t ext = 0;
+  std::int64_t grown = take_distinct(side, cell_limit(c), ext);
+  DistinctCounter& dc = side.distincts[ext];
+  const std::size_t before = dc.memory_bytes();
+  for (unsigned k = 0; k < c.small; ++k) dc.add(cell_hash(c, k));
+  grown += delta(dc.memory_bytes(), before);
+  c.ext = ext;
+  c.small = 0;
+  c.i = c.n = 0;
+  c.d = 0;
+  return grown;
+}
+
+std::int64_t spill_quantile(Cell& c, SideStore& side) {
+  std::uint32_t ext = 0;
+  std::int64_t grown = take_quantile(side, ext);
+  QuantileSketch& q = side.quantiles[ext];
+  const std::size_t before = q.memory_bytes();
+  for (unsigned k = 0; k < c.small; ++k) q.add(cell_value(c, k));
+  grown += delta(q.memory_bytes(), before);
+  c.ext = ext;
+  c.small = 0;
+  c.i = 0;
+  c.d = 0;
+  return grown;
+}
+
+std::int64_t add_distinct(Cell& c, SideStore& side, std::uint64_t hash) {
+  std::int64_t grown = 0;
+  if (c.ext == Cell::kInCell) {
+    for (unsigned k = 0; k < c.small; ++k) {
+      if (cell_hash(c, k) == hash) return 0;
+    }
+    if (c.small < kInCellValues && c.small < cell_limit(c)) {
+      (c.small == 0 ? c.i : c.n) = static_cast<std::int64_t>(hash);
+      ++c.small;
+      return 0;
+    }
+    grown += spill_distinct(c, side);
+  }
+  DistinctCounter& dc = side.distincts[c.ext];
+  const std::size_t before = dc.memory_bytes();
+  dc.add(hash);
+  return grown + delta(dc.memory_bytes(), before);
+}
+
+std::int64_t add_quantile(Cell& c, SideStore& side, double v) {
+  std::int64_t grown = 0;
+  if (c.ext == Cell::kInCell) {
+    // Non-finite values are tallied by the sketch itself.
+    if (c.small < kInCellValues && std::isfinite(v)) {
+      if (c.small == 0) {
+        c.d = v;
+      } else {
+        std::memcpy(&c.i, &v, sizeof v);
+      }
+      ++c.small;
+      return 0;
+    }
+    grown += spill_quantile(c, side);
+  }
+  QuantileSketch& q = side.quantiles[c.ext];
+  const std::size_t before = q.memory_bytes();
+  q.add(v);
+  return grown + delta(q.memory_bytes(), before);
+}
+
 }  // namespace
 
 Aggregates::Aggregates(const QueryPlan& plan, std::size_t distinct_exact_limit)
@@ -126,22 +273,12 @@ void Aggregates::init_cell(AggKind kind, Cell& c, SideStore& side, std::size_t d
       side.strings[c.ext].clear();
       break;
     case Ext::distinct:
-      if (side.distincts_used == side.distincts.size()) {
-        side.distincts.emplace_back(distinct_limit);
-      } else if (side.distincts[side.distincts_used].exact_limit() == distinct_limit) {
-        side.distincts[side.distincts_used].clear();  // keeps its capacity
-      } else {
-        side.distincts[side.distincts_used] = sketch::DistinctCounter(distinct_limit);
-      }
-      c.ext = static_cast<std::uint32_t>(side.distincts_used++);
+      // In the cell until a third value (see Cell); d holds the exact limit for the spill.
+      c.ext = Cell::kInCell;
+      c.d = static_cast<double>(distinct_limit);
       break;
     case Ext::quantile:
-      if (side.quantiles_used == side.quantiles.size()) {
-        side.quantiles.emplace_back();
-      } else {
-        side.quantiles[side.quantiles_used].clear();
-      }
-      c.ext = static_cast<std::uint32_t>(side.quantiles_used++);
+      c.ext = Cell::kInCell;
       break;
     case Ext::merge:
       if (side.merges_used == side.merges.size()) side.merges.emplace_back();
@@ -237,22 +374,14 @@ std::int64_t Aggregates::update(Cell* cells, SideStore& side, const Value* args,
           c.n = time;
         }
         break;
-      case AggKind::count_distinct: {
-        sketch::DistinctCounter& dc = side.distincts[c.ext];
-        const std::size_t before = dc.memory_bytes();
-        dc.add(distinct_hash(v));
-        grown += static_cast<std::int64_t>(dc.memory_bytes()) - static_cast<std::int64_t>(before);
+      case AggKind::count_distinct:
+        grown += add_distinct(c, side, distinct_hash(v));
         break;
-      }
-      case AggKind::approx_percentile: {
+      case AggKind::approx_percentile:
         if (v.type == SqlType::string && !parse_number(v.s, v)) break;
         if (!v.is_number()) break;
-        sketch::QuantileSketch& q = side.quantiles[c.ext];
-        const std::size_t before = q.memory_bytes();
-        q.add(v.as_double());
-        grown += static_cast<std::int64_t>(q.memory_bytes()) - static_cast<std::int64_t>(before);
+        grown += add_quantile(c, side, v.as_double());
         break;
-      }
       case AggKind::count_star:
       case AggKind::merge:
         break;
@@ -261,8 +390,9 @@ std::int64_t Aggregates::update(Cell* cells, SideStore& side, const Value* args,
   return grown;
 }
 
-void Aggregates::merge_cell(AggKind kind, Cell& c, SideStore& into_side, const Cell& f,
-                            const SideStore& from_side) {
+std::int64_t Aggregates::merge_cell(AggKind kind, Cell& c, SideStore& into_side, const Cell& f,
+                                    const SideStore& from_side) {
+  std::int64_t grown = 0;
   switch (kind) {
     case AggKind::count_star:
     case AggKind::count:
@@ -308,12 +438,33 @@ void Aggregates::merge_cell(AggKind kind, Cell& c, SideStore& into_side, const C
         c.n = f.n;
       }
       break;
-    case AggKind::count_distinct:
-      into_side.distincts[c.ext].merge(from_side.distincts[f.ext]);
+    case AggKind::count_distinct: {
+      if (f.ext == Cell::kInCell) {
+        // Adding the values one by one gives the set (or registers) a merge gives.
+        for (unsigned k = 0; k < f.small; ++k) grown += add_distinct(c, into_side, cell_hash(f, k));
+        break;
+      }
+      if (c.ext == Cell::kInCell) grown += spill_distinct(c, into_side);
+      DistinctCounter& dc = into_side.distincts[c.ext];
+      const std::size_t before = dc.memory_bytes();
+      dc.merge(from_side.distincts[f.ext]);
+      grown += delta(dc.memory_bytes(), before);
       break;
-    case AggKind::approx_percentile:
-      into_side.quantiles[c.ext].merge(from_side.quantiles[f.ext]);
+    }
+    case AggKind::approx_percentile: {
+      if (f.ext == Cell::kInCell) {
+        // Same α: a merge adds bucket counts, as adding the values does.
+        for (unsigned k = 0; k < f.small; ++k)
+          grown += add_quantile(c, into_side, cell_value(f, k));
+        break;
+      }
+      if (c.ext == Cell::kInCell) grown += spill_quantile(c, into_side);
+      QuantileSketch& q = into_side.quantiles[c.ext];
+      const std::size_t before = q.memory_bytes();
+      q.merge(from_side.quantiles[f.ext]);
+      grown += delta(q.memory_bytes(), before);
       break;
+    }
     case AggKind::merge: {
       // Sessions never hold MERGE (the planner refuses it); kept total for completeness.
       MergeState& m = into_side.merges[c.ext];
@@ -324,17 +475,22 @@ void Aggregates::merge_cell(AggKind kind, Cell& c, SideStore& into_side, const C
         m.kind = o.kind;
         m.q = o.q;
       }
+      const std::size_t before = m.bytes();
       for (const MergePart& p : o.parts) m.parts.push_back(p);
+      grown += delta(m.bytes(), before);
       break;
     }
   }
+  return grown;
 }
 
-void Aggregates::merge(Cell* into, SideStore& into_side, const Cell* from,
-                       const SideStore& from_side) const {
+std::int64_t Aggregates::merge(Cell* into, SideStore& into_side, const Cell* from,
+                               const SideStore& from_side) const {
+  std::int64_t grown = 0;
   for (std::size_t a = 0; a < specs_.size(); ++a) {
-    merge_cell(specs_[a]->kind, into[a], into_side, from[a], from_side);
+    grown += merge_cell(specs_[a]->kind, into[a], into_side, from[a], from_side);
   }
+  return grown;
 }
 
 Value Aggregates::finalize_cell(AggKind kind, SqlType result_type, double q, const Cell& c,
@@ -344,6 +500,7 @@ Value Aggregates::finalize_cell(AggKind kind, SqlType result_type, double q, con
     case AggKind::count:
       return Value::integer(c.i);
     case AggKind::count_distinct:
+      if (c.ext == Cell::kInCell) return Value::integer(c.small);  // exact
       return Value::integer(static_cast<std::int64_t>(side.distincts[c.ext].estimate()));
     case AggKind::sum:
       if (c.n == 0) return Value::null();
@@ -361,6 +518,10 @@ Value Aggregates::finalize_cell(AggKind kind, SqlType result_type, double q, con
     case AggKind::last_value:
       return stored(c, side);
     case AggKind::approx_percentile: {
+      if (c.ext == Cell::kInCell) {
+        if (c.small == 0) return Value::null();
+        return Value::floating(sketch_of(c).quantile(q));
+      }
       const sketch::QuantileSketch& s = side.quantiles[c.ext];
       return s.count() == 0 ? Value::null() : Value::floating(s.quantile(q));
     }
@@ -437,10 +598,18 @@ void Aggregates::encode_cell(AggKind kind, const Cell& c, const SideStore& side,
       }
       break;
     case AggKind::count_distinct:
-      side.distincts[c.ext].encode(out);
+      if (c.ext == Cell::kInCell) {
+        counter_of(c).encode(out);  // the bytes of a side counter with the same values
+      } else {
+        side.distincts[c.ext].encode(out);
+      }
       break;
     case AggKind::approx_percentile:
-      side.quantiles[c.ext].encode(out);
+      if (c.ext == Cell::kInCell) {
+        sketch_of(c).encode(out);
+      } else {
+        side.quantiles[c.ext].encode(out);
+      }
       break;
     case AggKind::merge: {
       // Checkpoints of a collector: every part, so that re-sent states still replace after a
@@ -505,12 +674,14 @@ bool Aggregates::decode_cell(AggKind kind, std::string_view& in, Cell& c, SideSt
     case AggKind::count_distinct: {
       auto d = sketch::DistinctCounter::decode(in);
       if (!d) return false;
+      if (c.ext == Cell::kInCell) take_distinct(side, d->exact_limit(), c.ext);
       side.distincts[c.ext] = std::move(*d);
       break;
     }
     case AggKind::approx_percentile: {
       auto q = sketch::QuantileSketch::decode(in);
       if (!q) return false;
+      if (c.ext == Cell::kInCell) take_quantile(side, c.ext);
       side.quantiles[c.ext] = std::move(*q);
       break;
     }

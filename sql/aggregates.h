@@ -18,17 +18,25 @@ namespace sluice::sql {
 ///   SUM, AVG:             i = sum of integers, d = sum of doubles, n = values, flags&1 = saw a
 ///   double MIN, MAX:             vt/i/d = the value (strings in SideStore::strings[ext])
 ///   FIRST/LAST_VALUE:     vt/i/d = the value, n = its event time
-///   COUNT(DISTINCT):      SideStore::distincts[ext]
-///   APPROX_PERCENTILE:    SideStore::quantiles[ext]
+///   COUNT(DISTINCT):      SideStore::distincts[ext]; while ext == Cell::kInCell, the first
+///                         `small` distinct hashes (at most 2) are i and n, the exact limit d
+///   APPROX_PERCENTILE:    SideStore::quantiles[ext]; while ext == Cell::kInCell, the first
+///                         `small` finite values (at most 2) are d and the bits of i
+/// Most groups of a high-cardinality GROUP BY see a few events per window, so their distinct set
+/// and sketch live in the cell and cost no side entry (a counter is 32 bytes, a sketch 128); the
+/// side entry is taken when a third value comes, and holds what adding them one by one gives, so
+/// results and encodings are the same as with a side entry from the start.
 /// Every state merges (merge()) and encodes (encode()/decode()), so that partial aggregates can be
 /// combined later (issue 14) and checkpointed.
 struct Cell {
+  static constexpr std::uint32_t kInCell = UINT32_MAX;
   std::int64_t i = 0;
   double d = 0;
   std::int64_t n = 0;
   std::uint32_t ext = 0;
   SqlType vt = SqlType::null;
   std::uint8_t flags = 0;
+  std::uint8_t small = 0;
 };
 
 struct MergeState;
@@ -106,7 +114,9 @@ class Aggregates {
                       const DecodedPartial* decoded = nullptr,
                       std::uint64_t* replaced = nullptr) const;
   /// Adds the state `from` into `into` (sessions that an event bridges; partial aggregates).
-  void merge(Cell* into, SideStore& into_side, const Cell* from, const SideStore& from_side) const;
+  /// Returns the growth of heap bytes held by `into_side`.
+  std::int64_t merge(Cell* into, SideStore& into_side, const Cell* from,
+                     const SideStore& from_side) const;
   /// Results; strings view `side` (or `scratch`). PARTIAL columns are encoded with the window
   /// and agent of `scratch`; MERGE columns merge their parts there. `scratch` may be null only
   /// when the plan has neither.
@@ -123,8 +133,9 @@ class Aggregates {
   // One cell of a given kind (the per-aggregate steps above; MERGE and PARTIAL use them on
   // states whose kind comes from the row, not from the plan).
   static void init_cell(AggKind kind, Cell& c, SideStore& side, std::size_t distinct_limit);
-  static void merge_cell(AggKind kind, Cell& into, SideStore& into_side, const Cell& from,
-                         const SideStore& from_side);
+  /// Returns the growth of heap bytes held by `into_side`.
+  static std::int64_t merge_cell(AggKind kind, Cell& into, SideStore& into_side, const Cell& from,
+                                 const SideStore& from_side);
   static Value finalize_cell(AggKind kind, SqlType result_type, double q, const Cell& c,
                              const SideStore& side);
   static void encode_cell(AggKind kind, const Cell& c, const SideStore& side, std::string& out);

@@ -36,6 +36,7 @@ std::int64_t sat_sub(std::int64_t a, std::int64_t b) {
 }
 
 constexpr std::uint8_t kStateVersion = 1;
+constexpr std::size_t kPoolMaxBytes = std::size_t{4} << 20;
 constexpr std::string_view kStateMagic = "SQLW";
 
 FieldType field_type_of(SqlType t) {
@@ -315,6 +316,7 @@ Pane* WindowOperator::pane_for(std::int64_t start) {
     pool_.pop_back();
   } else {
     p = std::make_unique<Pane>();
+    reserve_like_last(*p);
   }
   p->start = start;
   p->end = sat_add(start, plan_.window.size_ns);
@@ -324,41 +326,54 @@ Pane* WindowOperator::pane_for(std::int64_t start) {
   return raw;
 }
 
+void WindowOperator::reserve_like_last(Pane& p) const {
+  const std::size_t g = last_groups_;
+  if (g < 1024) return;  // small windows grow as they come (and come from the pool)
+  // What the reservation would add to the state (key refs, about two index slots per group, the
+  // key bytes): not past max_state_bytes, which would close windows early for memory not used
+  // yet. The cells grow by blocks and need none.
+  const std::size_t want = g * (sizeof(KeyRef) + 16) + last_key_bytes_;
+  if (open_bytes_ + want > options_.max_state_bytes) return;
+  p.key_refs.reserve(g);
+  p.keys.reserve(last_key_bytes_);
+  p.index.reserve(g);
+}
+
 void WindowOperator::fold(Pane& p) {
   const std::size_t n = aggs_.size();
   std::int64_t idx = p.index.find(key_hash_, key_buf_, [&](std::size_t g) { return p.key(g); });
   if (idx < 0) {
     const std::size_t before = p.bytes();
     idx = static_cast<std::int64_t>(p.groups());
-    p.key_off.push_back(static_cast<std::uint32_t>(p.keys.size()));
-    p.key_len.push_back(static_cast<std::uint32_t>(key_buf_.size()));
-    p.keys.append(key_buf_);
+    p.key_refs.push_back(
+        {static_cast<std::uint32_t>(p.keys.size()), static_cast<std::uint32_t>(key_buf_.size())});
+    p.keys.insert(p.keys.end(), key_buf_.begin(), key_buf_.end());
     p.index.insert(key_hash_);
-    p.cells.resize(p.cells.size() + n);
+    Cell* row = p.cells.add(n);
     const std::size_t side_before = p.side.strings.capacity() * sizeof(std::string) +
                                     p.side.distincts.capacity() * sizeof(sketch::DistinctCounter) +
                                     p.side.quantiles.capacity() * sizeof(sketch::QuantileSketch);
-    aggs_.init(p.cells.data() + static_cast<std::size_t>(idx) * n, p.side);  // n may be 0
+    aggs_.init(row, p.side);  // null when n is 0
     const std::size_t side_after = p.side.strings.capacity() * sizeof(std::string) +
                                    p.side.distincts.capacity() * sizeof(sketch::DistinctCounter) +
                                    p.side.quantiles.capacity() * sizeof(sketch::QuantileSketch);
     p.side_bytes += side_after - side_before;
     open_bytes_ += p.bytes() - before;
   }
-  const std::int64_t grown = aggs_.update(
-      p.cells.data() + static_cast<std::size_t>(idx) * n, p.side, args_.data(), event_time_,
-      decoded_.empty() ? nullptr : decoded_.data(), &stats_.partials_replaced);
+  const std::int64_t grown =
+      aggs_.update(p.cells.row(static_cast<std::size_t>(idx)), p.side, args_.data(), event_time_,
+                   decoded_.empty() ? nullptr : decoded_.data(), &stats_.partials_replaced);
   p.side_bytes = static_cast<std::size_t>(static_cast<std::int64_t>(p.side_bytes) + grown);
   open_bytes_ = static_cast<std::size_t>(static_cast<std::int64_t>(open_bytes_) + grown);
 }
 
 std::uint32_t WindowOperator::session_key_index(std::uint64_t hash) {
   std::int64_t idx = skey_index_.find(hash, key_buf_, [&](std::size_t k) {
-    return std::string_view(skeys_.data() + skey_off_[k], skey_len_[k]);
+    return std::string_view(skeys_.data() + skey_refs_[k].off, skey_refs_[k].len);
   });
   if (idx >= 0) return static_cast<std::uint32_t>(idx);
-  skey_off_.push_back(static_cast<std::uint32_t>(skeys_.size()));
-  skey_len_.push_back(static_cast<std::uint32_t>(key_buf_.size()));
+  skey_refs_.push_back(
+      {static_cast<std::uint32_t>(skeys_.size()), static_cast<std::uint32_t>(key_buf_.size())});
   skeys_.append(key_buf_);
   skey_index_.insert(hash);
   skey_.emplace_back();
@@ -434,7 +449,10 @@ bool WindowOperator::on_session_event(std::int64_t t) {
       const std::uint32_t id = open[i];
       Session& s = sessions_[id];
       if (static_cast<std::int64_t>(id) != target && t > sat_sub(s.start, gap) && t < s.end) {
-        aggs_.merge(tgt.cells.data(), tgt.side, s.cells.data(), s.side);
+        const std::int64_t grown = aggs_.merge(tgt.cells.data(), tgt.side, s.cells.data(), s.side);
+        tgt.side_bytes =
+            static_cast<std::size_t>(static_cast<std::int64_t>(tgt.side_bytes) + grown);
+        open_bytes_ = static_cast<std::size_t>(static_cast<std::int64_t>(open_bytes_) + grown);
         tgt.start = std::min(tgt.start, s.start);
         tgt.end = std::max(tgt.end, s.end);
         open.erase(open.begin() + static_cast<std::ptrdiff_t>(i));
@@ -582,7 +600,7 @@ void WindowOperator::learn_merge_kinds() {
   };
   for (const auto* list : {&closed_, &open_}) {
     for (const auto& p : *list) {
-      for (std::size_t g = 0; g < p->groups(); ++g) learn(p->cells.data() + g * n, p->side);
+      for (std::size_t g = 0; g < p->groups(); ++g) learn(p->cells.row(g), p->side);
     }
   }
 }
@@ -602,6 +620,8 @@ void WindowOperator::close_ready() {
     while (n < open_.size() && sat_add(open_[n]->end, lateness_) <= wm_) ++n;
     for (std::size_t i = 0; i < n; ++i) {
       open_[i]->closed = true;
+      last_groups_ = open_[i]->groups();
+      last_key_bytes_ = open_[i]->keys.size();
       const std::size_t b = open_[i]->bytes();
       open_bytes_ -= std::min(open_bytes_, b);
       closed_bytes_ += b;
@@ -753,22 +773,22 @@ bool WindowOperator::emit_row(const Cell* cells, const SideStore& side, std::str
 
 std::size_t WindowOperator::emit_closed(Batch& out, std::size_t max_rows) {
   std::size_t emitted = 0;
-  const std::size_t n = aggs_.size();
   if (plan_.window.kind != WindowKind::session) {
     std::size_t done = 0;  // panes fully emitted, from the front
     while (done < closed_.size() && emitted < max_rows) {
       Pane& p = *closed_[done];
       while (emit_pos_ < p.groups() && emitted < max_rows) {
         emitted +=
-            emit_row(p.cells.data() + emit_pos_ * n, p.side, p.key(emit_pos_), p.start, p.end, out)
-                ? 1
-                : 0;
+            emit_row(p.cells.row(emit_pos_), p.side, p.key(emit_pos_), p.start, p.end, out) ? 1 : 0;
         ++emit_pos_;
       }
       if (emit_pos_ < p.groups()) break;
       emit_pos_ = 0;
       closed_bytes_ -= std::min(closed_bytes_, p.bytes());
-      if (pool_.empty()) {  // one spare: the next window reuses its capacity
+      // One spare, so that the next window reuses its capacity without allocating; but not a
+      // large one: with a watermark delay two windows are open and full, and a kept third pane
+      // would hold as much again, where regrowing a fresh one costs a few reallocations.
+      if (pool_.empty() && p.bytes() <= kPoolMaxBytes) {
         closed_[done]->reset();
         pool_.push_back(std::move(closed_[done]));
       }
@@ -780,7 +800,7 @@ std::size_t WindowOperator::emit_closed(Batch& out, std::size_t max_rows) {
   if (emit_pos_ >= closed_sessions_.size()) return 0;
   auto key_of = [&](std::uint32_t id) {
     const std::uint32_t k = sessions_[id].key;
-    return std::string_view(skeys_.data() + skey_off_[k], skey_len_[k]);
+    return std::string_view(skeys_.data() + skey_refs_[k].off, skey_refs_[k].len);
   };
   if (!sessions_sorted_) {
     std::sort(closed_sessions_.begin() + static_cast<std::ptrdiff_t>(emit_pos_),
@@ -814,28 +834,28 @@ void WindowOperator::compact_session_keys() {
   for (const SessionKey& k : skey_) live += k.open.empty() ? 0 : 1;
   if (skey_.size() < 1024 || live * 2 > skey_.size()) return;
   KeyIndex index;
-  std::vector<std::uint32_t> off, len, remap(skey_.size(), UINT32_MAX);
+  std::vector<KeyRef> refs;
+  std::vector<std::uint32_t> remap(skey_.size(), UINT32_MAX);
   std::string keys;
   std::vector<SessionKey> sk;
   std::size_t dropped = 0;
   for (std::size_t k = 0; k < skey_.size(); ++k) {
     if (skey_[k].open.empty()) {
-      dropped += skey_len_[k] + 48;
+      dropped += skey_refs_[k].len + 48;
       continue;
     }
     remap[k] = static_cast<std::uint32_t>(sk.size());
-    off.push_back(static_cast<std::uint32_t>(keys.size()));
-    len.push_back(skey_len_[k]);
-    keys.append(skeys_.data() + skey_off_[k], skey_len_[k]);
-    index.insert(skey_index_.hash(k));
+    const std::string_view key(skeys_.data() + skey_refs_[k].off, skey_refs_[k].len);
+    refs.push_back({static_cast<std::uint32_t>(keys.size()), skey_refs_[k].len});
+    keys.append(key);
+    index.insert(sketch::xxh64(key));  // the hash session_key_index() was given
     sk.push_back(std::move(skey_[k]));
   }
   for (Session& s : sessions_) {
     if (s.alive) s.key = remap[s.key];
   }
   skey_index_ = std::move(index);
-  skey_off_ = std::move(off);
-  skey_len_ = std::move(len);
+  skey_refs_ = std::move(refs);
   skeys_ = std::move(keys);
   skey_ = std::move(sk);
   open_bytes_ -= std::min(open_bytes_, dropped);
@@ -876,8 +896,7 @@ void WindowOperator::clear_state() {
   open_.clear();
   closed_.clear();
   skey_index_.clear();
-  skey_off_.clear();
-  skey_len_.clear();
+  skey_refs_.clear();
   skeys_.clear();
   skey_.clear();
   sessions_.clear();
@@ -908,7 +927,6 @@ void WindowOperator::serialize_state(std::string& out) const {
       stats_.events_without_time, stats_.rows_emitted,         stats_.rows_filtered_by_having,
       stats_.windows_closed,      stats_.windows_closed_early, stats_.eval_errors};
   for (std::uint64_t c : counters) enc::put_varint(out, c);
-  const std::size_t n = aggs_.size();
   if (plan_.window.kind != WindowKind::session) {
     enc::put_varint(out, closed_.size() + open_.size());
     // Rows emit_closed() already returned are not part of the state.
@@ -920,7 +938,7 @@ void WindowOperator::serialize_state(std::string& out) const {
         const std::string_view k = p.key(g);
         enc::put_varint(out, k.size());
         out.append(k);
-        aggs_.encode(p.cells.data() + g * n, p.side, out);
+        aggs_.encode(p.cells.row(g), p.side, out);
       }
     };
     for (std::size_t c = 0; c < closed_.size(); ++c) put_pane(*closed_[c], c == 0 ? emit_pos_ : 0);
@@ -932,7 +950,7 @@ void WindowOperator::serialize_state(std::string& out) const {
     // Closed sessions first (in their emission order), then open ones by id.
     auto put_session = [&](std::uint32_t id) {
       const Session& s = sessions_[id];
-      const std::string_view k(skeys_.data() + skey_off_[s.key], skey_len_[s.key]);
+      const std::string_view k(skeys_.data() + skey_refs_[s.key].off, skey_refs_[s.key].len);
       enc::put_varint(out, k.size());
       out.append(k);
       enc::put_varint(out, enc::zigzag(s.start));
@@ -1018,14 +1036,13 @@ Status WindowOperator::restore_state(std::string_view in) {
         if (p->index.find(key_hash_, key_buf_, [&](std::size_t x) { return p->key(x); }) >= 0) {
           return bad("group stored twice in one window");
         }
-        p->key_off.push_back(static_cast<std::uint32_t>(p->keys.size()));
-        p->key_len.push_back(static_cast<std::uint32_t>(key.size()));
-        p->keys.append(key);
+        p->key_refs.push_back(
+            {static_cast<std::uint32_t>(p->keys.size()), static_cast<std::uint32_t>(key.size())});
+        p->keys.insert(p->keys.end(), key.begin(), key.end());
         p->index.insert(key_hash_);
-        const std::size_t at = p->cells.size();  // data() + at: no reference when n is 0
-        p->cells.resize(at + n);
-        aggs_.init(p->cells.data() + at, p->side);
-        if (!aggs_.decode(in, p->cells.data() + at, p->side)) return bad("bad aggregate state");
+        Cell* row = p->cells.add(n);  // null when n is 0
+        aggs_.init(row, p->side);
+        if (!aggs_.decode(in, row, p->side)) return bad("bad aggregate state");
       }
       p->side_bytes = p->side.bytes();
       (closed != 0 ? closed_bytes_ : open_bytes_) += p->bytes();

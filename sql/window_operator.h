@@ -1,5 +1,6 @@
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -9,6 +10,7 @@
 
 #include "lib/core/batch.h"
 #include "sql/aggregates.h"
+#include "sql/big_alloc.h"
 #include "sql/engine.h"
 #include "sql/eval.h"
 #include "sql/plan.h"
@@ -17,59 +19,146 @@
 namespace sluice::sql {
 
 /// Open addressing from key bytes to an index, comparing keys in place (no std::string per
-/// lookup). The caller keeps the key bytes; the table keeps hashes and indexes.
+/// lookup). The caller keeps the key bytes; the table keeps, per slot, the index and 32 bits of
+/// the key's hash, so a lookup reads one slot per probe and the key bytes only on a 32-bit match
+/// (one cache miss for the table where a separate hash array made two).
 class KeyIndex {
  public:
-  struct Entry {
-    std::uint64_t hash;
-    std::uint32_t off;
-    std::uint32_t len;
-  };
   /// The index of `key`, or -1.
   template <class GetKey>
   std::int64_t find(std::uint64_t hash, std::string_view key, const GetKey& get) const {
     if (slots_.empty()) return -1;
     const std::size_t mask = slots_.size() - 1;
-    for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
-      const std::uint32_t s = slots_[i];
+    const std::uint32_t tag = tag_of(hash);
+    for (std::size_t i = tag & mask;; i = (i + 1) & mask) {
+      const std::uint64_t s = slots_[i];
       if (s == 0) return -1;
-      const std::uint32_t idx = s - 1;
-      if (hashes_[idx] == hash && get(idx) == key) return idx;
+      if (static_cast<std::uint32_t>(s >> 32) == tag) {
+        const std::uint32_t idx = static_cast<std::uint32_t>(s) - 1;
+        if (get(idx) == key) return idx;
+      }
     }
   }
   /// Records index `idx` (= size() before the call) under `hash`.
   void insert(std::uint64_t hash) {
-    hashes_.push_back(hash);
-    if ((hashes_.size()) * 4 > slots_.size() * 3) {
-      grow();
-    } else {
-      place(hash, static_cast<std::uint32_t>(hashes_.size() - 1));
-    }
+    ++size_;
+    if (size_ * 4 > slots_.size() * 3) rehash(size_);
+    place(tag_of(hash), static_cast<std::uint32_t>(size_ - 1));
   }
-  std::size_t size() const noexcept { return hashes_.size(); }
+  std::size_t size() const noexcept { return size_; }
+  /// Room for `n` indexes without growing.
+  void reserve(std::size_t n) {
+    if (n * 4 > slots_.size() * 3) rehash(n);
+  }
   void clear() noexcept {
-    hashes_.clear();
-    std::fill(slots_.begin(), slots_.end(), 0u);
+    size_ = 0;
+    std::fill(slots_.begin(), slots_.end(), std::uint64_t{0});
   }
-  std::size_t bytes() const noexcept { return slots_.capacity() * 4 + hashes_.capacity() * 8; }
-  std::uint64_t hash(std::size_t idx) const { return hashes_[idx]; }
+  std::size_t bytes() const noexcept { return slots_.capacity() * 8; }
 
  private:
-  void place(std::uint64_t hash, std::uint32_t idx) {
+  static std::uint32_t tag_of(std::uint64_t hash) noexcept {
+    return static_cast<std::uint32_t>(hash ^ (hash >> 32));
+  }
+  void place(std::uint32_t tag, std::uint32_t idx) {
     const std::size_t mask = slots_.size() - 1;
-    std::size_t i = hash & mask;
+    std::size_t i = tag & mask;
     while (slots_[i] != 0) i = (i + 1) & mask;
-    slots_[i] = idx + 1;
+    slots_[i] = (std::uint64_t{tag} << 32) | (std::uint64_t{idx} + 1);
   }
-  void grow() {
-    std::size_t n = slots_.empty() ? 16 : slots_.size() * 2;
-    while (hashes_.size() * 4 > n * 3) n *= 2;
-    slots_.assign(n, 0u);
-    for (std::size_t i = 0; i < hashes_.size(); ++i)
-      place(hashes_[i], static_cast<std::uint32_t>(i));
+  /// At least 16 slots, a power of two, at most 3/4 full with `n` indexes.
+  void rehash(std::size_t n) {
+    std::size_t cap = slots_.empty() ? 16 : slots_.size() * 2;
+    while (n * 4 > cap * 3) cap *= 2;
+    std::vector<std::uint64_t, BigAlloc<std::uint64_t>> old(cap, 0);
+    old.swap(slots_);
+    for (std::uint64_t s : old) {
+      if (s != 0) place(static_cast<std::uint32_t>(s >> 32), static_cast<std::uint32_t>(s) - 1);
+    }
   }
-  std::vector<std::uint32_t> slots_;
-  std::vector<std::uint64_t> hashes_;
+  std::vector<std::uint64_t, BigAlloc<std::uint64_t>> slots_;
+  std::size_t size_ = 0;
+};
+
+/// Where a group's key bytes are in its window's (or the session keys') key string.
+struct KeyRef {
+  std::uint32_t off;
+  std::uint32_t len;
+};
+
+/// The cells of a window's groups, in blocks: growing never copies, never holds an old and a new
+/// array at once, and leaves at most one block partly unused (a doubling vector leaves a quarter
+/// of its capacity unused on average, and needs 1.5 times it while it copies). Blocks double from
+/// 16 rows to kGroups, so a small window (and max_state_bytes) sees memory in small steps.
+class CellBlocks {
+ public:
+  static constexpr std::size_t kFirst = 16;
+  static constexpr std::size_t kGroups = 2048;  // = kFirst << 7
+
+  CellBlocks() = default;
+  CellBlocks(const CellBlocks&) = delete;
+  CellBlocks& operator=(const CellBlocks&) = delete;
+  ~CellBlocks() { release(); }
+
+  /// Row `g` (n cells); nullptr when rows have no cells (a query without aggregates).
+  Cell* row(std::size_t g) noexcept {
+    if (n_ == 0) return nullptr;
+    const std::size_t b = block_of(g);
+    return blocks_[b] + (g - block_start(b)) * n_;
+  }
+  const Cell* row(std::size_t g) const noexcept { return const_cast<CellBlocks*>(this)->row(g); }
+  /// Appends a row of `n` default cells (n is the same for every row of a pane) and returns it.
+  Cell* add(std::size_t n) {
+    if (rows_ == 0 && n != n_) {
+      release();
+      n_ = n;
+    }
+    if (n_ == 0) {
+      ++rows_;
+      return nullptr;
+    }
+    if (rows_ == allocated_rows_) {
+      const std::size_t rows = block_rows(blocks_.size());
+      blocks_.push_back(BigAlloc<Cell>().allocate(rows * n_));
+      allocated_rows_ += rows;
+    }
+    Cell* r = row(rows_++);
+    std::uninitialized_fill(r, r + n_, Cell{});
+    return r;
+  }
+  std::size_t rows() const noexcept { return rows_; }
+  /// Forgets the rows; keeps the blocks for reuse.
+  void clear() noexcept { rows_ = 0; }
+  std::size_t bytes() const noexcept {
+    return allocated_rows_ * n_ * sizeof(Cell) + blocks_.capacity() * sizeof(Cell*);
+  }
+
+ private:
+  // Block b holds rows [block_start(b), block_start(b) + block_rows(b)): 16, 16, 32, ..., 1024
+  // (2048 rows in blocks 0 to 7), then kGroups each.
+  static std::size_t block_of(std::size_t g) noexcept {
+    if (g >= kGroups) return 7 + g / kGroups;
+    return g < kFirst ? 0 : static_cast<std::size_t>(std::bit_width(g / kFirst));
+  }
+  static std::size_t block_start(std::size_t b) noexcept {
+    if (b == 0) return 0;
+    return b <= 7 ? kFirst << (b - 1) : (b - 7) * kGroups;
+  }
+  static std::size_t block_rows(std::size_t b) noexcept {
+    if (b == 0) return kFirst;
+    return b <= 7 ? kFirst << (b - 1) : kGroups;
+  }
+  void release() noexcept {
+    for (std::size_t b = 0; b < blocks_.size(); ++b) {
+      BigAlloc<Cell>().deallocate(blocks_[b], block_rows(b) * n_);
+    }
+    blocks_.clear();
+    allocated_rows_ = 0;
+  }
+  std::vector<Cell*> blocks_;
+  std::size_t n_ = 0;  // cells per row
+  std::size_t rows_ = 0;
+  std::size_t allocated_rows_ = 0;
 };
 
 /// The groups of one window: key bytes, a key index and a row of cells per group.
@@ -78,23 +167,24 @@ struct Pane {
   std::int64_t end = 0;
   bool closed = false;
   KeyIndex index;
-  std::vector<std::uint32_t> key_off;  // per group; key bytes in `keys`
-  std::vector<std::uint32_t> key_len;
-  std::string keys;
-  std::vector<Cell> cells;  // groups * aggregates
+  // Large for a high-cardinality GROUP BY: mapped on their own (BigAlloc), returned on close.
+  std::vector<KeyRef, BigAlloc<KeyRef>> key_refs;  // per group; key bytes in `keys`
+  std::vector<char, BigAlloc<char>> keys;
+  CellBlocks cells;  // a row of aggregates per group
   SideStore side;
   std::size_t side_bytes = 0;  // tracked growth of `side`
 
-  std::size_t groups() const noexcept { return key_off.size(); }
-  std::string_view key(std::size_t g) const { return {keys.data() + key_off[g], key_len[g]}; }
+  std::size_t groups() const noexcept { return key_refs.size(); }
+  std::string_view key(std::size_t g) const {
+    return {keys.data() + key_refs[g].off, key_refs[g].len};
+  }
   std::size_t bytes() const noexcept {
-    return sizeof(Pane) + index.bytes() + key_off.capacity() * 8 + keys.capacity() +
-           cells.capacity() * sizeof(Cell) + side_bytes;
+    return sizeof(Pane) + index.bytes() + key_refs.capacity() * sizeof(KeyRef) + keys.capacity() +
+           cells.bytes() + side_bytes;
   }
   void reset() {
     index.clear();
-    key_off.clear();
-    key_len.clear();
+    key_refs.clear();
     keys.clear();
     cells.clear();
     side.reset();
@@ -155,6 +245,7 @@ class WindowOperator {
   void build_key();
   void eval_args();
   Pane* pane_for(std::int64_t start);
+  void reserve_like_last(Pane& p) const;
   void fold(Pane& p);
   bool on_session_event(std::int64_t t);
   void raise_watermark(std::int64_t wm);
@@ -205,6 +296,11 @@ class WindowOperator {
   RunnerStats stats_;
   std::size_t open_bytes_ = 0;
   std::size_t closed_bytes_ = 0;
+  // The size of the last window closed: a fresh pane reserves for as many groups and key bytes,
+  // so a high-cardinality window neither doubles its vectors (a copy, and half of the capacity
+  // unused on average) nor holds the slack.
+  std::size_t last_groups_ = 0;
+  std::size_t last_key_bytes_ = 0;
 
   // TUMBLE and HOP: open panes by start, closed panes waiting for emit_closed, a pool.
   std::vector<std::unique_ptr<Pane>> open_;
@@ -215,7 +311,7 @@ class WindowOperator {
 
   // SESSION: keys (bytes + index), sessions in a slab, a min-heap of session ends.
   KeyIndex skey_index_;
-  std::vector<std::uint32_t> skey_off_, skey_len_;
+  std::vector<KeyRef> skey_refs_;
   std::string skeys_;
   std::vector<SessionKey> skey_;
   std::vector<Session> sessions_;

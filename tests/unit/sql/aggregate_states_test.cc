@@ -2,6 +2,8 @@
 // merging the states of any split of a stream equals the state of the whole stream, merge is
 // commutative and associative, and encode -> decode is the identity.
 #include <catch2/catch.hpp>
+#include <cmath>
+#include <limits>
 #include <random>
 
 #include "sql/aggregates.h"
@@ -114,5 +116,88 @@ TEST_CASE("sql aggregate states: merge of any split equals the whole, encode rou
     std::string again;
     aggs.encode(back.cells.data(), back.side, again);
     CHECK(again == bytes);
+  }
+}
+
+TEST_CASE("sql aggregate states: a few values kept in the cell answer and encode as a sketch does",
+          "[unit][sql]") {
+  // COUNT(DISTINCT) and APPROX_PERCENTILE keep a group's first two values in the cell (no side
+  // counter, no sketch); from the third they move to a side entry. Either way the results, the
+  // encoding and merges equal those of a counter and a sketch fed the same values.
+  auto q = must_compile(
+      "SELECT COUNT(DISTINCT x) AS c, APPROX_PERCENTILE(x, 0.9) AS p, APPROX_PERCENTILE(x, 0.1) "
+      "AS p10 FROM src GROUP BY TUMBLE(INTERVAL '1' SECOND)");
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::vector<std::vector<double>> inputs = {
+      {},        {7.5},        {-3},         {0},   {7.5, 7.5},        {1, 2},   {-1, 1e300},
+      {2, 1, 3}, {5, 5, 5, 6}, {1e-310, -0}, {inf}, {4, std::nan("")}, {-2, -4}, {0.5, 0.25, 8}};
+  for (const std::size_t limit :
+       {std::size_t{0}, std::size_t{1}, std::size_t{2}, std::size_t{50}}) {
+    Aggregates aggs(q.plan(), limit);
+    auto feed = [&](const std::vector<double>& xs, State& st) {
+      st.cells.resize(aggs.size());
+      aggs.init(st.cells.data(), st.side);
+      for (double x : xs) {
+        std::vector<Value> args(aggs.size(), Value::floating(x));
+        aggs.update(st.cells.data(), st.side, args.data(), 0);
+      }
+    };
+    auto direct = [&](const std::vector<double>& xs) {
+      sketch::DistinctCounter dc(limit);
+      sketch::QuantileSketch qs;
+      for (double x : xs) {
+        dc.add(distinct_hash(Value::floating(x)));
+        qs.add(x);
+      }
+      std::string bytes;
+      dc.encode(bytes);
+      qs.encode(bytes);
+      qs.encode(bytes);
+      std::string text = std::to_string(dc.estimate()) + ",";
+      for (double p : {0.9, 0.1}) {
+        text += qs.count() == 0 ? "null" : std::to_string(qs.quantile(p));
+        text += ",";
+      }
+      return std::make_pair(bytes, text);
+    };
+    for (const auto& xs : inputs) {
+      INFO("limit " << limit << ", " << xs.size() << " values");
+      State st;
+      feed(xs, st);
+      const auto [want_bytes, want_text] = direct(xs);
+      std::string bytes;
+      aggs.encode(st.cells.data(), st.side, bytes);
+      CHECK(bytes == want_bytes);
+      CHECK(results(aggs, st) == want_text);
+      // The memory claim: two finite values (one distinct at most `limit`) take no side entry.
+      std::size_t finite = 0;
+      for (double x : xs) finite += std::isfinite(x) ? 1 : 0;
+      if (xs.size() <= 2 && finite == xs.size()) CHECK(st.side.quantiles.empty());
+      if (xs.size() <= std::min<std::size_t>(limit, 2)) CHECK(st.side.distincts.empty());
+      // Merges of every pair of inputs, in both directions, equal the concatenation.
+      for (const auto& ys : inputs) {
+        State a, b;
+        feed(xs, a);
+        feed(ys, b);
+        aggs.merge(a.cells.data(), a.side, b.cells.data(), b.side);
+        std::vector<double> both = xs;
+        both.insert(both.end(), ys.begin(), ys.end());
+        const auto [merged_bytes, merged_text] = direct(both);
+        std::string got;
+        aggs.encode(a.cells.data(), a.side, got);
+        CHECK(got == merged_bytes);
+        CHECK(results(aggs, a) == merged_text);
+      }
+      // decode -> encode is the identity.
+      State back;
+      back.cells.resize(aggs.size());
+      aggs.init(back.cells.data(), back.side);
+      std::string_view in = bytes;
+      REQUIRE(aggs.decode(in, back.cells.data(), back.side));
+      CHECK(in.empty());
+      std::string again;
+      aggs.encode(back.cells.data(), back.side, again);
+      CHECK(again == bytes);
+    }
   }
 }
