@@ -74,45 +74,124 @@ Ext ext_of(AggKind k) {
 
 std::size_t string_cap(const std::string& s) { return s.capacity() > 15 ? s.capacity() : 0; }
 
-Value stored(const Cell& c, const SideStore& side) {
+using sketch::DistinctCounter;
+using sketch::QuantileSketch;
+
+std::uint64_t bits_of(double v) {
+  std::uint64_t u;
+  std::memcpy(&u, &v, sizeof u);
+  return u;
+}
+double double_of(std::uint64_t u) {
+  double v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+
+/// The meta word of a cell (see Cell): where its side entry is, the stored value's type, and the
+/// in-cell values of COUNT(DISTINCT) and APPROX_PERCENTILE.
+struct Meta {
+  std::uint32_t ext = 0;
+  SqlType vt = SqlType::null;
+  std::uint8_t small = 0;
+  bool in_cell = false;
+};
+
+std::uint64_t pack(const Meta& m) {
+  return std::uint64_t{m.ext} | (std::uint64_t{static_cast<std::uint8_t>(m.vt)} << 32) |
+         (std::uint64_t{m.small} << 40) | (std::uint64_t{m.in_cell ? 1u : 0u} << 48);
+}
+Meta unpack(std::uint64_t w) {
+  Meta m;
+  m.ext = static_cast<std::uint32_t>(w);
+  m.vt = static_cast<SqlType>(static_cast<std::uint8_t>(w >> 32));
+  m.small = static_cast<std::uint8_t>(w >> 40);
+  m.in_cell = ((w >> 48) & 1) != 0;
+  return m;
+}
+// APPROX_PERCENTILE keeps its meta word in n (its in-cell values are d and i); the others in d.
+Meta meta(AggKind k, const Cell& c) {
+  return unpack(k == AggKind::approx_percentile ? static_cast<std::uint64_t>(c.n) : bits_of(c.d));
+}
+void set_meta(AggKind k, Cell& c, const Meta& m) {
+  if (k == AggKind::approx_percentile) {
+    c.n = static_cast<std::int64_t>(pack(m));
+  } else {
+    c.d = double_of(pack(m));
+  }
+}
+
+// SUM and AVG: the count of values in the low 56 bits of n, the flags in the top 8.
+constexpr int kFlagShift = 56;
+constexpr std::uint64_t kCountMask = (std::uint64_t{1} << kFlagShift) - 1;
+std::int64_t sum_count(const Cell& c) {
+  return static_cast<std::int64_t>(static_cast<std::uint64_t>(c.n) & kCountMask);
+}
+std::uint8_t sum_flags(const Cell& c) {
+  return static_cast<std::uint8_t>(static_cast<std::uint64_t>(c.n) >> kFlagShift);
+}
+void set_sum(Cell& c, std::int64_t count, std::uint8_t flags) {
+  c.n = static_cast<std::int64_t>((static_cast<std::uint64_t>(count) & kCountMask) |
+                                  (std::uint64_t{flags} << kFlagShift));
+}
+
+Value stored(AggKind k, const Cell& c, const SideStore& side) {
+  const Meta m = meta(k, c);
   Value v;
-  v.type = c.vt;
-  v.i = c.i;
-  v.b = c.i != 0;
-  v.d = c.d;
-  if (c.vt == SqlType::string) v.s = side.strings[c.ext];
+  v.type = m.vt;
+  if (m.vt == SqlType::floating) {
+    v.d = double_of(static_cast<std::uint64_t>(c.i));
+  } else if (m.vt == SqlType::string) {
+    v.s = side.strings[m.ext];
+  } else {
+    v.i = c.i;
+    v.b = c.i != 0;
+  }
   return v;
 }
 
 /// Stores `v` in the cell; returns the growth of the side string.
-std::int64_t store(Cell& c, SideStore& side, const Value& v) {
-  c.vt = v.type;
-  c.i = v.type == SqlType::boolean ? (v.b ? 1 : 0) : v.i;
-  c.d = v.d;
-  if (v.type != SqlType::string) return 0;
-  std::string& s = side.strings[c.ext];
+std::int64_t store(AggKind k, Cell& c, SideStore& side, const Value& v) {
+  Meta m = meta(k, c);
+  m.vt = v.type;
+  set_meta(k, c, m);
+  switch (v.type) {
+    case SqlType::floating:
+      c.i = static_cast<std::int64_t>(bits_of(v.d));
+      return 0;
+    case SqlType::boolean:
+      c.i = v.b ? 1 : 0;
+      return 0;
+    case SqlType::string:
+      break;
+    default:
+      c.i = v.i;
+      return 0;
+  }
+  c.i = 0;
+  std::string& s = side.strings[m.ext];
   const std::size_t before = string_cap(s);
   s.assign(v.s.data(), v.s.size());
   return static_cast<std::int64_t>(string_cap(s)) - static_cast<std::int64_t>(before);
 }
 
+SqlType stored_type(AggKind k, const Cell& c) { return meta(k, c).vt; }
+
 void add_number(Cell& c, const Value& v) {
+  std::uint8_t flags = sum_flags(c);
   if (v.type == SqlType::integer) {
     if (__builtin_add_overflow(c.i, v.i, &c.i)) {
       // Past int64: keep the sum as a double from here on.
       c.d += static_cast<double>(c.i) + static_cast<double>(v.i);
       c.i = 0;
-      c.flags |= 1;
+      flags |= 1;
     }
   } else {
     c.d += v.d;
-    c.flags |= 1;
+    flags |= 1;
   }
-  ++c.n;
+  set_sum(c, sum_count(c) + 1, flags);
 }
-
-using sketch::DistinctCounter;
-using sketch::QuantileSketch;
 
 // In-cell states (see Cell): at most this many values before a side entry is taken.
 constexpr std::uint8_t kInCellValues = 2;
@@ -124,25 +203,21 @@ std::int64_t delta(std::size_t after, std::size_t before) {
 std::uint64_t cell_hash(const Cell& c, unsigned k) {
   return static_cast<std::uint64_t>(k == 0 ? c.i : c.n);
 }
-std::size_t cell_limit(const Cell& c) { return static_cast<std::size_t>(c.d); }
 
 double cell_value(const Cell& c, unsigned k) {
-  if (k == 0) return c.d;
-  double v;
-  std::memcpy(&v, &c.i, sizeof v);
-  return v;
+  return k == 0 ? c.d : double_of(static_cast<std::uint64_t>(c.i));
 }
 
 /// The counter an in-cell distinct state stands for (no heap: at most two exact values).
-DistinctCounter counter_of(const Cell& c) {
-  DistinctCounter dc(cell_limit(c));
-  for (unsigned k = 0; k < c.small; ++k) dc.add(cell_hash(c, k));
+DistinctCounter counter_of(const Cell& c, const Meta& m) {
+  DistinctCounter dc(m.ext);  // the exact limit
+  for (unsigned k = 0; k < m.small; ++k) dc.add(cell_hash(c, k));
   return dc;
 }
 /// The sketch an in-cell percentile state stands for.
-QuantileSketch sketch_of(const Cell& c) {
+QuantileSketch sketch_of(const Cell& c, const Meta& m) {
   QuantileSketch q;
-  for (unsigned k = 0; k < c.small; ++k) q.add(cell_value(c, k));
+  for (unsigned k = 0; k < m.small; ++k) q.add(cell_value(c, k));
   return q;
 }
 
@@ -186,49 +261,54 @@ std::int64_t take_quantile(SideStore& side, std::uint32_t& ext) {
   return grown;
 }
 
-/// Moves an in-cell distinct state to a side counter.
-std::int64_t spill_distinct(Cell& c, SideStore& side) {
+/// Moves an in-cell distinct state to a side counter; returns its index.
+std::uint32_t spill_distinct(Cell& c, SideStore& side, std::int64_t& grown) {
+  const Meta m = meta(AggKind::count_distinct, c);
+  if (!m.in_cell) return m.ext;
   std::uint32_t ext = 0;
-  std::int64_t grown = take_distinct(side, cell_limit(c), ext);
+  grown += take_distinct(side, m.ext, ext);
   DistinctCounter& dc = side.distincts[ext];
   const std::size_t before = dc.memory_bytes();
-  for (unsigned k = 0; k < c.small; ++k) dc.add(cell_hash(c, k));
+  for (unsigned k = 0; k < m.small; ++k) dc.add(cell_hash(c, k));
   grown += delta(dc.memory_bytes(), before);
-  c.ext = ext;
-  c.small = 0;
-  c.i = c.n = 0;
-  c.d = 0;
-  return grown;
+  c = Cell{};
+  Meta out;
+  out.ext = ext;
+  set_meta(AggKind::count_distinct, c, out);
+  return ext;
 }
 
-std::int64_t spill_quantile(Cell& c, SideStore& side) {
+std::uint32_t spill_quantile(Cell& c, SideStore& side, std::int64_t& grown) {
+  const Meta m = meta(AggKind::approx_percentile, c);
+  if (!m.in_cell) return m.ext;
   std::uint32_t ext = 0;
-  std::int64_t grown = take_quantile(side, ext);
+  grown += take_quantile(side, ext);
   QuantileSketch& q = side.quantiles[ext];
   const std::size_t before = q.memory_bytes();
-  for (unsigned k = 0; k < c.small; ++k) q.add(cell_value(c, k));
+  for (unsigned k = 0; k < m.small; ++k) q.add(cell_value(c, k));
   grown += delta(q.memory_bytes(), before);
-  c.ext = ext;
-  c.small = 0;
-  c.i = 0;
-  c.d = 0;
-  return grown;
+  c = Cell{};
+  Meta out;
+  out.ext = ext;
+  set_meta(AggKind::approx_percentile, c, out);
+  return ext;
 }
 
 std::int64_t add_distinct(Cell& c, SideStore& side, std::uint64_t hash) {
   std::int64_t grown = 0;
-  if (c.ext == Cell::kInCell) {
-    for (unsigned k = 0; k < c.small; ++k) {
+  Meta m = meta(AggKind::count_distinct, c);
+  if (m.in_cell) {
+    for (unsigned k = 0; k < m.small; ++k) {
       if (cell_hash(c, k) == hash) return 0;
     }
-    if (c.small < kInCellValues && c.small < cell_limit(c)) {
-      (c.small == 0 ? c.i : c.n) = static_cast<std::int64_t>(hash);
-      ++c.small;
+    if (m.small < kInCellValues && m.small < m.ext) {
+      (m.small == 0 ? c.i : c.n) = static_cast<std::int64_t>(hash);
+      ++m.small;
+      set_meta(AggKind::count_distinct, c, m);
       return 0;
     }
-    grown += spill_distinct(c, side);
   }
-  DistinctCounter& dc = side.distincts[c.ext];
+  DistinctCounter& dc = side.distincts[spill_distinct(c, side, grown)];
   const std::size_t before = dc.memory_bytes();
   dc.add(hash);
   return grown + delta(dc.memory_bytes(), before);
@@ -236,20 +316,19 @@ std::int64_t add_distinct(Cell& c, SideStore& side, std::uint64_t hash) {
 
 std::int64_t add_quantile(Cell& c, SideStore& side, double v) {
   std::int64_t grown = 0;
-  if (c.ext == Cell::kInCell) {
-    // Non-finite values are tallied by the sketch itself.
-    if (c.small < kInCellValues && std::isfinite(v)) {
-      if (c.small == 0) {
-        c.d = v;
-      } else {
-        std::memcpy(&c.i, &v, sizeof v);
-      }
-      ++c.small;
-      return 0;
+  Meta m = meta(AggKind::approx_percentile, c);
+  // Non-finite values are tallied by the sketch itself.
+  if (m.in_cell && m.small < kInCellValues && std::isfinite(v)) {
+    if (m.small == 0) {
+      c.d = v;
+    } else {
+      c.i = static_cast<std::int64_t>(bits_of(v));
     }
-    grown += spill_quantile(c, side);
+    ++m.small;
+    set_meta(AggKind::approx_percentile, c, m);
+    return 0;
   }
-  QuantileSketch& q = side.quantiles[c.ext];
+  QuantileSketch& q = side.quantiles[spill_quantile(c, side, grown)];
   const std::size_t before = q.memory_bytes();
   q.add(v);
   return grown + delta(q.memory_bytes(), before);
@@ -267,25 +346,37 @@ void Aggregates::init_cell(AggKind kind, Cell& c, SideStore& side, std::size_t d
   switch (ext_of(kind)) {
     case Ext::none:
       break;
-    case Ext::string:
+    case Ext::string: {
       if (side.strings_used == side.strings.size()) side.strings.emplace_back();
-      c.ext = static_cast<std::uint32_t>(side.strings_used++);
-      side.strings[c.ext].clear();
+      Meta m;
+      m.ext = static_cast<std::uint32_t>(side.strings_used++);
+      side.strings[m.ext].clear();
+      set_meta(kind, c, m);
       break;
-    case Ext::distinct:
-      // In the cell until a third value (see Cell); d holds the exact limit for the spill.
-      c.ext = Cell::kInCell;
-      c.d = static_cast<double>(distinct_limit);
+    }
+    case Ext::distinct: {
+      // In the cell until a third value (see Cell); ext holds the exact limit for the spill.
+      Meta m;
+      m.in_cell = true;
+      m.ext = static_cast<std::uint32_t>(distinct_limit);
+      set_meta(kind, c, m);
       break;
-    case Ext::quantile:
-      c.ext = Cell::kInCell;
+    }
+    case Ext::quantile: {
+      Meta m;
+      m.in_cell = true;
+      set_meta(kind, c, m);
       break;
-    case Ext::merge:
+    }
+    case Ext::merge: {
       if (side.merges_used == side.merges.size()) side.merges.emplace_back();
-      c.ext = static_cast<std::uint32_t>(side.merges_used++);
-      side.merges[c.ext].has_kind = false;
-      side.merges[c.ext].parts.clear();
+      Meta m;
+      m.ext = static_cast<std::uint32_t>(side.merges_used++);
+      side.merges[m.ext].has_kind = false;
+      side.merges[m.ext].parts.clear();
+      set_meta(kind, c, m);
       break;
+    }
   }
 }
 
@@ -308,7 +399,7 @@ std::int64_t Aggregates::update(Cell* cells, SideStore& side, const Value* args,
     if (kind == AggKind::merge) {
       if (decoded == nullptr || !decoded[a].valid) continue;
       const DecodedPartial& d = decoded[a];
-      MergeState& m = side.merges[c.ext];
+      MergeState& m = side.merges[meta(kind, c).ext];
       const auto before = static_cast<std::int64_t>(m.bytes());
       if (!m.has_kind) {
         m.has_kind = true;
@@ -354,23 +445,23 @@ std::int64_t Aggregates::update(Cell* cells, SideStore& side, const Value* args,
         break;
       case AggKind::min:
       case AggKind::max: {
-        if (c.vt == SqlType::null) {
-          grown += store(c, side, v);
+        if (stored_type(kind, c) == SqlType::null) {
+          grown += store(kind, c, side, v);
           break;
         }
-        const auto cmp = compare(v, stored(c, side));
-        if (cmp && (kind == AggKind::min ? *cmp < 0 : *cmp > 0)) grown += store(c, side, v);
+        const auto cmp = compare(v, stored(kind, c, side));
+        if (cmp && (kind == AggKind::min ? *cmp < 0 : *cmp > 0)) grown += store(kind, c, side, v);
         break;
       }
       case AggKind::first_value:
-        if (c.vt == SqlType::null || time < c.n) {
-          grown += store(c, side, v);
+        if (stored_type(kind, c) == SqlType::null || time < c.n) {
+          grown += store(kind, c, side, v);
           c.n = time;
         }
         break;
       case AggKind::last_value:
-        if (c.vt == SqlType::null || time >= c.n) {
-          grown += store(c, side, v);
+        if (stored_type(kind, c) == SqlType::null || time >= c.n) {
+          grown += store(kind, c, side, v);
           c.n = time;
         }
         break;
@@ -400,75 +491,81 @@ std::int64_t Aggregates::merge_cell(AggKind kind, Cell& c, SideStore& into_side,
       break;
     case AggKind::sum:
     case AggKind::avg: {
+      std::uint8_t flags = sum_flags(c) | sum_flags(f);
       std::int64_t s = 0;
       if (__builtin_add_overflow(c.i, f.i, &s)) {
         c.d += static_cast<double>(c.i) + static_cast<double>(f.i);
         c.i = 0;
-        c.flags |= 1;
+        flags |= 1;
       } else {
         c.i = s;
       }
       c.d += f.d;
-      c.n += f.n;
-      c.flags |= f.flags;
+      set_sum(c, sum_count(c) + sum_count(f), flags);
       break;
     }
     case AggKind::min:
     case AggKind::max: {
-      if (f.vt == SqlType::null) break;
-      const Value fv = stored(f, from_side);
-      if (c.vt == SqlType::null) {
-        store(c, into_side, fv);
+      if (stored_type(kind, f) == SqlType::null) break;
+      const Value fv = stored(kind, f, from_side);
+      if (stored_type(kind, c) == SqlType::null) {
+        grown += store(kind, c, into_side, fv);
         break;
       }
-      const auto cmp = compare(fv, stored(c, into_side));
-      if (cmp && (kind == AggKind::min ? *cmp < 0 : *cmp > 0)) store(c, into_side, fv);
+      const auto cmp = compare(fv, stored(kind, c, into_side));
+      if (cmp && (kind == AggKind::min ? *cmp < 0 : *cmp > 0)) {
+        grown += store(kind, c, into_side, fv);
+      }
       break;
     }
     case AggKind::first_value:
       // Ties go to `into`, the earlier part of the stream.
-      if (f.vt != SqlType::null && (c.vt == SqlType::null || f.n < c.n)) {
-        store(c, into_side, stored(f, from_side));
+      if (stored_type(kind, f) != SqlType::null &&
+          (stored_type(kind, c) == SqlType::null || f.n < c.n)) {
+        grown += store(kind, c, into_side, stored(kind, f, from_side));
         c.n = f.n;
       }
       break;
     case AggKind::last_value:
-      if (f.vt != SqlType::null && (c.vt == SqlType::null || f.n >= c.n)) {
-        store(c, into_side, stored(f, from_side));
+      if (stored_type(kind, f) != SqlType::null &&
+          (stored_type(kind, c) == SqlType::null || f.n >= c.n)) {
+        grown += store(kind, c, into_side, stored(kind, f, from_side));
         c.n = f.n;
       }
       break;
     case AggKind::count_distinct: {
-      if (f.ext == Cell::kInCell) {
+      const Meta fm = meta(kind, f);
+      if (fm.in_cell) {
         // Adding the values one by one gives the set (or registers) a merge gives.
-        for (unsigned k = 0; k < f.small; ++k) grown += add_distinct(c, into_side, cell_hash(f, k));
+        for (unsigned k = 0; k < fm.small; ++k)
+          grown += add_distinct(c, into_side, cell_hash(f, k));
         break;
       }
-      if (c.ext == Cell::kInCell) grown += spill_distinct(c, into_side);
-      DistinctCounter& dc = into_side.distincts[c.ext];
+      DistinctCounter& dc = into_side.distincts[spill_distinct(c, into_side, grown)];
       const std::size_t before = dc.memory_bytes();
-      dc.merge(from_side.distincts[f.ext]);
+      dc.merge(from_side.distincts[fm.ext]);
       grown += delta(dc.memory_bytes(), before);
       break;
     }
     case AggKind::approx_percentile: {
-      if (f.ext == Cell::kInCell) {
+      const Meta fm = meta(kind, f);
+      if (fm.in_cell) {
         // Same α: a merge adds bucket counts, as adding the values does.
-        for (unsigned k = 0; k < f.small; ++k)
+        for (unsigned k = 0; k < fm.small; ++k) {
           grown += add_quantile(c, into_side, cell_value(f, k));
+        }
         break;
       }
-      if (c.ext == Cell::kInCell) grown += spill_quantile(c, into_side);
-      QuantileSketch& q = into_side.quantiles[c.ext];
+      QuantileSketch& q = into_side.quantiles[spill_quantile(c, into_side, grown)];
       const std::size_t before = q.memory_bytes();
-      q.merge(from_side.quantiles[f.ext]);
+      q.merge(from_side.quantiles[fm.ext]);
       grown += delta(q.memory_bytes(), before);
       break;
     }
     case AggKind::merge: {
       // Sessions never hold MERGE (the planner refuses it); kept total for completeness.
-      MergeState& m = into_side.merges[c.ext];
-      const MergeState& o = from_side.merges[f.ext];
+      MergeState& m = into_side.merges[meta(kind, c).ext];
+      const MergeState& o = from_side.merges[meta(kind, f).ext];
       if (!o.has_kind) break;
       if (!m.has_kind) {
         m.has_kind = true;
@@ -499,30 +596,33 @@ Value Aggregates::finalize_cell(AggKind kind, SqlType result_type, double q, con
     case AggKind::count_star:
     case AggKind::count:
       return Value::integer(c.i);
-    case AggKind::count_distinct:
-      if (c.ext == Cell::kInCell) return Value::integer(c.small);  // exact
-      return Value::integer(static_cast<std::int64_t>(side.distincts[c.ext].estimate()));
+    case AggKind::count_distinct: {
+      const Meta m = meta(kind, c);
+      if (m.in_cell) return Value::integer(m.small);  // exact
+      return Value::integer(static_cast<std::int64_t>(side.distincts[m.ext].estimate()));
+    }
     case AggKind::sum:
-      if (c.n == 0) return Value::null();
-      if ((c.flags & 1) != 0 || result_type == SqlType::floating) {
+      if (sum_count(c) == 0) return Value::null();
+      if ((sum_flags(c) & 1) != 0 || result_type == SqlType::floating) {
         return Value::floating(c.d + static_cast<double>(c.i));
       }
       return Value::integer(c.i);
     case AggKind::avg:
-      return c.n == 0
-                 ? Value::null()
-                 : Value::floating((c.d + static_cast<double>(c.i)) / static_cast<double>(c.n));
+      return sum_count(c) == 0 ? Value::null()
+                               : Value::floating((c.d + static_cast<double>(c.i)) /
+                                                 static_cast<double>(sum_count(c)));
     case AggKind::min:
     case AggKind::max:
     case AggKind::first_value:
     case AggKind::last_value:
-      return stored(c, side);
+      return stored(kind, c, side);
     case AggKind::approx_percentile: {
-      if (c.ext == Cell::kInCell) {
-        if (c.small == 0) return Value::null();
-        return Value::floating(sketch_of(c).quantile(q));
+      const Meta m = meta(kind, c);
+      if (m.in_cell) {
+        if (m.small == 0) return Value::null();
+        return Value::floating(sketch_of(c, m).quantile(q));
       }
-      const sketch::QuantileSketch& s = side.quantiles[c.ext];
+      const sketch::QuantileSketch& s = side.quantiles[m.ext];
       return s.count() == 0 ? Value::null() : Value::floating(s.quantile(q));
     }
     case AggKind::merge:
@@ -552,7 +652,7 @@ void Aggregates::finalize(const Cell* cells, const SideStore& side, Value* out,
     if (spec.kind == AggKind::merge) {
       out[a] = Value::null();
       if (scratch == nullptr) continue;
-      const MergeState& m = side.merges[c.ext];
+      const MergeState& m = merge_state(a, cells, side);
       if (!m.has_kind || m.parts.empty()) continue;
       Cell& acc = scratch->cells[a];
       init_cell(m.kind, acc, scratch->side, distinct_limit_);
@@ -576,45 +676,51 @@ void Aggregates::encode_cell(AggKind kind, const Cell& c, const SideStore& side,
     case AggKind::avg:
       enc::put_varint(out, enc::zigzag(c.i));
       enc::put_f64(out, c.d);
-      enc::put_varint(out, static_cast<std::uint64_t>(c.n));
-      enc::put_u8(out, c.flags);
+      enc::put_varint(out, static_cast<std::uint64_t>(sum_count(c)));
+      enc::put_u8(out, sum_flags(c));
       break;
     case AggKind::min:
     case AggKind::max:
     case AggKind::first_value:
-    case AggKind::last_value:
-      enc::put_u8(out, static_cast<std::uint8_t>(c.vt));
+    case AggKind::last_value: {
+      const Meta m = meta(kind, c);
+      enc::put_u8(out, static_cast<std::uint8_t>(m.vt));
       if (kind == AggKind::first_value || kind == AggKind::last_value) {
         enc::put_varint(out, enc::zigzag(c.n));
       }
-      if (c.vt == SqlType::string) {
-        const std::string& s = side.strings[c.ext];
+      if (m.vt == SqlType::string) {
+        const std::string& s = side.strings[m.ext];
         enc::put_varint(out, s.size());
         out.append(s);
-      } else if (c.vt == SqlType::floating) {
-        enc::put_f64(out, c.d);
-      } else if (c.vt != SqlType::null) {
+      } else if (m.vt == SqlType::floating) {
+        enc::put_f64(out, double_of(static_cast<std::uint64_t>(c.i)));
+      } else if (m.vt != SqlType::null) {
         enc::put_varint(out, enc::zigzag(c.i));
       }
       break;
-    case AggKind::count_distinct:
-      if (c.ext == Cell::kInCell) {
-        counter_of(c).encode(out);  // the bytes of a side counter with the same values
+    }
+    case AggKind::count_distinct: {
+      const Meta m = meta(kind, c);
+      if (m.in_cell) {
+        counter_of(c, m).encode(out);  // the bytes of a side counter with the same values
       } else {
-        side.distincts[c.ext].encode(out);
+        side.distincts[m.ext].encode(out);
       }
       break;
-    case AggKind::approx_percentile:
-      if (c.ext == Cell::kInCell) {
-        sketch_of(c).encode(out);
+    }
+    case AggKind::approx_percentile: {
+      const Meta m = meta(kind, c);
+      if (m.in_cell) {
+        sketch_of(c, m).encode(out);
       } else {
-        side.quantiles[c.ext].encode(out);
+        side.quantiles[m.ext].encode(out);
       }
       break;
+    }
     case AggKind::merge: {
       // Checkpoints of a collector: every part, so that re-sent states still replace after a
       // restart.
-      const MergeState& m = side.merges[c.ext];
+      const MergeState& m = side.merges[meta(kind, c).ext];
       enc::put_u8(out, m.has_kind ? partial_code(m.kind) : 0);
       if (!m.has_kind) break;
       enc::put_f64(out, m.q);
@@ -641,31 +747,38 @@ bool Aggregates::decode_cell(AggKind kind, std::string_view& in, Cell& c, SideSt
       c.i = static_cast<std::int64_t>(u);
       break;
     case AggKind::sum:
-    case AggKind::avg:
+    case AggKind::avg: {
       if (!enc::get_varint(in, u)) return false;
       c.i = enc::unzigzag(u);
       if (!enc::get_f64(in, c.d) || !enc::get_varint(in, u)) return false;
-      c.n = static_cast<std::int64_t>(u);
-      if (!enc::get_u8(in, c.flags)) return false;
+      std::uint8_t flags = 0;
+      // The count shares its word with the flags: more than 2^56 values is a damaged state.
+      if (u > kCountMask || !enc::get_u8(in, flags)) return false;
+      set_sum(c, static_cast<std::int64_t>(u), flags);
       break;
+    }
     case AggKind::min:
     case AggKind::max:
     case AggKind::first_value:
     case AggKind::last_value: {
       std::uint8_t t = 0;
       if (!enc::get_u8(in, t) || t > static_cast<std::uint8_t>(SqlType::interval)) return false;
-      c.vt = static_cast<SqlType>(t);
+      Meta m = meta(kind, c);
+      m.vt = static_cast<SqlType>(t);
+      set_meta(kind, c, m);
       if (kind == AggKind::first_value || kind == AggKind::last_value) {
         if (!enc::get_varint(in, u)) return false;
         c.n = enc::unzigzag(u);
       }
-      if (c.vt == SqlType::string) {
+      if (m.vt == SqlType::string) {
         if (!enc::get_varint(in, u) || u > in.size()) return false;
-        side.strings[c.ext].assign(in.data(), u);
+        side.strings[m.ext].assign(in.data(), u);
         in.remove_prefix(u);
-      } else if (c.vt == SqlType::floating) {
-        if (!enc::get_f64(in, c.d)) return false;
-      } else if (c.vt != SqlType::null) {
+      } else if (m.vt == SqlType::floating) {
+        double v = 0;
+        if (!enc::get_f64(in, v)) return false;
+        c.i = static_cast<std::int64_t>(bits_of(v));
+      } else if (m.vt != SqlType::null) {
         if (!enc::get_varint(in, u)) return false;
         c.i = enc::unzigzag(u);
       }
@@ -674,19 +787,33 @@ bool Aggregates::decode_cell(AggKind kind, std::string_view& in, Cell& c, SideSt
     case AggKind::count_distinct: {
       auto d = sketch::DistinctCounter::decode(in);
       if (!d) return false;
-      if (c.ext == Cell::kInCell) take_distinct(side, d->exact_limit(), c.ext);
-      side.distincts[c.ext] = std::move(*d);
+      Meta m = meta(kind, c);
+      if (m.in_cell) {
+        take_distinct(side, d->exact_limit(), m.ext);
+        m.in_cell = false;
+        m.small = 0;
+        c = Cell{};
+        set_meta(kind, c, m);
+      }
+      side.distincts[m.ext] = std::move(*d);
       break;
     }
     case AggKind::approx_percentile: {
       auto q = sketch::QuantileSketch::decode(in);
       if (!q) return false;
-      if (c.ext == Cell::kInCell) take_quantile(side, c.ext);
-      side.quantiles[c.ext] = std::move(*q);
+      Meta m = meta(kind, c);
+      if (m.in_cell) {
+        take_quantile(side, m.ext);
+        m.in_cell = false;
+        m.small = 0;
+        c = Cell{};
+        set_meta(kind, c, m);
+      }
+      side.quantiles[m.ext] = std::move(*q);
       break;
     }
     case AggKind::merge: {
-      MergeState& m = side.merges[c.ext];
+      MergeState& m = side.merges[meta(kind, c).ext];
       std::uint8_t code = 0;
       if (!enc::get_u8(in, code)) return false;
       m.has_kind = false;
@@ -725,6 +852,11 @@ bool Aggregates::decode(std::string_view& in, Cell* cells, SideStore& side) cons
     if (!decode_cell(specs_[a]->kind, in, cells[a], side)) return false;
   }
   return true;
+}
+
+const MergeState& Aggregates::merge_state(std::size_t a, const Cell* cells,
+                                          const SideStore& side) const {
+  return side.merges[meta(AggKind::merge, cells[a]).ext];
 }
 
 }  // namespace sluice::sql

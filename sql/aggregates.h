@@ -12,32 +12,34 @@
 
 namespace sluice::sql {
 
-/// The fixed part of one aggregate's state in one group. What each field means depends on the
-/// aggregate:
+/// The fixed part of one aggregate's state in one group: three words (24 bytes; a high-cardinality
+/// GROUP BY holds one per aggregate per group and window). What they hold depends on the aggregate:
 ///   COUNT, COUNT(*):      i = count
-///   SUM, AVG:             i = sum of integers, d = sum of doubles, n = values, flags&1 = saw a
-///   double MIN, MAX:             vt/i/d = the value (strings in SideStore::strings[ext])
-///   FIRST/LAST_VALUE:     vt/i/d = the value, n = its event time
-///   COUNT(DISTINCT):      SideStore::distincts[ext]; while ext == Cell::kInCell, the first
-///                         `small` distinct hashes (at most 2) are i and n, the exact limit d
-///   APPROX_PERCENTILE:    SideStore::quantiles[ext]; while ext == Cell::kInCell, the first
-///                         `small` finite values (at most 2) are d and the bits of i
-/// Most groups of a high-cardinality GROUP BY see a few events per window, so their distinct set
-/// and sketch live in the cell and cost no side entry (a counter is 32 bytes, a sketch 128); the
-/// side entry is taken when a third value comes, and holds what adding them one by one gives, so
-/// results and encodings are the same as with a side entry from the start.
+///   SUM, AVG:             i = sum of integers, d = sum of doubles, n = values in the low 56 bits
+///                         and flags in the top 8 (flags&1 = saw a double)
+///   MIN, MAX:             i = the value's bits (an integer, a boolean, a double's bits, or for a
+///                         string nothing: it is SideStore::strings[ext]), d = the meta word
+///   FIRST/LAST_VALUE:     as MIN and MAX, n = the value's event time
+///   COUNT(DISTINCT):      d = the meta word: SideStore::distincts[ext], or while `in_cell` the
+///                         first `small` distinct hashes (at most 2) in i and n and the exact limit
+///                         in ext
+///   APPROX_PERCENTILE:    n = the meta word: SideStore::quantiles[ext], or while `in_cell` the
+///   first
+///                         `small` finite values (at most 2) in d and the bits of i
+///   MERGE:                d = the meta word: SideStore::merges[ext]
+/// The meta word packs ext (32 bits), the value's type, `small` and `in_cell`; sql/aggregates.cc
+/// reads and writes it. Most groups of a high-cardinality GROUP BY see a few events per window, so
+/// their distinct set and sketch live in the cell and cost no side entry (a counter is 32 bytes, a
+/// sketch 128); the side entry is taken when a third value comes and holds what adding the values
+/// one by one gives, so results and encodings are the same as with a side entry from the start.
 /// Every state merges (merge()) and encodes (encode()/decode()), so that partial aggregates can be
 /// combined later (issue 14) and checkpointed.
 struct Cell {
-  static constexpr std::uint32_t kInCell = UINT32_MAX;
   std::int64_t i = 0;
   double d = 0;
   std::int64_t n = 0;
-  std::uint32_t ext = 0;
-  SqlType vt = SqlType::null;
-  std::uint8_t flags = 0;
-  std::uint8_t small = 0;
 };
+static_assert(sizeof(Cell) == 24);
 
 struct MergeState;
 
@@ -129,6 +131,8 @@ class Aggregates {
   bool decode(std::string_view& in, Cell* cells, SideStore& side) const;
 
   std::size_t distinct_exact_limit() const noexcept { return distinct_limit_; }
+  /// The MERGE state of aggregate `a` in `cells` (a MERGE aggregate).
+  const MergeState& merge_state(std::size_t a, const Cell* cells, const SideStore& side) const;
 
   // One cell of a given kind (the per-aggregate steps above; MERGE and PARTIAL use them on
   // states whose kind comes from the row, not from the plan).

@@ -594,7 +594,7 @@ void WindowOperator::learn_merge_kinds() {
   auto learn = [&](const Cell* cells, const SideStore& side) {
     for (std::size_t a = 0; a < n; ++a) {
       if (aggs_.spec(a).kind != AggKind::merge) continue;
-      const MergeState& m = side.merges[cells[a].ext];
+      const MergeState& m = aggs_.merge_state(a, cells, side);
       if (m.has_kind) merge_kind_[a] = partial_code(m.kind);
     }
   };
