@@ -5,13 +5,16 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <tuple>
 
 #include "sql/aggregates.h"
+#include "sql/sketch/encoding.h"
 #include "tests/unit/sql/sql_test_support.h"
 
 using namespace sluice;
 using namespace sluice::sql;
 using namespace sluice::sql::test;
+namespace enc = sluice::sql::sketch::enc;
 
 namespace {
 
@@ -199,5 +202,83 @@ TEST_CASE("sql aggregate states: a few values kept in the cell answer and encode
       aggs.encode(back.cells.data(), back.side, again);
       CHECK(again == bytes);
     }
+  }
+}
+
+TEST_CASE("sql aggregate states: values of every type survive the 24-byte cells", "[unit][sql]") {
+  // The value kinds keep a double's bits in i and their type in the meta word: doubles, strings,
+  // integers and booleans come back exact from update, merge and decode.
+  auto q = must_compile(
+      "SELECT MIN(x) AS a, MAX(x) AS b, FIRST_VALUE(x) AS c, LAST_VALUE(x) AS d, SUM(x) AS e, "
+      "AVG(x) AS f, COUNT(x) AS g FROM src GROUP BY TUMBLE(INTERVAL '1' SECOND)");
+  Aggregates aggs(q.plan(), 8);
+  auto fresh = [&] {
+    State st;
+    st.cells.resize(aggs.size());
+    aggs.init(st.cells.data(), st.side);
+    return st;
+  };
+  auto feed = [&](State& st, const Value& v, std::int64_t t) {
+    std::vector<Value> args(aggs.size(), v);
+    aggs.update(st.cells.data(), st.side, args.data(), t);
+  };
+  State a = fresh(), b = fresh();
+  feed(a, Value::floating(-2.75), 10);
+  feed(a, Value::floating(1e300), 11);
+  feed(b, Value::integer(-5), 5);
+  feed(b, Value::floating(0.125), 20);
+  CHECK(results(aggs, a) == "-2.750000," + std::to_string(1e300) + ",-2.750000," +
+                                std::to_string(1e300) + "," + std::to_string(1e300 - 2.75) + "," +
+                                std::to_string((1e300 - 2.75) / 2) + ",2,");
+  aggs.merge(a.cells.data(), a.side, b.cells.data(), b.side);
+  const std::string merged = results(aggs, a);
+  CHECK(merged == "-5," + std::to_string(1e300) + ",-5,0.125000," +
+                      std::to_string(1e300 - 2.75 - 5 + 0.125) + "," +
+                      std::to_string((1e300 - 2.75 - 5 + 0.125) / 4) + ",4,");
+  std::string bytes;
+  aggs.encode(a.cells.data(), a.side, bytes);
+  State back = fresh();
+  std::string_view in = bytes;
+  REQUIRE(aggs.decode(in, back.cells.data(), back.side));
+  CHECK(results(aggs, back) == merged);
+  // Strings and booleans in the value kinds.
+  auto qs = must_compile(
+      "SELECT MIN(s) AS a, MAX(s) AS b, FIRST_VALUE(s) AS c, LAST_VALUE(ok) AS d FROM src GROUP "
+      "BY TUMBLE(INTERVAL '1' SECOND)");
+  Aggregates sa(qs.plan(), 8);
+  State st;
+  st.cells.resize(sa.size());
+  sa.init(st.cells.data(), st.side);
+  const std::string long_text(40, 'z');  // beyond the short-string buffer
+  for (const auto& [text, ok, t] : std::vector<std::tuple<std::string, bool, int>>{
+           {"m", true, 3}, {long_text, false, 1}, {"b", true, 7}}) {
+    std::vector<Value> args = {Value::string(text), Value::string(text), Value::string(text),
+                               Value::boolean(ok)};
+    sa.update(st.cells.data(), st.side, args.data(), t);
+  }
+  std::vector<Value> out(sa.size());
+  sa.finalize(st.cells.data(), st.side, out.data());
+  CHECK(out[0].s == "b");
+  CHECK(out[1].s == long_text);
+  CHECK(out[2].s == long_text);  // the earliest event time
+  CHECK(out[3].type == SqlType::boolean);
+  CHECK(out[3].b);
+}
+
+TEST_CASE("sql aggregate states: a SUM count past 2^56 is a damaged state", "[unit][sql]") {
+  // SUM and AVG keep their count in 56 bits (the flags take the rest of the word).
+  auto q = must_compile("SELECT SUM(x) AS s FROM src GROUP BY TUMBLE(INTERVAL '1' SECOND)");
+  Aggregates aggs(q.plan(), 8);
+  for (const std::uint64_t count : {(std::uint64_t{1} << 56) - 1, std::uint64_t{1} << 56}) {
+    std::string bytes;
+    enc::put_varint(bytes, enc::zigzag(7));
+    enc::put_f64(bytes, 0.5);
+    enc::put_varint(bytes, count);
+    enc::put_u8(bytes, 1);
+    State st;
+    st.cells.resize(1);
+    aggs.init(st.cells.data(), st.side);
+    std::string_view in = bytes;
+    CHECK(aggs.decode(in, st.cells.data(), st.side) == (count < (std::uint64_t{1} << 56)));
   }
 }
