@@ -370,3 +370,35 @@ TEST_CASE("sql state: state_bytes matches the heap a high-cardinality window hol
   // 24-byte cells (4 aggregates: 96 B), ~15 B of key, its 8-byte ref and ~13 B of index.
   CHECK(heap < std::size_t{kGroups} * 160);
 }
+
+TEST_CASE("sql state: a large closed window's memory goes back to the system once emitted",
+          "[unit][sql]") {
+  // A pane over 4 MiB is not kept for reuse, and its arrays are mappings of their own: emitting
+  // its rows unmaps them (with malloc they stayed resident between later windows' arrays).
+  auto q = must_compile(
+      "SELECT game_id, event, COUNT(*) AS n, COUNT(DISTINCT uid) AS users FROM src GROUP BY "
+      "TUMBLE(INTERVAL '5' SECOND), game_id, event");
+  RunnerOptions o;
+  o.watermark_delay_ns = 0;
+  auto r = must_run(q, o);
+  constexpr int kGroups = 60000;
+  Batch in, next, out;
+  for (int e = 0; e < kGroups; ++e) {
+    add_event(in, kSec + e,
+              {s("game_id", "g" + std::to_string(e % 1000)),
+               s("event", "e" + std::to_string(e / 1000)), i("uid", e)});
+  }
+  add_event(next, 6 * kSec, {s("game_id", "g0"), s("event", "e0"), i("uid", 1)});
+  const std::size_t mapped_before = big_alloc_mapped_bytes().load();
+  r->on_batch(in);
+  const std::size_t full = r->state_bytes();
+  const std::size_t mapped_full = big_alloc_mapped_bytes().load() - mapped_before;
+  INFO("state " << full << " B, mapped " << mapped_full << " B");
+  CHECK(full > std::size_t{4} << 20);
+  CHECK(mapped_full > full / 3);  // the large blocks of cells, the keys, the index
+  r->on_batch(next);              // closes the first window
+  CHECK(r->emit_closed(out) == std::size_t{kGroups});
+  CHECK(r->open_windows() == 1);
+  CHECK(r->state_bytes() < 64 * 1024);
+  CHECK(big_alloc_mapped_bytes().load() - mapped_before < 64 * 1024);
+}
