@@ -2,7 +2,8 @@
 # Unpacks Debian's rsyslog (with omelasticsearch, its only HTTP output) and syslog-ng (with the
 # libraries they need that this machine lacks) into DIR (default /tmp/sluice-peers) for
 # bench/run_all.sh's baselines, without installing them: both packages conflict with each other
-# (each Provides system-log-daemon) and would replace the machine's logger. Needs the bookworm apt sources; nothing is started or configured.
+# (each Provides system-log-daemon) and would replace the machine's logger. Needs the bookworm
+# apt sources; nothing is started or configured.
 #   bench/fetch_peers.sh [DIR]
 set -eu
 dir=${1:-/tmp/sluice-peers}
