@@ -3,7 +3,8 @@
 the baselines measured in the same run on the same files (`wc -l`, `cat > /dev/null`, a plain
 librdkafka producer, and rsyslog and syslog-ng when they can run here). Median of 3 runs with the
 range (`--quick`: 1 run and 200,000 lines). Also the idle RSS after 10 s, the RSS with a dead sink
-after 60 s (10 s with --quick), the stripped binary size, and bench/lmdb_bench.cc's output (the
+after 60 s (10 s with --quick), the stripped binary size, the whole agent's start-up with a
+10 GB lmdb backlog (1 GB with --quick; see backlog_start), and bench/lmdb_bench.cc's output (the
 lmdb channel alone, with a 10 GB backlog; 256 MB with --quick). Writes bench/RESULTS.md.
 
     bench/run_all.sh [--quick] [--lines N] [--runs R] [--peers DIR] [--only a,b] [--results FILE]
