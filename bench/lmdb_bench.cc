@@ -1,6 +1,11 @@
 // lmdb channel throughput with sync = "full": put (and then take + commit) of 200-byte events at
 // several batch sizes, group commit across 4 producers, and the time to open a channel holding a
 // large backlog. Usage: sluice_lmdb_bench [BACKLOG_MB (default 2048)] [DIR (default /tmp)]
+//   sluice_lmdb_bench fill BACKLOG_MB DATA_DIR CHANNEL
+// only writes a backlog of BACKLOG_MB MB of 200-byte events, uncompressed, in puts of 1,000 (a
+// source's default transaction, sync = "periodic"), into the lmdb channel CHANNEL of an agent whose
+// data_dir is DATA_DIR, as that agent would have written them while its sink was down
+// (bench/run_all.py then times the whole agent's start with it).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -81,9 +86,52 @@ double seconds_since(WallClock::time_point t) {
   return std::chrono::duration<double>(WallClock::now() - t).count();
 }
 
+// Writes `events` events (in puts of `batch`) into channel `name` of data_dir `data`, stored
+// uncompressed so that the backlog takes its full size on disk; returns the seconds taken.
+double write_backlog(Loop& loop, MetricsRegistry& metrics, const std::string& data,
+                     const std::string& name, std::size_t events, std::size_t batch,
+                     SyncMode sync = SyncMode::full, std::size_t in_flight = 4) {
+  SharedResources shared;  // one agent start: a later reopen opens the environment again
+  ComponentContext ctx{loop, metrics, name, "lmdb", data, &shared};
+  LmdbConfig cfg;
+  cfg.max_events = 100'000'000'000ULL;
+  cfg.max_bytes = ByteSize{1ULL << 44};
+  cfg.transaction_events = static_cast<std::uint32_t>(batch);
+  cfg.compression_level = 0;
+  cfg.sync = sync;
+  auto ch = LmdbChannel::create(cfg, ctx);
+  if (!ch) {
+    std::fprintf(stderr, "%s\n", ch.error().str().c_str());
+    std::exit(1);
+  }
+  Producer p;
+  p.ch = ch->get();
+  p.batch_size = batch;
+  p.max_in_flight = in_flight;
+  p.left = p.unissued = events / batch * batch;
+  p.body.assign(kEventBytes, 'x');
+  const auto t0 = WallClock::now();
+  run_until(
+      loop, [&] { return p.left == 0 && p.in_flight == 0; }, [&] { p.pump(); });
+  return seconds_since(t0);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 5 && std::string(argv[1]) == "fill") {
+    const std::size_t mb = std::strtoull(argv[2], nullptr, 10);
+    std::filesystem::create_directories(argv[3]);
+    Loop loop;
+    MetricsRegistry metrics;
+    const std::size_t events = mb * 1'000'000 / kEventBytes / 1000 * 1000;
+    // Not fsynced put by put (the records are the same; the environment is closed, and so
+    // synced, at the end): the figure of interest is the reopen, not this writer.
+    const double s =
+        write_backlog(loop, metrics, argv[3], argv[4], events, 1000, SyncMode::periodic, 64);
+    std::printf("%zu %.3f\n", events, s);
+    return 0;
+  }
   const std::size_t backlog_mb = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 2048;
   const std::string base = argc > 2 ? argv[2] : "/tmp";
   const std::string dir = base + "/sluice-lmdb-bench";
@@ -167,25 +215,9 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(data);
   const std::size_t backlog_events = backlog_mb * 1'000'000 / kEventBytes;
   {
-    SharedResources shared;  // one agent start: the reopen opens the environment again
-    ComponentContext ctx{loop, metrics, "bench", "lmdb", data, &shared};
-    LmdbConfig cfg;
-    cfg.max_events = 100'000'000'000ULL;
-    cfg.max_bytes = ByteSize{1ULL << 44};
-    cfg.transaction_events = 10000;
-    cfg.compression_level = 0;  // the backlog takes its full size on disk
-    auto ch = LmdbChannel::create(cfg, ctx);
-    Producer p;
-    p.ch = ch->get();
-    p.batch_size = 10000;
-    p.left = p.unissued = backlog_events / 10000 * 10000;
-    p.body.assign(kEventBytes, 'x');
-    const auto t0 = WallClock::now();
-    run_until(
-        loop, [&] { return p.left == 0 && p.in_flight == 0; }, [&] { p.pump(); });
+    const double s = write_backlog(loop, metrics, data, "bench", backlog_events, 10000);
     std::fflush(stdout);
-    std::printf("backlog: %zu MB (%zu events) written in %.1f s\n", backlog_mb, backlog_events,
-                seconds_since(t0));
+    std::printf("backlog: %zu MB (%zu events) written in %.1f s\n", backlog_mb, backlog_events, s);
   }
   {
     SharedResources shared;  // one agent start: the reopen opens the environment again
