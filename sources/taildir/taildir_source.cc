@@ -100,6 +100,10 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
                                           ctx.labels())),
       read_errors_(ctx.metrics.counter("sluice_taildir_errors_total",
                                        "Files that could not be opened or read.", ctx.labels())),
+      read_buffer_bytes_(ctx.metrics.gauge("sluice_taildir_read_buffer_bytes",
+                                           "Bytes of read buffers mapped: read_buffer per file "
+                                           "being read, 0 once all are caught up.",
+                                           ctx.labels())),
       batcher_(ctx, *this, metrics_, /*count_at_put=*/false) {
   for (auto& p : saved) saved_[{p.id.dev, p.id.ino}] = std::move(p);
   for (const auto& g : config_.groups) {
@@ -121,6 +125,7 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
   }
   for (std::size_t i = 0; i < kMaxConcurrentReads; ++i) {
     auto s = std::make_unique<ReadSlot>();
+    s->buf.count_in(&read_buffer_bytes_);
     s->self = this;
     s->req.data = s.get();
     slots_.push_back(std::move(s));
@@ -138,11 +143,14 @@ bool TaildirSource::ReadBuffer::acquire(std::size_t size) {
   if (p == MAP_FAILED) return false;
   data_ = static_cast<char*>(p);
   size_ = size;
+  if (mapped_ != nullptr) mapped_->add(static_cast<std::int64_t>(size));
   return true;
 }
 
 void TaildirSource::ReadBuffer::release() {
-  if (data_ != nullptr) ::munmap(data_, size_);
+  if (data_ == nullptr) return;
+  ::munmap(data_, size_);
+  if (mapped_ != nullptr) mapped_->add(-static_cast<std::int64_t>(size_));
   data_ = nullptr;
   size_ = 0;
 }

@@ -87,12 +87,14 @@ class TaildirSource final : public Source, private LineReaderHost {
     ~ReadBuffer() { release(); }
     bool acquire(std::size_t size);  // false when it cannot be mapped (ENOMEM)
     void release();
+    void count_in(Gauge* mapped) { mapped_ = mapped; }  // sluice_taildir_read_buffer_bytes
     char* data() const { return data_; }
     std::size_t size() const { return size_; }
 
    private:
     char* data_ = nullptr;
     std::size_t size_ = 0;
+    Gauge* mapped_ = nullptr;
   };
   struct ReadSlot {
     uv_work_t req{};
@@ -184,6 +186,7 @@ class TaildirSource final : public Source, private LineReaderHost {
   SourceMetrics metrics_;
   Counter& skipped_binary_;
   Counter& read_errors_;
+  Gauge& read_buffer_bytes_;
   LineBatcher batcher_;  // after metrics_: it counts events in them
 };
 
