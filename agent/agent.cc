@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "agent/sd_notify.h"
 #include "channels/lmdb/lmdb_channel.h"
 #include "channels/lmdb/lmdb_env.h"
 #include "lib/codec/atomic_file.h"

@@ -26,16 +26,24 @@ set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://example.invalid/sluice")
 # scripts run (passwd: useradd where systemd-sysusers is absent). Without dpkg-shlibdeps, the
 # Debian 12 packages of the libraries the binary links.
 find_program(SLUICE_DPKG_SHLIBDEPS dpkg-shlibdeps)
+# The libraries loaded on first use (SLUICE_LAZY_LINK, lib/core/lazy_link.cc) are not in the
+# binary's NEEDED entries, so dpkg-shlibdeps cannot see them: they are listed here.
+set(SLUICE_LAZY_DEPENDS "")
+if(SLUICE_LAZY_LINK)
+  string(CONCAT SLUICE_LAZY_DEPENDS
+         ", libcurl4 (>= 7.16.3), liblmdb0 (>= 0.9.7), libpcre2-8-0 (>= 10.32), "
+         "librdkafka1 (>= 1.5.0), libssl3 (>= 3.0.0), libzstd1 (>= 1.5.2), zlib1g (>= 1:1.2.0)")
+endif()
 if(SLUICE_DPKG_SHLIBDEPS)
   set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-  set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd")
+  set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd${SLUICE_LAZY_DEPENDS}")
 else()
   message(STATUS "dpkg-shlibdeps not found: the .deb lists Debian 12's library packages")
   string(CONCAT CPACK_DEBIAN_PACKAGE_DEPENDS
          "passwd, libc6 (>= 2.34), libstdc++6 (>= 11), libgcc-s1 (>= 3.0), libcurl4 (>= 7.16.3), "
          "libfmt9 (>= 9.1.0+ds1), libhttp-parser2.9 (>= 2.7.1), liblmdb0 (>= 0.9.7), "
          "libpcre2-8-0 (>= 10.32), librdkafka1 (>= 1.5.0), libsimdjson14 (>= 2.0.1), "
-         "libspdlog1.10-fmt9, libssl3 (>= 3.0.0), libsystemd0, libtomlplusplus3 (>= 3.2.0), "
+         "libspdlog1.10-fmt9, libssl3 (>= 3.0.0), libtomlplusplus3 (>= 3.2.0), "
          "libuv1 (>= 1.20.2), libzstd1 (>= 1.5.2), zlib1g (>= 1:1.2.0)")
 endif()
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "systemd")

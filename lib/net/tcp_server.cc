@@ -264,8 +264,8 @@ void Connection::update_reading() {
       stream,
       [](uv_handle_t* h, std::size_t, uv_buf_t* b) {
         auto* c = static_cast<Connection*>(h->data);
-        *b = uv_buf_init(c->server_->read_buf_.data(),
-                         static_cast<unsigned>(c->server_->read_buf_.size()));
+        *b = uv_buf_init(c->server_->read_buf_.get(),
+                         static_cast<unsigned>(c->server_->options_.read_buffer_bytes));
       },
       [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
         auto* c = static_cast<Connection*>(s->data);
@@ -373,7 +373,7 @@ TcpServer::TcpServer(Loop& loop, ServerOptions options, ConnectionHandler& handl
       loop_(loop),
       options_(std::move(options)),
       handler_(handler),
-      read_buf_(options_.read_buffer_bytes),
+      read_buf_(std::make_unique_for_overwrite<char[]>(options_.read_buffer_bytes)),
       connections_(metrics_.gauge(options_.metric_prefix + "_connections",
                                   "Open client connections.", labels)),
       reads_paused_(metrics_.counter(

@@ -298,7 +298,10 @@ class TcpServer {
   std::uint64_t input_bytes_ = 0, output_bytes_ = 0;
   std::size_t paused_ = 0;  // connections paused for their output
   bool accepting_ = false;
-  std::vector<char> read_buf_;
+  // Shared by every connection (reads are handled before the next one). Not zero-filled: a page
+  // is resident once a read has written to it, so an admin endpoint answering small GETs keeps
+  // one page of it, not 64 KiB.
+  std::unique_ptr<char[]> read_buf_;
   std::string plain_, decoded_, scratch_;
   Gauge& connections_;
   std::array<Counter*, kRefuseReasons> refused_{};

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,6 +47,10 @@ void TaildirSource::read_slot(ReadSlot& s) {
     p.read = true;
   };
   s.before.read = s.after.read = false;
+  if (s.buf.data() == nullptr) {
+    s.result = -ENOMEM;  // the buffer could not be mapped: a read error, counted and logged
+    return;
+  }
   if (s.check_prefix) read_prefix(s.before);
   s.result = pread_some(s.fd, s.buf.data(), s.buf.size(), s.offset);
   if (s.result > 0 && s.check_prefix) read_prefix(s.after);
@@ -95,6 +100,10 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
                                           ctx.labels())),
       read_errors_(ctx.metrics.counter("sluice_taildir_errors_total",
                                        "Files that could not be opened or read.", ctx.labels())),
+      read_buffer_bytes_(ctx.metrics.gauge("sluice_taildir_read_buffer_bytes",
+                                           "Bytes of read buffers mapped: read_buffer per file "
+                                           "being read, 0 once all are caught up.",
+                                           ctx.labels())),
       batcher_(ctx, *this, metrics_, /*count_at_put=*/false) {
   for (auto& p : saved) saved_[{p.id.dev, p.id.ino}] = std::move(p);
   for (const auto& g : config_.groups) {
@@ -116,7 +125,7 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
   }
   for (std::size_t i = 0; i < kMaxConcurrentReads; ++i) {
     auto s = std::make_unique<ReadSlot>();
-    s->buf.resize(config_.read_buffer.bytes);
+    s->buf.count_in(&read_buffer_bytes_);
     s->self = this;
     s->req.data = s.get();
     slots_.push_back(std::move(s));
@@ -125,6 +134,25 @@ TaildirSource::TaildirSource(const TaildirConfig& config, SourceContext& ctx,
   for (const auto& g : config_.groups) {
     for (const auto& p : g.paths) roots_.push_back(glob_root(p));
   }
+}
+
+bool TaildirSource::ReadBuffer::acquire(std::size_t size) {
+  if (data_ != nullptr && size_ == size) return true;
+  release();
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return false;
+  data_ = static_cast<char*>(p);
+  size_ = size;
+  if (mapped_ != nullptr) mapped_->add(static_cast<std::int64_t>(size));
+  return true;
+}
+
+void TaildirSource::ReadBuffer::release() {
+  if (data_ == nullptr) return;
+  ::munmap(data_, size_);
+  if (mapped_ != nullptr) mapped_->add(-static_cast<std::int64_t>(size_));
+  data_ = nullptr;
+  size_ = 0;
 }
 
 TaildirSource::~TaildirSource() {
@@ -446,6 +474,7 @@ void TaildirSource::pump_reads() {
     }
     SLUICE_ASSERT(slot != nullptr);
     slot->busy = true;
+    slot->buf.acquire(config_.read_buffer.bytes);  // kept while reads fill it (see end_read)
     slot->file_key = key;
     slot->fd = f->fd;
     slot->offset = f->read_offset;
@@ -547,6 +576,11 @@ void TaildirSource::continue_parsing() {
 
 void TaildirSource::end_read(ReadSlot& slot) {
   const ssize_t n = slot.result;
+  const bool full = n > 0 && static_cast<std::size_t>(n) == slot.buf.size();
+  // A read that did not fill the buffer reached the end of the file: the next one waits for an
+  // event, so the buffer goes back to the system until then. While a backlog is read, every read
+  // fills it and it stays mapped (no page faults per read at full speed).
+  if (!full) slot.buf.release();
   slot.busy = false;
   --reads_in_flight_;
   File* f = by_key(slot.file_key);
@@ -568,7 +602,7 @@ void TaildirSource::end_read(ReadSlot& slot) {
       // content is read from where the file is now.
       schedule(*f);
     } else if (n > 0) {
-      if (static_cast<std::size_t>(n) == slot.buf.size()) {
+      if (full) {
         schedule(*f);  // more is likely there
       } else if (f->detached) {
         check_detached(*f);

@@ -76,9 +76,29 @@ class TaildirSource final : public Source, private LineReaderHost {
   /// One read on the threadpool: `buf` at `offset`, and for offset > 0 the file's first bytes
   /// just before and just after it, so that a file truncated and rewritten past the offset is
   /// told from one that grew.
+  /// A slot's read buffer (read_buffer bytes), mapped when a read starts and unmapped once the
+  /// file is caught up, so an idle source holds none of it (4 x 256 KiB by default) and a burst's
+  /// pages go back to the system when it ends. Pages a short read never touched are not resident.
+  class ReadBuffer {
+   public:
+    ReadBuffer() = default;
+    ReadBuffer(const ReadBuffer&) = delete;
+    ReadBuffer& operator=(const ReadBuffer&) = delete;
+    ~ReadBuffer() { release(); }
+    bool acquire(std::size_t size);  // false when it cannot be mapped (ENOMEM)
+    void release();
+    void count_in(Gauge* mapped) { mapped_ = mapped; }  // sluice_taildir_read_buffer_bytes
+    char* data() const { return data_; }
+    std::size_t size() const { return size_; }
+
+   private:
+    char* data_ = nullptr;
+    std::size_t size_ = 0;
+    Gauge* mapped_ = nullptr;
+  };
   struct ReadSlot {
     uv_work_t req{};
-    std::vector<char> buf;
+    ReadBuffer buf;
     int fd = -1;
     std::uint64_t file_key = 0;
     std::uint64_t offset = 0;
@@ -166,6 +186,7 @@ class TaildirSource final : public Source, private LineReaderHost {
   SourceMetrics metrics_;
   Counter& skipped_binary_;
   Counter& read_errors_;
+  Gauge& read_buffer_bytes_;
   LineBatcher batcher_;  // after metrics_: it counts events in them
 };
 
