@@ -43,7 +43,7 @@ else()
          "passwd, libc6 (>= 2.34), libstdc++6 (>= 11), libgcc-s1 (>= 3.0), libcurl4 (>= 7.16.3), "
          "libfmt9 (>= 9.1.0+ds1), libhttp-parser2.9 (>= 2.7.1), liblmdb0 (>= 0.9.7), "
          "libpcre2-8-0 (>= 10.32), librdkafka1 (>= 1.5.0), libsimdjson14 (>= 2.0.1), "
-         "libspdlog1.10-fmt9, libssl3 (>= 3.0.0), libtomlplusplus3 (>= 3.2.0), "
+         "libspdlog1.10, libssl3 (>= 3.0.0), libtomlplusplus3 (>= 3.2.0), "
          "libuv1 (>= 1.20.2), libzstd1 (>= 1.5.2), zlib1g (>= 1:1.2.0)")
 endif()
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "systemd")

@@ -217,6 +217,34 @@ def check_dockerfile():
           "Dockerfile: the default config is copied to /etc/sluice/sluice.toml")
     with open(os.path.join(SOURCE, "conf", "sluice.toml")) as fh:
         sluice_check("Dockerfile default config conf/sluice.toml", fh.read())
+    check_runtime_packages(lines)
+
+
+# Packages of debian:bookworm-slim itself (the C and C++ runtimes).
+BASE_PACKAGES = {"libc6", "libstdc++6", "libgcc-s1"}
+
+
+def check_runtime_packages(lines):
+    """The runtime stage installs the Debian package of every shared library the binary needs:
+    its NEEDED entries and the libraries it loads on first use (lib/core/lazy_*.S), found with
+    dpkg -S on this machine, so a missing one would fail at start-up or at a component's first call
+    inside the image (no docker here to run it)."""
+    stages = " ".join(lines).split("FROM ")
+    runtime = stages[-1]
+    installed = set(re.findall(r"[a-z0-9][a-z0-9.+-]+", runtime))
+    out = subprocess.run(["readelf", "-d", SLUICE], capture_output=True, text=True, check=True).stdout
+    sonames = set(re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out))
+    for path in glob.glob(os.path.join(SOURCE, "lib", "core", "lazy_*.S")):
+        with open(path) as fh:
+            sonames |= set(re.findall(r'SLUICE_LAZY_BEGIN \w+, "([^"]+)"', fh.read()))
+    check(len(sonames) >= 10, f"Dockerfile: the binary's libraries found, got {sorted(sonames)}")
+    for so in sorted(sonames):
+        owner = subprocess.run(["dpkg", "-S", "*/" + so], capture_output=True, text=True).stdout
+        pkgs = {l.split(":")[0] for l in owner.splitlines() if "-dev" not in l.split(":")[0]}
+        if not check(pkgs, f"Dockerfile: the package of {so} is found (dpkg -S)"):
+            continue
+        check(pkgs & (installed | BASE_PACKAGES),
+              f"Dockerfile: the runtime stage installs {sorted(pkgs)} (for {so})")
 
 
 check_manifests()
