@@ -64,7 +64,13 @@ Agent::Agent(AgentConfig config, const Registry& registry)
           "sluice_loop_stall_seconds",
           "How long the event loop was stuck (a timer late by 5s or more) in the last minute; "
           "else 0.",
+          {{"component", "agent"}, {"type", "agent"}})),
+      move_timer_(loop_),
+      events_moved_(metrics_.counter(
+          "sluice_reload_events_moved_total",
+          "Events a reload moved from a replaced memory channel into its successor.",
           {{"component", "agent"}, {"type", "agent"}})) {
+  mover_.agent = this;
   prints_ = reload::fingerprints(*config_);
   generation_gauge_.set(1);
   last_reload_success_.set(1);
@@ -82,9 +88,10 @@ Agent::~Agent() {
   retiring_.sources.clear();
   sources_.clear();
   parked_outputs_.clear();
+  deferred_.sources.clear();
   retiring_.pipelines.clear();
+  deferred_.pipelines.clear();
   pipelines_.clear();
-  parked_pipelines_.clear();
   retiring_.groups.clear();
   groups_.clear();
   retiring_.sinks.clear();
@@ -457,6 +464,7 @@ void Agent::begin_shutdown(std::string_view why) {
       }
     }
     std::string waiting;
+    for (const auto& m : moves_) left += m.events - m.moved;
     for (auto* list : {&groups_, &retiring_.groups}) {
       for (auto& g : *list) {
         in_flight += g.group->in_flight();
@@ -716,7 +724,7 @@ std::string Agent::status_json() const {
   codec::append_json_string(out, reload_ ? reload_phase_ : "idle");
   out += fmt::format("\",\"queued\":{},\"last_reload\":\"", queued_ != nullptr);
   codec::append_json_string(out, last_reload_);
-  out += "\"}},\"components\":[";
+  out += fmt::format("\",\"events_moved\":{}}}}},\"components\":[", events_moved_.value());
   bool first = true;
   auto begin = [&](std::string_view name, std::string_view kind, std::string_view type,
                    std::string_view state) {
@@ -904,6 +912,71 @@ void Agent::retire_sources_stopped() {
 // outputs to be safe: a memory channel that stays reports safety only when a group commits, and
 // the group that follows a replaced one is built only after these waits.
 void Agent::retire_pipelines_stopped() {
+  // A replaced memory channel that has a successor gives up what it holds first: its old group
+  // only finishes its deliveries in flight (a failed one rolls back), then every event left is
+  // taken and committed here and moved into the successor once that is built. So neither the
+  // replaced sources nor the replaced pipelines writing to it wait for its old sinks.
+  reload_phase_ = "stopping the sink groups of replaced memory channels";
+  retire_waiting_ = 1;
+  for (auto& g : retiring_.groups) {
+    if (!moving(g.channel)) continue;
+    ++retire_waiting_;
+    g.group->drain(
+        [this, &g] {
+          g.drained = true;
+          if (--retire_waiting_ == 0) retire_take_moved();
+        },
+        true);
+  }
+  if (--retire_waiting_ == 0) retire_take_moved();
+}
+
+bool Agent::moving(std::string_view channel) const {
+  if (!reload_ || reload_->plan.build_channels.count(channel) == 0) return false;
+  for (const auto& c : retiring_.channels) {
+    if (c.name == channel) return !c.channel->durable();
+  }
+  return false;
+}
+
+void Agent::retire_take_moved() {
+  for (auto& c : retiring_.channels) {
+    if (!moving(c.name)) continue;
+    std::optional<CursorId> cursor = c.spare;
+    if (!cursor && !c.cursors.empty()) cursor = c.cursors.front().second;
+    if (!cursor) {
+      auto opened = c.channel->open_cursor("reload");
+      if (opened) cursor = *opened;
+    }
+    if (!cursor) continue;
+    Move m{c.name, {}, 0, 0};
+    for (;;) {
+      Batch b;
+      auto lease = c.channel->take(*cursor, b,
+                                   {c.channel->max_transaction_events(), std::uint64_t{1} << 62});
+      if (!lease) {
+        spdlog::error(
+            "reload: cannot take the events of replaced channel {} ({}); {} events stay "
+            "in it and are lost with it",
+            c.name, lease.error().str(), c.channel->events());
+        break;
+      }
+      if (b.empty()) break;
+      m.events += b.size();
+      // Committed here: the puts of the replaced sources are safe now (their positions cover
+      // these events), and the events are the successor's to deliver.
+      c.channel->commit(std::move(*lease), mover_);
+      m.batches.push_back(std::move(b));
+    }
+    if (m.events == 0) continue;
+    spdlog::info("reload: {} events of replaced channel {} move into its successor", m.events,
+                 c.name);
+    moves_.push_back(std::move(m));
+  }
+  retire_final_checkpoints();
+}
+
+void Agent::retire_final_checkpoints() {
   reload_phase_ = "checkpointing replaced pipelines";
   retire_waiting_ = retiring_.pipelines.size() + 1;
   for (auto& p : retiring_.pipelines) {
@@ -942,8 +1015,12 @@ void Agent::retire_drain_groups() {
   reload_phase_ = "draining replaced sink groups";
   retire_waiting_ = retiring_.groups.size() + 1;
   for (auto& g : retiring_.groups) {
-    // A replaced memory channel is emptied by its old group; any other channel keeps what it
-    // holds for the group that follows (a durable one does in any case).
+    if (g.drained) {  // a group of a moved channel, stopped already
+      --retire_waiting_;
+      continue;
+    }
+    // A replaced memory channel without a successor is emptied by its old group; any other channel
+    // keeps what it holds for the group that follows (a durable one does in any case).
     bool channel_goes = false;
     for (const auto& c : retiring_.channels) channel_goes = channel_goes || c.name == g.channel;
     g.group->drain(
@@ -983,8 +1060,17 @@ void Agent::retire_destroy() {
     }
     return false;
   };
-  // A group whose channel stays leaves its cursor to the next group, and its place as the
-  // channel's data listener to no one.
+  // The configuration built next: the previous one when the new one could not be built.
+  const AgentConfig& next = restoring_ ? *config_ : *reload_->config;
+  auto reads_again = [&](const std::string& group, const std::string& channel) {
+    for (const auto& g : next.groups) {
+      if (g.name == group) return g.channel == channel;
+    }
+    return false;
+  };
+  // A group whose channel stays leaves its cursor to the next group of its name, and its place
+  // as the channel's data listener to no one. A reader that does not come back has its cursor
+  // closed, so that it holds no record back.
   for (auto& g : retiring_.groups) {
     ChannelEntry* ce = channel_entry(g.channel);
     if (ce == nullptr) continue;
@@ -992,6 +1078,9 @@ void Agent::retire_destroy() {
     if (single(ce->type)) {
       std::erase_if(ce->cursors, [&](const auto& c) { return c.first == g.name; });
       ce->spare = g.cursor;
+    } else if (!reads_again(g.name, g.channel)) {
+      ce->channel->close_cursor(g.cursor);
+      std::erase_if(ce->cursors, [&](const auto& c) { return c.first == g.name; });
     }
   }
   // An output whose channels all go is destroyed with them; one that a surviving channel may
@@ -1013,18 +1102,26 @@ void Agent::retire_destroy() {
   std::erase_if(parked_outputs_, [&](const ParkedOutput& p) {
     return std::all_of(p.channels.begin(), p.channels.end(), retired_channel);
   });
-  // Pipelines whose output channel stays are parked the same way.
-  for (auto& p : retiring_.pipelines) {
-    const bool stays =
-        !retired_channel(p->spec().channel) ||
-        (!p->spec().late_channel.empty() && !retired_channel(p->spec().late_channel));
-    if (stays) parked_pipelines_.push_back(std::move(p));
+  // Retired pipelines go now, even when their output channel stays: they stopped once every row
+  // was in its channel, and their last checkpoint waited for every row to be safe there, so no
+  // channel holds a put, a safety report or a space wait of theirs any more.
+  std::vector<std::pair<std::string, std::string>> retired;
+  for (const auto& e : retiring_.sources) retired.emplace_back(e.name, e.type);
+  for (const auto& p : retiring_.pipelines) retired.emplace_back(p->name(), "sql");
+  for (const auto& e : retiring_.groups) {
+    for (const auto& spec : e.origin->groups) {
+      if (spec.name == e.name)
+        retired.emplace_back(e.name, spec.implicit ? "group" : spec.processor);
+    }
   }
+  for (const auto& e : retiring_.sinks) retired.emplace_back(e.name, e.type);
+  for (const auto& e : retiring_.channels) retired.emplace_back(e.name, e.type);
   retiring_.sources.clear();
   retiring_.pipelines.clear();
   retiring_.groups.clear();
   retiring_.sinks.clear();
   retiring_.channels.clear();
+  forget_retired_metrics(retired);
 
   if (state_ != State::running) {
     // Shutting down: a channel that stays may hold events its retired group left to the one that
@@ -1051,11 +1148,28 @@ void Agent::retire_destroy() {
                                      "drained",
                                      st.message()));
     }
-    return finish_reload(false,
-                         "the agent is shutting down: only the sinks and sink groups were built, "
-                         "to drain the channels",
-                         503);
+    return run_moves([this] {
+      finish_reload(false,
+                    "the agent is shutting down: only the sinks and sink groups were built, "
+                    "to drain the channels",
+                    503);
+    });
   }
+  // Starts the sink groups of `built` at once and its pipelines and sources once the moved
+  // events are in their channels (they put behind them), then `done` with their start status.
+  auto start_after_moves = [this](Built& built, std::function<void(Status)> done) {
+    deferred_.pipelines = std::move(built.pipelines);
+    deferred_.sources = std::move(built.sources);
+    built.pipelines.clear();
+    built.sources.clear();
+    (void)start_built(built);  // sink groups only: no source is left in it to fail
+    adopt(built);
+    run_moves([this, done = std::move(done)] {
+      Status st = start_built(deferred_);
+      adopt(deferred_);
+      done(st);
+    });
+  };
   if (restoring_) {
     // The new components failed to build and were discarded: build the old ones again.
     const std::string why = *std::exchange(restoring_, std::nullopt);
@@ -1065,17 +1179,28 @@ void Agent::retire_destroy() {
                       {&plan.retire_sources, &plan.retire_channels, &plan.retire_sinks,
                        &plan.retire_groups, &plan.retire_pipelines},
                       old);
-    if (st.ok()) st = start_built(old);
-    adopt(old);
     if (!st.ok()) {
       exit_now(1, fmt::format("reload failed ({}) and the previous configuration could not be "
                               "built again: {}",
                               why, st.message()));
     }
-    return finish_reload(false, fmt::format("{}; the previous configuration runs again", why), 500);
+    return start_after_moves(old, [this, why](Status started) {
+      if (!started.ok()) {
+        exit_now(1, fmt::format("reload failed ({}) and the previous configuration could not be "
+                                "started again: {}",
+                                why, started.message()));
+      }
+      finish_reload(false, fmt::format("{}; the previous configuration runs again", why), 500);
+    });
   }
   reload_phase_ = "building new components";
   const reload::Plan& plan = reload_->plan;
+  // The cursors open on each lmdb channel that stays: those a failed build opens are closed.
+  std::vector<std::pair<channels::LmdbChannel*, std::size_t>> cursors_before;
+  for (auto& c : channels_) {
+    if (auto* lmdb = dynamic_cast<channels::LmdbChannel*>(c.channel.get()))
+      cursors_before.emplace_back(lmdb, lmdb->cursor_count());
+  }
   Built built;
   Status st = build(reload_->config,
                     {&plan.build_sources, &plan.build_channels, &plan.build_sinks,
@@ -1085,6 +1210,18 @@ void Agent::retire_destroy() {
     spdlog::error("reload: cannot build the new configuration: {}; building the previous one again",
                   st.message());
     restoring_ = fmt::format("cannot build the new configuration: {}", st.message());
+    // A cursor opened by a sink group or pipeline of the discarded build (a new reader of a
+    // channel that stays) would hold every record it never reads.
+    for (auto& [lmdb, n] : cursors_before) {
+      for (std::size_t id = n; id < lmdb->cursor_count(); ++id)
+        lmdb->close_cursor(static_cast<CursorId>(id));
+    }
+    for (auto& c : channels_) {
+      for (auto& [lmdb, n] : cursors_before) {
+        if (c.channel.get() != lmdb) continue;
+        std::erase_if(c.cursors, [n = n](const auto& cur) { return cur.second >= n; });
+      }
+    }
     // Discard what was built (nothing of it started) once the lmdb writer is done with it.
     for (auto& e : built.channels) retiring_.channels.push_back(std::move(e));
     for (auto& e : built.sinks) retiring_.sinks.push_back(std::move(e));
@@ -1097,14 +1234,128 @@ void Agent::retire_destroy() {
   config_ = reload_->config;
   prints_ = reload_->prints;
   ++generation_;
-  st = start_built(built);
-  adopt(built);
-  if (!st.ok()) {
-    return finish_reload(
-        false, fmt::format("{}; every other component runs the new configuration", st.message()),
-        500);
+  start_after_moves(built, [this](Status started) {
+    if (!started.ok()) {
+      return finish_reload(
+          false,
+          fmt::format("{}; every other component runs the new configuration", started.message()),
+          500);
+    }
+    finish_reload(true, reload_->plan.summary(), 200);
+  });
+}
+
+// Hides the series of retired components from /metrics; those built again register theirs
+// again and get them back, continued. A name and type still used by a running component of
+// another kind (a source and a sink both named "web", of type http) keeps its series.
+void Agent::forget_retired_metrics(
+    const std::vector<std::pair<std::string, std::string>>& retired_name_types) {
+  auto live = [this](const std::string& name, const std::string& type) {
+    for (const auto& e : sources_) {
+      if (e.name == name && e.type == type) return true;
+    }
+    for (const auto& e : channels_) {
+      if (e.name == name && e.type == type) return true;
+    }
+    for (const auto& e : sinks_) {
+      if (e.name == name && e.type == type) return true;
+    }
+    for (const auto& p : pipelines_) {
+      if (p->name() == name && type == "sql") return true;
+    }
+    for (const auto& e : groups_) {
+      for (const auto& spec : e.origin->groups) {
+        if (spec.name == e.name && e.name == name &&
+            (spec.implicit ? "group" : spec.processor) == type)
+          return true;
+      }
+    }
+    return false;
+  };
+  for (const auto& [name, type] : retired_name_types) {
+    if (!live(name, type)) metrics_.remove({{"component", name}, {"type", type}});
   }
-  finish_reload(true, plan.summary(), 200);
+}
+
+// Puts the events of the replaced memory channels into their successors (running by now, with
+// their sink groups), in order, one batch at a time, waiting for space when a successor is full
+// (its new bounds apply): nothing is dropped. Then `then`.
+void Agent::run_moves(std::function<void()> then) {
+  moves_done_ = std::move(then);
+  move_next();
+}
+
+void Agent::move_next() {
+  if (move_busy_) return;  // a put is out, or waits for space or a retry
+  while (!moves_.empty()) {
+    Move& m = moves_.front();
+    ChannelEntry* ce = channel_entry(m.channel);
+    // The piece refused last is still to be put (it was taken off the front already).
+    if ((m.batches.empty() && move_piece_.empty()) || ce == nullptr) {
+      if (ce == nullptr) {
+        spdlog::error("reload: channel {} was not built again: {} moved events are lost", m.channel,
+                      m.events - m.moved);
+        move_piece_.clear();
+      } else {
+        spdlog::info("reload: {} events moved into channel {}", m.moved, m.channel);
+      }
+      moves_.erase(moves_.begin());
+      continue;
+    }
+    reload_phase_ = fmt::format(
+        "moving the events of replaced channel {} into its successor "
+        "({} of {} moved)",
+        m.channel, m.moved, m.events);
+    if (move_piece_.empty()) {
+      Batch& front = m.batches.front();
+      const std::size_t max = std::max<std::size_t>(1, ce->channel->max_transaction_events());
+      if (front.size() <= max) {
+        move_piece_.swap(front);
+        m.batches.pop_front();
+      } else {
+        // The successor takes smaller transactions: the rest stays at the front.
+        Batch rest;
+        move_piece_.append_range(front, 0, max);
+        rest.append_range(front, max, front.size());
+        front.swap(rest);
+      }
+    }
+    move_piece_events_ = move_piece_.size();
+    move_busy_ = true;
+    move_inline_ = true;
+    ce->channel->put(move_piece_, SourceCheckpoint{}, mover_);
+    move_inline_ = false;
+    if (move_busy_) return;  // answered later, or waiting
+  }
+  if (auto done = std::exchange(moves_done_, nullptr)) done();
+}
+
+void Agent::on_move_put(Status st) {
+  if (st.ok()) {
+    events_moved_.inc(move_piece_events_);
+    if (!moves_.empty()) moves_.front().moved += move_piece_events_;
+    move_piece_.clear();
+    move_busy_ = false;
+    if (!move_inline_) move_next();
+    return;
+  }
+  // The batch is still ours (channel.h): put it again once there is room, or after a pause.
+  ChannelEntry* ce = moves_.empty() ? nullptr : channel_entry(moves_.front().channel);
+  if (st.code() == Errc::backpressure && ce != nullptr) {
+    ce->channel->wait_for_space(mover_);
+    return;
+  }
+  SLUICE_WARN_RATE_LIMITED("reload: moving events into channel {} failed, retrying: {}",
+                           moves_.empty() ? std::string() : moves_.front().channel, st.str());
+  move_timer_.start(std::chrono::milliseconds(200), [this] {
+    move_busy_ = false;
+    move_next();
+  });
+}
+
+void Agent::on_move_space() {
+  move_busy_ = false;
+  move_next();
 }
 
 std::string Agent::reload_json(bool ok, const std::string& message) const {

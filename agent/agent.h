@@ -3,6 +3,8 @@
 #include <uv.h>
 
 #include <chrono>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -109,6 +111,22 @@ class Agent {
   struct NoData final : DataListener {
     void on_data() noexcept override {}
   };
+  /// The events a replaced memory channel held (taken out of it and committed there, in order),
+  /// on their way into its successor of the same name.
+  struct Move {
+    std::string channel;
+    std::deque<Batch> batches;
+    std::uint64_t events = 0, moved = 0;
+  };
+  /// Puts the moved events into the successor, one batch at a time, waiting for space.
+  struct Mover final : PutListener, SpaceListener, CommitListener {
+    Agent* agent = nullptr;
+    void on_put_done(std::uint64_t, Status st) noexcept override {
+      agent->on_move_put(std::move(st));
+    }
+    void on_space() noexcept override { agent->on_move_space(); }
+    void on_committed(std::uint64_t, Status) noexcept override {}
+  };
 
   Status prepare_data_dir();
   Status build(const ConfigPtr& config, Only only, Built& out);
@@ -125,6 +143,15 @@ class Agent {
   void begin_reload();
   void retire_sources_stopped();
   void retire_pipelines_stopped();
+  bool moving(std::string_view channel) const;
+  void retire_take_moved();
+  void retire_final_checkpoints();
+  void run_moves(std::function<void()> then);
+  void move_next();
+  void on_move_put(Status st);
+  void on_move_space();
+  void forget_retired_metrics(
+      const std::vector<std::pair<std::string, std::string>>& retired_name_types);
   void retire_wait_safe();
   void retire_drain_groups();
   void retire_barrier();
@@ -167,7 +194,6 @@ class Agent {
   std::vector<SourceEntry> sources_;
   std::vector<std::unique_ptr<Pipeline>> pipelines_;
   std::vector<ParkedOutput> parked_outputs_;
-  std::vector<std::unique_ptr<Pipeline>> parked_pipelines_;
   std::size_t pipelines_stopping_ = 0;
   std::unique_ptr<http::Server> admin_;
   std::vector<uv_signal_t*> signals_;
@@ -213,6 +239,17 @@ class Agent {
   Gauge& loop_stall_s_;
   // Records each lmdb channel had quarantined when it was built: more since then is unhealthy.
   std::map<std::string, std::uint64_t, std::less<>> quarantined_at_start_;
+  // A reload moving replaced memory channels' events into their successors: the sources and
+  // pipelines it built wait in `deferred_` until every moved event is in (order is kept).
+  std::vector<Move> moves_;
+  Mover mover_;
+  Batch move_piece_;
+  std::size_t move_piece_events_ = 0;
+  bool move_busy_ = false, move_inline_ = false;
+  std::function<void()> moves_done_;
+  Timer move_timer_;
+  Built deferred_;
+  Counter& events_moved_;
 };
 
 /// The version compiled in.

@@ -365,6 +365,7 @@ void LmdbChannel::notify_space() {
 
 void LmdbChannel::wait_for_data(CursorId cursor, DataListener& listener) {
   Cursor& c = cursors_[cursor];
+  if (c.closed) return;
   c.waiter = &listener;
   // Events are there already: answer on a later turn, through a task the channel owns (and
   // cancels when destroyed), never inline.
@@ -385,6 +386,7 @@ void LmdbChannel::schedule_notify_data() {
 
 void LmdbChannel::notify_data() {
   for (Cursor& c : cursors_) {
+    if (c.closed) continue;
     if (c.waiter != nullptr && c.taken <= durable_seq_) std::exchange(c.waiter, nullptr)->on_data();
   }
 }
@@ -392,7 +394,7 @@ void LmdbChannel::notify_data() {
 Result<Lease> LmdbChannel::take(CursorId cursor, Batch& out, TakeLimits limits) {
   Cursor& c = cursors_[cursor];
   out.clear();
-  if (c.taken > durable_seq_) return Lease();
+  if (c.closed || c.taken > durable_seq_) return Lease();
   // Decoding runs on the loop: at most kTakeBudget of it per loop turn (always one record), so
   // that a large backlog does not stall every other component. Past the budget, take() answers
   // empty and wait_for_data() answers on the next turn.
@@ -545,8 +547,37 @@ void LmdbChannel::quarantine(std::uint64_t seq) {
 
 std::uint64_t LmdbChannel::min_committed() const {
   std::uint64_t m = next_seq_;
-  for (const Cursor& c : cursors_) m = std::min(m, c.committed);
+  for (const Cursor& c : cursors_) {
+    if (!c.closed) m = std::min(m, c.committed);
+  }
   return m;
+}
+
+void LmdbChannel::close_cursor(CursorId cursor) noexcept {
+  if (cursor >= cursors_.size() || cursors_[cursor].closed) return;
+  Cursor& c = cursors_[cursor];
+  c.closed = true;
+  c.waiter = nullptr;
+  // Its leases are forgotten: dropping them later rolls back nothing.
+  std::erase_if(leases_, [&](const auto& l) { return l.second.cursor == cursor; });
+  // The stored position goes first, then the records no open cursor needs any more, in one
+  // writer round each (the writer runs them in this order).
+  LmdbEnv::Op op;
+  const MDB_dbi meta = meta_;
+  const std::string key = meta_key("cursor:" + c.group);
+  op.apply = [meta, key](MDB_txn* txn) {
+    MDB_val k = val_of(key);
+    const int rc = mdb_del(txn, meta, &k, nullptr);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+  };
+  op.done = [name = ctx_.name, group = c.group](Status st) {
+    if (!st.ok())
+      spdlog::warn("lmdb channel {}: cannot remove the stored position of closed cursor {}: {}",
+                   name, group, st.str());
+  };
+  op.sync = config_.sync == SyncMode::full;
+  env_->submit(std::move(op));
+  store_and_delete({}, {});
 }
 
 void LmdbChannel::commit(Lease&& lease, CommitListener& done) {
@@ -668,13 +699,13 @@ bool LmdbChannel::drop_oldest() {
   std::vector<CursorId> chosen;
   for (CursorId id = 0; id < cursors_.size(); ++id) {
     const Cursor& c = cursors_[id];
-    if (c.committed != oldest) continue;
+    if (c.closed || c.committed != oldest) continue;
     if (config_.drop_oldest_when_full || c.detach_when_lagging) chosen.push_back(id);
   }
   // Without drop_oldest, only detached cursors move; if another cursor also sits at the oldest
   // record, nothing can be freed this way.
   for (CursorId id = 0; id < cursors_.size(); ++id) {
-    if (cursors_[id].committed == oldest &&
+    if (!cursors_[id].closed && cursors_[id].committed == oldest &&
         std::find(chosen.begin(), chosen.end(), id) == chosen.end())
       return false;
   }

@@ -71,6 +71,13 @@ class LmdbChannel final : public Channel {
   const std::shared_ptr<LmdbEnv>& env() const noexcept { return env_; }
   /// The key of the environment of `data_dir` in the agent's SharedResources.
   static std::string env_key(const std::string& data_dir) { return "lmdb:" + data_dir + "/lmdb"; }
+  /// The cursor stops holding records (what only it had not committed is deleted) and its stored
+  /// position is removed: a reader configured again under the same name later starts at the
+  /// oldest record still stored, as a new one does, and `sluice channel stats` no longer lists it.
+  /// Its id is not reused. Leases of it still out roll back as no-ops; none may be committed.
+  void close_cursor(CursorId cursor) noexcept override;
+  /// Cursors ever opened on this channel object (ids are 0..n-1, closed ones included).
+  std::size_t cursor_count() const noexcept { return cursors_.size(); }
   void set_detach_when_lagging(CursorId cursor, bool detach) override {
     cursors_[cursor].detach_when_lagging = detach;
   }
@@ -86,6 +93,7 @@ class LmdbChannel final : public Channel {
     std::uint64_t taken = 1;      // next record to lease
     DataListener* waiter = nullptr;
     bool detach_when_lagging = false;
+    bool closed = false;  // close_cursor(): holds nothing back, never read again
   };
   struct Leased {
     CursorId cursor;

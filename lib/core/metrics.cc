@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "lib/core/assert.h"
 
 namespace sluice {
@@ -52,10 +54,13 @@ MetricsRegistry::Series& MetricsRegistry::series(std::string_view name, std::str
   SLUICE_ASSERT(f.kind == kind);
   std::string rendered = render_labels(labels);
   for (auto& s : f.series) {
-    if (s.labels == rendered) return s;
+    if (s.labels != rendered) continue;
+    s.removed = false;
+    return s;
   }
   Series& s = f.series.emplace_back();
   s.labels = std::move(rendered);
+  s.pairs = labels;
   switch (kind) {
     case Kind::counter:
       s.counter = std::make_unique<Counter>();
@@ -88,13 +93,31 @@ bool MetricsRegistry::find(std::string_view name, const Labels& labels, double& 
   if (it == families_.end()) return false;
   const std::string rendered = render_labels(labels);
   for (const auto& s : it->second.series) {
-    if (s.labels != rendered) continue;
+    if (s.labels != rendered || s.removed) continue;
     if (s.counter) out = static_cast<double>(s.counter->value());
     if (s.gauge) out = static_cast<double>(s.gauge->value());
     if (s.histogram) out = static_cast<double>(s.histogram->count());
     return true;
   }
   return false;
+}
+
+std::size_t MetricsRegistry::remove(const Labels& match) {
+  std::lock_guard lock(mu_);
+  std::size_t n = 0;
+  for (auto& [name, f] : families_) {
+    for (auto& s : f.series) {
+      if (s.removed) continue;
+      bool all = true;
+      for (const auto& m : match) {
+        all = all && std::find(s.pairs.begin(), s.pairs.end(), m) != s.pairs.end();
+      }
+      if (!all) continue;
+      s.removed = true;
+      ++n;
+    }
+  }
+  return n;
 }
 
 namespace {
@@ -116,12 +139,16 @@ std::string MetricsRegistry::render() const {
   std::string out;
   out.reserve(4096);
   for (const auto& [name, f] : families_) {
+    // A family whose every series was removed is not shown at all.
+    if (std::all_of(f.series.begin(), f.series.end(), [](const Series& s) { return s.removed; }))
+      continue;
     const char* type = f.kind == Kind::counter ? "counter"
                        : f.kind == Kind::gauge ? "gauge"
                                                : "histogram";
     fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, f.help, name,
                    type);
     for (const auto& s : f.series) {
+      if (s.removed) continue;
       if (s.counter) {
         fmt::format_to(std::back_inserter(out), "{} {}\n", with_labels(name, s.labels),
                        s.counter->value());

@@ -71,11 +71,19 @@ class MetricsRegistry {
   std::string render() const;
   /// The value of one counter or gauge series, for tests and the status API; nullopt if absent.
   bool find(std::string_view name, const Labels& labels, double& out) const;
+  /// Takes every series whose labels include all of `match` (a component's {component, type})
+  /// out of render() and find(): a component removed by a reload leaves /metrics. Returns how
+  /// many. The series' storage stays (whoever resolved it may still bump it harmlessly), and
+  /// registering the same name and labels again brings the series back with its value, so a
+  /// component built again by a reload continues its counters rather than restarting at 0.
+  std::size_t remove(const Labels& match);
 
  private:
   enum class Kind { counter, gauge, histogram };
   struct Series {
     std::string labels;  // rendered: component="x",type="y"
+    Labels pairs;        // the same, as given
+    bool removed = false;
     std::unique_ptr<Counter> counter;
     std::unique_ptr<Gauge> gauge;
     std::unique_ptr<Histogram> histogram;

@@ -10,6 +10,7 @@
 #include <optional>
 #include <random>
 
+#include "channels/lmdb/inspect.h"
 #include "channels/lmdb/record_codec.h"
 #include "lib/core/source_output.h"
 #include "tests/support/fault_peers.h"
@@ -875,4 +876,52 @@ TEST_CASE("lmdb record codec: records sealed one after another are the same as s
     REQUIRE(decode_record(second_a, out, scratch).ok());
     CHECK(dump(out) == dump(a));
   }
+}
+
+TEST_CASE("lmdb channel: a closed cursor holds nothing back and its stored position is removed",
+          "[unit][lmdb]") {
+  Rig r;
+  {
+    auto ch = r.open();
+    const CursorId a = *ch->open_cursor("a");
+    const CursorId gone = *ch->open_cursor("gone");
+    CHECK(ch->cursor_count() == 2);
+    r.put(*ch, test::make_batch(2, "x"), 1);
+    r.put(*ch, test::make_batch(2, "y"), 2);
+    Batch out;
+    // "gone" holds a lease when it is closed: the lease is forgotten, dropping it is a no-op.
+    auto held = test::take_some(r.loop, *ch, gone, out, {2, 1 << 20});
+    auto all = test::take_some(r.loop, *ch, a, out, {100, 1 << 20});
+    r.commit(*ch, std::move(*all));
+    CHECK(ch->events() == 4);  // "gone" has committed nothing
+    ch->close_cursor(gone);
+    ch->close_cursor(gone);  // twice is once
+    REQUIRE(test::run_until(r.loop, 5s, [&] { return ch->events() == 0; }));
+    held->rollback();
+    CHECK(ch->events() == 0);
+    // Never read again, and never waited on.
+    Listener waiting;
+    ch->wait_for_data(gone, waiting);
+    r.put(*ch, test::make_batch(1, "z"), 3);
+    auto none = ch->take(gone, out, {100, 1 << 20});
+    REQUIRE(none.has_value());
+    CHECK_FALSE(none->held());
+    CHECK(out.empty());
+    auto z = test::take_some(r.loop, *ch, a, out, {100, 1 << 20});
+    CHECK(bodies(out) == std::vector<std::string>{"z0"});
+    r.commit(*ch, std::move(*z));
+    REQUIRE(test::run_until(r.loop, 5s, [&] { return ch->events() == 0; }));
+    CHECK(waiting.data == 0);
+  }
+  // Its stored position is gone: `sluice channel stats` lists only "a".
+  r.shared.reset();
+  const std::string stats_file = r.dir.file("stats.txt");
+  std::FILE* f = std::fopen(stats_file.c_str(), "w");
+  REQUIRE(f != nullptr);
+  REQUIRE(print_channel_stats(r.dir.path(), "durable", f).ok());
+  std::fclose(f);
+  const std::string stats = test::read_file(stats_file);
+  CHECK(stats.find("cursor a:") != std::string::npos);
+  CHECK(stats.find("cursor gone") == std::string::npos);
+  REQUIRE(r.close() == 0);
 }

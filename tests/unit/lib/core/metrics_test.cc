@@ -39,6 +39,42 @@ TEST_CASE("metrics render in the Prometheus text format", "[unit][core]") {
 
 #include "lib/core/log.h"
 
+TEST_CASE("metrics: a removed component's series leave the text and come back continued",
+          "[unit][core]") {
+  MetricsRegistry m;
+  const Labels gone{{"component", "b"}, {"type", "file"}};
+  Counter& events =
+      m.counter("sluice_sink_events_total", "Delivered.", with_label(gone, "outcome", "ok"));
+  events.inc(5);
+  m.histogram("sluice_sink_delivery_seconds", "Latency.", gone).observe(0.1);
+  m.gauge("sluice_only_b", "Only b has it.", gone).set(1);
+  m.counter("sluice_sink_events_total", "Delivered.",
+            {{"component", "a"}, {"type", "file"}, {"outcome", "ok"}})
+      .inc(2);
+  // Same name, another kind's type: not the removed component.
+  m.counter("sluice_source_events_total", "Read.", {{"component", "b"}, {"type", "exec"}}).inc(1);
+  CHECK(m.remove(gone) == 3);
+  CHECK(m.remove(gone) == 0);
+  const std::string out = m.render();
+  CHECK(out.find("component=\"b\",type=\"file\"") == std::string::npos);
+  CHECK(out.find("sluice_only_b") == std::string::npos);  // no HELP or TYPE left either
+  CHECK(out.find("sluice_sink_events_total{component=\"a\",type=\"file\",outcome=\"ok\"} 2\n") !=
+        std::string::npos);
+  CHECK(out.find("sluice_source_events_total{component=\"b\",type=\"exec\"} 1\n") !=
+        std::string::npos);
+  double v = 0;
+  CHECK_FALSE(m.find("sluice_sink_events_total", with_label(gone, "outcome", "ok"), v));
+  events.inc();  // a reference resolved before stays valid
+  // Registered again (a component of that name built again): the same series, continued.
+  Counter& again =
+      m.counter("sluice_sink_events_total", "Delivered.", with_label(gone, "outcome", "ok"));
+  CHECK(&again == &events);
+  CHECK(m.render().find(
+            "sluice_sink_events_total{component=\"b\",type=\"file\",outcome=\"ok\"} 6\n") !=
+        std::string::npos);
+  CHECK(m.render().find("sluice_only_b") == std::string::npos);
+}
+
 TEST_CASE("rate limiter lets a burst through, then counts what it held back", "[unit][core]") {
   sluice::RateLimiter limiter(2, std::chrono::seconds(3600));
   std::uint64_t suppressed = 99;
