@@ -165,6 +165,9 @@ class Channel {
     return false;
   }
 
+  /// Closes a cursor whose reader is gone for good (a sink group removed by a reload, or built by
+  /// a reload that failed): it stops holding records back. No lease of it may be committed after.
+  virtual void close_cursor(CursorId cursor) noexcept { (void)cursor; }
   /// With several sink groups: once the channel is full, drop this cursor's oldest backlog instead
   /// of blocking the others (`lagging = "detach"`). Ignored by channels with one cursor.
   virtual void set_detach_when_lagging(CursorId cursor, bool detach) {
