@@ -262,7 +262,13 @@ void Pipeline::pump() {
     }
     empty_takes_ = 0;
     process(in_);
-    held_.push_back(std::move(*lease));
+    if (input_.durable()) {
+      held_.push_back(std::move(*lease));  // committed with the next checkpoint
+    } else {
+      // A memory input keeps no position to checkpoint with: the events are freed as soon as they
+      // are counted (a crash loses the channel's events and the open windows alike).
+      input_.commit(std::move(*lease), input_commits_);
+    }
     last_input_ = std::chrono::steady_clock::now();
     idle_base_ns_ = INT64_MIN;
     restart_idle_timer();
@@ -368,6 +374,7 @@ void Pipeline::on_output_safe() {
 // checkpoints (checkpoint_interval) the leases are held: a crash re-reads them from the state
 // before them.
 void Pipeline::maybe_checkpoint(bool force) {
+  if (!input_.durable()) return;  // nowhere to store state: on_stop = "emit" is the only way out
   if (commit_in_flight_ || (held_.empty() && !dirty_)) return;
   if (!outputs_safe()) return;  // on_output_safe() comes back
   const auto now = std::chrono::steady_clock::now();
@@ -471,7 +478,8 @@ void Pipeline::finish_stop() {
 
 void Pipeline::final_checkpoint(std::function<void()> done) {
   final_done_ = std::move(done);
-  if (state_ == State::created || !runner_) {
+  if (state_ == State::created || !runner_ || !input_.durable()) {
+    if (state_ != State::created) state_ = State::stopped;
     std::exchange(final_done_, nullptr)();
     return;
   }
