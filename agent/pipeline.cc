@@ -109,7 +109,12 @@ Pipeline::Pipeline(const PipelineSpec& spec, Loop& loop, MetricsRegistry& metric
   last_checkpoint_ = std::chrono::steady_clock::now();
 }
 
-Pipeline::~Pipeline() { loop_.cancel_deferred(this); }
+Pipeline::~Pipeline() {
+  loop_.cancel_deferred(this);
+  // A memory input would keep every later event for a reader that is gone (an lmdb input keeps
+  // the cursor: a restart or a reload reads on from its stored position).
+  if (cursor_open_ && !input_.durable()) input_.close_cursor(cursor_);
+}
 
 const char* Pipeline::state_name() const noexcept {
   switch (state_) {
@@ -137,6 +142,7 @@ Status Pipeline::open() {
   auto cursor = input_.open_cursor("pipeline:" + spec_.name);
   if (!cursor) return cursor.error();
   cursor_ = *cursor;
+  cursor_open_ = true;
   for (const auto& [k, v] : input_.load_checkpoints("pipeline:" + spec_.name + "/")) {
     if (k != key_) continue;
     std::string_view data(v);

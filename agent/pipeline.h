@@ -110,6 +110,7 @@ class Pipeline final : private DataListener, private CommitListener {
   Loop& loop_;
   Channel& input_;
   CursorId cursor_ = 0;
+  bool cursor_open_ = false;
   std::string key_;
   std::unique_ptr<sql::WindowRunner> runner_;
   OutListener rows_listener_, late_listener_;

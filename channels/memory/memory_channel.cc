@@ -98,11 +98,18 @@ Result<CursorId> MemoryChannel::open_cursor(std::string_view group) {
     return Status(Errc::config, fmt::format("memory channel {}: too many cursors ({} for {})",
                                             name_, cursors_.size(), group));
   }
-  // A new reader starts at the oldest event still held: it sees everything not yet freed.
+  // A new reader starts at the oldest event still held: it sees everything not yet freed. A reader
+  // of a name seen before (a pipeline or group built again by a reload) reads on where its
+  // predecessor committed, so that what it already counted or delivered is not read twice.
   Cursor c;
   c.group = std::string(group);
   c.open = true;
-  c.committed = c.taken = freed_total_;
+  c.committed = freed_total_;
+  for (const Cursor& old : cursors_) {
+    if (old.group == group) c.committed = std::max(freed_total_, old.committed);
+  }
+  c.taken = c.committed;
+  c.take_chunk = chunk_holding(c.taken);
   cursors_.push_back(std::move(c));
   return static_cast<CursorId>(cursors_.size() - 1);
 }

@@ -24,7 +24,8 @@ struct MemoryConfig {
 /// A bounded in-memory queue read by any number of cursors (sink groups and pipelines): each cursor
 /// sees every event in put order, and an event is freed once every open cursor committed it. So a
 /// stuck cursor holds events, the channel fills and the sources are back-pressured (unless that
-/// cursor detaches when lagging). Batches are kept as they were put, takes copy events out, and a
+/// cursor detaches when lagging). A cursor opened under a name used before reads on where the last
+/// one of that name committed. Batches are kept as they were put, takes copy events out, and a
 /// cursor's commits come in its take order. A batch is safe for its source once every cursor
 /// committed it.
 ///

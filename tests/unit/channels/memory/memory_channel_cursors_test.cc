@@ -278,6 +278,14 @@ TEST_CASE("memory channel: closing a cursor frees what it alone held and voids i
   CHECK(f.take_bodies(ch, late, 10, l) == seq({"c0", "c1"}));
   ch.commit(std::move(l), f);
   CHECK(f.safe == std::vector<std::uint64_t>{1, 2});  // "keep" still holds batch 3
+  // A reader opened again under a name used before reads on where that one committed.
+  REQUIRE(f.put(ch, test::make_batch(2, "d"), 4).ok());
+  ch.close_cursor(late);
+  const CursorId again = *ch.open_cursor("late");
+  CHECK(f.take_bodies(ch, again, 10, l) == seq({"d0", "d1"}));
+  l.rollback();
+  const CursorId fresh = *ch.open_cursor("fresh");
+  CHECK(f.take_bodies(ch, fresh, 10, l) == seq({"c0", "c1", "d0", "d1"}));
   REQUIRE(f.loop.close() == 0);
 }
 
