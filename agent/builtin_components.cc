@@ -78,7 +78,7 @@ void register_builtin_components(Registry& r) {
   r.add_channel<channels::LmdbConfig, channels::LmdbChannel>(
       "lmdb", {.print_stats = channels::print_channel_stats, .dump = channels::dump_channel});
   // One queue, one reader: a second sink group would need its own copy of every event (lmdb).
-  r.add_channel<channels::MemoryConfig, channels::MemoryChannel>("memory", {});
+  r.add_channel<channels::MemoryConfig, channels::MemoryChannel>("memory", {.max_cursors = 1});
   r.add_sink<sinks::FileConfig, sinks::FileSink>("file");
   r.add_sink<sinks::KafkaConfig, sinks::KafkaSink>("kafka");
   r.add_sink<sinks::AvroSinkConfig, sinks::AvroSink>("avro");

@@ -182,7 +182,9 @@ processor = "fail_over"
 sinks = ["k9"]
 )");
   const std::vector<std::string> expected = {
+      R"(inline.toml:6:1: channels.c1: a memory channel can be drained by one sink group; 2 read it: g1, k2)",
       R"(inline.toml:9:1: channels.c2: no sink or sink group drains this channel)",
+      R"(inline.toml:12:1: channels.c3: a memory channel can be drained by one sink group; 2 read it: g2, g3)",
       R"(inline.toml:15:22: channels.c3.transaction_events: must not exceed max_events (10), got 20)",
       R"(inline.toml:33:1: sink_groups.g2.sinks: sink 'k1' is already in sink group 'g1')",
       R"(inline.toml:33:9: sink_groups.g2.sinks: processor 'default' takes exactly one sink, got 2)",
