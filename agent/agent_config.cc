@@ -575,9 +575,9 @@ void ConfigParser::pipelines_section() {
                  [&](const std::string& name, const ConfigNode& node) { pipeline(name, node); });
 }
 
-// A pipeline's SQL compiles, its FROM names a source that writes to a durable channel (which the
-// pipeline reads with its own cursor), and its rows and late events go to configured channels.
-// Errors inside the SQL point into the SQL text in the file.
+// A pipeline's SQL compiles, its FROM names a source that writes to an lmdb or memory channel
+// (which the pipeline reads with its own cursor), and its rows and late events go to configured
+// channels. Errors inside the SQL point into the SQL text in the file.
 void ConfigParser::pipeline(const std::string& name, const ConfigNode& node) {
   PipelineSpec p;
   p.name = name;
@@ -721,8 +721,22 @@ void ConfigParser::pipeline(const std::string& name, const ConfigNode& node) {
       const auto* factory = t == channel_types_.end() ? nullptr : registry_.channel(t->second);
       if (factory != nullptr && factory->traits.print_stats != nullptr) {
         p.input_channel = c;
+        p.input_durable = true;
         break;
       }
+    }
+    // Else a memory channel: read without checkpoints (agent/pipeline.h).
+    for (const auto& c : src->channels) {
+      auto t = channel_types_.find(c);
+      if (!p.input_channel.empty() || t == channel_types_.end() || t->second != "memory") continue;
+      p.input_channel = c;
+    }
+    if (!p.input_channel.empty() && !p.input_durable && p.on_stop == OnStop::keep) {
+      node.error_at("on_stop", errors_,
+                    fmt::format("\"keep\" needs a durable input, and source '{}' writes to no lmdb "
+                                "channel (its memory channel '{}' keeps nothing across a restart); "
+                                "use \"emit\" or add an lmdb channel to sources.{}.channels",
+                                p.source, p.input_channel, p.source));
     }
     auto source_error = [&](std::string msg) {
       if (source_key.empty()) {
@@ -733,8 +747,8 @@ void ConfigParser::pipeline(const std::string& name, const ConfigNode& node) {
     };
     if (p.input_channel.empty()) {
       source_error(fmt::format(
-          "source '{}' writes to no lmdb channel; a pipeline reads its source's events from a "
-          "durable channel (add an lmdb channel to sources.{}.channels)",
+          "source '{}' writes to no lmdb or memory channel; a pipeline reads its source's events "
+          "from one (add an lmdb channel to sources.{}.channels)",
           p.source, p.source));
     } else {
       std::vector<std::string> others;

@@ -109,7 +109,12 @@ Pipeline::Pipeline(const PipelineSpec& spec, Loop& loop, MetricsRegistry& metric
   last_checkpoint_ = std::chrono::steady_clock::now();
 }
 
-Pipeline::~Pipeline() { loop_.cancel_deferred(this); }
+Pipeline::~Pipeline() {
+  loop_.cancel_deferred(this);
+  // A memory input would keep every later event for a reader that is gone (an lmdb input keeps
+  // the cursor: a restart or a reload reads on from its stored position).
+  if (cursor_open_ && !input_.durable()) input_.close_cursor(cursor_);
+}
 
 const char* Pipeline::state_name() const noexcept {
   switch (state_) {
@@ -137,6 +142,7 @@ Status Pipeline::open() {
   auto cursor = input_.open_cursor("pipeline:" + spec_.name);
   if (!cursor) return cursor.error();
   cursor_ = *cursor;
+  cursor_open_ = true;
   for (const auto& [k, v] : input_.load_checkpoints("pipeline:" + spec_.name + "/")) {
     if (k != key_) continue;
     std::string_view data(v);
@@ -262,7 +268,13 @@ void Pipeline::pump() {
     }
     empty_takes_ = 0;
     process(in_);
-    held_.push_back(std::move(*lease));
+    if (input_.durable()) {
+      held_.push_back(std::move(*lease));  // committed with the next checkpoint
+    } else {
+      // A memory input keeps no position to checkpoint with: the events are freed as soon as they
+      // are counted (a crash loses the channel's events and the open windows alike).
+      input_.commit(std::move(*lease), input_commits_);
+    }
     last_input_ = std::chrono::steady_clock::now();
     idle_base_ns_ = INT64_MIN;
     restart_idle_timer();
@@ -368,6 +380,7 @@ void Pipeline::on_output_safe() {
 // checkpoints (checkpoint_interval) the leases are held: a crash re-reads them from the state
 // before them.
 void Pipeline::maybe_checkpoint(bool force) {
+  if (!input_.durable()) return;  // nowhere to store state: on_stop = "emit" is the only way out
   if (commit_in_flight_ || (held_.empty() && !dirty_)) return;
   if (!outputs_safe()) return;  // on_output_safe() comes back
   const auto now = std::chrono::steady_clock::now();
@@ -471,7 +484,8 @@ void Pipeline::finish_stop() {
 
 void Pipeline::final_checkpoint(std::function<void()> done) {
   final_done_ = std::move(done);
-  if (state_ == State::created || !runner_) {
+  if (state_ == State::created || !runner_ || !input_.durable()) {
+    if (state_ != State::created) state_ = State::stopped;
     std::exchange(final_done_, nullptr)();
     return;
   }

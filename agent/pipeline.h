@@ -35,12 +35,19 @@ namespace sluice {
 /// pipeline's state would be stored in different transactions, so a crash between them would
 /// either skip or re-count a batch.
 ///
+/// A memory input: the pipeline reads it through a cursor of its own too (the channel frees an
+/// event once the sink groups and every pipeline committed it) but it has nowhere to checkpoint,
+/// so it commits each lease once its events are folded into the windows and stores no state. A
+/// kill -9 loses the open windows as it loses the channel's events; a clean stop with on_stop =
+/// "emit" reads what the channel holds and emits every window ("keep" is a configuration error).
+///
 /// Rows go through a SourceOutput into the target channel: a full channel pauses the pipeline
 /// (it stops taking; its input channel then fills and pauses the source), nothing is dropped.
 /// Loop thread only.
 class Pipeline final : private DataListener, private CommitListener {
  public:
-  /// `input` is the source's lmdb channel; `late` may be null (late events dropped, counted).
+  /// `input` is the source's lmdb or memory channel; `late` may be null (late events dropped,
+  /// counted).
   Pipeline(const PipelineSpec& spec, Loop& loop, MetricsRegistry& metrics, Channel& input,
            Channel& target, Channel* late, std::size_t max_pending_puts);
   ~Pipeline();
@@ -70,6 +77,9 @@ class Pipeline final : private DataListener, private CommitListener {
   const char* state_name() const noexcept;
 
  private:
+  struct NoCommitListener final : CommitListener {
+    void on_committed(std::uint64_t, Status) noexcept override {}
+  };
   struct OutListener final : OutputListener {
     Pipeline* self = nullptr;
     void on_safe(std::uint64_t) noexcept override { self->on_output_safe(); }
@@ -100,6 +110,7 @@ class Pipeline final : private DataListener, private CommitListener {
   Loop& loop_;
   Channel& input_;
   CursorId cursor_ = 0;
+  bool cursor_open_ = false;
   std::string key_;
   std::unique_ptr<sql::WindowRunner> runner_;
   OutListener rows_listener_, late_listener_;
@@ -110,6 +121,7 @@ class Pipeline final : private DataListener, private CommitListener {
   std::vector<Batch> late_;  // late events waiting for the late channel, by common headers
   std::size_t late_offset_ = 0;
   std::vector<Lease> held_;
+  NoCommitListener input_commits_;  // a memory input's commits (they cannot fail)
   State state_ = State::created;
   bool pump_scheduled_ = false;
   bool waiting_data_ = false;

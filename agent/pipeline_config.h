@@ -36,10 +36,11 @@ struct PipelineSpec {
   std::string agent_name;  // [agent] name: PARTIAL states carry it
   bool agent_name_is_host = false;
   std::string sql;
-  std::string source;            // FROM: a configured source
-  std::string channel;           // INSERT INTO (or the `channel` key): where rows go
-  std::string input_channel;     // the source's lmdb channel the pipeline reads with its own cursor
-  std::string event_time_field;  // empty: the event's timestamp (the source's `timestamp`)
+  std::string source;               // FROM: a configured source
+  std::string channel;              // INSERT INTO (or the `channel` key): where rows go
+  std::string input_channel;        // the source's channel the pipeline reads with its own cursor
+  bool input_durable = false;       // an lmdb input (else memory: no checkpoints, see pipeline.h)
+  std::string event_time_field;     // empty: the event's timestamp (the source's `timestamp`)
   std::string event_time_format;    // empty: ISO 8601 text, or epoch milliseconds for a number
   std::string event_time_timezone;  // for text without an offset; empty: UTC
   std::chrono::nanoseconds watermark_delay{0};

@@ -191,6 +191,15 @@ def window(b):
                    (metric(admin, sink_ok("out", "null")) or 0) >= b.n)
 
 
+def window_memory(b):
+    """The same window run with the raw events in the 64 MiB memory channel: the pipeline reads
+    it with a cursor of its own, without checkpoints."""
+    pipe = 'sluice_pipeline_events_total{component="stats",type="sql"}'
+    return b.agent(tail(b.game, 'format = "json"') + WINDOW,
+                   lambda admin: (metric(admin, pipe) or 0) >= b.n and
+                   (metric(admin, sink_ok("out", "null")) or 0) >= b.n)
+
+
 def lmdb_tcp(b):
     rx = Receiver()
     size = os.path.getsize(b.plain)
@@ -500,6 +509,7 @@ SCENARIOS = [
     ("file -> http (NDJSON)", "plain", file_http),
     ("json parse -> null", "json", json_null),
     ("json + 5 s tumble window", "game", window),
+    ("json + 5 s tumble window (memory input)", "game", window_memory),
     ("file -> lmdb (sync full) -> tcp", "plain", lmdb_tcp),
     ("stdin -> kafka (mock broker)", "plain", kafka),
     ("file -> kafka (mock broker process)", "plain", file_kafka),

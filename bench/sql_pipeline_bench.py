@@ -11,7 +11,10 @@ peak RSS come from /proc (utime + stime, VmHWM), as in bench/taildir_null.py. A 
 input runs the same query with `sluice sql run` over the same file: JSON parsing and the pipeline
 alone, without taildir, the lmdb channel (serialize, zstd, fsync, decode) or sinks; its RSS is not
 shown, as that tool keeps every output row until the end.
-Usage: bench/sql_pipeline_bench.py [--events N] [--runs R] [--binary build/release/agent/sluice]
+`--input-channel memory` puts the raw events in a 64 MiB memory channel instead (the pipeline
+then reads it with a cursor of its own and keeps no checkpoints).
+Usage: bench/sql_pipeline_bench.py [--events N] [--runs R] [--input-channel lmdb|memory]
+       [--binary build/release/agent/sluice]
 """
 import argparse
 import os
@@ -58,6 +61,9 @@ def make_events(path, n, many_keys):
 
 
 MAX_STATE = None  # --max-state: the pipeline's max_state_bytes (the agent's default: 64 MiB)
+INPUT = "lmdb"  # --input-channel
+INPUT_CHANNEL = {"lmdb": 'type = "lmdb"\nmax_bytes = "2GiB"\n',
+                 "memory": 'type = "memory"\nmax_events = 1000000\nmax_bytes = "64MiB"\n'}
 
 
 def config(tmp, with_pipeline):
@@ -70,9 +76,7 @@ paths = ["{tmp}/logs/*.log"]
 format = "json"
 channel = "raw"
 [channels.raw]
-type = "lmdb"
-max_bytes = "2GiB"
-[sinks.discard]
+{INPUT_CHANNEL[INPUT]}[sinks.discard]
 type = "null"
 channel = "raw"
 """
@@ -152,13 +156,17 @@ def main():
     ap.add_argument("--binary", default=os.path.join(ROOT, "build/release/agent/sluice"))
     ap.add_argument("--only", choices=["normal", "many"], help="run one input only")
     ap.add_argument("--max-state", help="the pipeline's max_state_bytes, e.g. 512MiB")
+    ap.add_argument("--input-channel", choices=["lmdb", "memory"], default="lmdb",
+                    help="the channel the source writes and the pipeline reads")
     args = ap.parse_args()
-    global MAX_STATE
+    global MAX_STATE, INPUT
     MAX_STATE = args.max_state
+    INPUT = args.input_channel
     with tempfile.TemporaryDirectory(prefix="sluice-sql-bench-") as tmp:
         os.makedirs(os.path.join(tmp, "logs"))
         data = os.path.join(tmp, "logs", "events.log")
-        print(f"input: {args.events} JSON events of ~144 bytes (page cache warm); best of {args.runs} runs (by CPU)")
+        print(f"input: {args.events} JSON events of ~144 bytes (page cache warm), {INPUT} input "
+              f"channel; best of {args.runs} runs (by CPU)")
         print(f"{'run':<40}{'wall s':>8}{'events/s':>13}{'CPU s':>8}{'events/CPU-s':>14}{'RSS MB':>8}")
         inputs = [("35 keys", False), ("100k keys/window", True)]
         if args.only:

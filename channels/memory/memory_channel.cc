@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "lib/core/log.h"
+
 namespace sluice::channels {
 
 std::optional<MemoryConfig> MemoryConfig::parse(const ConfigNode& node, ConfigErrors& errors) {
@@ -26,11 +28,65 @@ std::optional<MemoryConfig> MemoryConfig::parse(const ConfigNode& node, ConfigEr
   return errors.size() == before ? std::optional{c} : std::nullopt;
 }
 
+namespace {
+
+// glibc's malloc, which the agent uses: a block carries an 8-byte header and is 16-aligned, 32
+// bytes at least; a block past the mmap threshold (128 KiB until the first such block is freed)
+// is whole pages with a 16-byte header.
+constexpr std::uint64_t kBlockOverhead = 32;
+constexpr std::uint64_t kMmapThreshold = 128u << 10;
+constexpr std::uint64_t kPage = 4096;
+
+std::uint64_t block_cost(std::uint64_t n) noexcept {
+  if (n == 0) return 0;
+  if (n >= kMmapThreshold) return (n + kBlockOverhead + kPage - 1) / kPage * kPage;
+  return std::max<std::uint64_t>(kBlockOverhead, (n + 8 + 15) / 16 * 16);
+}
+
+// Index bytes per event of a Batch (its record; headers and fields add their own): only decides
+// when a batch is worth copying into exactly sized buffers, never what is charged.
+constexpr std::uint64_t kIndexBytesPerEvent = 48;
+
+}  // namespace
+
+// A Batch is three vectors (arena, event records, header/field records) whose capacities sum to
+// capacity_bytes(): each is one heap block, so the blocks cost at most 32 bytes more each, and a
+// block past the mmap threshold (at most three of them, each over 128 KiB) at most a page more.
+// Its common headers are one vector of string pairs plus the strings too long for the small-string
+// buffer. Each held chunk also keeps a ring slot, and the ring is at most twice the chunks held.
+std::uint64_t MemoryChannel::held_cost(const Batch& batch) noexcept {
+  const std::uint64_t cap = batch.capacity_bytes();
+  std::uint64_t cost = cap + 3 * kBlockOverhead +
+                       std::min<std::uint64_t>(3, cap / kMmapThreshold) * kPage + 2 * sizeof(Chunk);
+  if (const std::size_t common = batch.common_header_count(); common > 0 && !batch.empty()) {
+    cost += block_cost(common * sizeof(std::pair<std::string, std::string>));
+    const EventView e = batch[0];
+    const std::size_t own = e.header_count() - common;
+    for (std::size_t i = 0; i < common; ++i) {
+      const Header h = e.header(own + i);
+      for (const std::size_t len : {h.key.size(), h.value.size()}) {
+        if (len >= sizeof(std::string)) cost += block_cost(len + 1);
+      }
+    }
+  }
+  return cost;
+}
+
 MemoryChannel::MemoryChannel(const MemoryConfig& config, ChannelContext& ctx)
     : config_(config),
       loop_(ctx.loop),
+      name_(ctx.name),
       ring_(16),
-      metrics_(ctx, config.max_events, config.max_bytes.bytes) {}
+      metrics_(ctx, config.max_events, config.max_bytes.bytes),
+      dropped_events_(ctx.metrics.counter("sluice_channel_dropped_events_total",
+                                          "Events dropped when full (when_full = \"drop_oldest\", "
+                                          "or a group with lagging = \"detach\").",
+                                          ctx.labels())),
+      compacted_(ctx.metrics.counter("sluice_channel_compacted_batches_total",
+                                     "Batches copied into exactly sized buffers when put into a "
+                                     "filling memory channel (so that a backlog is stored "
+                                     "compactly).",
+                                     ctx.labels())) {}
 
 Result<std::unique_ptr<MemoryChannel>> MemoryChannel::create(const MemoryConfig& config,
                                                              ChannelContext& ctx) {
@@ -38,12 +94,67 @@ Result<std::unique_ptr<MemoryChannel>> MemoryChannel::create(const MemoryConfig&
 }
 
 Result<CursorId> MemoryChannel::open_cursor(std::string_view group) {
-  if (cursor_open_) {
-    return Status(Errc::config,
-                  fmt::format("memory channel supports one sink group; {} is a second", group));
+  if (cursors_.size() >= (std::size_t{1} << (64 - kCursorShift)) - 1) {
+    return Status(Errc::config, fmt::format("memory channel {}: too many cursors ({} for {})",
+                                            name_, cursors_.size(), group));
   }
-  cursor_open_ = true;
-  return CursorId{0};
+  // A new reader starts at the oldest event still held: it sees everything not yet freed. A reader
+  // of a name seen before (a pipeline or group built again by a reload) reads on where its
+  // predecessor committed, so that what it already counted or delivered is not read twice.
+  Cursor c;
+  c.group = std::string(group);
+  c.open = true;
+  c.committed = freed_total_;
+  for (const Cursor& old : cursors_) {
+    if (old.group == group) c.committed = std::max(freed_total_, old.committed);
+  }
+  c.taken = c.committed;
+  c.take_chunk = chunk_holding(c.taken);
+  cursors_.push_back(std::move(c));
+  return static_cast<CursorId>(cursors_.size() - 1);
+}
+
+void MemoryChannel::close_cursor(CursorId cursor) noexcept {
+  if (cursor >= cursors_.size() || !cursors_[cursor].open) return;
+  Cursor& c = cursors_[cursor];
+  c.open = false;
+  c.data_waiter = nullptr;
+  const std::uint64_t before = freed_total_;
+  release_committed();
+  update_gauges();
+  if (freed_total_ != before) notify_space_later();
+}
+
+void MemoryChannel::set_detach_when_lagging(CursorId cursor, bool detach) {
+  if (cursor < cursors_.size()) cursors_[cursor].detach = detach;
+}
+
+MemoryChannel::Cursor* MemoryChannel::cursor_of(std::uint64_t token) noexcept {
+  const std::uint64_t id = token >> kCursorShift;
+  if (id >= cursors_.size() || !cursors_[id].open) return nullptr;
+  return &cursors_[id];
+}
+
+std::uint64_t MemoryChannel::min_committed() const noexcept {
+  std::uint64_t m = put_total_;
+  bool any = false;
+  for (const Cursor& c : cursors_) {
+    if (!c.open) continue;
+    any = true;
+    m = std::min(m, c.committed);
+  }
+  // No reader: nothing may be freed (a reader opened later sees every held event).
+  return any ? m : freed_total_;
+}
+
+std::size_t MemoryChannel::chunk_holding(std::uint64_t event) const noexcept {
+  std::size_t i = 0;
+  while (i < count_) {
+    const Chunk& c = chunk_at(i);
+    if (c.first + c.batch.size() > event) break;
+    ++i;
+  }
+  return i;
 }
 
 void MemoryChannel::grow_ring() {
@@ -55,6 +166,16 @@ void MemoryChannel::grow_ring() {
   head_ = 0;
 }
 
+void MemoryChannel::release_spares() noexcept {
+  for (std::size_t i = count_; i < ring_.size(); ++i) {
+    Chunk& c = chunk_at(i);
+    if (c.spare == 0) continue;
+    c.batch.release();
+    c.spare = 0;
+  }
+  spare_bytes_ = 0;
+}
+
 void MemoryChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutListener& done) {
   const std::size_t n = batch.size();
   SLUICE_ASSERT(n > 0);  // an empty chunk would never be committed, so never reported safe
@@ -62,33 +183,57 @@ void MemoryChannel::put(Batch& batch, const SourceCheckpoint& checkpoint, PutLis
     done.on_put_done(checkpoint.seq, std::move(st));
     return;
   }
-  // An empty channel takes any batch, so that one event larger than max_bytes cannot block forever.
-  const bool fits =
-      events() + n <= config_.max_events && bytes_ + batch.bytes() <= config_.max_bytes.bytes;
-  if (!fits && events() > 0) {
-    metrics_.backpressure.inc();
-    done.on_put_done(checkpoint.seq, Status(Errc::backpressure, "memory channel full"));
-    return;
+  // A backlog builds (the channel is a quarter full) and the batch has much unused capacity (a
+  // source's batch grown by doubling has up to half): store a copy in exactly sized buffers, and
+  // leave the caller its warm buffers.
+  const std::uint64_t exact = batch.bytes() + n * kIndexBytesPerEvent;
+  const bool compact =
+      bytes_ >= config_.max_bytes.bytes / 4 && batch.capacity_bytes() > exact + exact / 8;
+  if (compact) {
+    compact_.release();
+    compact_.reserve(n, batch.bytes());
+    compact_.append_range(batch, 0, n);
   }
+  const std::uint64_t cost = held_cost(compact ? compact_ : batch);
+  auto fits = [&] {
+    return events() + n <= config_.max_events && bytes_ + cost <= config_.max_bytes.bytes;
+  };
+  // An empty channel takes any batch, so that one event larger than max_bytes cannot block forever.
+  while (!fits() && events() > 0) {
+    if (!drop_oldest()) {
+      if (compact) compact_.release();
+      metrics_.backpressure.inc();
+      done.on_put_done(checkpoint.seq, Status(Errc::backpressure, "memory channel full"));
+      return;
+    }
+  }
+  // Recycled buffers of free slots count against the bound too: freed when they would not fit.
+  if (bytes_ + cost + spare_bytes_ > config_.max_bytes.bytes) release_spares();
   if (count_ == ring_.size()) grow_ring();
   Chunk& c = chunk_at(count_);
   ++count_;
-  spare_bytes_ -= c.spare;  // its recycled buffers go to the caller
+  spare_bytes_ -= c.spare;
   c.spare = 0;
-  c.batch.clear();
-  c.batch.swap(batch);
+  if (compact) {
+    c.batch.release();
+    c.batch.swap(compact_);
+    batch.clear();
+    compacted_.inc();
+  } else {
+    c.batch.clear();
+    c.batch.swap(batch);  // the slot's recycled buffers go to the caller
+  }
   c.first = put_total_;
   c.listener = checkpoint.listener;
   c.seq = checkpoint.seq;
+  c.cost = cost;
   put_total_ += n;
-  bytes_ += c.batch.bytes();
+  bytes_ += c.cost;
+  event_bytes_ += c.batch.bytes();
   metrics_.put_events.inc(n);
   update_gauges();
   done.on_put_done(checkpoint.seq, Status());
-  if (data_waiter_ != nullptr && !data_task_pending_ && taken_total_ < put_total_) {
-    data_task_pending_ = true;
-    loop_.defer(&MemoryChannel::notify_data, this, 0);
-  }
+  for (CursorId id = 0; id < cursors_.size(); ++id) notify_data_later(id);
 }
 
 void MemoryChannel::wait_for_space(SpaceListener& listener) {
@@ -97,17 +242,22 @@ void MemoryChannel::wait_for_space(SpaceListener& listener) {
   }
 }
 
-Result<Lease> MemoryChannel::take(CursorId, Batch& out, TakeLimits limits) {
+Result<Lease> MemoryChannel::take(CursorId cursor, Batch& out, TakeLimits limits) {
   out.clear();
-  const std::uint64_t start = taken_total_;
+  if (cursor >= cursors_.size() || !cursors_[cursor].open) {
+    return Status(Errc::config,
+                  fmt::format("memory channel {}: cursor {} is not open", name_, cursor));
+  }
+  Cursor& cur = cursors_[cursor];
+  const std::uint64_t start = cur.taken;
   const std::uint64_t max_events =
       std::min<std::uint64_t>(limits.max_events, config_.transaction_events);
   std::uint64_t bytes = 0;
-  while (taken_total_ < put_total_ && out.size() < max_events) {
-    Chunk& c = chunk_at(take_chunk_);
-    const std::size_t from = taken_total_ - c.first;
+  while (cur.taken < put_total_ && out.size() < max_events) {
+    Chunk& c = chunk_at(cur.take_chunk);
+    const std::size_t from = cur.taken - c.first;
     if (from >= c.batch.size()) {
-      ++take_chunk_;
+      ++cur.take_chunk;
       continue;
     }
     // One lease carries one set of common headers (e.g. one file's path): stop at a chunk with
@@ -122,45 +272,74 @@ Result<Lease> MemoryChannel::take(CursorId, Batch& out, TakeLimits limits) {
     }
     if (to == from) break;
     out.append_range(c.batch, from, to);
-    taken_total_ += to - from;
+    cur.taken += to - from;
     if (to < c.batch.size()) break;  // stopped by a limit
-    ++take_chunk_;
+    ++cur.take_chunk;
   }
   if (out.empty()) return Lease();
-  return Lease(this, start, static_cast<std::uint32_t>(out.size()), bytes);
+  return Lease(this, (std::uint64_t{cursor} << kCursorShift) | start,
+               static_cast<std::uint32_t>(out.size()), bytes);
 }
 
-void MemoryChannel::wait_for_data(CursorId, DataListener& listener) {
-  data_waiter_ = &listener;
-  if (taken_total_ < put_total_ && !data_task_pending_) {
-    data_task_pending_ = true;
-    loop_.defer(&MemoryChannel::notify_data, this, 0);
-  }
+void MemoryChannel::wait_for_data(CursorId cursor, DataListener& listener) {
+  if (cursor >= cursors_.size() || !cursors_[cursor].open) return;
+  cursors_[cursor].data_waiter = &listener;
+  notify_data_later(cursor);
 }
 
-void MemoryChannel::notify_data(void* self, std::uint64_t) {
+void MemoryChannel::notify_data_later(CursorId id) {
+  Cursor& c = cursors_[id];
+  if (!c.open || c.data_waiter == nullptr || c.data_task_pending || c.taken >= put_total_) return;
+  c.data_task_pending = true;
+  loop_.defer(&MemoryChannel::notify_data, this, id);
+}
+
+void MemoryChannel::notify_data(void* self, std::uint64_t cursor) {
   auto* ch = static_cast<MemoryChannel*>(self);
-  ch->data_task_pending_ = false;
-  DataListener* l = std::exchange(ch->data_waiter_, nullptr);
-  if (l != nullptr) l->on_data();
+  if (cursor >= ch->cursors_.size()) return;
+  MemoryChannel::Cursor& c = ch->cursors_[cursor];
+  c.data_task_pending = false;
+  DataListener* l = std::exchange(c.data_waiter, nullptr);
+  if (l != nullptr && c.open) l->on_data();
 }
 
 void MemoryChannel::commit(Lease&& lease, CommitListener& done) {
   SLUICE_ASSERT(lease.held());
-  // Leases commit in take order: this one must start at the oldest uncommitted event.
-  SLUICE_ASSERT(lease.token() == committed_total_);
-  SLUICE_ASSERT(committed_total_ + lease.events() <= taken_total_);
   const std::uint64_t token = lease.token();
   lease.release();
-  committed_total_ += lease.events();
-  metrics_.committed_events.inc(lease.events());
-  bytes_ -= lease.bytes();
+  Cursor* c = cursor_of(token);
+  if (c == nullptr) {  // its cursor was closed: nothing of it holds events any more
+    done.on_committed(token, Status());
+    return;
+  }
+  const std::uint64_t first = token & kEventMask;
+  const std::uint64_t end = first + lease.events();
+  // Leases of a cursor commit in take order: this one starts at its oldest uncommitted event,
+  // unless a drop (lagging = "detach") already moved the cursor past some or all of it.
+  SLUICE_ASSERT(first <= c->committed);
+  SLUICE_ASSERT(end <= c->taken);
+  if (end > c->committed) {
+    metrics_.committed_events.inc(end - std::max(first, c->committed));
+    c->committed = end;
+  }
+  release_committed();
+  update_gauges();
+  done.on_committed(token, Status());
+  notify_space_later();
+}
+
+void MemoryChannel::release_committed() {
+  const std::uint64_t upto = min_committed();
   // Release fully committed chunks, oldest first; each one's batch is now safe for its source.
   while (count_ > 0) {
     Chunk& c = chunk_at(0);
-    if (c.first + c.batch.size() > committed_total_) break;
+    if (c.first + c.batch.size() > upto) break;
     SafeListener* l = c.listener;
     const std::uint64_t seq = c.seq;
+    freed_total_ = c.first + c.batch.size();
+    bytes_ -= c.cost;
+    event_bytes_ -= c.batch.bytes();
+    c.cost = 0;
     c.batch.clear();
     if (const std::size_t cap = c.batch.capacity_bytes(); spare_bytes_ + cap <= kMaxSpareBytes) {
       c.spare = cap;
@@ -171,11 +350,42 @@ void MemoryChannel::commit(Lease&& lease, CommitListener& done) {
     c.listener = nullptr;
     head_ = (head_ + 1) % ring_.size();
     --count_;
-    take_chunk_ = take_chunk_ > 0 ? take_chunk_ - 1 : 0;
+    for (Cursor& cur : cursors_) cur.take_chunk = cur.take_chunk > 0 ? cur.take_chunk - 1 : 0;
     if (l != nullptr) l->on_safe_in_channel(seq);
   }
+}
+
+bool MemoryChannel::drop_oldest() {
+  if (count_ == 0) return false;
+  const Chunk& head = chunk_at(0);
+  const std::uint64_t end = head.first + head.batch.size();
+  // Only detachable cursors move; a cursor that does not detach and still needs the oldest chunk
+  // keeps it (and the channel stays full: the sources wait).
+  bool any = false;
+  for (const Cursor& c : cursors_) {
+    if (!c.open || c.committed >= end) continue;
+    if (!c.detach) return false;
+    any = true;
+  }
+  if (!any) return false;
+  for (Cursor& c : cursors_) {
+    if (!c.open || c.committed >= end) continue;
+    const std::uint64_t lost = end - c.committed;
+    dropped_events_.inc(lost);
+    SLUICE_WARN_RATE_LIMITED(
+        "memory channel {}: full; dropped {} of the oldest events for sink group {} (lagging = "
+        "\"detach\")",
+        name_, lost, c.group);
+    c.committed = end;
+    c.taken = std::max(c.taken, end);
+  }
+  release_committed();
+  for (Cursor& c : cursors_) c.take_chunk = chunk_holding(c.taken);
   update_gauges();
-  done.on_committed(token, Status());
+  return true;
+}
+
+void MemoryChannel::notify_space_later() {
   if (!space_waiters_.empty() && !space_task_pending_) {
     space_task_pending_ = true;
     loop_.defer(&MemoryChannel::notify_space, this, 0);
@@ -191,21 +401,17 @@ void MemoryChannel::notify_space(void* self, std::uint64_t) {
 }
 
 void MemoryChannel::rollback(const Lease& lease) noexcept {
+  Cursor* c = cursor_of(lease.token());
+  if (c == nullptr) return;
   // Everything taken from the lease's first event on returns to the head: later leases of the
-  // cursor are rolled back first by the group, and the events never left their chunks.
-  if (lease.token() >= taken_total_) return;
-  metrics_.rollback_events.inc(taken_total_ - lease.token());
-  taken_total_ = lease.token();
-  take_chunk_ = 0;
-  while (take_chunk_ < count_) {
-    const Chunk& c = chunk_at(take_chunk_);
-    if (c.first + c.batch.size() > taken_total_) break;
-    ++take_chunk_;
-  }
-  if (data_waiter_ != nullptr && !data_task_pending_) {
-    data_task_pending_ = true;
-    loop_.defer(&MemoryChannel::notify_data, this, 0);
-  }
+  // cursor are rolled back first by the group, and the events never left their chunks. Events a
+  // drop moved the cursor past stay dropped.
+  const std::uint64_t first = std::max(lease.token() & kEventMask, c->committed);
+  if (first >= c->taken) return;
+  metrics_.rollback_events.inc(c->taken - first);
+  c->taken = first;
+  c->take_chunk = chunk_holding(first);
+  notify_data_later(static_cast<CursorId>(c - cursors_.data()));
 }
 
 void MemoryChannel::update_gauges() noexcept { metrics_.held(events(), bytes_); }

@@ -228,6 +228,63 @@ TEST_CASE("sql: scenario 2's reference query over taildir json gives the expecte
                       << want_active.size() << " sliding-minute rows");
 }
 
+TEST_CASE("sql: two pipelines and a sink group read one memory channel: every row exact",
+          "[integration][sql]") {
+  TempDir tmp;
+  const std::string in = tmp.file("in"), out = tmp.file("rows.json");
+  fs::create_directories(in);
+  const auto lines = game_lines();
+  REQUIRE(lines.size() == 2000);
+  std::size_t late = 0;
+  const auto expected = reference_game(lines, late);
+  AgentProcess::Options o;
+  // The input channel holds 500 events: the source waits for the slowest of its three readers.
+  o.vars = {{"IN", in}, {"OUT", out}, {"EXTRA", kActiveUsersPipeline}};
+  const auto at = o.vars["EXTRA"].find("@ACTIVE_OUT@");
+  o.vars["EXTRA"].replace(at, 12, tmp.file("active.json"));
+  AgentProcess agent("sql_memory_input.toml", o);
+  REQUIRE(agent.wait_ready());
+  append_lines(in + "/game.log", lines, 0, lines.size());
+  REQUIRE(eventually(20s, [&] {
+    return metric_or(agent, kEventsIn) == 2000.0 &&
+           metric_or(agent,
+                     R"(sluice_pipeline_events_total{component="active_users",type="sql"})") ==
+               2000.0 &&
+           metric_or(agent,
+                     R"(sluice_sink_events_total{component="raw",type="null",outcome="ok"})") ==
+               2000.0;
+  }));
+  CHECK(metric_or(agent, R"(sluice_pipeline_checkpoints_total{component="per_game",type="sql"})") ==
+        0.0);  // nowhere to store them
+  CHECK(metric_or(agent,
+                  R"(sluice_channel_dropped_events_total{component="events",type="memory"})") ==
+        0.0);
+  // Every reader committed every event: the channel is empty, so a stop loses nothing.
+  REQUIRE(eventually(5s, [&] {
+    return metric_or(agent, R"(sluice_channel_events{component="events",type="memory"})") == 0.0;
+  }));
+  // on_stop = "emit": the windows still open are closed and written at shutdown.
+  CHECK(agent.terminate() == 0);
+  std::size_t duplicates = 0, conflicts = 0;
+  const auto got = game_rows(out, duplicates, conflicts);
+  CHECK(duplicates == 0);
+  CHECK(got.size() == expected.size());
+  CHECK(got == expected);
+  std::int64_t counted = 0;
+  for (const auto& [k, r] : got) counted += r.events;
+  CHECK(counted + static_cast<std::int64_t>(late) == 2000);
+  const auto want_active = reference_active_users(lines);
+  std::map<std::pair<std::int64_t, std::string>, std::int64_t> got_active;
+  for (const auto& l : read_lines(tmp.file("active.json"))) {
+    const auto fields = l.substr(l.find("\"fields\":"));
+    const auto key =
+        std::make_pair(parse_ms(json_value(l, "timestamp")), json_value(fields, "server_id"));
+    CHECK(got_active.count(key) == 0);
+    got_active[key] = std::stoll(json_value(fields, "users"));
+  }
+  CHECK(got_active == want_active);
+}
+
 TEST_CASE("sql: kill -9 with open windows at several points, restart: the same totals",
           "[integration][sql]") {
   TempDir tmp;

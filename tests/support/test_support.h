@@ -71,6 +71,9 @@ class AllocationCounter {
 };
 /// False in sanitizer builds, where the allocator is not ours to count.
 bool allocation_counting_available();
+/// Usable bytes (malloc_usable_size) of the operator new blocks allocated and not yet freed, net,
+/// on this thread: what a structure built here really holds on the heap. 0 in sanitizer builds.
+std::int64_t live_heap_bytes();
 
 /// A clock that moves only when told.
 class ManualClock final : public Clock {

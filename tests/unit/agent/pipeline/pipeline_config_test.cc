@@ -75,6 +75,7 @@ distinct_exact_limit = 100
   CHECK(p.source == "access");
   CHECK(p.channel == "rows");
   CHECK(p.input_channel == "raw");
+  CHECK(p.input_durable);
   CHECK(p.event_time_field == "ts");
   CHECK(p.watermark_delay == std::chrono::seconds(3));
   CHECK(p.allowed_lateness == std::chrono::seconds(1));
@@ -86,6 +87,26 @@ distinct_exact_limit = 100
   const sql::RunnerOptions o = runner_options(p);
   CHECK(o.time_source == sql::TimeSource::field);
   CHECK(o.watermark_delay_ns == 3'000'000'000);
+}
+
+TEST_CASE("pipeline config: a pipeline may read a memory channel without checkpoints",
+          "[unit][config][sql]") {
+  Registry registry;
+  register_builtin_components(registry);
+  ConfigErrors errors;
+  std::string text = kBase;
+  text.replace(text.find("type = \"lmdb\""), 13, "type = \"memory\"");
+  auto cfg = parse_config(text + R"toml(
+[pipelines.pv]
+sql = "INSERT INTO rows SELECT COUNT(*) AS n FROM access GROUP BY TUMBLE(INTERVAL '5' SECOND)"
+)toml",
+                          "inline.toml", registry, errors);
+  for (const auto& e : errors) INFO(e.str());
+  REQUIRE(errors.empty());
+  REQUIRE(cfg->pipelines.size() == 1);
+  CHECK(cfg->pipelines[0].input_channel == "raw");
+  CHECK_FALSE(cfg->pipelines[0].input_durable);
+  CHECK(cfg->pipelines[0].on_stop == OnStop::emit);
 }
 
 TEST_CASE("pipeline config: SQL errors point into the SQL text in the file",
@@ -137,7 +158,7 @@ event_time = { field = "ts", format = "%Q" }
         });
 }
 
-TEST_CASE("pipeline config: the source must write to an lmdb channel of its own",
+TEST_CASE("pipeline config: the source's input channel must be its own and keep needs lmdb",
           "[unit][config][sql]") {
   const auto errors = errors_of(R"toml([agent]
 data_dir = "/tmp/x"
@@ -175,6 +196,7 @@ channel = "mem2"
 
 [pipelines.p1]
 sql = "INSERT INTO mem2 SELECT COUNT(*) AS n FROM a GROUP BY TUMBLE(INTERVAL '5' SECOND)"
+on_stop = "keep"
 
 [pipelines.p2]
 source = "b"
@@ -186,14 +208,14 @@ sql = "INSERT INTO shared SELECT COUNT(*) AS n FROM c GROUP BY TUMBLE(INTERVAL '
 )toml");
   CHECK(errors ==
         std::vector<std::string>{
-            "inline.toml:36:51: pipelines.p1.sql: source 'a' writes to no lmdb channel; a "
-            "pipeline reads its source's events from a durable channel (add an lmdb channel to "
-            "sources.a.channels)",
-            "inline.toml:39:10: pipelines.p2.source: channel 'shared' of source 'b' is also "
+            "inline.toml:37:11: pipelines.p1.on_stop: \"keep\" needs a durable input, and source "
+            "'a' writes to no lmdb channel (its memory channel 'mem' keeps nothing across a "
+            "restart); use \"emit\" or add an lmdb channel to sources.a.channels",
+            "inline.toml:40:10: pipelines.p2.source: channel 'shared' of source 'b' is also "
             "written by sources.c; a pipeline's input channel must hold only its source's events",
-            "inline.toml:44:20: pipelines.p3.sql: channel 'shared' is also a channel of source "
+            "inline.toml:45:20: pipelines.p3.sql: channel 'shared' is also a channel of source "
             "'c': the pipeline would read its own rows",
-            "inline.toml:44:53: pipelines.p3.sql: channel 'shared' of source 'c' is also "
+            "inline.toml:45:53: pipelines.p3.sql: channel 'shared' of source 'c' is also "
             "written by sources.b; a pipeline's input channel must hold only its source's events",
         });
 }

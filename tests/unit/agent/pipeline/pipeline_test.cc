@@ -233,3 +233,61 @@ TEST_CASE("pipeline: a window with more groups than a batch of rows leaves in bo
   }
   REQUIRE(loop.close() == 0);
 }
+
+TEST_CASE("pipeline: a memory input is read with a cursor of its own and committed as folded",
+          "[unit][sql][pipeline]") {
+  Loop loop;
+  MetricsRegistry metrics;
+  ComponentContext in_ctx{loop, metrics, "raw", "memory", "/tmp"};
+  ComponentContext out_ctx{loop, metrics, "rows", "memory", "/tmp"};
+  PipelineSpec spec = spec_for(
+      "INSERT INTO rows SELECT k, COUNT(*) AS n FROM src GROUP BY TUMBLE(INTERVAL '5' SECOND), k");
+  {
+    channels::MemoryChannel input({.max_events = 100, .max_bytes = {1 << 20}}, in_ctx);
+    channels::MemoryChannel target({.max_events = 100, .max_bytes = {1 << 20}}, out_ctx);
+    const CursorId sink_cursor = *input.open_cursor("raw_sink");
+    const CursorId rows_cursor = *target.open_cursor("g");
+    Pipeline pipeline(spec, loop, metrics, input, target, nullptr, 4);
+    REQUIRE(pipeline.open().ok());
+    pipeline.start();
+    Quiet quiet;
+    SourceOutput source(loop, std::vector<Channel*>{&input});
+    source.set_listener(&quiet);
+    Batch b = events(0, 12);  // windows [0,5) and [5,10) close, [10,15) stays open
+    const std::uint64_t seq = source.put(b, "");
+    REQUIRE(test::run_until(loop, 5s, [&] { return pipeline.events_in() == 12; }));
+    // The pipeline committed what it folded; the sink group's cursor still holds the events.
+    CHECK(input.events() == 12);
+    CHECK(quiet.safe < seq);
+    Batch raw;
+    Commits c;
+    auto lease = input.take(sink_cursor, raw, {100, 1 << 20});
+    REQUIRE(raw.size() == 12);
+    input.commit(std::move(*lease), c);
+    CHECK(input.events() == 0);
+    CHECK(input.bytes() == 0);
+    REQUIRE(test::run_until(loop, 1s, [&] { return quiet.safe == seq; }));
+    REQUIRE(test::run_until(loop, 5s, [&] { return target.events() == 2; }));
+    // A clean stop with on_stop = "emit" closes the open window; there is no checkpoint to store.
+    bool stopped = false, final_done = false;
+    pipeline.stop([&] { stopped = true; });
+    REQUIRE(test::run_until(loop, 5s, [&] { return stopped; }));
+    pipeline.final_checkpoint([&] { final_done = true; });
+    CHECK(final_done);
+    std::vector<std::string> rows;
+    for (;;) {
+      auto l = target.take(rows_cursor, raw, {100, 1 << 20});
+      REQUIRE(l.has_value());
+      if (raw.empty()) break;
+      for (std::size_t i = 0; i < raw.size(); ++i) rows.emplace_back(raw[i].body());
+      target.commit(std::move(*l), c);
+    }
+    CHECK(rows == std::vector<std::string>{R"({"k":"a","n":5})", R"({"k":"a","n":5})",
+                                           R"({"k":"a","n":2})"});
+    double checkpoints = -1;
+    REQUIRE(metrics.find("sluice_pipeline_checkpoints_total", {{"component", "p"}, {"type", "sql"}},
+                         checkpoints));
+    CHECK(checkpoints == 0);
+  }
+  REQUIRE(loop.close() == 0);
+}

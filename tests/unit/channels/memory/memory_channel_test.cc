@@ -74,6 +74,7 @@ TEST_CASE("memory channel: put, take, commit in order, safe after commit", "[uni
 TEST_CASE("memory channel: rollback returns events to the head in order", "[unit][channel]") {
   Fixture f;
   MemoryChannel ch({.max_events = 100, .max_bytes = {1 << 20}, .transaction_events = 10}, f.ctx);
+  REQUIRE(ch.open_cursor("g").has_value());
   REQUIRE(f.put(ch, test::make_batch(6), 1).ok());
   Batch out1, out2;
   auto l1 = ch.take(0, out1, {2, 1 << 20});
@@ -96,6 +97,7 @@ TEST_CASE("memory channel: rollback returns events to the head in order", "[unit
 TEST_CASE("memory channel: bounded by events, back-pressure until space", "[unit][channel]") {
   Fixture f;
   MemoryChannel ch({.max_events = 5, .max_bytes = {1 << 20}, .transaction_events = 5}, f.ctx);
+  REQUIRE(ch.open_cursor("g").has_value());
   REQUIRE(f.put(ch, test::make_batch(4), 1).ok());
   Status st = f.put(ch, test::make_batch(2), 2);
   CHECK(st.code() == Errc::backpressure);
@@ -112,22 +114,29 @@ TEST_CASE("memory channel: bounded by events, back-pressure until space", "[unit
 TEST_CASE("memory channel: bounded by bytes, an empty channel takes one oversized batch",
           "[unit][channel]") {
   Fixture f;
-  MemoryChannel ch({.max_events = 100, .max_bytes = {1024}, .transaction_events = 100}, f.ctx);
-  const std::string big(2000, 'x');
+  MemoryChannel ch({.max_events = 100, .max_bytes = {4096}, .transaction_events = 100}, f.ctx);
+  REQUIRE(ch.open_cursor("g").has_value());
   Batch b;
-  b.add(big, 0, 0);
+  b.add(std::string(5000, 'x'), 0, 0);
   REQUIRE(f.put(ch, std::move(b), 1).ok());  // empty channel: accepted, or it could never be
+  CHECK(ch.bytes() > 5000);                  // charged what it costs, not 4096
   Batch small;
   small.add("y", 0, 0);
   CHECK(f.put(ch, std::move(small), 2).code() == Errc::backpressure);
   Batch out;
   auto l = ch.take(0, out, {100, 1 << 20});
   ch.commit(std::move(*l), f);
+  CHECK(ch.bytes() == 0);
   Batch fits;
-  fits.add(std::string(1000, 'z'), 0, 0);
-  CHECK(f.put(ch, std::move(fits), 2).ok());
-  Batch over;
-  over.add(std::string(100, 'z'), 0, 0);
+  fits.add(std::string(2000, 'z'), 0, 0);
+  const std::uint64_t cost = MemoryChannel::held_cost(fits);
+  CHECK(cost > 2000);
+  CHECK(cost < 2600);  // the body, one 48-byte record, block headers and the ring slot
+  REQUIRE(f.put(ch, std::move(fits), 2).ok());
+  CHECK(ch.bytes() == cost);
+  CHECK(ch.event_bytes() == 2000);
+  Batch over;  // 2000 bytes of events would fit 4096; with what holding them costs they do not
+  over.add(std::string(2000, 'z'), 0, 0);
   CHECK(f.put(ch, std::move(over), 3).code() == Errc::backpressure);
   double bp = 0;
   REQUIRE(f.metrics.find("sluice_channel_backpressure_total", f.ctx.labels(), bp));
@@ -138,6 +147,7 @@ TEST_CASE("memory channel: take respects the byte limit and the transaction size
           "[unit][channel]") {
   Fixture f;
   MemoryChannel ch({.max_events = 100, .max_bytes = {1 << 20}, .transaction_events = 3}, f.ctx);
+  REQUIRE(ch.open_cursor("g").has_value());
   CHECK(f.put(ch, test::make_batch(4), 1).code() == Errc::invalid_data);  // over transaction_events
   REQUIRE(f.put(ch, test::make_batch(3, "0123456789"), 1).ok());
   Batch out;
@@ -149,18 +159,10 @@ TEST_CASE("memory channel: take respects the byte limit and the transaction size
   CHECK(out.size() == 1);
 }
 
-TEST_CASE("memory channel: one cursor only", "[unit][channel]") {
-  Fixture f;
-  MemoryChannel ch({}, f.ctx);
-  REQUIRE(ch.open_cursor("g1").has_value());
-  auto second = ch.open_cursor("g2");
-  REQUIRE_FALSE(second.has_value());
-  CHECK(second.error().message() == "memory channel supports one sink group; g2 is a second");
-}
-
 TEST_CASE("memory channel: data notification comes on a later loop turn", "[unit][channel]") {
   Fixture f;
   MemoryChannel ch({}, f.ctx);
+  REQUIRE(ch.open_cursor("g").has_value());
   ch.wait_for_data(0, f);
   REQUIRE(f.put(ch, test::make_batch(1), 1).ok());
   CHECK(f.data_calls == 0);  // never inside put()
@@ -172,6 +174,7 @@ TEST_CASE("memory channel put/take/commit does not allocate once warm", "[unit][
   SLUICE_REQUIRE_ALLOCATION_COUNTING();
   Fixture f;
   MemoryChannel ch({.max_events = 1024, .max_bytes = {1 << 20}, .transaction_events = 256}, f.ctx);
+  REQUIRE(ch.open_cursor("g").has_value());
   Batch in = test::make_batch(256, "0123456789abcdef"), out;
   Batch master = test::make_batch(256, "0123456789abcdef");
   auto round = [&] {
@@ -197,6 +200,8 @@ TEST_CASE("source output: fan-out, back-pressure per channel, safe in order when
     MemoryChannel a({.max_events = 100, .max_bytes = {1 << 20}, .transaction_events = 10}, f.ctx);
     ComponentContext ctx_b{f.loop, f.metrics, "b", "memory", "/tmp"};
     MemoryChannel b({.max_events = 4, .max_bytes = {1 << 20}, .transaction_events = 4}, ctx_b);
+    REQUIRE(a.open_cursor("g").has_value());
+    REQUIRE(b.open_cursor("g").has_value());
     SourceOutput out(f.loop, {&a, &b}, 4);
     struct Listener final : OutputListener {
       std::vector<std::uint64_t> safe;
@@ -242,6 +247,7 @@ TEST_CASE("memory channel: a lease never mixes batches with different common hea
           "[unit][channel]") {
   Fixture f;
   MemoryChannel ch({.max_events = 100, .max_bytes = {1 << 20}, .transaction_events = 10}, f.ctx);
+  REQUIRE(ch.open_cursor("g").has_value());
   Batch a = test::make_batch(2, "a");
   a.set_common_header("file", "/a");
   Batch b = test::make_batch(2, "b");
