@@ -1,6 +1,7 @@
 #include "lib/parse/formats.h"
 
 #include <array>
+#include <cstring>
 
 namespace sluice::parse {
 namespace {
@@ -50,6 +51,43 @@ std::uint32_t depth_of(std::string_view json) {
   return max;
 }
 
+// A member's key. Without a backslash (the usual case) it is the bytes between its quotes in the
+// document, used in place: no call into simdjson's unescaper and no copy. Stage 1 has checked
+// that every string the document opens is closed, so the scan stops at the closing quote.
+simdjson::error_code key_of(od::field& f, std::string_view& key) {
+  const char* const start = f.key().raw();
+  const char* p = start;
+  while (*p != '"' && *p != '\\') ++p;
+  if (*p == '"') {
+    key = std::string_view(start, static_cast<std::size_t>(p - start));
+    return simdjson::SUCCESS;
+  }
+  return f.unescaped_key().get(key);
+}
+
+// A string value: without escapes, its bytes in the document (stage 1 has already validated their
+// UTF-8 and refused control characters, all that unescaping would check); otherwise unescaped.
+simdjson::error_code string_of(od::value& v, std::string_view& text) {
+  // The token runs from the opening quote to the next structural character, past the closing one.
+  const std::string_view token = v.raw_json_token();
+  if (token.size() >= 2) {
+    const char* const begin = token.data() + 1;
+    const void* quote = std::memchr(begin, '"', token.size() - 1);
+    if (quote != nullptr) {
+      const auto n = static_cast<std::size_t>(static_cast<const char*>(quote) - begin);
+      if (std::memchr(begin, '\\', n) == nullptr) {
+        // Consumed (without unescaping) all the same: an unconsumed string followed by ':' would
+        // be skipped as if it were a key, accepting {"a":"b":1}.
+        od::raw_json_string raw;
+        if (auto e = v.get_raw_json_string().get(raw)) return e;
+        text = std::string_view(begin, n);
+        return simdjson::SUCCESS;
+      }
+    }
+  }
+  return v.get_string().get(text);
+}
+
 // Reads one value into the draft as a field named `key`.
 ParseError add_value(od::value& v, std::string_view key, Draft& d, std::uint32_t max_depth,
                      std::uint32_t depth) {
@@ -59,7 +97,7 @@ ParseError add_value(od::value& v, std::string_view key, Draft& d, std::uint32_t
   FieldType ft = FieldType::string;
   switch (type) {
     case od::json_type::string:
-      if (auto e = v.get_string().get(text)) return json_error(e);
+      if (auto e = string_of(v, text)) return json_error(e);
       break;
     case od::json_type::object: {
       od::object o;
@@ -137,7 +175,11 @@ std::string_view reason_name(ParseError e) noexcept {
 simdjson::padded_string_view PaddedBuffer::load(std::string_view text) {
   if (buf_.size() < text.size() + simdjson::SIMDJSON_PADDING)
     buf_.resize(text.size() + simdjson::SIMDJSON_PADDING);
-  std::memcpy(buf_.data(), text.data(), text.size());
+  if (!text.empty()) std::memcpy(buf_.data(), text.data(), text.size());
+  // simdjson 3.0 reads the first padding byte: a '}' there (left by a longer earlier line) makes
+  // it check the brackets' balance, so a malformed line would parse or not depending on the line
+  // before it. A zero, as in simdjson's own padded_string, makes the outcome the line's own.
+  buf_[text.size()] = '\0';
   return simdjson::padded_string_view(buf_.data(), text.size(), buf_.size());
 }
 
@@ -187,11 +229,12 @@ ParseError JsonFormat::parse_doc(od::parser& parser, PaddedBuffer& buf, std::str
   }
   if (!selected) {
     for (auto member : obj) {
+      od::field field;
+      if (auto e = std::move(member).get(field)) return json_error(e);
       std::string_view key;
-      if (auto e = member.unescaped_key().get(key)) return json_error(e);
-      od::value v;
-      if (auto e = member.value().get(v)) return json_error(e);
-      if (auto pe = add_value(v, key, d, options_.max_depth, 1); pe != ParseError::none) return pe;
+      if (auto e = key_of(field, key)) return json_error(e);
+      if (auto pe = add_value(field.value(), key, d, options_.max_depth, 1); pe != ParseError::none)
+        return pe;
     }
     return ParseError::none;
   }
@@ -207,8 +250,10 @@ ParseError JsonFormat::extract(od::object& obj, const std::vector<std::size_t>& 
   // One scratch pair per level, sized in the constructor: a deeper call never reallocates it.
   auto& [here, deeper] = scratch_[level];  // reused: no allocation once warm
   for (auto member : obj) {
+    od::field field;
+    if (auto e = std::move(member).get(field)) return json_error(e);
     std::string_view key;
-    if (auto e = member.unescaped_key().get(key)) return json_error(e);
+    if (auto e = key_of(field, key)) return json_error(e);
     here.clear();
     deeper.clear();
     for (std::size_t i : wanted) {
@@ -216,8 +261,7 @@ ParseError JsonFormat::extract(od::object& obj, const std::vector<std::size_t>& 
       (paths_[i].size() == level + 1 ? here : deeper).push_back(i);
     }
     if (here.empty() && deeper.empty()) continue;  // skipped, not parsed
-    od::value v;
-    if (auto e = member.value().get(v)) return json_error(e);
+    od::value& v = field.value();
     if (!here.empty()) {
       // A wanted value (its nested paths, if also wanted, are inside its JSON text).
       if (auto pe = add_value(v, options_.fields[here.front()], d, options_.max_depth,
