@@ -45,19 +45,21 @@ void Batch::add_event(std::string_view body, std::int64_t timestamp_ns, std::uin
   for (std::size_t i = 0; i < field_count; ++i)
     total += fields[i].key.size() + fields[i].text.size();
   arena_.make_room(total);
-  Rec r{};
+  // Written in place (a Rec or Kv built aside and then copied stalls on the copy's wide loads).
+  Rec& r = recs_.emplace_back();
   r.arena_begin = static_cast<std::uint32_t>(arena_.size());
   r.body_off = r.arena_begin;
   r.body_len = static_cast<std::uint32_t>(body.size());
   r.kv_begin = static_cast<std::uint32_t>(kvs_.size());
   r.header_count = static_cast<std::uint16_t>(header_count);
   r.field_count = static_cast<std::uint16_t>(field_count);
+  r.flags = 0;
   r.timestamp_ns = timestamp_ns;
   r.id = id;
   arena_.put(body.data(), body.size());
   // Headers come before fields in kvs_, as add_kv() keeps them.
   auto put_kv = [&](std::string_view key, std::string_view value, std::uint8_t kind) {
-    Kv kv;
+    Kv& kv = kvs_.emplace_back();
     kv.key_off = static_cast<std::uint32_t>(arena_.size());
     kv.key_len = static_cast<std::uint32_t>(key.size());
     arena_.put(key.data(), key.size());
@@ -65,13 +67,11 @@ void Batch::add_event(std::string_view body, std::int64_t timestamp_ns, std::uin
     kv.value_len = static_cast<std::uint32_t>(value.size());
     arena_.put(value.data(), value.size());
     kv.kind = kind;
-    kvs_.push_back(kv);
   };
   for (std::size_t i = 0; i < header_count; ++i) put_kv(headers[i].key, headers[i].value, kHeader);
   for (std::size_t i = 0; i < field_count; ++i)
     put_kv(fields[i].key, fields[i].text, static_cast<std::uint8_t>(fields[i].type));
   r.arena_end = static_cast<std::uint32_t>(arena_.size());
-  recs_.push_back(r);
   bytes_ += total;
 }
 
