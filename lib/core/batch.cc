@@ -28,6 +28,53 @@ void Batch::add_kv(std::string_view key, std::string_view value, std::uint8_t ki
   bytes_ += key.size() + value.size();
 }
 
+void Batch::add_event(std::string_view body, std::int64_t timestamp_ns, std::uint64_t id,
+                      const Header* headers, std::size_t header_count, const Field* fields,
+                      std::size_t field_count) {
+  if (header_count > UINT16_MAX || field_count > UINT16_MAX) [[unlikely]] {
+    // The counts do not fit a Rec: the one-by-one path (which keeps what it always kept).
+    add(body, timestamp_ns, id);
+    for (std::size_t i = 0; i < header_count; ++i) add_header(headers[i].key, headers[i].value);
+    for (std::size_t i = 0; i < field_count; ++i)
+      add_field(fields[i].key, fields[i].text, fields[i].type);
+    return;
+  }
+  std::size_t total = body.size();
+  for (std::size_t i = 0; i < header_count; ++i)
+    total += headers[i].key.size() + headers[i].value.size();
+  for (std::size_t i = 0; i < field_count; ++i)
+    total += fields[i].key.size() + fields[i].text.size();
+  arena_.make_room(total);
+  // Written in place (a Rec or Kv built aside and then copied stalls on the copy's wide loads).
+  Rec& r = recs_.emplace_back();
+  r.arena_begin = static_cast<std::uint32_t>(arena_.size());
+  r.body_off = r.arena_begin;
+  r.body_len = static_cast<std::uint32_t>(body.size());
+  r.kv_begin = static_cast<std::uint32_t>(kvs_.size());
+  r.header_count = static_cast<std::uint16_t>(header_count);
+  r.field_count = static_cast<std::uint16_t>(field_count);
+  r.flags = 0;
+  r.timestamp_ns = timestamp_ns;
+  r.id = id;
+  arena_.put(body.data(), body.size());
+  // Headers come before fields in kvs_, as add_kv() keeps them.
+  auto put_kv = [&](std::string_view key, std::string_view value, std::uint8_t kind) {
+    Kv& kv = kvs_.emplace_back();
+    kv.key_off = static_cast<std::uint32_t>(arena_.size());
+    kv.key_len = static_cast<std::uint32_t>(key.size());
+    arena_.put(key.data(), key.size());
+    kv.value_off = static_cast<std::uint32_t>(arena_.size());
+    kv.value_len = static_cast<std::uint32_t>(value.size());
+    arena_.put(value.data(), value.size());
+    kv.kind = kind;
+  };
+  for (std::size_t i = 0; i < header_count; ++i) put_kv(headers[i].key, headers[i].value, kHeader);
+  for (std::size_t i = 0; i < field_count; ++i)
+    put_kv(fields[i].key, fields[i].text, static_cast<std::uint8_t>(fields[i].type));
+  r.arena_end = static_cast<std::uint32_t>(arena_.size());
+  bytes_ += total;
+}
+
 void Batch::set_common_header(std::string_view key, std::string_view value) {
   for (std::size_t i = 0; i < common_count_; ++i) {
     if (common_[i].first == key) {
@@ -64,7 +111,7 @@ void Batch::append_range(const Batch& other, std::size_t begin, std::size_t end)
   const std::uint32_t src_begin = first.arena_begin;
   const std::uint32_t src_end = last.arena_end;
   const auto delta = static_cast<std::int64_t>(arena_.size()) - src_begin;
-  arena_.insert(arena_.end(), other.arena_.data() + src_begin, other.arena_.data() + src_end);
+  arena_.append(other.arena_.data() + src_begin, src_end - src_begin);
 
   const auto kv_delta = static_cast<std::int64_t>(kvs_.size()) - first.kv_begin;
   const std::size_t kv_end = last.kv_begin + last.header_count + last.field_count;

@@ -96,9 +96,8 @@ struct Draft {
   }
   /// Appends this event to `out`.
   void append_to(Batch& out) const {
-    out.add(body, timestamp_ns, id);
-    for (const auto& h : headers) out.add_header(h.key, h.value);
-    for (const auto& f : fields) out.add_field(f.key, f.text, f.type);
+    out.add_event(body, timestamp_ns, id, headers.data(), headers.size(), fields.data(),
+                  fields.size());
   }
 };
 

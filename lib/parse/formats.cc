@@ -1,6 +1,11 @@
 #include "lib/parse/formats.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <array>
+#include <cstring>
 
 namespace sluice::parse {
 namespace {
@@ -50,6 +55,52 @@ std::uint32_t depth_of(std::string_view json) {
   return max;
 }
 
+// The first '"' or '\\' at or after `p`, inside a string of the document: stage 1 has checked that
+// every string the document opens is closed, so there is a '"' ahead. With SSE2, 16 bytes at a
+// time: such a block may reach past the closing quote, at most into the document's padding.
+const char* quote_or_backslash(const char* p) noexcept {
+#if defined(__SSE2__)
+  const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
+  for (;; p += 16) {
+    const __m128i block = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const int hits = _mm_movemask_epi8(
+        _mm_or_si128(_mm_cmpeq_epi8(block, quote), _mm_cmpeq_epi8(block, backslash)));
+    if (hits != 0) return p + __builtin_ctz(static_cast<unsigned>(hits));
+  }
+#else
+  while (*p != '"' && *p != '\\') ++p;
+  return p;
+#endif
+}
+
+// A member's key. Without a backslash (the usual case) it is the bytes between its quotes in the
+// document, used in place: no call into simdjson's unescaper and no copy.
+simdjson::error_code key_of(od::field& f, std::string_view& key) {
+  const char* const start = f.key().raw();
+  const char* const end = quote_or_backslash(start);
+  if (*end == '"') {
+    key = std::string_view(start, static_cast<std::size_t>(end - start));
+    return simdjson::SUCCESS;
+  }
+  return f.unescaped_key().get(key);
+}
+
+// A string value: without escapes, its bytes in the document (stage 1 has already validated their
+// UTF-8 and refused control characters, all that unescaping would check); otherwise unescaped.
+simdjson::error_code string_of(od::value& v, std::string_view& text) {
+  const char* const begin = v.raw_json_token().data() + 1;  // after the opening quote
+  const char* const end = quote_or_backslash(begin);
+  if (*end == '"') {
+    // Consumed (without unescaping) all the same: an unconsumed string followed by ':' would be
+    // skipped as if it were a key, accepting {"a":"b":1}.
+    od::raw_json_string raw;
+    if (auto e = v.get_raw_json_string().get(raw)) return e;
+    text = std::string_view(begin, static_cast<std::size_t>(end - begin));
+    return simdjson::SUCCESS;
+  }
+  return v.get_string().get(text);
+}
+
 // Reads one value into the draft as a field named `key`.
 ParseError add_value(od::value& v, std::string_view key, Draft& d, std::uint32_t max_depth,
                      std::uint32_t depth) {
@@ -59,7 +110,7 @@ ParseError add_value(od::value& v, std::string_view key, Draft& d, std::uint32_t
   FieldType ft = FieldType::string;
   switch (type) {
     case od::json_type::string:
-      if (auto e = v.get_string().get(text)) return json_error(e);
+      if (auto e = string_of(v, text)) return json_error(e);
       break;
     case od::json_type::object: {
       od::object o;
@@ -98,7 +149,11 @@ ParseError add_value(od::value& v, std::string_view key, Draft& d, std::uint32_t
       break;
   }
   if (ft == FieldType::json && depth + depth_of(text) > max_depth) return ParseError::json_depth;
-  d.fields.push_back({key, text, ft});
+  // Written in place: a Field built aside and then copied stalls on the copy's wide loads.
+  Field& f = d.fields.emplace_back();
+  f.key = key;
+  f.text = text;
+  f.type = ft;
   return ParseError::none;
 }
 
@@ -137,7 +192,11 @@ std::string_view reason_name(ParseError e) noexcept {
 simdjson::padded_string_view PaddedBuffer::load(std::string_view text) {
   if (buf_.size() < text.size() + simdjson::SIMDJSON_PADDING)
     buf_.resize(text.size() + simdjson::SIMDJSON_PADDING);
-  std::memcpy(buf_.data(), text.data(), text.size());
+  if (!text.empty()) std::memcpy(buf_.data(), text.data(), text.size());
+  // simdjson 3.0 reads the first padding byte: a '}' there (left by a longer earlier line) makes
+  // it check the brackets' balance, so a malformed line would parse or not depending on the line
+  // before it. A zero, as in simdjson's own padded_string, makes the outcome the line's own.
+  buf_[text.size()] = '\0';
   return simdjson::padded_string_view(buf_.data(), text.size(), buf_.size());
 }
 
@@ -187,11 +246,12 @@ ParseError JsonFormat::parse_doc(od::parser& parser, PaddedBuffer& buf, std::str
   }
   if (!selected) {
     for (auto member : obj) {
+      od::field field;
+      if (auto e = std::move(member).get(field)) return json_error(e);
       std::string_view key;
-      if (auto e = member.unescaped_key().get(key)) return json_error(e);
-      od::value v;
-      if (auto e = member.value().get(v)) return json_error(e);
-      if (auto pe = add_value(v, key, d, options_.max_depth, 1); pe != ParseError::none) return pe;
+      if (auto e = key_of(field, key)) return json_error(e);
+      if (auto pe = add_value(field.value(), key, d, options_.max_depth, 1); pe != ParseError::none)
+        return pe;
     }
     return ParseError::none;
   }
@@ -207,8 +267,10 @@ ParseError JsonFormat::extract(od::object& obj, const std::vector<std::size_t>& 
   // One scratch pair per level, sized in the constructor: a deeper call never reallocates it.
   auto& [here, deeper] = scratch_[level];  // reused: no allocation once warm
   for (auto member : obj) {
+    od::field field;
+    if (auto e = std::move(member).get(field)) return json_error(e);
     std::string_view key;
-    if (auto e = member.unescaped_key().get(key)) return json_error(e);
+    if (auto e = key_of(field, key)) return json_error(e);
     here.clear();
     deeper.clear();
     for (std::size_t i : wanted) {
@@ -216,8 +278,7 @@ ParseError JsonFormat::extract(od::object& obj, const std::vector<std::size_t>& 
       (paths_[i].size() == level + 1 ? here : deeper).push_back(i);
     }
     if (here.empty() && deeper.empty()) continue;  // skipped, not parsed
-    od::value v;
-    if (auto e = member.value().get(v)) return json_error(e);
+    od::value& v = field.value();
     if (!here.empty()) {
       // A wanted value (its nested paths, if also wanted, are inside its JSON text).
       if (auto pe = add_value(v, options_.fields[here.front()], d, options_.max_depth,

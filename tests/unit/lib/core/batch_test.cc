@@ -84,3 +84,80 @@ TEST_CASE("common headers are stored once and seen by every event", "[unit][core
   copy.clear();
   CHECK(copy.common_header_count() == 0);
 }
+
+TEST_CASE("add_event stores what add add_header and add_field store", "[unit][core]") {
+  const Header headers[] = {{"host", "web01"}, {"", ""}, {"path", "/var/log/a.log"}};
+  const Field fields[] = {{"level", "info", FieldType::string},
+                          {"n", "-12", FieldType::integer},
+                          {"", "", FieldType::null},
+                          {"o", R"({"k":[1]})", FieldType::json}};
+  Batch one, each;
+  for (int i = 0; i < 3; ++i) {
+    const std::string body = i == 1 ? std::string() : "body" + std::to_string(i);
+    one.add_event(body, 40 + i, static_cast<std::uint64_t>(i), headers, 3, fields, 4);
+    one.add_event(body, 50 + i, 9, nullptr, 0, nullptr, 0);  // an empty event: nothing to copy
+    each.add(body, 40 + i, static_cast<std::uint64_t>(i));
+    for (const auto& h : headers) each.add_header(h.key, h.value);
+    for (const auto& f : fields) each.add_field(f.key, f.text, f.type);
+    each.add(body, 50 + i, 9);
+  }
+  REQUIRE(one.size() == each.size());
+  CHECK(one.bytes() == each.bytes());
+  CHECK(one.bytes() == 3 * (5 + 4 + 5 + 4 + 14 + 5 + 4 + 1 + 3 + 1 + 9) - 5 + 2 * 5);
+  for (std::size_t i = 0; i < one.size(); ++i) {
+    INFO(i);
+    const EventView a = one[i], b = each[i];
+    CHECK(a.body() == b.body());
+    CHECK(a.timestamp_ns() == b.timestamp_ns());
+    CHECK(a.id() == b.id());
+    CHECK(a.bytes() == b.bytes());
+    REQUIRE(a.header_count() == b.header_count());
+    for (std::size_t h = 0; h < a.header_count(); ++h) {
+      CHECK(a.header(h).key == b.header(h).key);
+      CHECK(a.header(h).value == b.header(h).value);
+    }
+    REQUIRE(a.field_count() == b.field_count());
+    for (std::size_t f = 0; f < a.field_count(); ++f) {
+      CHECK(a.field(f).key == b.field(f).key);
+      CHECK(a.field(f).text == b.field(f).text);
+      CHECK(a.field(f).type == b.field(f).type);
+    }
+  }
+  // Copies of events made with add_event keep their fields.
+  Batch copy;
+  copy.append_range(one, 2, 4);
+  REQUIRE(copy.size() == 2);
+  CHECK(copy[0].field(3).text == R"({"k":[1]})");
+  CHECK(copy[0].header("path") == std::optional<std::string_view>("/var/log/a.log"));
+  CHECK(copy.bytes() == one.bytes(2, 4));
+}
+
+TEST_CASE("a batch arena grows past its first buffer and copies keep every byte", "[unit][core]") {
+  Batch b;
+  std::string expect;
+  for (int i = 0; i < 2000; ++i) {
+    const std::string body(static_cast<std::size_t>(i % 97), static_cast<char>('a' + i % 26));
+    b.add(body, i, 1);
+    b.add_field("k", std::to_string(i), FieldType::integer);
+  }
+  const Batch copy = b;  // NOLINT(performance-unnecessary-copy-initialization): the copy is tested
+  Batch tmp = b;
+  Batch moved = std::move(tmp);
+  b.clear();
+  b.add("after clear", 1, 1);
+  const Batch* const both[] = {&copy, &moved};
+  for (const Batch* x : both) {
+    REQUIRE(x->size() == 2000);
+    for (int i = 0; i < 2000; i += 7) {
+      const auto e = (*x)[static_cast<std::size_t>(i)];
+      CHECK(e.body() ==
+            std::string(static_cast<std::size_t>(i % 97), static_cast<char>('a' + i % 26)));
+      CHECK(e.field(0).text == std::to_string(i));
+    }
+  }
+  CHECK(b[0].body() == "after clear");
+  b.release();
+  CHECK(b.capacity_bytes() == 0);
+  b.add("after release", 2, 2);
+  CHECK(b[0].body() == "after release");
+}
