@@ -23,6 +23,10 @@ constexpr int kExitUsage = 2;
 // The table needs every row for its column widths; past this many it stops keeping them.
 constexpr std::size_t kTableRows = 10'000;
 constexpr std::size_t kMaxLineBytes = 1 << 20;
+// Rows leave the engine at most this many at a time: a window with 100k groups (and the final
+// flush, which closes the last two windows at once) would otherwise be materialised as one batch
+// of every row (~550 bytes each), which is most of the tool's peak memory.
+constexpr std::size_t kRowBatch = 4096;
 
 void print_table(const sql::CompiledQuery& q, const Batch& rows, std::uint64_t total,
                  std::FILE* out) {
@@ -173,19 +177,27 @@ int sql_run(const SqlRunOptions& o, std::FILE* out, std::FILE* err) {
   Batch batch, closed, rows;  // rows: what the table shows
   std::uint64_t lineno = 0, bad = 0, late = 0, no_time = 0, too_long = 0, total_rows = 0;
   // ndjson rows are printed as their windows close; the table keeps the first kTableRows.
-  auto take_closed = [&] {
-    total_rows += closed.size();
-    if (ndjson) {
-      for (std::size_t i = 0; i < closed.size(); ++i) {
-        const auto body = closed[i].body();
-        std::fprintf(out, "%.*s\n", static_cast<int>(body.size()), body.data());
+  // `emit` moves the closed windows' rows out of the engine (emit_closed or flush) kRowBatch at a
+  // time, printing or keeping each batch before asking for the next.
+  auto take_closed = [&](auto&& emit) {
+    for (;;) {
+      closed.clear();
+      const std::size_t n = emit(closed);
+      total_rows += closed.size();
+      if (ndjson) {
+        for (std::size_t i = 0; i < closed.size(); ++i) {
+          const auto body = closed[i].body();
+          std::fprintf(out, "%.*s\n", static_cast<int>(body.size()), body.data());
+        }
+        if (!closed.empty()) std::fflush(out);
+      } else if (rows.size() < kTableRows) {
+        rows.append_range(closed, 0, std::min(closed.size(), kTableRows - rows.size()));
       }
-      if (!closed.empty()) std::fflush(out);
-    } else if (rows.size() < kTableRows) {
-      rows.append_range(closed, 0, std::min(closed.size(), kTableRows - rows.size()));
+      if (n == 0 || !(*runner)->has_pending_rows()) break;
     }
     closed.clear();
   };
+  auto emit_closed = [&](Batch& b) { return (*runner)->emit_closed(b, kRowBatch); };
   auto on_line = [&](std::string_view line, bool complete) {
     ++lineno;
     if (!complete) {
@@ -222,8 +234,7 @@ int sql_run(const SqlRunOptions& o, std::FILE* out, std::FILE* err) {
       default:
         break;
     }
-    (*runner)->emit_closed(closed);
-    take_closed();
+    take_closed(emit_closed);
   };
   // A line over the bound is cut into pieces (memory stays bounded): the first piece reports it,
   // the others are skipped with it.
@@ -255,8 +266,12 @@ int sql_run(const SqlRunOptions& o, std::FILE* out, std::FILE* err) {
   }
   if (in != stdin) std::fclose(in);
   splitter.finish(feed_line);
-  (*runner)->flush(closed);
-  take_closed();
+  bool flushed = false;  // flush() closes every window once; emit_closed() takes the rest
+  take_closed([&](Batch& b) {
+    if (flushed) return emit_closed(b);
+    flushed = true;
+    return (*runner)->flush(b, kRowBatch);
+  });
   if (!ndjson) print_table(*query, rows, total_rows, out);
   std::fflush(out);
   if (bad + late + no_time + too_long > 0) {

@@ -9,8 +9,8 @@ the null sink counted every line and the pipeline (when there is one) counted ev
 pairs, for the peak-RSS figure. The agent is polled on /metrics until done, then stopped; CPU and
 peak RSS come from /proc (utime + stime, VmHWM), as in bench/taildir_null.py. A third line per
 input runs the same query with `sluice sql run` over the same file: JSON parsing and the pipeline
-alone, without taildir, the lmdb channel (serialize, zstd, fsync, decode) or sinks; its RSS is not
-shown, as that tool keeps every output row until the end.
+alone, without taildir, the lmdb channel (serialize, zstd, fsync, decode) or sinks; its peak RSS
+is the child's ru_maxrss (wait4).
 `--input-channel memory` puts the raw events in a 64 MiB memory channel instead (the pipeline
 then reads it with a cursor of its own and keeps no checkpoints).
 Usage: bench/sql_pipeline_bench.py [--events N] [--runs R] [--input-channel lmdb|memory]
@@ -18,7 +18,6 @@ Usage: bench/sql_pipeline_bench.py [--events N] [--runs R] [--input-channel lmdb
 """
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -106,16 +105,19 @@ QUERY = ("SELECT window_start, game_id, event, COUNT(*) AS n, COUNT(DISTINCT uid
 
 
 def run_sql_cli(binary, data):
-    """`sluice sql run` over the file; CPU seconds of the child (getrusage)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """`sluice sql run` over the file: wall seconds, CPU seconds and peak RSS (MB) of the child
+    (wait4, so earlier children's peaks do not count)."""
     start = time.monotonic()
-    subprocess.run([binary, "sql", "run", QUERY, "--input", data,
-                    "--event-time", "create_time:%Y-%m-%d %H:%M:%S.%f", "--watermark-delay", "5s",
-                    "--output", "ndjson"], check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([binary, "sql", "run", QUERY, "--input", data,
+                             "--event-time", "create_time:%Y-%m-%d %H:%M:%S.%f",
+                             "--watermark-delay", "5s", "--output", "ndjson"],
+                            stdout=subprocess.DEVNULL)
+    _, status, ru = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
+    if proc.returncode != 0:
+        sys.exit(f"sluice sql run exited with {proc.returncode}")
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
 
 
 def run(binary, tmp, n, with_pipeline):
@@ -185,11 +187,11 @@ def main():
                 print(f"{name:<40}{wall:>8.3f}{args.events / wall:>13,.0f}{cpu:>8.3f}"
                       f"{args.events / cpu if cpu else float('inf'):>14,.0f}{rss:>8.1f}{note}",
                       flush=True)
-            wall, cpu = min((run_sql_cli(args.binary, data) for _ in range(args.runs)),
-                            key=lambda r: r[1])
+            wall, cpu, rss = min((run_sql_cli(args.binary, data) for _ in range(args.runs)),
+                                 key=lambda r: r[1])
             name = f"{label}: sql run (no channel)"
             print(f"{name:<40}{wall:>8.3f}{args.events / wall:>13,.0f}{cpu:>8.3f}"
-                  f"{args.events / cpu if cpu else float('inf'):>14,.0f}{'-':>8}", flush=True)
+                  f"{args.events / cpu if cpu else float('inf'):>14,.0f}{rss:>8.1f}", flush=True)
 
 
 if __name__ == "__main__":
