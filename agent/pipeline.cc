@@ -230,6 +230,7 @@ void Pipeline::schedule_pump() {
       [](void* self, std::uint64_t) {
         auto* p = static_cast<Pipeline*>(self);
         p->pump_scheduled_ = false;
+        p->pacing_ = false;
         p->pump();
       },
       this, 0);
@@ -237,8 +238,20 @@ void Pipeline::schedule_pump() {
 
 void Pipeline::pump() {
   if (state_ == State::created || state_ == State::stopped) return;
+  const std::uint64_t rows_before = rows_out_n_;
   while (put_pending()) {
-    if (runner_->has_pending_rows() && emit_closed() > 0) continue;
+    if (runner_->has_pending_rows()) {
+      // At most a batch of a large window's rows per loop turn (pacing_ holds until the deferred
+      // pump, so that other pumps of the turn do not add theirs): the target's sinks take it
+      // before the next is put, so a roomy target channel does not fill with every row of the
+      // window in one turn (100k rows of ~550 bytes held at once).
+      if (pacing_ || rows_out_n_ - rows_before >= kMaxPendingRows) {
+        pacing_ = true;
+        schedule_pump();
+        break;
+      }
+      if (emit_closed() > 0) continue;
+    }
     // Draining with on_stop = "emit": read what the input holds before the windows are flushed.
     const bool taking = state_ == State::running ||
                         (state_ == State::draining && spec_.on_stop == OnStop::emit && stop_done_);

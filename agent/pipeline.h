@@ -124,6 +124,7 @@ class Pipeline final : private DataListener, private CommitListener {
   NoCommitListener input_commits_;  // a memory input's commits (they cannot fail)
   State state_ = State::created;
   bool pump_scheduled_ = false;
+  bool pacing_ = false;  // rows were put this loop turn: the next batch waits for the next
   bool waiting_data_ = false;
   bool commit_in_flight_ = false;
   bool dirty_ = false;    // state changed since the last checkpoint

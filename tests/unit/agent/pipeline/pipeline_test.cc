@@ -291,3 +291,43 @@ TEST_CASE("pipeline: a memory input is read with a cursor of its own and committ
   }
   REQUIRE(loop.close() == 0);
 }
+
+TEST_CASE("pipeline: a roomy target gets a large window's rows a batch per loop turn",
+          "[unit][sql][pipeline]") {
+  test::TempDir dir;
+  Loop loop;
+  const PipelineSpec spec = spec_for(
+      "INSERT INTO rows SELECT k, COUNT(*) AS n FROM src GROUP BY TUMBLE(INTERVAL '10' SECOND), k");
+  {
+    // Room for every row: only the pipeline's own pacing keeps the channel from holding the whole
+    // window at once (issue 13: 100k rows of ~550 bytes).
+    Run run(loop, dir.path(), spec, 100'000);
+    constexpr int kKeys = 30000;
+    for (int first = 0; first < kKeys; first += 1000) {
+      Batch b;
+      for (int i = first; i < first + 1000; ++i) {
+        b.add("{}", 0, static_cast<std::uint64_t>(i));
+        b.add_field("ts", "5000", FieldType::integer);
+        b.add_field("k", "key" + std::to_string(i), FieldType::string);
+      }
+      run.put(std::move(b));
+    }
+    Batch last;
+    last.add("{}", 0, 99999);
+    last.add_field("ts", "10000", FieldType::integer);
+    last.add_field("k", "x", FieldType::string);
+    const std::uint64_t seq = run.source->put(last, "");
+    // The "sink" drains the target once per loop turn, as a sink group on the same loop would.
+    std::size_t rows = 0, most_held = 0;
+    REQUIRE(test::run_until(loop, 20s, [&] {
+      most_held = std::max<std::size_t>(most_held, run.target->events());
+      rows += run.drain().size();
+      return rows >= kKeys && run.quiet.safe >= seq;
+    }));
+    CHECK(rows == kKeys);
+    CHECK(most_held > 0);
+    CHECK(most_held <= 8192);  // the pipeline's batch of rows (kMaxPendingRows)
+    CHECK(run.metric("sluice_pipeline_rows_total") == double(kKeys));
+  }
+  REQUIRE(loop.close() == 0);
+}
