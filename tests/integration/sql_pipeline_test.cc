@@ -571,7 +571,9 @@ TEST_CASE("sql: sluice sql run over 100k keys per window stays under 45 MB peak 
   CHECK(rows.find("{\"w\":\"1970-01-01T00:00:05.000Z\",\"k\":\"k99999\",\"n\":2}") !=
         std::string::npos);
   INFO("sql run peak RSS " << ru.ru_maxrss << " kB");
+#ifndef SLUICE_SANITIZED  // ASan's shadow memory and quarantine make the RSS bound meaningless
   CHECK(ru.ru_maxrss < 45 * 1024);
+#endif
 }
 
 TEST_CASE("sql: sluice sql explain prints each pipeline's plan", "[integration][sql]") {
