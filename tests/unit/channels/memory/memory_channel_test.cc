@@ -5,44 +5,12 @@
 #include "lib/core/source_output.h"
 #include "tests/support/allocation_check.h"
 #include "tests/support/test_support.h"
+#include "tests/unit/channels/memory/memory_fixture.h"
 
 using namespace sluice;
 using namespace sluice::channels;
 using namespace std::chrono_literals;
-
-namespace {
-
-struct Fixture final : PutListener, SpaceListener, DataListener, CommitListener, SafeListener {
-  Loop loop;
-  MetricsRegistry metrics;
-  ComponentContext ctx{loop, metrics, "buf", "memory", "/tmp"};
-  std::vector<Status> put_results;
-  std::vector<std::uint64_t> safe;
-  int space_calls = 0, data_calls = 0, commits = 0;
-
-  void on_put_done(std::uint64_t, Status st) noexcept override {
-    put_results.push_back(std::move(st));
-  }
-  void on_space() noexcept override { ++space_calls; }
-  void on_data() noexcept override { ++data_calls; }
-  void on_committed(std::uint64_t, Status st) noexcept override {
-    commits += st.ok() ? 1 : 1000;  // no Catch assertion here: it allocates
-  }
-  void on_safe_in_channel(std::uint64_t seq) noexcept override { safe.push_back(seq); }
-
-  Status put(MemoryChannel& ch, Batch b, std::uint64_t seq) {
-    ch.put(b, SourceCheckpoint{this, seq, {}, {}}, *this);
-    REQUIRE(!put_results.empty());
-    return put_results.back();
-  }
-  std::vector<std::string> bodies(const Batch& b) {
-    std::vector<std::string> out;
-    for (std::size_t i = 0; i < b.size(); ++i) out.emplace_back(b[i].body());
-    return out;
-  }
-};
-
-}  // namespace
+using sluice::channels::testing::Fixture;
 
 TEST_CASE("memory channel: put, take, commit in order, safe after commit", "[unit][channel]") {
   Fixture f;
