@@ -362,6 +362,21 @@ class Translator {
     }
   }
 
+  // taildir's and spooldir's fileHeader/fileHeaderKey into file_header.
+  void file_header(Block& b, const std::string& p) {
+    if (!has(p + "fileHeader")) {
+      // Flume adds no file header unless asked; sluice's default is "file".
+      b.keys.push_back("file_header = \"\"");
+      return;
+    }
+    if (auto v = boolean(value(p + "fileHeader"))) {
+      const std::string key = has(p + "fileHeaderKey") ? value(p + "fileHeaderKey") : "file";
+      b.keys.push_back("file_header = " + toml_string(*v ? key : ""));
+      carry(p + "fileHeader");
+      carry(p + "fileHeaderKey");
+    }
+  }
+
   void source(const std::string& name);
   void source_channels(Block& b, const std::string& p);
   void interceptors(Block& b, const std::string& p, const std::string& table);
@@ -664,17 +679,7 @@ bool Translator::taildir_source(Block& b, const std::string& p, const std::strin
       carry(p + "skipToEnd");
     }
   }
-  if (has(p + "fileHeader")) {
-    if (auto v = boolean(value(p + "fileHeader"))) {
-      const std::string key = has(p + "fileHeaderKey") ? value(p + "fileHeaderKey") : "file";
-      b.keys.push_back("file_header = " + toml_string(*v ? key : ""));
-      carry(p + "fileHeader");
-      carry(p + "fileHeaderKey");
-    }
-  } else {
-    // Flume adds no file header unless asked; sluice's default is "file".
-    b.keys.push_back("file_header = \"\"");
-  }
+  file_header(b, p);
   ms_key(b, p + "writePosInterval", "checkpoint_interval");
   drop(b, p + "idleTimeout", "sluice keeps files open; close_removed_after closes deleted ones");
   drop(b, p + "byteOffsetHeader", "sluice has no byte-offset header (the event id is stable)");
@@ -692,16 +697,7 @@ bool Translator::spooldir_source(Block& b, const std::string& p) {
     b.keys.push_back("read_from = \"head\"");
     carry(p + "spoolDir");
   }
-  if (has(p + "fileHeader")) {
-    if (auto v = boolean(value(p + "fileHeader"))) {
-      const std::string key = has(p + "fileHeaderKey") ? value(p + "fileHeaderKey") : "file";
-      b.keys.push_back("file_header = " + toml_string(*v ? key : ""));
-      carry(p + "fileHeader");
-      carry(p + "fileHeaderKey");
-    }
-  } else {
-    b.keys.push_back("file_header = \"\"");
-  }
+  file_header(b, p);
   drop(b, p + "includePattern", "a regular expression; narrow paths with a glob by hand");
   drop(b, p + "ignorePattern", "a regular expression; use exclude = [\"GLOB\"] by hand");
   drop(b, p + "deletePolicy", "sluice never deletes or renames what it reads");
