@@ -232,9 +232,33 @@ TEST_CASE("flume import: user guide spooling directory source", "[unit][import_f
   REQUIRE_LINE(tr.toml, "paths = [\"/var/log/apache/flumeSpool/*\"]");
   REQUIRE_LINE(tr.toml, "read_from = \"head\"");
   REQUIRE_LINE(tr.toml, "channel = \"ch-1\"");
+  REQUIRE_LINE(tr.toml, "file_header = \"file\"");
   CHECK(count(tr.toml,
               "# flume: a1.sources.src-1.type = spooldir  (sluice has no "
               "spooling-directory source") == 1);
+}
+
+TEST_CASE("flume import: fileHeader fileHeaderKey and their absence", "[unit][import_flume]") {
+  const std::string head =
+      "a1.channels = c1\n"
+      "a1.sources = r1\n"
+      "a1.sources.r1.channels = c1\n";
+  for (const std::string type : {"TAILDIR", "spooldir"}) {
+    const std::string where = type == "TAILDIR" ? "a1.sources.r1.filegroups = f1\n"
+                                                  "a1.sources.r1.filegroups.f1 = /var/log/a.log\n"
+                                                : "a1.sources.r1.spoolDir = /var/spool\n";
+    const std::string base = head + "a1.sources.r1.type = " + type + "\n" + where;
+    const auto keyed = translate(base +
+                                 "a1.sources.r1.fileHeader = true\n"
+                                 "a1.sources.r1.fileHeaderKey = path\n");
+    REQUIRE_LINE(keyed.toml, "file_header = \"path\"");
+    CHECK(count(keyed.toml, "fileHeaderKey") == 0);
+    const auto off = translate(base + "a1.sources.r1.fileHeader = false\n");
+    REQUIRE_LINE(off.toml, "file_header = \"\"");
+    // Flume adds no file header unless asked: nor does the translation.
+    const auto absent = translate(base);
+    REQUIRE_LINE(absent.toml, "file_header = \"\"");
+  }
 }
 
 TEST_CASE("flume import: user guide avro http and netcat sources", "[unit][import_flume]") {
