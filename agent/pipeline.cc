@@ -78,8 +78,9 @@ Pipeline::Pipeline(const PipelineSpec& spec, Loop& loop, MetricsRegistry& metric
                                    "Expressions that failed on an event (the value became NULL).",
                                    pipeline_labels(spec.name))),
       blocked_(metrics.counter("sluice_pipeline_output_blocked_total",
-                               "Times rows waited for room in a full output channel (they are "
-                               "kept and put when there is room).",
+                               "Times rows waited for room in a full output channel, or for "
+                               "its sinks to take the 2048 rows already out (they are kept and "
+                               "put when there is room).",
                                pipeline_labels(spec.name))),
       checkpoints_(metrics.counter("sluice_pipeline_checkpoints_total",
                                    "State checkpoints stored with the input cursor.",
@@ -251,7 +252,10 @@ void Pipeline::pump() {
       // A closed window's rows leave kMaxRowsOut at a time: the next ones once the target's sinks
       // took these (on_output_safe() pumps again). No input is read meanwhile, so the rows
       // waiting in the engine hold the source back as a full channel would.
-      if (rows_budget() == 0) break;
+      if (rows_budget() == 0) {
+        blocked_.inc();
+        break;
+      }
       if (emit_closed() > 0) continue;
     }
     // Draining with on_stop = "emit": read what the input holds before the windows are flushed.

@@ -361,6 +361,7 @@ TEST_CASE("pipeline: a closed window's rows wait in the engine until the target'
     CHECK_FALSE(test::run_until(loop, 200ms, [&] { return run.target->events() > 2048; }));
     CHECK(run.target->events() == 2048);
     CHECK(run.metric("sluice_pipeline_rows_total") == 2048.0);
+    CHECK(run.metric("sluice_pipeline_output_blocked_total") >= 1.0);
     // While they wait, later input is not read (it waits in the input channel: back-pressure).
     Batch more = events(20, 21);
     const std::uint64_t more_seq = run.source->put(more, "");
