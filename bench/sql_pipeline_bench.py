@@ -11,8 +11,11 @@ peak RSS come from /proc (utime + stime, VmHWM), as in bench/taildir_null.py. A 
 input runs the same query with `sluice sql run` over the same file: JSON parsing and the pipeline
 alone, without taildir, the lmdb channel (serialize, zstd, fsync, decode) or sinks; its peak RSS
 is the child's ru_maxrss (wait4).
-`--input-channel memory` puts the raw events in a 64 MiB memory channel instead (the pipeline
-then reads it with a cursor of its own and keeps no checkpoints).
+`--input-channel memory` puts the raw events in a memory channel instead (the pipeline then
+reads it with a cursor of its own and keeps no checkpoints). The memory channels (that input and
+the rows channel) have the memory channel's default bounds, 10,000 events and 64 MiB, as an
+operator who leaves them alone gets; the output's first line says so. The pipeline's own memory
+(max_state_bytes) is the agent's default, 64 MiB, unless --max-state says otherwise.
 Usage: bench/sql_pipeline_bench.py [--events N] [--runs R] [--input-channel lmdb|memory]
        [--binary build/release/agent/sluice]
 """
@@ -61,8 +64,12 @@ def make_events(path, n, many_keys):
 
 MAX_STATE = None  # --max-state: the pipeline's max_state_bytes (the agent's default: 64 MiB)
 INPUT = "lmdb"  # --input-channel
-INPUT_CHANNEL = {"lmdb": 'type = "lmdb"\nmax_bytes = "2GiB"\n',
-                 "memory": 'type = "memory"\nmax_events = 1000000\nmax_bytes = "64MiB"\n'}
+# The memory channels (a memory input, and the rows channel) keep the memory channel's defaults:
+# at most 10,000 events (~4.5 MB of these events) and 64 MiB. With max_events = 1000000, as this
+# bench had before, the input channel filled up to its 64 MiB whenever the pipeline paused to emit
+# a large window's rows: an agent meant to stay within 40 MB cannot give a channel that much.
+INPUT_CHANNEL = {"lmdb": 'type = "lmdb"\nmax_bytes = "2GiB"\n', "memory": 'type = "memory"\n'}
+ROWS_CHANNEL = 'type = "memory"\n'
 
 
 def config(tmp, with_pipeline):
@@ -90,9 +97,7 @@ GROUP BY TUMBLE(INTERVAL '5' SECOND), game_id, event
 \"\"\"
 event_time = { field = "create_time", format = "%Y-%m-%d %H:%M:%S.%f", watermark_delay = "5s" }
 """ + (f'max_state_bytes = "{MAX_STATE}"\n' if MAX_STATE else "") + """[channels.rows]
-type = "memory"
-max_events = 1000000
-[sinks.rows_out]
+""" + ROWS_CHANNEL + """[sinks.rows_out]
 type = "null"
 channel = "rows"
 """
@@ -169,6 +174,10 @@ def main():
         data = os.path.join(tmp, "logs", "events.log")
         print(f"input: {args.events} JSON events of ~144 bytes (page cache warm), {INPUT} input "
               f"channel; best of {args.runs} runs (by CPU)")
+        print("channels: " + ("raw lmdb max_bytes 2GiB" if INPUT == "lmdb" else
+                              "raw memory (defaults: max_events 10000, max_bytes 64MiB)") +
+              ", rows memory (defaults: max_events 10000, max_bytes 64MiB); max_state_bytes " +
+              (MAX_STATE or "64MiB (default)"))
         print(f"{'run':<40}{'wall s':>8}{'events/s':>13}{'CPU s':>8}{'events/CPU-s':>14}{'RSS MB':>8}")
         inputs = [("35 keys", False), ("100k keys/window", True)]
         if args.only:

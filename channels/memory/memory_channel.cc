@@ -341,18 +341,34 @@ void MemoryChannel::release_committed() {
     event_bytes_ -= c.batch.bytes();
     c.cost = 0;
     c.batch.clear();
-    if (const std::size_t cap = c.batch.capacity_bytes(); spare_bytes_ + cap <= kMaxSpareBytes) {
-      c.spare = cap;
-      spare_bytes_ += cap;
-    } else {
-      c.batch.release();
-    }
     c.listener = nullptr;
     head_ = (head_ + 1) % ring_.size();
     --count_;
+    keep_spare(c);
     for (Cursor& cur : cursors_) cur.take_chunk = cur.take_chunk > 0 ? cur.take_chunk - 1 : 0;
     if (l != nullptr) l->on_safe_in_channel(seq);
   }
+}
+
+// The freed buffers go to the slot the next put uses, if it has none: a put hands its batch to
+// its slot and takes the slot's buffers, so one spare there keeps a steady stream warm (kept in
+// the freed slot, a spare waited for the whole ring to come round, and with batches of ~750 KB
+// only some puts found one). Within kMaxSpareBytes, but always one, whatever its size.
+void MemoryChannel::keep_spare(Chunk& freed) noexcept {
+  const std::size_t cap = freed.batch.capacity_bytes();
+  if (cap == 0) return;
+  if (spare_bytes_ > 0 && spare_bytes_ + cap > kMaxSpareBytes) {
+    freed.batch.release();
+    return;
+  }
+  Chunk& next = chunk_at(count_);
+  Chunk& slot = &next != &freed && next.spare == 0 ? next : freed;
+  if (&slot != &freed) {
+    slot.batch.release();
+    slot.batch.swap(freed.batch);
+  }
+  slot.spare = cap;
+  spare_bytes_ += cap;
 }
 
 bool MemoryChannel::drop_oldest() {

@@ -100,6 +100,9 @@ class MemoryChannel final : public Channel {
   /// chunk past it. True if that freed room.
   bool drop_oldest();
   void release_spares() noexcept;
+  /// `freed` (a slot just freed, past the held ones) keeps its buffers for a later put, or gives
+  /// them to the next put's slot, or frees them.
+  void keep_spare(Chunk& freed) noexcept;
   void notify_data_later(CursorId id);
   void notify_space_later();
   void update_gauges() noexcept;
@@ -117,7 +120,9 @@ class MemoryChannel final : public Channel {
   // Free slots keep their buffers for the next put (no allocation once warm), but only up to this
   // much in all: else a ring grown by a burst of puts keeps ring size x largest batch resident.
   // They are freed when a put would not fit beside them, so the channel's memory stays in bounds.
-  static constexpr std::size_t kMaxSpareBytes = 4 << 20;
+  // One spare in the next put's slot keeps a steady stream warm (see keep_spare()); 4 MiB kept
+  // ~3 MB per channel after every burst of a pipeline's rows or a backlog (issue 13).
+  static constexpr std::size_t kMaxSpareBytes = 1 << 20;
   std::size_t spare_bytes_ = 0;
   std::vector<Cursor> cursors_;
   Batch compact_;  // a put's copy in exactly sized buffers, before it moves into its slot
