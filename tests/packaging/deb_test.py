@@ -72,6 +72,11 @@ def library_packages():
         owner = run("dpkg", "-S", "*/" + so).stdout
         pkgs = {l.split(":")[0] for l in owner.splitlines() if "-dev" not in l.split(":")[0]}
         if check(pkgs, f"the package of {so} is found (dpkg -S)"):
+            # A package may be named by what it provides (libspdlog1.10 provides
+            # libspdlog1.10-fmt9, the name dpkg-shlibdeps writes).
+            for pkg in list(pkgs):
+                provides = run("dpkg-query", "-W", "-f=${Provides}", pkg).stdout
+                pkgs |= {p.strip().split()[0] for p in provides.split(",") if p.strip()}
             packages[so] = pkgs
     return packages
 
