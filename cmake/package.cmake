@@ -34,9 +34,18 @@ if(SLUICE_LAZY_LINK)
          ", libcurl4 (>= 7.16.3), liblmdb0 (>= 0.9.7), libpcre2-8-0 (>= 10.32), "
          "librdkafka1 (>= 1.5.0), libssl3 (>= 3.0.0), libzstd1 (>= 1.5.2), zlib1g (>= 1:1.2.0)")
 endif()
+# With SLUICE_STATIC_CXX, simdjson is loaded on first use too (and brings libstdc++6 and
+# libgcc-s1, its own dependencies); libstdc++, libgcc, spdlog, fmt, toml++, libuv and
+# http-parser are in the binary.
+if(SLUICE_STATIC_CXX)
+  string(APPEND SLUICE_LAZY_DEPENDS ", libsimdjson14 (>= 2.0.1)")
+endif()
 if(SLUICE_DPKG_SHLIBDEPS)
   set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
   set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd${SLUICE_LAZY_DEPENDS}")
+elseif(SLUICE_STATIC_CXX)
+  message(STATUS "dpkg-shlibdeps not found: the .deb lists Debian 12's library packages")
+  set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd, libc6 (>= 2.34)${SLUICE_LAZY_DEPENDS}")
 else()
   message(STATUS "dpkg-shlibdeps not found: the .deb lists Debian 12's library packages")
   string(CONCAT CPACK_DEBIAN_PACKAGE_DEPENDS

@@ -2,7 +2,7 @@
 # Installs everything sluice needs to build and test on Debian 12 (run as root, or with sudo).
 set -euo pipefail
 packages=(
-  build-essential cmake ninja-build ccache pkg-config dpkg-dev
+  build-essential cmake ninja-build ccache pkg-config dpkg-dev lld
   libuv1-dev libtomlplusplus-dev liblmdb-dev libzstd-dev librdkafka-dev libcurl4-openssl-dev
   libsimdjson-dev libpcre2-dev libhttp-parser-dev libcli11-dev libspdlog-dev libsystemd-dev
   libssl-dev zlib1g-dev catch2

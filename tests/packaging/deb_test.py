@@ -47,6 +47,40 @@ with open(os.path.join(SOURCE, "CMakeLists.txt"), encoding="utf-8") as f:
     version = re.search(r"project\(sluice VERSION ([0-9.]+)", f.read()).group(1)
 arch = run("dpkg", "--print-architecture").stdout.strip()
 
+
+
+def static_cxx():
+    with open(os.path.join(BUILD, "CMakeCache.txt"), encoding="utf-8") as f:
+        return re.search(r"^SLUICE_STATIC_CXX:BOOL=ON$", f.read(), re.M) is not None
+
+
+def library_packages():
+    """soname -> the Debian packages holding it, for the binary's NEEDED libraries and those it
+    loads on first use."""
+    out = run("readelf", "-d", os.path.join(BUILD, "agent", "sluice")).stdout
+    sonames = set(re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out))
+    lazy_dir = os.path.join(SOURCE, "lib", "core")
+    for name in os.listdir(lazy_dir):
+        if name.startswith("lazy_") and name.endswith(".S"):
+            with open(os.path.join(lazy_dir, name), encoding="utf-8") as f:
+                sonames |= set(re.findall(r'SLUICE_LAZY_BEGIN \w+, "([^"]+)"', f.read()))
+    check(len(sonames) >= 10, f"the binary's libraries found, got {sorted(sonames)}")
+    packages = {}
+    for so in sorted(sonames):
+        if re.match(r"lib(asan|ubsan|tsan|lsan)\.so", so):
+            continue  # a sanitizer build's runtimes (the asan preset runs this test too)
+        owner = run("dpkg", "-S", "*/" + so).stdout
+        pkgs = {l.split(":")[0] for l in owner.splitlines() if "-dev" not in l.split(":")[0]}
+        if check(pkgs, f"the package of {so} is found (dpkg -S)"):
+            # A package may be named by what it provides (libspdlog1.10 provides
+            # libspdlog1.10-fmt9, the name dpkg-shlibdeps writes).
+            for pkg in list(pkgs):
+                provides = run("dpkg-query", "-W", "-f=${Provides}", pkg).stdout
+                pkgs |= {p.strip().split()[0] for p in provides.split(",") if p.strip()}
+            packages[so] = pkgs
+    return packages
+
+
 tmp = tempfile.mkdtemp(prefix="sluice-deb-")
 try:
     # 0. `cmake --install --strip` into a prefix: the same files, the config under PREFIX/etc.
@@ -80,11 +114,18 @@ try:
     check(field("Section") == "admin", "Section: admin")
     depends = {d.strip().split()[0] for d in field("Depends").split(",") if d.strip()}
     print("Depends:", field("Depends"))
-    # The libraries the binary links (ldd) or loads on first use (lib/core/lazy_link.cc), each
-    # must come with a package in Depends. (libsystemd0 is not used: agent/sd_notify.cc.)
-    for pkg in ("libc6", "libstdc++6", "libuv1", "librdkafka1", "libssl3",
-                "libcurl4", "liblmdb0", "libpcre2-8-0", "libzstd1", "passwd"):
-        check(pkg in depends, f"Depends names {pkg}")
+    # The libraries the binary links (its NEEDED entries) or loads on first use
+    # (lib/core/lazy_*.S), each must come with its package in Depends (found with dpkg -S).
+    # (libsystemd0 is not used: agent/sd_notify.cc.)
+    check("passwd" in depends, "Depends names passwd")
+    for so, pkgs in sorted(library_packages().items()):
+        check(pkgs & depends, f"Depends names one of {sorted(pkgs)} (for {so})")
+    # The release build has libstdc++, spdlog, fmt, toml++, libuv and http-parser in the binary
+    # (SLUICE_STATIC_CXX): the package does not pull their shared libraries in.
+    if static_cxx():
+        for pkg in ("libstdc++6", "libuv1", "libspdlog1.10", "libfmt9", "libtomlplusplus3",
+                    "libhttp-parser2.9"):
+            check(pkg not in depends, f"Depends does not name {pkg} (linked into the binary)")
     # Every dependency resolves on this (Debian) system, through Provides where it is virtual.
     installed = run("dpkg-query", "-W", "-f=${Package} ${Provides}\\n").stdout
     known = set(re.findall(r"[a-z0-9][a-z0-9+.\-]+", installed))
