@@ -183,7 +183,8 @@ bool WindowOperator::load_slots(const EventView& ev) {
       if (declared == SqlType::string) {
         v = Value::string(text);
       } else if (declared == SqlType::timestamp && v.type == SqlType::string && time_format_) {
-        auto ns = time_format_->parse(text, time_format_->needs_now() ? options_.now_ns() : 0);
+        auto ns = time_format_->parse(text, time_format_->needs_now() ? options_.now_ns() : 0,
+                                      time_cache_);
         v = ns ? Value::timestamp(*ns) : Value::null();
         if (!ns) ++stats_.eval_errors;
       } else {
@@ -211,7 +212,8 @@ std::optional<std::int64_t> WindowOperator::event_time(const EventView& ev) {
   if (type == FieldType::null || (type == FieldType::string && text.empty())) return std::nullopt;
   if (time_format_) {
     // The clock only for year-less formats: a clock read per event costs more than the parse.
-    return time_format_->parse(text, time_format_->needs_now() ? options_.now_ns() : 0);
+    return time_format_->parse(text, time_format_->needs_now() ? options_.now_ns() : 0,
+                               time_cache_);
   }
   if (type == FieldType::integer || type == FieldType::floating) {
     double ms = 0;  // epoch milliseconds

@@ -269,6 +269,7 @@ class WindowOperator {
   std::int64_t lateness_ = 0;
   int time_slot_ = -1;
   std::optional<parse::TimeFormat> time_format_;
+  parse::TimeFormat::SecondCache time_cache_;  // for time_format_
 
   // Per-event scratch, reused (no allocation once warm).
   std::vector<Value> slots_;
