@@ -273,6 +273,7 @@ class WindowOperator {
 
   // Per-event scratch, reused (no allocation once warm).
   std::vector<Value> slots_;
+  std::vector<std::string> slot_names_;  // the field each slot reads
   std::vector<FieldType> slot_raw_type_;
   std::vector<std::string_view> slot_raw_;
   std::vector<std::uint32_t> slot_hint_;
