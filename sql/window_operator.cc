@@ -163,7 +163,12 @@ bool WindowOperator::load_slots(const EventView& ev) {
         for (std::size_t i = 0; i < nfields && !found; ++i) {
           const Field f = ev.field(i);
           if (f.type == FieldType::json && f.key == top) {
-            found = json_lookup(f.text, name.substr(dot + 1), arena_, raw, raw_type);
+            // Through copies: `raw` itself stays in registers for the common path above.
+            std::string_view text = raw;
+            FieldType type = raw_type;
+            found = json_lookup(f.text, name.substr(dot + 1), arena_, text, type);
+            raw = text;
+            raw_type = type;
           }
         }
       }

@@ -305,8 +305,10 @@ inline Field EventView::field(std::size_t i) const {
   return {batch_->view(kv.key_off, kv.key_len), batch_->view(kv.value_off, kv.value_len),
           static_cast<FieldType>(kv.kind)};
 }
-inline bool EventView::field_if(std::size_t i, std::string_view key, std::string_view& text,
-                                FieldType& type) const {
+// Always inlined: called out of line, its outputs live in memory and their reload stalls.
+[[gnu::always_inline]] inline bool EventView::field_if(std::size_t i, std::string_view key,
+                                                       std::string_view& text,
+                                                       FieldType& type) const {
   const auto& r = batch_->recs_[index_];
   SLUICE_ASSERT(i < r.field_count);
   const auto& kv = batch_->kvs_[r.kv_begin + r.header_count + i];
