@@ -55,6 +55,43 @@ FieldType field_type_of(SqlType t) {
   }
 }
 
+// What std::from_chars reads from `text` (0 if nothing), with a fast path for the plain decimals
+// of most events ("-12.75"): at most 15 digits, so the digits are an exact double below 2^53 and
+// so is the power of ten, and one IEEE division gives the correctly rounded value, as from_chars
+// does (Clinger's fast path). Anything else (exponents, long numbers) goes to from_chars.
+double to_double(std::string_view text) {
+  static constexpr double kPow10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                      1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+  const char* p = text.data();
+  const char* const end = p + text.size();
+  const bool neg = p != end && *p == '-';
+  if (neg) ++p;
+  std::uint64_t m = 0;
+  int digits = 0, frac = 0;
+  const char* const int_begin = p;
+  while (p != end && *p >= '0' && *p <= '9') {
+    m = m * 10 + static_cast<std::uint64_t>(*p++ - '0');
+    ++digits;
+  }
+  bool plain = p != int_begin;
+  if (plain && p != end && *p == '.') {
+    const char* const frac_begin = ++p;
+    while (p != end && *p >= '0' && *p <= '9') {
+      m = m * 10 + static_cast<std::uint64_t>(*p++ - '0');
+      ++digits;
+    }
+    frac = static_cast<int>(p - frac_begin);
+    plain = frac > 0;
+  }
+  if (plain && p == end && digits <= 15) {
+    const double d = static_cast<double>(m) / kPow10[frac];
+    return neg ? -d : d;
+  }
+  double d = 0;
+  std::from_chars(text.data(), text.data() + text.size(), d);
+  return d;
+}
+
 }  // namespace
 
 WindowOperator::WindowOperator(CompiledQuery query, RunnerOptions options)
@@ -80,6 +117,9 @@ WindowOperator::WindowOperator(CompiledQuery query, RunnerOptions options)
     time_format_ = options_.time_format;
   }
   slots_.resize(nslots);
+  for (std::size_t s = 0; s < nslots; ++s) {
+    slot_names_.push_back(s < plan_.fields.size() ? plan_.fields[s] : options_.time_field);
+  }
   slot_raw_.resize(nslots);
   slot_raw_type_.resize(nslots, FieldType::null);
   slot_hint_.resize(nslots, 0);
@@ -103,31 +143,16 @@ bool WindowOperator::load_slots(const EventView& ev) {
   const std::size_t nfields = ev.field_count();
   std::size_t missing = 0;
   for (std::size_t s = 0; s < nslots; ++s) {
-    const std::string_view name = static_cast<int>(s) < static_cast<int>(plan_.fields.size())
-                                      ? std::string_view(plan_.fields[s])
-                                      : std::string_view(options_.time_field);
-    slot_raw_type_[s] = FieldType::null;
-    slot_raw_[s] = {};
+    const std::string_view name = slot_names_[s];
+    // Found in locals and stored once: reading back slot_raw_ right after writing it stalled.
+    std::string_view raw;
+    FieldType raw_type = FieldType::null;
     const std::uint32_t h = slot_hint_[s];
-    bool found = false;
-    if (h < nfields) {
-      const Field f = ev.field(h);
-      if (f.key == name) {
-        slot_raw_[s] = f.text;
-        slot_raw_type_[s] = f.type;
+    bool found = h < nfields && ev.field_if(h, name, raw, raw_type);
+    for (std::size_t i = 0; !found && i < nfields; ++i) {
+      if (ev.field_if(i, name, raw, raw_type)) {
+        slot_hint_[s] = static_cast<std::uint32_t>(i);
         found = true;
-      }
-    }
-    if (!found) {
-      for (std::size_t i = 0; i < nfields; ++i) {
-        const Field f = ev.field(i);
-        if (f.key.size() == name.size() && f.key == name) {
-          slot_raw_[s] = f.text;
-          slot_raw_type_[s] = f.type;
-          slot_hint_[s] = static_cast<std::uint32_t>(i);
-          found = true;
-          break;
-        }
       }
     }
     if (!found && name.find('.') != std::string_view::npos) {
@@ -138,22 +163,28 @@ bool WindowOperator::load_slots(const EventView& ev) {
         for (std::size_t i = 0; i < nfields && !found; ++i) {
           const Field f = ev.field(i);
           if (f.type == FieldType::json && f.key == top) {
-            found =
-                json_lookup(f.text, name.substr(dot + 1), arena_, slot_raw_[s], slot_raw_type_[s]);
+            // Through copies: `raw` itself stays in registers for the common path above.
+            std::string_view text = raw;
+            FieldType type = raw_type;
+            found = json_lookup(f.text, name.substr(dot + 1), arena_, text, type);
+            raw = text;
+            raw_type = type;
           }
         }
       }
     }
+    slot_raw_[s] = raw;
+    slot_raw_type_[s] = raw_type;
     if (!found) ++missing;
     // Typed value.
     Value& v = slots_[s];
     const SqlType declared = s < plan_.field_types.size() ? plan_.field_types[s] : SqlType::any;
-    if (!found || slot_raw_type_[s] == FieldType::null) {
+    if (!found || raw_type == FieldType::null) {
       v = Value::null();
       continue;
     }
-    const std::string_view text = slot_raw_[s];
-    switch (slot_raw_type_[s]) {
+    const std::string_view text = raw;
+    switch (raw_type) {
       case FieldType::integer: {
         std::int64_t i = 0;
         auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), i);
@@ -166,12 +197,9 @@ bool WindowOperator::load_slots(const EventView& ev) {
         }
         break;
       }
-      case FieldType::floating: {
-        double d = 0;
-        std::from_chars(text.data(), text.data() + text.size(), d);
-        v = Value::floating(d);
+      case FieldType::floating:
+        v = Value::floating(to_double(text));
         break;
-      }
       case FieldType::boolean:
         v = Value::boolean(text == "true");
         break;
@@ -183,7 +211,8 @@ bool WindowOperator::load_slots(const EventView& ev) {
       if (declared == SqlType::string) {
         v = Value::string(text);
       } else if (declared == SqlType::timestamp && v.type == SqlType::string && time_format_) {
-        auto ns = time_format_->parse(text, time_format_->needs_now() ? options_.now_ns() : 0);
+        auto ns = time_format_->parse(text, time_format_->needs_now() ? options_.now_ns() : 0,
+                                      time_cache_);
         v = ns ? Value::timestamp(*ns) : Value::null();
         if (!ns) ++stats_.eval_errors;
       } else {
@@ -211,7 +240,8 @@ std::optional<std::int64_t> WindowOperator::event_time(const EventView& ev) {
   if (type == FieldType::null || (type == FieldType::string && text.empty())) return std::nullopt;
   if (time_format_) {
     // The clock only for year-less formats: a clock read per event costs more than the parse.
-    return time_format_->parse(text, time_format_->needs_now() ? options_.now_ns() : 0);
+    return time_format_->parse(text, time_format_->needs_now() ? options_.now_ns() : 0,
+                               time_cache_);
   }
   if (type == FieldType::integer || type == FieldType::floating) {
     double ms = 0;  // epoch milliseconds

@@ -269,9 +269,11 @@ class WindowOperator {
   std::int64_t lateness_ = 0;
   int time_slot_ = -1;
   std::optional<parse::TimeFormat> time_format_;
+  parse::TimeFormat::SecondCache time_cache_;  // for time_format_
 
   // Per-event scratch, reused (no allocation once warm).
   std::vector<Value> slots_;
+  std::vector<std::string> slot_names_;  // the field each slot reads
   std::vector<FieldType> slot_raw_type_;
   std::vector<std::string_view> slot_raw_;
   std::vector<std::uint32_t> slot_hint_;

@@ -32,6 +32,36 @@ struct Field {
 
 class Batch;
 
+/// a == b, inline for the short keys and values of events (a call into memcmp costs more than
+/// comparing them). Reads nothing outside either view.
+inline bool same_bytes(std::string_view a, std::string_view b) noexcept {
+  const std::size_t n = a.size();
+  if (n != b.size()) return false;
+  const char* p = a.data();
+  const char* q = b.data();
+  if (n > 16) return std::memcmp(p, q, n) == 0;
+  if (n >= 8) {
+    std::uint64_t x0, x1, y0, y1;
+    std::memcpy(&x0, p, 8);
+    std::memcpy(&y0, q, 8);
+    std::memcpy(&x1, p + n - 8, 8);
+    std::memcpy(&y1, q + n - 8, 8);
+    return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+  }
+  if (n >= 4) {
+    std::uint32_t x0, x1, y0, y1;
+    std::memcpy(&x0, p, 4);
+    std::memcpy(&y0, q, 4);
+    std::memcpy(&x1, p + n - 4, 4);
+    std::memcpy(&y1, q + n - 4, 4);
+    return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (p[i] != q[i]) return false;
+  }
+  return true;
+}
+
 /// A view of one event inside a Batch. Valid until the batch is cleared or appended to.
 class EventView {
  public:
@@ -47,6 +77,9 @@ class EventView {
   std::optional<std::string_view> header(std::string_view key) const;
   std::size_t field_count() const;
   Field field(std::size_t i) const;
+  /// True, with field `i`'s text and type, if its key is `key`: a lookup's test without building
+  /// a Field (returned through memory, whose wide reload of narrow stores stalls a hot loop).
+  bool field_if(std::size_t i, std::string_view key, std::string_view& text, FieldType& type) const;
 
  private:
   const Batch* batch_;
@@ -265,5 +298,24 @@ inline std::size_t EventView::header_count() const {
   return batch_->recs_[index_].header_count + batch_->common_count_;
 }
 inline std::size_t EventView::field_count() const { return batch_->recs_[index_].field_count; }
+inline Field EventView::field(std::size_t i) const {
+  const auto& r = batch_->recs_[index_];
+  SLUICE_ASSERT(i < r.field_count);
+  const auto& kv = batch_->kvs_[r.kv_begin + r.header_count + i];
+  return {batch_->view(kv.key_off, kv.key_len), batch_->view(kv.value_off, kv.value_len),
+          static_cast<FieldType>(kv.kind)};
+}
+// Always inlined: called out of line, its outputs live in memory and their reload stalls.
+[[gnu::always_inline]] inline bool EventView::field_if(std::size_t i, std::string_view key,
+                                                       std::string_view& text,
+                                                       FieldType& type) const {
+  const auto& r = batch_->recs_[index_];
+  SLUICE_ASSERT(i < r.field_count);
+  const auto& kv = batch_->kvs_[r.kv_begin + r.header_count + i];
+  if (!same_bytes(batch_->view(kv.key_off, kv.key_len), key)) return false;
+  text = batch_->view(kv.value_off, kv.value_len);
+  type = static_cast<FieldType>(kv.kind);
+  return true;
+}
 
 }  // namespace sluice

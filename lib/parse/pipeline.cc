@@ -178,7 +178,7 @@ EventPipeline::Outcome EventPipeline::process(const Record& record, std::int64_t
     dead = config_.on_parse_error == OnParseError::dead_letter;
   } else if (time_) {
     const Field* f = d.field(config_.time_field);
-    const auto t = f != nullptr ? time_->parse(f->text, arrival_ns) : std::nullopt;
+    const auto t = f != nullptr ? time_->parse(f->text, arrival_ns, time_cache_) : std::nullopt;
     if (t) {
       d.timestamp_ns = *t;
     } else {

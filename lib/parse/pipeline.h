@@ -84,6 +84,7 @@ class EventPipeline {
   bool trivial_ = false;
   std::unique_ptr<Format> format_;
   std::optional<TimeFormat> time_;
+  TimeFormat::SecondCache time_cache_;  // for time_
   std::vector<std::unique_ptr<Interceptor>> interceptors_;
   std::optional<MultilineRules> rules_;
   Draft draft_;

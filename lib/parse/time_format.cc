@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cctype>
+#include <cstring>
 
 namespace sluice::parse {
 namespace {
@@ -163,6 +164,13 @@ Result<TimeFormat> TimeFormat::make(std::string_view format, const TimeZone& zon
                                         std::string(1, d));
       }
     }
+    // A final "<sep>%f": the text before the separator decides the second alone, since no
+    // directive reads a '.' or ',' (only a literal one matches it) nor looks past one.
+    const std::size_t n = format.size();
+    if (n >= 3 && format.substr(n - 2) == "%f" && (format[n - 3] == '.' || format[n - 3] == ',') &&
+        (n < 4 || format[n - 4] != '%') && format.find("%f") == n - 2 && !f.needs_now_) {
+      f.fraction_sep_ = format[n - 3];
+    }
   } else {
     return Status(Errc::config, "\"" + f.spec_ +
                                     "\" is not a time format (use \"iso8601\", \"rfc3339\", "
@@ -206,6 +214,36 @@ std::optional<std::int64_t> TimeFormat::parse(std::string_view text,
   if (whole > INT64_MAX / unit) return std::nullopt;
   const std::int64_t v = whole * unit + frac_ns / (kNs / unit);
   return neg ? -v : v;
+}
+
+std::optional<std::int64_t> TimeFormat::parse(std::string_view text, std::int64_t now_ns,
+                                              SecondCache& cache) const noexcept {
+  if (fraction_sep_ == 0) return parse(text, now_ns);
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  // A match is <prefix><sep><digits>: the separator is the last one in the text.
+  const std::size_t sep = text.rfind(fraction_sep_);
+  if (sep == std::string_view::npos || sep + 1 == text.size() || sep > SecondCache::kMaxPrefix) {
+    return parse(text, now_ns);
+  }
+  std::string_view frac = text.substr(sep + 1);
+  for (const char c : frac) {
+    if (!is_digit(c)) return parse(text, now_ns);  // not a match, said by the full parse
+  }
+  std::int64_t nanos = 0;
+  fraction(frac, nanos);
+  if (cache.format == this && cache.len == sep && std::memcmp(cache.prefix, text.data(), sep) == 0)
+    return cache.second_ns + nanos;
+  const auto t = parse(text, now_ns);
+  if (t) {
+    cache.format = this;
+    cache.len = sep;
+    std::memcpy(cache.prefix, text.data(), sep);
+    cache.second_ns = *t - nanos;  // every result is seconds * 10^9 + the fraction's nanoseconds
+  } else {
+    cache.format = nullptr;
+  }
+  return t;
 }
 
 std::optional<std::int64_t> TimeFormat::parse_iso(std::string_view s) const noexcept {

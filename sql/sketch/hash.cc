@@ -22,11 +22,21 @@ constexpr std::uint64_t kBoolSeed = 3;
 
 // Little-endian reads, so the hash is the same on every machine.
 std::uint64_t read64(const unsigned char* p) noexcept {
+  if constexpr (std::endian::native == std::endian::little) {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
+  }
   std::uint64_t v = 0;
   for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
   return v;
 }
 std::uint64_t read32(const unsigned char* p) noexcept {
+  if constexpr (std::endian::native == std::endian::little) {
+    std::uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+  }
   return std::uint64_t{p[0]} | std::uint64_t{p[1]} << 8 | std::uint64_t{p[2]} << 16 |
          std::uint64_t{p[3]} << 24;
 }
@@ -41,10 +51,22 @@ std::uint64_t merge_round(std::uint64_t acc, std::uint64_t val) noexcept {
   return acc * kP1 + kP4;
 }
 
+std::uint64_t avalanche(std::uint64_t h) noexcept {
+  h ^= h >> 33;
+  h *= kP2;
+  h ^= h >> 29;
+  h *= kP3;
+  h ^= h >> 32;
+  return h;
+}
+
+// xxh64() of v's 8 little-endian bytes, its steps for that length written out (COUNT(DISTINCT)
+// hashes a number per event); hash_test.cc pins it to the reference values.
 std::uint64_t hash_u64(std::uint64_t v, std::uint64_t seed) noexcept {
-  unsigned char bytes[8];
-  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<unsigned char>(v >> (8 * i));
-  return xxh64(std::string_view(reinterpret_cast<const char*>(bytes), 8), seed);
+  std::uint64_t h = seed + kP5 + 8;
+  h ^= round(0, v);
+  h = std::rotl(h, 27) * kP1 + kP4;
+  return avalanche(h);
 }
 
 }  // namespace
@@ -88,12 +110,7 @@ std::uint64_t xxh64(std::string_view bytes, std::uint64_t seed) noexcept {
     h = std::rotl(h, 11) * kP1;
     ++p;
   }
-  h ^= h >> 33;
-  h *= kP2;
-  h ^= h >> 29;
-  h *= kP3;
-  h ^= h >> 32;
-  return h;
+  return avalanche(h);
 }
 
 std::uint64_t hash_string(std::string_view s) noexcept { return xxh64(s, kStringSeed); }

@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <charconv>
 
 #include "tests/unit/sql/sql_test_support.h"
 
@@ -113,4 +114,51 @@ TEST_CASE("sql: runner options are checked", "[unit][sql]") {
   o.distinct_exact_limit = std::size_t{1} << 30;
   CHECK(WindowRunner::create(q, o).error().message() ==
         "distinct_exact_limit must be at most 16777216");
+}
+
+// Floating fields are read as std::from_chars reads them, digit for digit, by the fast path for
+// plain decimals and by from_chars for the rest.
+TEST_CASE("sql: floating fields read exactly as from_chars reads them", "[unit][sql]") {
+  const std::vector<std::string> texts = {"0.1",
+                                          "-12.75",
+                                          "49.5",
+                                          "0.3",
+                                          "2.675",
+                                          "123456789012345",
+                                          "12345678901234.5",
+                                          "1234567890123456",
+                                          "9007199254740993",
+                                          "0.000000000000001",
+                                          "1e3",
+                                          "-0.0",
+                                          "5.",
+                                          "-",
+                                          "1.5x",
+                                          "0.1e-2",
+                                          "00012.50",
+                                          "999999999999999.9",
+                                          "99999999999999.99",
+                                          "1.7976931348623157e308",
+                                          "4.9e-324",
+                                          "123.456e-7",
+                                          "-7",
+                                          ".5"};
+  auto q = must_compile("SELECT k, MIN(x) AS v FROM src GROUP BY TUMBLE(INTERVAL '5' SECOND), k");
+  auto r = must_run(q);
+  Batch in, out;
+  for (std::size_t k = 0; k < texts.size(); ++k) {
+    add_event(in, kSec, {i("k", static_cast<long long>(k)), d("x", texts[k])});
+  }
+  for (std::size_t k = 0; k < in.size(); ++k) CHECK(r->on_event(in[k]) == EventOutcome::accepted);
+  REQUIRE(r->flush(out) == texts.size());
+  std::vector<std::string> want;
+  for (std::size_t k = 0; k < texts.size(); ++k) {
+    double v = 0;
+    std::from_chars(texts[k].data(), texts[k].data() + texts[k].size(), v);
+    char buf[32];
+    const auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    REQUIRE(ec == std::errc());
+    want.push_back("k=" + std::to_string(k) + ",v=" + std::string(buf, p));
+  }
+  CHECK(rows_of(out) == want);
 }

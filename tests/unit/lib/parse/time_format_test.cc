@@ -127,3 +127,80 @@ TEST_CASE("time: only year-less patterns read the clock", "[parse][time]") {
   REQUIRE(f);
   CHECK(f->parse("2025-06-24 20:30:00", 0) == f->parse("2025-06-24 20:30:00", INT64_MAX / 2));
 }
+
+// The per-second cache gives what a full parse gives, text by text: same second, next second,
+// fractions of every length, texts that do not match, a separator elsewhere, spaces around it.
+TEST_CASE("time: the second cache gives the full parse's results", "[parse][time]") {
+  struct Case {
+    std::string_view format, zone;
+  };
+  const Case cases[] = {{"%Y-%m-%d %H:%M:%S.%f", "UTC"},
+                        {"%Y-%m-%d %H:%M:%S,%f", "UTC"},
+                        {"%d/%b/%Y:%H:%M:%S.%f %z", "UTC"},  // not cacheable: %f is not last
+                        {"%Y-%m-%dT%H:%M:%S.%f", "Europe/Berlin"},
+                        {"%H.%M.%S.%f", "UTC"},
+                        {"%s.%f", "UTC"},
+                        {"%b %e %H:%M:%S.%f", "UTC"}};  // no year: reads the clock, no cache
+  const std::string_view texts[] = {"2025-06-24 20:30:09.903",
+                                    "2025-06-24 20:30:09.904",
+                                    "2025-06-24 20:30:09.9",
+                                    "2025-06-24 20:30:09.123456789123",
+                                    "2025-06-24 20:30:09.",
+                                    "2025-06-24 20:30:09.9x",
+                                    "2025-06-24 20:30:10.001",
+                                    "2025-06-24 20:30:09.5",
+                                    "2025-06-24 20:30:9.5",
+                                    " 2025-06-24 20:30:09.5 ",
+                                    "2025-06-24  20:30:09.5",
+                                    "2025-06-24 20:30:09,5",
+                                    "2025-06-24 20:30:09,6",
+                                    "2025-13-24 20:30:09.5",
+                                    "2025-13-24 20:30:09.6",
+                                    "2025-06-24T20:30:09.5",
+                                    "2025-03-30T02:30:00.1",
+                                    "2025-03-30T02:30:00.2",
+                                    "2025-10-26T02:30:00.1",
+                                    "20.30.09.5",
+                                    "20.30.09.6",
+                                    "20.30.09",
+                                    "1750768200.25",
+                                    "1750768200.5",
+                                    "99999999999999999.5",
+                                    "Jun 24 20:30:09.5",
+                                    "Jun 24 20:30:09.6",
+                                    "24/Jun/2025:20:30:09.5 +0200",
+                                    "",
+                                    ".",
+                                    "5",
+                                    "2025-06-24 20:30:09.-5"};
+  for (const auto& c : cases) {
+    auto z = TimeZone::load(c.zone);
+    REQUIRE(z);
+    auto f = TimeFormat::make(c.format, *z);
+    REQUIRE(f);
+    TimeFormat::SecondCache cache;
+    const std::int64_t now = 1750768209 * kS;
+    for (int round = 0; round < 2; ++round) {
+      for (const auto text : texts) {
+        INFO(c.format << " | " << text);
+        CHECK(f->parse(text, now, cache) == f->parse(text, now));
+      }
+    }
+  }
+  // A hit reads only the fraction.
+  auto f = TimeFormat::make("%Y-%m-%d %H:%M:%S.%f", TimeZone{});
+  REQUIRE(f);
+  TimeFormat::SecondCache cache;
+  const std::int64_t second = 1750797009 * kS;  // 2025-06-24 20:30:09 UTC
+  CHECK(f->parse("2025-06-24 20:30:09.903", 0, cache) == second + 903'000'000);
+  CHECK(f->parse("2025-06-24 20:30:09.000000001", 0, cache) == second + 1);
+  CHECK(f->parse("2025-06-24 20:30:09.99", 0, cache) == second + 990'000'000);
+  CHECK(f->parse("2025-06-24 20:30:10.5", 0, cache) == second + kS + 500'000'000);
+  CHECK(f->parse("2025-06-24 20:30:10.x", 0, cache) == std::nullopt);
+  CHECK(f->parse("2025-06-24 20:30:10.25", 0, cache) == second + kS + 250'000'000);
+  // A cache filled by another format is not used by this one.
+  auto g = TimeFormat::make("%Y-%d-%m %H:%M:%S.%f", TimeZone{});
+  REQUIRE(g);
+  CHECK(g->parse("2025-06-24 20:30:10.25", 0, cache) == std::nullopt);
+  CHECK(g->parse("2025-01-06 20:30:10.25", 0, cache) == f->parse("2025-06-01 20:30:10.25", 0));
+}

@@ -71,6 +71,19 @@ TEST_CASE("sketch hash: the typed hashes are pinned", "[unit][sketch]") {
   CHECK(hash_bool(false) == 0xC301F8F02EF4B4AAULL);
 }
 
+// hash_int() is xxh64() of the number's 8 little-endian bytes with seed 1, for every number (its
+// steps are written out for that length).
+TEST_CASE("sketch hash: hash_int is xxh64 of the little-endian bytes", "[unit][sketch]") {
+  std::uint64_t v = 0x9E3779B97F4A7C15ULL;
+  for (int k = 0; k < 10000; ++k) {
+    v = v * 6364136223846793005ULL + 1442695040888963407ULL;
+    const std::uint64_t n = k < 64 ? (std::uint64_t{1} << k) - 1 : v;
+    char bytes[8];
+    for (int b = 0; b < 8; ++b) bytes[b] = static_cast<char>(n >> (8 * b));
+    REQUIRE(hash_int(static_cast<std::int64_t>(n)) == xxh64(std::string_view(bytes, 8), 1));
+  }
+}
+
 TEST_CASE("sketch hash: values SQL calls equal hash alike", "[unit][sketch]") {
   CHECK(hash_double(1.0) == hash_int(1));
   CHECK(hash_double(-42.0) == hash_int(-42));
