@@ -21,14 +21,9 @@ constexpr std::string_view kStateMagic = "SQLP1";
 // Leases held between checkpoints; past this the pipeline checkpoints before taking more.
 constexpr std::size_t kMaxHeldLeases = 4096;
 constexpr TakeLimits kTakeLimits{.max_events = 4096, .max_bytes = 8u << 20};
-// Rows taken from the engine and not yet safe in the target (waiting here, or put and not yet
-// taken and committed by every reader of a memory target, or stored by a durable one): the rest
-// of a large window's rows stay in the engine (and in its checkpoints), where a group costs its
-// cells (~100 bytes) rather than an event (~500 bytes with its fields), until the target's sinks
-// took these. Without the bound a roomy target held a whole window's rows at once: 100k rows,
-// 20 MB of a 40 MB budget (issue 13). While stopping only room in the target counts (see
-// rows_budget()).
-constexpr std::size_t kMaxRowsOut = 2048;
+// Rows taken from the engine and not yet put: the rest of a large window's rows stay in the
+// engine (and in its checkpoints) until these are in the channel, so memory stays bounded.
+constexpr std::size_t kMaxPendingRows = 8192;
 
 Labels pipeline_labels(const std::string& name) { return {{"component", name}, {"type", "sql"}}; }
 
@@ -78,9 +73,8 @@ Pipeline::Pipeline(const PipelineSpec& spec, Loop& loop, MetricsRegistry& metric
                                    "Expressions that failed on an event (the value became NULL).",
                                    pipeline_labels(spec.name))),
       blocked_(metrics.counter("sluice_pipeline_output_blocked_total",
-                               "Times rows waited for room in a full output channel, or for "
-                               "its sinks to take the 2048 rows already out (they are kept and "
-                               "put when there is room).",
+                               "Times rows waited for room in a full output channel (they are "
+                               "kept and put when there is room).",
                                pipeline_labels(spec.name))),
       checkpoints_(metrics.counter("sluice_pipeline_checkpoints_total",
                                    "State checkpoints stored with the input cursor.",
@@ -240,6 +234,7 @@ void Pipeline::schedule_pump() {
       [](void* self, std::uint64_t) {
         auto* p = static_cast<Pipeline*>(self);
         p->pump_scheduled_ = false;
+        p->pacing_ = false;
         p->pump();
       },
       this, 0);
@@ -247,13 +242,16 @@ void Pipeline::schedule_pump() {
 
 void Pipeline::pump() {
   if (state_ == State::created || state_ == State::stopped) return;
+  const std::uint64_t rows_before = rows_out_n_;
   while (put_pending()) {
     if (runner_->has_pending_rows()) {
-      // A closed window's rows leave kMaxRowsOut at a time: the next ones once the target's sinks
-      // took these (on_output_safe() pumps again). No input is read meanwhile, so the rows
-      // waiting in the engine hold the source back as a full channel would.
-      if (rows_budget() == 0) {
-        blocked_.inc();
+      // At most a batch of a large window's rows per loop turn (pacing_ holds until the deferred
+      // pump, so that other pumps of the turn do not add theirs): the target's sinks take it
+      // before the next is put, so a roomy target channel does not fill with every row of the
+      // window in one turn (100k rows of ~550 bytes held at once).
+      if (pacing_ || rows_out_n_ - rows_before >= kMaxPendingRows) {
+        pacing_ = true;
+        schedule_pump();
         break;
       }
       if (emit_closed() > 0) continue;
@@ -336,17 +334,10 @@ void Pipeline::process(const Batch& batch) {
   emit_closed();
 }
 
-std::size_t Pipeline::rows_budget() const {
-  std::size_t out = rows_.size() - rows_offset_;
-  // Stopping: the sink groups drain only after the pipelines stopped, and a dead sink must not
-  // hold the stop (it would, waiting for rows to be safe); room in the target is the bound then.
-  if (state_ == State::running) out += static_cast<std::size_t>(rows_out_n_ - rows_safe_n_);
-  return out >= kMaxRowsOut ? 0 : kMaxRowsOut - out;
-}
-
 std::size_t Pipeline::emit_closed() {
-  const std::size_t budget = rows_budget();
-  const std::size_t n = budget == 0 ? 0 : runner_->emit_closed(rows_, budget);
+  const std::size_t waiting = rows_.size() - rows_offset_;
+  const std::size_t n =
+      waiting >= kMaxPendingRows ? 0 : runner_->emit_closed(rows_, kMaxPendingRows - waiting);
   if (n > 0) dirty_ = true;
   const sql::RunnerStats& s = runner_->stats();
   closed_early_.inc(s.windows_closed_early -
@@ -363,7 +354,7 @@ std::size_t Pipeline::emit_closed() {
 // waits for room.
 bool Pipeline::put_pending() {
   if (!put_from(rows_, rows_offset_, rows_out_)) return false;
-  if (rows_since_trim_ >= kMaxRowsOut && !runner_->has_pending_rows()) release_row_buffers();
+  if (rows_since_trim_ >= kMaxPendingRows && !runner_->has_pending_rows()) release_row_buffers();
   while (!late_.empty() && late_out_) {
     if (!put_from(late_.front(), late_offset_, *late_out_)) return false;
     late_.erase(late_.begin());
@@ -380,14 +371,12 @@ bool Pipeline::put_from(Batch& pending, std::size_t& offset, SourceOutput& out) 
     const std::size_t n = std::min<std::size_t>(out.max_batch_events(), pending.size() - offset);
     chunk_.clear();
     chunk_.append_range(pending, offset, offset + n);
-    const std::uint64_t seq = out.put(chunk_, "");
     if (&out == &rows_out_) {
       rows_since_trim_ += n;
       rows_out_n_ += n;
       rows_total_.inc(n);
-      rows_unsafe_.emplace_back(seq, rows_out_n_);
-      count_safe_rows();  // in case the put was safe at once
     }
+    out.put(chunk_, "");
     offset += n;
   }
   pending.clear();
@@ -395,11 +384,10 @@ bool Pipeline::put_from(Batch& pending, std::size_t& offset, SourceOutput& out) 
   return true;
 }
 
-// A large window's rows are out: their buffers (rows_ and chunk_ grown to kMaxRowsOut rows, a
+// A large window's rows are out: their buffers (rows_ and chunk_ grown to kMaxPendingRows rows, a
 // few MB) are not kept for the next window, minutes away, and the heap pages the burst freed go
-// back to the system. Without this the agent kept ~10 MB more after each large window than
-// before it (issue 13: 64 MB peak RSS where 40 was the target). malloc_trim costs ~1 ms per
-// large window (measured: see the README's figures); it runs at most once per kMaxRowsOut rows.
+// back to the system (without this the agent kept ~10 MB more after each large window). It runs
+// at most once per kMaxPendingRows rows, ~1-4 ms each (malloc_trim walks the arenas).
 void Pipeline::release_row_buffers() {
   rows_since_trim_ = 0;
   rows_.release();
@@ -415,19 +403,7 @@ bool Pipeline::outputs_safe() const {
   return !late_out_ || late_out_->safe_seq() >= late_out_->last_seq();
 }
 
-void Pipeline::count_safe_rows() {
-  const std::uint64_t safe = rows_out_.safe_seq();
-  while (!rows_unsafe_.empty() && rows_unsafe_.front().first <= safe) {
-    rows_safe_n_ = rows_unsafe_.front().second;
-    rows_unsafe_.pop_front();
-  }
-}
-
 void Pipeline::on_output_safe() {
-  count_safe_rows();
-  // Later rows of a closed window wait for these (rows_budget()); pumped from the loop, not
-  // from inside the channel's callback.
-  if (state_ == State::running && runner_->has_pending_rows()) schedule_pump();
   maybe_checkpoint(false);
   if (final_done_) maybe_checkpoint(true);
 }
@@ -526,7 +502,8 @@ void Pipeline::finish_stop() {
   if (spec_.on_stop == OnStop::emit && !flushed_) {
     flushed_ = true;
     const std::size_t open = runner_->open_windows();
-    runner_->flush(rows_, rows_budget());
+    const std::size_t waiting = rows_.size() - rows_offset_;
+    runner_->flush(rows_, waiting >= kMaxPendingRows ? 0 : kMaxPendingRows - waiting);
     dirty_ = true;
     spdlog::info("pipeline {}: on_stop = \"emit\": {} open windows closed", spec_.name, open);
   }

@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -100,9 +99,6 @@ class Pipeline final : private DataListener, private CommitListener {
   void maybe_checkpoint(bool force);
   /// Moves closed windows' rows from the engine to rows_ (bounded); returns how many.
   std::size_t emit_closed();
-  /// How many more rows may leave the engine now (kMaxRowsOut less those out and not safe).
-  std::size_t rows_budget() const;
-  void count_safe_rows();
   void release_row_buffers();
   void on_idle();
   void restart_idle_timer();
@@ -129,6 +125,7 @@ class Pipeline final : private DataListener, private CommitListener {
   NoCommitListener input_commits_;  // a memory input's commits (they cannot fail)
   State state_ = State::created;
   bool pump_scheduled_ = false;
+  bool pacing_ = false;  // rows were put this loop turn: the next batch waits for the next
   bool waiting_data_ = false;
   bool commit_in_flight_ = false;
   bool dirty_ = false;    // state changed since the last checkpoint
@@ -142,11 +139,8 @@ class Pipeline final : private DataListener, private CommitListener {
   Timer checkpoint_timer_, idle_timer_, tick_timer_, retry_timer_;
   std::function<void()> stop_done_, final_done_;
   std::uint64_t events_in_n_ = 0, rows_out_n_ = 0, late_n_ = 0;
-  // Rows put into the target and reported safe; per put not yet safe: (seq, rows_out_n_ after).
-  std::uint64_t rows_safe_n_ = 0;
   std::uint64_t rows_since_trim_ = 0;  // rows put since release_row_buffers()
-  std::deque<std::pair<std::uint64_t, std::uint64_t>> rows_unsafe_;
-  sql::RunnerStats seen_{};  // the runner's counters already added to the metrics
+  sql::RunnerStats seen_{};            // the runner's counters already added to the metrics
 
   Counter& events_in_;
   Counter& rows_total_;
