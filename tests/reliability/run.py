@@ -20,6 +20,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -1425,13 +1426,18 @@ def count_numbers(path, n):
 
 def dead_group_isolation(ctx):
     """One lmdb channel read by two sinks (each its own group): "live" (file) and "dead" (avro to
-    a closed port). The live one's throughput must stay within 10 % of running alone (the same
-    lines, measured in the same run, alternating, best of each; up to twice as many runs while
-    the figure misses, as noise on a shared machine can, and a real slowdown cannot, pass).
-    Everything is on a tmpfs (/dev/shm), so that other processes' disk writes do not decide it."""
+    a closed port). The live one's throughput must stay within 10 % of running alone: the same
+    lines, measured in the same run, in alternating pairs, comparing the medians of each mode
+    (at least 3 pairs; up to 8 while the figure misses, as noise on a shared machine can, and a
+    real slowdown cannot, pass). Everything is on a tmpfs (/dev/shm), so that other processes'
+    disk writes do not decide it. The timed runs write the live sink's lines to /dev/null: on
+    this machine (a VM whose memory the host reclaims), writing a fresh tmpfs file costs from 0.05
+    to 0.6 s of kernel time for the same 1M lines from one run to the next, which is no part of
+    what the claim is about and decided the figure. One more run beside the dead group writes
+    them to a file, and that run counts every sequence number."""
     r = Result("dead-group-isolation")
-    n = 5000000 if ctx.long else 1000000
-    rounds = 5 if ctx.long else 2
+    n = 5000000 if ctx.long else 2000000
+    pairs, most = (5, 10) if ctx.long else (3, 8)
     base = tempfile.mkdtemp(prefix="sluice-rel-groups-", dir="/dev/shm")
     CLEANUPS.append(lambda: shutil.rmtree(base, ignore_errors=True))
     app = os.path.join(base, "app.log")
@@ -1439,19 +1445,17 @@ def dead_group_isolation(ctx):
     live_ok = 'sluice_sink_events_total{component="live",type="file",outcome="ok"}'
     rates = {"alone": [], "beside a dead group": []}
     cpu = {"alone": [], "beside a dead group": []}
-    held = None
+    held = []
 
-    def ratio():  # the live group's best wall rate beside a dead one / its best alone
-        return max(rates["beside a dead group"]) / max(1.0, max(rates["alone"]))
+    def ratio():  # the live group's median wall rate beside a dead one / its median alone
+        return (statistics.median(rates["beside a dead group"]) /
+                max(1.0, statistics.median(rates["alone"])))
 
     def per_cpu():  # the same for lines per CPU second (reported: less noisy, but not the claim)
-        return min(cpu["alone"]) / max(0.01, min(cpu["beside a dead group"]))
+        return (statistics.median(cpu["alone"]) /
+                max(0.01, statistics.median(cpu["beside a dead group"])))
 
-    for k in range(rounds * 4):
-        if k >= rounds * 2 and k % 2 == 0 and ratio() >= 0.9:
-            break
-        mode = "alone" if k % 2 == 0 else "beside a dead group"
-        out = os.path.join(base, "live.%d.log" % k)
+    def one_run(k, mode, out):
         sinks = file_sink("live", out)
         if mode != "alone":
             sinks += avro_sink("dead", free_port(), 'penalty_base = "50ms"\nmax_penalty = "200ms"')
@@ -1469,34 +1473,43 @@ def dead_group_isolation(ctx):
                     marks[f] = (time.monotonic(), c)
             return c >= n
 
-        done = eventually(120, delivered_all, 0.005)
+        done = eventually(180, delivered_all, 0.005)
         (t1, c1), (t2, c2) = marks.get(0.1, (0, 0)), marks.get(0.9, (0, 0))
-        rates[mode].append((c2 - c1) / (t2 - t1) if done and t2 > t1 else 0.0)
-        cpu[mode].append(cpu_seconds(agent.pid()))
+        rate = (c2 - c1) / (t2 - t1) if done and t2 > t1 else 0.0
+        used = cpu_seconds(agent.pid())
         if mode != "alone":
-            held = agent.metric(LMDB_EVENTS)
-        agent.terminate()
-        delivered, lost, duplicated = count_numbers(out, n)
-        os.unlink(out)
-        r.sent += n
-        r.delivered += delivered
-        r.lost += lost
-        r.duplicated += duplicated
+            held.append(agent.metric(LMDB_EVENTS))
+        rc = agent.terminate()
         shutil.rmtree(agent.dir)  # its lmdb environment: n lines
-    # On this 2-core machine shared with builds, one run's wall rate can differ 4x from the next
-    # identical one (the scheduler decides it): best of each mode, and more runs while it misses.
-    r.ok = r.lost == 0 and ratio() >= 0.9 and held == n
-    r.notes.append("%d lines, taildir -> lmdb (sync full) -> file on a tmpfs, %d runs each, "
-                   "alternating; the live group's rate from 10 %% to 90 %% delivered: alone %s, "
-                   "beside a dead avro group %s lines/s: best %.1f %% of alone (at least 90 %% "
-                   "required; load average %.1f); CPU s of the agent: alone %s, beside %s (lines "
-                   "per CPU second %.1f %% of alone); the dead group's cursor held %s events; "
-                   "sent/delivered summed over the runs" %
+        return rate, used, done and rc == 0
+
+    all_done = True
+    for k in range(2 * most):
+        if k >= 2 * pairs and k % 2 == 0 and ratio() >= 0.9:
+            break
+        mode = "alone" if k % 2 == 0 else "beside a dead group"
+        rate, used, ok = one_run(k, mode, "/dev/null")
+        all_done = all_done and ok
+        rates[mode].append(rate)
+        cpu[mode].append(used)
+    out = os.path.join(base, "live.log")
+    _, _, ok = one_run(2 * most, "beside a dead group", out)
+    delivered, lost, duplicated = count_numbers(out, n)
+    r.sent, r.delivered, r.lost, r.duplicated = n, delivered, lost, duplicated
+    r.ok = (all_done and ok and r.lost == 0 and r.duplicated == 0 and ratio() >= 0.9 and
+            all(h == n for h in held))
+    r.notes.append("%d lines, taildir -> lmdb (sync full) -> file on a tmpfs (/dev/null in the "
+                   "timed runs), %d runs each, alternating; the live group's rate from 10 %% to "
+                   "90 %% delivered: alone %s, beside a dead avro group %s lines/s: median %.1f %% "
+                   "of alone (at least 90 %% required; load average %.1f); CPU s of the agent: "
+                   "alone %s, beside %s (lines per CPU second, medians, %.1f %% of alone); the dead "
+                   "group's cursor held %s events; sent/delivered: the counted run beside the "
+                   "dead group" %
                    (n, len(cpu["alone"]), "/".join("%.0f" % x for x in rates["alone"]),
                     "/".join("%.0f" % x for x in rates["beside a dead group"]), 100 * ratio(),
                     os.getloadavg()[0], "/".join("%.2f" % x for x in cpu["alone"]),
                     "/".join("%.2f" % x for x in cpu["beside a dead group"]), 100 * per_cpu(),
-                    None if held is None else int(held)))
+                    "/".join(str(None if h is None else int(h)) for h in held)))
     return r
 
 
