@@ -201,6 +201,13 @@ HttpSink::HttpSink(const HttpSinkConfig& config, SinkContext& ctx,
       ctx_(ctx),
       client_(std::move(client)),
       log_url_(redact_userinfo(config.url)),
+      splits_(ctx.metrics.counter("sluice_http_sink_splits_total",
+                                  "Requests answered 413 (too large) and sent again as two halves.",
+                                  ctx.labels())),
+      limit_gauge_(ctx.metrics.gauge(
+          "sluice_http_sink_request_bytes_limit",
+          "Most event bytes (before encoding) per request since a 413 (0: no limit).",
+          ctx.labels())),
       stop_timer_(ctx.loop),
       metrics_(ctx.metrics, ctx.labels()) {
   switch (config_.format) {
@@ -313,8 +320,48 @@ void HttpSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& done
   d.id = id;
   d.done = &done;
   d.batch = &batch;
+  // The requests in order, from the back: chunks of at most the bytes a 413 taught, each of at
+  // least one event.
+  const auto n = static_cast<std::uint32_t>(batch.size());
+  if (request_bytes_limit_ == 0 || batch.bytes() <= request_bytes_limit_) {
+    d.todo.emplace_back(0, n);
+  } else {
+    std::uint32_t first = 0;
+    std::uint64_t bytes = 0;
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const std::uint64_t b = batch[i].bytes();
+      if (i > first && bytes + b > request_bytes_limit_) {
+        d.todo.emplace_back(first, i);
+        first = i;
+        bytes = 0;
+      }
+      bytes += b;
+    }
+    d.todo.emplace_back(first, n);
+    std::reverse(d.todo.begin(), d.todo.end());
+  }
+  send_next(d);
+}
+
+void HttpSink::send_next(Delivery& d) {
+  if (d.todo.empty()) {
+    if (d.rejected.empty()) return answer(d.id, DeliveryResult::ok());
+    if (d.rejected.size() == d.batch->size()) {
+      return answer(d.id, DeliveryResult::reject(std::move(d.why)));  // every event
+    }
+    std::sort(d.rejected.begin(), d.rejected.end());
+    return answer(d.id, DeliveryResult::reject(std::move(d.why), std::move(d.rejected)));
+  }
+  if (stopping_) return answer(d.id, DeliveryResult::retry("stopping"));  // between two halves
+  const auto [first, end] = d.todo.back();
+  d.sending = d.batch;
+  if (end - first != d.batch->size()) {
+    d.part.clear();
+    d.part.append_range(*d.batch, first, end);
+    d.sending = &d.part;
+  }
   std::string body;
-  encode(batch, config_.format, body);
+  encode(*d.sending, config_.format, body);
   d.raw_bytes = body.size();
   if (config_.compression == http::Compression::none) {
     send(d, std::move(body));
@@ -322,6 +369,7 @@ void HttpSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& done
   }
   // Compression runs on the threadpool: a large batch would stall the loop for milliseconds.
   Status error;
+  const DeliveryId id = d.id;
   d.work = http::CompressJob::start(
       ctx_.loop, config_.compression, config_.compression_level, std::move(body),
       [this, id](Status st, std::string&& compressed) {
@@ -337,8 +385,9 @@ void HttpSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& done
       },
       error);
   if (d.work == nullptr) {
+    DeliveryListener* done = d.done;
     deliveries_.erase(id.value);
-    answer_later(id, &done, DeliveryResult::retry(error.message()));
+    answer_later(id, done, DeliveryResult::retry(error.message()));
   }
 }
 
@@ -349,7 +398,7 @@ void HttpSink::send(Delivery& d, std::string body) {
   req.url = config_.url;
   req.headers = headers_;
   if (!config_.idempotency_header.empty()) {
-    req.headers.emplace_back(config_.idempotency_header, idempotency_key(*d.batch));
+    req.headers.emplace_back(config_.idempotency_header, idempotency_key(*d.sending));
   }
   req.body = std::move(body);
   const DeliveryId id = d.id;
@@ -362,9 +411,21 @@ void HttpSink::on_response(DeliveryId id, http::ClientResponse&& r) {
   if (it == deliveries_.end()) return;
   metrics_.answered(r);
   http::Classification c = http::classify(r, config_.reason_body_bytes);
+  Delivery& d = it->second;
+  const auto [first, end] = d.todo.back();
+  const std::uint32_t events = end - first;
   switch (c.verdict) {
     case http::Verdict::ok:
-      return answer(id, DeliveryResult::ok());
+      if (request_bytes_limit_ != 0 && ++accepted_since_limit_ >= kGrowAfter) {
+        // Perhaps the receiver takes more again: try twice as much (a 413 halves it back).
+        request_bytes_limit_ = request_bytes_limit_ >= (std::uint64_t{1} << 40)
+                                   ? 0
+                                   : request_bytes_limit_ * 2;
+        accepted_since_limit_ = 0;
+        limit_gauge_.set(static_cast<std::int64_t>(request_bytes_limit_));
+      }
+      d.todo.pop_back();
+      return send_next(d);
     case http::Verdict::retry:
       metrics_.retries.inc();
       if (c.retry_after) {
@@ -378,10 +439,32 @@ void HttpSink::on_response(DeliveryId id, http::ClientResponse&& r) {
       }
       return answer(id, DeliveryResult::retry(std::move(c.reason)));
     case http::Verdict::reject:
+      d.todo.pop_back();
+      if (r.status == 413 && events > 1) {
+        // Too large: the two halves, the first sent first. The limit is learned for the next
+        // batches, so that each does not meet the same 413.
+        const std::uint32_t half = first + events / 2;
+        d.todo.emplace_back(half, end);
+        d.todo.emplace_back(first, half);
+        splits_.inc();
+        const std::uint64_t refused = std::max<std::uint64_t>(1, d.sending->bytes() / 2);
+        if (request_bytes_limit_ == 0 || refused < request_bytes_limit_) {
+          request_bytes_limit_ = refused;
+          limit_gauge_.set(static_cast<std::int64_t>(request_bytes_limit_));
+        }
+        accepted_since_limit_ = 0;
+        SLUICE_WARN_LIMITED(log_limit_,
+                            "http sink {}: {} events too large for the server ({}): sending at "
+                            "most {} bytes of events per request",
+                            ctx_.name, events, c.reason, request_bytes_limit_);
+        return send_next(d);
+      }
       metrics_.rejects.inc();
       SLUICE_WARN_LIMITED(log_limit_, "http sink {}: batch of {} events rejected: {}", ctx_.name,
-                          it->second.batch->size(), c.reason);
-      return answer(id, DeliveryResult::reject(std::move(c.reason)));
+                          events, c.reason);
+      if (d.rejected.empty()) d.why = std::move(c.reason);
+      for (std::uint32_t i = first; i < end; ++i) d.rejected.push_back(i);
+      return send_next(d);
   }
 }
 

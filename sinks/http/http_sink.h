@@ -65,8 +65,12 @@ struct HttpSinkConfig {
 /// A webhook: one POST per batch, in the configured body format. 2xx answers Ok; 408, 429, 5xx,
 /// timeouts and connection errors answer Retry (a Retry-After is honoured: until it passes, new
 /// batches answer Retry at once and the probe reports unhealthy); other 4xx answer Reject with the
-/// answer's body in the reason. Several requests are in flight at once (max_in_flight), on
-/// kept-alive connections.
+/// answer's body in the reason. A 413 (body too large) splits the request in two halves, sent one
+/// after the other, down to single events (a single event answered 413 is rejected, the rest
+/// delivered). The sink then cuts batches into requests of at most half the refused request's
+/// event bytes (EventView::bytes, before encoding), and doubles that limit after kGrowAfter
+/// accepted requests. Several requests are in
+/// flight at once (max_in_flight), on kept-alive connections.
 class HttpSink final : public Sink {
  public:
   HttpSink(const HttpSinkConfig& config, SinkContext& ctx, std::unique_ptr<http::Client> client);
@@ -94,7 +98,16 @@ class HttpSink final : public Sink {
     http::CompressJob* work = nullptr;  // compressing on the threadpool
     bool cancelled = false;
     std::size_t raw_bytes = 0;
+    // The events [first, end) of the batch that each request still to send carries: the whole
+    // batch, unless the request limit or a 413 split it. The back is sent next.
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> todo;
+    const Batch* sending = nullptr;  // the batch, or `part` when a request carries a range
+    Batch part;
+    std::vector<std::uint32_t> rejected;  // indices in the batch
+    std::string why;                      // the first rejection's reason
   };
+  static constexpr std::uint32_t kGrowAfter = 64;
+  void send_next(Delivery& d);
   void send(Delivery& d, std::string body);
   void on_response(DeliveryId id, http::ClientResponse&& r);
   void answer(DeliveryId id, DeliveryResult result);
@@ -114,6 +127,12 @@ class HttpSink final : public Sink {
   ProbeListener* probe_listener_ = nullptr;
   bool probe_in_flight_ = false;
   TimePoint retry_after_until_{};
+  // Most event bytes per request since a 413 (0: no limit), and the requests accepted since it
+  // was last set or doubled.
+  std::uint64_t request_bytes_limit_ = 0;
+  std::uint32_t accepted_since_limit_ = 0;
+  Counter& splits_;
+  Gauge& limit_gauge_;
   StopCallback on_stopped_;
   bool stopping_ = false;
   Timer stop_timer_;

@@ -154,6 +154,59 @@ TEST_CASE("http sink: a 400 is rejected counted and dead-lettered while the rest
   CHECK(agent.terminate() == 0);
 }
 
+TEST_CASE(
+    "http sink: a 413 splits the request until the receiver takes it while one event too large "
+    "is rejected alone and later batches are cut to the learned size",
+    "[integration][http_sink][split]") {
+  Setup s;
+  // Bodies of at most 600 bytes, as nginx's client_max_body_size: a batch of 300 short lines is
+  // about 1,000 bytes, and line 301 alone is 705.
+  append_numbers(s.log_file, 1, 300);
+  write_file(s.logs + "/big.log", "301 " + std::string(700, 'x') + "\n");
+  append_numbers(s.log_file, 302, 400);
+  HttpPeer peer("", 0, {"--max-body", "600"});
+  AgentProcess agent("taildir_http.toml",
+                     http_options(s, peer.url("/in"), "format = \"raw\"", false, 300));
+  REQUIRE(agent.wait_ready());
+  const std::string dead = agent.path("dead.log");
+  REQUIRE(eventually(20s, [&] {
+    const auto got = numbers_received(peer);
+    return count_lines(dead) == 1 && covers(got, 1, 300) && covers(got, 302, 400);
+  }));
+  CHECK(numbers_received(peer).count(301) == 0);
+  CHECK(dead_numbers(dead) == std::multiset<long>{301});
+  const std::string text = read_file(dead);
+  CHECK(text.find("301 xxxx") != std::string::npos);
+  CHECK(text.find("HTTP 413 Content Too Large: body larger than 600 bytes") != std::string::npos);
+  CHECK(agent.metric(metric_name("sluice_http_sink_splits_total")).value_or(0) >= 1);
+  const double limit =
+      agent.metric(metric_name("sluice_http_sink_request_bytes_limit")).value_or(0);
+  CHECK(limit > 0);
+  CHECK(limit < 600);
+  CHECK(agent.metric(
+            R"(sluice_sink_events_total{component="hook",type="http",outcome="reject"})") == 1.0);
+  auto refused = [&] {
+    long n = 0;
+    for (const PeerRequest& r : peer.requests()) {
+      if (r.answer == "413") ++n;
+      if (r.answer == "ok") CHECK(r.raw_bytes <= 600);
+    }
+    return n;
+  };
+  const long refused_before = refused();
+  CHECK(refused_before >= 2);  // the first batch, and line 301 alone
+  // With the size learned, 600 more lines in batches of 300 go through without another 413.
+  append_numbers(s.log_file, 401, 1000);
+  REQUIRE(eventually(20s, [&] { return covers(numbers_received(peer), 401, 1000); }));
+  CHECK(refused() == refused_before);
+  // The peer records a request before it answers: the sink counts the last batch a moment later.
+  CHECK(eventually(10s, [&] {
+    return agent.metric(R"(sluice_sink_events_total{component="hook",type="http",outcome="ok"})")
+               .value_or(-1) == 999.0;
+  }));
+  CHECK(agent.terminate() == 0);
+}
+
 TEST_CASE("http sink: failover to a file while the receiver is down and failback when it returns",
           "[integration][http_sink][failover]") {
   Setup s;

@@ -3,7 +3,7 @@
 its body, fails on demand and counts.
 
   http_peer.py --addr-file FILE --out FILE [--port P] [--script A,B,...] [--health-path /health]
-               [--tls-cert PEM --tls-key KEY [--tls-client-ca PEM]]
+               [--max-body BYTES] [--tls-cert PEM --tls-key KEY [--tls-client-ca PEM]]
 
 Listens on 127.0.0.1:P (0: any free port; SO_REUSEADDR, so a restarted peer can take the same
 port), writes "127.0.0.1:PORT\\n" to --addr-file once listening (atomically), and appends one JSON
@@ -28,6 +28,8 @@ Control (HTTP on the same port):
   GET  /_peer/stats    {"requests": N (data), "health": N, "by_answer": {...},
                         "connections": N (that carried data requests),
                         "events": N (JSON array items or lines decoded)}
+With --max-body, a data request whose body (as sent) is larger answers 413 before the script is
+consulted, as nginx's client_max_body_size does, and is recorded with "answer": "413".
 A body whose Content-Encoding cannot be decoded (gzip via the stdlib, zstd via the `zstd` CLI)
 answers 400 and is recorded with "decode_error".
 """
@@ -148,7 +150,12 @@ class Handler(BaseHTTPRequestHandler):
             STATE["requests"] += 1
             STATE["seq"] += 1
             seq = STATE["seq"]
-            action = "503:1" if STATE["down"] else (STATE["script"].pop(0) if STATE["script"] else "ok")
+            if ARGS.max_body and len(raw) > ARGS.max_body:
+                action = "413:body larger than %d bytes" % ARGS.max_body
+            elif STATE["down"]:
+                action = "503:1"
+            else:
+                action = STATE["script"].pop(0) if STATE["script"] else "ok"
         rec = {
             "n": seq,
             "method": self.command,
@@ -207,6 +214,7 @@ def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--script", default="")
     p.add_argument("--health-path", default="/health")
+    p.add_argument("--max-body", type=int, default=0, help="answer 413 to larger bodies")
     p.add_argument("--tls-cert", default="")
     p.add_argument("--tls-key", default="")
     p.add_argument("--tls-client-ca", default="", help="require a client certificate from this CA")

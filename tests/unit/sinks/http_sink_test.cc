@@ -1,5 +1,6 @@
 #include "sinks/http/http_sink.h"
 
+#include <fmt/format.h>
 #include <toml++/toml.h>
 
 #include <catch2/catch.hpp>
@@ -380,6 +381,63 @@ TEST_CASE("http sink: 400 rejects with the body and 503 retries honouring Retry-
   REQUIRE(r.sink->probe(probes));
   REQUIRE(test::run_until(r.loop, 5s, [&] { return probes.results.size() == 2; }));
   CHECK(probes.results[1]);
+  r.finish();
+}
+
+TEST_CASE(
+    "http sink: a 413 halves the request down to the one event too large which alone is "
+    "rejected and the learned limit doubles after 64 accepted requests",
+    "[unit][sinks][http][split]") {
+  test::HttpPeer peer("", 0, {"--max-body", "400"});
+  HttpSinkConfig c;
+  c.url = peer.url();
+  c.format = HttpBodyFormat::raw;
+  Rig r(c);
+  // 100 bodies of 10 bytes and, at index 37, one of 500: the raw body is about 1,600 bytes.
+  Batch b;
+  for (std::uint64_t i = 0; i < 100; ++i) {
+    b.add(i == 37 ? std::string(500, 'x') : fmt::format("event-{:04}", i), 1, i);
+  }
+  DeliveryResult res = r.deliver(std::move(b));
+  REQUIRE(res.is_reject());
+  CHECK(res.rejected == std::vector<std::uint32_t>{37});
+  CHECK(res.reason == "HTTP 413 Content Too Large: body larger than 400 bytes");
+  CHECK(r.metric("sluice_http_sink_rejects_total") == 1);
+  CHECK(r.metric("sluice_http_sink_splits_total") >= 3);
+  // Every other event arrived once, in order.
+  std::string got;
+  for (const test::PeerRequest& q : peer.requests()) {
+    if (q.answer == "ok") got += q.body;
+  }
+  std::string want;
+  for (int i = 0; i < 100; ++i) {
+    if (i != 37) want += fmt::format("event-{:04}\n", i);
+  }
+  CHECK(got == want);
+  // The limit is half the smallest refused request with more than one event.
+  const double limit = r.metric("sluice_http_sink_request_bytes_limit");
+  CHECK(limit > 0);
+  CHECK(limit <= 400);
+  auto refused = [&] {
+    long n = 0;
+    for (const test::PeerRequest& q : peer.requests()) n += q.answer == "413";
+    return n;
+  };
+  const long refused_before = refused();
+  CHECK(refused_before >= 4);  // 100, 50, 25, ... events, then index 37 alone
+  // A batch larger than the limit is cut before it is sent: no further 413.
+  REQUIRE(r.deliver(test::make_batch(100, "event-")).is_ok());
+  CHECK(refused() == refused_before);
+  const long requests = peer.stat("requests");
+  // After 64 accepted requests (those of that batch count) the limit doubles.
+  int accepted = 0;
+  while (r.metric("sluice_http_sink_request_bytes_limit") == limit) {
+    REQUIRE(r.deliver(test::make_batch(1, "small-")).is_ok());
+    REQUIRE(++accepted <= 64);
+  }
+  CHECK(accepted >= 1);
+  CHECK(r.metric("sluice_http_sink_request_bytes_limit") == 2 * limit);
+  CHECK(requests > refused_before + 100 / 40);  // the batch of 100 went in several requests
   r.finish();
 }
 
