@@ -1,5 +1,6 @@
 #include "sources/taildir/scan.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <set>
 
 #include "lib/ingest/line_source.h"
 
@@ -26,6 +28,35 @@ bool hash_prefix(int fd, std::uint32_t len, std::uint64_t& out) {
   }
   out = hash_name(std::string_view(buf.data(), len));
   return true;
+}
+
+// Looks in each closed file's directory for its inode under another name, when the walk did not
+// find it: renamed away in place, as a rotation does. The entry must still be the same file
+// (device, inode, first bytes), or the inode was reused and the old file is gone.
+void relocate(const ScanRequest& request, ScanResult& result) {
+  std::set<std::pair<dev_t, ino_t>> found;
+  for (const Candidate& c : result.found) found.insert({c.id.dev, c.id.ino});
+  for (const ClosedFile& f : request.closed) {
+    if (found.count({f.id.dev, f.id.ino}) != 0) continue;
+    DIR* d = ::opendir(f.dir.c_str());
+    if (d == nullptr) continue;
+    while (const dirent* e = ::readdir(d)) {
+      if (e->d_ino != f.id.ino) continue;
+      const std::string path = (f.dir == "/" ? "" : f.dir) + "/" + e->d_name;
+      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+      if (fd < 0) continue;
+      struct stat st {};
+      std::uint64_t hash = 0;
+      if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == f.id.dev &&
+          st.st_ino == f.id.ino &&
+          (f.id.fp_len == 0 || (hash_prefix(fd, f.id.fp_len, hash) && hash == f.id.fp_hash))) {
+        result.relocated.push_back({f.key, path, fd});
+        break;
+      }
+      ::close(fd);
+    }
+    ::closedir(d);
+  }
 }
 
 }  // namespace
@@ -85,7 +116,7 @@ ScanResult discover(const ScanRequest& request) {
       if (::stat(up.c_str(), &st) == 0) result.dirs.push_back({up, st.st_dev, st.st_ino, true});
     }
   }
-
+  relocate(request, result);
   return result;
 }
 

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "lib/core/log.h"
 #include "lib/ingest/line_source.h"
@@ -222,6 +223,14 @@ void TaildirSource::scan() {
   for (const auto& [key, f] : files_) {
     r.known[{f->id.dev, f->id.ino}] = f->id.fp_len;
     job->asked[key] = {f->generation, f->id};
+    if (f->fd < 0 && !f->detached) {
+      const auto slash = f->path.rfind('/');
+      r.closed.push_back({key,
+                          slash == std::string::npos ? std::string(".")
+                          : slash == 0               ? std::string("/")
+                                                     : f->path.substr(0, slash),
+                          f->id});
+    }
   }
   for (const auto& [k, p] : saved_) r.known.emplace(k, p.id.fp_len);
   uv_queue_work(
@@ -235,6 +244,7 @@ void TaildirSource::scan() {
         TaildirSource* self = j->self;
         self->scanning_ = false;
         if (!self->stopping_) self->on_scanned(std::move(j->result), j->asked);
+        close_relocated(j->result.relocated);
         delete j;
         if (self->rescan_requested_ && !self->stopping_) {
           self->rescan_requested_ = false;
@@ -278,9 +288,12 @@ void TaildirSource::on_scanned(ScanResult result, const Asked& asked) {
                                  .ignore_older = config_.ignore_older,
                                  .now = std::chrono::system_clock::now(),
                                  .fingerprint_bytes = config_.fingerprint_bytes};
+  relocated_ = &result.relocated;
   for (const ScanAction& a : reconcile(found, known, saved_, options, next_key_)) {
     apply(a, found, stale);
   }
+  relocated_ = nullptr;
+  close_relocated(result.relocated);
   first_scan_done_ = true;
   // Positions for files that no longer exist are dropped after a scan that did not find them.
   saved_.clear();
@@ -291,6 +304,12 @@ void TaildirSource::on_scanned(ScanResult result, const Asked& asked) {
   }
   update_lag();
   pump_reads();
+}
+
+void TaildirSource::close_relocated(std::vector<RelocatedFile>& relocated) noexcept {
+  for (RelocatedFile& r : relocated) {
+    if (r.fd >= 0) ::close(std::exchange(r.fd, -1));
+  }
 }
 
 void TaildirSource::apply(const ScanAction& a, const std::vector<Candidate>& found,
@@ -313,7 +332,21 @@ void TaildirSource::apply(const ScanAction& a, const std::vector<Candidate>& fou
   if (fp == nullptr) return;
   File& f = *fp;
   if (a.kind == Kind::gone) {
-    // No longer matched: renamed away or deleted. Read it to its end, then close it.
+    // No longer matched: renamed away or deleted. Read it to its end, then close it. One whose
+    // descriptor was closed for max_open_files is read by the name the scan found it under in
+    // its directory (a rotation's rename), if any: else its unread tail could not be read.
+    if (f.fd < 0 && !f.detached && relocated_ != nullptr) {
+      for (RelocatedFile& r : *relocated_) {
+        if (r.key != f.key || r.fd < 0) continue;
+        f.fd = std::exchange(r.fd, -1);
+        f.closed_for_limit = false;
+        ++open_files_;
+        spdlog::debug("taildir {}: {} (closed for max_open_files) is now {}", ctx_.name, f.path,
+                      r.path);
+        enforce_open_limit(&f);
+        break;
+      }
+    }
     if (!f.detached) {
       f.detached = true;
       f.last_activity = std::chrono::steady_clock::now();

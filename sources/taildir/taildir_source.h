@@ -113,9 +113,13 @@ class TaildirSource final : public Source, private LineReaderHost {
   };
   /// What a scan hashed for each followed file: its generation and identity when asked.
   using Asked = std::map<std::uint64_t, std::pair<std::uint64_t, FileIdentity>>;
+  // The scan's relocated files, while on_scanned applies its actions (apply() takes from it).
+  std::vector<RelocatedFile>* relocated_ = nullptr;
 
   void scan();
   void on_scanned(ScanResult result, const Asked& asked);
+  /// Closes the descriptors of relocated files nobody took.
+  static void close_relocated(std::vector<RelocatedFile>& relocated) noexcept;
   void apply(const ScanAction& a, const std::vector<Candidate>& found,
              const std::set<std::uint64_t>& stale);
   File* track(const Candidate& c, std::uint64_t key, std::uint64_t start);

@@ -263,6 +263,49 @@ TEST_CASE("taildir: 1,000 files at once, beyond max_open_files", "[integration][
   CHECK(t.lines == 10010);
 }
 
+// Whether the agent holds a descriptor on `path` (by /proc/PID/fd).
+bool holds_fd(int pid, const std::string& path) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    std::error_code ec2;
+    if (fs::read_symlink(e.path(), ec2) == fs::path(path)) return true;
+  }
+  return false;
+}
+
+TEST_CASE("taildir: a file closed for max_open_files and then renamed away is read to its end",
+          "[integration][taildir][rotation]") {
+  TempDir tmp;
+  const std::string logs = tmp.file("logs");
+  fs::create_directories(logs);
+  const std::string a = logs + "/a.log", b = logs + "/b.log";
+  append_numbers(a, 1, 100);
+  const std::string out = tmp.file("out.log");
+  AgentProcess agent("taildir_file.toml",
+                     tail_options("[\"" + logs + "/*.log\"]", out, "max_open_files = 1"));
+  REQUIRE(agent.wait_ready());
+  REQUIRE(eventually(10s, [&] { return count_lines(out) == 100; }));
+  // b.log takes the one descriptor: a.log's is closed.
+  append_numbers(b, 101, 200);
+  REQUIRE(eventually(10s, [&] { return count_lines(out) == 200; }));
+  REQUIRE(eventually(10s, [&] { return !holds_fd(agent.pid(), a) && holds_fd(agent.pid(), b); }));
+  // A rotation renames a.log out of the pattern; the application still writes to it (its own
+  // descriptor) before it reopens the new a.log.
+  int app = ::open(a.c_str(), O_WRONLY | O_APPEND);
+  REQUIRE(app >= 0);
+  REQUIRE(::rename(a.c_str(), (logs + "/a.log.1").c_str()) == 0);
+  std::string tail;
+  for (int i = 201; i <= 300; ++i) tail += std::to_string(i) + "\n";
+  REQUIRE(::write(app, tail.data(), tail.size()) == static_cast<ssize_t>(tail.size()));
+  ::close(app);
+  append_numbers(a, 301, 400);  // the new a.log
+  REQUIRE(eventually(15s, [&] { return count_lines(out) >= 400; }));
+  CHECK(agent.terminate() == 0);
+  const Tally t = tally(out, 400);
+  CHECK(t.missing == 0);
+  CHECK(t.repeats == 0);
+}
+
 TEST_CASE("taildir: a 10 MB line, a truncated file, a binary file, a symlink",
           "[integration][taildir]") {
   TempDir tmp;

@@ -1,6 +1,7 @@
 #include "sources/taildir/scan.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -62,4 +63,46 @@ TEST_CASE("scan: found files with fingerprints, binary files, and the directorie
   // existing ancestor.
   CHECK(dirs == std::vector<std::pair<std::string, bool>>{
                     {tmp.path(), true}, {logs, false}, {logs + "/sub", false}});
+}
+
+TEST_CASE("scan: a closed file renamed out of the globs is found in its directory by its inode",
+          "[unit][taildir]") {
+  TempDir tmp;
+  const std::string logs = tmp.file("logs");
+  fs::create_directories(logs);
+  write_file(logs + "/a.log", std::string(300, 'a') + "\n");
+  write_file(logs + "/b.log", std::string(300, 'b') + "\n");
+  write_file(logs + "/c.log", "c\n");
+  auto identity = [&](const std::string& path, std::uint32_t fp_len, char fill) {
+    struct stat st {};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    return FileIdentity{st.st_dev, st.st_ino, fp_len, hash_name(std::string(fp_len, fill))};
+  };
+  const FileIdentity a = identity(logs + "/a.log", 256, 'a');
+  FileIdentity b = identity(logs + "/b.log", 256, 'b');
+  const FileIdentity c = identity(logs + "/c.log", 0, 'c');
+  // a.log is rotated to a.log.1 (not matched); b.log's name goes too and its inode is taken for
+  // other content (what it held is gone); c.log is still found by the walk.
+  fs::rename(logs + "/a.log", logs + "/a.log.1");
+  fs::rename(logs + "/b.log", logs + "/b.log.1");
+  write_file(logs + "/b.log.1", std::string(300, 'x') + "\n");  // same inode, other first bytes
+  ScanRequest r;
+  r.groups = {TaildirGroup{"default", {logs + "/*.log"}, {}}};
+  r.closed = {{1, logs, a}, {2, logs, b}, {3, logs, c}};
+  ScanResult res = discover(r);
+  REQUIRE(res.relocated.size() == 1);
+  CHECK(res.relocated[0].key == 1);
+  CHECK(res.relocated[0].path == logs + "/a.log.1");
+  struct stat st {};
+  REQUIRE(res.relocated[0].fd >= 0);
+  REQUIRE(::fstat(res.relocated[0].fd, &st) == 0);
+  CHECK(st.st_ino == a.ino);
+  ::close(res.relocated[0].fd);
+  // Unknown first bytes (fp_len 0): the inode alone decides.
+  b.fp_len = 0;
+  r.closed = {{2, logs, b}};
+  res = discover(r);
+  REQUIRE(res.relocated.size() == 1);
+  CHECK(res.relocated[0].path == logs + "/b.log.1");
+  ::close(res.relocated[0].fd);
 }
