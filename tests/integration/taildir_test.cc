@@ -72,6 +72,18 @@ long write_with_rotation(const std::string& dir, int rate, std::chrono::millisec
   return n;
 }
 
+// Whether the agent holds a descriptor on `path` (by /proc/PID/fd; a deleted file's link reads
+// "PATH (deleted)").
+bool holds_fd(int pid, const std::string& path, bool deleted = false) {
+  std::error_code ec;
+  const fs::path want = deleted ? path + " (deleted)" : path;
+  for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    std::error_code ec2;
+    if (fs::read_symlink(e.path(), ec2) == want) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 TEST_CASE("taildir: rename+create rotation every 100 ms under load loses and repeats nothing",
@@ -173,8 +185,11 @@ TEST_CASE("taildir: a file deleted and created again (same inode) is read from t
   struct stat before {};
   ::stat(path.c_str(), &before);
   fs::remove(path);
-  // A new file under the same name, longer than the old one; the file system usually hands out the
-  // freed inode again, which is the case under test.
+  // The inode is freed once the agent closed the deleted file (read to its end, then
+  // close_removed_after): only then can the file system hand it out again.
+  REQUIRE(eventually(10s, [&] { return !holds_fd(agent.pid(), path, true); }));
+  // A new file under the same name, longer than the old one; ext4 then hands out the freed inode
+  // again, which is the case under test.
   write_file(path, std::string(300, 'b') +
                        "\nsecond file, line 1\nsecond file, line 2\nsecond file, line 3\n");
   struct stat after {};
@@ -261,16 +276,6 @@ TEST_CASE("taildir: 1,000 files at once, beyond max_open_files", "[integration][
   CHECK(t.missing == 0);
   CHECK(t.repeats == 0);
   CHECK(t.lines == 10010);
-}
-
-// Whether the agent holds a descriptor on `path` (by /proc/PID/fd).
-bool holds_fd(int pid, const std::string& path) {
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
-    std::error_code ec2;
-    if (fs::read_symlink(e.path(), ec2) == fs::path(path)) return true;
-  }
-  return false;
 }
 
 TEST_CASE("taildir: a file closed for max_open_files and then renamed away is read to its end",

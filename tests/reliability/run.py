@@ -592,9 +592,11 @@ def rotation_case(ctx, mode):
             r.notes.append("copytruncate loses lines written between the copy and the truncation "
                            "that the tailer had not read yet: inherent to copytruncate")
     else:
-        r.ok = r.ok and r.lost == 0
-        if mode == "rename":
-            r.ok = r.ok and r.duplicated == 0
+        # Rename and truncate: nothing lost, nothing repeated; every truncation counted, and
+        # each one's lines shipped before the next.
+        r.ok = r.ok and r.lost == 0 and r.duplicated == 0
+        if mode.startswith("truncate"):
+            r.ok = r.ok and truncations == done and not missed
     if mode == "copytruncate":
         r.notes.append("duplicates: lines read from app.log and again from its copy")
     return r
@@ -836,7 +838,7 @@ def memory_bound(ctx):
     idle_kib = max(idle_samples)
     agent = Agent(ctx.binary, ctx.tmp, "agent", config(20000))
     agent.start()
-    duration = 600 if ctx.long else 60
+    duration = 600 if ctx.long else 120
     samples = []
     t0 = time.monotonic()
     next_sample = t0
@@ -854,12 +856,16 @@ def memory_bound(ctx):
     r.delivered = 0
     # The channel must really be full (the bound is tested, not an idle agent), and the process
     # must stay under the bound at every sample.
-    r.ok = peak <= bound_kib and held_bytes > 0.9 * max_bytes_mib * 1024 * 1024
+    # The issue's target as well: the channel's bounds + 8 MB in all (idle process included).
+    target_kib = max_bytes_mib * 1024 + 8e6 / 1024
+    r.ok = (peak <= bound_kib and peak <= target_kib and
+            held_bytes > 0.9 * max_bytes_mib * 1024 * 1024)
     r.notes.append("VmRSS at 10 s %.1f MiB, at 30 s %.1f MiB" %
                    (samples[min(10, len(samples) - 1)] / 1024.0,
                     samples[min(30, len(samples) - 1)] / 1024.0))
-    r.notes.append("peak minus max_bytes %.1f MiB (the issue's target is channel bounds + 8 MB "
-                   "in all)" % ((peak / 1024.0) - max_bytes_mib))
+    r.notes.append("peak minus max_bytes %.1f MiB (at most 8 MB = %.1f MiB required: the issue's "
+                   "target of channel bounds + 8 MB in all)" %
+                   ((peak / 1024.0) - max_bytes_mib, 8e6 / 1048576))
     r.notes.append("VmRSS max %.1f MiB, last %.1f MiB, %d samples 1 s apart; bound = idle %.1f MiB "
                    "+ max_bytes %d MiB + %d MiB = %.1f MiB; over idle + channel bytes: %.1f MiB "
                    "for %d events held (%.1f MiB counted by the channel)" %
@@ -1004,8 +1010,11 @@ def delete_recreate(ctx):
     os.makedirs(logs)
     app = os.path.join(logs, "app.log")
     out = os.path.join(ctx.tmp, "out.log")
-    agent = Agent(ctx.binary, ctx.tmp, "agent", TAIL_MEMORY.format(paths=q(app), out=out,
-                                                                   source_extra=""))
+    # The old inode is free only once the agent closed the deleted file (read to its end, then
+    # close_removed_after): short here, and each round waits for it before creating the next.
+    agent = Agent(ctx.binary, ctx.tmp, "agent", TAIL_MEMORY.format(
+        paths=q(app), out=out, source_extra="").replace(
+            'close_removed_after = "2s"', 'close_removed_after = "200ms"'))
     agent.start()
     tally = Tally([out])
     rounds = 200 if ctx.long else 20
@@ -1025,14 +1034,36 @@ def delete_recreate(ctx):
             r.notes.append("round stalled at %d of %d" % (tally.distinct(), seq))
             break
         os.unlink(app)
+        if not eventually(10, lambda: not holds_fd(agent.pid(), app + " (deleted)")):
+            r.notes.append("the agent did not close the deleted file")
+            break
     wait_delivery(tally, seq, 30)
     rc = agent.terminate()
     r.from_tally(tally, seq)
-    r.ok = r.lost == 0 and r.duplicated == 0 and rc == 0
-    r.notes.append("%d files, %d of them on the previous file's inode (ext4 here rarely hands "
-                   "the inode straight back, so inode reuse is seldom provoked); exit %s" %
-                   (rounds, reused, rc))
+    # The agent's own files (positions, written by rename) take freed inodes too, so not every
+    # round reuses one; a quarter of them must.
+    r.ok = r.lost == 0 and r.duplicated == 0 and rc == 0 and reused >= rounds // 4
+    r.notes.append("%d files, %d of them on the previous file's inode (at least %d required: "
+                   "each created once the agent had closed the deleted one); exit %s" %
+                   (rounds, reused, rounds // 4, rc))
     return r
+
+
+def holds_fd(pid, target):
+    """Whether process pid has a descriptor whose link reads `target` (a deleted file's reads
+    "PATH (deleted)")."""
+    d = "/proc/%d/fd" % pid
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return False
+    for n in names:
+        try:
+            if os.readlink(os.path.join(d, n)) == target:
+                return True
+        except OSError:
+            pass
+    return False
 
 
 HTTP_LMDB = """
@@ -1362,8 +1393,9 @@ class TmpfsMount:
 
 def full_disk(ctx):
     """taildir -> lmdb on a 16 MiB tmpfs with the sink down until the disk is full (the source
-    pauses, /healthz degraded), then the sink back: the channel drains, the source goes on
-    without a restart, every line delivered once, /healthz ok again."""
+    pauses, /healthz degraded); the tmpfs grown to 24 MiB with the sink still down: puts resume
+    until it is full again; then the sink back: the channel drains, the source goes on without a
+    restart, every line delivered once, /healthz ok again."""
     r = Result("full-disk")
     n = 400000 if ctx.long else 120000  # 200 bytes each: 24 MB (80 MB), more than the disk
     logs = os.path.join(ctx.tmp, "logs")
@@ -1376,9 +1408,8 @@ def full_disk(ctx):
         paths=q(app), channel_extra='compression_level = 0\ntransaction_events = 500',
         sinks=avro_sink("out", port)))
     disk = TmpfsMount(os.path.join(agent.data_dir, "lmdb"), "16m")
-    if not disk.ok:
-        r.ok = True
-        r.notes.append("SKIPPED: cannot mount a tmpfs (%s); run as root" % disk.error)
+    if not disk.ok:  # not a pass: the case did not run
+        r.notes.append("NOT RUN (a failure): cannot mount a tmpfs (%s); run as root" % disk.error)
         return r
     agent.start()
     no_space = 'sluice_source_put_errors_total{component="tail",type="taildir",reason="no_space"}'
@@ -1391,6 +1422,14 @@ def full_disk(ctx):
 
     reported = eventually(10, degraded, 0.05)
     held = agent.metric(LMDB_EVENTS) or 0
+    # Space returns while the sink is still down (the file system grown, as an operator freeing
+    # space would): puts resume without a restart until the larger disk is full too.
+    errors_at_full = agent.metric(no_space) or 0
+    grown = disk.grow("24m")
+    resumed = grown and eventually(30, lambda: (agent.metric(LMDB_EVENTS) or 0) > held + 1000, 0.05)
+    full_again = resumed and eventually(
+        30, lambda: (agent.metric(no_space) or 0) > errors_at_full and degraded(), 0.05)
+    held_grown = agent.metric(LMDB_EVENTS) or 0
     out = os.path.join(ctx.tmp, "collector.log")
     collector = Agent(ctx.binary, ctx.tmp, "collector",
                       AVRO_COLLECTOR.format(name="c", listen="127.0.0.1:%d" % port, out=out))
@@ -1402,12 +1441,15 @@ def full_disk(ctx):
     rc = agent.terminate()
     rc_c = collector.terminate()
     r.from_tally(tally, n)
-    r.ok = (full and reported and 0 < held < n and r.lost == 0 and r.duplicated == 0 and healthy
-            and restarts == 1 and rc == 0 and rc_c == 0)
+    r.ok = (full and reported and 0 < held < n and resumed and full_again and
+            held < held_grown < n and r.lost == 0 and r.duplicated == 0 and healthy and
+            restarts == 1 and rc == 0 and rc_c == 0)
     r.notes.append("16 MiB tmpfs: full with %d of %d lines stored (put errors no_space: %s, "
-                   "/healthz %r); sink back: drained and resumed without a restart, /healthz ok "
-                   "again: %s; exits %s/%s" %
+                   "/healthz %r); grown to 24 MiB with the sink still down: puts resumed without "
+                   "a restart: %s, full again at %d lines: %s; sink back: drained and resumed "
+                   "without a restart, /healthz ok again: %s; exits %s/%s" %
                    (held, n, "yes" if full else "NO", box[0].strip()[:140] if box else "",
+                    "yes" if resumed else "NO", held_grown, "yes" if full_again else "NO",
                     "yes" if healthy else "NO", rc, rc_c))
     return r
 
@@ -1836,9 +1878,9 @@ def kill9_avro(ctx):
     the same port: every event answered OK arrives."""
     r = Result("kill9-loop-avro-lmdb")
     import importlib.util
-    if importlib.util.find_spec("avro") is None:
-        r.ok = True
-        r.notes.append("SKIPPED: python3-avro is not installed")
+    if importlib.util.find_spec("avro") is None:  # not a pass: the case did not run
+        r.notes.append("NOT RUN (a failure): python3-avro is not installed (apt-get install "
+                       "python3-avro)")
         return r
     out = os.path.join(ctx.tmp, "out.log")
     agent = Agent(ctx.binary, ctx.tmp, "agent", AVRO_LMDB.format(listen="127.0.0.1:0", out=out))
