@@ -1152,7 +1152,7 @@ def kill9_http_lmdb(ctx):
     agent.start()
     client = HttpClient(addr)
     client.start()
-    kills = 200 if ctx.long else 20
+    kills = 1000 if ctx.long else 20
     rng = random.Random(ctx.seed)
     for _ in range(kills):
         time.sleep(rng.uniform(0.05, 0.5))  # a random moment to kill at, not a synchronisation
@@ -1732,7 +1732,7 @@ def kill9_exec(ctx):
     out = os.path.join(ctx.tmp, "out.log")
     agent = Agent(ctx.binary, ctx.tmp, "agent",
                   EXEC_LMDB.format(generator=gen, dir=runs_dir, out=out))
-    kills = 200 if ctx.long else 20
+    kills = 1000 if ctx.long else 20
     rng = random.Random(ctx.seed)
     def starts_of_command():
         return len([x for x in os.listdir(runs_dir) if x.startswith("run.")])
@@ -1891,7 +1891,7 @@ def kill9_avro(ctx):
     agent.start()
     client = AvroClient(addr)
     client.start()
-    kills = 200 if ctx.long else 20
+    kills = 1000 if ctx.long else 20
     rng = random.Random(ctx.seed)
     for _ in range(kills):
         time.sleep(rng.uniform(0.05, 0.5))  # a random moment to kill at, not a synchronisation
@@ -2004,12 +2004,17 @@ def reload_under_load(ctx):
     n = w.finish()
     wait_delivery(tally, n, 60)
     refused = agent.metric(failed)
+    applied = agent.metric('sluice_reloads_total{component="agent",type="agent",result="ok"}')
     rc = agent.terminate()
     r.from_tally(tally, n)
     r.seconds = time.monotonic() - t0
-    r.notes.append("%d reloads, %d broken (%s refused), %d unanswered, %d wrong answers, exit %s"
-                   % (reloads, broken, refused, unanswered, wrong, rc))
-    r.ok = (r.lost == 0 and refused == broken and unanswered == 0 and wrong == 0 and rc == 0)
+    # The added sink really took part: its file holds lines of the load-balanced group.
+    extra_lines = Tally([extra]).refresh().distinct()
+    r.notes.append("%d reloads, %d broken (%s refused), %s applied, %d unanswered, %d wrong "
+                   "answers; %d lines went through the added sink; exit %s"
+                   % (reloads, broken, refused, applied, unanswered, wrong, extra_lines, rc))
+    r.ok = (r.lost == 0 and refused == broken and applied == reloads - broken and
+            extra_lines > 0 and unanswered == 0 and wrong == 0 and rc == 0)
     return r
 
 
