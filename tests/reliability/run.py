@@ -879,6 +879,141 @@ def memory_bound(ctx):
     return r
 
 
+HTTP_DEAD_SINK = """
+[agent]
+name = "rel-memory-http"
+data_dir = "@DATA_DIR@"
+admin = "127.0.0.1:0"
+shutdown_timeout = "2s"
+
+[sources.in]
+type = "http"
+listen = "127.0.0.1:0"
+channel = "buf"
+ack_timeout = "1s"
+
+[channels.buf]
+type = "memory"
+max_events = {max_events}
+max_bytes = "{max_bytes_mib}MiB"
+
+[sinks.dead]
+type = "avro"
+address = "127.0.0.1:{port}"
+connect_timeout = "200ms"
+channel = "buf"
+"""
+
+
+class FireHose:
+    """POSTs batches of 200 lines of ~1 KB at `rate` lines/s in all from `workers` threads on
+    kept-alive connections (a new one when the server closes it), whatever the answers: load that
+    goes on after the channel is full, as real clients' does (answers counted by status)."""
+
+    def __init__(self, addr, rate, batch=200, workers=16):
+        self.host, self.port = addr.rsplit(":", 1)
+        self.rate, self.batch = rate, batch
+        self.offered = 0
+        self.answers = {}
+        self.lock = threading.Lock()
+        self.stop_flag = threading.Event()
+        self.t0 = time.monotonic()
+        self.threads = [threading.Thread(target=self.work, daemon=True) for _ in range(workers)]
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+
+    def join(self, timeout):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join(timeout)
+
+    def work(self):
+        import http.client
+        body = "".join("%010d %s\n" % (s, "y" * 1000) for s in range(self.batch)).encode()
+        conn = None
+        while not self.stop_flag.is_set():
+            with self.lock:
+                due = (time.monotonic() - self.t0) * self.rate
+                go = self.offered + self.batch <= due
+                if go:
+                    self.offered += self.batch
+            if not go:
+                time.sleep(0.002)
+                continue
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(self.host, int(self.port), timeout=15)
+                conn.request("POST", "/", body=body, headers={"Content-Type": "text/plain"})
+                resp = conn.getresponse()
+                resp.read()
+                status = resp.status
+                if resp.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException):
+                status = 0
+                if conn is not None:
+                    conn.close()
+                conn = None
+            with self.lock:
+                self.answers[status] = self.answers.get(status, 0) + 1
+
+
+def memory_bound_http(ctx):
+    """http source with a client offering 20k events/s of ~1 KB the whole time -> memory channel
+    -> avro sink to a closed port (ack_timeout 1 s: until the channel is full each request is
+    answered 503 after 1 s, its events kept): once it is full every request is refused (503), and
+    VmRSS every second must stay within max_bytes + 8 MB in all, as with exec (whose command
+    blocks instead): refused requests must not grow the process."""
+    r = Result("memory-dead-sink-http")
+    max_bytes_mib, max_events = 32, 100000
+    port = free_port()
+    config = HTTP_DEAD_SINK.format(max_events=max_events, max_bytes_mib=max_bytes_mib, port=port)
+    agent = Agent(ctx.binary, ctx.tmp, "agent", config)
+    agent.start()
+    workers = 16
+    hose = FireHose(agent.source_address("in"), 20000, workers=workers)
+    hose.start()
+    duration = 600 if ctx.long else 120
+    samples = []
+    t0 = time.monotonic()
+    next_sample = t0
+    while time.monotonic() - t0 < duration:
+        samples.append(rss_kib(agent.pid()))
+        next_sample += 1.0
+        time.sleep(max(0.0, next_sample - time.monotonic()))
+    hose.join(20)
+    held_bytes = agent.metric('sluice_channel_bytes{component="buf",type="memory"}') or 0
+    accepted = agent.metric('sluice_source_events_total{component="in",type="http"}') or 0
+    rc = agent.terminate()
+    peak = max(samples)
+    # The issue's bound (channel + 8 MB), plus what the source itself holds for the requests in
+    # flight: each connection's input buffer and body, about 2 x 205 KB (they are bounded by
+    # max_body_bytes and max_connections, not by the channel).
+    body = 200 * 1012
+    target_kib = max_bytes_mib * 1024 + 8e6 / 1024 + workers * 2 * body / 1024
+    refused = sum(v for k, v in hose.answers.items() if k != 200)
+    # Late samples no higher than early ones once full: no growth under refused load.
+    later = max(samples[len(samples) // 2:])
+    early = max(samples[10:len(samples) // 2] or samples)
+    r.sent = int(hose.offered)
+    r.delivered = 0
+    r.ok = (peak <= target_kib and held_bytes > 0.9 * max_bytes_mib * 1024 * 1024 and
+            refused > 0 and later <= early + 1024)
+    r.notes.append("offered %d events in %d requests from %d connections (answers %s), %d "
+                   "counted by the source (%.1f MiB held by the channel); VmRSS max %.1f MiB (at "
+                   "most max_bytes + 8 MB + 2 request bodies a connection = %.1f MiB required), "
+                   "max in the first half %.1f MiB, in the second %.1f MiB (at most 1 MiB more "
+                   "allowed), %d samples 1 s apart; exit %s" %
+                   (hose.offered, sum(hose.answers.values()), workers,
+                    ", ".join("%s: %d" % kv for kv in sorted(hose.answers.items())), accepted,
+                    held_bytes / 1048576.0, peak / 1024.0, target_kib / 1024.0, early / 1024.0,
+                    later / 1024.0, len(samples), rc))
+    return r
+
+
 def parse_flood(ctx):
     """format = json with on_parse_error = drop: 9 garbage lines for every good one; every good
     line delivered, every garbage line counted in sluice_source_parse_errors_total."""
@@ -2033,6 +2168,7 @@ CASES = [
     ("disk-buffer-kill9", lambda c: disk_buffer(c, "kill9")),
     ("tiered-failover", tiered_failover),
     ("memory-dead-sink", memory_bound),
+    ("memory-dead-sink-http", memory_bound_http),
     ("parse-error-flood", parse_flood),
     ("corrupt-channel-flipped", corrupt_flipped),
     ("corrupt-channel-truncated", corrupt_truncated),
