@@ -38,6 +38,7 @@ struct Server::Conn {
   std::size_t line_len = 0;       // bytes of the current header line so far (CR excluded)
   int crlf_pending = 0;           // bytes of the CRLF after a chunk's data still to check
   const char* buf_end = nullptr;  // end of the bytes given to http_parser_execute
+  std::size_t charged = 0;        // inbuf + body bytes in the server's shared budget
   Request req;
 };
 
@@ -162,6 +163,7 @@ net::ServerOptions tcp_options(const ServerLimits& l, const Labels& labels) {
   net::ServerOptions o;
   o.max_connections = l.max_connections;
   o.max_connections_per_address = l.max_connections_per_address;
+  o.max_buffered_bytes = l.max_buffered_bytes;
   o.evict_when_full = l.evict_when_full != ServerLimits::Eviction::none;
   o.idle_timeout = l.idle_timeout;
   // One deadline per request: header_timeout until its headers are complete, then
@@ -233,7 +235,28 @@ void Server::on_open(net::Connection& nc) {
 void Server::on_data(net::Connection& nc, std::string_view data) {
   Conn& c = *static_cast<Conn*>(nc.user);
   c.inbuf.append(data);
+  recharge(c);
+  if (tcp_.over_budget()) {
+    Response r;
+    r.status = 503;
+    r.headers.emplace_back("Retry-After", "1");
+    r.body =
+        fmt::format("unfinished requests of all clients exceed max_buffered_bytes ({} bytes)\n",
+                    limits_.max_buffered_bytes);
+    if (on_refused_) on_refused_(503, c.net->peer(), r.body);
+    send(c, r, true);
+    c.net->close(net::CloseReason::over_budget);
+    return;
+  }
+  const std::uint64_t id = c.id;
   next_request(c);
+  if (auto it = conns_.find(id); it != conns_.end()) recharge(*it->second);
+}
+
+void Server::recharge(Conn& c) {
+  const std::size_t now = c.inbuf.size() + c.req.body.size();
+  tcp_.charge_input(static_cast<std::int64_t>(now) - static_cast<std::int64_t>(c.charged));
+  c.charged = now;
 }
 
 bool Server::evictable(const net::Connection& nc) {
@@ -258,6 +281,10 @@ void Server::on_timeout(net::Connection& nc, net::CloseReason why) {
 
 void Server::on_close(net::Connection& nc, net::CloseReason why) {
   if (why == net::CloseReason::evicted && evicted_ != nullptr) evicted_->inc();
+  if (auto* c = static_cast<Conn*>(nc.user); c != nullptr) {
+    tcp_.charge_input(-static_cast<std::int64_t>(c->charged));
+    c->charged = 0;
+  }
   nc.user = nullptr;
   conns_.erase(nc.id());  // a Responder of this connection now finds nothing
 }
@@ -466,7 +493,10 @@ void Server::answer(std::uint64_t id, std::uint64_t request, Response r) {
   // An idle keep-alive connection must not keep a large request's buffers (100 connections x
   // 16 MiB bodies would stay resident until they close); small ones stay warm for the next.
   if (c.req.body.capacity() > kWarmBytes) std::string().swap(c.req.body);
+  c.req.body.clear();
+  const std::uint64_t cid = c.id;
   next_request(c);
+  if (auto it2 = conns_.find(cid); it2 != conns_.end()) recharge(*it2->second);
 }
 
 void Server::next_request(Conn& c) {

@@ -46,6 +46,11 @@ struct ServerLimits {
   std::size_t max_header_bytes = 16 * 1024;
   std::size_t max_body_bytes = 1 << 20;
   std::size_t max_connections = 256;
+  /// Unfinished requests (bytes read and not parsed, bodies so far) and unsent answers of all
+  /// connections together (0: no bound). The connection whose read takes the server past it is
+  /// answered 503 with Retry-After and closed (`over_budget`); while over it, connections with
+  /// unsent answers are not read.
+  std::uint64_t max_buffered_bytes = 0;
   /// Connections from one client IP (0: no cap).
   std::size_t max_connections_per_address = 0;
   std::chrono::milliseconds idle_timeout{60'000};
@@ -135,6 +140,8 @@ class Server : private net::ConnectionHandler {
   void on_output_drained(net::Connection& nc) override;
   /// Parses the next request if the connection is free and its answers were taken.
   void next_request(Conn& c);
+  /// Brings the shared budget up to date with what `c` holds (inbuf and the body so far).
+  void recharge(Conn& c);
   /// Parses what is buffered; false if the connection closed meanwhile (`c` is gone).
   bool feed(Conn& c);
   void dispatch(Conn& c);

@@ -59,6 +59,8 @@ std::optional<HttpSourceConfig> HttpSourceConfig::parse(const ConfigNode& node,
   node.optional("max_body_bytes", c.max_body_bytes, errors, InRange<ByteSize>{{1}, {1ULL << 30}});
   node.optional("max_events", c.max_events, errors, InRange<std::uint64_t>{1, 10'000'000});
   node.optional("max_connections", c.max_connections, errors, InRange<std::uint64_t>{1, 100000});
+  node.optional("max_buffered_bytes", c.max_buffered_bytes, errors,
+                InRange<ByteSize>{{64 * 1024}, {1ULL << 40}});
   node.optional("idle_timeout", c.idle_timeout, errors,
                 InRange<std::chrono::nanoseconds>{std::chrono::seconds(1), std::chrono::hours(24)});
   node.optional(
@@ -113,6 +115,7 @@ Status HttpSource::start() {
   http::ServerLimits limits;
   limits.max_body_bytes = config_.max_body_bytes.bytes;
   limits.max_connections = config_.max_connections;
+  limits.max_buffered_bytes = config_.max_buffered_bytes.bytes;
   limits.idle_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(config_.idle_timeout);
   limits.request_timeout =
       std::chrono::duration_cast<std::chrono::milliseconds>(config_.request_timeout);

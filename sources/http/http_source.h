@@ -30,6 +30,9 @@ struct HttpSourceConfig {
   ByteSize max_body_bytes{16ULL << 20};  // after decompression
   std::uint32_t max_events = 100000;     // per request
   std::uint32_t max_connections = 1024;
+  /// Unfinished requests (bytes read, bodies so far) and unsent answers of all connections
+  /// together; the connection whose read takes the source past it is answered 503 and closed.
+  ByteSize max_buffered_bytes{256ULL << 20};
   std::chrono::nanoseconds idle_timeout = std::chrono::seconds(60);
   std::chrono::nanoseconds request_timeout = std::chrono::seconds(30);
   /// The request line and headers must arrive within this (from the accept for a connection's

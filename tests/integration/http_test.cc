@@ -341,6 +341,45 @@ TEST_CASE("http: memory is given back after large requests end", "[integration][
   CHECK(agent.terminate() == 0);
 }
 
+TEST_CASE("http: unfinished bodies of all connections together are bounded by max_buffered_bytes",
+          "[integration][http]") {
+  AgentProcess agent("http_null.toml", null_options("max_buffered_bytes = \"2MiB\""));
+  REQUIRE(agent.wait_ready());
+  const std::string a = agent.source_address("web");
+  // Ten clients each start a 1 MiB body and send 600 KiB of it, then stall: without a shared
+  // bound the source would hold all 6 MB (1,024 such clients: 16 GiB at the default
+  // max_body_bytes).
+  const std::string head =
+      "POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: " +
+      std::to_string(1 << 20) + "\r\n\r\n";
+  const std::string part(600 * 1024, 'x');
+  std::vector<std::unique_ptr<RawConn>> conns;
+  for (int i = 0; i < 10; ++i) {
+    conns.push_back(std::make_unique<RawConn>(a));
+    REQUIRE(conns.back()->connected());
+    conns.back()->send(head + part);  // may fail once the server closed it
+  }
+  const std::string closed =
+      R"(sluice_http_connections_closed_total{component="web",type="http",reason="over_budget"})";
+  REQUIRE(eventually(10s, [&] { return agent.metric(closed).value_or(0) >= 7; }));
+  // Those past the budget were answered 503 and closed; at most 3 x 600 KiB stay held.
+  int refused = 0;
+  for (auto& c : conns) {
+    std::string text;
+    if (c->read_answer(200ms, &text) == 503) {
+      ++refused;
+      CHECK(text.find("Retry-After: 1") != std::string::npos);
+      CHECK(c->closed_by_peer());
+    }
+  }
+  CHECK(refused >= 7);
+  CHECK(agent.metric(closed).value_or(0) <= 8);
+  // The others finish their bodies and are answered; a new request goes through.
+  conns.clear();
+  CHECK(http_request(a, post("text/plain", "after\n")).status == 200);
+  CHECK(agent.terminate() == 0);
+}
+
 TEST_CASE("http: events not acknowledged within ack_timeout get 503 with Retry-After",
           "[integration][http]") {
   // A memory channel answers at the sink's ack; this sink's peer does not exist, so it never acks.
