@@ -8,6 +8,12 @@ after 60 s (10 s with --quick), the stripped binary size, the whole agent's star
 lmdb channel alone, with a 10 GB backlog; 256 MB with --quick). Writes bench/RESULTS.md.
 
     bench/run_all.sh [--quick] [--lines N] [--runs R] [--peers DIR] [--only a,b] [--results FILE]
+                     [--strict] [--self-test]
+
+Each row with one of issue 16's targets says "met" or "**missed**" (from the median), the missed
+ones are listed under the table and the last lines of the output count them. Exit status 1 when a
+scenario failed; a missed target or a row not run (rsyslog/syslog-ng missing) only with --strict.
+--self-test checks the table's verdicts on fake results (no build needed).
 
 Each sluice scenario starts the release binary with its configuration, polls /metrics until the
 far side counted every event, then reads utime + stime and VmHWM from /proc and stops it (the
@@ -33,9 +39,22 @@ from stdin_null import make_input  # noqa: E402
 from taildir_null import metric, proc_cpu_rss  # noqa: E402
 from tcp_bench import Receiver  # noqa: E402
 
-FLOOR = "2M-line targets (issue 16), CPU s"
+MIB = 1048576.0  # every RSS figure is /proc's or getrusage's KiB / 1024: MiB
+MB = 1e6  # MB/s, the binary's size and the issue's RSS targets ("4 MB", "+ 8 MB") are decimal
+
+# Issue 16's CPU targets, CPU s per 2M lines, by row. Its window scenario ("json + 5 s tumble
+# window COUNT/AVG by a key") names no channel: the target is the memory-input row's, and the
+# lmdb-input row (the same query behind a durable channel) is shown without one (NO_TARGET).
 TARGETS = {"file -> null": 0.25, "file -> tcp": 0.40, "file -> http (NDJSON)": 1.0,
-           "json parse -> null": 0.7, "json + 5 s tumble window": 0.9}
+           "json parse -> null": 0.7, "json + 5 s tumble window (memory input)": 0.9}
+NO_TARGET = {"json + 5 s tumble window (lmdb input)":
+             "none: the window's target is the memory-input row's (see the notes)"}
+# Its memory targets, checked on the figures after the table: idle RSS <= 4 MB; RSS with a dead
+# sink <= the channel's bounds (held_rss: a 64 MiB memory channel) + 8 MB.
+IDLE_RSS_MAX_MB = 4
+DEAD_SINK_CHANNEL_MIB = 64
+DEAD_SINK_OVERHEAD_MB = 8
+FIGURE_TARGETS = ("idle RSS", "dead-sink RSS")
 
 
 class Bench:
@@ -64,7 +83,7 @@ class Bench:
         return d
 
     def agent(self, body, done, stdin=None, timeout=600, rss_now=False):
-        """Runs sluice with [agent] + body until done(admin) holds: (wall, CPU s, peak RSS MB)."""
+        """Runs sluice with [agent] + body until done(admin) holds: (wall, CPU s, peak RSS MiB)."""
         d = self.data_dir()
         conf = os.path.join(d, "sluice.toml")
         with open(conf, "w") as f:
@@ -119,7 +138,7 @@ def counted(series, n):
     return lambda admin: (metric(admin, series) or 0) >= n
 
 
-# Each scenario: (name, input attribute, function(bench) -> (wall, CPU s, RSS MB), note).
+# Each scenario: (name, input attribute, function(bench) -> (wall, CPU s, peak RSS MiB)).
 
 
 def file_null(b):
@@ -230,7 +249,7 @@ def avro_avro(b):
             'max_in_flight = 4\n[sinks.up]\ntype = "avro"\naddress = "%s"\n' % addr,
             lambda admin: (metric(cadmin, sink_ok("discard", "null")) or 0) >= b.n)
         ccpu, crss = proc_cpu_rss(collector.pid)
-        b.notes["avro -> avro, the collector's peak RSS"] = "%.1f MB" % crss
+        b.notes["avro -> avro, the collector's peak RSS"] = "%.1f MiB" % crss
         return wall, cpu + ccpu - before, rss
     finally:
         collector.terminate()
@@ -510,7 +529,7 @@ SCENARIOS = [
     ("file -> tcp", "plain", file_tcp),
     ("file -> http (NDJSON)", "plain", file_http),
     ("json parse -> null", "json", json_null),
-    ("json + 5 s tumble window", "game", window),
+    ("json + 5 s tumble window (lmdb input)", "game", window),
     ("json + 5 s tumble window (memory input)", "game", window_memory),
     ("file -> lmdb (sync full) -> tcp", "plain", lmdb_tcp),
     ("stdin -> kafka (mock broker)", "plain", kafka),
@@ -540,32 +559,43 @@ def vm_rss(pid):
 def held_rss(b, seconds):
     """VmRSS of an agent with nothing to do (taildir on an empty directory -> memory -> null)
     after 10 s, and of one whose sink is dead (avro to a closed port) behind a file that fills its
-    64 MiB memory channel, after `seconds`."""
+    64 MiB memory channel, after `seconds`. Returns figures for report(): each a dict with the
+    label, its target's name (FIGURE_TARGETS), value and limit in MiB and the target as text, or
+    with `why` when it could not be measured."""
     empty = os.path.join(b.tmp, "empty")
     os.makedirs(empty, exist_ok=True)
-    rows = []
-    for label, wait, body in (
-            ("idle RSS after 10 s (taildir on an empty directory -> memory -> null)", 10,
-             tail(empty + "/*.log") + '[sinks.out]\ntype = "null"\nchannel = "buf"\n'),
-            ("RSS with a dead sink after %d s (64 MiB memory channel" % seconds, seconds,
+    figures = []
+    for name, label, wait, body, limit, target in (
+            ("idle RSS", "idle RSS after 10 s (taildir on an empty directory -> memory -> null)",
+             10, tail(empty + "/*.log") + '[sinks.out]\ntype = "null"\nchannel = "buf"\n',
+             IDLE_RSS_MAX_MB * MB / MIB, "<= %d MB" % IDLE_RSS_MAX_MB),
+            ("dead-sink RSS", "RSS with a dead sink after %d s (%d MiB memory channel" %
+             (seconds, DEAD_SINK_CHANNEL_MIB), seconds,
              tail(b.plain).replace('max_bytes', 'max_events = 10000000\nmax_bytes') +
              '[sinks.out]\ntype = "avro"\naddress = "127.0.0.1:9"\n'
-             'connect_timeout = "200ms"\nchannel = "buf"\n')):
+             'connect_timeout = "200ms"\nchannel = "buf"\n',
+             DEAD_SINK_CHANNEL_MIB + DEAD_SINK_OVERHEAD_MB * MB / MIB,
+             "<= %d MiB channel + %d MB" % (DEAD_SINK_CHANNEL_MIB, DEAD_SINK_OVERHEAD_MB))):
         t0 = time.monotonic()
-        held = []
+        held = [0]
 
         def done(admin):
             held[:] = [metric(admin, 'sluice_channel_bytes{component="buf",type="memory"}') or 0]
             return time.monotonic() - t0 >= wait
 
-        b.agent(body, done, rss_now=True)
-        # The issue's targets: idle <= 4 MB; dead sink <= the channel's bounds (64 MiB) + 8 MB.
-        target = "4"
-        if "dead" in label:
-            label += " holding %.1f MiB)" % (held[0] / 1048576)
-            target = "64 + 8"
-        rows.append((label, "%.1f MB (target <= %s MB)" % (b.last_rss, target)))
-    return rows
+        if "dead" in name:
+            assert '"%dMiB"' % DEAD_SINK_CHANNEL_MIB in body  # the bound the target adds 8 MB to
+        try:
+            b.agent(body, done, rss_now=True)
+        except Exception as e:  # noqa: BLE001 (reported as a failure, the target not measured)
+            figures.append({"name": name, "label": label + (")" if "dead" in name else ""),
+                            "why": "FAILED: " + str(e).replace("\n", " ")[:300]})
+            continue
+        if "dead" in name:
+            label += " holding %.1f MiB)" % (held[0] / MIB)
+        figures.append({"name": name, "label": label, "value": b.last_rss, "limit": limit,
+                        "target": target})
+    return figures
 
 
 def lmdb_bench(b, backlog_mb):
@@ -614,7 +644,7 @@ def ready(admin):
 
 
 def proc_status(pid, *keys):
-    """Fields of /proc/PID/status in MB (VmHWM, RssAnon, RssFile...)."""
+    """Fields of /proc/PID/status in MiB (VmHWM, RssAnon, RssFile...)."""
     out = dict.fromkeys(keys, 0.0)
     with open("/proc/%d/status" % pid) as f:
         for l in f:
@@ -701,7 +731,7 @@ def backlog_start(b, backlog_mb, runs=3, hold=10.0):
         (label + ": exec -> first event at the tcp sink's receiver (%d starts)" % runs,
          fmt_range([r[1] for r in results], "%.3f") + " s"),
         (label + ": peak RSS in the first %.0f s, the sink draining at full speed" % hold,
-         "%.1f MB (at %.0f s: %.1f MB anonymous, %.1f MB file-backed lmdb map pages)" %
+         "%.1f MiB (at %.0f s: %.1f MiB anonymous, %.1f MiB file-backed lmdb map pages)" %
          (last[2]["VmHWM"], hold, last[2]["RssAnon"], last[2]["RssFile"])),
         (label + ": events held at each start; delivered in the last start's first %.0f s" % hold,
          "%s; %.1fM (the backlog written by bench/sluice_lmdb_bench fill in %.0f s)" %
@@ -755,6 +785,157 @@ def fmt_range(values, f="%.0f"):
     return (f + " (" + f + "-" + f + ")") % (statistics.median(values), min(values), max(values))
 
 
+def verdict(value, limit):
+    return "met" if value <= limit else "**missed**"
+
+
+def report(rows, figures, lines=2_000_000):
+    """The scenario table, the figures table and the targets' summary (pure: `--self-test` feeds
+    it fake results). rows: dicts with name, n (lines), size (input bytes) and results, a list of
+    (wall s, CPU s or None, peak RSS MiB or None) a run; or with name and why ("not run: ..." or
+    "FAILED: ...") for a row without figures. figures: (label, text) pairs, or dicts from
+    held_rss() (name in FIGURE_TARGETS, label, value and limit in MiB, target text; or why).
+    lines: the lines a row ran (below 2M, the summary says how coarse CPU s per 2M lines is).
+    Verdicts use the median: CPU s per 2M lines for TARGETS' rows, the value for the figures.
+    Returns a dict: table, figures (lines), targets (the summary line, then the missed ones),
+    summary, met, missed (texts), unmeasured (names), not_run (names)."""
+    met, missed, measured, not_run = 0, [], set(), []
+    table = ["| scenario | events/s | MB/s | CPU s | CPU s per 2M lines | target (CPU s per 2M "
+             "lines) | peak RSS MiB |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        name = row["name"]
+        limit = TARGETS.get(name)
+        if "why" in row:
+            if row["why"].startswith("not run"):
+                not_run.append(name)
+            target = "<= %.2f: not measured" % limit if limit is not None else ""
+            table.append("| %s | %s | - | - | - | %s | - |" % (name, row["why"], target))
+            continue
+        results, n = row["results"], row["n"]
+        walls = [r[0] for r in results]
+        cpus = [r[1] for r in results if r[1] is not None]
+        rss = [r[2] for r in results if r[2] is not None]
+        per2m = statistics.median(cpus) * 2e6 / n if cpus else None
+        target = NO_TARGET.get(name, "")
+        if limit is not None and per2m is None:
+            target = "<= %.2f: not measured" % limit
+        elif limit is not None:
+            measured.add(name)
+            target = "<= %.2f: %s" % (limit, verdict(per2m, limit))
+            if per2m <= limit:
+                met += 1
+            else:
+                missed.append("%s: %.2f CPU s per 2M lines, target <= %.2f" % (name, per2m, limit))
+        table.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+            name, fmt_range([n / w for w in walls]),
+            fmt_range([row["size"] / MB / w for w in walls]),
+            fmt_range(cpus, "%.2f") if cpus else "-", "%.2f" % per2m if cpus else "-", target,
+            fmt_range(rss, "%.1f") if rss else "-"))
+    fig = []
+    for f in figures:
+        if not isinstance(f, dict):
+            fig.append("| %s | %s |" % f)
+        elif "why" in f:
+            fig.append("| %s | %s (target not measured) |" % (f["label"], f["why"]))
+        else:
+            measured.add(f["name"])
+            v = verdict(f["value"], f["limit"])
+            fig.append("| %s | %.1f MiB (target %s = %.2f MiB: %s) |" % (
+                f["label"], f["value"], f["target"], f["limit"], v))
+            if f["value"] <= f["limit"]:
+                met += 1
+            else:
+                missed.append("%s: %.1f MiB, target %s = %.2f MiB" % (
+                    f["label"], f["value"], f["target"], f["limit"]))
+    unmeasured = [t for t in list(TARGETS) + list(FIGURE_TARGETS) if t not in measured]
+    summary = "Targets (issue 16): %d met, %d %s, %d not measured%s" % (
+        met, len(missed), "**missed**" if missed else "missed", len(unmeasured),
+        " (%s)" % ", ".join(unmeasured) if unmeasured else "")
+    if not_run:
+        summary += "; %d %s not run (see the table)" % (len(not_run),
+                                                        "row" if len(not_run) == 1 else "rows")
+    summary += "."
+    if lines < 2_000_000:
+        summary += (" CPU s is counted in 10 ms ticks: over %s lines CPU s per 2M lines moves in "
+                    "steps of %.2f, so the full form (2M lines) decides." %
+                    (format(lines, ","), 0.01 * 2e6 / lines))
+    targets = [summary, ""] + (["Missed:", ""] + ["- **missed** " + m for m in missed]
+                               if missed else ["No target missed."])
+    return {"table": table, "figures": ["| figure | value |", "|---|---|"] + fig,
+            "targets": targets, "summary": summary, "met": met, "missed": missed,
+            "unmeasured": unmeasured, "not_run": not_run}
+
+
+def exit_code(failures, rep, strict):
+    """1 when a scenario or figure failed; with --strict, also when a target was missed or a row
+    did not run (a peer agent missing). A missed target alone is printed, not an error."""
+    if failures:
+        return 1
+    return 1 if strict and (rep["missed"] or rep["not_run"]) else 0
+
+
+def self_test():
+    """report() and exit_code() on fake results (no build needed): the verdicts, the window's
+    mapping, the not-run rows and the exit codes."""
+    n, size = 2_000_000, 402_000_000
+
+    def row(name, *cpus):
+        return {"name": name, "n": n, "size": size, "results": [(1.0, c, 10.0) for c in cpus]}
+
+    rows = [row("baseline: wc -l (same file)", 0.03),
+            row("file -> null", 0.14, 0.30, 0.15),  # median 0.15: met (one run above 0.25)
+            row("file -> tcp", 0.41, 0.45, 0.20),  # median 0.41: missed
+            {"name": "file -> http (NDJSON)", "why": "FAILED: boom"},
+            row("json + 5 s tumble window (lmdb input)", 2.18),
+            row("json + 5 s tumble window (memory input)", 0.69),
+            {"name": "baseline: rsyslog file -> tcp", "why": "not run: rsyslogd missing"}]
+    figures = [("stripped binary size", "4.2 MB"),
+               {"name": "idle RSS", "label": "idle", "value": 3.9, "limit": 4 * MB / MIB,
+                "target": "<= 4 MB"},
+               {"name": "dead-sink RSS", "label": "dead", "value": 67.1, "limit": 64 + 8 * MB / MIB,
+                "target": "<= 64 MiB channel + 8 MB"}]
+    rep = report(rows, figures)
+    t = "\n".join(rep["table"])
+    checks = [
+        ("| file -> null |" in t and "| 0.15 | <= 0.25: met |" in t, "median verdict met"),
+        ("| 0.41 | <= 0.40: **missed** |" in t, "median verdict missed"),
+        ("| file -> http (NDJSON) | FAILED: boom | - | - | - | <= 1.00: not measured | - |" in t,
+         "a failed row stays in the table"),
+        ("| 2.18 | none: the window's target is the memory-input row's" in t,
+         "the lmdb window row has no target"),
+        ("| 0.69 | <= 0.90: met |" in t, "the memory window row carries the target"),
+        ("| baseline: rsyslog file -> tcp | not run: rsyslogd missing |" in t,
+         "a missing peer is a row"),
+        ("| idle | 3.9 MiB (target <= 4 MB = 3.81 MiB: **missed**) |" in rep["figures"],
+         "idle RSS compared in MB: 3.9 MiB > 4 MB"),
+        ("| dead | 67.1 MiB (target <= 64 MiB channel + 8 MB = 71.63 MiB: met) |"
+         in rep["figures"], "dead-sink RSS compared"),
+        (rep["met"] == 3 and len(rep["missed"]) == 2, "counts %d %s" % (rep["met"], rep["missed"])),
+        (rep["unmeasured"] == ["file -> http (NDJSON)", "json parse -> null"],
+         "unmeasured %s" % rep["unmeasured"]),
+        (rep["summary"].startswith("Targets (issue 16): 3 met, 2 **missed**, 2 not measured") and
+         "1 row not run" in rep["summary"], rep["summary"]),
+        ("- **missed** file -> tcp: 0.41 CPU s per 2M lines, target <= 0.40" in rep["targets"],
+         "the missed list names figure and target"),
+        (exit_code([], rep, False) == 0, "a missed target alone exits 0"),
+        (exit_code([], rep, True) == 1, "--strict: a missed target exits 1"),
+        (exit_code(["x"], rep, False) == 1, "a failure exits 1"),
+    ]
+    ok = report([row("file -> null", 0.1)], [], lines=200_000)
+    checks += [
+        (exit_code([], ok, True) == 0, "--strict with nothing missed or not run exits 0"),
+        ("No target missed." in ok["targets"] and "steps of 0.10" in ok["summary"],
+         ok["summary"]),
+        (exit_code([], report([{"name": "baseline: syslog-ng file -> tcp", "why": "not run: x"}],
+                              []), True) == 1, "--strict: a peer not run exits 1"),
+    ]
+    bad = [what for good, what in checks if not good]
+    for what in bad:
+        print("FAIL", what)
+    print("self-test: %d of %d checks passed" % (len(checks) - len(bad), len(checks)))
+    return 1 if bad else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description="every sluice benchmark, one table")
     ap.add_argument("--quick", action="store_true", help="1 run of 200,000 lines per scenario")
@@ -766,7 +947,14 @@ def main():
     ap.add_argument("--binary", default=os.path.join(ROOT, "build/release/agent/sluice"))
     ap.add_argument("--results", default=os.path.join(ROOT, "bench", "RESULTS.md"))
     ap.add_argument("--dead-sink-seconds", type=int)
+    ap.add_argument("--strict", action="store_true",
+                    help="exit 1 also when a target is missed or a row did not run (a peer "
+                    "agent missing); without it only a scenario that failed exits 1")
+    ap.add_argument("--self-test", action="store_true",
+                    help="check the table's verdicts on fake results and exit (no build needed)")
     args = ap.parse_args()
+    if args.self_test:
+        return self_test()
     args.lines = args.lines or (200_000 if args.quick else 2_000_000)
     args.runs = args.runs or (1 if args.quick else 3)
     dead_seconds = args.dead_sink_seconds or (10 if args.quick else 60)
@@ -784,9 +972,11 @@ def main():
             selected = [s for s in SCENARIOS if any(k in s[0] for k in keys)]
         for name, inp, fn in selected:
             exe = peer_missing(args, name) if name in PEERS else None
-            if exe is not None:
-                notes.append("%s: not run, %s missing (bench/fetch_peers.sh %s unpacks "
-                             "Debian's packages there)" % (name, exe, args.peers))
+            if exe is not None:  # a row that says why (and fails --strict)
+                why = ("not run: %s missing (`bench/fetch_peers.sh %s` unpacks Debian's packages "
+                       "there)" % (exe, args.peers))
+                rows.append({"name": name, "why": why})
+                print("NOT RUN %s: %s" % (name, why), file=sys.stderr, flush=True)
                 continue
             results = []
             runs = args.runs
@@ -794,58 +984,60 @@ def main():
                 for _ in range(runs):
                     results.append(fn(b))
             except Exception as e:  # a scenario that cannot run is reported, never left out
-                failures.append("%s: %s" % (name, str(e).replace("\n", " ")[:300]))
+                why = str(e).replace("\n", " ")[:300]
+                failures.append("%s: %s" % (name, why))
+                rows.append({"name": name, "why": "FAILED: " + why})
+                b.extra_rows = {}
                 print("FAILED %s: %s" % (name, e), file=sys.stderr, flush=True)
                 continue
-            rows.append((name, b.n, sizes[inp], results))
+            rows.append({"name": name, "n": b.n, "size": sizes[inp], "results": results})
             print("%-44s %s" % (name, fmt_range([b.n / r[0] for r in results])), flush=True)
             for extra, rs in b.extra_rows.items():
-                rows.append((extra, b.n, sizes[inp], rs))
+                rows.append({"name": extra, "n": b.n, "size": sizes[inp], "results": rs})
             b.extra_rows = {}
         # With --only, the figures below run only when a key names them too.
         held = held_rss(b, dead_seconds) if wanted(args, "idle RSS, dead sink RSS") else []
+        failures += ["%s: %s" % (f["label"], f["why"]) for f in held if "why" in f]
         stripped, unstripped = stripped_size(args.binary, tmp)
         lmdb_out = (lmdb_bench(b, 256 if args.quick else 10240)
                     if wanted(args, "lmdb channel bench") else "not run (--only)")
         backlog = (backlog_start(b, 1024 if args.quick else 10240)
                    if wanted(args, "start-up with a lmdb backlog") else [])
     total = time.monotonic() - t_start
-    table = ["| scenario | events/s | MB/s | CPU s | CPU s per 2M lines (target) | peak RSS MB |",
-             "|---|---|---|---|---|---|"]
-    for name, n, size, results in rows:
-        walls = [r[0] for r in results]
-        cpus = [r[1] for r in results if r[1] is not None]
-        rss = [r[2] for r in results if r[2] is not None]
-        per2m = ("%.2f" % (statistics.median(cpus) * 2e6 / n)) if cpus else "-"
-        if name in TARGETS:
-            per2m += " (<= %.2f)" % TARGETS[name]
-        table.append("| %s | %s | %s | %s | %s | %s |" % (
-            name, fmt_range([n / w for w in walls]), fmt_range([size / 1e6 / w for w in walls]),
-            fmt_range(cpus, "%.2f") if cpus else "-", per2m,
-            fmt_range(rss, "%.1f") if rss else "-"))
     other = [("stripped binary size", "%.1f MB (%.1f MB unstripped)" %
-              (stripped / 1e6, unstripped / 1e6))] + held + backlog
+              (stripped / MB, unstripped / MB))] + held + backlog
+    rep = report(rows, other, args.lines)
     text = ["# sluice benchmark results", "",
             "Written by `bench/run_all.sh%s` (do not edit by hand). %d lines of about 200 bytes "
             "per scenario, %s; %.0f s in all, run on %s UTC." %
             (" --quick" if args.quick else "", args.lines,
              "median of %d runs with the range in brackets" % args.runs if args.runs > 1 else
              "1 run each", total, time.strftime("%Y-%m-%d %H:%M", time.gmtime())), "",
-            "| machine | |", "|---|---|"] + ["| %s | %s |" % kv for kv in desc] + [""] + table + [
-            "", "| figure | value |", "|---|---|"] + ["| %s | %s |" % kv for kv in other] + [""]
+            "| machine | |", "|---|---|"] + ["| %s | %s |" % kv for kv in desc] + [""] + \
+        rep["table"] + [""] + rep["targets"] + [""] + rep["figures"] + [""]
     explain = [
         "Events/s and MB/s: lines of the input over the wall time from the process start until "
         "the far side counted every event (the input is read from its first byte). CPU s: "
         "utime + stime of the sluice process from /proc (`wc`, `cat`: of that command, by "
-        "bench/sluice_measure). Peak RSS: VmHWM.",
+        "bench/sluice_measure). Peak RSS: VmHWM. RSS figures are MiB (2^20 bytes: /proc's and "
+        "getrusage's kB are KiB), MB/s and the binary's size MB (10^6 bytes); the issue's memory "
+        "targets are in MB and are compared in bytes (4 MB = 3.81 MiB).",
+        "Targets: issue 16's, compared with the median (CPU s per 2M lines; the RSS figures' "
+        "values); \"met\" or \"**missed**\" beside each, the missed ones listed under the table. "
+        "A missed target is not an error: the command exits 1 only when a scenario failed, "
+        "unless `--strict` (then also for a missed target or a row not run).",
         "stdin -> kafka: bench/kafka_bench.cc (librdkafka's mock broker runs inside the bench "
         "process, 8 partitions, zstd, idempotent), one run a call like every row; the plain "
         "producer has no CPU or RSS of its own (it is the bench process).",
         "http source load: bench/http_load.cc, 8 keep-alive connections, requests of 1,000 lines; "
         "wall time is the load generator's.",
         "json + 5 s tumble window: COUNT(*) and AVG(x) by game_id and event over the JSON game "
-        "events of bench/sql_pipeline_bench.py, taildir -> lmdb (a pipeline reads a durable "
-        "channel) -> pipeline -> memory -> null; the raw events also go to a null sink.",
+        "events of bench/sql_pipeline_bench.py; the raw events also go to a null sink. The issue's "
+        "scenario names no channel: its target (<= 0.9) is the memory-input row's (taildir -> "
+        "memory, 64 MiB -> pipeline, its own cursor, no checkpoints -> memory -> null). The lmdb-"
+        "input row runs the same query behind an lmdb channel (what exact totals across kill -9 "
+        "need: the window state is checkpointed with the pipeline's cursor) and has no target: "
+        "its extra CPU is the durable channel's (puts, reads and checkpoints), not the window's.",
         "CPU s is counted in 10 ms ticks: with --quick (200,000 lines) the per-2M column is that "
         "coarse (x10); use the full form for the targets.",
         "rsyslog 8.2302 and syslog-ng 3.38 are Debian 12's packages, unpacked by "
@@ -859,7 +1051,7 @@ def main():
         "mode into the same receiver (which answers 200 with an empty body): each line is sent "
         "as an index action line plus the line, about 250 bytes an event instead of 201, batches "
         "of 1,000 (ruleset queue.dequeueBatchSize); the run checks the receiver counted exactly "
-        "two lines an event (nothing re-sent).",
+        "two lines an event (nothing re-sent). When they are missing their rows say \"not run\".",
         "avro -> avro: taildir -> memory -> avro sink -> a second sluice (avro source -> memory -> "
         "null); CPU s is the sender's plus the collector's, peak RSS the sender's.",
     ] + kafka_notes() + backlog_notes() + ["%s: %s" % kv for kv in b.notes.items()] + notes + [
@@ -872,11 +1064,17 @@ def main():
              "", "```", lmdb_out.rstrip("\n"), "```", ""]
     with open(args.results, "w") as f:
         f.write("\n".join(text))
-    print("\n".join(table + [""] + ["| %s | %s |" % kv for kv in other]))
+    print("\n".join(rep["table"] + [""] + rep["figures"]))
     print(lmdb_out)
     for e in notes + failures:
         print(e)
-    return 1 if failures else 0
+    # Last, where a reader of the output looks: the verdicts.
+    print(rep["summary"])
+    for m in rep["missed"]:
+        print("MISSED TARGET: " + m)
+    for name in rep["not_run"]:
+        print("NOT RUN: " + name)
+    return exit_code(failures, rep, args.strict)
 
 
 def machine(binary):
