@@ -1930,12 +1930,17 @@ def kill9_exec(ctx):
     r.lost = sent - r.delivered
     r.duplicated = tally.duplicated()
     whole = sorted(by_run.get(final, [])) == list(range(1, 20001))
-    r.ok = not holes and whole and rc == 0 and len(written) == kills + 1
+    # What a kill may cost: the lines read but not yet stored, about one read's worth (5.5 to 16
+    # a kill measured at 5,000 lines/s). 100 (20 ms of output) is far above that and far below
+    # what a source holding lines back (a batch timeout, a stalled put) would lose.
+    per_kill = tail_lost / max(1, kills)
+    r.ok = not holes and whole and rc == 0 and len(written) == kills + 1 and per_kill <= 100
     r.notes.append("%d kill -9 (seed %d), %d starts of the command; lost = lines the command wrote "
-                   "after the last committed put at a kill (exec has no position; %.1f a kill); "
+                   "after the last committed put at a kill (exec has no position; %.1f a kill, at "
+                   "most 100 allowed); "
                    "starts with a line lost before a delivered one: %s; the last start (20000 "
                    "lines, normal end) whole: %s; %d repeats at the file sink; exit %s" %
-                   (kills, ctx.seed, len(written), tail_lost / max(1, kills),
+                   (kills, ctx.seed, len(written), per_kill,
                     holes[:10] or "none", "yes" if whole else "NO", r.duplicated, rc))
     return r
 
