@@ -411,7 +411,7 @@ std::size_t WindowOperator::add_group(Pane& p) {
     }
     p.key_bytes += cost;
   }
-  Cell* row = p.cells.add(aggs_.size());
+  Row row = p.cells.add(aggs_.row_words());
   const std::size_t side_before = p.side.strings.capacity() * sizeof(std::string) +
                                   p.side.distincts.capacity() * sizeof(sketch::DistinctCounter) +
                                   p.side.quantiles.capacity() * sizeof(sketch::QuantileSketch);
@@ -525,7 +525,7 @@ std::uint32_t WindowOperator::new_session() {
   s.closed = false;
   s.side.reset();
   s.side_bytes = 0;
-  s.cells.assign(aggs_.size(), Cell{});
+  s.cells.assign(aggs_.row_words(), 0);
   aggs_.init(s.cells.data(), s.side);
   s.side_bytes = s.side.bytes();  // its sketches, and what a reused slot kept
   open_bytes_ += s.bytes();
@@ -723,7 +723,7 @@ bool WindowOperator::decode_partials(std::int64_t start, std::int64_t end) {
 void WindowOperator::learn_merge_kinds() {
   if (!plan_.has_merge) return;
   const std::size_t n = aggs_.size();
-  auto learn = [&](const Cell* cells, const SideStore& side) {
+  auto learn = [&](ConstRow cells, const SideStore& side) {
     for (std::size_t a = 0; a < n; ++a) {
       if (aggs_.spec(a).kind != AggKind::merge) continue;
       const MergeState& m = aggs_.merge_state(a, cells, side);
@@ -810,7 +810,7 @@ void WindowOperator::enforce_bound() {
   }
 }
 
-bool WindowOperator::emit_row(const Cell* cells, const SideStore& side, std::string_view key,
+bool WindowOperator::emit_row(ConstRow cells, const SideStore& side, std::string_view key,
                               std::int64_t start, std::int64_t end, Batch& out) {
   arena_.reset();
   scratch_.agent = options_.agent_name;
@@ -1171,7 +1171,7 @@ Status WindowOperator::restore_state(std::string_view in) {
         bool added = false;
         key_id_ = keys_.intern(key_hash_, key_buf_, added);
         if (p->group_of(key_id_) >= 0) return bad("group stored twice in one window");
-        Cell* row = p->cells.row(add_group(*p));  // null when n is 0
+        Row row = p->cells.row(add_group(*p));  // null when n is 0
         if (!aggs_.decode(in, row, p->side)) return bad("bad aggregate state");
       }
       p->side_bytes = p->side.bytes();

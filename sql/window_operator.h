@@ -144,15 +144,15 @@ class CellBlocks {
   CellBlocks& operator=(const CellBlocks&) = delete;
   ~CellBlocks() { release(); }
 
-  /// Row `g` (n cells); nullptr when rows have no cells (a query without aggregates).
-  Cell* row(std::size_t g) noexcept {
+  /// Row `g` (n words); nullptr when rows have no cells (a query without aggregates).
+  Row row(std::size_t g) noexcept {
     if (n_ == 0) return nullptr;
     const std::size_t b = block_of(g);
     return blocks_[b] + (g - block_start(b)) * n_;
   }
-  const Cell* row(std::size_t g) const noexcept { return const_cast<CellBlocks*>(this)->row(g); }
-  /// Appends a row of `n` default cells (n is the same for every row of a pane) and returns it.
-  Cell* add(std::size_t n) {
+  ConstRow row(std::size_t g) const noexcept { return const_cast<CellBlocks*>(this)->row(g); }
+  /// Appends a row of `n` zero words (n is the same for every row of a pane) and returns it.
+  Row add(std::size_t n) {
     if (rows_ == 0 && n != n_) {
       release();
       n_ = n;
@@ -163,18 +163,18 @@ class CellBlocks {
     }
     if (rows_ == allocated_rows_) {
       const std::size_t rows = block_rows(blocks_.size());
-      blocks_.push_back(BigAlloc<Cell>().allocate(rows * n_));
+      blocks_.push_back(BigAlloc<std::int64_t>().allocate(rows * n_));
       allocated_rows_ += rows;
     }
-    Cell* r = row(rows_++);
-    std::uninitialized_fill(r, r + n_, Cell{});
+    Row r = row(rows_++);
+    std::fill(r, r + n_, std::int64_t{0});
     return r;
   }
   std::size_t rows() const noexcept { return rows_; }
   /// Forgets the rows; keeps the blocks for reuse.
   void clear() noexcept { rows_ = 0; }
   std::size_t bytes() const noexcept {
-    return allocated_rows_ * n_ * sizeof(Cell) + blocks_.capacity() * sizeof(Cell*);
+    return allocated_rows_ * n_ * sizeof(std::int64_t) + blocks_.capacity() * sizeof(Row);
   }
 
  private:
@@ -194,13 +194,13 @@ class CellBlocks {
   }
   void release() noexcept {
     for (std::size_t b = 0; b < blocks_.size(); ++b) {
-      BigAlloc<Cell>().deallocate(blocks_[b], block_rows(b) * n_);
+      BigAlloc<std::int64_t>().deallocate(blocks_[b], block_rows(b) * n_);
     }
     blocks_.clear();
     allocated_rows_ = 0;
   }
-  std::vector<Cell*> blocks_;
-  std::size_t n_ = 0;  // cells per row
+  std::vector<Row> blocks_;
+  std::size_t n_ = 0;  // words per row
   std::size_t rows_ = 0;
   std::size_t allocated_rows_ = 0;
 };
@@ -272,11 +272,11 @@ class WindowOperator {
     std::uint32_t key = 0;            // index into session keys
     std::uint32_t version = 0;
     bool alive = false, closed = false;
-    std::vector<Cell> cells;
+    std::vector<std::int64_t> cells;  // a Row
     SideStore side;
     std::size_t side_bytes = 0;
     std::size_t bytes() const noexcept {
-      return sizeof(Session) + cells.capacity() * sizeof(Cell) + side_bytes;
+      return sizeof(Session) + cells.capacity() * sizeof(std::int64_t) + side_bytes;
     }
   };
   struct SessionKey {
@@ -312,7 +312,7 @@ class WindowOperator {
   void close_ready();
   void enforce_bound();
   /// false when HAVING dropped the row.
-  bool emit_row(const Cell* cells, const SideStore& side, std::string_view key, std::int64_t start,
+  bool emit_row(ConstRow cells, const SideStore& side, std::string_view key, std::int64_t start,
                 std::int64_t end, Batch& out);
   void decode_key(std::string_view key, Value* out) const;
   std::uint32_t session_key_index(std::uint64_t hash);
