@@ -341,6 +341,7 @@ Aggregates::Aggregates(const QueryPlan& plan, std::size_t distinct_exact_limit)
   for (const AggSpec& s : plan.aggs) {
     specs_.push_back(&s);
     offsets_.push_back(row_words_);
+    layout_.push_back({s.kind, static_cast<std::uint32_t>(row_words_)});
     row_words_ += one_word(s.kind) ? 1 : sizeof(Cell) / sizeof(std::int64_t);
   }
 }
@@ -398,16 +399,18 @@ std::int64_t Aggregates::update(Row cells, SideStore& side, const Value* args, s
                                 const DecodedPartial* decoded, std::uint64_t* replaced) const {
   std::int64_t grown = 0;
   for (std::size_t a = 0; a < specs_.size(); ++a) {
-    const AggKind kind = specs_[a]->kind;
+    // Kind and offset from one compact array (not through the AggSpec): this runs per event.
+    const AggKind kind = layout_[a].kind;
+    std::int64_t* const word = cells + layout_[a].offset;
     if (kind == AggKind::count_star) {
-      ++cells[offsets_[a]];
+      ++*word;
       continue;
     }
     if (kind == AggKind::count) {
-      if (!args[a].is_null()) ++cells[offsets_[a]];
+      if (!args[a].is_null()) ++*word;
       continue;
     }
-    Cell& c = cell(cells, a);
+    Cell& c = *reinterpret_cast<Cell*>(word);
     if (kind == AggKind::merge) {
       if (decoded == nullptr || !decoded[a].valid) continue;
       const DecodedPartial& d = decoded[a];

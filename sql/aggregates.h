@@ -180,6 +180,11 @@ class Aggregates {
 
   std::vector<const AggSpec*> specs_;
   std::vector<std::size_t> offsets_;
+  struct Slot {
+    AggKind kind;
+    std::uint32_t offset;
+  };
+  std::vector<Slot> layout_;  // per aggregate, for update()
   std::size_t row_words_ = 0;
   std::size_t distinct_limit_;
 };

@@ -392,6 +392,7 @@ std::size_t WindowOperator::add_group(Pane& p) {
   Pane* older = nullptr;
   bool newer = false;
   for (const auto* list : {&open_, &closed_}) {
+    if (key_added_) break;  // new to the store: in no other pane
     for (const auto& q : *list) {
       if (q.get() == &p || q->group_of(id) < 0) continue;
       if (q->start > p.start) {
@@ -401,6 +402,7 @@ std::size_t WindowOperator::add_group(Pane& p) {
       }
     }
   }
+  key_added_ = false;  // the later panes of a HOP event look for this one
   if (!newer) {
     if (older != nullptr) {
       older->key_bytes -= cost;
@@ -650,8 +652,7 @@ EventOutcome WindowOperator::on_event(const EventView& ev) {
         if (sat_add(sat_add(s, w.size_ns), lateness_) <= wm_) continue;
         if (!prepared) {
           build_key();
-          bool added = false;
-          key_id_ = keys_.intern(key_hash_, key_buf_, added);
+          key_id_ = keys_.intern(key_hash_, key_buf_, key_added_);
           eval_args();
           prepared = true;
         }
@@ -1168,8 +1169,7 @@ Status WindowOperator::restore_state(std::string_view in) {
         if (!get_key(key)) return bad("truncated key");
         key_buf_.assign(key);
         key_hash_ = sketch::xxh64(key_buf_);
-        bool added = false;
-        key_id_ = keys_.intern(key_hash_, key_buf_, added);
+        key_id_ = keys_.intern(key_hash_, key_buf_, key_added_);
         if (p->group_of(key_id_) >= 0) return bad("group stored twice in one window");
         Row row = p->cells.row(add_group(*p));  // null when n is 0
         if (!aggs_.decode(in, row, p->side)) return bad("bad aggregate state");

@@ -367,6 +367,7 @@ class WindowOperator {
   KeyStore keys_;
   std::size_t key_charged_ = 0;
   std::uint32_t key_id_ = 0;    // the current event's key
+  bool key_added_ = false;      // ... new to the store with this event (until its first pane)
   std::vector<bool> key_live_;  // maybe_compact_keys() scratch
   std::vector<std::uint32_t> key_remap_;
 
