@@ -367,15 +367,6 @@ void WindowOperator::reserve_like_last(Pane& p) const {
   p.key_ids.reserve(g);
 }
 
-Pane* WindowOperator::find_pane(std::int64_t start) {
-  for (const auto* list : {&open_, &closed_}) {
-    for (const auto& q : *list) {
-      if (q->start == start) return q.get();
-    }
-  }
-  return nullptr;
-}
-
 std::size_t WindowOperator::add_group(Pane& p) {
   const std::uint32_t id = key_id_;
   if (id >= p.rows.size()) {
@@ -1171,7 +1162,7 @@ Status WindowOperator::restore_state(std::string_view in) {
         key_hash_ = sketch::xxh64(key_buf_);
         key_id_ = keys_.intern(key_hash_, key_buf_, key_added_);
         if (p->group_of(key_id_) >= 0) return bad("group stored twice in one window");
-        Row row = p->cells.row(add_group(*p));  // null when n is 0
+        Row row = p->cells.row(add_group(*p));  // null without aggregates
         if (!aggs_.decode(in, row, p->side)) return bad("bad aggregate state");
       }
       p->side_bytes = p->side.bytes();

@@ -300,8 +300,6 @@ class WindowOperator {
   Pane* pane_for(std::int64_t start);
   /// Adds key key_id_ to `p` as a new group (its row initialised); returns the group.
   std::size_t add_group(Pane& p);
-  /// The open or closed pane of window `start`, or null.
-  Pane* find_pane(std::int64_t start);
   /// Drops the keys no pane holds once they are most of the store.
   void maybe_compact_keys();
   std::string_view key_of(const Pane& p, std::size_t g) const { return keys_.key(p.key_ids[g]); }
