@@ -338,7 +338,12 @@ std::int64_t add_quantile(Cell& c, SideStore& side, double v) {
 
 Aggregates::Aggregates(const QueryPlan& plan, std::size_t distinct_exact_limit)
     : distinct_limit_(distinct_exact_limit) {
-  for (const AggSpec& s : plan.aggs) specs_.push_back(&s);
+  for (const AggSpec& s : plan.aggs) {
+    specs_.push_back(&s);
+    offsets_.push_back(row_words_);
+    layout_.push_back({s.kind, static_cast<std::uint32_t>(row_words_)});
+    row_words_ += one_word(s.kind) ? 1 : sizeof(Cell) / sizeof(std::int64_t);
+  }
 }
 
 void Aggregates::init_cell(AggKind kind, Cell& c, SideStore& side, std::size_t distinct_limit) {
@@ -380,22 +385,32 @@ void Aggregates::init_cell(AggKind kind, Cell& c, SideStore& side, std::size_t d
   }
 }
 
-void Aggregates::init(Cell* cells, SideStore& side) const {
+void Aggregates::init(Row cells, SideStore& side) const {
   for (std::size_t a = 0; a < specs_.size(); ++a) {
-    init_cell(specs_[a]->kind, cells[a], side, distinct_limit_);
+    if (one_word(specs_[a]->kind)) {
+      cells[offsets_[a]] = 0;
+    } else {
+      init_cell(specs_[a]->kind, cell(cells, a), side, distinct_limit_);
+    }
   }
 }
 
-std::int64_t Aggregates::update(Cell* cells, SideStore& side, const Value* args, std::int64_t time,
+std::int64_t Aggregates::update(Row cells, SideStore& side, const Value* args, std::int64_t time,
                                 const DecodedPartial* decoded, std::uint64_t* replaced) const {
   std::int64_t grown = 0;
   for (std::size_t a = 0; a < specs_.size(); ++a) {
-    Cell& c = cells[a];
-    const AggKind kind = specs_[a]->kind;
+    // Kind and offset from one compact array (not through the AggSpec): this runs per event.
+    const AggKind kind = layout_[a].kind;
+    std::int64_t* const word = cells + layout_[a].offset;
     if (kind == AggKind::count_star) {
-      ++c.i;
+      ++*word;
       continue;
     }
+    if (kind == AggKind::count) {
+      if (!args[a].is_null()) ++*word;
+      continue;
+    }
+    Cell& c = *reinterpret_cast<Cell*>(word);
     if (kind == AggKind::merge) {
       if (decoded == nullptr || !decoded[a].valid) continue;
       const DecodedPartial& d = decoded[a];
@@ -435,9 +450,6 @@ std::int64_t Aggregates::update(Cell* cells, SideStore& side, const Value* args,
     Value v = args[a];
     if (v.is_null()) continue;
     switch (kind) {
-      case AggKind::count:
-        ++c.i;
-        break;
       case AggKind::sum:
       case AggKind::avg:
         if (v.type == SqlType::string && !parse_number(v.s, v)) break;
@@ -474,6 +486,7 @@ std::int64_t Aggregates::update(Cell* cells, SideStore& side, const Value* args,
         grown += add_quantile(c, side, v.as_double());
         break;
       case AggKind::count_star:
+      case AggKind::count:
       case AggKind::merge:
         break;
     }
@@ -581,11 +594,15 @@ std::int64_t Aggregates::merge_cell(AggKind kind, Cell& c, SideStore& into_side,
   return grown;
 }
 
-std::int64_t Aggregates::merge(Cell* into, SideStore& into_side, const Cell* from,
+std::int64_t Aggregates::merge(Row into, SideStore& into_side, ConstRow from,
                                const SideStore& from_side) const {
   std::int64_t grown = 0;
   for (std::size_t a = 0; a < specs_.size(); ++a) {
-    grown += merge_cell(specs_[a]->kind, into[a], into_side, from[a], from_side);
+    if (one_word(specs_[a]->kind)) {
+      into[offsets_[a]] += from[offsets_[a]];
+      continue;
+    }
+    grown += merge_cell(specs_[a]->kind, cell(into, a), into_side, cell(from, a), from_side);
   }
   return grown;
 }
@@ -631,7 +648,7 @@ Value Aggregates::finalize_cell(AggKind kind, SqlType result_type, double q, con
   return Value::null();
 }
 
-void Aggregates::finalize(const Cell* cells, const SideStore& side, Value* out,
+void Aggregates::finalize(ConstRow cells, const SideStore& side, Value* out,
                           RowScratch* scratch) const {
   if (scratch != nullptr) {
     scratch->side.reset();
@@ -639,7 +656,8 @@ void Aggregates::finalize(const Cell* cells, const SideStore& side, Value* out,
   }
   for (std::size_t a = 0; a < specs_.size(); ++a) {
     const AggSpec& spec = *specs_[a];
-    const Cell& c = cells[a];
+    const Cell word = one_word(spec.kind) ? as_cell(cells[offsets_[a]]) : Cell{};
+    const Cell& c = one_word(spec.kind) ? word : cell(cells, a);
     if (spec.partial && scratch != nullptr) {
       scratch->bytes.clear();
       encode_partial(spec.kind, spec.q, scratch->agent, scratch->start, scratch->end, scratch->key,
@@ -843,20 +861,34 @@ bool Aggregates::decode_cell(AggKind kind, std::string_view& in, Cell& c, SideSt
   return true;
 }
 
-void Aggregates::encode(const Cell* cells, const SideStore& side, std::string& out) const {
-  for (std::size_t a = 0; a < specs_.size(); ++a) encode_cell(specs_[a]->kind, cells[a], side, out);
+void Aggregates::encode(ConstRow cells, const SideStore& side, std::string& out) const {
+  for (std::size_t a = 0; a < specs_.size(); ++a) {
+    const AggKind kind = specs_[a]->kind;
+    if (one_word(kind)) {
+      encode_cell(kind, as_cell(cells[offsets_[a]]), side, out);
+    } else {
+      encode_cell(kind, cell(cells, a), side, out);
+    }
+  }
 }
 
-bool Aggregates::decode(std::string_view& in, Cell* cells, SideStore& side) const {
+bool Aggregates::decode(std::string_view& in, Row cells, SideStore& side) const {
   for (std::size_t a = 0; a < specs_.size(); ++a) {
-    if (!decode_cell(specs_[a]->kind, in, cells[a], side)) return false;
+    const AggKind kind = specs_[a]->kind;
+    if (one_word(kind)) {
+      Cell c = as_cell(cells[offsets_[a]]);
+      if (!decode_cell(kind, in, c, side)) return false;
+      cells[offsets_[a]] = c.i;
+    } else if (!decode_cell(kind, in, cell(cells, a), side)) {
+      return false;
+    }
   }
   return true;
 }
 
-const MergeState& Aggregates::merge_state(std::size_t a, const Cell* cells,
+const MergeState& Aggregates::merge_state(std::size_t a, ConstRow cells,
                                           const SideStore& side) const {
-  return side.merges[meta(AggKind::merge, cells[a]).ext];
+  return side.merges[meta(AggKind::merge, cell(cells, a)).ext];
 }
 
 }  // namespace sluice::sql

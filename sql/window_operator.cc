@@ -359,37 +359,128 @@ Pane* WindowOperator::pane_for(std::int64_t start) {
 void WindowOperator::reserve_like_last(Pane& p) const {
   const std::size_t g = last_groups_;
   if (g < 1024) return;  // small windows grow as they come (and come from the pool)
-  // What the reservation would add to the state (key refs, about two index slots per group, the
-  // key bytes): not past max_state_bytes, which would close windows early for memory not used
-  // yet. The cells grow by blocks and need none.
-  const std::size_t want = g * (sizeof(KeyRef) + 16) + last_key_bytes_;
+  // What the reservation would add to the state: not past max_state_bytes, which would close
+  // windows early for memory not used yet. The cells grow by blocks and need none; the key ids'
+  // rows are sized to the key store at the first group.
+  const std::size_t want = g * sizeof(std::uint32_t);
   if (open_bytes_ + want > options_.max_state_bytes) return;
-  p.key_refs.reserve(g);
-  p.keys.reserve(last_key_bytes_);
-  // Not the key index: it is zero-filled at once (2 MB at 100k groups), at the moment the
-  // previous window closes and two full windows are still held (the agent's peak RSS); it grows
-  // by doubling as groups come instead.
+  p.key_ids.reserve(g);
+}
+
+std::size_t WindowOperator::add_group(Pane& p) {
+  const std::uint32_t id = key_id_;
+  if (id >= p.rows.size()) {
+    // As many as the store has room for: one reallocation per doubling of the store, and the same
+    // capacity whatever order the pane saw its keys in.
+    p.rows.reserve(std::max(keys_.capacity(), p.rows.capacity()));
+    p.rows.resize(keys_.size(), 0);
+  }
+  const std::size_t g = p.groups();
+  p.key_ids.push_back(id);
+  p.rows[id] = static_cast<std::uint32_t>(g + 1);
+  // The key is charged to the newest pane that holds it (it lives as long as that one).
+  const std::size_t cost = KeyStore::cost(keys_.key(id).size());
+  Pane* older = nullptr;
+  bool newer = false;
+  for (const auto* list : {&open_, &closed_}) {
+    if (key_added_) break;  // new to the store: in no other pane
+    for (const auto& q : *list) {
+      if (q.get() == &p || q->group_of(id) < 0) continue;
+      if (q->start > p.start) {
+        newer = true;
+      } else if (older == nullptr || q->start > older->start) {
+        older = q.get();
+      }
+    }
+  }
+  key_added_ = false;  // the later panes of a HOP event look for this one
+  if (!newer) {
+    if (older != nullptr) {
+      older->key_bytes -= cost;
+      std::size_t& from = older->closed ? closed_bytes_ : open_bytes_;
+      from -= std::min(from, cost);
+    } else {
+      key_charged_ += cost;
+    }
+    p.key_bytes += cost;
+  }
+  Row row = p.cells.add(aggs_.row_words());
+  const std::size_t side_before = p.side.strings.capacity() * sizeof(std::string) +
+                                  p.side.distincts.capacity() * sizeof(sketch::DistinctCounter) +
+                                  p.side.quantiles.capacity() * sizeof(sketch::QuantileSketch);
+  aggs_.init(row, p.side);  // null when there are no aggregates
+  const std::size_t side_after = p.side.strings.capacity() * sizeof(std::string) +
+                                 p.side.distincts.capacity() * sizeof(sketch::DistinctCounter) +
+                                 p.side.quantiles.capacity() * sizeof(sketch::QuantileSketch);
+  p.side_bytes += side_after - side_before;
+  return g;
+}
+
+void KeyStore::compact(const std::vector<bool>& live, std::vector<std::uint32_t>& remap) {
+  remap.assign(refs_.size(), UINT32_MAX);
+  std::size_t n = 0, at = 0;
+  for (std::size_t k = 0; k < refs_.size(); ++k) {
+    if (!live[k]) continue;
+    const KeyRef r = refs_[k];
+    std::memmove(bytes_.data() + at, bytes_.data() + r.off, r.len);
+    refs_[n] = {static_cast<std::uint32_t>(at), r.len};
+    remap[k] = static_cast<std::uint32_t>(n++);
+    at += r.len;
+  }
+  refs_.resize(n);
+  bytes_.resize(at);
+  // Mostly unused capacity goes back (a window of many keys followed by few); else it is kept
+  // for the next window's new keys.
+  if (refs_.capacity() > 4 * n + 64) refs_.shrink_to_fit();
+  if (bytes_.capacity() > 4 * at + 1024) bytes_.shrink_to_fit();
+  if (index_.bytes() > 4 * 16 * std::max<std::size_t>(n, 16)) {
+    index_ = KeyIndex();
+  } else {
+    index_.clear();
+  }
+  index_.reserve(n);
+  for (std::size_t k = 0; k < n; ++k)
+    index_.insert(sketch::xxh64(key(static_cast<std::uint32_t>(k))));
+}
+
+void WindowOperator::maybe_compact_keys() {
+  if (keys_.size() < 1024) return;
+  key_live_.assign(keys_.size(), false);
+  std::size_t live = 0;
+  for (const auto* list : {&open_, &closed_}) {
+    for (const auto& q : *list) {
+      for (const std::uint32_t id : q->key_ids) {
+        if (!key_live_[id]) {
+          key_live_[id] = true;
+          ++live;
+        }
+      }
+    }
+  }
+  if (live * 2 > keys_.size()) return;
+  keys_.compact(key_live_, key_remap_);
+  for (const auto* list : {&open_, &closed_}) {
+    for (const auto& q : *list) {
+      const std::size_t before = q->bytes();
+      std::vector<std::uint32_t, BigAlloc<std::uint32_t>> rows(keys_.size(), 0);
+      for (std::size_t g = 0; g < q->key_ids.size(); ++g) {
+        q->key_ids[g] = key_remap_[q->key_ids[g]];
+        rows[q->key_ids[g]] = static_cast<std::uint32_t>(g + 1);
+      }
+      q->rows.swap(rows);
+      std::size_t& total = q->closed ? closed_bytes_ : open_bytes_;
+      total = total - std::min(total, before) + q->bytes();
+    }
+  }
+  key_remap_ = {};
+  key_live_ = {};
 }
 
 void WindowOperator::fold(Pane& p) {
-  const std::size_t n = aggs_.size();
-  std::int64_t idx = p.index.find(key_hash_, key_buf_, [&](std::size_t g) { return p.key(g); });
+  std::int64_t idx = p.group_of(key_id_);
   if (idx < 0) {
     const std::size_t before = p.bytes();
-    idx = static_cast<std::int64_t>(p.groups());
-    p.key_refs.push_back(
-        {static_cast<std::uint32_t>(p.keys.size()), static_cast<std::uint32_t>(key_buf_.size())});
-    p.keys.insert(p.keys.end(), key_buf_.begin(), key_buf_.end());
-    p.index.insert(key_hash_);
-    Cell* row = p.cells.add(n);
-    const std::size_t side_before = p.side.strings.capacity() * sizeof(std::string) +
-                                    p.side.distincts.capacity() * sizeof(sketch::DistinctCounter) +
-                                    p.side.quantiles.capacity() * sizeof(sketch::QuantileSketch);
-    aggs_.init(row, p.side);  // null when n is 0
-    const std::size_t side_after = p.side.strings.capacity() * sizeof(std::string) +
-                                   p.side.distincts.capacity() * sizeof(sketch::DistinctCounter) +
-                                   p.side.quantiles.capacity() * sizeof(sketch::QuantileSketch);
-    p.side_bytes += side_after - side_before;
+    idx = static_cast<std::int64_t>(add_group(p));
     open_bytes_ += p.bytes() - before;
   }
   const std::int64_t grown =
@@ -427,7 +518,7 @@ std::uint32_t WindowOperator::new_session() {
   s.closed = false;
   s.side.reset();
   s.side_bytes = 0;
-  s.cells.assign(aggs_.size(), Cell{});
+  s.cells.assign(aggs_.row_words(), 0);
   aggs_.init(s.cells.data(), s.side);
   s.side_bytes = s.side.bytes();  // its sketches, and what a reused slot kept
   open_bytes_ += s.bytes();
@@ -552,6 +643,7 @@ EventOutcome WindowOperator::on_event(const EventView& ev) {
         if (sat_add(sat_add(s, w.size_ns), lateness_) <= wm_) continue;
         if (!prepared) {
           build_key();
+          key_id_ = keys_.intern(key_hash_, key_buf_, key_added_);
           eval_args();
           prepared = true;
         }
@@ -623,7 +715,7 @@ bool WindowOperator::decode_partials(std::int64_t start, std::int64_t end) {
 void WindowOperator::learn_merge_kinds() {
   if (!plan_.has_merge) return;
   const std::size_t n = aggs_.size();
-  auto learn = [&](const Cell* cells, const SideStore& side) {
+  auto learn = [&](ConstRow cells, const SideStore& side) {
     for (std::size_t a = 0; a < n; ++a) {
       if (aggs_.spec(a).kind != AggKind::merge) continue;
       const MergeState& m = aggs_.merge_state(a, cells, side);
@@ -653,7 +745,6 @@ void WindowOperator::close_ready() {
     for (std::size_t i = 0; i < n; ++i) {
       open_[i]->closed = true;
       last_groups_ = open_[i]->groups();
-      last_key_bytes_ = open_[i]->keys.size();
       const std::size_t b = open_[i]->bytes();
       open_bytes_ -= std::min(open_bytes_, b);
       closed_bytes_ += b;
@@ -711,7 +802,7 @@ void WindowOperator::enforce_bound() {
   }
 }
 
-bool WindowOperator::emit_row(const Cell* cells, const SideStore& side, std::string_view key,
+bool WindowOperator::emit_row(ConstRow cells, const SideStore& side, std::string_view key,
                               std::int64_t start, std::int64_t end, Batch& out) {
   arena_.reset();
   scratch_.agent = options_.agent_name;
@@ -811,12 +902,14 @@ std::size_t WindowOperator::emit_closed(Batch& out, std::size_t max_rows) {
       Pane& p = *closed_[done];
       while (emit_pos_ < p.groups() && emitted < max_rows) {
         emitted +=
-            emit_row(p.cells.row(emit_pos_), p.side, p.key(emit_pos_), p.start, p.end, out) ? 1 : 0;
+            emit_row(p.cells.row(emit_pos_), p.side, key_of(p, emit_pos_), p.start, p.end, out) ? 1
+                                                                                                : 0;
         ++emit_pos_;
       }
       if (emit_pos_ < p.groups()) break;
       emit_pos_ = 0;
       closed_bytes_ -= std::min(closed_bytes_, p.bytes());
+      key_charged_ -= std::min(key_charged_, p.key_bytes);  // no later pane holds those keys
       // One spare, so that the next window reuses its capacity without allocating; but not a
       // large one: with a watermark delay two windows are open and full, and a kept third pane
       // would hold as much again, where regrowing a fresh one costs a few reallocations.
@@ -827,6 +920,7 @@ std::size_t WindowOperator::emit_closed(Batch& out, std::size_t max_rows) {
       ++done;
     }
     closed_.erase(closed_.begin(), closed_.begin() + static_cast<std::ptrdiff_t>(done));
+    if (done > 0) maybe_compact_keys();
     return emitted;
   }
   if (emit_pos_ >= closed_sessions_.size()) return 0;
@@ -927,6 +1021,8 @@ void WindowOperator::clear_state() {
   for (auto& p : open_) p->reset();
   open_.clear();
   closed_.clear();
+  keys_.clear();
+  key_charged_ = 0;
   skey_index_.clear();
   skey_refs_.clear();
   skeys_.clear();
@@ -967,7 +1063,7 @@ void WindowOperator::serialize_state(std::string& out) const {
       enc::put_u8(out, p.closed ? 1 : 0);
       enc::put_varint(out, p.groups() - from);
       for (std::size_t g = from; g < p.groups(); ++g) {
-        const std::string_view k = p.key(g);
+        const std::string_view k = key_of(p, g);
         enc::put_varint(out, k.size());
         out.append(k);
         aggs_.encode(p.cells.row(g), p.side, out);
@@ -1029,7 +1125,6 @@ Status WindowOperator::restore_state(std::string_view in) {
   for (std::uint64_t& c : counters) {
     if (!enc::get_varint(in, c)) return bad("truncated counters");
   }
-  const std::size_t n = aggs_.size();
   std::uint64_t count = 0;
   if (!enc::get_varint(in, count)) return bad("truncated");
   auto get_key = [&](std::string_view& key) {
@@ -1065,15 +1160,9 @@ Status WindowOperator::restore_state(std::string_view in) {
         if (!get_key(key)) return bad("truncated key");
         key_buf_.assign(key);
         key_hash_ = sketch::xxh64(key_buf_);
-        if (p->index.find(key_hash_, key_buf_, [&](std::size_t x) { return p->key(x); }) >= 0) {
-          return bad("group stored twice in one window");
-        }
-        p->key_refs.push_back(
-            {static_cast<std::uint32_t>(p->keys.size()), static_cast<std::uint32_t>(key.size())});
-        p->keys.insert(p->keys.end(), key.begin(), key.end());
-        p->index.insert(key_hash_);
-        Cell* row = p->cells.add(n);  // null when n is 0
-        aggs_.init(row, p->side);
+        key_id_ = keys_.intern(key_hash_, key_buf_, key_added_);
+        if (p->group_of(key_id_) >= 0) return bad("group stored twice in one window");
+        Row row = p->cells.row(add_group(*p));  // null without aggregates
         if (!aggs_.decode(in, row, p->side)) return bad("bad aggregate state");
       }
       p->side_bytes = p->side.bytes();

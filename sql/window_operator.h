@@ -80,10 +80,54 @@ class KeyIndex {
   std::size_t size_ = 0;
 };
 
-/// Where a group's key bytes are in its window's (or the session keys') key string.
+/// Where a group's key bytes are in the key store's (or the session keys') key string.
 struct KeyRef {
   std::uint32_t off;
   std::uint32_t len;
+};
+
+/// The group keys of every TUMBLE and HOP window, each stored once: an id per key (its bytes and
+/// an index on them), which the windows' tables map to their rows. Windows in a row see mostly the
+/// same keys (with a watermark delay two are full at once), and a key stored per window was about
+/// a third of a high-cardinality window's memory (~45 of ~140 bytes a group). Keys no window holds
+/// any more are dropped by compact().
+class KeyStore {
+ public:
+  /// The id of `key`, added if new (`added`).
+  std::uint32_t intern(std::uint64_t hash, std::string_view key, bool& added) {
+    const std::int64_t idx = index_.find(
+        hash, key, [&](std::size_t k) { return this->key(static_cast<std::uint32_t>(k)); });
+    added = idx < 0;
+    if (!added) return static_cast<std::uint32_t>(idx);
+    refs_.push_back(
+        {static_cast<std::uint32_t>(bytes_.size()), static_cast<std::uint32_t>(key.size())});
+    bytes_.insert(bytes_.end(), key.begin(), key.end());
+    index_.insert(hash);
+    return static_cast<std::uint32_t>(refs_.size() - 1);
+  }
+  std::string_view key(std::uint32_t id) const {
+    return {bytes_.data() + refs_[id].off, refs_[id].len};
+  }
+  std::size_t size() const noexcept { return refs_.size(); }
+  std::size_t capacity() const noexcept { return refs_.capacity(); }
+  /// What a key costs: its bytes, its ref and about two index slots (charged to a window).
+  static std::size_t cost(std::size_t len) noexcept { return len + sizeof(KeyRef) + 16; }
+  std::size_t bytes() const noexcept {
+    return index_.bytes() + refs_.capacity() * sizeof(KeyRef) + bytes_.capacity();
+  }
+  /// Keeps the keys with live[id] set, renumbered in order; remap[old id] = new id (or UINT32_MAX).
+  /// Gives back the capacity the dropped keys held once it is mostly unused.
+  void compact(const std::vector<bool>& live, std::vector<std::uint32_t>& remap);
+  void clear() {
+    index_ = KeyIndex();
+    refs_ = {};
+    bytes_ = {};
+  }
+
+ private:
+  KeyIndex index_;
+  std::vector<KeyRef, BigAlloc<KeyRef>> refs_;
+  std::vector<char, BigAlloc<char>> bytes_;
 };
 
 /// The cells of a window's groups, in blocks: growing never copies, never holds an old and a new
@@ -100,15 +144,15 @@ class CellBlocks {
   CellBlocks& operator=(const CellBlocks&) = delete;
   ~CellBlocks() { release(); }
 
-  /// Row `g` (n cells); nullptr when rows have no cells (a query without aggregates).
-  Cell* row(std::size_t g) noexcept {
+  /// Row `g` (n words); nullptr when rows have no cells (a query without aggregates).
+  Row row(std::size_t g) noexcept {
     if (n_ == 0) return nullptr;
     const std::size_t b = block_of(g);
     return blocks_[b] + (g - block_start(b)) * n_;
   }
-  const Cell* row(std::size_t g) const noexcept { return const_cast<CellBlocks*>(this)->row(g); }
-  /// Appends a row of `n` default cells (n is the same for every row of a pane) and returns it.
-  Cell* add(std::size_t n) {
+  ConstRow row(std::size_t g) const noexcept { return const_cast<CellBlocks*>(this)->row(g); }
+  /// Appends a row of `n` zero words (n is the same for every row of a pane) and returns it.
+  Row add(std::size_t n) {
     if (rows_ == 0 && n != n_) {
       release();
       n_ = n;
@@ -119,18 +163,18 @@ class CellBlocks {
     }
     if (rows_ == allocated_rows_) {
       const std::size_t rows = block_rows(blocks_.size());
-      blocks_.push_back(BigAlloc<Cell>().allocate(rows * n_));
+      blocks_.push_back(BigAlloc<std::int64_t>().allocate(rows * n_));
       allocated_rows_ += rows;
     }
-    Cell* r = row(rows_++);
-    std::uninitialized_fill(r, r + n_, Cell{});
+    Row r = row(rows_++);
+    std::fill(r, r + n_, std::int64_t{0});
     return r;
   }
   std::size_t rows() const noexcept { return rows_; }
   /// Forgets the rows; keeps the blocks for reuse.
   void clear() noexcept { rows_ = 0; }
   std::size_t bytes() const noexcept {
-    return allocated_rows_ * n_ * sizeof(Cell) + blocks_.capacity() * sizeof(Cell*);
+    return allocated_rows_ * n_ * sizeof(std::int64_t) + blocks_.capacity() * sizeof(Row);
   }
 
  private:
@@ -150,45 +194,50 @@ class CellBlocks {
   }
   void release() noexcept {
     for (std::size_t b = 0; b < blocks_.size(); ++b) {
-      BigAlloc<Cell>().deallocate(blocks_[b], block_rows(b) * n_);
+      BigAlloc<std::int64_t>().deallocate(blocks_[b], block_rows(b) * n_);
     }
     blocks_.clear();
     allocated_rows_ = 0;
   }
-  std::vector<Cell*> blocks_;
-  std::size_t n_ = 0;  // cells per row
+  std::vector<Row> blocks_;
+  std::size_t n_ = 0;  // words per row
   std::size_t rows_ = 0;
   std::size_t allocated_rows_ = 0;
 };
 
-/// The groups of one window: key bytes, a key index and a row of cells per group.
+/// The groups of one window: per group a key id (the KeyStore's) and a row of cells, and per key
+/// id the group's row (dense: 4 bytes per key of the store, where a table of its own with the
+/// key bytes took ~45 per group).
 struct Pane {
   std::int64_t start = 0;
   std::int64_t end = 0;
   bool closed = false;
-  KeyIndex index;
   // Large for a high-cardinality GROUP BY: mapped on their own (BigAlloc), returned on close.
-  std::vector<KeyRef, BigAlloc<KeyRef>> key_refs;  // per group; key bytes in `keys`
-  std::vector<char, BigAlloc<char>> keys;
-  CellBlocks cells;  // a row of aggregates per group
+  std::vector<std::uint32_t, BigAlloc<std::uint32_t>> key_ids;  // per group
+  std::vector<std::uint32_t, BigAlloc<std::uint32_t>> rows;     // per key id: group + 1, 0: none
+  CellBlocks cells;                                             // a row of aggregates per group
   SideStore side;
   std::size_t side_bytes = 0;  // tracked growth of `side`
+  // KeyStore::cost() of the keys whose newest window this is: each stored key is charged to one
+  // window, so state_bytes() counts it once and closing the window (max_state_bytes) uncharges it.
+  std::size_t key_bytes = 0;
 
-  std::size_t groups() const noexcept { return key_refs.size(); }
-  std::string_view key(std::size_t g) const {
-    return {keys.data() + key_refs[g].off, key_refs[g].len};
+  std::size_t groups() const noexcept { return key_ids.size(); }
+  /// The group of key `id`, or -1.
+  std::int64_t group_of(std::uint32_t id) const noexcept {
+    return id < rows.size() ? static_cast<std::int64_t>(rows[id]) - 1 : -1;
   }
   std::size_t bytes() const noexcept {
-    return sizeof(Pane) + index.bytes() + key_refs.capacity() * sizeof(KeyRef) + keys.capacity() +
-           cells.bytes() + side_bytes;
+    return sizeof(Pane) + key_ids.capacity() * sizeof(std::uint32_t) +
+           rows.capacity() * sizeof(std::uint32_t) + cells.bytes() + side_bytes + key_bytes;
   }
   void reset() {
-    index.clear();
-    key_refs.clear();
-    keys.clear();
+    key_ids.clear();
+    rows.clear();
     cells.clear();
     side.reset();
     side_bytes = side.bytes();  // the capacity kept for reuse still counts
+    key_bytes = 0;
     closed = false;
   }
 };
@@ -206,7 +255,11 @@ class WindowOperator {
     return !closed_.empty() || emit_pos_ < closed_sessions_.size();
   }
   std::size_t flush(Batch& out, std::size_t max_rows);
-  std::size_t state_bytes() const noexcept { return open_bytes_ + closed_bytes_; }
+  std::size_t state_bytes() const noexcept {
+    // The key store's bytes beyond what its keys are charged to windows (capacity, index slack).
+    const std::size_t store = keys_.bytes();
+    return open_bytes_ + closed_bytes_ + (store > key_charged_ ? store - key_charged_ : 0);
+  }
   std::size_t open_windows() const noexcept;
   const RunnerStats& stats() const noexcept { return stats_; }
   const std::string& last_bad_state() const noexcept { return bad_state_; }
@@ -219,11 +272,11 @@ class WindowOperator {
     std::uint32_t key = 0;            // index into session keys
     std::uint32_t version = 0;
     bool alive = false, closed = false;
-    std::vector<Cell> cells;
+    std::vector<std::int64_t> cells;  // a Row
     SideStore side;
     std::size_t side_bytes = 0;
     std::size_t bytes() const noexcept {
-      return sizeof(Session) + cells.capacity() * sizeof(Cell) + side_bytes;
+      return sizeof(Session) + cells.capacity() * sizeof(std::int64_t) + side_bytes;
     }
   };
   struct SessionKey {
@@ -245,6 +298,11 @@ class WindowOperator {
   void build_key();
   void eval_args();
   Pane* pane_for(std::int64_t start);
+  /// Adds key key_id_ to `p` as a new group (its row initialised); returns the group.
+  std::size_t add_group(Pane& p);
+  /// Drops the keys no pane holds once they are most of the store.
+  void maybe_compact_keys();
+  std::string_view key_of(const Pane& p, std::size_t g) const { return keys_.key(p.key_ids[g]); }
   void reserve_like_last(Pane& p) const;
   void fold(Pane& p);
   bool on_session_event(std::int64_t t);
@@ -252,7 +310,7 @@ class WindowOperator {
   void close_ready();
   void enforce_bound();
   /// false when HAVING dropped the row.
-  bool emit_row(const Cell* cells, const SideStore& side, std::string_view key, std::int64_t start,
+  bool emit_row(ConstRow cells, const SideStore& side, std::string_view key, std::int64_t start,
                 std::int64_t end, Batch& out);
   void decode_key(std::string_view key, Value* out) const;
   std::uint32_t session_key_index(std::uint64_t hash);
@@ -302,7 +360,14 @@ class WindowOperator {
   // so a high-cardinality window neither doubles its vectors (a copy, and half of the capacity
   // unused on average) nor holds the slack.
   std::size_t last_groups_ = 0;
-  std::size_t last_key_bytes_ = 0;
+
+  // TUMBLE and HOP: the group keys of every pane; key_charged_ = the sum of the panes' key_bytes.
+  KeyStore keys_;
+  std::size_t key_charged_ = 0;
+  std::uint32_t key_id_ = 0;    // the current event's key
+  bool key_added_ = false;      // ... new to the store with this event (until its first pane)
+  std::vector<bool> key_live_;  // maybe_compact_keys() scratch
+  std::vector<std::uint32_t> key_remap_;
 
   // TUMBLE and HOP: open panes by start, closed panes waiting for emit_closed, a pool.
   std::vector<std::unique_ptr<Pane>> open_;

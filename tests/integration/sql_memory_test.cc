@@ -23,7 +23,7 @@ long peak_rss_kb(pid_t pid) {
 
 }  // namespace
 
-TEST_CASE("sql: an agent with 100k keys per window and default channel bounds stays under 40 MB",
+TEST_CASE("sql: an agent with 100k keys per window and default channel bounds stays under 26 MB",
           "[integration][sql]") {
   TempDir tmp;
   const std::string in = tmp.file("in");
@@ -55,9 +55,11 @@ TEST_CASE("sql: an agent with 100k keys per window and default channel bounds st
   INFO("agent peak RSS " << hwm << " kB");
   CHECK(hwm > 0);
 #ifndef SLUICE_SANITIZED  // ASan's shadow memory and quarantine make the RSS bound meaningless
-  // Two windows of 100k groups are ~12 MB of state; the rows channel holds at most its 10,000
-  // events while the sink takes them (the rest of a closed window's rows wait in the engine).
-  CHECK(hwm < 40 * 1024);
+  // Two windows of 100k groups are ~7 MB of state (the keys stored once, an 8-byte COUNT(*) and
+  // 8 bytes of ids per group and window); the pipeline puts a closed window's rows 256 a loop
+  // turn (the rest wait in the engine). Measured 18.7-18.9 MB (28 MB with a key table per window,
+  // 24-byte count cells and 8,192 rows a turn); issue 13's target for its larger query is 40 MB.
+  CHECK(hwm < 26 * 1024);
 #endif
   CHECK(agent.terminate() == 0);
 }

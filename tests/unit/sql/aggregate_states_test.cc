@@ -19,7 +19,7 @@ namespace enc = sluice::sql::sketch::enc;
 namespace {
 
 struct State {
-  std::vector<Cell> cells;
+  std::vector<std::int64_t> cells;  // a Row
   SideStore side;
 };
 
@@ -80,7 +80,7 @@ TEST_CASE("sql aggregate states: merge of any split equals the whole, encode rou
     }
     auto fresh = [&] {
       State s;
-      s.cells.resize(aggs.size());
+      s.cells.resize(aggs.row_words());
       aggs.init(s.cells.data(), s.side);
       return s;
     };
@@ -138,7 +138,7 @@ TEST_CASE("sql aggregate states: a few values kept in the cell answer and encode
        {std::size_t{0}, std::size_t{1}, std::size_t{2}, std::size_t{50}}) {
     Aggregates aggs(q.plan(), limit);
     auto feed = [&](const std::vector<double>& xs, State& st) {
-      st.cells.resize(aggs.size());
+      st.cells.resize(aggs.row_words());
       aggs.init(st.cells.data(), st.side);
       for (double x : xs) {
         std::vector<Value> args(aggs.size(), Value::floating(x));
@@ -193,7 +193,7 @@ TEST_CASE("sql aggregate states: a few values kept in the cell answer and encode
       }
       // decode -> encode is the identity.
       State back;
-      back.cells.resize(aggs.size());
+      back.cells.resize(aggs.row_words());
       aggs.init(back.cells.data(), back.side);
       std::string_view in = bytes;
       REQUIRE(aggs.decode(in, back.cells.data(), back.side));
@@ -214,7 +214,7 @@ TEST_CASE("sql aggregate states: values of every type survive the 24-byte cells"
   Aggregates aggs(q.plan(), 8);
   auto fresh = [&] {
     State st;
-    st.cells.resize(aggs.size());
+    st.cells.resize(aggs.row_words());
     aggs.init(st.cells.data(), st.side);
     return st;
   };
@@ -247,7 +247,7 @@ TEST_CASE("sql aggregate states: values of every type survive the 24-byte cells"
       "BY TUMBLE(INTERVAL '1' SECOND)");
   Aggregates sa(qs.plan(), 8);
   State st;
-  st.cells.resize(sa.size());
+  st.cells.resize(sa.row_words());
   sa.init(st.cells.data(), st.side);
   const std::string long_text(40, 'z');  // beyond the short-string buffer
   for (const auto& [text, ok, t] : std::vector<std::tuple<std::string, bool, int>>{
@@ -276,7 +276,7 @@ TEST_CASE("sql aggregate states: a SUM count past 2^56 is a damaged state", "[un
     enc::put_varint(bytes, count);
     enc::put_u8(bytes, 1);
     State st;
-    st.cells.resize(1);
+    st.cells.resize(aggs.row_words());
     aggs.init(st.cells.data(), st.side);
     std::string_view in = bytes;
     CHECK(aggs.decode(in, st.cells.data(), st.side) == (count < (std::uint64_t{1} << 56)));
