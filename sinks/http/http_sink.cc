@@ -418,9 +418,8 @@ void HttpSink::on_response(DeliveryId id, http::ClientResponse&& r) {
     case http::Verdict::ok:
       if (request_bytes_limit_ != 0 && ++accepted_since_limit_ >= kGrowAfter) {
         // Perhaps the receiver takes more again: try twice as much (a 413 halves it back).
-        request_bytes_limit_ = request_bytes_limit_ >= (std::uint64_t{1} << 40)
-                                   ? 0
-                                   : request_bytes_limit_ * 2;
+        request_bytes_limit_ =
+            request_bytes_limit_ >= (std::uint64_t{1} << 40) ? 0 : request_bytes_limit_ * 2;
         accepted_since_limit_ = 0;
         limit_gauge_.set(static_cast<std::int64_t>(request_bytes_limit_));
       }
