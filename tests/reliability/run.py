@@ -809,6 +809,19 @@ def rss_kib(pid):
     return 0
 
 
+def rss_samples(pid, duration):
+    """VmRSS (KiB) of pid once a second for `duration` seconds (the sampling period is the sleep
+    to the next whole second after t0, not a synchronisation)."""
+    samples = []
+    t0 = time.monotonic()
+    next_sample = t0
+    while time.monotonic() - t0 < duration:
+        samples.append(rss_kib(pid))
+        next_sample += 1.0
+        time.sleep(max(0.0, next_sample - time.monotonic()))
+    return samples
+
+
 def memory_bound(ctx):
     """exec (20k events/s of ~1 KB) -> memory channel -> avro sink to a closed port. VmRSS every
     second must stay within the channel's max_bytes plus a stated overhead."""
@@ -839,13 +852,7 @@ def memory_bound(ctx):
     agent = Agent(ctx.binary, ctx.tmp, "agent", config(20000))
     agent.start()
     duration = 600 if ctx.long else 120
-    samples = []
-    t0 = time.monotonic()
-    next_sample = t0
-    while time.monotonic() - t0 < duration:
-        samples.append(rss_kib(agent.pid()))
-        next_sample += 1.0
-        time.sleep(max(0.0, next_sample - time.monotonic()))  # the sampling period itself
+    samples = rss_samples(agent.pid(), duration)
     held = agent.metric('sluice_channel_events{component="buf",type="memory"}') or 0
     held_bytes = agent.metric('sluice_channel_bytes{component="buf",type="memory"}') or 0
     read = agent.metric('sluice_source_events_total{component="gen",type="exec"}') or 0
@@ -977,13 +984,7 @@ def memory_bound_http(ctx):
     hose = FireHose(agent.source_address("in"), 20000, workers=workers)
     hose.start()
     duration = 600 if ctx.long else 120
-    samples = []
-    t0 = time.monotonic()
-    next_sample = t0
-    while time.monotonic() - t0 < duration:
-        samples.append(rss_kib(agent.pid()))
-        next_sample += 1.0
-        time.sleep(max(0.0, next_sample - time.monotonic()))
+    samples = rss_samples(agent.pid(), duration)
     hose.join(20)
     held_bytes = agent.metric('sluice_channel_bytes{component="buf",type="memory"}') or 0
     accepted = agent.metric('sluice_source_events_total{component="in",type="http"}') or 0
