@@ -9,7 +9,7 @@ cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz
 mkdir -p build/fuzz/artifacts
 for target in fuzz_avro fuzz_http_body fuzz_parse fuzz_sketch fuzz_sql fuzz_config \
-  fuzz_lmdb_record fuzz_answers fuzz_ilp; do
+  fuzz_lmdb_record fuzz_lmdb_salvage fuzz_answers fuzz_ilp; do
   work=$(mktemp -d)
   cp tests/fuzz/corpus/"$target"/* "$work"/
   echo "fuzz: $target for ${seconds}s"

@@ -133,6 +133,11 @@ LmdbChannel::LmdbChannel(const LmdbConfig& config, ChannelContext& ctx,
              "(on_corrupt = \"quarantine\").",
              ctx.labels())
       .set(env_->quarantine_note().empty() ? 0 : 1);
+  ctx.metrics
+      .gauge("sluice_channel_salvaged_events",
+             "Events read back from the damaged LMDB environment moved aside at start.",
+             ctx.labels())
+      .set(static_cast<double>(env_->salvaged_events(ctx.name)));
   load_state();
 }
 

@@ -4,6 +4,7 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -15,6 +16,9 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <map>
+
+#include "channels/lmdb/salvage.h"
 
 namespace sluice::channels {
 namespace {
@@ -22,6 +26,35 @@ Status mdb_status(int rc, std::string_view what) {
   if (rc == 0) return {};
   return Status(rc == MDB_MAP_FULL ? Errc::backpressure : Errc::io,
                 fmt::format("{}: {}", what, mdb_strerror(rc)));
+}
+}  // namespace
+
+namespace {
+// Reads what can be trusted out of the damaged file moved aside (salvage.h) into the new, empty
+// environment. Returns what was done, for the log and /healthz.
+std::string salvage_into(const std::string& file, MDB_env* env,
+                         std::map<std::string, std::uint64_t>& events) {
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return fmt::format("nothing salvaged (cannot open {}: {})", file, std::strerror(errno));
+  struct stat st {};
+  void* map = MAP_FAILED;
+  if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+    map = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+  }
+  ::close(fd);
+  if (map == MAP_FAILED) return fmt::format("nothing salvaged ({} cannot be read)", file);
+  const auto started = std::chrono::steady_clock::now();
+  const Salvage found =
+      salvage_image({static_cast<const char*>(map), static_cast<std::size_t>(st.st_size)});
+  const int rc = restore_salvage(env, found);
+  ::munmap(map, static_cast<std::size_t>(st.st_size));
+  if (rc != 0) return fmt::format("salvaging failed: {}", mdb_strerror(rc));
+  for (const auto& [name, ch] : found.channels) events[name] = ch.events;
+  return fmt::format("{} in {} ms", found.summary(),
+                     std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now() - started)
+                         .count());
 }
 }  // namespace
 
@@ -234,6 +267,7 @@ Result<std::unique_ptr<LmdbEnv>> LmdbEnv::open(const std::string& dir, Loop& loo
     if (rc != 0) damage = mdb_strerror(rc);
   }
   std::string note;
+  std::map<std::string, std::uint64_t> salvaged_events;
   if (!damage.empty()) {
     if (!quarantine) {
       return Status(Errc::io,
@@ -250,17 +284,21 @@ Result<std::unique_ptr<LmdbEnv>> LmdbEnv::open(const std::string& dir, Loop& loo
                              damage, moved));
     }
     ::mkdir(dir.c_str(), 0750);
-    note = fmt::format("the LMDB environment in {} was damaged ({}); moved to {}, started empty",
-                       dir, damage, moved);
-    spdlog::error("lmdb: {}", note);
+    spdlog::error("lmdb: the LMDB environment in {} is damaged ({}); moved to {}", dir, damage,
+                  moved);
     const int rc = open_env(dir, &env);
     if (rc != 0) {
       return Status(Errc::io, fmt::format("cannot open the LMDB environment in {}: {}", dir,
                                           mdb_strerror(rc)));
     }
+    const std::string salvaged = salvage_into(moved + "/data.mdb", env, salvaged_events);
+    note = fmt::format("the LMDB environment in {} was damaged ({}); moved to {}; {}", dir, damage,
+                       moved, salvaged);
+    spdlog::error("lmdb: {}", note);
   }
   auto opened = std::unique_ptr<LmdbEnv>(new LmdbEnv(env, dir, loop, sync_interval));
   opened->quarantine_note_ = std::move(note);
+  opened->salvaged_events_ = std::move(salvaged_events);
   return opened;
 }
 

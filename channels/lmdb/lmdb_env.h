@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -51,7 +52,7 @@ class LmdbEnv {
   /// `sync_interval`: how often rounds without a synced operation are made durable anyway.
   /// The environment is checked first (check_file(), check_open()); a damaged one is refused
   /// with a clear error, or with `quarantine` moved aside to DIR.corrupt-<UTC time> and replaced
-  /// by an empty one (see quarantine_note()).
+  /// by a new one holding what could be salvaged from it (salvage.h, quarantine_note()).
   static Result<std::unique_ptr<LmdbEnv>> open(const std::string& dir, Loop& loop,
                                                std::chrono::milliseconds sync_interval,
                                                bool quarantine = false);
@@ -67,6 +68,11 @@ class LmdbEnv {
   static std::string check_isolated(const std::string& dir);
   /// Non-empty if the environment was found damaged and moved aside at open.
   const std::string& quarantine_note() const noexcept { return quarantine_note_; }
+  /// Events of `channel` salvaged from the damaged environment moved aside at open (salvage.h).
+  std::uint64_t salvaged_events(const std::string& channel) const {
+    const auto it = salvaged_events_.find(channel);
+    return it == salvaged_events_.end() ? 0 : it->second;
+  }
   ~LmdbEnv();
   LmdbEnv(const LmdbEnv&) = delete;
   LmdbEnv& operator=(const LmdbEnv&) = delete;
@@ -119,6 +125,7 @@ class LmdbEnv {
   Status fence_status_;            // under mu_
   std::string failure_;            // under mu_
   std::string quarantine_note_;
+  std::map<std::string, std::uint64_t> salvaged_events_;
 };
 
 }  // namespace sluice::channels
