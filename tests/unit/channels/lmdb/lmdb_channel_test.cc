@@ -987,17 +987,23 @@ std::map<std::uint64_t, std::string> stored_records(const std::string& dir,
   return out;
 }
 
-}  // namespace
-
-TEST_CASE("lmdb salvage: a truncated file gives back every stored record still whole in it",
-          "[unit][lmdb]") {
-  Rig r;
-  const std::string dir = r.dir.path() + "/lmdb";
+// 400 records stored, the first 60 delivered, the channel closed: returns the environment's
+// directory.
+std::string filled_env(Rig& r) {
   {
     auto ch = r.open(LmdbConfig{.compression_level = 0});
     fill(r, *ch, *ch->open_cursor("g"), 400, 60);
   }
   REQUIRE(r.close() == 0);
+  return r.dir.path() + "/lmdb";
+}
+
+}  // namespace
+
+TEST_CASE("lmdb salvage: a truncated file gives back every stored record still whole in it",
+          "[unit][lmdb]") {
+  Rig r;
+  const std::string dir = filled_env(r);
   const auto records = stored_records(dir, "durable");
   REQUIRE(records.size() == 340);
   const std::string image = file_bytes(dir + "/data.mdb");
@@ -1036,12 +1042,7 @@ TEST_CASE("lmdb salvage: a truncated file gives back every stored record still w
 TEST_CASE("lmdb salvage: a truncated environment reopened with quarantine delivers what survived",
           "[unit][lmdb]") {
   Rig r;
-  const std::string dir = r.dir.path() + "/lmdb";
-  {
-    auto ch = r.open(LmdbConfig{.compression_level = 0});
-    fill(r, *ch, *ch->open_cursor("g"), 400, 60);
-  }
-  REQUIRE(r.close() == 0);
+  const std::string dir = filled_env(r);
   const auto size = std::filesystem::file_size(dir + "/data.mdb");
   std::filesystem::resize_file(dir + "/data.mdb", size / 2);
   Loop loop2;
