@@ -109,3 +109,34 @@ TEST_CASE("request putter: a channel filling during a large request refuses it a
   }
   REQUIRE(f.loop.close() == 0);
 }
+
+TEST_CASE("request putter: refuses new requests while kMaxUnputBytes wait to be put",
+          "[unit][ingest]") {
+  Fixture f;
+  MemoryChannel ch({.max_events = 1'000'000, .max_bytes = {1ULL << 30}, .transaction_events = 1000},
+                   f.ctx);
+  const CursorId cursor = *ch.open_cursor("g");
+  {
+    SourceOutput out(f.loop, {&ch});
+    RequestPutter putter(f.loop, out);
+    const std::size_t n = RequestPutter::kMaxUnputBytes / kEventBytes + 4'000;
+    Batch big = request(n, 'a');
+    int big_answers = 0;
+    putter.submit(big, [&](bool safe) { big_answers += safe ? 1 : 100; });
+    // Accepted requests not put yet are outside the channel's bounds: a second one waits for
+    // the client's retry.
+    CHECK_FALSE(putter.accepting());
+    Batch small = request(1, 'b');
+    bool refused = false;
+    putter.submit(small, [&](bool safe) { refused = !safe; });
+    CHECK(refused);
+    for (int i = 0; i < 1000 && !putter.accepting(); ++i) f.loop.run_once();
+    CHECK(putter.accepting());
+    CHECK(ch.events() < n);  // accepting again before the whole request is put
+    for (int i = 0; i < 1000 && ch.events() < n; ++i) f.loop.run_once();
+    drain(ch, cursor, f);
+    for (int i = 0; i < 10 && big_answers == 0; ++i) f.loop.run_once();
+    CHECK(big_answers == 1);
+  }
+  REQUIRE(f.loop.close() == 0);
+}
