@@ -247,6 +247,20 @@ std::string LmdbEnv::check_isolated(const std::string& dir) {
 Result<std::unique_ptr<LmdbEnv>> LmdbEnv::open(const std::string& dir, Loop& loop,
                                                std::chrono::milliseconds sync_interval,
                                                bool quarantine) {
+  // What a damaged environment's salvage is written into, and renamed to `dir` only once it is
+  // complete and synced (after the damaged one was moved aside).
+  const std::string fresh = dir + ".salvaging";
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 && errno == ENOENT &&
+      ::stat((fresh + "/data.mdb").c_str(), &st) == 0) {
+    // A crash between those two renames: the salvage is complete, put it in place.
+    if (::rename(fresh.c_str(), dir.c_str()) != 0) {
+      return Status::from_errno(
+          errno, fmt::format("moving the salvaged environment {} to {}", fresh, dir));
+    }
+    spdlog::warn("lmdb: {} held a complete salvage (a start was interrupted): moved to {}", fresh,
+                 dir);
+  }
   ::mkdir(dir.c_str(), 0750);
   std::string damage = check_file(dir);
   if (damage.empty()) {
@@ -278,20 +292,34 @@ Result<std::unique_ptr<LmdbEnv>> LmdbEnv::open(const std::string& dir, Loop& loo
     }
     const std::string moved =
         fmt::format("{}.corrupt-{:%Y%m%dT%H%M%SZ}", dir, fmt::gmtime(std::time(nullptr)));
+    spdlog::error("lmdb: the LMDB environment in {} is damaged ({}); salvaging it into {}", dir,
+                  damage, fresh);
+    // A salvage a crash interrupted is started again.
+    for (const char* f : {"/data.mdb", "/lock.mdb"}) ::unlink((fresh + f).c_str());
+    ::rmdir(fresh.c_str());
+    ::mkdir(fresh.c_str(), 0750);
+    MDB_env* into = nullptr;
+    int rc = open_env(fresh, &into);
+    if (rc != 0) {
+      return Status(Errc::io, fmt::format("cannot create the LMDB environment in {}: {}", fresh,
+                                          mdb_strerror(rc)));
+    }
+    const std::string salvaged = salvage_into(dir + "/data.mdb", into, salvaged_events);
+    mdb_env_close(into);
     if (::rename(dir.c_str(), moved.c_str()) != 0) {
       return Status::from_errno(
           errno, fmt::format("the LMDB environment in {} is damaged ({}); moving it to {}", dir,
                              damage, moved));
     }
-    ::mkdir(dir.c_str(), 0750);
-    spdlog::error("lmdb: the LMDB environment in {} is damaged ({}); moved to {}", dir, damage,
-                  moved);
-    const int rc = open_env(dir, &env);
+    if (::rename(fresh.c_str(), dir.c_str()) != 0) {
+      return Status::from_errno(
+          errno, fmt::format("moving the salvaged environment {} to {}", fresh, dir));
+    }
+    rc = open_env(dir, &env);
     if (rc != 0) {
       return Status(Errc::io, fmt::format("cannot open the LMDB environment in {}: {}", dir,
                                           mdb_strerror(rc)));
     }
-    const std::string salvaged = salvage_into(moved + "/data.mdb", env, salvaged_events);
     note = fmt::format("the LMDB environment in {} was damaged ({}); moved to {}; {}", dir, damage,
                        moved, salvaged);
     spdlog::error("lmdb: {}", note);

@@ -420,8 +420,14 @@ int restore_salvage(MDB_env* env, const Salvage& salvage) {
     if (rc != 0) break;
     rc = put(meta, key, v, 0);
   }
-  if (rc == 0) return mdb_txn_commit(txn);
-  if (txn != nullptr) mdb_txn_abort(txn);
+  if (rc == 0)
+    rc = mdb_txn_commit(txn);
+  else if (txn != nullptr)
+    mdb_txn_abort(txn);
+  // The environment is opened without syncs (its writer thread syncs its rounds): what was
+  // salvaged is on disk before anything else happens, since a crash now would find a sound,
+  // empty environment and never salvage again.
+  if (rc == 0) rc = mdb_env_sync(env, 1);
   return rc;
 }
 

@@ -516,7 +516,9 @@ TEST_CASE("lmdb: on_corrupt = quarantine moves a damaged environment aside and s
   const double salvaged =
       agent.metric(R"(sluice_channel_salvaged_events{component="durable",type="lmdb"})")
           .value_or(0);
-  CHECK(salvaged > 1000);
+  // Whole records of up to 1,000 lines: how many lie in the half depends on how the command's
+  // output was cut into puts.
+  CHECK(salvaged > 0);
   CHECK(salvaged < 5000);
   REQUIRE(eventually(10s, [&] { return count_lines(good) == 100 + salvaged; }));
   std::string moved;

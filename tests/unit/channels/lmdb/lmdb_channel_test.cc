@@ -994,7 +994,7 @@ std::string filled_env(Rig& r) {
     auto ch = r.open(LmdbConfig{.compression_level = 0});
     fill(r, *ch, *ch->open_cursor("g"), 400, 60);
   }
-  REQUIRE(r.close() == 0);
+  r.shared.reset();  // the environment closed, as at an agent's exit; the loop stays usable
   return r.dir.path() + "/lmdb";
 }
 
@@ -1037,6 +1037,7 @@ TEST_CASE("lmdb salvage: a truncated file gives back every stored record still w
     if (keep == 1.0) CHECK(got.size() == 340);
     if (keep == 0.5) CHECK(got.size() > 100);
   }
+  REQUIRE(r.close() == 0);
 }
 
 TEST_CASE("lmdb salvage: a truncated environment reopened with quarantine delivers what survived",
@@ -1088,6 +1089,7 @@ TEST_CASE("lmdb salvage: a truncated environment reopened with quarantine delive
   }
   shared.reset();
   CHECK(loop2.close() == 0);
+  REQUIRE(r.close() == 0);
 }
 
 TEST_CASE("lmdb salvage: damaged bytes anywhere never crash it and never give a wrong record",
@@ -1098,6 +1100,7 @@ TEST_CASE("lmdb salvage: damaged bytes anywhere never crash it and never give a 
     auto ch = r.open(LmdbConfig{.compression_level = 3});
     fill(r, *ch, *ch->open_cursor("g"), 120, 0);
   }
+  r.shared.reset();
   // Every record ever stored (stale copies of delivered ones are in the file too), then 10
   // delivered.
   std::set<std::string> values;
@@ -1177,4 +1180,28 @@ TEST_CASE("lmdb salvage: with two channels in one environment each record goes t
     }
     if (keep == 1.0) CHECK(total == 400);
   }
+}
+
+TEST_CASE("lmdb salvage: a start interrupted during a salvage loses nothing at the next start",
+          "[unit][lmdb]") {
+  Rig r;
+  const std::string dir = filled_env(r);
+  const auto size = std::filesystem::file_size(dir + "/data.mdb");
+  SECTION("a crash before the damaged environment was moved aside: the salvage starts again") {
+    std::filesystem::resize_file(dir + "/data.mdb", size / 2);
+    std::filesystem::create_directories(dir + ".salvaging");
+    test::write_file(dir + ".salvaging/data.mdb", "half a salvage");
+    auto ch = r.open(LmdbConfig{.quarantine_corrupt = true});
+    CHECK(ch->env()->salvaged_events("durable") > 500);
+    CHECK(ch->events() == ch->env()->salvaged_events("durable"));
+    CHECK(!std::filesystem::exists(dir + ".salvaging"));
+  }
+  SECTION("a crash between the two renames: the complete salvage is put in place") {
+    std::filesystem::rename(dir, dir + ".salvaging");
+    auto ch = r.open(LmdbConfig{.quarantine_corrupt = true});
+    CHECK(ch->events() == 340 * 5);
+    CHECK(ch->env()->quarantine_note().empty());
+    CHECK(!std::filesystem::exists(dir + ".salvaging"));
+  }
+  REQUIRE(r.close() == 0);
 }
