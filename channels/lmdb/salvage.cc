@@ -186,7 +186,7 @@ std::string Salvage::summary() const {
   if (!meta_found) return "no LMDB meta page found: nothing could be salvaged";
   return fmt::format(
       "salvaged {} records ({} events{}{}) and {} source checkpoints from {} pages ({} in its "
-      "newest tree); {} damaged records and {} records of no known channel left behind, {} "
+      "newest tree); {} damaged copies and {} records of no known channel left behind, {} "
       "already delivered skipped",
       records, events, names.empty() ? "" : " of ", names, checkpoints.size(), pages, tree_pages,
       damaged, unattributed, below);
