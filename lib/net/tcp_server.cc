@@ -252,7 +252,7 @@ void Connection::update_reading() {
       --server_->paused_;
     }
   }
-  const bool want = !hold_ && !over_output && !failing_;
+  const bool want = !hold_ && !over_output && !failing_ && !yielded_;
   if (want == reading_) return;
   reading_ = want;
   auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
@@ -398,6 +398,7 @@ TcpServer::TcpServer(Loop& loop, ServerOptions options, ConnectionHandler& handl
 }
 
 TcpServer::~TcpServer() {
+  loop_.cancel_deferred(this);
   stop_accepting();
   // No handler calls from here: the protocol owning this server is being destroyed.
   for (auto& [id, c] : open_) {
@@ -439,6 +440,13 @@ void TcpServer::close_all(CloseReason why) {
   all.reserve(open_.size());
   for (auto& [id, c] : open_) all.push_back(c.get());
   for (Connection* c : all) c->close(why);
+}
+
+void TcpServer::resume_yielded(void* self, std::uint64_t id) {
+  Connection* c = static_cast<TcpServer*>(self)->find(id);
+  if (c == nullptr) return;
+  c->yielded_ = false;
+  c->update_reading();
 }
 
 Connection* TcpServer::find(std::uint64_t id) {
@@ -540,6 +548,15 @@ void TcpServer::on_read(Connection& c, ssize_t n, const uv_buf_t* buf) {
   }
   if (n == 0) return;
   c.last_read_ms_ = now_ms();
+  c.read_since_yield_ += static_cast<std::size_t>(n);
+  if (options_.max_read_bytes_per_turn != 0 &&
+      c.read_since_yield_ >= options_.max_read_bytes_per_turn) {
+    // Stops libuv's reading of this socket for the rest of the turn (after this buffer).
+    c.read_since_yield_ = 0;
+    c.yielded_ = true;
+    c.update_reading();
+    loop_.defer(&TcpServer::resume_yielded, this, c.id_);
+  }
   std::string_view data(buf->base, static_cast<std::size_t>(n));
   if (c.codec_) {
     decoded_.clear();

@@ -78,6 +78,11 @@ struct ServerOptions {
   /// the protocol decides what to do with a connection whose input crosses it. 0: no budget.
   std::uint64_t max_buffered_bytes = 0;
   std::size_t read_buffer_bytes = 64 * 1024;
+  /// A connection yields the loop after reading this much without a pause: it is read again on
+  /// the next loop turn, after every other ready connection, timer and the admin endpoint had
+  /// theirs (libuv alone reads up to 32 buffers per turn from one socket, so 100 flooding
+  /// clients could hold one turn for 200 MiB of input). 0: no limit.
+  std::size_t max_read_bytes_per_turn = 64 * 1024;
   /// The label value counted for message_timeout: "frame_timeout" (Avro), "request_timeout" (HTTP).
   std::string message_timeout_label = "message_timeout";
   /// Names the server in log lines ("avro collector").
@@ -174,6 +179,8 @@ class Connection {
   State state_ = State::open;
   bool reading_ = false, hold_ = false, busy_ = false, in_message_ = false, writing_ = false;
   bool paused_for_output_ = false, failing_ = false;
+  bool yielded_ = false;              // read max_read_bytes_per_turn: read again next turn
+  std::size_t read_since_yield_ = 0;  // bytes read since it last yielded the loop
   bool drain_pending_ = false;  // on_output_drained is owed once the output is under its bound
   CloseReason fail_reason_ = CloseReason::read_error;
   std::uint64_t accepted_ms_ = 0, last_read_ms_ = 0, message_start_ms_ = 0, close_start_ms_ = 0;
@@ -273,6 +280,8 @@ class TcpServer {
   Connection* eviction_victim();
   void refuse(uv_tcp_t* tcp, RefuseReason why, const std::string& peer);
   void on_read(Connection& c, ssize_t n, const uv_buf_t* buf);
+  /// A connection that yielded the loop is read again (a task deferred to the next turn).
+  static void resume_yielded(void* self, std::uint64_t id);
   static void timer_fired(uv_timer_t* t);
   void on_timer(Connection& c);
   void arm(Connection& c);

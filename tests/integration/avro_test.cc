@@ -780,6 +780,20 @@ TEST_CASE("avro: many clients flooding a full channel without reading keep memor
   std::size_t sent = 0;
   auto last_progress = std::chrono::steady_clock::now();
   const auto start = last_progress;
+  auto next_probe = start + 1s;
+  // The admin endpoint shares the loop with the flooded source: it must keep answering (an
+  // orchestrator's probe gives up after 1 s). Each probe pauses the senders, not sluice's backlog.
+  std::chrono::milliseconds worst_probe{0};
+  int probes = 0, probes_ok = 0;
+  auto probe = [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    const HttpReply r = http_get(agent.admin(), "/healthz");
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - t0);
+    worst_probe = std::max(worst_probe, took);
+    ++probes;
+    if (r.status != 0) ++probes_ok;
+  };
   while (std::chrono::steady_clock::now() - last_progress < 2s &&
          std::chrono::steady_clock::now() - start < 30s) {
     for (std::size_t i = 0; i < clients.size(); ++i) {
@@ -791,11 +805,20 @@ TEST_CASE("avro: many clients flooding a full channel without reading keep memor
         last_progress = std::chrono::steady_clock::now();
       }
     }
+    if (std::chrono::steady_clock::now() >= next_probe) {
+      probe();
+      next_probe = std::chrono::steady_clock::now() + 1s;
+      last_progress = std::chrono::steady_clock::now();  // the probe's time is not a stall
+    }
   }
+  probe();  // with every client's backlog still queued in the kernel
   const long hwm = proc_status_kb(agent.pid(), "VmHWM");
   WARN("flood: " << kClients << " clients sent " << sent / (1 << 20) << " MiB (" << sent / 23
-                 << " calls), VmHWM " << hwm << " kB");
+                 << " calls), VmHWM " << hwm << " kB, /healthz answered " << probes_ok << " of "
+                 << probes << " probes, the slowest in " << worst_probe.count() << " ms");
   CHECK((sluice::test::kSanitized || hwm < 100 * 1024));
+  CHECK(probes_ok == probes);
+  CHECK(worst_probe < (sluice::test::kSanitized ? 4000ms : 1000ms));
   CHECK(agent.metric(R"(sluice_avro_requests_total{component="av",type="avro",status="failed"})")
             .value_or(0) > 1e6);
   clients.clear();

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <functional>
+#include <map>
 #include <memory>
 
 #include "tests/support/test_support.h"
@@ -175,6 +176,44 @@ TEST_CASE("tcp server: a client that never reads stops being read, and loses not
   CHECK(f.handler.drained >= 1);
   CHECK(f.handler.drained_unsent <= 4096);
   REQUIRE(f.until([&] { return f.server->buffered_bytes() == 0; }));
+  f.server.reset();
+  REQUIRE(f.loop.close() == 0);
+}
+
+TEST_CASE("tcp server: a flooding connection yields the loop after max_read_bytes_per_turn",
+          "[unit][net]") {
+  Fixture f({.read_buffer_bytes = 4096, .max_read_bytes_per_turn = 16384});
+  std::map<const net::Connection*, std::size_t> got;
+  f.handler.data = [&](net::Connection& c, std::string_view d) { got[&c] += d.size(); };
+  Client flood(f.server->bound_address());
+  REQUIRE(f.until([&] { return f.handler.open.size() == 1; }));
+  const net::Connection* flooding = f.handler.open[0];
+  Client other(f.server->bound_address());
+  REQUIRE(f.until([&] { return f.handler.open.size() == 2; }));
+  const net::Connection* quiet = f.handler.open[1];
+  // Far more than one turn's budget waits in the kernel before the loop reads any of it.
+  const std::string block(256 * 1024, 'f');
+  const std::size_t sent = flood.send_some(block);
+  REQUIRE(sent >= 64 * 1024);
+  REQUIRE(other.send_some("q") == 1);
+  // Each turn reads at most the budget from the flooding socket (libuv alone would read 32
+  // buffers, 128 KiB here), and the quiet one is served in the first turns, not after the flood.
+  std::size_t most_in_a_turn = 0, turns = 0, flood_before_quiet = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (got[flooding] < sent && std::chrono::steady_clock::now() < deadline) {
+    const std::size_t before = got[flooding];
+    f.loop.run_once();
+    ++turns;
+    most_in_a_turn = std::max(most_in_a_turn, got[flooding] - before);
+    if (got[quiet] == 0) flood_before_quiet = got[flooding];
+  }
+  INFO("turns " << turns << ", most read in one turn " << most_in_a_turn << ", flood before quiet "
+                << flood_before_quiet);
+  CHECK(got[flooding] == sent);  // nothing lost, only spread over turns
+  CHECK(most_in_a_turn <= 16384);
+  CHECK(got[quiet] == 1);
+  CHECK(flood_before_quiet <= 2 * 16384);
+  CHECK(f.server->connections() == 2);
   f.server.reset();
   REQUIRE(f.loop.close() == 0);
 }
