@@ -5,11 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-30}"
+targets=(fuzz_avro fuzz_http_body fuzz_parse fuzz_sketch fuzz_sql fuzz_config
+  fuzz_lmdb_record fuzz_lmdb_salvage fuzz_answers fuzz_ilp)
 cmake --preset fuzz >/dev/null
-cmake --build --preset fuzz
+# Builds exactly the targets run below (the preset's own list once lacked one).
+cmake --build --preset fuzz --target "${targets[@]}"
 mkdir -p build/fuzz/artifacts
-for target in fuzz_avro fuzz_http_body fuzz_parse fuzz_sketch fuzz_sql fuzz_config \
-  fuzz_lmdb_record fuzz_lmdb_salvage fuzz_answers fuzz_ilp; do
+for target in "${targets[@]}"; do
   work=$(mktemp -d)
   cp tests/fuzz/corpus/"$target"/* "$work"/
   echo "fuzz: $target for ${seconds}s"
