@@ -123,7 +123,7 @@ AvroSource::AvroSource(const AvroSourceConfig& config, SourceContext& ctx,
                        std::unique_ptr<parse::EventPipeline> pipeline, net::AddressFilter allow)
     : config_(config),
       ctx_(ctx),
-      putter_(ctx.output),
+      putter_(ctx.loop, ctx.output),
       pipeline_(pipeline && !pipeline->trivial() ? std::move(pipeline) : nullptr),
       id_base_(run_id_base(ctx.name)),
       stop_waiter_(ctx.loop),

@@ -97,7 +97,7 @@ HttpSource::HttpSource(const HttpSourceConfig& config, SourceContext& ctx,
                        std::unique_ptr<parse::EventPipeline> pipeline)
     : config_(config),
       ctx_(ctx),
-      putter_(ctx.output),
+      putter_(ctx.loop, ctx.output),
       pipeline_(pipeline && !pipeline->trivial() ? std::move(pipeline) : nullptr),
       id_base_(run_id_base(ctx.name)),
       stop_waiter_(ctx.loop),
