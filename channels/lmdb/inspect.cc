@@ -59,10 +59,7 @@ Status with_read_txn(const std::string& data_dir,
 }
 
 std::uint64_t seq_of(const MDB_val& k) {
-  std::uint64_t v = 0;
-  const auto* p = static_cast<const unsigned char*>(k.mv_data);
-  for (std::size_t i = 0; i < k.mv_size && i < 8; ++i) v = (v << 8) | p[i];
-  return v;
+  return record_seq({static_cast<const char*>(k.mv_data), k.mv_size});
 }
 
 }  // namespace
@@ -118,10 +115,7 @@ Status print_channel_stats(const std::string& data_dir, const std::string& name,
             std::string age = "-";
             MDB_cursor* rcur = nullptr;
             if (behind > 0 && mdb_cursor_open(txn, records, &rcur) == 0) {
-              std::string start(8, '\0');
-              std::uint64_t seq = std::max(committed, first);
-              for (int b = 7; b >= 0; --b, seq >>= 8)
-                start[static_cast<std::size_t>(b)] = static_cast<char>(seq & 0xff);
+              std::string start = record_key(std::max(committed, first));
               MDB_val rk{start.size(), start.data()}, rv{};
               Batch batch;
               std::string scratch;

@@ -13,21 +13,10 @@
 namespace sluice::channels {
 namespace {
 
-// Record keys are big-endian so that LMDB's byte order is numeric order.
-std::string key_of(std::uint64_t seq) {
-  std::string k(8, '\0');
-  for (int i = 7; i >= 0; --i) {
-    k[static_cast<std::size_t>(i)] = static_cast<char>(seq & 0xff);
-    seq >>= 8;
-  }
-  return k;
-}
+std::string key_of(std::uint64_t seq) { return record_key(seq); }
 
 std::uint64_t seq_of(const MDB_val& k) {
-  std::uint64_t v = 0;
-  const auto* p = static_cast<const unsigned char*>(k.mv_data);
-  for (std::size_t i = 0; i < k.mv_size && i < 8; ++i) v = (v << 8) | p[i];
-  return v;
+  return record_seq({static_cast<const char*>(k.mv_data), k.mv_size});
 }
 
 MDB_val val_of(const std::string& s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }

@@ -30,4 +30,20 @@ Status decode_record(std::string_view record, Batch& out, std::string& scratch);
 /// Reads the header only (events, raw size) without verifying or decompressing.
 bool peek_record(std::string_view record, RecordInfo& info);
 
+/// A record's key in its channel's database: the sequence number, big-endian, so that LMDB's
+/// byte order is numeric order.
+inline std::string record_key(std::uint64_t seq) {
+  std::string k(8, '\0');
+  for (int i = 7; i >= 0; --i, seq >>= 8)
+    k[static_cast<std::size_t>(i)] = static_cast<char>(seq & 0xff);
+  return k;
+}
+/// The sequence number of a record key (its first 8 bytes).
+inline std::uint64_t record_seq(std::string_view key) {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < key.size() && i < 8; ++i)
+    v = (v << 8) | static_cast<unsigned char>(key[i]);
+  return v;
+}
+
 }  // namespace sluice::channels

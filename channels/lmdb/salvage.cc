@@ -162,12 +162,6 @@ void walk(const Reader& r, std::uint64_t root, std::unordered_set<std::uint64_t>
   for (std::uint64_t c : children) walk(r, c, seen, leaf, depth + 1);
 }
 
-std::uint64_t seq_of(std::string_view key) {
-  std::uint64_t v = 0;
-  for (char c : key) v = (v << 8) | static_cast<unsigned char>(c);
-  return v;
-}
-
 bool starts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && s.substr(0, prefix.size()) == prefix;
 }
@@ -286,12 +280,12 @@ Salvage salvage_image(std::string_view image) {
   std::map<std::string, std::map<std::uint64_t, Found>> found;
   auto verify = [&](const std::string& ch, const Entry& e) {
     auto& mine = found[ch];
-    if (e.key.size() != 8 || mine.count(seq_of(e.key)) != 0) return;
+    if (e.key.size() != 8 || mine.count(record_seq(e.key)) != 0) return;
     if (!decode_record(e.value, scratch_batch, scratch).ok()) {
       ++out.damaged;
       return;
     }
-    mine.emplace(seq_of(e.key), Found{e.value, scratch_batch.size()});
+    mine.emplace(record_seq(e.key), Found{e.value, scratch_batch.size()});
   };
   for (const auto& [ch, entries] : tree_records) {
     for (const Entry& e : entries) verify(ch, e);
@@ -397,14 +391,12 @@ int restore_salvage(MDB_env* env, const Salvage& salvage) {
     std::uint64_t stats[2] = {0, 0};
     for (const auto& [seq, rec] : ch.records) {
       if (rc != 0) break;
-      char key[8];
-      std::uint64_t s = seq;
-      for (int i = 7; i >= 0; --i, s >>= 8) key[i] = static_cast<char>(s & 0xff);
+      const std::string key = record_key(seq);
       RecordInfo ri;
       peek_record(rec, ri);
       stats[0] += ri.events;
       stats[1] += rec.size();
-      rc = put(records, std::string_view(key, 8), rec, MDB_APPEND);
+      rc = put(records, key, rec, MDB_APPEND);
       if (rc == 0) rc = maybe_commit(rec.size());
     }
     for (const auto& [key, v] : ch.positions) {
