@@ -12,12 +12,12 @@
 #include <filesystem>
 #include <fstream>
 
-#include "agent/sd_notify.h"
 #include "channels/lmdb/lmdb_channel.h"
 #include "channels/lmdb/lmdb_env.h"
 #include "lib/codec/atomic_file.h"
 #include "lib/codec/json.h"
 #include "lib/core/log.h"
+#include "lib/core/sd_notify.h"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.0.0"

@@ -19,6 +19,7 @@
 #include <map>
 
 #include "channels/lmdb/salvage.h"
+#include "lib/core/sd_notify.h"
 
 namespace sluice::channels {
 namespace {
@@ -44,6 +45,15 @@ std::string salvage_into(const std::string& file, MDB_env* env,
   }
   ::close(fd);
   if (map == MAP_FAILED) return fmt::format("nothing salvaged ({} cannot be read)", file);
+  // Reading the image and writing what it holds takes about 3 s per GiB here: under systemd the
+  // start would outlast TimeoutStartSec (90 s by default) from about 30 GiB on and be killed, to
+  // salvage again at the next start. The manager is asked for a minute plus 10 s per GiB more.
+  const std::uint64_t extend_usec =
+      (60 + 10 * (static_cast<std::uint64_t>(st.st_size) >> 30)) * 1'000'000;
+  sd_notify(0, fmt::format("EXTEND_TIMEOUT_USEC={}\nSTATUS=salvaging the damaged LMDB "
+                           "environment {} ({} MiB)",
+                           extend_usec, file, st.st_size >> 20)
+                   .c_str());
   const auto started = std::chrono::steady_clock::now();
   const Salvage found =
       salvage_image({static_cast<const char*>(map), static_cast<std::size_t>(st.st_size)});

@@ -20,6 +20,7 @@
 #include "tests/support/agent_process.h"
 #include "tests/support/fault_peers.h"
 #include "tests/support/kafka_mock.h"
+#include "tests/support/notify_socket.h"
 
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -509,9 +510,28 @@ TEST_CASE("lmdb: on_corrupt = quarantine moves a damaged environment aside and s
   const std::string pristine = read_file(file);
   write_file(file, pristine.substr(0, pristine.size() / 2));
   const std::string good = tmp.file("good.log");
-  AgentProcess agent("lmdb_groups.toml",
-                     groups_options("seq 1 100", good, state, "on_corrupt = \"quarantine\""));
+  NotifySocket notify(tmp.file("notify"));
+  AgentProcess::Options o = groups_options("seq 1 100", good, state, "on_corrupt = \"quarantine\"");
+  o.env = {{"NOTIFY_SOCKET", notify.path()}};
+  AgentProcess agent("lmdb_groups.toml", o);
   REQUIRE(agent.wait_ready());
+  // systemd is asked for more start-up time (a minute plus 10 s per GiB) before the salvage, and
+  // told what is going on; READY comes after.
+  REQUIRE(eventually(5s, [&] { return notify.saw("READY=1"); }));
+  {
+    const auto& seen = notify.read();
+    const std::string expected =
+        "EXTEND_TIMEOUT_USEC=60000000\nSTATUS=salvaging the damaged LMDB "
+        "environment " +
+        file + " (";
+    std::size_t extend = seen.size(), ready = seen.size();
+    for (std::size_t i = 0; i < seen.size(); ++i) {
+      if (seen[i].rfind(expected, 0) == 0 && extend == seen.size()) extend = i;
+      if (seen[i] == "READY=1" && ready == seen.size()) ready = i;
+    }
+    INFO("expected a message starting with " << expected);
+    CHECK(extend < ready);
+  }
   // The records still whole in the half left come back: 5000 lines were stored, none delivered.
   const double salvaged =
       agent.metric(R"(sluice_channel_salvaged_events{component="durable",type="lmdb"})")

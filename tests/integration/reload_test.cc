@@ -2,8 +2,6 @@
 // sinks, change a channel's bounds and meet broken files, while sequence-numbered lines are
 // counted at the far side; /healthz and /readyz in each of their states.
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -15,6 +13,7 @@
 
 #include "tests/support/agent_process.h"
 #include "tests/support/http_peer.h"
+#include "tests/support/notify_socket.h"
 #include "tests/support/test_support.h"
 
 using namespace sluice::test;
@@ -293,37 +292,23 @@ TEST_CASE("reload: a broken file is reported and the running configuration stays
 
 TEST_CASE("reload: systemd hears RELOADING then READY", "[integration][reload]") {
   TempDir tmp;
-  const std::string sock = tmp.file("notify");
-  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  sock.copy(addr.sun_path, sizeof addr.sun_path - 1);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  std::vector<std::string> seen;
-  auto drain = [&] {
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0) seen.emplace_back(buf, n);
-  };
+  NotifySocket notify(tmp.file("notify"));
   write_file(tmp.file("template.toml"), config_text({}));
   AgentProcess::Options o;
   o.config_file = tmp.file("template.toml");
-  o.env = {{"NOTIFY_SOCKET", sock}};
+  o.env = {{"NOTIFY_SOCKET", notify.path()}};
   AgentProcess agent("", o);
   REQUIRE(agent.wait_ready());
   install(agent, config_text(two_sinks()));
   REQUIRE(post_reload(agent).status == 200);
-  drain();
   // READY at start, then RELOADING (with MONOTONIC_USEC) and READY again, in that order.
   std::vector<std::string> order;
-  for (const auto& m : seen) {
+  for (const auto& m : notify.read()) {
     if (m.rfind("READY=1", 0) == 0) order.push_back("READY");
     if (m.rfind("RELOADING=1\nMONOTONIC_USEC=", 0) == 0) order.push_back("RELOADING");
   }
   CHECK(order == std::vector<std::string>{"READY", "RELOADING", "READY"});
   CHECK(agent.terminate() == 0);
-  ::close(fd);
 }
 
 TEST_CASE("readyz and healthz: ready, no live sink, stuck loop, draining for shutdown",

@@ -1,6 +1,6 @@
 // agent/sd_notify: systemd's notify protocol without libsystemd. The path-socket case with the
 // real binary is tests/integration/systemd_test.cc; here the rest of the protocol.
-#include "agent/sd_notify.h"
+#include "lib/core/sd_notify.h"
 
 #include <poll.h>
 #include <sys/socket.h>

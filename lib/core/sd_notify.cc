@@ -1,4 +1,4 @@
-#include "agent/sd_notify.h"
+#include "lib/core/sd_notify.h"
 
 #include <sys/socket.h>
 #include <sys/un.h>
