@@ -442,11 +442,33 @@ void TcpServer::close_all(CloseReason why) {
   for (Connection* c : all) c->close(why);
 }
 
-void TcpServer::resume_yielded(void* self, std::uint64_t id) {
-  Connection* c = static_cast<TcpServer*>(self)->find(id);
-  if (c == nullptr) return;
-  c->yielded_ = false;
-  c->update_reading();
+void TcpServer::yield(Connection& c) {
+  c.read_since_yield_ = 0;
+  c.yielded_ = true;
+  c.update_reading();
+  yielded_.push_back(c.id_);
+}
+
+void TcpServer::next_turn(void* self, std::uint64_t) {
+  auto& s = *static_cast<TcpServer*>(self);
+  s.next_turn_queued_ = false;
+  s.turn_read_bytes_ = 0;
+  std::size_t room = s.options_.max_server_read_bytes_per_turn == 0
+                         ? s.yielded_.size()
+                         : std::max<std::size_t>(1, s.options_.max_server_read_bytes_per_turn /
+                                                        s.options_.read_buffer_bytes);
+  while (room > 0 && !s.yielded_.empty()) {
+    Connection* c = s.find(s.yielded_.front());
+    s.yielded_.pop_front();
+    if (c == nullptr || !c->yielded_) continue;  // closed meanwhile
+    c->yielded_ = false;
+    c->update_reading();
+    --room;
+  }
+  if (!s.yielded_.empty()) {
+    s.next_turn_queued_ = true;
+    s.loop_.defer(&TcpServer::next_turn, &s, 0);
+  }
 }
 
 Connection* TcpServer::find(std::uint64_t id) {
@@ -549,13 +571,24 @@ void TcpServer::on_read(Connection& c, ssize_t n, const uv_buf_t* buf) {
   if (n == 0) return;
   c.last_read_ms_ = now_ms();
   c.read_since_yield_ += static_cast<std::size_t>(n);
-  if (options_.max_read_bytes_per_turn != 0 &&
-      c.read_since_yield_ >= options_.max_read_bytes_per_turn) {
+  turn_read_bytes_ += static_cast<std::size_t>(n);
+  if (options_.max_server_read_bytes_per_turn != 0 &&
+      turn_read_bytes_ >= options_.max_server_read_bytes_per_turn) {
+    // The server's turn is used up: no connection is read again before the next one (libuv
+    // skips the ready sockets it has not served yet once they stop reading).
+    for (auto& [id, other] : open_) {
+      if (other->state_ == Connection::State::open && !other->yielded_ && other->reading())
+        yield(*other);
+    }
+    if (!c.yielded_) yield(c);
+  } else if (options_.max_read_bytes_per_turn != 0 &&
+             c.read_since_yield_ >= options_.max_read_bytes_per_turn) {
     // Stops libuv's reading of this socket for the rest of the turn (after this buffer).
-    c.read_since_yield_ = 0;
-    c.yielded_ = true;
-    c.update_reading();
-    loop_.defer(&TcpServer::resume_yielded, this, c.id_);
+    yield(c);
+  }
+  if (!next_turn_queued_) {  // the budget starts again at the next turn
+    next_turn_queued_ = true;
+    loop_.defer(&TcpServer::next_turn, this, 0);
   }
   std::string_view data(buf->base, static_cast<std::size_t>(n));
   if (c.codec_) {

@@ -6,6 +6,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,6 +84,12 @@ struct ServerOptions {
   /// theirs (libuv alone reads up to 32 buffers per turn from one socket, so 100 flooding
   /// clients could hold one turn for 200 MiB of input). 0: no limit.
   std::size_t max_read_bytes_per_turn = 64 * 1024;
+  /// All connections of the server together: once this much was read in one loop turn, every
+  /// connection stops being read for the rest of it, and the next turns read them again a few at
+  /// a time (this budget's worth of read buffers), in the order they stopped. So however many
+  /// clients flood the server, one turn of it holds the loop for about this much input (100
+  /// clients reading 64 KiB each made 6.4 MiB a turn). 0: no limit.
+  std::size_t max_server_read_bytes_per_turn = 1024 * 1024;
   /// The label value counted for message_timeout: "frame_timeout" (Avro), "request_timeout" (HTTP).
   std::string message_timeout_label = "message_timeout";
   /// Names the server in log lines ("avro collector").
@@ -280,8 +287,11 @@ class TcpServer {
   Connection* eviction_victim();
   void refuse(uv_tcp_t* tcp, RefuseReason why, const std::string& peer);
   void on_read(Connection& c, ssize_t n, const uv_buf_t* buf);
-  /// A connection that yielded the loop is read again (a task deferred to the next turn).
-  static void resume_yielded(void* self, std::uint64_t id);
+  /// Stops reading `c` until next_turn() resumes it.
+  void yield(Connection& c);
+  /// The next loop turn (a deferred task): the turn's budget starts again, and connections that
+  /// yielded are read again in the order they yielded, as many as the budget has read buffers.
+  static void next_turn(void* self, std::uint64_t);
   static void timer_fired(uv_timer_t* t);
   void on_timer(Connection& c);
   void arm(Connection& c);
@@ -305,7 +315,10 @@ class TcpServer {
   std::unordered_map<std::string, std::uint32_t> per_address_;
   std::uint64_t next_id_ = 0;
   std::uint64_t input_bytes_ = 0, output_bytes_ = 0;
-  std::size_t paused_ = 0;  // connections paused for their output
+  std::size_t paused_ = 0;           // connections paused for their output
+  std::size_t turn_read_bytes_ = 0;  // read by every connection in this loop turn
+  bool next_turn_queued_ = false;
+  std::deque<std::uint64_t> yielded_;  // ids of connections that yielded, in order
   bool accepting_ = false;
   // Shared by every connection (reads are handled before the next one). Not zero-filled: a page
   // is resident once a read has written to it, so an admin endpoint answering small GETs keeps

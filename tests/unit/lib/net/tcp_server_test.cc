@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <vector>
 
 #include "tests/support/test_support.h"
 
@@ -214,6 +215,47 @@ TEST_CASE("tcp server: a flooding connection yields the loop after max_read_byte
   CHECK(got[quiet] == 1);
   CHECK(flood_before_quiet <= 2 * 16384);
   CHECK(f.server->connections() == 2);
+  f.server.reset();
+  REQUIRE(f.loop.close() == 0);
+}
+
+TEST_CASE("tcp server: many flooding connections together read at most the server's turn budget",
+          "[unit][net]") {
+  // Each connection alone stays under its own limit in one read; twenty together would read
+  // 20 x 4 KiB a turn without the server-wide budget.
+  Fixture f({.read_buffer_bytes = 4096,
+             .max_read_bytes_per_turn = 16384,
+             .max_server_read_bytes_per_turn = 16384});
+  std::map<const net::Connection*, std::size_t> got;
+  std::size_t total = 0;
+  f.handler.data = [&](net::Connection& c, std::string_view d) {
+    got[&c] += d.size();
+    total += d.size();
+  };
+  constexpr int kClients = 20;
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(std::make_unique<Client>(f.server->bound_address()));
+    REQUIRE(f.until([&] { return f.handler.open.size() == clients.size(); }));
+  }
+  const std::string block(64 * 1024, 'f');
+  std::size_t sent = 0;
+  for (auto& c : clients) sent += c->send_some(block);
+  REQUIRE(sent >= kClients * 16 * 1024);
+  std::size_t most_in_a_turn = 0, turns = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (total < sent && std::chrono::steady_clock::now() < deadline) {
+    const std::size_t before = total;
+    f.loop.run_once();
+    ++turns;
+    most_in_a_turn = std::max(most_in_a_turn, total - before);
+  }
+  INFO("turns " << turns << ", most read in one turn " << most_in_a_turn);
+  CHECK(total == sent);  // nothing lost, only spread over turns
+  // The budget, plus the read that crossed it.
+  CHECK(most_in_a_turn <= 16384 + 4096);
+  // Every connection was served, none starved.
+  for (const auto* c : f.handler.open) CHECK(got[c] > 0);
   f.server.reset();
   REQUIRE(f.loop.close() == 0);
 }
