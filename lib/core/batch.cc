@@ -30,7 +30,7 @@ void Batch::add_kv(std::string_view key, std::string_view value, std::uint8_t ki
 
 void Batch::add_event(std::string_view body, std::int64_t timestamp_ns, std::uint64_t id,
                       const Header* headers, std::size_t header_count, const Field* fields,
-                      std::size_t field_count) {
+                      std::size_t field_count, const char* body_copy) {
   if (header_count > UINT16_MAX || field_count > UINT16_MAX) [[unlikely]] {
     // The counts do not fit a Rec: the one-by-one path (which keeps what it always kept).
     add(body, timestamp_ns, id);
@@ -39,12 +39,16 @@ void Batch::add_event(std::string_view body, std::int64_t timestamp_ns, std::uin
       add_field(fields[i].key, fields[i].text, fields[i].type);
     return;
   }
+  // Room for everything copied (an upper bound: what lies inside the body is not copied).
   std::size_t total = body.size();
   for (std::size_t i = 0; i < header_count; ++i)
     total += headers[i].key.size() + headers[i].value.size();
   for (std::size_t i = 0; i < field_count; ++i)
     total += fields[i].key.size() + fields[i].text.size();
   arena_.make_room(total);
+  const std::size_t kv_count = header_count + field_count;
+  if (kvs_.capacity() - kvs_.size() < kv_count)
+    kvs_.reserve(std::max(kvs_.size() + kv_count, kvs_.capacity() * 2));
   // Written in place (a Rec or Kv built aside and then copied stalls on the copy's wide loads).
   Rec& r = recs_.emplace_back();
   r.arena_begin = static_cast<std::uint32_t>(arena_.size());
@@ -58,21 +62,45 @@ void Batch::add_event(std::string_view body, std::int64_t timestamp_ns, std::uin
   r.id = id;
   arena_.put(body.data(), body.size());
   // Headers come before fields in kvs_, as add_kv() keeps them.
-  auto put_kv = [&](std::string_view key, std::string_view value, std::uint8_t kind) {
-    Kv& kv = kvs_.emplace_back();
-    kv.key_off = static_cast<std::uint32_t>(arena_.size());
-    kv.key_len = static_cast<std::uint32_t>(key.size());
-    arena_.put(key.data(), key.size());
-    kv.value_off = static_cast<std::uint32_t>(arena_.size());
-    kv.value_len = static_cast<std::uint32_t>(value.size());
-    arena_.put(value.data(), value.size());
-    kv.kind = kind;
+  auto copy = [&](std::string_view s) {
+    const auto at = static_cast<std::uint32_t>(arena_.size());
+    arena_.put(s.data(), s.size());
+    return at;
   };
-  for (std::size_t i = 0; i < header_count; ++i) put_kv(headers[i].key, headers[i].value, kHeader);
-  for (std::size_t i = 0; i < field_count; ++i)
-    put_kv(fields[i].key, fields[i].text, static_cast<std::uint8_t>(fields[i].type));
+  for (std::size_t i = 0; i < header_count; ++i) {
+    Kv& kv = kvs_.emplace_back();
+    kv.key_off = copy(headers[i].key);
+    kv.key_len = static_cast<std::uint32_t>(headers[i].key.size());
+    kv.value_off = copy(headers[i].value);
+    kv.value_len = static_cast<std::uint32_t>(headers[i].value.size());
+    kv.kind = kHeader;
+  }
+  // A field key or value that is a part of the body (or of `body_copy`, a copy of it a parser
+  // read) is not copied again: its offsets point into the event's body. Unsigned wrap-around
+  // makes "before the body" fail the same test as "past its end".
+  const auto body_at = reinterpret_cast<std::uintptr_t>(body.data());
+  const auto copy_at = reinterpret_cast<std::uintptr_t>(body_copy);
+  const std::size_t n = body.size();
+  auto place = [&](std::string_view s) {
+    const auto at = reinterpret_cast<std::uintptr_t>(s.data());
+    if (s.size() <= n) {
+      if (at - body_at <= n - s.size())
+        return static_cast<std::uint32_t>(r.body_off + (at - body_at));
+      if (body_copy != nullptr && at - copy_at <= n - s.size())
+        return static_cast<std::uint32_t>(r.body_off + (at - copy_at));
+    }
+    return copy(s);
+  };
+  for (std::size_t i = 0; i < field_count; ++i) {
+    Kv& kv = kvs_.emplace_back();
+    kv.key_off = place(fields[i].key);
+    kv.key_len = static_cast<std::uint32_t>(fields[i].key.size());
+    kv.value_off = place(fields[i].text);
+    kv.value_len = static_cast<std::uint32_t>(fields[i].text.size());
+    kv.kind = static_cast<std::uint8_t>(fields[i].type);
+  }
   r.arena_end = static_cast<std::uint32_t>(arena_.size());
-  bytes_ += total;
+  bytes_ += r.arena_end - r.arena_begin;
 }
 
 void Batch::set_common_header(std::string_view key, std::string_view value) {

@@ -70,7 +70,8 @@ class EventView {
   std::int64_t timestamp_ns() const;
   std::uint64_t id() const;
   std::uint8_t flags() const;
-  /// Bytes this event accounts for in channel bounds: body, header and field keys and values.
+  /// Bytes this event holds, what it accounts for in channel bounds: its body, and the keys and
+  /// values of its headers and fields except those that are parts of the body (add_event).
   std::uint32_t bytes() const;
   std::size_t header_count() const;
   Header header(std::size_t i) const;
@@ -129,10 +130,12 @@ class Batch {
     add_kv(key, text, static_cast<std::uint8_t>(type));
   }
   /// add(), then add_header() for each header and add_field() for each field, with one size
-  /// check of the buffers: what a parsing source does for every event.
+  /// check of the buffers: what a parsing source does for every event. A field key or value
+  /// that is a part of `body`, or of `body_copy` (a copy of the body, body.size() bytes, that a
+  /// parser read), is not copied: it is kept as that range of the event's body.
   void add_event(std::string_view body, std::int64_t timestamp_ns, std::uint64_t id,
                  const Header* headers, std::size_t header_count, const Field* fields,
-                 std::size_t field_count);
+                 std::size_t field_count, const char* body_copy = nullptr);
   /// Copies events [begin, end) of `other` to the end of this batch: one copy of their bytes.
   void append_range(const Batch& other, std::size_t begin, std::size_t end);
 

@@ -55,9 +55,13 @@ struct Draft {
   std::vector<Header> headers;
   std::vector<Field> fields;
   StringArena arena;
+  /// A copy of `body` the format parsed (body.size() bytes), or null: views into it stand for
+  /// the same bytes of the body, which the batch then stores once (Batch::add_event).
+  const char* body_copy = nullptr;
 
   void reset(std::string_view b, std::int64_t ts, std::uint64_t event_id) {
     body = b;
+    body_copy = nullptr;
     timestamp_ns = ts;
     id = event_id;
     headers.clear();
@@ -97,7 +101,7 @@ struct Draft {
   /// Appends this event to `out`.
   void append_to(Batch& out) const {
     out.add_event(body, timestamp_ns, id, headers.data(), headers.size(), fields.data(),
-                  fields.size());
+                  fields.size(), body_copy);
   }
 };
 

@@ -218,6 +218,8 @@ JsonFormat::JsonFormat(JsonOptions options) : options_(std::move(options)) {
 
 ParseError JsonFormat::parse(std::string_view text, Draft& d) {
   const ParseError e = parse_doc(parser_, buf_, text, d, !paths_.empty());
+  // The fields' views into the parser's copy of the line stand for the line's own bytes.
+  if (text.data() == d.body.data() && text.size() == d.body.size()) d.body_copy = buf_.data();
   if (e != ParseError::none || options_.unwrap.empty()) return e;
   Field* wrapped = d.field(options_.unwrap);
   if (wrapped == nullptr) return ParseError::none;

@@ -41,6 +41,8 @@ class Format {
 class PaddedBuffer {
  public:
   simdjson::padded_string_view load(std::string_view text);
+  /// Where the copy of the text last loaded begins.
+  const char* data() const noexcept { return buf_.data(); }
 
  private:
   std::vector<char> buf_;

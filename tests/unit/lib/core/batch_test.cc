@@ -132,6 +132,50 @@ TEST_CASE("add_event stores what add add_header and add_field store", "[unit][co
   CHECK(copy.bytes() == one.bytes(2, 4));
 }
 
+TEST_CASE("add_event keeps field keys and values that are parts of the body uncopied",
+          "[unit][core]") {
+  const std::string storage = R"({"level":"info","n":-12})"
+                              "XYZ";
+  const std::string_view body(storage.data(), storage.size() - 3), b = body;
+  const std::string elsewhere = "unescaped";
+  // Views into the body (as a parser gives them), one value from elsewhere, one that starts
+  // inside the body and runs past its end (copied), and an empty one.
+  const Field fields[] = {
+      {b.substr(2, 5), b.substr(10, 4), FieldType::string},
+      {b.substr(17, 1), b.substr(20, 3), FieldType::integer},
+      {b.substr(2, 5), elsewhere, FieldType::string},
+      {"tail", std::string_view(body.data() + body.size() - 2, 3), FieldType::string},
+      {"", "", FieldType::null}};
+  Batch batch;
+  batch.add_event(body, 1, 2, nullptr, 0, fields, 5);
+  batch.add_event(body, 1, 3, nullptr, 0, fields, 2);
+  // Only what is not wholly inside the body is stored: "unescaped", "tail" and "2}X".
+  CHECK(batch[0].bytes() == body.size() + 9 + 4 + 3);
+  CHECK(batch[1].bytes() == body.size());
+  CHECK(batch.bytes() == 2 * body.size() + 16);
+  auto check = [&](const Batch& in, std::size_t i, std::size_t n) {
+    INFO("event " << i);
+    const EventView e = in[i];
+    CHECK(e.body() == body);
+    REQUIRE(e.field_count() == n);
+    const char* const keys[] = {"level", "n", "level", "tail", ""};
+    const char* const texts[] = {"info", "-12", "unescaped", "2}X", ""};
+    for (std::size_t f = 0; f < n; ++f) {
+      CHECK(e.field(f).key == keys[f]);
+      CHECK(e.field(f).text == texts[f]);
+      CHECK(e.field(f).type == fields[f].type);
+    }
+  };
+  check(batch, 0, 5);
+  check(batch, 1, 2);
+  // A copy keeps them as parts of the copied body.
+  Batch copy;
+  copy.append_range(batch, 0, 2);
+  check(copy, 0, 5);
+  check(copy, 1, 2);
+  CHECK(copy.bytes() == batch.bytes());
+}
+
 TEST_CASE("a batch arena grows past its first buffer and copies keep every byte", "[unit][core]") {
   Batch b;
   std::string expect;

@@ -129,6 +129,48 @@ TEST_CASE("json: a wrapped JSON string is unwrapped into fields", "[parse]") {
   CHECK(run(f, R"({"other":1})", d) == ParseError::none);  // nothing to unwrap
 }
 
+TEST_CASE("json: keys and values without escapes are stored once, as parts of the line",
+          "[parse]") {
+  JsonFormat f(JsonOptions{});
+  Draft d;
+  const std::string line = R"({"level":"warn","n":2,"o":{"k":[1]},"esc":"a\"b","t":true})";
+  REQUIRE(run(f, line, d) == ParseError::none);
+  REQUIRE(d.fields.size() == 5);
+  Batch b;
+  d.append_to(b);
+  // Only the unescaped string and the literal "true" are not in the line as they are stored.
+  CHECK(b.bytes() == line.size() + 3 + 4);
+  const EventView e = b[0];
+  CHECK(e.body() == line);
+  const char* const keys[] = {"level", "n", "o", "esc", "t"};
+  const char* const texts[] = {"warn", "2", R"({"k":[1]})", "a\"b", "true"};
+  REQUIRE(e.field_count() == 5);
+  for (std::size_t i = 0; i < 5; ++i) {
+    CHECK(e.field(i).key == keys[i]);
+    CHECK(e.field(i).text == texts[i]);
+  }
+  // Parsing a text that is not the draft's body copies everything, as before.
+  d.reset("other", 0, 0);
+  REQUIRE(f.parse(line, d) == ParseError::none);
+  Batch c;
+  d.append_to(c);
+  CHECK(c.bytes() == 5 + 5 + 4 + 1 + 1 + 1 + 9 + 3 + 3 + 1 + 4);
+  CHECK(c[0].field(2).text == R"({"k":[1]})");
+  // Members of an unwrapped string come from its unescaped text (copied); the others do not.
+  JsonOptions o;
+  o.unwrap = "log";
+  JsonFormat u(o);
+  const std::string wrapped = R"({"log":"{\"level\":\"warn\"}","s":"x"})";
+  REQUIRE(run(u, wrapped, d) == ParseError::none);
+  Batch w;
+  d.append_to(w);
+  CHECK(w.bytes() == wrapped.size() + 5 + 4);
+  REQUIRE(w[0].field_count() == 2);
+  CHECK(w[0].field(0).key == "s");
+  CHECK(w[0].field(1).key == "level");
+  CHECK(w[0].field(1).text == "warn");
+}
+
 TEST_CASE("regex: the ready access-log patterns", "[parse]") {
   auto combined = RegexFormat::make("combined", Regex::kDefaultMatchLimit);
   REQUIRE(combined);
