@@ -453,10 +453,11 @@ void TcpServer::next_turn(void* self, std::uint64_t) {
   auto& s = *static_cast<TcpServer*>(self);
   s.next_turn_queued_ = false;
   s.turn_read_bytes_ = 0;
-  std::size_t room = s.options_.max_server_read_bytes_per_turn == 0
-                         ? s.yielded_.size()
-                         : std::max<std::size_t>(1, s.options_.max_server_read_bytes_per_turn /
-                                                        s.options_.read_buffer_bytes);
+  std::size_t room =
+      s.options_.max_server_read_bytes_per_turn == 0
+          ? s.yielded_.size()
+          : std::max<std::size_t>(1, s.options_.max_server_read_bytes_per_turn /
+                                         std::max<std::size_t>(1, s.options_.read_buffer_bytes));
   while (room > 0 && !s.yielded_.empty()) {
     Connection* c = s.find(s.yielded_.front());
     s.yielded_.pop_front();

@@ -171,6 +171,30 @@ TEST_CASE("json: keys and values without escapes are stored once, as parts of th
   CHECK(w[0].field(1).text == "warn");
 }
 
+TEST_CASE("logfmt pairs and regex groups taken from the line are stored once", "[parse]") {
+  Draft d;
+  Batch b;
+  auto logfmt = LogfmtFormat();
+  const std::string line = R"(level=info msg="two words" esc="a\"b" bare)";
+  REQUIRE(run(logfmt, line, d) == ParseError::none);
+  d.append_to(b);
+  // Only the unescaped value (a"b) and the literal "true" of the bare key are copied.
+  CHECK(b[0].bytes() == line.size() + 3 + 4);
+  REQUIRE(b[0].field_count() == 4);
+  CHECK(b[0].field(1).text == "two words");
+  CHECK(b[0].field(2).text == "a\"b");
+  CHECK(b[0].field(3).text == "true");
+  auto re = RegexFormat::make(R"((?<word>\w+) (?<n>\d+))", 100'000);
+  REQUIRE(re);
+  const std::string text = "abc 123";
+  REQUIRE(run(**re, text, d) == ParseError::none);
+  d.append_to(b);
+  // The groups' values are parts of the line; their names ("word", "n") are copied.
+  CHECK(b[1].bytes() == text.size() + 4 + 1);
+  CHECK(b[1].field(0).text == "abc");
+  CHECK(b[1].field(1).text == "123");
+}
+
 TEST_CASE("regex: the ready access-log patterns", "[parse]") {
   auto combined = RegexFormat::make("combined", Regex::kDefaultMatchLimit);
   REQUIRE(combined);
