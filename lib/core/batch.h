@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <optional>
 #include <string>
@@ -173,8 +174,8 @@ class Batch {
   /// large request, so that its memory is not kept while traffic is small or idle.
   void release() noexcept {
     Bytes().swap(arena_);
-    std::vector<Rec>().swap(recs_);
-    std::vector<Kv>().swap(kvs_);
+    Records<Rec>().swap(recs_);
+    Records<Kv>().swap(kvs_);
     bytes_ = 0;
     common_count_ = 0;
   }
@@ -281,9 +282,32 @@ class Batch {
   }
   std::uint32_t rec_bytes(const Rec& r) const noexcept { return r.arena_end - r.arena_begin; }
 
+  /// resize() and emplace_back() leave a Rec or Kv uninitialised (every caller writes all of
+  /// it): value-initialising zero-filled each pair just before add_event() wrote it, out of line.
+  template <typename T>
+  struct NoZeroFill : std::allocator<T> {
+    template <typename U>
+    struct rebind {
+      using other = NoZeroFill<U>;
+    };
+    NoZeroFill() = default;
+    template <typename U>
+    NoZeroFill(const NoZeroFill<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
+    template <typename U>
+    void construct(U* p) noexcept {
+      ::new (static_cast<void*>(p)) U;
+    }
+    template <typename U, typename... A>
+    void construct(U* p, A&&... a) {
+      ::new (static_cast<void*>(p)) U(std::forward<A>(a)...);
+    }
+  };
+  template <typename T>
+  using Records = std::vector<T, NoZeroFill<T>>;
+
   Bytes arena_;
-  std::vector<Rec> recs_;
-  std::vector<Kv> kvs_;
+  Records<Rec> recs_;
+  Records<Kv> kvs_;
   std::uint64_t bytes_ = 0;
   std::vector<std::pair<std::string, std::string>> common_;  // [0, common_count_) are in use
   std::size_t common_count_ = 0;
