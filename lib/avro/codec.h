@@ -56,6 +56,41 @@ class Reader {
   const char* error_ = nullptr;
 };
 
+/// A frame's payload as it is assembled, grown with realloc: past glibc's mmap threshold realloc
+/// moves pages (mremap), not bytes, so growing to a 64 MiB frame does not copy it (std::string's
+/// doubling copied up to 32 MiB into new pages in one loop turn). Movable, so that a large frame
+/// can be kept past the decoder's callback without copying it.
+class FrameBuffer {
+ public:
+  FrameBuffer() = default;
+  FrameBuffer(FrameBuffer&& o) noexcept : data_(o.data_), size_(o.size_), cap_(o.cap_) {
+    o.data_ = nullptr;
+    o.size_ = o.cap_ = 0;
+  }
+  FrameBuffer& operator=(FrameBuffer&& o) noexcept {
+    if (this != &o) {
+      release();
+      std::swap(data_, o.data_);
+      std::swap(size_, o.size_);
+      std::swap(cap_, o.cap_);
+    }
+    return *this;
+  }
+  FrameBuffer(const FrameBuffer&) = delete;
+  FrameBuffer& operator=(const FrameBuffer&) = delete;
+  ~FrameBuffer() { release(); }
+  void append(const char* p, std::size_t n);
+  std::string_view view() const noexcept { return {data_, size_}; }
+  std::size_t size() const noexcept { return size_; }
+  std::size_t capacity() const noexcept { return cap_; }
+  void clear() noexcept { size_ = 0; }
+  void release() noexcept;
+
+ private:
+  char* data_ = nullptr;
+  std::size_t size_ = 0, cap_ = 0;
+};
+
 /// Limits a server applies to what a client sends (violations close the connection).
 struct FrameLimits {
   std::uint32_t max_buffers = 16384;           // buffers per frame
@@ -74,6 +109,12 @@ class FrameDecoder {
   Status feed(std::string_view data, F&& on_frame);
   /// Bytes of the frame being assembled (bounded by max_frame_bytes plus headers).
   std::size_t buffered() const noexcept { return payload_.size() + head_fill_; }
+  /// Inside on_frame: the buffer holding the frame's payload. The callback may move from it, to
+  /// keep the frame without copying it; the next frame then starts in a new buffer.
+  FrameBuffer& frame_buffer() noexcept { return payload_; }
+  /// A buffer grown past this by a large frame is freed once the frame is handed over, so that a
+  /// connection does not hold its largest frame's size for as long as it stays open.
+  static constexpr std::size_t kKeepBytes = 1 << 20;
   /// True between the first byte of a frame and its last.
   bool in_frame() const noexcept {
     return state_ != State::serial || head_fill_ != 0 || count_ != 0;
@@ -88,7 +129,7 @@ class FrameDecoder {
   std::size_t head_fill_ = 0;
   std::int32_t serial_ = 0;
   std::uint32_t count_ = 0, buffers_left_ = 0, length_left_ = 0;
-  std::string payload_;
+  FrameBuffer payload_;
 };
 
 /// One frame: serial, one buffer holding `payload`.
@@ -171,8 +212,12 @@ Status FrameDecoder::feed(std::string_view data, F&& on_frame) {
     }
     if (state_ == State::serial && buffers_left_ == 0 && count_ > 0) {
       count_ = 0;
-      on_frame(serial_, std::string_view(payload_));
-      payload_.clear();
+      on_frame(serial_, payload_.view());
+      if (payload_.capacity() > kKeepBytes) {
+        payload_.release();
+      } else {
+        payload_.clear();
+      }
     }
   }
   return {};

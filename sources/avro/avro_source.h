@@ -75,19 +75,33 @@ class AvroSource final : public Source, private net::ConnectionHandler {
 
  private:
   struct Conn;
+  struct DecodeJob;
   void on_open(net::Connection& nc) override;
   void on_data(net::Connection& nc, std::string_view data) override;
   void on_close(net::Connection& nc, net::CloseReason why) override;
-  void on_frame(Conn& c, std::int32_t serial, std::string_view payload);
+  void on_frame(Conn& c, std::int32_t serial, avro::FrameBuffer& frame);
   bool handshake(Conn& c, avro::Reader& r, std::string& prefix);
   bool compatible(std::string_view protocol_json);
-  void put_request(Conn& c, std::int32_t serial, std::string prefix);
+  void start_decode(Conn& c, std::int32_t serial, std::string prefix, avro::FrameBuffer frame,
+                    std::size_t call_at);
+  void run_decodes();
+  void on_decoded(std::unique_ptr<DecodeJob> job);
+  void free_off_loop(std::unique_ptr<DecodeJob> job);
+  void run_held(Conn& c);
+  void update_hold(Conn& c);
+  void put_request(Conn& c, std::int32_t serial, std::string prefix, Batch& decoded);
   void answered(std::uint64_t conn, std::int32_t serial, std::string_view prefix, bool safe);
   void reply(Conn& c, std::int32_t serial, std::string_view prefix,
              std::optional<avro::CallStatus> status, std::string_view error = {});
   static net::ServerOptions server_options(const AvroSourceConfig& config, const std::string& name);
   static std::uint64_t next_id(void* self, std::uint64_t);
 
+ public:
+  // Calls larger than this are decoded on the uv threadpool, at most kMaxDecodes at a time.
+  static constexpr std::size_t kInlineDecodeBytes = 256 * 1024;
+  static constexpr std::size_t kMaxDecodes = 2;
+
+ private:
   AvroSourceConfig config_;
   SourceContext& ctx_;
   RequestPutter putter_;
@@ -97,7 +111,10 @@ class AvroSource final : public Source, private net::ConnectionHandler {
   std::set<avro::Md5> accepted_hashes_;
   Batch decoded_, parsed_;
   std::uint64_t id_base_ = 0, id_seq_ = 0;
-  std::string frame_, compressed_;  // reused for every answer
+  std::deque<std::unique_ptr<DecodeJob>> queued_;  // waiting for the threadpool, in order
+  std::size_t decoding_ = 0;                       // on the threadpool (decoding or freeing)
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // expires with the source
+  std::string frame_, compressed_;                         // reused for every answer
   std::int64_t now_ns_ = 0;
   bool stopping_ = false, closed_all_ = false;
   bool submitting_ = false, refusing_ = false;

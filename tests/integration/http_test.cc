@@ -584,33 +584,19 @@ TEST_CASE("http: /healthz answers while a large gzip body is decoded", "[integra
   while (lines.size() < (128u << 20)) lines += line;
   const std::string big = post("text/plain", gzip(lines), "Content-Encoding: gzip\r\n");
   lines = {};
-  std::atomic<bool> done{false};
-  std::atomic<long long> worst_us{0};
-  std::atomic<int> polls{0}, failed{0};
-  std::thread poller([&] {
-    while (!done) {
-      const auto t0 = std::chrono::steady_clock::now();
-      if (http_get(agent.admin(), "/healthz").status != 200) ++failed;
-      const long long us = std::chrono::duration_cast<std::chrono::microseconds>(
-                               std::chrono::steady_clock::now() - t0)
-                               .count();
-      if (us > worst_us) worst_us = us;
-      ++polls;
-      std::this_thread::sleep_for(2ms);  // a health checker's pace, not a wait for a condition
-    }
-  });
+  HealthzPoller health(agent.admin());
   int ok = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < 3; ++i) ok += http_request(a, big, 30s).status == 200 ? 1 : 0;
   const auto took = std::chrono::steady_clock::now() - t0;
-  done = true;
-  poller.join();
+  health.stop();
+  const long long worst_us = health.worst_us();
   std::printf(
       "http decode: 3 x 128 MiB gzip bodies in %lld ms; /healthz worst %lld us over %d polls\n",
       static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()),
-      worst_us.load(), polls.load());
+      worst_us, health.polls());
   CHECK(ok == 3);
-  CHECK(failed == 0);
+  CHECK(health.failed() == 0);
   // Target 100 ms. Before decoding moved to the threadpool a poll waited for a whole body's
   // decoding (650 ms, about the time of one request); then for the loop copying the decoded
   // 128 MiB into chunks and putting them all in one turn (250 to 610 ms, a fifth to a half of one

@@ -170,6 +170,26 @@ HttpReply http_get(const std::string& address, std::string_view path) {
       address, "GET " + std::string(path) + " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
 }
 
+HealthzPoller::HealthzPoller(std::string admin) : admin_(std::move(admin)) {
+  thread_ = std::thread([this] {
+    while (!done_) {
+      const auto t0 = std::chrono::steady_clock::now();
+      if (http_get(admin_, "/healthz").status != 200) ++failed_;
+      const long long us = std::chrono::duration_cast<std::chrono::microseconds>(
+                               std::chrono::steady_clock::now() - t0)
+                               .count();
+      if (us > worst_us_) worst_us_ = us;
+      ++polls_;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));  // a health checker's pace
+    }
+  });
+}
+
+void HealthzPoller::stop() {
+  done_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;

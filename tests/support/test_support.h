@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -7,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -126,6 +128,27 @@ struct HttpReply {
 HttpReply http_request(const std::string& address, std::string_view raw_request,
                        std::chrono::milliseconds timeout = 5s);
 HttpReply http_get(const std::string& address, std::string_view path);
+
+/// Polls `GET /healthz` on `admin` from a thread of its own at a health checker's pace (one poll
+/// every 2 ms) until stop() or destruction: how long the agent's loop made a probe wait.
+class HealthzPoller {
+ public:
+  explicit HealthzPoller(std::string admin);
+  ~HealthzPoller() { stop(); }
+  HealthzPoller(const HealthzPoller&) = delete;
+  HealthzPoller& operator=(const HealthzPoller&) = delete;
+  void stop();
+  long long worst_us() const noexcept { return worst_us_; }
+  int polls() const noexcept { return polls_; }
+  int failed() const noexcept { return failed_; }  // answers other than 200
+
+ private:
+  std::string admin_;
+  std::atomic<bool> done_{false};
+  std::atomic<long long> worst_us_{0};
+  std::atomic<int> polls_{0}, failed_{0};
+  std::thread thread_;
+};
 
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, std::string_view content);
