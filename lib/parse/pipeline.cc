@@ -220,4 +220,18 @@ void EventPipeline::process_batch(const Batch& in, Batch& out, std::string_view 
   }
 }
 
+std::unique_ptr<EventPipeline> PipelinePool::take() {
+  if (!spare_.empty()) {
+    std::unique_ptr<EventPipeline> p = std::move(spare_.back());
+    spare_.pop_back();
+    return p;
+  }
+  auto made = EventPipeline::make(config_, ctx_);
+  return made ? std::move(*made) : nullptr;
+}
+
+void PipelinePool::give(std::unique_ptr<EventPipeline> p) {
+  if (p && spare_.size() < keep_) spare_.push_back(std::move(p));
+}
+
 }  // namespace sluice::parse

@@ -100,4 +100,25 @@ class EventPipeline {
   RateLimiter parse_log_, time_log_;
 };
 
+/// Spare instances of a source's pipeline for requests processed on the uv threadpool (a large
+/// HTTP body or Avro call): an instance is used by one thread at a time, taken and given back on
+/// the loop thread. Instances share the source's counters (the registry hands out the same series)
+/// and keep their own scratch (parser buffers, log rate limits).
+class PipelinePool {
+ public:
+  PipelinePool(const PipelineConfig& config, const ComponentContext& ctx, std::size_t keep)
+      : config_(config), ctx_(ctx), keep_(keep) {}
+  /// A spare instance, or a new one; null if one cannot be made (the caller then runs the
+  /// records through its own instance, on the loop).
+  std::unique_ptr<EventPipeline> take();
+  /// Keeps at most `keep` spares; the others are freed.
+  void give(std::unique_ptr<EventPipeline> p);
+
+ private:
+  PipelineConfig config_;
+  const ComponentContext& ctx_;
+  std::size_t keep_;
+  std::vector<std::unique_ptr<EventPipeline>> spare_;
+};
+
 }  // namespace sluice::parse

@@ -75,6 +75,12 @@ struct AvroSource::DecodeJob {
   Status status;
   bool ping = false;
   Batch events;
+  // The source's format pipeline, run here too (a copy from the pool: one thread at a time uses
+  // one); null without a pipeline. `parsed` holds its output until it is swapped into `events`.
+  std::unique_ptr<parse::EventPipeline> pipeline;
+  std::string peer;  // names the call in the pipeline's log lines
+  Batch parsed;
+  bool through_pipeline = false;
 
   static std::uint64_t next_id(void* self, std::uint64_t) {
     auto* j = static_cast<DecodeJob*>(self);
@@ -155,6 +161,7 @@ AvroSource::AvroSource(const AvroSourceConfig& config, SourceContext& ctx,
       ctx_(ctx),
       putter_(ctx.loop, ctx.output),
       pipeline_(pipeline && !pipeline->trivial() ? std::move(pipeline) : nullptr),
+      pipelines_(config.pipeline, ctx, kMaxDecodes),
       id_base_(run_id_base(ctx.name)),
       stop_waiter_(ctx.loop),
       metrics_(ctx),
@@ -404,6 +411,7 @@ void AvroSource::start_decode(Conn& c, std::int32_t serial, std::string prefix,
   job->call_at = call_at;
   job->limits = config_.call;
   job->now = now_ns_;
+  job->peer = c.net->peer();
   // The worker numbers the events; reserve the most a call may have so ids stay unique.
   job->id_base = id_base_;
   job->id_seq = id_seq_;
@@ -427,6 +435,7 @@ void AvroSource::run_decodes() {
     }
     DecodeJob* job = next.release();
     job->work.data = job;
+    if (pipeline_) job->pipeline = pipelines_.take();
     ++decoding_;
     uv_queue_work(
         ctx_.loop.uv(), &job->work,
@@ -437,6 +446,11 @@ void AvroSource::run_decodes() {
           j->status =
               avro::read_call(r, j->limits, j->now, &DecodeJob::next_id, j, j->events, call);
           j->ping = call.message.empty();
+          if (!j->status.ok() || j->ping || !j->pipeline) return;
+          // Parsing a large call's events on the loop held it as long as decoding it did.
+          j->pipeline->process_batch(j->events, j->parsed, j->peer);
+          j->events.swap(j->parsed);
+          j->through_pipeline = true;
         },
         [](uv_work_t* w, int) {
           std::unique_ptr<DecodeJob> j(static_cast<DecodeJob*>(w->data));
@@ -462,7 +476,7 @@ void AvroSource::on_decoded(std::unique_ptr<DecodeJob> job) {
     } else if (job->ping) {
       reply(c, job->serial, job->prefix, std::nullopt);
     } else {
-      put_request(c, job->serial, std::move(job->prefix), job->events);
+      put_request(c, job->serial, std::move(job->prefix), job->events, job->through_pipeline);
     }
     c.decoding = false;
     run_held(c);  // may close the connection: `c` is not used after it
@@ -498,6 +512,7 @@ void AvroSource::free_off_loop(std::unique_ptr<DecodeJob> job) {
       [](uv_work_t* w) {
         auto* dj = static_cast<DecodeJob*>(w->data);
         dj->events.release();
+        dj->parsed.release();
         dj->frame.release();
 #if defined(__GLIBC__)
         malloc_trim(0);
@@ -508,6 +523,7 @@ void AvroSource::free_off_loop(std::unique_ptr<DecodeJob> job) {
         if (dj->alive.expired()) return;
         AvroSource& self = *dj->source;
         --self.decoding_;
+        self.pipelines_.give(std::move(dj->pipeline));
         self.run_decodes();
         if (self.stopping_) self.stop_waiter_.check();
       });
@@ -517,9 +533,10 @@ void AvroSource::update_hold(Conn& c) {
   c.net->hold_reading(c.pending_calls >= kMaxPendingCalls || c.decoding || !c.held.empty());
 }
 
-void AvroSource::put_request(Conn& c, std::int32_t serial, std::string prefix, Batch& decoded) {
+void AvroSource::put_request(Conn& c, std::int32_t serial, std::string prefix, Batch& decoded,
+                             bool through_pipeline) {
   Batch* batch = &decoded;
-  if (pipeline_) {
+  if (pipeline_ && !through_pipeline) {
     parsed_.clear();
     pipeline_->process_batch(decoded, parsed_, c.net->peer());
     batch = &parsed_;

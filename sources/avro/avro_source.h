@@ -89,7 +89,8 @@ class AvroSource final : public Source, private net::ConnectionHandler {
   void free_off_loop(std::unique_ptr<DecodeJob> job);
   void run_held(Conn& c);
   void update_hold(Conn& c);
-  void put_request(Conn& c, std::int32_t serial, std::string prefix, Batch& decoded);
+  void put_request(Conn& c, std::int32_t serial, std::string prefix, Batch& decoded,
+                   bool through_pipeline = false);
   void answered(std::uint64_t conn, std::int32_t serial, std::string_view prefix, bool safe);
   void reply(Conn& c, std::int32_t serial, std::string_view prefix,
              std::optional<avro::CallStatus> status, std::string_view error = {});
@@ -106,6 +107,7 @@ class AvroSource final : public Source, private net::ConnectionHandler {
   SourceContext& ctx_;
   RequestPutter putter_;
   std::unique_ptr<parse::EventPipeline> pipeline_;
+  parse::PipelinePool pipelines_;  // copies of it for the calls decoded on the threadpool
   std::shared_ptr<tls::TlsContext> tls_;
   std::unordered_map<std::uint64_t, std::unique_ptr<Conn>> conns_;
   std::set<avro::Md5> accepted_hashes_;

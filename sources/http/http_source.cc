@@ -99,6 +99,7 @@ HttpSource::HttpSource(const HttpSourceConfig& config, SourceContext& ctx,
       ctx_(ctx),
       putter_(ctx.loop, ctx.output),
       pipeline_(pipeline && !pipeline->trivial() ? std::move(pipeline) : nullptr),
+      pipelines_(config.pipeline, ctx, kMaxDecodes),
       id_base_(run_id_base(ctx.name)),
       stop_waiter_(ctx.loop),
       metrics_(ctx),
@@ -307,6 +308,11 @@ struct HttpSource::DecodeJob {
   std::optional<std::pair<int, std::string>> error;
   BodyDecoder decoder;
   Batch events;
+  // The source's format pipeline, run here too (a copy of it: one thread at a time uses one);
+  // null without a pipeline. `parsed` holds its output until it is swapped into `events`.
+  std::unique_ptr<parse::EventPipeline> pipeline;
+  Batch parsed;
+  bool through_pipeline = false;
 };
 
 HttpSource::~HttpSource() = default;
@@ -399,6 +405,8 @@ void HttpSource::run_decodes() {
     DecodeJob* job = queued_.front().release();
     queued_.pop_front();
     job->work.data = job;
+    if (pipeline_ && !job->pipeline) job->pipeline = pipelines_.take();
+    job->through_pipeline = false;
     ++decoding_;
     uv_queue_work(
         ctx_.loop.uv(), &job->work,
@@ -407,6 +415,15 @@ void HttpSource::run_decodes() {
           std::uint64_t seq = j->id_seq;
           j->error = decode_body(j->content_type, j->content_encoding, j->body, j->limits, j->now,
                                  j->id_base, seq, j->decoder, j->events);
+          if (j->error) return;
+          for (const auto& [k, v] : j->common) j->events.set_common_header(k, v);
+          if (j->pipeline) {
+            // Parsing a large body's events on the loop held it as long as decoding it did.
+            j->parsed.clear();
+            j->pipeline->process_batch(j->events, j->parsed, j->path);
+            j->events.swap(j->parsed);
+            j->through_pipeline = true;
+          }
         },
         [](uv_work_t* w, int) {
           std::unique_ptr<DecodeJob> j(static_cast<DecodeJob*>(w->data));
@@ -425,8 +442,7 @@ void HttpSource::on_decoded(std::unique_ptr<DecodeJob> job) {
     warn_refused(job->peer, job->method, job->path, job->error->first, job->error->second);
     refuse(responder, job->error->first, std::move(job->error->second));
   } else {
-    for (const auto& [k, v] : job->common) job->events.set_common_header(k, v);
-    submit(job->events, job->path, std::move(responder));
+    submit(job->events, job->path, std::move(responder), job->through_pipeline);
   }
   if (parsed_.capacity_bytes() > BodyDecoder::kWarmBytes) parsed_.release();
   // Freeing what a large body grew (munmap of ~2x the inflated size) is slow too: do it on the
@@ -440,6 +456,7 @@ void HttpSource::on_decoded(std::unique_ptr<DecodeJob> job) {
         auto* dj = static_cast<DecodeJob*>(w->data);
         dj->decoder.shrink();
         if (dj->events.capacity_bytes() > BodyDecoder::kWarmBytes) dj->events.release();
+        if (dj->parsed.capacity_bytes() > BodyDecoder::kWarmBytes) dj->parsed.release();
         if (dj->body.capacity() > BodyDecoder::kWarmBytes) std::string().swap(dj->body);
       },
       [](uv_work_t* w, int) {
@@ -453,9 +470,10 @@ void HttpSource::on_decoded(std::unique_ptr<DecodeJob> job) {
       });
 }
 
-void HttpSource::submit(Batch& events, std::string_view path, http::Responder responder) {
+void HttpSource::submit(Batch& events, std::string_view path, http::Responder responder,
+                        bool through_pipeline) {
   Batch* batch = &events;
-  if (pipeline_) {
+  if (pipeline_ && !through_pipeline) {
     parsed_.clear();
     pipeline_->process_batch(events, parsed_, path);
     batch = &parsed_;

@@ -115,13 +115,16 @@ class HttpSource final : public Source {
   void start_decode(http::Request& req, http::Responder responder);
   void run_decodes();
   void on_decoded(std::unique_ptr<DecodeJob> job);
-  /// Puts decoded events (through the pipeline) and answers once they are safe.
-  void submit(Batch& events, std::string_view path, http::Responder responder);
+  /// Puts decoded events (through the pipeline unless they went through it on the threadpool)
+  /// and answers once they are safe.
+  void submit(Batch& events, std::string_view path, http::Responder responder,
+              bool through_pipeline = false);
 
   HttpSourceConfig config_;
   SourceContext& ctx_;
   RequestPutter putter_;
   std::unique_ptr<parse::EventPipeline> pipeline_;
+  parse::PipelinePool pipelines_;  // copies of it for the bodies decoded on the threadpool
   std::unique_ptr<http::Server> server_;
   Batch events_, parsed_;
   BodyDecoder decoder_;
