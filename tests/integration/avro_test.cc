@@ -941,7 +941,8 @@ TEST_CASE("avro: large appendBatch calls are decoded off the loop, in order, /he
   // calls took longer than usual, a tenth of one call's time.
   const long long per_call_us =
       std::chrono::duration_cast<std::chrono::microseconds>(took).count() / kCalls;
-  CHECK((worst_us < 40'000 || worst_us * 10 < per_call_us));
+  // Under AddressSanitizer (2-4x slower, tests run two at a time) one CI run saw 128 ms.
+  CHECK((worst_us < (sluice::test::kSanitized ? 400'000 : 40'000) || worst_us * 10 < per_call_us));
   CHECK(agent.terminate() == 0);
 }
 
