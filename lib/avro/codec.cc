@@ -10,27 +10,6 @@
 
 namespace sluice::avro {
 
-void FrameBuffer::append(const char* p, std::size_t n) {
-  if (n == 0) return;
-  if (cap_ - size_ < n) {
-    const std::size_t cap = std::max({size_ + n, cap_ * 2, std::size_t{4096}});
-    void* next = std::realloc(data_, cap);
-    if (next == nullptr) {  // as operator new would (sluice never throws)
-      std::fputs("sluice: out of memory growing an Avro frame\n", stderr);
-      std::abort();
-    }
-    data_ = static_cast<char*>(next);
-    cap_ = cap;
-  }
-  std::memcpy(data_ + size_, p, n);
-  size_ += n;
-}
-
-void FrameBuffer::release() noexcept {
-  std::free(data_);
-  data_ = nullptr;
-  size_ = cap_ = 0;
-}
 namespace {
 
 std::int32_t be32(const char* p) {

@@ -9,6 +9,7 @@
 
 #include "lib/avro/protocol.h"
 #include "lib/core/batch.h"
+#include "lib/core/byte_buffer.h"
 #include "lib/core/result.h"
 
 namespace sluice::avro {
@@ -56,40 +57,8 @@ class Reader {
   const char* error_ = nullptr;
 };
 
-/// A frame's payload as it is assembled, grown with realloc: past glibc's mmap threshold realloc
-/// moves pages (mremap), not bytes, so growing to a 64 MiB frame does not copy it (std::string's
-/// doubling copied up to 32 MiB into new pages in one loop turn). Movable, so that a large frame
-/// can be kept past the decoder's callback without copying it.
-class FrameBuffer {
- public:
-  FrameBuffer() = default;
-  FrameBuffer(FrameBuffer&& o) noexcept : data_(o.data_), size_(o.size_), cap_(o.cap_) {
-    o.data_ = nullptr;
-    o.size_ = o.cap_ = 0;
-  }
-  FrameBuffer& operator=(FrameBuffer&& o) noexcept {
-    if (this != &o) {
-      release();
-      std::swap(data_, o.data_);
-      std::swap(size_, o.size_);
-      std::swap(cap_, o.cap_);
-    }
-    return *this;
-  }
-  FrameBuffer(const FrameBuffer&) = delete;
-  FrameBuffer& operator=(const FrameBuffer&) = delete;
-  ~FrameBuffer() { release(); }
-  void append(const char* p, std::size_t n);
-  std::string_view view() const noexcept { return {data_, size_}; }
-  std::size_t size() const noexcept { return size_; }
-  std::size_t capacity() const noexcept { return cap_; }
-  void clear() noexcept { size_ = 0; }
-  void release() noexcept;
-
- private:
-  char* data_ = nullptr;
-  std::size_t size_ = 0, cap_ = 0;
-};
+/// A frame's payload as it is assembled (see ByteBuffer: growing it does not copy it).
+using FrameBuffer = ByteBuffer;
 
 /// Limits a server applies to what a client sends (violations close the connection).
 struct FrameLimits {

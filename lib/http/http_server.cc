@@ -492,7 +492,7 @@ void Server::answer(std::uint64_t id, std::uint64_t request, Response r) {
   c.net->hold_reading(false);
   // An idle keep-alive connection must not keep a large request's buffers (100 connections x
   // 16 MiB bodies would stay resident until they close); small ones stay warm for the next.
-  if (c.req.body.capacity() > kWarmBytes) std::string().swap(c.req.body);
+  if (c.req.body.capacity() > kWarmBytes) c.req.body.release();
   c.req.body.clear();
   const std::uint64_t cid = c.id;
   next_request(c);

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "lib/core/byte_buffer.h"
 #include "lib/core/log.h"
 #include "lib/core/loop.h"
 #include "lib/core/metrics.h"
@@ -27,7 +28,7 @@ struct Request {
   http_method method = HTTP_GET;
   std::string url;
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
-  std::string body;
+  ByteBuffer body;   // realloc-grown: a large body is not copied as it grows
   std::string peer;  // the client's "IP:PORT", for logs
   /// The first header with this (lower-case) name, or empty.
   std::string_view header(std::string_view name) const;

@@ -279,8 +279,9 @@ std::optional<std::pair<int, std::string>> decode_body(std::string_view content_
 std::optional<std::pair<int, std::string>> HttpSource::decode(const http::Request& req) {
   events_.clear();
   const BodyLimits limits{config_.max_body_bytes.bytes, config_.max_events};
-  if (auto err = decode_body(req.header("content-type"), req.header("content-encoding"), req.body,
-                             limits, wall_clock_ns(), id_base_, id_seq_, decoder_, events_)) {
+  if (auto err =
+          decode_body(req.header("content-type"), req.header("content-encoding"), req.body.view(),
+                      limits, wall_clock_ns(), id_base_, id_seq_, decoder_, events_)) {
     events_.clear();
     return err;
   }
@@ -298,7 +299,8 @@ struct HttpSource::DecodeJob {
   uv_work_t work{};
   std::weak_ptr<int> alive;
   HttpSource* source = nullptr;
-  std::string body, content_type, content_encoding, path, peer;
+  ByteBuffer body;
+  std::string content_type, content_encoding, path, peer;
   http_method method = HTTP_POST;
   std::vector<std::pair<std::string, std::string>> common;  // mapped request headers
   BodyLimits limits{};
@@ -413,8 +415,8 @@ void HttpSource::run_decodes() {
         [](uv_work_t* w) {
           auto* j = static_cast<DecodeJob*>(w->data);
           std::uint64_t seq = j->id_seq;
-          j->error = decode_body(j->content_type, j->content_encoding, j->body, j->limits, j->now,
-                                 j->id_base, seq, j->decoder, j->events);
+          j->error = decode_body(j->content_type, j->content_encoding, j->body.view(), j->limits,
+                                 j->now, j->id_base, seq, j->decoder, j->events);
           if (j->error) return;
           for (const auto& [k, v] : j->common) j->events.set_common_header(k, v);
           if (j->pipeline) {
@@ -457,7 +459,7 @@ void HttpSource::on_decoded(std::unique_ptr<DecodeJob> job) {
         dj->decoder.shrink();
         if (dj->events.capacity_bytes() > BodyDecoder::kWarmBytes) dj->events.release();
         if (dj->parsed.capacity_bytes() > BodyDecoder::kWarmBytes) dj->parsed.release();
-        if (dj->body.capacity() > BodyDecoder::kWarmBytes) std::string().swap(dj->body);
+        if (dj->body.capacity() > BodyDecoder::kWarmBytes) dj->body.release();
       },
       [](uv_work_t* w, int) {
         std::unique_ptr<DecodeJob> dj(static_cast<DecodeJob*>(w->data));

@@ -648,12 +648,13 @@ TEST_CASE("http: with a format, large bodies are parsed off the loop, /healthz a
   CHECK(agent.metric(R"(sluice_source_parse_errors_total{component="web",type="http",)"
                      R"(reason="json_syntax"})") == 3.0);
   // Parsing a body's 330,000 events on the loop held /healthz 174-306 ms on a quiet machine;
-  // off the loop most runs stay at 38-56 ms, but 3 of 15 took 106-211 ms: another stall remains,
-  // not yet found. So the bound only catches a gross regression: 300 ms or, if the requests took
-  // longer than usual, a tenth of one request's time.
+  // off the loop 35-62 ms remained (up to 211 ms), one stall per body: the body, a std::string,
+  // doubling from 32 to 64 MiB copied 32 MiB into newly faulted pages in one loop turn. Grown
+  // with realloc (mremap) it is not copied: 9-18 ms. The bound is 30 ms or, if the requests
+  // themselves took longer than usual (a loaded machine), a twentieth of one request's time.
   const long long per_request_us =
       std::chrono::duration_cast<std::chrono::microseconds>(took).count() / 3;
-  CHECK((worst_us < 300'000 || worst_us * 10 < per_request_us));
+  CHECK((worst_us < 30'000 || worst_us * 20 < per_request_us));
   CHECK(agent.terminate() == 0);
 }
 

@@ -32,7 +32,8 @@ struct ServerThread {
 
   static void echo(http::Request& req, http::Responder r) {
     http::Response resp;
-    resp.body = std::string(http_method_str(req.method)) + " " + req.url + " " + req.body;
+    resp.body = std::string(http_method_str(req.method)) + " " + req.url + " " +
+                std::string(req.body.view());
     r.respond(std::move(resp));
   }
   explicit ServerThread(http::Handler handler = &ServerThread::echo,
