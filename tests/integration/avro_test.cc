@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -1068,5 +1069,79 @@ TEST_CASE("avro: a large call that is truncated or has too many events gets an e
   conn.send(frame);
   CHECK(ok_answer(conn.frame(), false));
   REQUIRE(eventually(10s, [&] { return count_lines(out) == 1500; }));
+  CHECK(agent.terminate() == 0);
+}
+
+TEST_CASE("avro: a client that leaves while its large calls decode or wait has none put in part",
+          "[integration][avro]") {
+  TempDir tmp;
+  const std::string out = tmp.file("out.json");
+  AgentProcess agent(
+      "avro_source_file.toml",
+      source_options(out, "max_batch_events = 100000",
+                     "type = \"memory\"\nmax_events = 1000000\nmax_bytes = \"1GiB\""));
+  REQUIRE(agent.wait_ready());
+  const std::string address = agent.source_address("av");
+  // Calls of 20,000 events of about 260 bytes (5 MB: decoded on the threadpool).
+  constexpr int kRounds = 6, kCalls = 3, kEvents = 20'000;
+  auto big_call = [&](int round, int call) {
+    Batch b;
+    const std::string pad(240, 'p');
+    const std::string tag = "c" + std::to_string(round) + "-" + std::to_string(call) + "-";
+    for (int i = 0; i < kEvents; ++i) b.add(tag + std::to_string(i) + "-" + pad, 0, 0);
+    std::string body;
+    avro::Writer w(body);
+    avro::write_append_batch(w, b, 0, b.size());
+    return body;
+  };
+  for (int round = 0; round < kRounds; ++round) {
+    std::string wire = first_request(1, big_call(round, 0));
+    for (int call = 1; call < kCalls; ++call)
+      avro::encode_frame(1 + call, big_call(round, call), wire);
+    Raw conn(address);
+    if (round % 2 == 1) {
+      // Odd rounds leave with a reset, even ones with a FIN.
+      linger l{1, 0};
+      ::setsockopt(conn.fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+    conn.send(wire);  // the calls are read, decoded or held; no answer is read
+  }
+  // Another client is served, and its call comes after whatever of the others was put.
+  Raw next(address);
+  next.send(first_request(1, append_call("after")));
+  CHECK(ok_answer(next.frame(), true));
+  REQUIRE(eventually(30s, [&] {
+    const std::string text = read_file(out);
+    return text.find("after") != std::string::npos;
+  }));
+  // The clients had no answer (they send the calls again elsewhere): a call is put whole, before
+  // its client left, or not at all.
+  std::map<std::string, int> per_call;
+  const std::string text = read_file(out);
+  for (std::size_t at = 0; at < text.size();) {
+    const std::size_t end = text.find('\n', at);
+    const std::size_t c = text.find(R"("body":"c)", at);
+    if (c != std::string::npos && c < end) {
+      const std::size_t from = c + 8, dash = text.find('-', text.find('-', from) + 1);
+      ++per_call[text.substr(from, dash - from)];
+    }
+    at = end + 1;
+  }
+  int whole = 0;
+  for (const auto& [call, n] : per_call) {
+    INFO("call " << call);
+    CHECK(n == kEvents);
+    if (n == kEvents) ++whole;
+  }
+  std::printf("avro: %d clients left with %d large calls unanswered; %d of the calls were put\n",
+              kRounds, kRounds * kCalls, whole);
+  // What the calls grew is freed once their jobs end, and the agent answers and stops cleanly.
+  long rss = 0;
+  const bool low = eventually(10s, [&] {
+    rss = proc_status_kb(agent.pid(), "VmRSS");
+    return rss < 64 * 1024;
+  });
+  CHECK((sluice::test::kSanitized || low));
+  CHECK(http_get(agent.admin(), "/healthz").status == 200);
   CHECK(agent.terminate() == 0);
 }
