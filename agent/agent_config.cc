@@ -11,6 +11,9 @@
 #include <cstring>
 #include <map>
 
+#include "lib/parse/formats.h"
+#include "lib/parse/pipeline.h"
+#include "lib/parse/regex.h"
 #include "lib/parse/time_format.h"
 
 namespace sluice {
@@ -24,6 +27,42 @@ bool valid_name(std::string_view name) {
     if (!ok) return false;
   }
   return true;
+}
+
+// The fields a source's events can have when its format names them all: a regex's named groups
+// (the ready patterns' too), plus what `set` and `rename` interceptors add, plus `body` (the
+// event's text). A query naming another is then an error at `sluice check`. nullopt when any name
+// may occur (json, logfmt, raw lines).
+std::optional<std::vector<sql::Column>> source_schema(const toml::table& source,
+                                                      const std::string& path,
+                                                      const std::string& file) {
+  ConfigErrors ignored;  // the source's own errors are reported where it is read
+  parse::PipelineConfig pc;
+  if (!parse::PipelineConfig::parse(ConfigNode(source, path, file), ignored, pc) ||
+      pc.format != parse::PipelineConfig::Format::regex) {
+    return std::nullopt;
+  }
+  std::vector<sql::Column> columns;
+  auto add = [&](std::string_view name) {
+    for (const auto& c : columns) {
+      if (c.name == name) return;
+    }
+    columns.push_back({std::string(name), sql::SqlType::any, false});
+  };
+  auto patterns = parse::ready_patterns(pc.pattern);
+  if (patterns.empty()) patterns.push_back(pc.pattern);
+  for (const std::string_view pattern : patterns) {
+    auto re = parse::Regex::compile(pattern, pc.match_limit);
+    if (!re) return std::nullopt;
+    for (const auto& [name, group] : re->names()) add(name);
+  }
+  for (const auto& i : pc.interceptors) {
+    if (i.type == "set" || i.type == "rename") {
+      for (const auto& [from, to] : i.pairs) add(i.type == "set" ? from : to);
+    }
+  }
+  add("body");
+  return columns;
 }
 
 std::string host_name() {
@@ -589,8 +628,17 @@ void ConfigParser::pipeline(const std::string& name, const ConfigNode& node) {
   node.optional("channel", channel_key, errors_);
   std::string source_key;
   node.optional("source", source_key, errors_);
+  bool et_without_field = false;
   if (auto et = node.child("event_time", errors_)) {
-    et->required("field", p.event_time_field, errors_);
+    // Without a field, the source's timestamp is the event time (watermark_delay alone).
+    et->optional("field", p.event_time_field, errors_);
+    et_without_field = !et->has("field");
+    if (et_without_field && (et->has("format") || et->has("timezone"))) {
+      et_without_field = false;  // one error for it
+      node.error_at("event_time", errors_,
+                    "format and timezone are those of `field`, which is missing (without a "
+                    "field, event time is the source's timestamp)");
+    }
     parse::TimeZone zone;
     if (et->optional("timezone", p.event_time_timezone, errors_) &&
         !p.event_time_timezone.empty()) {
@@ -644,6 +692,25 @@ void ConfigParser::pipeline(const std::string& name, const ConfigNode& node) {
   if (!compiled) {
     sql_error(cerr.offset, cerr.message);
     return;
+  }
+  if (!compiled->table_name()) {
+    // Without CREATE TABLE, names are checked against the source's fields when its format
+    // names them all.
+    const std::string read = source_key.empty() ? std::string(compiled->from()) : source_key;
+    if (const toml::table* t = root_table_["sources"][read].as_table()) {
+      if (auto schema = source_schema(*t, "sources." + read, root_.file())) {
+        compiled = sql::compile(p.sql, {std::move(schema)}, &cerr);
+        if (!compiled) {
+          if (cerr.message.rfind("unknown column", 0) == 0) {
+            cerr.message += " (source '" + read +
+                            "' has the named groups of its regex, the fields its `set` and "
+                            "`rename` interceptors add, and body)";
+          }
+          sql_error(cerr.offset, cerr.message);
+          return;
+        }
+      }
+    }
   }
   p.query = std::make_shared<const sql::CompiledQuery>(std::move(*compiled));
   const sql::CompiledQuery& q = *p.query;
@@ -767,6 +834,12 @@ void ConfigParser::pipeline(const std::string& name, const ConfigNode& node) {
     const bool source_timestamp =
         root_table_["sources"][p.source]["timestamp"].as_table() != nullptr;
     p.processing_time = p.event_time_field.empty() && !q.watermark_column() && !source_timestamp;
+    if (et_without_field && p.processing_time) {
+      node.error_at("event_time", errors_,
+                    fmt::format("no field, and source '{}' has no `timestamp`: name the field "
+                                "that holds the event time",
+                                p.source));
+    }
   }
   if (errors_.size() == before) cfg_.pipelines.push_back(std::move(p));
 }

@@ -173,6 +173,12 @@ bool WindowOperator::load_slots(const EventView& ev) {
         }
       }
     }
+    if (!found && name == "body") {
+      // No field of that name: the event's text (a raw source's line).
+      raw = ev.body();
+      raw_type = FieldType::string;
+      found = true;
+    }
     slot_raw_[s] = raw;
     slot_raw_type_[s] = raw_type;
     if (!found) ++missing;

@@ -143,7 +143,12 @@ std::optional<double> AgentProcess::metric(const std::string& series) {
 std::pair<int, std::string> run_sluice(const std::vector<std::string>& args) {
   TempDir dir;
   std::string cmd = sluice_binary();
-  for (const auto& a : args) cmd += " '" + a + "'";
+  for (const auto& a : args) {
+    // Single-quoted for the shell; a quote inside (SQL literals) as '\''.
+    cmd += " '";
+    for (const char ch : a) cmd += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+    cmd += "'";
+  }
   cmd += " > " + dir.file("out") + " 2>&1";
   const int status = std::system(cmd.c_str());
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;

@@ -262,3 +262,75 @@ late = "raw"
         "inline.toml:28:8: pipelines.p.late: channel 'raw' is also a channel of source 'access': "
         "the pipeline would read its late events again");
 }
+
+TEST_CASE("pipeline config: event_time without a field delays the source's timestamp",
+          "[unit][config][sql]") {
+  Registry registry;
+  register_builtin_components(registry);
+  std::string text = kBase;
+  text.replace(text.find("format = \"json\""), 15,
+               "format = \"json\"\ntimestamp = { field = \"ts\", format = \"epoch_ms\" }");
+  ConfigErrors errors;
+  auto cfg = parse_config(text + R"toml(
+[pipelines.pv]
+sql = "INSERT INTO rows SELECT COUNT(*) AS n FROM access GROUP BY TUMBLE(INTERVAL '5' SECOND)"
+event_time = { watermark_delay = "4s" }
+)toml",
+                          "inline.toml", registry, errors);
+  for (const auto& e : errors) INFO(e.str());
+  REQUIRE(errors.empty());
+  REQUIRE(cfg->pipelines.size() == 1);
+  const PipelineSpec& p = cfg->pipelines[0];
+  CHECK(p.event_time_field.empty());
+  CHECK_FALSE(p.processing_time);
+  const sql::RunnerOptions o = runner_options(p);
+  CHECK(o.time_source == sql::TimeSource::event_timestamp);
+  CHECK(o.watermark_delay_ns == 4'000'000'000);
+  // A format or time zone is the field's; without the source's timestamp there is no event time
+  // to delay.
+  const auto bad = errors_of(kBase + R"toml(
+[pipelines.p]
+sql = "INSERT INTO rows SELECT COUNT(*) AS n FROM access GROUP BY TUMBLE(INTERVAL '5' SECOND)"
+event_time = { format = "epoch_ms" }
+
+[pipelines.q]
+sql = "INSERT INTO rows SELECT COUNT(*) AS m FROM access GROUP BY TUMBLE(INTERVAL '5' SECOND)"
+event_time = { watermark_delay = "4s" }
+)toml");
+  REQUIRE(bad.size() == 2);
+  CHECK(bad[0] ==
+        "inline.toml:26:14: pipelines.p.event_time: format and timezone are those of `field`, "
+        "which is missing (without a field, event time is the source's timestamp)");
+  CHECK(bad[1] ==
+        "inline.toml:30:14: pipelines.q.event_time: no field, and source 'access' has no "
+        "`timestamp`: name the field that holds the event time");
+}
+
+TEST_CASE("pipeline config: names are checked against a regex source's fields",
+          "[unit][config][sql]") {
+  std::string text = kBase;
+  text.replace(text.find("format = \"json\""), 15,
+               "format = \"regex\"\npattern = \"combined\"\n"
+               "interceptors = [{ type = \"set\", fields = { dc = \"eu\" } },\n"
+               "                { type = \"rename\", fields = { agent = \"ua\" } }]");
+  // kBase has 22 lines, these 3 more: the first pipeline is on line 27, GROUP BY checked first.
+  const auto errors = errors_of(text + R"toml(
+[pipelines.typo]
+sql = "INSERT INTO rows SELECT pth, COUNT(*) AS n FROM access GROUP BY TUMBLE(INTERVAL '5' SECOND), pth"
+
+[pipelines.fine]
+sql = """INSERT INTO rows SELECT path, dc, ua, COUNT(*) AS n, SUM(size) AS b, MAX(LENGTH(body)) AS l
+FROM access GROUP BY TUMBLE(INTERVAL '5' SECOND), path, dc, ua"""
+)toml");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0] ==
+        "inline.toml:28:101: pipelines.typo.sql: unknown column 'pth' (did you mean 'path'?) "
+        "(source 'access' has the named groups of its regex, the fields its `set` and `rename` "
+        "interceptors add, and body)");
+  // A json source's fields are not known before run time: any name is read.
+  CHECK(errors_of(kBase + R"toml(
+[pipelines.any]
+sql = "INSERT INTO rows SELECT pth, COUNT(*) AS n FROM access GROUP BY TUMBLE(INTERVAL '5' SECOND), pth"
+)toml")
+            .empty());
+}
