@@ -198,6 +198,8 @@ int sql_run(const SqlRunOptions& o, std::FILE* out, std::FILE* err) {
     closed.clear();
   };
   auto emit_closed = [&](Batch& b) { return (*runner)->emit_closed(b, kRowBatch); };
+  // The arrival time (processing time), read once a read(2): per line it was 4-6 % of the CPU.
+  std::int64_t arrival_ns = wall_clock_ns();
   auto on_line = [&](std::string_view line, bool complete) {
     ++lineno;
     if (!complete) {
@@ -207,7 +209,7 @@ int sql_run(const SqlRunOptions& o, std::FILE* out, std::FILE* err) {
       return;
     }
     if (line.empty()) return;
-    draft.reset(line, wall_clock_ns(), lineno);
+    draft.reset(line, arrival_ns, lineno);
     if (o.format == "json") {
       if (json.parse(line, draft) != parse::ParseError::none) {
         if (bad++ < 10)
@@ -262,6 +264,7 @@ int sql_run(const SqlRunOptions& o, std::FILE* out, std::FILE* err) {
       std::fprintf(err, "sluice: cannot read %s: %s\n", o.input.c_str(), std::strerror(read_errno));
       return 1;
     }
+    arrival_ns = wall_clock_ns();
     splitter.feed(std::string_view(buf.data(), static_cast<std::size_t>(got)), feed_line);
   }
   if (in != stdin) std::fclose(in);
