@@ -173,8 +173,10 @@ bool WindowOperator::load_slots(const EventView& ev) {
         }
       }
     }
-    if (!found && name == "body") {
-      // No field of that name: the event's text (a raw source's line).
+    if (!found && name == "body" &&
+        (s >= plan_.field_types.size() || plan_.field_types[s] == SqlType::any)) {
+      // No field of that name, and none declared (CREATE TABLE): the event's text (a raw
+      // source's line).
       raw = ev.body();
       raw_type = FieldType::string;
       found = true;

@@ -650,13 +650,14 @@ TEST_CASE("http: with a format, large bodies are parsed off the loop, /healthz a
   // Parsing a body's 330,000 events on the loop held /healthz 174-306 ms on a quiet machine;
   // off the loop 35-62 ms remained (up to 211 ms), one stall per body: the body, a std::string,
   // doubling from 32 to 64 MiB copied 32 MiB into newly faulted pages in one loop turn. Grown
-  // with realloc (mremap) it is not copied: 9-18 ms. The bound is 30 ms or, if the requests
-  // themselves took longer than usual (a loaded machine), a twentieth of one request's time.
-  // AddressSanitizer's realloc always copies: there only a gross regression is caught (300 ms).
+  // with realloc (mremap) it is not copied: 9-18 ms (15-16 ms beside a reliability run). The
+  // bound is 50 ms, as the gzip test's, or, if the requests themselves took longer than usual (a
+  // loaded machine), a tenth of one request's time. AddressSanitizer's realloc always copies:
+  // there only a gross regression is caught (300 ms).
   const long long per_request_us =
       std::chrono::duration_cast<std::chrono::microseconds>(took).count() / 3;
-  const long long bound_us = sluice::test::kSanitized ? 300'000 : 30'000;
-  CHECK((worst_us < bound_us || worst_us * 20 < per_request_us));
+  const long long bound_us = sluice::test::kSanitized ? 300'000 : 50'000;
+  CHECK((worst_us < bound_us || worst_us * 10 < per_request_us));
   CHECK(agent.terminate() == 0);
 }
 

@@ -162,3 +162,30 @@ TEST_CASE("sql: floating fields read exactly as from_chars reads them", "[unit][
   }
   CHECK(rows_of(out) == want);
 }
+
+TEST_CASE("sql: body is the event's text unless the event or CREATE TABLE has that name",
+          "[unit][sql]") {
+  auto q = must_compile(
+      "SELECT body, COUNT(*) AS n FROM src WHERE body LIKE 'GET %' "
+      "GROUP BY TUMBLE(INTERVAL '5' SECOND), body");
+  auto r = must_run(q);
+  Batch in, out;
+  in.add("GET /a", 1 * kSec, 0);
+  in.add("POST /a", 1 * kSec, 0);
+  in.add("GET /a", 2 * kSec, 0);
+  add_event(in, 3 * kSec, {s("body", "GET /field")});  // a field of that name wins
+  for (std::size_t k = 0; k < in.size(); ++k) r->on_event(in[k]);
+  CHECK(r->flush(out) == 2);
+  CHECK(rows_of(out) == std::vector<std::string>{"body=GET /a,n=2", "body=GET /field,n=1"});
+  // Declared by CREATE TABLE, body is a field like any: missing, it is NULL.
+  auto declared = must_compile(
+      "CREATE TABLE src (body VARCHAR, k VARCHAR); SELECT k, COUNT(body) AS n FROM src "
+      "GROUP BY TUMBLE(INTERVAL '5' SECOND), k");
+  auto r2 = must_run(declared);
+  Batch in2, out2;
+  in2.add("the line", 1 * kSec, 0);
+  in2.add_field("k", "a", FieldType::string);
+  for (std::size_t k = 0; k < in2.size(); ++k) r2->on_event(in2[k]);
+  CHECK(r2->flush(out2) == 1);
+  CHECK(rows_of(out2) == std::vector<std::string>{"k=a,n=0"});
+}
