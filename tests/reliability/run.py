@@ -1636,19 +1636,21 @@ def count_numbers(path, n):
 
 def dead_group_isolation(ctx):
     """One lmdb channel read by two sinks (each its own group): "live" (file) and "dead" (avro to
-    a closed port). The live one's throughput must stay within 10 % of running alone (the long
-    form; in the CI form, where other tests share the 2 cores, within 25 %): the same
-    lines, measured in the same run, in alternating pairs, comparing the fastest run of each mode
-    (at least 3 pairs; up to 8 while the figure misses). Noise on this shared VM only slows a run
-    (rates of the same mode varied 1.8-3.6M lines/s), so the fastest run is each mode's least
-    disturbed one; a dead group that slowed the live one would slow its fastest run too. The
-    medians are reported beside (they missed 90 % by noise alone: 89.3 % with the best runs at
-    106 %). Everything is on a tmpfs (/dev/shm), so that other processes'
-    disk writes do not decide it. The timed runs write the live sink's lines to /dev/null: on
-    this machine (a VM whose memory the host reclaims), writing a fresh tmpfs file costs from 0.05
-    to 0.6 s of kernel time for the same 1M lines from one run to the next, which is no part of
-    what the claim is about and decided the figure. One more run beside the dead group writes
-    them to a file, and that run counts every sequence number."""
+    a closed port). The live one's throughput must stay within 10 % of running alone: the same
+    lines, measured in the same run, in alternating pairs (at least 3; up to 8 while the figure
+    misses). The long form judges the fastest run of each mode: noise on this shared VM only slows
+    a run (rates of the same mode varied 1.8-3.6M lines/s), so the fastest run is each mode's least
+    disturbed one, and a dead group that slowed the live one would slow its fastest run too. The CI
+    form, where ctest runs other tests on the same 2 cores, judges the median of the pairs' ratios
+    (each run beside the dead group over the run alone just before it) and requires 75 %: one
+    fast outlier alone (6.15M lines/s among runs of about 4M) once put the fastest-run figure at
+    67.8 % with the medians at 94.3 %, and a pair shares the machine's state of the moment. Both
+    figures and the ratio of the medians are reported. Everything is on a tmpfs (/dev/shm), so
+    that other processes' disk writes do not decide it. The timed runs write the live sink's lines
+    to /dev/null: on this machine (a VM whose memory the host reclaims), writing a fresh tmpfs file
+    costs from 0.05 to 0.6 s of kernel time for the same 1M lines from one run to the next, which
+    is no part of what the claim is about and decided the figure. One more run beside the dead
+    group writes them to a file, and that run counts every sequence number."""
     r = Result("dead-group-isolation")
     n = 5000000 if ctx.long else 2000000
     pairs, most = (5, 10) if ctx.long else (3, 8)
@@ -1663,6 +1665,13 @@ def dead_group_isolation(ctx):
 
     def ratio():  # the live group's best wall rate beside a dead one / its best alone
         return max(rates["beside a dead group"]) / max(1.0, max(rates["alone"]))
+
+    def pair_ratio():  # the median of (beside / alone just before), pair by pair: the CI form's
+        beside = rates["beside a dead group"]
+        return statistics.median(b / max(1.0, a) for a, b in zip(rates["alone"], beside))
+
+    def judged():
+        return ratio() if ctx.long else pair_ratio()
 
     def median_ratio():  # reported
         return (statistics.median(rates["beside a dead group"]) /
@@ -1708,7 +1717,7 @@ def dead_group_isolation(ctx):
 
     all_done = True
     for k in range(2 * most):
-        if k >= 2 * pairs and k % 2 == 0 and ratio() >= 0.9:
+        if k >= 2 * pairs and k % 2 == 0 and judged() >= 0.9:
             break
         mode = "alone" if k % 2 == 0 else "beside a dead group"
         rate, used, ok = one_run(k, mode, "/dev/null")
@@ -1723,19 +1732,22 @@ def dead_group_isolation(ctx):
     # this one on the 2 cores, and a run there missed it by noise (best 87.9 %, medians 93.2 %,
     # CPU per line 94.5 %): there the bound catches a live group held back by the dead one.
     required = 0.9 if ctx.long else 0.75
-    r.ok = (all_done and ok and r.lost == 0 and r.duplicated == 0 and ratio() >= required and
+    r.ok = (all_done and ok and r.lost == 0 and r.duplicated == 0 and judged() >= required and
             all(h == n for h in held))
     r.notes.append("%d lines, taildir -> lmdb (sync full) -> file on a tmpfs (/dev/null in the "
                    "timed runs), %d runs each, alternating; the live group's rate from 10 %% to "
-                   "90 %% delivered: alone %s, beside a dead avro group %s lines/s: best %.1f %% "
-                   "of alone (at least %.0f %% required), medians %.1f %%; load average %.1f; CPU s "
+                   "90 %% delivered: alone %s, beside a dead avro group %s lines/s: %s %.1f %% "
+                   "(at least %.0f %% required); best %.1f %% of alone, medians %.1f %%, median of "
+                   "the pairs' ratios %.1f %%; load average %.1f; CPU s "
                    "of the agent: "
                    "alone %s, beside %s (lines per CPU second, medians, %.1f %% of alone); the dead "
                    "group's cursor held %s events; sent/delivered: the counted run beside the "
                    "dead group" %
                    (n, len(cpu["alone"]), "/".join("%.0f" % x for x in rates["alone"]),
-                    "/".join("%.0f" % x for x in rates["beside a dead group"]), 100 * ratio(),
-                    100 * required, 100 * median_ratio(), os.getloadavg()[0], "/".join("%.2f" % x for x in cpu["alone"]),
+                    "/".join("%.0f" % x for x in rates["beside a dead group"]),
+                    "judged (best runs)" if ctx.long else "judged (median pair)", 100 * judged(),
+                    100 * required, 100 * ratio(), 100 * median_ratio(), 100 * pair_ratio(),
+                    os.getloadavg()[0], "/".join("%.2f" % x for x in cpu["alone"]),
                     "/".join("%.2f" % x for x in cpu["beside a dead group"]), 100 * per_cpu(),
                     "/".join(str(None if h is None else int(h)) for h in held)))
     return r
