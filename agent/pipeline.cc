@@ -265,7 +265,7 @@ void Pipeline::pump() {
     const bool taking = state_ == State::running ||
                         (state_ == State::draining && spec_.on_stop == OnStop::emit && stop_done_);
     if (!taking || held_.size() >= kMaxHeldLeases) break;
-    auto lease = input_.take(cursor_, in_, kTakeLimits);
+    auto lease = input_.take_in_place(cursor_, in_, kTakeLimits, *this);  // on_events()
     if (!lease) {
       spdlog::error("pipeline {}: reading its input failed: {}; retrying", spec_.name,
                     lease.error().message());
@@ -273,7 +273,7 @@ void Pipeline::pump() {
         retry_timer_.start(std::chrono::milliseconds(200), [this] { pump(); });
       break;
     }
-    if (in_.empty()) {
+    if (lease->events() == 0) {
       if (state_ == State::draining) {
         // take() answers empty past its per-turn budget too: drained only when empty twice,
         // one loop turn apart.
@@ -289,7 +289,6 @@ void Pipeline::pump() {
       break;
     }
     empty_takes_ = 0;
-    process(in_);
     if (input_.durable()) {
       held_.push_back(std::move(*lease));  // committed with the next checkpoint
     } else {
@@ -306,8 +305,8 @@ void Pipeline::pump() {
   if (state_ == State::draining && spec_.on_stop == OnStop::keep) finish_stop();
 }
 
-void Pipeline::process(const Batch& batch) {
-  for (std::size_t i = 0; i < batch.size(); ++i) {
+void Pipeline::on_events(const Batch& batch, std::size_t begin, std::size_t end) {
+  for (std::size_t i = begin; i < end; ++i) {
     const sql::EventOutcome outcome = runner_->on_event(batch[i]);
     if (outcome == sql::EventOutcome::bad_state) {
       bad_states_.inc();
@@ -333,8 +332,8 @@ void Pipeline::process(const Batch& batch) {
       no_time_.inc();
     }
   }
-  events_in_n_ += batch.size();
-  events_in_.inc(batch.size());
+  events_in_n_ += end - begin;
+  events_in_.inc(end - begin);
   dirty_ = true;
   emit_closed();
 }

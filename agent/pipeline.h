@@ -44,7 +44,7 @@ namespace sluice {
 /// Rows go through a SourceOutput into the target channel: a full channel pauses the pipeline
 /// (it stops taking; its input channel then fills and pauses the source), nothing is dropped.
 /// Loop thread only.
-class Pipeline final : private DataListener, private CommitListener {
+class Pipeline final : private DataListener, private CommitListener, private EventReader {
  public:
   /// `input` is the source's lmdb or memory channel; `late` may be null (late events dropped,
   /// counted).
@@ -92,7 +92,8 @@ class Pipeline final : private DataListener, private CommitListener {
   void on_output_safe();
   void schedule_pump();
   void pump();
-  void process(const Batch& batch);
+  /// Folds events [begin, end) of `batch` into the windows (the input's events, read in place).
+  void on_events(const Batch& batch, std::size_t begin, std::size_t end) override;
   bool put_pending();
   bool put_from(Batch& pending, std::size_t& offset, SourceOutput& out);
   bool outputs_safe() const;

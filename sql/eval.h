@@ -21,6 +21,12 @@ struct EvalContext {
 
 Value eval(const Expr& e, const EvalContext& ctx);
 
+/// eval() with its most common case, an input field, inline: for the per-event group keys and
+/// aggregate arguments (each call was 37 instructions).
+inline Value eval_inline(const Expr& e, const EvalContext& ctx) {
+  return e.op == Op::field ? ctx.slots[e.index] : eval(e, ctx);
+}
+
 /// SQL truth: true only for a non-null true boolean.
 inline bool truthy(const Value& v) { return v.type == SqlType::boolean && v.b; }
 

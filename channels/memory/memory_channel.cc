@@ -242,8 +242,12 @@ void MemoryChannel::wait_for_space(SpaceListener& listener) {
   }
 }
 
-Result<Lease> MemoryChannel::take(CursorId cursor, Batch& out, TakeLimits limits) {
-  out.clear();
+// The runs of events a take leases, in order: run(chunk's batch, from, to) for each. With
+// `one_header_set`, stops before a chunk whose common headers differ from the first run's (a
+// Batch holds one set).
+template <class Run>
+Result<Lease> MemoryChannel::take_runs(CursorId cursor, TakeLimits limits, bool one_header_set,
+                                       Run&& run) {
   if (cursor >= cursors_.size() || !cursors_[cursor].open) {
     return Status(Errc::config,
                   fmt::format("memory channel {}: cursor {} is not open", name_, cursor));
@@ -253,7 +257,9 @@ Result<Lease> MemoryChannel::take(CursorId cursor, Batch& out, TakeLimits limits
   const std::uint64_t max_events =
       std::min<std::uint64_t>(limits.max_events, config_.transaction_events);
   std::uint64_t bytes = 0;
-  while (cur.taken < put_total_ && out.size() < max_events) {
+  std::uint64_t taken = 0;
+  const Batch* first = nullptr;
+  while (cur.taken < put_total_ && taken < max_events) {
     Chunk& c = chunk_at(cur.take_chunk);
     const std::size_t from = cur.taken - c.first;
     if (from >= c.batch.size()) {
@@ -262,23 +268,42 @@ Result<Lease> MemoryChannel::take(CursorId cursor, Batch& out, TakeLimits limits
     }
     // One lease carries one set of common headers (e.g. one file's path): stop at a chunk with
     // others.
-    if (!out.empty() && !out.same_common_headers(c.batch)) break;
+    if (one_header_set && first != nullptr && !first->same_common_headers(c.batch)) break;
     std::size_t to = from;
-    while (to < c.batch.size() && out.size() + (to - from) < max_events) {
+    while (to < c.batch.size() && taken + (to - from) < max_events) {
       const std::uint64_t b = c.batch[to].bytes();
-      if (bytes + b > limits.max_bytes && (out.size() + (to - from)) > 0) break;
+      if (bytes + b > limits.max_bytes && (taken + (to - from)) > 0) break;
       bytes += b;
       ++to;
     }
     if (to == from) break;
-    out.append_range(c.batch, from, to);
+    run(c.batch, from, to);
+    if (first == nullptr) first = &c.batch;
+    taken += to - from;
     cur.taken += to - from;
     if (to < c.batch.size()) break;  // stopped by a limit
     ++cur.take_chunk;
   }
-  if (out.empty()) return Lease();
+  if (taken == 0) return Lease();
   return Lease(this, (std::uint64_t{cursor} << kCursorShift) | start,
-               static_cast<std::uint32_t>(out.size()), bytes);
+               static_cast<std::uint32_t>(taken), bytes);
+}
+
+Result<Lease> MemoryChannel::take(CursorId cursor, Batch& out, TakeLimits limits) {
+  out.clear();
+  return take_runs(cursor, limits, true, [&](const Batch& b, std::size_t from, std::size_t to) {
+    out.append_range(b, from, to);
+  });
+}
+
+Result<Lease> MemoryChannel::take_in_place(CursorId cursor, Batch& scratch, TakeLimits limits,
+                                           EventReader& reader) {
+  (void)scratch;
+  // The chunks stay as they are until the lease commits or rolls back, and the reader does not
+  // call into the channel: each run is read where it lies.
+  return take_runs(cursor, limits, false, [&](const Batch& b, std::size_t from, std::size_t to) {
+    reader.on_events(b, from, to);
+  });
 }
 
 void MemoryChannel::wait_for_data(CursorId cursor, DataListener& listener) {

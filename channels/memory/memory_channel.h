@@ -25,9 +25,9 @@ struct MemoryConfig {
 /// sees every event in put order, and an event is freed once every open cursor committed it. So a
 /// stuck cursor holds events, the channel fills and the sources are back-pressured (unless that
 /// cursor detaches when lagging). A cursor opened under a name used before reads on where the last
-/// one of that name committed. Batches are kept as they were put, takes copy events out, and a
-/// cursor's commits come in its take order. A batch is safe for its source once every cursor
-/// committed it.
+/// one of that name committed. Batches are kept as they were put, take() copies events out
+/// (take_in_place() reads them where they lie), and a cursor's commits come in its take order. A
+/// batch is safe for its source once every cursor committed it.
 ///
 /// max_bytes bounds memory: a held batch is charged what it costs on the heap (its buffers'
 /// capacities with the allocator's per-block overhead, its common headers, its ring slot), not
@@ -49,6 +49,9 @@ class MemoryChannel final : public Channel {
   void put(Batch& batch, const SourceCheckpoint& checkpoint, PutListener& done) override;
   void wait_for_space(SpaceListener& listener) override;
   Result<Lease> take(CursorId cursor, Batch& out, TakeLimits limits) override;
+  /// Passes the stored batches themselves: no copy.
+  Result<Lease> take_in_place(CursorId cursor, Batch& scratch, TakeLimits limits,
+                              EventReader& reader) override;
   void wait_for_data(CursorId cursor, DataListener& listener) override;
   void commit(Lease&& lease, CommitListener& done) override;
   void set_detach_when_lagging(CursorId cursor, bool detach) override;
@@ -66,6 +69,8 @@ class MemoryChannel final : public Channel {
   void rollback(const Lease& lease) noexcept override;
 
  private:
+  template <class Run>
+  Result<Lease> take_runs(CursorId cursor, TakeLimits limits, bool one_header_set, Run&& run);
   struct Chunk {
     Batch batch;
     std::uint64_t first = 0;  // global number of its first event

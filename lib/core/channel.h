@@ -74,6 +74,16 @@ class DataListener {
   ~DataListener() = default;
 };
 
+/// A consumer that reads taken events at once and keeps no copy (Channel::take_in_place()).
+class EventReader {
+ public:
+  /// Events [begin, end) of `batch`, valid only during the call. Must not call into the channel.
+  virtual void on_events(const Batch& batch, std::size_t begin, std::size_t end) = 0;
+
+ protected:
+  ~EventReader() = default;
+};
+
 class CommitListener {
  public:
   /// Runs once per commit, on the loop thread, once the removal is durable. May run inside
@@ -140,6 +150,16 @@ class Channel {
   /// Leases up to `limits` events for `cursor` into `out` (cleared first). An empty `out` means the
   /// channel had nothing for this cursor. Events stay owned by the channel until the lease commits.
   virtual Result<Lease> take(CursorId cursor, Batch& out, TakeLimits limits) = 0;
+  /// take() for a consumer that reads the events at once: `reader` sees every leased event, in
+  /// take order and in one or more runs, before this returns; the lease is as take()'s (its
+  /// events() counts them). A channel that holds its events as batches passes its own, without a
+  /// copy; otherwise they are taken into `scratch`.
+  virtual Result<Lease> take_in_place(CursorId cursor, Batch& scratch, TakeLimits limits,
+                                      EventReader& reader) {
+    Result<Lease> lease = take(cursor, scratch, limits);
+    if (lease && !scratch.empty()) reader.on_events(scratch, 0, scratch.size());
+    return lease;
+  }
   /// Calls `listener.on_data()` once, on a later loop turn, when events arrive for `cursor` (or
   /// return to it by a rollback); never inside put(), take(), commit() or a rollback.
   virtual void wait_for_data(CursorId cursor, DataListener& listener) = 0;

@@ -1,5 +1,6 @@
 #include "lib/parse/time_format.h"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <cstring>
@@ -42,7 +43,10 @@ bool fraction(std::string_view& s, std::int64_t& ns) {
     ++n;
   }
   if (n == 0) return false;
-  for (std::size_t i = n; i < 9; ++i) v *= 10;
+  // Scaled to nanoseconds by one multiplication (a loop of them was an eighth of a cached parse).
+  static constexpr std::int64_t kScale[10] = {
+      1'000'000'000, 100'000'000, 10'000'000, 1'000'000, 100'000, 10'000, 1'000, 100, 10, 1};
+  v *= kScale[std::min<std::size_t>(n, 9)];
   s.remove_prefix(n);
   ns = v;
   return true;

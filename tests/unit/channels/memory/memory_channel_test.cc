@@ -237,3 +237,80 @@ TEST_CASE("memory channel: a lease never mixes batches with different common hea
   ch.commit(std::move(*l2), f);
   CHECK(f.safe == std::vector<std::uint64_t>{1, 2, 3});
 }
+
+namespace {
+
+// Collects the runs take_in_place() passes, as (first body, events) and every body in order.
+struct RunCollector final : EventReader {
+  std::vector<std::pair<std::string, std::size_t>> runs;
+  std::vector<std::string> bodies;
+  std::vector<std::string> files;  // each event's "file" header (a common header of its batch)
+  void on_events(const Batch& batch, std::size_t begin, std::size_t end) override {
+    runs.emplace_back(std::string(batch[begin].body()), end - begin);
+    for (std::size_t i = begin; i < end; ++i) {
+      bodies.emplace_back(batch[i].body());
+      files.emplace_back(batch[i].header("file").value_or(""));
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("memory channel: take_in_place reads the stored batches, leased as take() leases",
+          "[unit][channel]") {
+  Fixture f;
+  MemoryChannel ch({.max_events = 100, .max_bytes = {1 << 20}, .transaction_events = 10}, f.ctx);
+  REQUIRE(ch.open_cursor("g").has_value());
+  REQUIRE(ch.open_cursor("copying").has_value());
+  Batch a = test::make_batch(3, "a");
+  a.set_common_header("file", "/a.log");
+  Batch b = test::make_batch(3, "b");
+  b.set_common_header("file", "/b.log");
+  REQUIRE(f.put(ch, std::move(a), 1).ok());
+  REQUIRE(f.put(ch, std::move(b), 2).ok());
+  REQUIRE(f.put(ch, test::make_batch(3, "c"), 3).ok());
+
+  // Runs cross chunks (and their different common headers), each run read where it lies.
+  RunCollector r;
+  Batch scratch;
+  auto lease = ch.take_in_place(0, scratch, {5, 1 << 20}, r);
+  REQUIRE(lease.has_value());
+  CHECK(lease->events() == 5);
+  CHECK(scratch.empty());  // nothing copied
+  CHECK(r.runs == std::vector<std::pair<std::string, std::size_t>>{{"a0", 3}, {"b0", 2}});
+  CHECK(r.bodies == std::vector<std::string>{"a0", "a1", "a2", "b0", "b1"});
+  CHECK(r.files == std::vector<std::string>{"/a.log", "/a.log", "/a.log", "/b.log", "/b.log"});
+
+  // A rollback gives the same events to the next read; the byte limit ends a run.
+  lease->rollback();
+  RunCollector again;
+  const std::uint64_t one = test::make_batch(1, "a")[0].bytes();
+  auto l2 = ch.take_in_place(0, scratch, {10, 2 * one}, again);
+  REQUIRE(l2.has_value());
+  CHECK(l2->events() == 2);
+  CHECK(again.bodies == std::vector<std::string>{"a0", "a1"});
+  ch.commit(std::move(*l2), f);
+  RunCollector rest;
+  auto l3 = ch.take_in_place(0, scratch, {10, 1 << 20}, rest);
+  REQUIRE(l3.has_value());
+  CHECK(rest.bodies == std::vector<std::string>{"a2", "b0", "b1", "b2", "c0", "c1", "c2"});
+  ch.commit(std::move(*l3), f);
+
+  // The other cursor still holds every event; take() stops at the first change of headers.
+  CHECK(f.safe.empty());
+  CHECK(ch.events() == 9);
+  Batch out;
+  auto l4 = ch.take(1, out, {10, 1 << 20});
+  CHECK(f.bodies(out) == std::vector<std::string>{"a0", "a1", "a2"});
+  ch.commit(std::move(*l4), f);
+  CHECK(f.safe == std::vector<std::uint64_t>{1});
+
+  // Nothing left for the first cursor: an empty lease, and the reader is not called.
+  RunCollector none;
+  auto l5 = ch.take_in_place(0, scratch, {10, 1 << 20}, none);
+  REQUIRE(l5.has_value());
+  CHECK(l5->events() == 0);
+  CHECK_FALSE(l5->held());
+  CHECK(none.runs.empty());
+  REQUIRE(f.loop.close() == 0);
+}
