@@ -22,14 +22,14 @@ namespace sluice::sql::sketch {
 ///
 /// Memory is bounded: each of the positive and negative stores keeps at most `max_buckets` counters
 /// (8 bytes each; 2048 by default, 16 KiB per store at most); a store holds (index, count) pairs
-/// until the dense form would take at most twice as many words, so a sketch of 10 values takes
-/// about 400 bytes; the object itself is 128 bytes and holds the first two positive buckets, so a
-/// group that saw a few values needs no heap block. Past the bucket limit the lowest-magnitude
-/// buckets are collapsed into one, so the bound holds for every quantile whose value is within a
-/// factor γ^(max_buckets − 1) of the store's largest magnitude (α = 1%, 2048 buckets: about 6e17),
-/// which covers any latency or size distribution. Counts are integers, so merging is exact: merging
-/// the sketches of any split of a stream gives the same buckets as sketching the whole stream. A
-/// pure value: no I/O, no locking, copyable, one thread at a time.
+/// until the dense form would take no more words (past 16 words, at most twice as many), so a
+/// sketch of 10 values takes about 400 bytes; the object itself is 128 bytes and holds the first
+/// two positive buckets, so a group that saw a few values needs no heap block. Past the bucket
+/// limit the lowest-magnitude buckets are collapsed into one, so the bound holds for every quantile
+/// whose value is within a factor γ^(max_buckets − 1) of the store's largest magnitude (α = 1%,
+/// 2048 buckets: about 6e17), which covers any latency or size distribution. Counts are integers,
+/// so merging is exact: merging the sketches of any split of a stream gives the same buckets as
+/// sketching the whole stream. A pure value: no I/O, no locking, copyable, one thread at a time.
 class QuantileSketch {
  public:
   static constexpr double kDefaultRelativeAccuracy = 0.01;
@@ -225,7 +225,7 @@ class QuantileSketch {
   /// One store of bucket counts. Dense: counts[k] is bucket offset + k. Sparse, while few buckets
   /// are used over a wide range (so that a group with a handful of values costs a handful of
   /// words): counts holds (index, count) pairs sorted by index, until the dense form would take
-  /// at most twice as many words. A store never holds more than
+  /// no more words (past 16 words, at most twice as many). A store never holds more than
   /// max_buckets words (plus 2). After collapsing, the lowest bucket holds everything at or below
   /// it. `N` words live in the store itself.
   template <std::size_t N>
