@@ -4,12 +4,21 @@
 #include <zstd.h>
 
 #include <cstring>
+#include <vector>
 
 namespace sluice::channels {
 namespace {
 
 constexpr char kMagic[4] = {'S', 'L', 'R', '1'};
 constexpr std::size_t kHeaderSize = 4 + 4 + 1 + 4 + 4;
+// Header flags: the payload is zstd-compressed; fields may name ranges of their event's body.
+constexpr std::uint8_t kFlagZstd = 1;
+constexpr std::uint8_t kFlagBodyRefs = 2;
+// In a field's type byte (with kFlagBodyRefs): its key, or its text, is a range of the body,
+// written as offset and length (varints) instead of the bytes.
+constexpr std::uint8_t kKeyInBody = 0x80;
+constexpr std::uint8_t kTextInBody = 0x40;
+constexpr std::uint8_t kTypeMask = 0x3f;
 
 void put_u16(std::string& out, std::uint16_t v) {
   out.append(reinterpret_cast<const char*>(&v), 2);
@@ -19,6 +28,14 @@ void put_u32(std::string& out, std::uint32_t v) {
 }
 void put_u64(std::string& out, std::uint64_t v) {
   out.append(reinterpret_cast<const char*>(&v), 8);
+}
+// LEB128: 7 bits a byte, low first; at most 5 bytes for a u32.
+void put_varint(std::string& out, std::uint32_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
 }
 void put_str32(std::string& out, std::string_view s) {
   put_u32(out, static_cast<std::uint32_t>(s.size()));
@@ -40,6 +57,18 @@ struct Reader {
     std::memcpy(&v, p, sizeof(T));
     p += sizeof(T);
     return v;
+  }
+  std::uint32_t varint() {
+    std::uint32_t v = 0;
+    for (int shift = 0; shift < 35; shift += 7) {
+      if (p == end) break;
+      const auto b = static_cast<std::uint8_t>(*p++);
+      if (shift == 28 && b > 0x0f) break;  // more than 32 bits
+      v |= static_cast<std::uint32_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) return v;
+    }
+    ok = false;
+    return 0;
   }
   std::string_view str32() {
     const auto n = get<std::uint32_t>();
@@ -95,11 +124,37 @@ void serialize_batch(const Batch& batch, std::string& out) {
       put_str32(out, e.header(h).value);
     }
     put_u16(out, static_cast<std::uint16_t>(e.field_count()));
+    // A parser's fields are mostly ranges of the body (JSON keys and unescaped values): stored
+    // as offsets, not copies, they no longer double what zstd compresses and the record holds.
+    const std::string_view body = e.body();
+    const auto body_at = reinterpret_cast<std::uintptr_t>(body.data());
+    auto offset_in_body = [&](std::string_view part, std::uint32_t& offset) {
+      const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(part.data()) - body_at;
+      if (part.empty() || part.size() > body.size() || at > body.size() - part.size()) {
+        return false;  // unsigned wrap-around: before the body fails as past its end does
+      }
+      offset = static_cast<std::uint32_t>(at);
+      return true;
+    };
     for (std::size_t f = 0; f < e.field_count(); ++f) {
       const Field fd = e.field(f);
-      put_str32(out, fd.key);
-      out.push_back(static_cast<char>(fd.type));
-      put_str32(out, fd.text);
+      std::uint32_t key_off = 0, text_off = 0;
+      const bool key_in = offset_in_body(fd.key, key_off);
+      const bool text_in = offset_in_body(fd.text, text_off);
+      out.push_back(static_cast<char>(static_cast<std::uint8_t>(fd.type) |
+                                      (key_in ? kKeyInBody : 0) | (text_in ? kTextInBody : 0)));
+      if (key_in) {
+        put_varint(out, key_off);
+        put_varint(out, static_cast<std::uint32_t>(fd.key.size()));
+      } else {
+        put_str32(out, fd.key);
+      }
+      if (text_in) {
+        put_varint(out, text_off);
+        put_varint(out, static_cast<std::uint32_t>(fd.text.size()));
+      } else {
+        put_str32(out, fd.text);
+      }
     }
   }
 }
@@ -109,7 +164,7 @@ void seal_record(std::string_view payload, std::uint32_t events, int level, std:
   out.append(kMagic, 4);
   put_u32(out, 0);  // checksum, filled below
   std::string body;
-  std::uint8_t flags = 0;
+  std::uint8_t flags = kFlagBodyRefs;  // serialize_batch()'s field encoding
   if (level > 0) {
     body.resize(ZSTD_compressBound(payload.size()));
     ZSTD_CCtx* cctx = zstd_contexts().c;
@@ -119,13 +174,13 @@ void seal_record(std::string_view payload, std::uint32_t events, int level, std:
                                                           payload.size(), level);
     if (!ZSTD_isError(n) && n < payload.size()) {
       body.resize(n);
-      flags = 1;
+      flags |= kFlagZstd;
     }
   }
   out.push_back(static_cast<char>(flags));
   put_u32(out, events);
   put_u32(out, static_cast<std::uint32_t>(payload.size()));
-  if (flags == 1) {
+  if ((flags & kFlagZstd) != 0) {
     out.append(body);
   } else {
     out.append(payload);
@@ -152,7 +207,12 @@ Status decode_record(std::string_view record, Batch& out, std::string& scratch) 
       0, reinterpret_cast<const Bytef*>(record.data() + 8), static_cast<uInt>(record.size() - 8)));
   if (crc != stored) return Status(Errc::invalid_data, "checksum mismatch");
   std::string_view payload = record.substr(kHeaderSize);
-  if (record[8] == 1) {
+  const auto flags = static_cast<std::uint8_t>(record[8]);
+  if ((flags & ~(kFlagZstd | kFlagBodyRefs)) != 0) {
+    return Status(Errc::invalid_data, "unknown record flags");
+  }
+  const bool body_refs = (flags & kFlagBodyRefs) != 0;
+  if ((flags & kFlagZstd) != 0) {
     scratch.resize(info.raw_bytes);
     ZSTD_DCtx* dctx = zstd_contexts().d;
     const std::size_t n =
@@ -175,24 +235,51 @@ Status decode_record(std::string_view record, Batch& out, std::string& scratch) 
     commons.emplace_back(k, v);
   }
   for (const auto& [k, v] : commons) decoded.set_common_header(k, v);
+  // Reused by this thread's decodes: no allocation per event once warm.
+  thread_local std::vector<Header> headers;
+  thread_local std::vector<Field> fields;
   for (std::uint32_t i = 0; i < info.events && r.ok; ++i) {
     const auto ts = r.get<std::uint64_t>();
     const auto id = r.get<std::uint64_t>();
     const auto body = r.str32();
     if (!r.ok) break;
-    decoded.add(body, static_cast<std::int64_t>(ts), id);
-    const auto headers = r.get<std::uint16_t>();
-    for (std::uint16_t h = 0; h < headers && r.ok; ++h) {
+    headers.clear();
+    fields.clear();
+    const auto header_count = r.get<std::uint16_t>();
+    for (std::uint16_t h = 0; h < header_count && r.ok; ++h) {
       const auto k = r.str32();
       const auto v = r.str32();
-      if (r.ok) decoded.add_header(k, v);
+      headers.push_back({k, v});
     }
-    const auto fields = r.get<std::uint16_t>();
-    for (std::uint16_t f = 0; f < fields && r.ok; ++f) {
-      const auto k = r.str32();
+    // A range of the body, checked against it.
+    auto body_range = [&]() -> std::string_view {
+      const auto off = r.varint();
+      const auto len = r.varint();
+      if (!r.ok || off > body.size() || len > body.size() - off) {
+        r.ok = false;
+        return {};
+      }
+      return body.substr(off, len);
+    };
+    const auto field_count = r.get<std::uint16_t>();
+    for (std::uint16_t f = 0; f < field_count && r.ok; ++f) {
+      if (!body_refs) {  // the encoding before body ranges: key, type, text
+        const auto k = r.str32();
+        const auto type = r.get<std::uint8_t>();
+        const auto text = r.str32();
+        fields.push_back({k, text, static_cast<FieldType>(type)});
+        continue;
+      }
       const auto type = r.get<std::uint8_t>();
-      const auto text = r.str32();
-      if (r.ok) decoded.add_field(k, text, static_cast<FieldType>(type));
+      if ((type & kTypeMask) > static_cast<std::uint8_t>(FieldType::json)) r.ok = false;
+      const auto k = (type & kKeyInBody) != 0 ? body_range() : r.str32();
+      const auto text = (type & kTextInBody) != 0 ? body_range() : r.str32();
+      fields.push_back({k, text, static_cast<FieldType>(type & kTypeMask)});
+    }
+    // Fields that are ranges of the body stay ranges of the decoded event's body.
+    if (r.ok) {
+      decoded.add_event(body, static_cast<std::int64_t>(ts), id, headers.data(), headers.size(),
+                        fields.data(), fields.size());
     }
   }
   if (!r.ok || decoded.size() != info.events || r.p != r.end) {

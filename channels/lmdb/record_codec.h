@@ -10,10 +10,15 @@
 namespace sluice::channels {
 
 /// The on-disk form of one put batch in the lmdb channel:
-///   magic "SLR1" | u32 crc32 of the rest | u8 flags (1 = zstd) | u32 events | u32 raw length |
-///   payload
+///   magic "SLR1" | u32 crc32 of the rest | u8 flags (1 = zstd, 2 = body ranges) | u32 events |
+///   u32 raw length | payload
 /// where the payload (zstd-compressed when flag 1) holds the batch's common headers and then each
-/// event: timestamp, id, body, headers, fields. Integers are little-endian.
+/// event: timestamp, id, body, headers, fields. Integers are little-endian. With flag 2 (every
+/// record written since it exists) a field is its type byte, whose bit 0x80 says that the key is
+/// a range of the event's body (offset and length, LEB128 varints) rather than its bytes (u32
+/// length, bytes),
+/// and bit 0x40 the same for its text; records without it (type after the key, both as bytes)
+/// are still read.
 struct RecordInfo {
   std::uint32_t events = 0;
   std::uint32_t raw_bytes = 0;

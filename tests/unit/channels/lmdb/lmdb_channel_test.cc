@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 #include <catch2/catch.hpp>
 #include <cerrno>
@@ -1206,4 +1207,118 @@ TEST_CASE("lmdb salvage: a start interrupted during a salvage loses nothing at t
     CHECK(!std::filesystem::exists(dir + ".salvaging"));
   }
   REQUIRE(r.close() == 0);
+}
+
+namespace {
+
+// A record as the codec wrote it before fields could name ranges of the body: key, type, text.
+std::string record_before_body_ranges(std::string_view body, std::string_view key,
+                                      std::string_view text, FieldType type) {
+  std::string p;
+  auto u16 = [&](std::uint16_t v) { p.append(reinterpret_cast<const char*>(&v), 2); };
+  auto u32 = [&](std::uint32_t v) { p.append(reinterpret_cast<const char*>(&v), 4); };
+  auto u64 = [&](std::uint64_t v) { p.append(reinterpret_cast<const char*>(&v), 8); };
+  auto str = [&](std::string_view s) {
+    u32(static_cast<std::uint32_t>(s.size()));
+    p.append(s);
+  };
+  u16(0);  // no common headers
+  u64(5);  // timestamp
+  u64(6);  // id
+  str(body);
+  u16(0);  // headers
+  u16(1);  // fields
+  str(key);
+  p.push_back(static_cast<char>(type));
+  str(text);
+  std::string rec;
+  seal_record(p, 1, 0, rec);
+  rec[8] = 0;  // flags as they were: stored, no body ranges
+  const auto crc = static_cast<std::uint32_t>(
+      crc32(0, reinterpret_cast<const Bytef*>(rec.data() + 8), static_cast<uInt>(rec.size() - 8)));
+  std::memcpy(rec.data() + 4, &crc, 4);
+  return rec;
+}
+
+}  // namespace
+
+TEST_CASE("lmdb record codec: fields that are ranges of the body are stored as ranges",
+          "[unit][lmdb]") {
+  // What a JSON source puts: the fields' keys and texts are views of the line.
+  const std::string line = R"({"game_id": "g1", "uid": 148950042, "msg": "a\"b"})";
+  const std::string_view body = line;
+  const Field fields[] = {
+      {body.substr(2, 7), body.substr(13, 2), FieldType::string},    // game_id: g1
+      {body.substr(19, 3), body.substr(25, 9), FieldType::integer},  // uid
+      {"msg", "a\"b", FieldType::string},                            // unescaped: a copy
+  };
+  Batch b;
+  b.add_event(body, 1, 2, nullptr, 0, fields, 3);
+  b.add_event("plain", 3, 4, nullptr, 0, nullptr, 0);
+  REQUIRE(b[0].field(0).key == "game_id");
+  REQUIRE(b[0].field(1).text == "148950042");
+  for (int level : {0, 3}) {
+    std::string payload, record, scratch;
+    serialize_batch(b, payload);
+    // The fields inside the body are ranges: their bytes are in the payload once, in the body.
+    CHECK(payload.find("game_id") == payload.rfind("game_id"));
+    CHECK(payload.find("148950042") == payload.rfind("148950042"));
+    seal_record(payload, 2, level, record);
+    Batch out;
+    REQUIRE(decode_record(record, out, scratch).ok());
+    REQUIRE(out.size() == 2);
+    CHECK(out[0].body() == line);
+    REQUIRE(out[0].field_count() == 3);
+    CHECK(out[0].field(0).key == "game_id");
+    CHECK(out[0].field(0).text == "g1");
+    CHECK(out[0].field(1).key == "uid");
+    CHECK(out[0].field(1).text == "148950042");
+    CHECK(out[0].field(1).type == FieldType::integer);
+    CHECK(out[0].field(2).key == "msg");
+    CHECK(out[0].field(2).text == "a\"b");
+    // As the source's batch: the ranges stay parts of the body, counted once.
+    CHECK(out[0].bytes() == b[0].bytes());
+    CHECK(out[1].body() == "plain");
+    CHECK(out[1].field_count() == 0);
+  }
+  // A range past the end of its body is damage, not a crash or a read beyond it.
+  std::string payload, record, scratch;
+  Batch one;
+  one.add_event(body, 1, 2, nullptr, 0, fields, 1);
+  serialize_batch(one, payload);
+  // The last field's key range is offset 2, length 7, then its text's: offset 13, length 2
+  // (one-byte varints). An offset past the body:
+  REQUIRE(payload.substr(payload.size() - 4) == std::string("\x02\x07\x0d\x02"));
+  payload[payload.size() - 2] = 0x7f;
+  seal_record(payload, 1, 0, record);
+  Batch out;
+  const Status st = decode_record(record, out, scratch);
+  CHECK(st.code() == Errc::invalid_data);
+  CHECK(st.message() == "record payload does not parse");
+  CHECK(out.empty());
+}
+
+TEST_CASE("lmdb record codec: records written before body ranges still decode", "[unit][lmdb]") {
+  const std::string rec = record_before_body_ranges("the line", "n", "7", FieldType::integer);
+  Batch out;
+  std::string scratch;
+  REQUIRE(decode_record(rec, out, scratch).ok());
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].body() == "the line");
+  CHECK(out[0].timestamp_ns() == 5);
+  CHECK(out[0].id() == 6);
+  REQUIRE(out[0].field_count() == 1);
+  CHECK(out[0].field(0).key == "n");
+  CHECK(out[0].field(0).text == "7");
+  CHECK(out[0].field(0).type == FieldType::integer);
+  // Flags this version does not know are refused, not guessed at.
+  std::string unknown = rec;
+  unknown[8] = 4;
+  const auto crc =
+      static_cast<std::uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(unknown.data() + 8),
+                                       static_cast<uInt>(unknown.size() - 8)));
+  std::memcpy(unknown.data() + 4, &crc, 4);
+  const Status st = decode_record(unknown, out, scratch);
+  CHECK(st.code() == Errc::invalid_data);
+  CHECK(st.message() == "unknown record flags");
 }
