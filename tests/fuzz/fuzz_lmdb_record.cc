@@ -41,9 +41,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   Batch in;
   for (std::size_t off = 0; off < rest.size(); off += 97) {
     const auto piece = rest.substr(off, 97);
-    in.add(piece, static_cast<std::int64_t>(off), off);
-    in.add_header("h", piece.substr(0, 5));
-    in.add_field("f", piece.substr(0, 9), FieldType::string);
+    // One field copied, one a range of the body (stored as offset and length), as parsers make.
+    const Header h{"h", piece.substr(0, 5)};
+    const Field fields[] = {{"f", "copy", FieldType::string},
+                            {piece.substr(0, 1), piece.substr(1, 9), FieldType::integer}};
+    in.add_event(piece, static_cast<std::int64_t>(off), off, &h, 1, fields, 2);
   }
   std::string payload, record;
   channels::serialize_batch(in, payload);
@@ -57,6 +59,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (out.size() != in.size()) std::abort();
     for (std::size_t i = 0; i < in.size(); ++i) {
       if (out[i].body() != in[i].body()) std::abort();
+      if (out[i].field_count() != in[i].field_count()) std::abort();
+      for (std::size_t f = 0; f < in[i].field_count(); ++f) {
+        if (out[i].field(f).key != in[i].field(f).key) std::abort();
+        if (out[i].field(f).text != in[i].field(f).text) std::abort();
+      }
     }
   }
   return 0;
