@@ -255,7 +255,8 @@ void SinkGroup::on_delivered(DeliveryId id, const DeliveryResult& result) noexce
   if (result.is_reject()) {
     reject(*slot, result);
   } else {
-    mm.ok_events->inc(slot->batch.size());
+    slot->ok_events = static_cast<std::uint32_t>(slot->batch.size());
+    slot->reject_events = 0;
     slot->state = State::delivered;
   }
   commit_ready();
@@ -263,10 +264,9 @@ void SinkGroup::on_delivered(DeliveryId id, const DeliveryResult& result) noexce
 }
 
 void SinkGroup::reject(Slot& slot, const DeliveryResult& result) {
-  MemberMetrics& mm = member_metrics_[member_index(slot.member)];
   const std::size_t n = result.rejected.empty() ? slot.batch.size() : result.rejected.size();
-  mm.reject_events->inc(n);
-  mm.ok_events->inc(slot.batch.size() - n);
+  slot.reject_events = static_cast<std::uint32_t>(n);
+  slot.ok_events = static_cast<std::uint32_t>(slot.batch.size() - n);
   if (!dead_letter_) {
     dropped_rejected_.inc(n);
     SLUICE_WARN_LIMITED(
@@ -389,6 +389,9 @@ void SinkGroup::commit_ready() {
     order_.erase(order_.begin());
     s->state = State::free;
     --in_flight_count_;
+    MemberMetrics& mm = member_metrics_[member_index(s->member)];
+    mm.ok_events->inc(s->ok_events);
+    mm.reject_events->inc(s->reject_events);
     channel_.commit(std::move(s->lease), *this);
   }
 }

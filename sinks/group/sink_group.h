@@ -86,6 +86,9 @@ class SinkGroup final : private DeliveryListener,
     DeliveryId id, dead_id;
     TimePoint started{};
     State state = State::free;
+    // What the sink's answer counted, added to the metrics when the lease commits: a delivered
+    // batch rolled back behind a failed earlier one goes out again and must count once.
+    std::uint32_t ok_events = 0, reject_events = 0;
     std::string reject_reason;
     std::unique_ptr<Timer> timer;
   };

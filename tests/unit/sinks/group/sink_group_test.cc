@@ -91,7 +91,30 @@ TEST_CASE(
   CHECK(r.metric("sluice_group_penalties_total", {{"component", "g"}, {"type", "group"}}) == 1);
   CHECK(r.metric("sluice_sink_events_total",
                  {{"component", "k"}, {"type", "recording"}, {"outcome", "retry"}}) == 2);
+  // ok counts what was committed, each event once: e4,e5's first answer was rolled back.
+  CHECK(r.metric("sluice_sink_events_total",
+                 {{"component", "k"}, {"type", "recording"}, {"outcome", "ok"}}) == 6);
   CHECK(r.safe.safe == 1);
+  r.group.reset();
+}
+
+TEST_CASE("sink group: a batch answered ok but rolled back behind a failed one counts ok once",
+          "[unit][group]") {
+  Rig r(GroupConfig{.max_in_flight = 2, .batch_events = 2});
+  // The first delivery fails, but only after the second was answered ok: both go out again.
+  r.sink.script({DeliveryResult::retry("broker busy")});
+  r.sink.hold_next(1);
+  r.put(4, 0);
+  r.group->start();
+  REQUIRE(test::run_until(r.loop, 2s, [&] { return r.sink.delivered.size() == 2; }));
+  r.sink.release_held();
+  REQUIRE(test::run_until(r.loop, 2s,
+                          [&] { return r.channel.events() == 0 && r.group->in_flight() == 0; }));
+  CHECK(r.sink.delivered == std::vector<std::string>{"e2", "e3", "e0", "e1", "e2", "e3"});
+  CHECK(r.metric("sluice_sink_events_total",
+                 {{"component", "k"}, {"type", "recording"}, {"outcome", "ok"}}) == 4);
+  CHECK(r.metric("sluice_sink_events_total",
+                 {{"component", "k"}, {"type", "recording"}, {"outcome", "retry"}}) == 2);
   r.group.reset();
 }
 
