@@ -256,7 +256,7 @@ void SinkGroup::on_delivered(DeliveryId id, const DeliveryResult& result) noexce
     reject(*slot, result);
   } else {
     slot->ok_events = static_cast<std::uint32_t>(slot->batch.size());
-    slot->reject_events = 0;
+    slot->reject_events = slot->dropped_events = slot->dead_lettered_events = 0;
     slot->state = State::delivered;
   }
   commit_ready();
@@ -264,11 +264,14 @@ void SinkGroup::on_delivered(DeliveryId id, const DeliveryResult& result) noexce
 }
 
 void SinkGroup::reject(Slot& slot, const DeliveryResult& result) {
-  const std::size_t n = result.rejected.empty() ? slot.batch.size() : result.rejected.size();
+  const std::size_t n = result.rejected.empty()
+                            ? slot.batch.size()
+                            : std::min(result.rejected.size(), slot.batch.size());
   slot.reject_events = static_cast<std::uint32_t>(n);
   slot.ok_events = static_cast<std::uint32_t>(slot.batch.size() - n);
+  slot.dropped_events = slot.dead_lettered_events = 0;
   if (!dead_letter_) {
-    dropped_rejected_.inc(n);
+    slot.dropped_events = static_cast<std::uint32_t>(n);
     SLUICE_WARN_LIMITED(
         reject_log_, "group {}: sink {} rejected {} events for good, dropped (no dead_letter): {}",
         ctx_.name, slot.member->name, n, result.reason);
@@ -302,6 +305,7 @@ void SinkGroup::reject(Slot& slot, const DeliveryResult& result) {
 
 void SinkGroup::send_dead_letter(Slot& slot) {
   slot.state = State::dead_lettering;
+  slot.dead_out = true;
   slot.dead_id = DeliveryId{kDeadLetterIdBit | ++next_id_};
   dead_letter_->sink->deliver(slot.dead, slot.dead_id, dead_listener_);
 }
@@ -310,12 +314,14 @@ void SinkGroup::on_dead_lettered(DeliveryId id, const DeliveryResult& result) no
   Slot* slot = find(id);
   SLUICE_ASSERT(slot != nullptr);
   if (slot->state == State::abandoned) {  // rolled back meanwhile: just free the slot
+    slot->dead_out = false;
     slot->state = State::free;
     --in_flight_count_;
     pump();
     return;
   }
   SLUICE_ASSERT(slot->state == State::dead_lettering);
+  slot->dead_out = false;
   if (result.is_retry()) {
     SLUICE_WARN_LIMITED(reject_log_, "group {}: dead-letter sink {} failed, retrying in 1s: {}",
                         ctx_.name, dead_letter_->name, result.reason);
@@ -323,14 +329,16 @@ void SinkGroup::on_dead_lettered(DeliveryId id, const DeliveryResult& result) no
     return;
   }
   if (result.is_reject()) {
-    const std::size_t n = result.rejected.empty() ? slot->dead.size() : result.rejected.size();
-    dropped_rejected_.inc(n);
+    const std::size_t n = result.rejected.empty()
+                              ? slot->dead.size()
+                              : std::min(result.rejected.size(), slot->dead.size());
+    slot->dropped_events = static_cast<std::uint32_t>(n);
     SLUICE_WARN_LIMITED(reject_log_,
                         "group {}: dead-letter sink {} rejected {} events too, dropped: {}",
                         ctx_.name, dead_letter_->name, n, result.reason);
-    dead_lettered_.inc(slot->dead.size() - n);
+    slot->dead_lettered_events = static_cast<std::uint32_t>(slot->dead.size() - n);
   } else {
-    dead_lettered_.inc(slot->dead.size());
+    slot->dead_lettered_events = static_cast<std::uint32_t>(slot->dead.size());
   }
   slot->state = State::delivered;
   commit_ready();
@@ -364,14 +372,16 @@ void SinkGroup::retry_from(Slot& slot, bool answered) {
     --r;
     Slot* s = *r;
     s->lease.rollback();
-    if (s->state == State::dead_lettering) {
+    if (s->state == State::dead_lettering && s->dead_out) {
       // The dead-letter delivery is still out; its answer frees the slot.
       s->state = State::abandoned;
       s->id = s->dead_id;
       continue;
     }
+    // (A dead-letter resend waiting on the timer is simply not sent.)
     s->timer->stop();
-    if ((s == &slot && answered) || s->state == State::delivered) {
+    if ((s == &slot && answered) || s->state == State::delivered ||
+        s->state == State::dead_lettering) {
       s->state = State::free;
       --in_flight_count_;
     } else {
@@ -392,6 +402,8 @@ void SinkGroup::commit_ready() {
     MemberMetrics& mm = member_metrics_[member_index(s->member)];
     mm.ok_events->inc(s->ok_events);
     mm.reject_events->inc(s->reject_events);
+    dropped_rejected_.inc(s->dropped_events);
+    dead_lettered_.inc(s->dead_lettered_events);
     channel_.commit(std::move(s->lease), *this);
   }
 }

@@ -88,7 +88,8 @@ class SinkGroup final : private DeliveryListener,
     State state = State::free;
     // What the sink's answer counted, added to the metrics when the lease commits: a delivered
     // batch rolled back behind a failed earlier one goes out again and must count once.
-    std::uint32_t ok_events = 0, reject_events = 0;
+    std::uint32_t ok_events = 0, reject_events = 0, dropped_events = 0, dead_lettered_events = 0;
+    bool dead_out = false;  // the dead-letter sink holds slot.dead (not waiting to resend)
     std::string reject_reason;
     std::unique_ptr<Timer> timer;
   };

@@ -118,6 +118,29 @@ TEST_CASE("sink group: a batch answered ok but rolled back behind a failed one c
   r.group.reset();
 }
 
+TEST_CASE("sink group: a rejected batch rolled back behind a failed one counts its drop once",
+          "[unit][group]") {
+  Rig r(GroupConfig{.max_in_flight = 2, .batch_events = 2});
+  r.sink.script({DeliveryResult::retry("broker busy"), DeliveryResult::reject("bad", {0}),
+                 DeliveryResult::ok(), DeliveryResult::reject("bad", {0})});
+  r.sink.hold_next(1);
+  r.put(4, 0);
+  r.group->start();
+  REQUIRE(test::run_until(r.loop, 2s, [&] { return r.sink.deliveries == 2; }));
+  r.sink.release_held();
+  REQUIRE(test::run_until(r.loop, 2s,
+                          [&] { return r.channel.events() == 0 && r.group->in_flight() == 0; }));
+  CHECK(r.sink.attempted ==
+        std::vector<std::string>{"e0", "e1", "e2", "e3", "e0", "e1", "e2", "e3"});
+  CHECK(r.metric("sluice_group_rejected_dropped_events_total",
+                 {{"component", "g"}, {"type", "group"}}) == 1);
+  CHECK(r.metric("sluice_sink_events_total",
+                 {{"component", "k"}, {"type", "recording"}, {"outcome", "reject"}}) == 1);
+  CHECK(r.metric("sluice_sink_events_total",
+                 {{"component", "k"}, {"type", "recording"}, {"outcome", "ok"}}) == 3);
+  r.group.reset();
+}
+
 TEST_CASE("sink group: a delivery timeout counts as retry and the late answer is ignored",
           "[unit][group]") {
   Rig r(GroupConfig{.max_in_flight = 1, .batch_events = 10}, 30ms);
@@ -370,6 +393,34 @@ TEST_CASE("dead letter: a failing dead-letter sink holds the lease until it succ
   CHECK(r.dead.attempted == std::vector<std::string>{"e0", "e1", "e0", "e1"});
   CHECK(r.dead.delivered == std::vector<std::string>{"e0", "e1"});
   CHECK(r.safe.safe == 1);
+  r.group.reset();
+}
+
+// A rollback while the dead-letter sink's retry waited on its timer: the timer went on, sent the
+// rolled-back events to the dead letter again, and its answer found a slot outside the group's
+// order, never freed (in_flight stuck, so a drain never ended).
+TEST_CASE("dead letter: a rollback while its retry waits frees the slot and sends nothing more",
+          "[unit][group]") {
+  FailoverRig r(true);
+  r.primary.script({DeliveryResult::retry("down"), DeliveryResult::reject("bad record")});
+  r.primary.hold_next(1);
+  r.dead.script({DeliveryResult::retry("disk full")});
+  r.put(4, 0);
+  r.group->start();
+  REQUIRE(test::run_until(r.loop, 2s, [&] { return r.dead.deliveries == 1; }));
+  r.primary.release_held();
+  REQUIRE(test::run_until(r.loop, 2s,
+                          [&] { return r.channel.events() == 0 && r.group->in_flight() == 0; }));
+  CHECK(sorted_union(r.primary.delivered, r.backup.delivered) ==
+        std::vector<std::string>{"e0", "e1", "e2", "e3"});
+  // The dead letter's 1 s retry would have fired by now.
+  CHECK_FALSE(test::run_until(r.loop, 1500ms, [&] { return r.dead.deliveries > 1; }));
+  CHECK(r.group->in_flight() == 0);
+  CHECK(r.metric("sluice_group_dead_letter_events_total",
+                 {{"component", "up"}, {"type", "failover"}}) == 0);
+  bool drained = false;
+  r.group->drain([&] { drained = true; });
+  CHECK(test::run_until(r.loop, 1s, [&] { return drained; }));
   r.group.reset();
 }
 
