@@ -1,10 +1,17 @@
 // libFuzzer target: the lmdb channel's record decoder. First byte 0: the rest is a record as read
-// from disk. Otherwise the rest becomes a batch, sealed into a record (stored or zstd), and the
+// from disk. 1 and 2: the rest is a payload (with body ranges, and in the older form without
+// them) under a valid checksum, so that the parser itself meets damaged payloads, which a
+// checksum the fuzzer cannot forge would otherwise turn away. 3, 7, 11...: the rest becomes a
+// batch, serialized, one payload byte flipped and sealed again (a valid checksum over a damaged
+// payload). Otherwise the rest becomes a batch, sealed into a record (stored or zstd), and the
 // byte the first byte points at is flipped: a damaged record must fail its check (and be
 // quarantined by the channel), never crash or decode to other events.
+#include <zlib.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -12,6 +19,21 @@
 #include "lib/core/batch.h"
 
 namespace {
+
+// A record around `payload` with the given flags and a checksum that matches.
+std::string record_of(std::string_view payload, std::uint8_t flags, std::uint32_t events) {
+  std::string r = "SLR1";
+  r.append(4, '\0');
+  r.push_back(static_cast<char>(flags));
+  const auto raw = static_cast<std::uint32_t>(payload.size());
+  r.append(reinterpret_cast<const char*>(&events), 4);
+  r.append(reinterpret_cast<const char*>(&raw), 4);
+  r.append(payload);
+  const auto crc = static_cast<std::uint32_t>(
+      crc32(0, reinterpret_cast<const Bytef*>(r.data() + 8), static_cast<uInt>(r.size() - 8)));
+  std::memcpy(r.data() + 4, &crc, 4);
+  return r;
+}
 
 void touch(const sluice::Batch& b) {
   std::size_t n = 0;
@@ -38,6 +60,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (channels::decode_record(rest, out, scratch).ok()) touch(out);
     return 0;
   }
+  if (data[0] == 1 || data[0] == 2) {
+    const std::string record = record_of(rest, data[0] == 1 ? 2 : 0, 1);
+    if (channels::decode_record(record, out, scratch).ok()) {
+      touch(out);
+    } else if (out.size() != 0) {
+      std::abort();  // a refused record leaves nothing behind
+    }
+    return 0;
+  }
   Batch in;
   for (std::size_t off = 0; off < rest.size(); off += 97) {
     const auto piece = rest.substr(off, 97);
@@ -49,6 +80,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   std::string payload, record;
   channels::serialize_batch(in, payload);
+  if (data[0] % 4 == 3) {
+    if (payload.empty()) return 0;
+    const std::size_t at = (static_cast<std::size_t>(data[0]) * 131 + rest.size()) % payload.size();
+    payload[at] ^= static_cast<char>(1 + data[0] / 4 % 255);
+    record = record_of(payload, 2, static_cast<std::uint32_t>(in.size()));
+    if (channels::decode_record(record, out, scratch).ok()) {
+      touch(out);
+    } else if (out.size() != 0) {
+      std::abort();
+    }
+    return 0;
+  }
   channels::seal_record(payload, static_cast<std::uint32_t>(in.size()), data[0] % 2 ? 1 : 0,
                         record);
   if (!channels::decode_record(record, out, scratch).ok() || out.size() != in.size()) std::abort();
