@@ -180,11 +180,15 @@ SqlType stored_type(AggKind k, const Cell& c) { return meta(k, c).vt; }
 void add_number(Cell& c, const Value& v) {
   std::uint8_t flags = sum_flags(c);
   if (v.type == SqlType::integer) {
-    if (__builtin_add_overflow(c.i, v.i, &c.i)) {
-      // Past int64: keep the sum as a double from here on.
+    std::int64_t sum = 0;
+    if (__builtin_add_overflow(c.i, v.i, &sum)) {
+      // Past int64: keep the sum as a double from here on (from the operands, not the wrapped
+      // result).
       c.d += static_cast<double>(c.i) + static_cast<double>(v.i);
       c.i = 0;
       flags |= 1;
+    } else {
+      c.i = sum;
     }
   } else {
     c.d += v.d;

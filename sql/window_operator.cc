@@ -326,6 +326,42 @@ void WindowOperator::build_key() {
   key_hash_ = sketch::xxh64(key_buf_);
 }
 
+bool WindowOperator::valid_key(std::string_view key) const {
+  std::size_t at = 0;
+  auto take = [&](std::size_t n) {
+    if (key.size() - at < n) return false;
+    at += n;
+    return true;
+  };
+  for (std::size_t k = 0; k < plan_.keys.size(); ++k) {
+    if (!take(1)) return false;
+    const auto type = static_cast<SqlType>(key[at - 1]);
+    switch (type) {
+      case SqlType::null:
+        break;
+      case SqlType::boolean:
+        if (!take(1)) return false;
+        break;
+      case SqlType::string: {
+        std::uint32_t n = 0;
+        if (key.size() - at < 4) return false;
+        std::memcpy(&n, key.data() + at, 4);
+        if (!take(4) || !take(n)) return false;
+        break;
+      }
+      case SqlType::integer:
+      case SqlType::floating:
+      case SqlType::timestamp:
+      case SqlType::interval:
+        if (!take(8)) return false;
+        break;
+      default:
+        return false;
+    }
+  }
+  return at == key.size();
+}
+
 void WindowOperator::decode_key(std::string_view key, Value* out) const {
   std::size_t at = 0;
   for (std::size_t k = 0; k < plan_.keys.size(); ++k) {
@@ -1191,6 +1227,8 @@ Status WindowOperator::restore_state(std::string_view in) {
       for (std::uint64_t g = 0; g < groups; ++g) {
         std::string_view key;
         if (!get_key(key)) return bad("truncated key");
+        // decode_key() would read a damaged key past its end when its row is made, at every start.
+        if (!valid_key(key)) return bad("damaged group key");
         key_buf_.assign(key);
         key_hash_ = sketch::xxh64(key_buf_);
         key_id_ = keys_.intern(key_hash_, key_buf_, key_added_);
@@ -1210,6 +1248,7 @@ Status WindowOperator::restore_state(std::string_view in) {
           !enc::get_u8(in, closed)) {
         return bad("truncated session");
       }
+      if (!valid_key(key)) return bad("damaged group key");
       key_buf_.assign(key);
       key_hash_ = sketch::xxh64(key_buf_);
       const std::uint32_t k = session_key_index(key_hash_);

@@ -313,6 +313,7 @@ class WindowOperator {
   bool emit_row(ConstRow cells, const SideStore& side, std::string_view key, std::int64_t start,
                 std::int64_t end, Batch& out);
   void decode_key(std::string_view key, Value* out) const;
+  bool valid_key(std::string_view key) const;  // what build_key() makes, for plan_.keys
   std::uint32_t session_key_index(std::uint64_t hash);
   std::uint32_t new_session();
   void free_session(std::uint32_t id);

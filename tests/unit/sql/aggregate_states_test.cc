@@ -282,3 +282,34 @@ TEST_CASE("sql aggregate states: a SUM count past 2^56 is a damaged state", "[un
     CHECK(aggs.decode(in, st.cells.data(), st.side) == (count < (std::uint64_t{1} << 56)));
   }
 }
+
+TEST_CASE("sql aggregate states: a SUM past int64 goes on as a double from the exact sum",
+          "[unit][sql]") {
+  auto q =
+      must_compile("SELECT SUM(x) AS s, AVG(x) AS a FROM src GROUP BY TUMBLE(INTERVAL '1' SECOND)");
+  Aggregates aggs(q.plan(), 8);
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  auto sum_of = [&](std::initializer_list<std::int64_t> xs) {
+    State st;
+    st.cells.resize(aggs.row_words());
+    aggs.init(st.cells.data(), st.side);
+    for (const std::int64_t x : xs) {
+      const Value args[] = {Value::integer(x), Value::integer(x)};
+      aggs.update(st.cells.data(), st.side, args, 0);
+    }
+    std::vector<Value> out(aggs.size());
+    aggs.finalize(st.cells.data(), st.side, out.data());
+    return out;
+  };
+  // The overflowing addition wrote the wrapped sum over the one it was to add to.
+  const auto a = sum_of({kMax - 1, 10});
+  REQUIRE(a[0].type == SqlType::floating);
+  CHECK(a[0].d == Approx(9223372036854775806.0 + 10.0));
+  CHECK(a[1].d == Approx((9223372036854775806.0 + 10.0) / 2));
+  const auto b = sum_of({kMax, kMax});
+  REQUIRE(b[0].type == SqlType::floating);
+  CHECK(b[0].d == Approx(2.0 * 9223372036854775807.0));
+  const auto c = sum_of({-kMax, -kMax, -5});
+  REQUIRE(c[0].type == SqlType::floating);
+  CHECK(c[0].d == Approx(-2.0 * 9223372036854775807.0 - 5));
+}
