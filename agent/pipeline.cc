@@ -467,6 +467,15 @@ void Pipeline::on_idle() {
   // clock from the newest event seen (no older event is expected any more, so the delay no longer
   // holds the watermark back), and the last windows close as that time passes their ends.
   if (state_ != State::running) return;
+  if (!waiting_data_) {
+    // Not waiting for the source but held back (a full output, leases waiting for a checkpoint,
+    // a failed read): what the input holds is not read yet, so the source is not idle. The idle
+    // time counts from when the pipeline waits for data again.
+    last_input_ = std::chrono::steady_clock::now();
+    idle_base_ns_ = INT64_MIN;
+    restart_idle_timer();
+    return;
+  }
   if (idle_base_ns_ == INT64_MIN) {
     const std::int64_t wm = runner_->watermark();
     if (wm == INT64_MIN) return;

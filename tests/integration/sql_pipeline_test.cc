@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "tests/support/agent_process.h"
+#include "tests/support/http_peer.h"
 #include "tests/support/kafka_mock.h"
 
 using namespace sluice::test;
@@ -353,6 +355,73 @@ TEST_CASE("sql: kill -9 with open windows at several points, restart: the same t
              << " distinct rows, " << duplicates << " rows delivered twice (same values)");
   CHECK(conflicts == 0);  // a row emitted again carries the same values
   CHECK(got == expected);
+}
+
+// The idle timeout is for a source that sends nothing. A pipeline held back by its full output
+// (or by leases waiting for a checkpoint) takes nothing either, but its input is not idle: before,
+// the watermark followed the wall clock while it waited, and the backlog it then read was late.
+TEST_CASE("sql: a pipeline held back by its output is not idle: its backlog is counted, not late",
+          "[integration][sql]") {
+  TempDir tmp;
+  const std::string in = tmp.file("in");
+  fs::create_directories(in);
+  HttpPeer peer;
+  peer.down();
+  AgentProcess::Options o;
+  o.vars = {{"IN", in}, {"URL", peer.url("/rows")}};
+  AgentProcess agent("sql_blocked.toml", o);
+  REQUIRE(agent.wait_ready());
+  const std::int64_t t0 = 1'750'000'000'000;  // a multiple of 1 s
+  auto events = [&](int from, int to) {
+    std::string text;
+    for (int w = from; w < to; ++w)
+      text += "{\"ts\":" + std::to_string(t0 + w * 1000 + 500) + ",\"k\":\"a\"}\n";
+    return text;
+  };
+  // Windows 0..9: nine close and their rows fill the rows channel (2 events) in front of the
+  // receiver that is down.
+  write_file(in + "/app.log", events(0, 10));
+  const std::string blocked =
+      R"(sluice_pipeline_output_blocked_total{component="counts",type="sql"})";
+  const std::string events_in = R"(sluice_pipeline_events_total{component="counts",type="sql"})";
+  REQUIRE(eventually(10s, [&] { return metric_or(agent, blocked) >= 1.0; }));
+  REQUIRE(metric_or(agent, events_in) == 10.0);
+  // The backlog: windows 10..12, in order, while the pipeline cannot take it.
+  {
+    std::ofstream f(in + "/app.log", std::ios::app);
+    f << events(10, 13);
+  }
+  REQUIRE(eventually(10s, [&] {
+    return metric_or(agent, R"(sluice_source_events_total{component="app",type="taildir"})") ==
+           13.0;
+  }));
+  auto watermark_ms = [&] {
+    const std::string status = http_get(agent.admin(), "/api/v1/status").body;
+    const auto at = status.find("\"watermark_ms\":");
+    return at == std::string::npos ? -1 : std::stoll(status.substr(at + 15));
+  };
+  // Held back ten times the idle timeout, the watermark stays where the events put it.
+  CHECK_FALSE(eventually(3s, [&] { return watermark_ms() > t0 + 9'500; }));
+  peer.up();
+  // Every window of the backlog is counted: 12 closed windows, one event each, none late.
+  REQUIRE(eventually(20s, [&] { return peer.stat("events") >= 12; }));
+  CHECK(metric_or(agent, events_in) == 13.0);
+  CHECK(
+      metric_or(
+          agent,
+          R"(sluice_pipeline_late_events_total{component="counts",type="sql",outcome="dropped"})") ==
+      0.0);
+  std::set<std::string> windows;
+  for (const PeerRequest& r : peer.requests()) {
+    if (r.answer != "200" && r.answer != "ok") continue;
+    std::istringstream lines(r.body);
+    for (std::string l; std::getline(lines, l);) {
+      if (!l.empty()) windows.insert(json_value(l, "timestamp") + " n=" + json_value(l, "n"));
+    }
+  }
+  CHECK(windows.size() >= 12);
+  for (const std::string& w : windows) CHECK(w.find(" n=1") != std::string::npos);
+  CHECK(agent.terminate() == 0);
 }
 
 TEST_CASE("sql: late events go to the late channel and the idle timeout closes the last window",
