@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 
 namespace sluice::sinks {
@@ -69,6 +70,19 @@ Result<std::unique_ptr<FileSink>> FileSink::create(const FileConfig& config, Sin
 }
 
 Status FileSink::roll() {
+  if (reopen_) {
+    // The rename is done: only the new file is missing.
+    std::uint64_t size = 0;
+    Result<int> fd = open_append(config_.path, size);
+    if (!fd) return fd.error();
+    ::close(fd_);
+    fd_ = *fd;
+    size_ = size;
+    opened_ = std::chrono::steady_clock::now();
+    reopen_ = false;
+    rolls_.inc();
+    return {};
+  }
   if (config_.fsync != FsyncPolicy::none && ::fsync(fd_) != 0) {
     return Status::from_errno(errno, fmt::format("fsync {}", config_.path));
   }
@@ -84,15 +98,8 @@ Status FileSink::roll() {
   if (::rename(config_.path.c_str(), target.c_str()) != 0) {
     return Status::from_errno(errno, fmt::format("rename {} to {}", config_.path, target));
   }
-  std::uint64_t size = 0;
-  Result<int> fd = open_append(config_.path, size);
-  if (!fd) return fd.error();
-  ::close(fd_);
-  fd_ = *fd;
-  size_ = size;
-  opened_ = std::chrono::steady_clock::now();
-  rolls_.inc();
-  return {};
+  reopen_ = true;
+  return roll();
 }
 
 Status FileSink::write_blocking(std::string_view data) {
@@ -100,16 +107,25 @@ Status FileSink::write_blocking(std::string_view data) {
       config_.roll_bytes && size_ > 0 && size_ + data.size() > config_.roll_bytes->bytes;
   const bool by_time = config_.roll_interval && size_ > 0 &&
                        std::chrono::steady_clock::now() - opened_ >= *config_.roll_interval;
-  if (by_size || by_time) {
+  if (by_size || by_time || reopen_) {
     Status st = roll();
     if (!st.ok()) return st;
   }
+  // A write or sync that fails part-way (a full disk) takes back what it wrote: the batch is
+  // written again whole on retry, so the file holds no torn line and no lines twice.
+  auto take_back = [&](Status st) {
+    if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+      return Status(st.code(), fmt::format("{}; and cutting the part written failed: {}",
+                                           st.message(), std::strerror(errno)));
+    }
+    return st;
+  };
   Status st = write_all(fd_, data, fmt::format("write {}", config_.path));
-  if (!st.ok()) return st;
-  size_ += data.size();
+  if (!st.ok()) return take_back(st);
   if (config_.fsync == FsyncPolicy::batch && ::fdatasync(fd_) != 0) {
-    return Status::from_errno(errno, fmt::format("fsync {}", config_.path));
+    return take_back(Status::from_errno(errno, fmt::format("fsync {}", config_.path)));
   }
+  size_ += data.size();
   return {};
 }
 

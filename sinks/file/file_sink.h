@@ -40,6 +40,7 @@ class FileSink final : public WriterSink {
   FileConfig config_;
   int fd_;
   std::uint64_t size_;
+  bool reopen_ = false;  // a roll renamed the file but could not open the new one yet
   std::chrono::steady_clock::time_point opened_;
   Counter& rolls_;
 };
