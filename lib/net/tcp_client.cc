@@ -438,10 +438,15 @@ void StreamSink::send(Job& job) {
   scratch_.clear();
   encode(*job.batch, scratch_, job.rejected, job.why);
   job.sent = true;
-  job.mark = scratch_.empty() ? client_.queued_mark() : client_.write(scratch_);
+  const bool nothing = scratch_.empty();
+  job.mark = nothing ? client_.queued_mark() : client_.write(scratch_);
   bytes_.inc(scratch_.size());
   if (scratch_.capacity() > (std::size_t{8} << 20)) std::string().swap(scratch_);
-  if (job.mark <= client_.written_mark()) {
+  // A write that failed at once (TLS, uv_write) dropped its bytes and left the mark at the written
+  // mark: only the disconnect that follows may answer it (Retry). A drain already queued for this
+  // turn would otherwise have answered it Ok.
+  if (!nothing && job.mark <= client_.written_mark()) job.mark = UINT64_MAX;
+  if (nothing && job.mark <= client_.written_mark()) {
     // Nothing to write (every event rejected, or an empty batch): answered on the next turn,
     // in order, by the same path as a completed write.
     if (later_.empty()) ctx_.loop.defer(&StreamSink::later_task, this, 0);
