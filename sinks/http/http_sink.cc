@@ -406,6 +406,14 @@ void HttpSink::send(Delivery& d, std::string body) {
       std::move(req), [this, id](http::ClientResponse&& r) { on_response(id, std::move(r)); });
 }
 
+namespace {
+// Answers that say the endpoint or the configuration is wrong rather than the batch.
+bool config_error(int status) {
+  return (status >= 300 && status < 400) || status == 401 || status == 403 || status == 404 ||
+         status == 407;
+}
+}  // namespace
+
 void HttpSink::on_response(DeliveryId id, http::ClientResponse&& r) {
   auto it = deliveries_.find(id.value);
   if (it == deliveries_.end()) return;
@@ -414,6 +422,19 @@ void HttpSink::on_response(DeliveryId id, http::ClientResponse&& r) {
   Delivery& d = it->second;
   const auto [first, end] = d.todo.back();
   const std::uint32_t events = end - first;
+  if (c.verdict == http::Verdict::reject && config_error(r.status)) {
+    // A redirect, missing or refused credentials, a path that is not there (yet): the endpoint or
+    // the configuration is wrong, not the events. Retry keeps them until an operator fixes it
+    // (as the ilp and datahub sinks do), where Reject would drop or dead-letter every batch.
+    metrics_.retries.inc();
+    if (!r.cancelled && !stopping_) {
+      SLUICE_WARN_LIMITED(log_limit_,
+                          "http sink {}: {} {} answered {} (check the url and credentials); the "
+                          "batch is kept and sent again",
+                          ctx_.name, method_name(config_.method), log_excerpt(log_url_), c.reason);
+    }
+    return answer(id, DeliveryResult::retry(std::move(c.reason)));
+  }
   switch (c.verdict) {
     case http::Verdict::ok:
       if (request_bytes_limit_ != 0 && ++accepted_since_limit_ >= kGrowAfter) {

@@ -507,10 +507,33 @@ TEST_CASE("http sink: the token never appears in a log line or reason", "[unit][
   CHECK(fmt::format("{}", c.auth_token) == "<redacted>");
   Rig r(c);
   DeliveryResult res = r.deliver(test::make_batch(1));
-  CHECK(res.is_reject());
+  CHECK(res.is_retry());
   CHECK(res.reason == "HTTP 401 Unauthorized: unauthorized");
   CHECK(res.reason.find("tok-very-secret") == std::string::npos);
   r.finish();
+}
+
+TEST_CASE("http sink: a redirect, 401, 403, 404 or 407 keeps the batch (Retry), a 400 rejects it",
+          "[unit][sinks][http]") {
+  // The url or the credentials are wrong, not the events: rejecting would drop or dead-letter
+  // every batch until an operator notices.
+  for (const char* action : {"301:moved", "307:moved", "401:expired token", "403:forbidden",
+                             "404:no such path", "407:proxy auth", "400:bad record"}) {
+    INFO(action);
+    test::HttpPeer peer(action);
+    HttpSinkConfig c;
+    c.url = peer.url();
+    Rig r(c);
+    const DeliveryResult res = r.deliver(test::make_batch(3));
+    if (std::string_view(action).substr(0, 3) == "400") {
+      CHECK(res.is_reject());
+    } else {
+      CHECK(res.is_retry());
+      CHECK(res.reason.find(std::string_view(action).substr(4)) != std::string::npos);
+      CHECK(r.deliver(test::make_batch(3)).is_ok());  // the script is used up: 200
+    }
+    r.finish();
+  }
 }
 
 TEST_CASE("http sink config: a header value may come from the environment",
