@@ -235,8 +235,9 @@ class WindowRunner {
   bool has_pending_rows() const noexcept;
   /// advance_watermark(watermark_ns) then emit_closed(out).
   std::size_t advance(std::int64_t watermark_ns, Batch& out);
-  /// Closes every open window now (without moving the watermark) and appends rows as
-  /// emit_closed(out, max_rows) does (on_stop = "emit").
+  /// Closes every open window now and appends rows as emit_closed(out, max_rows) does
+  /// (on_stop = "emit"). The watermark moves to the end (+ allowed_lateness) of the last of them,
+  /// so that their rows are final: a later event for one of them is late.
   std::size_t flush(Batch& out, std::size_t max_rows = SIZE_MAX);
 
   /// Bytes of state held (windows, groups, aggregate states, key bytes).

@@ -1057,8 +1057,14 @@ void WindowOperator::compact_session_keys() {
 }
 
 std::size_t WindowOperator::flush(Batch& out, std::size_t max_rows) {
+  // The watermark moves past every window flushed: their rows are final, and an event for one of
+  // them (after a restart from the state stored now) is late, counted, rather than a second row
+  // under the same id with the rest of the window (which an upsert by id or by tags and time, as
+  // InfluxDB and QuestDB do, would take in place of the first).
+  std::int64_t past = wm_;
   if (plan_.window.kind != WindowKind::session) {
     for (auto& p : open_) {
+      past = std::max(past, sat_add(p->end, lateness_));
       p->closed = true;
       const std::size_t b = p->bytes();
       open_bytes_ -= std::min(open_bytes_, b);
@@ -1071,6 +1077,8 @@ std::size_t WindowOperator::flush(Batch& out, std::size_t max_rows) {
     for (std::uint32_t id = 0; id < sessions_.size(); ++id) {
       Session& s = sessions_[id];
       if (!s.alive || s.closed) continue;
+      // An event within the gap of the session's end would have joined it: late too.
+      past = std::max(past, sat_add(sat_add(s.end, plan_.window.size_ns), lateness_));
       s.closed = true;
       const std::size_t b = s.bytes();
       open_bytes_ -= std::min(open_bytes_, b);
@@ -1083,6 +1091,7 @@ std::size_t WindowOperator::flush(Batch& out, std::size_t max_rows) {
     for (auto& k : skey_) k.open.clear();
     while (!heap_.empty()) heap_.pop();
   }
+  wm_ = past;
   return emit_closed(out, max_rows);
 }
 
