@@ -461,6 +461,8 @@ std::int64_t Aggregates::update(Row cells, SideStore& side, const Value* args, s
         break;
       case AggKind::min:
       case AggKind::max: {
+        // NaN is not ordered: kept, it would hold MIN or MAX (or not) by where it came.
+        if (v.type == SqlType::floating && std::isnan(v.d)) break;
         if (stored_type(kind, c) == SqlType::null) {
           grown += store(kind, c, side, v);
           break;

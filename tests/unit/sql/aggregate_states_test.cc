@@ -313,3 +313,26 @@ TEST_CASE("sql aggregate states: a SUM past int64 goes on as a double from the e
   REQUIRE(c[0].type == SqlType::floating);
   CHECK(c[0].d == Approx(-2.0 * 9223372036854775807.0 - 5));
 }
+
+TEST_CASE("sql aggregate states: MIN and MAX pass over NaN wherever it comes", "[unit][sql]") {
+  auto q = must_compile(
+      "SELECT MIN(x) AS lo, MAX(x) AS hi FROM src GROUP BY TUMBLE(INTERVAL '1' SECOND)");
+  Aggregates aggs(q.plan(), 8);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (const auto& xs : {std::vector<double>{nan, 1, 3}, std::vector<double>{1, nan, 3},
+                         std::vector<double>{1, 3, nan}}) {
+    State st;
+    st.cells.resize(aggs.row_words());
+    aggs.init(st.cells.data(), st.side);
+    for (const double x : xs) {
+      const Value args[] = {Value::floating(x), Value::floating(x)};
+      aggs.update(st.cells.data(), st.side, args, 0);
+    }
+    std::vector<Value> out(aggs.size());
+    aggs.finalize(st.cells.data(), st.side, out.data());
+    REQUIRE(out[0].type == SqlType::floating);
+    REQUIRE(out[1].type == SqlType::floating);
+    CHECK(out[0].d == 1.0);
+    CHECK(out[1].d == 3.0);
+  }
+}
