@@ -150,6 +150,17 @@ TEST_CASE("sql state: max_state_bytes closes the oldest windows early, counted",
 
 namespace {
 
+// The state of a runner of `q` that counted one event with k = "a" at 1 s.
+std::string state_after_one_event(const CompiledQuery& q) {
+  auto r = must_run(q);
+  Batch in;
+  add_event(in, 1 * kSec, {s("k", "a")});
+  r->on_batch(in);
+  std::string state;
+  r->serialize_state(state);
+  return state;
+}
+
 // Splits a TUMBLE/HOP state after its window count: {header, count, windows}.
 std::tuple<std::string, std::uint64_t, std::string> split_windows(std::string_view state) {
   namespace enc = sluice::sql::sketch::enc;
@@ -171,12 +182,7 @@ TEST_CASE("sql state: restore refuses a window or a group stored twice", "[unit]
         "SELECT k FROM src GROUP BY TUMBLE(INTERVAL '5' SECOND), k"}) {
     INFO(sql);
     auto q = must_compile(sql);
-    auto r = must_run(q);
-    Batch in;
-    add_event(in, 1 * kSec, {s("k", "a")});
-    r->on_batch(in);
-    std::string state;
-    r->serialize_state(state);
+    const std::string state = state_after_one_event(q);
     auto [head, count, windows] = split_windows(state);
     REQUIRE(count == 1);
     auto fresh = must_run(q);
@@ -217,12 +223,7 @@ TEST_CASE("sql state: restore refuses a damaged group key", "[unit][sql]") {
         "SELECT k, COUNT(*) AS n FROM src GROUP BY SESSION(INTERVAL '5' SECOND), k"}) {
     INFO(sql);
     auto q = must_compile(sql);
-    auto r = must_run(q);
-    Batch in;
-    add_event(in, 1 * kSec, {s("k", "a")});
-    r->on_batch(in);
-    std::string state;
-    r->serialize_state(state);
+    const std::string state = state_after_one_event(q);
     // The key is stored as a varint length and the bytes: type 4 (string), u32 length 1, "a".
     const std::string good = std::string("\x04\x01\x00\x00\x00", 5) + "a";
     const std::size_t at = state.find(good);
