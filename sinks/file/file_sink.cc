@@ -112,9 +112,14 @@ Status FileSink::write_blocking(std::string_view data) {
     if (!st.ok()) return st;
   }
   // A write or sync that fails part-way (a full disk) takes back what it wrote: the batch is
-  // written again whole on retry, so the file holds no torn line and no lines twice.
+  // written again whole on retry, so the file holds no torn line and no lines twice. Where the
+  // batch began is read from the file (O_APPEND writes at its end), not from size_, which a file
+  // truncated by someone else makes too large: cutting to it would pad the file with zeros.
+  const off_t began = ::lseek(fd_, 0, SEEK_END);
   auto take_back = [&](Status st) {
-    if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+    struct stat now {};
+    if (began < 0 || ::fstat(fd_, &now) != 0 || now.st_size <= began) return st;
+    if (::ftruncate(fd_, began) != 0) {
       return Status(st.code(), fmt::format("{}; and cutting the part written failed: {}",
                                            st.message(), std::strerror(errno)));
     }

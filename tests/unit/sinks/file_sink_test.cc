@@ -89,6 +89,27 @@ TEST_CASE("file sink: a batch cut short by a full disk leaves no part of it in t
   CHECK(r.metrics.render().find("sluice_sink_write_errors_total") != std::string::npos);
 }
 
+TEST_CASE("file sink: the part taken back is measured on the file, not on what the sink wrote",
+          "[unit][sinks][file]") {
+  Rig r;
+  REQUIRE(r.deliver(test::make_batch(10, "first-line-", 0)) == Outcome::ok);
+  const std::string path = r.dir.file("out.log");
+  // Someone else empties the file (a copytruncate rotation of the sink's output).
+  REQUIRE(::truncate(path.c_str(), 0) == 0);
+  const Batch second = test::make_batch(50, "second-line-", 0);
+  {
+    FileSizeLimit limit(100);
+    CHECK(r.deliver(second) == Outcome::retry);
+  }
+  // Cut back to where the batch began (0), not to the 130 bytes the sink had written: no zeros.
+  CHECK(test::read_file(path).empty());
+  REQUIRE(r.deliver(second) == Outcome::ok);
+  const auto lines = test::read_lines(path);
+  REQUIRE(lines.size() == 50);
+  CHECK(lines.front() == "second-line-0");
+  CHECK(test::read_file(path).find('\0') == std::string::npos);
+}
+
 TEST_CASE("file sink: a roll whose new file could not be opened is finished by the next write",
           "[unit][sinks][file]") {
   test::TempDir dir;

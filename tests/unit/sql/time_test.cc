@@ -314,12 +314,7 @@ TEST_CASE("sql state: a recycled window counts the sketches it keeps for reuse",
 
 TEST_CASE("sql state: restore refuses other queries and damaged bytes", "[unit][sql]") {
   auto q = must_compile(kCount);
-  auto r = must_run(q);
-  Batch in;
-  add_event(in, 1 * kSec, {s("k", "a")});
-  r->on_batch(in);
-  std::string state;
-  r->serialize_state(state);
+  const std::string state = state_after_one_event(q);
   auto other = must_run(
       must_compile("SELECT k, COUNT(*) AS n FROM src GROUP BY TUMBLE(INTERVAL '10' SECOND), k"));
   Status st = other->restore_state(state);
