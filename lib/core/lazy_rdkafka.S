@@ -16,6 +16,7 @@ SLUICE_LAZY_SYM rdkafka, rd_kafka_err2str
 SLUICE_LAZY_SYM rdkafka, rd_kafka_error_code
 SLUICE_LAZY_SYM rdkafka, rd_kafka_error_destroy
 SLUICE_LAZY_SYM rdkafka, rd_kafka_error_string
+SLUICE_LAZY_SYM rdkafka, rd_kafka_fatal_error
 SLUICE_LAZY_SYM rdkafka, rd_kafka_metadata
 SLUICE_LAZY_SYM rdkafka, rd_kafka_metadata_destroy
 SLUICE_LAZY_SYM rdkafka, rd_kafka_name
@@ -26,6 +27,7 @@ SLUICE_LAZY_SYM rdkafka, rd_kafka_purge
 SLUICE_LAZY_SYM rdkafka, rd_kafka_queue_destroy
 SLUICE_LAZY_SYM rdkafka, rd_kafka_queue_get_main
 SLUICE_LAZY_SYM rdkafka, rd_kafka_queue_io_event_enable
+SLUICE_LAZY_SYM rdkafka, rd_kafka_test_fatal_error
 SLUICE_LAZY_SYM rdkafka, rd_kafka_topic_destroy
 SLUICE_LAZY_SYM rdkafka, rd_kafka_topic_new
 SLUICE_LAZY_END rdkafka

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <thread>
 
+#include "lib/core/assert.h"
+
 namespace sluice::sinks {
 
 bool EventTemplate::parse(std::string_view text, std::string& error) {
@@ -180,7 +182,7 @@ std::optional<KafkaConfig> KafkaConfig::parse(const ConfigNode& node, ConfigErro
   return errors.size() == before ? std::optional{std::move(c)} : std::nullopt;
 }
 
-Result<std::unique_ptr<KafkaSink>> KafkaSink::create(const KafkaConfig& config, SinkContext& ctx) {
+Result<rd_kafka_t*> KafkaSink::new_producer(const KafkaConfig& config, KafkaSink** opaque) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char errstr[512];
   for (const auto& [k, v] : config.properties) {
@@ -192,22 +194,27 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::create(const KafkaConfig& config, 
   rd_kafka_conf_set_dr_msg_cb(conf, &KafkaSink::on_dr);
   rd_kafka_conf_set_error_cb(conf, &KafkaSink::on_error);
   rd_kafka_conf_set_log_cb(conf, &KafkaSink::on_log);
-  int fds[2];
-  if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-    rd_kafka_conf_destroy(conf);
-    return Status::from_errno(errno, "pipe2");
-  }
-  // The sink is the opaque of every callback; it is created right below with this handle.
-  auto holder = std::make_unique<KafkaSink*>(nullptr);
-  rd_kafka_conf_set_opaque(conf, holder.get());
+  rd_kafka_conf_set_opaque(conf, opaque);
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
   if (rk == nullptr) {
     rd_kafka_conf_destroy(conf);
-    ::close(fds[0]);
-    ::close(fds[1]);
     return Status(Errc::config, fmt::format("cannot create the Kafka producer: {}", errstr));
   }
-  auto sink = std::make_unique<KafkaSink>(config, ctx, rk, fds[0], fds[1]);
+  return rk;  // rd_kafka_new() owns `conf` now
+}
+
+Result<std::unique_ptr<KafkaSink>> KafkaSink::create(const KafkaConfig& config, SinkContext& ctx) {
+  int fds[2];
+  if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return Status::from_errno(errno, "pipe2");
+  // The sink is the opaque of every callback; it is created right below with this handle.
+  auto holder = std::make_unique<KafkaSink*>(nullptr);
+  Result<rd_kafka_t*> rk = new_producer(config, holder.get());
+  if (!rk) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return rk.error();
+  }
+  auto sink = std::make_unique<KafkaSink>(config, ctx, *rk, fds[0], fds[1]);
   *holder = sink.get();
   sink->opaque_holder_ = std::move(holder);
   return sink;
@@ -242,10 +249,11 @@ KafkaSink::KafkaSink(const KafkaConfig& config, SinkContext& ctx, rd_kafka_t* rk
                                   "Failed messages (transient or permanent).", ctx.labels())),
       brokers_down_(ctx.metrics.counter("sluice_kafka_all_brokers_down_total",
                                         "Times librdkafka reported every broker down.",
-                                        ctx.labels())) {
-  rd_kafka_queue_t* main_queue = rd_kafka_queue_get_main(rk_);
-  rd_kafka_queue_io_event_enable(main_queue, pipe_w_, "r", 1);
-  rd_kafka_queue_destroy(main_queue);
+                                        ctx.labels())),
+      restarts_(ctx.metrics.counter(
+          "sluice_kafka_producer_restarts_total",
+          "Producers destroyed and built again after a fatal librdkafka error.", ctx.labels())) {
+  attach();
   poll_ = new uv_poll_t{};
   uv_poll_init(ctx.loop.uv(), poll_, pipe_r_);
   poll_->data = this;
@@ -256,10 +264,37 @@ KafkaSink::KafkaSink(const KafkaConfig& config, SinkContext& ctx, rd_kafka_t* rk
     }
     self->serve();
   });
-  // A safety net for wake-ups librdkafka coalesced, and the clock for queue-full retries.
+  // A safety net for wake-ups librdkafka coalesced, the clock for queue-full retries, and for
+  // another try at a producer that restart() could not replace yet.
   tick_.start(
-      std::chrono::milliseconds(100), [this] { serve(); }, std::chrono::milliseconds(100));
+      std::chrono::milliseconds(100),
+      [this] {
+        if (fatal_) restart();
+        serve();
+      },
+      std::chrono::milliseconds(100));
+}
+
+// Points the producer's main queue at our pipe, and opens the one topic handle of a fixed topic.
+void KafkaSink::attach() {
+  rd_kafka_queue_t* main_queue = rd_kafka_queue_get_main(rk_);
+  rd_kafka_queue_io_event_enable(main_queue, pipe_w_, "r", 1);
+  rd_kafka_queue_destroy(main_queue);
   if (config_.topic.fixed()) topic_for(config_.topic.text());
+}
+
+// Destroys `rk` and what belongs to it (topic handles, its queue's wake-ups). What it still holds
+// is purged, and the reports of the purged messages are served before it goes.
+void KafkaSink::retire(rd_kafka_t* rk) {
+  rd_kafka_queue_t* main_queue = rd_kafka_queue_get_main(rk);
+  rd_kafka_queue_io_event_enable(main_queue, -1, nullptr, 0);
+  rd_kafka_queue_destroy(main_queue);
+  rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  while (rd_kafka_poll(rk, 0) > 0) {
+  }
+  for (auto& [name, rkt] : topics_) rd_kafka_topic_destroy(rkt);
+  topics_.clear();
+  rd_kafka_destroy(rk);
 }
 
 KafkaSink::~KafkaSink() {
@@ -279,13 +314,9 @@ KafkaSink::~KafkaSink() {
     uv_poll_stop(poll_);
     close_and_delete(poll_);
   }
-  rd_kafka_queue_t* main_queue = rd_kafka_queue_get_main(rk_);
-  rd_kafka_queue_io_event_enable(main_queue, -1, nullptr, 0);
-  rd_kafka_queue_destroy(main_queue);
-  rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-  rd_kafka_poll(rk_, 0);
-  for (auto& [name, rkt] : topics_) rd_kafka_topic_destroy(rkt);
-  rd_kafka_destroy(rk_);
+  // The reports served while retiring must not reach the listeners of a destroyed sink.
+  if (opaque_holder_ != nullptr) *opaque_holder_ = nullptr;
+  retire(rk_);
   ::close(pipe_r_);
   ::close(pipe_w_);
 }
@@ -336,7 +367,11 @@ void KafkaSink::deliver(const Batch& batch, DeliveryId id, DeliveryListener& don
   r.refs.resize(batch.size());
   for (std::uint32_t i = 0; i < batch.size(); ++i) r.refs[i] = {&r, i};
   records_.push_back(std::move(rec));
-  if (down_) {
+  if (fatal_) {
+    // The producer refuses everything until restart() replaced it.
+    r.failed = true;
+    r.reason = "the Kafka producer is being recreated after a fatal error";
+  } else if (down_) {
     // librdkafka would only queue the batch until a timeout: let the group fail over now.
     r.failed = true;
     r.reason = "all brokers are down";
@@ -502,6 +537,7 @@ void KafkaSink::on_dr(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
   Record& r = *ref->record;
   --r.outstanding;
   KafkaSink* self = *static_cast<KafkaSink**>(opaque);
+  if (self == nullptr) return;  // served by the destructor
   if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     self->down_ = false;  // a broker took it: the cluster is back
   } else {
@@ -521,6 +557,10 @@ void KafkaSink::on_dr(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
 void KafkaSink::on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
   KafkaSink* self = *static_cast<KafkaSink**>(opaque);
   if (self == nullptr) return;
+  if (err == RD_KAFKA_RESP_ERR__FATAL) {
+    self->on_fatal();
+    return;
+  }
   if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
     self->brokers_down_.inc();
     SLUICE_WARN_LIMITED(self->error_log_, "kafka {}: all brokers are down: {}", self->ctx_.name,
@@ -565,6 +605,48 @@ void KafkaSink::fail_all(std::string_view reason) {
   for (Record* r : open) answer(*r, DeliveryResult::retry(r->reason));
 }
 
+// Called from rd_kafka_poll() on the loop thread, so the producer cannot be destroyed here: that
+// waits for the next loop turn. Reported once per producer (librdkafka raises it once).
+void KafkaSink::on_fatal() {
+  if (fatal_) return;
+  char errstr[512];
+  const rd_kafka_resp_err_t cause = rd_kafka_fatal_error(rk_, errstr, sizeof errstr);
+  spdlog::error("kafka {}: fatal producer error {}: {}; recreating the producer", ctx_.name,
+                rd_kafka_err2name(cause), errstr);
+  fatal_ = true;  // first: an answer below may deliver again at once
+  fail_all(fmt::format("fatal Kafka producer error {}", rd_kafka_err2name(cause)));
+  ctx_.loop.defer(&KafkaSink::restart_task, this, 0);
+}
+
+void KafkaSink::restart_task(void* self, std::uint64_t) {
+  static_cast<KafkaSink*>(self)->restart();
+}
+
+// Replaces the fatal producer with a new one built from the same configuration. Every batch that
+// used the old one was answered Retry by on_fatal(); only their reports are still counted.
+void KafkaSink::restart() {
+  if (!fatal_) return;
+  if (probe_ != nullptr) return;  // the probe uses the old producer: the tick tries again
+  Result<rd_kafka_t*> fresh = new_producer(config_, opaque_holder_.get());
+  if (!fresh) {
+    SLUICE_WARN_LIMITED(restart_log_, "kafka {}: {} (trying again)", ctx_.name,
+                        fresh.error().message());
+    return;
+  }
+  retire(rk_);
+  // The old producer's reports went with it: what it still held answers nothing now.
+  for (auto& rec : records_) {
+    SLUICE_ASSERT(rec->answered || rec->outstanding == 0);
+    rec->outstanding = 0;
+  }
+  rk_ = *fresh;
+  attach();
+  fatal_ = false;
+  restarts_.inc();
+  spdlog::info("kafka {}: producer recreated after a fatal error", ctx_.name);
+  serve();
+}
+
 void KafkaSink::serve() {
   while (rd_kafka_poll(rk_, 0) > 0) {
   }
@@ -605,7 +687,8 @@ void KafkaSink::cancel(DeliveryId id) {
 }
 
 bool KafkaSink::probe(ProbeListener& listener) {
-  if (probe_ != nullptr || stopping_) return false;
+  // A fatal producer is replaced on the next turn: probe the new one, with a later batch.
+  if (probe_ != nullptr || stopping_ || fatal_) return false;
   auto* w = new ProbeWork{};
   w->req.data = w;
   w->rk = rk_;
@@ -633,6 +716,10 @@ bool KafkaSink::probe(ProbeListener& listener) {
         if (sink->stopping_) sink->check_stopped();
       });
   return true;
+}
+
+void KafkaSink::raise_test_fatal_error(rd_kafka_resp_err_t err) {
+  rd_kafka_test_fatal_error(rk_, err, "raised by a test");
 }
 
 void KafkaSink::stop(StopCallback on_stopped) {

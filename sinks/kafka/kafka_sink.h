@@ -65,9 +65,11 @@ struct KafkaConfig {
 /// a message too large; Retry as soon as one transient error is seen, or at once when librdkafka
 /// reports that all brokers are down, so a failover group moves on; while they are down, new
 /// batches answer Retry on the next loop turn until the probe (a metadata request) or a delivered
-/// message shows the cluster is back. librdkafka's own log lines go to sluice's logger. Its queue
-/// is served on the loop thread through an fd that librdkafka signals, so delivery reports need no
-/// locking.
+/// message shows the cluster is back. After a fatal producer error (the idempotent producer's
+/// OUT_OF_ORDER_SEQUENCE_NUMBER, for one) every open batch answers Retry and the producer is
+/// destroyed and built again on a later loop turn; meanwhile new batches answer Retry on the next
+/// turn. librdkafka's own log lines go to sluice's logger. Its queue is served on the loop thread
+/// through an fd that librdkafka signals, so delivery reports need no locking.
 class KafkaSink final : public Sink {
  public:
   KafkaSink(const KafkaConfig& config, SinkContext& ctx, rd_kafka_t* rk, int pipe_r, int pipe_w);
@@ -78,6 +80,9 @@ class KafkaSink final : public Sink {
   void stop(StopCallback on_stopped) override;
   void cancel(DeliveryId id) override;
   bool probe(ProbeListener& listener) override;
+  /// For tests: raises a fabricated fatal error `err` on the current producer, as librdkafka's
+  /// idempotent producer does for a real one (rd_kafka_test_fatal_error). Loop thread.
+  void raise_test_fatal_error(rd_kafka_resp_err_t err);
 
  private:
   struct Record;
@@ -107,7 +112,14 @@ class KafkaSink final : public Sink {
   void serve();
   void retry_blocked();
   void fail_all(std::string_view reason);
+  void on_fatal();
+  void restart();
+  void attach();
+  void retire(rd_kafka_t* rk);
   void check_stopped();
+  /// A producer with `config`'s properties and the sink's callbacks, whose opaque is `opaque`.
+  static Result<rd_kafka_t*> new_producer(const KafkaConfig& config, KafkaSink** opaque);
+  static void restart_task(void* self, std::uint64_t);
   static void on_dr(rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque);
   static void on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque);
   static void on_log(const rd_kafka_t* rk, int level, const char* fac, const char* buf);
@@ -134,14 +146,20 @@ class KafkaSink final : public Sink {
   /// librdkafka said every broker is down: deliveries answer Retry at once, without queueing,
   /// until a message is delivered or a probe finds the cluster again.
   bool down_ = false;
+  /// The producer reported a fatal error: it refuses every message for good. Deliveries answer
+  /// Retry at once until restart() replaced it (on the next loop turn, or on a later tick if
+  /// librdkafka could not build a new one or a probe still uses the old one).
+  bool fatal_ = false;
   StopCallback on_stopped_;
   TimePoint stop_deadline_{};
   RateLimiter error_log_;
+  RateLimiter restart_log_;
 
   Counter& produced_;
   Counter& queue_full_;
   Counter& errors_;
   Counter& brokers_down_;
+  Counter& restarts_;
 };
 
 }  // namespace sluice::sinks

@@ -11,6 +11,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "sinks/avro/avro_sink.h"
@@ -469,9 +470,11 @@ TEMPLATE_TEST_CASE("sink contract: stop with deliveries in flight completes afte
   }
 }
 
-// librdkafka refuses every produce after a fatal idempotence error (OUT_OF_ORDER_SEQUENCE_NUMBER
-// here): deliver() used to answer that Retry from inside itself.
-TEST_CASE("kafka sink: a produce refused at once is answered on a later loop turn",
+// An OUT_OF_ORDER_SEQUENCE_NUMBER from the broker is a fatal error for the idempotent producer:
+// librdkafka refuses every later produce. The batch answers Retry, never from inside deliver(),
+// and the sink recreates its producer, so that later batches are delivered again (they used to
+// answer Retry until the agent was restarted).
+TEST_CASE("kafka sink: a fatal error from the broker answers Retry and the producer recovers",
           "[unit][sinks][contract][kafka]") {
   {
     Rig<KafkaFixture> r;
@@ -479,15 +482,77 @@ TEST_CASE("kafka sink: a produce refused at once is answered on a later loop tur
     r.deliver(1);
     REQUIRE(test::run_until(r.loop, 15s, [&] { return r.answers.answered() == 1; }));
     CHECK(r.answers.outcome[1] == Outcome::retry);
-    r.deliver(3);  // the producer is in a fatal state now: produce fails at once
+    double restarts = 0;
+    REQUIRE(test::run_until(r.loop, 10s, [&] {
+      r.metrics.find("sluice_kafka_producer_restarts_total", r.ctx.labels(), restarts);
+      return restarts >= 1;
+    }));
+    r.deliver(3);
     REQUIRE(test::run_until(r.loop, 15s, [&] { return r.answers.answered() == 4; }));
-    for (std::uint64_t id = 1; id <= 4; ++id) {
-      CHECK(r.answers.count[id] == 1);
-      CHECK(r.answers.outcome[id] == Outcome::retry);
-    }
+    for (std::uint64_t id = 1; id <= 4; ++id) CHECK(r.answers.count[id] == 1);
+    for (std::uint64_t id = 2; id <= 4; ++id) CHECK(r.answers.outcome[id] == Outcome::ok);
     CHECK(r.answers.answered_inside == 0);
     REQUIRE(r.stop());
     r.sink.reset();
+    REQUIRE(r.loop.close() == 0);
+  }
+}
+
+// A fatal error while batches are in flight: those answer Retry (not Ok, not Reject), a batch
+// produced right after it (refused at once by the fatal producer) too, and once the producer is
+// recreated the redelivered batches and new ones reach Kafka: every event at least once.
+TEST_CASE("kafka sink: after a fatal producer error, later batches are delivered again",
+          "[unit][sinks][contract][kafka]") {
+  {
+    Rig<KafkaFixture> r;
+    auto& sink = dynamic_cast<KafkaSink&>(*r.sink);
+    // Batch k holds events "f<5k>".."f<5k+4>"; a redelivery (as the group would) sends k again.
+    auto send = [&](std::size_t k) {
+      r.batches.push_back(test::make_batch(5, "f", k * 5));
+      r.answers.inside_deliver = true;
+      r.sink->deliver(r.batches.back(), DeliveryId{r.batches.size()}, r.answers);
+      r.answers.inside_deliver = false;
+    };
+    send(0);
+    send(1);
+    REQUIRE(test::run_until(r.loop, 15s, [&] { return r.answers.answered() == 2; }));
+    CHECK(r.answers.outcome[1] == Outcome::ok);
+    CHECK(r.answers.outcome[2] == Outcome::ok);
+
+    r.fixture.kafka.set_rtt(300ms);  // keeps the next batches in flight
+    send(2);
+    send(3);
+    send(4);
+    test::run_until(r.loop, 50ms, [] { return false; });
+    REQUIRE(r.answers.answered() == 2);
+    sink.raise_test_fatal_error(RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    send(5);
+    REQUIRE(test::run_until(r.loop, 10s, [&] { return r.answers.answered() == 6; }));
+    for (std::uint64_t id = 3; id <= 6; ++id) {
+      CHECK(r.answers.count[id] == 1);
+      CHECK(r.answers.outcome[id] == Outcome::retry);
+    }
+
+    r.fixture.kafka.set_rtt(0ms);
+    for (std::size_t k = 2; k <= 6; ++k) send(k);  // 2..5 again, then a new one
+    REQUIRE(test::run_until(r.loop, 10s, [&] { return r.answers.answered() == 11; }));
+    for (std::uint64_t id = 7; id <= 11; ++id) {
+      CHECK(r.answers.count[id] == 1);
+      CHECK(r.answers.outcome[id] == Outcome::ok);
+    }
+    CHECK(r.answers.answered_inside == 0);
+    CHECK(r.answers.answered_off_thread == 0);
+    double restarts = 0;
+    CHECK(r.metrics.find("sluice_kafka_producer_restarts_total", r.ctx.labels(), restarts));
+    CHECK(restarts == 1);
+    REQUIRE(r.stop());
+    r.sink.reset();
+
+    // At most 55 messages: 10 + 15 in flight (each perhaps delivered too) + 25 delivered after.
+    std::set<std::string> bodies;
+    for (const auto& m : r.fixture.kafka.consume("logs", 55, 3s)) bodies.insert(m.value);
+    CHECK(bodies.size() == 35);
+    for (std::size_t i = 0; i < 35; ++i) CHECK(bodies.count("f" + std::to_string(i)) == 1);
     REQUIRE(r.loop.close() == 0);
   }
 }
