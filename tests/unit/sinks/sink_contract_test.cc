@@ -523,6 +523,11 @@ TEST_CASE("kafka sink: after a fatal producer error, later batches are delivered
     send(2);
     send(3);
     send(4);
+    // All 25 messages were handed to librdkafka; the loop runs 50 ms so that it sends the last
+    // 15 (their answers wait for the 300 ms round trip).
+    double produced = 0;
+    CHECK(r.metrics.find("sluice_kafka_produced_messages_total", r.ctx.labels(), produced));
+    CHECK(produced == 25);
     test::run_until(r.loop, 50ms, [] { return false; });
     REQUIRE(r.answers.answered() == 2);
     sink.raise_test_fatal_error(RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
